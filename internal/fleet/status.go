@@ -1,0 +1,168 @@
+package fleet
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Status is a deployment's lifecycle status, derived by Evaluate.
+type Status string
+
+// The statuses of PRODUCT.md.
+const (
+	StatusPending   Status = "pending"
+	StatusHealthy   Status = "healthy"
+	StatusUnhealthy Status = "unhealthy"
+	StatusUpdating  Status = "updating"
+	StatusFailed    Status = "failed"
+	StatusStale     Status = "stale"
+)
+
+// Statuses lists every status, in the order the fleet summary shows them.
+var Statuses = []Status{StatusHealthy, StatusUnhealthy, StatusUpdating, StatusFailed, StatusStale, StatusPending}
+
+// ParseStatus returns the status named s, or an error naming the valid ones.
+func ParseStatus(s string) (Status, error) {
+	for _, st := range Statuses {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("unknown status %q (want one of healthy, unhealthy, updating, failed, stale, pending)", s)
+}
+
+// BehindReason says why a deployment is not running what it should.
+type BehindReason string
+
+// Reasons a deployment is behind.
+const (
+	// BehindPullPending: a polling deployment has not polled since its desired release changed.
+	BehindPullPending BehindReason = "pull-pending"
+	// BehindUnreachable: a push deployment's connection is lost.
+	BehindUnreachable BehindReason = "unreachable"
+	// BehindConfigDrift: the reported configuration hash differs from the expected one.
+	BehindConfigDrift BehindReason = "config-drift"
+	// BehindUpdateFailed: the last attempt to apply the desired release failed.
+	BehindUpdateFailed BehindReason = "update-failed"
+	// BehindAwaitingApply: a connected push deployment has the desired release but has
+	// not started applying it.
+	BehindAwaitingApply BehindReason = "awaiting-apply"
+)
+
+// Params are the fleet-wide settings status depends on.
+type Params struct {
+	// HeartbeatInterval is how often agents are expected to check in.
+	HeartbeatInterval time.Duration
+	// StaleAfter is how long without a check-in before a deployment is stale.
+	StaleAfter time.Duration
+}
+
+// DefaultParams returns a 30 s heartbeat and staleness after three missed heartbeats.
+func DefaultParams() Params {
+	return Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 90 * time.Second}
+}
+
+// Evaluation is what Evaluate concludes about one deployment at one instant.
+type Evaluation struct {
+	Status Status `json:"status"`
+	// Reason explains a status other than healthy and pending, for people.
+	Reason string `json:"status_reason,omitempty"`
+	// Since is when the current status began, when it can be derived from state
+	// alone (stale: the missed deadline). Zero otherwise.
+	Since time.Time `json:"-"`
+	// Desired is the release the deployment should run: its pin, else the latest.
+	Desired string `json:"desired_release"`
+	// Latest is the newest release of the deployment's stack ("" when none exist).
+	Latest string `json:"latest_release"`
+	// Pinned is true when a pin holds the deployment.
+	Pinned bool `json:"pinned"`
+	// Behind is set when the deployment runs something other than Desired (or
+	// drifted from its expected configuration) and is not updating.
+	Behind BehindReason `json:"behind,omitempty"`
+	// NextPollExpected is when a pull-pending deployment is expected to poll.
+	NextPollExpected time.Time `json:"next_poll_expected,omitzero"`
+}
+
+// Evaluate derives a deployment's status from what the manager knows and the time.
+// latest is the newest release of the deployment's stack, or "" when there is none.
+// It is pure: the same inputs always give the same answer.
+func Evaluate(d *Deployment, latest string, now time.Time, p Params) Evaluation {
+	e := Evaluation{Latest: latest, Desired: latest}
+	if d.Pin != nil {
+		e.Pinned = true
+		e.Desired = d.Pin.Release
+	}
+	if e.Desired == "" {
+		e.Desired = d.RunningRelease
+	}
+
+	switch {
+	case d.LastCheckin.IsZero():
+		e.Status = StatusPending
+		return e
+	case now.Sub(d.LastCheckin) > p.StaleAfter:
+		e.Status = StatusStale
+		e.Since = d.LastCheckin.Add(p.StaleAfter)
+		e.Reason = "no check-in since " + d.LastCheckin.UTC().Format(time.RFC3339)
+	case d.Update.Phase == UpdateApplying:
+		e.Status = StatusUpdating
+		e.Reason = "applying " + d.Update.Release
+	case d.Update.Phase == UpdateFailed && d.Update.Release == e.Desired:
+		e.Status = StatusFailed
+		e.Reason = "update to " + d.Update.Release + " failed"
+		if d.Update.Error != "" {
+			e.Reason += ": " + d.Update.Error
+		}
+	case d.Health.Reported && !d.Health.Healthy:
+		e.Status = StatusUnhealthy
+		e.Reason = unhealthyReason(d.Health)
+	default:
+		e.Status = StatusHealthy
+	}
+
+	if e.Status == StatusUpdating {
+		return e
+	}
+	switch {
+	case d.RunningRelease != e.Desired:
+		switch {
+		case d.Update.Phase == UpdateFailed && d.Update.Release == e.Desired:
+			e.Behind = BehindUpdateFailed
+		case d.Mode == ModePush && !d.Connected:
+			e.Behind = BehindUnreachable
+		case d.Mode == ModePull:
+			e.Behind = BehindPullPending
+			e.NextPollExpected = d.LastCheckin.Add(p.HeartbeatInterval)
+		default:
+			e.Behind = BehindAwaitingApply
+		}
+	case d.ExpectedConfigHash != "" && d.ConfigHash != d.ExpectedConfigHash:
+		e.Behind = BehindConfigDrift
+	}
+	return e
+}
+
+// unhealthyReason names the components that are down, with their errors, so the
+// reason says what to look at rather than only "unhealthy".
+func unhealthyReason(h Health) string {
+	var down []string
+	for name, c := range h.Components {
+		if !c.Healthy {
+			s := name
+			if c.LastError != "" {
+				s += ": " + c.LastError
+			}
+			down = append(down, s)
+		}
+	}
+	sort.Strings(down)
+	if len(down) > 0 {
+		return "components down: " + strings.Join(down, "; ")
+	}
+	if h.LastError != "" {
+		return h.LastError
+	}
+	return "agent reports unhealthy"
+}

@@ -1,0 +1,162 @@
+package fleet
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEvaluate(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	p := Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 90 * time.Second}
+	ok := Health{Reported: true, Healthy: true}
+	base := func(mut func(*Deployment)) *Deployment {
+		d := &Deployment{ID: "d1", Stack: "app", RunningRelease: "1.8.0", Mode: ModePull,
+			LastCheckin: now.Add(-10 * time.Second), Health: ok}
+		if mut != nil {
+			mut(d)
+		}
+		return d
+	}
+	tests := []struct {
+		name       string
+		d          *Deployment
+		latest     string
+		status     Status
+		reason     string // substring
+		behind     BehindReason
+		pinned     bool
+		desired    string
+		nextPollAt time.Time
+	}{
+		{name: "never checked in", d: base(func(d *Deployment) { d.LastCheckin = time.Time{} }), latest: "1.8.0", status: StatusPending, desired: "1.8.0"},
+		{name: "healthy on latest", d: base(nil), latest: "1.8.0", status: StatusHealthy, desired: "1.8.0"},
+		{name: "health never reported is not unhealthy", d: base(func(d *Deployment) { d.Health = Health{} }), latest: "1.8.0", status: StatusHealthy, desired: "1.8.0"},
+		{name: "no releases registered: desired is what runs", d: base(nil), latest: "", status: StatusHealthy, desired: "1.8.0"},
+		{name: "exactly at stale threshold is not stale", d: base(func(d *Deployment) { d.LastCheckin = now.Add(-90 * time.Second) }), latest: "1.8.0", status: StatusHealthy, desired: "1.8.0"},
+		{name: "past stale threshold", d: base(func(d *Deployment) { d.LastCheckin = now.Add(-91 * time.Second) }), latest: "1.8.0", status: StatusStale, reason: "no check-in since", desired: "1.8.0"},
+		{name: "stale wins over unhealthy", d: base(func(d *Deployment) {
+			d.LastCheckin = now.Add(-time.Hour)
+			d.Health = Health{Reported: true, Healthy: false}
+		}), latest: "1.8.0", status: StatusStale, desired: "1.8.0"},
+		{name: "unhealthy names the component", d: base(func(d *Deployment) {
+			d.Health = Health{Reported: true, Components: map[string]ComponentHealth{
+				"api": {Healthy: false, LastError: "CrashLoopBackOff"}, "db": {Healthy: true}}}
+		}), latest: "1.8.0", status: StatusUnhealthy, reason: "api: CrashLoopBackOff", desired: "1.8.0"},
+		{name: "applying is updating and not behind", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Update = UpdateState{Phase: UpdateApplying, Release: "1.8.0"}
+		}), latest: "1.8.0", status: StatusUpdating, reason: "applying 1.8.0", desired: "1.8.0"},
+		{name: "failed update to desired", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Update = UpdateState{Phase: UpdateFailed, Release: "1.8.0", Error: "hook exited 1"}
+		}), latest: "1.8.0", status: StatusFailed, reason: "hook exited 1", behind: BehindUpdateFailed, desired: "1.8.0"},
+		{name: "failed update to a release no longer desired is not failed", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Update = UpdateState{Phase: UpdateFailed, Release: "1.8.0"}
+			d.Pin = &Pin{Release: "1.7.2"}
+		}), latest: "1.8.0", status: StatusHealthy, pinned: true, desired: "1.7.2"},
+		{name: "pull deployment behind, next poll expected", d: base(func(d *Deployment) { d.RunningRelease = "1.7.2" }), latest: "1.8.0",
+			status: StatusHealthy, behind: BehindPullPending, desired: "1.8.0", nextPollAt: now.Add(20 * time.Second)},
+		{name: "push deployment disconnected is unreachable", d: base(func(d *Deployment) { d.RunningRelease = "1.7.2"; d.Mode = ModePush }), latest: "1.8.0",
+			status: StatusHealthy, behind: BehindUnreachable, desired: "1.8.0"},
+		{name: "push deployment connected awaits apply", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Mode = ModePush
+			d.Connected = true
+		}), latest: "1.8.0", status: StatusHealthy, behind: BehindAwaitingApply, desired: "1.8.0"},
+		{name: "config drift", d: base(func(d *Deployment) { d.ExpectedConfigHash = "abc"; d.ConfigHash = "def" }), latest: "1.8.0",
+			status: StatusHealthy, behind: BehindConfigDrift, desired: "1.8.0"},
+		{name: "pinned below latest and running it", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Pin = &Pin{Release: "1.7.2"}
+		}), latest: "1.8.0", status: StatusHealthy, pinned: true, desired: "1.7.2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := Evaluate(tc.d, tc.latest, now, p)
+			if e.Status != tc.status {
+				t.Errorf("status = %s, want %s (reason %q)", e.Status, tc.status, e.Reason)
+			}
+			if !strings.Contains(e.Reason, tc.reason) {
+				t.Errorf("reason = %q, want it to contain %q", e.Reason, tc.reason)
+			}
+			if e.Behind != tc.behind {
+				t.Errorf("behind = %q, want %q", e.Behind, tc.behind)
+			}
+			if e.Pinned != tc.pinned {
+				t.Errorf("pinned = %v, want %v", e.Pinned, tc.pinned)
+			}
+			if e.Desired != tc.desired {
+				t.Errorf("desired = %q, want %q", e.Desired, tc.desired)
+			}
+			if !e.NextPollExpected.Equal(tc.nextPollAt) {
+				t.Errorf("next poll = %v, want %v", e.NextPollExpected, tc.nextPollAt)
+			}
+		})
+	}
+}
+
+func TestEvaluateStaleSinceIsTheMissedDeadline(t *testing.T) {
+	last := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := &Deployment{LastCheckin: last}
+	e := Evaluate(d, "", last.Add(time.Hour), Params{HeartbeatInterval: time.Second, StaleAfter: 3 * time.Second})
+	if want := last.Add(3 * time.Second); !e.Since.Equal(want) {
+		t.Fatalf("since = %v, want %v", e.Since, want)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"1.10.0", "1.9.0", 1},
+		{"v1.2.3", "1.2.3", 0},
+		{"1.8.0-rc.1", "1.8.0", -1},
+		{"1.8.0-rc.2", "1.8.0-rc.10", -1},
+		{"1.8", "1.8.1", -1},
+		{"2.0.0", "10.0.0", -1},
+		{"1.0.0-alpha", "1.0.0-1", 1},
+		{"2024.11.3", "2024.2.9", 1},
+	}
+	for _, tc := range tests {
+		if got := CompareVersions(tc.a, tc.b); got != tc.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := CompareVersions(tc.b, tc.a); got != -tc.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.b, tc.a, got, -tc.want)
+		}
+	}
+}
+
+func TestLatest(t *testing.T) {
+	rs := []Release{{Stack: "a", Version: "1.9.0"}, {Stack: "a", Version: "1.10.0"}, {Stack: "b", Version: "9.0.0"}, {Stack: "a", Version: "1.10.0-rc.1"}}
+	if got := Latest(rs, "a"); got != "1.10.0" {
+		t.Fatalf("Latest(a) = %q, want 1.10.0", got)
+	}
+	if got := Latest(rs, "c"); got != "" {
+		t.Fatalf("Latest(c) = %q, want empty", got)
+	}
+}
+
+func TestFilterMatch(t *testing.T) {
+	d := &Deployment{ID: "acme-prod", Name: "Acme production", Customer: "Acme", Cloud: "aws", Region: "eu-west-1", Stack: "app", RunningRelease: "1.8.0"}
+	e := Evaluation{Status: StatusHealthy}
+	for _, tc := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{Customer: "Acme", Cloud: "aws", Region: "eu-west-1", Release: "1.8.0", Stack: "app", Status: StatusHealthy}, true},
+		{Filter{Text: "PRODUCTION"}, true},
+		{Filter{Text: "globex"}, false},
+		{Filter{Status: StatusStale}, false},
+		{Filter{Release: "1.7.2"}, false},
+		{Filter{Cloud: "gcp"}, false},
+	} {
+		if got := tc.f.Match(d, e); got != tc.want {
+			t.Errorf("%+v.Match = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+}
