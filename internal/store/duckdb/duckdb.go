@@ -1,0 +1,461 @@
+// Package duckdb is the embedded fleet store: one DuckDB file in the manager's data
+// directory, no server to run. Bulk writes go through DuckDB's Appender, including
+// the batched check-in updates, so a large fleet costs one statement per batch.
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/store"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "periscope.duckdb"
+
+// Store is the DuckDB fleet store. Use Open; it is safe for concurrent use.
+type Store struct {
+	db        *sql.DB
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Fleet = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dataDir and applies pending migrations.
+func Open(ctx context.Context, dataDir string) (*Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", dataDir, err)
+	}
+	path := filepath.Join(dataDir, FileName)
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close checkpoints and closes the database file.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		_, _ = s.db.Exec("CHECKPOINT")
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// migrations are applied in order, each once, each in its own transaction. Never
+// edit a released entry: add a new one.
+var migrations = []string{
+	1: `
+CREATE TABLE deployments (
+	id                   VARCHAR PRIMARY KEY,
+	token_hash           VARCHAR NOT NULL UNIQUE,
+	created_at           TIMESTAMPTZ NOT NULL,
+	name                 VARCHAR NOT NULL,
+	customer             VARCHAR NOT NULL,
+	platform             VARCHAR NOT NULL,
+	cloud                VARCHAR NOT NULL,
+	region               VARCHAR NOT NULL,
+	stack                VARCHAR NOT NULL,
+	labels               VARCHAR NOT NULL,
+	mode                 VARCHAR NOT NULL,
+	connected            BOOLEAN NOT NULL,
+	running_release      VARCHAR NOT NULL,
+	agent_version        VARCHAR NOT NULL,
+	instance_uid         VARCHAR NOT NULL,
+	last_checkin         TIMESTAMPTZ,
+	health               VARCHAR NOT NULL,
+	config_hash          VARCHAR NOT NULL,
+	expected_config_hash VARCHAR NOT NULL,
+	update_state         VARCHAR NOT NULL,
+	pin                  VARCHAR,
+	last_status          VARCHAR NOT NULL
+);
+CREATE TABLE releases (
+	stack      VARCHAR NOT NULL,
+	version    VARCHAR NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	notes      VARCHAR NOT NULL,
+	PRIMARY KEY (stack, version)
+);
+CREATE SEQUENCE status_event_seq;
+CREATE TABLE status_events (
+	seq           BIGINT NOT NULL DEFAULT nextval('status_event_seq'),
+	deployment_id VARCHAR NOT NULL,
+	event_at      TIMESTAMPTZ NOT NULL,
+	from_status   VARCHAR NOT NULL,
+	to_status     VARCHAR NOT NULL,
+	reason        VARCHAR NOT NULL
+);
+CREATE TABLE api_tokens (
+	id         VARCHAR PRIMARY KEY,
+	name       VARCHAR NOT NULL,
+	role       VARCHAR NOT NULL,
+	hash       VARCHAR NOT NULL UNIQUE
+);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
+		return err
+	}
+	var current int
+	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return err
+	}
+	if current >= len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): upgrade periscope", current, len(migrations)-1)
+	}
+	for v := current + 1; v < len(migrations); v++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now().UTC()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// mutableColumns are the deployment columns UpdateDeployments rewrites, in the
+// order deploymentValues produces them after the id.
+var mutableColumns = []string{
+	"name", "customer", "platform", "cloud", "region", "stack", "labels", "mode", "connected",
+	"running_release", "agent_version", "instance_uid", "last_checkin", "health", "config_hash",
+	"expected_config_hash", "update_state", "pin", "last_status",
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only plain data structs are marshalled here; failure is a programming error.
+		panic(fmt.Sprintf("marshal %T: %v", v, err))
+	}
+	return string(b)
+}
+
+func nullTime(t time.Time) driver.Value {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
+}
+
+func deploymentValues(r *store.DeploymentRecord) []driver.Value {
+	d := &r.Deployment
+	labels := d.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	var pin driver.Value
+	if d.Pin != nil {
+		pin = mustJSON(d.Pin)
+	}
+	return []driver.Value{
+		d.ID,
+		d.Name, d.Customer, d.Platform, d.Cloud, d.Region, d.Stack, mustJSON(labels), string(d.Mode), d.Connected,
+		d.RunningRelease, d.AgentVersion, d.InstanceUID, nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash,
+		d.ExpectedConfigHash, mustJSON(d.Update), pin, string(r.LastStatus),
+	}
+}
+
+// withConn runs fn on one raw DuckDB connection inside a transaction, which the
+// Appender needs and which makes a batch atomic.
+func (s *Store) withConn(ctx context.Context, fn func(driver.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return err
+	}
+	err = conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
+	if err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}
+	return nil
+}
+
+func isConstraint(err error) bool {
+	var de *duckdb.Error
+	if errors.As(err, &de) && de.Type == duckdb.ErrorTypeConstraint {
+		return true
+	}
+	// The Appender reports constraint violations as plain text.
+	return err != nil && (strings.Contains(err.Error(), "Constraint Error") || strings.Contains(err.Error(), "violates primary key") ||
+		strings.Contains(err.Error(), "violates unique constraint"))
+}
+
+// CreateDeployments implements store.Fleet.
+func (s *Store) CreateDeployments(ctx context.Context, recs []store.DeploymentRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	cols := append([]string{"id", "token_hash", "created_at"}, mutableColumns...)
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		app, err := duckdb.NewAppenderWithColumns(dc, "", "", "deployments", cols)
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			v := deploymentValues(&recs[i])
+			row := append([]driver.Value{v[0], recs[i].TokenHash, recs[i].Deployment.CreatedAt.UTC()}, v[1:]...)
+			if err := app.AppendRow(row...); err != nil {
+				app.Close()
+				return err
+			}
+		}
+		return app.Close()
+	})
+	if isConstraint(err) {
+		return fmt.Errorf("create deployments: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create deployments: %w", err)
+	}
+	return nil
+}
+
+// UpdateDeployments implements store.Fleet with one query appender: the rows are
+// batched into a temporary table and applied by a single UPDATE … FROM.
+func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var set strings.Builder
+	for i, c := range mutableColumns {
+		if i > 0 {
+			set.WriteString(", ")
+		}
+		fmt.Fprintf(&set, "%s = a.col%d", c, i+2)
+	}
+	query := "UPDATE deployments SET " + set.String() + " FROM appended_data a WHERE deployments.id = a.col1"
+	cols := append([]string{"id"}, mutableColumns...)
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		app, err := duckdb.NewTableAppender(dc, query, "", "", "deployments", cols)
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			if err := app.AppendRow(deploymentValues(&recs[i])...); err != nil {
+				app.Close()
+				return err
+			}
+		}
+		return app.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("update %d deployments: %w", len(recs), err)
+	}
+	return nil
+}
+
+// ListDeployments implements store.Fleet.
+func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, error) {
+	q := "SELECT id, token_hash, created_at, " + strings.Join(mutableColumns, ", ") + " FROM deployments ORDER BY id"
+	rows, err := s.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DeploymentRecord
+	for rows.Next() {
+		var (
+			r                                store.DeploymentRecord
+			d                                = &r.Deployment
+			labels, health, update, mode, ls string
+			pin                              sql.NullString
+			last                             sql.NullTime
+		)
+		if err := rows.Scan(&d.ID, &r.TokenHash, &d.CreatedAt, &d.Name, &d.Customer, &d.Platform, &d.Cloud, &d.Region,
+			&d.Stack, &labels, &mode, &d.Connected, &d.RunningRelease, &d.AgentVersion, &d.InstanceUID, &last,
+			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls); err != nil {
+			return nil, fmt.Errorf("list deployments: %w", err)
+		}
+		d.Mode, r.LastStatus = fleet.Mode(mode), fleet.Status(ls)
+		if last.Valid {
+			d.LastCheckin = last.Time
+		}
+		if err := errors.Join(json.Unmarshal([]byte(labels), &d.Labels), json.Unmarshal([]byte(health), &d.Health),
+			json.Unmarshal([]byte(update), &d.Update)); err != nil {
+			return nil, fmt.Errorf("list deployments: decode %s: %w", d.ID, err)
+		}
+		if pin.Valid {
+			d.Pin = new(fleet.Pin)
+			if err := json.Unmarshal([]byte(pin.String), d.Pin); err != nil {
+				return nil, fmt.Errorf("list deployments: decode pin of %s: %w", d.ID, err)
+			}
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	return out, nil
+}
+
+// CreateRelease implements store.Fleet.
+func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO releases (stack, version, created_at, notes) VALUES (?, ?, ?, ?)`,
+		r.Stack, r.Version, r.CreatedAt.UTC(), r.Notes)
+	if isConstraint(err) {
+		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, err)
+	}
+	return nil
+}
+
+// ListReleases implements store.Fleet.
+func (s *Store) ListReleases(ctx context.Context) ([]fleet.Release, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT stack, version, created_at, notes FROM releases ORDER BY created_at, stack, version`)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	defer rows.Close()
+	var out []fleet.Release
+	for rows.Next() {
+		var r fleet.Release
+		if err := rows.Scan(&r.Stack, &r.Version, &r.CreatedAt, &r.Notes); err != nil {
+			return nil, fmt.Errorf("list releases: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// AppendEvents implements store.Fleet.
+func (s *Store) AppendEvents(ctx context.Context, evs []fleet.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		app, err := duckdb.NewAppenderWithColumns(dc, "", "", "status_events",
+			[]string{"deployment_id", "event_at", "from_status", "to_status", "reason"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := app.AppendRow(e.DeploymentID, e.At.UTC(), string(e.From), string(e.To), e.Reason); err != nil {
+				app.Close()
+				return err
+			}
+		}
+		return app.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("append %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// ListEvents implements store.Fleet.
+func (s *Store) ListEvents(ctx context.Context, deploymentID string, limit int) ([]fleet.Event, error) {
+	q := `SELECT deployment_id, event_at, from_status, to_status, reason FROM status_events`
+	args := []any{}
+	if deploymentID != "" {
+		q += ` WHERE deployment_id = ?`
+		args = append(args, deploymentID)
+	}
+	q += ` ORDER BY event_at DESC, seq DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	var out []fleet.Event
+	for rows.Next() {
+		var e fleet.Event
+		var from, to string
+		if err := rows.Scan(&e.DeploymentID, &e.At, &from, &to, &e.Reason); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		e.From, e.To = fleet.Status(from), fleet.Status(to)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// CreateAPIToken implements store.Fleet.
+func (s *Store) CreateAPIToken(ctx context.Context, t auth.APIToken) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (id, name, role, hash) VALUES (?, ?, ?, ?)`, t.ID, t.Name, string(t.Role), t.Hash)
+	if isConstraint(err) {
+		return fmt.Errorf("create API token %s: %w", t.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create API token %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// ListAPITokens implements store.Fleet.
+func (s *Store) ListAPITokens(ctx context.Context) ([]auth.APIToken, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, role, hash FROM api_tokens ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []auth.APIToken
+	for rows.Next() {
+		var t auth.APIToken
+		var role string
+		if err := rows.Scan(&t.ID, &t.Name, &role, &t.Hash); err != nil {
+			return nil, fmt.Errorf("list API tokens: %w", err)
+		}
+		t.Role = auth.Role(role)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAPIToken implements store.Fleet.
+func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete API token %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete API token %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}

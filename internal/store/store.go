@@ -1,0 +1,67 @@
+// Package store is the contract between the manager and where it keeps fleet state.
+// It holds only interfaces, record types and errors; backends live in
+// subpackages (duckdb, the embedded default) and every backend must pass the
+// storetest conformance suite.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/fleet"
+)
+
+// Errors every backend returns, wrapped, so callers can branch with errors.Is.
+var (
+	// ErrNotFound means the named record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a record with the same key already exists.
+	ErrConflict = errors.New("already exists")
+)
+
+// DeploymentRecord is a deployment as stored: its state, the hash of its agent
+// token, and the last status recorded in its event history (so a restart does not
+// record a status change that did not happen).
+type DeploymentRecord struct {
+	Deployment fleet.Deployment
+	TokenHash  string
+	LastStatus fleet.Status
+}
+
+// Fleet persists deployments, releases, status events and operator tokens.
+//
+// Implementations MUST be safe for concurrent use. Slices passed in are owned by
+// the caller again when a method returns; slices returned belong to the caller.
+// Writes of a batch MUST be atomic: all records or none.
+type Fleet interface {
+	// CreateDeployments inserts new deployments; ErrConflict if any id or token
+	// hash exists, in which case none is inserted.
+	CreateDeployments(ctx context.Context, recs []DeploymentRecord) error
+	// UpdateDeployments overwrites the mutable state (everything but id, token hash
+	// and creation time) of existing deployments; unknown ids are ignored.
+	UpdateDeployments(ctx context.Context, recs []DeploymentRecord) error
+	// ListDeployments returns every deployment.
+	ListDeployments(ctx context.Context) ([]DeploymentRecord, error)
+
+	// CreateRelease inserts a release; ErrConflict if stack and version exist.
+	CreateRelease(ctx context.Context, r fleet.Release) error
+	// ListReleases returns every release.
+	ListReleases(ctx context.Context) ([]fleet.Release, error)
+
+	// AppendEvents records status changes.
+	AppendEvents(ctx context.Context, evs []fleet.Event) error
+	// ListEvents returns up to limit events, newest first, of one deployment or,
+	// when deploymentID is empty, of all.
+	ListEvents(ctx context.Context, deploymentID string, limit int) ([]fleet.Event, error)
+
+	// CreateAPIToken stores an operator token; ErrConflict if the id or hash exists.
+	CreateAPIToken(ctx context.Context, t auth.APIToken) error
+	// ListAPITokens returns every operator token (hashes included).
+	ListAPITokens(ctx context.Context) ([]auth.APIToken, error)
+	// DeleteAPIToken removes a token; ErrNotFound if there is none with that id.
+	DeleteAPIToken(ctx context.Context, id string) error
+
+	// Close releases the backend; it is safe to call more than once.
+	Close() error
+}

@@ -1,0 +1,186 @@
+// Package storetest is the conformance suite every store.Fleet backend must pass.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/store"
+)
+
+// Opener opens the backend under test on a directory (the same directory again
+// after Close must find the same data). It registers no cleanup of its own.
+type Opener func(t *testing.T, dir string) store.Fleet
+
+// Run runs the conformance suite against the backend open opens.
+func Run(t *testing.T, open Opener) {
+	t.Run("DeploymentsRoundTripAndSurviveReopen", func(t *testing.T) { testDeployments(t, open) })
+	t.Run("CreateDeploymentsIsAllOrNothing", func(t *testing.T) { testCreateConflict(t, open) })
+	t.Run("ReleasesAndEvents", func(t *testing.T) { testReleasesEvents(t, open) })
+	t.Run("APITokens", func(t *testing.T) { testTokens(t, open) })
+}
+
+var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+func rec(id string) store.DeploymentRecord {
+	return store.DeploymentRecord{
+		TokenHash: auth.Hash("tok-" + id),
+		Deployment: fleet.Deployment{
+			ID: id, Name: "Name " + id, Customer: "acme", Platform: "k8s", Cloud: "aws", Region: "eu-west-1",
+			Stack: "app", Labels: map[string]string{"tier": "gold"}, CreatedAt: t0,
+		},
+	}
+}
+
+func testDeployments(t *testing.T, open Opener) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	recs := []store.DeploymentRecord{rec("a"), rec("b"), rec("c")}
+	if err := s.CreateDeployments(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	upd := recs[1]
+	upd.Deployment.Mode = fleet.ModePush
+	upd.Deployment.Connected = true
+	upd.Deployment.RunningRelease = "1.8.0"
+	upd.Deployment.AgentVersion = "0.1.0"
+	upd.Deployment.InstanceUID = "0194"
+	upd.Deployment.LastCheckin = t0.Add(time.Minute)
+	upd.Deployment.Health = fleet.Health{Reported: true, Components: map[string]fleet.ComponentHealth{"api": {LastError: "boom"}}}
+	upd.Deployment.ConfigHash = "h1"
+	upd.Deployment.Update = fleet.UpdateState{Phase: fleet.UpdateFailed, Release: "1.8.0", Error: "exit 1", At: t0}
+	upd.Deployment.Pin = &fleet.Pin{Release: "1.7.2", By: "ops", Reason: "incident", At: t0}
+	upd.LastStatus = fleet.StatusUnhealthy
+	ghost := rec("ghost")
+	if err := s.UpdateDeployments(ctx, []store.DeploymentRecord{upd, ghost}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	got, err := s.ListDeployments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d deployments after reopen, want 3 (an update of an unknown id must not create one)", len(got))
+	}
+	b := got[1]
+	if err := equalRecords(upd, b); err != nil {
+		t.Fatalf("updated deployment did not round-trip: %v", err)
+	}
+	if err := equalRecords(recs[0], got[0]); err != nil {
+		t.Fatalf("untouched deployment changed: %v", err)
+	}
+	if !got[0].Deployment.LastCheckin.IsZero() || got[0].Deployment.Pin != nil {
+		t.Fatalf("never-checked-in deployment reads back last_checkin %v pin %v", got[0].Deployment.LastCheckin, got[0].Deployment.Pin)
+	}
+}
+
+func equalRecords(want, got store.DeploymentRecord) error {
+	w, g := want.Deployment, got.Deployment
+	switch {
+	case got.TokenHash != want.TokenHash:
+		return fmt.Errorf("token hash %q, want %q", got.TokenHash, want.TokenHash)
+	case got.LastStatus != want.LastStatus:
+		return fmt.Errorf("last status %q, want %q", got.LastStatus, want.LastStatus)
+	case g.ID != w.ID || g.Name != w.Name || g.Customer != w.Customer || g.Platform != w.Platform ||
+		g.Cloud != w.Cloud || g.Region != w.Region || g.Stack != w.Stack:
+		return fmt.Errorf("declared fields %+v, want %+v", g, w)
+	case !g.CreatedAt.Equal(w.CreatedAt) || !g.LastCheckin.Equal(w.LastCheckin):
+		return fmt.Errorf("times created %v checkin %v, want %v %v", g.CreatedAt, g.LastCheckin, w.CreatedAt, w.LastCheckin)
+	case g.Mode != w.Mode || g.Connected != w.Connected || g.RunningRelease != w.RunningRelease ||
+		g.AgentVersion != w.AgentVersion || g.InstanceUID != w.InstanceUID || g.ConfigHash != w.ConfigHash:
+		return fmt.Errorf("observed fields %+v, want %+v", g, w)
+	case fmt.Sprint(g.Labels) != fmt.Sprint(w.Labels) && len(w.Labels) > 0:
+		return fmt.Errorf("labels %v, want %v", g.Labels, w.Labels)
+	case fmt.Sprint(g.Health) != fmt.Sprint(w.Health):
+		return fmt.Errorf("health %+v, want %+v", g.Health, w.Health)
+	case g.Update.Phase != w.Update.Phase || g.Update.Error != w.Update.Error || !g.Update.At.Equal(w.Update.At):
+		return fmt.Errorf("update %+v, want %+v", g.Update, w.Update)
+	case (g.Pin == nil) != (w.Pin == nil) || (g.Pin != nil && (g.Pin.Release != w.Pin.Release || g.Pin.Reason != w.Pin.Reason)):
+		return fmt.Errorf("pin %+v, want %+v", g.Pin, w.Pin)
+	}
+	return nil
+}
+
+func testCreateConflict(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	if err := s.CreateDeployments(ctx, []store.DeploymentRecord{rec("a")}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CreateDeployments(ctx, []store.DeploymentRecord{rec("b"), rec("a")})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate id: err = %v, want ErrConflict", err)
+	}
+	got, _ := s.ListDeployments(ctx)
+	if len(got) != 1 {
+		t.Fatalf("after a refused batch there are %d deployments, want 1: the batch was half-applied", len(got))
+	}
+}
+
+func testReleasesEvents(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	r := fleet.Release{Stack: "app", Version: "1.8.0", CreatedAt: t0, Notes: "faster"}
+	if err := s.CreateRelease(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRelease(ctx, r); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate release: err = %v, want ErrConflict", err)
+	}
+	rs, err := s.ListReleases(ctx)
+	if err != nil || len(rs) != 1 || rs[0].Notes != "faster" || !rs[0].CreatedAt.Equal(t0) {
+		t.Fatalf("releases = %+v, %v", rs, err)
+	}
+	evs := []fleet.Event{
+		{DeploymentID: "a", At: t0, From: "", To: fleet.StatusPending},
+		{DeploymentID: "a", At: t0.Add(time.Second), From: fleet.StatusPending, To: fleet.StatusHealthy},
+		{DeploymentID: "b", At: t0.Add(2 * time.Second), From: fleet.StatusHealthy, To: fleet.StatusStale, Reason: "quiet"},
+	}
+	if err := s.AppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListEvents(ctx, "a", 10)
+	if err != nil || len(got) != 2 || got[0].To != fleet.StatusHealthy || got[1].To != fleet.StatusPending {
+		t.Fatalf("events of a = %+v, %v; want healthy then pending", got, err)
+	}
+	all, _ := s.ListEvents(ctx, "", 2)
+	if len(all) != 2 || all[0].Reason != "quiet" {
+		t.Fatalf("newest two events = %+v", all)
+	}
+}
+
+func testTokens(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	tok := auth.APIToken{ID: "t1", Name: "ci", Role: auth.RoleOperator, Hash: auth.Hash("x")}
+	if err := s.CreateAPIToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAPIToken(ctx, tok); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate token: %v, want ErrConflict", err)
+	}
+	ts, _ := s.ListAPITokens(ctx)
+	if len(ts) != 1 || ts[0] != tok {
+		t.Fatalf("tokens = %+v", ts)
+	}
+	if err := s.DeleteAPIToken(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAPIToken(ctx, "t1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+}
