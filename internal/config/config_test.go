@@ -1,0 +1,75 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestManagerPrecedenceFileThenEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	os.WriteFile(path, []byte("listen: 0.0.0.0:9000\nheartbeat_interval: 10s\ndata_dir: /var/lib/periscope\n"), 0o600)
+	cfg := DefaultManager()
+	if err := Load(&cfg, path, []string{"PERISCOPE_LISTEN=127.0.0.1:7171", "PERISCOPE_STALE_AFTER=45s", "HOME=/root"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7171" || cfg.DataDir != "/var/lib/periscope" || time.Duration(cfg.HeartbeatInterval) != 10*time.Second || cfg.EffectiveStaleAfter() != 45*time.Second {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.StaleAfter = 0
+	if cfg.EffectiveStaleAfter() != 30*time.Second {
+		t.Fatalf("default stale-after = %v, want three heartbeats", cfg.EffectiveStaleAfter())
+	}
+}
+
+func TestManagerValidateReportsEveryProblem(t *testing.T) {
+	cfg := Manager{Listen: "nope", HeartbeatInterval: Duration(time.Minute), StaleAfter: Duration(time.Second), LogLevel: "loud"}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{"listen:", "data_dir:", "stale_after:", "log_level:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}
+
+func TestLoadRejectsUnknownKeysAndBadValues(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("listn: 1.2.3.4:5\n"), 0o600)
+	cfg := DefaultManager()
+	if err := Load(&cfg, typo, nil); err == nil || !strings.Contains(err.Error(), "listn") {
+		t.Fatalf("unknown key: err = %v", err)
+	}
+	cfg = DefaultManager()
+	if err := Load(&cfg, "", []string{"PERISCOPE_HEARTBEAT_INTERVAL=soon"}); err == nil || !strings.Contains(err.Error(), "PERISCOPE_HEARTBEAT_INTERVAL") {
+		t.Fatalf("bad env duration: err = %v", err)
+	}
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, nil, 0o600)
+	if err := Load(&cfg, empty, nil); err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestAgentValidate(t *testing.T) {
+	cfg := DefaultAgent()
+	cfg.Manager, cfg.Token = "http://127.0.0.1:7070", "pdt_x"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Manager, cfg.Token, cfg.Transport = "127.0.0.1:7070", "", "carrier-pigeon"
+	err := cfg.Validate()
+	for _, want := range []string{"manager:", "token:", "transport:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,669 @@
+// Package registry keeps the manager's live view of the fleet: every deployment in
+// memory, indexed by id and token hash, with status evaluated on every check-in and
+// on a timer. Check-in state is written to the store in batches (so a large fleet
+// does not write per heartbeat) and status changes become events.
+//
+// Concurrency: all methods are safe for concurrent use. Reads never touch the
+// store, so the fleet list and summary stay fast at 100,000 deployments.
+// Durability: creates and releases are written through before they return; check-in
+// state and events reach the store within one flush interval, and on Shutdown.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/store"
+)
+
+// Errors returned to callers, wrapped where useful.
+var (
+	ErrNotFound = store.ErrNotFound
+	ErrConflict = store.ErrConflict
+	// ErrInvalid marks a request the caller must correct.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Settings are the registry's collaborators and tunables; zero values are safe.
+type Settings struct {
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Rand is the source of token randomness (crypto/rand when nil).
+	Rand io.Reader
+	// Registerer receives the registry's metrics (none are registered when nil).
+	Registerer prometheus.Registerer
+	// Params are the heartbeat and stale thresholds (fleet.DefaultParams when zero).
+	Params fleet.Params
+	// FlushInterval is how often batched check-in state is written (1 s when zero).
+	FlushInterval time.Duration
+	// EvalInterval is how often every deployment is re-evaluated, which is what
+	// notices staleness (a quarter of StaleAfter, at most 1 s, when zero).
+	EvalInterval time.Duration
+}
+
+type entry struct {
+	d           fleet.Deployment
+	tokenHash   string
+	lastStatus  fleet.Status
+	statusSince time.Time
+}
+
+// Registry is the live fleet. Create it with New, then Start.
+type Registry struct {
+	st     store.Fleet
+	log    *slog.Logger
+	clk    clock.Clock
+	rand   io.Reader
+	params fleet.Params
+	flushI time.Duration
+	evalI  time.Duration
+	m      metrics
+
+	mu       sync.RWMutex
+	deps     map[string]*entry
+	byToken  map[string]*entry
+	releases []fleet.Release
+	latest   map[string]string // stack → newest version
+	dirty    map[string]struct{}
+	events   []fleet.Event
+
+	flushMu sync.Mutex // serialises flushes so batches reach the store in order
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+type metrics struct {
+	checkins     prometheus.Counter
+	flushes      prometheus.Counter
+	flushErrors  prometheus.Counter
+	flushRows    prometheus.Histogram
+	flushSeconds prometheus.Histogram
+	events       *prometheus.CounterVec
+}
+
+// New returns a registry over st. It reads nothing until Start.
+func New(st store.Fleet, s Settings) (*Registry, error) {
+	if st == nil {
+		return nil, errors.New("registry: nil store")
+	}
+	r := &Registry{
+		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
+		flushI: s.FlushInterval, evalI: s.EvalInterval,
+		deps: map[string]*entry{}, byToken: map[string]*entry{}, latest: map[string]string{}, dirty: map[string]struct{}{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.params == (fleet.Params{}) {
+		r.params = fleet.DefaultParams()
+	}
+	if r.params.HeartbeatInterval <= 0 || r.params.StaleAfter <= 0 {
+		return nil, fmt.Errorf("registry: heartbeat interval and stale-after must be positive, got %v and %v", r.params.HeartbeatInterval, r.params.StaleAfter)
+	}
+	if r.flushI <= 0 {
+		r.flushI = time.Second
+	}
+	if r.evalI <= 0 {
+		r.evalI = min(time.Second, r.params.StaleAfter/4)
+	}
+	r.m = metrics{
+		checkins:     prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_registry_checkins_total", Help: "Check-ins applied to the fleet registry."}),
+		flushes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_registry_flushes_total", Help: "Batched writes of check-in state to the store."}),
+		flushErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_registry_flush_errors_total", Help: "Failed batched writes; their rows are retried at the next flush."}),
+		flushRows:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_registry_flush_rows", Help: "Deployments written per flush.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_registry_flush_duration_seconds", Help: "Time to write one batch to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		events:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_status_changes_total", Help: "Deployment status changes, by new status."}, []string{"to"}),
+	}
+	if s.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.m.checkins, r.m.flushes, r.m.flushErrors, r.m.flushRows, r.m.flushSeconds, r.m.events, statusCollector{r}} {
+			if err := s.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("registry: register metrics: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// Params returns the heartbeat and stale thresholds in force.
+func (r *Registry) Params() fleet.Params { return r.params }
+
+// Start loads the fleet from the store and starts the flush and evaluation loops.
+func (r *Registry) Start(ctx context.Context) error {
+	recs, err := r.st.ListDeployments(ctx)
+	if err != nil {
+		return fmt.Errorf("load fleet: %w", err)
+	}
+	rels, err := r.st.ListReleases(ctx)
+	if err != nil {
+		return fmt.Errorf("load releases: %w", err)
+	}
+	r.mu.Lock()
+	for _, rec := range recs {
+		e := &entry{d: rec.Deployment, tokenHash: rec.TokenHash, lastStatus: rec.LastStatus}
+		// A push connection does not survive a manager restart.
+		if e.d.Connected {
+			e.d.Connected = false
+			r.dirty[e.d.ID] = struct{}{}
+		}
+		r.deps[e.d.ID] = e
+		r.byToken[e.tokenHash] = e
+	}
+	for _, rel := range rels {
+		r.addReleaseLocked(rel)
+	}
+	r.evaluateAllLocked()
+	r.mu.Unlock()
+	r.log.Info("fleet loaded", "deployments", len(recs), "releases", len(rels))
+
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.wg.Add(2)
+	go r.loop(loopCtx, r.flushI, func() {
+		if err := r.Flush(loopCtx); err != nil && loopCtx.Err() == nil {
+			r.log.Warn("write fleet state failed; will retry", "err", err)
+		}
+	})
+	go r.loop(loopCtx, r.evalI, func() {
+		r.mu.Lock()
+		r.evaluateAllLocked()
+		r.mu.Unlock()
+	})
+	return nil
+}
+
+func (r *Registry) loop(ctx context.Context, every time.Duration, fn func()) {
+	defer r.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
+// Shutdown stops the loops and writes everything pending. It is safe to call
+// without Start and more than once.
+func (r *Registry) Shutdown(ctx context.Context) error {
+	var err error
+	r.stopOnce.Do(func() {
+		if r.cancel != nil {
+			r.cancel()
+		}
+		r.wg.Wait()
+		r.mu.Lock()
+		r.evaluateAllLocked()
+		r.mu.Unlock()
+		err = r.Flush(ctx)
+	})
+	return err
+}
+
+// Flush writes pending check-in state and events to the store now. Rows that fail
+// to write stay pending.
+func (r *Registry) Flush(ctx context.Context) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	r.mu.Lock()
+	if len(r.dirty) == 0 && len(r.events) == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	recs := make([]store.DeploymentRecord, 0, len(r.dirty))
+	for id := range r.dirty {
+		if e, ok := r.deps[id]; ok {
+			recs = append(recs, e.record())
+		}
+	}
+	evs := r.events
+	r.dirty = map[string]struct{}{}
+	r.events = nil
+	r.mu.Unlock()
+
+	start := time.Now()
+	err := r.st.UpdateDeployments(ctx, recs)
+	if err == nil {
+		err = r.st.AppendEvents(ctx, evs)
+		evs = nil
+	}
+	r.m.flushes.Inc()
+	r.m.flushSeconds.Observe(time.Since(start).Seconds())
+	r.m.flushRows.Observe(float64(len(recs)))
+	if err != nil {
+		r.m.flushErrors.Inc()
+		r.mu.Lock()
+		for _, rec := range recs {
+			r.dirty[rec.Deployment.ID] = struct{}{}
+		}
+		r.events = append(evs, r.events...)
+		r.mu.Unlock()
+		return fmt.Errorf("flush fleet state: %w", err)
+	}
+	return nil
+}
+
+func (e *entry) record() store.DeploymentRecord {
+	d := e.d
+	d.Labels = cloneMap(d.Labels)
+	d.Health.Components = cloneMap(d.Health.Components)
+	if d.Pin != nil {
+		p := *d.Pin
+		d.Pin = &p
+	}
+	return store.DeploymentRecord{Deployment: d, TokenHash: e.tokenHash, LastStatus: e.lastStatus}
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// evaluateLocked re-derives e's status and records a change as an event.
+func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
+	ev := fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)
+	if ev.Status != e.lastStatus {
+		at := now
+		if !ev.Since.IsZero() {
+			at = ev.Since
+		}
+		r.events = append(r.events, fleet.Event{DeploymentID: e.d.ID, At: at, From: e.lastStatus, To: ev.Status, Reason: ev.Reason})
+		r.m.events.WithLabelValues(string(ev.Status)).Inc()
+		if e.lastStatus != "" {
+			r.log.Info("deployment status changed", "deployment", e.d.ID, "from", e.lastStatus, "to", ev.Status, "reason", ev.Reason)
+		}
+		e.lastStatus, e.statusSince = ev.Status, at
+		r.dirty[e.d.ID] = struct{}{}
+	}
+	return ev
+}
+
+func (r *Registry) evaluateAllLocked() {
+	now := r.clk.Now()
+	for _, e := range r.deps {
+		r.evaluateLocked(e, now)
+	}
+}
+
+// View is a deployment with its current evaluation.
+type View struct {
+	Deployment  fleet.Deployment
+	Evaluation  fleet.Evaluation
+	StatusSince time.Time
+}
+
+func (r *Registry) viewLocked(e *entry, now time.Time) View {
+	rec := e.record()
+	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params), StatusSince: e.statusSince}
+}
+
+// Get returns one deployment.
+func (r *Registry) Get(id string) (View, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.deps[id]
+	if !ok {
+		return View{}, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
+	}
+	return r.viewLocked(e, r.clk.Now()), nil
+}
+
+// Page selects a window of a sorted list: up to Limit items whose id sorts after After.
+type Page struct {
+	Limit int
+	After string
+}
+
+// List returns the deployments matching f, sorted by id, one page at a time, with
+// the number that match in all.
+func (r *Registry) List(f fleet.Filter, p Page) (items []View, total int) {
+	now := r.clk.Now()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	matched := make([]*entry, 0, 64)
+	for _, e := range r.deps {
+		if !f.Match(&e.d, fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)) {
+			continue
+		}
+		total++
+		if p.After != "" && e.d.ID <= p.After {
+			continue
+		}
+		matched = append(matched, e)
+	}
+	sort.Slice(matched, func(i, j int) bool { return matched[i].d.ID < matched[j].d.ID })
+	if p.Limit > 0 && len(matched) > p.Limit {
+		matched = matched[:p.Limit]
+	}
+	items = make([]View, len(matched))
+	for i, e := range matched {
+		items[i] = r.viewLocked(e, now)
+	}
+	return items, total
+}
+
+// Summary counts the fleet by status and by running release.
+type Summary struct {
+	Total     int                        `json:"total"`
+	ByStatus  map[fleet.Status]int       `json:"by_status"`
+	ByRelease map[string]int             `json:"by_release"`
+	Behind    map[fleet.BehindReason]int `json:"behind"`
+	Pinned    int                        `json:"pinned"`
+}
+
+// Summary returns fleet-wide counts for deployments matching f.
+func (r *Registry) Summary(f fleet.Filter) Summary {
+	now := r.clk.Now()
+	s := Summary{ByStatus: map[fleet.Status]int{}, ByRelease: map[string]int{}, Behind: map[fleet.BehindReason]int{}}
+	for _, st := range fleet.Statuses {
+		s.ByStatus[st] = 0
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, e := range r.deps {
+		ev := fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)
+		if !f.Match(&e.d, ev) {
+			continue
+		}
+		s.Total++
+		s.ByStatus[ev.Status]++
+		s.ByRelease[e.d.RunningRelease]++
+		if ev.Behind != "" {
+			s.Behind[ev.Behind]++
+		}
+		if ev.Pinned {
+			s.Pinned++
+		}
+	}
+	return s
+}
+
+// NewDeployment is what a vendor declares when registering a deployment.
+type NewDeployment struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Customer string            `json:"customer"`
+	Platform string            `json:"platform"`
+	Cloud    string            `json:"cloud"`
+	Region   string            `json:"region"`
+	Stack    string            `json:"stack"`
+	Labels   map[string]string `json:"labels"`
+}
+
+// Created is a new deployment with its agent token, which is shown only now.
+type Created struct {
+	View  View
+	Token string
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
+
+// ValidID reports whether id may name a deployment: 1–64 lower-case letters,
+// digits, '.', '_' or '-', starting and ending with a letter or digit.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// CreateDeployments registers deployments atomically: all are created or none.
+// Ids left empty are generated.
+func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) ([]Created, error) {
+	now := r.clk.Now().UTC()
+	recs := make([]store.DeploymentRecord, len(nds))
+	tokens := make([]string, len(nds))
+	seen := map[string]bool{}
+	for i, nd := range nds {
+		if nd.ID == "" {
+			tok, err := auth.NewToken("d-", r.rand)
+			if err != nil {
+				return nil, err
+			}
+			nd.ID = tok[:12]
+		}
+		if !ValidID(nd.ID) {
+			return nil, fmt.Errorf("deployment id %q: must be 1-64 lower-case letters, digits, '.', '_' or '-': %w", nd.ID, ErrInvalid)
+		}
+		if seen[nd.ID] {
+			return nil, fmt.Errorf("deployment id %q given twice: %w", nd.ID, ErrConflict)
+		}
+		seen[nd.ID] = true
+		if nd.Name == "" {
+			nd.Name = nd.ID
+		}
+		tok, err := auth.NewToken(auth.PrefixDeployment, r.rand)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = tok
+		recs[i] = store.DeploymentRecord{TokenHash: auth.Hash(tok), LastStatus: fleet.StatusPending, Deployment: fleet.Deployment{
+			ID: nd.ID, Name: nd.Name, Customer: nd.Customer, Platform: nd.Platform, Cloud: nd.Cloud, Region: nd.Region,
+			Stack: nd.Stack, Labels: cloneMap(nd.Labels), CreatedAt: now,
+		}}
+	}
+	r.mu.RLock()
+	for _, rec := range recs {
+		if _, ok := r.deps[rec.Deployment.ID]; ok {
+			r.mu.RUnlock()
+			return nil, fmt.Errorf("deployment %q: %w", rec.Deployment.ID, ErrConflict)
+		}
+	}
+	r.mu.RUnlock()
+	if err := r.st.CreateDeployments(ctx, recs); err != nil {
+		return nil, err
+	}
+	out := make([]Created, len(recs))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, rec := range recs {
+		e := &entry{d: rec.Deployment, tokenHash: rec.TokenHash, lastStatus: "", statusSince: now}
+		r.deps[e.d.ID] = e
+		r.byToken[e.tokenHash] = e
+		r.evaluateLocked(e, now) // records "" → pending as the first event
+		out[i] = Created{View: r.viewLocked(e, now), Token: tokens[i]}
+	}
+	return out, nil
+}
+
+// Authenticate maps an agent token to the deployment it belongs to.
+func (r *Registry) Authenticate(token string) (id string, ok bool) {
+	h := auth.Hash(token)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.byToken[h]
+	if !ok {
+		return "", false
+	}
+	return e.d.ID, true
+}
+
+// Description is what an agent says about itself. Empty fields leave the known
+// value alone, so an agent that cannot detect its region keeps the declared one.
+type Description struct {
+	Release      string
+	AgentVersion string
+	Cloud        string
+	Region       string
+	Platform     string
+}
+
+// Report is one check-in. Nil fields were not sent this time (OpAMP sends only
+// what changed) and leave the known values as they are.
+type Report struct {
+	Mode        fleet.Mode
+	InstanceUID string
+	Description *Description
+	Health      *fleet.Health
+	ConfigHash  *string
+	Update      *fleet.UpdateState
+}
+
+// Checkin applies a check-in from deployment id and returns the new evaluation.
+func (r *Registry) Checkin(id string, rep Report) (fleet.Evaluation, error) {
+	now := r.clk.Now().UTC()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.deps[id]
+	if !ok {
+		return fleet.Evaluation{}, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
+	}
+	d := &e.d
+	d.LastCheckin = now
+	if rep.Mode != fleet.ModeUnknown {
+		d.Mode = rep.Mode
+		d.Connected = rep.Mode == fleet.ModePush
+	}
+	if rep.InstanceUID != "" {
+		d.InstanceUID = rep.InstanceUID
+	}
+	if desc := rep.Description; desc != nil {
+		setIf(&d.RunningRelease, desc.Release)
+		setIf(&d.AgentVersion, desc.AgentVersion)
+		setIf(&d.Cloud, desc.Cloud)
+		setIf(&d.Region, desc.Region)
+		setIf(&d.Platform, desc.Platform)
+	}
+	if rep.Health != nil {
+		d.Health = *rep.Health
+		d.Health.Components = cloneMap(rep.Health.Components)
+	}
+	if rep.ConfigHash != nil {
+		d.ConfigHash = *rep.ConfigHash
+	}
+	if rep.Update != nil {
+		d.Update = *rep.Update
+	}
+	r.dirty[id] = struct{}{}
+	r.m.checkins.Inc()
+	return r.evaluateLocked(e, now), nil
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+// Disconnected records that a push deployment's connection closed.
+func (r *Registry) Disconnected(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.deps[id]; ok && e.d.Connected {
+		e.d.Connected = false
+		r.dirty[id] = struct{}{}
+		r.evaluateLocked(e, r.clk.Now())
+	}
+}
+
+// Known reports whether the registry has ever heard a full description from id,
+// so the check-in server can ask an agent that sends only deltas for its full state.
+func (r *Registry) Known(id string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.deps[id]
+	return ok && e.d.AgentVersion != ""
+}
+
+// CreateRelease publishes a release; every deployment of its stack is re-evaluated.
+func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.Release, error) {
+	if rel.Stack == "" || rel.Version == "" {
+		return fleet.Release{}, fmt.Errorf("a release needs a stack and a version: %w", ErrInvalid)
+	}
+	rel.CreatedAt = r.clk.Now().UTC()
+	if err := r.st.CreateRelease(ctx, rel); err != nil {
+		return fleet.Release{}, err
+	}
+	r.mu.Lock()
+	r.addReleaseLocked(rel)
+	r.evaluateAllLocked()
+	r.mu.Unlock()
+	return rel, nil
+}
+
+func (r *Registry) addReleaseLocked(rel fleet.Release) {
+	r.releases = append(r.releases, rel)
+	if cur := r.latest[rel.Stack]; cur == "" || fleet.CompareVersions(rel.Version, cur) > 0 {
+		r.latest[rel.Stack] = rel.Version
+	}
+}
+
+// Releases returns every release, newest version first within each stack, with
+// how many deployments run each.
+func (r *Registry) Releases(stack string) []ReleaseView {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	running := map[[2]string]int{}
+	for _, e := range r.deps {
+		running[[2]string{e.d.Stack, e.d.RunningRelease}]++
+	}
+	var out []ReleaseView
+	for _, rel := range r.releases {
+		if stack != "" && rel.Stack != stack {
+			continue
+		}
+		out = append(out, ReleaseView{Release: rel, Latest: r.latest[rel.Stack] == rel.Version, Deployments: running[[2]string{rel.Stack, rel.Version}]})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Release.Stack != out[j].Release.Stack {
+			return out[i].Release.Stack < out[j].Release.Stack
+		}
+		return fleet.CompareVersions(out[i].Release.Version, out[j].Release.Version) > 0
+	})
+	return out
+}
+
+// ReleaseView is a release with whether it is its stack's latest and how many
+// deployments run it.
+type ReleaseView struct {
+	Release     fleet.Release
+	Latest      bool
+	Deployments int
+}
+
+// Events returns up to limit status changes, newest first, of one deployment or all.
+func (r *Registry) Events(ctx context.Context, id string, limit int) ([]fleet.Event, error) {
+	if id != "" {
+		r.mu.RLock()
+		_, ok := r.deps[id]
+		r.mu.RUnlock()
+		if !ok {
+			return nil, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return r.st.ListEvents(ctx, id, limit)
+}
+
+// statusCollector exports the number of deployments per status at scrape time.
+type statusCollector struct{ r *Registry }
+
+var statusDesc = prometheus.NewDesc("periscope_deployments", "Deployments by current status.", []string{"status"}, nil)
+
+func (c statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- statusDesc }
+
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.r.Summary(fleet.Filter{})
+	for st, n := range s.ByStatus {
+		ch <- prometheus.MustNewConstMetric(statusDesc, prometheus.GaugeValue, float64(n), string(st))
+	}
+}
