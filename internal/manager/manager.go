@@ -1,0 +1,278 @@
+// Package manager wires the control plane: the embedded store, the fleet registry,
+// the OpAMP check-in server and the REST API behind one HTTP port.
+package manager
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/periscope-dev/periscope/internal/api"
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/checkin"
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/registry"
+	"github.com/periscope-dev/periscope/internal/store/duckdb"
+	"github.com/periscope-dev/periscope/internal/tokens"
+)
+
+// Settings are the manager's collaborators; zero values are safe.
+type Settings struct {
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Rand is the token randomness (crypto/rand when nil).
+	Rand io.Reader
+	// Console receives the one-time admin token banner (discarded when nil). It is
+	// never the log: secrets do not go to logs.
+	Console io.Writer
+	// EvalInterval overrides how often staleness is checked (tests).
+	EvalInterval time.Duration
+	// FlushInterval overrides how often check-in state is written (tests, benchmarks).
+	FlushInterval time.Duration
+}
+
+// Manager is the control plane. New validates; Start opens and listens.
+type Manager struct {
+	cfg config.Manager
+	set Settings
+	log *slog.Logger
+
+	store    *duckdb.Store
+	reg      *registry.Registry
+	keys     *tokens.Keyring
+	checkin  *checkin.Server
+	srv      *http.Server
+	ln       net.Listener
+	ready    atomic.Bool
+	serveErr chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New validates cfg and returns a manager that has opened nothing yet.
+func New(cfg config.Manager, s Settings) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid manager configuration:\n%w", err)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Console == nil {
+		s.Console = io.Discard
+	}
+	return &Manager{cfg: cfg, set: s, log: s.Logger, serveErr: make(chan error, 1)}, nil
+}
+
+// Start opens the store, loads the fleet, binds the port and serves. An address
+// in use or an unreadable data directory is an error here, not later.
+func (m *Manager) Start(ctx context.Context) error {
+	st, err := duckdb.Open(ctx, m.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	m.store = st
+	if err := m.start(ctx); err != nil {
+		m.Shutdown(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
+func (m *Manager) start(ctx context.Context) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	params := fleet.Params{HeartbeatInterval: time.Duration(m.cfg.HeartbeatInterval), StaleAfter: m.cfg.EffectiveStaleAfter()}
+	var err error
+	m.reg, err = registry.New(m.store, registry.Settings{Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
+		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval})
+	if err != nil {
+		return err
+	}
+	if err := m.reg.Start(ctx); err != nil {
+		return err
+	}
+	m.keys = tokens.New(m.store, m.set.Rand)
+	if err := m.keys.Load(ctx); err != nil {
+		return fmt.Errorf("load API tokens: %w", err)
+	}
+	if err := m.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval})
+	if err != nil {
+		return err
+	}
+	httpMetrics := newHTTPMetrics(reg)
+
+	mux := http.NewServeMux()
+	api.New(m.reg, m.keys, m.log.With("component", "api")).Register(mux)
+	mux.Handle("/v1/opamp", m.checkin.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		// The dashboard lands in a later issue; until then point people at the API.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "Periscope manager. API: /api/v1/ (OpenAPI at /api/v1/openapi.json); CLI: periscope status")
+	})
+
+	ln, err := net.Listen("tcp", m.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
+	}
+	m.ln = ln
+	m.srv = &http.Server{
+		Handler:           httpMetrics.wrap(mux),
+		ConnContext:       m.checkin.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	go func() { m.serveErr <- m.srv.Serve(ln) }()
+	m.ready.Store(true)
+	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir,
+		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
+	return nil
+}
+
+// bootstrapAdmin makes sure someone can administer the manager: the configured
+// admin token is accepted, or, on a first start without one, a token is generated
+// and shown once on the console.
+func (m *Manager) bootstrapAdmin(ctx context.Context) error {
+	const id = "bootstrap-admin"
+	if m.cfg.AdminToken != "" {
+		if t, ok := m.keys.Lookup(m.cfg.AdminToken); ok && t.Role == auth.RoleAdmin {
+			return nil
+		}
+		// A rotated configured token replaces the previous one.
+		if err := m.keys.Delete(ctx, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return fmt.Errorf("rotate admin token: %w", err)
+		}
+		_, err := m.keys.Add(ctx, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
+		return err
+	}
+	for _, t := range m.keys.List() {
+		if t.Role == auth.RoleAdmin {
+			return nil
+		}
+	}
+	secret, t, err := m.keys.Create(ctx, "admin (generated on first start)", auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.set.Console, "\nAn admin API token was generated (id %s). It is shown only this once:\n\n    %s\n\nUse it as PERISCOPE_TOKEN for the CLI, or set admin_token / PERISCOPE_ADMIN_TOKEN to choose your own.\n\n", t.ID, secret)
+	return nil
+}
+
+// Addr is the address the manager listens on (useful with port 0).
+func (m *Manager) Addr() string { return m.ln.Addr().String() }
+
+// URL is the manager's base URL.
+func (m *Manager) URL() string { return "http://" + m.Addr() }
+
+// Registry exposes the live fleet to in-process callers (the demo, tests).
+func (m *Manager) Registry() *registry.Registry { return m.reg }
+
+// Wait blocks until the HTTP server stops on its own (an error) or ctx ends.
+func (m *Manager) Wait(ctx context.Context) error {
+	select {
+	case err := <-m.serveErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Shutdown stops taking requests, closes push connections, writes pending fleet
+// state and closes the store. It is idempotent and safe without Start.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.shutdownOnce.Do(func() {
+		m.ready.Store(false)
+		var errs []error
+		if m.srv != nil {
+			errs = append(errs, m.srv.Shutdown(ctx))
+		}
+		if m.checkin != nil {
+			errs = append(errs, m.checkin.Shutdown(ctx))
+		}
+		if m.reg != nil {
+			errs = append(errs, m.reg.Shutdown(ctx))
+		}
+		if m.store != nil {
+			errs = append(errs, m.store.Close())
+		}
+		m.shutdownErr = errors.Join(errs...)
+		m.log.Info("manager stopped")
+	})
+	return m.shutdownErr
+}
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	h := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_http_requests_total", Help: "HTTP requests by route pattern and status code."}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "periscope_http_request_duration_seconds", Help: "HTTP request latency by route pattern.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"}),
+	}
+	reg.MustRegister(h.requests, h.duration)
+	return h
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach the connection (WebSocket upgrades).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Hijack passes WebSocket upgrades through to the connection.
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijack not supported")
+	}
+	return h.Hijack()
+}
+
+func (h *httpMetrics) wrap(next *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		h.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+		h.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
