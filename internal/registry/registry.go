@@ -648,6 +648,11 @@ func (r *Registry) Events(ctx context.Context, id string, limit int) ([]fleet.Ev
 			return nil, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
 		}
 	}
+	// Record any change the timer has not noticed yet, so the history agrees
+	// with the status the API shows at this instant.
+	r.mu.Lock()
+	r.evaluateAllLocked()
+	r.mu.Unlock()
 	if err := r.Flush(ctx); err != nil {
 		return nil, err
 	}
