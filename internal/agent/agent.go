@@ -110,15 +110,18 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := c.SetHealth(a.health()); err != nil {
 		return fmt.Errorf("agent health: %w", err)
 	}
+	caps := protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+	if err := c.SetCapabilities(&caps); err != nil {
+		return fmt.Errorf("agent capabilities: %w", err)
+	}
 	hb := time.Duration(a.cfg.HeartbeatInterval)
 	settings := types.StartSettings{
 		OpAMPServerURL: endpoint,
 		Header:         map[string][]string{"Authorization": {"Bearer " + a.cfg.Token}},
 		InstanceUid:    types.InstanceUid(uid),
-		Capabilities: protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
-			protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth |
-			protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
-			protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat,
 		HeartbeatInterval: &hb,
 		Callbacks: types.Callbacks{
 			OnConnect:       func(context.Context) { a.setConnected(true, nil) },

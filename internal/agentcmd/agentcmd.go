@@ -1,0 +1,92 @@
+// Package agentcmd is the "agent" command, shared by the periscope binary and the
+// agent-only periscope-agent binary (which must not link the manager).
+package agentcmd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/periscope-dev/periscope/internal/agent"
+	"github.com/periscope-dev/periscope/internal/config"
+)
+
+// New returns the agent command.
+func New() *cobra.Command {
+	var cfgFile string
+	flags := config.DefaultAgent()
+	var hb time.Duration
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent inside a customer deployment: check in with the manager",
+		Long: `Run the agent inside a customer deployment. It checks in with the manager over
+OpAMP (WebSocket for push, HTTP polling for pull), reporting its release, cloud,
+region, platform, health and effective configuration.
+
+Every flag can also come from the config file (--config) or a PERISCOPE_*
+variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
+		Example: "  periscope agent --manager https://periscope.vendor.example --token pdt_... --release 1.8.0",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.DefaultAgent()
+			if err := config.Load(&cfg, cfgFile, os.Environ()); err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			for name, dst := range map[string]*string{"manager": &cfg.Manager, "token": &cfg.Token, "release": &cfg.Release,
+				"cloud": &cfg.Cloud, "region": &cfg.Region, "platform": &cfg.Platform, "transport": &cfg.Transport,
+				"data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel} {
+				if f.Changed(name) {
+					*dst, _ = f.GetString(name)
+				}
+			}
+			if f.Changed("heartbeat-interval") {
+				cfg.HeartbeatInterval = config.Duration(hb)
+			}
+			log := NewLogger(cfg.LogLevel)
+			a, err := agent.New(cfg, agent.Settings{Logger: log})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := a.Start(ctx); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			log.Info("agent stopping")
+			return a.Shutdown(sctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML config file")
+	f.String("manager", "", "manager base URL, e.g. http://127.0.0.1:7070 (PERISCOPE_MANAGER)")
+	f.String("token", "", "deployment token (PERISCOPE_TOKEN)")
+	f.String("release", "", "release version this deployment runs (PERISCOPE_RELEASE)")
+	f.String("cloud", "", "cloud provider, e.g. aws, gcp, azure (detected when unset)")
+	f.String("region", "", "cloud region (detected when unset)")
+	f.String("platform", "", "platform, e.g. aws_ecs, kubernetes (detected when unset)")
+	f.String("transport", flags.Transport, "websocket (push) or http (polling)")
+	f.String("data-dir", flags.DataDir, "directory for the agent's identity")
+	f.DurationVar(&hb, "heartbeat-interval", time.Duration(flags.HeartbeatInterval), "how often to check in")
+	f.String("log-level", flags.LogLevel, "debug, info, warn or error")
+	return cmd
+}
+
+// NewLogger returns a text logger on stderr at the named level.
+func NewLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(os.Stderr, "unknown log level %q, using info\n", level)
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
