@@ -119,9 +119,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	hb := time.Duration(a.cfg.HeartbeatInterval)
 	settings := types.StartSettings{
-		OpAMPServerURL: endpoint,
-		Header:         map[string][]string{"Authorization": {"Bearer " + a.cfg.Token}},
-		InstanceUid:    types.InstanceUid(uid),
+		OpAMPServerURL:    endpoint,
+		Header:            map[string][]string{"Authorization": {"Bearer " + a.cfg.Token}},
+		InstanceUid:       types.InstanceUid(uid),
 		HeartbeatInterval: &hb,
 		Callbacks: types.Callbacks{
 			OnConnect:       func(context.Context) { a.setConnected(true, nil) },

@@ -112,7 +112,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // ConnContext must be set as the http.Server's ConnContext: OpAMP over plain HTTP
 // needs the underlying connection.
-func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context { return s.connCtx(ctx, c) }
+func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return s.connCtx(ctx, c)
+}
 
 // Shutdown closes every open WebSocket so agents reconnect elsewhere.
 func (s *Server) Shutdown(context.Context) error {
@@ -259,6 +261,11 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 	if h := msg.Health; h != nil {
 		fh := fleet.Health{Reported: true, Healthy: h.Healthy, Status: h.Status, LastError: h.LastError}
 		flattenHealth("", h.ComponentHealthMap, &fh)
+		if !fh.Healthy && (isStarting(fh.Status) || startingOnly(fh)) {
+			// Components still starting (the Collector reports them not healthy
+			// for a moment) are not an outage: do not flap to unhealthy on boot.
+			fh.Healthy = true
+		}
 		rep.Health = &fh
 	}
 	if ec := msg.EffectiveConfig; ec != nil && ec.ConfigMap != nil {
@@ -283,8 +290,24 @@ func flattenHealth(prefix string, m map[string]*protobufs.ComponentHealth, out *
 		if out.Components == nil {
 			out.Components = map[string]fleet.ComponentHealth{}
 		}
-		out.Components[full] = fleet.ComponentHealth{Healthy: ch.Healthy, Status: ch.Status, LastError: ch.LastError}
+		healthy := ch.Healthy || isStarting(ch.Status)
+		out.Components[full] = fleet.ComponentHealth{Healthy: healthy, Status: ch.Status, LastError: ch.LastError}
 	}
+}
+
+func isStarting(status string) bool { return strings.Contains(strings.ToLower(status), "starting") }
+
+// startingOnly reports an unhealthy report whose only unhealthy parts are starting.
+func startingOnly(h fleet.Health) bool {
+	if h.Healthy || h.LastError != "" || len(h.Components) == 0 {
+		return false
+	}
+	for _, c := range h.Components {
+		if !c.Healthy {
+			return false
+		}
+	}
+	return true
 }
 
 // ConfigHash is the stable digest of an effective configuration: files in name
