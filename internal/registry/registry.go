@@ -53,7 +53,10 @@ type Settings struct {
 	EvalInterval time.Duration
 }
 
+// entry is one deployment. Its mu guards everything but the immutable id and
+// token hash, so check-ins of different deployments never wait on each other.
 type entry struct {
+	mu          sync.Mutex
 	d           fleet.Deployment
 	tokenHash   string
 	lastStatus  fleet.Status
@@ -71,13 +74,17 @@ type Registry struct {
 	evalI  time.Duration
 	m      metrics
 
+	// Lock order: mu, then an entry's mu, then pendMu. mu is held for writing
+	// only to add deployments or releases.
 	mu       sync.RWMutex
 	deps     map[string]*entry
 	byToken  map[string]*entry
 	releases []fleet.Release
 	latest   map[string]string // stack → newest version
-	dirty    map[string]struct{}
-	events   []fleet.Event
+
+	pendMu sync.Mutex
+	dirty  map[string]struct{}
+	events []fleet.Event
 
 	flushMu sync.Mutex // serialises flushes so batches reach the store in order
 
@@ -157,7 +164,7 @@ func (r *Registry) Start(ctx context.Context) error {
 		// A push connection does not survive a manager restart.
 		if e.d.Connected {
 			e.d.Connected = false
-			r.dirty[e.d.ID] = struct{}{}
+			r.markDirty(e.d.ID)
 		}
 		r.deps[e.d.ID] = e
 		r.byToken[e.tokenHash] = e
@@ -177,11 +184,7 @@ func (r *Registry) Start(ctx context.Context) error {
 			r.log.Warn("write fleet state failed; will retry", "err", err)
 		}
 	})
-	go r.loop(loopCtx, r.evalI, func() {
-		r.mu.Lock()
-		r.evaluateAllLocked()
-		r.mu.Unlock()
-	})
+	go r.loop(loopCtx, r.evalI, r.evaluateAll)
 	return nil
 }
 
@@ -208,9 +211,7 @@ func (r *Registry) Shutdown(ctx context.Context) error {
 			r.cancel()
 		}
 		r.wg.Wait()
-		r.mu.Lock()
-		r.evaluateAllLocked()
-		r.mu.Unlock()
+		r.evaluateAll()
 		err = r.Flush(ctx)
 	})
 	return err
@@ -221,21 +222,23 @@ func (r *Registry) Shutdown(ctx context.Context) error {
 func (r *Registry) Flush(ctx context.Context) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
-	r.mu.Lock()
-	if len(r.dirty) == 0 && len(r.events) == 0 {
-		r.mu.Unlock()
+	r.pendMu.Lock()
+	dirty, evs := r.dirty, r.events
+	r.dirty, r.events = map[string]struct{}{}, nil
+	r.pendMu.Unlock()
+	if len(dirty) == 0 && len(evs) == 0 {
 		return nil
 	}
-	recs := make([]store.DeploymentRecord, 0, len(r.dirty))
-	for id := range r.dirty {
+	recs := make([]store.DeploymentRecord, 0, len(dirty))
+	r.mu.RLock()
+	for id := range dirty {
 		if e, ok := r.deps[id]; ok {
+			e.mu.Lock()
 			recs = append(recs, e.record())
+			e.mu.Unlock()
 		}
 	}
-	evs := r.events
-	r.dirty = map[string]struct{}{}
-	r.events = nil
-	r.mu.Unlock()
+	r.mu.RUnlock()
 
 	start := time.Now()
 	err := r.st.UpdateDeployments(ctx, recs)
@@ -248,12 +251,12 @@ func (r *Registry) Flush(ctx context.Context) error {
 	r.m.flushRows.Observe(float64(len(recs)))
 	if err != nil {
 		r.m.flushErrors.Inc()
-		r.mu.Lock()
+		r.pendMu.Lock()
 		for _, rec := range recs {
 			r.dirty[rec.Deployment.ID] = struct{}{}
 		}
 		r.events = append(evs, r.events...)
-		r.mu.Unlock()
+		r.pendMu.Unlock()
 		return fmt.Errorf("flush fleet state: %w", err)
 	}
 	return nil
@@ -281,7 +284,14 @@ func cloneMap[K comparable, V any](m map[K]V) map[K]V {
 	return out
 }
 
-// evaluateLocked re-derives e's status and records a change as an event.
+func (r *Registry) markDirty(id string) {
+	r.pendMu.Lock()
+	r.dirty[id] = struct{}{}
+	r.pendMu.Unlock()
+}
+
+// evaluateLocked re-derives e's status and records a change as an event. The
+// caller holds r.mu (either way) and e.mu.
 func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 	ev := fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)
 	if ev.Status != e.lastStatus {
@@ -289,22 +299,33 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 		if !ev.Since.IsZero() {
 			at = ev.Since
 		}
+		r.pendMu.Lock()
 		r.events = append(r.events, fleet.Event{DeploymentID: e.d.ID, At: at, From: e.lastStatus, To: ev.Status, Reason: ev.Reason})
+		r.dirty[e.d.ID] = struct{}{}
+		r.pendMu.Unlock()
 		r.m.events.WithLabelValues(string(ev.Status)).Inc()
 		if e.lastStatus != "" {
 			r.log.Info("deployment status changed", "deployment", e.d.ID, "from", e.lastStatus, "to", ev.Status, "reason", ev.Reason)
 		}
 		e.lastStatus, e.statusSince = ev.Status, at
-		r.dirty[e.d.ID] = struct{}{}
 	}
 	return ev
 }
 
+// evaluateAllLocked re-evaluates every deployment; the caller holds r.mu.
 func (r *Registry) evaluateAllLocked() {
 	now := r.clk.Now()
 	for _, e := range r.deps {
+		e.mu.Lock()
 		r.evaluateLocked(e, now)
+		e.mu.Unlock()
 	}
+}
+
+func (r *Registry) evaluateAll() {
+	r.mu.RLock()
+	r.evaluateAllLocked()
+	r.mu.RUnlock()
 }
 
 // View is a deployment with its current evaluation.
@@ -314,7 +335,10 @@ type View struct {
 	StatusSince time.Time
 }
 
+// viewLocked copies e; the caller holds r.mu, not e.mu.
 func (r *Registry) viewLocked(e *entry, now time.Time) View {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	rec := e.record()
 	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params), StatusSince: e.statusSince}
 }
@@ -344,7 +368,10 @@ func (r *Registry) List(f fleet.Filter, p Page) (items []View, total int) {
 	defer r.mu.RUnlock()
 	matched := make([]*entry, 0, 64)
 	for _, e := range r.deps {
-		if !f.Match(&e.d, fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)) {
+		e.mu.Lock()
+		match := f.Match(&e.d, fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params))
+		e.mu.Unlock()
+		if !match {
 			continue
 		}
 		total++
@@ -383,13 +410,16 @@ func (r *Registry) Summary(f fleet.Filter) Summary {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, e := range r.deps {
+		e.mu.Lock()
 		ev := fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)
-		if !f.Match(&e.d, ev) {
+		match, release := f.Match(&e.d, ev), e.d.RunningRelease
+		e.mu.Unlock()
+		if !match {
 			continue
 		}
 		s.Total++
 		s.ByStatus[ev.Status]++
-		s.ByRelease[e.d.RunningRelease]++
+		s.ByRelease[release]++
 		if ev.Behind != "" {
 			s.Behind[ev.Behind]++
 		}
@@ -477,7 +507,9 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 		e := &entry{d: rec.Deployment, tokenHash: rec.TokenHash, lastStatus: "", statusSince: now}
 		r.deps[e.d.ID] = e
 		r.byToken[e.tokenHash] = e
+		e.mu.Lock()
 		r.evaluateLocked(e, now) // records "" → pending as the first event
+		e.mu.Unlock()
 		out[i] = Created{View: r.viewLocked(e, now), Token: tokens[i]}
 	}
 	return out, nil
@@ -519,12 +551,14 @@ type Report struct {
 // Checkin applies a check-in from deployment id and returns the new evaluation.
 func (r *Registry) Checkin(id string, rep Report) (fleet.Evaluation, error) {
 	now := r.clk.Now().UTC()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	e, ok := r.deps[id]
 	if !ok {
 		return fleet.Evaluation{}, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	d := &e.d
 	d.LastCheckin = now
 	if rep.Mode != fleet.ModeUnknown {
@@ -551,7 +585,7 @@ func (r *Registry) Checkin(id string, rep Report) (fleet.Evaluation, error) {
 	if rep.Update != nil {
 		d.Update = *rep.Update
 	}
-	r.dirty[id] = struct{}{}
+	r.markDirty(id)
 	r.m.checkins.Inc()
 	return r.evaluateLocked(e, now), nil
 }
@@ -564,11 +598,17 @@ func setIf(dst *string, v string) {
 
 // Disconnected records that a push deployment's connection closed.
 func (r *Registry) Disconnected(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.deps[id]; ok && e.d.Connected {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.deps[id]
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.d.Connected {
 		e.d.Connected = false
-		r.dirty[id] = struct{}{}
+		r.markDirty(id)
 		r.evaluateLocked(e, r.clk.Now())
 	}
 }
@@ -579,7 +619,12 @@ func (r *Registry) Known(id string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.deps[id]
-	return ok && e.d.AgentVersion != ""
+	if !ok {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.d.AgentVersion != ""
 }
 
 // CreateRelease publishes a release; every deployment of its stack is re-evaluated.
@@ -612,7 +657,9 @@ func (r *Registry) Releases(stack string) []ReleaseView {
 	defer r.mu.RUnlock()
 	running := map[[2]string]int{}
 	for _, e := range r.deps {
+		e.mu.Lock()
 		running[[2]string{e.d.Stack, e.d.RunningRelease}]++
+		e.mu.Unlock()
 	}
 	var out []ReleaseView
 	for _, rel := range r.releases {
@@ -650,9 +697,7 @@ func (r *Registry) Events(ctx context.Context, id string, limit int) ([]fleet.Ev
 	}
 	// Record any change the timer has not noticed yet, so the history agrees
 	// with the status the API shows at this instant.
-	r.mu.Lock()
-	r.evaluateAllLocked()
-	r.mu.Unlock()
+	r.evaluateAll()
 	if err := r.Flush(ctx); err != nil {
 		return nil, err
 	}
