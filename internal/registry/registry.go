@@ -79,6 +79,7 @@ type Registry struct {
 	mu       sync.RWMutex
 	deps     map[string]*entry
 	byToken  map[string]*entry
+	order    []*entry // by id, for paging without sorting the fleet per request
 	releases []fleet.Release
 	latest   map[string]string // stack → newest version
 
@@ -168,7 +169,9 @@ func (r *Registry) Start(ctx context.Context) error {
 		}
 		r.deps[e.d.ID] = e
 		r.byToken[e.tokenHash] = e
+		r.order = append(r.order, e)
 	}
+	r.sortOrderLocked()
 	for _, rel := range rels {
 		r.addReleaseLocked(rel)
 	}
@@ -360,29 +363,37 @@ type Page struct {
 	After string
 }
 
+func (r *Registry) sortOrderLocked() {
+	sort.Slice(r.order, func(i, j int) bool { return r.order[i].d.ID < r.order[j].d.ID })
+}
+
+func (r *Registry) matchLocked(e *entry, f fleet.Filter, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return f.Match(&e.d, fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params))
+}
+
 // List returns the deployments matching f, sorted by id, one page at a time, with
 // the number that match in all.
 func (r *Registry) List(f fleet.Filter, p Page) (items []View, total int) {
 	now := r.clk.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	matched := make([]*entry, 0, 64)
-	for _, e := range r.deps {
-		e.mu.Lock()
-		match := f.Match(&e.d, fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params))
-		e.mu.Unlock()
-		if !match {
-			continue
+	start := sort.Search(len(r.order), func(i int) bool { return r.order[i].d.ID > p.After })
+	matched := make([]*entry, 0, min(max(p.Limit, 0), 1024))
+	for i := start; i < len(r.order) && (p.Limit <= 0 || len(matched) < p.Limit); i++ {
+		if r.matchLocked(r.order[i], f, now) {
+			matched = append(matched, r.order[i])
 		}
-		total++
-		if p.After != "" && e.d.ID <= p.After {
-			continue
-		}
-		matched = append(matched, e)
 	}
-	sort.Slice(matched, func(i, j int) bool { return matched[i].d.ID < matched[j].d.ID })
-	if p.Limit > 0 && len(matched) > p.Limit {
-		matched = matched[:p.Limit]
+	if f == (fleet.Filter{}) {
+		total = len(r.order)
+	} else {
+		for _, e := range r.order {
+			if r.matchLocked(e, f, now) {
+				total++
+			}
+		}
 	}
 	items = make([]View, len(matched))
 	for i, e := range matched {
@@ -503,10 +514,12 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 	out := make([]Created, len(recs))
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.sortOrderLocked()
 	for i, rec := range recs {
 		e := &entry{d: rec.Deployment, tokenHash: rec.TokenHash, lastStatus: "", statusSince: now}
 		r.deps[e.d.ID] = e
 		r.byToken[e.tokenHash] = e
+		r.order = append(r.order, e)
 		e.mu.Lock()
 		r.evaluateLocked(e, now) // records "" → pending as the first event
 		e.mu.Unlock()
