@@ -45,9 +45,8 @@ const (
 // Fleet is what the check-in server needs of the fleet registry.
 type Fleet interface {
 	Authenticate(token string) (id string, ok bool)
-	Checkin(id string, rep registry.Report) (fleet.Evaluation, error)
+	Checkin(id string, rep registry.Report) (knewAgent bool, err error)
 	Disconnected(id string)
-	Known(id string) bool
 }
 
 // Settings are the server's collaborators; zero values are safe.
@@ -213,8 +212,8 @@ func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.A
 		InstanceUid:  msg.InstanceUid,
 		Capabilities: uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus | protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig | protobufs.ServerCapabilities_ServerCapabilities_OffersConnectionSettings),
 	}
-	known := c.s.fleet.Known(c.id)
-	if _, err := c.s.fleet.Checkin(c.id, rep); err != nil {
+	known, err := c.s.fleet.Checkin(c.id, rep)
+	if err != nil {
 		// The deployment was authenticated moments ago; it can only be gone if
 		// deleted meanwhile. Tell the agent rather than pretend.
 		resp.ErrorResponse = &protobufs.ServerErrorResponse{Type: protobufs.ServerErrorResponseType_ServerErrorResponseType_BadRequest, ErrorMessage: "deployment no longer exists"}

@@ -443,14 +443,14 @@ func (r *Registry) Summary(f fleet.Filter) Summary {
 
 // NewDeployment is what a vendor declares when registering a deployment.
 type NewDeployment struct {
-	ID       string            `json:"id"`
-	Name     string            `json:"name"`
-	Customer string            `json:"customer"`
-	Platform string            `json:"platform"`
-	Cloud    string            `json:"cloud"`
-	Region   string            `json:"region"`
-	Stack    string            `json:"stack"`
-	Labels   map[string]string `json:"labels"`
+	ID       string
+	Name     string
+	Customer string
+	Platform string
+	Cloud    string
+	Region   string
+	Stack    string
+	Labels   map[string]string
 }
 
 // Created is a new deployment with its agent token, which is shown only now.
@@ -561,18 +561,21 @@ type Report struct {
 	Update      *fleet.UpdateState
 }
 
-// Checkin applies a check-in from deployment id and returns the new evaluation.
-func (r *Registry) Checkin(id string, rep Report) (fleet.Evaluation, error) {
+// Checkin applies a check-in from deployment id. It reports whether the registry
+// had heard the agent's full description before this check-in, so the check-in
+// server can ask an agent that sends only deltas for its full state.
+func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 	now := r.clk.Now().UTC()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.deps[id]
 	if !ok {
-		return fleet.Evaluation{}, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
+		return false, fmt.Errorf("deployment %q: %w", id, ErrNotFound)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	d := &e.d
+	knewAgent = d.AgentVersion != ""
 	d.LastCheckin = now
 	if rep.Mode != fleet.ModeUnknown {
 		d.Mode = rep.Mode
@@ -600,7 +603,8 @@ func (r *Registry) Checkin(id string, rep Report) (fleet.Evaluation, error) {
 	}
 	r.markDirty(id)
 	r.m.checkins.Inc()
-	return r.evaluateLocked(e, now), nil
+	r.evaluateLocked(e, now)
+	return knewAgent, nil
 }
 
 func setIf(dst *string, v string) {
@@ -624,20 +628,6 @@ func (r *Registry) Disconnected(id string) {
 		r.markDirty(id)
 		r.evaluateLocked(e, r.clk.Now())
 	}
-}
-
-// Known reports whether the registry has ever heard a full description from id,
-// so the check-in server can ask an agent that sends only deltas for its full state.
-func (r *Registry) Known(id string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	e, ok := r.deps[id]
-	if !ok {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.d.AgentVersion != ""
 }
 
 // CreateRelease publishes a release; every deployment of its stack is re-evaluated.
