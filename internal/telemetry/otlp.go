@@ -1,0 +1,154 @@
+package telemetry
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/klauspost/compress/zstd"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// OTLP/HTTP content types.
+const (
+	ContentTypeProto = "application/x-protobuf"
+	ContentTypeJSON  = "application/json"
+)
+
+// ErrTooLarge is returned by Decompress when a body expands beyond its limit.
+var ErrTooLarge = errors.New("request body too large")
+
+// Decompress reads body encoded per an HTTP Content-Encoding ("", "identity", "gzip"
+// or "zstd") and returns at most limit decoded bytes, failing with ErrTooLarge beyond
+// that so a small compressed body cannot expand without bound.
+func Decompress(encoding string, body io.Reader, limit int64) ([]byte, error) {
+	var r io.Reader
+	switch encoding {
+	case "", "identity":
+		r = body
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ErrMalformed, err)
+		}
+		defer zr.Close()
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)+1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: zstd: %v", ErrMalformed, err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil, fmt.Errorf("unsupported content encoding %q (want gzip, zstd or none)", encoding)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, ErrTooLarge
+		}
+		if encoding == "" || encoding == "identity" {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, encoding, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, ErrTooLarge
+	}
+	return data, nil
+}
+
+// JSONToProto converts an OTLP-JSON export request for sig to its protobuf encoding.
+func JSONToProto(sig Signal, data []byte) ([]byte, error) {
+	var (
+		out []byte
+		err error
+	)
+	switch sig {
+	case Logs:
+		req := plogotlp.NewExportRequest()
+		if err = req.UnmarshalJSON(data); err == nil {
+			out, err = req.MarshalProto()
+		}
+	case Traces:
+		req := ptraceotlp.NewExportRequest()
+		if err = req.UnmarshalJSON(data); err == nil {
+			out, err = req.MarshalProto()
+		}
+	case Metrics:
+		req := pmetricotlp.NewExportRequest()
+		if err = req.UnmarshalJSON(data); err == nil {
+			out, err = req.MarshalProto()
+		}
+	default:
+		return nil, fmt.Errorf("json to proto: %v", sig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return out, nil
+}
+
+// ProtoToJSON converts the protobuf encoding of an export request for sig to OTLP-JSON.
+func ProtoToJSON(sig Signal, data []byte) ([]byte, error) {
+	switch sig {
+	case Logs:
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return req.MarshalJSON()
+	case Traces:
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return req.MarshalJSON()
+	case Metrics:
+		req := pmetricotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return req.MarshalJSON()
+	}
+	return nil, fmt.Errorf("proto to json: %v", sig)
+}
+
+// Status is an OTLP error response: a google.rpc.Status with a gRPC code and message.
+type Status struct {
+	Code    int32
+	Message string
+}
+
+// Marshal encodes the status as OTLP/HTTP expects it in a response of contentType.
+func (s Status) Marshal(contentType string) []byte {
+	if contentType == ContentTypeJSON {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, `{"code":%d,"message":%q}`, s.Code, s.Message)
+		return b.Bytes()
+	}
+	var b []byte
+	if s.Code != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(s.Code))
+	}
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, s.Message)
+}
+
+// SuccessBody is the body of a fully successful export response: an empty
+// Export*ServiceResponse in either encoding.
+func SuccessBody(contentType string) []byte {
+	if contentType == ContentTypeJSON {
+		return []byte("{}")
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package telemetry
+
+import (
+	"errors"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+)
+
+var acme = Context{
+	DeploymentID: "acme-prod", Customer: "Acme", Cloud: "aws", Region: "us-east-1",
+	Platform: "aws_ecs", Release: "1.8.0", Stack: "lighthouse",
+}
+
+// spoofedLogs builds two resources: one claiming another deployment, one bare.
+func spoofedLogs() plog.Logs {
+	l := plog.NewLogs()
+	rl := l.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	rl.Resource().Attributes().PutStr(AttrDeploymentID, "umbrella-dr")
+	rl.Resource().Attributes().PutStr(AttrCustomer, "Umbrella")
+	rl.Resource().Attributes().PutStr("k8s.pod.name", "checkout-7d9")
+	rl.Resource().Attributes().PutInt("replica", 3)
+	sl := rl.ScopeLogs().AppendEmpty()
+	for i := 0; i < 3; i++ {
+		sl.LogRecords().AppendEmpty().Body().SetStr("hello")
+	}
+	rl2 := l.ResourceLogs().AppendEmpty()
+	rl2.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("bare")
+	return l
+}
+
+func TestTagOverwritesContextAndKeepsAppAttributes(t *testing.T) {
+	req, err := plogotlp.NewExportRequestFromLogs(spoofedLogs()).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, n, err := NewTagger(acme).Tag(Logs, nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Errorf("records = %d, want 4", n)
+	}
+	got := plogotlp.NewExportRequest()
+	if err := got.UnmarshalProto(out); err != nil {
+		t.Fatalf("tagged request does not decode: %v", err)
+	}
+	rls := got.Logs().ResourceLogs()
+	if rls.Len() != 2 {
+		t.Fatalf("resources = %d, want 2", rls.Len())
+	}
+	for i := 0; i < rls.Len(); i++ {
+		attrs := rls.At(i).Resource().Attributes()
+		for _, kv := range acme.Attributes() {
+			if v, ok := attrs.Get(kv[0]); !ok || v.Str() != kv[1] {
+				t.Errorf("resource %d: %s = %v, want %q", i, kv[0], v.AsString(), kv[1])
+			}
+		}
+		seen := map[string]int{}
+		attrs.Range(func(k string, _ pcommon.Value) bool { seen[k]++; return true })
+		for k, c := range seen {
+			if c != 1 {
+				t.Errorf("resource %d: attribute %s appears %d times", i, k, c)
+			}
+		}
+	}
+	first := rls.At(0).Resource().Attributes()
+	for k, want := range map[string]string{"service.name": "checkout", "k8s.pod.name": "checkout-7d9", "replica": "3"} {
+		if v, ok := first.Get(k); !ok || v.AsString() != want {
+			t.Errorf("app attribute %s = %q, want %q", k, v.AsString(), want)
+		}
+	}
+	if b := rls.At(0).ScopeLogs().At(0).LogRecords().At(2).Body().Str(); b != "hello" {
+		t.Errorf("record body = %q", b)
+	}
+}
+
+func TestTagRemovesSpoofedKeysWithoutValue(t *testing.T) {
+	// A context with no customer still strips a sender's periscope.customer.
+	req, _ := plogotlp.NewExportRequestFromLogs(spoofedLogs()).MarshalProto()
+	out, _, err := NewTagger(Context{DeploymentID: "acme-prod"}).Tag(Logs, nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := plogotlp.NewExportRequest()
+	if err := got.UnmarshalProto(out); err != nil {
+		t.Fatal(err)
+	}
+	attrs := got.Logs().ResourceLogs().At(0).Resource().Attributes()
+	if v, ok := attrs.Get(AttrCustomer); ok {
+		t.Errorf("spoofed customer kept: %q", v.Str())
+	}
+	if v, _ := attrs.Get(AttrDeploymentID); v.Str() != "acme-prod" {
+		t.Errorf("deployment = %q", v.Str())
+	}
+}
+
+func TestTagCountsSpansAndDataPoints(t *testing.T) {
+	tr := ptrace.NewTraces()
+	ss := tr.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+	for i := 0; i < 5; i++ {
+		ss.Spans().AppendEmpty().SetName("GET /")
+	}
+	treq, _ := ptraceotlp.NewExportRequestFromTraces(tr).MarshalProto()
+	_, n, err := NewTagger(acme).Tag(Traces, nil, treq)
+	if err != nil || n != 5 {
+		t.Errorf("spans = %d, %v; want 5", n, err)
+	}
+
+	m := pmetric.NewMetrics()
+	sm := m.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty()
+	g := sm.Metrics().AppendEmpty()
+	g.SetName("queue.depth")
+	g.SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(4)
+	g.Gauge().DataPoints().AppendEmpty().SetIntValue(5)
+	h := sm.Metrics().AppendEmpty()
+	h.SetName("latency")
+	h.SetEmptyHistogram().DataPoints().AppendEmpty().SetCount(9)
+	s := sm.Metrics().AppendEmpty()
+	s.SetName("requests")
+	s.SetEmptySum().DataPoints().AppendEmpty().SetIntValue(1)
+	mreq, _ := pmetricotlp.NewExportRequestFromMetrics(m).MarshalProto()
+	out, n, err := NewTagger(acme).Tag(Metrics, nil, mreq)
+	if err != nil || n != 4 {
+		t.Errorf("data points = %d, %v; want 4", n, err)
+	}
+	got := pmetricotlp.NewExportRequest()
+	if err := got.UnmarshalProto(out); err != nil {
+		t.Fatal(err)
+	}
+	if got.Metrics().DataPointCount() != 4 {
+		t.Errorf("decoded data points = %d", got.Metrics().DataPointCount())
+	}
+}
+
+func TestTagRejectsMalformed(t *testing.T) {
+	req, _ := plogotlp.NewExportRequestFromLogs(spoofedLogs()).MarshalProto()
+	for name, body := range map[string][]byte{
+		"truncated": req[:len(req)-3],
+		"garbage":   []byte("this is not protobuf at all"),
+		"bad tag":   {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+	} {
+		if _, _, err := NewTagger(acme).Tag(Logs, nil, body); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestConcatenatedRequestsMerge(t *testing.T) {
+	// The forwarder relies on this: two encoded requests back to back are one request
+	// holding both sets of resources.
+	a, _ := plogotlp.NewExportRequestFromLogs(spoofedLogs()).MarshalProto()
+	tg := NewTagger(acme)
+	out, _, _ := tg.Tag(Logs, nil, a)
+	out, _, _ = tg.Tag(Logs, out, a)
+	got := plogotlp.NewExportRequest()
+	if err := got.UnmarshalProto(out); err != nil {
+		t.Fatal(err)
+	}
+	if got.Logs().LogRecordCount() != 8 {
+		t.Errorf("merged records = %d, want 8", got.Logs().LogRecordCount())
+	}
+}
+
+func FuzzTag(f *testing.F) {
+	req, _ := plogotlp.NewExportRequestFromLogs(spoofedLogs()).MarshalProto()
+	f.Add(req)
+	f.Add([]byte{0x0a, 0x00})
+	tg := NewTagger(acme)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := plogotlp.NewExportRequest()
+		if in.UnmarshalProto(data) != nil {
+			return
+		}
+		out, n, err := tg.Tag(Logs, nil, data)
+		if err != nil {
+			return // stricter than pdata on some inputs; never looser
+		}
+		got := plogotlp.NewExportRequest()
+		if err := got.UnmarshalProto(out); err != nil {
+			t.Fatalf("tagged output of a valid request does not decode: %v", err)
+		}
+		if n != in.Logs().LogRecordCount() || got.Logs().LogRecordCount() != n {
+			t.Fatalf("count %d, input %d, output %d", n, in.Logs().LogRecordCount(), got.Logs().LogRecordCount())
+		}
+	})
+}
