@@ -146,7 +146,7 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 	var (
 		resource []byte
 		restSize int // bytes of every field but the resource, copied verbatim
-		records     int
+		records  int
 	)
 	for b := group; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
