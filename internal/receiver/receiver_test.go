@@ -1,0 +1,205 @@
+package receiver
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// recorder is a consumer that keeps what it got, or refuses with err.
+type recorder struct {
+	mu   sync.Mutex
+	got  []Request
+	auth []string
+	err  error
+}
+
+func (c *recorder) Consume(_ context.Context, r Request) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	c.got = append(c.got, r)
+	c.auth = append(c.auth, r.Header("Authorization"))
+	return nil
+}
+
+func logsRequest(t *testing.T, n int) plogotlp.ExportRequest {
+	t.Helper()
+	l := plog.NewLogs()
+	rl := l.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	for i := 0; i < n; i++ {
+		rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("payment declined")
+	}
+	return plogotlp.NewExportRequestFromLogs(l)
+}
+
+func serveHTTP(t *testing.T, c Consumer, maxBytes int64) string {
+	mux := http.NewServeMux()
+	(&HTTP{Consumer: c, MaxBytes: maxBytes}).Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func post(t *testing.T, url, ct, enc string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer pdt_x")
+	if enc != "" {
+		req.Header.Set("Content-Encoding", enc)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestHTTPAcceptsProtobufJSONAndGzip(t *testing.T) {
+	c := &recorder{}
+	url := serveHTTP(t, c, 0)
+	req := logsRequest(t, 3)
+	pb, _ := req.MarshalProto()
+	js, _ := req.MarshalJSON()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(pb)
+	zw.Close()
+
+	for _, tc := range []struct {
+		ct, enc string
+		body    []byte
+	}{
+		{telemetry.ContentTypeProto, "", pb},
+		{telemetry.ContentTypeJSON, "", js},
+		{telemetry.ContentTypeProto, "gzip", gz.Bytes()},
+	} {
+		resp, body := post(t, url+"/v1/logs", tc.ct, tc.enc, tc.body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: status %d %s", tc.ct, tc.enc, resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("Content-Type"); got != tc.ct {
+			t.Errorf("response content type %q, want %q", got, tc.ct)
+		}
+	}
+	if len(c.got) != 3 {
+		t.Fatalf("consumer got %d requests, want 3", len(c.got))
+	}
+	for i, r := range c.got {
+		dec := plogotlp.NewExportRequest()
+		if err := dec.UnmarshalProto(r.Body); err != nil || dec.Logs().LogRecordCount() != 3 || r.Signal != telemetry.Logs {
+			t.Errorf("request %d: %v, %d records, signal %v", i, err, dec.Logs().LogRecordCount(), r.Signal)
+		}
+		if c.auth[i] != "Bearer pdt_x" {
+			t.Errorf("request %d: consumer saw authorization %q", i, c.auth[i])
+		}
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	full := &recorder{err: Full("queue full", 3*time.Second)}
+	pb, _ := logsRequest(t, 50).MarshalProto()
+	small := serveHTTP(t, &recorder{}, 200)
+
+	resp, body := post(t, small+"/v1/logs", telemetry.ContentTypeProto, "", pb)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized: %d", resp.StatusCode)
+	}
+	// A small gzip body that expands past the limit is refused too.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte{0}, 10000))
+	zw.Close()
+	if resp, _ = post(t, small+"/v1/logs", telemetry.ContentTypeProto, "gzip", gz.Bytes()); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("gzip bomb: %d", resp.StatusCode)
+	}
+
+	url := serveHTTP(t, &recorder{}, 0)
+	resp, body = post(t, url+"/v1/traces", telemetry.ContentTypeJSON, "", []byte(`{"resourceSpans": [`))
+	if resp.StatusCode != 400 || !strings.Contains(string(body), `"code":3`) {
+		t.Errorf("malformed JSON: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ = post(t, url+"/v1/logs", "text/plain", "", pb); resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain: %d", resp.StatusCode)
+	}
+	if resp, _ = post(t, url+"/v1/logs", telemetry.ContentTypeProto, "br", pb); resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("brotli: %d", resp.StatusCode)
+	}
+	if resp, _ = post(t, url+"/v1/logs", telemetry.ContentTypeProto, "gzip", []byte("not gzip")); resp.StatusCode != 400 {
+		t.Errorf("bad gzip: %d", resp.StatusCode)
+	}
+
+	resp, _ = post(t, serveHTTP(t, full, 0)+"/v1/logs", telemetry.ContentTypeProto, "", pb)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "3" {
+		t.Errorf("full: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestGRPCExportAndBackpressure(t *testing.T) {
+	c := &recorder{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewGRPCServer(c, 0)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := plogotlp.NewGRPCClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer pdt_x")
+	if _, err := client.Export(ctx, logsRequest(t, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.got) != 1 || c.auth[0] != "Bearer pdt_x" {
+		t.Fatalf("consumer got %d requests, auth %v", len(c.got), c.auth)
+	}
+	dec := plogotlp.NewExportRequest()
+	if err := dec.UnmarshalProto(c.got[0].Body); err != nil || dec.Logs().LogRecordCount() != 4 {
+		t.Errorf("body: %v, %d records", err, dec.Logs().LogRecordCount())
+	}
+
+	c.err = Full("queue full", 2*time.Second)
+	_, err = client.Export(ctx, logsRequest(t, 1))
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("full: %v", err)
+	}
+	var delay time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.RetryDelay.AsDuration()
+		}
+	}
+	if delay != 2*time.Second {
+		t.Errorf("RetryInfo delay = %v, want 2s", delay)
+	}
+}
