@@ -4,6 +4,7 @@ package agentcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,10 +25,13 @@ func New() *cobra.Command {
 	var hb time.Duration
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run the agent inside a customer deployment: check in with the manager",
+		Short: "Run the agent inside a customer deployment: check in and forward telemetry",
 		Long: `Run the agent inside a customer deployment. It checks in with the manager over
 OpAMP (WebSocket for push, HTTP polling for pull), reporting its release, cloud,
-region, platform, health and effective configuration.
+region, platform, health and effective configuration. It receives the local
+application's OTLP logs, traces and metrics (gRPC 127.0.0.1:4317, HTTP
+127.0.0.1:4318), tags them with the deployment context, queues them on disk and
+forwards them to the manager.
 
 Every flag can also come from the config file (--config) or a PERISCOPE_*
 variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
@@ -41,7 +45,8 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 			f := cmd.Flags()
 			for name, dst := range map[string]*string{"manager": &cfg.Manager, "token": &cfg.Token, "release": &cfg.Release,
 				"cloud": &cfg.Cloud, "region": &cfg.Region, "platform": &cfg.Platform, "transport": &cfg.Transport,
-				"data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel} {
+				"data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel, "otlp-grpc": &cfg.OTLPGRPC, "otlp-http": &cfg.OTLPHTTP,
+				"compression": &cfg.Compression} {
 				if f.Changed(name) {
 					*dst, _ = f.GetString(name)
 				}
@@ -59,11 +64,17 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 			if err := a.Start(ctx); err != nil {
 				return err
 			}
+			p, err := startPipeline(ctx, cfg, log)
+			if err != nil {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return errors.Join(err, a.Shutdown(sctx))
+			}
 			<-ctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			log.Info("agent stopping")
-			return a.Shutdown(sctx)
+			return errors.Join(p.Shutdown(sctx), a.Shutdown(sctx))
 		},
 	}
 	f := cmd.Flags()
@@ -78,6 +89,9 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 	f.String("data-dir", flags.DataDir, "directory for the agent's identity")
 	f.DurationVar(&hb, "heartbeat-interval", time.Duration(flags.HeartbeatInterval), "how often to check in")
 	f.String("log-level", flags.LogLevel, "debug, info, warn or error")
+	f.String("otlp-grpc", flags.OTLPGRPC, "OTLP/gRPC address for the local application, or off (PERISCOPE_OTLP_GRPC)")
+	f.String("otlp-http", flags.OTLPHTTP, "OTLP/HTTP address for the local application (also serves /metrics), or off (PERISCOPE_OTLP_HTTP)")
+	f.String("compression", flags.Compression, "compression towards the manager: gzip, zstd or none")
 	return cmd
 }
 

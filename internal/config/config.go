@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,74 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
+// ByteSize is a size in bytes, written as a number or with a unit ("512MiB", "2GiB",
+// "100MB", "64KiB").
+type ByteSize int64
+
+// ParseByteSize parses a size as ByteSize's YAML form.
+func ParseByteSize(v string) (ByteSize, error) {
+	v = strings.TrimSpace(v)
+	num := strings.TrimRightFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(v[len(num):])
+	n, err := strconv.ParseInt(num, 10, 64)
+	mult, ok := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
+	if err != nil || !ok || n < 0 {
+		return 0, fmt.Errorf("%q is not a size like 512MiB or 2GiB", v)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// UnmarshalYAML parses a size with an optional unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// Queue bounds a durable on-disk queue.
+type Queue struct {
+	// MaxBytes bounds what one queue keeps on disk.
+	MaxBytes ByteSize `yaml:"max_bytes" env:"MAX_BYTES"`
+	// MaxAge drops records older than this before sending (0 keeps them until sent).
+	MaxAge Duration `yaml:"max_age" env:"MAX_AGE"`
+	// OnFull is refuse (senders get 429 and retry; nothing acknowledged is lost) or
+	// drop_oldest (the oldest records make room, counted as dropped).
+	OnFull string `yaml:"on_full" env:"ON_FULL"`
+	// Sync makes every acknowledged write reach the disk (fsync) before the sender
+	// is answered, surviving power loss and not only a crash of the process.
+	Sync bool `yaml:"sync" env:"SYNC"`
+}
+
+func (q Queue) validate(field string) error {
+	var errs []error
+	if q.MaxBytes <= 0 {
+		errs = append(errs, fmt.Errorf("%s.max_bytes: must be positive", field))
+	}
+	if q.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("%s.max_age: must not be negative", field))
+	}
+	if q.OnFull != "refuse" && q.OnFull != "drop_oldest" {
+		errs = append(errs, fmt.Errorf("%s.on_full: %q must be refuse or drop_oldest", field, q.OnFull))
+	}
+	return errors.Join(errs...)
+}
+
+func validAddr(field, addr string, offAllowed bool) error {
+	if offAllowed && addr == "off" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		if offAllowed {
+			return fmt.Errorf("%s: %q is not host:port or off", field, addr)
+		}
+		return fmt.Errorf("%s: %q is not host:port", field, addr)
+	}
+	return nil
+}
+
 // Manager is the manager's configuration.
 type Manager struct {
 	// Listen is the one HTTP address for dashboard, API, OpAMP and ingest.
@@ -50,11 +119,23 @@ type Manager struct {
 	AdminToken string `yaml:"admin_token" env:"ADMIN_TOKEN"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+
+	// OTLPGRPC, when set, also takes deployments' telemetry over OTLP/gRPC on this
+	// address; OTLP/HTTP is always served on Listen.
+	OTLPGRPC string `yaml:"otlp_grpc" env:"OTLP_GRPC"`
+	// MaxRequestBytes bounds one telemetry request, compressed or not (413 beyond).
+	MaxRequestBytes ByteSize `yaml:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
+	// Exporters are the vendor's existing backends every accepted batch goes to.
+	Exporters []Exporter `yaml:"exporters"`
+	// ExportQueue bounds each exporter's disk queue (under DataDir/exporters).
+	ExportQueue Queue `yaml:"export_queue" env:"EXPORT_QUEUE_"`
 }
 
 // DefaultManager returns the manager defaults.
 func DefaultManager() Manager {
-	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info"}
+	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
+		MaxRequestBytes: 16 << 20,
+		ExportQueue:     Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"}}
 }
 
 // Validate reports every problem in the configuration.
@@ -74,6 +155,23 @@ func (c *Manager) Validate() error {
 			time.Duration(c.StaleAfter), time.Duration(c.HeartbeatInterval)))
 	}
 	errs = append(errs, validLogLevel(c.LogLevel))
+	if c.OTLPGRPC != "" {
+		errs = append(errs, validAddr("otlp_grpc", c.OTLPGRPC, false))
+	}
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, errors.New("max_request_bytes: must be positive"))
+	}
+	errs = append(errs, c.ExportQueue.validate("export_queue"))
+	names := map[string]bool{}
+	for i, e := range c.Exporters {
+		if err := e.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("exporters[%d]: %w", i, err))
+		}
+		if names[e.Name] {
+			errs = append(errs, fmt.Errorf("exporters[%d]: name %q is used twice", i, e.Name))
+		}
+		names[e.Name] = true
+	}
 	return errors.Join(errs...)
 }
 
@@ -105,11 +203,28 @@ type Agent struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval" env:"HEARTBEAT_INTERVAL"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+
+	// OTLPGRPC and OTLPHTTP are where the local application sends OTLP; "off"
+	// disables one, and distinct addresses let several agents share a host.
+	OTLPGRPC string `yaml:"otlp_grpc" env:"OTLP_GRPC"`
+	OTLPHTTP string `yaml:"otlp_http" env:"OTLP_HTTP"`
+	// MaxRequestBytes bounds one OTLP request, compressed or not.
+	MaxRequestBytes ByteSize `yaml:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
+	// Queue bounds each signal's disk queue (under DataDir) between receive and send.
+	Queue Queue `yaml:"queue" env:"QUEUE_"`
+	// Compression is how telemetry travels to the manager: gzip, zstd or none.
+	Compression string `yaml:"compression" env:"COMPRESSION"`
+	// SelfMetricsInterval is how often the agent sends its own counters with the
+	// deployment's telemetry (0 disables; they stay on the local /metrics).
+	SelfMetricsInterval Duration `yaml:"self_metrics_interval" env:"SELF_METRICS_INTERVAL"`
 }
 
 // DefaultAgent returns the agent defaults.
 func DefaultAgent() Agent {
-	return Agent{Transport: "websocket", DataDir: "./periscope-agent-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info"}
+	return Agent{Transport: "websocket", DataDir: "./periscope-agent-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
+		OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxRequestBytes: 16 << 20,
+		Queue:       Queue{MaxBytes: 512 << 20, MaxAge: Duration(72 * time.Hour), OnFull: "refuse"},
+		Compression: "gzip", SelfMetricsInterval: Duration(time.Minute)}
 }
 
 // Validate reports every problem in the configuration.
@@ -128,6 +243,17 @@ func (c *Agent) Validate() error {
 		errs = append(errs, fmt.Errorf("heartbeat_interval: must be positive, got %s", time.Duration(c.HeartbeatInterval)))
 	}
 	errs = append(errs, validLogLevel(c.LogLevel))
+	errs = append(errs, validAddr("otlp_grpc", c.OTLPGRPC, true), validAddr("otlp_http", c.OTLPHTTP, true))
+	if c.MaxRequestBytes <= 0 {
+		errs = append(errs, errors.New("max_request_bytes: must be positive"))
+	}
+	errs = append(errs, c.Queue.validate("queue"))
+	if c.Compression != "gzip" && c.Compression != "zstd" && c.Compression != "none" {
+		errs = append(errs, fmt.Errorf("compression: %q must be gzip, zstd or none", c.Compression))
+	}
+	if c.SelfMetricsInterval < 0 {
+		errs = append(errs, errors.New("self_metrics_interval: must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -159,7 +285,8 @@ func Load(cfg any, path string, env []string) error {
 	return applyEnv(cfg, env)
 }
 
-// applyEnv sets each field tagged env:"X" from PERISCOPE_X when present.
+// applyEnv sets each field tagged env:"X" from PERISCOPE_X when present. A struct
+// field tagged env:"P_" takes its fields from PERISCOPE_P_X.
 func applyEnv(cfg any, env []string) error {
 	vars := map[string]string{}
 	for _, kv := range env {
@@ -167,16 +294,28 @@ func applyEnv(cfg any, env []string) error {
 			vars[strings.TrimPrefix(k, "PERISCOPE_")] = v
 		}
 	}
-	rv := reflect.ValueOf(cfg).Elem()
+	return applyEnvStruct(reflect.ValueOf(cfg).Elem(), "", vars)
+}
+
+func applyEnvStruct(rv reflect.Value, prefix string, vars map[string]string) error {
 	var errs []error
 	for i := 0; i < rv.NumField(); i++ {
 		f := rv.Type().Field(i)
-		name := f.Tag.Get("env")
-		v, ok := vars[name]
-		if name == "" || !ok {
+		tag := f.Tag.Get("env")
+		if tag == "" {
 			continue
 		}
-		switch fv := rv.Field(i); fv.Interface().(type) {
+		name := prefix + tag
+		fv := rv.Field(i)
+		if fv.Kind() == reflect.Struct && strings.HasSuffix(tag, "_") {
+			errs = append(errs, applyEnvStruct(fv, name, vars))
+			continue
+		}
+		v, ok := vars[name]
+		if !ok {
+			continue
+		}
+		switch fv.Interface().(type) {
 		case Duration:
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -184,6 +323,20 @@ func applyEnv(cfg any, env []string) error {
 				continue
 			}
 			fv.Set(reflect.ValueOf(Duration(d)))
+		case ByteSize:
+			b, err := ParseByteSize(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("PERISCOPE_%s: %w", name, err))
+				continue
+			}
+			fv.Set(reflect.ValueOf(b))
+		case bool:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("PERISCOPE_%s: %q is not true or false", name, v))
+				continue
+			}
+			fv.SetBool(b)
 		case string:
 			fv.SetString(v)
 		}

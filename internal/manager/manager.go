@@ -18,13 +18,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/periscope-dev/periscope/internal/api"
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/checkin"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/export"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/ingest"
+	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/registry"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/tokens"
@@ -43,6 +47,9 @@ type Settings struct {
 	EvalInterval time.Duration
 	// FlushInterval overrides how often check-in state is written (tests, benchmarks).
 	FlushInterval time.Duration
+	// Sinks receive every accepted telemetry batch after the exporters (the
+	// telemetry store plugs in here).
+	Sinks []TelemetrySink
 }
 
 // Manager is the control plane. New validates; Start opens and listens.
@@ -57,6 +64,12 @@ type Manager struct {
 	checkin  *checkin.Server
 	srv      *http.Server
 	ln       net.Listener
+	ingest   *ingest.Ingest
+	fanout   *export.Fanout
+	grpcSrv  *grpc.Server
+	grpcLn   net.Listener
+	stopBg   context.CancelFunc
+	bg       sync.WaitGroup
 	ready    atomic.Bool
 	serveErr chan error
 
@@ -117,11 +130,16 @@ func (m *Manager) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := m.startTelemetry(ctx, reg); err != nil {
+		return err
+	}
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
 	api.New(m.reg, m.keys, m.log.With("component", "api")).Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
+	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes)}).Register(mux)
+	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !m.ready.Load() {
@@ -214,6 +232,19 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		var errs []error
 		if m.srv != nil {
 			errs = append(errs, m.srv.Shutdown(ctx))
+		}
+		if m.grpcSrv != nil {
+			stopGRPC(ctx, m.grpcSrv)
+		}
+		if m.stopBg != nil {
+			m.stopBg()
+			m.bg.Wait()
+		}
+		if m.ingest != nil {
+			errs = append(errs, m.ingest.Flush())
+		}
+		if m.fanout != nil {
+			errs = append(errs, m.fanout.Shutdown(ctx))
 		}
 		if m.checkin != nil {
 			errs = append(errs, m.checkin.Shutdown(ctx))

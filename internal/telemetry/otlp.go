@@ -3,10 +3,12 @@ package telemetry
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -151,4 +153,29 @@ func SuccessBody(contentType string) []byte {
 		return []byte("{}")
 	}
 	return nil
+}
+
+// ParseStatusMessage returns the message of an OTLP error body (a google.rpc.Status in
+// contentType's encoding), or the body itself when it is not one.
+func ParseStatusMessage(contentType string, body []byte) string {
+	if strings.HasPrefix(contentType, ContentTypeJSON) {
+		var s struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(body, &s) == nil && s.Message != "" {
+			return s.Message
+		}
+		return string(body)
+	}
+	msg := ""
+	err := eachField(body, "status", func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num == 2 && typ == protowire.BytesType {
+			msg = string(v)
+		}
+		return nil
+	})
+	if err != nil || msg == "" {
+		return string(body)
+	}
+	return msg
 }

@@ -28,13 +28,13 @@ var ContextKeys = [...]string{
 
 // Context is the deployment context a Tagger writes onto every resource.
 type Context struct {
-	DeploymentID string
-	Customer     string
-	Cloud        string
-	Region       string
-	Platform     string
-	Release      string
-	Stack        string
+	DeploymentID string `json:"deployment_id"`
+	Customer     string `json:"customer,omitempty"`
+	Cloud        string `json:"cloud,omitempty"`
+	Region       string `json:"region,omitempty"`
+	Platform     string `json:"platform,omitempty"`
+	Release      string `json:"release,omitempty"`
+	Stack        string `json:"stack,omitempty"`
 }
 
 // values returns the context's values in ContextKeys order.

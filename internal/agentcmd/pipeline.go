@@ -1,0 +1,62 @@
+package agentcmd
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/periscope-dev/periscope/internal/agent"
+	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/forward"
+	"github.com/periscope-dev/periscope/internal/pipeline"
+	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// startPipeline starts the telemetry path and keeps its deployment context current.
+func startPipeline(ctx context.Context, cfg config.Agent, log *slog.Logger) (*pipeline.Pipeline, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	onFull := queue.Refuse
+	if cfg.Queue.OnFull == "drop_oldest" {
+		onFull = queue.DropOldest
+	}
+	det := agent.Detect(os.Environ())
+	pick := func(flag, detected string) string {
+		if flag != "" {
+			return flag
+		}
+		return detected
+	}
+	local := telemetry.Context{Release: cfg.Release, Cloud: pick(cfg.Cloud, det.Cloud),
+		Region: pick(cfg.Region, det.Region), Platform: pick(cfg.Platform, det.Platform)}
+	host, _ := os.Hostname()
+	p, err := pipeline.New(pipeline.Settings{
+		GRPCAddr: cfg.OTLPGRPC, HTTPAddr: cfg.OTLPHTTP, MaxRequestBytes: int64(cfg.MaxRequestBytes),
+		QueueDir: filepath.Join(cfg.DataDir, "queue"),
+		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
+			OnFull: onFull, Sync: cfg.Queue.Sync},
+		Forward:             forward.Settings{Endpoint: cfg.Manager, Token: cfg.Token, Compression: cfg.Compression},
+		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
+		Resource:            map[string]string{"service.name": agent.ServiceName, "service.version": agent.Version, "host.name": host},
+		Logger:              log.With("component", "pipeline"),
+		Registerer:          reg,
+		Gatherer:            reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Start(ctx); err != nil {
+		p.Shutdown(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	cs := &pipeline.ContextSource{Manager: cfg.Manager, Token: cfg.Token, Local: local,
+		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
+	go cs.Run(ctx, p)
+	return p, nil
+}

@@ -1,0 +1,367 @@
+// Package forward sends what the agent queued to the manager: OTLP/HTTP protobuf,
+// compressed, with the deployment token, retried with exponential backoff and jitter
+// until the manager takes it.
+//
+// Delivery is at-least-once and in order per signal. Every request carries a batch id,
+// "<queue id>:<first seq>-<last seq>", and the forwarder records the last sequence
+// number it may have in flight before sending, so after a crash it resends exactly
+// what the manager may already hold and the manager can drop it as a duplicate.
+package forward
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// BatchHeader is the request header carrying the batch id.
+const BatchHeader = "Periscope-Batch"
+
+// Queue is what the forwarder needs of a durable queue.
+type Queue interface {
+	ID() string
+	Read(ctx context.Context, after uint64, maxRecords, maxBytes int) ([]queue.Record, error)
+	Ack(upTo uint64) error
+	Acked() uint64
+	SetInflight(last uint64) error
+	Inflight() uint64
+}
+
+// Observer is told what the forwarder does, for self-metrics. Its methods must be
+// safe for concurrent use and return quickly.
+type Observer interface {
+	// Sent reports records the manager accepted.
+	Sent(sig telemetry.Signal, records int, bytes int)
+	// Retried reports a failed attempt that will be retried.
+	Retried(sig telemetry.Signal, reason string)
+	// Dropped reports records the manager refused for good.
+	Dropped(sig telemetry.Signal, records int, reason string)
+}
+
+// Settings configure a Forwarder.
+type Settings struct {
+	// Endpoint is the manager's base URL; the signal's path is appended.
+	Endpoint string
+	// Token is the deployment token sent as a bearer token.
+	Token string
+	// Compression is gzip (default), zstd or none.
+	Compression string
+	// MaxBatchBytes bounds the uncompressed body of one request (default 4 MiB).
+	MaxBatchBytes int
+	// MaxBatchEntries bounds how many queued requests go in one request (default 1024).
+	MaxBatchEntries int
+	// Timeout bounds one attempt (default 30s).
+	Timeout time.Duration
+	// InitialBackoff and MaxBackoff bound the wait between attempts (defaults 500ms
+	// and 30s); a longer Retry-After from the manager is still honoured.
+	InitialBackoff, MaxBackoff time.Duration
+	// Client sends requests; nil means a client with keep-alive to one host.
+	Client *http.Client
+	// Rand gives the jitter; nil means a randomly seeded source.
+	Rand *rand.Rand
+	// Logger gets one line per failed attempt; nil means slog.Default().
+	Logger *slog.Logger
+	// Observer gets self-metrics; nil discards them.
+	Observer Observer
+}
+
+// Forwarder sends one signal's queue to the manager.
+type Forwarder struct {
+	sig  telemetry.Signal
+	q    Queue
+	s    Settings
+	url  string
+	gz   *gzip.Writer
+	zs   *zstd.Encoder
+	body bytes.Buffer
+}
+
+// New returns a forwarder for the queue of sig.
+func New(sig telemetry.Signal, q Queue, s Settings) (*Forwarder, error) {
+	if s.Endpoint == "" {
+		return nil, errors.New("forward: no manager endpoint")
+	}
+	if s.MaxBatchBytes <= 0 {
+		s.MaxBatchBytes = 4 << 20
+	}
+	if s.MaxBatchEntries <= 0 {
+		s.MaxBatchEntries = 1024
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = 30 * time.Second
+	}
+	if s.InitialBackoff <= 0 {
+		s.InitialBackoff = 500 * time.Millisecond
+	}
+	if s.MaxBackoff <= 0 {
+		s.MaxBackoff = 30 * time.Second
+	}
+	if s.Client == nil {
+		s.Client = &http.Client{Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second,
+		}}
+	}
+	if s.Rand == nil {
+		s.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.Observer == nil {
+		s.Observer = discard{}
+	}
+	f := &Forwarder{sig: sig, q: q, s: s, url: strings.TrimRight(s.Endpoint, "/") + sig.Path()}
+	switch s.Compression {
+	case "", "gzip":
+		f.s.Compression = "gzip"
+		f.gz, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	case "zstd":
+		var err error
+		if f.zs, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1)); err != nil {
+			return nil, fmt.Errorf("forward: zstd: %w", err)
+		}
+	case "none":
+	default:
+		return nil, fmt.Errorf("forward: compression %q (want gzip, zstd or none)", s.Compression)
+	}
+	return f, nil
+}
+
+// Run sends until ctx is done, then returns ctx's error. Records stay queued until the
+// manager has taken them, so stopping at any point loses nothing.
+func (f *Forwarder) Run(ctx context.Context) error {
+	after := f.q.Acked()
+	inflight := f.q.Inflight()
+	for {
+		recs, err := f.q.Read(ctx, after, f.s.MaxBatchEntries, f.s.MaxBatchBytes)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("forward %s: read queue: %w", f.sig, err)
+		}
+		// After a restart, first resend no more than what may have reached the
+		// manager, so the batch ids match what it has seen.
+		if inflight > after {
+			n := 0
+			for n < len(recs) && recs[n].Seq <= inflight {
+				n++
+			}
+			if n > 0 {
+				recs = recs[:n]
+			}
+		}
+		last := recs[len(recs)-1].Seq
+		if last > inflight {
+			if err := f.q.SetInflight(last); err != nil {
+				return fmt.Errorf("forward %s: %w", f.sig, err)
+			}
+			inflight = last
+		}
+		if err := f.deliver(ctx, recs); err != nil {
+			return err
+		}
+		if err := f.q.Ack(last); err != nil {
+			return fmt.Errorf("forward %s: %w", f.sig, err)
+		}
+		after = last
+	}
+}
+
+// deliver sends recs until the manager accepts or refuses them for good; it only
+// fails when ctx is done.
+func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
+	records, raw, err := f.encode(recs)
+	if err != nil {
+		// A queued entry this agent wrote itself is unreadable: nothing will fix it.
+		f.s.Observer.Dropped(f.sig, records, "corrupt")
+		f.s.Logger.Error("dropping unreadable queued telemetry", "signal", f.sig, "error", err)
+		return nil
+	}
+	batch := fmt.Sprintf("%s:%d-%d", f.q.ID(), recs[0].Seq, recs[len(recs)-1].Seq)
+	backoff := f.s.InitialBackoff
+	for attempt := 1; ; attempt++ {
+		retryAfter, err := f.send(ctx, batch)
+		if err == nil {
+			f.s.Observer.Sent(f.sig, records, raw)
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			f.s.Observer.Dropped(f.sig, records, perm.reason)
+			f.s.Logger.Error("manager refused telemetry for good; dropping it", "signal", f.sig,
+				"batch", batch, "records", records, "error", err)
+			return nil
+		}
+		f.s.Observer.Retried(f.sig, reason(err))
+		// Full jitter around the exponential step spreads a fleet's retries out.
+		wait := backoff/2 + time.Duration(f.s.Rand.Int64N(int64(backoff)))
+		if retryAfter > wait {
+			wait = retryAfter
+		}
+		f.s.Logger.Warn("sending telemetry failed; will retry", "signal", f.sig, "batch", batch,
+			"attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, f.s.MaxBackoff)
+	}
+}
+
+// encode fills f.body with the compressed concatenation of the queued requests, which
+// is itself one export request holding all their resources.
+func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
+	f.body.Reset()
+	var w io.Writer = &f.body
+	switch {
+	case f.gz != nil:
+		f.gz.Reset(&f.body)
+		w = f.gz
+	case f.zs != nil:
+		f.zs.Reset(&f.body)
+		w = f.zs
+	}
+	for _, r := range recs {
+		n, payload, err := DecodeEntry(r.Data)
+		if err != nil {
+			return records, raw, fmt.Errorf("queue entry %d: %w", r.Seq, err)
+		}
+		records += n
+		raw += len(payload)
+		if _, err := w.Write(payload); err != nil {
+			return records, raw, err
+		}
+	}
+	if c, ok := w.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			return records, raw, err
+		}
+	}
+	return records, raw, nil
+}
+
+// send makes one attempt and says how long the manager asked to wait, if it did.
+func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.s.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(f.body.Bytes()))
+	if err != nil {
+		return 0, &permanentError{reason: "request", err: err}
+	}
+	req.Header.Set("Content-Type", telemetry.ContentTypeProto)
+	if f.s.Compression != "none" {
+		req.Header.Set("Content-Encoding", f.s.Compression)
+	}
+	req.Header.Set("Authorization", "Bearer "+f.s.Token)
+	req.Header.Set(BatchHeader, batch)
+	resp, err := f.s.Client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("post %s: %w", f.url, err)
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		return 0, nil
+	}
+	err = &statusError{code: resp.StatusCode, msg: strings.TrimSpace(statusMessage(resp.Header.Get("Content-Type"), msg))}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+		http.StatusRequestTimeout,
+		// A revoked or mistyped token is fixed by an operator, not by dropping data.
+		http.StatusUnauthorized, http.StatusForbidden:
+		return parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), err
+	}
+	if resp.StatusCode/100 == 4 {
+		return 0, &permanentError{reason: "refused", err: err}
+	}
+	return parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), err
+}
+
+// parseRetryAfter reads a Retry-After value in seconds or as an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// statusMessage extracts the message of an OTLP error body, protobuf or JSON.
+func statusMessage(ct string, body []byte) string {
+	if strings.HasPrefix(ct, telemetry.ContentTypeJSON) || ct == telemetry.ContentTypeProto {
+		return telemetry.ParseStatusMessage(ct, body)
+	}
+	return string(body)
+}
+
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("manager answered %d %s: %s", e.code, http.StatusText(e.code), e.msg)
+}
+
+type permanentError struct {
+	reason string
+	err    error
+}
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// reason names a retryable failure for the retried metric.
+func reason(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return strconv.Itoa(se.code)
+	}
+	return "network"
+}
+
+type discard struct{}
+
+func (discard) Sent(telemetry.Signal, int, int)       {}
+func (discard) Retried(telemetry.Signal, string)      {}
+func (discard) Dropped(telemetry.Signal, int, string) {}
+
+// EncodeEntry frames a tagged export request for the queue with its record count, so
+// the forwarder can count what it sends without parsing it again.
+func EncodeEntry(dst []byte, records int, req []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(records))
+	return append(dst, req...)
+}
+
+// DecodeEntry splits a queue entry written by EncodeEntry.
+func DecodeEntry(entry []byte) (records int, req []byte, err error) {
+	n, k := binary.Uvarint(entry)
+	if k <= 0 {
+		return 0, nil, errors.New("bad entry header")
+	}
+	return int(n), entry[k:], nil
+}

@@ -1,0 +1,126 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/periscope-dev/periscope/internal/export"
+	"github.com/periscope-dev/periscope/internal/ingest"
+	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/receiver"
+	"github.com/periscope-dev/periscope/internal/registry"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// TelemetrySink is where accepted telemetry goes besides the exporters: the telemetry
+// store, once it exists. Settings.Sinks adds them.
+type TelemetrySink = ingest.Sink
+
+// startTelemetry builds the ingest path: exporters behind their queues, the ingest
+// consumer, and the optional OTLP/gRPC listener.
+func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer) error {
+	var exps []export.Exporter
+	for _, c := range m.cfg.Exporters {
+		e, err := export.New(c)
+		if err != nil {
+			for _, e := range exps {
+				e.Close(ctx)
+			}
+			return err
+		}
+		exps = append(exps, e)
+	}
+	q := m.cfg.ExportQueue
+	fo, err := export.NewFanout(exps, export.FanoutSettings{
+		Dir:        filepath.Join(m.cfg.DataDir, "exporters"),
+		Queue:      queue.Options{MaxBytes: int64(q.MaxBytes), MaxAge: time.Duration(q.MaxAge), Sync: q.Sync, Clock: m.set.Clock},
+		Logger:     m.log.With("component", "export"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	m.fanout = fo
+	sinks := append([]ingest.Sink{fo}, m.set.Sinks...)
+	m.ingest, err = ingest.New(deployments{m.reg}, sinks, ingest.Settings{
+		Dir: m.cfg.DataDir, Clock: m.set.Clock, Logger: m.log.With("component", "ingest"), Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopBg = cancel
+	fo.Start(bgCtx)
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-bgCtx.Done():
+				return
+			case <-t.C:
+				if err := m.ingest.Flush(); err != nil {
+					m.log.Error("could not save delivered-batch positions", "error", err)
+				}
+			}
+		}
+	}()
+	if m.cfg.OTLPGRPC != "" {
+		ln, err := net.Listen("tcp", m.cfg.OTLPGRPC)
+		if err != nil {
+			return fmt.Errorf("OTLP/gRPC listen on %s: %w", m.cfg.OTLPGRPC, err)
+		}
+		m.grpcLn = ln
+		m.grpcSrv = receiver.NewGRPCServer(m.ingest, int(m.cfg.MaxRequestBytes))
+		go func() { _ = m.grpcSrv.Serve(ln) }()
+	}
+	names := make([]string, len(exps))
+	for i, e := range exps {
+		names[i] = e.Name()
+	}
+	m.log.Info("telemetry ingest ready", "exporters", names, "otlp_grpc", m.cfg.OTLPGRPC)
+	return nil
+}
+
+// GRPCAddr returns the OTLP/gRPC address, or "" when it is not served.
+func (m *Manager) GRPCAddr() string {
+	if m.grpcLn == nil {
+		return ""
+	}
+	return m.grpcLn.Addr().String()
+}
+
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+	}
+}
+
+// deployments adapts the registry to what ingest needs.
+type deployments struct{ r *registry.Registry }
+
+func (d deployments) Authenticate(token string) (string, bool) { return d.r.Authenticate(token) }
+
+func (d deployments) Context(id string) (telemetry.Context, bool) {
+	v, err := d.r.Get(id)
+	if err != nil {
+		return telemetry.Context{}, false
+	}
+	dep := v.Deployment
+	return telemetry.Context{
+		DeploymentID: dep.ID, Customer: dep.Customer, Cloud: dep.Cloud, Region: dep.Region,
+		Platform: dep.Platform, Release: dep.RunningRelease, Stack: dep.Stack,
+	}, true
+}
