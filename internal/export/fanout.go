@@ -148,7 +148,14 @@ func (f *Fanout) Shutdown(ctx context.Context) error {
 	if f.cancel != nil {
 		f.cancel()
 	}
-	f.wg.Wait()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// An attempt is still running past the deadline; its batch stays queued.
+		return fmt.Errorf("exporters: shutdown: %w", ctx.Err())
+	}
 	var errs []error
 	for _, l := range f.lanes {
 		errs = append(errs, l.exp.Close(ctx))
@@ -198,7 +205,9 @@ func (f *Fanout) deliver(ctx context.Context, l *lane, b telemetry.Batch) bool {
 	name := l.exp.Name()
 	backoff := f.s.InitialBackoff
 	for attempt := 1; ; attempt++ {
-		err := l.exp.Export(ctx, b)
+		// An attempt under way finishes even when shutdown begins: cutting it off
+		// after the destination took the batch would deliver it again next start.
+		err := l.exp.Export(context.WithoutCancel(ctx), b)
 		if err == nil {
 			f.metrics.sent.WithLabelValues(name, b.Signal.String()).Add(float64(b.Records))
 			return true

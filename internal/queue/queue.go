@@ -74,7 +74,8 @@ const (
 	// that nothing already queued is lost.
 	Refuse FullPolicy = iota
 	// DropOldest deletes the oldest records not yet acknowledged to make room, for
-	// telemetry where fresh data matters more than old.
+	// telemetry where fresh data matters more than old. Append still returns ErrFull
+	// if the room is taken by records other appends are still writing.
 	DropOldest
 )
 
@@ -430,7 +431,7 @@ func (q *Queue) enqueueLocked(data []byte, n, nanos int64) (uint64, error) {
 	}
 	for q.bytes+n > q.maxBytes {
 		// Only written records can be dropped; the others are still on their way.
-		if q.policy != DropOldest {
+		if q.policy != DropOldest || q.acked >= q.written {
 			return 0, fmt.Errorf("%w: %d of %d bytes in use", ErrFull, q.bytes, q.maxBytes)
 		}
 		q.releaseLocked(q.acked+1, true)

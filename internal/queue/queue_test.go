@@ -374,6 +374,53 @@ func TestCorruptionFoundWhileReading(t *testing.T) {
 	}
 }
 
+func TestAckBeyondWritten(t *testing.T) {
+	q := openQueue(t, Options{Dir: t.TempDir()})
+	for range 3 {
+		mustAppend(t, q, []byte("x"))
+	}
+	if err := q.Ack(100); err != nil {
+		t.Fatal(err)
+	}
+	if q.Acked() != 3 {
+		t.Errorf("Acked = %d after Ack(100) of 3 records, want 3", q.Acked())
+	}
+	// Records appended later are not acknowledged in advance.
+	seq := mustAppend(t, q, []byte("later"))
+	if recs := readN(t, q, 0, 1); recs[0].Seq != seq {
+		t.Errorf("read %d, want %d", recs[0].Seq, seq)
+	}
+}
+
+func TestOverlappingSegmentIgnored(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("v"), 100)
+	size := headerSize + len(data)
+	q := openQueue(t, Options{Dir: dir, SegmentBytes: int64(4 * size)})
+	for range 8 {
+		mustAppend(t, q, data)
+	}
+	q.Close()
+	// A stray file claiming to start at seq 3, holding valid copies of records 3 and 4,
+	// which the first segment already has.
+	b, err := os.ReadFile(filepath.Join(dir, segmentName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, segmentName(3)), b[2*size:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	q = openQueue(t, Options{Dir: dir})
+	if got := q.Stats().CorruptBytes; got != uint64(2*size) {
+		t.Errorf("CorruptBytes = %d, want %d", got, 2*size)
+	}
+	if recs := readN(t, q, 0, 8); !slices.Equal(seqs(recs), seqRange(1, 8)) {
+		t.Errorf("records = %v, want 1..8 once each", seqs(recs))
+	}
+	expectNoRecords(t, q, 8)
+}
+
 func TestRefuseWhenFull(t *testing.T) {
 	data := bytes.Repeat([]byte("r"), 100)
 	size := int64(headerSize + len(data))
@@ -804,15 +851,17 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-// TestCrashRecovery kills an appending process with SIGKILL, several times over, and
-// checks that every record whose Append returned is still there.
+// TestCrashRecovery kills a process that appends, reads and acknowledges with SIGKILL,
+// several times over, and checks that every record whose Append returned is still
+// there unless it was acknowledged, and that no acknowledgement was forgotten.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
 	dir := t.TempDir()
 	reported := make(map[uint64][2]int) // seq -> writer, index
-	for round := range 3 {
+	var acked uint64                    // highest Ack the child saw return
+	for round := range 4 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashRecovery$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
 		cmd.Stderr = os.Stderr
@@ -823,10 +872,19 @@ func TestCrashRecovery(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { cmd.Process.Kill() }) // in case the test fails before the kill
 		sc := bufio.NewScanner(out)
 		n := 0
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
+			if len(f) == 2 && f[0] == "ack" {
+				seq, err := strconv.ParseUint(f[1], 10, 64)
+				if err != nil {
+					t.Fatalf("child said %q", sc.Text())
+				}
+				acked = max(acked, seq)
+				continue
+			}
 			seq, err1 := strconv.ParseUint(f[0], 10, 64)
 			w, err2 := strconv.Atoi(f[1])
 			i, err3 := strconv.Atoi(f[2])
@@ -848,8 +906,12 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	q := openQueue(t, Options{Dir: dir})
+	if q.Acked() < acked {
+		t.Fatalf("Acked = %d after the crash, but Ack(%d) had returned", q.Acked(), acked)
+	}
 	st := q.Stats()
-	t.Logf("%d records reported, %d on disk, %d corrupt bytes cut off", len(reported), st.Records, st.CorruptBytes)
+	t.Logf("%d records reported, %d acknowledged, %d on disk, %d corrupt bytes cut off",
+		len(reported), q.Acked(), st.Records, st.CorruptBytes)
 	recs := readN(t, q, 0, int(st.Records))
 	found := make(map[uint64]string, len(recs))
 	for i, r := range recs {
@@ -860,14 +922,17 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	var maxSeq uint64
 	for seq, wi := range reported {
+		maxSeq = max(maxSeq, seq)
+		if seq <= q.Acked() {
+			continue
+		}
 		data, ok := found[seq]
 		if !ok {
-			t.Fatalf("acknowledged seq %d lost", seq)
+			t.Fatalf("seq %d lost: its Append had returned and it was not acknowledged", seq)
 		}
 		if want := string(crashPayload(wi[0], wi[1])); data != want {
 			t.Fatalf("seq %d holds %q, want %q", seq, data, want)
 		}
-		maxSeq = max(maxSeq, seq)
 	}
 	if seq := mustAppend(t, q, []byte("after")); seq <= maxSeq {
 		t.Errorf("Append after crashes got seq %d, not above %d", seq, maxSeq)
@@ -878,8 +943,8 @@ func crashPayload(w, i int) []byte {
 	return fmt.Appendf(nil, "%d:%d:%s", w, i, strings.Repeat("p", (i*37)%3000))
 }
 
-// crashChild appends from several goroutines, printing each seq once Append returns,
-// until it is killed.
+// crashChild appends from several goroutines and reads and acknowledges from another,
+// printing each seq appended and each Ack once the call returns, until it is killed.
 func crashChild(dir string) {
 	q, err := Open(Options{Dir: dir, SegmentBytes: 256 << 10})
 	if err != nil {
@@ -887,21 +952,40 @@ func crashChild(dir string) {
 		os.Exit(2)
 	}
 	var mu sync.Mutex
+	say := func(format string, args ...any) {
+		mu.Lock()
+		fmt.Printf(format, args...)
+		mu.Unlock()
+	}
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	for w := range 4 {
 		go func() {
 			for i := 0; ; i++ {
 				seq, err := q.Append(crashPayload(w, i))
 				if err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					os.Exit(2)
+					fail(err)
 				}
-				mu.Lock()
-				fmt.Printf("%d %d %d\n", seq, w, i)
-				mu.Unlock()
+				say("%d %d %d\n", seq, w, i)
 			}
 		}()
 	}
-	select {}
+	// Acknowledge half of what was read, so that the kill meets acknowledged and
+	// unacknowledged records, and Acks in progress.
+	var after uint64
+	for {
+		recs, err := q.Read(context.Background(), after, 50, 0)
+		if err != nil {
+			fail(err)
+		}
+		after = recs[len(recs)-1].Seq
+		if err := q.Ack(after / 2); err != nil {
+			fail(err)
+		}
+		say("ack %d\n", after/2)
+	}
 }
 
 func BenchmarkAppend(b *testing.B) {
@@ -929,6 +1013,7 @@ func BenchmarkAppend(b *testing.B) {
 			})
 			data := bytes.Repeat([]byte("b"), 1024)
 			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
 			b.SetParallelism(8)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {

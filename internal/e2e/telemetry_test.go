@@ -1,0 +1,654 @@
+package e2e
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otellog "go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/periscope-dev/periscope/internal/apiclient"
+	"github.com/periscope-dev/periscope/internal/apitypes"
+	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/manager"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// downstream is an OTLP/HTTP backend built on the Collector's own pdata libraries. It
+// keeps every resource it receives, flattened to one entry per record.
+type downstream struct {
+	mu      sync.Mutex
+	records []received
+	srv     *httptest.Server
+}
+
+// received is one log record, span or data point with its resource attributes.
+type received struct {
+	signal   telemetry.Signal
+	resource map[string]string
+	name     string // log body, span name or metric name
+	attrs    map[string]string
+}
+
+func newDownstream(t *testing.T) *downstream {
+	d := &downstream{}
+	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			body = zr
+		}
+		data, _ := io.ReadAll(body)
+		sig, err := telemetry.ParseSignal(strings.TrimPrefix(r.URL.Path, "/v1/"))
+		if err == nil {
+			err = d.add(sig, data)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	t.Cleanup(d.srv.Close)
+	return d
+}
+
+func attrMap(m pcommon.Map) map[string]string {
+	out := map[string]string{}
+	m.Range(func(k string, v pcommon.Value) bool { out[k] = v.AsString(); return true })
+	return out
+}
+
+// add decodes one export request with pdata and records its contents.
+func (d *downstream) add(sig telemetry.Signal, data []byte) error {
+	var recs []received
+	switch sig {
+	case telemetry.Logs:
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			return err
+		}
+		recs = flattenLogs(req.Logs())
+	case telemetry.Traces:
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			return err
+		}
+		rss := req.Traces().ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			res := attrMap(rss.At(i).Resource().Attributes())
+			for j := 0; j < rss.At(i).ScopeSpans().Len(); j++ {
+				spans := rss.At(i).ScopeSpans().At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					recs = append(recs, received{sig, res, spans.At(k).Name(), attrMap(spans.At(k).Attributes())})
+				}
+			}
+		}
+	case telemetry.Metrics:
+		req := pmetricotlp.NewExportRequest()
+		if err := req.UnmarshalProto(data); err != nil {
+			return err
+		}
+		rms := req.Metrics().ResourceMetrics()
+		for i := 0; i < rms.Len(); i++ {
+			res := attrMap(rms.At(i).Resource().Attributes())
+			for j := 0; j < rms.At(i).ScopeMetrics().Len(); j++ {
+				ms := rms.At(i).ScopeMetrics().At(j).Metrics()
+				for k := 0; k < ms.Len(); k++ {
+					recs = append(recs, received{sig, res, ms.At(k).Name(), nil})
+				}
+			}
+		}
+	}
+	d.mu.Lock()
+	d.records = append(d.records, recs...)
+	d.mu.Unlock()
+	return nil
+}
+
+func flattenLogs(l plog.Logs) []received {
+	var recs []received
+	rls := l.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		res := attrMap(rls.At(i).Resource().Attributes())
+		for j := 0; j < rls.At(i).ScopeLogs().Len(); j++ {
+			lrs := rls.At(i).ScopeLogs().At(j).LogRecords()
+			for k := 0; k < lrs.Len(); k++ {
+				recs = append(recs, received{telemetry.Logs, res, lrs.At(k).Body().AsString(), attrMap(lrs.At(k).Attributes())})
+			}
+		}
+	}
+	return recs
+}
+
+// find returns the records of sig whose resource has service.name == service.
+func (d *downstream) find(sig telemetry.Signal, service string) []received {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []received
+	for _, r := range d.records {
+		if r.signal == sig && r.resource["service.name"] == service {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// storeSink stands in for the telemetry store: it counts every log record it is
+// handed by its "seq" attribute, so a test can see whether anything arrived twice.
+type storeSink struct {
+	mu   sync.Mutex
+	seqs map[string]int
+}
+
+func (s *storeSink) Consume(_ context.Context, b telemetry.Batch) error {
+	if b.Signal != telemetry.Logs {
+		return nil
+	}
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b.Data); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range flattenLogs(req.Logs()) {
+		if seq, ok := r.attrs["seq"]; ok {
+			s.seqs[seq]++
+		}
+	}
+	return nil
+}
+
+func startTelemetryManager(t *testing.T, listen, dir string, exps []config.Exporter, sinks ...manager.TelemetrySink) *manager.Manager {
+	t.Helper()
+	cfg := config.DefaultManager()
+	cfg.Listen, cfg.DataDir, cfg.AdminToken = listen, dir, adminToken
+	cfg.HeartbeatInterval = config.Duration(time.Second)
+	cfg.Exporters = exps
+	m, err := manager.New(cfg, manager.Settings{Logger: logger(t), EvalInterval: 100 * time.Millisecond,
+		FlushInterval: 100 * time.Millisecond, Sinks: sinks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+var (
+	agentBinOnce sync.Once
+	agentBin     string
+	agentBinErr  error
+)
+
+// agentBinary builds periscope-agent once per test run, so tests can kill it -9.
+func agentBinary(t *testing.T) string {
+	t.Helper()
+	agentBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "periscope-agent-bin")
+		if err != nil {
+			agentBinErr = err
+			return
+		}
+		agentBin = filepath.Join(dir, "periscope-agent")
+		cmd := exec.Command("go", "build", "-o", agentBin, "../../cmd/periscope-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentBinErr = fmt.Errorf("build agent: %v\n%s", err, out)
+		}
+	})
+	if agentBinErr != nil {
+		t.Fatal(agentBinErr)
+	}
+	return agentBin
+}
+
+// agentProc is a periscope-agent process.
+type agentProc struct {
+	cmd    *exec.Cmd
+	grpc   string
+	http   string
+	stderr *bytes.Buffer
+}
+
+func startAgentProc(t *testing.T, managerURL, token, dataDir, grpcAddr, httpAddr string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(agentBinary(t), "--manager", managerURL, "--token", token, "--release", "1.8.0",
+		"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
+		"--heartbeat-interval", "1s", "--data-dir", dataDir, "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &agentProc{cmd: cmd, grpc: grpcAddr, http: httpAddr, stderr: &stderr}
+	t.Cleanup(func() { p.kill() })
+	eventually(t, 10*time.Second, "agent listening", func() error {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	return p
+}
+
+func (p *agentProc) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+// checkContext fails unless a resource carries acme-prod's full deployment context.
+func checkContext(t *testing.T, what string, res map[string]string) {
+	t.Helper()
+	want := map[string]string{
+		telemetry.AttrDeploymentID: "acme-prod", telemetry.AttrCustomer: "acme",
+		telemetry.AttrCloudProvider: "aws", telemetry.AttrCloudRegion: "us-east-1", telemetry.AttrCloudPlatform: "aws_ecs",
+		telemetry.AttrRelease: "1.8.0", telemetry.AttrStack: "lighthouse",
+	}
+	for k, v := range want {
+		if res[k] != v {
+			t.Errorf("%s: resource %s = %q, want %q (resource %v)", what, k, res[k], v, res)
+		}
+	}
+}
+
+func createAcme(t *testing.T, m *manager.Manager) string {
+	t.Helper()
+	ctx := context.Background()
+	api := apiclient.New(m.URL(), adminToken)
+	if _, err := api.CreateRelease(ctx, apitypes.NewRelease{Stack: "lighthouse", Version: "1.8.0"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := api.CreateDeployment(ctx, apitypes.NewDeployment{ID: "acme-prod", Customer: "acme", Stack: "lighthouse",
+		Cloud: "aws", Region: "us-east-1", Platform: "aws_ecs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Token
+}
+
+// TestTelemetryReachesEveryBackend sends logs, traces and metrics with the official
+// OpenTelemetry Go SDK (and telemetrygen) to a real agent process, and finds them at
+// an OTLP receiver built on the Collector's libraries, at a real OpenTelemetry
+// Collector, and as objects in a real S3-compatible server, all tagged as acme-prod
+// even though the application claimed to be another deployment.
+func TestTelemetryReachesEveryBackend(t *testing.T) {
+	collectorBin := peer(t, "otelcol-peer")
+	versitygw := peer(t, "versitygw")
+	telemetrygen := peer(t, "telemetrygen")
+	ctx := context.Background()
+
+	// A real OpenTelemetry Collector as a backend, printing what it gets.
+	sinkGRPC := freePort(t)
+	cfgPath, _ := filepath.Abs("../../scripts/peers/otelcol-sink.yaml")
+	col := exec.Command(collectorBin, "--config", cfgPath)
+	col.Env = append(os.Environ(), "SINK_GRPC="+sinkGRPC, "SINK_HTTP="+freePort(t))
+	var colOut syncBuffer
+	col.Stderr = &colOut
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { col.Process.Kill(); col.Wait() })
+
+	// A real S3-compatible server.
+	s3Dir := t.TempDir()
+	os.Mkdir(filepath.Join(s3Dir, "telemetry"), 0o755)
+	s3Addr := freePort(t)
+	gw := exec.Command(versitygw, "--access", "periscope", "--secret", "periscope-secret", "--port", s3Addr, "posix", s3Dir)
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Process.Kill(); gw.Wait() })
+
+	down := newDownstream(t)
+	m := startTelemetryManager(t, "127.0.0.1:0", t.TempDir(), []config.Exporter{
+		{Name: "downstream", Type: "otlphttp", Endpoint: down.srv.URL, Compression: "gzip", Headers: map[string]string{"X-Scope": "vendor"}},
+		{Name: "collector", Type: "otlpgrpc", Endpoint: sinkGRPC, TLS: config.ExporterTLS{Insecure: true}},
+		{Name: "archive", Type: "s3", Bucket: "telemetry", Prefix: "periscope", Region: "us-east-1",
+			Endpoint: "http://" + s3Addr, PathStyle: true, AccessKeyID: "periscope", SecretAccessKey: "periscope-secret"},
+	})
+	defer m.Shutdown(ctx)
+	token := createAcme(t, m)
+	ag := startAgentProc(t, m.URL(), token, t.TempDir(), freePort(t), freePort(t))
+
+	// The application, instrumented with the official SDK, claims another identity.
+	res := resource.NewSchemaless(attribute.String("service.name", "checkout"), attribute.String("k8s.pod.name", "checkout-6f9c"),
+		attribute.String(telemetry.AttrDeploymentID, "umbrella-dr"), attribute.String(telemetry.AttrCustomer, "umbrella"))
+	te, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(ag.http), otlptracehttp.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(te), sdktrace.WithResource(res))
+	le, err := otlploghttp.New(ctx, otlploghttp.WithEndpoint(ag.http), otlploghttp.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewBatchProcessor(le)), sdklog.WithResource(res))
+	me, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpoint(ag.http), otlpmetrichttp.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(me)), sdkmetric.WithResource(res))
+
+	tracer := tp.Tracer("checkout")
+	for i := 0; i < 5; i++ {
+		_, span := tracer.Start(ctx, "POST /checkout")
+		span.End()
+	}
+	lg := lp.Logger("checkout")
+	for i := 0; i < 5; i++ {
+		var rec otellog.Record
+		rec.SetBody(attribute.StringValue("payment declined"))
+		rec.SetSeverity(otellog.SeverityError)
+		lg.Emit(ctx, rec)
+	}
+	counter, _ := mp.Meter("checkout").Int64Counter("checkout.requests")
+	counter.Add(ctx, 7)
+	for _, shutdown := range []func(context.Context) error{tp.Shutdown, lp.Shutdown, mp.Shutdown} {
+		if err := shutdown(ctx); err != nil {
+			t.Fatalf("SDK export to the agent failed: %v", err)
+		}
+	}
+
+	// telemetrygen, the OpenTelemetry project's load generator, over gRPC.
+	for _, args := range [][]string{
+		{"logs", "--logs", "20", "--service", "telemetrygen-logs"},
+		{"traces", "--traces", "4", "--service", "telemetrygen-traces"},
+	} {
+		cmd := exec.Command(telemetrygen, append(args, "--otlp-endpoint", ag.grpc, "--otlp-insecure")...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("telemetrygen %s: %v\n%s", args[0], err, out)
+		}
+	}
+
+	eventually(t, 20*time.Second, "SDK and telemetrygen records at the downstream receiver", func() error {
+		for _, c := range []struct {
+			sig     telemetry.Signal
+			service string
+			min     int
+		}{
+			{telemetry.Traces, "checkout", 5}, {telemetry.Logs, "checkout", 5}, {telemetry.Metrics, "checkout", 1},
+			{telemetry.Logs, "telemetrygen-logs", 20}, {telemetry.Traces, "telemetrygen-traces", 4},
+		} {
+			if n := len(down.find(c.sig, c.service)); n < c.min {
+				return fmt.Errorf("%s from %s: %d, want %d", c.sig, c.service, n, c.min)
+			}
+		}
+		return nil
+	})
+	for _, sig := range telemetry.Signals {
+		for _, r := range down.find(sig, "checkout") {
+			checkContext(t, "downstream "+sig.String(), r.resource)
+			if r.resource["k8s.pod.name"] != "checkout-6f9c" {
+				t.Errorf("application attribute k8s.pod.name lost: %v", r.resource)
+			}
+		}
+	}
+	for _, r := range down.find(telemetry.Logs, "telemetrygen-logs") {
+		checkContext(t, "telemetrygen log", r.resource)
+	}
+	if logs := down.find(telemetry.Logs, "checkout"); logs[0].name != "payment declined" {
+		t.Errorf("log body = %q", logs[0].name)
+	}
+
+	t.Run("Collector", func(t *testing.T) {
+		eventually(t, 20*time.Second, "records printed by the OpenTelemetry Collector", func() error {
+			out := colOut.String()
+			for _, want := range []string{
+				"-> periscope.deployment.id: Str(acme-prod)", "-> periscope.customer: Str(acme)",
+				"-> periscope.release.version: Str(1.8.0)", "-> periscope.stack.name: Str(lighthouse)",
+				"-> cloud.provider: Str(aws)", "-> cloud.region: Str(us-east-1)", "-> cloud.platform: Str(aws_ecs)",
+				"-> service.name: Str(checkout)", "Body: Str(payment declined)", "Name           : POST /checkout",
+				"Name: checkout.requests",
+			} {
+				if !strings.Contains(out, want) {
+					return fmt.Errorf("collector output lacks %q; last output:\n%s", want, out[max(0, len(out)-3000):])
+				}
+			}
+			if strings.Contains(out, "umbrella") {
+				return fmt.Errorf("the spoofed identity reached the collector")
+			}
+			return nil
+		})
+	})
+
+	t.Run("S3", func(t *testing.T) {
+		client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + s3Addr), UsePathStyle: true,
+			Credentials: credentials.NewStaticCredentialsProvider("periscope", "periscope-secret", "")})
+		key := regexp.MustCompile(`^periscope/(logs|traces|metrics)/\d{4}/\d{2}/\d{2}/\d{2}/acme-prod/\d+-[0-9a-f]{8}\.json\.gz$`)
+		signals := map[string]int{}
+		eventually(t, 20*time.Second, "objects of every signal in the bucket", func() error {
+			out, err := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("telemetry")})
+			if err != nil {
+				return err
+			}
+			clear(signals)
+			for _, o := range out.Contents {
+				mm := key.FindStringSubmatch(*o.Key)
+				if mm == nil {
+					return fmt.Errorf("object key %q does not follow the documented layout", *o.Key)
+				}
+				signals[mm[1]]++
+			}
+			if len(signals) != 3 {
+				return fmt.Errorf("signals in the bucket: %v", signals)
+			}
+			return nil
+		})
+		out, _ := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("telemetry"), Prefix: aws.String("periscope/logs/")})
+		found := false
+		for _, o := range out.Contents {
+			obj, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("telemetry"), Key: o.Key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			zr, err := gzip.NewReader(obj.Body)
+			if err != nil {
+				t.Fatalf("object %s is not gzip: %v", *o.Key, err)
+			}
+			data, _ := io.ReadAll(zr)
+			obj.Body.Close()
+			req := plogotlp.NewExportRequest()
+			if err := req.UnmarshalJSON(data); err != nil {
+				t.Fatalf("object %s is not OTLP-JSON: %v", *o.Key, err)
+			}
+			for _, r := range flattenLogs(req.Logs()) {
+				checkContext(t, "s3 object "+*o.Key, r.resource)
+				found = found || r.name == "payment declined"
+			}
+		}
+		if !found {
+			t.Error("no S3 log object holds the SDK's log records")
+		}
+	})
+
+	t.Run("TokenCannotWriteAsAnotherDeployment", func(t *testing.T) {
+		// Straight to the manager, bypassing the agent: acme's token, umbrella's claims.
+		l := plog.NewLogs()
+		rl := l.ResourceLogs().AppendEmpty()
+		rl.Resource().Attributes().PutStr("service.name", "spoofer")
+		rl.Resource().Attributes().PutStr(telemetry.AttrDeploymentID, "umbrella-dr")
+		rl.Resource().Attributes().PutStr(telemetry.AttrCustomer, "umbrella")
+		rl.Resource().Attributes().PutStr(telemetry.AttrRelease, "9.9.9")
+		rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("I am umbrella")
+		body, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+		req, _ := http.NewRequest(http.MethodPost, m.URL()+"/v1/logs", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		eventually(t, 10*time.Second, "spoofed record at the downstream", func() error {
+			if len(down.find(telemetry.Logs, "spoofer")) == 0 {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		for _, r := range down.find(telemetry.Logs, "spoofer") {
+			checkContext(t, "spoofed record", r.resource)
+		}
+
+		// And a bad token writes nothing at all.
+		req, _ = http.NewRequest(http.MethodPost, m.URL()+"/v1/logs", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Authorization", "Bearer pdt_not-a-token")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("bad token: status %d, want 401", resp.StatusCode)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTelemetrySurvivesAgentKillAndManagerOutage kills the agent with SIGKILL in the
+// middle of a stream and, separately, stops the manager for a while: every record the
+// agent acknowledged must arrive, and none twice.
+func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
+	ctx := context.Background()
+	down := newDownstream(t)
+	store := &storeSink{seqs: map[string]int{}}
+	exps := []config.Exporter{{Name: "downstream", Type: "otlphttp", Endpoint: down.srv.URL}}
+	listen, mdir := freePort(t), t.TempDir()
+	m := startTelemetryManager(t, listen, mdir, exps, store)
+	token := createAcme(t, m)
+	adir, grpcAddr, httpAddr := t.TempDir(), freePort(t), freePort(t)
+	ag := startAgentProc(t, m.URL(), token, adir, grpcAddr, httpAddr)
+
+	var acked []string
+	seq := 0
+	// send posts n single-record requests and keeps the sequence numbers acknowledged.
+	send := func(n int) {
+		for i := 0; i < n; i++ {
+			seq++
+			l := plog.NewLogs()
+			rl := l.ResourceLogs().AppendEmpty()
+			rl.Resource().Attributes().PutStr("service.name", "ledger")
+			lr := rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+			lr.Body().SetStr("entry")
+			lr.Attributes().PutStr("seq", strconv.Itoa(seq))
+			body, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+			resp, err := http.Post("http://"+httpAddr+"/v1/logs", "application/x-protobuf", bytes.NewReader(body))
+			if err != nil {
+				continue // agent down: not acknowledged, the application would retry
+			}
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				acked = append(acked, strconv.Itoa(seq))
+			}
+		}
+	}
+
+	send(300)
+	ag.kill() // SIGKILL: no shutdown, no flush
+	send(20)  // refused while the agent is down
+	ag = startAgentProc(t, m.URL(), token, adir, grpcAddr, httpAddr)
+	send(300)
+
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	send(300) // the agent keeps accepting and queues while the manager is away
+	time.Sleep(2 * time.Second)
+	m = startTelemetryManager(t, listen, mdir, exps, store)
+	defer m.Shutdown(ctx)
+	send(100)
+
+	if len(acked) < 900 {
+		t.Fatalf("only %d of %d records acknowledged", len(acked), seq)
+	}
+	eventually(t, 60*time.Second, "every acknowledged record in the store and downstream", func() error {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		for _, s := range acked {
+			if store.seqs[s] == 0 {
+				return fmt.Errorf("record %s not in the store yet (%d of %d there)", s, len(store.seqs), len(acked))
+			}
+		}
+		if got := len(down.find(telemetry.Logs, "ledger")); got < len(acked) {
+			return fmt.Errorf("downstream has %d of %d records", got, len(acked))
+		}
+		return nil
+	})
+	store.mu.Lock()
+	for s, n := range store.seqs {
+		if n != 1 {
+			t.Errorf("record %s stored %d times", s, n)
+		}
+	}
+	store.mu.Unlock()
+	perSeq := map[string]int{}
+	for _, r := range down.find(telemetry.Logs, "ledger") {
+		perSeq[r.attrs["seq"]]++
+		checkContext(t, "ledger record", r.resource)
+	}
+	for s, n := range perSeq {
+		if n != 1 {
+			t.Errorf("record %s reached the downstream %d times", s, n)
+		}
+	}
+	t.Logf("%d records sent, %d acknowledged, all delivered once", seq, len(acked))
+}
