@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +28,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/periscope-dev/periscope/bench/internal/procstat"
 )
 
 func main() {
@@ -121,7 +122,7 @@ func run(n int, rate float64, dur time.Duration, workers int, bin string) error 
 		}(w)
 	}
 
-	cpu0, _ := procCPU(cmd.Process.Pid)
+	cpu0, _ := procstat.CPU(cmd.Process.Pid)
 	t0 := time.Now()
 	sent := 0
 	next := 0
@@ -153,9 +154,9 @@ func run(n int, rate float64, dur time.Duration, workers int, bin string) error 
 	close(jobs)
 	wg.Wait()
 	elapsed := time.Since(t0)
-	cpu1, _ := procCPU(cmd.Process.Pid)
+	cpu1, _ := procstat.CPU(cmd.Process.Pid)
 	<-apiDone
-	rss := procHWM(cmd.Process.Pid)
+	rss := procstat.PeakRSS(cmd.Process.Pid)
 
 	var all []time.Duration
 	for _, l := range lat {
@@ -271,28 +272,4 @@ func measureAPI(c *http.Client, base string) map[string][]time.Duration {
 		}
 	}
 	return out
-}
-
-// procCPU returns user+system CPU seconds of a process from /proc.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
-}
-
-// procHWM returns the peak resident set in KiB.
-func procHWM(pid int) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			v, _ := strconv.Atoi(strings.Fields(line)[1])
-			return v
-		}
-	}
-	return 0
 }

@@ -1,0 +1,277 @@
+// Command pipeline compares the Periscope agent with the OpenTelemetry Collector doing
+// the same work — OTLP in, tag every resource with the deployment context, persist to
+// a disk queue, forward over OTLP/HTTP with gzip — under the same telemetrygen load,
+// one after the other in one run. It prints records delivered per CPU-second and peak
+// RSS of both, and the ratio.
+//
+//	scripts/install-peers otelcol-peer telemetrygen
+//	go run ./bench/pipeline -rate 20000 -duration 20s
+//
+// Both forward to a counting sink inside this command, so "delivered" means a record
+// reached the upstream, not merely that it was received.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/periscope-dev/periscope/bench/internal/procstat"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+func main() {
+	rate := flag.Float64("rate", 20000, "records per second telemetrygen offers, in total")
+	workers := flag.Int("workers", 4, "telemetrygen workers")
+	dur := flag.Duration("duration", 20*time.Second, "how long telemetrygen sends, per run")
+	signals := flag.String("signals", "logs,traces", "signals to compare")
+	peers := flag.String("peers", defaultPeers(), "directory holding otelcol-peer and telemetrygen")
+	flag.Parse()
+	if err := run(*rate, *workers, *dur, strings.Split(*signals, ","), *peers); err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline:", err)
+		os.Exit(1)
+	}
+}
+
+func defaultPeers() string {
+	if d := os.Getenv("PERISCOPE_PEERS_BIN"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "periscope-peers", "bin")
+}
+
+// result is one system's figures for one signal.
+type result struct {
+	delivered int64
+	cpu       float64
+	rssKiB    int
+}
+
+func (r result) perCPU() float64 { return float64(r.delivered) / r.cpu }
+
+func run(rate float64, workers int, dur time.Duration, signals []string, peers string) error {
+	collector := filepath.Join(peers, "otelcol-peer")
+	telemetrygen := filepath.Join(peers, "telemetrygen")
+	for _, p := range []string{collector, telemetrygen} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%v: run scripts/install-peers otelcol-peer telemetrygen", err)
+		}
+	}
+	work, err := os.MkdirTemp("", "periscope-bench-pipeline")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	agentBin := filepath.Join(work, "periscope-agent")
+	build := exec.Command("go", "build", "-o", agentBin, "./cmd/periscope-agent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build agent: %v\n%s", err, out)
+	}
+	sink := newSink()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go http.Serve(ln, sink)
+	sinkURL := "http://" + ln.Addr().String()
+	cfgPath, _ := filepath.Abs("scripts/peers/otelcol-agent-equivalent.yaml")
+
+	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, OTLP/gRPC in; %d CPUs\n\n",
+		workers, rate, dur, numCPU())
+	fmt.Printf("%-7s %-10s %10s %8s %14s %9s\n", "signal", "system", "delivered", "CPU s", "records/CPU-s", "peak RSS")
+	for _, sig := range signals {
+		var res [2]result
+		for i, system := range []string{"periscope", "collector"} {
+			grpcAddr, httpAddr := freeAddr(), freeAddr()
+			prefix := "/" + system + "-" + sig
+			var cmd *exec.Cmd
+			if system == "periscope" {
+				cmd = exec.Command(agentBin, "--manager", sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
+					"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
+					"--heartbeat-interval", "1h", "--data-dir", filepath.Join(work, system+sig),
+					"--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--log-level", "error")
+			} else {
+				qdir := filepath.Join(work, system+sig)
+				os.MkdirAll(qdir, 0o755)
+				cmd = exec.Command(collector, "--config", cfgPath)
+				cmd.Env = append(os.Environ(), "PEER_GRPC="+grpcAddr, "PEER_HTTP="+httpAddr,
+					"PEER_UPSTREAM="+sinkURL+prefix, "PEER_QUEUE_DIR="+qdir)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			r, err := measure(cmd, sink, prefix+"/v1/"+sig, telemetrygen, sig, grpcAddr, rate, workers, dur)
+			cmd.Process.Kill()
+			cmd.Wait()
+			if err != nil {
+				return fmt.Errorf("%s %s: %w\n%s", system, sig, err, tail(stderr.String()))
+			}
+			res[i] = r
+			fmt.Printf("%-7s %-10s %10d %8.2f %14.0f %7d MiB\n", sig, system, r.delivered, r.cpu, r.perCPU(), r.rssKiB/1024)
+		}
+		fmt.Printf("%-7s ratio: periscope delivers %.2fx the collector's records per CPU-second with %.2fx its peak memory\n\n",
+			sig, res[0].perCPU()/res[1].perCPU(), float64(res[0].rssKiB)/float64(res[1].rssKiB))
+	}
+	return nil
+}
+
+// measure waits for the system to listen, runs the load, waits for delivery to
+// settle and returns the system's figures for the load alone (startup excluded).
+func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr string, rate float64, workers int, dur time.Duration) (result, error) {
+	if err := waitListening(grpcAddr, 20*time.Second); err != nil {
+		return result{}, err
+	}
+	time.Sleep(500 * time.Millisecond)
+	pid := cmd.Process.Pid
+	cpu0, err := procstat.CPU(pid)
+	if err != nil {
+		return result{}, err
+	}
+	before := sink.count(path)
+	gen := exec.Command(telemetrygen, sig, "--otlp-endpoint", grpcAddr, "--otlp-insecure",
+		"--workers", fmt.Sprint(workers), "--rate", fmt.Sprint(rate/float64(workers)), "--duration", dur.String(),
+		"--service", "bench", "--body", "user checkout failed: payment provider timeout after 3 retries")
+	if sig == "traces" {
+		gen.Args = gen.Args[:len(gen.Args)-2] // traces have no body
+		gen.Args = append(gen.Args, "--child-spans", "1")
+	}
+	if out, err := gen.CombinedOutput(); err != nil {
+		return result{}, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))
+	}
+	// Delivery is done when the sink has seen nothing new for two seconds.
+	last, stable := sink.count(path), 0
+	for stable < 20 {
+		time.Sleep(100 * time.Millisecond)
+		if n := sink.count(path); n != last {
+			last, stable = n, 0
+		} else {
+			stable++
+		}
+	}
+	cpu1, err := procstat.CPU(pid)
+	if err != nil {
+		return result{}, err
+	}
+	return result{delivered: last - before, cpu: cpu1 - cpu0 - 2*idleCPU(pid), rssKiB: procstat.PeakRSS(pid)}, nil
+}
+
+// idleCPU is what a system burns per second doing nothing; the settle wait above
+// is charged at this rate and taken back off, which keeps short runs honest.
+func idleCPU(pid int) float64 {
+	c0, _ := procstat.CPU(pid)
+	time.Sleep(time.Second)
+	c1, _ := procstat.CPU(pid)
+	return c1 - c0
+}
+
+// sink is an OTLP/HTTP upstream that counts records per path, and answers the agent's
+// deployment-context request like a manager would.
+type sink struct {
+	mu     sync.Mutex
+	counts map[string]*atomic.Int64
+}
+
+func newSink() *sink { return &sink{counts: map[string]*atomic.Int64{}} }
+
+func (s *sink) counter(path string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counts[path]
+	if c == nil {
+		c = &atomic.Int64{}
+		s.counts[path] = c
+	}
+	return c
+}
+
+func (s *sink) count(path string) int64 { return s.counter(path).Load() }
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/v1/agent/context") {
+		fmt.Fprint(w, `{"deployment_id":"bench-deployment","customer":"bench-customer","stack":"bench-stack"}`)
+		return
+	}
+	var sig telemetry.Signal
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/v1/logs"):
+		sig = telemetry.Logs
+	case strings.HasSuffix(r.URL.Path, "/v1/traces"):
+		sig = telemetry.Traces
+	case strings.HasSuffix(r.URL.Path, "/v1/metrics"):
+		sig = telemetry.Metrics
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		body = zr
+	}
+	data, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	_, n, err := telemetry.NewTagger(telemetry.Context{}).Tag(sig, nil, data)
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	s.counter(r.URL.Path).Add(int64(n))
+	w.Header().Set("Content-Type", "application/x-protobuf")
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListening(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("did not start listening on " + addr)
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return s[len(s)-2000:]
+	}
+	return s
+}
