@@ -36,7 +36,7 @@ func TestNewTokenIsRandomAndPrefixed(t *testing.T) {
 	if fixed != "psk_"+strings.Repeat("a", 32) {
 		t.Fatalf("token from zero bytes = %q", fixed)
 	}
-	if Hash(a) == a || len(Hash(a)) != 64 || Hash(a) != Hash(a) {
+	if h1, h2 := Hash(a), Hash(a); h1 == a || len(h1) != 64 || h1 != h2 {
 		t.Fatalf("hash %q is not a stable SHA-256 hex digest", Hash(a))
 	}
 }

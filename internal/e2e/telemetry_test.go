@@ -605,7 +605,7 @@ func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
 	send(300)
 	ag.kill() // SIGKILL: no shutdown, no flush
 	send(20)  // refused while the agent is down
-	ag = startAgentProc(t, m.URL(), token, adir, grpcAddr, httpAddr)
+	startAgentProc(t, m.URL(), token, adir, grpcAddr, httpAddr) // same data dir: the queue survives
 	send(300)
 
 	if err := m.Shutdown(ctx); err != nil {

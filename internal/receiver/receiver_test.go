@@ -126,7 +126,7 @@ func TestHTTPErrors(t *testing.T) {
 	pb, _ := logsRequest(t, 50).MarshalProto()
 	small := serveHTTP(t, &recorder{}, 200)
 
-	resp, body := post(t, small+"/v1/logs", telemetry.ContentTypeProto, "", pb)
+	resp, _ := post(t, small+"/v1/logs", telemetry.ContentTypeProto, "", pb)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized: %d", resp.StatusCode)
 	}
@@ -140,7 +140,7 @@ func TestHTTPErrors(t *testing.T) {
 	}
 
 	url := serveHTTP(t, &recorder{}, 0)
-	resp, body = post(t, url+"/v1/traces", telemetry.ContentTypeJSON, "", []byte(`{"resourceSpans": [`))
+	resp, body := post(t, url+"/v1/traces", telemetry.ContentTypeJSON, "", []byte(`{"resourceSpans": [`))
 	if resp.StatusCode != 400 || !strings.Contains(string(body), `"code":3`) {
 		t.Errorf("malformed JSON: %d %s", resp.StatusCode, body)
 	}
