@@ -603,8 +603,8 @@ func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
 	}
 
 	send(300)
-	ag.kill() // SIGKILL: no shutdown, no flush
-	send(20)  // refused while the agent is down
+	ag.kill()                                                   // SIGKILL: no shutdown, no flush
+	send(20)                                                    // refused while the agent is down
 	startAgentProc(t, m.URL(), token, adir, grpcAddr, httpAddr) // same data dir: the queue survives
 	send(300)
 
