@@ -39,12 +39,16 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "how long telemetrygen sends, per run")
 	signals := flag.String("signals", "logs,traces", "signals to compare")
 	peers := flag.String("peers", defaultPeers(), "directory holding otelcol-peer and telemetrygen")
+	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
 	flag.Parse()
 	if err := run(*rate, *workers, *dur, strings.Split(*signals, ","), *peers); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
 	}
 }
+
+// profileDir, when set, asks the agent for CPU profiles during the load.
+var profileDir string
 
 func defaultPeers() string {
 	if d := os.Getenv("PERISCOPE_PEERS_BIN"); d != "" {
@@ -105,6 +109,11 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 					"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
 					"--heartbeat-interval", "1h", "--data-dir", filepath.Join(work, system+sig),
 					"--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--log-level", "error")
+				if profileDir != "" {
+					pprofAddr := freeAddr()
+					cmd.Args = append(cmd.Args, "--pprof", pprofAddr)
+					go profile(pprofAddr, filepath.Join(profileDir, "agent-"+sig+".pprof"), dur)
+				}
 			} else {
 				qdir := filepath.Join(work, system+sig)
 				os.MkdirAll(qdir, 0o755)
@@ -241,6 +250,22 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.counter(r.URL.Path).Add(int64(n))
 	w.Header().Set("Content-Type", "application/x-protobuf")
+}
+
+// profile fetches a CPU profile covering most of the load.
+func profile(addr, path string, dur time.Duration) {
+	time.Sleep(2 * time.Second)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(dur.Seconds())-1))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+	}
 }
 
 func freeAddr() string {

@@ -64,6 +64,9 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 			if err := a.Start(ctx); err != nil {
 				return err
 			}
+			if addr, _ := f.GetString("pprof"); addr != "" {
+				go servePprof(addr, log)
+			}
 			p, err := startPipeline(ctx, cfg, log)
 			if err != nil {
 				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -92,6 +95,7 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 	f.String("otlp-grpc", flags.OTLPGRPC, "OTLP/gRPC address for the local application, or off (PERISCOPE_OTLP_GRPC)")
 	f.String("otlp-http", flags.OTLPHTTP, "OTLP/HTTP address for the local application (also serves /metrics), or off (PERISCOPE_OTLP_HTTP)")
 	f.String("compression", flags.Compression, "compression towards the manager: gzip, zstd or none")
+	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
 	return cmd
 }
 

@@ -3,6 +3,8 @@ package agentcmd
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -59,4 +61,16 @@ func startPipeline(ctx context.Context, cfg config.Agent, log *slog.Logger) (*pi
 		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
 	go cs.Run(ctx, p)
 	return p, nil
+}
+
+// servePprof serves the Go profiler on its own listener, never on the OTLP ports.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Error("pprof server stopped", "error", err)
+	}
 }
