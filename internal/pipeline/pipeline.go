@@ -65,6 +65,7 @@ type Pipeline struct {
 	log     *slog.Logger
 	queues  map[telemetry.Signal]*queue.Queue
 	tagger  atomic.Pointer[telemetry.Tagger]
+	bufs    sync.Pool // *[]byte for tagged entries
 	metrics *metrics
 
 	httpSrv *http.Server
@@ -86,6 +87,7 @@ func New(s Settings) (*Pipeline, error) {
 	}
 	p := &Pipeline{s: s, log: s.Logger, queues: map[telemetry.Signal]*queue.Queue{}}
 	p.tagger.Store(telemetry.NewTagger(telemetry.Context{}))
+	p.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	for _, sig := range telemetry.Signals {
 		opts := s.Queue
 		opts.Dir = filepath.Join(s.QueueDir, sig.String())
@@ -114,8 +116,10 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 	// Tag after a gap the size of the largest record-count header, then write the
 	// header just before the request so the entry needs no second copy.
 	const gap = 10
-	buf := make([]byte, gap, gap+len(r.Body)+512)
-	buf, records, err := p.tagger.Load().Tag(r.Signal, buf, r.Body)
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp) // Append copies the entry, so the buffer is free again after it
+	buf, records, err := p.tagger.Load().Tag(r.Signal, (*bp)[:gap], r.Body)
+	*bp = buf
 	if err != nil {
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
 		return receiver.BadRequest("%v", err)

@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -25,6 +26,9 @@ func NewGRPCServer(c Consumer, maxBytes int, opts ...grpc.ServerOption) *grpc.Se
 	srv := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.MaxRecvMsgSize(maxBytes),
+		// A fixed pool of stream workers instead of a goroutine per request.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.SharedWriteBuffer(true),
 	}, opts...)...)
 	for _, sig := range telemetry.Signals {
 		srv.RegisterService(serviceDesc(sig), c)
