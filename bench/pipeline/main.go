@@ -39,6 +39,7 @@ func main() {
 	dur := flag.Duration("duration", 20*time.Second, "how long telemetrygen sends, per run")
 	signals := flag.String("signals", "logs,traces", "signals to compare")
 	peers := flag.String("peers", defaultPeers(), "directory holding otelcol-peer and telemetrygen")
+	flag.StringVar(&protocol, "protocol", "grpc", "how telemetrygen sends: grpc or http")
 	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
 	flag.Parse()
 	if err := run(*rate, *workers, *dur, strings.Split(*signals, ","), *peers); err != nil {
@@ -46,6 +47,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// protocol is telemetrygen's OTLP transport.
+var protocol string
 
 // profileDir, when set, asks the agent for CPU profiles during the load.
 var profileDir string
@@ -95,8 +99,8 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	sinkURL := "http://" + ln.Addr().String()
 	cfgPath, _ := filepath.Abs("scripts/peers/otelcol-agent-equivalent.yaml")
 
-	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, OTLP/gRPC in; %d CPUs\n\n",
-		workers, rate, dur, numCPU())
+	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, OTLP/%s in; %d CPUs\n\n",
+		workers, rate, dur, protocol, numCPU())
 	fmt.Printf("%-7s %-10s %10s %8s %14s %9s\n", "signal", "system", "delivered", "CPU s", "records/CPU-s", "peak RSS")
 	for _, sig := range signals {
 		var res [2]result
@@ -126,7 +130,7 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 			if err := cmd.Start(); err != nil {
 				return err
 			}
-			r, err := measure(cmd, sink, prefix+"/v1/"+sig, telemetrygen, sig, grpcAddr, rate, workers, dur)
+			r, err := measure(cmd, sink, prefix+"/v1/"+sig, telemetrygen, sig, grpcAddr, httpAddr, rate, workers, dur)
 			cmd.Process.Kill()
 			cmd.Wait()
 			if err != nil {
@@ -143,7 +147,7 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 
 // measure waits for the system to listen, runs the load, waits for delivery to
 // settle and returns the system's figures for the load alone (startup excluded).
-func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr string, rate float64, workers int, dur time.Duration) (result, error) {
+func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr, httpAddr string, rate float64, workers int, dur time.Duration) (result, error) {
 	if err := waitListening(grpcAddr, 20*time.Second); err != nil {
 		return result{}, err
 	}
@@ -160,6 +164,9 @@ func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr string
 	if sig == "traces" {
 		gen.Args = gen.Args[:len(gen.Args)-2] // traces have no body
 		gen.Args = append(gen.Args, "--child-spans", "1")
+	}
+	if protocol == "http" {
+		gen.Args = append(gen.Args, "--otlp-http", "--otlp-endpoint", httpAddr)
 	}
 	if out, err := gen.CombinedOutput(); err != nil {
 		return result{}, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))

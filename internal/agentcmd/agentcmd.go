@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -64,6 +65,12 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 			if err := a.Start(ctx); err != nil {
 				return err
 			}
+			if f.Changed("max-procs") {
+				cfg.MaxProcs, _ = f.GetInt("max-procs")
+			}
+			if cfg.MaxProcs > 0 {
+				runtime.GOMAXPROCS(cfg.MaxProcs)
+			}
 			if addr, _ := f.GetString("pprof"); addr != "" {
 				go servePprof(addr, log)
 			}
@@ -95,6 +102,7 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 	f.String("otlp-grpc", flags.OTLPGRPC, "OTLP/gRPC address for the local application, or off (PERISCOPE_OTLP_GRPC)")
 	f.String("otlp-http", flags.OTLPHTTP, "OTLP/HTTP address for the local application (also serves /metrics), or off (PERISCOPE_OTLP_HTTP)")
 	f.String("compression", flags.Compression, "compression towards the manager: gzip, zstd or none")
+	f.Int("max-procs", flags.MaxProcs, "CPUs the agent may use at once; 0 means all (PERISCOPE_MAX_PROCS)")
 	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
 	return cmd
 }

@@ -11,7 +11,6 @@ package forward
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +60,8 @@ type Settings struct {
 	Token string
 	// Compression is gzip (default), zstd or none.
 	Compression string
-	// MaxBatchBytes bounds the uncompressed body of one request (default 4 MiB).
+	// MaxBatchBytes bounds the uncompressed body of one request (default 4 MiB); it
+	// must stay under the manager's max_request_bytes.
 	MaxBatchBytes int
 	// MaxBatchEntries bounds how many queued requests go in one request (default 1024).
 	MaxBatchEntries int
@@ -167,7 +167,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("forward %s: read queue: %w", f.sig, err)
 		}
-		if f.s.Linger > 0 && inflight <= after && len(recs) < f.s.MaxBatchEntries && size(recs) < f.s.MinBatchBytes {
+		recs, raw := fit(recs, f.s.MaxBatchBytes)
+		if f.s.Linger > 0 && inflight <= after && len(recs) < f.s.MaxBatchEntries && raw < f.s.MinBatchBytes {
 			t := time.NewTimer(f.s.Linger)
 			select {
 			case <-ctx.Done():
@@ -181,6 +182,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				}
 				return fmt.Errorf("forward %s: read queue: %w", f.sig, err)
 			}
+			recs, _ = fit(recs, f.s.MaxBatchBytes)
 		}
 		// After a restart, first resend no more than what may have reached the
 		// manager, so the batch ids match what it has seen.
@@ -210,13 +212,25 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-func size(recs []queue.Record) int {
-	n := 0
-	for _, r := range recs {
-		n += len(r.Data)
+// fit returns the longest prefix of recs (at least one) whose uncompressed requests
+// fit in max bytes, and their uncompressed size. Entries are compressed in the queue,
+// so the queue's own byte limit cannot stand in for the manager's request limit.
+func fit(recs []queue.Record, max int) ([]queue.Record, int) {
+	total := 0
+	for i, r := range recs {
+		e, err := DecodeEntry(r.Data)
+		if err != nil {
+			return recs[:max1(i)], total // encode reports the bad entry
+		}
+		if i > 0 && total+e.RawBytes > max {
+			return recs[:i], total
+		}
+		total += e.RawBytes
 	}
-	return n
+	return recs, total
 }
+
+func max1(i int) int { return max(i, 1) }
 
 // deliver sends recs until the manager accepts or refuses them for good; it only
 // fails when ctx is done.
@@ -262,36 +276,51 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 	}
 }
 
-// encode fills f.body with the compressed concatenation of the queued requests, which
-// is itself one export request holding all their resources.
+// encode fills f.body with the queued requests as one request body. Entries are
+// compressed when queued, and gzip members (like zstd frames) concatenate into one
+// valid stream, so entries already in the forwarder's encoding are copied as they are.
 func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 	f.body.Reset()
-	var w io.Writer = &f.body
-	switch {
-	case f.gz != nil:
-		f.gz.Reset(&f.body)
-		w = f.gz
-	case f.zs != nil:
-		f.zs.Reset(&f.body)
-		w = f.zs
-	}
 	for _, r := range recs {
-		n, payload, err := DecodeEntry(r.Data)
+		e, err := DecodeEntry(r.Data)
 		if err != nil {
 			return records, raw, fmt.Errorf("queue entry %d: %w", r.Seq, err)
 		}
-		records += n
-		raw += len(payload)
-		if _, err := w.Write(payload); err != nil {
-			return records, raw, err
+		records += e.Records
+		raw += e.RawBytes
+		if e.Encoding == f.s.Compression {
+			f.body.Write(e.Payload)
+			continue
 		}
-	}
-	if c, ok := w.(io.Closer); ok {
-		if err := c.Close(); err != nil {
+		plain, err := e.Plain()
+		if err != nil {
+			return records, raw, fmt.Errorf("queue entry %d: %w", r.Seq, err)
+		}
+		if err := f.compressInto(&f.body, plain); err != nil {
 			return records, raw, err
 		}
 	}
 	return records, raw, nil
+}
+
+// compressInto appends data to w in the forwarder's encoding.
+func (f *Forwarder) compressInto(w *bytes.Buffer, data []byte) error {
+	switch {
+	case f.gz != nil:
+		f.gz.Reset(w)
+		if _, err := f.gz.Write(data); err != nil {
+			return err
+		}
+		return f.gz.Close()
+	case f.zs != nil:
+		f.zs.Reset(w)
+		if _, err := f.zs.Write(data); err != nil {
+			return err
+		}
+		return f.zs.Close()
+	}
+	_, err := w.Write(data)
+	return err
 }
 
 // send makes one attempt and says how long the manager asked to wait, if it did.
@@ -384,19 +413,3 @@ type discard struct{}
 func (discard) Sent(telemetry.Signal, int, int)       {}
 func (discard) Retried(telemetry.Signal, string)      {}
 func (discard) Dropped(telemetry.Signal, int, string) {}
-
-// EncodeEntry frames a tagged export request for the queue with its record count, so
-// the forwarder can count what it sends without parsing it again.
-func EncodeEntry(dst []byte, records int, req []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(records))
-	return append(dst, req...)
-}
-
-// DecodeEntry splits a queue entry written by EncodeEntry.
-func DecodeEntry(entry []byte) (records int, req []byte, err error) {
-	n, k := binary.Uvarint(entry)
-	if k <= 0 {
-		return 0, nil, errors.New("bad entry header")
-	}
-	return int(n), entry[k:], nil
-}

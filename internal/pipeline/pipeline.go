@@ -61,12 +61,13 @@ type Settings struct {
 // Pipeline runs the agent's telemetry path. New opens the queues; Start listens and
 // forwards; Shutdown stops accepting, lets in-flight requests finish, and closes.
 type Pipeline struct {
-	s       Settings
-	log     *slog.Logger
-	queues  map[telemetry.Signal]*queue.Queue
-	tagger  atomic.Pointer[telemetry.Tagger]
-	bufs    sync.Pool // *[]byte for tagged entries
-	metrics *metrics
+	s        Settings
+	log      *slog.Logger
+	queues   map[telemetry.Signal]*queue.Queue
+	tagger   atomic.Pointer[telemetry.Tagger]
+	bufs     sync.Pool // *[]byte for tagged requests and queue entries
+	encoders sync.Pool // *forward.Encoder
+	metrics  *metrics
 
 	httpSrv *http.Server
 	grpcSrv *grpc.Server
@@ -88,6 +89,14 @@ func New(s Settings) (*Pipeline, error) {
 	p := &Pipeline{s: s, log: s.Logger, queues: map[telemetry.Signal]*queue.Queue{}}
 	p.tagger.Store(telemetry.NewTagger(telemetry.Context{}))
 	p.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	compression := s.Forward.Compression
+	if compression == "" {
+		compression = "gzip"
+	}
+	if _, err := forward.NewEncoder(compression); err != nil {
+		return nil, err
+	}
+	p.encoders.New = func() any { e, _ := forward.NewEncoder(compression); return e }
 	for _, sig := range telemetry.Signals {
 		opts := s.Queue
 		opts.Dir = filepath.Join(s.QueueDir, sig.String())
@@ -113,20 +122,25 @@ func (p *Pipeline) SetContext(c telemetry.Context) { p.tagger.Store(telemetry.Ne
 
 // Consume tags one export request and queues it; it is the receivers' consumer.
 func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
-	// Tag after a gap the size of the largest record-count header, then write the
-	// header just before the request so the entry needs no second copy.
-	const gap = 10
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp) // Append copies the entry, so the buffer is free again after it
-	buf, records, err := p.tagger.Load().Tag(r.Signal, (*bp)[:gap], r.Body)
-	*bp = buf
+	tp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(tp)
+	tagged, records, err := p.tagger.Load().Tag(r.Signal, (*tp)[:0], r.Body)
+	*tp = tagged
 	if err != nil {
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
 		return receiver.BadRequest("%v", err)
 	}
-	hdr := forward.EncodeEntry(nil, records, nil)
-	entry := buf[gap-len(hdr):]
-	copy(entry, hdr)
+	// Compress once here: the queue then writes and reads a fraction of the bytes,
+	// and the forwarder sends the entry as it is.
+	enc := p.encoders.Get().(*forward.Encoder)
+	ep := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(ep)
+	entry, err := enc.Append((*ep)[:0], records, tagged)
+	p.encoders.Put(enc)
+	*ep = entry
+	if err != nil {
+		return receiver.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
+	}
 	if _, err := p.queues[r.Signal].Append(entry); err != nil {
 		switch {
 		case errors.Is(err, queue.ErrFull):

@@ -1,0 +1,124 @@
+package forward
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Entry is one tagged export request as the agent queues it: compressed once, when
+// received, so the queue writes and reads a fraction of the bytes and the forwarder
+// sends it without compressing it again.
+type Entry struct {
+	// Records counts the log records, spans or data points in the request.
+	Records int
+	// RawBytes is the size of the uncompressed request.
+	RawBytes int
+	// Encoding is "gzip", "zstd" or "none".
+	Encoding string
+	// Payload is the request in Encoding.
+	Payload []byte
+}
+
+var encodings = [...]string{"none", "gzip", "zstd"}
+
+// Encoder compresses entries. It is not safe for concurrent use; pool them.
+type Encoder struct {
+	encoding string
+	gz       *gzip.Writer
+	zs       *zstd.Encoder
+}
+
+// NewEncoder returns an encoder for "gzip", "zstd" or "none".
+func NewEncoder(encoding string) (*Encoder, error) {
+	e := &Encoder{encoding: encoding}
+	switch encoding {
+	case "gzip":
+		e.gz, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	case "zstd":
+		var err error
+		if e.zs, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1)); err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+	case "none":
+	default:
+		return nil, fmt.Errorf("compression %q (want gzip, zstd or none)", encoding)
+	}
+	return e, nil
+}
+
+// Append appends the framed entry for req (records in it) to dst.
+func (e *Encoder) Append(dst []byte, records int, req []byte) ([]byte, error) {
+	dst = binary.AppendUvarint(dst, uint64(records))
+	dst = binary.AppendUvarint(dst, uint64(len(req)))
+	for i, name := range encodings {
+		if name == e.encoding {
+			dst = append(dst, byte(i))
+		}
+	}
+	buf := bytes.NewBuffer(dst)
+	var err error
+	switch {
+	case e.gz != nil:
+		e.gz.Reset(buf)
+		if _, err = e.gz.Write(req); err == nil {
+			err = e.gz.Close()
+		}
+	case e.zs != nil:
+		e.zs.Reset(buf)
+		if _, err = e.zs.Write(req); err == nil {
+			err = e.zs.Close()
+		}
+	default:
+		buf.Write(req)
+	}
+	return buf.Bytes(), err
+}
+
+// DecodeEntry splits a queued entry written by Encoder.Append. Payload aliases entry.
+func DecodeEntry(entry []byte) (Entry, error) {
+	bad := errors.New("bad queue entry header")
+	records, k := binary.Uvarint(entry)
+	if k <= 0 {
+		return Entry{}, bad
+	}
+	entry = entry[k:]
+	raw, k := binary.Uvarint(entry)
+	if k <= 0 || len(entry) < k+1 || int(entry[k]) >= len(encodings) {
+		return Entry{}, bad
+	}
+	return Entry{Records: int(records), RawBytes: int(raw), Encoding: encodings[entry[k]], Payload: entry[k+1:]}, nil
+}
+
+// Plain returns the uncompressed request.
+func (e Entry) Plain() ([]byte, error) {
+	var r io.Reader
+	switch e.Encoding {
+	case "none":
+		return e.Payload, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(e.Payload))
+		if err != nil {
+			return nil, fmt.Errorf("queue entry: %w", err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(e.Payload), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("queue entry: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	out := make([]byte, 0, e.RawBytes)
+	buf := bytes.NewBuffer(out)
+	if _, err := io.Copy(buf, r); err != nil {
+		return nil, fmt.Errorf("queue entry: %w", err)
+	}
+	return buf.Bytes(), nil
+}
