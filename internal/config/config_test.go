@@ -73,3 +73,58 @@ func TestAgentValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentTelemetrySettingsFromFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte(`manager: http://127.0.0.1:7070
+token: pdt_x
+otlp_grpc: "off"
+queue:
+  max_bytes: 2GiB
+  on_full: drop_oldest
+`), 0o600)
+	cfg := DefaultAgent()
+	env := []string{"PERISCOPE_QUEUE_MAX_AGE=6h", "PERISCOPE_QUEUE_SYNC=true", "PERISCOPE_MAX_PROCS=2", "PERISCOPE_MAX_REQUEST_BYTES=4MiB"}
+	if err := Load(&cfg, path, env); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OTLPGRPC != "off" || cfg.OTLPHTTP != "127.0.0.1:4318" || cfg.Queue.MaxBytes != 2<<30 || cfg.Queue.OnFull != "drop_oldest" ||
+		time.Duration(cfg.Queue.MaxAge) != 6*time.Hour || !cfg.Queue.Sync || cfg.MaxProcs != 2 || cfg.MaxRequestBytes != 4<<20 {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Queue.OnFull, cfg.OTLPHTTP, cfg.Compression = "block", "localhost", "brotli"
+	err := cfg.Validate()
+	for _, want := range []string{"queue.on_full", "otlp_http", "compression"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want a %s problem", err, want)
+		}
+	}
+	if err := Load(&cfg, "", []string{"PERISCOPE_QUEUE_MAX_BYTES=lots"}); err == nil {
+		t.Error("a size without a number was accepted")
+	}
+}
+
+func TestManagerExportersAreValidated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	os.WriteFile(path, []byte(`exporters:
+  - {name: grafana, type: otlphttp, endpoint: "https://otlp.example/otlp", headers: {Authorization: "Basic x"}, compression: gzip, timeout: 10s}
+  - {name: grafana, type: s3}
+  - {name: odd, type: kafka}
+`), 0o600)
+	cfg := DefaultManager()
+	if err := Load(&cfg, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Exporters) != 3 || cfg.Exporters[0].Headers["Authorization"] != "Basic x" || time.Duration(cfg.Exporters[0].Timeout) != 10*time.Second {
+		t.Fatalf("exporters = %+v", cfg.Exporters)
+	}
+	err := cfg.Validate()
+	for _, want := range []string{`name "grafana" is used twice`, "bucket", "kafka"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package forward
+
+import (
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// manager is an upstream that answers with the next scripted status (200 after the
+// script runs out) and keeps what it accepted.
+type manager struct {
+	mu      sync.Mutex
+	script  []int
+	batches []string
+	records int
+}
+
+func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.script) > 0 {
+		code := m.script[0]
+		m.script = m.script[1:]
+		if code != 200 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(code)
+			return
+		}
+	}
+	zr, err := gzip.NewReader(r.Body) // multi-member: one member per queued entry
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	data, _ := io.ReadAll(zr)
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(data); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer pdt_acme" {
+		w.WriteHeader(401)
+		return
+	}
+	m.batches = append(m.batches, r.Header.Get(BatchHeader))
+	m.records += req.Logs().LogRecordCount()
+}
+
+func (m *manager) state() ([]string, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.batches...), m.records
+}
+
+type counts struct {
+	mu                     sync.Mutex
+	sent, dropped, retried int
+}
+
+func (c *counts) Sent(_ telemetry.Signal, n, _ int) { c.mu.Lock(); c.sent += n; c.mu.Unlock() }
+func (c *counts) Retried(telemetry.Signal, string)  { c.mu.Lock(); c.retried++; c.mu.Unlock() }
+func (c *counts) Dropped(_ telemetry.Signal, n int, _ string) {
+	c.mu.Lock()
+	c.dropped += n
+	c.mu.Unlock()
+}
+
+func enqueue(t *testing.T, q *queue.Queue, records int) {
+	t.Helper()
+	l := plog.NewLogs()
+	sl := l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	for i := 0; i < records; i++ {
+		sl.LogRecords().AppendEmpty().Body().SetStr("entry")
+	}
+	req, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+	enc, _ := NewEncoder("gzip")
+	entry, err := enc.Append(nil, records, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Append(entry); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, q *queue.Queue, url string, obs Observer, until func() bool) {
+	t.Helper()
+	f, err := New(telemetry.Logs, q, Settings{Endpoint: url, Token: "pdt_acme", Linger: -1,
+		InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !until() {
+		if time.Now().After(deadline) {
+			t.Fatal("forwarder did not get there in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+func TestForwarderRetriesThenDeliversInOrder(t *testing.T) {
+	m := &manager{script: []int{503, 429, 502}}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, err := queue.Open(queue.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i := 0; i < 3; i++ {
+		enqueue(t, q, 4)
+	}
+	c := &counts{}
+	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 12 })
+	batches, _ := m.state()
+	if len(batches) != 1 || batches[0] != q.ID()+":1-3" {
+		t.Errorf("batches %v, want one %s:1-3", batches, q.ID())
+	}
+	if c.sent != 12 || c.retried != 3 || c.dropped != 0 {
+		t.Errorf("sent %d, retried %d, dropped %d", c.sent, c.retried, c.dropped)
+	}
+	if q.Acked() != 3 {
+		t.Errorf("acked %d, want 3", q.Acked())
+	}
+}
+
+func TestForwarderDropsWhatTheManagerRefusesForGood(t *testing.T) {
+	m := &manager{script: []int{400}}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
+	defer q.Close()
+	enqueue(t, q, 2)
+	c := &counts{}
+	run(t, q, srv.URL, c, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.dropped == 2 })
+	enqueue(t, q, 3)
+	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 3 })
+	if q.Acked() != 2 {
+		t.Errorf("acked %d, want 2", q.Acked())
+	}
+}
+
+func TestForwarderResendsExactlyTheInFlightRangeAfterACrash(t *testing.T) {
+	m := &manager{}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	dir := t.TempDir()
+	q, _ := queue.Open(queue.Options{Dir: dir})
+	for i := 0; i < 5; i++ {
+		enqueue(t, q, 1)
+	}
+	// A previous run had entries 1-2 in flight when it died.
+	if err := q.SetInflight(2); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	q, _ = queue.Open(queue.Options{Dir: dir})
+	defer q.Close()
+	run(t, q, srv.URL, &counts{}, func() bool { _, n := m.state(); return n == 5 })
+	batches, _ := m.state()
+	if len(batches) != 2 || batches[0] != q.ID()+":1-2" || batches[1] != q.ID()+":3-5" {
+		t.Errorf("batches %v, want the in-flight range 1-2 first, then 3-5", batches)
+	}
+}

@@ -1,0 +1,168 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/periscope-dev/periscope/internal/receiver"
+	"github.com/periscope-dev/periscope/internal/telemetry"
+)
+
+// fleet is a two-deployment directory, keyed by token.
+type fleet map[string]telemetry.Context
+
+func (f fleet) Authenticate(token string) (string, bool) {
+	c, ok := f[token]
+	return c.DeploymentID, ok
+}
+
+func (f fleet) Context(id string) (telemetry.Context, bool) {
+	for _, c := range f {
+		if c.DeploymentID == id {
+			return c, true
+		}
+	}
+	return telemetry.Context{}, false
+}
+
+var deployments = fleet{
+	"pdt_acme":     {DeploymentID: "acme-prod", Customer: "acme", Cloud: "aws", Release: "1.8.0", Stack: "lighthouse"},
+	"pdt_umbrella": {DeploymentID: "umbrella-dr", Customer: "umbrella", Cloud: "azure", Release: "1.7.2", Stack: "lighthouse"},
+}
+
+type sink struct {
+	mu      sync.Mutex
+	batches []telemetry.Batch
+	fail    error
+}
+
+func (s *sink) Consume(_ context.Context, b telemetry.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.batches = append(s.batches, b)
+	return nil
+}
+
+func request(t *testing.T, token, batch string) receiver.Request {
+	t.Helper()
+	l := plog.NewLogs()
+	rl := l.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	rl.Resource().Attributes().PutStr(telemetry.AttrDeploymentID, "umbrella-dr")
+	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("hello")
+	body, err := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{"Authorization": "Bearer " + token, BatchHeader: batch}
+	return receiver.Request{Signal: telemetry.Logs, Body: body, Header: func(k string) string { return h[k] }}
+}
+
+func status(err error) int {
+	var e *receiver.Error
+	if errors.As(err, &e) {
+		return e.HTTP
+	}
+	if err != nil {
+		return -1
+	}
+	return http.StatusOK
+}
+
+func TestIngestAuthenticatesAndOverwritesContext(t *testing.T) {
+	s := &sink{}
+	in, err := New(deployments, []Sink{s}, Settings{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if got := status(in.Consume(ctx, request(t, "", ""))); got != 401 {
+		t.Errorf("no token: %d", got)
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_nobody", ""))); got != 401 {
+		t.Errorf("unknown token: %d", got)
+	}
+	bad := request(t, "pdt_acme", "")
+	bad.Body = []byte("garbage, not protobuf")
+	if got := status(in.Consume(ctx, bad)); got != 400 {
+		t.Errorf("malformed: %d", got)
+	}
+	if len(s.batches) != 0 {
+		t.Fatalf("refused requests reached the sink: %d", len(s.batches))
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_acme", ""))); got != 200 {
+		t.Fatalf("good request: %d", got)
+	}
+	b := s.batches[0]
+	if b.DeploymentID != "acme-prod" || b.Records != 1 {
+		t.Errorf("batch from %q with %d records", b.DeploymentID, b.Records)
+	}
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b.Data); err != nil {
+		t.Fatal(err)
+	}
+	attrs := req.Logs().ResourceLogs().At(0).Resource().Attributes()
+	for k, want := range map[string]string{telemetry.AttrDeploymentID: "acme-prod", telemetry.AttrCustomer: "acme",
+		telemetry.AttrRelease: "1.8.0", "service.name": "checkout"} {
+		if v, _ := attrs.Get(k); v.AsString() != want {
+			t.Errorf("%s = %q, want %q", k, v.AsString(), want)
+		}
+	}
+}
+
+func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	s := &sink{}
+	in, _ := New(deployments, []Sink{s}, Settings{Dir: dir})
+	ctx := context.Background()
+	send := func(in *Ingest, token, batch string) int { return status(in.Consume(ctx, request(t, token, batch))) }
+
+	for _, b := range []string{"q1:1-5", "q1:6-9", "q1:1-5", "q1:3-9", "q1:10-10"} {
+		if got := send(in, "pdt_acme", b); got != 200 {
+			t.Fatalf("batch %s: %d", b, got)
+		}
+	}
+	if len(s.batches) != 3 {
+		t.Fatalf("sink got %d batches, want 3 (two resends dropped)", len(s.batches))
+	}
+	// The same queue id from another deployment is another stream.
+	if send(in, "pdt_umbrella", "q1:1-5"); len(s.batches) != 4 {
+		t.Fatalf("umbrella's batch was taken as acme's duplicate")
+	}
+	for _, bad := range []string{"q1", "q1:5-1", "q1:0-3", "q1:a-b"} {
+		if got := send(in, "pdt_acme", bad); got != 400 {
+			t.Errorf("batch header %q: %d, want 400", bad, got)
+		}
+	}
+	// A failing sink makes the sender retry, and the retry is not a duplicate.
+	s.fail = errors.New("disk full")
+	if got := send(in, "pdt_acme", "q1:11-12"); got != 503 {
+		t.Fatalf("failing sink: %d, want 503", got)
+	}
+	s.fail = nil
+	if got := send(in, "pdt_acme", "q1:11-12"); got != 200 || len(s.batches) != 5 {
+		t.Fatalf("retry after a failing sink: %d, %d batches", got, len(s.batches))
+	}
+	if err := in.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted, err := New(deployments, []Sink{s}, Settings{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(restarted, "pdt_acme", "q1:11-12")
+	send(restarted, "pdt_acme", "q1:13-14")
+	if len(s.batches) != 6 {
+		t.Errorf("after restart: sink has %d batches, want 6 (the resend dropped, the new one kept)", len(s.batches))
+	}
+}
