@@ -276,11 +276,22 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 	}
 }
 
-// encode fills f.body with the queued requests as one request body. Entries are
-// compressed when queued, and gzip members (like zstd frames) concatenate into one
-// valid stream, so entries already in the forwarder's encoding are copied as they are.
+// encode fills f.body with the queued requests as one request body. Concatenated
+// export requests are one export request, so entries are decompressed from the
+// queue's encoding and compressed together as one stream, which costs less per byte
+// than compressing each on its own. Entries already in the wire encoding are copied as
+// they are: gzip members and zstd frames concatenate into one valid stream.
 func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 	f.body.Reset()
+	var w io.WriteCloser // the open compressed stream, if any
+	closeStream := func() error {
+		if w == nil {
+			return nil
+		}
+		err := w.Close()
+		w = nil
+		return err
+	}
 	for _, r := range recs {
 		e, err := DecodeEntry(r.Data)
 		if err != nil {
@@ -289,6 +300,9 @@ func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 		records += e.Records
 		raw += e.RawBytes
 		if e.Encoding == f.s.Compression {
+			if err := closeStream(); err != nil {
+				return records, raw, err
+			}
 			f.body.Write(e.Payload)
 			continue
 		}
@@ -296,32 +310,32 @@ func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 		if err != nil {
 			return records, raw, fmt.Errorf("queue entry %d: %w", r.Seq, err)
 		}
-		if err := f.compressInto(&f.body, plain); err != nil {
+		if w == nil {
+			w = f.openStream()
+		}
+		if _, err := w.Write(plain); err != nil {
 			return records, raw, err
 		}
 	}
-	return records, raw, nil
+	return records, raw, closeStream()
 }
 
-// compressInto appends data to w in the forwarder's encoding.
-func (f *Forwarder) compressInto(w *bytes.Buffer, data []byte) error {
+// openStream starts a compressed stream in the wire encoding at the end of f.body.
+func (f *Forwarder) openStream() io.WriteCloser {
 	switch {
 	case f.gz != nil:
-		f.gz.Reset(w)
-		if _, err := f.gz.Write(data); err != nil {
-			return err
-		}
-		return f.gz.Close()
+		f.gz.Reset(&f.body)
+		return f.gz
 	case f.zs != nil:
-		f.zs.Reset(w)
-		if _, err := f.zs.Write(data); err != nil {
-			return err
-		}
-		return f.zs.Close()
+		f.zs.Reset(&f.body)
+		return f.zs
 	}
-	_, err := w.Write(data)
-	return err
+	return nopCloser{&f.body}
 }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // send makes one attempt and says how long the manager asked to wait, if it did.
 func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, error) {

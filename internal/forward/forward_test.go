@@ -76,7 +76,10 @@ func (c *counts) Dropped(_ telemetry.Signal, n int, _ string) {
 	c.mu.Unlock()
 }
 
-func enqueue(t *testing.T, q *queue.Queue, records int) {
+// enqueue queues one request of n records, s2-compressed as the agent queues them.
+func enqueue(t *testing.T, q *queue.Queue, records int) { enqueueAs(t, q, records, "s2") }
+
+func enqueueAs(t *testing.T, q *queue.Queue, records int, encoding string) {
 	t.Helper()
 	l := plog.NewLogs()
 	sl := l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
@@ -84,7 +87,7 @@ func enqueue(t *testing.T, q *queue.Queue, records int) {
 		sl.LogRecords().AppendEmpty().Body().SetStr("entry")
 	}
 	req, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
-	enc, _ := NewEncoder("gzip")
+	enc, _ := NewEncoder(encoding)
 	entry, err := enc.Append(nil, records, req)
 	if err != nil {
 		t.Fatal(err)
@@ -147,13 +150,15 @@ func TestForwarderDropsWhatTheManagerRefusesForGood(t *testing.T) {
 	defer srv.Close()
 	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
 	defer q.Close()
-	enqueue(t, q, 2)
+	enqueueAs(t, q, 2, "gzip") // entries already in the wire encoding are passed through
 	c := &counts{}
 	run(t, q, srv.URL, c, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.dropped == 2 })
-	enqueue(t, q, 3)
+	enqueueAs(t, q, 1, "gzip")
+	enqueueAs(t, q, 1, "none")
+	enqueueAs(t, q, 1, "s2")
 	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 3 })
-	if q.Acked() != 2 {
-		t.Errorf("acked %d, want 2", q.Acked())
+	if q.Acked() != 4 {
+		t.Errorf("acked %d, want 4 (the refused entry and the three delivered)", q.Acked())
 	}
 }
 
