@@ -250,6 +250,8 @@ func startAgentProc(t *testing.T, managerURL, token, dataDir, grpcAddr, httpAddr
 	cmd := exec.Command(agentBinary(t), "--manager", managerURL, "--token", token, "--release", "1.8.0",
 		"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
 		"--heartbeat-interval", "1s", "--data-dir", dataDir, "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr)
+	// Self-metrics every second, so a test sees them arrive with the application's.
+	cmd.Env = append(os.Environ(), "PERISCOPE_SELF_METRICS_INTERVAL=1s")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -393,7 +395,7 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 		{"logs", "--logs", "20", "--service", "telemetrygen-logs"},
 		{"traces", "--traces", "4", "--service", "telemetrygen-traces"},
 	} {
-		cmd := exec.Command(telemetrygen, append(args, "--otlp-endpoint", ag.grpc, "--otlp-insecure")...)
+		cmd := exec.Command(telemetrygen, append(args, "--otlp-endpoint", ag.grpc, "--otlp-insecure", "--rate", "200")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("telemetrygen %s: %v\n%s", args[0], err, out)
 		}
@@ -428,6 +430,23 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 	if logs := down.find(telemetry.Logs, "checkout"); logs[0].name != "payment declined" {
 		t.Errorf("log body = %q", logs[0].name)
 	}
+
+	t.Run("AgentSelfMetrics", func(t *testing.T) {
+		var accepted []received
+		eventually(t, 10*time.Second, "the agent's own metrics at the downstream", func() error {
+			accepted = accepted[:0]
+			for _, r := range down.find(telemetry.Metrics, "periscope-agent") {
+				if r.name == "periscope_agent_accepted_records_total" {
+					accepted = append(accepted, r)
+				}
+			}
+			if len(accepted) == 0 {
+				return fmt.Errorf("no periscope_agent_accepted_records_total yet")
+			}
+			return nil
+		})
+		checkContext(t, "agent self-metrics", accepted[0].resource)
+	})
 
 	t.Run("Collector", func(t *testing.T) {
 		eventually(t, 20*time.Second, "records printed by the OpenTelemetry Collector", func() error {
