@@ -36,6 +36,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/periscope-dev/periscope/internal/apiclient"
 	"github.com/periscope-dev/periscope/internal/apitypes"
 	"github.com/periscope-dev/periscope/internal/config"
@@ -194,7 +200,13 @@ func (s *storeSink) Consume(_ context.Context, b telemetry.Batch) error {
 
 func startTelemetryManager(t *testing.T, listen, dir string, exps []config.Exporter, sinks ...manager.TelemetrySink) *manager.Manager {
 	t.Helper()
+	return startTelemetryManagerGRPC(t, listen, dir, "", exps, sinks...)
+}
+
+func startTelemetryManagerGRPC(t *testing.T, listen, dir, grpcAddr string, exps []config.Exporter, sinks ...manager.TelemetrySink) *manager.Manager {
+	t.Helper()
 	cfg := config.DefaultManager()
+	cfg.OTLPGRPC = grpcAddr
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = listen, dir, adminToken
 	cfg.HeartbeatInterval = config.Duration(time.Second)
 	cfg.Exporters = exps
@@ -670,4 +682,47 @@ func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
 		}
 	}
 	t.Logf("%d records sent, %d acknowledged, all delivered once", seq, len(acked))
+}
+
+// TestManagerTakesOTLPOverGRPC sends straight to the manager's optional OTLP/gRPC port
+// with a deployment token in the metadata, as a Collector at the customer could.
+func TestManagerTakesOTLPOverGRPC(t *testing.T) {
+	ctx := context.Background()
+	down := newDownstream(t)
+	m := startTelemetryManagerGRPC(t, "127.0.0.1:0", t.TempDir(), "127.0.0.1:0",
+		[]config.Exporter{{Name: "downstream", Type: "otlphttp", Endpoint: down.srv.URL}})
+	defer m.Shutdown(ctx)
+	token := createAcme(t, m)
+	conn, err := grpc.NewClient(m.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := plogotlp.NewGRPCClient(conn)
+	l := plog.NewLogs()
+	rl := l.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "grpc-sender")
+	rl.Resource().Attributes().PutStr(telemetry.AttrDeploymentID, "umbrella-dr")
+	// No agent has checked in, so the manager knows no running release: the sender's
+	// own claim about its release is kept, unlike its claim about who it is.
+	rl.Resource().Attributes().PutStr(telemetry.AttrRelease, "1.8.0")
+	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("over gRPC")
+	req := plogotlp.NewExportRequestFromLogs(l)
+
+	_, err = client.Export(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer pdt_wrong"), req)
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("bad token: %v, want Unauthenticated", err)
+	}
+	if _, err := client.Export(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), req); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the gRPC record at the downstream", func() error {
+		if len(down.find(telemetry.Logs, "grpc-sender")) == 0 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	for _, r := range down.find(telemetry.Logs, "grpc-sender") {
+		checkContext(t, "gRPC record", r.resource)
+	}
 }

@@ -69,17 +69,28 @@ var ErrMalformed = errors.New("malformed OTLP request")
 type Tagger struct {
 	// kvs holds the pre-encoded attribute fields (Resource.attributes) to append.
 	kvs []byte
+	// strip lists the keys removed from what the sender wrote.
+	strip []string
 }
 
-// NewTagger returns a Tagger that writes c. Empty fields of c are not written, and a
-// sender's value for them is still removed.
+// NewTagger returns a Tagger that writes c. The deployment id, customer and stack are
+// always the Tagger's: a sender's values for them are removed even when c has none.
+// Release, cloud, region and platform describe the sender itself, so when c leaves
+// one empty the sender's own value is kept rather than lost.
 func NewTagger(c Context) *Tagger {
-	var kvs []byte
-	for _, kv := range c.Attributes() {
-		kvs = protowire.AppendTag(kvs, 1, protowire.BytesType) // Resource.attributes
-		kvs = protowire.AppendBytes(kvs, encodeKeyValue(kv[0], kv[1]))
+	t := &Tagger{}
+	values := c.values()
+	for i, key := range ContextKeys {
+		strict := key == AttrDeploymentID || key == AttrCustomer || key == AttrStack
+		if values[i] != "" || strict {
+			t.strip = append(t.strip, key)
+		}
+		if values[i] != "" {
+			t.kvs = protowire.AppendTag(t.kvs, 1, protowire.BytesType) // Resource.attributes
+			t.kvs = protowire.AppendBytes(t.kvs, encodeKeyValue(key, values[i]))
+		}
 	}
-	return &Tagger{kvs: kvs}
+	return t
 }
 
 // encodeKeyValue encodes a KeyValue with a string AnyValue.
@@ -215,7 +226,7 @@ func (t *Tagger) resourceSize(res []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			if isContextKey(key) {
+			if t.strips(key) {
 				b = b[n+m:]
 				continue
 			}
@@ -233,7 +244,7 @@ func (t *Tagger) appendResource(dst, res []byte) []byte {
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
 		if num == 1 && typ == protowire.BytesType {
 			kv, _ := protowire.ConsumeBytes(b[n:])
-			if key, _ := keyOf(kv); isContextKey(key) {
+			if key, _ := keyOf(kv); t.strips(key) {
 				b = b[n+m:]
 				continue
 			}
@@ -264,9 +275,9 @@ func keyOf(kv []byte) ([]byte, error) {
 	return key, nil
 }
 
-func isContextKey(key []byte) bool {
+func (t *Tagger) strips(key []byte) bool {
 	// The compiler turns string(key) in a comparison into a non-allocating compare.
-	return slices.ContainsFunc(ContextKeys[:], func(k string) bool { return k == string(key) })
+	return slices.ContainsFunc(t.strip, func(k string) bool { return k == string(key) })
 }
 
 // countScope counts the records of one ScopeLogs/ScopeSpans/ScopeMetrics and checks

@@ -25,6 +25,7 @@ func spoofedLogs() plog.Logs {
 	rl.Resource().Attributes().PutStr("service.name", "checkout")
 	rl.Resource().Attributes().PutStr(AttrDeploymentID, "umbrella-dr")
 	rl.Resource().Attributes().PutStr(AttrCustomer, "Umbrella")
+	rl.Resource().Attributes().PutStr(AttrRelease, "2.0.0")
 	rl.Resource().Attributes().PutStr("k8s.pod.name", "checkout-7d9")
 	rl.Resource().Attributes().PutInt("replica", 3)
 	sl := rl.ScopeLogs().AppendEmpty()
@@ -83,7 +84,8 @@ func TestTagOverwritesContextAndKeepsAppAttributes(t *testing.T) {
 }
 
 func TestTagRemovesSpoofedKeysWithoutValue(t *testing.T) {
-	// A context with no customer still strips a sender's periscope.customer.
+	// A context with no customer still strips a sender's periscope.customer, but a
+	// release the context does not know is the sender's own and stays.
 	req, _ := plogotlp.NewExportRequestFromLogs(spoofedLogs()).MarshalProto()
 	out, _, err := NewTagger(Context{DeploymentID: "acme-prod"}).Tag(Logs, nil, req)
 	if err != nil {
@@ -99,6 +101,9 @@ func TestTagRemovesSpoofedKeysWithoutValue(t *testing.T) {
 	}
 	if v, _ := attrs.Get(AttrDeploymentID); v.Str() != "acme-prod" {
 		t.Errorf("deployment = %q", v.Str())
+	}
+	if v, _ := attrs.Get(AttrRelease); v.Str() != "2.0.0" {
+		t.Errorf("sender's release = %q, want it kept as 2.0.0", v.Str())
 	}
 }
 
