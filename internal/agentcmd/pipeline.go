@@ -53,12 +53,13 @@ func startPipeline(ctx context.Context, cfg config.Agent, log *slog.Logger) (*pi
 	if err != nil {
 		return nil, err
 	}
+	cs := &pipeline.ContextSource{Manager: cfg.Manager, Token: cfg.Token, Local: local,
+		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
+	cs.Prime(p)
 	if err := p.Start(ctx); err != nil {
 		p.Shutdown(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	cs := &pipeline.ContextSource{Manager: cfg.Manager, Token: cfg.Token, Local: local,
-		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
 	go cs.Run(ctx, p)
 	return p, nil
 }

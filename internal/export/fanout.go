@@ -120,14 +120,28 @@ func (f *Fanout) Consume(_ context.Context, b telemetry.Batch) error {
 	entry := encodeBatch(b)
 	for _, l := range f.lanes {
 		if _, err := l.q.Append(entry); err != nil {
-			if errors.Is(err, queue.ErrTooLarge) {
-				f.metrics.dropped.WithLabelValues(l.exp.Name(), b.Signal.String(), "too_large").Add(float64(b.Records))
+			// One lane that cannot take the batch must not fail ingest for the others
+			// (nor make them take it twice on the sender's retry): count it as dropped.
+			if reason := dropReason(err); reason != "" {
+				f.metrics.dropped.WithLabelValues(l.exp.Name(), b.Signal.String(), reason).Add(float64(b.Records))
+				f.s.Logger.Error("exporter queue cannot take a batch; dropping it for this exporter", "exporter", l.exp.Name(),
+					"deployment", b.DeploymentID, "records", b.Records, "error", err)
 				continue
 			}
 			return fmt.Errorf("exporter %q: queue batch: %w", l.exp.Name(), err)
 		}
 	}
 	return nil
+}
+
+func dropReason(err error) string {
+	switch {
+	case errors.Is(err, queue.ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, queue.ErrFull):
+		return "queue_full"
+	}
+	return ""
 }
 
 // Start begins delivering each exporter's queue.
@@ -153,8 +167,12 @@ func (f *Fanout) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		// An attempt is still running past the deadline; its batch stays queued.
-		return fmt.Errorf("exporters: shutdown: %w", ctx.Err())
+		select {
+		case <-done: // finished just as the deadline passed
+		default:
+			// An attempt is still running past the deadline; its batch stays queued.
+			return fmt.Errorf("exporters: shutdown: %w", ctx.Err())
+		}
 	}
 	var errs []error
 	for _, l := range f.lanes {
@@ -179,10 +197,14 @@ func (f *Fanout) run(ctx context.Context, l *lane) {
 	for {
 		recs, err := l.q.Read(ctx, after, 1, 64<<20)
 		if err != nil {
-			if ctx.Err() == nil {
-				f.s.Logger.Error("exporter queue failed; exporter stopped", "exporter", name, "error", err)
+			if ctx.Err() != nil || errors.Is(err, queue.ErrClosed) {
+				return
 			}
-			return
+			f.s.Logger.Error("reading exporter queue failed; retrying", "exporter", name, "error", err)
+			if !sleep(ctx, f.s.MaxBackoff) {
+				return
+			}
+			continue
 		}
 		r := recs[0]
 		b, err := decodeBatch(r.Data)
@@ -192,9 +214,15 @@ func (f *Fanout) run(ctx context.Context, l *lane) {
 			return
 		}
 		after = r.Seq
-		if err := l.q.Ack(after); err != nil {
-			f.s.Logger.Error("exporter queue failed; exporter stopped", "exporter", name, "error", err)
-			return
+		for err := l.q.Ack(after); err != nil; err = l.q.Ack(after) {
+			if errors.Is(err, queue.ErrClosed) {
+				return
+			}
+			// Not acknowledged yet: the batch may be delivered again after a restart.
+			f.s.Logger.Error("acknowledging exporter queue failed; retrying", "exporter", name, "error", err)
+			if !sleep(ctx, f.s.MaxBackoff) {
+				return
+			}
 		}
 	}
 }
@@ -228,14 +256,22 @@ func (f *Fanout) deliver(ctx context.Context, l *lane, b telemetry.Batch) bool {
 		}
 		f.s.Logger.Warn("export failed; will retry", "exporter", name, "attempt", attempt,
 			"wait", wait.Round(time.Millisecond), "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return false
-		case <-t.C:
 		}
 		backoff = min(backoff*2, f.s.MaxBackoff)
+	}
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

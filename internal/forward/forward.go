@@ -124,9 +124,12 @@ func New(sig telemetry.Signal, q Queue, s Settings) (*Forwarder, error) {
 		s.MaxBackoff = 30 * time.Second
 	}
 	if s.Client == nil {
-		s.Client = &http.Client{Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second,
-		}}
+		s.Client = &http.Client{
+			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second},
+			// Following a redirect turns the POST into a GET without a body, which
+			// would lose the batch or pass it off as delivered; report it instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	if s.Rand == nil {
 		s.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -160,29 +163,17 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	after := f.q.Acked()
 	inflight := f.q.Inflight()
 	for {
-		recs, err := f.q.Read(ctx, after, f.s.MaxBatchEntries, f.s.MaxBatchBytes)
+		recs, err := f.read(ctx, after)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("forward %s: read queue: %w", f.sig, err)
+			return err
 		}
-		recs, raw := fit(recs, f.s.MaxBatchBytes)
-		if f.s.Linger > 0 && inflight <= after && len(recs) < f.s.MaxBatchEntries && raw < f.s.MinBatchBytes {
-			t := time.NewTimer(f.s.Linger)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+		if f.s.Linger > 0 && inflight <= after && len(recs) < f.s.MaxBatchEntries && rawSize(recs) < f.s.MinBatchBytes {
+			if !sleep(ctx, f.s.Linger) {
 				return ctx.Err()
-			case <-t.C:
 			}
-			if recs, err = f.q.Read(ctx, after, f.s.MaxBatchEntries, f.s.MaxBatchBytes); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("forward %s: read queue: %w", f.sig, err)
+			if recs, err = f.read(ctx, after); err != nil {
+				return err
 			}
-			recs, _ = fit(recs, f.s.MaxBatchBytes)
 		}
 		// After a restart, first resend no more than what may have reached the
 		// manager, so the batch ids match what it has seen.
@@ -197,19 +188,71 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		last := recs[len(recs)-1].Seq
 		if last > inflight {
-			if err := f.q.SetInflight(last); err != nil {
-				return fmt.Errorf("forward %s: %w", f.sig, err)
+			if err := f.retryQueue(ctx, "mark in-flight", func() error { return f.q.SetInflight(last) }); err != nil {
+				return err
 			}
 			inflight = last
 		}
 		if err := f.deliver(ctx, recs); err != nil {
 			return err
 		}
-		if err := f.q.Ack(last); err != nil {
-			return fmt.Errorf("forward %s: %w", f.sig, err)
+		if err := f.retryQueue(ctx, "acknowledge", func() error { return f.q.Ack(last) }); err != nil {
+			return err
 		}
 		after = last
 	}
+}
+
+// read returns the next records after after that fit in one request, retrying queue
+// errors: a disk that fails for a while must not stop forwarding for good.
+func (f *Forwarder) read(ctx context.Context, after uint64) ([]queue.Record, error) {
+	var recs []queue.Record
+	err := f.retryQueue(ctx, "read", func() error {
+		var err error
+		recs, err = f.q.Read(ctx, after, f.s.MaxBatchEntries, f.s.MaxBatchBytes)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	recs, _ = fit(recs, f.s.MaxBatchBytes)
+	return recs, nil
+}
+
+// retryQueue runs op until it succeeds, ctx ends or the queue is closed.
+func (f *Forwarder) retryQueue(ctx context.Context, what string, op func() error) error {
+	for {
+		err := op()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, queue.ErrClosed):
+			return fmt.Errorf("forward %s: %w", f.sig, err)
+		}
+		f.s.Logger.Error("agent queue failed; retrying", "signal", f.sig, "operation", what, "error", err)
+		if !sleep(ctx, f.s.MaxBackoff) {
+			return ctx.Err()
+		}
+	}
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func rawSize(recs []queue.Record) int {
+	_, n := fit(recs, int(^uint(0)>>1))
+	return n
 }
 
 // fit returns the longest prefix of recs (at least one) whose uncompressed requests
@@ -249,6 +292,18 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 		if err == nil {
 			f.s.Observer.Sent(f.sig, records, raw)
 			return nil
+		}
+		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge && len(recs) > 1 {
+			// The manager takes less per request than this agent sends: halve the
+			// batch. Each half keeps its own in-order batch id range.
+			half := len(recs) / 2
+			f.s.Logger.Warn("manager refused a batch as too large; splitting it", "signal", f.sig, "batch", batch,
+				"entries", len(recs))
+			if err := f.deliver(ctx, recs[:half]); err != nil {
+				return err
+			}
+			return f.deliver(ctx, recs[half:])
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
@@ -359,6 +414,10 @@ func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, erro
 	resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
 		return 0, nil
+	}
+	if resp.StatusCode/100 == 3 {
+		return 0, fmt.Errorf("manager answered %d redirecting to %q: set the agent's manager URL to where it points",
+			resp.StatusCode, resp.Header.Get("Location"))
 	}
 	err = &statusError{code: resp.StatusCode, msg: strings.TrimSpace(statusMessage(resp.Header.Get("Content-Type"), msg))}
 	switch resp.StatusCode {

@@ -184,3 +184,24 @@ func TestForwarderResendsExactlyTheInFlightRangeAfterACrash(t *testing.T) {
 		t.Errorf("batches %v, want the in-flight range 1-2 first, then 3-5", batches)
 	}
 }
+
+func TestForwarderSplitsWhatTheManagerFindsTooLarge(t *testing.T) {
+	m := &manager{script: []int{413, 302}} // then a redirect, retried rather than followed
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
+	defer q.Close()
+	for i := 0; i < 4; i++ {
+		enqueue(t, q, 1)
+	}
+	c := &counts{}
+	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 4 })
+	batches, _ := m.state()
+	id := q.ID()
+	if len(batches) != 2 || batches[0] != id+":1-2" || batches[1] != id+":3-4" {
+		t.Errorf("batches %v, want the batch halved into %s:1-2 and %s:3-4", batches, id, id)
+	}
+	if c.dropped != 0 || c.retried != 1 {
+		t.Errorf("dropped %d, retried %d; want 0 and 1 (the redirect)", c.dropped, c.retried)
+	}
+}

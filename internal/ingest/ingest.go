@@ -74,8 +74,16 @@ type Ingest struct {
 
 // stream is one agent queue's delivery position.
 type stream struct {
-	mu   sync.Mutex // held while a batch of the stream is handed to sinks
+	// turn is held (a token in the channel taken) while a batch of the stream is
+	// handed to sinks; a channel so a waiting retry can give up with its request.
+	turn chan struct{}
 	last uint64
+}
+
+func newStream(last uint64) *stream {
+	st := &stream{turn: make(chan struct{}, 1), last: last}
+	st.turn <- struct{}{}
+	return st
 }
 
 // New returns an Ingest reading deployments from deps and handing batches to sinks in
@@ -156,8 +164,12 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 		return in.hand(ctx, batch)
 	}
 	st := in.stream(key)
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	select {
+	case <-st.turn:
+	case <-ctx.Done():
+		return receiver.Unavailable("an earlier copy of this batch is still being stored", time.Second)
+	}
+	defer func() { st.turn <- struct{}{} }()
 	if last <= st.last {
 		in.duplicates.WithLabelValues(r.Signal.String()).Inc()
 		return nil
@@ -190,7 +202,7 @@ func (in *Ingest) stream(key string) *stream {
 	defer in.mu.Unlock()
 	st := in.streams[key]
 	if st == nil {
-		st = &stream{}
+		st = newStream(0)
 		in.streams[key] = st
 	}
 	return st
@@ -234,7 +246,7 @@ func (in *Ingest) load() error {
 		return fmt.Errorf("ingest: read watermarks %s: %w", filepath.Join(in.s.Dir, watermarksFile), err)
 	}
 	for k, v := range marks {
-		in.streams[k] = &stream{last: v}
+		in.streams[k] = newStream(v)
 	}
 	return nil
 }

@@ -38,8 +38,10 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	}
 	q := m.cfg.ExportQueue
 	fo, err := export.NewFanout(exps, export.FanoutSettings{
-		Dir:        filepath.Join(m.cfg.DataDir, "exporters"),
-		Queue:      queue.Options{MaxBytes: int64(q.MaxBytes), MaxAge: time.Duration(q.MaxAge), Sync: q.Sync, Clock: m.set.Clock},
+		Dir: filepath.Join(m.cfg.DataDir, "exporters"),
+		// A queue record must fit in one segment; tagging adds a little to each batch.
+		Queue: queue.Options{MaxBytes: int64(q.MaxBytes), MaxAge: time.Duration(q.MaxAge), Sync: q.Sync, Clock: m.set.Clock,
+			SegmentBytes: max(8<<20, 2*int64(m.cfg.MaxRequestBytes)+1<<20)},
 		Logger:     m.log.With("component", "export"),
 		Registerer: reg,
 	})

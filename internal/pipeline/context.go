@@ -36,7 +36,11 @@ type ContextSource struct {
 	Refresh time.Duration
 }
 
-// Run sets p's context from the cache at once, then from the manager, until ctx ends.
+// Prime sets p's context from what the agent knows and the cached answer, before the
+// receivers open, so not even the first request goes out untagged.
+func (cs *ContextSource) Prime(p *Pipeline) { p.SetContext(cs.merge(cs.readCache())) }
+
+// Run keeps p's context current from the manager until ctx ends.
 func (cs *ContextSource) Run(ctx context.Context, p *Pipeline) {
 	remote := cs.readCache()
 	p.SetContext(cs.merge(remote))

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -132,10 +131,13 @@ type Status struct {
 
 // Marshal encodes the status as OTLP/HTTP expects it in a response of contentType.
 func (s Status) Marshal(contentType string) []byte {
+	msg := strings.ToValidUTF8(s.Message, "\uFFFD")
 	if contentType == ContentTypeJSON {
-		var b bytes.Buffer
-		fmt.Fprintf(&b, `{"code":%d,"message":%q}`, s.Code, s.Message)
-		return b.Bytes()
+		b, _ := json.Marshal(struct {
+			Code    int32  `json:"code"`
+			Message string `json:"message"`
+		}{s.Code, msg})
+		return b
 	}
 	var b []byte
 	if s.Code != 0 {
@@ -143,7 +145,7 @@ func (s Status) Marshal(contentType string) []byte {
 		b = protowire.AppendVarint(b, uint64(s.Code))
 	}
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	return protowire.AppendString(b, s.Message)
+	return protowire.AppendString(b, msg)
 }
 
 // SuccessBody is the body of a fully successful export response: an empty
