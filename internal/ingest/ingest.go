@@ -137,14 +137,31 @@ func (in *Ingest) Consume(ctx context.Context, r receiver.Request) error {
 	return err
 }
 
-func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
-	token, ok := auth.BearerToken(r.Header("Authorization"))
+// Authorize checks the deployment token before the receiver reads the body.
+func (in *Ingest) Authorize(_ context.Context, header func(string) string) error {
+	_, err := in.authenticate(header)
+	if err != nil {
+		in.requests.WithLabelValues("any", "unauthenticated").Inc()
+	}
+	return err
+}
+
+func (in *Ingest) authenticate(header func(string) string) (string, error) {
+	token, ok := auth.BearerToken(header("Authorization"))
 	if !ok {
-		return receiver.Unauthorized("missing bearer deployment token")
+		return "", receiver.Unauthorized("missing bearer deployment token")
 	}
 	id, ok := in.deps.Authenticate(token)
 	if !ok {
-		return receiver.Unauthorized("unknown or revoked deployment token")
+		return "", receiver.Unauthorized("unknown or revoked deployment token")
+	}
+	return id, nil
+}
+
+func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
+	id, err := in.authenticate(r.Header)
+	if err != nil {
+		return err
 	}
 	dc, ok := in.deps.Context(id)
 	if !ok {

@@ -49,16 +49,21 @@ func serviceDesc(sig telemetry.Signal) *grpc.ServiceDesc {
 		name = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 	}
 	handler := func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-		var body []byte
-		if err := dec(&body); err != nil {
-			return nil, err
-		}
 		md, _ := metadata.FromIncomingContext(ctx)
 		header := func(key string) string {
 			if v := md.Get(strings.ToLower(key)); len(v) > 0 {
 				return v[0]
 			}
 			return ""
+		}
+		if a, ok := srv.(Authorizer); ok {
+			if err := a.Authorize(ctx, header); err != nil {
+				return nil, grpcError(asError(err))
+			}
+		}
+		var body []byte
+		if err := dec(&body); err != nil {
+			return nil, err
 		}
 		if err := srv.(Consumer).Consume(ctx, Request{Signal: sig, Body: body, Header: header}); err != nil {
 			return nil, grpcError(asError(err))

@@ -44,6 +44,12 @@ func (h *HTTP) handler(sig telemetry.Signal) http.Handler {
 			writeError(w, ct, &Error{HTTP: http.StatusMethodNotAllowed, Message: "OTLP export requests are POSTed"})
 			return
 		}
+		if a, ok := h.Consumer.(Authorizer); ok {
+			if err := a.Authorize(r.Context(), r.Header.Get); err != nil {
+				writeError(w, ct, asError(err))
+				return
+			}
+		}
 		limit := h.MaxBytes
 		if limit <= 0 {
 			limit = DefaultMaxBytes

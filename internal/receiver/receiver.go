@@ -38,6 +38,13 @@ type Consumer interface {
 	Consume(ctx context.Context, r Request) error
 }
 
+// Authorizer is implemented by consumers that check credentials. Receivers call it
+// before reading the request body, so a client without valid credentials costs no
+// memory for its payload.
+type Authorizer interface {
+	Authorize(ctx context.Context, header func(key string) string) error
+}
+
 // ConsumerFunc adapts a function to Consumer.
 type ConsumerFunc func(ctx context.Context, r Request) error
 

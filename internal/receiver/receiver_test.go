@@ -203,3 +203,23 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 		t.Errorf("RetryInfo delay = %v, want 2s", delay)
 	}
 }
+
+// gatekeeper refuses every request at Authorize.
+type gatekeeper struct{ recorder }
+
+func (*gatekeeper) Authorize(_ context.Context, header func(string) string) error {
+	if header("Authorization") != "Bearer pdt_ok" {
+		return Unauthorized("no")
+	}
+	return nil
+}
+
+func TestCredentialsAreCheckedBeforeTheBodyIsRead(t *testing.T) {
+	// An oversized body from a client without credentials gets 401, not 413: the
+	// receiver never read it.
+	url := serveHTTP(t, &gatekeeper{}, 100)
+	pb, _ := logsRequest(t, 50).MarshalProto()
+	if resp, _ := post(t, url+"/v1/logs", telemetry.ContentTypeProto, "", pb); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status %d, want 401", resp.StatusCode)
+	}
+}
