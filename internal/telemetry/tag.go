@@ -58,6 +58,10 @@ func (c Context) Attributes() [][2]string {
 // well-formed OTLP export request.
 var ErrMalformed = errors.New("malformed OTLP request")
 
+// errGroup refuses the deprecated protobuf group encoding, which OTLP never uses and
+// OTLP decoders reject.
+var errGroup = fmt.Errorf("%w: protobuf groups are not used by OTLP", ErrMalformed)
+
 // Tagger rewrites encoded OTLP export requests so that every resource carries exactly
 // one deployment context: any deployment-context attribute the sender set is removed
 // and the Tagger's own values are written instead, so no sender can claim to be another
@@ -122,9 +126,15 @@ func (t *Tagger) Tag(sig Signal, dst, req []byte) ([]byte, int, error) {
 			return dst, 0, malformed("request", n)
 		}
 		req = req[n:]
-		if num != 1 || typ != protowire.BytesType {
+		if num == 1 && typ != protowire.BytesType {
+			return dst, 0, fmt.Errorf("%w: resource group has wire type %d", ErrMalformed, typ)
+		}
+		if num != 1 {
 			// Not a resource group: keep it verbatim so newer fields survive.
 			m := protowire.ConsumeFieldValue(num, typ, req)
+			if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+				return dst, 0, errGroup
+			}
 			if m < 0 {
 				return dst, 0, malformed("request field", m)
 			}
@@ -155,7 +165,7 @@ func (t *Tagger) Tag(sig Signal, dst, req []byte) ([]byte, int, error) {
 func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 	// First pass: validate, count records and find the resource.
 	var (
-		resource []byte
+		res      []byte
 		restSize int // bytes of every field but the resource, copied verbatim
 		records  int
 	)
@@ -165,14 +175,23 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 			return dst, 0, malformed("resource group", n)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+			return dst, 0, errGroup
+		}
 		if m < 0 {
 			return dst, 0, malformed("resource group field", m)
 		}
-		switch {
-		case num == 1 && typ == protowire.BytesType: // resource
+		if (num == 1 || num == 2 || num == 3) && typ != protowire.BytesType {
+			return dst, 0, fmt.Errorf("%w: resource group field %d has wire type %d", ErrMalformed, num, typ)
+		}
+		switch num {
+		case 1: // resource
 			v, _ := protowire.ConsumeBytes(b[n:])
-			resource = v
-		case num == 2 && typ == protowire.BytesType: // scope_logs / scope_spans / scope_metrics
+			if err := validate(v, resource, 0); err != nil {
+				return dst, 0, err
+			}
+			res = v
+		case 2: // scope_logs / scope_spans / scope_metrics
 			v, _ := protowire.ConsumeBytes(b[n:])
 			c, err := countScope(sig, v)
 			if err != nil {
@@ -187,7 +206,7 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 	}
 
 	// The new resource: kept attributes and other fields, then the context.
-	resSize, err := t.resourceSize(resource)
+	resSize, err := t.resourceSize(res)
 	if err != nil {
 		return dst, 0, err
 	}
@@ -196,7 +215,7 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 	dst = protowire.AppendVarint(dst, uint64(groupSize))
 	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(resSize))
-	dst = t.appendResource(dst, resource)
+	dst = t.appendResource(dst, res)
 	for b := group; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
@@ -217,6 +236,9 @@ func (t *Tagger) resourceSize(res []byte) (int, error) {
 			return 0, malformed("resource", n)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+			return 0, errGroup
+		}
 		if m < 0 {
 			return 0, malformed("resource field", m)
 		}
@@ -264,6 +286,9 @@ func keyOf(kv []byte) ([]byte, error) {
 			return nil, malformed("attribute", n)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, kv[n:])
+		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+			return nil, errGroup
+		}
 		if m < 0 {
 			return nil, malformed("attribute field", m)
 		}
@@ -281,40 +306,63 @@ func (t *Tagger) strips(key []byte) bool {
 }
 
 // countScope counts the records of one ScopeLogs/ScopeSpans/ScopeMetrics and checks
-// each record is well-formed on the wire.
-func countScope(sig Signal, scope []byte) (int, error) {
+// the scope and each record as an OTLP decoder would.
+func countScope(sig Signal, sc []byte) (int, error) {
 	records := 0
-	err := eachField(scope, "scope", func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num != 2 || typ != protowire.BytesType { // log_records / spans / metrics
-			return nil
+	err := eachField(sc, "scope", func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if (num == 1 || num == 2 || num == 3) && typ != protowire.BytesType {
+			return fmt.Errorf("%w: scope field %d has wire type %d", ErrMalformed, num, typ)
 		}
-		if sig == Metrics {
-			c, err := countMetric(v)
-			records += c
-			return err
+		switch num {
+		case 1:
+			return validate(v, scope, 0)
+		case 2: // log_records / spans / metrics
+			switch sig {
+			case Metrics:
+				c, err := countMetric(v)
+				records += c
+				return err
+			case Traces:
+				records++
+				return validate(v, span, 0)
+			default:
+				records++
+				return validate(v, logRecord, 0)
+			}
 		}
-		records++
-		return eachField(v, "record", nil)
+		return nil
 	})
 	return records, err
 }
 
-// countMetric counts the data points of one Metric.
+// countMetric counts and checks the data points of one Metric.
 func countMetric(metric []byte) (int, error) {
 	points := 0
 	err := eachField(metric, "metric", func(num protowire.Number, typ protowire.Type, v []byte) error {
-		switch num {
-		case 5, 7, 9, 10, 11: // gauge, sum, histogram, exponential_histogram, summary
+		if data, ok := metricData[num]; ok {
 			if typ != protowire.BytesType {
 				return fmt.Errorf("%w: metric data has wire type %d", ErrMalformed, typ)
 			}
-			return eachField(v, "metric data", func(num protowire.Number, typ protowire.Type, dp []byte) error {
-				if num == 1 && typ == protowire.BytesType { // data_points
+			if err := validate(v, data, 0); err != nil {
+				return err
+			}
+			return eachField(v, "metric data", func(num protowire.Number, typ protowire.Type, _ []byte) error {
+				if num == 1 { // data_points, checked above
 					points++
-					return eachField(dp, "data point", nil)
 				}
 				return nil
 			})
+		}
+		switch num {
+		case 1, 2, 3: // name, description, unit
+			if typ != protowire.BytesType {
+				return fmt.Errorf("%w: metric field %d has wire type %d", ErrMalformed, num, typ)
+			}
+		case 12: // metadata
+			if typ != protowire.BytesType {
+				return fmt.Errorf("%w: metric metadata has wire type %d", ErrMalformed, typ)
+			}
+			return validate(v, keyValue, 0)
 		}
 		return nil
 	})
@@ -330,6 +378,9 @@ func eachField(msg []byte, what string, fn func(protowire.Number, protowire.Type
 			return malformed(what, n)
 		}
 		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
+		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+			return errGroup
+		}
 		if m < 0 {
 			return malformed(what+" field", m)
 		}

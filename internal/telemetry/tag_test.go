@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 var acme = Context{
@@ -194,6 +195,58 @@ func FuzzTag(f *testing.F) {
 		}
 		if n != in.Logs().LogRecordCount() || got.Logs().LogRecordCount() != n {
 			t.Fatalf("count %d, input %d, output %d", n, in.Logs().LogRecordCount(), got.Logs().LogRecordCount())
+		}
+	})
+}
+
+func TestTagRejectsWhatOTLPDecodersReject(t *testing.T) {
+	tr := ptrace.NewTraces()
+	tr.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("GET /")
+	good, _ := ptraceotlp.NewExportRequestFromTraces(tr).MarshalProto()
+	if _, _, err := NewTagger(acme).Tag(Traces, nil, good); err != nil {
+		t.Fatalf("good request refused: %v", err)
+	}
+	// Hand-built requests: ResourceSpans{ScopeSpans{Span{...}}}.
+	wrap := func(spanFields []byte) []byte {
+		sp := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), spanFields)
+		rs := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), sp)
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), rs)
+	}
+	for name, req := range map[string][]byte{
+		"3-byte trace id":   wrap(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{1, 2, 3})),
+		"trace id varint":   wrap(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 7)),
+		"name as fixed32":   wrap(protowire.AppendFixed32(protowire.AppendTag(nil, 5, protowire.Fixed32Type), 7)),
+		"top-level varint":  protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1),
+		"attribute garbage": wrap(protowire.AppendBytes(protowire.AppendTag(nil, 9, protowire.BytesType), []byte{0x12, 0x02, 0x18, 0xff})),
+	} {
+		_, _, err := NewTagger(acme).Tag(Traces, nil, req)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+		if ptraceotlp.NewExportRequest().UnmarshalProto(req) == nil {
+			t.Errorf("%s: pdata accepts it, so the test case is wrong", name)
+		}
+	}
+}
+
+// FuzzTagNeverLooserThanPData checks that whatever Tag accepts, an OTLP decoder
+// accepts after tagging: a request the agent acknowledges never poisons a batch.
+func FuzzTagNeverLooserThanPData(f *testing.F) {
+	tr := ptrace.NewTraces()
+	sp := tr.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetName("GET /")
+	sp.Attributes().PutStr("http.route", "/")
+	sp.Events().AppendEmpty().SetName("retry")
+	req, _ := ptraceotlp.NewExportRequestFromTraces(tr).MarshalProto()
+	f.Add(req)
+	tg := NewTagger(acme)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, _, err := tg.Tag(Traces, nil, data)
+		if err != nil {
+			return
+		}
+		if err := ptraceotlp.NewExportRequest().UnmarshalProto(out); err != nil {
+			t.Fatalf("Tag accepted a request pdata rejects after tagging: %v", err)
 		}
 	})
 }
