@@ -16,10 +16,14 @@ import (
 type schema struct {
 	name   string
 	fields map[protowire.Number]field
+	// byNum is fields indexed by number, built once: a slice index is several
+	// times cheaper than a map lookup on every field of every record.
+	byNum []field
 }
 
 type field struct {
-	typ protowire.Type
+	known bool
+	typ   protowire.Type
 	// alt is a second accepted wire type: repeated scalars may come packed (bytes)
 	// or one by one.
 	alt    protowire.Type
@@ -27,12 +31,16 @@ type field struct {
 	idLens []int // allowed lengths of an id field
 }
 
-func bytesField(msg *schema) field  { return field{typ: protowire.BytesType, alt: -1, msg: msg} }
-func scalar(t protowire.Type) field { return field{typ: t, alt: -1} }
-func repeated(t protowire.Type) field {
-	return field{typ: t, alt: protowire.BytesType}
+func bytesField(msg *schema) field {
+	return field{known: true, typ: protowire.BytesType, alt: -1, msg: msg}
 }
-func id(lens ...int) field { return field{typ: protowire.BytesType, alt: -1, idLens: lens} }
+func scalar(t protowire.Type) field { return field{known: true, typ: t, alt: -1} }
+func repeated(t protowire.Type) field {
+	return field{known: true, typ: t, alt: protowire.BytesType}
+}
+func id(lens ...int) field {
+	return field{known: true, typ: protowire.BytesType, alt: -1, idLens: lens}
+}
 
 var (
 	str     = bytesField(nil)
@@ -87,6 +95,22 @@ func init() {
 	anyValue.fields = map[protowire.Number]field{1: str, 2: varint, 3: varint, 4: fixed64,
 		5: bytesField(arrayValue), 6: bytesField(keyValueList), 7: str}
 	keyValue.fields = map[protowire.Number]field{1: str, 2: bytesField(anyValue)}
+	for _, sc := range []*schema{anyValue, keyValue, arrayValue, keyValueList, scope, resource, logRecord, spanEvent,
+		spanLink, spanStatus, span, exemplar, numberPoint, histogramPoint, buckets, expPoint, quantile, summaryPoint} {
+		index(sc)
+	}
+	for _, sc := range metricData {
+		index(sc)
+	}
+}
+
+func index(sc *schema) {
+	for num, f := range sc.fields {
+		if int(num) >= len(sc.byNum) {
+			sc.byNum = append(sc.byNum, make([]field, int(num)+1-len(sc.byNum))...)
+		}
+		sc.byNum[num] = f
+	}
 }
 
 // The data point message of each Metric data field.
@@ -119,7 +143,8 @@ func validate(msg []byte, s *schema, depth int) error {
 		if m < 0 {
 			return malformed(s.name+" field", m)
 		}
-		if f, ok := s.fields[num]; ok {
+		if int(num) < len(s.byNum) && s.byNum[num].known {
+			f := s.byNum[num]
 			if typ != f.typ && typ != f.alt {
 				return fmt.Errorf("%w: %s field %d has wire type %d, want %d", ErrMalformed, s.name, num, typ, f.typ)
 			}
