@@ -30,6 +30,10 @@ type Entry struct {
 // encodings are indexed by the byte stored in each entry; append only.
 var encodings = [...]string{"none", "gzip", "zstd", "s2"}
 
+// maxRawBytes bounds the size an entry may claim, so a damaged header cannot make
+// Plain allocate without limit.
+const maxRawBytes = 1 << 30
+
 // Encoder compresses entries. It is not safe for concurrent use; pool them.
 type Encoder struct {
 	encoding string
@@ -100,7 +104,7 @@ func DecodeEntry(entry []byte) (Entry, error) {
 	}
 	entry = entry[k:]
 	raw, k := binary.Uvarint(entry)
-	if k <= 0 || len(entry) < k+1 || int(entry[k]) >= len(encodings) {
+	if k <= 0 || len(entry) < k+1 || int(entry[k]) >= len(encodings) || raw > maxRawBytes {
 		return Entry{}, bad
 	}
 	return Entry{Records: int(records), RawBytes: int(raw), Encoding: encodings[entry[k]], Payload: entry[k+1:]}, nil

@@ -280,10 +280,13 @@ func max1(i int) int { return max(i, 1) }
 func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 	records, raw, err := f.encode(recs)
 	if err != nil {
-		// A queued entry this agent wrote itself is unreadable: nothing will fix it.
-		f.s.Observer.Dropped(f.sig, records, "corrupt")
-		f.s.Logger.Error("dropping unreadable queued telemetry", "signal", f.sig, "error", err)
+		// Compressing into memory failed: nothing a retry would fix.
+		f.s.Observer.Dropped(f.sig, records, "encode")
+		f.s.Logger.Error("could not encode queued telemetry; dropping it", "signal", f.sig, "error", err)
 		return nil
+	}
+	if f.body.Len() == 0 {
+		return nil // every entry was unreadable
 	}
 	batch := fmt.Sprintf("%s:%d-%d", f.q.ID(), recs[0].Seq, recs[len(recs)-1].Seq)
 	backoff := f.s.InitialBackoff
@@ -349,8 +352,16 @@ func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 	}
 	for _, r := range recs {
 		e, err := DecodeEntry(r.Data)
+		var plain []byte
+		if err == nil && e.Encoding != f.s.Compression {
+			plain, err = e.Plain()
+		}
 		if err != nil {
-			return records, raw, fmt.Errorf("queue entry %d: %w", r.Seq, err)
+			// An entry that passed the queue's checksum but does not decode: skip it
+			// alone rather than the whole batch.
+			f.s.Observer.Dropped(f.sig, e.Records, "corrupt")
+			f.s.Logger.Error("dropping an unreadable queued request", "signal", f.sig, "seq", r.Seq, "error", err)
+			continue
 		}
 		records += e.Records
 		raw += e.RawBytes
@@ -360,10 +371,6 @@ func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 			}
 			f.body.Write(e.Payload)
 			continue
-		}
-		plain, err := e.Plain()
-		if err != nil {
-			return records, raw, fmt.Errorf("queue entry %d: %w", r.Seq, err)
 		}
 		if w == nil {
 			w = f.openStream()

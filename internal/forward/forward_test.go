@@ -205,3 +205,23 @@ func TestForwarderSplitsWhatTheManagerFindsTooLarge(t *testing.T) {
 		t.Errorf("dropped %d, retried %d; want 0 and 1 (the redirect)", c.dropped, c.retried)
 	}
 }
+
+func TestForwarderSkipsOnlyTheUnreadableEntry(t *testing.T) {
+	m := &manager{}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
+	defer q.Close()
+	enqueue(t, q, 2)
+	bad, _ := (&Encoder{encoding: "s2"}).Append(nil, 5, []byte("request"))
+	bad = bad[:len(bad)-3] // a truncated s2 block: its checksum in the queue is fine
+	if _, err := q.Append(bad); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, 3)
+	c := &counts{}
+	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 5 })
+	if c.dropped != 5 || c.sent != 5 {
+		t.Errorf("dropped %d, sent %d; want the bad entry's 5 dropped and the other 5 sent", c.dropped, c.sent)
+	}
+}
