@@ -40,6 +40,7 @@ func main() {
 	signals := flag.String("signals", "logs,traces", "signals to compare")
 	peers := flag.String("peers", defaultPeers(), "directory holding otelcol-peer and telemetrygen")
 	flag.StringVar(&protocol, "protocol", "grpc", "how telemetrygen sends: grpc or http")
+	flag.IntVar(&batchSize, "batch-size", 100, "records per telemetrygen request (telemetrygen's default is 100)")
 	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
 	flag.Parse()
 	if err := run(*rate, *workers, *dur, strings.Split(*signals, ","), *peers); err != nil {
@@ -48,8 +49,11 @@ func main() {
 	}
 }
 
-// protocol is telemetrygen's OTLP transport.
-var protocol string
+// protocol is telemetrygen's OTLP transport; batchSize its records per request.
+var (
+	protocol  string
+	batchSize int
+)
 
 // profileDir, when set, asks the agent for CPU profiles during the load.
 var profileDir string
@@ -99,8 +103,8 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	sinkURL := "http://" + ln.Addr().String()
 	cfgPath, _ := filepath.Abs("scripts/peers/otelcol-agent-equivalent.yaml")
 
-	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, OTLP/%s in; %d CPUs\n\n",
-		workers, rate, dur, protocol, numCPU())
+	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, %d records per request, OTLP/%s in; %d CPUs\n\n",
+		workers, rate, dur, batchSize, protocol, numCPU())
 	fmt.Printf("%-7s %-10s %10s %8s %14s %9s\n", "signal", "system", "delivered", "CPU s", "records/CPU-s", "peak RSS")
 	for _, sig := range signals {
 		var res [2]result
@@ -165,6 +169,7 @@ func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr, httpA
 		gen.Args = gen.Args[:len(gen.Args)-2] // traces have no body
 		gen.Args = append(gen.Args, "--child-spans", "1")
 	}
+	gen.Args = append(gen.Args, "--batch-size", fmt.Sprint(batchSize))
 	if protocol == "http" {
 		gen.Args = append(gen.Args, "--otlp-http", "--otlp-endpoint", httpAddr)
 	}

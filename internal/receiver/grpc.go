@@ -28,7 +28,6 @@ func NewGRPCServer(c Consumer, maxBytes int, opts ...grpc.ServerOption) *grpc.Se
 		grpc.MaxRecvMsgSize(maxBytes),
 		// A fixed pool of stream workers instead of a goroutine per request.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.SharedWriteBuffer(true),
 	}, opts...)...)
 	for _, sig := range telemetry.Signals {
 		srv.RegisterService(serviceDesc(sig), c)
