@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
-	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/telemetry"
 )
@@ -21,7 +20,7 @@ type metrics struct {
 	accepted, refused, sent, sentBytes, retried, dropped *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, queues map[telemetry.Signal]*queue.Queue) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, lanes map[telemetry.Signal]*lane) (*metrics, error) {
 	m := &metrics{
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "periscope_agent_accepted_records_total",
@@ -52,19 +51,19 @@ func newMetrics(reg prometheus.Registerer, queues map[telemetry.Signal]*queue.Qu
 		return m, nil
 	}
 	cs := []prometheus.Collector{m.accepted, m.refused, m.sent, m.sentBytes, m.retried, m.dropped}
-	for sig, q := range queues {
+	for sig, q := range lanes {
 		labels := prometheus.Labels{"signal": sig.String()}
 		cs = append(cs,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_agent_queue_bytes", ConstLabels: labels,
-				Help: "Bytes waiting in the disk queue."}, func() float64 { return float64(q.Stats().Bytes) }),
+				Help: "Bytes waiting in the disk queue."}, func() float64 { return float64(q.stats().Bytes) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_agent_queue_entries", ConstLabels: labels,
-				Help: "Requests waiting in the disk queue."}, func() float64 { return float64(q.Stats().Records) }),
+				Help: "Requests waiting in the disk queue."}, func() float64 { return float64(q.stats().Records) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "periscope_agent_queue_dropped_entries_total", ConstLabels: labels,
 				Help: "Queued requests dropped by the queue's age or size bound before they could be sent."},
-				func() float64 { return float64(q.Stats().DroppedRecords) }),
+				func() float64 { return float64(q.stats().DroppedRecords) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "periscope_agent_queue_corrupt_bytes_total", ConstLabels: labels,
 				Help: "Bytes of torn or corrupt queue records skipped when the queue was opened."},
-				func() float64 { return float64(q.Stats().CorruptBytes) }),
+				func() float64 { return float64(q.stats().CorruptBytes) }),
 		)
 	}
 	for _, c := range cs {

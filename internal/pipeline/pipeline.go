@@ -46,6 +46,8 @@ type Settings struct {
 	// SelfMetricsInterval is how often the pipeline's own counters are queued as OTLP
 	// metrics for the manager; 0 disables it.
 	SelfMetricsInterval time.Duration
+	// RepairInterval is how often a queue that failed to write is reopened (default 5s).
+	RepairInterval time.Duration
 	// Resource names the agent in its self-metrics (service.name and friends).
 	Resource map[string]string
 	// Logger, Clock and Registerer are collaborators; nil means defaults (no metrics
@@ -63,7 +65,8 @@ type Settings struct {
 type Pipeline struct {
 	s        Settings
 	log      *slog.Logger
-	queues   map[telemetry.Signal]*queue.Queue
+	lanes    map[telemetry.Signal]*lane
+	ctx      context.Context // Start's, for repairs
 	tagger   atomic.Pointer[telemetry.Tagger]
 	bufs     sync.Pool // *[]byte for tagged requests and queue entries
 	encoders sync.Pool // *forward.Encoder
@@ -86,7 +89,7 @@ func New(s Settings) (*Pipeline, error) {
 	if s.Clock == nil {
 		s.Clock = clock.Real{}
 	}
-	p := &Pipeline{s: s, log: s.Logger, queues: map[telemetry.Signal]*queue.Queue{}}
+	p := &Pipeline{s: s, log: s.Logger, lanes: map[telemetry.Signal]*lane{}}
 	p.tagger.Store(telemetry.NewTagger(telemetry.Context{}))
 	p.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	// Queue entries are s2-compressed: a small fraction of gzip's cost, and the queue
@@ -101,9 +104,9 @@ func New(s Settings) (*Pipeline, error) {
 			p.closeQueues()
 			return nil, fmt.Errorf("open %s queue: %w", sig, err)
 		}
-		p.queues[sig] = q
+		p.lanes[sig] = &lane{sig: sig, opts: opts, q: q}
 	}
-	m, err := newMetrics(s.Registerer, p.queues)
+	m, err := newMetrics(s.Registerer, p.lanes)
 	if err != nil {
 		p.closeQueues()
 		return nil, err
@@ -135,7 +138,7 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 	if err != nil {
 		return receiver.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
 	}
-	if _, err := p.queues[r.Signal].Append(entry); err != nil {
+	if err := p.lanes[r.Signal].append(entry); err != nil {
 		switch {
 		case errors.Is(err, queue.ErrFull):
 			p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_full").Add(float64(records))
@@ -145,7 +148,13 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 			return &receiver.Error{HTTP: http.StatusRequestEntityTooLarge, Code: 3, Message: "request larger than the agent queue can hold"}
 		}
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_error").Add(float64(records))
-		p.log.Error("could not queue telemetry", "signal", r.Signal, "error", err)
+		if l := p.lanes[r.Signal]; !errors.Is(err, errRepairing) && !errors.Is(err, queue.ErrClosed) && l.broken.CompareAndSwap(false, true) {
+			p.log.Error("could not queue telemetry; reopening the queue", "signal", r.Signal, "error", err)
+			if p.ctx != nil {
+				p.wg.Add(1)
+				go p.repair(p.ctx, l, p.repairInterval())
+			}
+		}
 		return receiver.Unavailable("agent could not write its queue: "+err.Error(), 5*time.Second)
 	}
 	p.metrics.accepted.WithLabelValues(r.Signal.String()).Add(float64(records))
@@ -194,21 +203,14 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	for sig, q := range p.queues {
-		fs := p.s.Forward
-		fs.Logger = p.log.With("component", "forward")
-		fs.Observer = p.metrics
-		f, err := forward.New(sig, q, fs)
+	p.ctx = ctx
+	for _, l := range p.lanes {
+		l.mu.Lock()
+		err := p.startForwarder(ctx, l)
+		l.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			if err := f.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				p.log.Error("forwarder stopped", "signal", sig, "error", err)
-			}
-		}()
 	}
 	if p.s.SelfMetricsInterval > 0 && p.s.Gatherer != nil {
 		p.wg.Add(1)
@@ -243,15 +245,20 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	p.wg.Wait()
+	p.wg.Wait() // repairs end with the context
+	for _, l := range p.lanes {
+		l.mu.Lock()
+		l.stopForwarder()
+		l.mu.Unlock()
+	}
 	errs = append(errs, p.closeQueues())
 	return errors.Join(errs...)
 }
 
 func (p *Pipeline) closeQueues() error {
 	var errs []error
-	for sig, q := range p.queues {
-		if err := q.Close(); err != nil {
+	for sig, l := range p.lanes {
+		if err := l.q.Close(); err != nil && !errors.Is(err, queue.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close %s queue: %w", sig, err))
 		}
 	}
@@ -259,3 +266,10 @@ func (p *Pipeline) closeQueues() error {
 }
 
 func on(addr string) bool { return addr != "" && addr != "off" }
+
+func (p *Pipeline) repairInterval() time.Duration {
+	if p.s.RepairInterval > 0 {
+		return p.s.RepairInterval
+	}
+	return 5 * time.Second
+}
