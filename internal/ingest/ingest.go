@@ -78,10 +78,11 @@ type stream struct {
 	// handed to sinks; a channel so a waiting retry can give up with its request.
 	turn chan struct{}
 	last uint64
+	seen time.Time // when a batch of the stream last arrived; written under Ingest.mu
 }
 
-func newStream(last uint64) *stream {
-	st := &stream{turn: make(chan struct{}, 1), last: last}
+func newStream(last uint64, seen time.Time) *stream {
+	st := &stream{turn: make(chan struct{}, 1), last: last, seen: seen}
 	st.turn <- struct{}{}
 	return st
 }
@@ -196,6 +197,7 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 	}
 	in.mu.Lock()
 	st.last = last
+	st.seen = batch.Received
 	in.dirty = true
 	in.mu.Unlock()
 	return nil
@@ -219,7 +221,7 @@ func (in *Ingest) stream(key string) *stream {
 	defer in.mu.Unlock()
 	st := in.streams[key]
 	if st == nil {
-		st = newStream(0)
+		st = newStream(0, in.s.Clock.Now())
 		in.streams[key] = st
 	}
 	return st
@@ -258,15 +260,26 @@ func (in *Ingest) load() error {
 	if err != nil {
 		return fmt.Errorf("ingest: read watermarks: %w", err)
 	}
-	var marks map[string]uint64
+	var marks map[string]mark
 	if err := json.Unmarshal(data, &marks); err != nil {
 		return fmt.Errorf("ingest: read watermarks %s: %w", filepath.Join(in.s.Dir, watermarksFile), err)
 	}
 	for k, v := range marks {
-		in.streams[k] = newStream(v)
+		in.streams[k] = newStream(v.Last, v.Seen)
 	}
 	return nil
 }
+
+// mark is one stream's saved position.
+type mark struct {
+	Last uint64    `json:"last"`
+	Seen time.Time `json:"seen"`
+}
+
+// streamRetention is how long a silent stream's position is kept. Agents drop queued
+// data after their queue's max_age (72h by default), so nothing older can be resent;
+// forgetting keeps the file from growing with every agent ever reinstalled.
+const streamRetention = 30 * 24 * time.Hour
 
 // Flush writes the watermarks if they changed. The manager calls it every second and
 // at shutdown; a crash between two flushes can let a resent batch through once more.
@@ -279,10 +292,15 @@ func (in *Ingest) Flush() error {
 		in.mu.Unlock()
 		return nil
 	}
-	marks := make(map[string]uint64, len(in.streams))
+	marks := make(map[string]mark, len(in.streams))
+	now := in.s.Clock.Now()
 	for k, st := range in.streams {
-		// st.last is written under in.mu, so reading it here is consistent.
-		marks[k] = st.last
+		// st.last and st.seen are written under in.mu, so reading them here is consistent.
+		if now.Sub(st.seen) > streamRetention {
+			delete(in.streams, k)
+			continue
+		}
+		marks[k] = mark{Last: st.last, Seen: st.seen}
 	}
 	in.dirty = false
 	in.mu.Unlock()

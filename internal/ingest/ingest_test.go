@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/telemetry"
 )
@@ -164,5 +166,25 @@ func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
 	send(restarted, "pdt_acme", "q1:13-14")
 	if len(s.batches) != 6 {
 		t.Errorf("after restart: sink has %d batches, want 6 (the resend dropped, the new one kept)", len(s.batches))
+	}
+}
+
+func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	s := &sink{}
+	in, _ := New(deployments, []Sink{s}, Settings{Dir: dir, Clock: clk})
+	ctx := context.Background()
+	in.Consume(ctx, request(t, "pdt_acme", "old:1-5"))
+	clk.Advance(31 * 24 * time.Hour)
+	in.Consume(ctx, request(t, "pdt_acme", "new:1-5"))
+	if err := in.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	restarted, _ := New(deployments, []Sink{s}, Settings{Dir: dir, Clock: clk})
+	restarted.Consume(ctx, request(t, "pdt_acme", "new:1-5")) // still remembered: dropped
+	restarted.Consume(ctx, request(t, "pdt_acme", "old:1-5")) // forgotten: taken again
+	if len(s.batches) != 3 {
+		t.Errorf("sink has %d batches, want 3 (the month-old stream forgotten, the recent one kept)", len(s.batches))
 	}
 }
