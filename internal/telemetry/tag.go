@@ -190,7 +190,12 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 			if err := validate(v, resource, 0); err != nil {
 				return dst, 0, err
 			}
-			res = v
+			if res == nil {
+				res = v
+			} else {
+				// A repeated embedded message merges: its encodings concatenate.
+				res = append(append([]byte(nil), res...), v...)
+			}
 		case 2: // scope_logs / scope_spans / scope_metrics
 			v, _ := protowire.ConsumeBytes(b[n:])
 			c, err := countScope(sig, v)

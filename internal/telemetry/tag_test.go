@@ -276,3 +276,28 @@ func BenchmarkTagSpans(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/span")
 }
+
+func TestTagMergesARepeatedResourceField(t *testing.T) {
+	kv := func(k, v string) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), encodeKeyValue(k, v))
+	}
+	res := func(attrs []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), attrs)
+	}
+	group := append(res(kv("service.name", "checkout")), res(kv("k8s.pod.name", "checkout-1"))...)
+	req := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), group)
+	out, _, err := NewTagger(acme).Tag(Logs, nil, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := plogotlp.NewExportRequest()
+	if err := got.UnmarshalProto(out); err != nil {
+		t.Fatal(err)
+	}
+	attrs := got.Logs().ResourceLogs().At(0).Resource().Attributes()
+	for _, k := range []string{"service.name", "k8s.pod.name", AttrDeploymentID} {
+		if _, ok := attrs.Get(k); !ok {
+			t.Errorf("%s lost when the resource field came twice: %v", k, attrs.AsRaw())
+		}
+	}
+}
