@@ -165,6 +165,7 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 // cannot be bound, so two agents on one host learn at once that they collide.
 func (p *Pipeline) Start(ctx context.Context) error {
 	ctx, p.cancel = context.WithCancel(ctx)
+	p.ctx = ctx // before the receivers open: Consume reads it to start repairs
 	maxBytes := p.s.MaxRequestBytes
 	if maxBytes <= 0 {
 		maxBytes = receiver.DefaultMaxBytes
@@ -203,7 +204,6 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	p.ctx = ctx
 	for _, l := range p.lanes {
 		l.mu.Lock()
 		err := p.startForwarder(ctx, l)
