@@ -31,6 +31,10 @@ import (
 // BatchHeader is the request header carrying the batch id.
 const BatchHeader = "Periscope-Batch"
 
+// DeliveredHeader comes with a 409 for a batch that overlaps what the manager has: the
+// last sequence number of the queue it already holds.
+const DeliveredHeader = "Periscope-Delivered"
+
 // Queue is what the forwarder needs of a durable queue.
 type Queue interface {
 	ID() string
@@ -297,6 +301,20 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 			return nil
 		}
 		var se *statusError
+		if errors.As(err, &se) && se.code == http.StatusConflict && se.delivered >= recs[0].Seq {
+			// The manager already has the front of this batch (this agent lost its
+			// own position): send only what follows.
+			rest := recs
+			for len(rest) > 0 && rest[0].Seq <= se.delivered {
+				rest = rest[1:]
+			}
+			f.s.Logger.Warn("manager already had part of a batch; sending the rest", "signal", f.sig, "batch", batch,
+				"delivered", se.delivered)
+			if len(rest) == 0 {
+				return nil
+			}
+			return f.deliver(ctx, rest)
+		}
 		if errors.As(err, &se) && se.code == http.StatusRequestEntityTooLarge && len(recs) > 1 {
 			// The manager takes less per request than this agent sends: halve the
 			// batch. Each half keeps its own in-order batch id range.
@@ -426,7 +444,12 @@ func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, erro
 		return 0, fmt.Errorf("manager answered %d redirecting to %q: set the agent's manager URL to where it points",
 			resp.StatusCode, resp.Header.Get("Location"))
 	}
-	err = &statusError{code: resp.StatusCode, msg: strings.TrimSpace(statusMessage(resp.Header.Get("Content-Type"), msg))}
+	se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(statusMessage(resp.Header.Get("Content-Type"), msg))}
+	if resp.StatusCode == http.StatusConflict {
+		se.delivered, _ = strconv.ParseUint(resp.Header.Get(DeliveredHeader), 10, 64)
+		return 0, se // handled by deliver, never dropped
+	}
+	err = se
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
 		http.StatusRequestTimeout,
@@ -463,8 +486,9 @@ func statusMessage(ct string, body []byte) string {
 }
 
 type statusError struct {
-	code int
-	msg  string
+	code      int
+	msg       string
+	delivered uint64 // from a 409: what the manager already has from this queue
 }
 
 func (e *statusError) Error() string {

@@ -3,9 +3,11 @@ package forward
 import (
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,9 @@ type manager struct {
 	script  []int
 	batches []string
 	records int
+	// had is the last sequence number the manager already holds, as after an agent
+	// lost its own position; overlapping batches get 409 with it.
+	had uint64
 }
 
 func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +53,15 @@ func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := req.UnmarshalProto(data); err != nil {
 		http.Error(w, err.Error(), 400)
 		return
+	}
+	if b := r.Header.Get(BatchHeader); m.had > 0 {
+		var first uint64
+		fmt.Sscanf(b[strings.Index(b, ":")+1:], "%d", &first)
+		if first <= m.had {
+			w.Header().Set(DeliveredHeader, fmt.Sprint(m.had))
+			w.WriteHeader(http.StatusConflict)
+			return
+		}
 	}
 	if r.Header.Get("Authorization") != "Bearer pdt_acme" {
 		w.WriteHeader(401)
@@ -223,5 +237,25 @@ func TestForwarderSkipsOnlyTheUnreadableEntry(t *testing.T) {
 	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 5 })
 	if c.dropped != 5 || c.sent != 5 {
 		t.Errorf("dropped %d, sent %d; want the bad entry's 5 dropped and the other 5 sent", c.dropped, c.sent)
+	}
+}
+
+func TestForwarderSendsOnlyWhatTheManagerDoesNotHave(t *testing.T) {
+	m := &manager{had: 3} // the agent lost its position after entries 1-3 reached the manager
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
+	defer q.Close()
+	for i := 0; i < 5; i++ {
+		enqueue(t, q, 1)
+	}
+	c := &counts{}
+	run(t, q, srv.URL, c, func() bool { return q.Acked() == 5 })
+	batches, records := m.state()
+	if len(batches) != 1 || batches[0] != q.ID()+":4-5" || records != 2 {
+		t.Errorf("batches %v with %d records, want only %s:4-5 with 2", batches, records, q.ID())
+	}
+	if c.dropped != 0 {
+		t.Errorf("dropped %d", c.dropped)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
@@ -29,6 +30,10 @@ import (
 
 // BatchHeader carries the batch id agents send: "<queue id>:<first seq>-<last seq>".
 const BatchHeader = "Periscope-Batch"
+
+// DeliveredHeader answers a batch that overlaps what was delivered with the last
+// sequence number the manager already has from that queue.
+const DeliveredHeader = "Periscope-Delivered"
 
 // Deployments resolves tokens and deployment context from the manager's records.
 type Deployments interface {
@@ -174,7 +179,7 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 	}
 	batch := telemetry.Batch{Signal: r.Signal, DeploymentID: id, Received: in.s.Clock.Now(), Records: records, Data: data}
 
-	key, last, hasID, err := parseBatchID(id, r.Signal, r.Header(BatchHeader))
+	key, first, last, hasID, err := parseBatchID(id, r.Signal, r.Header(BatchHeader))
 	if err != nil {
 		return receiver.BadRequest("%v", err)
 	}
@@ -191,6 +196,14 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 	if last <= st.last {
 		in.duplicates.WithLabelValues(r.Signal.String()).Inc()
 		return nil
+	}
+	if first <= st.last {
+		// Part of the batch was delivered already (the agent lost its own position,
+		// say on power loss): taking it whole would store that part twice. Tell the
+		// agent where delivery stands so it resends only the rest.
+		return &receiver.Error{HTTP: http.StatusConflict, Code: codes.AlreadyExists,
+			Message: fmt.Sprintf("this queue's records up to %d are already delivered", st.last),
+			Header:  map[string]string{DeliveredHeader: strconv.FormatUint(st.last, 10)}}
 	}
 	if err := in.hand(ctx, batch); err != nil {
 		return err
@@ -229,21 +242,21 @@ func (in *Ingest) stream(key string) *stream {
 
 // parseBatchID reads "<queue id>:<first>-<last>". The stream key includes the
 // deployment, so one deployment can never move another's position.
-func parseBatchID(deployment string, sig telemetry.Signal, v string) (key string, last uint64, ok bool, err error) {
+func parseBatchID(deployment string, sig telemetry.Signal, v string) (key string, first, last uint64, ok bool, err error) {
 	if v == "" {
-		return "", 0, false, nil
+		return "", 0, 0, false, nil
 	}
 	qid, rng, found := strings.Cut(v, ":")
-	first, lastS, found2 := strings.Cut(rng, "-")
+	firstS, lastS, found2 := strings.Cut(rng, "-")
 	if !found || !found2 || qid == "" || len(qid) > 64 {
-		return "", 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", BatchHeader, v)
+		return "", 0, 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", BatchHeader, v)
 	}
-	f, err1 := strconv.ParseUint(first, 10, 64)
+	f, err1 := strconv.ParseUint(firstS, 10, 64)
 	l, err2 := strconv.ParseUint(lastS, 10, 64)
 	if err1 != nil || err2 != nil || f > l || f == 0 {
-		return "", 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", BatchHeader, v)
+		return "", 0, 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", BatchHeader, v)
 	}
-	return deployment + "/" + sig.String() + "/" + qid, l, true, nil
+	return deployment + "/" + sig.String() + "/" + qid, f, l, true, nil
 }
 
 // watermarksFile holds the last delivered sequence number per agent queue.

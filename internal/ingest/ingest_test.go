@@ -188,3 +188,18 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 		t.Errorf("sink has %d batches, want 3 (the month-old stream forgotten, the recent one kept)", len(s.batches))
 	}
 }
+
+func TestIngestAnswersAnOverlappingBatchWithWhatItHas(t *testing.T) {
+	s := &sink{}
+	in, _ := New(deployments, []Sink{s}, Settings{Dir: t.TempDir()})
+	ctx := context.Background()
+	in.Consume(ctx, request(t, "pdt_acme", "q:1-5"))
+	err := in.Consume(ctx, request(t, "pdt_acme", "q:4-8"))
+	var re *receiver.Error
+	if !errors.As(err, &re) || re.HTTP != http.StatusConflict || re.Header[DeliveredHeader] != "5" {
+		t.Fatalf("overlapping batch: %v, want 409 with %s: 5", err, DeliveredHeader)
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_acme", "q:6-8"))); got != 200 || len(s.batches) != 2 {
+		t.Errorf("the rest: %d, %d batches", got, len(s.batches))
+	}
+}

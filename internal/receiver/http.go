@@ -86,6 +86,9 @@ func writeError(w http.ResponseWriter, ct string, e *Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
 	}
+	for k, v := range e.Header {
+		w.Header().Set(k, v)
+	}
 	if e.HTTP == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="periscope"`)
 	}

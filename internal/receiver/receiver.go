@@ -60,6 +60,8 @@ type Error struct {
 	Message string
 	// RetryAfter, when positive, asks the sender to wait before retrying.
 	RetryAfter time.Duration
+	// Header holds extra HTTP response headers (gRPC ignores them).
+	Header map[string]string
 }
 
 func (e *Error) Error() string { return e.Message }
