@@ -125,6 +125,9 @@ type Manager struct {
 	OTLPGRPC string `yaml:"otlp_grpc" env:"OTLP_GRPC"`
 	// MaxRequestBytes bounds one telemetry request, compressed or not (413 beyond).
 	MaxRequestBytes ByteSize `yaml:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
+	// MaxConcurrentRequests bounds telemetry requests in progress (429 beyond), which
+	// with MaxRequestBytes bounds the memory ingest can hold; 0 means no bound.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests" env:"MAX_CONCURRENT_REQUESTS"`
 	// Exporters are the vendor's existing backends every accepted batch goes to.
 	Exporters []Exporter `yaml:"exporters"`
 	// ExportQueue bounds each exporter's disk queue (under DataDir/exporters).
@@ -134,8 +137,8 @@ type Manager struct {
 // DefaultManager returns the manager defaults.
 func DefaultManager() Manager {
 	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
-		MaxRequestBytes: 16 << 20,
-		ExportQueue:     Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"}}
+		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64,
+		ExportQueue: Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"}}
 }
 
 // Validate reports every problem in the configuration.
@@ -160,6 +163,9 @@ func (c *Manager) Validate() error {
 	}
 	if c.MaxRequestBytes <= 0 {
 		errs = append(errs, errors.New("max_request_bytes: must be positive"))
+	}
+	if c.MaxConcurrentRequests < 0 {
+		errs = append(errs, errors.New("max_concurrent_requests: must not be negative (0 means no bound)"))
 	}
 	errs = append(errs, c.ExportQueue.validate("export_queue"))
 	names := map[string]bool{}

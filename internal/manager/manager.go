@@ -58,20 +58,22 @@ type Manager struct {
 	set Settings
 	log *slog.Logger
 
-	store    *duckdb.Store
-	reg      *registry.Registry
-	keys     *tokens.Keyring
-	checkin  *checkin.Server
-	srv      *http.Server
-	ln       net.Listener
-	ingest   *ingest.Ingest
-	fanout   *export.Fanout
-	grpcSrv  *grpc.Server
-	grpcLn   net.Listener
-	stopBg   context.CancelFunc
-	bg       sync.WaitGroup
-	ready    atomic.Bool
-	serveErr chan error
+	store   *duckdb.Store
+	reg     *registry.Registry
+	keys    *tokens.Keyring
+	checkin *checkin.Server
+	srv     *http.Server
+	ln      net.Listener
+	ingest  *ingest.Ingest
+	fanout  *export.Fanout
+	grpcSrv *grpc.Server
+	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
+	ingestLimit *receiver.Limiter
+	grpcLn      net.Listener
+	stopBg      context.CancelFunc
+	bg          sync.WaitGroup
+	ready       atomic.Bool
+	serveErr    chan error
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -138,7 +140,7 @@ func (m *Manager) start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	api.New(m.reg, m.keys, m.log.With("component", "api")).Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
-	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes)}).Register(mux)
+	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
 	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -230,12 +232,18 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.shutdownOnce.Do(func() {
 		m.ready.Store(false)
 		var errs []error
+		// Both servers drain at once, so neither eats the other's share of the deadline.
+		grpcDone := make(chan struct{})
+		go func() {
+			if m.grpcSrv != nil {
+				stopGRPC(ctx, m.grpcSrv)
+			}
+			close(grpcDone)
+		}()
 		if m.srv != nil {
 			errs = append(errs, m.srv.Shutdown(ctx))
 		}
-		if m.grpcSrv != nil {
-			stopGRPC(ctx, m.grpcSrv)
-		}
+		<-grpcDone
 		if m.stopBg != nil {
 			m.stopBg()
 			m.bg.Wait()

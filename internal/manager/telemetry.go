@@ -56,6 +56,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	if err != nil {
 		return err
 	}
+	m.ingestLimit = receiver.NewLimiter(m.cfg.MaxConcurrentRequests)
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopBg = cancel
 	fo.Start(bgCtx)
@@ -81,7 +82,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 			return fmt.Errorf("OTLP/gRPC listen on %s: %w", m.cfg.OTLPGRPC, err)
 		}
 		m.grpcLn = ln
-		m.grpcSrv = receiver.NewGRPCServer(m.ingest, int(m.cfg.MaxRequestBytes))
+		m.grpcSrv = receiver.NewGRPCServer(m.ingest, int(m.cfg.MaxRequestBytes), m.ingestLimit)
 		go func() { _ = m.grpcSrv.Serve(ln) }()
 	}
 	names := make([]string, len(exps))

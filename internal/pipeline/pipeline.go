@@ -196,7 +196,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			}
 			return fmt.Errorf("OTLP/gRPC listener: %w", err)
 		}
-		p.grpcSrv = receiver.NewGRPCServer(p, int(maxBytes))
+		p.grpcSrv = receiver.NewGRPCServer(p, int(maxBytes), nil)
 		p.addrs.grpc = lis.Addr().String()
 		go func() {
 			if err := p.grpcSrv.Serve(lis); err != nil {

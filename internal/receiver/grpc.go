@@ -18,8 +18,9 @@ import (
 
 // NewGRPCServer returns a gRPC server offering the OTLP logs, trace and metrics export
 // services, handing each request to c. maxBytes bounds a message (zero means
-// DefaultMaxBytes); extra options are added after Periscope's own.
-func NewGRPCServer(c Consumer, maxBytes int, opts ...grpc.ServerOption) *grpc.Server {
+// DefaultMaxBytes); lim, when not nil, bounds requests in progress; extra options are
+// added after Periscope's own.
+func NewGRPCServer(c Consumer, maxBytes int, lim *Limiter, opts ...grpc.ServerOption) *grpc.Server {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
@@ -30,14 +31,14 @@ func NewGRPCServer(c Consumer, maxBytes int, opts ...grpc.ServerOption) *grpc.Se
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}, opts...)...)
 	for _, sig := range telemetry.Signals {
-		srv.RegisterService(serviceDesc(sig), c)
+		srv.RegisterService(serviceDesc(sig, lim), c)
 	}
 	return srv
 }
 
 // serviceDesc describes one OTLP export service with a handler that passes the raw
 // message on, so the request is not decoded and re-encoded on its way to the queue.
-func serviceDesc(sig telemetry.Signal) *grpc.ServiceDesc {
+func serviceDesc(sig telemetry.Signal, lim *Limiter) *grpc.ServiceDesc {
 	var name string
 	switch sig {
 	case telemetry.Logs:
@@ -60,6 +61,10 @@ func serviceDesc(sig telemetry.Signal) *grpc.ServiceDesc {
 				return nil, grpcError(asError(err))
 			}
 		}
+		if !lim.acquire() {
+			return nil, grpcError(errBusy)
+		}
+		defer lim.release()
 		var body []byte
 		if err := dec(&body); err != nil {
 			return nil, err

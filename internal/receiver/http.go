@@ -19,6 +19,8 @@ type HTTP struct {
 	// MaxBytes bounds the request body before and after decompression; larger
 	// requests get 413. Zero means DefaultMaxBytes.
 	MaxBytes int64
+	// Limiter, when set, bounds requests in progress (shared with the gRPC server).
+	Limiter *Limiter
 }
 
 // Register adds the three signal paths to mux.
@@ -50,6 +52,11 @@ func (h *HTTP) handler(sig telemetry.Signal) http.Handler {
 				return
 			}
 		}
+		if !h.Limiter.acquire() {
+			writeError(w, ct, errBusy)
+			return
+		}
+		defer h.Limiter.release()
 		limit := h.MaxBytes
 		if limit <= 0 {
 			limit = DefaultMaxBytes

@@ -102,3 +102,37 @@ func asError(err error) *Error {
 func retryAfterSeconds(d time.Duration) string {
 	return strconv.Itoa(int((d + time.Second - 1) / time.Second))
 }
+
+// Limiter bounds how many requests are read and handled at once, so a burst of large
+// requests cannot hold unbounded memory: beyond the bound, senders are told to retry.
+// A nil *Limiter admits everything.
+type Limiter struct{ slots chan struct{} }
+
+// NewLimiter admits n requests at a time (n <= 0 means no limit).
+func NewLimiter(n int) *Limiter {
+	if n <= 0 {
+		return nil
+	}
+	return &Limiter{slots: make(chan struct{}, n)}
+}
+
+// acquire takes a slot, or reports that none is free.
+func (l *Limiter) acquire() bool {
+	if l == nil {
+		return true
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *Limiter) release() {
+	if l != nil {
+		<-l.slots
+	}
+}
+
+var errBusy = Full("too many requests in progress; retry shortly", time.Second)

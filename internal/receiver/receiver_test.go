@@ -166,7 +166,7 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewGRPCServer(c, 0)
+	srv := NewGRPCServer(c, 0, nil)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -221,5 +221,33 @@ func TestCredentialsAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 	pb, _ := logsRequest(t, 50).MarshalProto()
 	if resp, _ := post(t, url+"/v1/logs", telemetry.ContentTypeProto, "", pb); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("status %d, want 401", resp.StatusCode)
+	}
+}
+
+// slow holds every request until released, to fill a limiter.
+type slow struct{ release chan struct{} }
+
+func (s *slow) Consume(context.Context, Request) error { <-s.release; return nil }
+
+func TestLimiterRefusesBeyondItsBound(t *testing.T) {
+	c := &slow{release: make(chan struct{})}
+	mux := http.NewServeMux()
+	(&HTTP{Consumer: c, Limiter: NewLimiter(1)}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	pb, _ := logsRequest(t, 1).MarshalProto()
+	first := make(chan int)
+	go func() {
+		resp, _ := post(t, srv.URL+"/v1/logs", telemetry.ContentTypeProto, "", pb)
+		first <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond) // the first request now holds the only slot
+	resp, _ := post(t, srv.URL+"/v1/logs", telemetry.ContentTypeProto, "", pb)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second request: %d Retry-After %q, want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	close(c.release)
+	if code := <-first; code != 200 {
+		t.Errorf("first request: %d", code)
 	}
 }
