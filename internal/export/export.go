@@ -40,10 +40,6 @@ import (
 	"os"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/telemetry"
 )
@@ -178,25 +174,11 @@ func RetryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// otlpRequest is what the three pdata export request types share.
-type otlpRequest interface {
-	UnmarshalProto([]byte) error
-	MarshalJSON() ([]byte, error)
-}
-
-// decodeRequest parses b.Data as the export request its signal names. Failure is
-// permanent: the same bytes will never decode on a later attempt.
-func decodeRequest(b telemetry.Batch) (otlpRequest, error) {
-	var r otlpRequest
-	switch b.Signal {
-	case telemetry.Traces:
-		r = ptraceotlp.NewExportRequest()
-	case telemetry.Metrics:
-		r = pmetricotlp.NewExportRequest()
-	case telemetry.Logs:
-		r = plogotlp.NewExportRequest()
-	default:
-		return nil, Permanent(fmt.Errorf("batch has unknown signal %s", b.Signal))
+// decodeRequest decodes a batch; a batch that does not decode never will.
+func decodeRequest(b telemetry.Batch) (telemetry.Request, error) {
+	r, err := telemetry.NewRequest(b.Signal)
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("batch: %w", err))
 	}
 	if err := r.UnmarshalProto(b.Data); err != nil {
 		return nil, Permanent(fmt.Errorf("decode %s batch: %w", b.Signal, err))
@@ -204,7 +186,7 @@ func decodeRequest(b telemetry.Batch) (otlpRequest, error) {
 	return r, nil
 }
 
-// otlpJSON converts b to the OTLP-JSON encoding of its export request.
+// otlpJSON returns a batch as an OTLP-JSON export request.
 func otlpJSON(b telemetry.Batch) ([]byte, error) {
 	r, err := decodeRequest(b)
 	if err != nil {

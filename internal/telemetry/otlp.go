@@ -67,60 +67,37 @@ func Decompress(encoding string, body io.Reader, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-// JSONToProto converts an OTLP-JSON export request for sig to its protobuf encoding.
-func JSONToProto(sig Signal, data []byte) ([]byte, error) {
-	var (
-		out []byte
-		err error
-	)
-	switch sig {
-	case Logs:
-		req := plogotlp.NewExportRequest()
-		if err = req.UnmarshalJSON(data); err == nil {
-			out, err = req.MarshalProto()
-		}
-	case Traces:
-		req := ptraceotlp.NewExportRequest()
-		if err = req.UnmarshalJSON(data); err == nil {
-			out, err = req.MarshalProto()
-		}
-	case Metrics:
-		req := pmetricotlp.NewExportRequest()
-		if err = req.UnmarshalJSON(data); err == nil {
-			out, err = req.MarshalProto()
-		}
-	default:
-		return nil, fmt.Errorf("json to proto: %v", sig)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	return out, nil
+// Request is what the pdata export request types of the three signals share.
+type Request interface {
+	UnmarshalProto([]byte) error
+	MarshalProto() ([]byte, error)
+	UnmarshalJSON([]byte) error
+	MarshalJSON() ([]byte, error)
 }
 
-// ProtoToJSON converts the protobuf encoding of an export request for sig to OTLP-JSON.
-func ProtoToJSON(sig Signal, data []byte) ([]byte, error) {
+// NewRequest returns an empty pdata export request for sig.
+func NewRequest(sig Signal) (Request, error) {
 	switch sig {
 	case Logs:
-		req := plogotlp.NewExportRequest()
-		if err := req.UnmarshalProto(data); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		return req.MarshalJSON()
+		return plogotlp.NewExportRequest(), nil
 	case Traces:
-		req := ptraceotlp.NewExportRequest()
-		if err := req.UnmarshalProto(data); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		return req.MarshalJSON()
+		return ptraceotlp.NewExportRequest(), nil
 	case Metrics:
-		req := pmetricotlp.NewExportRequest()
-		if err := req.UnmarshalProto(data); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		return req.MarshalJSON()
+		return pmetricotlp.NewExportRequest(), nil
 	}
-	return nil, fmt.Errorf("proto to json: %v", sig)
+	return nil, fmt.Errorf("no export request for %v", sig)
+}
+
+// JSONToProto converts an OTLP-JSON export request for sig to its protobuf encoding.
+func JSONToProto(sig Signal, data []byte) ([]byte, error) {
+	req, err := NewRequest(sig)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.UnmarshalJSON(data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return req.MarshalProto()
 }
 
 // Status is an OTLP error response: a google.rpc.Status with a gRPC code and message.
