@@ -143,14 +143,19 @@ func (in *Ingest) Consume(ctx context.Context, r receiver.Request) error {
 	return err
 }
 
-// Authorize checks the deployment token before the receiver reads the body.
-func (in *Ingest) Authorize(_ context.Context, header func(string) string) error {
-	_, err := in.authenticate(header)
+// Authorize checks the deployment token before the receiver reads the body, and
+// returns a context that carries the deployment to Consume.
+func (in *Ingest) Authorize(ctx context.Context, header func(string) string) (context.Context, error) {
+	id, err := in.authenticate(header)
 	if err != nil {
 		in.requests.WithLabelValues("any", "unauthenticated").Inc()
+		return ctx, err
 	}
-	return err
+	return context.WithValue(ctx, deploymentKey{}, id), nil
 }
+
+// deploymentKey holds the deployment Authorize found in a request's context.
+type deploymentKey struct{}
 
 func (in *Ingest) authenticate(header func(string) string) (string, error) {
 	token, ok := auth.BearerToken(header("Authorization"))
@@ -165,9 +170,13 @@ func (in *Ingest) authenticate(header func(string) string) (string, error) {
 }
 
 func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
-	id, err := in.authenticate(r.Header)
-	if err != nil {
-		return err
+	// The token was hashed and looked up in Authorize already when a receiver called it.
+	id, ok := ctx.Value(deploymentKey{}).(string)
+	if !ok {
+		var err error
+		if id, err = in.authenticate(r.Header); err != nil {
+			return err
+		}
 	}
 	dc, ok := in.deps.Context(id)
 	if !ok {

@@ -57,7 +57,8 @@ func serviceDesc(sig telemetry.Signal, lim *Limiter) *grpc.ServiceDesc {
 			return ""
 		}
 		if a, ok := srv.(Authorizer); ok {
-			if err := a.Authorize(ctx, header); err != nil {
+			var err error
+			if ctx, err = a.Authorize(ctx, header); err != nil {
 				return nil, grpcError(asError(err))
 			}
 		}

@@ -46,8 +46,10 @@ func (h *HTTP) handler(sig telemetry.Signal) http.Handler {
 			writeError(w, ct, &Error{HTTP: http.StatusMethodNotAllowed, Message: "OTLP export requests are POSTed"})
 			return
 		}
+		ctx := r.Context()
 		if a, ok := h.Consumer.(Authorizer); ok {
-			if err := a.Authorize(r.Context(), r.Header.Get); err != nil {
+			var err error
+			if ctx, err = a.Authorize(ctx, r.Header.Get); err != nil {
 				writeError(w, ct, asError(err))
 				return
 			}
@@ -79,7 +81,7 @@ func (h *HTTP) handler(sig telemetry.Signal) http.Handler {
 				return
 			}
 		}
-		if err := h.Consumer.Consume(r.Context(), Request{Signal: sig, Body: body, Header: r.Header.Get}); err != nil {
+		if err := h.Consumer.Consume(ctx, Request{Signal: sig, Body: body, Header: r.Header.Get}); err != nil {
 			writeError(w, ct, asError(err))
 			return
 		}

@@ -40,9 +40,10 @@ type Consumer interface {
 
 // Authorizer is implemented by consumers that check credentials. Receivers call it
 // before reading the request body, so a client without valid credentials costs no
-// memory for its payload.
+// memory for its payload, and pass the context it returns (which may carry who the
+// sender is) on to Consume.
 type Authorizer interface {
-	Authorize(ctx context.Context, header func(key string) string) error
+	Authorize(ctx context.Context, header func(key string) string) (context.Context, error)
 }
 
 // ConsumerFunc adapts a function to Consumer.

@@ -207,11 +207,11 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 // gatekeeper refuses every request at Authorize.
 type gatekeeper struct{ recorder }
 
-func (*gatekeeper) Authorize(_ context.Context, header func(string) string) error {
+func (*gatekeeper) Authorize(ctx context.Context, header func(string) string) (context.Context, error) {
 	if header("Authorization") != "Bearer pdt_ok" {
-		return Unauthorized("no")
+		return ctx, Unauthorized("no")
 	}
-	return nil
+	return ctx, nil
 }
 
 func TestCredentialsAreCheckedBeforeTheBodyIsRead(t *testing.T) {
