@@ -122,7 +122,9 @@ func run(t *testing.T, q *queue.Queue, url string, obs Observer, until func() bo
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for !until() {
+	// Also wait for the forwarder to have acknowledged everything: the upstream can
+	// count a batch before the forwarder has read the answer.
+	for !until() || q.Stats().Records > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("forwarder did not get there in 10s")
 		}
