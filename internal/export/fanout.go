@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/telemetry"
 )
@@ -201,7 +202,7 @@ func (f *Fanout) run(ctx context.Context, l *lane) {
 				return
 			}
 			f.s.Logger.Error("reading exporter queue failed; retrying", "exporter", name, "error", err)
-			if !sleep(ctx, f.s.MaxBackoff) {
+			if !clock.Sleep(ctx, f.s.MaxBackoff) {
 				return
 			}
 			continue
@@ -220,7 +221,7 @@ func (f *Fanout) run(ctx context.Context, l *lane) {
 			}
 			// Not acknowledged yet: the batch may be delivered again after a restart.
 			f.s.Logger.Error("acknowledging exporter queue failed; retrying", "exporter", name, "error", err)
-			if !sleep(ctx, f.s.MaxBackoff) {
+			if !clock.Sleep(ctx, f.s.MaxBackoff) {
 				return
 			}
 		}
@@ -256,22 +257,10 @@ func (f *Fanout) deliver(ctx context.Context, l *lane, b telemetry.Batch) bool {
 		}
 		f.s.Logger.Warn("export failed; will retry", "exporter", name, "attempt", attempt,
 			"wait", wait.Round(time.Millisecond), "error", err)
-		if !sleep(ctx, wait) {
+		if !clock.Sleep(ctx, wait) {
 			return false
 		}
 		backoff = min(backoff*2, f.s.MaxBackoff)
-	}
-}
-
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

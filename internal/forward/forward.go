@@ -24,6 +24,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/telemetry"
 )
@@ -167,15 +168,15 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	after := f.q.Acked()
 	inflight := f.q.Inflight()
 	for {
-		recs, err := f.read(ctx, after)
+		recs, raw, err := f.read(ctx, after)
 		if err != nil {
 			return err
 		}
-		if f.s.Linger > 0 && inflight <= after && len(recs) < f.s.MaxBatchEntries && rawSize(recs) < f.s.MinBatchBytes {
-			if !sleep(ctx, f.s.Linger) {
+		if f.s.Linger > 0 && inflight <= after && len(recs) < f.s.MaxBatchEntries && raw < f.s.MinBatchBytes {
+			if !clock.Sleep(ctx, f.s.Linger) {
 				return ctx.Err()
 			}
-			if recs, err = f.read(ctx, after); err != nil {
+			if recs, _, err = f.read(ctx, after); err != nil {
 				return err
 			}
 		}
@@ -207,9 +208,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-// read returns the next records after after that fit in one request, retrying queue
-// errors: a disk that fails for a while must not stop forwarding for good.
-func (f *Forwarder) read(ctx context.Context, after uint64) ([]queue.Record, error) {
+// read returns the next records after after that fit in one request, and their
+// uncompressed size, retrying queue errors: a disk that fails for a while must not
+// stop forwarding for good.
+func (f *Forwarder) read(ctx context.Context, after uint64) ([]queue.Record, int, error) {
 	var recs []queue.Record
 	err := f.retryQueue(ctx, "read", func() error {
 		var err error
@@ -217,10 +219,10 @@ func (f *Forwarder) read(ctx context.Context, after uint64) ([]queue.Record, err
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	recs, _ = fit(recs, f.s.MaxBatchBytes)
-	return recs, nil
+	recs, raw := fit(recs, f.s.MaxBatchBytes)
+	return recs, raw, nil
 }
 
 // retryQueue runs op until it succeeds, ctx ends or the queue is closed.
@@ -236,48 +238,29 @@ func (f *Forwarder) retryQueue(ctx context.Context, what string, op func() error
 			return fmt.Errorf("forward %s: %w", f.sig, err)
 		}
 		f.s.Logger.Error("agent queue failed; retrying", "signal", f.sig, "operation", what, "error", err)
-		if !sleep(ctx, f.s.MaxBackoff) {
+		if !clock.Sleep(ctx, f.s.MaxBackoff) {
 			return ctx.Err()
 		}
 	}
 }
 
-// sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-func rawSize(recs []queue.Record) int {
-	_, n := fit(recs, int(^uint(0)>>1))
-	return n
-}
-
 // fit returns the longest prefix of recs (at least one) whose uncompressed requests
-// fit in max bytes, and their uncompressed size. Entries are compressed in the queue,
+// fit in limit bytes, and their uncompressed size. Entries are compressed in the queue,
 // so the queue's own byte limit cannot stand in for the manager's request limit.
-func fit(recs []queue.Record, max int) ([]queue.Record, int) {
+func fit(recs []queue.Record, limit int) ([]queue.Record, int) {
 	total := 0
 	for i, r := range recs {
 		e, err := DecodeEntry(r.Data)
 		if err != nil {
-			return recs[:max1(i)], total // encode reports the bad entry
+			return recs[:max(i, 1)], total // encode skips the bad entry
 		}
-		if i > 0 && total+e.RawBytes > max {
+		if i > 0 && total+e.RawBytes > limit {
 			return recs[:i], total
 		}
 		total += e.RawBytes
 	}
 	return recs, total
 }
-
-func max1(i int) int { return max(i, 1) }
 
 // deliver sends recs until the manager accepts or refuses them for good; it only
 // fails when ctx is done.
