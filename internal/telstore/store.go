@@ -1,0 +1,414 @@
+// Package telstore is the manager's operational telemetry window: logs, spans and
+// metric points of every deployment in an embedded DuckDB file, with the deployment
+// context as real columns, per-minute RED rollups written at ingest, retention by
+// age and size, and the investigation queries of internal/telquery.
+//
+// Writes go through one writer goroutine that group-commits every pending batch
+// with DuckDB's Appender in one transaction; a batch is acknowledged (Consume
+// returns) only once committed. Queries run on other connections and never block
+// ingest: DuckDB's MVCC lets readers see the last commit while the writer appends.
+//
+// The store has its own file (telemetry.duckdb) beside the fleet store's, so
+// high-volume appends, deletes and checkpoints never contend with fleet writes,
+// and the telemetry window can be dropped without touching fleet state.
+package telstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-dev/periscope/internal/clock"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "telemetry.duckdb"
+
+// Defaults of Settings.
+const (
+	DefaultMaxAge      = 7 * 24 * time.Hour
+	DefaultMaxBytes    = 10 << 30
+	DefaultRollupEvery = time.Second
+	DefaultRetainEvery = 30 * time.Second
+)
+
+// Settings configure a Store. The zero value gets the defaults.
+type Settings struct {
+	// MaxAge drops records older than this (default 7 days).
+	MaxAge time.Duration
+	// MaxBytes bounds the database's used size; the oldest records go first
+	// (default 10 GiB).
+	MaxBytes int64
+	// RetainEvery is how often retention runs (default 30s).
+	RetainEvery time.Duration
+	// RollupEvery is how often accumulated rollups are written (default 1s), so
+	// RED answers lag ingest by at most this. A crash in between loses nothing:
+	// rollups of spans not yet rolled up are rebuilt from the raw rows at the next
+	// Open.
+	RollupEvery time.Duration
+	// MaxBatchRows bounds one group commit (default 65536 rows).
+	MaxBatchRows int
+	// Threads bounds DuckDB's worker threads (default: DuckDB's, one per core).
+	Threads int
+	// MemoryLimit bounds DuckDB's buffer memory, e.g. "1GB" (default: DuckDB's).
+	MemoryLimit string
+	// Clock drives retention and default query windows; nil means the wall clock.
+	Clock clock.Clock
+	// Logger reports write and retention failures; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer gets the store's metrics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+func (s *Settings) defaults() {
+	if s.MaxAge <= 0 {
+		s.MaxAge = DefaultMaxAge
+	}
+	if s.MaxBytes <= 0 {
+		s.MaxBytes = DefaultMaxBytes
+	}
+	if s.RetainEvery <= 0 {
+		s.RetainEvery = DefaultRetainEvery
+	}
+	if s.RollupEvery <= 0 {
+		s.RollupEvery = DefaultRollupEvery
+	}
+	if s.MaxBatchRows <= 0 {
+		s.MaxBatchRows = 1 << 16
+	}
+	if s.Clock == nil {
+		s.Clock = clock.Real{}
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+}
+
+// ErrClosed is returned by Consume after Close.
+var ErrClosed = errors.New("telemetry store closed")
+
+// Store is the DuckDB telemetry store. Use Open; it is safe for concurrent use.
+type Store struct {
+	db  *sql.DB
+	set Settings
+	log *slog.Logger
+	m   *metrics
+
+	in     chan *pending
+	flush  chan chan error
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+
+	// mu guards closing and committed. committed is closed and replaced after
+	// each commit, waking log tails.
+	mu        sync.Mutex
+	closing   bool
+	senders   sync.WaitGroup
+	committed chan struct{}
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store in dataDir, rebuilds rollups a crash
+// left unwritten, and starts the writer and retention loops.
+func Open(ctx context.Context, dataDir string, set Settings) (*Store, error) {
+	set.defaults()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", dataDir, err)
+	}
+	path := filepath.Join(dataDir, FileName)
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db, set: set, log: set.Logger, m: newMetrics(set.Registerer),
+		in: make(chan *pending, 64), flush: make(chan chan error), stop: make(chan struct{}), committed: make(chan struct{})}
+	if err := s.configure(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("configure %s: %w", path, err)
+	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	w, err := newWriter(ctx, s)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); w.run() }()
+	go func() { defer s.wg.Done(); s.retainLoop() }()
+	return s, nil
+}
+
+func (s *Store) configure(ctx context.Context) error {
+	if s.set.Threads > 0 {
+		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("SET threads = %d", s.set.Threads)); err != nil {
+			return err
+		}
+	}
+	if s.set.MemoryLimit != "" {
+		if _, err := s.db.ExecContext(ctx, "SET memory_limit = '"+sqlString(s.set.MemoryLimit)+"'"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops accepting batches, commits what is pending (including rollups), and
+// closes the file.
+func (s *Store) Close() error {
+	s.closed.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.senders.Wait()
+		close(s.stop)
+		s.wg.Wait()
+		_, _ = s.db.Exec("CHECKPOINT")
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Flush writes the rollups accumulated so far, so RED and comparisons see every
+// batch Consume has acknowledged.
+func (s *Store) Flush(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case s.flush <- done:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// notifyCommit wakes every tail waiting for new rows.
+func (s *Store) notifyCommit() {
+	s.mu.Lock()
+	close(s.committed)
+	s.committed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Store) commitSignal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committed
+}
+
+// migrations are applied in order, each once. Never edit a released entry.
+//
+// Layout choices, for disk and scan speed: context columns are low-cardinality
+// strings DuckDB dictionary-compresses; trace and span ids are unsigned integers
+// (a trace lookup compares two numbers per row instead of strings); seq is a
+// per-table ascending number that breaks timestamp ties for cursors and lets a
+// tail ask for "everything after"; attributes are JSON text.
+var migrations = []string{
+	1: `
+CREATE TABLE logs (
+	seq           BIGINT NOT NULL,
+	ts            TIMESTAMP NOT NULL,
+	deployment    VARCHAR NOT NULL,
+	customer      VARCHAR NOT NULL,
+	cloud         VARCHAR NOT NULL,
+	region        VARCHAR NOT NULL,
+	release       VARCHAR NOT NULL,
+	stack         VARCHAR NOT NULL,
+	service       VARCHAR NOT NULL,
+	function      VARCHAR NOT NULL,
+	container     VARCHAR NOT NULL,
+	replica       VARCHAR NOT NULL,
+	severity      UTINYINT NOT NULL,
+	severity_text VARCHAR NOT NULL,
+	body          VARCHAR NOT NULL,
+	trace_hi      UBIGINT,
+	trace_lo      UBIGINT,
+	span_id       UBIGINT,
+	attrs         VARCHAR,
+	resource      VARCHAR
+);
+CREATE TABLE spans (
+	seq            BIGINT NOT NULL,
+	start          TIMESTAMP NOT NULL,
+	duration_ns    BIGINT NOT NULL,
+	trace_hi       UBIGINT NOT NULL,
+	trace_lo       UBIGINT NOT NULL,
+	span_id        UBIGINT NOT NULL,
+	parent_span_id UBIGINT,
+	name           VARCHAR NOT NULL,
+	kind           UTINYINT NOT NULL,
+	status         UTINYINT NOT NULL,
+	status_message VARCHAR,
+	entry          BOOLEAN NOT NULL,
+	deployment     VARCHAR NOT NULL,
+	customer       VARCHAR NOT NULL,
+	cloud          VARCHAR NOT NULL,
+	region         VARCHAR NOT NULL,
+	release        VARCHAR NOT NULL,
+	stack          VARCHAR NOT NULL,
+	service        VARCHAR NOT NULL,
+	function       VARCHAR NOT NULL,
+	container      VARCHAR NOT NULL,
+	replica        VARCHAR NOT NULL,
+	attrs          VARCHAR,
+	resource       VARCHAR
+);
+CREATE TABLE metric_points (
+	seq         BIGINT NOT NULL,
+	ts          TIMESTAMP NOT NULL,
+	name        VARCHAR NOT NULL,
+	kind        VARCHAR NOT NULL,
+	unit        VARCHAR NOT NULL,
+	temporality UTINYINT NOT NULL,
+	value       DOUBLE NOT NULL,
+	count       UBIGINT,
+	sum         DOUBLE,
+	deployment  VARCHAR NOT NULL,
+	customer    VARCHAR NOT NULL,
+	cloud       VARCHAR NOT NULL,
+	region      VARCHAR NOT NULL,
+	release     VARCHAR NOT NULL,
+	stack       VARCHAR NOT NULL,
+	service     VARCHAR NOT NULL,
+	function    VARCHAR NOT NULL,
+	container   VARCHAR NOT NULL,
+	replica     VARCHAR NOT NULL,
+	attrs       VARCHAR,
+	resource    VARCHAR
+);
+CREATE TABLE red_minute (
+	minute      TIMESTAMP NOT NULL,
+	deployment  VARCHAR NOT NULL,
+	customer    VARCHAR NOT NULL,
+	cloud       VARCHAR NOT NULL,
+	region      VARCHAR NOT NULL,
+	release     VARCHAR NOT NULL,
+	stack       VARCHAR NOT NULL,
+	service     VARCHAR NOT NULL,
+	function    VARCHAR NOT NULL,
+	requests    BIGINT NOT NULL,
+	errors      BIGINT NOT NULL,
+	duration_ns DOUBLE NOT NULL
+);
+CREATE TABLE red_hist (
+	minute     TIMESTAMP NOT NULL,
+	deployment VARCHAR NOT NULL,
+	customer   VARCHAR NOT NULL,
+	cloud      VARCHAR NOT NULL,
+	region     VARCHAR NOT NULL,
+	release    VARCHAR NOT NULL,
+	stack      VARCHAR NOT NULL,
+	service    VARCHAR NOT NULL,
+	function   VARCHAR NOT NULL,
+	bucket     UTINYINT NOT NULL,
+	n          BIGINT NOT NULL
+);
+CREATE TABLE rollup_state (
+	id       INTEGER PRIMARY KEY,
+	span_seq BIGINT NOT NULL
+);
+INSERT INTO rollup_state VALUES (1, 0);`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if v >= len(migrations) {
+		if v > len(migrations)-1 {
+			return fmt.Errorf("the file has schema %d, newer than this manager knows (%d)", v, len(migrations)-1)
+		}
+		return nil
+	}
+	for i := v + 1; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// sqlString escapes a string for a SQL literal.
+func sqlString(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+type metrics struct {
+	rows      *prometheus.CounterVec
+	commits   prometheus.Counter
+	commitSec prometheus.Histogram
+	failures  prometheus.Counter
+	retained  *prometheus.CounterVec
+	dbBytes   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_rows_total",
+			Help: "Rows written to the telemetry store, by table."}, []string{"table"}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commits_total",
+			Help: "Group commits of the telemetry store."}),
+		commitSec: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_telstore_commit_seconds",
+			Help: "Time to append and commit one group of batches.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commit_failures_total",
+			Help: "Group commits that failed; their batches were refused and will be resent."}),
+		retained: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_retention_deleted_rows_total",
+			Help: "Rows deleted by retention, by table and reason (age or size)."}, []string{"table", "reason"}),
+		dbBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "periscope_telstore_used_bytes",
+			Help: "Bytes the telemetry store's data uses, as retention measures it."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rows, m.commits, m.commitSec, m.failures, m.retained, m.dbBytes)
+	}
+	return m
+}
