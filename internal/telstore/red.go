@@ -46,7 +46,7 @@ func (w window) bucketExpr(col string) string {
 
 func (w window) at(b int64) time.Time { return w.since.Add(time.Duration(b) * w.step) }
 
-// groupColumn maps a RED group-by to its column; "''" means one series.
+// groupColumn maps a RED group-by to its column; "”" means one series.
 func groupColumn(g string) (string, error) {
 	switch g {
 	case telquery.ByNone:
@@ -442,5 +442,3 @@ func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Me
 	}
 	return out, nil
 }
-
-
