@@ -132,13 +132,28 @@ type Manager struct {
 	Exporters []Exporter `yaml:"exporters"`
 	// ExportQueue bounds each exporter's disk queue (under DataDir/exporters).
 	ExportQueue Queue `yaml:"export_queue" env:"EXPORT_QUEUE_"`
+	// TelemetryStore bounds the operational telemetry window kept for queries.
+	TelemetryStore TelemetryStore `yaml:"telemetry_store" env:"TELEMETRY_STORE_"`
+}
+
+// TelemetryStore configures the manager's operational telemetry window (DataDir/
+// telemetry.duckdb). Full-fidelity telemetry belongs in the exporters' backends.
+type TelemetryStore struct {
+	// MaxAge drops records older than this.
+	MaxAge Duration `yaml:"max_age" env:"MAX_AGE"`
+	// MaxBytes bounds the data the window keeps; the oldest records go first.
+	MaxBytes ByteSize `yaml:"max_bytes" env:"MAX_BYTES"`
+	// MemoryLimit bounds the embedded database's memory, e.g. "2GB" ("" means
+	// DuckDB's default, 80% of RAM).
+	MemoryLimit string `yaml:"memory_limit" env:"MEMORY_LIMIT"`
 }
 
 // DefaultManager returns the manager defaults.
 func DefaultManager() Manager {
 	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
 		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64,
-		ExportQueue: Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"}}
+		ExportQueue:    Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"},
+		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30}}
 }
 
 // Validate reports every problem in the configuration.
@@ -168,6 +183,12 @@ func (c *Manager) Validate() error {
 		errs = append(errs, errors.New("max_concurrent_requests: must not be negative (0 means no bound)"))
 	}
 	errs = append(errs, c.ExportQueue.validate("export_queue"))
+	if c.TelemetryStore.MaxAge <= 0 {
+		errs = append(errs, errors.New("telemetry_store.max_age: must be positive"))
+	}
+	if c.TelemetryStore.MaxBytes <= 0 {
+		errs = append(errs, errors.New("telemetry_store.max_bytes: must be positive"))
+	}
 	names := map[string]bool{}
 	for i, e := range c.Exporters {
 		if err := e.Validate(); err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/registry"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
+	"github.com/periscope-dev/periscope/internal/telstore"
 	"github.com/periscope-dev/periscope/internal/tokens"
 )
 
@@ -47,8 +48,8 @@ type Settings struct {
 	EvalInterval time.Duration
 	// FlushInterval overrides how often check-in state is written (tests, benchmarks).
 	FlushInterval time.Duration
-	// Sinks receive every accepted telemetry batch after the exporters (the
-	// telemetry store plugs in here).
+	// Sinks receive every accepted telemetry batch after the exporters and before
+	// the telemetry store.
 	Sinks []TelemetrySink
 }
 
@@ -66,6 +67,7 @@ type Manager struct {
 	ln      net.Listener
 	ingest  *ingest.Ingest
 	fanout  *export.Fanout
+	tel     *telstore.Store
 	grpcSrv *grpc.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
@@ -253,6 +255,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.fanout != nil {
 			errs = append(errs, m.fanout.Shutdown(ctx))
+		}
+		if m.tel != nil {
+			errs = append(errs, m.tel.Close())
 		}
 		if m.checkin != nil {
 			errs = append(errs, m.checkin.Shutdown(ctx))

@@ -16,10 +16,11 @@ import (
 	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/registry"
 	"github.com/periscope-dev/periscope/internal/telemetry"
+	"github.com/periscope-dev/periscope/internal/telstore"
 )
 
-// TelemetrySink is where accepted telemetry goes besides the exporters: the telemetry
-// store, once it exists. Settings.Sinks adds them.
+// TelemetrySink is where accepted telemetry goes besides the exporters and the
+// telemetry store. Settings.Sinks adds them.
 type TelemetrySink = ingest.Sink
 
 // startTelemetry builds the ingest path: exporters behind their queues, the ingest
@@ -49,7 +50,15 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		return err
 	}
 	m.fanout = fo
-	sinks := append([]ingest.Sink{fo}, m.set.Sinks...)
+	ts := m.cfg.TelemetryStore
+	m.tel, err = telstore.Open(ctx, m.cfg.DataDir, telstore.Settings{MaxAge: time.Duration(ts.MaxAge), MaxBytes: int64(ts.MaxBytes),
+		MemoryLimit: ts.MemoryLimit, Clock: m.set.Clock, Logger: m.log.With("component", "telstore"), Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("open the telemetry store: %w", err)
+	}
+	// The store comes last: a batch a later sink refused is resent, and the earlier
+	// sinks see it again, so the store is the one that must see it exactly once.
+	sinks := append(append([]ingest.Sink{fo}, m.set.Sinks...), m.tel)
 	m.ingest, err = ingest.New(deployments{m.reg}, sinks, ingest.Settings{
 		Dir: m.cfg.DataDir, Clock: m.set.Clock, Logger: m.log.With("component", "ingest"), Registerer: reg,
 	})
@@ -92,6 +101,10 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	m.log.Info("telemetry ingest ready", "exporters", names, "otlp_grpc", m.cfg.OTLPGRPC)
 	return nil
 }
+
+// Telemetry exposes the operational telemetry store to in-process callers (the
+// demo, tests, benchmarks).
+func (m *Manager) Telemetry() *telstore.Store { return m.tel }
 
 // GRPCAddr returns the OTLP/gRPC address, or "" when it is not served.
 func (m *Manager) GRPCAddr() string {
