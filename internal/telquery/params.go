@@ -351,3 +351,18 @@ func (q MetricQuery) Values() url.Values {
 	}
 	return v
 }
+
+// CheckTraceID returns a trace id in the lowercase hex the store keeps, or an
+// ErrInvalid error when s is not 32 hex digits, so callers reject a mistyped id
+// before it reaches the store.
+func CheckTraceID(s string) (string, error) {
+	if len(s) != 32 {
+		return "", invalid("trace id %q: want 32 hex digits", s)
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return "", invalid("trace id %q: want 32 hex digits", s)
+		}
+	}
+	return strings.ToLower(s), nil
+}
