@@ -303,12 +303,11 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 	}
 	c, p := rels[cur], rels[cur+1]
 	// Equal windows: the start of the current release against the end of the
-	// previous one; with the previous still serving (a fleet mid-rollout), the
-	// same recent window for both.
+	// previous one; with the previous still serving as late as the current (a
+	// fleet mid-rollout), the same recent window for both.
 	curFrom, curTo := c.first, c.last.Add(time.Minute)
 	prevFrom, prevTo := p.first, p.last.Add(time.Minute)
-	now := s.set.Clock.Now().UTC()
-	if q.Deployment == "" && !prevTo.Before(curFrom) && prevTo.After(now.Add(-W)) {
+	if q.Deployment == "" && !p.last.Before(c.last) {
 		from := latest(curFrom, prevFrom, curTo.Add(-W))
 		curFrom, prevFrom, prevTo = from, from, curTo
 	} else {
