@@ -3,7 +3,6 @@ package telstore
 import (
 	"context"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -92,16 +91,16 @@ func decodeCursor(s string) (time.Time, int64, error) {
 }
 
 // ParseTraceID reads a 32-hex-digit trace id into the two stored halves.
-func ParseTraceID(s string) (hi, lo uint64, err error) {
+func ParseTraceID(s string) (hi, lo int64, err error) {
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != 16 {
 		return 0, 0, fmt.Errorf("%w: trace id %q: want 32 hex digits", telquery.ErrInvalid, s)
 	}
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), nil
+	return be64(b[:8]), be64(b[8:]), nil
 }
 
-func traceHex(hi, lo uint64) string { return fmt.Sprintf("%016x%016x", hi, lo) }
-func spanHex(id uint64) string      { return fmt.Sprintf("%016x", id) }
+func traceHex(hi, lo int64) string { return fmt.Sprintf("%016x%016x", uint64(hi), uint64(lo)) }
+func spanHex(id int64) string      { return fmt.Sprintf("%016x", uint64(id)) }
 
 // jsonPath quotes an attribute key as a DuckDB JSON path, so dotted keys are one key.
 func jsonPath(k string) string {
@@ -129,7 +128,7 @@ func scanLog(rs *sql.Rows) (telquery.Log, int64, error) {
 	var l telquery.Log
 	var seq int64
 	var c ctxCols
-	var th, tl, sid sql.Null[uint64]
+	var th, tl, sid sql.Null[int64]
 	var attrs, res sql.NullString
 	dest := []any{&seq, &l.Time}
 	for i := range c {
@@ -292,8 +291,8 @@ var statusNames = []string{telquery.StatusUnset, telquery.StatusOK, telquery.Sta
 func scanSpan(rs *sql.Rows) (telquery.Span, int64, error) {
 	var sp telquery.Span
 	var seq, dur int64
-	var th, tl, sid uint64
-	var pid sql.Null[uint64]
+	var th, tl, sid int64
+	var pid sql.Null[int64]
 	var kind, status uint8
 	var msg, attrs sql.NullString
 	var c ctxCols

@@ -59,8 +59,8 @@ type logRow struct {
 	severity         uint8
 	severityText     string
 	body             string
-	traceHi, traceLo uint64
-	spanID           uint64
+	traceHi, traceLo int64
+	spanID           int64
 	hasTrace         bool
 	hasSpan          bool
 	attrs, resource  string
@@ -69,8 +69,8 @@ type logRow struct {
 type spanRow struct {
 	start            time.Time
 	durationNS       int64
-	traceHi, traceLo uint64
-	spanID, parentID uint64
+	traceHi, traceLo int64
+	spanID, parentID int64
 	hasParent        bool
 	name             string
 	kind, status     uint8
@@ -217,13 +217,16 @@ func logFrom(lr plog.LogRecord, ctx ctxCols, res string, received time.Time) log
 		row.attrs = string(appendMapJSON(nil, attrs, nil))
 	}
 	if tid := lr.TraceID(); !tid.IsEmpty() {
-		row.traceHi, row.traceLo, row.hasTrace = binary.BigEndian.Uint64(tid[:8]), binary.BigEndian.Uint64(tid[8:]), true
+		row.traceHi, row.traceLo, row.hasTrace = be64(tid[:8]), be64(tid[8:]), true
 	}
 	if sid := lr.SpanID(); !sid.IsEmpty() {
-		row.spanID, row.hasSpan = binary.BigEndian.Uint64(sid[:]), true
+		row.spanID, row.hasSpan = be64(sid[:]), true
 	}
 	return row
 }
+
+// be64 reads 8 id bytes as the signed number the id columns hold.
+func be64(b []byte) int64 { return int64(binary.BigEndian.Uint64(b)) }
 
 func codeFunction(attrs pcommon.Map) string {
 	for _, k := range []string{"code.function.name", "code.function"} {
@@ -260,14 +263,14 @@ func spanFrom(s ptrace.Span, ctx ctxCols, res string) spanRow {
 	kind := s.Kind()
 	row := spanRow{
 		start: start.AsTime(), durationNS: d,
-		traceHi: binary.BigEndian.Uint64(tid[:8]), traceLo: binary.BigEndian.Uint64(tid[8:]),
-		spanID: binary.BigEndian.Uint64(sid[:]), name: s.Name(), kind: uint8(kind),
+		traceHi: be64(tid[:8]), traceLo: be64(tid[8:]),
+		spanID: be64(sid[:]), name: s.Name(), kind: uint8(kind),
 		status: uint8(s.Status().Code()), statusMessage: s.Status().Message(),
 		entry: pid.IsEmpty() || kind == ptrace.SpanKindServer || kind == ptrace.SpanKindConsumer,
 		ctx:   ctx, resource: res,
 	}
 	if !pid.IsEmpty() {
-		row.parentID, row.hasParent = binary.BigEndian.Uint64(pid[:]), true
+		row.parentID, row.hasParent = be64(pid[:]), true
 	}
 	row.ctx[cFunction] = spanFunction(s, ctx[cFunction])
 	if s.Attributes().Len() > 0 {

@@ -221,8 +221,10 @@ func (s *Store) commitSignal() <-chan struct{} {
 // migrations are applied in order, each once. Never edit a released entry.
 //
 // Layout choices, for disk and scan speed: context columns are low-cardinality
-// strings DuckDB dictionary-compresses; trace and span ids are unsigned integers
-// (a trace lookup compares two numbers per row instead of strings); seq is a
+// strings DuckDB dictionary-compresses; trace and span ids are 64-bit integers,
+// their bits as signed numbers because database/sql cannot pass unsigned ones
+// with the high bit set (a trace lookup compares two numbers per row instead of
+// strings); seq is a
 // per-table ascending number that breaks timestamp ties for cursors and lets a
 // tail ask for "everything after"; attributes are JSON text.
 var migrations = []string{
@@ -243,9 +245,9 @@ CREATE TABLE logs (
 	severity      UTINYINT NOT NULL,
 	severity_text VARCHAR NOT NULL,
 	body          VARCHAR NOT NULL,
-	trace_hi      UBIGINT,
-	trace_lo      UBIGINT,
-	span_id       UBIGINT,
+	trace_hi      BIGINT,
+	trace_lo      BIGINT,
+	span_id       BIGINT,
 	attrs         VARCHAR,
 	resource      VARCHAR
 );
@@ -253,10 +255,10 @@ CREATE TABLE spans (
 	seq            BIGINT NOT NULL,
 	start          TIMESTAMP NOT NULL,
 	duration_ns    BIGINT NOT NULL,
-	trace_hi       UBIGINT NOT NULL,
-	trace_lo       UBIGINT NOT NULL,
-	span_id        UBIGINT NOT NULL,
-	parent_span_id UBIGINT,
+	trace_hi       BIGINT NOT NULL,
+	trace_lo       BIGINT NOT NULL,
+	span_id        BIGINT NOT NULL,
+	parent_span_id BIGINT,
 	name           VARCHAR NOT NULL,
 	kind           UTINYINT NOT NULL,
 	status         UTINYINT NOT NULL,

@@ -74,9 +74,14 @@ func logBatch(t testing.TB, d dep, specs ...logSpec) telemetry.Batch {
 	return telemetry.Batch{Signal: telemetry.Logs, DeploymentID: d.id, Received: t0, Records: ld.LogRecordCount(), Data: b}
 }
 
+// traceHiBits is the first half of every test trace id, 0xfabc000000000000, as
+// the signed number the store keeps.
+const traceHiBits = -0x0544000000000000
+
 func traceID(n uint64) pcommon.TraceID {
 	var id [16]byte
-	binary.BigEndian.PutUint64(id[:8], 0xabc)
+	// The high bit is set on purpose: ids are stored as signed numbers.
+	binary.BigEndian.PutUint64(id[:8], 0xfabc000000000000)
 	binary.BigEndian.PutUint64(id[8:], n)
 	return id
 }
@@ -226,7 +231,7 @@ func TestLogsAreFilteredAndPagedNewestFirst(t *testing.T) {
 		{"attribute", telquery.LogQuery{Attrs: map[string]string{"http.route": "/r1"}}, 83},
 		{"resource attribute", telquery.LogQuery{Attrs: map[string]string{"host.arch": "arm64", "service.name": "checkout"}}, 500},
 		{"time range", telquery.LogQuery{Filter: telquery.Filter{Deployment: "umbrella-dr", Since: t0.Add(10 * time.Second), Until: t0.Add(20 * time.Second)}}, 10},
-		{"trace", telquery.LogQuery{TraceID: traceHex(0xabc, 7)}, 1},
+		{"trace", telquery.LogQuery{TraceID: traceHex(traceHiBits, 7)}, 1},
 	} {
 		q := tc.q
 		q.Limit = 1000
@@ -238,7 +243,7 @@ func TestLogsAreFilteredAndPagedNewestFirst(t *testing.T) {
 			t.Errorf("%s: %d records, want %d", tc.name, len(page.Logs), tc.want)
 		}
 	}
-	page, _ = s.Logs(context.Background(), telquery.LogQuery{TraceID: traceHex(0xabc, 7)})
+	page, _ = s.Logs(context.Background(), telquery.LogQuery{TraceID: traceHex(traceHiBits, 7)})
 	l := page.Logs[0]
 	if l.Body != "request 6 Payment Declined" || l.Context.Replica != "acme-prod-pod-1" || l.Context.Region != "eu-west-1" ||
 		l.Resource["host.arch"] != "arm64" || l.Attributes["http.route"] != "/r0" || l.Severity != 9 {
@@ -261,7 +266,7 @@ func TestTraceComesBackAsATree(t *testing.T) {
 			spanSpec{trace: 42, id: 4, parent: 3, name: "HTTP POST", kind: ptrace.SpanKindClient, at: t0.Add(50 * time.Millisecond), dur: 200 * time.Millisecond, err: true},
 			spanSpec{trace: 43, id: 5, name: "other", kind: ptrace.SpanKindServer, at: t0, dur: time.Millisecond}))
 
-	tr, err := s.Trace(context.Background(), traceHex(0xabc, 42))
+	tr, err := s.Trace(context.Background(), traceHex(traceHiBits, 42))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +282,7 @@ func TestTraceComesBackAsATree(t *testing.T) {
 		invoke.OffsetMS != 40 || invoke.DurationMS != 250 || len(invoke.Children) != 1 || invoke.Children[0].Context.Function != "charge-card" {
 		t.Fatalf("the failing function's span is wrong: %+v", invoke)
 	}
-	if _, err := s.Trace(context.Background(), traceHex(0xabc, 99)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Trace(context.Background(), traceHex(traceHiBits, 99)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown trace: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Trace(context.Background(), "xyz"); !errors.Is(err, telquery.ErrInvalid) {

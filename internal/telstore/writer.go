@@ -232,7 +232,7 @@ func (w *writer) tx(ctx context.Context, fn func(driver.Conn) error) error {
 	return err
 }
 
-func nullU64(v uint64, ok bool) driver.Value {
+func nullI64(v int64, ok bool) driver.Value {
 	if !ok {
 		return nil
 	}
@@ -265,7 +265,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 				row = append(row[:0], seq[tLogs], l.ts.UTC())
 				row = appendCtx(row, &l.ctx)
 				row = append(row, l.severity, l.severityText, l.body,
-					nullU64(l.traceHi, l.hasTrace), nullU64(l.traceLo, l.hasTrace), nullU64(l.spanID, l.hasSpan),
+					nullI64(l.traceHi, l.hasTrace), nullI64(l.traceLo, l.hasTrace), nullI64(l.spanID, l.hasSpan),
 					nullStr(l.attrs), nullStr(l.resource))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
@@ -287,7 +287,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 				s := &p.rows.spans[i]
 				seq[tSpans]++
 				row = append(row[:0], seq[tSpans], s.start.UTC(), s.durationNS, s.traceHi, s.traceLo, s.spanID,
-					nullU64(s.parentID, s.hasParent), s.name, s.kind, s.status, nullStr(s.statusMessage), s.entry)
+					nullI64(s.parentID, s.hasParent), s.name, s.kind, s.status, nullStr(s.statusMessage), s.entry)
 				row = appendCtx(row, &s.ctx)
 				row = append(row, nullStr(s.attrs), nullStr(s.resource))
 				if err := app.AppendRow(row...); err != nil {
