@@ -17,9 +17,11 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/apitypes"
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/registry"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/telquery"
 )
 
 //go:embed openapi.json
@@ -55,6 +57,9 @@ type API struct {
 	fleet Fleet
 	keys  Keyring
 	log   *slog.Logger
+	// tel is nil when the manager runs without a telemetry store (see WithTelemetry).
+	tel   Telemetry
+	clock clock.Clock
 }
 
 // New returns the API over f and k.
@@ -62,7 +67,7 @@ func New(f Fleet, k Keyring, log *slog.Logger) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{fleet: f, keys: k, log: log}
+	return &API{fleet: f, keys: k, log: log, clock: clock.Real{}}
 }
 
 // Route is one documented endpoint.
@@ -74,7 +79,7 @@ type Route struct {
 
 // Routes lists every endpoint; the OpenAPI test checks the document against it.
 func (a *API) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{"GET", "/api/v1/openapi.json", "", a.openAPI},
 		{"GET", "/api/v1/deployments", auth.RoleViewer, a.listDeployments},
 		{"POST", "/api/v1/deployments", auth.RoleOperator, a.createDeployment},
@@ -88,7 +93,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}
+	}, a.telemetryRoutes()...)
 }
 
 // Register mounts every route on mux, plus a JSON 404 for unknown API paths.
@@ -150,7 +155,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, registry.ErrInvalid):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	default:
 		a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)

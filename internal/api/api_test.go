@@ -6,16 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/api"
 	"github.com/periscope-dev/periscope/internal/apiclient"
 	"github.com/periscope-dev/periscope/internal/apitypes"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager"
+	"github.com/periscope-dev/periscope/internal/telquery"
 )
 
 const admin = "psk_api-test-admin"
@@ -177,6 +180,11 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"Deployment": apitypes.Deployment{}, "DeploymentList": apitypes.DeploymentList{}, "NewDeployment": apitypes.NewDeployment{},
 		"Release": apitypes.Release{}, "NewRelease": apitypes.NewRelease{}, "Summary": apitypes.Summary{}, "Event": apitypes.Event{},
 		"Token": apitypes.Token{}, "NewToken": apitypes.NewToken{},
+		"Context": telquery.Context{}, "Log": telquery.Log{}, "LogPage": telquery.LogPage{}, "Span": telquery.Span{},
+		"SpanPage": telquery.SpanPage{}, "Trace": telquery.Trace{}, "Stats": telquery.Stats{}, "REDPoint": telquery.REDPoint{},
+		"REDSeries": telquery.REDSeries{}, "RED": telquery.RED{}, "ReleaseWindow": telquery.ReleaseWindow{},
+		"Comparison": telquery.Comparison{}, "MetricPoint": telquery.MetricPoint{}, "MetricSeries": telquery.MetricSeries{},
+		"Metric": telquery.Metric{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}
@@ -188,13 +196,59 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 			t.Errorf("schema %s documents %v; the type sends %v", name, got, want)
 		}
 	}
+	// The telemetry endpoints document exactly the parameters their query type
+	// encodes (each query sets every field that endpoint uses).
+	f := telquery.Filter{Deployment: "d", Customer: "c", Cloud: "aws", Region: "r", Release: "1", Stack: "s", Service: "api", Function: "f"}
+	timed := f
+	timed.Since, timed.Until = time.Unix(1, 0), time.Unix(2, 0)
+	logs := telquery.LogQuery{Filter: f, MinSeverity: 9, Contains: "x", Attrs: map[string]string{"k": "v"}, TraceID: "t"}
+	for path, q := range map[string]interface{ Values() url.Values }{
+		"/api/v1/logs/tail": logs,
+		"/api/v1/logs": telquery.LogQuery{Filter: timed, MinSeverity: 9, Contains: "x", Attrs: map[string]string{"k": "v"}, TraceID: "t",
+			Limit: 1, Cursor: "c"},
+		"/api/v1/spans":            telquery.SpanQuery{Filter: timed, Name: "n", ErrorsOnly: true, MinDuration: 1, RootsOnly: true, Limit: 1, Cursor: "c"},
+		"/api/v1/red":              telquery.REDQuery{Filter: timed, Step: time.Minute, GroupBy: "release", Raw: true},
+		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour},
+		"/api/v1/metrics/series":   telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
+	} {
+		var get struct {
+			Parameters []struct{ Name, In string }
+		}
+		if err := json.Unmarshal(doc.Paths[path]["get"], &get); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		got, want := []string{}, []string{}
+		for _, p := range get.Parameters {
+			if p.In == "query" {
+				got = append(got, p.Name)
+			}
+		}
+		for k := range q.Values() {
+			want = append(want, k)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("GET %s documents parameters %v; the query sends %v", path, got, want)
+		}
+	}
 }
 
+// jsonFields lists the object keys encoding/json writes for a struct type.
 func jsonFields(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != "" && name != "-" {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported() && !f.Anonymous:
+		case name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct:
+			// encoding/json lifts the fields of an untagged embedded struct
+			// (REDPoint's Stats) into the parent object.
+			out = append(out, jsonFields(f.Type)...)
+		case name == "":
+			out = append(out, f.Name)
+		default:
 			out = append(out, name)
 		}
 	}

@@ -69,11 +69,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("read answer of %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e apitypes.Error
-		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
-		}
-		return &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(data))}
+		return answerError(resp.StatusCode, data)
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -81,6 +77,16 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		}
 	}
 	return nil
+}
+
+// answerError turns an error answer into an *Error, keeping the manager's code
+// when the body is the API's JSON error and the raw text otherwise (a proxy's page).
+func answerError(status int, data []byte) error {
+	var e apitypes.Error
+	if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+		return &Error{Status: status, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	return &Error{Status: status, Code: "http", Message: strings.TrimSpace(string(data))}
 }
 
 // Filter narrows deployment lists and summaries.

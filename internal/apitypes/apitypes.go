@@ -126,3 +126,8 @@ type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// TailErrorTrailer is the HTTP trailer of GET /api/v1/logs/tail that says why the
+// stream ended, since the status line went out before the first record; it is
+// absent when the stream ended because the client went away.
+const TailErrorTrailer = "Periscope-Error"
