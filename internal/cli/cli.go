@@ -23,6 +23,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agentcmd"
 	"github.com/periscope-dev/periscope/internal/apiclient"
 	"github.com/periscope-dev/periscope/internal/apitypes"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/demo"
 	"github.com/periscope-dev/periscope/internal/fleet"
@@ -30,19 +31,23 @@ import (
 )
 
 // NewRoot returns the periscope command tree.
-func NewRoot() *cobra.Command {
+func NewRoot() *cobra.Command { return newRoot(clock.Real{}) }
+
+// newRoot builds the tree reading the time from c, so tests can fix what "1h ago" means.
+func newRoot(c clock.Clock) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "periscope",
 		Short:         "One operational view of every customer deployment",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	o := &opts{}
+	o := &opts{clock: c}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.manager, "manager", "", "manager URL for operator verbs (PERISCOPE_MANAGER, or 'manager' in the CLI config file)")
 	pf.StringVar(&o.token, "token", "", "API token for operator verbs (PERISCOPE_TOKEN, or 'token' in the CLI config file)")
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o))
+	root.AddCommand(managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
+		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o))
 	return root
 }
 
@@ -131,6 +136,8 @@ temporary unless --data-dir is given. Stop with Ctrl-C.`,
 
 type opts struct {
 	manager, token, output string
+	// clock is what relative flags such as --since 1h count back from.
+	clock clock.Clock
 }
 
 // cliConfig is the optional file in the user's config directory.
