@@ -140,7 +140,7 @@ func (m *Manager) start(ctx context.Context) error {
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
-	api.New(m.reg, m.keys, m.log.With("component", "api")).Register(mux)
+	api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
 	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
