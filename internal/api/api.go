@@ -60,6 +60,9 @@ type API struct {
 	// tel is nil when the manager runs without a telemetry store (see WithTelemetry).
 	tel   Telemetry
 	clock clock.Clock
+	// closing ends log tails at shutdown (see Close).
+	closing  context.Context
+	endTails context.CancelFunc
 }
 
 // New returns the API over f and k.
@@ -67,7 +70,8 @@ func New(f Fleet, k Keyring, log *slog.Logger) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{fleet: f, keys: k, log: log, clock: clock.Real{}}
+	closing, endTails := context.WithCancel(context.Background())
+	return &API{fleet: f, keys: k, log: log, clock: clock.Real{}, closing: closing, endTails: endTails}
 }
 
 // Route is one documented endpoint.

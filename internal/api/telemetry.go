@@ -42,6 +42,11 @@ func (a *API) WithTelemetry(t Telemetry, c clock.Clock) *API {
 	return a
 }
 
+// Close ends every log tail in progress and refuses new ones. http.Server.Shutdown
+// waits for handlers to return, and a tail returns only when its client leaves,
+// so register Close with the server's RegisterOnShutdown.
+func (a *API) Close() { a.endTails() }
+
 func (a *API) telemetryRoutes() []Route {
 	return []Route{
 		{"GET", "/api/v1/logs", auth.RoleViewer, queryHandler(a, params(telquery.ParseLogQuery), Telemetry.Logs)},
@@ -110,6 +115,13 @@ func (a *API) tailLogs(w http.ResponseWriter, r *http.Request, _ auth.APIToken) 
 		a.fail(w, r, err)
 		return
 	}
+	if a.closing.Err() != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the manager is shutting down")
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(a.closing, cancel)()
 	// The controller reaches Flush through wrappers that implement Unwrap.
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -121,20 +133,26 @@ func (a *API) tailLogs(w http.ResponseWriter, r *http.Request, _ auth.APIToken) 
 		a.log.Warn("log tail cannot flush; the client sees records only when the stream ends", "err", err)
 	}
 	enc := json.NewEncoder(w)
-	err = t.TailLogs(r.Context(), q, func(l telquery.Log) error {
+	err = t.TailLogs(ctx, q, func(l telquery.Log) error {
 		if err := enc.Encode(l); err != nil {
 			return err
 		}
 		return rc.Flush()
 	})
-	if err == nil || r.Context().Err() != nil {
-		return
+	if r.Context().Err() != nil {
+		return // the client left; nobody reads a trailer
 	}
-	msg := "internal error; the manager log has details"
-	if errors.Is(err, telquery.ErrInvalid) {
+	var msg string
+	switch {
+	case a.closing.Err() != nil:
+		msg = "the manager is shutting down"
+	case err == nil:
+		return
+	case errors.Is(err, telquery.ErrInvalid):
 		msg = err.Error()
-	} else {
+	default:
 		a.log.Error("log tail failed", "path", r.URL.Path, "err", err)
+		msg = "internal error; the manager log has details"
 	}
 	h.Set(apitypes.TailErrorTrailer, msg)
 }

@@ -416,3 +416,38 @@ func TestClientTailLogs(t *testing.T) {
 		t.Fatalf("TailLogs without a token = %v, want 401", err)
 	}
 }
+
+// TestCloseEndsTails checks that a server's graceful shutdown is not held up by a
+// log tail whose client never leaves, once Close is registered with it.
+func TestCloseEndsTails(t *testing.T) {
+	fake := newFake()
+	a := api.New(nil, keys{}, nil).WithTelemetry(fake, nil)
+	mux := http.NewServeMux()
+	a.Register(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.RegisterOnShutdown(a.Close)
+	srv.Start()
+	defer srv.Close()
+	c := apiclient.New(srv.URL, viewerSecret)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.TailLogs(context.Background(), telquery.LogQuery{}, func(telquery.Log) error { return nil })
+	}()
+	fake.tail <- cannedLogs.Logs[0] // the tail is running
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a tail open: %v", err)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("TailLogs = %v, want the manager shutting down", err)
+	}
+	// A tail asked for after Close is refused rather than left open.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/api/v1/logs/tail", nil)
+	req.Header.Set("Authorization", "Bearer "+viewerSecret)
+	mux.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"unavailable"`) {
+		t.Fatalf("tail after Close: %d %s", rec.Code, rec.Body)
+	}
+}
