@@ -140,7 +140,8 @@ func (m *Manager) start(ctx context.Context) error {
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
-	api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).Register(mux)
+	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock)
+	a.Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
 	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
@@ -170,6 +171,8 @@ func (m *Manager) start(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
+	// Open log tails end at shutdown instead of holding it up until the deadline.
+	m.srv.RegisterOnShutdown(a.Close)
 	go func() { m.serveErr <- m.srv.Serve(ln) }()
 	m.ready.Store(true)
 	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir,
