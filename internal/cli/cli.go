@@ -120,8 +120,11 @@ func demoCmd() *cobra.Command {
 		Use:   "demo",
 		Short: "Run a manager with a dozen simulated deployments checking in",
 		Long: `Run a manager and a dozen simulated deployments across customers, clouds and
-regions, each with a real agent checking in over OpAMP. The data directory is
-temporary unless --data-dir is given. Stop with Ctrl-C.`,
+regions, each with a real agent checking in over OpAMP and services sending
+logs, traces and metrics (half an hour of history, then live). One deployment,
+globex-prod, broke its checkout in its upgrade to 1.8.0; the commands printed
+at the start investigate it. The data directory is temporary unless --data-dir
+is given. Stop with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

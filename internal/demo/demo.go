@@ -1,6 +1,10 @@
 // Package demo runs a manager with a dozen simulated customer deployments, each a
 // real agent checking in over OpAMP, so a newcomer can explore the fleet view on
 // a laptop: healthy, behind, unhealthy, stale and pending deployments included.
+// Each deployment's services also send application telemetry (half an hour of
+// history, then live), and one deployment's upgrade to 1.8.0 broke its checkout,
+// so the investigation of PRODUCT.md can be walked from the fleet view down to
+// the failing function.
 package demo
 
 import (
@@ -9,14 +13,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/agent"
 	"github.com/periscope-dev/periscope/internal/apiclient"
 	"github.com/periscope-dev/periscope/internal/apitypes"
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager"
 )
@@ -29,7 +38,24 @@ type Options struct {
 	Logger  *slog.Logger
 	// Ready, when set, receives the manager URL and admin token once the fleet runs.
 	Ready func(url, token string)
+	// Clock drives the manager and stamps the simulated telemetry; nil means the
+	// wall clock.
+	Clock clock.Clock
+	// Rand draws the simulated requests; nil means a source seeded from the clock,
+	// so every run shows different trace ids.
+	Rand *rand.Rand
 }
+
+// The demo's timeline of application traffic.
+const (
+	// history is how much telemetry exists when the demo starts.
+	history = 30 * time.Minute
+	// upgradedAgo is when, before the start, the upgrading deployment moved to
+	// its new release.
+	upgradedAgo = 12 * time.Minute
+	// liveEvery is how often live traffic is sent.
+	liveEvery = 2 * time.Second
+)
 
 // Stack is the demo vendor's product.
 const Stack = "lighthouse"
@@ -42,14 +68,19 @@ type sim struct {
 	stopAfter time.Duration
 	// noAgent leaves the deployment registered but never checked in.
 	noAgent bool
+	// upgradedFrom is the release the deployment ran until upgradedAgo; its
+	// history starts there.
+	upgradedFrom string
 }
 
 // Fleet is the demo's simulated fleet.
 var fleetSpec = []sim{
 	{id: "acme-prod", customer: "acme", cloud: "aws", region: "us-east-1", platform: "aws_eks", transport: "websocket", release: "1.8.0"},
 	{id: "acme-staging", customer: "acme", cloud: "aws", region: "us-east-1", platform: "aws_eks", transport: "websocket", release: "1.8.0"},
+	// The deployment the investigation is about: its checkout fails since its
+	// upgrade, which its traffic shows (see feed.faulty).
 	{id: "globex-prod", customer: "globex", cloud: "gcp", region: "europe-west4", platform: "gcp_kubernetes_engine", transport: "http", release: "1.8.0",
-		unhealthy: "error rate 14% since upgrade to 1.8.0 (was 0.3%)"},
+		unhealthy: "error rate 14% since upgrade to 1.8.0 (was 0.3%)", upgradedFrom: "1.7.2"},
 	{id: "initech-eu", customer: "initech", cloud: "azure", region: "westeurope", platform: "azure_aks", transport: "http", release: "1.7.2"},
 	{id: "umbrella-prod", customer: "umbrella", cloud: "aws", region: "eu-central-1", platform: "aws_ecs", transport: "websocket", release: "1.8.0"},
 	{id: "hooli-prod", customer: "hooli", cloud: "gcp", region: "us-central1", platform: "gcp_cloud_run", transport: "http", release: "1.8.0"},
@@ -69,6 +100,11 @@ func Run(ctx context.Context, o Options) error {
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
+	o.Clock = clock.Or(o.Clock)
+	if o.Rand == nil {
+		seed := uint64(o.Clock.Now().UnixNano())
+		o.Rand = rand.New(rand.NewPCG(seed, seed>>32))
+	}
 	dir := o.DataDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "periscope-demo-")
@@ -86,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = o.Listen, filepath.Join(dir, "manager"), token
 	cfg.HeartbeatInterval = config.Duration(2 * time.Second)
 	cfg.StaleAfter = config.Duration(6 * time.Second)
-	m, err := manager.New(cfg, manager.Settings{Logger: o.Logger})
+	m, err := manager.New(cfg, manager.Settings{Logger: o.Logger, Clock: o.Clock})
 	if err != nil {
 		return err
 	}
@@ -100,48 +136,71 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	api := apiclient.New(m.URL(), token)
 
-	var agents []*agent.Agent
-	defer func() {
-		for _, a := range agents {
-			a.Shutdown(context.Background())
-		}
-	}()
 	tokens, err := seed(ctx, api)
 	if err != nil {
 		return err
 	}
+	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*agent.Agent{}}
+	defer fl.shutdown()
+	tr := newTraffic(m.URL(), o.Clock, o.Logger)
+	var feeds []*feed
 	for _, s := range fleetSpec {
 		if s.noAgent {
 			continue
 		}
-		ac := config.DefaultAgent()
-		ac.Manager, ac.Token, ac.Release, ac.Transport = m.URL(), tokens[s.id], s.release, s.transport
-		ac.Cloud, ac.Region, ac.Platform = s.cloud, s.region, s.platform
-		ac.DataDir = filepath.Join(dir, "agents", s.id)
-		ac.HeartbeatInterval = cfg.HeartbeatInterval
-		a, err := agent.New(ac, agent.Settings{Logger: o.Logger, Env: []string{}})
-		if err != nil {
+		rel := s.release
+		if s.upgradedFrom != "" {
+			rel = s.upgradedFrom
+		}
+		if err := fl.start(ctx, s, rel); err != nil {
 			return err
 		}
-		if s.unhealthy != "" {
-			a.SetComponentHealth("checkout-api", false, s.unhealthy)
-		}
-		if err := a.Start(ctx); err != nil {
-			return err
-		}
-		agents = append(agents, a)
-		if s.stopAfter > 0 {
-			go func() {
-				select {
-				case <-time.After(s.stopAfter):
-					a.Shutdown(context.Background())
-				case <-ctx.Done():
-				}
-			}()
+		feeds = append(feeds, &feed{id: s.id, token: tokens[s.id], platform: s.platform, release: rel,
+			faulty: s.faulty(rel), rng: rand.New(rand.NewPCG(o.Rand.Uint64(), o.Rand.Uint64()))})
+	}
+	now := o.Clock.Now()
+	if err := fl.history(ctx, api, tr, feeds, now); err != nil {
+		return err
+	}
+	// RED rollups are written a second after ingest; the first query a newcomer
+	// (or a test) makes after Ready should see all of the history.
+	if err := m.Telemetry().Flush(ctx); err != nil {
+		return fmt.Errorf("roll up the history: %w", err)
+	}
+
+	fault := "TRACE"
+	for _, f := range feeds {
+		if f.lastFault != "" {
+			fault = f.lastFault
 		}
 	}
+	// The live traffic stops before the manager does (deferred calls run last first).
+	var live sync.WaitGroup
+	defer live.Wait()
+	lctx, stopLive := context.WithCancel(ctx)
+	defer stopLive()
+	for _, f := range feeds {
+		tr.add(f)
+	}
+	live.Go(func() { tr.run(lctx, now, liveEvery) })
+	for _, s := range fleetSpec {
+		if s.stopAfter <= 0 {
+			continue
+		}
+		a := fl.agents[s.id]
+		live.Go(func() {
+			select {
+			case <-time.After(s.stopAfter):
+				a.Shutdown(context.Background())
+				tr.stop(s.id)
+			case <-lctx.Done():
+			}
+		})
+	}
+
 	fmt.Fprintf(o.Out, `
-Periscope demo is running: a manager and %d simulated customer deployments.
+Periscope demo is running: a manager and %d simulated customer deployments, with
+%.0f minutes of their services' logs, traces and metrics, and live traffic since.
 
   Manager:   %s
   API token: %s   (admin)
@@ -151,14 +210,23 @@ Try, in another terminal:
 
   export PERISCOPE_MANAGER=%s PERISCOPE_TOKEN=%s
   go run ./cmd/periscope status
-  go run ./cmd/periscope deployments list
-  go run ./cmd/periscope deployments show globex-prod     # unhealthy: a component is failing
+  go run ./cmd/periscope deployments list                 # globex-prod is unhealthy
+  go run ./cmd/periscope deployments show globex-prod     # since its upgrade to 1.8.0, %.0f minutes ago
   go run ./cmd/periscope deployments list --status stale  # wayne-prod stops checking in after ~15s
   go run ./cmd/periscope releases list
-  curl -s -H "Authorization: Bearer $PERISCOPE_TOKEN" %s/api/v1/deployments | head -c 600
+
+Then investigate globex-prod from its telemetry:
+
+  go run ./cmd/periscope red --deployment globex-prod --group-by release --since 30m --step 5m
+  go run ./cmd/periscope compare --deployment globex-prod        # 1.8.0 against 1.7.2
+  go run ./cmd/periscope red --deployment globex-prod --release 1.8.0 --group-by function --since 10m --step 10m
+  go run ./cmd/periscope logs --deployment globex-prod --release 1.8.0 --severity error --limit 5
+  go run ./cmd/periscope traces --deployment globex-prod --release 1.8.0 --errors --limit 6
+  go run ./cmd/periscope trace %s   # or any TRACE listed above
+  go run ./cmd/periscope metrics queue.depth --deployment globex-prod --group-by release --agg max --since 30m --step 5m
 
 Press Ctrl-C to stop.
-`, len(fleetSpec), m.URL(), token, dir, m.URL(), token, m.URL())
+`, len(fleetSpec), history.Minutes(), m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault)
 	if o.Ready != nil {
 		o.Ready(m.URL(), token)
 	}
@@ -167,6 +235,113 @@ Press Ctrl-C to stop.
 		err = nil
 	}
 	return err
+}
+
+// faulty reports whether the deployment's requests on release rel show the
+// regression its unhealthy component reports.
+func (s sim) faulty(rel string) bool { return s.unhealthy != "" && rel == s.release }
+
+// fleet runs the demo's agents.
+type fleet struct {
+	log       *slog.Logger
+	manager   string
+	dir       string
+	heartbeat config.Duration
+	tokens    map[string]string
+	agents    map[string]*agent.Agent
+}
+
+// start runs deployment s's agent reporting release rel. An agent keeps its
+// identity in its data directory, so a restart with a new release is the same
+// deployment upgraded.
+func (fl *fleet) start(ctx context.Context, s sim, rel string) error {
+	ac := config.DefaultAgent()
+	ac.Manager, ac.Token, ac.Release, ac.Transport = fl.manager, fl.tokens[s.id], rel, s.transport
+	ac.Cloud, ac.Region, ac.Platform = s.cloud, s.region, s.platform
+	ac.DataDir = filepath.Join(fl.dir, "agents", s.id)
+	ac.HeartbeatInterval = fl.heartbeat
+	a, err := agent.New(ac, agent.Settings{Logger: fl.log, Env: []string{}})
+	if err != nil {
+		return err
+	}
+	if s.faulty(rel) {
+		a.SetComponentHealth("checkout-api", false, s.unhealthy)
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	fl.agents[s.id] = a
+	return nil
+}
+
+func (fl *fleet) shutdown() {
+	for _, a := range fl.agents {
+		a.Shutdown(context.Background())
+	}
+}
+
+// history sends the feeds' traffic of the half hour before now. The manager tags
+// telemetry with the release a deployment reports when the telemetry arrives, so
+// an upgrading deployment reports its old release while the history before its
+// upgrade is sent, and its agent then restarts on the new release, as an upgrade
+// does, before the rest is sent.
+func (fl *fleet) history(ctx context.Context, api *apiclient.Client, tr *traffic, feeds []*feed, now time.Time) error {
+	want := map[string]string{}
+	for _, f := range feeds {
+		want[f.id] = f.release
+	}
+	if err := awaitReleases(ctx, api, want); err != nil {
+		return err
+	}
+	upgrade := now.Add(-upgradedAgo)
+	if err := tr.backfill(ctx, feeds, now.Add(-history), upgrade); err != nil {
+		return err
+	}
+	for _, s := range fleetSpec {
+		if s.upgradedFrom == "" {
+			continue
+		}
+		fl.agents[s.id].Shutdown(ctx)
+		if err := fl.start(ctx, s, s.release); err != nil {
+			return fmt.Errorf("upgrade %s: %w", s.id, err)
+		}
+		for _, f := range feeds {
+			if f.id == s.id {
+				f.release, f.faulty = s.release, s.faulty(s.release)
+			}
+		}
+		want[s.id] = s.release
+	}
+	if err := awaitReleases(ctx, api, want); err != nil {
+		return err
+	}
+	return tr.backfill(ctx, feeds, upgrade, now)
+}
+
+// awaitReleases waits until every deployment in want reports the release want
+// gives it.
+func awaitReleases(ctx context.Context, api *apiclient.Client, want map[string]string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		ds, err := api.Deployments(ctx, apiclient.Filter{})
+		if err != nil {
+			return fmt.Errorf("wait for the agents: %w", err)
+		}
+		var missing []string
+		for _, d := range ds {
+			if rel, ok := want[d.ID]; ok && d.Release != rel {
+				missing = append(missing, d.ID+" on "+rel)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if !clock.Sleep(ctx, 50*time.Millisecond) {
+			sort.Strings(missing)
+			return fmt.Errorf("agents did not report their release in time: %s: %w", strings.Join(missing, ", "), ctx.Err())
+		}
+	}
 }
 
 func seed(ctx context.Context, api *apiclient.Client) (map[string]string, error) {

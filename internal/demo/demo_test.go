@@ -1,0 +1,107 @@
+package demo
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/apiclient"
+	"github.com/periscope-dev/periscope/internal/telquery"
+)
+
+// TestDemoInvestigation runs the demo and walks the investigation of PRODUCT.md
+// through the API: globex-prod is unhealthy on 1.8.0, worse than on 1.7.2, and
+// its failing spans name apply-discount, while a healthy deployment is quiet.
+func TestDemoInvestigation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type ready struct{ url, token string }
+	readyc := make(chan ready, 1)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- Run(ctx, Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Out: io.Discard,
+			Rand: rand.New(rand.NewPCG(7, 11)), Ready: func(url, token string) { readyc <- ready{url, token} }})
+	}()
+	var r ready
+	select {
+	case r = <-readyc:
+	case err := <-done:
+		t.Fatalf("demo ended before it was ready: %v", err)
+	case <-ctx.Done():
+		t.Fatal("demo not ready in time")
+	}
+	t.Logf("demo ready in %v", time.Since(start).Round(time.Millisecond))
+	api := apiclient.New(r.url, r.token)
+
+	d, err := api.Deployment(ctx, "globex-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Release != "1.8.0" || d.Status != "unhealthy" {
+		t.Errorf("globex-prod runs %s and is %s, want 1.8.0 and unhealthy", d.Release, d.Status)
+	}
+
+	cmp, err := api.CompareReleases(ctx, telquery.CompareQuery{Filter: telquery.Filter{Deployment: "globex-prod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("globex-prod: %s %+v against %s %+v", cmp.Current.Release, cmp.Current.Stats, cmp.Previous.Release, cmp.Previous.Stats)
+	if cmp.Current.Release != "1.8.0" || cmp.Previous.Release != "1.7.2" {
+		t.Errorf("compared %s with %s, want 1.8.0 with 1.7.2", cmp.Current.Release, cmp.Previous.Release)
+	}
+	if cmp.ErrorRateChange <= 0.08 {
+		t.Errorf("error rate change %.4f, want more than 0.08", cmp.ErrorRateChange)
+	}
+	if cmp.P95Ratio <= 2 {
+		t.Errorf("p95 ratio %.2f, want more than 2", cmp.P95Ratio)
+	}
+
+	spans, err := api.Spans(ctx, telquery.SpanQuery{Filter: telquery.Filter{Deployment: "globex-prod", Release: "1.8.0"}, ErrorsOnly: true, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var traceID string
+	for _, s := range spans.Spans {
+		if s.Context.Function == "apply-discount" && s.Kind == "internal" {
+			traceID = s.TraceID
+			break
+		}
+	}
+	if traceID == "" {
+		t.Fatalf("no failing apply-discount span among %d error spans of globex-prod 1.8.0", len(spans.Spans))
+	}
+	logs, err := api.Logs(ctx, telquery.LogQuery{Filter: telquery.Filter{Deployment: "globex-prod"}, TraceID: traceID, MinSeverity: 17})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs.Logs) != 1 || logs.Logs[0].Body != "apply-discount: coupon service returned 500 for coupon=SUMMER24" {
+		t.Errorf("error logs of trace %s: %+v, want the coupon failure", traceID, logs.Logs)
+	}
+
+	red, err := api.RED(ctx, telquery.REDQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: start.Add(-time.Hour)}, GroupBy: telquery.ByRelease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(red.Series) != 1 {
+		t.Fatalf("acme-prod has %d releases in its telemetry, want 1", len(red.Series))
+	}
+	if tot := red.Series[0].Total; tot.Requests < 600 || tot.ErrorRate > 0.02 {
+		t.Errorf("acme-prod: %d requests with error rate %.4f, want half an hour of them and few errors", tot.Requests, tot.ErrorRate)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+}
