@@ -45,6 +45,8 @@ type config struct {
 	seed                               uint64
 	budget                             time.Duration
 	cpuProfile                         string
+	threads                            int
+	memoryLimit                        string
 }
 
 func main() {
@@ -63,6 +65,8 @@ func main() {
 	flag.DurationVar(&c.span, "span", 2*time.Hour, "time the data covers, ending now")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated data")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the ingest phases (generation included, in its own frames) to this file")
+	flag.IntVar(&c.threads, "threads", 0, "DuckDB worker threads of the store (Settings.Threads; default DuckDB's, one per core)")
+	flag.StringVar(&c.memoryLimit, "memory-limit", "", "DuckDB memory limit of the store (Settings.MemoryLimit), e.g. 1GB")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "store:", err)
@@ -109,8 +113,10 @@ func run(c config) error {
 		len(fl.deps), services, routes, fl.releases[0], fl.releases[len(fl.releases)-1], c.span, end.Format(time.RFC3339))
 	fmt.Printf("load: %d log records and %d spans in requests of %d records, %d concurrent senders, into %s\n",
 		c.logs, c.spans, c.batch, c.senders, dir)
-	fmt.Printf("machine: %d CPUs (GOMAXPROCS %d); the store shares them with this process's generator and whatever else runs\n\n",
+	fmt.Printf("machine: %d CPUs (GOMAXPROCS %d); the store shares them with this process's generator and whatever else runs\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	fmt.Printf("timed during ingest: Consume only (decode, convert, append, commit); requests are generated in chunks of %d records\n"+
+		"before each timed stretch, never while Consume is timed\n\n", c.chunk)
 
 	if c.cpuProfile != "" {
 		f, err := os.Create(c.cpuProfile)
@@ -124,7 +130,7 @@ func run(c config) error {
 	}
 	open := func() (*telstore.Store, time.Duration, error) {
 		t := time.Now()
-		st, err := telstore.Open(ctx, dir, telstore.Settings{})
+		st, err := telstore.Open(ctx, dir, telstore.Settings{Threads: c.threads, MemoryLimit: c.memoryLimit})
 		if err != nil {
 			return nil, 0, fmt.Errorf("open store: %w", err)
 		}
