@@ -46,6 +46,7 @@ type config struct {
 	budget                             time.Duration
 	cpuProfile                         string
 	threads                            int
+	writers                            int
 	memoryLimit                        string
 }
 
@@ -65,6 +66,7 @@ func main() {
 	flag.DurationVar(&c.span, "span", 2*time.Hour, "time the data covers, ending now")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated data")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the ingest phases (generation included, in its own frames) to this file")
+	flag.IntVar(&c.writers, "writers", 0, "connections appending at once (Settings.Writers; default the store's)")
 	flag.IntVar(&c.threads, "threads", 0, "DuckDB worker threads of the store (Settings.Threads; default DuckDB's, one per core)")
 	flag.StringVar(&c.memoryLimit, "memory-limit", "", "DuckDB memory limit of the store (Settings.MemoryLimit), e.g. 1GB")
 	flag.Parse()
@@ -130,7 +132,7 @@ func run(c config) error {
 	}
 	open := func() (*telstore.Store, time.Duration, error) {
 		t := time.Now()
-		st, err := telstore.Open(ctx, dir, telstore.Settings{Threads: c.threads, MemoryLimit: c.memoryLimit})
+		st, err := telstore.Open(ctx, dir, telstore.Settings{Threads: c.threads, Writers: c.writers, MemoryLimit: c.memoryLimit})
 		if err != nil {
 			return nil, 0, fmt.Errorf("open store: %w", err)
 		}

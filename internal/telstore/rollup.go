@@ -100,6 +100,23 @@ func (r rollup) add(s *spanRow) {
 	a.h[bucketOf(s.durationNS)]++
 }
 
+// merge adds o's figures to r.
+func (r rollup) merge(o rollup) {
+	for k, b := range o {
+		a := r[k]
+		if a == nil {
+			r[k] = b
+			continue
+		}
+		a.requests += b.requests
+		a.errors += b.errors
+		a.durationNS += b.durationNS
+		for i, n := range b.h {
+			a.h[i] += n
+		}
+	}
+}
+
 // append writes the accumulated rows to red_minute and red_hist. Rows for the same
 // key from several flushes are summed by the queries.
 func (r rollup) append(dc driver.Conn) error {

@@ -57,10 +57,18 @@ type Settings struct {
 	RollupEvery time.Duration
 	// MaxBatchRows bounds one group commit (default 65536 rows).
 	MaxBatchRows int
+	// Writers is how many connections append at once (default 2); their commits
+	// still go one at a time, in order.
+	Writers int
 	// Threads bounds DuckDB's worker threads (default: DuckDB's, one per core).
 	Threads int
 	// MemoryLimit bounds DuckDB's buffer memory, e.g. "1GB" (default: DuckDB's).
 	MemoryLimit string
+	// CheckpointThreshold is how much write-ahead log DuckDB gathers before it
+	// folds it into the file (default 256MB). DuckDB's own 16MB made ingest
+	// checkpoint every ~77,000 log rows at about a second each, whatever their
+	// number; a larger log costs a longer replay after a crash.
+	CheckpointThreshold string
 	// Clock drives retention and default query windows; nil means the wall clock.
 	Clock clock.Clock
 	// Logger reports write and retention failures; nil means slog.Default().
@@ -82,8 +90,14 @@ func (s *Settings) defaults() {
 	if s.RollupEvery <= 0 {
 		s.RollupEvery = DefaultRollupEvery
 	}
+	if s.Writers <= 0 {
+		s.Writers = 2
+	}
 	if s.MaxBatchRows <= 0 {
 		s.MaxBatchRows = 1 << 16
+	}
+	if s.CheckpointThreshold == "" {
+		s.CheckpointThreshold = "256MB"
 	}
 	if s.Clock == nil {
 		s.Clock = clock.Real{}
@@ -160,6 +174,9 @@ func (s *Store) configure(ctx context.Context) error {
 		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("SET threads = %d", s.set.Threads)); err != nil {
 			return err
 		}
+	}
+	if _, err := s.db.ExecContext(ctx, "SET checkpoint_threshold = '"+sqlString(s.set.CheckpointThreshold)+"'"); err != nil {
+		return err
 	}
 	if s.set.MemoryLimit != "" {
 		if _, err := s.db.ExecContext(ctx, "SET memory_limit = '"+sqlString(s.set.MemoryLimit)+"'"); err != nil {

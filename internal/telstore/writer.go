@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"sync"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -59,13 +60,25 @@ func (s *Store) Consume(ctx context.Context, b telemetry.Batch) error {
 	}
 }
 
-// writer owns the one connection that appends.
+// writer appends batches on several connections at once and commits them in
+// the order their rows were numbered. Appending (converting values into DuckDB
+// vectors) is most of a write and runs in parallel; the commits, which write the
+// log, go one at a time in seq order, so a reader never sees seq n+1 before n and
+// a log tail asking for "everything after n" misses nothing.
 type writer struct {
-	s    *Store
-	conn *sql.Conn
-	seq  [3]int64 // last seq of logs, spans, metric_points
-	acc  rollup
-	// rolledSeq is the last span seq the accumulator holds.
+	s      *Store
+	rollup *sql.Conn   // writes rollups, and reads at open
+	conns  []*sql.Conn // one per appender
+
+	// mu guards the seq reservations and the commit turn.
+	mu   sync.Mutex
+	seq  [3]int64      // last seq reserved in logs, spans, metric_points
+	turn chan struct{} // closed when the latest reserved group has committed (or failed)
+
+	// accMu guards the rollups accumulated since the last flush.
+	accMu sync.Mutex
+	acc   rollup
+	// rolledSeq is the last span seq whose rollup is in acc or written.
 	rolledSeq int64
 }
 
@@ -78,35 +91,52 @@ const (
 var tableNames = [3]string{"logs", "spans", "metric_points"}
 
 func newWriter(ctx context.Context, s *Store) (*writer, error) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return nil, err
+	w := &writer{s: s, acc: rollup{}, turn: make(chan struct{})}
+	close(w.turn)
+	// A connection runs one transaction at a time, so rollups get their own.
+	for range max(1, s.set.Writers) + 1 {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.conns = append(w.conns, conn)
 	}
-	w := &writer{s: s, conn: conn, acc: rollup{}}
+	w.rollup, w.conns = w.conns[0], w.conns[1:]
 	for i, t := range tableNames {
-		if err := conn.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM "+t).Scan(&w.seq[i]); err != nil {
-			conn.Close()
+		if err := w.rollup.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM "+t).Scan(&w.seq[i]); err != nil {
+			w.close()
 			return nil, fmt.Errorf("read last %s seq: %w", t, err)
 		}
 	}
 	if err := w.recoverRollups(ctx); err != nil {
-		conn.Close()
+		w.close()
 		return nil, fmt.Errorf("rebuild rollups: %w", err)
 	}
 	return w, nil
 }
 
+func (w *writer) close() {
+	if w.rollup != nil {
+		w.rollup.Close()
+	}
+	for _, c := range w.conns {
+		c.Close()
+	}
+}
+
 // recoverRollups rolls up the entry spans a crash left out of the rollups.
 func (w *writer) recoverRollups(ctx context.Context) error {
+	conn := w.rollup
 	var from int64
-	if err := w.conn.QueryRowContext(ctx, "SELECT span_seq FROM rollup_state WHERE id = 1").Scan(&from); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT span_seq FROM rollup_state WHERE id = 1").Scan(&from); err != nil {
 		return err
 	}
+	w.rolledSeq = w.seq[tSpans]
 	if from >= w.seq[tSpans] {
-		w.rolledSeq = w.seq[tSpans]
 		return nil
 	}
-	rs, err := w.conn.QueryContext(ctx, `SELECT start, duration_ns, status, `+ctxList("")+` FROM spans WHERE seq > ? AND entry`, from)
+	rs, err := conn.QueryContext(ctx, `SELECT start, duration_ns, status, `+ctxList("")+` FROM spans WHERE seq > ? AND entry`, from)
 	if err != nil {
 		return err
 	}
@@ -128,7 +158,6 @@ func (w *writer) recoverRollups(ctx context.Context) error {
 	if err := rs.Err(); err != nil {
 		return err
 	}
-	w.rolledSeq = w.seq[tSpans]
 	if err := w.flushRollup(ctx); err != nil {
 		return err
 	}
@@ -136,15 +165,40 @@ func (w *writer) recoverRollups(ctx context.Context) error {
 	return nil
 }
 
+// run starts one appender per connection and writes rollups every RollupEvery
+// (and on Flush) until the store stops; then it commits what is queued and writes
+// the last rollups.
 func (w *writer) run() {
-	defer w.conn.Close()
+	defer w.close()
+	ctx := context.Background()
+	var workers sync.WaitGroup
+	for _, conn := range w.conns {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				select {
+				case p := <-w.s.in:
+					w.commit(ctx, conn, w.gather(p))
+				case <-w.s.stop:
+					// Consume no longer sends once stop is closed; take what is queued.
+					for {
+						select {
+						case p := <-w.s.in:
+							w.commit(ctx, conn, w.gather(p))
+							continue
+						default:
+						}
+						return
+					}
+				}
+			}
+		}()
+	}
 	t := time.NewTicker(w.s.set.RollupEvery)
 	defer t.Stop()
-	ctx := context.Background()
 	for {
 		select {
-		case p := <-w.s.in:
-			w.commit(ctx, w.gather(p))
 		case done := <-w.s.flush:
 			done <- w.flushRollup(ctx)
 		case <-t.C:
@@ -152,16 +206,7 @@ func (w *writer) run() {
 				w.s.log.Error("could not write RED rollups; will retry", "error", err)
 			}
 		case <-w.s.stop:
-			// Consume no longer sends once stop is closed; take what is queued.
-			for {
-				select {
-				case p := <-w.s.in:
-					w.commit(ctx, w.gather(p))
-					continue
-				default:
-				}
-				break
-			}
+			workers.Wait()
 			if err := w.flushRollup(ctx); err != nil {
 				w.s.log.Error("could not write RED rollups at close; they are rebuilt at the next start", "error", err)
 			}
@@ -187,25 +232,44 @@ func (w *writer) gather(p *pending) []*pending {
 	return ps
 }
 
-func (w *writer) commit(ctx context.Context, ps []*pending) {
+func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
 	start := time.Now()
-	seq := w.seq
-	err := w.tx(ctx, func(dc driver.Conn) error { return appendRows(dc, ps, &seq) })
+	var n [3]int64
+	for _, p := range ps {
+		n[tLogs], n[tSpans], n[tPoints] = n[tLogs]+int64(len(p.rows.logs)), n[tSpans]+int64(len(p.rows.spans)), n[tPoints]+int64(len(p.rows.points))
+	}
+	// Reserve this group's numbers and its place in the commit order.
+	w.mu.Lock()
+	first := w.seq
+	for i := range w.seq {
+		w.seq[i] += n[i]
+	}
+	prev, mine := w.turn, make(chan struct{})
+	w.turn = mine
+	w.mu.Unlock()
+	defer close(mine)
+
+	seq := first
+	err := w.tx(ctx, conn, func(dc driver.Conn) error { return appendRows(dc, ps, &seq) },
+		func() { <-prev })
 	if err != nil {
 		w.s.m.failures.Inc()
 		w.s.log.Error("could not store telemetry; the senders will retry", "batches", len(ps), "error", err)
 		err = fmt.Errorf("telemetry store: %w", err)
 	} else {
-		for i := range seq {
-			w.s.m.rows.WithLabelValues(tableNames[i]).Add(float64(seq[i] - w.seq[i]))
+		for i := range n {
+			w.s.m.rows.WithLabelValues(tableNames[i]).Add(float64(n[i]))
 		}
-		w.seq = seq
+		// Still this group's turn: rollups are added in seq order, so rolledSeq
+		// never claims spans a slower group has not added yet.
+		w.accMu.Lock()
 		for _, p := range ps {
 			for i := range p.rows.spans {
 				w.acc.add(&p.rows.spans[i])
 			}
 		}
 		w.rolledSeq = seq[tSpans]
+		w.accMu.Unlock()
 		w.s.m.commits.Inc()
 		w.s.m.commitSec.Observe(time.Since(start).Seconds())
 	}
@@ -217,17 +281,24 @@ func (w *writer) commit(ctx context.Context, ps []*pending) {
 	}
 }
 
-// tx runs fn inside one transaction on the writer's connection.
-func (w *writer) tx(ctx context.Context, fn func(driver.Conn) error) error {
-	if _, err := w.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+// tx runs fn inside one transaction on conn; beforeCommit, when set, runs
+// between fn and COMMIT (waiting for this group's turn).
+func (w *writer) tx(ctx context.Context, conn *sql.Conn, fn func(driver.Conn) error, beforeCommit func()) error {
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		if beforeCommit != nil {
+			beforeCommit()
+		}
 		return err
 	}
-	err := w.conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
+	err := conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
+	if beforeCommit != nil {
+		beforeCommit()
+	}
 	if err == nil {
-		_, err = w.conn.ExecContext(ctx, "COMMIT")
+		_, err = conn.ExecContext(ctx, "COMMIT")
 	}
 	if err != nil {
-		_, _ = w.conn.ExecContext(ctx, "ROLLBACK")
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
 	}
 	return err
 }
@@ -336,24 +407,33 @@ func appendCtx(row []driver.Value, c *ctxCols) []driver.Value {
 	return row
 }
 
-// flushRollup writes the accumulated rollups and how far they reach in one
-// transaction, then starts a new accumulation.
+// flushRollup writes the rollups accumulated so far, and how far they reach, in
+// one transaction on the rollup connection; ingest goes on meanwhile into a fresh
+// accumulation. On failure the taken rollups go back to be written next time.
+// Only the run loop (and Open, before it) calls it, so rollup transactions never
+// overlap on their connection.
 func (w *writer) flushRollup(ctx context.Context) error {
-	if len(w.acc) == 0 {
+	w.accMu.Lock()
+	acc, upTo := w.acc, w.rolledSeq
+	w.acc = rollup{}
+	w.accMu.Unlock()
+	if len(acc) == 0 {
 		return nil
 	}
-	err := w.tx(ctx, func(dc driver.Conn) error {
-		if err := w.acc.append(dc); err != nil {
+	err := w.tx(ctx, w.rollup, func(dc driver.Conn) error {
+		if err := acc.append(dc); err != nil {
 			return err
 		}
 		_, err := dc.(driver.ExecerContext).ExecContext(ctx, "UPDATE rollup_state SET span_seq = ? WHERE id = 1",
-			[]driver.NamedValue{{Ordinal: 1, Value: w.rolledSeq}})
+			[]driver.NamedValue{{Ordinal: 1, Value: upTo}})
 		return err
-	})
+	}, nil)
 	if err != nil {
+		w.accMu.Lock()
+		w.acc.merge(acc)
+		w.accMu.Unlock()
 		return err
 	}
-	w.acc = rollup{}
 	w.s.notifyCommit()
 	return nil
 }
