@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -43,26 +41,8 @@ type investigated struct {
 // startReleaseAgent runs a periscope-agent process reporting release rel.
 func startReleaseAgent(t *testing.T, managerURL, token, dataDir, rel string, d investigated) *agentProc {
 	t.Helper()
-	httpAddr := freePort(t)
-	cmd := exec.Command(agentBinary(t), "--manager", managerURL, "--token", token, "--release", rel,
-		"--cloud", d.cloud, "--region", d.region, "--transport", "http", "--heartbeat-interval", "1s",
-		"--data-dir", dataDir, "--otlp-grpc", "off", "--otlp-http", httpAddr)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProc{cmd: cmd, http: httpAddr, stderr: &stderr}
-	t.Cleanup(func() { p.kill() })
-	eventually(t, 10*time.Second, "agent listening", func() error {
-		resp, err := http.Get("http://" + httpAddr + "/metrics")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
-	return p
+	return runAgent(t, "off", freePort(t), "--manager", managerURL, "--token", token, "--release", rel,
+		"--cloud", d.cloud, "--region", d.region, "--transport", "http", "--heartbeat-interval", "1s", "--data-dir", dataDir)
 }
 
 // stop ends the agent the way an upgrade does: SIGTERM, then wait.

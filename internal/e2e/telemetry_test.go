@@ -259,9 +259,16 @@ type agentProc struct {
 
 func startAgentProc(t *testing.T, managerURL, token, dataDir, grpcAddr, httpAddr string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), "--manager", managerURL, "--token", token, "--release", "1.8.0",
+	return runAgent(t, grpcAddr, httpAddr, "--manager", managerURL, "--token", token, "--release", "1.8.0",
 		"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
-		"--heartbeat-interval", "1s", "--data-dir", dataDir, "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr)
+		"--heartbeat-interval", "1s", "--data-dir", dataDir)
+}
+
+// runAgent starts periscope-agent with args and its OTLP addresses, and waits
+// until it serves.
+func runAgent(t *testing.T, grpcAddr, httpAddr string, args ...string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(agentBinary(t), append(args, "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr)...)
 	// Self-metrics every second, so a test sees them arrive with the application's.
 	cmd.Env = append(os.Environ(), "PERISCOPE_SELF_METRICS_INTERVAL=1s")
 	var stderr bytes.Buffer

@@ -19,15 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
 // FileName is the database file inside the data directory.
@@ -136,17 +134,9 @@ type Store struct {
 // left unwritten, and starts the writer and retention loops.
 func Open(ctx context.Context, dataDir string, set Settings) (*Store, error) {
 	set.defaults()
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %s: %w", dataDir, err)
-	}
-	path := filepath.Join(dataDir, FileName)
-	db, err := sql.Open("duckdb", path)
+	db, path, err := duckdb.OpenFile(ctx, dataDir, FileName)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
 	s := &Store{db: db, set: set, log: set.Logger, m: newMetrics(set.Registerer),
 		in: make(chan *pending, 64), flush: make(chan chan error), stop: make(chan struct{}), committed: make(chan struct{})}

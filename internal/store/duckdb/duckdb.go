@@ -35,19 +35,29 @@ type Store struct {
 
 var _ store.Fleet = (*Store)(nil)
 
-// Open opens (creating if needed) the store in dataDir and applies pending migrations.
-func Open(ctx context.Context, dataDir string) (*Store, error) {
+// OpenFile opens (creating it and dataDir if needed) the DuckDB file name in
+// dataDir, for every store the manager keeps there.
+func OpenFile(ctx context.Context, dataDir, name string) (*sql.DB, string, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %s: %w", dataDir, err)
+		return nil, "", fmt.Errorf("create data directory %s: %w", dataDir, err)
 	}
-	path := filepath.Join(dataDir, FileName)
+	path := filepath.Join(dataDir, name)
 	db, err := sql.Open("duckdb", path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, path, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, path, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, path, nil
+}
+
+// Open opens (creating if needed) the store in dataDir and applies pending migrations.
+func Open(ctx context.Context, dataDir string) (*Store, error) {
+	db, path, err := OpenFile(ctx, dataDir, FileName)
+	if err != nil {
+		return nil, err
 	}
 	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
