@@ -52,7 +52,7 @@ func addFilterFlags(cmd *cobra.Command, times bool) filterFlags {
 	}
 	if times {
 		flags = append(flags,
-			[3]string{"since", "1h", "start: a duration before now (15m, 2h) or an RFC 3339 time"},
+			[3]string{"since", "", "start: a duration before now (15m, 2h) or an RFC 3339 time (default 1h before --until, or none with --cursor)"},
 			[3]string{"until", "", "end: a duration before now or an RFC 3339 time (default now)"})
 	}
 	ff := filterFlags{}
@@ -62,13 +62,30 @@ func addFilterFlags(cmd *cobra.Command, times bool) filterFlags {
 	return ff
 }
 
-// params starts a query's URL parameters with the filter.
+// params starts a query's URL parameters with the filter. Without --since and
+// --until the window is the last hour; with --until alone the manager takes the
+// hour before it, and a cursor already bounds a page, so neither gets a default
+// computed from now (which would move under a paging user).
 func (ff filterFlags) params() params {
 	p := params{}
 	for k, v := range ff {
 		p.set(k, *v)
 	}
+	if s, ok := ff["since"]; ok && *s == "" && *ff["until"] == "" {
+		p.set("since", "1h")
+	}
 	return p
+}
+
+// withCursor continues a page: the cursor replaces the default window.
+func (p params) withCursor(cursor string, ff filterFlags) {
+	if cursor == "" {
+		return
+	}
+	p.set("cursor", cursor)
+	if *ff["since"] == "" {
+		delete(p, "since")
+	}
 }
 
 // params are URL parameters that leave out what a flag left empty, so the
@@ -198,7 +215,7 @@ one JSON record per line (NDJSON) instead of one JSON page.`,
 		p["attr"] = attrs
 		p.set("trace_id", traceID)
 		p.num("limit", limit)
-		p.set("cursor", cursor)
+		p.withCursor(cursor, ff)
 		if follow {
 			return followLogs(cmd, o, p)
 		}
@@ -332,7 +349,7 @@ Show a whole trace with: periscope trace ID.`,
 		p.set("min_duration", minDuration)
 		p.flag("roots", roots)
 		p.num("limit", limit)
-		p.set("cursor", cursor)
+		p.withCursor(cursor, ff)
 		page, err := ask(cmd, o, p, telquery.ParseSpanQuery, (*apiclient.Client).Spans, func(tw *tabwriter.Writer, page telquery.SpanPage) {
 			tableRow(tw, []string{"TIME", "TRACE", "SPAN NAME", "FUNCTION", "SERVICE", "DEPLOYMENT", "RELEASE", "DURATION", "STATUS"})
 			for _, s := range page.Spans {

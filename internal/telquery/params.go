@@ -168,7 +168,13 @@ func ParseLogQuery(v url.Values, now time.Time) (LogQuery, error) {
 	if q.MinSeverity, err = ParseSeverity(v.Get("min_severity")); err != nil {
 		return q, err
 	}
-	q.Contains, q.TraceID, q.Cursor = v.Get("contains"), strings.ToLower(v.Get("trace_id")), v.Get("cursor")
+	q.Contains, q.Cursor = v.Get("contains"), v.Get("cursor")
+	if id := v.Get("trace_id"); id != "" {
+		// Checked here, so a log tail refuses a bad id with 400 before it streams.
+		if q.TraceID, err = CheckTraceID(id); err != nil {
+			return q, err
+		}
+	}
 	for _, a := range v["attr"] {
 		k, val, ok := strings.Cut(a, "=")
 		if !ok || k == "" {

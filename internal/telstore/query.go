@@ -421,11 +421,37 @@ func buildTrace(spans []*telquery.Span) telquery.Trace {
 		}
 		sp.OffsetMS = float64(sp.Start.Sub(t.Start)) / 1e6
 	}
+	// Link each span under its parent by walking down from the roots, placing
+	// every span once: spans whose parents form a cycle (malformed, but any agent
+	// can send them) are never reached that way and become roots themselves, so
+	// the tree stays a tree and every span shows.
+	children := map[string][]*telquery.Span{}
 	for _, sp := range spans {
 		if p, ok := byID[sp.ParentSpanID]; ok && sp.ParentSpanID != "" && p != sp {
-			p.Children = append(p.Children, sp)
-		} else {
+			children[sp.ParentSpanID] = append(children[sp.ParentSpanID], sp)
+		}
+	}
+	placed := make(map[*telquery.Span]bool, len(spans))
+	var place func(sp *telquery.Span)
+	place = func(sp *telquery.Span) {
+		placed[sp] = true
+		for _, c := range children[sp.SpanID] {
+			if !placed[c] {
+				sp.Children = append(sp.Children, c)
+				place(c)
+			}
+		}
+	}
+	for _, sp := range spans {
+		if p, ok := byID[sp.ParentSpanID]; !ok || sp.ParentSpanID == "" || p == sp {
 			t.Roots = append(t.Roots, sp)
+			place(sp)
+		}
+	}
+	for _, sp := range spans {
+		if !placed[sp] {
+			t.Roots = append(t.Roots, sp)
+			place(sp)
 		}
 	}
 	t.DurationMS = float64(end.Sub(t.Start)) / 1e6

@@ -36,8 +36,16 @@ func (s *Store) windowOf(f telquery.Filter, step time.Duration) window {
 		w.step = w.until.Sub(w.since) / 60
 	}
 	w.step = max(time.Minute, w.step.Truncate(time.Minute))
+	// A year at one-minute steps is half a million points per series; widen the
+	// step rather than build an answer nobody can draw.
+	if span := w.until.Sub(w.since); span/w.step > MaxPoints {
+		w.step = (span/MaxPoints + time.Minute - 1).Truncate(time.Minute)
+	}
 	return w
 }
+
+// MaxPoints bounds the points of one series; a finer step is widened to fit.
+const MaxPoints = 1500
 
 // bucketExpr numbers a row's step from the window start.
 func (w window) bucketExpr(col string) string {
@@ -124,7 +132,10 @@ func (s *Store) RED(ctx context.Context, q telquery.REDQuery) (telquery.RED, err
 			if a == nil {
 				a = &acc{raw: q.Raw}
 			}
-			sr.Points = append(sr.Points, telquery.REDPoint{Time: win.at(b), Stats: a.stats(win.step.Seconds())})
+			// The last step usually ends at until, before its full width: its rate
+			// is over the time it covers, or every chart would dip at the end.
+			covered := min(win.step, win.until.Sub(win.at(b)))
+			sr.Points = append(sr.Points, telquery.REDPoint{Time: win.at(b), Stats: a.stats(covered.Seconds())})
 		}
 		out.Series = append(out.Series, sr)
 	}
@@ -302,6 +313,21 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 		return telquery.Comparison{}, fmt.Errorf("%w: %s has no request data for two releases to compare (found %d)", telquery.ErrInvalid, what, len(rels))
 	}
 	c, p := rels[cur], rels[cur+1]
+	if c.first.Before(p.last) {
+		// Back on a release it ran before (a rollback): its current stretch starts
+		// after the other release's last minute.
+		f := base
+		f.Release, f.Since = c.release, p.last.Add(time.Minute)
+		w := &where{}
+		w.filter(f, "minute")
+		var first sql.NullTime
+		if err := s.db.QueryRowContext(ctx, "SELECT min(minute) FROM red_minute"+w.String(), w.args...).Scan(&first); err != nil {
+			return telquery.Comparison{}, fmt.Errorf("compare releases: %w", err)
+		}
+		if first.Valid {
+			c.first = first.Time
+		}
+	}
 	// Equal windows: the start of the current release against the end of the
 	// previous one; with the previous still serving as late as the current (a
 	// fleet mid-rollout), the same recent window for both.

@@ -20,8 +20,16 @@ func (s *Store) retainLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
+			// Close must not wait for a whole retention pass.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			if err := s.Retain(ctx); err != nil {
+			go func() {
+				select {
+				case <-s.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			if err := s.Retain(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("telemetry retention failed; will retry", "error", err)
 			}
 			cancel()
@@ -62,6 +70,7 @@ func (s *Store) Retain(ctx context.Context) error {
 	if err := s.deleteBefore(ctx, cutoff, "age"); err != nil {
 		return err
 	}
+	checkpointed := false
 	for range 8 {
 		used, err := s.UsedBytes(ctx)
 		if err != nil {
@@ -71,16 +80,23 @@ func (s *Store) Retain(ctx context.Context) error {
 		if used <= s.set.MaxBytes {
 			return nil
 		}
-		oldest, newest, ok, err := s.timeRange(ctx)
+		if !checkpointed {
+			// The write-ahead log holds rows uncompressed; fold it into the file
+			// before deciding that anything must go.
+			if _, err := s.db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+				return fmt.Errorf("checkpoint before retention: %w", err)
+			}
+			checkpointed = true
+			continue
+		}
+		// Drop about the share of rows the excess is, and a little more so the
+		// next run does not start over at once. The cut is a quantile of record
+		// times, so a few records stamped far in the past or future cannot make
+		// it sweep away everything.
+		share := min(0.5, float64(used-s.set.MaxBytes)/float64(used)+0.05)
+		cut, ok, err := s.timeQuantile(ctx, share)
 		if err != nil || !ok {
 			return err
-		}
-		// Drop the share of the time range the excess is, and a little more so the
-		// next run does not start over at once.
-		share := min(0.5, float64(used-s.set.MaxBytes)/float64(used)+0.05)
-		cut := oldest.Add(time.Duration(float64(newest.Sub(oldest)) * share))
-		if !cut.After(oldest) {
-			cut = oldest.Add(time.Second)
 		}
 		if err := s.deleteBefore(ctx, cut, "size"); err != nil {
 			return err
@@ -106,15 +122,21 @@ func (s *Store) deleteBefore(ctx context.Context, cutoff time.Time, reason strin
 	return nil
 }
 
-// timeRange returns the oldest and newest record time over the raw tables.
-func (s *Store) timeRange(ctx context.Context) (oldest, newest time.Time, ok bool, err error) {
-	var lo, hi sql.NullTime
-	err = s.db.QueryRowContext(ctx, `SELECT min(lo), max(hi) FROM (
-		SELECT min(ts) lo, max(ts) hi FROM logs
-		UNION ALL SELECT min(start), max(start) FROM spans
-		UNION ALL SELECT min(ts), max(ts) FROM metric_points)`).Scan(&lo, &hi)
+// timeQuantile returns the record time below which about share of the raw rows
+// lie (a second past the oldest at least, so every pass makes progress).
+func (s *Store) timeQuantile(ctx context.Context, share float64) (time.Time, bool, error) {
+	var cut, oldest sql.NullTime
+	// The quantile must be a constant; share is a number this function computed.
+	err := s.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT make_timestamp(approx_quantile(epoch_us(t), %.4f)::BIGINT), min(t) FROM (
+		SELECT ts t FROM logs UNION ALL SELECT start FROM spans UNION ALL SELECT ts FROM metric_points)`, share)).Scan(&cut, &oldest)
 	if err != nil {
-		return oldest, newest, false, fmt.Errorf("read the stored time range: %w", err)
+		return time.Time{}, false, fmt.Errorf("find the retention cut: %w", err)
 	}
-	return lo.Time, hi.Time, lo.Valid && hi.Valid, nil
+	if !cut.Valid || !oldest.Valid {
+		return time.Time{}, false, nil
+	}
+	if !cut.Time.After(oldest.Time) {
+		return oldest.Time.Add(time.Second), true, nil
+	}
+	return cut.Time, true, nil
 }

@@ -176,9 +176,12 @@ func resourceContext(res pcommon.Resource, deploymentID string) (ctxCols, string
 	attrs.Range(func(k string, v pcommon.Value) bool {
 		if i, ok := resourceKeys[k]; ok {
 			c[i] = v.AsString()
-		} else if k == "k8s.pod.name" {
-			pod = v.AsString()
 		} else {
+			// k8s.pod.name stands in for the replica when there is no instance id,
+			// and stays in the JSON so an attribute filter on it still matches.
+			if k == "k8s.pod.name" {
+				pod = v.AsString()
+			}
 			rest++
 		}
 		return true

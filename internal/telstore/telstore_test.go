@@ -3,6 +3,7 @@ package telstore
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -526,11 +527,11 @@ func TestRetentionByAgeDropsOldRecords(t *testing.T) {
 }
 
 func TestRetentionBySizeKeepsTheNewest(t *testing.T) {
-	const limit = 8 << 20
+	const limit = 3 << 20
 	clk := clock.NewFake(t0)
 	s := open(t, t.TempDir(), Settings{Clock: clk, MaxBytes: limit, RetainEvery: time.Hour})
 	var used []int64
-	for b := 0; b < 30; b++ {
+	for b := 0; b < 40; b++ {
 		at := t0.Add(time.Duration(b) * time.Minute)
 		specs := make([]logSpec, 5000)
 		for i := range specs {
@@ -562,7 +563,102 @@ func TestRetentionBySizeKeepsTheNewest(t *testing.T) {
 	if count("batch 0 record 1 ") != 0 {
 		t.Error("the oldest batch is still stored")
 	}
-	if count("batch 29 record 4999 ") != 1 || count("batch 29 record 0 ") != 1 {
+	if count("batch 39 record 4999 ") != 1 || count("batch 39 record 0 ") != 1 {
 		t.Error("the newest batch is not all there")
+	}
+}
+
+func TestACancelledConsumeIsStoredOnlyIfAcknowledged(t *testing.T) {
+	s := open(t, t.TempDir(), Settings{})
+	acked := 0
+	for i := 0; i < 100; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { time.Sleep(time.Duration(i%5) * 20 * time.Microsecond); cancel() }()
+		if s.Consume(ctx, logBatch(t, acmeOld, logSpec{at: t0, severity: plog.SeverityNumberInfo, body: fmt.Sprintf("record %d", i)})) == nil {
+			acked++
+		}
+		cancel()
+	}
+	page, err := s.Logs(context.Background(), telquery.LogQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A refused batch is resent by its agent; had it been stored anyway, it would
+	// be stored twice.
+	if len(page.Logs) != acked {
+		t.Fatalf("%d records stored, %d acknowledged", len(page.Logs), acked)
+	}
+}
+
+func TestSizeRetentionIgnoresOutlierTimestamps(t *testing.T) {
+	const limit = 2 << 20
+	s := open(t, t.TempDir(), Settings{Clock: clock.NewFake(t0.Add(time.Hour)), MaxBytes: limit, RetainEvery: time.Hour})
+	consume(t, s, logBatch(t, acmeOld, logSpec{at: t0.AddDate(5, 0, 0), severity: plog.SeverityNumberInfo, body: "from the future"}),
+		spanBatch(t, acmeOld, spanSpec{trace: 1, id: 1, name: "epoch", at: time.Unix(0, 0), dur: time.Millisecond}))
+	for b := 0; b < 20; b++ {
+		specs := make([]logSpec, 5000)
+		for i := range specs {
+			specs[i] = logSpec{at: t0.Add(time.Duration(b)*time.Minute + time.Duration(i)*time.Millisecond), severity: plog.SeverityNumberInfo,
+				body: fmt.Sprintf("batch %d record %d %x", b, i, uint64(i)*0x9e3779b97f4a7c15)}
+		}
+		consume(t, s, logBatch(t, acmeOld, specs...))
+		if err := s.Retain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := s.Logs(context.Background(), telquery.LogQuery{Contains: "batch 19 record", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Logs) != 1000 {
+		t.Fatalf("the newest batch lost records to retention: %d of its first 1000 found", len(page.Logs))
+	}
+}
+
+func TestCompareAfterARollbackUsesTheCurrentStretch(t *testing.T) {
+	s := open(t, t.TempDir(), Settings{})
+	for m := 0; m < 15; m++ {
+		at := t0.Add(time.Duration(m) * time.Minute)
+		switch {
+		case m < 5:
+			consume(t, s, spanBatch(t, acmeOld, requests(uint64(m*1000), 10, 0, at, 10*time.Millisecond, "/pay")...))
+		case m < 10:
+			consume(t, s, spanBatch(t, acmeNew, requests(uint64(m*1000), 10, 5, at, 10*time.Millisecond, "/pay")...))
+		default:
+			consume(t, s, spanBatch(t, acmeOld, requests(uint64(m*1000), 10, 1, at, 10*time.Millisecond, "/pay")...))
+		}
+	}
+	c, err := s.CompareReleases(context.Background(), telquery.CompareQuery{Filter: telquery.Filter{Deployment: "acme-prod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Current.Release != "1.0.0" || !c.Current.From.Equal(t0.Add(10*time.Minute)) || c.Current.Errors != 5 || c.Previous.Errors != 25 {
+		t.Fatalf("after rolling back to 1.0.0: %+v", c)
+	}
+}
+
+func TestTraceWithAParentCycleStillShowsEverySpan(t *testing.T) {
+	s := open(t, t.TempDir(), Settings{})
+	consume(t, s, spanBatch(t, acmeOld,
+		spanSpec{trace: 9, id: 1, name: "root", kind: ptrace.SpanKindServer, at: t0, dur: time.Second},
+		spanSpec{trace: 9, id: 2, parent: 3, name: "a", at: t0.Add(time.Millisecond), dur: time.Millisecond},
+		spanSpec{trace: 9, id: 3, parent: 2, name: "b", at: t0.Add(2 * time.Millisecond), dur: time.Millisecond}))
+	tr, err := s.Trace(context.Background(), traceHex(traceHiBits, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count func([]*telquery.Span) int
+	count = func(ss []*telquery.Span) int {
+		n := 0
+		for _, sp := range ss {
+			n += 1 + count(sp.Children)
+		}
+		return n
+	}
+	if n := count(tr.Roots); n != 3 || len(tr.Roots) != 2 {
+		t.Fatalf("%d spans shown under %d roots, want 3 under 2", n, len(tr.Roots))
+	}
+	if _, err := json.Marshal(tr); err != nil {
+		t.Fatalf("the trace does not encode: %v", err)
 	}
 }

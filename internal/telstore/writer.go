@@ -48,16 +48,10 @@ func (s *Store) Consume(ctx context.Context, b telemetry.Batch) error {
 		s.senders.Done()
 		return ctx.Err()
 	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		// The commit may still happen; the sender retries and ingest's batch ids
-		// drop the duplicate upstream of the store only if it was recorded, so a
-		// cancelled wait can store a batch twice. Cancellation here means the
-		// client went away, which ingest treats as not acknowledged.
-		return ctx.Err()
-	}
+	// Once queued the batch will be committed or refused within one commit, so
+	// wait for that answer even if ctx ends: giving up here would tell the sender
+	// to resend a batch that is stored anyway, and store it twice.
+	return <-p.done
 }
 
 // writer appends batches on several connections at once and commits them in
@@ -109,6 +103,14 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 			return nil, fmt.Errorf("read last %s seq: %w", t, err)
 		}
 	}
+	// Retention may have deleted the newest-numbered spans; numbering must still
+	// go on above what the rollups claim, or new spans would hide below it.
+	var rolled int64
+	if err := w.rollup.QueryRowContext(ctx, "SELECT span_seq FROM rollup_state WHERE id = 1").Scan(&rolled); err != nil {
+		w.close()
+		return nil, fmt.Errorf("read rollup position: %w", err)
+	}
+	w.seq[tSpans] = max(w.seq[tSpans], rolled)
 	if err := w.recoverRollups(ctx); err != nil {
 		w.close()
 		return nil, fmt.Errorf("rebuild rollups: %w", err)
