@@ -3,10 +3,11 @@
 // context as real columns, per-minute RED rollups written at ingest, retention by
 // age and size, and the investigation queries of internal/telquery.
 //
-// Writes go through one writer goroutine that group-commits every pending batch
-// with DuckDB's Appender in one transaction; a batch is acknowledged (Consume
+// Writes are group-committed: each of two appending connections takes every
+// pending batch, appends it with DuckDB's Appender in one transaction, and
+// commits in the order its rows were numbered; a batch is acknowledged (Consume
 // returns) only once committed. Queries run on other connections and never block
-// ingest: DuckDB's MVCC lets readers see the last commit while the writer appends.
+// ingest: DuckDB's MVCC lets readers see the last commit while writers append.
 //
 // The store has its own file (telemetry.duckdb) beside the fleet store's, so
 // high-volume appends, deletes and checkpoints never contend with fleet writes,
