@@ -149,6 +149,10 @@ func TestTelemetryFlagsBecomeQueries(t *testing.T) {
 				MinSeverity: 17, Contains: "timed out", Attrs: map[string]string{"http.route": "/pay", "user": "a=b"}, TraceID: traceID, Limit: 5, Cursor: "c1"},
 			nil},
 		{[]string{"logs", "--severity", "13"}, "/api/v1/logs", logs, telquery.LogQuery{Filter: hour, MinSeverity: 13}, nil},
+		// A cursor bounds its page: no window computed from a later now.
+		{[]string{"logs", "--cursor", "c3"}, "/api/v1/logs", logs, telquery.LogQuery{Cursor: "c3"}, nil},
+		// --until alone: the manager takes the hour before it, not before now.
+		{[]string{"red", "--until", "2h"}, "/api/v1/red", red, telquery.REDQuery{Filter: telquery.Filter{Until: now.Add(-2 * time.Hour)}}, nil},
 		{[]string{"traces", "--deployment", "acme-prod", "--release", "1.8.0", "--name", "POST /pay", "--errors", "--min-duration", "250ms", "--roots",
 			"--limit", "10", "--cursor", "c2", "--since", "2h"},
 			"/api/v1/spans", spans, telquery.SpanQuery{Filter: telquery.Filter{Deployment: "acme-prod", Release: "1.8.0", Since: now.Add(-2 * time.Hour)},
