@@ -261,6 +261,9 @@ func (s *Store) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telqu
 				l, seq, err := scanLog(rs)
 				if err != nil {
 					rs.Close()
+					if ctx.Err() != nil {
+						return nil
+					}
 					return fmt.Errorf("tail logs: %w", err)
 				}
 				last = seq
@@ -273,6 +276,9 @@ func (s *Store) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telqu
 			err = rs.Err()
 			rs.Close()
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // the client left mid-query
+				}
 				return fmt.Errorf("tail logs: %w", err)
 			}
 			if n < 1000 {
