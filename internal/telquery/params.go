@@ -309,6 +309,10 @@ func ParseCompareQuery(v url.Values, now time.Time) (CompareQuery, error) {
 	if q.Filter, err = parseFilter(v, now); err != nil {
 		return q, err
 	}
+	if !q.Since.IsZero() || !q.Until.IsZero() {
+		// The windows come from when each release ran; a range would be ignored.
+		return q, invalid("compare takes window (how much of each release), not since or until")
+	}
 	q.Window, err = parseDuration("window", v.Get("window"))
 	return q, err
 }

@@ -19,6 +19,12 @@ var full = telquery.Filter{
 	Since: now.Add(-90 * time.Minute), Until: now.Add(-500 * time.Millisecond),
 }
 
+// noTimes is f without its time range: a comparison takes a window instead.
+func noTimes(f telquery.Filter) telquery.Filter {
+	f.Since, f.Until = time.Time{}, time.Time{}
+	return f
+}
+
 // TestValuesRoundTrip checks that every query survives Values then Parse, which is
 // the path from the API client to the server.
 func TestValuesRoundTrip(t *testing.T) {
@@ -35,7 +41,7 @@ func TestValuesRoundTrip(t *testing.T) {
 			func(v url.Values) (any, error) { return telquery.ParseSpanQuery(v, now) }},
 		{"red", telquery.REDQuery{Filter: full, Step: 5 * time.Minute, GroupBy: telquery.ByRelease, Raw: true},
 			func(v url.Values) (any, error) { return telquery.ParseREDQuery(v, now) }},
-		{"compare", telquery.CompareQuery{Filter: full, Window: 30 * time.Minute},
+		{"compare", telquery.CompareQuery{Filter: noTimes(full), Window: 30 * time.Minute},
 			func(v url.Values) (any, error) { return telquery.ParseCompareQuery(v, now) }},
 		{"metric", telquery.MetricQuery{Filter: full, Name: "http.server.duration", GroupBy: "http.route", Step: 2 * time.Minute, Agg: telquery.AggMax},
 			func(v url.Values) (any, error) { return telquery.ParseMetricQuery(v, now) }},
@@ -85,7 +91,9 @@ func TestParseRejects(t *testing.T) {
 		{"min_duration", url.Values{"min_duration": {"-5s"}}, spans},
 		{"group_by", url.Values{"group_by": {"colour"}}, red},
 		{"step", url.Values{"step": {"often"}}, red},
-		{"window", url.Values{"window": {"1 hour"}}, func(v url.Values, n time.Time) error { _, err := telquery.ParseCompareQuery(v, n); return err }},
+		{"window", url.Values{"window": {"1 hour"}}, compare},
+		{"compare since", url.Values{"since": {"1h"}}, compare},
+		{"bad trace_id", url.Values{"trace_id": {"xyz"}}, logs},
 		{"metric name", url.Values{}, metric},
 		{"agg", url.Values{"name": {"m"}, "agg": {"median"}}, metric},
 	} {
@@ -101,6 +109,10 @@ func logs(v url.Values, n time.Time) error   { _, err := telquery.ParseLogQuery(
 func spans(v url.Values, n time.Time) error  { _, err := telquery.ParseSpanQuery(v, n); return err }
 func red(v url.Values, n time.Time) error    { _, err := telquery.ParseREDQuery(v, n); return err }
 func metric(v url.Values, n time.Time) error { _, err := telquery.ParseMetricQuery(v, n); return err }
+func compare(v url.Values, n time.Time) error {
+	_, err := telquery.ParseCompareQuery(v, n)
+	return err
+}
 
 func TestCheckTraceID(t *testing.T) {
 	if id, err := telquery.CheckTraceID("4BF92F3577B34DA6A3CE929D0E0E4736"); err != nil || id != "4bf92f3577b34da6a3ce929d0e0e4736" {
