@@ -21,13 +21,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/klauspost/compress/gzip"
 
 	"github.com/periscope-dev/periscope/bench/internal/procstat"
 	"github.com/periscope-dev/periscope/internal/telemetry"
@@ -229,28 +228,12 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"deployment_id":"bench-deployment","customer":"bench-customer","stack":"bench-stack"}`)
 		return
 	}
-	var sig telemetry.Signal
-	switch {
-	case strings.HasSuffix(r.URL.Path, "/v1/logs"):
-		sig = telemetry.Logs
-	case strings.HasSuffix(r.URL.Path, "/v1/traces"):
-		sig = telemetry.Traces
-	case strings.HasSuffix(r.URL.Path, "/v1/metrics"):
-		sig = telemetry.Metrics
-	default:
+	sig, err := telemetry.ParseSignal(path.Base(r.URL.Path))
+	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		body = zr
-	}
-	data, err := io.ReadAll(body)
+	data, err := telemetry.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return

@@ -68,16 +68,11 @@ type received struct {
 func newDownstream(t *testing.T) *downstream {
 	d := &downstream{}
 	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body io.Reader = r.Body
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), 400)
-				return
-			}
-			body = zr
+		data, err := telemetry.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
 		}
-		data, _ := io.ReadAll(body)
 		sig, err := telemetry.ParseSignal(strings.TrimPrefix(r.URL.Path, "/v1/"))
 		if err == nil {
 			err = d.add(sig, data)

@@ -1,10 +1,8 @@
 package forward
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,12 +41,12 @@ func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	zr, err := gzip.NewReader(r.Body) // multi-member: one member per queued entry
+	// Multi-member gzip: one member per queued entry.
+	data, err := telemetry.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	data, _ := io.ReadAll(zr)
 	req := plogotlp.NewExportRequest()
 	if err := req.UnmarshalProto(data); err != nil {
 		http.Error(w, err.Error(), 400)

@@ -2,11 +2,9 @@ package pipeline
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/forward"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/telemetry"
 )
 
 // upstream is a manager stand-in that answers 503 until it is up, then counts records.
@@ -36,12 +35,11 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	zr, err := gzip.NewReader(r.Body)
+	data, err := telemetry.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	data, _ := io.ReadAll(zr)
 	req := plogotlp.NewExportRequest()
 	if err := req.UnmarshalProto(data); err != nil {
 		http.Error(w, err.Error(), 400)
