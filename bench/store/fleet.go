@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 )
@@ -210,33 +211,14 @@ func (f *fleet) expected(reqs []request, from, to time.Time) map[depRelease]floa
 		}
 		for k := range f.releases {
 			a, b := f.releaseSpan(r.dep, k)
-			lo, hi := latest(r.from, from, a), earliest(r.to, to, b)
+			lo := slices.MaxFunc([]time.Time{r.from, from, a}, time.Time.Compare)
+			hi := slices.MinFunc([]time.Time{r.to, to, b}, time.Time.Compare)
 			if hi.After(lo) {
 				out[depRelease{r.dep.id, f.releases[k]}] += float64(r.records) * float64(hi.Sub(lo)) / float64(width)
 			}
 		}
 	}
 	return out
-}
-
-func latest(ts ...time.Time) time.Time {
-	l := ts[0]
-	for _, t := range ts[1:] {
-		if t.After(l) {
-			l = t
-		}
-	}
-	return l
-}
-
-func earliest(ts ...time.Time) time.Time {
-	e := ts[0]
-	for _, t := range ts[1:] {
-		if t.Before(e) {
-			e = t
-		}
-	}
-	return e
 }
 
 func title(s string) string {

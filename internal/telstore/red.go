@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -334,7 +335,7 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 	curFrom, curTo := c.first, c.last.Add(time.Minute)
 	prevFrom, prevTo := p.first, p.last.Add(time.Minute)
 	if q.Deployment == "" && !p.last.Before(c.last) {
-		from := latest(curFrom, prevFrom, curTo.Add(-W))
+		from := slices.MaxFunc([]time.Time{curFrom, prevFrom, curTo.Add(-W)}, time.Time.Compare)
 		curFrom, prevFrom, prevTo = from, from, curTo
 	} else {
 		L := min(W, curTo.Sub(curFrom), prevTo.Sub(prevFrom))
@@ -365,16 +366,6 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 		out.P95Ratio = round3(out.Current.P95 / out.Previous.P95)
 	}
 	return out, nil
-}
-
-func latest(ts ...time.Time) time.Time {
-	l := ts[0]
-	for _, t := range ts[1:] {
-		if t.After(l) {
-			l = t
-		}
-	}
-	return l
 }
 
 // Metric answers the series of one metric.
