@@ -1,6 +1,7 @@
 package export
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -95,6 +96,21 @@ func testPayload(t *testing.T, sig telemetry.Signal, deployment string, n int, p
 		t.Fatal(err)
 	}
 	return data
+}
+
+// exportEverySignal exports one batch of n records per signal, deployment
+// "dep-<signal>", and returns them in the order sent.
+func exportEverySignal(t *testing.T, e Exporter, n int) []telemetry.Batch {
+	t.Helper()
+	var sent []telemetry.Batch
+	for _, sig := range telemetry.Signals {
+		b := testBatch(t, sig, "dep-"+sig.String(), n)
+		sent = append(sent, b)
+		if err := e.Export(context.Background(), b); err != nil {
+			t.Fatalf("Export(%s) = %v", sig, err)
+		}
+	}
+	return sent
 }
 
 // want is what a receiver should get for testBatch(t, sig, deployment, n).

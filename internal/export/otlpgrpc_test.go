@@ -151,14 +151,7 @@ func TestOTLPGRPCExportsEverySignal(t *testing.T) {
 				Headers: map[string]string{"Authorization": "Bearer s3cret", "X-Scope-OrgID": "acme"},
 			})
 
-			var sent []telemetry.Batch
-			for _, sig := range telemetry.Signals {
-				b := testBatch(t, sig, "dep-"+sig.String(), 50)
-				sent = append(sent, b)
-				if err := e.Export(context.Background(), b); err != nil {
-					t.Fatalf("Export(%s) = %v", sig, err)
-				}
-			}
+			sent := exportEverySignal(t, e, 50)
 
 			reqs := rcv.requests()
 			if len(reqs) != len(sent) {

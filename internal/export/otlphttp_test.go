@@ -144,14 +144,7 @@ func TestOTLPHTTPExportsEverySignal(t *testing.T) {
 				t.Errorf("Name() = %q", e.Name())
 			}
 
-			var sent []telemetry.Batch
-			for _, sig := range telemetry.Signals {
-				b := testBatch(t, sig, "dep-"+sig.String(), 50)
-				sent = append(sent, b)
-				if err := e.Export(context.Background(), b); err != nil {
-					t.Fatalf("Export(%s) = %v", sig, err)
-				}
-			}
+			sent := exportEverySignal(t, e, 50)
 
 			reqs := rcv.requests()
 			if len(reqs) != len(sent) {
