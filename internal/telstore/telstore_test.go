@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -662,5 +664,81 @@ func TestTraceWithAParentCycleStillShowsEverySpan(t *testing.T) {
 	}
 	if _, err := json.Marshal(tr); err != nil {
 		t.Fatalf("the trace does not encode: %v", err)
+	}
+}
+
+func TestTailMissesNothingWhileWritersCommitConcurrently(t *testing.T) {
+	s := open(t, t.TempDir(), Settings{Writers: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := make(chan string, 1000)
+	go func() {
+		_ = s.TailLogs(ctx, telquery.LogQuery{}, func(l telquery.Log) error { seen <- l.Body; return nil })
+	}()
+	// The tail starts from the newest row when it begins; wait until it listens.
+	probe := 0
+	for listening := false; !listening; probe++ {
+		consume(t, s, logBatch(t, acmeOld, logSpec{at: t0, severity: plog.SeverityNumberInfo, body: fmt.Sprintf("probe %d", probe)}))
+		select {
+		case <-seen:
+			listening = true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	const senders, batches, per = 8, 20, 5
+	var wg sync.WaitGroup
+	for g := 0; g < senders; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := 0; b < batches; b++ {
+				specs := make([]logSpec, per)
+				for i := range specs {
+					specs[i] = logSpec{at: t0, severity: plog.SeverityNumberInfo, body: fmt.Sprintf("g%d b%d r%d", g, b, i)}
+				}
+				if err := s.Consume(context.Background(), logBatch(t, acmeOld, specs...)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := map[string]int{}
+	for len(got) < senders*batches*per {
+		select {
+		case b := <-seen:
+			if !strings.HasPrefix(b, "probe") {
+				got[b]++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the tail saw %d of %d records: commits out of order hide rows from it", len(got), senders*batches*per)
+		}
+	}
+	for b, n := range got {
+		if n != 1 {
+			t.Fatalf("%q seen %d times", b, n)
+		}
+	}
+}
+
+func TestREDBoundsPointsAndRatesThePartialLastStep(t *testing.T) {
+	now := t0.Add(90 * time.Second)
+	s := open(t, t.TempDir(), Settings{Clock: clock.NewFake(now)})
+	consume(t, s, spanBatch(t, acmeOld, requests(1, 60, 0, t0.Add(60*time.Second), time.Millisecond, "/pay")...))
+	red, err := s.RED(context.Background(), telquery.REDQuery{Filter: telquery.Filter{Since: t0}, Step: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts := red.Series[0].Points
+	// 60 requests in the half minute the last step covers: 2 per second, not 1.
+	if len(pts) != 2 || pts[1].Requests != 60 || pts[1].Rate != 2 {
+		t.Fatalf("points %+v, want the last at 2 requests/s", pts)
+	}
+	year, err := s.RED(context.Background(), telquery.REDQuery{Filter: telquery.Filter{Since: now.AddDate(-1, 0, 0)}, Step: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(year.Series[0].Points); n > MaxPoints || year.StepSec <= 60 {
+		t.Fatalf("a year at 1m steps: %d points of %vs, want at most %d", n, year.StepSec, MaxPoints)
 	}
 }
