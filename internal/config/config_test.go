@@ -128,3 +128,22 @@ func TestManagerExportersAreValidated(t *testing.T) {
 		}
 	}
 }
+
+func TestManagerTelemetryStoreFromFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	os.WriteFile(path, []byte("telemetry_store:\n  max_age: 48h\n  max_bytes: 2GiB\n"), 0o600)
+	cfg := DefaultManager()
+	if err := Load(&cfg, path, []string{"PERISCOPE_TELEMETRY_STORE_MAX_BYTES=512MiB"}); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.TelemetryStore.MaxAge) != 48*time.Hour || cfg.TelemetryStore.MaxBytes != 512<<20 {
+		t.Fatalf("telemetry_store = %+v", cfg.TelemetryStore)
+	}
+	cfg.TelemetryStore = TelemetryStore{}
+	err := cfg.Validate()
+	for _, want := range []string{"telemetry_store.max_age", "telemetry_store.max_bytes"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+}
