@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -248,6 +249,63 @@ type Agent struct {
 	// handles well over 100,000 records/s and keeps the agent's footprint in the
 	// customer's cloud small, because idle Go threads spinning for work are not free.
 	MaxProcs int `yaml:"max_procs" env:"MAX_PROCS"`
+	// Update is how the agent applies a release the manager offers; with neither a
+	// command nor a webhook the deployment must be redeployed by hand.
+	Update AgentUpdate `yaml:"update" env:"UPDATE_"`
+}
+
+// AgentUpdate is the vendor's hook that moves a deployment to another release.
+type AgentUpdate struct {
+	// Command is a Go text/template run with /bin/sh -c, with {{.Release}},
+	// {{.PreviousRelease}}, {{.Stack}} and {{.ConfigHash}}; the same values are in
+	// its environment as PERISCOPE_DESIRED_RELEASE, PERISCOPE_CURRENT_RELEASE,
+	// PERISCOPE_STACK and PERISCOPE_EXPECTED_CONFIG_HASH.
+	Command string `yaml:"command" env:"COMMAND"`
+	// Webhook is an http(s) URL the agent POSTs the offer to as JSON; any 2xx
+	// answer means the release is applied.
+	Webhook string `yaml:"webhook" env:"WEBHOOK"`
+	// WebhookHeaders are sent with the webhook request. They often hold secrets,
+	// so the agent never logs or reports them. A map has no PERISCOPE_* form, as
+	// with exporter headers: set them in the file.
+	WebhookHeaders map[string]string `yaml:"webhook_headers"`
+	// Timeout bounds one run of the hook; a command still running is killed.
+	Timeout Duration `yaml:"timeout" env:"TIMEOUT"`
+}
+
+// Enabled reports whether a hook is configured, that is whether the agent can
+// apply offered releases itself.
+func (u AgentUpdate) Enabled() bool { return u.Command != "" || u.Webhook != "" }
+
+func (u AgentUpdate) validate(field string) error {
+	var errs []error
+	if u.Command != "" && u.Webhook != "" {
+		errs = append(errs, fmt.Errorf("%s: set command or webhook, not both", field))
+	}
+	if u.Command != "" {
+		// Running the template against sample values catches a misspelt field
+		// now rather than at the first update, when it would fail the rollout.
+		t, err := template.New("command").Option("missingkey=error").Parse(u.Command)
+		if err == nil {
+			sample := struct{ Release, PreviousRelease, Stack, ConfigHash string }{"1.2.3", "1.2.2", "app", "0123456789abcdef"}
+			err = t.Execute(io.Discard, sample)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.command: %w", field, err))
+		}
+	}
+	if u.Webhook != "" {
+		// The URL is not echoed: CI trigger URLs often carry a token.
+		if w, err := url.Parse(u.Webhook); err != nil || (w.Scheme != "http" && w.Scheme != "https") || w.Host == "" {
+			errs = append(errs, fmt.Errorf("%s.webhook: is not an http(s) URL", field))
+		}
+	}
+	if len(u.WebhookHeaders) > 0 && u.Webhook == "" {
+		errs = append(errs, fmt.Errorf("%s.webhook_headers: set without %s.webhook", field, field))
+	}
+	if u.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("%s.timeout: must be positive, got %s", field, time.Duration(u.Timeout)))
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultAgent returns the agent defaults.
@@ -255,7 +313,8 @@ func DefaultAgent() Agent {
 	return Agent{Transport: "websocket", DataDir: "./periscope-agent-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
 		OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxRequestBytes: 16 << 20,
 		Queue:       Queue{MaxBytes: 512 << 20, MaxAge: Duration(72 * time.Hour), OnFull: "refuse"},
-		Compression: "gzip", SelfMetricsInterval: Duration(time.Minute), MaxProcs: 1}
+		Compression: "gzip", SelfMetricsInterval: Duration(time.Minute), MaxProcs: 1,
+		Update: AgentUpdate{Timeout: Duration(10 * time.Minute)}}
 }
 
 // Validate reports every problem in the configuration.
@@ -288,6 +347,7 @@ func (c *Agent) Validate() error {
 	if c.SelfMetricsInterval < 0 {
 		errs = append(errs, errors.New("self_metrics_interval: must not be negative"))
 	}
+	errs = append(errs, c.Update.validate("update"))
 	return errors.Join(errs...)
 }
 

@@ -147,3 +147,69 @@ func TestManagerTelemetryStoreFromFileAndEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentUpdateFromFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	os.WriteFile(path, []byte(`manager: http://127.0.0.1:7070
+token: pdt_x
+update:
+  webhook: https://ci.example/hooks/deploy
+  webhook_headers: {Authorization: "Bearer ci-secret"}
+`), 0o600)
+	cfg := DefaultAgent()
+	if time.Duration(cfg.Update.Timeout) != 10*time.Minute || cfg.Update.Enabled() {
+		t.Fatalf("default update = %+v, want a 10m timeout and no hook", cfg.Update)
+	}
+	if err := Load(&cfg, path, []string{"PERISCOPE_UPDATE_TIMEOUT=90s"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Update.Webhook != "https://ci.example/hooks/deploy" || cfg.Update.WebhookHeaders["Authorization"] != "Bearer ci-secret" ||
+		time.Duration(cfg.Update.Timeout) != 90*time.Second || !cfg.Update.Enabled() {
+		t.Fatalf("update = %+v", cfg.Update)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg = DefaultAgent()
+	cfg.Manager, cfg.Token = "http://127.0.0.1:7070", "pdt_x"
+	if err := Load(&cfg, "", []string{"PERISCOPE_UPDATE_COMMAND=helm upgrade app vendor/app --version {{.Release}}"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("command %q: %v", cfg.Update.Command, err)
+	}
+}
+
+func TestAgentUpdateValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		update AgentUpdate
+		want   []string
+	}{
+		{"command and webhook", AgentUpdate{Command: "deploy", Webhook: "https://ci.example/x", Timeout: Duration(time.Minute)}, []string{"update: set command or webhook, not both"}},
+		{"unparsable template", AgentUpdate{Command: "deploy {{.Release", Timeout: Duration(time.Minute)}, []string{"update.command:"}},
+		{"misspelt field", AgentUpdate{Command: "deploy {{.Relase}}", Timeout: Duration(time.Minute)}, []string{"update.command:", "Relase"}},
+		{"webhook not http", AgentUpdate{Webhook: "ftp://ci.example/x?token=s3cret", Timeout: Duration(time.Minute)}, []string{"update.webhook: is not an http(s) URL"}},
+		{"headers without webhook", AgentUpdate{WebhookHeaders: map[string]string{"X-Token": "t"}, Timeout: Duration(time.Minute)}, []string{"update.webhook_headers"}},
+		{"no timeout", AgentUpdate{Command: "deploy"}, []string{"update.timeout: must be positive"}},
+	} {
+		cfg := DefaultAgent()
+		cfg.Manager, cfg.Token, cfg.Update = "http://127.0.0.1:7070", "pdt_x", tc.update
+		err := cfg.Validate()
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: Validate() = %v, want it to mention %s", tc.name, err, want)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: Validate() = %v repeats the webhook's token", tc.name, err)
+		}
+	}
+	ok := DefaultAgent()
+	ok.Manager, ok.Token = "http://127.0.0.1:7070", "pdt_x"
+	ok.Update.Command = `deploy --release {{.Release}} --from {{.PreviousRelease}} --stack {{.Stack}} --expect {{.ConfigHash}}`
+	if err := ok.Validate(); err != nil {
+		t.Errorf("every documented field: %v", err)
+	}
+}
