@@ -23,7 +23,7 @@ import (
 func New() *cobra.Command {
 	var cfgFile string
 	flags := config.DefaultAgent()
-	var hb time.Duration
+	var hb, updateTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the agent inside a customer deployment: check in and forward telemetry",
@@ -33,6 +33,12 @@ region, platform, health and effective configuration. It receives the local
 application's OTLP logs, traces and metrics (gRPC 127.0.0.1:4317, HTTP
 127.0.0.1:4318), tags them with the deployment context, queues them on disk and
 forwards them to the manager.
+
+When the manager offers another release, the agent applies it through the
+vendor's hook: --update-command runs a shell command (a Go template with
+{{.Release}}, {{.PreviousRelease}}, {{.Stack}} and {{.ConfigHash}}), or
+--update-webhook POSTs the offer as JSON; --update-timeout bounds either. Without
+a hook the deployment is shown as needing a manual redeploy. See docs/updates.md.
 
 Every flag can also come from the config file (--config) or a PERISCOPE_*
 variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
@@ -47,13 +53,16 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 			for name, dst := range map[string]*string{"manager": &cfg.Manager, "token": &cfg.Token, "release": &cfg.Release,
 				"cloud": &cfg.Cloud, "region": &cfg.Region, "platform": &cfg.Platform, "transport": &cfg.Transport,
 				"data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel, "otlp-grpc": &cfg.OTLPGRPC, "otlp-http": &cfg.OTLPHTTP,
-				"compression": &cfg.Compression} {
+				"compression": &cfg.Compression, "update-command": &cfg.Update.Command, "update-webhook": &cfg.Update.Webhook} {
 				if f.Changed(name) {
 					*dst, _ = f.GetString(name)
 				}
 			}
 			if f.Changed("heartbeat-interval") {
 				cfg.HeartbeatInterval = config.Duration(hb)
+			}
+			if f.Changed("update-timeout") {
+				cfg.Update.Timeout = config.Duration(updateTimeout)
 			}
 			log := NewLogger(cfg.LogLevel)
 			a, err := agent.New(cfg, agent.Settings{Logger: log})
@@ -96,12 +105,15 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 	f.String("region", "", "cloud region (detected when unset)")
 	f.String("platform", "", "platform, e.g. aws_ecs, kubernetes (detected when unset)")
 	f.String("transport", flags.Transport, "websocket (push) or http (polling)")
-	f.String("data-dir", flags.DataDir, "directory for the agent's identity")
+	f.String("data-dir", flags.DataDir, "directory for the agent's identity and update state")
 	f.DurationVar(&hb, "heartbeat-interval", time.Duration(flags.HeartbeatInterval), "how often to check in")
 	f.String("log-level", flags.LogLevel, "debug, info, warn or error")
 	f.String("otlp-grpc", flags.OTLPGRPC, "OTLP/gRPC address for the local application, or off (PERISCOPE_OTLP_GRPC)")
 	f.String("otlp-http", flags.OTLPHTTP, "OTLP/HTTP address for the local application (also serves /metrics), or off (PERISCOPE_OTLP_HTTP)")
 	f.String("compression", flags.Compression, "compression towards the manager: gzip, zstd or none")
+	f.String("update-command", "", "shell command that moves the deployment to {{.Release}} (PERISCOPE_UPDATE_COMMAND)")
+	f.String("update-webhook", "", "http(s) URL to POST a release offer to instead of a command (PERISCOPE_UPDATE_WEBHOOK)")
+	f.DurationVar(&updateTimeout, "update-timeout", time.Duration(flags.Update.Timeout), "how long the update hook may run (PERISCOPE_UPDATE_TIMEOUT)")
 	f.Int("max-procs", flags.MaxProcs, "CPUs the agent may use at once; 0 means all (PERISCOPE_MAX_PROCS)")
 	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
 	return cmd
