@@ -4,6 +4,7 @@
 package fleet
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -50,6 +51,78 @@ type Deployment struct {
 	Update             UpdateState `json:"update"`
 	// Pin holds the deployment on a release; nil means it follows the latest.
 	Pin *Pin `json:"pin"`
+	// PreviousRelease is the release the deployment ran before RunningRelease;
+	// a rollback pins it there.
+	PreviousRelease string `json:"previous_release,omitempty"`
+	// ReleaseSince is when the deployment was first seen on RunningRelease.
+	ReleaseSince time.Time `json:"release_since,omitzero"`
+	// AcceptsReleases is true when the agent applies an offered release itself
+	// (it has an update hook); otherwise someone must redeploy it.
+	AcceptsReleases bool `json:"accepts_releases"`
+	// OfferHash is the hash of the last release offer the agent reported on.
+	OfferHash string `json:"-"`
+	// Regression is set while the running release's telemetry is clearly worse
+	// than the previous release's.
+	Regression *Regression `json:"regression,omitempty"`
+	// BehindSince is when the deployment last started running something other
+	// than its desired release (zero while it is not behind).
+	BehindSince time.Time `json:"behind_since,omitzero"`
+}
+
+// Regression is the evidence that a release made a deployment worse: its
+// figures on the release against those on the release it ran before.
+type Regression struct {
+	Release           string  `json:"release"`
+	Previous          string  `json:"previous_release"`
+	Requests          int64   `json:"requests"`
+	PreviousRequests  int64   `json:"previous_requests"`
+	ErrorRate         float64 `json:"error_rate"`
+	PreviousErrorRate float64 `json:"previous_error_rate"`
+	P95               float64 `json:"p95_ms"`
+	PreviousP95       float64 `json:"previous_p95_ms"`
+	// Worse names what crossed its threshold: "error_rate", "p95" or both.
+	Worse []string  `json:"worse"`
+	Since time.Time `json:"since"`
+}
+
+// Summary says what regressed, with the figures, for a status reason.
+func (r *Regression) Summary() string {
+	var parts []string
+	for _, w := range r.Worse {
+		switch w {
+		case "error_rate":
+			parts = append(parts, fmt.Sprintf("error rate %.1f%% vs %.1f%%", 100*r.ErrorRate, 100*r.PreviousErrorRate))
+		case "p95":
+			parts = append(parts, fmt.Sprintf("p95 %.0f ms vs %.0f ms", r.P95, r.PreviousP95))
+		}
+	}
+	return fmt.Sprintf("%s on %s (%d requests) against %s (%d requests)", strings.Join(parts, ", "), r.Release, r.Requests, r.Previous, r.PreviousRequests)
+}
+
+// PinAction is what a pin change did.
+type PinAction string
+
+// Pin actions recorded in the audit trail.
+const (
+	ActionPin      PinAction = "pin"
+	ActionUnpin    PinAction = "unpin"
+	ActionRollback PinAction = "rollback"
+)
+
+// PinChange is one deployment's entry in the pin audit trail. All deployments
+// changed by one request share its ChangeID.
+type PinChange struct {
+	ChangeID     string    `json:"change_id"`
+	At           time.Time `json:"at"`
+	By           string    `json:"by"`
+	Reason       string    `json:"reason"`
+	Action       PinAction `json:"action"`
+	DeploymentID string    `json:"deployment_id"`
+	// From and To are the desired release before and after the change.
+	From string `json:"from_release"`
+	To   string `json:"to_release"`
+	// Running is the release the deployment ran when the change was made.
+	Running string `json:"running_release"`
 }
 
 // Health is the runtime health an agent reported.
@@ -112,10 +185,15 @@ type Event struct {
 	From         Status    `json:"from"`
 	To           Status    `json:"to"`
 	Reason       string    `json:"reason"`
+	// ReasonCode is the machine-readable cause (see the Reason… constants).
+	ReasonCode string `json:"reason_code,omitempty"`
+	// Release is the release the deployment ran at the time.
+	Release string `json:"release,omitempty"`
 }
 
 // Filter selects deployments. Empty fields match everything; Text matches a
-// case-insensitive substring of the id, name or customer.
+// case-insensitive substring of the id, name or customer; every label in Labels
+// must be present with that value.
 type Filter struct {
 	Status   Status
 	Customer string
@@ -124,6 +202,18 @@ type Filter struct {
 	Release  string
 	Stack    string
 	Text     string
+	Labels   map[string]string
+	// Behind selects deployments not running their desired release: a reason, or
+	// "any" for all of them.
+	Behind string
+	// Pinned selects pinned ("true") or unpinned ("false") deployments.
+	Pinned string
+}
+
+// IsZero reports whether f matches every deployment.
+func (f Filter) IsZero() bool {
+	return f.Status == "" && f.Customer == "" && f.Cloud == "" && f.Region == "" && f.Release == "" &&
+		f.Stack == "" && f.Text == "" && len(f.Labels) == 0 && f.Behind == "" && f.Pinned == ""
 }
 
 // Match reports whether d, whose evaluation is e, passes the filter.
@@ -134,8 +224,17 @@ func (f Filter) Match(d *Deployment, e Evaluation) bool {
 		f.Cloud != "" && d.Cloud != f.Cloud,
 		f.Region != "" && d.Region != f.Region,
 		f.Release != "" && d.RunningRelease != f.Release,
-		f.Stack != "" && d.Stack != f.Stack:
+		f.Stack != "" && d.Stack != f.Stack,
+		f.Behind == "any" && e.Behind == "",
+		f.Behind != "" && f.Behind != "any" && string(e.Behind) != f.Behind,
+		f.Pinned == "true" && !e.Pinned,
+		f.Pinned == "false" && e.Pinned:
 		return false
+	}
+	for k, v := range f.Labels {
+		if got, ok := d.Labels[k]; !ok || got != v {
+			return false
+		}
 	}
 	if f.Text != "" {
 		t := strings.ToLower(f.Text)

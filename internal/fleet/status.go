@@ -49,7 +49,76 @@ const (
 	// BehindAwaitingApply: a connected push deployment has the desired release but has
 	// not started applying it.
 	BehindAwaitingApply BehindReason = "awaiting-apply"
+	// BehindManualApply: the agent cannot apply releases itself (no update hook, or
+	// not a Periscope agent); someone must redeploy it on the desired release.
+	BehindManualApply BehindReason = "manual-apply"
+	// BehindPinned: the deployment runs what its pin asks, which is not the latest.
+	// It appears only in views of deployments behind the latest release.
+	BehindPinned BehindReason = "pinned"
 )
+
+// BehindReasons lists the reasons a deployment is behind its desired release.
+var BehindReasons = []BehindReason{BehindPullPending, BehindUnreachable, BehindConfigDrift, BehindUpdateFailed, BehindAwaitingApply, BehindManualApply}
+
+// Reason codes: the machine-readable cause of a status, for filters and alerts.
+const (
+	ReasonNoCheckin      = "no-checkin"
+	ReasonApplying       = "applying"
+	ReasonUpdateFailed   = "update-failed"
+	ReasonComponentsDown = "components-down"
+	ReasonAgentUnhealthy = "agent-unhealthy"
+	ReasonRegressed      = "regressed-after-release"
+)
+
+// StackReleases is what status needs to know of a stack's releases.
+type StackReleases struct {
+	// Latest is the newest version ("" when the stack has no release).
+	Latest string
+	// Releases are the stack's releases, newest version first.
+	Releases []Release
+}
+
+// NewStackReleases picks stack's releases out of all, newest version first.
+func NewStackReleases(all []Release, stack string) StackReleases {
+	var s StackReleases
+	for _, r := range all {
+		if r.Stack == stack {
+			s.Releases = append(s.Releases, r)
+		}
+	}
+	sort.SliceStable(s.Releases, func(i, j int) bool { return CompareVersions(s.Releases[i].Version, s.Releases[j].Version) > 0 })
+	if len(s.Releases) > 0 {
+		s.Latest = s.Releases[0].Version
+	}
+	return s
+}
+
+// Has reports whether version is one of the stack's releases.
+func (s StackReleases) Has(version string) bool {
+	for _, r := range s.Releases {
+		if r.Version == version {
+			return true
+		}
+	}
+	return false
+}
+
+// behindLatest counts the releases newer than running and finds when the first
+// of them was published, which is when running was superseded.
+func (s StackReleases) behindLatest(running string) (n int, supersededAt time.Time) {
+	if running == "" {
+		return 0, time.Time{}
+	}
+	for _, r := range s.Releases {
+		if CompareVersions(r.Version, running) > 0 {
+			n++
+			if supersededAt.IsZero() || r.CreatedAt.Before(supersededAt) {
+				supersededAt = r.CreatedAt
+			}
+		}
+	}
+	return n, supersededAt
+}
 
 // Params are the fleet-wide settings status depends on.
 type Params struct {
@@ -69,6 +138,8 @@ type Evaluation struct {
 	Status Status `json:"status"`
 	// Reason explains a status other than healthy and pending, for people.
 	Reason string `json:"status_reason,omitempty"`
+	// ReasonCode is the machine-readable cause (see the Reason… constants).
+	ReasonCode string `json:"status_reason_code,omitempty"`
 	// Since is when the current status began, when it can be derived from state
 	// alone (stale: the missed deadline). Zero otherwise.
 	Since time.Time `json:"-"`
@@ -83,13 +154,34 @@ type Evaluation struct {
 	Behind BehindReason `json:"behind,omitempty"`
 	// NextPollExpected is when a pull-pending deployment is expected to poll.
 	NextPollExpected time.Time `json:"next_poll_expected,omitzero"`
+	// VersionsBehind counts the stack's releases newer than the running one.
+	VersionsBehind int `json:"versions_behind"`
+	// SupersededAt is when the running release stopped being the latest (the
+	// first newer release's publication); zero while it is the latest.
+	SupersededAt time.Time `json:"superseded_at,omitzero"`
+}
+
+// BehindLatest is why a deployment does not run its stack's latest release: the
+// reason it is behind its desired release, else its pin; "" when it runs the
+// latest (or the stack has no release).
+func (e Evaluation) BehindLatest() BehindReason {
+	if e.VersionsBehind == 0 {
+		return ""
+	}
+	if e.Behind != "" {
+		return e.Behind
+	}
+	if e.Pinned {
+		return BehindPinned
+	}
+	return BehindAwaitingApply
 }
 
 // Evaluate derives a deployment's status from what the manager knows and the time.
-// latest is the newest release of the deployment's stack, or "" when there is none.
+// s holds the releases of the deployment's stack.
 // It is pure: the same inputs always give the same answer.
-func Evaluate(d *Deployment, latest string, now time.Time, p Params) Evaluation {
-	e := Evaluation{Latest: latest, Desired: latest}
+func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluation {
+	e := Evaluation{Latest: s.Latest, Desired: s.Latest}
 	if d.Pin != nil {
 		e.Pinned = true
 		e.Desired = d.Pin.Release
@@ -97,27 +189,31 @@ func Evaluate(d *Deployment, latest string, now time.Time, p Params) Evaluation 
 	if e.Desired == "" {
 		e.Desired = d.RunningRelease
 	}
+	e.VersionsBehind, e.SupersededAt = s.behindLatest(d.RunningRelease)
 
 	switch {
 	case d.LastCheckin.IsZero():
 		e.Status = StatusPending
 		return e
 	case now.Sub(d.LastCheckin) > p.StaleAfter:
-		e.Status = StatusStale
+		e.Status, e.ReasonCode = StatusStale, ReasonNoCheckin
 		e.Since = d.LastCheckin.Add(p.StaleAfter)
 		e.Reason = "no check-in since " + d.LastCheckin.UTC().Format(time.RFC3339)
-	case d.Update.Phase == UpdateApplying:
-		e.Status = StatusUpdating
+	case d.Update.Phase == UpdateApplying && d.Update.Release != d.RunningRelease:
+		e.Status, e.ReasonCode = StatusUpdating, ReasonApplying
 		e.Reason = "applying " + d.Update.Release
-	case d.Update.Phase == UpdateFailed && d.Update.Release == e.Desired:
-		e.Status = StatusFailed
+	case d.Update.Phase == UpdateFailed && d.Update.Release == e.Desired && d.RunningRelease != e.Desired:
+		e.Status, e.ReasonCode = StatusFailed, ReasonUpdateFailed
 		e.Reason = "update to " + d.Update.Release + " failed"
 		if d.Update.Error != "" {
 			e.Reason += ": " + d.Update.Error
 		}
 	case d.Health.Reported && !d.Health.Healthy:
 		e.Status = StatusUnhealthy
-		e.Reason = unhealthyReason(d.Health)
+		e.Reason, e.ReasonCode = unhealthyReason(d.Health)
+	case d.Regression != nil && d.Regression.Release == d.RunningRelease:
+		e.Status, e.ReasonCode = StatusUnhealthy, ReasonRegressed
+		e.Reason = "regressed after release: " + d.Regression.Summary()
 	default:
 		e.Status = StatusHealthy
 	}
@@ -132,6 +228,8 @@ func Evaluate(d *Deployment, latest string, now time.Time, p Params) Evaluation 
 			e.Behind = BehindUpdateFailed
 		case d.Mode == ModePush && !d.Connected:
 			e.Behind = BehindUnreachable
+		case !d.AcceptsReleases:
+			e.Behind = BehindManualApply
 		case d.Mode == ModePull:
 			e.Behind = BehindPullPending
 			e.NextPollExpected = d.LastCheckin.Add(p.HeartbeatInterval)
@@ -146,7 +244,7 @@ func Evaluate(d *Deployment, latest string, now time.Time, p Params) Evaluation 
 
 // unhealthyReason names the components that are down, with their errors, so the
 // reason says what to look at rather than only "unhealthy".
-func unhealthyReason(h Health) string {
+func unhealthyReason(h Health) (reason, code string) {
 	var down []string
 	for name, c := range h.Components {
 		if !c.Healthy {
@@ -159,10 +257,10 @@ func unhealthyReason(h Health) string {
 	}
 	sort.Strings(down)
 	if len(down) > 0 {
-		return "components down: " + strings.Join(down, "; ")
+		return "components down: " + strings.Join(down, "; "), ReasonComponentsDown
 	}
 	if h.LastError != "" {
-		return h.LastError
+		return h.LastError, ReasonAgentUnhealthy
 	}
-	return "agent reports unhealthy"
+	return "agent reports unhealthy", ReasonAgentUnhealthy
 }

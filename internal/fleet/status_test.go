@@ -12,7 +12,7 @@ func TestEvaluate(t *testing.T) {
 	ok := Health{Reported: true, Healthy: true}
 	base := func(mut func(*Deployment)) *Deployment {
 		d := &Deployment{ID: "d1", Stack: "app", RunningRelease: "1.8.0", Mode: ModePull,
-			LastCheckin: now.Add(-10 * time.Second), Health: ok}
+			LastCheckin: now.Add(-10 * time.Second), Health: ok, AcceptsReleases: true}
 		if mut != nil {
 			mut(d)
 		}
@@ -28,6 +28,7 @@ func TestEvaluate(t *testing.T) {
 		pinned     bool
 		desired    string
 		nextPollAt time.Time
+		code       string
 	}{
 		{name: "never checked in", d: base(func(d *Deployment) { d.LastCheckin = time.Time{} }), latest: "1.8.0", status: StatusPending, desired: "1.8.0"},
 		{name: "healthy on latest", d: base(nil), latest: "1.8.0", status: StatusHealthy, desired: "1.8.0"},
@@ -71,10 +72,30 @@ func TestEvaluate(t *testing.T) {
 			d.RunningRelease = "1.7.2"
 			d.Pin = &Pin{Release: "1.7.2"}
 		}), latest: "1.8.0", status: StatusHealthy, pinned: true, desired: "1.7.2"},
+		{name: "agent without an update hook needs a manual apply", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Mode, d.Connected, d.AcceptsReleases = ModePush, true, false
+		}), latest: "1.8.0", status: StatusHealthy, behind: BehindManualApply, desired: "1.8.0"},
+		{name: "a failed update later applied by hand is not failed", d: base(func(d *Deployment) {
+			d.Update = UpdateState{Phase: UpdateFailed, Release: "1.8.0", Error: "hook exited 1"}
+		}), latest: "1.8.0", status: StatusHealthy, desired: "1.8.0"},
+		{name: "regressed on the running release", d: base(func(d *Deployment) {
+			d.Regression = &Regression{Release: "1.8.0", Previous: "1.7.2", Requests: 400, PreviousRequests: 500,
+				ErrorRate: 0.25, PreviousErrorRate: 0.01, Worse: []string{"error_rate"}}
+		}), latest: "1.8.0", status: StatusUnhealthy, reason: "error rate 25.0% vs 1.0% on 1.8.0 (400 requests) against 1.7.2", desired: "1.8.0", code: ReasonRegressed},
+		{name: "a regression of another release does not count", d: base(func(d *Deployment) {
+			d.RunningRelease = "1.7.2"
+			d.Pin = &Pin{Release: "1.7.2"}
+			d.Regression = &Regression{Release: "1.8.0", Previous: "1.7.2", Worse: []string{"p95"}}
+		}), latest: "1.8.0", status: StatusHealthy, pinned: true, desired: "1.7.2"},
+		{name: "components down outrank a regression", d: base(func(d *Deployment) {
+			d.Health = Health{Reported: true, Components: map[string]ComponentHealth{"db": {LastError: "disk full"}}}
+			d.Regression = &Regression{Release: "1.8.0", Previous: "1.7.2", Worse: []string{"p95"}}
+		}), latest: "1.8.0", status: StatusUnhealthy, reason: "db: disk full", desired: "1.8.0", code: ReasonComponentsDown},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := Evaluate(tc.d, tc.latest, now, p)
+			e := Evaluate(tc.d, testStack(tc.latest), now, p)
 			if e.Status != tc.status {
 				t.Errorf("status = %s, want %s (reason %q)", e.Status, tc.status, e.Reason)
 			}
@@ -93,14 +114,53 @@ func TestEvaluate(t *testing.T) {
 			if !e.NextPollExpected.Equal(tc.nextPollAt) {
 				t.Errorf("next poll = %v, want %v", e.NextPollExpected, tc.nextPollAt)
 			}
+			if tc.code != "" && e.ReasonCode != tc.code {
+				t.Errorf("reason code = %q, want %q", e.ReasonCode, tc.code)
+			}
 		})
+	}
+}
+
+// testStack is a stack whose releases are 1.7.2, 1.7.3 and latest, published a
+// month apart.
+func testStack(latest string) StackReleases {
+	if latest == "" {
+		return StackReleases{}
+	}
+	at := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+	var rs []Release
+	for i, v := range []string{"1.7.2", "1.7.3", latest} {
+		rs = append(rs, Release{Stack: "app", Version: v, CreatedAt: at.AddDate(0, i, 0)})
+	}
+	return NewStackReleases(rs, "app")
+}
+
+func TestEvaluateHowFarBehind(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	p := DefaultParams()
+	s := testStack("1.8.0")
+	d := &Deployment{Stack: "app", RunningRelease: "1.7.2", LastCheckin: now, Mode: ModePull, AcceptsReleases: true}
+	e := Evaluate(d, s, now, p)
+	if e.VersionsBehind != 2 || !e.SupersededAt.Equal(time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("versions behind %d, superseded %v; want 2 and 2026-10-01 (when 1.7.3 came out)", e.VersionsBehind, e.SupersededAt)
+	}
+	if e.BehindLatest() != BehindPullPending {
+		t.Fatalf("behind latest = %q, want pull-pending", e.BehindLatest())
+	}
+	d.Pin = &Pin{Release: "1.7.2"}
+	if e := Evaluate(d, s, now, p); e.Behind != "" || e.BehindLatest() != BehindPinned || e.VersionsBehind != 2 {
+		t.Fatalf("pinned: behind %q, behind latest %q, versions %d; want none, pinned, 2", e.Behind, e.BehindLatest(), e.VersionsBehind)
+	}
+	d.Pin, d.RunningRelease = nil, "1.8.0"
+	if e := Evaluate(d, s, now, p); e.VersionsBehind != 0 || !e.SupersededAt.IsZero() || e.BehindLatest() != "" {
+		t.Fatalf("on latest: versions %d, superseded %v, behind latest %q; want 0, zero, none", e.VersionsBehind, e.SupersededAt, e.BehindLatest())
 	}
 }
 
 func TestEvaluateStaleSinceIsTheMissedDeadline(t *testing.T) {
 	last := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	d := &Deployment{LastCheckin: last}
-	e := Evaluate(d, "", last.Add(time.Hour), Params{HeartbeatInterval: time.Second, StaleAfter: 3 * time.Second})
+	e := Evaluate(d, StackReleases{}, last.Add(time.Hour), Params{HeartbeatInterval: time.Second, StaleAfter: 3 * time.Second})
 	if want := last.Add(3 * time.Second); !e.Since.Equal(want) {
 		t.Fatalf("since = %v, want %v", e.Since, want)
 	}
@@ -141,7 +201,8 @@ func TestLatest(t *testing.T) {
 }
 
 func TestFilterMatch(t *testing.T) {
-	d := &Deployment{ID: "acme-prod", Name: "Acme production", Customer: "Acme", Cloud: "aws", Region: "eu-west-1", Stack: "app", RunningRelease: "1.8.0"}
+	d := &Deployment{ID: "acme-prod", Name: "Acme production", Customer: "Acme", Cloud: "aws", Region: "eu-west-1", Stack: "app", RunningRelease: "1.8.0",
+		Labels: map[string]string{"tier": "gold"}}
 	e := Evaluation{Status: StatusHealthy}
 	for _, tc := range []struct {
 		f    Filter
@@ -154,6 +215,12 @@ func TestFilterMatch(t *testing.T) {
 		{Filter{Status: StatusStale}, false},
 		{Filter{Release: "1.7.2"}, false},
 		{Filter{Cloud: "gcp"}, false},
+		{Filter{Labels: map[string]string{"tier": "gold"}}, true},
+		{Filter{Labels: map[string]string{"tier": "silver"}}, false},
+		{Filter{Labels: map[string]string{"missing": ""}}, false},
+		{Filter{Behind: "any"}, false},
+		{Filter{Pinned: "false"}, true},
+		{Filter{Pinned: "true"}, false},
 	} {
 		if got := tc.f.Match(d, e); got != tc.want {
 			t.Errorf("%+v.Match = %v, want %v", tc.f, got, tc.want)

@@ -51,6 +51,13 @@ type Settings struct {
 	// EvalInterval is how often every deployment is re-evaluated, which is what
 	// notices staleness (a quarter of StaleAfter, at most 1 s, when zero).
 	EvalInterval time.Duration
+	// OnEvent, when set, sees every status change as it is recorded. It is called
+	// with registry locks held: it must return at once (queue, never block).
+	OnEvent func(fleet.Event)
+	// OnDesiredChange, when set, is told which deployments' desired release (or
+	// expected configuration) changed, after the change is stored, so push
+	// connections can be offered it at once. It runs on the caller's goroutine.
+	OnDesiredChange func(ids []string)
 }
 
 // entry is one deployment. Its mu guards everything but the immutable id and
@@ -61,6 +68,9 @@ type entry struct {
 	tokenHash   string
 	lastStatus  fleet.Status
 	statusSince time.Time
+	// changing is set while a pin change holds the deployment, so a concurrent
+	// change of the same deployment is refused rather than interleaved.
+	changing string
 }
 
 // Registry is the live fleet. Create it with New, then Start.
@@ -74,6 +84,9 @@ type Registry struct {
 	evalI  time.Duration
 	m      metrics
 
+	onEvent   func(fleet.Event)
+	onDesired func(ids []string)
+
 	// Lock order: mu, then an entry's mu, then pendMu. mu is held for writing
 	// only to add deployments or releases.
 	mu       sync.RWMutex
@@ -81,7 +94,7 @@ type Registry struct {
 	byToken  map[string]*entry
 	order    []*entry // by id, for paging without sorting the fleet per request
 	releases []fleet.Release
-	latest   map[string]string // stack → newest version
+	stacks   map[string]fleet.StackReleases
 
 	pendMu sync.Mutex
 	dirty  map[string]struct{}
@@ -110,8 +123,8 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	r := &Registry{
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
-		flushI: s.FlushInterval, evalI: s.EvalInterval,
-		deps: map[string]*entry{}, byToken: map[string]*entry{}, latest: map[string]string{}, dirty: map[string]struct{}{},
+		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange,
+		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -296,14 +309,24 @@ func (r *Registry) markDirty(id string) {
 // evaluateLocked re-derives e's status and records a change as an event. The
 // caller holds r.mu (either way) and e.mu.
 func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
-	ev := fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)
+	ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+	switch {
+	case ev.Behind != "" && e.d.BehindSince.IsZero():
+		e.d.BehindSince = now.UTC()
+		r.markDirty(e.d.ID)
+	case ev.Behind == "" && !e.d.BehindSince.IsZero():
+		e.d.BehindSince = time.Time{}
+		r.markDirty(e.d.ID)
+	}
 	if ev.Status != e.lastStatus {
 		at := now
 		if !ev.Since.IsZero() {
 			at = ev.Since
 		}
+		fe := fleet.Event{DeploymentID: e.d.ID, At: at.UTC(), From: e.lastStatus, To: ev.Status, Reason: ev.Reason,
+			ReasonCode: ev.ReasonCode, Release: e.d.RunningRelease}
 		r.pendMu.Lock()
-		r.events = append(r.events, fleet.Event{DeploymentID: e.d.ID, At: at, From: e.lastStatus, To: ev.Status, Reason: ev.Reason})
+		r.events = append(r.events, fe)
 		r.dirty[e.d.ID] = struct{}{}
 		r.pendMu.Unlock()
 		r.m.events.WithLabelValues(string(ev.Status)).Inc()
@@ -311,6 +334,9 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 			r.log.Info("deployment status changed", "deployment", e.d.ID, "from", e.lastStatus, "to", ev.Status, "reason", ev.Reason)
 		}
 		e.lastStatus, e.statusSince = ev.Status, at
+		if r.onEvent != nil {
+			r.onEvent(fe)
+		}
 	}
 	return ev
 }
@@ -343,7 +369,7 @@ func (r *Registry) viewLocked(e *entry, now time.Time) View {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec := e.record()
-	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params), StatusSince: e.statusSince}
+	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params), StatusSince: e.statusSince}
 }
 
 // Get returns one deployment.
@@ -370,7 +396,7 @@ func (r *Registry) sortOrderLocked() {
 func (r *Registry) matchLocked(e *entry, f fleet.Filter, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return f.Match(&e.d, fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params))
+	return f.Match(&e.d, fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params))
 }
 
 // List returns the deployments matching f, sorted by id, one page at a time, with
@@ -386,7 +412,7 @@ func (r *Registry) List(f fleet.Filter, p Page) (items []View, total int) {
 			matched = append(matched, r.order[i])
 		}
 	}
-	if f == (fleet.Filter{}) {
+	if f.IsZero() {
 		total = len(r.order)
 	} else {
 		for _, e := range r.order {
@@ -422,7 +448,7 @@ func (r *Registry) Summary(f fleet.Filter) Summary {
 	defer r.mu.RUnlock()
 	for _, e := range r.deps {
 		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.latest[e.d.Stack], now, r.params)
+		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
 		match, release := f.Match(&e.d, ev), e.d.RunningRelease
 		e.mu.Unlock()
 		if !match {
@@ -559,6 +585,10 @@ type Report struct {
 	Health      *fleet.Health
 	ConfigHash  *string
 	Update      *fleet.UpdateState
+	// AcceptsReleases is whether the agent applies offered releases itself.
+	AcceptsReleases *bool
+	// Offer is the agent's report on a release offer (OpAMP remote config status).
+	Offer *OfferStatus
 }
 
 // Checkin applies a check-in from deployment id. It reports whether the registry
@@ -585,7 +615,9 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 		d.InstanceUID = rep.InstanceUID
 	}
 	if desc := rep.Description; desc != nil {
-		setIf(&d.RunningRelease, desc.Release)
+		if desc.Release != "" && desc.Release != d.RunningRelease {
+			r.releaseChangedLocked(d, desc.Release, now)
+		}
 		setIf(&d.AgentVersion, desc.AgentVersion)
 		setIf(&d.Cloud, desc.Cloud)
 		setIf(&d.Region, desc.Region)
@@ -600,6 +632,12 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 	}
 	if rep.Update != nil {
 		d.Update = *rep.Update
+	}
+	if rep.AcceptsReleases != nil {
+		d.AcceptsReleases = *rep.AcceptsReleases
+	}
+	if rep.Offer != nil {
+		r.offerStatusLocked(d, *rep.Offer, now)
 	}
 	r.markDirty(id)
 	r.m.checkins.Inc()
@@ -640,17 +678,35 @@ func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.
 		return fleet.Release{}, err
 	}
 	r.mu.Lock()
+	before := map[string]string{}
+	for id, e := range r.deps {
+		e.mu.Lock()
+		if e.d.Stack == rel.Stack && e.d.Pin == nil {
+			before[id] = r.stacks[rel.Stack].Latest
+		}
+		e.mu.Unlock()
+	}
 	r.addReleaseLocked(rel)
 	r.evaluateAllLocked()
+	var changed []string
+	if latest := r.stacks[rel.Stack].Latest; latest == rel.Version {
+		for id, was := range before {
+			if was != latest {
+				changed = append(changed, id)
+			}
+		}
+	}
 	r.mu.Unlock()
+	sort.Strings(changed)
+	if len(changed) > 0 && r.onDesired != nil {
+		r.onDesired(changed)
+	}
 	return rel, nil
 }
 
 func (r *Registry) addReleaseLocked(rel fleet.Release) {
 	r.releases = append(r.releases, rel)
-	if cur := r.latest[rel.Stack]; cur == "" || fleet.CompareVersions(rel.Version, cur) > 0 {
-		r.latest[rel.Stack] = rel.Version
-	}
+	r.stacks[rel.Stack] = fleet.NewStackReleases(r.releases, rel.Stack)
 }
 
 // Releases returns every release, newest version first within each stack, with
@@ -669,7 +725,7 @@ func (r *Registry) Releases(stack string) []ReleaseView {
 		if stack != "" && rel.Stack != stack {
 			continue
 		}
-		out = append(out, ReleaseView{Release: rel, Latest: r.latest[rel.Stack] == rel.Version, Deployments: running[[2]string{rel.Stack, rel.Version}]})
+		out = append(out, ReleaseView{Release: rel, Latest: r.stacks[rel.Stack].Latest == rel.Version, Deployments: running[[2]string{rel.Stack, rel.Version}]})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Release.Stack != out[j].Release.Stack {

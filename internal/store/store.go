@@ -49,6 +49,13 @@ type Fleet interface {
 	// ListReleases returns every release.
 	ListReleases(ctx context.Context) ([]fleet.Release, error)
 
+	// ApplyPins overwrites the state of existing deployments (as UpdateDeployments)
+	// and appends the pin audit entries, in one transaction.
+	ApplyPins(ctx context.Context, recs []DeploymentRecord, changes []fleet.PinChange) error
+	// ListPinChanges returns up to limit pin audit entries, newest first, of one
+	// deployment or, when deploymentID is empty, of all.
+	ListPinChanges(ctx context.Context, deploymentID string, limit int) ([]fleet.PinChange, error)
+
 	// AppendEvents records status changes.
 	AppendEvents(ctx context.Context, evs []fleet.Event) error
 	// ListEvents returns up to limit events, newest first, of one deployment or,

@@ -126,6 +126,33 @@ CREATE TABLE api_tokens (
 	role       VARCHAR NOT NULL,
 	hash       VARCHAR NOT NULL UNIQUE
 );`,
+	2: `
+ALTER TABLE deployments ADD COLUMN rollout VARCHAR DEFAULT '{}';
+ALTER TABLE status_events ADD COLUMN reason_code VARCHAR DEFAULT '';
+ALTER TABLE status_events ADD COLUMN release VARCHAR DEFAULT '';
+CREATE SEQUENCE pin_change_seq;
+CREATE TABLE pin_changes (
+	seq             BIGINT NOT NULL DEFAULT nextval('pin_change_seq'),
+	change_id       VARCHAR NOT NULL,
+	changed_at      TIMESTAMPTZ NOT NULL,
+	actor           VARCHAR NOT NULL,
+	reason          VARCHAR NOT NULL,
+	action          VARCHAR NOT NULL,
+	deployment_id   VARCHAR NOT NULL,
+	from_release    VARCHAR NOT NULL,
+	to_release      VARCHAR NOT NULL,
+	running_release VARCHAR NOT NULL
+);`,
+}
+
+// rollout is the release-tracking state of a deployment, kept as one JSON column.
+type rollout struct {
+	PreviousRelease string            `json:"previous_release,omitempty"`
+	ReleaseSince    time.Time         `json:"release_since,omitzero"`
+	AcceptsReleases bool              `json:"accepts_releases,omitempty"`
+	OfferHash       string            `json:"offer_hash,omitempty"`
+	Regression      *fleet.Regression `json:"regression,omitempty"`
+	BehindSince     time.Time         `json:"behind_since,omitzero"`
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -164,7 +191,7 @@ func (s *Store) migrate(ctx context.Context) error {
 var mutableColumns = []string{
 	"name", "customer", "platform", "cloud", "region", "stack", "labels", "mode", "connected",
 	"running_release", "agent_version", "instance_uid", "last_checkin", "health", "config_hash",
-	"expected_config_hash", "update_state", "pin", "last_status",
+	"expected_config_hash", "update_state", "pin", "last_status", "rollout",
 }
 
 func mustJSON(v any) string {
@@ -198,6 +225,8 @@ func deploymentValues(r *store.DeploymentRecord) []driver.Value {
 		d.Name, d.Customer, d.Platform, d.Cloud, d.Region, d.Stack, mustJSON(labels), string(d.Mode), d.Connected,
 		d.RunningRelease, d.AgentVersion, d.InstanceUID, nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash,
 		d.ExpectedConfigHash, mustJSON(d.Update), pin, string(r.LastStatus),
+		mustJSON(rollout{PreviousRelease: d.PreviousRelease, ReleaseSince: d.ReleaseSince, AcceptsReleases: d.AcceptsReleases,
+			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince}),
 	}
 }
 
@@ -270,6 +299,13 @@ func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRe
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs) }); err != nil {
+		return fmt.Errorf("update %d deployments: %w", len(recs), err)
+	}
+	return nil
+}
+
+func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord) error {
 	var set strings.Builder
 	for i, c := range mutableColumns {
 		if i > 0 {
@@ -279,13 +315,35 @@ func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRe
 	}
 	query := "UPDATE deployments SET " + set.String() + " FROM appended_data a WHERE deployments.id = a.col1"
 	cols := append([]string{"id"}, mutableColumns...)
+	app, err := duckdb.NewTableAppender(dc, query, "", "", "deployments", cols)
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		if err := app.AppendRow(deploymentValues(&recs[i])...); err != nil {
+			app.Close()
+			return err
+		}
+	}
+	return app.Close()
+}
+
+// ApplyPins implements store.Fleet: the deployments' new state and the audit
+// entries commit together or not at all.
+func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
 	err := s.withConn(ctx, func(dc driver.Conn) error {
-		app, err := duckdb.NewTableAppender(dc, query, "", "", "deployments", cols)
+		if len(recs) > 0 {
+			if err := updateDeployments(dc, recs); err != nil {
+				return err
+			}
+		}
+		app, err := duckdb.NewAppenderWithColumns(dc, "", "", "pin_changes",
+			[]string{"change_id", "changed_at", "actor", "reason", "action", "deployment_id", "from_release", "to_release", "running_release"})
 		if err != nil {
 			return err
 		}
-		for i := range recs {
-			if err := app.AppendRow(deploymentValues(&recs[i])...); err != nil {
+		for _, c := range changes {
+			if err := app.AppendRow(c.ChangeID, c.At.UTC(), c.By, c.Reason, string(c.Action), c.DeploymentID, c.From, c.To, c.Running); err != nil {
 				app.Close()
 				return err
 			}
@@ -293,9 +351,37 @@ func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRe
 		return app.Close()
 	})
 	if err != nil {
-		return fmt.Errorf("update %d deployments: %w", len(recs), err)
+		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
 	}
 	return nil
+}
+
+// ListPinChanges implements store.Fleet.
+func (s *Store) ListPinChanges(ctx context.Context, deploymentID string, limit int) ([]fleet.PinChange, error) {
+	q := `SELECT change_id, changed_at, actor, reason, action, deployment_id, from_release, to_release, running_release FROM pin_changes`
+	args := []any{}
+	if deploymentID != "" {
+		q += ` WHERE deployment_id = ?`
+		args = append(args, deploymentID)
+	}
+	q += ` ORDER BY seq DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list pin changes: %w", err)
+	}
+	defer rows.Close()
+	var out []fleet.PinChange
+	for rows.Next() {
+		var c fleet.PinChange
+		var action string
+		if err := rows.Scan(&c.ChangeID, &c.At, &c.By, &c.Reason, &action, &c.DeploymentID, &c.From, &c.To, &c.Running); err != nil {
+			return nil, fmt.Errorf("list pin changes: %w", err)
+		}
+		c.Action = fleet.PinAction(action)
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 // ListDeployments implements store.Fleet.
@@ -312,12 +398,12 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			r                                store.DeploymentRecord
 			d                                = &r.Deployment
 			labels, health, update, mode, ls string
-			pin                              sql.NullString
+			pin, ro                          sql.NullString
 			last                             sql.NullTime
 		)
 		if err := rows.Scan(&d.ID, &r.TokenHash, &d.CreatedAt, &d.Name, &d.Customer, &d.Platform, &d.Cloud, &d.Region,
 			&d.Stack, &labels, &mode, &d.Connected, &d.RunningRelease, &d.AgentVersion, &d.InstanceUID, &last,
-			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls); err != nil {
+			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls, &ro); err != nil {
 			return nil, fmt.Errorf("list deployments: %w", err)
 		}
 		d.Mode, r.LastStatus = fleet.Mode(mode), fleet.Status(ls)
@@ -327,6 +413,14 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 		if err := errors.Join(json.Unmarshal([]byte(labels), &d.Labels), json.Unmarshal([]byte(health), &d.Health),
 			json.Unmarshal([]byte(update), &d.Update)); err != nil {
 			return nil, fmt.Errorf("list deployments: decode %s: %w", d.ID, err)
+		}
+		if ro.Valid && ro.String != "" {
+			var x rollout
+			if err := json.Unmarshal([]byte(ro.String), &x); err != nil {
+				return nil, fmt.Errorf("list deployments: decode release state of %s: %w", d.ID, err)
+			}
+			d.PreviousRelease, d.ReleaseSince, d.AcceptsReleases = x.PreviousRelease, x.ReleaseSince, x.AcceptsReleases
+			d.OfferHash, d.Regression, d.BehindSince = x.OfferHash, x.Regression, x.BehindSince
 		}
 		if pin.Valid {
 			d.Pin = new(fleet.Pin)
@@ -380,12 +474,12 @@ func (s *Store) AppendEvents(ctx context.Context, evs []fleet.Event) error {
 	}
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		app, err := duckdb.NewAppenderWithColumns(dc, "", "", "status_events",
-			[]string{"deployment_id", "event_at", "from_status", "to_status", "reason"})
+			[]string{"deployment_id", "event_at", "from_status", "to_status", "reason", "reason_code", "release"})
 		if err != nil {
 			return err
 		}
 		for _, e := range evs {
-			if err := app.AppendRow(e.DeploymentID, e.At.UTC(), string(e.From), string(e.To), e.Reason); err != nil {
+			if err := app.AppendRow(e.DeploymentID, e.At.UTC(), string(e.From), string(e.To), e.Reason, e.ReasonCode, e.Release); err != nil {
 				app.Close()
 				return err
 			}
@@ -400,7 +494,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []fleet.Event) error {
 
 // ListEvents implements store.Fleet.
 func (s *Store) ListEvents(ctx context.Context, deploymentID string, limit int) ([]fleet.Event, error) {
-	q := `SELECT deployment_id, event_at, from_status, to_status, reason FROM status_events`
+	q := `SELECT deployment_id, event_at, from_status, to_status, reason, coalesce(reason_code, ''), coalesce(release, '') FROM status_events`
 	args := []any{}
 	if deploymentID != "" {
 		q += ` WHERE deployment_id = ?`
@@ -417,7 +511,7 @@ func (s *Store) ListEvents(ctx context.Context, deploymentID string, limit int) 
 	for rows.Next() {
 		var e fleet.Event
 		var from, to string
-		if err := rows.Scan(&e.DeploymentID, &e.At, &from, &to, &e.Reason); err != nil {
+		if err := rows.Scan(&e.DeploymentID, &e.At, &from, &to, &e.Reason, &e.ReasonCode, &e.Release); err != nil {
 			return nil, fmt.Errorf("list events: %w", err)
 		}
 		e.From, e.To = fleet.Status(from), fleet.Status(to)

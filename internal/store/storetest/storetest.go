@@ -23,6 +23,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("CreateDeploymentsIsAllOrNothing", func(t *testing.T) { testCreateConflict(t, open) })
 	t.Run("ReleasesAndEvents", func(t *testing.T) { testReleasesEvents(t, open) })
 	t.Run("APITokens", func(t *testing.T) { testTokens(t, open) })
+	t.Run("PinsAndAuditCommitTogether", func(t *testing.T) { testPins(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -57,6 +58,12 @@ func testDeployments(t *testing.T, open Opener) {
 	upd.Deployment.Update = fleet.UpdateState{Phase: fleet.UpdateFailed, Release: "1.8.0", Error: "exit 1", At: t0}
 	upd.Deployment.Pin = &fleet.Pin{Release: "1.7.2", By: "ops", Reason: "incident", At: t0}
 	upd.LastStatus = fleet.StatusUnhealthy
+	upd.Deployment.PreviousRelease = "1.7.2"
+	upd.Deployment.ReleaseSince = t0.Add(30 * time.Second)
+	upd.Deployment.AcceptsReleases = true
+	upd.Deployment.OfferHash = "abcd"
+	upd.Deployment.BehindSince = t0.Add(40 * time.Second)
+	upd.Deployment.Regression = &fleet.Regression{Release: "1.8.0", Previous: "1.7.2", Requests: 10, ErrorRate: 0.5, Worse: []string{"error_rate"}, Since: t0}
 	ghost := rec("ghost")
 	if err := s.UpdateDeployments(ctx, []store.DeploymentRecord{upd, ghost}); err != nil {
 		t.Fatal(err)
@@ -108,6 +115,12 @@ func equalRecords(want, got store.DeploymentRecord) error {
 		return fmt.Errorf("update %+v, want %+v", g.Update, w.Update)
 	case (g.Pin == nil) != (w.Pin == nil) || (g.Pin != nil && (g.Pin.Release != w.Pin.Release || g.Pin.Reason != w.Pin.Reason)):
 		return fmt.Errorf("pin %+v, want %+v", g.Pin, w.Pin)
+	case g.PreviousRelease != w.PreviousRelease || !g.ReleaseSince.Equal(w.ReleaseSince) || g.AcceptsReleases != w.AcceptsReleases ||
+		g.OfferHash != w.OfferHash || !g.BehindSince.Equal(w.BehindSince):
+		return fmt.Errorf("release state %q %v %v %q %v, want %q %v %v %q %v", g.PreviousRelease, g.ReleaseSince, g.AcceptsReleases, g.OfferHash, g.BehindSince,
+			w.PreviousRelease, w.ReleaseSince, w.AcceptsReleases, w.OfferHash, w.BehindSince)
+	case fmt.Sprint(g.Regression) != fmt.Sprint(w.Regression):
+		return fmt.Errorf("regression %+v, want %+v", g.Regression, w.Regression)
 	}
 	return nil
 }
@@ -147,7 +160,7 @@ func testReleasesEvents(t *testing.T, open Opener) {
 	evs := []fleet.Event{
 		{DeploymentID: "a", At: t0, From: "", To: fleet.StatusPending},
 		{DeploymentID: "a", At: t0.Add(time.Second), From: fleet.StatusPending, To: fleet.StatusHealthy},
-		{DeploymentID: "b", At: t0.Add(2 * time.Second), From: fleet.StatusHealthy, To: fleet.StatusStale, Reason: "quiet"},
+		{DeploymentID: "b", At: t0.Add(2 * time.Second), From: fleet.StatusHealthy, To: fleet.StatusStale, Reason: "quiet", ReasonCode: fleet.ReasonNoCheckin, Release: "1.8.0"},
 	}
 	if err := s.AppendEvents(ctx, evs); err != nil {
 		t.Fatal(err)
@@ -157,7 +170,7 @@ func testReleasesEvents(t *testing.T, open Opener) {
 		t.Fatalf("events of a = %+v, %v; want healthy then pending", got, err)
 	}
 	all, _ := s.ListEvents(ctx, "", 2)
-	if len(all) != 2 || all[0].Reason != "quiet" {
+	if len(all) != 2 || all[0].Reason != "quiet" || all[0].ReasonCode != fleet.ReasonNoCheckin || all[0].Release != "1.8.0" {
 		t.Fatalf("newest two events = %+v", all)
 	}
 }
@@ -182,5 +195,61 @@ func testTokens(t *testing.T, open Opener) {
 	}
 	if err := s.DeleteAPIToken(ctx, "t1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+}
+
+func testPins(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	recs := []store.DeploymentRecord{rec("a"), rec("b")}
+	if err := s.CreateDeployments(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		recs[i].Deployment.Pin = &fleet.Pin{Release: "1.7.2", By: "ops", Reason: "incident 42", At: t0}
+	}
+	changes := []fleet.PinChange{
+		{ChangeID: "chg-1", At: t0, By: "ops", Reason: "incident 42", Action: fleet.ActionPin, DeploymentID: "a", From: "1.8.0", To: "1.7.2", Running: "1.8.0"},
+		{ChangeID: "chg-1", At: t0, By: "ops", Reason: "incident 42", Action: fleet.ActionPin, DeploymentID: "b", From: "1.8.0", To: "1.7.2", Running: "1.7.2"},
+	}
+	if err := s.ApplyPins(ctx, recs, changes); err != nil {
+		t.Fatal(err)
+	}
+	unpin := []fleet.PinChange{{ChangeID: "chg-2", At: t0.Add(time.Minute), By: "dev", Action: fleet.ActionUnpin, DeploymentID: "a", From: "1.7.2", To: "1.8.0", Running: "1.7.2"}}
+	recs[0].Deployment.Pin = nil
+	if err := s.ApplyPins(ctx, recs[:1], unpin); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListDeployments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Deployment.Pin != nil || got[1].Deployment.Pin == nil || got[1].Deployment.Pin.Reason != "incident 42" {
+		t.Fatalf("pins after pin and unpin: a %+v, b %+v; want a unpinned, b pinned for incident 42", got[0].Deployment.Pin, got[1].Deployment.Pin)
+	}
+	ofA, err := s.ListPinChanges(ctx, "a", 10)
+	if err != nil || len(ofA) != 2 || ofA[0].Action != fleet.ActionUnpin || !ofA[1].At.Equal(t0) {
+		t.Fatalf("audit of a = %+v, %v; want unpin then pin", ofA, err)
+	}
+	if c := ofA[1]; c.ChangeID != "chg-1" || c.By != "ops" || c.Reason != "incident 42" || c.From != "1.8.0" || c.To != "1.7.2" || c.Running != "1.8.0" {
+		t.Fatalf("pin entry = %+v", c)
+	}
+	all, _ := s.ListPinChanges(ctx, "", 10)
+	if len(all) != 3 {
+		t.Fatalf("%d audit entries in all, want 3", len(all))
+	}
+
+	// A change whose audit entry cannot be written leaves the pins as they were.
+	bad := []fleet.PinChange{{ChangeID: "chg-3", At: t0, Action: fleet.ActionPin, DeploymentID: "a"}}
+	recs[0].Deployment.Pin = &fleet.Pin{Release: "9.9.9"}
+	ctxDone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.ApplyPins(ctxDone, recs[:1], bad); err == nil {
+		t.Fatal("ApplyPins with a cancelled context succeeded")
+	}
+	got, _ = s.ListDeployments(ctx)
+	if got[0].Deployment.Pin != nil {
+		t.Fatalf("a failed ApplyPins left pin %+v", got[0].Deployment.Pin)
 	}
 }
