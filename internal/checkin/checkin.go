@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/desired"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/opamplog"
 	"github.com/periscope-dev/periscope/internal/registry"
@@ -47,6 +49,8 @@ type Fleet interface {
 	Authenticate(token string) (id string, ok bool)
 	Checkin(id string, rep registry.Report) (knewAgent bool, err error)
 	Disconnected(id string)
+	// Offer returns the release offer for deployment id and whether it must be sent.
+	Offer(id string) (desired.Offer, bool)
 }
 
 // Settings are the server's collaborators; zero values are safe.
@@ -72,6 +76,7 @@ type Server struct {
 
 	checkins *prometheus.CounterVec
 	rejected *prometheus.CounterVec
+	offers   prometheus.Counter
 	latency  prometheus.Histogram
 	open     prometheus.GaugeFunc
 }
@@ -84,6 +89,7 @@ func New(f Fleet, s Settings) (*Server, error) {
 	}
 	cs.checkins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_checkins_total", Help: "OpAMP messages accepted, by transport."}, []string{"transport"})
 	cs.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_checkins_rejected_total", Help: "OpAMP connections refused, by reason."}, []string{"reason"})
+	cs.offers = prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_release_offers_total", Help: "Desired-release offers sent to agents (in replies and pushed)."})
 	cs.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_checkin_duration_seconds", Help: "Time to process one OpAMP message.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
 	cs.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_opamp_push_connections", Help: "Open WebSocket (push) connections."}, func() float64 {
 		cs.mu.Lock()
@@ -91,7 +97,7 @@ func New(f Fleet, s Settings) (*Server, error) {
 		return float64(len(cs.conns))
 	})
 	if s.Registerer != nil {
-		for _, c := range []prometheus.Collector{cs.checkins, cs.rejected, cs.latency, cs.open} {
+		for _, c := range []prometheus.Collector{cs.checkins, cs.rejected, cs.offers, cs.latency, cs.open} {
 			if err := s.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("checkin: register metrics: %w", err)
 			}
@@ -129,6 +135,65 @@ func (s *Server) Shutdown(context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Push sends each listed deployment that holds an open push connection its
+// release offer now, if it needs one, a few at a time. It returns how many
+// offers were sent; deployments that poll get theirs at their next check-in.
+func (s *Server) Push(ctx context.Context, ids []string) int {
+	type job struct {
+		id string
+		c  types.Connection
+	}
+	s.mu.Lock()
+	jobs := make([]job, 0, len(ids))
+	for _, id := range ids {
+		if c, ok := s.conns[id]; ok {
+			jobs = append(jobs, job{id, c})
+		}
+	}
+	s.mu.Unlock()
+	var (
+		sent atomic.Int64
+		wg   sync.WaitGroup
+		next = make(chan job)
+	)
+	for range min(len(jobs), pushWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				o, need := s.fleet.Offer(j.id)
+				if !need {
+					continue
+				}
+				sctx, cancel := context.WithTimeout(ctx, pushTimeout)
+				err := j.c.Send(sctx, &protobufs.ServerToAgent{RemoteConfig: desired.Encode(o)})
+				cancel()
+				if err != nil {
+					// The agent gets the offer at its next message instead.
+					s.log.Debug("push of release offer failed", "deployment", j.id, "err", err)
+					continue
+				}
+				s.offers.Inc()
+				sent.Add(1)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	return int(sent.Load())
+}
+
+// pushWorkers bounds concurrent sends so a fleet-wide pin does not start 100,000
+// goroutines, while one slow connection does not hold up the rest.
+const pushWorkers = 64
+
+// pushTimeout bounds one send; a connection that cannot take a small message in
+// this time is as good as gone.
+const pushTimeout = 10 * time.Second
 
 // Connected reports whether deployment id holds an open push connection.
 func (s *Server) Connected(id string) bool {
@@ -209,8 +274,9 @@ func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.A
 	rep := Report(msg)
 	rep.Mode = c.mode
 	resp := &protobufs.ServerToAgent{
-		InstanceUid:  msg.InstanceUid,
-		Capabilities: uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus | protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig | protobufs.ServerCapabilities_ServerCapabilities_OffersConnectionSettings),
+		InstanceUid: msg.InstanceUid,
+		Capabilities: uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus | protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig |
+			protobufs.ServerCapabilities_ServerCapabilities_OffersConnectionSettings | protobufs.ServerCapabilities_ServerCapabilities_OffersRemoteConfig),
 	}
 	known, err := c.s.fleet.Checkin(c.id, rep)
 	if err != nil {
@@ -223,6 +289,10 @@ func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.A
 		// The manager has not heard this agent's full state (new, or the manager
 		// restarted): ask for it instead of waiting for the next change.
 		resp.Flags = uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
+	}
+	if o, send := c.s.fleet.Offer(c.id); send {
+		resp.RemoteConfig = desired.Encode(o)
+		c.s.offers.Inc()
 	}
 	if !c.sentHB && c.s.hb >= time.Second && c.s.hb%time.Second == 0 {
 		resp.ConnectionSettings = &protobufs.ConnectionSettingsOffers{Opamp: &protobufs.OpAMPConnectionSettings{HeartbeatIntervalSeconds: uint64(c.s.hb / time.Second)}}
@@ -266,6 +336,20 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 			fh.Healthy = true
 		}
 		rep.Health = &fh
+	}
+	if msg.Capabilities != 0 {
+		accepts := msg.Capabilities&uint64(protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig) != 0
+		rep.AcceptsReleases = &accepts
+	}
+	if st := msg.RemoteConfigStatus; st != nil && len(st.LastRemoteConfigHash) > 0 {
+		phase := map[protobufs.RemoteConfigStatuses]fleet.UpdatePhase{
+			protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLYING: fleet.UpdateApplying,
+			protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED:  fleet.UpdateApplied,
+			protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED:   fleet.UpdateFailed,
+		}[st.Status]
+		if phase != fleet.UpdateNone {
+			rep.Offer = &registry.OfferStatus{Hash: hex.EncodeToString(st.LastRemoteConfigHash), Phase: phase, Error: st.ErrorMessage}
+		}
 	}
 	if ec := msg.EffectiveConfig; ec != nil && ec.ConfigMap != nil {
 		hash := ConfigHash(ec.ConfigMap)
