@@ -208,7 +208,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 			Limit: 1, Cursor: "c"},
 		"/api/v1/spans":            telquery.SpanQuery{Filter: timed, Name: "n", ErrorsOnly: true, MinDuration: 1, RootsOnly: true, Limit: 1, Cursor: "c"},
 		"/api/v1/red":              telquery.REDQuery{Filter: timed, Step: time.Minute, GroupBy: "release", Raw: true},
-		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour},
+		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour, Against: "0.9"},
 		"/api/v1/metrics/series":   telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
 	} {
 		var get struct {

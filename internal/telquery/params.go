@@ -314,6 +314,7 @@ func ParseCompareQuery(v url.Values, now time.Time) (CompareQuery, error) {
 		return q, invalid("compare takes window (how much of each release), not since or until")
 	}
 	q.Window, err = parseDuration("window", v.Get("window"))
+	q.Against = v.Get("against")
 	return q, err
 }
 
@@ -322,6 +323,9 @@ func (q CompareQuery) Values() url.Values {
 	v := q.Filter.values()
 	if q.Window > 0 {
 		v.Set("window", q.Window.String())
+	}
+	if q.Against != "" {
+		v.Set("against", q.Against)
 	}
 	return v
 }

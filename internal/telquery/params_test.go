@@ -41,7 +41,7 @@ func TestValuesRoundTrip(t *testing.T) {
 			func(v url.Values) (any, error) { return telquery.ParseSpanQuery(v, now) }},
 		{"red", telquery.REDQuery{Filter: full, Step: 5 * time.Minute, GroupBy: telquery.ByRelease, Raw: true},
 			func(v url.Values) (any, error) { return telquery.ParseREDQuery(v, now) }},
-		{"compare", telquery.CompareQuery{Filter: noTimes(full), Window: 30 * time.Minute},
+		{"compare", telquery.CompareQuery{Filter: noTimes(full), Window: 30 * time.Minute, Against: "1.7.2"},
 			func(v url.Values) (any, error) { return telquery.ParseCompareQuery(v, now) }},
 		{"metric", telquery.MetricQuery{Filter: full, Name: "http.server.duration", GroupBy: "http.route", Step: 2 * time.Minute, Agg: telquery.AggMax},
 			func(v url.Values) (any, error) { return telquery.ParseMetricQuery(v, now) }},

@@ -208,6 +208,8 @@ type CompareQuery struct {
 	Filter
 	// Window is how much of each release to compare (default 1h).
 	Window time.Duration
+	// Against names the release to compare with; empty means the one before.
+	Against string
 }
 
 // ReleaseWindow is one side of a comparison.

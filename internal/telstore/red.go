@@ -306,14 +306,21 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 			break
 		}
 	}
-	if cur < 0 || cur+1 >= len(rels) {
+	if cur < 0 || (cur+1 >= len(rels) && q.Against == "") {
 		what := "the fleet"
 		if q.Deployment != "" {
 			what = "deployment " + q.Deployment
 		}
 		return telquery.Comparison{}, fmt.Errorf("%w: %s has no request data for two releases to compare (found %d)", telquery.ErrInvalid, what, len(rels))
 	}
-	c, p := rels[cur], rels[cur+1]
+	prev := cur + 1
+	if q.Against != "" {
+		prev = slices.IndexFunc(rels, func(r releaseSpan) bool { return r.release == q.Against })
+		if prev < 0 || prev == cur {
+			return telquery.Comparison{}, fmt.Errorf("%w: no request data for release %s to compare against", telquery.ErrInvalid, q.Against)
+		}
+	}
+	c, p := rels[cur], rels[prev]
 	if c.first.Before(p.last) {
 		// Back on a release it ran before (a rollback): its current stretch starts
 		// after the other release's last minute.
