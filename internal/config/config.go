@@ -135,6 +135,30 @@ type Manager struct {
 	ExportQueue Queue `yaml:"export_queue" env:"EXPORT_QUEUE_"`
 	// TelemetryStore bounds the operational telemetry window kept for queries.
 	TelemetryStore TelemetryStore `yaml:"telemetry_store" env:"TELEMETRY_STORE_"`
+	// Regression says when a deployment's new release counts as clearly worse
+	// than its previous one, which turns it unhealthy.
+	Regression Regression `yaml:"regression" env:"REGRESSION_"`
+}
+
+// Regression configures "unhealthy after release" detection. A release regressed
+// when both releases served at least MinRequests requests and its error rate or
+// its p95 latency rose past both the absolute and the relative threshold.
+type Regression struct {
+	// MinRequests is the least number of requests each release needs.
+	MinRequests int `yaml:"min_requests" env:"MIN_REQUESTS"`
+	// ErrorRateIncrease is the least absolute rise in error rate (0.05 = five points).
+	ErrorRateIncrease float64 `yaml:"error_rate_increase" env:"ERROR_RATE_INCREASE"`
+	// ErrorRateRatio is the least factor by which the error rate rose.
+	ErrorRateRatio float64 `yaml:"error_rate_ratio" env:"ERROR_RATE_RATIO"`
+	// P95Increase is the least rise in p95 latency.
+	P95Increase Duration `yaml:"p95_increase" env:"P95_INCREASE"`
+	// P95Ratio is the least factor by which p95 latency rose.
+	P95Ratio float64 `yaml:"p95_ratio" env:"P95_RATIO"`
+	// Window is how much of each release is compared: the new release's first
+	// Window against the previous release's last.
+	Window Duration `yaml:"window" env:"WINDOW"`
+	// CheckEvery is how often the fleet is checked.
+	CheckEvery Duration `yaml:"check_every" env:"CHECK_EVERY"`
 }
 
 // TelemetryStore configures the manager's operational telemetry window (DataDir/
@@ -149,12 +173,31 @@ type TelemetryStore struct {
 	MemoryLimit string `yaml:"memory_limit" env:"MEMORY_LIMIT"`
 }
 
+func (r Regression) validate() error {
+	var errs []error
+	if r.MinRequests < 1 {
+		errs = append(errs, errors.New("regression.min_requests: must be at least 1"))
+	}
+	if r.ErrorRateIncrease <= 0 || r.ErrorRateIncrease > 1 {
+		errs = append(errs, fmt.Errorf("regression.error_rate_increase: %g is not a rate rise between 0 and 1 (0.05 = five points)", r.ErrorRateIncrease))
+	}
+	if r.ErrorRateRatio < 1 || r.P95Ratio < 1 {
+		errs = append(errs, errors.New("regression.error_rate_ratio and p95_ratio: must be at least 1 (a factor of worsening)"))
+	}
+	if r.P95Increase <= 0 || r.Window <= 0 || r.CheckEvery <= 0 {
+		errs = append(errs, errors.New("regression.p95_increase, window and check_every: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
 // DefaultManager returns the manager defaults.
 func DefaultManager() Manager {
 	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
 		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64,
 		ExportQueue:    Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"},
-		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30}}
+		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30},
+		Regression: Regression{MinRequests: 20, ErrorRateIncrease: 0.05, ErrorRateRatio: 2, P95Increase: Duration(100 * time.Millisecond),
+			P95Ratio: 1.5, Window: Duration(30 * time.Minute), CheckEvery: Duration(30 * time.Second)}}
 }
 
 // Validate reports every problem in the configuration.
@@ -190,6 +233,7 @@ func (c *Manager) Validate() error {
 	if c.TelemetryStore.MaxBytes <= 0 {
 		errs = append(errs, errors.New("telemetry_store.max_bytes: must be positive"))
 	}
+	errs = append(errs, c.Regression.validate())
 	names := map[string]bool{}
 	for i, e := range c.Exporters {
 		if err := e.Validate(); err != nil {
@@ -431,6 +475,13 @@ func applyEnvStruct(rv reflect.Value, prefix string, vars map[string]string) err
 				continue
 			}
 			fv.SetInt(int64(n))
+		case float64:
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("PERISCOPE_%s: %q is not a number", name, v))
+				continue
+			}
+			fv.SetFloat(x)
 		case bool:
 			b, err := strconv.ParseBool(v)
 			if err != nil {

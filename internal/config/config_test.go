@@ -148,6 +148,29 @@ func TestManagerTelemetryStoreFromFileAndEnv(t *testing.T) {
 	}
 }
 
+func TestManagerRegressionFromFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	os.WriteFile(path, []byte("regression:\n  min_requests: 50\n  p95_increase: 250ms\n"), 0o600)
+	cfg := DefaultManager()
+	if err := Load(&cfg, path, []string{"PERISCOPE_REGRESSION_ERROR_RATE_INCREASE=0.1", "PERISCOPE_REGRESSION_P95_RATIO=2.5"}); err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Regression
+	if r.MinRequests != 50 || time.Duration(r.P95Increase) != 250*time.Millisecond || r.ErrorRateIncrease != 0.1 || r.P95Ratio != 2.5 || r.ErrorRateRatio != 2 {
+		t.Fatalf("regression = %+v", r)
+	}
+	if err := Load(&cfg, "", []string{"PERISCOPE_REGRESSION_P95_RATIO=lots"}); err == nil || !strings.Contains(err.Error(), "PERISCOPE_REGRESSION_P95_RATIO") {
+		t.Fatalf("a non-number ratio: err = %v", err)
+	}
+	cfg.Regression.ErrorRateIncrease, cfg.Regression.P95Ratio = 5, 0.5
+	err := cfg.Validate()
+	for _, want := range []string{"regression.error_rate_increase", "p95_ratio"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+}
+
 func TestAgentUpdateFromFileAndEnv(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	os.WriteFile(path, []byte(`manager: http://127.0.0.1:7070

@@ -30,6 +30,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/ingest"
 	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/registry"
+	"github.com/periscope-dev/periscope/internal/regression"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/telstore"
 	"github.com/periscope-dev/periscope/internal/tokens"
@@ -68,6 +69,7 @@ type Manager struct {
 	ingest  *ingest.Ingest
 	fanout  *export.Fanout
 	tel     *telstore.Store
+	regress *regression.Detector
 	grpcSrv *grpc.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
@@ -116,7 +118,9 @@ func (m *Manager) start(ctx context.Context) error {
 	params := fleet.Params{HeartbeatInterval: time.Duration(m.cfg.HeartbeatInterval), StaleAfter: m.cfg.EffectiveStaleAfter()}
 	var err error
 	m.reg, err = registry.New(m.store, registry.Settings{Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
-		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval})
+		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
+		// m.checkin exists before the server serves, and only requests change what is desired.
+		OnDesiredChange: func(ids []string) { m.checkin.Push(context.Background(), ids) }})
 	if err != nil {
 		return err
 	}
@@ -137,6 +141,12 @@ func (m *Manager) start(ctx context.Context) error {
 	if err := m.startTelemetry(ctx, reg); err != nil {
 		return err
 	}
+	rc := m.cfg.Regression
+	m.regress = regression.New(m.reg, m.tel, regression.Settings{
+		Thresholds: regression.Thresholds{MinRequests: int64(rc.MinRequests), ErrorRateIncrease: rc.ErrorRateIncrease, ErrorRateRatio: rc.ErrorRateRatio,
+			P95Increase: time.Duration(rc.P95Increase), P95Ratio: rc.P95Ratio},
+		Window: time.Duration(rc.Window), Every: time.Duration(rc.CheckEvery), Clock: m.set.Clock, Logger: m.log.With("component", "regression")})
+	m.regress.Start(ctx)
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
@@ -258,6 +268,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.fanout != nil {
 			errs = append(errs, m.fanout.Shutdown(ctx))
+		}
+		if m.regress != nil {
+			m.regress.Shutdown()
 		}
 		if m.tel != nil {
 			errs = append(errs, m.tel.Close())
