@@ -120,6 +120,8 @@ type Manager struct {
 	AdminToken string `yaml:"admin_token" env:"ADMIN_TOKEN"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+	// Notifications POSTs deployments' status changes to webhooks.
+	Notifications Notifications `yaml:"notifications" env:"NOTIFICATIONS_"`
 
 	// OTLPGRPC, when set, also takes deployments' telemetry over OTLP/gRPC on this
 	// address; OTLP/HTTP is always served on Listen.
@@ -194,6 +196,7 @@ func (r Regression) validate() error {
 func DefaultManager() Manager {
 	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
 		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64,
+		Notifications:  DefaultNotifications(),
 		ExportQueue:    Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"},
 		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30},
 		Regression: Regression{MinRequests: 20, ErrorRateIncrease: 0.05, ErrorRateRatio: 2, P95Increase: Duration(100 * time.Millisecond),
@@ -244,6 +247,7 @@ func (c *Manager) Validate() error {
 		}
 		names[e.Name] = true
 	}
+	errs = append(errs, c.Notifications.validate("notifications"))
 	return errors.Join(errs...)
 }
 
