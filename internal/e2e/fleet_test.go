@@ -128,7 +128,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	}{
 		"acme-prod":   {"1.8.0", "aws", "eu-west-1", fleet.ModePush, ""},
 		"globex-prod": {"1.8.0", "gcp", "us-central1", fleet.ModePull, ""},
-		"initech-eu":  {"1.7.2", "aws", "eu-central-1", fleet.ModePull, fleet.BehindPullPending},
+		"initech-eu":  {"1.7.2", "aws", "eu-central-1", fleet.ModePull, fleet.BehindManualApply},
 	}
 	eventually(t, 10*time.Second, "three agents healthy with their release, cloud and region", func() error {
 		for id, w := range want {
@@ -159,7 +159,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	}
 	sum, _ := api.Summary(ctx, apiclient.Filter{})
 	if sum.Total != 4 || sum.ByStatus[fleet.StatusHealthy] != 3 || sum.ByStatus[fleet.StatusPending] != 1 ||
-		sum.ByRelease["1.8.0"] != 2 || sum.ByRelease["1.7.2"] != 1 || sum.Behind[fleet.BehindPullPending] != 1 {
+		sum.ByRelease["1.8.0"] != 2 || sum.ByRelease["1.7.2"] != 1 || sum.Behind[fleet.BehindManualApply] != 1 {
 		t.Fatalf("summary = %+v", sum)
 	}
 
