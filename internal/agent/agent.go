@@ -1,7 +1,8 @@
-// Package agent is the data-plane side that runs in each customer deployment. For
-// now it checks in with the manager over OpAMP (WebSocket for push, HTTP polling
-// for pull), describing its release, cloud, region and platform, its component
-// health and its effective configuration. It stays pure Go: it must build with
+// Package agent is the data-plane side that runs in each customer deployment. It
+// checks in with the manager over OpAMP (WebSocket for push, HTTP polling for
+// pull), describing its release, cloud, region and platform, its component health
+// and its effective configuration, and applies the release the manager offers
+// through the vendor's update hook. It stays pure Go: it must build with
 // CGO_ENABLED=0 and link nothing of the manager's.
 package agent
 
@@ -11,12 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +28,7 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/opamplog"
 )
@@ -38,8 +42,11 @@ const ServiceName = "periscope-agent"
 // Settings are the agent's collaborators; zero values are safe.
 type Settings struct {
 	Logger *slog.Logger
-	// Env is the environment cloud detection reads (os.Environ() when nil).
+	// Env is the environment cloud detection reads and the update command starts
+	// with (os.Environ() when nil).
 	Env []string
+	// Clock times update hooks for the logs (the wall clock when nil).
+	Clock clock.Clock
 }
 
 // Agent checks in with the manager. New validates; Start connects.
@@ -47,13 +54,35 @@ type Agent struct {
 	cfg config.Agent
 	log *slog.Logger
 	env []string
+	clk clock.Clock
+
+	// hook is the parsed update command (nil for a webhook or no hook), hc the
+	// webhook's client, killGrace how long a timed-out command has after SIGTERM.
+	hook      *template.Template
+	hc        *http.Client
+	killGrace time.Duration
+	// applyCtx ends running hooks at Shutdown; applies counts them.
+	applyCtx    context.Context
+	stopApplies context.CancelFunc
+	applies     sync.WaitGroup
 
 	mu         sync.Mutex
 	components map[string]*protobufs.ComponentHealth
 	client     client.OpAMPClient
 	connected  bool
 	started    time.Time
+	det        Detected
+	uid        [16]byte
 	stopOnce   sync.Once
+
+	// umu guards the release and the update state. It is held while statuses
+	// go to the client so they reach it in order; take it before mu.
+	umu      sync.Mutex
+	release  string
+	last     *outcome  // the latest answer to an offer that is not being applied
+	running  *offerJob // the offer whose hook runs
+	pending  *offerJob // the newest offer that arrived meanwhile
+	stopping bool
 }
 
 // New validates cfg and returns an agent that has not connected yet.
@@ -67,7 +96,17 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	if s.Env == nil {
 		s.Env = os.Environ()
 	}
-	return &Agent{cfg: cfg, log: s.Logger, env: s.Env, components: map[string]*protobufs.ComponentHealth{}}, nil
+	a := &Agent{cfg: cfg, log: s.Logger, env: s.Env, clk: clock.Or(s.Clock), components: map[string]*protobufs.ComponentHealth{},
+		release: cfg.Release, hc: newWebhookClient(), killGrace: defaultKillGrace}
+	if cfg.Update.Command != "" {
+		t, err := parseHookCommand(cfg.Update.Command)
+		if err != nil {
+			return nil, err
+		}
+		a.hook = t
+	}
+	a.applyCtx, a.stopApplies = context.WithCancel(context.Background())
+	return a, nil
 }
 
 // OpAMPURL turns the manager's base URL into its OpAMP endpoint for a transport.
@@ -101,9 +140,12 @@ func (a *Agent) Start(ctx context.Context) error {
 	} else {
 		c = client.NewHTTP(lg)
 	}
-	a.started = time.Now()
+	stored := a.loadReleaseState()
 	det := Detect(a.env)
-	desc := a.description(det)
+	a.mu.Lock()
+	a.started, a.det, a.uid = time.Now(), det, uid
+	a.mu.Unlock()
+	desc := a.description(det, a.Release())
 	if err := c.SetAgentDescription(desc); err != nil {
 		return fmt.Errorf("agent description: %w", err)
 	}
@@ -114,6 +156,12 @@ func (a *Agent) Start(ctx context.Context) error {
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+	if a.cfg.Update.Enabled() {
+		// Only an agent with a hook takes offers; without one the manager shows
+		// the deployment as needing a manual redeploy.
+		caps |= protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
+			protobufs.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig
+	}
 	if err := c.SetCapabilities(&caps); err != nil {
 		return fmt.Errorf("agent capabilities: %w", err)
 	}
@@ -130,15 +178,25 @@ func (a *Agent) Start(ctx context.Context) error {
 				a.log.Error("manager reported an error", "err", e.ErrorMessage)
 			},
 			GetEffectiveConfig: a.effectiveConfig,
+			OnMessage:          a.onMessage,
 		},
 	}
-	if err := c.Start(ctx, settings); err != nil {
-		return fmt.Errorf("start OpAMP client: %w", err)
+	if a.cfg.Update.Enabled() && stored != nil {
+		// The manager learns the last outcome with the first message instead of
+		// waiting for its next offer.
+		settings.RemoteConfigStatus = stored
 	}
+	// Set before Start: an offer may arrive before Start returns.
 	a.mu.Lock()
 	a.client = c
 	a.mu.Unlock()
-	a.log.Info("agent started", "manager", a.cfg.Manager, "transport", a.cfg.Transport, "release", a.cfg.Release,
+	if err := c.Start(ctx, settings); err != nil {
+		a.mu.Lock()
+		a.client = nil
+		a.mu.Unlock()
+		return fmt.Errorf("start OpAMP client: %w", err)
+	}
+	a.log.Info("agent started", "manager", a.cfg.Manager, "transport", a.cfg.Transport, "release", a.Release(), "update_hook", hookKind(a.cfg.Update),
 		"cloud", attr(desc, "cloud.provider"), "region", attr(desc, "cloud.region"), "instance", uuid.UUID(uid).String())
 	return nil
 }
@@ -178,7 +236,19 @@ func (a *Agent) Connected() bool {
 	return a.connected
 }
 
-func (a *Agent) description(det Detected) *protobufs.AgentDescription {
+func hookKind(u config.AgentUpdate) string {
+	switch {
+	case u.Command != "":
+		return "command"
+	case u.Webhook != "":
+		return "webhook"
+	}
+	return "none"
+}
+
+// description is what the agent tells the manager about itself; release is the
+// one it runs now, which an update changes.
+func (a *Agent) description(det Detected, release string) *protobufs.AgentDescription {
 	str := func(k, v string) *protobufs.KeyValue {
 		return &protobufs.KeyValue{Key: k, Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: v}}}
 	}
@@ -191,7 +261,7 @@ func (a *Agent) description(det Detected) *protobufs.AgentDescription {
 	}
 	non := []*protobufs.KeyValue{str("host.name", host), str("os.type", "linux")}
 	for _, kv := range [][2]string{
-		{"periscope.release.version", a.cfg.Release},
+		{"periscope.release.version", release},
 		{"cloud.provider", pick(a.cfg.Cloud, det.Cloud)},
 		{"cloud.region", pick(a.cfg.Region, det.Region)},
 		{"cloud.platform", pick(a.cfg.Platform, det.Platform)},
@@ -244,10 +314,21 @@ func (a *Agent) health() *protobufs.ComponentHealth {
 	return h
 }
 
-// effectiveConfig reports the configuration in force, without the token.
+// effectiveConfig reports the configuration in force, without the token or the
+// webhook's secrets.
 func (a *Agent) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, error) {
 	cfg := a.cfg
 	cfg.Token = "<redacted>"
+	if cfg.Update.Webhook != "" {
+		cfg.Update.Webhook = redactWebhook(cfg.Update.Webhook)
+	}
+	if len(cfg.Update.WebhookHeaders) > 0 {
+		h := make(map[string]string, len(cfg.Update.WebhookHeaders))
+		for k := range cfg.Update.WebhookHeaders {
+			h[k] = "<redacted>"
+		}
+		cfg.Update.WebhookHeaders = h
+	}
 	body, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -288,15 +369,27 @@ func (a *Agent) instanceUID() ([16]byte, error) {
 	return u, nil
 }
 
-// Shutdown stops checking in. It is idempotent and safe without Start.
+// Shutdown stops checking in. A running update hook is stopped (SIGTERM, then
+// SIGKILL) and recorded as interrupted. It is idempotent and safe without Start.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
+		a.umu.Lock()
+		a.stopping, a.pending = true, nil
+		a.umu.Unlock()
+		a.stopApplies()
+		done := make(chan struct{})
+		go func() { a.applies.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("update hook still stopping: %w", ctx.Err())
+		}
 		a.mu.Lock()
 		c := a.client
 		a.mu.Unlock()
 		if c != nil {
-			err = c.Stop(ctx)
+			err = errors.Join(err, c.Stop(ctx))
 		}
 	})
 	return err
