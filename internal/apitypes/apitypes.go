@@ -27,10 +27,25 @@ type Deployment struct {
 	Status           fleet.Status       `json:"status"`
 	StatusReason     string             `json:"status_reason"`
 	StatusSince      *time.Time         `json:"status_since"`
+	StatusReasonCode string             `json:"status_reason_code"`
 	Pinned           bool               `json:"pinned"`
 	Pin              *fleet.Pin         `json:"pin"`
 	Behind           fleet.BehindReason `json:"behind"`
+	BehindSince      *time.Time         `json:"behind_since"`
 	NextPollExpected *time.Time         `json:"next_poll_expected"`
+	// VersionsBehind counts the stack's releases newer than the running one.
+	VersionsBehind int `json:"versions_behind"`
+	// SupersededAt is when the running release stopped being the latest.
+	SupersededAt *time.Time `json:"superseded_at"`
+	// PreviousRelease is what the deployment ran before; a rollback pins it.
+	PreviousRelease string `json:"previous_release"`
+	// ReleaseSince is when the deployment was first seen on its running release.
+	ReleaseSince *time.Time `json:"release_since"`
+	// AcceptsReleases is true when the agent applies offered releases itself.
+	AcceptsReleases bool `json:"accepts_releases"`
+	// Regression is the evidence that the running release is worse than the
+	// previous one; nil when there is none.
+	Regression *Regression `json:"regression"`
 
 	Mode               fleet.Mode        `json:"mode"`
 	Connected          bool              `json:"connected"`
@@ -99,8 +114,118 @@ type Summary struct {
 	Pinned    int                        `json:"pinned"`
 }
 
+// Regression is the evidence that a release made a deployment worse: its figures
+// on the release against those on the release it ran before.
+type Regression = fleet.Regression
+
 // Event is a status change.
 type Event = fleet.Event
+
+// NewPin is the body of PUT /api/v1/deployments/{id}/pin.
+type NewPin struct {
+	Release string `json:"release"`
+	Reason  string `json:"reason"`
+}
+
+// PinReason is the body of POST /api/v1/deployments/{id}/rollback and the
+// optional body of DELETE /api/v1/deployments/{id}/pin.
+type PinReason struct {
+	Reason string `json:"reason"`
+}
+
+// PinRequest is the body of POST /api/v1/pins: one change applied to the listed
+// deployments, to those matching Filter, or to the whole fleet with All; exactly
+// one of the three selects.
+type PinRequest struct {
+	// Action is pin, unpin or rollback.
+	Action fleet.PinAction `json:"action"`
+	// Release is the release to pin to (pin only).
+	Release string `json:"release,omitempty"`
+	// Reason goes into the audit trail; required to pin or roll back.
+	Reason      string     `json:"reason,omitempty"`
+	Deployments []string   `json:"deployments,omitempty"`
+	Filter      *PinFilter `json:"filter,omitempty"`
+	All         bool       `json:"all,omitempty"`
+}
+
+// PinFilter selects the deployments of a bulk pin change. Empty fields match
+// everything; every label must be present with its value.
+type PinFilter struct {
+	Customer string `json:"customer,omitempty"`
+	Cloud    string `json:"cloud,omitempty"`
+	Region   string `json:"region,omitempty"`
+	Stack    string `json:"stack,omitempty"`
+	// Release is the release the deployments run now.
+	Release string            `json:"release,omitempty"`
+	Status  fleet.Status      `json:"status,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// Behind is "any", "latest", or a behind reason (as the deployment list's
+	// behind parameter).
+	Behind string `json:"behind,omitempty"`
+	// Pinned selects pinned (true) or unpinned (false) deployments.
+	Pinned *bool `json:"pinned,omitempty"`
+}
+
+// PinChange is one deployment's entry in the pin audit trail.
+type PinChange = fleet.PinChange
+
+// PinResult is what a pin change did: every change shares ChangeID; Unchanged
+// counts the selected deployments that already were as asked.
+type PinResult struct {
+	ChangeID  string      `json:"change_id"`
+	Changed   []PinChange `json:"changed"`
+	Unchanged int         `json:"unchanged"`
+}
+
+// Adoption is one stack's release adoption.
+type Adoption struct {
+	Stack  string `json:"stack"`
+	Latest string `json:"latest"`
+	// Total is how many deployments the stack has.
+	Total int `json:"total"`
+	// Releases are newest first: the published ones, and versions deployments
+	// run that were never published.
+	Releases []ReleaseAdoption `json:"releases"`
+}
+
+// ReleaseAdoption counts a stack's deployments on one release.
+type ReleaseAdoption struct {
+	Version   string `json:"version"`
+	Published bool   `json:"published"`
+	// Running deployments report running it; Desired should run it, Pinned of
+	// them because a pin says so.
+	Running int `json:"running"`
+	Desired int `json:"desired"`
+	Pinned  int `json:"pinned"`
+}
+
+// BehindDeployment is a deployment not running its stack's latest release, with
+// why and for how long.
+type BehindDeployment struct {
+	ID             string       `json:"id"`
+	Name           string       `json:"name"`
+	Customer       string       `json:"customer"`
+	Cloud          string       `json:"cloud"`
+	Region         string       `json:"region"`
+	Stack          string       `json:"stack"`
+	Status         fleet.Status `json:"status"`
+	Release        string       `json:"release"`
+	DesiredRelease string       `json:"desired_release"`
+	LatestRelease  string       `json:"latest_release"`
+	// Reason is why it is behind the latest release (see fleet.Evaluation.BehindLatest).
+	Reason         fleet.BehindReason `json:"reason"`
+	VersionsBehind int                `json:"versions_behind"`
+	SupersededAt   *time.Time         `json:"superseded_at"`
+	// DaysSinceSuperseded is how long ago the running release stopped being the
+	// latest, in days to one decimal.
+	DaysSinceSuperseded float64 `json:"days_since_superseded"`
+	// BehindSince is when it last started running something other than its
+	// desired release (null when it runs its desired release, e.g. pinned).
+	BehindSince      *time.Time `json:"behind_since"`
+	NextPollExpected *time.Time `json:"next_poll_expected"`
+	Pin              *fleet.Pin `json:"pin"`
+	LastCheckin      *time.Time `json:"last_checkin"`
+}
 
 // Token is an operator API token; Secret is present only when it was just created.
 type Token struct {
