@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -92,15 +93,27 @@ func answerError(status int, data []byte) error {
 // Filter narrows deployment lists and summaries.
 type Filter struct {
 	Status, Customer, Cloud, Region, Release, Stack, Text string
+	// Labels must all be present with these values.
+	Labels map[string]string
+	// Behind is "any", "latest" or a behind reason; Pinned is "true" or "false".
+	Behind, Pinned string
 }
 
 func (f Filter) values() url.Values {
 	v := url.Values{}
 	for k, s := range map[string]string{"status": f.Status, "customer": f.Customer, "cloud": f.Cloud, "region": f.Region,
-		"release": f.Release, "stack": f.Stack, "q": f.Text} {
+		"release": f.Release, "stack": f.Stack, "q": f.Text, "behind": f.Behind, "pinned": f.Pinned} {
 		if s != "" {
 			v.Set(k, s)
 		}
+	}
+	keys := make([]string, 0, len(f.Labels))
+	for k := range f.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v.Add("label", k+"="+f.Labels[k])
 	}
 	return v
 }
