@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,10 @@ type Fleet interface {
 	CreateRelease(ctx context.Context, rel fleet.Release) (fleet.Release, error)
 	Releases(stack string) []registry.ReleaseView
 	Events(ctx context.Context, id string, limit int) ([]fleet.Event, error)
+	// Pin pins, unpins or rolls back a selection of deployments, all or none.
+	Pin(ctx context.Context, req registry.PinRequest) (registry.PinResult, error)
+	PinChanges(ctx context.Context, id string, limit int) ([]fleet.PinChange, error)
+	Adoption(stack string) []registry.Adoption
 }
 
 // Keyring is what the API needs of operator tokens.
@@ -88,12 +93,21 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/deployments", auth.RoleViewer, a.listDeployments},
 		{"POST", "/api/v1/deployments", auth.RoleOperator, a.createDeployment},
 		{"POST", "/api/v1/deployments/batch", auth.RoleOperator, a.createDeployments},
+		// A literal segment wins over {id}: a deployment named "behind" is not
+		// reachable as /deployments/behind.
+		{"GET", "/api/v1/deployments/behind", auth.RoleViewer, a.behindDeployments},
 		{"GET", "/api/v1/deployments/{id}", auth.RoleViewer, a.getDeployment},
 		{"GET", "/api/v1/deployments/{id}/events", auth.RoleViewer, a.deploymentEvents},
+		{"PUT", "/api/v1/deployments/{id}/pin", auth.RoleOperator, a.pinDeployment},
+		{"DELETE", "/api/v1/deployments/{id}/pin", auth.RoleOperator, a.unpinDeployment},
+		{"POST", "/api/v1/deployments/{id}/rollback", auth.RoleOperator, a.rollbackDeployment},
+		{"POST", "/api/v1/pins", auth.RoleOperator, a.changePins},
+		{"GET", "/api/v1/pins/history", auth.RoleViewer, a.pinHistory},
 		{"GET", "/api/v1/events", auth.RoleViewer, a.fleetEvents},
 		{"GET", "/api/v1/summary", auth.RoleViewer, a.summary},
 		{"GET", "/api/v1/releases", auth.RoleViewer, a.listReleases},
 		{"POST", "/api/v1/releases", auth.RoleOperator, a.createRelease},
+		{"GET", "/api/v1/releases/adoption", auth.RoleViewer, a.releaseAdoption},
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
@@ -168,16 +182,38 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r)
+	return ok && decodeBody(w, body, v)
+}
+
+// decodeOptional is decode for a body the client may leave out: an empty body
+// leaves v as it is.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r)
+	if !ok {
+		return false
+	}
+	if strings.TrimSpace(string(body)) == "" {
+		return true
+	}
+	return decodeBody(w, body, v)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", maxBody))
-			return false
+			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "invalid", "could not read the request body")
-		return false
+		return nil, false
 	}
+	return body, true
+}
+
+func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -210,8 +246,10 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 	return apitypes.Deployment{
 		ID: d.ID, Name: d.Name, Customer: d.Customer, Platform: d.Platform, Cloud: d.Cloud, Region: d.Region, Stack: d.Stack, Labels: labels,
 		Release: d.RunningRelease, DesiredRelease: e.Desired, LatestRelease: e.Latest,
-		Status: e.Status, StatusReason: e.Reason, StatusSince: timePtr(v.StatusSince),
-		Pinned: e.Pinned, Pin: d.Pin, Behind: e.Behind, NextPollExpected: timePtr(e.NextPollExpected),
+		Status: e.Status, StatusReason: e.Reason, StatusReasonCode: e.ReasonCode, StatusSince: timePtr(v.StatusSince),
+		Pinned: e.Pinned, Pin: d.Pin, Behind: e.Behind, BehindSince: timePtr(d.BehindSince), NextPollExpected: timePtr(e.NextPollExpected),
+		VersionsBehind: e.VersionsBehind, SupersededAt: timePtr(e.SupersededAt),
+		PreviousRelease: d.PreviousRelease, ReleaseSince: timePtr(d.ReleaseSince), AcceptsReleases: d.AcceptsReleases, Regression: d.Regression,
 		Mode: d.Mode, Connected: d.Connected, AgentVersion: d.AgentVersion, AgentInstanceUID: d.InstanceUID,
 		LastCheckin: timePtr(d.LastCheckin), Health: d.Health, ConfigHash: d.ConfigHash, ExpectedConfigHash: d.ExpectedConfigHash,
 		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
@@ -228,6 +266,27 @@ func filterFrom(r *http.Request) (fleet.Filter, error) {
 			return f, err
 		}
 		f.Status = st
+	}
+	f.Behind = q.Get("behind")
+	if err := checkBehind(f.Behind); err != nil {
+		return f, err
+	}
+	if s := q.Get("pinned"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return f, fmt.Errorf("pinned: %q: want true or false", s)
+		}
+		f.Pinned = strconv.FormatBool(b)
+	}
+	for _, l := range q["label"] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return f, fmt.Errorf("label: %q: want key=value", l)
+		}
+		if f.Labels == nil {
+			f.Labels = map[string]string{}
+		}
+		f.Labels[k] = v
 	}
 	return f, nil
 }
@@ -255,12 +314,28 @@ func (a *API) listDeployments(w http.ResponseWriter, r *http.Request, _ auth.API
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		return
 	}
-	views, total := a.fleet.List(f, registry.Page{Limit: limit, After: r.URL.Query().Get("after")})
+	after := r.URL.Query().Get("after")
+	var (
+		views []registry.View
+		total int
+		more  bool
+	)
+	if _, keep := splitBehind(f); keep == nil {
+		views, total = a.fleet.List(f, registry.Page{Limit: limit, After: after})
+		more = len(views) == limit
+	} else {
+		// The registry cannot apply this filter, so page over what it matches.
+		all := a.matching(f)
+		total = len(all)
+		start := sort.Search(len(all), func(i int) bool { return all[i].Deployment.ID > after })
+		views = all[start:min(start+limit, len(all))]
+		more = start+limit < len(all)
+	}
 	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(views)), Total: total}
 	for i, v := range views {
 		out.Items[i] = DeploymentJSON(v)
 	}
-	if len(views) == limit {
+	if more && len(views) > 0 {
 		out.Next = views[len(views)-1].Deployment.ID
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -352,6 +427,10 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
 	f, err := filterFrom(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	if _, keep := splitBehind(f); keep != nil {
+		writeJSON(w, http.StatusOK, summarize(a.matching(f)))
 		return
 	}
 	s := a.fleet.Summary(f)

@@ -184,7 +184,10 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"SpanPage": telquery.SpanPage{}, "Trace": telquery.Trace{}, "Stats": telquery.Stats{}, "REDPoint": telquery.REDPoint{},
 		"REDSeries": telquery.REDSeries{}, "RED": telquery.RED{}, "ReleaseWindow": telquery.ReleaseWindow{},
 		"Comparison": telquery.Comparison{}, "MetricPoint": telquery.MetricPoint{}, "MetricSeries": telquery.MetricSeries{},
-		"Metric": telquery.Metric{},
+		"Metric": telquery.Metric{}, "Regression": apitypes.Regression{}, "NewPin": apitypes.NewPin{}, "PinReason": apitypes.PinReason{},
+		"PinRequest": apitypes.PinRequest{}, "PinFilter": apitypes.PinFilter{}, "PinChange": apitypes.PinChange{},
+		"PinResult": apitypes.PinResult{}, "Adoption": apitypes.Adoption{}, "ReleaseAdoption": apitypes.ReleaseAdoption{},
+		"BehindDeployment": apitypes.BehindDeployment{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}
