@@ -143,6 +143,39 @@ CREATE TABLE pin_changes (
 	to_release      VARCHAR NOT NULL,
 	running_release VARCHAR NOT NULL
 );`,
+	3: `
+CREATE SEQUENCE notification_seq;
+CREATE TABLE notifications (
+	seq             BIGINT NOT NULL DEFAULT nextval('notification_seq'),
+	id              VARCHAR PRIMARY KEY,
+	kind            VARCHAR NOT NULL,
+	state           VARCHAR NOT NULL,
+	deployment_id   VARCHAR NOT NULL,
+	deployment_name VARCHAR NOT NULL,
+	customer        VARCHAR NOT NULL,
+	cloud           VARCHAR NOT NULL,
+	region          VARCHAR NOT NULL,
+	release         VARCHAR NOT NULL,
+	status          VARCHAR NOT NULL,
+	previous_status VARCHAR NOT NULL,
+	reason          VARCHAR NOT NULL,
+	reason_code     VARCHAR NOT NULL,
+	behind_reason   VARCHAR NOT NULL,
+	changed_at      TIMESTAMPTZ NOT NULL,
+	created_at      TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE notification_deliveries (
+	notification_id VARCHAR NOT NULL,
+	webhook         VARCHAR NOT NULL,
+	ordinal         INTEGER NOT NULL,
+	state           VARCHAR NOT NULL,
+	attempts        INTEGER NOT NULL,
+	last_error      VARCHAR NOT NULL,
+	next_attempt    TIMESTAMPTZ,
+	delivered_at    TIMESTAMPTZ,
+	updated_at      TIMESTAMPTZ NOT NULL,
+	PRIMARY KEY (notification_id, webhook)
+);`,
 }
 
 // rollout is the release-tracking state of a deployment, kept as one JSON column.
