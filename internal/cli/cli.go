@@ -47,7 +47,8 @@ func newRoot(c clock.Clock) *cobra.Command {
 	pf.StringVar(&o.token, "token", "", "API token for operator verbs (PERISCOPE_TOKEN, or 'token' in the CLI config file)")
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
-		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o))
+		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o),
+		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o))
 	return root
 }
 
@@ -224,9 +225,14 @@ func statusCell(d apitypes.Deployment) string {
 func deploymentsCmd(o *opts) *cobra.Command {
 	cmd := &cobra.Command{Use: "deployments", Aliases: []string{"deployment", "dep"}, Short: "Register and inspect deployments"}
 	var f apiclient.Filter
+	var listLabels []string
 	list := &cobra.Command{
 		Use: "list", Short: "List deployments with status, release and last check-in", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if f.Labels, err = parseLabels("label", listLabels); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -251,6 +257,9 @@ func deploymentsCmd(o *opts) *cobra.Command {
 	lf.StringVar(&f.Release, "release", "", "only deployments running this release")
 	lf.StringVar(&f.Stack, "stack", "", "only this stack")
 	lf.StringVar(&f.Text, "text", "", "text in id, name or customer")
+	lf.StringVar(&f.Behind, "behind", "", "only deployments behind: any (their desired release), latest (their stack's latest), or a reason")
+	lf.StringVar(&f.Pinned, "pinned", "", "only pinned (true) or unpinned (false) deployments")
+	lf.StringArrayVar(&listLabels, "label", nil, "only deployments with this label, key=value (repeatable)")
 
 	var nd apitypes.NewDeployment
 	var labels []string
@@ -322,6 +331,18 @@ func deploymentsCmd(o *opts) *cobra.Command {
 					row("Reason", d.StatusReason)
 				}
 				row("Release", fmt.Sprintf("%s (desired %s, latest %s)", dash(d.Release), dash(d.DesiredRelease), dash(d.LatestRelease)))
+				if d.PreviousRelease != "" {
+					row("Previous release", d.PreviousRelease)
+				}
+				if d.Pin != nil {
+					row("Pin", fmt.Sprintf("%s by %s at %s: %s", d.Pin.Release, dash(d.Pin.By), d.Pin.At.Local().Format(time.RFC3339), dash(d.Pin.Reason)))
+				}
+				if d.VersionsBehind > 0 && d.SupersededAt != nil {
+					row("Behind latest", fmt.Sprintf("%d newer release(s), the first published %s", d.VersionsBehind, d.SupersededAt.Local().Format(time.RFC3339)))
+				}
+				if d.Regression != nil {
+					row("Regression", d.Regression.Summary())
+				}
 				if d.NextPollExpected != nil {
 					row("Next poll", d.NextPollExpected.Local().Format(time.RFC3339))
 				}
@@ -401,7 +422,7 @@ func releasesCmd(o *opts) *cobra.Command {
 	create.Flags().StringVar(&nr.Stack, "stack", "", "stack (product) name (required)")
 	create.Flags().StringVar(&nr.Notes, "notes", "", "release notes")
 	create.MarkFlagRequired("stack")
-	cmd.AddCommand(list, create)
+	cmd.AddCommand(list, create, adoptionCmd(o))
 	return cmd
 }
 
