@@ -28,6 +28,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/export"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/ingest"
+	"github.com/periscope-dev/periscope/internal/notify"
 	"github.com/periscope-dev/periscope/internal/receiver"
 	"github.com/periscope-dev/periscope/internal/registry"
 	"github.com/periscope-dev/periscope/internal/regression"
@@ -62,6 +63,7 @@ type Manager struct {
 
 	store   *duckdb.Store
 	reg     *registry.Registry
+	notify  *notify.Notifier // nil when no webhook is configured
 	keys    *tokens.Keyring
 	checkin *checkin.Server
 	srv     *http.Server
@@ -117,7 +119,17 @@ func (m *Manager) start(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	params := fleet.Params{HeartbeatInterval: time.Duration(m.cfg.HeartbeatInterval), StaleAfter: m.cfg.EffectiveStaleAfter()}
 	var err error
-	m.reg, err = registry.New(m.store, registry.Settings{Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
+	// The notifier exists before the registry, which tells it every status
+	// change, and starts once the registry has loaded the fleet.
+	var onEvent func(fleet.Event)
+	if len(m.cfg.Notifications.Webhooks) > 0 {
+		m.notify, err = notify.New(m.cfg.Notifications, m.store, notify.Settings{Logger: m.log.With("component", "notify"), Clock: m.set.Clock, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		onEvent = m.notify.Observe
+	}
+	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
 		// m.checkin exists before the server serves, and only requests change what is desired.
 		OnDesiredChange: func(ids []string) { m.checkin.Push(context.Background(), ids) }})
@@ -126,6 +138,11 @@ func (m *Manager) start(ctx context.Context) error {
 	}
 	if err := m.reg.Start(ctx); err != nil {
 		return err
+	}
+	if m.notify != nil {
+		if err := m.notify.Start(ctx, m.reg); err != nil {
+			return err
+		}
 	}
 	m.keys = tokens.New(m.store, m.set.Rand)
 	if err := m.keys.Load(ctx); err != nil {
@@ -280,6 +297,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.reg != nil {
 			errs = append(errs, m.reg.Shutdown(ctx))
+		}
+		// After the registry, whose last evaluation may report changes; before
+		// the store, which keeps what is still to be delivered.
+		if m.notify != nil {
+			errs = append(errs, m.notify.Shutdown(ctx))
 		}
 		if m.store != nil {
 			errs = append(errs, m.store.Close())
