@@ -65,6 +65,8 @@ type API struct {
 	// tel is nil when the manager runs without a telemetry store (see WithTelemetry).
 	tel   Telemetry
 	clock clock.Clock
+	// notes is nil when no notification webhook is configured (see WithNotifications).
+	notes Notifications
 	// closing ends log tails at shutdown (see Close).
 	closing  context.Context
 	endTails context.CancelFunc
@@ -111,7 +113,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, a.telemetryRoutes()...)
+	}, append(a.telemetryRoutes(), a.notificationRoutes()...)...)
 }
 
 // Register mounts every route on mux, plus a JSON 404 for unknown API paths.
