@@ -83,7 +83,7 @@ func (h *hook) run(ctx context.Context) {
 // and after a failure that may pass the rest wait for the next sweep, so a
 // webhook that is down is not hammered with the whole queue.
 func (h *hook) sweep(ctx context.Context) {
-	if err := h.save(h.n.abortCtx); err != nil {
+	if err := h.save(context.Background()); err != nil {
 		return // the store is failing too; try again at the next tick
 	}
 	h.mu.Lock()
@@ -116,9 +116,10 @@ func (h *hook) sweep(ctx context.Context) {
 }
 
 // persist writes j's delivery state, keeping it for a later write if the store
-// refuses it.
+// refuses it. An attempt cut short by shutdown is still written, so its count
+// survives the restart.
 func (h *hook) persist(j *job) {
-	err := h.n.st.UpdateDelivery(h.n.abortCtx, j.note.ID, j.d)
+	err := h.n.st.UpdateDelivery(context.Background(), j.note.ID, j.d)
 	if err == nil {
 		return
 	}

@@ -226,8 +226,8 @@ type Notifier struct {
 	waiting  map[key]*track
 	outbox   []*Notification
 
-	// stop ends the loops; abort ends requests and store writes in flight, which
-	// Shutdown lets finish until its deadline.
+	// stop ends the loops; abort ends the requests in flight, which Shutdown
+	// lets finish until its deadline.
 	stop      context.CancelFunc
 	abortCtx  context.Context
 	abort     context.CancelFunc
@@ -438,13 +438,13 @@ func (n *Notifier) step(ctx context.Context) {
 		// What had held by the time of this event goes before the next is
 		// applied: with no debounce a quick flap is two notifications, not none,
 		// and a batch read late is judged by when its changes happened.
-		n.fireDue(ev.At)
+		n.fireDue(ev.At, now)
 	}
 	if n.kinds[KindBehind] && (n.lastPoll.IsZero() || now.Sub(n.lastPoll) >= n.poll) {
 		n.pollBehind(now)
 		n.lastPoll = now
 	}
-	n.fireDue(now)
+	n.fireDue(now, now)
 	n.record(ctx)
 }
 
@@ -531,11 +531,12 @@ func (n *Notifier) caughtUp(id string, behindSince, now time.Time) time.Time {
 	return now
 }
 
-// fireDue turns every change that has held into a notification, oldest first.
-func (n *Notifier) fireDue(now time.Time) {
+// fireDue turns every change that had held by asOf into a notification,
+// oldest first.
+func (n *Notifier) fireDue(asOf, now time.Time) {
 	var due []key
 	for k, t := range n.waiting {
-		if !t.dueAt.After(now) {
+		if !t.dueAt.After(asOf) {
 			due = append(due, k)
 		}
 	}
@@ -668,14 +669,17 @@ func (n *Notifier) Shutdown(ctx context.Context) error {
 			n.abort()
 			<-done
 		}
-		// The loop has stopped: a last step records what is due.
-		n.step(ctx)
+		// The loop has stopped: a last step records what is due. The local
+		// store's writes are quick, and losing them would cost more than
+		// overrunning the deadline by them.
+		write := context.WithoutCancel(ctx)
+		n.step(write)
 		var errs []error
 		if len(n.outbox) > 0 {
 			errs = append(errs, fmt.Errorf("notify: %d notifications could not be recorded", len(n.outbox)))
 		}
 		for _, h := range n.hooks {
-			errs = append(errs, h.save(ctx))
+			errs = append(errs, h.save(write))
 		}
 		n.abort()
 		n.shutErr = errors.Join(errs...)

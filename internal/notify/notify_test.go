@@ -145,11 +145,12 @@ func (f *fixture) open() {
 }
 
 // stop shuts everything down as the manager does; a second call does nothing.
-func (f *fixture) stop() {
+func (f *fixture) stop() { f.shutdown(context.Background()) }
+
+func (f *fixture) shutdown(ctx context.Context) {
 	if f.st == nil {
 		return
 	}
-	ctx := context.Background()
 	if err := f.reg.Shutdown(ctx); err != nil {
 		f.t.Error(err)
 	}
@@ -647,5 +648,43 @@ func TestRestartResumesPendingDelivery(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(f.list(notify.Query{})), rc.URL) {
 		t.Error("a recorded error repeats the webhook URL")
+	}
+}
+
+// TestShutdownKeepsADeliveryItCutShort: a webhook still holding a request when
+// the shutdown deadline passes does not hold up the shutdown, and the delivery
+// is recorded with that attempt and sent after the restart.
+func TestShutdownKeepsADeliveryItCutShort(t *testing.T) {
+	rc := newReceiver(t, func(i int, w http.ResponseWriter, r *http.Request) {
+		if i == 0 {
+			<-r.Context().Done()
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	cfg := defaultConfig(config.Webhook{Name: "ops", URL: rc.URL})
+	cfg.Debounce = 0
+	f := start(t, cfg)
+	f.create("acme-prod")
+	f.checkin("acme-prod", "2.0.0", healthy())
+	f.checkin("acme-prod", "", dbDown("connection refused"))
+	eventually(t, "the first request", received(rc, 1))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	f.shutdown(ctx)
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("shutdown took %v with a request hanging; want about the 100ms deadline", took)
+	}
+	f.open()
+	d := f.list(notify.Query{})[0].Deliveries[0]
+	if d.State != notify.Pending || d.Attempts != 1 || !strings.Contains(d.LastError, "context canceled") || !d.NextAttempt.Equal(t0.Add(backoff)) {
+		t.Fatalf("after the shutdown: %+v, want pending after one cut-short attempt", d)
+	}
+	f.clk.Advance(backoff)
+	d = f.delivery("acme-prod", "ops", "the delivery after the restart", func(d notify.Delivery) bool { return d.State == notify.Delivered })
+	if d.Attempts != 2 || len(rc.requests()) != 2 {
+		t.Errorf("delivered after %d attempts and %d requests, want 2 and 2", d.Attempts, len(rc.requests()))
 	}
 }
