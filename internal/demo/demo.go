@@ -214,6 +214,8 @@ Try, in another terminal:
   go run ./cmd/periscope deployments show globex-prod     # since its upgrade to 1.8.0, %.0f minutes ago
   go run ./cmd/periscope deployments list --status stale  # wayne-prod stops checking in after ~15s
   go run ./cmd/periscope releases list
+  go run ./cmd/periscope releases adoption                # who runs, wants and is pinned to each release
+  go run ./cmd/periscope behind                           # who is not on the latest release, and why
 
 Then investigate globex-prod from its telemetry:
 
@@ -224,6 +226,12 @@ Then investigate globex-prod from its telemetry:
   go run ./cmd/periscope traces --deployment globex-prod --release 1.8.0 --errors --limit 6
   go run ./cmd/periscope trace %s   # or any TRACE listed above
   go run ./cmd/periscope metrics queue.depth --deployment globex-prod --group-by release --agg max --since 30m --step 5m
+
+Hold globex-prod on the release that worked (its demo agent has no update hook,
+so it shows as behind: manual-apply until someone redeploys it):
+
+  go run ./cmd/periscope pin globex-prod --release 1.7.2 --reason "apply-discount fails on 1.8.0"
+  go run ./cmd/periscope pins --deployment globex-prod   # the audit trail
 
 Press Ctrl-C to stop.
 `, len(fleetSpec), history.Minutes(), m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault)
