@@ -241,13 +241,24 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 	// keeps a batched flush from writing a snapshot with the old pin after it.
 	r.flushMu.Lock()
 	recs := make([]store.DeploymentRecord, len(plan))
+	r.mu.RLock()
 	for i, p := range plan {
 		p.e.mu.Lock()
 		rec := p.e.record()
 		rec.Deployment.Pin = p.pin
+		// Write when it fell behind in the same transaction, or the next flush
+		// rewrites every pinned row just to record it.
+		d := &rec.Deployment
+		switch ev := fleet.Evaluate(d, r.stacks[d.Stack], now, r.params); {
+		case ev.Behind != "" && d.BehindSince.IsZero():
+			d.BehindSince = now
+		case ev.Behind == "":
+			d.BehindSince = time.Time{}
+		}
 		recs[i] = rec
 		p.e.mu.Unlock()
 	}
+	r.mu.RUnlock()
 	if err := r.st.ApplyPins(ctx, recs, res.Changes); err != nil {
 		r.flushMu.Unlock()
 		release()
@@ -257,7 +268,7 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 	ids := make([]string, len(plan))
 	for i, p := range plan {
 		p.e.mu.Lock()
-		p.e.d.Pin = p.pin
+		p.e.d.Pin, p.e.d.BehindSince = p.pin, recs[i].Deployment.BehindSince
 		r.evaluateLocked(p.e, now)
 		p.e.changing = ""
 		p.e.mu.Unlock()
