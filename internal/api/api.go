@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -317,22 +316,8 @@ func (a *API) listDeployments(w http.ResponseWriter, r *http.Request, _ auth.API
 		return
 	}
 	after := r.URL.Query().Get("after")
-	var (
-		views []registry.View
-		total int
-		more  bool
-	)
-	if _, keep := splitBehind(f); keep == nil {
-		views, total = a.fleet.List(f, registry.Page{Limit: limit, After: after})
-		more = len(views) == limit
-	} else {
-		// The registry cannot apply this filter, so page over what it matches.
-		all := a.matching(f)
-		total = len(all)
-		start := sort.Search(len(all), func(i int) bool { return all[i].Deployment.ID > after })
-		views = all[start:min(start+limit, len(all))]
-		more = start+limit < len(all)
-	}
+	views, total := a.fleet.List(f, registry.Page{Limit: limit, After: after})
+	more := len(views) == limit
 	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(views)), Total: total}
 	for i, v := range views {
 		out.Items[i] = DeploymentJSON(v)
@@ -429,10 +414,6 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
 	f, err := filterFrom(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
-		return
-	}
-	if _, keep := splitBehind(f); keep != nil {
-		writeJSON(w, http.StatusOK, summarize(a.matching(f)))
 		return
 	}
 	s := a.fleet.Summary(f)

@@ -46,59 +46,6 @@ func checkBehind(s string) error {
 	return fmt.Errorf("behind: unknown value %q (want one of %s)", s, strings.Join(names, ", "))
 }
 
-// splitBehind separates from f what the registry's filter cannot apply: the
-// behind values that compare with the stack's latest release rather than the
-// desired one ("latest", and "pinned", which only that comparison gives). keep
-// is nil when the registry applies all of f.
-func splitBehind(f fleet.Filter) (rest fleet.Filter, keep func(fleet.Evaluation) bool) {
-	switch f.Behind {
-	case behindLatest:
-		f.Behind = ""
-		return f, func(e fleet.Evaluation) bool { return e.BehindLatest() != "" }
-	case string(fleet.BehindPinned):
-		f.Behind = ""
-		return f, func(e fleet.Evaluation) bool { return e.BehindLatest() == fleet.BehindPinned }
-	}
-	return f, nil
-}
-
-// matching returns every deployment matching f, sorted by id.
-func (a *API) matching(f fleet.Filter) []registry.View {
-	rest, keep := splitBehind(f)
-	views, _ := a.fleet.List(rest, registry.Page{})
-	if keep == nil {
-		return views
-	}
-	out := views[:0]
-	for _, v := range views {
-		if keep(v.Evaluation) {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// summarize counts views as the registry's Summary does.
-func summarize(views []registry.View) apitypes.Summary {
-	s := apitypes.Summary{ByStatus: map[fleet.Status]int{}, ByRelease: map[string]int{}, Behind: map[fleet.BehindReason]int{}}
-	for _, st := range fleet.Statuses {
-		s.ByStatus[st] = 0
-	}
-	for _, v := range views {
-		e := v.Evaluation
-		s.Total++
-		s.ByStatus[e.Status]++
-		s.ByRelease[v.Deployment.RunningRelease]++
-		if e.Behind != "" {
-			s.Behind[e.Behind]++
-		}
-		if e.Pinned {
-			s.Pinned++
-		}
-	}
-	return s
-}
-
 func pinResultJSON(res registry.PinResult) apitypes.PinResult {
 	out := apitypes.PinResult{ChangeID: res.ChangeID, Changed: res.Changes, Unchanged: res.Unchanged}
 	if out.Changed == nil {
@@ -203,19 +150,7 @@ func (a *API) changePins(w http.ResponseWriter, r *http.Request, tok auth.APITok
 			invalid(err.Error())
 			return
 		}
-		if _, keep := splitBehind(f); keep != nil {
-			// The registry cannot select by these: name what matches now.
-			views := a.matching(f)
-			if len(views) == 0 {
-				writeError(w, http.StatusNotFound, "not_found", "no deployment matches the selection")
-				return
-			}
-			for _, v := range views {
-				sel.IDs = append(sel.IDs, v.Deployment.ID)
-			}
-		} else {
-			sel.Filter = f
-		}
+		sel.Filter = f
 	}
 	a.applyPin(w, r, registry.PinRequest{Select: sel, Action: body.Action, Release: body.Release, By: tok.Name, Reason: body.Reason})
 }
@@ -275,7 +210,8 @@ func (a *API) behindDeployments(w http.ResponseWriter, r *http.Request, _ auth.A
 		supersededAt time.Time
 	}
 	var all []behind
-	for _, v := range a.matching(f) {
+	views, _ := a.fleet.List(f, registry.Page{})
+	for _, v := range views {
 		if v.Evaluation.BehindLatest() != "" {
 			all = append(all, behind{behindJSON(v, now), v.Evaluation.SupersededAt})
 		}

@@ -203,8 +203,9 @@ type Filter struct {
 	Stack    string
 	Text     string
 	Labels   map[string]string
-	// Behind selects deployments not running their desired release: a reason, or
-	// "any" for all of them.
+	// Behind selects deployments by how they lag: "any" (not on their desired
+	// release), "latest" (not on their stack's latest release, pinned included),
+	// or a reason, matched against the desired release or, for "pinned", the latest.
 	Behind string
 	// Pinned selects pinned ("true") or unpinned ("false") deployments.
 	Pinned string
@@ -225,8 +226,7 @@ func (f Filter) Match(d *Deployment, e Evaluation) bool {
 		f.Region != "" && d.Region != f.Region,
 		f.Release != "" && d.RunningRelease != f.Release,
 		f.Stack != "" && d.Stack != f.Stack,
-		f.Behind == "any" && e.Behind == "",
-		f.Behind != "" && f.Behind != "any" && string(e.Behind) != f.Behind,
+		!f.matchBehind(e),
 		f.Pinned == "true" && !e.Pinned,
 		f.Pinned == "false" && e.Pinned:
 		return false
@@ -243,6 +243,20 @@ func (f Filter) Match(d *Deployment, e Evaluation) bool {
 		}
 	}
 	return true
+}
+
+func (f Filter) matchBehind(e Evaluation) bool {
+	switch f.Behind {
+	case "":
+		return true
+	case "any":
+		return e.Behind != ""
+	case "latest":
+		return e.BehindLatest() != ""
+	case string(BehindPinned):
+		return e.BehindLatest() == BehindPinned
+	}
+	return string(e.Behind) == f.Behind
 }
 
 func containsFold(s, lowerSub string) bool {

@@ -151,6 +151,9 @@ func TestEvaluateHowFarBehind(t *testing.T) {
 	if e := Evaluate(d, s, now, p); e.Behind != "" || e.BehindLatest() != BehindPinned || e.VersionsBehind != 2 {
 		t.Fatalf("pinned: behind %q, behind latest %q, versions %d; want none, pinned, 2", e.Behind, e.BehindLatest(), e.VersionsBehind)
 	}
+	if e := Evaluate(d, s, now, p); !(Filter{Behind: "pinned"}).Match(d, e) || !(Filter{Behind: "latest"}).Match(d, e) || (Filter{Behind: "any"}).Match(d, e) {
+		t.Fatal("a deployment pinned below the latest must match behind=pinned and behind=latest, not behind=any")
+	}
 	d.Pin, d.RunningRelease = nil, "1.8.0"
 	if e := Evaluate(d, s, now, p); e.VersionsBehind != 0 || !e.SupersededAt.IsZero() || e.BehindLatest() != "" {
 		t.Fatalf("on latest: versions %d, superseded %v, behind latest %q; want 0, zero, none", e.VersionsBehind, e.SupersededAt, e.BehindLatest())
@@ -221,6 +224,8 @@ func TestFilterMatch(t *testing.T) {
 		{Filter{Behind: "any"}, false},
 		{Filter{Pinned: "false"}, true},
 		{Filter{Pinned: "true"}, false},
+		{Filter{Behind: "latest"}, false},
+		{Filter{Behind: "pinned"}, false},
 	} {
 		if got := tc.f.Match(d, e); got != tc.want {
 			t.Errorf("%+v.Match = %v, want %v", tc.f, got, tc.want)
