@@ -39,18 +39,15 @@ type Offer struct {
 // always encodes to the same bytes and hash.
 func Encode(o Offer) *protobufs.AgentRemoteConfig {
 	body, _ := json.Marshal(o) // a struct of strings cannot fail to marshal
+	h := sha256.Sum256(body)
 	return &protobufs.AgentRemoteConfig{
 		Config:     &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{FileName: {Body: body, ContentType: ContentType}}},
-		ConfigHash: Hash(o),
+		ConfigHash: h[:],
 	}
 }
 
 // Hash is the config hash of o's encoding.
-func Hash(o Offer) []byte {
-	body, _ := json.Marshal(o)
-	h := sha256.Sum256(body)
-	return h[:]
-}
+func Hash(o Offer) []byte { return Encode(o).ConfigHash }
 
 // ErrNoOffer means a remote configuration carries no release offer (it is some
 // other remote configuration).
