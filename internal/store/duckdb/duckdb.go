@@ -271,7 +271,15 @@ func (s *Store) withConn(ctx context.Context, fn func(driver.Conn) error) error 
 		return err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// BEGIN must not be cut short by ctx: database/sql can report a cancelled
+	// statement that the driver ran anyway, and the connection would go back to
+	// the pool inside a transaction ("cannot start a transaction within a
+	// transaction" for its next user). ctx still bounds the work in fn.
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "BEGIN TRANSACTION"); err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return err
 	}
 	err = conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
@@ -279,7 +287,7 @@ func (s *Store) withConn(ctx context.Context, fn func(driver.Conn) error) error 
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return err
 	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return err
 	}
