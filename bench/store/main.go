@@ -247,9 +247,9 @@ func run(c config) error {
 		for _, tb := range tables {
 			per := ""
 			switch tb.name {
-			case "logs":
+			case "log_rows":
 				per = fmt.Sprintf(" = %.1f B/log record", float64(tb.bytes)/float64(c.logs))
-			case "spans":
+			case "span_rows":
 				per = fmt.Sprintf(" = %.1f B/span", float64(tb.bytes)/float64(c.spans))
 			}
 			fmt.Printf("    %-14s %10s%s\n", tb.name, mib(tb.bytes), per)
@@ -693,7 +693,7 @@ func tableBytes(ctx context.Context, path string) ([]tableSize, error) {
 		return nil, fmt.Errorf("read block size: %w", err)
 	}
 	var out []tableSize
-	for _, t := range []string{"logs", "spans", "red_minute", "red_hist"} {
+	for _, t := range []string{"log_rows", "span_rows", "resources", "red_minute", "red_hist"} {
 		var blocks int64
 		err := db.QueryRowContext(ctx, `SELECT count(DISTINCT b) FROM (
 			SELECT block_id b FROM pragma_storage_info('`+t+`') WHERE block_id >= 0

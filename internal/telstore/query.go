@@ -21,17 +21,6 @@ const (
 	MaxLimit     = 1000
 )
 
-func ctxList(prefix string) string {
-	var b strings.Builder
-	for i, c := range ctxColumns {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(prefix + c)
-	}
-	return b.String()
-}
-
 // where builds a WHERE clause with positional arguments.
 type where struct {
 	conds []string
@@ -50,15 +39,27 @@ func (w *where) String() string {
 	return " WHERE " + strings.Join(w.conds, " AND ")
 }
 
-// filter adds the context and time conditions; timeCol is the table's time column.
-func (w *where) filter(f telquery.Filter, timeCol string) {
+// filter adds the context and time conditions; timeCol is the table's time
+// column. On the views over raw rows (onRows), the conditions on a resource's
+// context become one semi-join on the row's resource id, which DuckDB applies
+// while scanning; written against the view's joined columns, it would evaluate
+// the other conditions, a text search say, on every deployment's rows first.
+func (w *where) filter(f telquery.Filter, timeCol string, onRows bool) {
+	var res where
 	for _, c := range []struct{ col, v string }{
 		{"deployment", f.Deployment}, {"customer", f.Customer}, {"cloud", f.Cloud}, {"region", f.Region},
 		{"release", f.Release}, {"stack", f.Stack}, {"service", f.Service}, {"function", f.Function},
 	} {
-		if c.v != "" {
+		switch {
+		case c.v == "":
+		case onRows && c.col != "function":
+			res.add(c.col+" = ?", c.v)
+		default:
 			w.add(c.col+" = ?", c.v)
 		}
+	}
+	if len(res.conds) > 0 {
+		w.add("res IN (SELECT id FROM resources"+res.String()+")", res.args...)
 	}
 	if !f.Since.IsZero() {
 		w.add(timeCol+" >= ?", f.Since.UTC())
@@ -153,7 +154,7 @@ func scanLog(rs *sql.Rows) (telquery.Log, int64, error) {
 // logWhere builds the conditions of a log search other than the cursor.
 func logWhere(q telquery.LogQuery) (*where, error) {
 	w := &where{}
-	w.filter(q.Filter, "ts")
+	w.filter(q.Filter, "ts", true)
 	if q.MinSeverity > 0 {
 		w.add("severity >= ?", q.MinSeverity)
 	}
@@ -175,7 +176,11 @@ func logWhere(q telquery.LogQuery) (*where, error) {
 	for _, k := range keys {
 		v := q.Attrs[k]
 		if i, ok := resourceKeys[k]; ok {
-			w.add(ctxColumns[i]+" = ?", v)
+			if i == cFunction {
+				w.add("function = ?", v)
+			} else {
+				w.add("res IN (SELECT id FROM resources WHERE "+ctxColumns[i]+" = ?)", v)
+			}
 			continue
 		}
 		p := jsonPath(k)
@@ -235,7 +240,7 @@ func (s *Store) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telqu
 	}
 	wake := s.commitSignal()
 	var last int64
-	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM logs").Scan(&last); err != nil {
+	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM log_rows").Scan(&last); err != nil {
 		return fmt.Errorf("tail logs: %w", err)
 	}
 	for {
@@ -331,7 +336,7 @@ func scanSpan(rs *sql.Rows) (telquery.Span, int64, error) {
 // Spans searches spans, newest first.
 func (s *Store) Spans(ctx context.Context, q telquery.SpanQuery) (telquery.SpanPage, error) {
 	w := &where{}
-	w.filter(q.Filter, "start")
+	w.filter(q.Filter, "start", true)
 	if q.Name != "" {
 		w.add("name = ?", q.Name)
 	}

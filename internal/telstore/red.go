@@ -155,7 +155,7 @@ func sortGroups(gs []string, by string) {
 
 func (s *Store) redRollup(ctx context.Context, f telquery.Filter, win window, gcol string) (map[groupKey]*acc, map[string]*acc, error) {
 	w := &where{}
-	w.filter(f, "minute")
+	w.filter(f, "minute", false)
 	bexpr := win.bucketExpr("minute")
 	points, totals := map[groupKey]*acc{}, map[string]*acc{}
 	get := func(b int64, g string) (*acc, *acc) {
@@ -215,7 +215,7 @@ const rawFigures = "count(*)::BIGINT, count(*) FILTER (WHERE status = 2)::BIGINT
 func (s *Store) redRaw(ctx context.Context, f telquery.Filter, win window, gcol string) (map[groupKey]*acc, map[string]*acc, error) {
 	w := &where{}
 	w.add("entry")
-	w.filter(f, "start")
+	w.filter(f, "start", true)
 	points, totals := map[groupKey]*acc{}, map[string]*acc{}
 	scan := func(rs *sql.Rows, b *int64, g *string) (*acc, error) {
 		a := &acc{raw: true}
@@ -276,7 +276,7 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 	base := q.Filter
 	base.Release, base.Since, base.Until = "", time.Time{}, time.Time{}
 	w := &where{}
-	w.filter(base, "minute")
+	w.filter(base, "minute", false)
 	rs, err := s.db.QueryContext(ctx, "SELECT release, min(minute), max(minute) FROM red_minute"+w.String()+" GROUP BY release", w.args...)
 	if err != nil {
 		return telquery.Comparison{}, fmt.Errorf("compare releases: %w", err)
@@ -327,7 +327,7 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 		f := base
 		f.Release, f.Since = c.release, p.last.Add(time.Minute)
 		w := &where{}
-		w.filter(f, "minute")
+		w.filter(f, "minute", false)
 		var first sql.NullTime
 		if err := s.db.QueryRowContext(ctx, "SELECT min(minute) FROM red_minute"+w.String(), w.args...).Scan(&first); err != nil {
 			return telquery.Comparison{}, fmt.Errorf("compare releases: %w", err)
@@ -385,7 +385,7 @@ func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Me
 	f.Since, f.Until = win.since, win.until
 	w := &where{}
 	w.add("name = ?", q.Name)
-	w.filter(f, "ts")
+	w.filter(f, "ts", true)
 	out := telquery.Metric{Name: q.Name, StepSec: win.step.Seconds(), GroupBy: q.GroupBy, Series: []telquery.MetricSeries{}}
 	var temporality uint8
 	err := s.db.QueryRowContext(ctx, "SELECT kind, unit, temporality FROM metric_points"+w.String()+" ORDER BY seq DESC LIMIT 1", w.args...).

@@ -4,13 +4,22 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
-// timeColumns names each table's time column, for retention.
-var timeColumns = []struct{ table, col string }{
-	{"logs", "ts"}, {"spans", "start"}, {"metric_points", "ts"}, {"red_minute", "minute"}, {"red_hist", "minute"},
+// timeColumns names each table's time column, for retention; name is the table
+// in metrics.
+var timeColumns = []struct{ table, name, col string }{
+	{"log_rows", "logs", "ts"}, {"span_rows", "spans", "start"}, {"metric_point_rows", "metric_points", "ts"},
+	{"red_minute", "red_minute", "minute"}, {"red_hist", "red_hist", "minute"},
 }
+
+// resourceGrace is how long a resource no row refers to is kept after a group
+// last used it: a group between looking its id up and committing its rows must
+// not see it deleted.
+const resourceGrace = 10 * time.Minute
 
 func (s *Store) retainLoop() {
 	t := time.NewTicker(s.set.RetainEvery)
@@ -70,6 +79,9 @@ func (s *Store) Retain(ctx context.Context) error {
 	if err := s.deleteBefore(ctx, cutoff, "age"); err != nil {
 		return err
 	}
+	if err := s.pruneResources(ctx); err != nil {
+		return err
+	}
 	checkpointed := false
 	for range 8 {
 		used, err := s.UsedBytes(ctx)
@@ -101,6 +113,9 @@ func (s *Store) Retain(ctx context.Context) error {
 		if err := s.deleteBefore(ctx, cut, "size"); err != nil {
 			return err
 		}
+		if err := s.pruneResources(ctx); err != nil {
+			return err
+		}
 		// Deleted row groups are freed by a checkpoint.
 		if _, err := s.db.ExecContext(ctx, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("checkpoint after retention: %w", err)
@@ -113,10 +128,10 @@ func (s *Store) deleteBefore(ctx context.Context, cutoff time.Time, reason strin
 	for _, tc := range timeColumns {
 		res, err := s.db.ExecContext(ctx, "DELETE FROM "+tc.table+" WHERE "+tc.col+" < ?", cutoff)
 		if err != nil {
-			return fmt.Errorf("retention on %s: %w", tc.table, err)
+			return fmt.Errorf("retention on %s: %w", tc.name, err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n > 0 {
-			s.m.retained.WithLabelValues(tc.table, reason).Add(float64(n))
+			s.m.retained.WithLabelValues(tc.name, reason).Add(float64(n))
 		}
 	}
 	return nil
@@ -128,7 +143,7 @@ func (s *Store) timeQuantile(ctx context.Context, share float64) (time.Time, boo
 	var cut, oldest sql.NullTime
 	// The quantile must be a constant; share is a number this function computed.
 	err := s.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT make_timestamp(approx_quantile(epoch_us(t), %.4f)::BIGINT), min(t) FROM (
-		SELECT ts t FROM logs UNION ALL SELECT start FROM spans UNION ALL SELECT ts FROM metric_points)`, share)).Scan(&cut, &oldest)
+		SELECT ts t FROM log_rows UNION ALL SELECT start FROM span_rows UNION ALL SELECT ts FROM metric_point_rows)`, share)).Scan(&cut, &oldest)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find the retention cut: %w", err)
 	}
@@ -139,4 +154,48 @@ func (s *Store) timeQuantile(ctx context.Context, share float64) (time.Time, boo
 		return oldest.Time.Add(time.Second), true, nil
 	}
 	return cut.Time, true, nil
+}
+
+// pruneResources deletes the resources no row refers to any more, once no group
+// has used them for resourceGrace.
+func (s *Store) pruneResources(ctx context.Context) error {
+	usedBefore := s.set.Clock.Now().Add(-resourceGrace)
+	rs, err := s.db.QueryContext(ctx, `SELECT id FROM resources WHERE id NOT IN (
+		SELECT res FROM log_rows UNION SELECT res FROM span_rows UNION SELECT res FROM metric_point_rows)`)
+	if err != nil {
+		return fmt.Errorf("find unused resources: %w", err)
+	}
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			rs.Close()
+			return fmt.Errorf("find unused resources: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("find unused resources: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	ids = s.w.forget(ids, usedBefore)
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		var b strings.Builder
+		for i, id := range ids[:n] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatInt(id, 10))
+		}
+		if _, err := s.db.ExecContext(ctx, "DELETE FROM resources WHERE id IN ("+b.String()+")"); err != nil {
+			return fmt.Errorf("delete unused resources: %w", err)
+		}
+		s.m.retained.WithLabelValues("resources", "unused").Add(float64(n))
+		ids = ids[n:]
+	}
+	return nil
 }

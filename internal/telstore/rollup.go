@@ -86,7 +86,8 @@ func (r rollup) add(s *spanRow) {
 		return
 	}
 	k := redKey{minute: s.start.Unix() / 60 * 60}
-	copy(k.ctx[:], s.ctx[:cFunction+1])
+	copy(k.ctx[:], s.res.ctx[:cFunction])
+	k.ctx[cFunction] = s.function
 	a := r[k]
 	if a == nil {
 		a = &redAcc{}

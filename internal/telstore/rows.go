@@ -38,6 +38,10 @@ var ctxColumns = [nCtx]string{"deployment", "customer", "cloud", "region", "rele
 
 type ctxCols [nCtx]string
 
+// resourceColumns names the resources table's context columns: ctxColumns
+// without function, which varies by row.
+var resourceColumns = [nCtx - 1]string{"deployment", "customer", "cloud", "region", "release", "stack", "service", "container", "replica"}
+
 // resourceKeys maps the resource attributes that become context columns; they are
 // not repeated in the resource JSON.
 var resourceKeys = map[string]int{
@@ -53,9 +57,52 @@ var resourceKeys = map[string]int{
 	"service.instance.id":       cReplica,
 }
 
+// resource is one OTLP resource of a batch: the context columns it sets and its
+// other attributes. Rows point at it rather than copy its strings; the writer
+// stores each distinct resource once, in the resources table, and rows refer to
+// it by id.
+type resource struct {
+	// ctx holds the resource's context columns; its function is faas.name, which
+	// rows take as their function when set.
+	ctx ctxCols
+	// json is the rest of the resource's attributes as a JSON object ("" if none).
+	json string
+	// id is the resource's row in the resources table, set by the writer.
+	id int64
+}
+
+// columns points at the context fields in resourceColumns order, for Scan.
+func (r *resource) columns() []any {
+	out := make([]any, 0, nCtx-1)
+	for i := range r.ctx {
+		if i != cFunction {
+			out = append(out, &r.ctx[i])
+		}
+	}
+	return out
+}
+
+// key identifies a resource by everything the resources table stores of it.
+func (r *resource) key() string {
+	n := len(r.json) + nCtx
+	for _, v := range r.ctx {
+		n += len(v)
+	}
+	b := make([]byte, 0, n)
+	for i, v := range r.ctx {
+		if i == cFunction {
+			continue // rows carry the function
+		}
+		b = append(b, v...)
+		b = append(b, 0)
+	}
+	return string(append(b, r.json...))
+}
+
 type logRow struct {
 	ts               time.Time
-	ctx              ctxCols
+	res              *resource
+	function         string
 	severity         uint8
 	severityText     string
 	body             string
@@ -63,7 +110,7 @@ type logRow struct {
 	spanID           int64
 	hasTrace         bool
 	hasSpan          bool
-	attrs, resource  string
+	attrs            string
 }
 
 type spanRow struct {
@@ -76,8 +123,9 @@ type spanRow struct {
 	kind, status     uint8
 	statusMessage    string
 	entry            bool
-	ctx              ctxCols
-	attrs, resource  string
+	res              *resource
+	function         string
+	attrs            string
 }
 
 type pointRow struct {
@@ -89,16 +137,17 @@ type pointRow struct {
 	count       uint64
 	sum         float64
 	hasCount    bool
-	ctx         ctxCols
+	res         *resource
+	function    string
 	attrs       string
-	resource    string
 }
 
 // rows is one batch converted to table rows.
 type rows struct {
-	logs   []logRow
-	spans  []spanRow
-	points []pointRow
+	resources []*resource
+	logs      []logRow
+	spans     []spanRow
+	points    []pointRow
 }
 
 func (r *rows) count() int { return len(r.logs) + len(r.spans) + len(r.points) }
@@ -117,12 +166,12 @@ func convert(b telemetry.Batch) (*rows, error) {
 		rls := ld.ResourceLogs()
 		for i := 0; i < rls.Len(); i++ {
 			rl := rls.At(i)
-			ctx, res := resourceContext(rl.Resource(), b.DeploymentID)
+			res := r.resource(rl.Resource(), b.DeploymentID)
 			sls := rl.ScopeLogs()
 			for j := 0; j < sls.Len(); j++ {
 				lrs := sls.At(j).LogRecords()
 				for k := 0; k < lrs.Len(); k++ {
-					r.logs = append(r.logs, logFrom(lrs.At(k), ctx, res, b.Received))
+					r.logs = append(r.logs, logFrom(lrs.At(k), res, b.Received))
 				}
 			}
 		}
@@ -135,12 +184,12 @@ func convert(b telemetry.Batch) (*rows, error) {
 		rss := td.ResourceSpans()
 		for i := 0; i < rss.Len(); i++ {
 			rs := rss.At(i)
-			ctx, res := resourceContext(rs.Resource(), b.DeploymentID)
+			res := r.resource(rs.Resource(), b.DeploymentID)
 			sss := rs.ScopeSpans()
 			for j := 0; j < sss.Len(); j++ {
 				ss := sss.At(j).Spans()
 				for k := 0; k < ss.Len(); k++ {
-					r.spans = append(r.spans, spanFrom(ss.At(k), ctx, res))
+					r.spans = append(r.spans, spanFrom(ss.At(k), res))
 				}
 			}
 		}
@@ -153,12 +202,12 @@ func convert(b telemetry.Batch) (*rows, error) {
 		rms := md.ResourceMetrics()
 		for i := 0; i < rms.Len(); i++ {
 			rm := rms.At(i)
-			ctx, res := resourceContext(rm.Resource(), b.DeploymentID)
+			res := r.resource(rm.Resource(), b.DeploymentID)
 			sms := rm.ScopeMetrics()
 			for j := 0; j < sms.Len(); j++ {
 				ms := sms.At(j).Metrics()
 				for k := 0; k < ms.Len(); k++ {
-					r.points = appendPoints(r.points, ms.At(k), ctx, res, b.Received)
+					r.points = appendPoints(r.points, ms.At(k), res, b.Received)
 				}
 			}
 		}
@@ -166,6 +215,14 @@ func convert(b telemetry.Batch) (*rows, error) {
 		return nil, fmt.Errorf("unknown signal %d", b.Signal)
 	}
 	return r, nil
+}
+
+// resource converts an OTLP resource and adds it to the batch's resources.
+func (r *rows) resource(res pcommon.Resource, deploymentID string) *resource {
+	c, j := resourceContext(res, deploymentID)
+	out := &resource{ctx: c, json: j}
+	r.resources = append(r.resources, out)
+	return out
 }
 
 func resourceContext(res pcommon.Resource, deploymentID string) (ctxCols, string) {
@@ -201,7 +258,7 @@ func resourceContext(res pcommon.Resource, deploymentID string) (ctxCols, string
 	}))
 }
 
-func logFrom(lr plog.LogRecord, ctx ctxCols, res string, received time.Time) logRow {
+func logFrom(lr plog.LogRecord, res *resource, received time.Time) logRow {
 	ts := lr.Timestamp()
 	if ts == 0 {
 		ts = lr.ObservedTimestamp()
@@ -210,11 +267,11 @@ func logFrom(lr plog.LogRecord, ctx ctxCols, res string, received time.Time) log
 	if ts != 0 {
 		t = ts.AsTime()
 	}
-	row := logRow{ts: t, ctx: ctx, resource: res, severity: uint8(min(max(int(lr.SeverityNumber()), 0), 24)),
+	row := logRow{ts: t, res: res, function: res.ctx[cFunction], severity: uint8(min(max(int(lr.SeverityNumber()), 0), 24)),
 		severityText: lr.SeverityText(), body: lr.Body().AsString()}
 	attrs := lr.Attributes()
-	if row.ctx[cFunction] == "" {
-		row.ctx[cFunction] = codeFunction(attrs)
+	if row.function == "" {
+		row.function = codeFunction(attrs)
 	}
 	if attrs.Len() > 0 {
 		row.attrs = string(appendMapJSON(nil, attrs, nil))
@@ -256,7 +313,7 @@ func spanFunction(s ptrace.Span, resourceFunction string) string {
 	return s.Name()
 }
 
-func spanFrom(s ptrace.Span, ctx ctxCols, res string) spanRow {
+func spanFrom(s ptrace.Span, res *resource) spanRow {
 	tid, sid, pid := s.TraceID(), s.SpanID(), s.ParentSpanID()
 	start, end := s.StartTimestamp(), s.EndTimestamp()
 	d := int64(0)
@@ -270,20 +327,20 @@ func spanFrom(s ptrace.Span, ctx ctxCols, res string) spanRow {
 		spanID: be64(sid[:]), name: s.Name(), kind: uint8(kind),
 		status: uint8(s.Status().Code()), statusMessage: s.Status().Message(),
 		entry: pid.IsEmpty() || kind == ptrace.SpanKindServer || kind == ptrace.SpanKindConsumer,
-		ctx:   ctx, resource: res,
+		res:   res,
 	}
 	if !pid.IsEmpty() {
 		row.parentID, row.hasParent = be64(pid[:]), true
 	}
-	row.ctx[cFunction] = spanFunction(s, ctx[cFunction])
+	row.function = spanFunction(s, res.ctx[cFunction])
 	if s.Attributes().Len() > 0 {
 		row.attrs = string(appendMapJSON(nil, s.Attributes(), nil))
 	}
 	return row
 }
 
-func appendPoints(out []pointRow, m pmetric.Metric, ctx ctxCols, res string, received time.Time) []pointRow {
-	base := pointRow{name: m.Name(), unit: m.Unit(), ctx: ctx, resource: res}
+func appendPoints(out []pointRow, m pmetric.Metric, res *resource, received time.Time) []pointRow {
+	base := pointRow{name: m.Name(), unit: m.Unit(), res: res, function: res.ctx[cFunction]}
 	at := func(ts pcommon.Timestamp) time.Time {
 		if ts == 0 {
 			return received

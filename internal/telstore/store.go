@@ -3,6 +3,14 @@
 // context as real columns, per-minute RED rollups written at ingest, retention by
 // age and size, and the investigation queries of internal/telquery.
 //
+// The deployment context of a record is its resource's: every distinct resource
+// is stored once, in the resources table (deployment, customer, cloud, region,
+// release, stack, service, container, replica and the remaining attributes), and
+// the raw rows (log_rows, span_rows, metric_point_rows) carry its id and their
+// own function. The views logs, spans and metric_points join the two back into
+// one row per record; queries filter on a resource's context with a semi-join
+// on the id, which DuckDB applies while scanning.
+//
 // Writes are group-committed: each of two appending connections takes every
 // pending batch, appends it with DuckDB's Appender in one transaction, and
 // commits in the order its rows were numbered; a batch is acknowledged (Consume
@@ -20,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,6 +121,7 @@ var ErrClosed = errors.New("telemetry store closed")
 // Store is the DuckDB telemetry store. Use Open; it is safe for concurrent use.
 type Store struct {
 	db  *sql.DB
+	w   *writer
 	set Settings
 	log *slog.Logger
 	m   *metrics
@@ -154,6 +164,7 @@ func Open(ctx context.Context, dataDir string, set Settings) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	s.w = w
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); w.run() }()
 	go func() { defer s.wg.Done(); s.retainLoop() }()
@@ -228,8 +239,10 @@ func (s *Store) commitSignal() <-chan struct{} {
 
 // migrations are applied in order, each once. Never edit a released entry.
 //
-// Layout choices, for disk and scan speed: context columns are low-cardinality
-// strings DuckDB dictionary-compresses; trace and span ids are 64-bit integers,
+// Layout choices, for ingest, disk and scan speed: each distinct resource (its
+// deployment context columns and other attributes) is a row of resources, and
+// raw rows refer to it by id, read through views that join it back (migration
+// 2); trace and span ids are 64-bit integers,
 // their bits as signed numbers because database/sql cannot pass unsigned ones
 // with the high bit set (a trace lookup compares two numbers per row instead of
 // strings); seq is a
@@ -340,6 +353,103 @@ CREATE TABLE rollup_state (
 	span_seq BIGINT NOT NULL
 );
 INSERT INTO rollup_state VALUES (1, 0);`,
+	// Resources stored once. A row used to carry its resource's nine context
+	// strings and attribute JSON, and appending those cells was most of the cost
+	// of ingest (one cgo crossing each, then the write-ahead log holding them
+	// uncompressed); now it carries the resource's id. The views keep the
+	// earlier tables' names and columns for every query.
+	2: `
+CREATE TABLE resources (
+	id         BIGINT NOT NULL,
+	deployment VARCHAR NOT NULL,
+	customer   VARCHAR NOT NULL,
+	cloud      VARCHAR NOT NULL,
+	region     VARCHAR NOT NULL,
+	release    VARCHAR NOT NULL,
+	stack      VARCHAR NOT NULL,
+	service    VARCHAR NOT NULL,
+	container  VARCHAR NOT NULL,
+	replica    VARCHAR NOT NULL,
+	resource   VARCHAR
+);
+INSERT INTO resources SELECT row_number() OVER () AS id, * FROM (
+	SELECT deployment, customer, cloud, region, release, stack, service, container, replica, resource FROM logs
+	UNION SELECT deployment, customer, cloud, region, release, stack, service, container, replica, resource FROM spans
+	UNION SELECT deployment, customer, cloud, region, release, stack, service, container, replica, resource FROM metric_points);
+CREATE TABLE log_rows (
+	seq           BIGINT NOT NULL,
+	ts            TIMESTAMP NOT NULL,
+	res           BIGINT NOT NULL,
+	function      VARCHAR NOT NULL,
+	severity      UTINYINT NOT NULL,
+	severity_text VARCHAR NOT NULL,
+	body          VARCHAR NOT NULL,
+	trace_hi      BIGINT,
+	trace_lo      BIGINT,
+	span_id       BIGINT,
+	attrs         VARCHAR
+);
+INSERT INTO log_rows SELECT l.seq, l.ts, r.id, l.function, l.severity, l.severity_text, l.body, l.trace_hi, l.trace_lo, l.span_id, l.attrs
+	FROM logs l JOIN resources r ON ` + sameResource("l") + ` ORDER BY l.seq;
+CREATE TABLE span_rows (
+	seq            BIGINT NOT NULL,
+	start          TIMESTAMP NOT NULL,
+	duration_ns    BIGINT NOT NULL,
+	trace_hi       BIGINT NOT NULL,
+	trace_lo       BIGINT NOT NULL,
+	span_id        BIGINT NOT NULL,
+	parent_span_id BIGINT,
+	name           VARCHAR NOT NULL,
+	kind           UTINYINT NOT NULL,
+	status         UTINYINT NOT NULL,
+	status_message VARCHAR,
+	entry          BOOLEAN NOT NULL,
+	res            BIGINT NOT NULL,
+	function       VARCHAR NOT NULL,
+	attrs          VARCHAR
+);
+INSERT INTO span_rows SELECT s.seq, s.start, s.duration_ns, s.trace_hi, s.trace_lo, s.span_id, s.parent_span_id, s.name, s.kind,
+	s.status, s.status_message, s.entry, r.id, s.function, s.attrs
+	FROM spans s JOIN resources r ON ` + sameResource("s") + ` ORDER BY s.seq;
+CREATE TABLE metric_point_rows (
+	seq         BIGINT NOT NULL,
+	ts          TIMESTAMP NOT NULL,
+	name        VARCHAR NOT NULL,
+	kind        VARCHAR NOT NULL,
+	unit        VARCHAR NOT NULL,
+	temporality UTINYINT NOT NULL,
+	value       DOUBLE NOT NULL,
+	count       UBIGINT,
+	sum         DOUBLE,
+	res         BIGINT NOT NULL,
+	function    VARCHAR NOT NULL,
+	attrs       VARCHAR
+);
+INSERT INTO metric_point_rows SELECT m.seq, m.ts, m.name, m.kind, m.unit, m.temporality, m.value, m.count, m.sum, r.id, m.function, m.attrs
+	FROM metric_points m JOIN resources r ON ` + sameResource("m") + ` ORDER BY m.seq;
+DROP TABLE logs;
+DROP TABLE spans;
+DROP TABLE metric_points;
+CREATE VIEW logs AS SELECT l.seq, l.ts, l.res, r.deployment, r.customer, r.cloud, r.region, r.release, r.stack, r.service, l.function,
+	r.container, r.replica, l.severity, l.severity_text, l.body, l.trace_hi, l.trace_lo, l.span_id, l.attrs, r.resource
+	FROM log_rows l JOIN resources r ON l.res = r.id;
+CREATE VIEW spans AS SELECT s.seq, s.start, s.res, s.duration_ns, s.trace_hi, s.trace_lo, s.span_id, s.parent_span_id, s.name, s.kind,
+	s.status, s.status_message, s.entry, r.deployment, r.customer, r.cloud, r.region, r.release, r.stack, r.service, s.function,
+	r.container, r.replica, s.attrs, r.resource
+	FROM span_rows s JOIN resources r ON s.res = r.id;
+CREATE VIEW metric_points AS SELECT m.seq, m.ts, m.res, m.name, m.kind, m.unit, m.temporality, m.value, m.count, m.sum,
+	r.deployment, r.customer, r.cloud, r.region, r.release, r.stack, r.service, m.function, r.container, r.replica, m.attrs, r.resource
+	FROM metric_point_rows m JOIN resources r ON m.res = r.id;`,
+}
+
+// sameResource is the join condition of migration 2 between a row of an earlier
+// table (alias t) and its resource r.
+func sameResource(t string) string {
+	var b strings.Builder
+	for _, c := range resourceColumns {
+		b.WriteString(t + "." + c + " IS NOT DISTINCT FROM r." + c + " AND ")
+	}
+	return b.String() + t + ".resource IS NOT DISTINCT FROM r.resource"
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +75,18 @@ type writer struct {
 	acc   rollup
 	// rolledSeq is the last span seq whose rollup is in acc or written.
 	rolledSeq int64
+
+	// resMu guards the stored resources: their ids by key, when each was last
+	// used, and the last id given out.
+	resMu   sync.Mutex
+	res     map[string]*storedResource
+	lastRes int64
+}
+
+// storedResource is a row of the resources table, as the writer knows it.
+type storedResource struct {
+	id   int64
+	used time.Time // when a group last referred to it, so retention spares it
 }
 
 const (
@@ -82,10 +95,14 @@ const (
 	tPoints
 )
 
+// tableNames name the tables in metrics and errors: the views queries read.
 var tableNames = [3]string{"logs", "spans", "metric_points"}
 
+// rowTables are the tables behind the views, where rows are appended.
+var rowTables = [3]string{"log_rows", "span_rows", "metric_point_rows"}
+
 func newWriter(ctx context.Context, s *Store) (*writer, error) {
-	w := &writer{s: s, acc: rollup{}, turn: make(chan struct{})}
+	w := &writer{s: s, acc: rollup{}, turn: make(chan struct{}), res: map[string]*storedResource{}}
 	close(w.turn)
 	// A connection runs one transaction at a time, so rollups get their own.
 	for range max(1, s.set.Writers) + 1 {
@@ -97,11 +114,15 @@ func newWriter(ctx context.Context, s *Store) (*writer, error) {
 		w.conns = append(w.conns, conn)
 	}
 	w.rollup, w.conns = w.conns[0], w.conns[1:]
-	for i, t := range tableNames {
+	for i, t := range rowTables {
 		if err := w.rollup.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM "+t).Scan(&w.seq[i]); err != nil {
 			w.close()
-			return nil, fmt.Errorf("read last %s seq: %w", t, err)
+			return nil, fmt.Errorf("read last %s seq: %w", tableNames[i], err)
 		}
+	}
+	if err := w.loadResources(ctx); err != nil {
+		w.close()
+		return nil, fmt.Errorf("read resources: %w", err)
 	}
 	// Retention may have deleted the newest-numbered spans; numbering must still
 	// go on above what the rollups claim, or new spans would hide below it.
@@ -138,18 +159,17 @@ func (w *writer) recoverRollups(ctx context.Context) error {
 	if from >= w.seq[tSpans] {
 		return nil
 	}
-	rs, err := conn.QueryContext(ctx, `SELECT start, duration_ns, status, `+ctxList("")+` FROM spans WHERE seq > ? AND entry`, from)
+	rs, err := conn.QueryContext(ctx, `SELECT start, duration_ns, status, function, `+strings.Join(resourceColumns[:], ", ")+
+		` FROM spans WHERE seq > ? AND entry`, from)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
 	n := 0
 	for rs.Next() {
-		var r spanRow
-		dest := []any{&r.start, &r.durationNS, &r.status}
-		for i := range r.ctx {
-			dest = append(dest, &r.ctx[i])
-		}
+		r := spanRow{res: &resource{}}
+		dest := []any{&r.start, &r.durationNS, &r.status, &r.function}
+		dest = append(dest, r.res.columns()...)
 		if err := rs.Scan(dest...); err != nil {
 			return err
 		}
@@ -252,8 +272,13 @@ func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
 	defer close(mine)
 
 	seq := first
-	err := w.tx(ctx, conn, func(dc driver.Conn) error { return appendRows(dc, ps, &seq) },
-		func() { <-prev })
+	err := w.resolve(ctx, conn, ps)
+	if err == nil {
+		err = w.tx(ctx, conn, func(dc driver.Conn) error { return appendRows(dc, ps, &seq) },
+			func() { <-prev })
+	} else {
+		<-prev
+	}
 	if err != nil {
 		w.s.m.failures.Inc()
 		w.s.log.Error("could not store telemetry; the senders will retry", "batches", len(ps), "error", err)
@@ -327,7 +352,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 	}
 	row := make([]driver.Value, 0, 32)
 	if nl > 0 {
-		app, err := duckdb.NewAppender(dc, "", "", "logs")
+		app, err := duckdb.NewAppender(dc, "", "", rowTables[tLogs])
 		if err != nil {
 			return err
 		}
@@ -335,11 +360,9 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 			for i := range p.rows.logs {
 				l := &p.rows.logs[i]
 				seq[tLogs]++
-				row = append(row[:0], seq[tLogs], l.ts.UTC())
-				row = appendCtx(row, &l.ctx)
-				row = append(row, l.severity, l.severityText, l.body,
+				row = append(row[:0], seq[tLogs], l.ts.UTC(), l.res.id, l.function, l.severity, l.severityText, l.body,
 					nullI64(l.traceHi, l.hasTrace), nullI64(l.traceLo, l.hasTrace), nullI64(l.spanID, l.hasSpan),
-					nullStr(l.attrs), nullStr(l.resource))
+					nullStr(l.attrs))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("append log: %w", err)
@@ -351,7 +374,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 		}
 	}
 	if ns > 0 {
-		app, err := duckdb.NewAppender(dc, "", "", "spans")
+		app, err := duckdb.NewAppender(dc, "", "", rowTables[tSpans])
 		if err != nil {
 			return err
 		}
@@ -360,9 +383,8 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 				s := &p.rows.spans[i]
 				seq[tSpans]++
 				row = append(row[:0], seq[tSpans], s.start.UTC(), s.durationNS, s.traceHi, s.traceLo, s.spanID,
-					nullI64(s.parentID, s.hasParent), s.name, s.kind, s.status, nullStr(s.statusMessage), s.entry)
-				row = appendCtx(row, &s.ctx)
-				row = append(row, nullStr(s.attrs), nullStr(s.resource))
+					nullI64(s.parentID, s.hasParent), s.name, s.kind, s.status, nullStr(s.statusMessage), s.entry,
+					s.res.id, s.function, nullStr(s.attrs))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("append span: %w", err)
@@ -374,7 +396,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 		}
 	}
 	if np > 0 {
-		app, err := duckdb.NewAppender(dc, "", "", "metric_points")
+		app, err := duckdb.NewAppender(dc, "", "", rowTables[tPoints])
 		if err != nil {
 			return err
 		}
@@ -386,9 +408,8 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 				if m.hasCount {
 					count, sum = m.count, m.sum
 				}
-				row = append(row[:0], seq[tPoints], m.ts.UTC(), m.name, m.kind, m.unit, m.temporality, m.value, count, sum)
-				row = appendCtx(row, &m.ctx)
-				row = append(row, nullStr(m.attrs), nullStr(m.resource))
+				row = append(row[:0], seq[tPoints], m.ts.UTC(), m.name, m.kind, m.unit, m.temporality, m.value, count, sum,
+					m.res.id, m.function, nullStr(m.attrs))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("append metric point: %w", err)
@@ -402,11 +423,109 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 	return nil
 }
 
-func appendCtx(row []driver.Value, c *ctxCols) []driver.Value {
-	for _, v := range c {
-		row = append(row, v)
+// loadResources reads the stored resources' ids at open.
+func (w *writer) loadResources(ctx context.Context) error {
+	rs, err := w.rollup.QueryContext(ctx, "SELECT id, "+strings.Join(resourceColumns[:], ", ")+", coalesce(resource, '') FROM resources")
+	if err != nil {
+		return err
 	}
-	return row
+	defer rs.Close()
+	now := w.s.set.Clock.Now()
+	for rs.Next() {
+		var r resource
+		dest := append([]any{&r.id}, r.columns()...)
+		if err := rs.Scan(append(dest, &r.json)...); err != nil {
+			return err
+		}
+		w.res[r.key()] = &storedResource{id: r.id, used: now}
+		w.lastRes = max(w.lastRes, r.id)
+	}
+	return rs.Err()
+}
+
+// resolve gives every resource of the group its id, storing the ones not seen
+// before in a transaction of their own that commits before the group's rows do,
+// so a row never refers to a resource a reader cannot see. New resources are
+// rare (a new deployment, release or replica); most groups only look ids up.
+func (w *writer) resolve(ctx context.Context, conn *sql.Conn, ps []*pending) error {
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	now := w.s.set.Clock.Now()
+	var fresh []*resource
+	for _, p := range ps {
+		for _, r := range p.rows.resources {
+			k := r.key()
+			if e, ok := w.res[k]; ok {
+				r.id, e.used = e.id, now
+				continue
+			}
+			w.lastRes++
+			r.id = w.lastRes
+			w.res[k] = &storedResource{id: r.id, used: now}
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	err := w.tx(ctx, conn, func(dc driver.Conn) error {
+		app, err := duckdb.NewAppender(dc, "", "", "resources")
+		if err != nil {
+			return err
+		}
+		row := make([]driver.Value, 0, nCtx+1)
+		for _, r := range fresh {
+			row = append(row[:0], r.id)
+			for i, v := range r.ctx {
+				if i != cFunction {
+					row = append(row, v)
+				}
+			}
+			if err := app.AppendRow(append(row, nullStr(r.json))...); err != nil {
+				app.Close()
+				return fmt.Errorf("append resource: %w", err)
+			}
+		}
+		return app.Close()
+	}, nil)
+	if err != nil {
+		// Not stored: forget them, so the next group stores them again.
+		for _, r := range fresh {
+			delete(w.res, r.key())
+		}
+		return fmt.Errorf("store resources: %w", err)
+	}
+	return nil
+}
+
+// forget takes the ids of resources no row refers to and returns those that
+// may be deleted: all but the ones a group used since usedBefore (in use again),
+// which stay known. The rest are forgotten, so a later group that meets the same
+// resource stores it anew.
+func (w *writer) forget(ids []int64, usedBefore time.Time) []int64 {
+	unused := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		unused[id] = true
+	}
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	for k, e := range w.res {
+		if !unused[e.id] {
+			continue
+		}
+		if e.used.Before(usedBefore) {
+			delete(w.res, k)
+		} else {
+			delete(unused, e.id)
+		}
+	}
+	out := make([]int64, 0, len(unused))
+	for _, id := range ids {
+		if unused[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // flushRollup writes the rollups accumulated so far, and how far they reach, in
