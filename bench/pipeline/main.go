@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,11 +38,16 @@ func main() {
 	workers := flag.Int("workers", 4, "telemetrygen workers")
 	dur := flag.Duration("duration", 20*time.Second, "how long telemetrygen sends, per run")
 	signals := flag.String("signals", "logs,traces", "signals to compare")
+	flag.IntVar(&rounds, "rounds", 3, "runs per system and signal, alternating which goes first; medians are compared")
 	peers := flag.String("peers", defaultPeers(), "directory holding otelcol-peer and telemetrygen")
 	flag.StringVar(&protocol, "protocol", "grpc", "how telemetrygen sends: grpc or http")
 	flag.IntVar(&batchSize, "batch-size", 100, "records per telemetrygen request (telemetrygen's default is 100)")
 	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
 	flag.Parse()
+	if rounds < 1 {
+		fmt.Fprintln(os.Stderr, "pipeline: -rounds must be at least 1")
+		os.Exit(2)
+	}
 	if err := run(*rate, *workers, *dur, strings.Split(*signals, ","), *peers); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
@@ -56,6 +62,11 @@ var (
 
 // profileDir, when set, asks the agent for CPU profiles during the load.
 var profileDir string
+
+// rounds is how many times each system runs per signal. One run's CPU figure moves by
+// a fifth or more on a shared VM, mostly with the Collector's; the median of runs that
+// alternate which system goes first is steadier than any single run.
+var rounds int
 
 func defaultPeers() string {
 	if d := os.Getenv("PERISCOPE_PEERS_BIN"); d != "" {
@@ -102,50 +113,105 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	sinkURL := "http://" + ln.Addr().String()
 	cfgPath, _ := filepath.Abs("scripts/peers/otelcol-agent-equivalent.yaml")
 
+	b := &bench{agentBin: agentBin, collector: collector, telemetrygen: telemetrygen, cfgPath: cfgPath,
+		work: work, sinkURL: sinkURL, sink: sink, rate: rate, workers: workers, dur: dur}
 	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, %d records per request, OTLP/%s in; %d CPUs\n\n",
 		workers, rate, dur, batchSize, protocol, numCPU())
-	fmt.Printf("%-7s %-10s %10s %8s %14s %9s\n", "signal", "system", "delivered", "CPU s", "records/CPU-s", "peak RSS")
+	fmt.Printf("%-7s %-10s %5s %10s %8s %14s %9s\n", "signal", "system", "round", "delivered", "CPU s", "records/CPU-s", "peak RSS")
 	for _, sig := range signals {
-		var res [2]result
-		for i, system := range []string{"periscope", "collector"} {
-			grpcAddr, httpAddr := freeAddr(), freeAddr()
-			prefix := "/" + system + "-" + sig
-			var cmd *exec.Cmd
-			if system == "periscope" {
-				cmd = exec.Command(agentBin, "--manager", sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
-					"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
-					"--heartbeat-interval", "1h", "--data-dir", filepath.Join(work, system+sig),
-					"--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--log-level", "error")
-				if profileDir != "" {
-					pprofAddr := freeAddr()
-					cmd.Args = append(cmd.Args, "--pprof", pprofAddr)
-					go profile(pprofAddr, filepath.Join(profileDir, "agent-"+sig+".pprof"), dur)
+		var res [2][]result
+		for round := 1; round <= rounds; round++ {
+			order := []int{0, 1}
+			if round%2 == 0 {
+				order = []int{1, 0}
+			}
+			for _, i := range order {
+				r, err := b.runSystem(systems[i], sig, round)
+				if err != nil {
+					return err
 				}
-			} else {
-				qdir := filepath.Join(work, system+sig)
-				os.MkdirAll(qdir, 0o755)
-				cmd = exec.Command(collector, "--config", cfgPath)
-				cmd.Env = append(os.Environ(), "PEER_GRPC="+grpcAddr, "PEER_HTTP="+httpAddr,
-					"PEER_UPSTREAM="+sinkURL+prefix, "PEER_QUEUE_DIR="+qdir)
+				res[i] = append(res[i], r)
+				fmt.Printf("%-7s %-10s %5d %10d %8.2f %14.0f %7d MiB\n", sig, systems[i], round, r.delivered, r.cpu, r.perCPU(), r.rssKiB/1024)
 			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				return err
-			}
-			r, err := measure(cmd, sink, prefix+"/v1/"+sig, telemetrygen, sig, grpcAddr, httpAddr, rate, workers, dur)
-			cmd.Process.Kill()
-			cmd.Wait()
-			if err != nil {
-				return fmt.Errorf("%s %s: %w\n%s", system, sig, err, tail(stderr.String()))
-			}
-			res[i] = r
-			fmt.Printf("%-7s %-10s %10d %8.2f %14.0f %7d MiB\n", sig, system, r.delivered, r.cpu, r.perCPU(), r.rssKiB/1024)
 		}
-		fmt.Printf("%-7s ratio: periscope delivers %.2fx the collector's records per CPU-second with %.2fx its peak memory\n\n",
-			sig, res[0].perCPU()/res[1].perCPU(), float64(res[0].rssKiB)/float64(res[1].rssKiB))
+		p, c := median(res[0]), median(res[1])
+		fmt.Printf("%-7s periscope median %.0f records/CPU-s, %d MiB; collector median %.0f records/CPU-s, %d MiB\n",
+			sig, p.perCPU, p.rssKiB/1024, c.perCPU, c.rssKiB/1024)
+		fmt.Printf("%-7s ratio: periscope delivers %.2fx the collector's records per CPU-second with %.2fx its peak memory (medians of %d runs each)\n\n",
+			sig, p.perCPU/c.perCPU, float64(p.rssKiB)/float64(c.rssKiB), rounds)
 	}
 	return nil
+}
+
+var systems = [2]string{"periscope", "collector"}
+
+// bench holds what every run shares: the programs, the sink and the load.
+type bench struct {
+	agentBin, collector, telemetrygen, cfgPath, work, sinkURL string
+	sink                                                      *sink
+	rate                                                      float64
+	workers                                                   int
+	dur                                                       time.Duration
+}
+
+// runSystem starts one system, puts the load through it and stops it again.
+func (b *bench) runSystem(system, sig string, round int) (result, error) {
+	agentBin, sinkURL, work, dur := b.agentBin, b.sinkURL, b.work, b.dur
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	// Each run has its own sink path and queue directory, so nothing carries over.
+	prefix := fmt.Sprintf("/%s-%s-%d", system, sig, round)
+	dir := filepath.Join(work, prefix[1:])
+	var cmd *exec.Cmd
+	if system == "periscope" {
+		cmd = exec.Command(agentBin, "--manager", sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
+			"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
+			"--heartbeat-interval", "1h", "--data-dir", dir,
+			"--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--log-level", "error")
+		if profileDir != "" && round == 1 {
+			pprofAddr := freeAddr()
+			cmd.Args = append(cmd.Args, "--pprof", pprofAddr)
+			go profile(pprofAddr, filepath.Join(profileDir, "agent-"+sig+".pprof"), dur)
+		}
+	} else {
+		os.MkdirAll(dir, 0o755)
+		cmd = exec.Command(b.collector, "--config", b.cfgPath)
+		cmd.Env = append(os.Environ(), "PEER_GRPC="+grpcAddr, "PEER_HTTP="+httpAddr,
+			"PEER_UPSTREAM="+sinkURL+prefix, "PEER_QUEUE_DIR="+dir)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	r, err := measure(cmd, b.sink, prefix+"/v1/"+sig, b.telemetrygen, sig, grpcAddr, httpAddr, b.rate, b.workers, dur)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err != nil {
+		return result{}, fmt.Errorf("%s %s: %w\n%s", system, sig, err, tail(stderr.String()))
+	}
+	return r, nil
+}
+
+// summary is the median of one system's runs.
+type summary struct {
+	perCPU float64
+	rssKiB int
+}
+
+// median takes the median of each figure separately.
+func median(rs []result) summary {
+	per := make([]float64, len(rs))
+	rss := make([]int, len(rs))
+	for i, r := range rs {
+		per[i], rss[i] = r.perCPU(), r.rssKiB
+	}
+	slices.Sort(per)
+	slices.Sort(rss)
+	m := len(rs) / 2
+	if len(rs)%2 == 1 {
+		return summary{per[m], rss[m]}
+	}
+	return summary{(per[m-1] + per[m]) / 2, (rss[m-1] + rss[m]) / 2}
 }
 
 // measure waits for the system to listen, runs the load, waits for delivery to
