@@ -34,6 +34,13 @@ import (
 )
 
 func main() {
+	if spec := os.Getenv(floorEnv); spec != "" {
+		if err := serveFloor(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	rate := flag.Float64("rate", 20000, "records per second telemetrygen offers, in total")
 	workers := flag.Int("workers", 4, "telemetrygen workers")
 	dur := flag.Duration("duration", 20*time.Second, "how long telemetrygen sends, per run")
@@ -43,9 +50,14 @@ func main() {
 	flag.StringVar(&protocol, "protocol", "grpc", "how telemetrygen sends: grpc or http")
 	flag.IntVar(&batchSize, "batch-size", 100, "records per telemetrygen request (telemetrygen's default is 100)")
 	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
+	flag.BoolVar(&withFloor, "floor", false, "also measure the receive floor: receivers that discard the load (gRPC in only)")
 	flag.Parse()
 	if rounds < 1 {
 		fmt.Fprintln(os.Stderr, "pipeline: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if withFloor && protocol != "grpc" {
+		fmt.Fprintln(os.Stderr, "pipeline: -floor measures OTLP/gRPC receivers only")
 		os.Exit(2)
 	}
 	if err := run(*rate, *workers, *dur, strings.Split(*signals, ","), *peers); err != nil {
@@ -67,6 +79,9 @@ var profileDir string
 // a fifth or more on a shared VM, mostly with the Collector's; the median of runs that
 // alternate which system goes first is steadier than any single run.
 var rounds int
+
+// withFloor adds the receive floors (floor.go) to each signal's comparison.
+var withFloor bool
 
 func defaultPeers() string {
 	if d := os.Getenv("PERISCOPE_PEERS_BIN"); d != "" {
@@ -139,11 +154,39 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 			sig, p.perCPU, p.rssKiB/1024, c.perCPU, c.rssKiB/1024)
 		fmt.Printf("%-7s ratio: periscope delivers %.2fx the collector's records per CPU-second with %.2fx its peak memory (medians of %d runs each)\n\n",
 			sig, p.perCPU/c.perCPU, float64(p.rssKiB)/float64(c.rssKiB), rounds)
+		if withFloor {
+			if err := b.floors(sig, c); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
 var systems = [2]string{"periscope", "collector"}
+
+// floors measures the receive floors for sig and says what ratio each would allow
+// against the Collector's median.
+func (b *bench) floors(sig string, collector summary) error {
+	res := make([][]result, len(floors))
+	for round := 1; round <= rounds; round++ {
+		for i, mode := range floors {
+			r, err := b.runFloor(mode, sig)
+			if err != nil {
+				return err
+			}
+			res[i] = append(res[i], r)
+			fmt.Printf("%-7s %-10s %5d %10d %8.2f %14.0f %7d MiB\n", sig, mode, round, r.delivered, r.cpu, r.perCPU(), r.rssKiB/1024)
+		}
+	}
+	for i, mode := range floors {
+		f := median(res[i])
+		fmt.Printf("%-7s %s floor: median %.0f records/CPU-s; a pipeline costing nothing on it would reach %.2fx the collector\n",
+			sig, mode, f.perCPU, f.perCPU/collector.perCPU)
+	}
+	fmt.Println()
+	return nil
+}
 
 // bench holds what every run shares: the programs, the sink and the load.
 type bench struct {
@@ -227,18 +270,7 @@ func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr, httpA
 		return result{}, err
 	}
 	before := sink.count(path)
-	gen := exec.Command(telemetrygen, sig, "--otlp-endpoint", grpcAddr, "--otlp-insecure",
-		"--workers", fmt.Sprint(workers), "--rate", fmt.Sprint(rate/float64(workers)), "--duration", dur.String(),
-		"--service", "bench", "--body", "user checkout failed: payment provider timeout after 3 retries")
-	if sig == "traces" {
-		gen.Args = gen.Args[:len(gen.Args)-2] // traces have no body
-		gen.Args = append(gen.Args, "--child-spans", "1")
-	}
-	gen.Args = append(gen.Args, "--batch-size", fmt.Sprint(batchSize))
-	if protocol == "http" {
-		gen.Args = append(gen.Args, "--otlp-http", "--otlp-endpoint", httpAddr)
-	}
-	if out, err := gen.CombinedOutput(); err != nil {
+	if out, err := loadCommand(telemetrygen, sig, grpcAddr, httpAddr, rate, workers, dur).CombinedOutput(); err != nil {
 		return result{}, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))
 	}
 	// Delivery is done when the sink has seen nothing new for two seconds.
@@ -256,6 +288,22 @@ func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr, httpA
 		return result{}, err
 	}
 	return result{delivered: last - before, cpu: cpu1 - cpu0 - 2*idleCPU(pid), rssKiB: procstat.PeakRSS(pid)}, nil
+}
+
+// loadCommand is the telemetrygen run every system gets.
+func loadCommand(telemetrygen, sig, grpcAddr, httpAddr string, rate float64, workers int, dur time.Duration) *exec.Cmd {
+	gen := exec.Command(telemetrygen, sig, "--otlp-endpoint", grpcAddr, "--otlp-insecure",
+		"--workers", fmt.Sprint(workers), "--rate", fmt.Sprint(rate/float64(workers)), "--duration", dur.String(),
+		"--service", "bench", "--body", "user checkout failed: payment provider timeout after 3 retries")
+	if sig == "traces" {
+		gen.Args = gen.Args[:len(gen.Args)-2] // traces have no body
+		gen.Args = append(gen.Args, "--child-spans", "1")
+	}
+	gen.Args = append(gen.Args, "--batch-size", fmt.Sprint(batchSize))
+	if protocol == "http" {
+		gen.Args = append(gen.Args, "--otlp-http", "--otlp-endpoint", httpAddr)
+	}
+	return gen
 }
 
 // idleCPU is what a system burns per second doing nothing; the settle wait above
