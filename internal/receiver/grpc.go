@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -19,7 +20,8 @@ import (
 // NewGRPCServer returns a gRPC server offering the OTLP logs, trace and metrics export
 // services, handing each request to c. maxBytes bounds a message (zero means
 // DefaultMaxBytes); lim, when not nil, bounds requests in progress; extra options are
-// added after Periscope's own.
+// added after Periscope's own. Request bodies are reused once Consume returns (see
+// Request.Body).
 func NewGRPCServer(c Consumer, maxBytes int, lim *Limiter, opts ...grpc.ServerOption) *grpc.Server {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
@@ -30,15 +32,38 @@ func NewGRPCServer(c Consumer, maxBytes int, lim *Limiter, opts ...grpc.ServerOp
 		// A fixed pool of stream workers instead of a goroutine per request.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}, opts...)...)
+	bodies := &bodyPool{}
 	for _, sig := range telemetry.Signals {
-		srv.RegisterService(serviceDesc(sig, lim), c)
+		srv.RegisterService(serviceDesc(sig, lim, bodies), c)
 	}
 	return srv
 }
 
+// bodyPool keeps request buffers between requests. gRPC hands a message over in a
+// buffer it reuses, so each request is copied out; without the pool every copy was a
+// new allocation of the request's size, zeroed, and garbage once consumed.
+type bodyPool struct{ p sync.Pool }
+
+// maxPooledBody bounds the buffers kept, so one huge request does not pin its memory.
+const maxPooledBody = 1 << 20
+
+func (b *bodyPool) get() *[]byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return v
+	}
+	return new([]byte)
+}
+
+func (b *bodyPool) put(buf *[]byte) {
+	if cap(*buf) <= maxPooledBody {
+		*buf = (*buf)[:0]
+		b.p.Put(buf)
+	}
+}
+
 // serviceDesc describes one OTLP export service with a handler that passes the raw
 // message on, so the request is not decoded and re-encoded on its way to the queue.
-func serviceDesc(sig telemetry.Signal, lim *Limiter) *grpc.ServiceDesc {
+func serviceDesc(sig telemetry.Signal, lim *Limiter, bodies *bodyPool) *grpc.ServiceDesc {
 	var name string
 	switch sig {
 	case telemetry.Logs:
@@ -66,11 +91,12 @@ func serviceDesc(sig telemetry.Signal, lim *Limiter) *grpc.ServiceDesc {
 			return nil, grpcError(errBusy)
 		}
 		defer lim.release()
-		var body []byte
-		if err := dec(&body); err != nil {
+		body := bodies.get()
+		defer bodies.put(body)
+		if err := dec(body); err != nil {
 			return nil, err
 		}
-		if err := srv.(Consumer).Consume(ctx, Request{Signal: sig, Body: body, Header: header}); err != nil {
+		if err := srv.(Consumer).Consume(ctx, Request{Signal: sig, Body: *body, Header: header}); err != nil {
 			return nil, grpcError(asError(err))
 		}
 		empty := []byte{} // an empty Export*ServiceResponse: full success
@@ -115,8 +141,8 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 	if !ok {
 		return fmt.Errorf("raw codec cannot unmarshal into %T", v)
 	}
-	// gRPC may reuse data once Unmarshal returns.
-	*b = append([]byte(nil), data...)
+	// gRPC may reuse data once Unmarshal returns; *b is a pooled buffer to copy into.
+	*b = append((*b)[:0], data...)
 	return nil
 }
 

@@ -25,7 +25,8 @@ type Request struct {
 	// Signal says which export request Body is.
 	Signal telemetry.Signal
 	// Body is the protobuf encoding of the export request, decompressed and converted
-	// from JSON if it came that way. The consumer may keep it.
+	// from JSON if it came that way. It is valid only until Consume returns: the
+	// receiver reuses it for a later request, so a consumer that keeps it must copy it.
 	Body []byte
 	// Header returns a request header (HTTP) or metadata value (gRPC), such as
 	// "authorization"; lookups are case-insensitive.

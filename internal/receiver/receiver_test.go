@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -39,12 +40,13 @@ func (c *recorder) Consume(_ context.Context, r Request) error {
 	if c.err != nil {
 		return c.err
 	}
+	r.Body = bytes.Clone(r.Body) // the receiver reuses it once Consume returns
 	c.got = append(c.got, r)
 	c.auth = append(c.auth, r.Header("Authorization"))
 	return nil
 }
 
-func logsRequest(t *testing.T, n int) plogotlp.ExportRequest {
+func logsRequest(t testing.TB, n int) plogotlp.ExportRequest {
 	t.Helper()
 	l := plog.NewLogs()
 	rl := l.ResourceLogs().AppendEmpty()
@@ -201,6 +203,59 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 	}
 	if delay != 2*time.Second {
 		t.Errorf("RetryInfo delay = %v, want 2s", delay)
+	}
+}
+
+// serveGRPC starts a gRPC receiver for c and returns a logs client of it.
+func serveGRPC(t testing.TB, c Consumer) plogotlp.GRPCClient {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewGRPCServer(c, 0, nil)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return plogotlp.NewGRPCClient(conn)
+}
+
+// Request buffers are reused: each request must still arrive whole and alone,
+// whatever the size of the one before it.
+func TestGRPCBodiesStayWholeWhenBuffersAreReused(t *testing.T) {
+	var got []int
+	client := serveGRPC(t, ConsumerFunc(func(_ context.Context, r Request) error {
+		dec := plogotlp.NewExportRequest()
+		if err := dec.UnmarshalProto(r.Body); err != nil {
+			return BadRequest("%v", err)
+		}
+		got = append(got, dec.Logs().LogRecordCount())
+		return nil
+	}))
+	want := []int{50, 3, 200, 1, 20}
+	for _, n := range want {
+		if _, err := client.Export(context.Background(), logsRequest(t, n)); err != nil {
+			t.Fatalf("export of %d records: %v", n, err)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("consumer saw %v records per request, want %v", got, want)
+	}
+}
+
+// BenchmarkGRPCExport reports what the receiver allocates per 100-record export
+// (client included), the cost that request buffers reused between requests cut.
+func BenchmarkGRPCExport(b *testing.B) {
+	client := serveGRPC(b, ConsumerFunc(func(context.Context, Request) error { return nil }))
+	req := logsRequest(b, 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Export(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
