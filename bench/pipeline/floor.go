@@ -52,24 +52,15 @@ func (b *bench) runFloor(mode, sig string) (result, error) {
 		return result{}, err
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	if err := waitListening(addr, 20*time.Second); err != nil {
-		return result{}, err
-	}
-	time.Sleep(500 * time.Millisecond)
 	pid := cmd.Process.Pid
-	cpu0, err := procstat.CPU(pid)
+	cpu, err := b.loadCPU(pid, sig, addr, "", func() {}, func() time.Duration {
+		time.Sleep(time.Second) // answers are synchronous: nothing is left to settle
+		return time.Second
+	})
 	if err != nil {
 		return result{}, err
 	}
-	if out, err := loadCommand(b.telemetrygen, sig, addr, "", b.rate, b.workers, b.dur).CombinedOutput(); err != nil {
-		return result{}, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))
-	}
-	time.Sleep(time.Second)
-	cpu1, err := procstat.CPU(pid)
-	if err != nil {
-		return result{}, err
-	}
-	r := result{cpu: cpu1 - cpu0 - idleCPU(pid), rssKiB: procstat.PeakRSS(pid)}
+	r := result{cpu: cpu, rssKiB: procstat.PeakRSS(pid)}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	var requests int64

@@ -199,34 +199,33 @@ type bench struct {
 
 // runSystem starts one system, puts the load through it and stops it again.
 func (b *bench) runSystem(system, sig string, round int) (result, error) {
-	agentBin, sinkURL, work, dur := b.agentBin, b.sinkURL, b.work, b.dur
 	grpcAddr, httpAddr := freeAddr(), freeAddr()
 	// Each run has its own sink path and queue directory, so nothing carries over.
 	prefix := fmt.Sprintf("/%s-%s-%d", system, sig, round)
-	dir := filepath.Join(work, prefix[1:])
+	dir := filepath.Join(b.work, prefix[1:])
 	var cmd *exec.Cmd
 	if system == "periscope" {
-		cmd = exec.Command(agentBin, "--manager", sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
+		cmd = exec.Command(b.agentBin, "--manager", b.sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
 			"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
 			"--heartbeat-interval", "1h", "--data-dir", dir,
 			"--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--log-level", "error")
 		if profileDir != "" && round == 1 {
 			pprofAddr := freeAddr()
 			cmd.Args = append(cmd.Args, "--pprof", pprofAddr)
-			go profile(pprofAddr, filepath.Join(profileDir, "agent-"+sig+".pprof"), dur)
+			go profile(pprofAddr, filepath.Join(profileDir, "agent-"+sig+".pprof"), b.dur)
 		}
 	} else {
 		os.MkdirAll(dir, 0o755)
 		cmd = exec.Command(b.collector, "--config", b.cfgPath)
 		cmd.Env = append(os.Environ(), "PEER_GRPC="+grpcAddr, "PEER_HTTP="+httpAddr,
-			"PEER_UPSTREAM="+sinkURL+prefix, "PEER_QUEUE_DIR="+dir)
+			"PEER_UPSTREAM="+b.sinkURL+prefix, "PEER_QUEUE_DIR="+dir)
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
-	r, err := measure(cmd, b.sink, prefix+"/v1/"+sig, b.telemetrygen, sig, grpcAddr, httpAddr, b.rate, b.workers, dur)
+	r, err := b.measure(cmd, prefix+"/v1/"+sig, sig, grpcAddr, httpAddr)
 	cmd.Process.Kill()
 	cmd.Wait()
 	if err != nil {
@@ -257,37 +256,55 @@ func median(rs []result) summary {
 	return summary{(per[m-1] + per[m]) / 2, (rss[m-1] + rss[m]) / 2}
 }
 
-// measure waits for the system to listen, runs the load, waits for delivery to
-// settle and returns the system's figures for the load alone (startup excluded).
-func measure(cmd *exec.Cmd, sink *sink, path, telemetrygen, sig, grpcAddr, httpAddr string, rate float64, workers int, dur time.Duration) (result, error) {
-	if err := waitListening(grpcAddr, 20*time.Second); err != nil {
+// measure puts the load through a started system, waits for delivery to settle and
+// returns the system's figures for the load alone (startup excluded).
+func (b *bench) measure(cmd *exec.Cmd, path, sig, grpcAddr, httpAddr string) (result, error) {
+	before, last := int64(0), int64(0)
+	pid := cmd.Process.Pid
+	cpu, err := b.loadCPU(pid, sig, grpcAddr, httpAddr, func() {
+		before = b.sink.count(path)
+	}, func() time.Duration {
+		// Delivery is done when the sink has seen nothing new for two seconds.
+		stable := 0
+		for last = b.sink.count(path); stable < 20; {
+			time.Sleep(100 * time.Millisecond)
+			if n := b.sink.count(path); n != last {
+				last, stable = n, 0
+			} else {
+				stable++
+			}
+		}
+		return 2 * time.Second
+	})
+	if err != nil {
 		return result{}, err
+	}
+	return result{delivered: last - before, cpu: cpu, rssKiB: procstat.PeakRSS(pid)}, nil
+}
+
+// loadCPU waits for the process to listen on grpcAddr, calls start, runs the load,
+// then settle, and returns the CPU seconds the process used from start on. settle
+// returns how long it waited once the process was idle; that wait is charged at the
+// process's idle rate and taken back off.
+func (b *bench) loadCPU(pid int, sig, grpcAddr, httpAddr string, start func(), settle func() time.Duration) (float64, error) {
+	if err := waitListening(grpcAddr, 20*time.Second); err != nil {
+		return 0, err
 	}
 	time.Sleep(500 * time.Millisecond)
-	pid := cmd.Process.Pid
 	cpu0, err := procstat.CPU(pid)
 	if err != nil {
-		return result{}, err
+		return 0, err
 	}
-	before := sink.count(path)
-	if out, err := loadCommand(telemetrygen, sig, grpcAddr, httpAddr, rate, workers, dur).CombinedOutput(); err != nil {
-		return result{}, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))
+	start()
+	if out, err := loadCommand(b.telemetrygen, sig, grpcAddr, httpAddr, b.rate, b.workers, b.dur).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))
 	}
-	// Delivery is done when the sink has seen nothing new for two seconds.
-	last, stable := sink.count(path), 0
-	for stable < 20 {
-		time.Sleep(100 * time.Millisecond)
-		if n := sink.count(path); n != last {
-			last, stable = n, 0
-		} else {
-			stable++
-		}
-	}
+	idle := settle()
 	cpu1, err := procstat.CPU(pid)
 	if err != nil {
-		return result{}, err
+		return 0, err
 	}
-	return result{delivered: last - before, cpu: cpu1 - cpu0 - 2*idleCPU(pid), rssKiB: procstat.PeakRSS(pid)}, nil
+	return cpu1 - cpu0 - idle.Seconds()*idleCPU(pid), nil
 }
 
 // loadCommand is the telemetrygen run every system gets.
