@@ -164,19 +164,7 @@ func TestHTTPErrors(t *testing.T) {
 
 func TestGRPCExportAndBackpressure(t *testing.T) {
 	c := &recorder{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewGRPCServer(c, 0, nil)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := plogotlp.NewGRPCClient(conn)
+	client := serveGRPC(t, c)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer pdt_x")
 	if _, err := client.Export(ctx, logsRequest(t, 4)); err != nil {
 		t.Fatal(err)
@@ -190,7 +178,7 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 	}
 
 	c.err = Full("queue full", 2*time.Second)
-	_, err = client.Export(ctx, logsRequest(t, 1))
+	_, err := client.Export(ctx, logsRequest(t, 1))
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
 		t.Fatalf("full: %v", err)
