@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 
 	"github.com/periscope-dev/periscope/internal/api"
 	"github.com/periscope-dev/periscope/internal/auth"
@@ -72,7 +71,7 @@ type Manager struct {
 	fanout  *export.Fanout
 	tel     *telstore.Store
 	regress *regression.Detector
-	grpcSrv *grpc.Server
+	grpcSrv *receiver.GRPCServer
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener

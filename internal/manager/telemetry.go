@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
 	"github.com/periscope-dev/periscope/internal/export"
 	"github.com/periscope-dev/periscope/internal/ingest"
@@ -114,7 +113,7 @@ func (m *Manager) GRPCAddr() string {
 	return m.grpcLn.Addr().String()
 }
 
-func stopGRPC(ctx context.Context, s *grpc.Server) {
+func stopGRPC(ctx context.Context, s *receiver.GRPCServer) {
 	done := make(chan struct{})
 	go func() { s.GracefulStop(); close(done) }()
 	select {

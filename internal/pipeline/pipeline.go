@@ -22,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/forward"
@@ -73,7 +72,7 @@ type Pipeline struct {
 	metrics  *metrics
 
 	httpSrv *http.Server
-	grpcSrv *grpc.Server
+	grpcSrv *receiver.GRPCServer
 	addrs   struct{ grpc, http string }
 
 	cancel context.CancelFunc
