@@ -63,6 +63,10 @@ const (
 	grpcConnWindow     = 4 << 20
 	grpcMaxHeaderBytes = 64 << 10
 	grpcPrefaceTimeout = 10 * time.Second
+	// A PING's ACK waits this long at most for other frames to go with it, and at
+	// most this many wait: far below any keepalive timeout.
+	pingAckDelay       = 100 * time.Millisecond
+	maxPendingPingAcks = 8
 	// http2 defaults that apply until the peer's SETTINGS say otherwise.
 	http2DefaultWindow = 65535
 )
@@ -214,7 +218,9 @@ type grpcConn struct {
 	sendWindow   int64 // connection send window
 	peerWindow   int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxFrame uint32
-	draining     bool // GOAWAY sent: no new streams
+	pingAcks     [][8]byte   // PING ACKs waiting to ride with other frames
+	pingTimer    *time.Timer // sends pingAcks if nothing else is written first
+	draining     bool        // GOAWAY sent: no new streams
 	closed       bool
 }
 
@@ -366,7 +372,7 @@ func (c *grpcConn) handleFrame(f http2.Frame) bool {
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			c.mu.Lock()
-			c.fr.WritePing(true, f.Data)
+			c.ackPingLocked(f.Data)
 			c.mu.Unlock()
 		}
 	case *http2.RSTStreamFrame:
@@ -774,11 +780,46 @@ func (c *grpcConn) goAwayLocked(code http2.ErrCode) {
 	c.flushLocked()
 }
 
+// flushLocked sends what is buffered, with any PING ACKs still waiting.
 func (c *grpcConn) flushLocked() error {
 	if c.bw.Buffered() == 0 || c.closed {
 		return nil
 	}
+	c.writePingAcksLocked()
 	return c.bw.Flush()
+}
+
+// ackPingLocked answers a PING. grpc-go clients, and so most OpenTelemetry senders,
+// ping after every response they read to estimate bandwidth; answering at once costs
+// a wake-up and a write per request. The ACK waits instead for the next frames
+// written on the connection, at most pingAckDelay, and a few at most.
+func (c *grpcConn) ackPingLocked(data [8]byte) {
+	c.pingAcks = append(c.pingAcks, data)
+	switch {
+	case len(c.pingAcks) >= maxPendingPingAcks:
+		c.writePingAcksLocked()
+	case c.pingTimer == nil:
+		c.pingTimer = time.AfterFunc(pingAckDelay, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.writePingAcksLocked()
+			c.flushLocked()
+		})
+	case len(c.pingAcks) == 1:
+		c.pingTimer.Reset(pingAckDelay)
+	}
+}
+
+// writePingAcksLocked writes the PING ACKs waiting; the caller flushes.
+func (c *grpcConn) writePingAcksLocked() {
+	if len(c.pingAcks) == 0 {
+		return
+	}
+	for _, d := range c.pingAcks {
+		c.fr.WritePing(true, d)
+	}
+	c.pingAcks = c.pingAcks[:0]
+	c.pingTimer.Stop()
 }
 
 // close ends the connection once its reader stops; handlers still running find it
@@ -786,6 +827,9 @@ func (c *grpcConn) flushLocked() error {
 func (c *grpcConn) close() {
 	c.mu.Lock()
 	c.closed = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
 	c.sendReady.Broadcast()
 	var open []*grpcStream
 	for id, st := range c.streams {

@@ -425,3 +425,32 @@ func TestGRPCProtocolErrorsEndTheConnection(t *testing.T) {
 		t.Errorf("after GOAWAY: %v, want the connection closed", err)
 	}
 }
+
+// Every PING gets its ACK: with the next answer when one is due, or on its own
+// shortly after when the connection is otherwise quiet.
+func TestGRPCPingsAreAnswered(t *testing.T) {
+	_, addr := startGRPC(t, &countingConsumer{}, 0, nil)
+	rc := dialRaw(t, addr)
+	waitAck := func(data [8]byte) {
+		t.Helper()
+		rc.bw.Flush()
+		for {
+			f, err := rc.fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("waiting for the ACK of PING %q: %v", data, err)
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == data {
+				return
+			}
+		}
+	}
+	quiet := [8]byte{'q', 'u', 'i', 'e', 't'}
+	rc.fr.WritePing(false, quiet)
+	waitAck(quiet)
+
+	busy := [8]byte{'b', 'u', 's', 'y'}
+	rc.fr.WritePing(false, busy)
+	rc.open(1)
+	rc.fr.WriteData(1, true, message(t, 1))
+	waitAck(busy)
+}
