@@ -24,7 +24,7 @@ import (
 
 // The receive floor: what it costs merely to receive the load and answer it, with
 // nothing done with the records. Two receivers run, each on one CPU like the agent:
-// grpc-go with a raw codec (the agent's receiver without its pipeline), and a minimal
+// grpc-go with a raw codec (the library the Collector receives with), and a minimal
 // HTTP/2 responder on one goroutine per connection that answers every export with an
 // empty success and every PING with its ACK, the fewest reads, writes and wake-ups an
 // OTLP/gRPC server can get away with. The Collector's CPU for the whole job divided by
