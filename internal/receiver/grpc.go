@@ -81,21 +81,21 @@ func NewGRPCServer(c Consumer, maxBytes int, lim *Limiter) *GRPCServer {
 	}
 	s := &GRPCServer{consumer: c, maxBytes: maxBytes, lim: lim,
 		lns: map[net.Listener]struct{}{}, conns: map[*grpcConn]struct{}{}}
-	s.okHeaders = encodeHeaders(nil, [][2]string{{"content-type", "application/grpc"}, {"grpc-accept-encoding", "gzip"}})
-	s.okTrailers = encodeHeaders(nil, [][2]string{{"grpc-status", "0"}})
+	s.okHeaders = encodeHeaders("", [][2]string{{"content-type", "application/grpc"}, {"grpc-accept-encoding", "gzip"}})
+	s.okTrailers = encodeHeaders("", [][2]string{{"grpc-status", "0"}})
 	return s
 }
 
-// encodeHeaders HPACK-encodes a response header block starting with :status 200. Each
+// encodeHeaders HPACK-encodes a response header block starting with :status (200 for ""). Each
 // field is a literal that is never indexed, so blocks need no encoder state shared
 // with the connection and can be encoded once and sent on any connection.
-func encodeHeaders(status []byte, fields [][2]string) []byte {
+func encodeHeaders(status string, fields [][2]string) []byte {
 	var buf bytes.Buffer
 	enc := hpack.NewEncoder(&buf)
-	if status == nil {
-		status = []byte("200")
+	if status == "" {
+		status = "200"
 	}
-	enc.WriteField(hpack.HeaderField{Name: ":status", Value: string(status)})
+	enc.WriteField(hpack.HeaderField{Name: ":status", Value: status})
 	for _, f := range fields {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1], Sensitive: true})
 	}
@@ -701,11 +701,7 @@ func (c *grpcConn) writeStatusLocked(id uint32, e *Error, httpStatus string) {
 			}
 		}
 	}
-	var hs []byte
-	if httpStatus != "" {
-		hs = []byte(httpStatus)
-	}
-	block := encodeHeaders(hs, fields)
+	block := encodeHeaders(httpStatus, fields)
 	for first := true; len(block) > 0 || first; first = false {
 		chunk := block[:min(len(block), int(c.peerMaxFrame))]
 		block = block[len(chunk):]
