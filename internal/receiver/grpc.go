@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -274,9 +275,8 @@ func (c *grpcConn) serve() {
 			case errors.As(err, &se):
 				c.mu.Lock()
 				c.lastStreamID = max(c.lastStreamID, se.StreamID)
-				c.refuseLocked(se.StreamID, se.Code)
 				c.mu.Unlock()
-				c.forget(se.StreamID)
+				c.resetStream(se.StreamID, se.Code)
 			case errors.As(err, &ce):
 				c.goAway(http2.ErrCode(ce))
 				return
@@ -408,10 +408,7 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		if st != nil && !st.handling && f.StreamEnded() {
 			c.endStream(st) // trailers after the message
 		} else if st != nil {
-			c.mu.Lock()
-			c.refuseLocked(id, http2.ErrCodeProtocol)
-			c.mu.Unlock()
-			c.forget(id)
+			c.resetStream(id, http2.ErrCodeProtocol)
 		}
 		return true
 	}
@@ -520,15 +517,12 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 		return true // a stream already answered or reset: its data is not wanted
 	}
 	if st.recvWindow -= int64(n); st.recvWindow < 0 {
-		c.mu.Lock()
-		c.refuseLocked(st.id, http2.ErrCodeFlowControl)
-		c.mu.Unlock()
-		c.forget(st.id)
+		c.resetStream(st.id, http2.ErrCodeFlowControl)
 		return true
 	}
 	*st.body = append(*st.body, f.Data()...)
 	if b := *st.body; len(b) >= 5 {
-		if size := int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4])); size > c.srv.maxBytes {
+		if size := messageSize(b); size > c.srv.maxBytes {
 			c.mu.Lock()
 			c.writeStatusLocked(st.id, &Error{Code: codes.ResourceExhausted,
 				Message: fmt.Sprintf("message of %d bytes is larger than the limit of %d", size, c.srv.maxBytes)}, "")
@@ -610,7 +604,7 @@ func (c *grpcConn) message(st *grpcStream) ([]byte, *Error) {
 	if len(b) < 5 {
 		return nil, &Error{Code: codes.Internal, Message: "request stream ended without a complete message"}
 	}
-	size := int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4]))
+	size := messageSize(b)
 	switch {
 	case len(b)-5 < size:
 		return nil, &Error{Code: codes.Internal, Message: "request stream ended inside its message"}
@@ -637,28 +631,29 @@ func (c *grpcConn) message(st *grpcStream) ([]byte, *Error) {
 	return nil, &Error{Code: codes.Internal, Message: fmt.Sprintf("message flag %d is neither 0 nor 1", b[0])}
 }
 
-// finish forgets a handled stream and frees what it held.
+// messageSize reads the length in a gRPC message's 5-byte prefix.
+func messageSize(prefixed []byte) int { return int(binary.BigEndian.Uint32(prefixed[1:5])) }
+
+// finish drops a handled stream.
 func (c *grpcConn) finish(st *grpcStream) {
 	c.mu.Lock()
-	delete(c.streams, st.id)
-	c.active--
-	last := c.draining && c.active == 0
-	c.mu.Unlock()
-	c.release(st)
-	if last {
-		c.nc.Close() // GOAWAY was sent and every stream is answered
-	}
+	c.dropLocked(st)
 }
 
 // forget drops a stream that is not being handled: refused mid-request or reset.
 func (c *grpcConn) forget(id uint32) {
 	c.mu.Lock()
-	st := c.streams[id]
-	if st == nil || st.handling {
-		c.mu.Unlock()
+	if st := c.streams[id]; st != nil && !st.handling {
+		c.dropLocked(st)
 		return
 	}
-	delete(c.streams, id)
+	c.mu.Unlock()
+}
+
+// dropLocked removes st from the table, unlocks mu and frees what st held, closing
+// the connection when GOAWAY was sent and this was its last stream.
+func (c *grpcConn) dropLocked(st *grpcStream) {
+	delete(c.streams, st.id)
 	c.active--
 	last := c.draining && c.active == 0
 	c.mu.Unlock()
@@ -668,6 +663,15 @@ func (c *grpcConn) forget(id uint32) {
 	}
 }
 
+// resetStream sends RST_STREAM with code and drops the stream unless it is being
+// handled.
+func (c *grpcConn) resetStream(id uint32, code http2.ErrCode) {
+	c.mu.Lock()
+	c.fr.WriteRSTStream(id, code)
+	c.mu.Unlock()
+	c.forget(id)
+}
+
 func (c *grpcConn) release(st *grpcStream) {
 	if st.limited {
 		c.srv.lim.release()
@@ -675,11 +679,6 @@ func (c *grpcConn) release(st *grpcStream) {
 	if st.body != nil {
 		c.srv.bodies.put(st.body)
 	}
-}
-
-// refuseLocked resets a stream; the caller holds mu.
-func (c *grpcConn) refuseLocked(id uint32, code http2.ErrCode) {
-	c.fr.WriteRSTStream(id, code)
 }
 
 // writeStatusLocked answers a stream with a trailers-only response carrying e; the

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,9 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -196,19 +193,8 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 
 // serveGRPC starts a gRPC receiver for c and returns a logs client of it.
 func serveGRPC(t testing.TB, c Consumer) plogotlp.GRPCClient {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewGRPCServer(c, 0, nil)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return plogotlp.NewGRPCClient(conn)
+	_, addr := startGRPC(t, c, 0, nil)
+	return plogotlp.NewGRPCClient(dialGRPC(t, addr))
 }
 
 // Request buffers are reused: each request must still arrive whole and alone,
