@@ -100,6 +100,8 @@ type Forwarder struct {
 	gz   *gzip.Writer
 	zs   *zstd.Encoder
 	body bytes.Buffer
+	// plain is reused to decompress queued entries.
+	plain []byte
 }
 
 // New returns a forwarder for the queue of sig.
@@ -355,7 +357,9 @@ func (f *Forwarder) encode(recs []queue.Record) (records, raw int, err error) {
 		e, err := DecodeEntry(r.Data)
 		var plain []byte
 		if err == nil && e.Encoding != f.s.Compression {
-			plain, err = e.Plain()
+			if plain, err = e.Plain(f.plain); err == nil && e.Encoding != "none" {
+				f.plain = plain[:0]
+			}
 		}
 		if err != nil {
 			// An entry that passed the queue's checksum but does not decode: skip it

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ type manager struct {
 	script  []int
 	batches []string
 	records int
+	bodies  []string // of every log record accepted, in order
 	// had is the last sequence number the manager already holds, as after an agent
 	// lost its own position; overlapping batches get 409 with it.
 	had uint64
@@ -67,6 +69,13 @@ func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.batches = append(m.batches, r.Header.Get(BatchHeader))
 	m.records += req.Logs().LogRecordCount()
+	rls := req.Logs().ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		lrs := rls.At(i).ScopeLogs().At(0).LogRecords()
+		for j := 0; j < lrs.Len(); j++ {
+			m.bodies = append(m.bodies, lrs.At(j).Body().Str())
+		}
+	}
 }
 
 func (m *manager) state() ([]string, int) {
@@ -93,10 +102,17 @@ func enqueue(t *testing.T, q *queue.Queue, records int) { enqueueAs(t, q, record
 
 func enqueueAs(t *testing.T, q *queue.Queue, records int, encoding string) {
 	t.Helper()
+	enqueueBodies(t, q, encoding, slices.Repeat([]string{"entry"}, records)...)
+}
+
+// enqueueBodies queues one request holding a log record per body.
+func enqueueBodies(t *testing.T, q *queue.Queue, encoding string, bodies ...string) {
+	t.Helper()
+	records := len(bodies)
 	l := plog.NewLogs()
 	sl := l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
-	for i := 0; i < records; i++ {
-		sl.LogRecords().AppendEmpty().Body().SetStr("entry")
+	for _, b := range bodies {
+		sl.LogRecords().AppendEmpty().Body().SetStr(b)
 	}
 	req, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
 	enc, _ := NewEncoder(encoding)
@@ -217,6 +233,32 @@ func TestForwarderSplitsWhatTheManagerFindsTooLarge(t *testing.T) {
 	}
 	if c.dropped != 0 || c.retried != 1 {
 		t.Errorf("dropped %d, retried %d; want 0 and 1 (the redirect)", c.dropped, c.retried)
+	}
+}
+
+// One request joins entries of every size and encoding, decompressed through one
+// reused buffer: each must arrive whole, in order, with nothing left over from the
+// entry decoded before it.
+func TestForwarderJoinsEntriesOfEverySizeAndEncoding(t *testing.T) {
+	m := &manager{}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
+	defer q.Close()
+	var want []string
+	for i, enc := range []string{"s2", "s2", "none", "s2", "zstd", "s2", "gzip", "s2"} {
+		// Sizes go up and down, so a buffer sized for one entry is reused for a
+		// smaller and a larger one.
+		size := []int{5000, 40, 300, 20000, 7, 1, 900, 3}[i]
+		body := strings.Repeat(string(rune('a'+i)), size)
+		enqueueBodies(t, q, enc, body, fmt.Sprint(i))
+		want = append(want, body, fmt.Sprint(i))
+	}
+	run(t, q, srv.URL, nil, func() bool { return q.Acked() == 8 })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !slices.Equal(m.bodies, want) {
+		t.Errorf("the manager got %d records that differ from the %d queued", len(m.bodies), len(want))
 	}
 }
 
