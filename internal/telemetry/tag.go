@@ -121,37 +121,21 @@ func (t *Tagger) Tag(sig Signal, dst, req []byte) ([]byte, int, error) {
 	}
 	records := 0
 	for len(req) > 0 {
-		num, typ, n := protowire.ConsumeTag(req)
-		if n < 0 {
-			return dst, 0, malformed("request", n)
+		num, typ, group, n, err := nextField(req)
+		if err != nil {
+			return dst, 0, fieldError("request", err)
 		}
-		req = req[n:]
 		if num == 1 && typ != protowire.BytesType {
 			return dst, 0, fmt.Errorf("%w: resource group has wire type %d", ErrMalformed, typ)
 		}
 		if num != 1 {
 			// Not a resource group: keep it verbatim so newer fields survive.
-			m := protowire.ConsumeFieldValue(num, typ, req)
-			if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-				return dst, 0, errGroup
-			}
-			if m < 0 {
-				return dst, 0, malformed("request field", m)
-			}
-			dst = protowire.AppendTag(dst, num, typ)
-			dst = append(dst, req[:m]...)
-			req = req[m:]
+			dst = append(dst, req[:n]...)
+			req = req[n:]
 			continue
 		}
-		group, m := protowire.ConsumeBytes(req)
-		if m < 0 {
-			return dst, 0, malformed("resource group", m)
-		}
-		req = req[m:]
-		var (
-			count int
-			err   error
-		)
+		req = req[n:]
+		var count int
 		dst, count, err = t.tagGroup(sig, dst, group)
 		if err != nil {
 			return dst, 0, err
@@ -170,23 +154,15 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 		records  int
 	)
 	for b := group; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return dst, 0, malformed("resource group", n)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return dst, 0, errGroup
-		}
-		if m < 0 {
-			return dst, 0, malformed("resource group field", m)
+		num, typ, v, n, err := nextField(b)
+		if err != nil {
+			return dst, 0, fieldError("resource group", err)
 		}
 		if (num == 1 || num == 2 || num == 3) && typ != protowire.BytesType {
 			return dst, 0, fmt.Errorf("%w: resource group field %d has wire type %d", ErrMalformed, num, typ)
 		}
 		switch num {
 		case 1: // resource
-			v, _ := protowire.ConsumeBytes(b[n:])
 			if err := validate(v, resource, 0); err != nil {
 				return dst, 0, err
 			}
@@ -197,17 +173,16 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 				res = append(append([]byte(nil), res...), v...)
 			}
 		case 2: // scope_logs / scope_spans / scope_metrics
-			v, _ := protowire.ConsumeBytes(b[n:])
 			c, err := countScope(sig, v)
 			if err != nil {
 				return dst, 0, err
 			}
 			records += c
-			restSize += n + m
+			restSize += n
 		default:
-			restSize += n + m
+			restSize += n
 		}
-		b = b[n+m:]
+		b = b[n:]
 	}
 
 	// The new resource: kept attributes and other fields, then the context.
@@ -222,12 +197,11 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 	dst = protowire.AppendVarint(dst, uint64(resSize))
 	dst = t.appendResource(dst, res)
 	for b := group; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		num, typ, _, n, _ := nextField(b) // checked above
 		if !(num == 1 && typ == protowire.BytesType) {
-			dst = append(dst, b[:n+m]...)
+			dst = append(dst, b[:n]...)
 		}
-		b = b[n+m:]
+		b = b[n:]
 	}
 	return dst, records, nil
 }
@@ -236,30 +210,22 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 func (t *Tagger) resourceSize(res []byte) (int, error) {
 	size := len(t.kvs)
 	for b := res; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return 0, malformed("resource", n)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return 0, errGroup
-		}
-		if m < 0 {
-			return 0, malformed("resource field", m)
+		num, typ, kv, n, err := nextField(b)
+		if err != nil {
+			return 0, fieldError("resource", err)
 		}
 		if num == 1 && typ == protowire.BytesType {
-			kv, _ := protowire.ConsumeBytes(b[n:])
 			key, err := keyOf(kv)
 			if err != nil {
 				return 0, err
 			}
 			if t.strips(key) {
-				b = b[n+m:]
+				b = b[n:]
 				continue
 			}
 		}
-		size += n + m
-		b = b[n+m:]
+		size += n
+		b = b[n:]
 	}
 	return size, nil
 }
@@ -267,17 +233,15 @@ func (t *Tagger) resourceSize(res []byte) (int, error) {
 // appendResource appends the rewritten resource; res was checked by resourceSize.
 func (t *Tagger) appendResource(dst, res []byte) []byte {
 	for b := res; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		num, typ, kv, n, _ := nextField(b) // checked by resourceSize
 		if num == 1 && typ == protowire.BytesType {
-			kv, _ := protowire.ConsumeBytes(b[n:])
 			if key, _ := keyOf(kv); t.strips(key) {
-				b = b[n+m:]
+				b = b[n:]
 				continue
 			}
 		}
-		dst = append(dst, b[:n+m]...)
-		b = b[n+m:]
+		dst = append(dst, b[:n]...)
+		b = b[n:]
 	}
 	return append(dst, t.kvs...)
 }
@@ -286,21 +250,14 @@ func (t *Tagger) appendResource(dst, res []byte) []byte {
 func keyOf(kv []byte) ([]byte, error) {
 	var key []byte
 	for len(kv) > 0 {
-		num, typ, n := protowire.ConsumeTag(kv)
-		if n < 0 {
-			return nil, malformed("attribute", n)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, kv[n:])
-		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return nil, errGroup
-		}
-		if m < 0 {
-			return nil, malformed("attribute field", m)
+		num, typ, v, n, err := nextField(kv)
+		if err != nil {
+			return nil, fieldError("attribute", err)
 		}
 		if num == 1 && typ == protowire.BytesType {
-			key, _ = protowire.ConsumeBytes(kv[n:])
+			key = v
 		}
-		kv = kv[n+m:]
+		kv = kv[n:]
 	}
 	return key, nil
 }
@@ -378,31 +335,24 @@ func countMetric(metric []byte) (int, error) {
 // value of each length-delimited field, and fails on anything that does not parse.
 func eachField(msg []byte, what string, fn func(protowire.Number, protowire.Type, []byte) error) error {
 	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return malformed(what, n)
-		}
-		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
-		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return errGroup
-		}
-		if m < 0 {
-			return malformed(what+" field", m)
+		num, typ, v, n, err := nextField(msg)
+		if err != nil {
+			return fieldError(what, err)
 		}
 		if fn != nil {
-			var v []byte
-			if typ == protowire.BytesType {
-				v, _ = protowire.ConsumeBytes(msg[n:])
-			}
 			if err := fn(num, typ, v); err != nil {
 				return err
 			}
 		}
-		msg = msg[n+m:]
+		msg = msg[n:]
 	}
 	return nil
 }
 
-func malformed(what string, code int) error {
-	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, protowire.ParseError(code))
+// fieldError is the error for a field of what that does not parse.
+func fieldError(what string, err error) error {
+	if err == errGroup {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
 }

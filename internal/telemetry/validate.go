@@ -132,24 +132,17 @@ func validate(msg []byte, s *schema, depth int) error {
 		return fmt.Errorf("%w: %s nested deeper than %d", ErrMalformed, s.name, maxDepth)
 	}
 	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return malformed(s.name, n)
+		num, typ, v, n, err := nextField(msg)
+		if err != nil {
+			return fieldError(s.name, err)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
-		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return errGroup
-		}
-		if m < 0 {
-			return malformed(s.name+" field", m)
-		}
+		msg = msg[n:]
 		if int(num) < len(s.byNum) && s.byNum[num].known {
-			f := s.byNum[num]
+			f := &s.byNum[num]
 			if typ != f.typ && typ != f.alt {
 				return fmt.Errorf("%w: %s field %d has wire type %d, want %d", ErrMalformed, s.name, num, typ, f.typ)
 			}
 			if typ == protowire.BytesType && (f.msg != nil || f.idLens != nil) {
-				v, _ := protowire.ConsumeBytes(msg[n:])
 				if f.idLens != nil && !okLen(len(v), f.idLens) {
 					return fmt.Errorf("%w: %s field %d is an id of %d bytes, want %v", ErrMalformed, s.name, num, len(v), f.idLens)
 				}
@@ -160,7 +153,6 @@ func validate(msg []byte, s *schema, depth int) error {
 				}
 			}
 		}
-		msg = msg[n+m:]
 	}
 	return nil
 }
