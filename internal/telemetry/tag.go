@@ -152,13 +152,16 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 		res      []byte
 		restSize int // bytes of every field but the resource, copied verbatim
 		records  int
+		// Scopes in the deprecated field 1000 (instrumentation_library_*) count only
+		// when the group has none in field 2: that is how OTLP decoders read them.
+		scopes, oldRecords int
 	)
 	for b := group; len(b) > 0; {
 		num, typ, v, n, err := nextField(b)
 		if err != nil {
 			return dst, 0, fieldError("resource group", err)
 		}
-		if (num == 1 || num == 2 || num == 3) && typ != protowire.BytesType {
+		if (num == 1 || num == 2 || num == 3 || num == 1000) && typ != protowire.BytesType {
 			return dst, 0, fmt.Errorf("%w: resource group field %d has wire type %d", ErrMalformed, num, typ)
 		}
 		switch num {
@@ -172,17 +175,25 @@ func (t *Tagger) tagGroup(sig Signal, dst, group []byte) ([]byte, int, error) {
 				// A repeated embedded message merges: its encodings concatenate.
 				res = append(append([]byte(nil), res...), v...)
 			}
-		case 2: // scope_logs / scope_spans / scope_metrics
+		case 2, 1000: // scope_logs / scope_spans / scope_metrics, or the deprecated form
 			c, err := countScope(sig, v)
 			if err != nil {
 				return dst, 0, err
 			}
-			records += c
+			if num == 2 {
+				scopes++
+				records += c
+			} else {
+				oldRecords += c
+			}
 			restSize += n
 		default:
 			restSize += n
 		}
 		b = b[n:]
+	}
+	if scopes == 0 {
+		records += oldRecords
 	}
 
 	// The new resource: kept attributes and other fields, then the context.

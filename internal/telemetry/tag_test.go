@@ -199,6 +199,41 @@ func FuzzTag(f *testing.F) {
 	})
 }
 
+// lenField encodes a length-delimited field.
+func lenField(num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+}
+
+// Spans in the deprecated instrumentation_library_spans field (1000) are spans to an
+// OTLP decoder when the group has no scope_spans, so they are counted, and tagged.
+func TestTagCountsDeprecatedScopes(t *testing.T) {
+	span := func(name string) []byte { return lenField(5, []byte(name)) }
+	old := lenField(1000, append(lenField(2, span("a")), lenField(2, span("b"))...))
+	for name, tc := range map[string]struct {
+		group []byte
+		want  int
+	}{
+		"deprecated only":      {old, 2},
+		"both, new one wins":   {append(lenField(2, lenField(2, span("c"))), old...), 1},
+		"deprecated, then new": {append(append([]byte(nil), old...), lenField(2, lenField(2, span("c")))...), 1},
+	} {
+		out, n, err := NewTagger(acme).Tag(Traces, nil, lenField(1, tc.group))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := ptraceotlp.NewExportRequest()
+		if err := got.UnmarshalProto(out); err != nil {
+			t.Fatalf("%s: tagged request does not decode: %v", name, err)
+		}
+		if n != tc.want || got.Traces().SpanCount() != tc.want {
+			t.Errorf("%s: Tag counted %d, pdata decodes %d spans; want %d", name, n, got.Traces().SpanCount(), tc.want)
+		}
+		if _, ok := got.Traces().ResourceSpans().At(0).Resource().Attributes().Get(AttrDeploymentID); !ok {
+			t.Errorf("%s: resource not tagged", name)
+		}
+	}
+}
+
 func TestTagRejectsWhatOTLPDecodersReject(t *testing.T) {
 	tr := ptrace.NewTraces()
 	tr.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("GET /")
@@ -207,17 +242,21 @@ func TestTagRejectsWhatOTLPDecodersReject(t *testing.T) {
 		t.Fatalf("good request refused: %v", err)
 	}
 	// Hand-built requests: ResourceSpans{ScopeSpans{Span{...}}}.
-	wrap := func(spanFields []byte) []byte {
-		sp := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), spanFields)
-		rs := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), sp)
-		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), rs)
-	}
+	group := func(fields []byte) []byte { return lenField(1, fields) }
+	wrap := func(spanFields []byte) []byte { return group(lenField(2, lenField(2, spanFields))) }
 	for name, req := range map[string][]byte{
 		"3-byte trace id":   wrap(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{1, 2, 3})),
 		"trace id varint":   wrap(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 7)),
 		"name as fixed32":   wrap(protowire.AppendFixed32(protowire.AppendTag(nil, 5, protowire.Fixed32Type), 7)),
 		"top-level varint":  protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1),
 		"attribute garbage": wrap(protowire.AppendBytes(protowire.AppendTag(nil, 9, protowire.BytesType), []byte{0x12, 0x02, 0x18, 0xff})),
+		// Fields newer OTLP decoders read, so a bad one fails the whole request there.
+		"entity ref as fixed64":        group(lenField(1, lenField(3, protowire.AppendFixed64(protowire.AppendTag(nil, 1, protowire.Fixed64Type), 7)))),
+		"entity ref id keys as varint": group(lenField(1, lenField(3, protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 7)))),
+		"attribute key index as bytes": wrap(lenField(9, lenField(3, []byte("x")))),
+		"string index as bytes":        wrap(lenField(9, lenField(2, lenField(8, []byte("x"))))),
+		"deprecated scope as varint":   group(protowire.AppendVarint(protowire.AppendTag(nil, 1000, protowire.VarintType), 1)),
+		"deprecated scope, bad span":   group(lenField(1000, lenField(2, lenField(1, []byte{1, 2, 3})))),
 	} {
 		_, _, err := NewTagger(acme).Tag(Traces, nil, req)
 		if !errors.Is(err, ErrMalformed) {

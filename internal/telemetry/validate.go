@@ -58,7 +58,9 @@ var (
 	keyValueList = &schema{name: "KeyValueList", fields: map[protowire.Number]field{1: bytesField(keyValue)}}
 	scope        = &schema{name: "InstrumentationScope", fields: map[protowire.Number]field{
 		1: str, 2: str, 3: bytesField(keyValue), 4: varint}}
-	resource = &schema{name: "Resource", fields: map[protowire.Number]field{1: bytesField(keyValue), 2: varint}}
+	entityRef = &schema{name: "EntityRef", fields: map[protowire.Number]field{1: str, 2: str, 3: str, 4: str}}
+	resource  = &schema{name: "Resource", fields: map[protowire.Number]field{
+		1: bytesField(keyValue), 2: varint, 3: bytesField(entityRef)}}
 
 	logRecord = &schema{name: "LogRecord", fields: map[protowire.Number]field{
 		1: fixed64, 11: fixed64, 2: varint, 3: str, 5: bytesField(anyValue), 6: bytesField(keyValue), 7: varint,
@@ -93,9 +95,9 @@ var (
 func init() {
 	// AnyValue and KeyValue refer to each other through arrays and lists.
 	anyValue.fields = map[protowire.Number]field{1: str, 2: varint, 3: varint, 4: fixed64,
-		5: bytesField(arrayValue), 6: bytesField(keyValueList), 7: str}
-	keyValue.fields = map[protowire.Number]field{1: str, 2: bytesField(anyValue)}
-	for _, sc := range []*schema{anyValue, keyValue, arrayValue, keyValueList, scope, resource, logRecord, spanEvent,
+		5: bytesField(arrayValue), 6: bytesField(keyValueList), 7: str, 8: varint}
+	keyValue.fields = map[protowire.Number]field{1: str, 2: bytesField(anyValue), 3: varint}
+	for _, sc := range []*schema{anyValue, keyValue, arrayValue, keyValueList, scope, entityRef, resource, logRecord, spanEvent,
 		spanLink, spanStatus, span, exemplar, numberPoint, histogramPoint, buckets, expPoint, quantile, summaryPoint} {
 		index(sc)
 	}
