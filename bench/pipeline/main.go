@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&batchSize, "batch-size", 100, "records per telemetrygen request (telemetrygen's default is 100)")
 	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
 	flag.BoolVar(&withFloor, "floor", false, "also measure the receive floor: receivers that discard the load (gRPC in only)")
+	flag.StringVar(&baselineRef, "baseline", "", "also run the agent built at this git ref (e.g. HEAD~1) in the same rounds, to measure a change against it")
 	flag.Parse()
 	if rounds < 1 {
 		fmt.Fprintln(os.Stderr, "pipeline: -rounds must be at least 1")
@@ -83,6 +84,11 @@ var rounds int
 // withFloor adds the receive floors (floor.go) to each signal's comparison.
 var withFloor bool
 
+// baselineRef, when set, names a git ref whose agent runs as a third system. A change
+// worth a few percent is smaller than the spread between two invocations on a shared
+// VM, so it is measured against the build before it within the same rounds.
+var baselineRef string
+
 func defaultPeers() string {
 	if d := os.Getenv("PERISCOPE_PEERS_BIN"); d != "" {
 		return d
@@ -114,10 +120,16 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	}
 	defer os.RemoveAll(work)
 	agentBin := filepath.Join(work, "periscope-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "./cmd/periscope-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build agent: %v\n%s", err, out)
+	if err := buildAgent(".", agentBin); err != nil {
+		return err
+	}
+	systems := []string{"periscope", "collector"}
+	var baselineBin string
+	if baselineRef != "" {
+		if baselineBin, err = buildBaseline(baselineRef, work); err != nil {
+			return err
+		}
+		systems = append(systems, "baseline")
 	}
 	sink := newSink()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -128,19 +140,17 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	sinkURL := "http://" + ln.Addr().String()
 	cfgPath, _ := filepath.Abs("scripts/peers/otelcol-agent-equivalent.yaml")
 
-	b := &bench{agentBin: agentBin, collector: collector, telemetrygen: telemetrygen, cfgPath: cfgPath,
+	b := &bench{agentBin: agentBin, baselineBin: baselineBin, collector: collector, telemetrygen: telemetrygen, cfgPath: cfgPath,
 		work: work, sinkURL: sinkURL, sink: sink, rate: rate, workers: workers, dur: dur}
 	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, %d records per request, OTLP/%s in; %d CPUs\n\n",
 		workers, rate, dur, batchSize, protocol, numCPU())
 	fmt.Printf("%-7s %-10s %5s %10s %8s %14s %9s\n", "signal", "system", "round", "delivered", "CPU s", "records/CPU-s", "peak RSS")
 	for _, sig := range signals {
-		var res [2][]result
+		res := make([][]result, len(systems))
 		for round := 1; round <= rounds; round++ {
-			order := []int{0, 1}
-			if round%2 == 0 {
-				order = []int{1, 0}
-			}
-			for _, i := range order {
+			// Each round starts with the next system, so none always goes first.
+			for k := range systems {
+				i := (round - 1 + k) % len(systems)
 				r, err := b.runSystem(systems[i], sig, round)
 				if err != nil {
 					return err
@@ -154,6 +164,11 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 			sig, p.perCPU, p.rssKiB/1024, c.perCPU, c.rssKiB/1024)
 		fmt.Printf("%-7s ratio: periscope delivers %.2fx the collector's records per CPU-second with %.2fx its peak memory (medians of %d runs each)\n\n",
 			sig, p.perCPU/c.perCPU, float64(p.rssKiB)/float64(c.rssKiB), rounds)
+		if baselineBin != "" {
+			base := median(res[2])
+			fmt.Printf("%-7s baseline (%s) median %.0f records/CPU-s, %d MiB: %.2fx the collector; this build does %.3fx the baseline's records per CPU-second\n\n",
+				sig, baselineRef, base.perCPU, base.rssKiB/1024, base.perCPU/c.perCPU, p.perCPU/base.perCPU)
+		}
 		if withFloor {
 			if err := b.floors(sig, c); err != nil {
 				return err
@@ -162,8 +177,6 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	}
 	return nil
 }
-
-var systems = [2]string{"periscope", "collector"}
 
 // floors measures the receive floors for sig and says what ratio each would allow
 // against the Collector's median.
@@ -190,11 +203,50 @@ func (b *bench) floors(sig string, collector summary) error {
 
 // bench holds what every run shares: the programs, the sink and the load.
 type bench struct {
-	agentBin, collector, telemetrygen, cfgPath, work, sinkURL string
-	sink                                                      *sink
-	rate                                                      float64
-	workers                                                   int
-	dur                                                       time.Duration
+	agentBin, baselineBin, collector, telemetrygen, cfgPath, work, sinkURL string
+	sink                                                                   *sink
+	rate                                                                   float64
+	workers                                                                int
+	dur                                                                    time.Duration
+}
+
+// buildAgent builds the agent in the module at dir, as it ships: without cgo.
+func buildAgent(dir, out string) error {
+	build := exec.Command("go", "build", "-o", out, "./cmd/periscope-agent")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build agent in %s: %v\n%s", dir, err, b)
+	}
+	return nil
+}
+
+// buildBaseline builds the agent at a git ref from a copy of that commit's tree.
+func buildBaseline(ref, work string) (string, error) {
+	src := filepath.Join(work, "baseline-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("git", "archive", "--format=tar", ref)
+	extract := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	extract.Stdin = pipe
+	var stderr bytes.Buffer
+	archive.Stderr = &stderr
+	if err := extract.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		return "", fmt.Errorf("git archive %s: %v\n%s", ref, err, stderr.String())
+	}
+	if err := extract.Wait(); err != nil {
+		return "", fmt.Errorf("extract %s: %w", ref, err)
+	}
+	bin := filepath.Join(work, "periscope-agent-baseline")
+	return bin, buildAgent(src, bin)
 }
 
 // runSystem starts one system, puts the load through it and stops it again.
@@ -204,8 +256,12 @@ func (b *bench) runSystem(system, sig string, round int) (result, error) {
 	prefix := fmt.Sprintf("/%s-%s-%d", system, sig, round)
 	dir := filepath.Join(b.work, prefix[1:])
 	var cmd *exec.Cmd
-	if system == "periscope" {
-		cmd = exec.Command(b.agentBin, "--manager", b.sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
+	if system == "periscope" || system == "baseline" {
+		bin := b.agentBin
+		if system == "baseline" {
+			bin = b.baselineBin
+		}
+		cmd = exec.Command(bin, "--manager", b.sinkURL+prefix, "--token", "pdt_bench", "--release", "1.8.0",
 			"--cloud", "aws", "--region", "us-east-1", "--platform", "aws_ecs", "--transport", "http",
 			"--heartbeat-interval", "1h", "--data-dir", dir,
 			"--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--log-level", "error")
