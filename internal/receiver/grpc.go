@@ -205,6 +205,8 @@ type grpcConn struct {
 	fr     *http2.Framer
 	ctx    context.Context
 	cancel context.CancelFunc
+	// idle hands a complete request to a handler waiting for one.
+	idle chan *grpcStream
 
 	// Owned by the reading goroutine.
 	recvWindow   int64  // what the peer may still send on the connection
@@ -256,6 +258,7 @@ func (s *GRPCServer) newConn(nc net.Conn) *grpcConn {
 	c.fr.MaxHeaderListSize = grpcMaxHeaderBytes
 	c.fr.SetReuseFrames()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.idle = make(chan *grpcStream)
 	return c
 }
 
@@ -548,16 +551,39 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 	return true
 }
 
-// endStream hands a complete request to a handler goroutine.
+// endStream hands a complete request to a handler of the connection that waits for
+// one, or to a new one when all are busy.
+//
+// A handler stays for the connection's next requests rather than ending with its
+// request: a new goroutine's stack is small and the consumer grows it again for every
+// request, which cost the agent a few percent of its CPU in copying stacks. There are
+// never more handlers than requests the connection had in progress at once (at most
+// grpcMaxStreams); they end with the connection.
 func (c *grpcConn) endStream(st *grpcStream) {
 	st.handling = true
-	c.srv.wg.Add(1)
-	go c.handle(st)
+	select {
+	case c.idle <- st:
+	default:
+		c.srv.wg.Add(1)
+		go c.handler(st)
+	}
+}
+
+// handler handles st, then each request it is handed until the connection closes.
+func (c *grpcConn) handler(st *grpcStream) {
+	defer c.srv.wg.Done()
+	for {
+		c.handle(st)
+		select {
+		case st = <-c.idle:
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 // handle consumes one request and answers it.
 func (c *grpcConn) handle(st *grpcStream) {
-	defer c.srv.wg.Done()
 	defer c.finish(st)
 	msg, e := c.message(st)
 	if e == nil {
