@@ -589,9 +589,9 @@ func (c *grpcConn) handle(st *grpcStream) {
 	if e == nil {
 		ctx := st.ctx
 		if st.timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, st.timeout)
-			defer cancel()
+			dc := newDeadlineCtx(ctx, time.Now().Add(st.timeout))
+			defer dc.release()
+			ctx = dc
 		}
 		if err := c.srv.consumer.Consume(ctx, Request{Signal: st.sig, Body: msg, Header: st.header}); err != nil {
 			e = asError(err)
