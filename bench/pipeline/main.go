@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&batchSize, "batch-size", 100, "records per telemetrygen request (telemetrygen's default is 100)")
 	flag.StringVar(&profileDir, "profile", "", "write a CPU profile of the agent under load per signal into this directory")
 	flag.BoolVar(&withFloor, "floor", false, "also measure the receive floor: receivers that discard the load (gRPC in only)")
+	flag.BoolVar(&together, "together", false, "run the systems at the same time, each under its own telemetrygen, so that a slow spell of the machine affects all alike")
 	flag.StringVar(&baselineRef, "baseline", "", "also run the agent built at this git ref (e.g. HEAD~1) in the same rounds, to measure a change against it")
 	flag.Parse()
 	if rounds < 1 {
@@ -88,6 +89,26 @@ var withFloor bool
 // worth a few percent is smaller than the spread between two invocations on a shared
 // VM, so it is measured against the build before it within the same rounds.
 var baselineRef string
+
+// together runs a round's systems at the same time rather than one after another.
+var together bool
+
+// roundRatios lists a's records per CPU-second over b's, round by round, and their median.
+func roundRatios(a, b []result) string {
+	var out []string
+	var rs []float64
+	for i := range a {
+		r := a[i].perCPU() / b[i].perCPU()
+		rs = append(rs, r)
+		out = append(out, fmt.Sprintf("%.2f", r))
+	}
+	slices.Sort(rs)
+	med := rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		med = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return fmt.Sprintf("%s (median %.2fx)", strings.Join(out, " "), med)
+}
 
 func defaultPeers() string {
 	if d := os.Getenv("PERISCOPE_PEERS_BIN"); d != "" {
@@ -148,6 +169,23 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	for _, sig := range signals {
 		res := make([][]result, len(systems))
 		for round := 1; round <= rounds; round++ {
+			if together {
+				rs := make([]result, len(systems))
+				errs := make([]error, len(systems))
+				var wg sync.WaitGroup
+				for i := range systems {
+					wg.Go(func() { rs[i], errs[i] = b.runSystem(systems[i], sig, round) })
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					return err
+				}
+				for i, r := range rs {
+					res[i] = append(res[i], r)
+					fmt.Printf("%-7s %-10s %5d %10d %8.2f %14.0f %7d MiB\n", sig, systems[i], round, r.delivered, r.cpu, r.perCPU(), r.rssKiB/1024)
+				}
+				continue
+			}
 			// Each round starts with the next system, so none always goes first.
 			for k := range systems {
 				i := (round - 1 + k) % len(systems)
@@ -158,6 +196,10 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 				res[i] = append(res[i], r)
 				fmt.Printf("%-7s %-10s %5d %10d %8.2f %14.0f %7d MiB\n", sig, systems[i], round, r.delivered, r.cpu, r.perCPU(), r.rssKiB/1024)
 			}
+		}
+		fmt.Printf("%-7s periscope/collector per round: %s\n", sig, roundRatios(res[0], res[1]))
+		if baselineBin != "" {
+			fmt.Printf("%-7s periscope/baseline per round:  %s\n", sig, roundRatios(res[0], res[2]))
 		}
 		p, c := median(res[0]), median(res[1])
 		fmt.Printf("%-7s periscope median %.0f records/CPU-s, %d MiB; collector median %.0f records/CPU-s, %d MiB\n",
