@@ -249,7 +249,8 @@ type grpcStream struct {
 }
 
 func (s *GRPCServer) newConn(nc net.Conn) *grpcConn {
-	c := &grpcConn{srv: s, nc: nc, br: bufio.NewReaderSize(nc, 32<<10), bw: bufio.NewWriterSize(nc, 8<<10),
+	r, w := sockIO(nc)
+	c := &grpcConn{srv: s, nc: nc, br: bufio.NewReaderSize(r, 32<<10), bw: bufio.NewWriterSize(w, 8<<10),
 		streams: map[uint32]*grpcStream{}, recvWindow: grpcConnWindow,
 		sendWindow: http2DefaultWindow, peerWindow: http2DefaultWindow, peerMaxFrame: 16 << 10}
 	c.sendReady = sync.NewCond(&c.mu)

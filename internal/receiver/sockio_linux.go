@@ -1,0 +1,118 @@
+package receiver
+
+import (
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/periscope-dev/periscope/internal/sysio"
+)
+
+// sockIO returns a reader and a writer for nc that use raw system calls (package sysio
+// says why) when nc is a socket, and nc itself otherwise (TLS, or an in-memory pipe in
+// tests). The socket is non-blocking, so a call returns at once, with EAGAIN when there
+// is nothing to read or no room to write; the goroutine then waits in the runtime's
+// poller through syscall.RawConn, as net.Conn would, so deadlines and Close still work.
+// The reader is for one goroutine at a time, and so is the writer.
+func sockIO(nc net.Conn) (io.Reader, io.Writer) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nc, nc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nc, nc
+	}
+	r, w := &sockReader{rc: rc}, &sockWriter{rc: rc}
+	// Bound once, so that a call does not allocate a closure.
+	r.fn, w.fn = r.read, w.write
+	return r, w
+}
+
+// sockReader reads a socket with raw read(2) calls.
+type sockReader struct {
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool
+	p     []byte
+	n     int
+	errno syscall.Errno
+}
+
+func (r *sockReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.p, r.n, r.errno = p, 0, 0
+	err := r.rc.Read(r.fn)
+	r.p = nil
+	switch {
+	case err != nil: // closed, or the read deadline passed
+		return 0, err
+	case r.errno != 0:
+		return 0, r.errno
+	case r.n == 0:
+		return 0, io.EOF
+	}
+	return r.n, nil
+}
+
+// read makes one read(2); false asks RawConn to wait until the socket is readable.
+func (r *sockReader) read(fd uintptr) bool {
+	for {
+		n, e := sysio.Read(fd, r.p)
+		switch e {
+		case 0:
+			r.n = n
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		r.errno = e
+		return true
+	}
+}
+
+// sockWriter writes a socket with raw write(2) calls.
+type sockWriter struct {
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool
+	p     []byte
+	done  int
+	errno syscall.Errno
+}
+
+func (w *sockWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	w.p, w.done, w.errno = p, 0, 0
+	err := w.rc.Write(w.fn)
+	w.p = nil
+	switch {
+	case err != nil:
+		return w.done, err
+	case w.errno != 0:
+		return w.done, w.errno
+	}
+	return w.done, nil
+}
+
+// write writes until everything is out; false asks RawConn to wait for room.
+func (w *sockWriter) write(fd uintptr) bool {
+	for w.done < len(w.p) {
+		n, e := sysio.Write(fd, w.p[w.done:])
+		switch e {
+		case 0:
+			w.done += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			w.errno = e
+			return true
+		}
+	}
+	return true
+}

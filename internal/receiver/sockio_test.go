@@ -1,0 +1,136 @@
+package receiver
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// A write bigger than the socket buffers must wait for the peer to read, and arrive
+// whole and in order; reads must see every byte the peer sent, then EOF.
+func TestSockIOMovesEveryByteBothWays(t *testing.T) {
+	server, client := tcpPair(t)
+	r, w := sockIO(server)
+	out := make([]byte, 16<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range out {
+		out[i] = byte(rng.Uint32())
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		var buf bytes.Buffer
+		chunk := make([]byte, 64<<10)
+		for {
+			// A slow reader, so the writer's socket fills and it has to wait.
+			time.Sleep(time.Millisecond)
+			n, err := client.Read(chunk)
+			buf.Write(chunk[:n])
+			if err != nil || buf.Len() >= len(out) {
+				got <- buf.Bytes()
+				return
+			}
+		}
+	}()
+	if n, err := w.Write(out); err != nil || n != len(out) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(out))
+	}
+	if b := <-got; !bytes.Equal(b, out) {
+		t.Fatalf("the peer received %d bytes, not the %d written, or not in order", len(b), len(out))
+	}
+
+	in := out[:3<<20]
+	go func() {
+		client.Write(in)
+		client.Close()
+	}()
+	read, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("ReadAll: %v", err)
+	}
+	if !bytes.Equal(read, in) {
+		t.Fatalf("read %d bytes, not the %d the peer sent, or not in order", len(read), len(in))
+	}
+	if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the peer closed = %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// The handshake's read deadline and Stop's Close must still end a waiting read.
+func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
+	server, _ := tcpPair(t)
+	r, _ := sockIO(server)
+	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := r.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline: %v; want a deadline error", err)
+	}
+	server.SetReadDeadline(time.Time{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 10))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	server.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read on a closed connection: %v; want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a waiting Read")
+	}
+	if _, err := r.Read(make([]byte, 10)); err == nil {
+		t.Fatal("Read after Close succeeded")
+	}
+}
+
+// Writing to a peer that has gone must fail rather than hang or report success forever.
+func TestSockIOWriteFailsOnceThePeerIsGone(t *testing.T) {
+	server, client := tcpPair(t)
+	_, w := sockIO(server)
+	// Linger 0 makes Close send a reset, as a crashed client's kernel would.
+	client.(*net.TCPConn).SetLinger(0)
+	client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := w.Write([]byte("answer")); err != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("writes to a reset connection kept succeeding")
+}
