@@ -207,7 +207,8 @@ type Queue struct {
 	records, bytes                                          int64
 	appended, delivered, droppedRecs, droppedBytes, corrupt uint64
 
-	wf *os.File // file of the segment being written; owned by the batch leader
+	wf *os.File       // file of the segment being written; owned by the batch leader
+	ww *segmentWriter // writes wf
 
 	rsem chan struct{} // held by the one running Read, which owns cur
 	cur  cursor
@@ -530,7 +531,7 @@ func (q *Queue) write(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if _, err := q.wf.Write(b); err != nil {
+	if err := q.ww.Write(b); err != nil {
 		return fmt.Errorf("queue: write segment: %w", err)
 	}
 	return nil
@@ -547,13 +548,18 @@ func (q *Queue) startSegment(seg *segment) error {
 		if err := q.wf.Close(); err != nil {
 			return fmt.Errorf("queue: close segment: %w", err)
 		}
-		q.wf = nil
+		q.wf, q.ww = nil, nil
 	}
 	f, err := os.OpenFile(filepath.Join(q.dir, segmentName(seg.first)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("queue: create segment: %w", err)
 	}
-	q.wf = f
+	w, err := newSegmentWriter(f)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	q.wf, q.ww = f, w
 	if q.sync {
 		return syncDir(q.dir)
 	}
