@@ -1,11 +1,11 @@
 // Command pipeline compares the Periscope agent with the OpenTelemetry Collector doing
 // the same work — OTLP in, tag every resource with the deployment context, persist to
-// a disk queue, forward over OTLP/HTTP with gzip — under the same telemetrygen load,
-// one after the other in one run. It prints records delivered per CPU-second and peak
-// RSS of both, and the ratio.
+// a disk queue, forward over OTLP/HTTP with gzip — under the same telemetrygen load in
+// one run, in turns or, with -together, at the same time. It prints records delivered
+// per CPU-second and peak RSS of both, the ratio round by round and the medians.
 //
 //	scripts/install-peers otelcol-peer telemetrygen
-//	go run ./bench/pipeline -rate 20000 -duration 20s
+//	go run ./bench/pipeline -rate 40000 -duration 15s -rounds 5 -together
 //
 // Both forward to a counting sink inside this command, so "delivered" means a record
 // reached the upstream, not merely that it was received.
