@@ -182,7 +182,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		p.addrs.http = lis.Addr().String()
 		go func() {
-			if err := p.httpSrv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := p.httpSrv.Serve(receiver.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				p.log.Error("OTLP/HTTP server stopped", "error", err)
 			}
 		}()

@@ -3,6 +3,7 @@ package receiver
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 
 	"github.com/periscope-dev/periscope/internal/sysio"
@@ -23,7 +24,7 @@ func sockIO(nc net.Conn) (io.Reader, io.Writer) {
 	if err != nil {
 		return nc, nc
 	}
-	r, w := &sockReader{rc: rc}, &sockWriter{rc: rc}
+	r, w := &sockReader{nc: nc, rc: rc}, &sockWriter{nc: nc, rc: rc}
 	// Bound once, so that a call does not allocate a closure.
 	r.fn, w.fn = r.read, w.write
 	return r, w
@@ -31,6 +32,7 @@ func sockIO(nc net.Conn) (io.Reader, io.Writer) {
 
 // sockReader reads a socket with raw read(2) calls.
 type sockReader struct {
+	nc    net.Conn
 	rc    syscall.RawConn
 	fn    func(fd uintptr) bool
 	p     []byte
@@ -49,7 +51,7 @@ func (r *sockReader) Read(p []byte) (int, error) {
 	case err != nil: // closed, or the read deadline passed
 		return 0, err
 	case r.errno != 0:
-		return 0, r.errno
+		return 0, opError("read", r.nc, r.errno)
 	case r.n == 0:
 		return 0, io.EOF
 	}
@@ -76,6 +78,7 @@ func (r *sockReader) read(fd uintptr) bool {
 
 // sockWriter writes a socket with raw write(2) calls.
 type sockWriter struct {
+	nc    net.Conn
 	rc    syscall.RawConn
 	fn    func(fd uintptr) bool
 	p     []byte
@@ -94,7 +97,7 @@ func (w *sockWriter) Write(p []byte) (int, error) {
 	case err != nil:
 		return w.done, err
 	case w.errno != 0:
-		return w.done, w.errno
+		return w.done, opError("write", w.nc, w.errno)
 	}
 	return w.done, nil
 }
@@ -116,3 +119,39 @@ func (w *sockWriter) write(fd uintptr) bool {
 	}
 	return true
 }
+
+// opError describes a failed call as net.Conn would (ECONNRESET, say), so that callers
+// such as net/http that look at the error see what they expect.
+func opError(op string, nc net.Conn, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: nc.LocalAddr().Network(), Source: nc.LocalAddr(), Addr: nc.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// Listen wraps ln so that the TCP connections it accepts read and write through raw
+// system calls, as the gRPC server's do; for net/http servers, whose connections are
+// otherwise out of reach. Everything else about a connection stays *net.TCPConn's.
+func Listen(ln net.Listener) net.Listener { return sockListener{ln} }
+
+type sockListener struct{ net.Listener }
+
+func (l sockListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc, nil
+	}
+	r, w := sockIO(tc)
+	return &sockConn{TCPConn: tc, r: r, w: w}, nil
+}
+
+// sockConn is a TCP connection whose Read and Write are sockIO's.
+type sockConn struct {
+	*net.TCPConn
+	r io.Reader
+	w io.Writer
+}
+
+func (c *sockConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *sockConn) Write(p []byte) (int, error) { return c.w.Write(p) }

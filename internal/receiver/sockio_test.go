@@ -2,11 +2,15 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptrace"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -133,4 +137,51 @@ func TestSockIOWriteFailsOnceThePeerIsGone(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("writes to a reset connection kept succeeding")
+}
+
+// An HTTP server on Listen answers request after request on one kept-alive connection,
+// with bodies larger than the socket buffers both ways, and its requests' contexts stay
+// live while they are served (net/http cancels them when a read fails unexpectedly).
+func TestListenServesHTTPOnRawConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the server's background read is waiting meanwhile
+		if err := r.Context().Err(); err != nil {
+			http.Error(w, "context ended while serving: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write(bytes.Repeat(body, 2))
+	})}
+	go srv.Serve(Listen(ln))
+	defer srv.Close()
+
+	var reused []bool
+	for i := range 3 {
+		body := bytes.Repeat([]byte{byte('a' + i)}, 3<<20)
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = append(reused, info.Reused) }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", "http://"+ln.Addr().String()+"/", bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d, %v: %.200s", i, resp.StatusCode, err, got)
+		}
+		if !bytes.Equal(got, bytes.Repeat(body, 2)) {
+			t.Fatalf("request %d: answer of %d bytes is not the body twice", i, len(got))
+		}
+	}
+	if !slices.Equal(reused, []bool{false, true, true}) {
+		t.Errorf("connection reuse %v; want one connection kept alive for all three", reused)
+	}
 }
