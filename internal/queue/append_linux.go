@@ -50,14 +50,11 @@ func (w *segmentWriter) Write(p []byte) error {
 func (w *segmentWriter) write(fd uintptr) bool {
 	for len(w.p) > 0 {
 		n, e := sysio.Write(fd, w.p)
-		switch e {
-		case 0:
-			w.p = w.p[n:]
-		case syscall.EINTR:
-		default:
+		if e != 0 {
 			w.errno = e
 			return true
 		}
+		w.p = w.p[n:]
 	}
 	return true
 }

@@ -207,8 +207,7 @@ type Queue struct {
 	records, bytes                                          int64
 	appended, delivered, droppedRecs, droppedBytes, corrupt uint64
 
-	wf *os.File       // file of the segment being written; owned by the batch leader
-	ww *segmentWriter // writes wf
+	ww *segmentWriter // the segment being written; owned by the batch leader
 
 	rsem chan struct{} // held by the one running Read, which owns cur
 	cur  cursor
@@ -520,7 +519,7 @@ func (q *Queue) writeBatch(buf []byte, cuts []cut) error {
 		return err
 	}
 	if q.sync {
-		if err := q.wf.Sync(); err != nil {
+		if err := q.ww.f.Sync(); err != nil {
 			return fmt.Errorf("queue: sync segment: %w", err)
 		}
 	}
@@ -539,16 +538,16 @@ func (q *Queue) write(b []byte) error {
 
 // startSegment finishes the segment being written and creates seg's file.
 func (q *Queue) startSegment(seg *segment) error {
-	if q.wf != nil {
+	if q.ww != nil {
 		if q.sync {
-			if err := q.wf.Sync(); err != nil {
+			if err := q.ww.f.Sync(); err != nil {
 				return fmt.Errorf("queue: sync segment: %w", err)
 			}
 		}
-		if err := q.wf.Close(); err != nil {
+		if err := q.ww.f.Close(); err != nil {
 			return fmt.Errorf("queue: close segment: %w", err)
 		}
-		q.wf, q.ww = nil, nil
+		q.ww = nil
 	}
 	f, err := os.OpenFile(filepath.Join(q.dir, segmentName(seg.first)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -559,7 +558,7 @@ func (q *Queue) startSegment(seg *segment) error {
 		f.Close()
 		return err
 	}
-	q.wf, q.ww = f, w
+	q.ww = w
 	if q.sync {
 		return syncDir(q.dir)
 	}
@@ -932,11 +931,11 @@ func (q *Queue) Close() error {
 	q.mu.Unlock()
 
 	var errs []error
-	if q.wf != nil {
-		if err := q.wf.Sync(); err != nil {
+	if q.ww != nil {
+		if err := q.ww.f.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("queue: sync segment: %w", err))
 		}
-		if err := q.wf.Close(); err != nil {
+		if err := q.ww.f.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("queue: close segment: %w", err))
 		}
 	}

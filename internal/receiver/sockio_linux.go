@@ -60,20 +60,12 @@ func (r *sockReader) Read(p []byte) (int, error) {
 
 // read makes one read(2); false asks RawConn to wait until the socket is readable.
 func (r *sockReader) read(fd uintptr) bool {
-	for {
-		n, e := sysio.Read(fd, r.p)
-		switch e {
-		case 0:
-			r.n = n
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		r.errno = e
-		return true
+	r.n, r.errno = sysio.Read(fd, r.p)
+	if r.errno == syscall.EAGAIN {
+		r.errno = 0
+		return false
 	}
+	return true
 }
 
 // sockWriter writes a socket with raw write(2) calls.
@@ -109,7 +101,6 @@ func (w *sockWriter) write(fd uintptr) bool {
 		switch e {
 		case 0:
 			w.done += n
-		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
