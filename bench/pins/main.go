@@ -46,7 +46,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager"
-	"github.com/periscope-dev/periscope/internal/registry"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
 )
 
 // hidden are the flags the benchmark passes to its agents process.

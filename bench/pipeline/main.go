@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/bench/internal/procstat"
-	"github.com/periscope-dev/periscope/internal/telemetry"
+	"github.com/periscope-dev/periscope/internal/otlp"
 )
 
 func main() {
@@ -457,17 +457,17 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"deployment_id":"bench-deployment","customer":"bench-customer","stack":"bench-stack"}`)
 		return
 	}
-	sig, err := telemetry.ParseSignal(path.Base(r.URL.Path))
+	sig, err := otlp.ParseSignal(path.Base(r.URL.Path))
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := telemetry.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
+	data, err := otlp.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	_, n, err := telemetry.NewTagger(telemetry.Context{}).Tag(sig, nil, data)
+	_, n, err := otlp.NewTagger(otlp.Context{}).Tag(sig, nil, data)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return

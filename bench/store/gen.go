@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/periscope-dev/periscope/internal/telemetry"
+	"github.com/periscope-dev/periscope/internal/otlp"
 )
 
 // Severity numbers as OTLP defines them.
@@ -227,13 +227,13 @@ func (g *gen) tagResource(res pcommon.Resource, d *deployment, s *service, rel, 
 	a.PutStr("telemetry.sdk.language", s.lang)
 	a.PutStr("telemetry.sdk.name", "opentelemetry")
 	a.PutStr("telemetry.sdk.version", "1.38.0")
-	a.PutStr(telemetry.AttrDeploymentID, d.id)
-	a.PutStr(telemetry.AttrCustomer, d.customer)
-	a.PutStr(telemetry.AttrCloudProvider, d.cloud)
-	a.PutStr(telemetry.AttrCloudRegion, d.region)
-	a.PutStr(telemetry.AttrCloudPlatform, d.platform)
-	a.PutStr(telemetry.AttrRelease, g.f.releases[rel])
-	a.PutStr(telemetry.AttrStack, d.stack)
+	a.PutStr(otlp.AttrDeploymentID, d.id)
+	a.PutStr(otlp.AttrCustomer, d.customer)
+	a.PutStr(otlp.AttrCloudProvider, d.cloud)
+	a.PutStr(otlp.AttrCloudRegion, d.region)
+	a.PutStr(otlp.AttrCloudPlatform, d.platform)
+	a.PutStr(otlp.AttrRelease, g.f.releases[rel])
+	a.PutStr(otlp.AttrStack, d.stack)
 }
 
 // resKey is one resource of a request: a replica of a service on a release.
@@ -250,7 +250,7 @@ func times(rng *rand.Rand, from, to time.Time, n int) []time.Time {
 }
 
 // logs builds the logs request r.
-func (g *gen) logs(r request) telemetry.Batch {
+func (g *gen) logs(r request) otlp.Batch {
 	rng := g.rng(logStream, r)
 	d := r.dep
 	ld := plog.NewLogs()
@@ -320,7 +320,7 @@ func (g *gen) logs(r request) telemetry.Batch {
 	if err != nil {
 		panic(fmt.Sprintf("marshal logs: %v", err)) // pdata built here always marshals
 	}
-	return telemetry.Batch{Signal: telemetry.Logs, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
+	return otlp.Batch{Signal: otlp.Logs, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
 }
 
 func newTraceID(rng *rand.Rand) pcommon.TraceID {
@@ -345,7 +345,7 @@ var spanCounts = []float64{0.15, 0.15, 0.20, 0.15, 0.12, 0.10, 0.08, 0.05}
 // tracesOut is a spans request and a trace known to be stored whole, for the
 // trace-by-id queries.
 type tracesOut struct {
-	batch  telemetry.Batch
+	batch  otlp.Batch
 	sample string
 }
 
@@ -462,6 +462,6 @@ func (g *gen) spans(r request) tracesOut {
 	if err != nil {
 		panic(fmt.Sprintf("marshal traces: %v", err)) // pdata built here always marshals
 	}
-	out.batch = telemetry.Batch{Signal: telemetry.Traces, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
+	out.batch = otlp.Batch{Signal: otlp.Traces, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
 	return out
 }

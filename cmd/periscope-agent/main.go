@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/periscope-dev/periscope/internal/agentcmd"
+	"github.com/periscope-dev/periscope/internal/cli/agentcmd"
 )
 
 func main() {

@@ -20,14 +20,14 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/periscope-dev/periscope/internal/agentcmd"
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/apitypes"
+	"github.com/periscope-dev/periscope/internal/cli/agentcmd"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/demo"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
 // NewRoot returns the periscope command tree.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/apitypes"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
 // The release verbs: pin, unpin and rollback change which release deployments

@@ -20,8 +20,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/telquery"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
 // The telemetry verbs turn their flags into the URL parameters of the matching API

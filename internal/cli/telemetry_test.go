@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/periscope-dev/periscope/internal/clock"
-	"github.com/periscope-dev/periscope/internal/telquery"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
 // The telemetry verbs are tested against a manager stand-in that records each

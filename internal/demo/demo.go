@@ -21,13 +21,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/periscope-dev/periscope/internal/agent"
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/apitypes"
+	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
 // Options configure the demo.
@@ -140,7 +140,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*agent.Agent{}}
+	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*opamp.Agent{}}
 	defer fl.shutdown()
 	tr := newTraffic(m.URL(), o.Clock, o.Logger)
 	var feeds []*feed
@@ -256,7 +256,7 @@ type fleet struct {
 	dir       string
 	heartbeat config.Duration
 	tokens    map[string]string
-	agents    map[string]*agent.Agent
+	agents    map[string]*opamp.Agent
 }
 
 // start runs deployment s's agent reporting release rel. An agent keeps its
@@ -268,7 +268,7 @@ func (fl *fleet) start(ctx context.Context, s sim, rel string) error {
 	ac.Cloud, ac.Region, ac.Platform = s.cloud, s.region, s.platform
 	ac.DataDir = filepath.Join(fl.dir, "agents", s.id)
 	ac.HeartbeatInterval = fl.heartbeat
-	a, err := agent.New(ac, agent.Settings{Logger: fl.log, Env: []string{}})
+	a, err := opamp.New(ac, opamp.Settings{Logger: fl.log, Env: []string{}})
 	if err != nil {
 		return err
 	}

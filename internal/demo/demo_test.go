@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/telquery"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
 // TestDemoInvestigation runs the demo and walks the investigation of PRODUCT.md

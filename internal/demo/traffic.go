@@ -23,7 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/periscope-dev/periscope/internal/clock"
-	"github.com/periscope-dev/periscope/internal/telemetry"
+	"github.com/periscope-dev/periscope/internal/otlp"
 )
 
 // The shape of the demo's application traffic.
@@ -576,13 +576,13 @@ func (t *traffic) run(ctx context.Context, since time.Time, every time.Duration)
 // send posts a batch's three signals, leaving out any it holds nothing of.
 func (t *traffic) send(ctx context.Context, f *feed, b *batch) error {
 	for _, e := range []struct {
-		sig     telemetry.Signal
+		sig     otlp.Signal
 		records int
 		marshal func() ([]byte, error)
 	}{
-		{telemetry.Traces, b.traces.SpanCount(), func() ([]byte, error) { return (&ptrace.ProtoMarshaler{}).MarshalTraces(b.traces) }},
-		{telemetry.Logs, b.logs.LogRecordCount(), func() ([]byte, error) { return (&plog.ProtoMarshaler{}).MarshalLogs(b.logs) }},
-		{telemetry.Metrics, b.metrics.DataPointCount(), func() ([]byte, error) { return (&pmetric.ProtoMarshaler{}).MarshalMetrics(b.metrics) }},
+		{otlp.Traces, b.traces.SpanCount(), func() ([]byte, error) { return (&ptrace.ProtoMarshaler{}).MarshalTraces(b.traces) }},
+		{otlp.Logs, b.logs.LogRecordCount(), func() ([]byte, error) { return (&plog.ProtoMarshaler{}).MarshalLogs(b.logs) }},
+		{otlp.Metrics, b.metrics.DataPointCount(), func() ([]byte, error) { return (&pmetric.ProtoMarshaler{}).MarshalMetrics(b.metrics) }},
 	} {
 		if e.records == 0 {
 			continue
@@ -599,7 +599,7 @@ func (t *traffic) send(ctx context.Context, f *feed, b *batch) error {
 }
 
 // post sends one OTLP/HTTP export request, gzipped as agents send it.
-func (t *traffic) post(ctx context.Context, token string, sig telemetry.Signal, data []byte) error {
+func (t *traffic) post(ctx context.Context, token string, sig otlp.Signal, data []byte) error {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(data); err != nil {
@@ -612,7 +612,7 @@ func (t *traffic) post(ctx context.Context, token string, sig telemetry.Signal, 
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", telemetry.ContentTypeProto)
+	req.Header.Set("Content-Type", otlp.ContentTypeProto)
 	req.Header.Set("Content-Encoding", "gzip")
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := t.hc.Do(req)

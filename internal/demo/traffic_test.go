@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/periscope-dev/periscope/internal/telemetry"
+	"github.com/periscope-dev/periscope/internal/otlp"
 )
 
 // shape sums up a batch's requests.
@@ -32,7 +32,7 @@ func measure(t *testing.T, b *batch, from, to time.Time) shape {
 		if _, ok := res.Get("service.name"); !ok {
 			t.Fatal("a resource has no service.name")
 		}
-		for _, k := range telemetry.ContextKeys {
+		for _, k := range otlp.ContextKeys {
 			if _, ok := res.Get(k); ok {
 				t.Errorf("the application set %s, which only the agent and manager write", k)
 			}

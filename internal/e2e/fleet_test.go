@@ -15,12 +15,12 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/periscope-dev/periscope/internal/agent"
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/apitypes"
+	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
 const adminToken = "psk_e2e-admin-token"
@@ -48,7 +48,7 @@ func startManager(t *testing.T, listen, dir string) *manager.Manager {
 	return m
 }
 
-func startAgent(t *testing.T, managerURL, token, transport, release string, flags config.Agent, env []string) *agent.Agent {
+func startAgent(t *testing.T, managerURL, token, transport, release string, flags config.Agent, env []string) *opamp.Agent {
 	t.Helper()
 	cfg := config.DefaultAgent()
 	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = managerURL, token, transport, release
@@ -58,7 +58,7 @@ func startAgent(t *testing.T, managerURL, token, transport, release string, flag
 	if env == nil {
 		env = []string{}
 	}
-	a, err := agent.New(cfg, agent.Settings{Logger: logger(t), Env: env})
+	a, err := opamp.New(cfg, opamp.Settings{Logger: logger(t), Env: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		return nil
 	})
 	acme, _ := api.Deployment(ctx, "acme-prod")
-	if !acme.Connected || acme.AgentVersion != "periscope-agent/"+agent.Version || acme.ConfigHash == "" || !acme.Health.Reported {
+	if !acme.Connected || acme.AgentVersion != "periscope-agent/"+opamp.Version || acme.ConfigHash == "" || !acme.Health.Reported {
 		t.Fatalf("push deployment details: %+v", acme)
 	}
 

@@ -42,11 +42,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/periscope-dev/periscope/internal/apiclient"
-	"github.com/periscope-dev/periscope/internal/apitypes"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager"
-	"github.com/periscope-dev/periscope/internal/telemetry"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/otlp"
 )
 
 // downstream is an OTLP/HTTP backend built on the Collector's own pdata libraries. It
@@ -59,7 +59,7 @@ type downstream struct {
 
 // received is one log record, span or data point with its resource attributes.
 type received struct {
-	signal   telemetry.Signal
+	signal   otlp.Signal
 	resource map[string]string
 	name     string // log body, span name or metric name
 	attrs    map[string]string
@@ -68,12 +68,12 @@ type received struct {
 func newDownstream(t *testing.T) *downstream {
 	d := &downstream{}
 	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		data, err := telemetry.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
+		data, err := otlp.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
 		if err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		sig, err := telemetry.ParseSignal(strings.TrimPrefix(r.URL.Path, "/v1/"))
+		sig, err := otlp.ParseSignal(strings.TrimPrefix(r.URL.Path, "/v1/"))
 		if err == nil {
 			err = d.add(sig, data)
 		}
@@ -94,16 +94,16 @@ func attrMap(m pcommon.Map) map[string]string {
 }
 
 // add decodes one export request with pdata and records its contents.
-func (d *downstream) add(sig telemetry.Signal, data []byte) error {
+func (d *downstream) add(sig otlp.Signal, data []byte) error {
 	var recs []received
 	switch sig {
-	case telemetry.Logs:
+	case otlp.Logs:
 		req := plogotlp.NewExportRequest()
 		if err := req.UnmarshalProto(data); err != nil {
 			return err
 		}
 		recs = flattenLogs(req.Logs())
-	case telemetry.Traces:
+	case otlp.Traces:
 		req := ptraceotlp.NewExportRequest()
 		if err := req.UnmarshalProto(data); err != nil {
 			return err
@@ -118,7 +118,7 @@ func (d *downstream) add(sig telemetry.Signal, data []byte) error {
 				}
 			}
 		}
-	case telemetry.Metrics:
+	case otlp.Metrics:
 		req := pmetricotlp.NewExportRequest()
 		if err := req.UnmarshalProto(data); err != nil {
 			return err
@@ -148,7 +148,7 @@ func flattenLogs(l plog.Logs) []received {
 		for j := 0; j < rls.At(i).ScopeLogs().Len(); j++ {
 			lrs := rls.At(i).ScopeLogs().At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
-				recs = append(recs, received{telemetry.Logs, res, lrs.At(k).Body().AsString(), attrMap(lrs.At(k).Attributes())})
+				recs = append(recs, received{otlp.Logs, res, lrs.At(k).Body().AsString(), attrMap(lrs.At(k).Attributes())})
 			}
 		}
 	}
@@ -156,7 +156,7 @@ func flattenLogs(l plog.Logs) []received {
 }
 
 // find returns the records of sig whose resource has service.name == service.
-func (d *downstream) find(sig telemetry.Signal, service string) []received {
+func (d *downstream) find(sig otlp.Signal, service string) []received {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []received
@@ -175,8 +175,8 @@ type storeSink struct {
 	seqs map[string]int
 }
 
-func (s *storeSink) Consume(_ context.Context, b telemetry.Batch) error {
-	if b.Signal != telemetry.Logs {
+func (s *storeSink) Consume(_ context.Context, b otlp.Batch) error {
+	if b.Signal != otlp.Logs {
 		return nil
 	}
 	req := plogotlp.NewExportRequest()
@@ -295,9 +295,9 @@ func (p *agentProc) kill() {
 func checkContext(t *testing.T, what string, res map[string]string) {
 	t.Helper()
 	want := map[string]string{
-		telemetry.AttrDeploymentID: "acme-prod", telemetry.AttrCustomer: "acme",
-		telemetry.AttrCloudProvider: "aws", telemetry.AttrCloudRegion: "us-east-1", telemetry.AttrCloudPlatform: "aws_ecs",
-		telemetry.AttrRelease: "1.8.0", telemetry.AttrStack: "lighthouse",
+		otlp.AttrDeploymentID: "acme-prod", otlp.AttrCustomer: "acme",
+		otlp.AttrCloudProvider: "aws", otlp.AttrCloudRegion: "us-east-1", otlp.AttrCloudPlatform: "aws_ecs",
+		otlp.AttrRelease: "1.8.0", otlp.AttrStack: "lighthouse",
 	}
 	for k, v := range want {
 		if res[k] != v {
@@ -367,7 +367,7 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 
 	// The application, instrumented with the official SDK, claims another identity.
 	res := resource.NewSchemaless(attribute.String("service.name", "checkout"), attribute.String("k8s.pod.name", "checkout-6f9c"),
-		attribute.String(telemetry.AttrDeploymentID, "umbrella-dr"), attribute.String(telemetry.AttrCustomer, "umbrella"))
+		attribute.String(otlp.AttrDeploymentID, "umbrella-dr"), attribute.String(otlp.AttrCustomer, "umbrella"))
 	te, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(ag.http), otlptracehttp.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
@@ -417,12 +417,12 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 
 	eventually(t, 20*time.Second, "SDK and telemetrygen records at the downstream receiver", func() error {
 		for _, c := range []struct {
-			sig     telemetry.Signal
+			sig     otlp.Signal
 			service string
 			min     int
 		}{
-			{telemetry.Traces, "checkout", 5}, {telemetry.Logs, "checkout", 5}, {telemetry.Metrics, "checkout", 1},
-			{telemetry.Logs, "telemetrygen-logs", 20}, {telemetry.Traces, "telemetrygen-traces", 4},
+			{otlp.Traces, "checkout", 5}, {otlp.Logs, "checkout", 5}, {otlp.Metrics, "checkout", 1},
+			{otlp.Logs, "telemetrygen-logs", 20}, {otlp.Traces, "telemetrygen-traces", 4},
 		} {
 			if n := len(down.find(c.sig, c.service)); n < c.min {
 				return fmt.Errorf("%s from %s: %d, want %d", c.sig, c.service, n, c.min)
@@ -430,7 +430,7 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 		}
 		return nil
 	})
-	for _, sig := range telemetry.Signals {
+	for _, sig := range otlp.Signals {
 		for _, r := range down.find(sig, "checkout") {
 			checkContext(t, "downstream "+sig.String(), r.resource)
 			if r.resource["k8s.pod.name"] != "checkout-6f9c" {
@@ -438,10 +438,10 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 			}
 		}
 	}
-	for _, r := range down.find(telemetry.Logs, "telemetrygen-logs") {
+	for _, r := range down.find(otlp.Logs, "telemetrygen-logs") {
 		checkContext(t, "telemetrygen log", r.resource)
 	}
-	if logs := down.find(telemetry.Logs, "checkout"); logs[0].name != "payment declined" {
+	if logs := down.find(otlp.Logs, "checkout"); logs[0].name != "payment declined" {
 		t.Errorf("log body = %q", logs[0].name)
 	}
 
@@ -449,7 +449,7 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 		var accepted []received
 		eventually(t, 10*time.Second, "the agent's own metrics at the downstream", func() error {
 			accepted = accepted[:0]
-			for _, r := range down.find(telemetry.Metrics, "periscope-agent") {
+			for _, r := range down.find(otlp.Metrics, "periscope-agent") {
 				if r.name == "periscope_agent_accepted_records_total" {
 					accepted = append(accepted, r)
 				}
@@ -538,9 +538,9 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 		l := plog.NewLogs()
 		rl := l.ResourceLogs().AppendEmpty()
 		rl.Resource().Attributes().PutStr("service.name", "spoofer")
-		rl.Resource().Attributes().PutStr(telemetry.AttrDeploymentID, "umbrella-dr")
-		rl.Resource().Attributes().PutStr(telemetry.AttrCustomer, "umbrella")
-		rl.Resource().Attributes().PutStr(telemetry.AttrRelease, "9.9.9")
+		rl.Resource().Attributes().PutStr(otlp.AttrDeploymentID, "umbrella-dr")
+		rl.Resource().Attributes().PutStr(otlp.AttrCustomer, "umbrella")
+		rl.Resource().Attributes().PutStr(otlp.AttrRelease, "9.9.9")
 		rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("I am umbrella")
 		body, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
 		req, _ := http.NewRequest(http.MethodPost, m.URL()+"/v1/logs", bytes.NewReader(body))
@@ -555,12 +555,12 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 		eventually(t, 10*time.Second, "spoofed record at the downstream", func() error {
-			if len(down.find(telemetry.Logs, "spoofer")) == 0 {
+			if len(down.find(otlp.Logs, "spoofer")) == 0 {
 				return fmt.Errorf("not yet")
 			}
 			return nil
 		})
-		for _, r := range down.find(telemetry.Logs, "spoofer") {
+		for _, r := range down.find(otlp.Logs, "spoofer") {
 			checkContext(t, "spoofed record", r.resource)
 		}
 
@@ -661,7 +661,7 @@ func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
 				return fmt.Errorf("record %s not in the store yet (%d of %d there)", s, len(store.seqs), len(acked))
 			}
 		}
-		if got := len(down.find(telemetry.Logs, "ledger")); got < len(acked) {
+		if got := len(down.find(otlp.Logs, "ledger")); got < len(acked) {
 			return fmt.Errorf("downstream has %d of %d records", got, len(acked))
 		}
 		return nil
@@ -674,7 +674,7 @@ func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
 	}
 	store.mu.Unlock()
 	perSeq := map[string]int{}
-	for _, r := range down.find(telemetry.Logs, "ledger") {
+	for _, r := range down.find(otlp.Logs, "ledger") {
 		perSeq[r.attrs["seq"]]++
 		checkContext(t, "ledger record", r.resource)
 	}
@@ -704,10 +704,10 @@ func TestManagerTakesOTLPOverGRPC(t *testing.T) {
 	l := plog.NewLogs()
 	rl := l.ResourceLogs().AppendEmpty()
 	rl.Resource().Attributes().PutStr("service.name", "grpc-sender")
-	rl.Resource().Attributes().PutStr(telemetry.AttrDeploymentID, "umbrella-dr")
+	rl.Resource().Attributes().PutStr(otlp.AttrDeploymentID, "umbrella-dr")
 	// No agent has checked in, so the manager knows no running release: the sender's
 	// own claim about its release is kept, unlike its claim about who it is.
-	rl.Resource().Attributes().PutStr(telemetry.AttrRelease, "1.8.0")
+	rl.Resource().Attributes().PutStr(otlp.AttrRelease, "1.8.0")
 	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("over gRPC")
 	req := plogotlp.NewExportRequestFromLogs(l)
 
@@ -719,12 +719,12 @@ func TestManagerTakesOTLPOverGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the gRPC record at the downstream", func() error {
-		if len(down.find(telemetry.Logs, "grpc-sender")) == 0 {
+		if len(down.find(otlp.Logs, "grpc-sender")) == 0 {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	})
-	for _, r := range down.find(telemetry.Logs, "grpc-sender") {
+	for _, r := range down.find(otlp.Logs, "grpc-sender") {
 		checkContext(t, "gRPC record", r.resource)
 	}
 }

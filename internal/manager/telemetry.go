@@ -9,13 +9,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/periscope-dev/periscope/internal/export"
-	"github.com/periscope-dev/periscope/internal/ingest"
+	"github.com/periscope-dev/periscope/internal/manager/export"
+	"github.com/periscope-dev/periscope/internal/manager/ingest"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/telstore"
+	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
-	"github.com/periscope-dev/periscope/internal/receiver"
-	"github.com/periscope-dev/periscope/internal/registry"
-	"github.com/periscope-dev/periscope/internal/telemetry"
-	"github.com/periscope-dev/periscope/internal/telstore"
 )
 
 // TelemetrySink is where accepted telemetry goes besides the exporters and the
@@ -128,13 +128,13 @@ type deployments struct{ r *registry.Registry }
 
 func (d deployments) Authenticate(token string) (string, bool) { return d.r.Authenticate(token) }
 
-func (d deployments) Context(id string) (telemetry.Context, bool) {
+func (d deployments) Context(id string) (otlp.Context, bool) {
 	v, err := d.r.Get(id)
 	if err != nil {
-		return telemetry.Context{}, false
+		return otlp.Context{}, false
 	}
 	dep := v.Deployment
-	return telemetry.Context{
+	return otlp.Context{
 		DeploymentID: dep.ID, Customer: dep.Customer, Cloud: dep.Cloud, Region: dep.Region,
 		Platform: dep.Platform, Release: dep.RunningRelease, Stack: dep.Stack,
 	}, true

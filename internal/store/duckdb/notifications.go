@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
-	"github.com/periscope-dev/periscope/internal/notify"
+	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 

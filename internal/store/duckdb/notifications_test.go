@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
-	"github.com/periscope-dev/periscope/internal/notify"
+	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )

@@ -1,0 +1,158 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/receiver"
+)
+
+// metrics are the pipeline's self-metrics. They also implement forward.Observer.
+type metrics struct {
+	accepted, refused, sent, sentBytes, retried, dropped *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane) (*metrics, error) {
+	m := &metrics{
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_accepted_records_total",
+			Help: "Log records, spans and metric data points accepted from the application and queued.",
+		}, []string{"signal"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_refused_records_total",
+			Help: "Records refused at receive time (the sender was told and may retry), by reason.",
+		}, []string{"signal", "reason"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_sent_records_total",
+			Help: "Records the manager accepted.",
+		}, []string{"signal"}),
+		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_sent_bytes_total",
+			Help: "Uncompressed bytes of OTLP the manager accepted.",
+		}, []string{"signal"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_retried_requests_total",
+			Help: "Requests to the manager that failed and will be retried, by reason (HTTP status or network).",
+		}, []string{"signal", "reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_dropped_records_total",
+			Help: "Accepted records that will never reach the manager, by reason (refused by the manager, corrupt).",
+		}, []string{"signal", "reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	cs := []prometheus.Collector{m.accepted, m.refused, m.sent, m.sentBytes, m.retried, m.dropped}
+	for sig, q := range lanes {
+		labels := prometheus.Labels{"signal": sig.String()}
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_agent_queue_bytes", ConstLabels: labels,
+				Help: "Bytes waiting in the disk queue."}, func() float64 { return float64(q.stats().Bytes) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_agent_queue_entries", ConstLabels: labels,
+				Help: "Requests waiting in the disk queue."}, func() float64 { return float64(q.stats().Records) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "periscope_agent_queue_dropped_entries_total", ConstLabels: labels,
+				Help: "Queued requests dropped by the queue's age or size bound before they could be sent."},
+				func() float64 { return float64(q.stats().DroppedRecords) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "periscope_agent_queue_corrupt_bytes_total", ConstLabels: labels,
+				Help: "Bytes of torn or corrupt queue records skipped when the queue was opened."},
+				func() float64 { return float64(q.stats().CorruptBytes) }),
+		)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("pipeline metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) Sent(sig otlp.Signal, records, bytes int) {
+	m.sent.WithLabelValues(sig.String()).Add(float64(records))
+	m.sentBytes.WithLabelValues(sig.String()).Add(float64(bytes))
+}
+
+func (m *metrics) Retried(sig otlp.Signal, reason string) {
+	m.retried.WithLabelValues(sig.String(), reason).Inc()
+}
+
+func (m *metrics) Dropped(sig otlp.Signal, records int, reason string) {
+	m.dropped.WithLabelValues(sig.String(), reason).Add(float64(records))
+}
+
+// selfMetricsLoop queues the agent's own metrics as OTLP every interval, so they reach
+// the manager tagged like the application's and survive an outage the same way.
+func (p *Pipeline) selfMetricsLoop(ctx context.Context) {
+	t := time.NewTicker(p.s.SelfMetricsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		body, err := p.selfMetrics()
+		if err == nil {
+			err = p.Consume(ctx, receiver.Request{Signal: otlp.Metrics, Body: body, Header: func(string) string { return "" }})
+		}
+		if err != nil {
+			p.log.Warn("could not queue the agent's own metrics", "error", err)
+		}
+	}
+}
+
+// selfMetrics converts the agent's Prometheus metrics named periscope_agent_* and
+// process/go runtime metrics into an OTLP metrics export request.
+func (p *Pipeline) selfMetrics() ([]byte, error) {
+	families, err := p.s.Gatherer.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gather self-metrics: %w", err)
+	}
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	for k, v := range p.s.Resource {
+		rm.Resource().Attributes().PutStr(k, v)
+	}
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName("periscope-agent")
+	now := pcommon.NewTimestampFromTime(p.s.Clock.Now())
+	for _, fam := range families {
+		var m pmetric.Metric
+		var points pmetric.NumberDataPointSlice
+		switch fam.GetType() {
+		case dto.MetricType_COUNTER:
+			m = sm.Metrics().AppendEmpty()
+			sum := m.SetEmptySum()
+			sum.SetIsMonotonic(true)
+			sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			points = sum.DataPoints()
+		case dto.MetricType_GAUGE:
+			m = sm.Metrics().AppendEmpty()
+			points = m.SetEmptyGauge().DataPoints()
+		default:
+			continue // histograms and summaries stay on /metrics
+		}
+		m.SetName(fam.GetName())
+		m.SetDescription(fam.GetHelp())
+		for _, pm := range fam.GetMetric() {
+			dp := points.AppendEmpty()
+			dp.SetTimestamp(now)
+			for _, l := range pm.GetLabel() {
+				dp.Attributes().PutStr(l.GetName(), l.GetValue())
+			}
+			if fam.GetType() == dto.MetricType_COUNTER {
+				dp.SetDoubleValue(pm.GetCounter().GetValue())
+			} else {
+				dp.SetDoubleValue(pm.GetGauge().GetValue())
+			}
+		}
+	}
+	return pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+}

@@ -1,0 +1,274 @@
+// Package pipeline is the agent's telemetry path: OTLP receivers for the local
+// application, tagging with the deployment context, one durable disk queue per signal,
+// and a forwarder per signal that sends the queue to the manager.
+//
+//	app ──OTLP gRPC/HTTP──▶ receiver ─▶ tag ─▶ queue (disk) ─▶ forwarder ──OTLP/HTTP──▶ manager
+//
+// A request is acknowledged only once it is in the queue, so whatever the application
+// was told was accepted survives a crash of the agent or an outage of the manager.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/periscope-dev/periscope/internal/agent/forward"
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/receiver"
+	"github.com/periscope-dev/periscope/internal/queue"
+)
+
+// Settings configure a Pipeline.
+type Settings struct {
+	// GRPCAddr and HTTPAddr are the OTLP listen addresses; "" or "off" disables one.
+	GRPCAddr, HTTPAddr string
+	// MaxRequestBytes bounds one OTLP request.
+	MaxRequestBytes int64
+	// QueueDir holds one queue directory per signal.
+	QueueDir string
+	// Queue is the template for each signal's queue; Dir is set per signal.
+	Queue queue.Options
+	// Forward configures sending to the manager (endpoint, token, compression).
+	Forward forward.Settings
+	// SelfMetricsInterval is how often the pipeline's own counters are queued as OTLP
+	// metrics for the manager; 0 disables it.
+	SelfMetricsInterval time.Duration
+	// RepairInterval is how often a queue that failed to write is reopened (default 5s).
+	RepairInterval time.Duration
+	// Resource names the agent in its self-metrics (service.name and friends).
+	Resource map[string]string
+	// Logger, Clock and Registerer are collaborators; nil means defaults (no metrics
+	// registration when Registerer is nil).
+	Logger     *slog.Logger
+	Clock      clock.Clock
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics on the OTLP HTTP listener and feeds self-metrics; nil
+	// means prometheus.DefaultGatherer is not used and /metrics is not served.
+	Gatherer prometheus.Gatherer
+}
+
+// Pipeline runs the agent's telemetry path. New opens the queues; Start listens and
+// forwards; Shutdown stops accepting, lets in-flight requests finish, and closes.
+type Pipeline struct {
+	s        Settings
+	log      *slog.Logger
+	lanes    map[otlp.Signal]*lane
+	ctx      context.Context // Start's, for repairs
+	tagger   atomic.Pointer[otlp.Tagger]
+	bufs     sync.Pool // *[]byte for tagged requests and queue entries
+	encoders sync.Pool // *forward.Encoder
+	metrics  *metrics
+
+	httpSrv *http.Server
+	grpcSrv *receiver.GRPCServer
+	addrs   struct{ grpc, http string }
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens the per-signal queues under s.QueueDir. The pipeline tags with an empty
+// context until SetContext is called.
+func New(s Settings) (*Pipeline, error) {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Clock == nil {
+		s.Clock = clock.Real{}
+	}
+	p := &Pipeline{s: s, log: s.Logger, lanes: map[otlp.Signal]*lane{}}
+	p.tagger.Store(otlp.NewTagger(otlp.Context{}))
+	p.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	// Queue entries are s2-compressed: a small fraction of gzip's cost, and the queue
+	// still writes several times fewer bytes; the forwarder compresses for the wire.
+	p.encoders.New = func() any { e, _ := forward.NewEncoder("s2"); return e }
+	for _, sig := range otlp.Signals {
+		opts := s.Queue
+		opts.Dir = filepath.Join(s.QueueDir, sig.String())
+		opts.Clock = s.Clock
+		q, err := queue.Open(opts)
+		if err != nil {
+			p.closeQueues()
+			return nil, fmt.Errorf("open %s queue: %w", sig, err)
+		}
+		p.lanes[sig] = &lane{sig: sig, opts: opts, q: q}
+	}
+	m, err := newMetrics(s.Registerer, p.lanes)
+	if err != nil {
+		p.closeQueues()
+		return nil, err
+	}
+	p.metrics = m
+	return p, nil
+}
+
+// SetContext sets the deployment context written on every resource from now on.
+func (p *Pipeline) SetContext(c otlp.Context) { p.tagger.Store(otlp.NewTagger(c)) }
+
+// Consume tags one export request and queues it; it is the receivers' consumer.
+func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
+	tp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(tp)
+	tagged, records, err := p.tagger.Load().Tag(r.Signal, (*tp)[:0], r.Body)
+	*tp = tagged
+	if err != nil {
+		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
+		return receiver.BadRequest("%v", err)
+	}
+	// Compress cheaply here, so the queue writes and reads a fraction of the bytes.
+	enc := p.encoders.Get().(*forward.Encoder)
+	ep := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(ep)
+	entry, err := enc.Append((*ep)[:0], records, tagged)
+	p.encoders.Put(enc)
+	*ep = entry
+	if err != nil {
+		return receiver.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
+	}
+	if err := p.lanes[r.Signal].append(entry); err != nil {
+		switch {
+		case errors.Is(err, queue.ErrFull):
+			p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_full").Add(float64(records))
+			return receiver.Full("agent queue is full; retry later", 5*time.Second)
+		case errors.Is(err, queue.ErrTooLarge):
+			p.metrics.refused.WithLabelValues(r.Signal.String(), "too_large").Add(float64(records))
+			return &receiver.Error{HTTP: http.StatusRequestEntityTooLarge, Code: 3, Message: "request larger than the agent queue can hold"}
+		}
+		p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_error").Add(float64(records))
+		if l := p.lanes[r.Signal]; !errors.Is(err, errRepairing) && !errors.Is(err, queue.ErrClosed) && l.broken.CompareAndSwap(false, true) {
+			p.log.Error("could not queue telemetry; reopening the queue", "signal", r.Signal, "error", err)
+			if p.ctx != nil {
+				p.wg.Add(1)
+				go p.repair(p.ctx, l, p.repairInterval())
+			}
+		}
+		return receiver.Unavailable("agent could not write its queue: "+err.Error(), 5*time.Second)
+	}
+	p.metrics.accepted.WithLabelValues(r.Signal.String()).Add(float64(records))
+	return nil
+}
+
+// Start listens on the OTLP addresses and starts forwarding. It fails if an address
+// cannot be bound, so two agents on one host learn at once that they collide.
+func (p *Pipeline) Start(ctx context.Context) error {
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.ctx = ctx // before the receivers open: Consume reads it to start repairs
+	maxBytes := p.s.MaxRequestBytes
+	if maxBytes <= 0 {
+		maxBytes = receiver.DefaultMaxBytes
+	}
+	if on(p.s.HTTPAddr) {
+		lis, err := net.Listen("tcp", p.s.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("OTLP/HTTP listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		(&receiver.HTTP{Consumer: p, MaxBytes: maxBytes}).Register(mux)
+		if p.s.Gatherer != nil {
+			mux.Handle("/metrics", promhttp.HandlerFor(p.s.Gatherer, promhttp.HandlerOpts{}))
+		}
+		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		p.addrs.http = lis.Addr().String()
+		go func() {
+			if err := p.httpSrv.Serve(receiver.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				p.log.Error("OTLP/HTTP server stopped", "error", err)
+			}
+		}()
+	}
+	if on(p.s.GRPCAddr) {
+		lis, err := net.Listen("tcp", p.s.GRPCAddr)
+		if err != nil {
+			if p.httpSrv != nil {
+				p.httpSrv.Close()
+			}
+			return fmt.Errorf("OTLP/gRPC listener: %w", err)
+		}
+		p.grpcSrv = receiver.NewGRPCServer(p, int(maxBytes), nil)
+		p.addrs.grpc = lis.Addr().String()
+		go func() {
+			if err := p.grpcSrv.Serve(lis); err != nil {
+				p.log.Error("OTLP/gRPC server stopped", "error", err)
+			}
+		}()
+	}
+	for _, l := range p.lanes {
+		l.mu.Lock()
+		err := p.startForwarder(ctx, l)
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if p.s.SelfMetricsInterval > 0 && p.s.Gatherer != nil {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.selfMetricsLoop(ctx)
+		}()
+	}
+	p.log.Info("telemetry pipeline started", "otlp_grpc", p.addrs.grpc, "otlp_http", p.addrs.http, "queue", p.s.QueueDir)
+	return nil
+}
+
+// Addrs returns the bound OTLP addresses (empty when disabled), useful with port 0.
+func (p *Pipeline) Addrs() (grpcAddr, httpAddr string) { return p.addrs.grpc, p.addrs.http }
+
+// Shutdown stops the receivers (letting in-flight requests finish), stops the
+// forwarders and closes the queues. Whatever was not sent yet stays queued on disk.
+func (p *Pipeline) Shutdown(ctx context.Context) error {
+	var errs []error
+	if p.httpSrv != nil {
+		errs = append(errs, p.httpSrv.Shutdown(ctx))
+	}
+	if p.grpcSrv != nil {
+		done := make(chan struct{})
+		go func() { p.grpcSrv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			p.grpcSrv.Stop()
+		}
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait() // repairs end with the context
+	for _, l := range p.lanes {
+		l.mu.Lock()
+		l.stopForwarder()
+		l.mu.Unlock()
+	}
+	errs = append(errs, p.closeQueues())
+	return errors.Join(errs...)
+}
+
+func (p *Pipeline) closeQueues() error {
+	var errs []error
+	for sig, l := range p.lanes {
+		if err := l.q.Close(); err != nil && !errors.Is(err, queue.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close %s queue: %w", sig, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func on(addr string) bool { return addr != "" && addr != "off" }
+
+func (p *Pipeline) repairInterval() time.Duration {
+	if p.s.RepairInterval > 0 {
+		return p.s.RepairInterval
+	}
+	return 5 * time.Second
+}

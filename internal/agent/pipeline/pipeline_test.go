@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/periscope-dev/periscope/internal/agent/forward"
+	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/queue"
+)
+
+// upstream is a manager stand-in that answers 503 until it is up, then counts records.
+type upstream struct {
+	up      atomic.Bool
+	mu      sync.Mutex
+	records int
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !u.up.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	data, err := otlp.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(data); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	u.mu.Lock()
+	u.records += req.Logs().LogRecordCount()
+	u.mu.Unlock()
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.records
+}
+
+// TestFullDiskIsRefusedThenRecovered fills the disk under the agent's queue: the
+// application is told 503 (and loses nothing it was told was accepted), and once
+// space is back the agent accepts again without a restart and delivers everything.
+func TestFullDiskIsRefusedThenRecovered(t *testing.T) {
+	disk := filepath.Join(t.TempDir(), "disk")
+	os.Mkdir(disk, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Skipf("a full disk is simulated with a small tmpfs, and mounting one is not permitted here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", disk).Run() })
+
+	up := &upstream{}
+	srv := httptest.NewServer(up)
+	defer srv.Close()
+	p, err := New(Settings{
+		HTTPAddr: "127.0.0.1:0", QueueDir: filepath.Join(disk, "queue"),
+		Queue:          queue.Options{MaxBytes: 64 << 20, SegmentBytes: 1 << 20},
+		Forward:        forward.Settings{Endpoint: srv.URL, Token: "pdt_x", Linger: -1, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		RepairInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	_, httpAddr := p.Addrs()
+
+	post := func() int {
+		l := plog.NewLogs()
+		random := make([]byte, 16<<10) // incompressible, so the queue really fills the disk
+		rand.Read(random)
+		l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr(hex.EncodeToString(random))
+		body, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+		resp, err := http.Post("http://"+httpAddr+"/v1/logs", "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	acked, refused := 0, 0
+	for i := 0; i < 400 && refused == 0; i++ {
+		switch code := post(); code {
+		case 200:
+			acked++
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Fatalf("unexpected status %d while the disk fills", code)
+		}
+	}
+	if refused == 0 || acked == 0 {
+		t.Fatalf("acked %d, refused %d: the disk never filled", acked, refused)
+	}
+	// Space comes back (the manager returns and the queue drains).
+	up.up.Store(true)
+	deadline := time.Now().Add(15 * time.Second)
+	for post() != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not accept again after the disk had room")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	acked++
+	for up.count() < acked {
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream has %d of %d acknowledged records", up.count(), acked)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := up.count(); got != acked {
+		t.Errorf("upstream has %d records, want exactly the %d acknowledged", got, acked)
+	}
+}

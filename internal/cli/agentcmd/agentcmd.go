@@ -1,0 +1,130 @@
+// Package agentcmd is the "agent" command, shared by the periscope binary and the
+// agent-only periscope-agent binary (which must not link the manager).
+package agentcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/periscope-dev/periscope/internal/agent/opamp"
+	"github.com/periscope-dev/periscope/internal/config"
+)
+
+// New returns the agent command.
+func New() *cobra.Command {
+	var cfgFile string
+	flags := config.DefaultAgent()
+	var hb, updateTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent inside a customer deployment: check in and forward telemetry",
+		Long: `Run the agent inside a customer deployment. It checks in with the manager over
+OpAMP (WebSocket for push, HTTP polling for pull), reporting its release, cloud,
+region, platform, health and effective configuration. It receives the local
+application's OTLP logs, traces and metrics (gRPC 127.0.0.1:4317, HTTP
+127.0.0.1:4318), tags them with the deployment context, queues them on disk and
+forwards them to the manager.
+
+When the manager offers another release, the agent applies it through the
+vendor's hook: --update-command runs a shell command (a Go template with
+{{.Release}}, {{.PreviousRelease}}, {{.Stack}} and {{.ConfigHash}}), or
+--update-webhook POSTs the offer as JSON; --update-timeout bounds either. Without
+a hook the deployment is shown as needing a manual redeploy. See docs/updates.md.
+
+Every flag can also come from the config file (--config) or a PERISCOPE_*
+variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
+		Example: "  periscope agent --manager https://periscope.vendor.example --token pdt_... --release 1.8.0",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.DefaultAgent()
+			if err := config.Load(&cfg, cfgFile, os.Environ()); err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			for name, dst := range map[string]*string{"manager": &cfg.Manager, "token": &cfg.Token, "release": &cfg.Release,
+				"cloud": &cfg.Cloud, "region": &cfg.Region, "platform": &cfg.Platform, "transport": &cfg.Transport,
+				"data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel, "otlp-grpc": &cfg.OTLPGRPC, "otlp-http": &cfg.OTLPHTTP,
+				"compression": &cfg.Compression, "update-command": &cfg.Update.Command, "update-webhook": &cfg.Update.Webhook} {
+				if f.Changed(name) {
+					*dst, _ = f.GetString(name)
+				}
+			}
+			if f.Changed("heartbeat-interval") {
+				cfg.HeartbeatInterval = config.Duration(hb)
+			}
+			if f.Changed("update-timeout") {
+				cfg.Update.Timeout = config.Duration(updateTimeout)
+			}
+			log := NewLogger(cfg.LogLevel)
+			a, err := opamp.New(cfg, opamp.Settings{Logger: log})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := a.Start(ctx); err != nil {
+				return err
+			}
+			if f.Changed("max-procs") {
+				cfg.MaxProcs, _ = f.GetInt("max-procs")
+			}
+			if cfg.MaxProcs > 0 {
+				runtime.GOMAXPROCS(cfg.MaxProcs)
+			}
+			if addr, _ := f.GetString("pprof"); addr != "" {
+				go servePprof(addr, log)
+			}
+			p, err := startPipeline(ctx, cfg, log)
+			if err != nil {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return errors.Join(err, a.Shutdown(sctx))
+			}
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			log.Info("agent stopping")
+			return errors.Join(p.Shutdown(sctx), a.Shutdown(sctx))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML config file")
+	f.String("manager", "", "manager base URL, e.g. http://127.0.0.1:7070 (PERISCOPE_MANAGER)")
+	f.String("token", "", "deployment token (PERISCOPE_TOKEN)")
+	f.String("release", "", "release version this deployment runs (PERISCOPE_RELEASE)")
+	f.String("cloud", "", "cloud provider, e.g. aws, gcp, azure (detected when unset)")
+	f.String("region", "", "cloud region (detected when unset)")
+	f.String("platform", "", "platform, e.g. aws_ecs, kubernetes (detected when unset)")
+	f.String("transport", flags.Transport, "websocket (push) or http (polling)")
+	f.String("data-dir", flags.DataDir, "directory for the agent's identity and update state")
+	f.DurationVar(&hb, "heartbeat-interval", time.Duration(flags.HeartbeatInterval), "how often to check in")
+	f.String("log-level", flags.LogLevel, "debug, info, warn or error")
+	f.String("otlp-grpc", flags.OTLPGRPC, "OTLP/gRPC address for the local application, or off (PERISCOPE_OTLP_GRPC)")
+	f.String("otlp-http", flags.OTLPHTTP, "OTLP/HTTP address for the local application (also serves /metrics), or off (PERISCOPE_OTLP_HTTP)")
+	f.String("compression", flags.Compression, "compression towards the manager: gzip, zstd or none")
+	f.String("update-command", "", "shell command that moves the deployment to {{.Release}} (PERISCOPE_UPDATE_COMMAND)")
+	f.String("update-webhook", "", "http(s) URL to POST a release offer to instead of a command (PERISCOPE_UPDATE_WEBHOOK)")
+	f.DurationVar(&updateTimeout, "update-timeout", time.Duration(flags.Update.Timeout), "how long the update hook may run (PERISCOPE_UPDATE_TIMEOUT)")
+	f.Int("max-procs", flags.MaxProcs, "CPUs the agent may use at once; 0 means all (PERISCOPE_MAX_PROCS)")
+	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
+	return cmd
+}
+
+// NewLogger returns a text logger on stderr at the named level.
+func NewLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(os.Stderr, "unknown log level %q, using info\n", level)
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,492 @@
+// Package api serves the REST API under /api/v1 and its OpenAPI document. It
+// declares the narrow interfaces it needs of the fleet and the keyring.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
+	"github.com/periscope-dev/periscope/internal/store"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the API's OpenAPI 3 document.
+func OpenAPI() []byte { return openAPI }
+
+// Fleet is what the API needs of the fleet registry.
+type Fleet interface {
+	Get(id string) (registry.View, error)
+	List(f fleet.Filter, p registry.Page) ([]registry.View, int)
+	Summary(f fleet.Filter) registry.Summary
+	CreateDeployments(ctx context.Context, nds []registry.NewDeployment) ([]registry.Created, error)
+	CreateRelease(ctx context.Context, rel fleet.Release) (fleet.Release, error)
+	Releases(stack string) []registry.ReleaseView
+	Events(ctx context.Context, id string, limit int) ([]fleet.Event, error)
+	// Pin pins, unpins or rolls back a selection of deployments, all or none.
+	Pin(ctx context.Context, req registry.PinRequest) (registry.PinResult, error)
+	PinChanges(ctx context.Context, id string, limit int) ([]fleet.PinChange, error)
+	Adoption(stack string) []registry.Adoption
+}
+
+// Keyring is what the API needs of operator tokens.
+type Keyring interface {
+	Lookup(token string) (auth.APIToken, bool)
+	Create(ctx context.Context, name string, role auth.Role) (string, auth.APIToken, error)
+	List() []auth.APIToken
+	Delete(ctx context.Context, id string) error
+}
+
+// maxBody bounds request bodies; a batch of 10,000 deployments fits comfortably.
+const maxBody = 8 << 20
+
+// API is the REST handler set.
+type API struct {
+	fleet Fleet
+	keys  Keyring
+	log   *slog.Logger
+	// tel is nil when the manager runs without a telemetry store (see WithTelemetry).
+	tel   Telemetry
+	clock clock.Clock
+	// notes is nil when no notification webhook is configured (see WithNotifications).
+	notes Notifications
+	// closing ends log tails at shutdown (see Close).
+	closing  context.Context
+	endTails context.CancelFunc
+}
+
+// New returns the API over f and k.
+func New(f Fleet, k Keyring, log *slog.Logger) *API {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	closing, endTails := context.WithCancel(context.Background())
+	return &API{fleet: f, keys: k, log: log, clock: clock.Real{}, closing: closing, endTails: endTails}
+}
+
+// Route is one documented endpoint.
+type Route struct {
+	Method, Path string
+	Role         auth.Role // "" means no token needed
+	handler      func(http.ResponseWriter, *http.Request, auth.APIToken)
+}
+
+// Routes lists every endpoint; the OpenAPI test checks the document against it.
+func (a *API) Routes() []Route {
+	return append([]Route{
+		{"GET", "/api/v1/openapi.json", "", a.openAPI},
+		{"GET", "/api/v1/deployments", auth.RoleViewer, a.listDeployments},
+		{"POST", "/api/v1/deployments", auth.RoleOperator, a.createDeployment},
+		{"POST", "/api/v1/deployments/batch", auth.RoleOperator, a.createDeployments},
+		// A literal segment wins over {id}: a deployment named "behind" is not
+		// reachable as /deployments/behind.
+		{"GET", "/api/v1/deployments/behind", auth.RoleViewer, a.behindDeployments},
+		{"GET", "/api/v1/deployments/{id}", auth.RoleViewer, a.getDeployment},
+		{"GET", "/api/v1/deployments/{id}/events", auth.RoleViewer, a.deploymentEvents},
+		{"PUT", "/api/v1/deployments/{id}/pin", auth.RoleOperator, a.pinDeployment},
+		{"DELETE", "/api/v1/deployments/{id}/pin", auth.RoleOperator, a.unpinDeployment},
+		{"POST", "/api/v1/deployments/{id}/rollback", auth.RoleOperator, a.rollbackDeployment},
+		{"POST", "/api/v1/pins", auth.RoleOperator, a.changePins},
+		{"GET", "/api/v1/pins/history", auth.RoleViewer, a.pinHistory},
+		{"GET", "/api/v1/events", auth.RoleViewer, a.fleetEvents},
+		{"GET", "/api/v1/summary", auth.RoleViewer, a.summary},
+		{"GET", "/api/v1/releases", auth.RoleViewer, a.listReleases},
+		{"POST", "/api/v1/releases", auth.RoleOperator, a.createRelease},
+		{"GET", "/api/v1/releases/adoption", auth.RoleViewer, a.releaseAdoption},
+		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
+		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
+		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
+	}, append(a.telemetryRoutes(), a.notificationRoutes()...)...)
+}
+
+// Register mounts every route on mux, plus a JSON 404 for unknown API paths.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, r := range a.Routes() {
+		mux.Handle(r.Method+" "+r.Path, a.authorize(r))
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+func (a *API) authorize(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var tok auth.APIToken
+		if rt.Role != "" {
+			secret, ok := auth.BearerToken(r.Header.Get("Authorization"))
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="periscope"`)
+				writeError(w, http.StatusUnauthorized, "unauthenticated", "missing bearer token: send Authorization: Bearer <API token>")
+				return
+			}
+			if tok, ok = a.keys.Lookup(secret); !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="periscope", error="invalid_token"`)
+				writeError(w, http.StatusUnauthorized, "unauthenticated", "unknown or revoked API token")
+				return
+			}
+			if !tok.Role.Allows(rt.Role) {
+				writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("this needs the %s role; token %q has %s", rt.Role, tok.Name, tok.Role))
+				return
+			}
+		}
+		rt.handler(w, r, tok)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "could not encode the response")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	b, _ := json.Marshal(apitypes.Error{Error: apitypes.ErrorBody{Code: code, Message: msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// fail maps an error to its status; only user-safe text reaches the client.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	default:
+		a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "internal error; the manager log has details")
+	}
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r)
+	return ok && decodeBody(w, body, v)
+}
+
+// decodeOptional is decode for a body the client may leave out: an empty body
+// leaves v as it is.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, ok := readBody(w, r)
+	if !ok {
+		return false
+	}
+	if strings.TrimSpace(string(body)) == "" {
+		return true
+	}
+	return decodeBody(w, body, v)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", maxBody))
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "invalid", "could not read the request body")
+		return nil, false
+	}
+	return body, true
+}
+
+func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", "malformed JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (a *API) openAPI(w http.ResponseWriter, _ *http.Request, _ auth.APIToken) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPI)
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// DeploymentJSON converts a registry view to its API shape.
+func DeploymentJSON(v registry.View) apitypes.Deployment {
+	d, e := v.Deployment, v.Evaluation
+	labels := d.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return apitypes.Deployment{
+		ID: d.ID, Name: d.Name, Customer: d.Customer, Platform: d.Platform, Cloud: d.Cloud, Region: d.Region, Stack: d.Stack, Labels: labels,
+		Release: d.RunningRelease, DesiredRelease: e.Desired, LatestRelease: e.Latest,
+		Status: e.Status, StatusReason: e.Reason, StatusReasonCode: e.ReasonCode, StatusSince: timePtr(v.StatusSince),
+		Pinned: e.Pinned, Pin: d.Pin, Behind: e.Behind, BehindSince: timePtr(d.BehindSince), NextPollExpected: timePtr(e.NextPollExpected),
+		VersionsBehind: e.VersionsBehind, SupersededAt: timePtr(e.SupersededAt),
+		PreviousRelease: d.PreviousRelease, ReleaseSince: timePtr(d.ReleaseSince), AcceptsReleases: d.AcceptsReleases, Regression: d.Regression,
+		Mode: d.Mode, Connected: d.Connected, AgentVersion: d.AgentVersion, AgentInstanceUID: d.InstanceUID,
+		LastCheckin: timePtr(d.LastCheckin), Health: d.Health, ConfigHash: d.ConfigHash, ExpectedConfigHash: d.ExpectedConfigHash,
+		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
+	}
+}
+
+func filterFrom(r *http.Request) (fleet.Filter, error) {
+	q := r.URL.Query()
+	f := fleet.Filter{Customer: q.Get("customer"), Cloud: q.Get("cloud"), Region: q.Get("region"),
+		Release: q.Get("release"), Stack: q.Get("stack"), Text: q.Get("q")}
+	if s := q.Get("status"); s != "" {
+		st, err := fleet.ParseStatus(s)
+		if err != nil {
+			return f, err
+		}
+		f.Status = st
+	}
+	f.Behind = q.Get("behind")
+	if err := checkBehind(f.Behind); err != nil {
+		return f, err
+	}
+	if s := q.Get("pinned"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return f, fmt.Errorf("pinned: %q: want true or false", s)
+		}
+		f.Pinned = strconv.FormatBool(b)
+	}
+	for _, l := range q["label"] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return f, fmt.Errorf("label: %q: want key=value", l)
+		}
+		if f.Labels == nil {
+			f.Labels = map[string]string{}
+		}
+		f.Labels[k] = v
+	}
+	return f, nil
+}
+
+func intParam(r *http.Request, name string, def, max int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, fmt.Errorf("%s: %q must be a whole number from 1 to %d", name, s, max)
+	}
+	return n, nil
+}
+
+func (a *API) listDeployments(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	f, err := filterFrom(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	after := r.URL.Query().Get("after")
+	views, total := a.fleet.List(f, registry.Page{Limit: limit, After: after})
+	more := len(views) == limit
+	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(views)), Total: total}
+	for i, v := range views {
+		out.Items[i] = DeploymentJSON(v)
+	}
+	if more && len(views) > 0 {
+		out.Next = views[len(views)-1].Deployment.ID
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func toNew(nd apitypes.NewDeployment) registry.NewDeployment {
+	return registry.NewDeployment{ID: nd.ID, Name: nd.Name, Customer: nd.Customer, Platform: nd.Platform,
+		Cloud: nd.Cloud, Region: nd.Region, Stack: nd.Stack, Labels: nd.Labels}
+}
+
+func (a *API) createDeployment(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+	var nd apitypes.NewDeployment
+	if !decode(w, r, &nd) {
+		return
+	}
+	created, err := a.fleet.CreateDeployments(r.Context(), []registry.NewDeployment{toNew(nd)})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := DeploymentJSON(created[0].View)
+	out.Token = created[0].Token
+	a.log.Info("deployment created", "deployment", out.ID, "customer", out.Customer, "by", tok.Name)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (a *API) createDeployments(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+	var body apitypes.NewDeployments
+	if !decode(w, r, &body) {
+		return
+	}
+	if len(body.Deployments) == 0 || len(body.Deployments) > 10000 {
+		writeError(w, http.StatusBadRequest, "invalid", "deployments: send 1 to 10000 deployments per batch")
+		return
+	}
+	nds := make([]registry.NewDeployment, len(body.Deployments))
+	for i, nd := range body.Deployments {
+		nds[i] = toNew(nd)
+	}
+	created, err := a.fleet.CreateDeployments(r.Context(), nds)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(created)), Total: len(created)}
+	for i, c := range created {
+		out.Items[i] = DeploymentJSON(c.View)
+		out.Items[i].Token = c.Token
+	}
+	a.log.Info("deployments created", "count", len(created), "by", tok.Name)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (a *API) getDeployment(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	v, err := a.fleet.Get(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DeploymentJSON(v))
+}
+
+func (a *API) events(w http.ResponseWriter, r *http.Request, id string) {
+	limit, err := intParam(r, "limit", 100, 10000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	evs, err := a.fleet.Events(r.Context(), id, limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if evs == nil {
+		evs = []fleet.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": evs})
+}
+
+func (a *API) deploymentEvents(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	a.events(w, r, r.PathValue("id"))
+}
+
+func (a *API) fleetEvents(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	a.events(w, r, "")
+}
+
+func (a *API) summary(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	f, err := filterFrom(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	s := a.fleet.Summary(f)
+	writeJSON(w, http.StatusOK, apitypes.Summary{Total: s.Total, ByStatus: s.ByStatus, ByRelease: s.ByRelease, Behind: s.Behind, Pinned: s.Pinned})
+}
+
+func releaseJSON(rv registry.ReleaseView) apitypes.Release {
+	return apitypes.Release{Stack: rv.Release.Stack, Version: rv.Release.Version, CreatedAt: rv.Release.CreatedAt.UTC(),
+		Notes: rv.Release.Notes, Latest: rv.Latest, Deployments: rv.Deployments}
+}
+
+func (a *API) listReleases(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	rvs := a.fleet.Releases(r.URL.Query().Get("stack"))
+	out := make([]apitypes.Release, len(rvs))
+	for i, rv := range rvs {
+		out[i] = releaseJSON(rv)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": out})
+}
+
+func (a *API) createRelease(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+	var nr apitypes.NewRelease
+	if !decode(w, r, &nr) {
+		return
+	}
+	rel, err := a.fleet.CreateRelease(r.Context(), fleet.Release{Stack: nr.Stack, Version: nr.Version, Notes: nr.Notes})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("release published", "stack", rel.Stack, "version", rel.Version, "by", tok.Name)
+	for _, rv := range a.fleet.Releases(rel.Stack) {
+		if rv.Release.Version == rel.Version {
+			writeJSON(w, http.StatusCreated, releaseJSON(rv))
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, releaseJSON(registry.ReleaseView{Release: rel}))
+}
+
+func (a *API) listTokens(w http.ResponseWriter, _ *http.Request, _ auth.APIToken) {
+	ts := a.keys.List()
+	out := make([]apitypes.Token, len(ts))
+	for i, t := range ts {
+		out[i] = apitypes.Token{ID: t.ID, Name: t.Name, Role: string(t.Role)}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": out})
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request, by auth.APIToken) {
+	var nt apitypes.NewToken
+	if !decode(w, r, &nt) {
+		return
+	}
+	role, err := auth.ParseRole(nt.Role)
+	if err != nil || nt.Name == "" {
+		writeError(w, http.StatusBadRequest, "invalid", "a token needs a name and a role of viewer, operator or admin")
+		return
+	}
+	secret, t, err := a.keys.Create(r.Context(), nt.Name, role)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("API token created", "token", t.ID, "name", t.Name, "role", t.Role, "by", by.Name)
+	writeJSON(w, http.StatusCreated, apitypes.Token{ID: t.ID, Name: t.Name, Role: string(t.Role), Secret: secret})
+}
+
+func (a *API) deleteToken(w http.ResponseWriter, r *http.Request, by auth.APIToken) {
+	if err := a.keys.Delete(r.Context(), r.PathValue("id")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("API token revoked", "token", r.PathValue("id"), "by", by.Name)
+	w.WriteHeader(http.StatusNoContent)
+}

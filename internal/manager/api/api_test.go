@@ -1,0 +1,260 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/manager"
+	"github.com/periscope-dev/periscope/internal/manager/api"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
+)
+
+const admin = "psk_api-test-admin"
+
+func start(t *testing.T) *manager.Manager {
+	cfg := config.DefaultManager()
+	cfg.Listen, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", t.TempDir(), admin
+	m, err := manager.New(cfg, manager.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	return m
+}
+
+func TestRolesAndErrors(t *testing.T) {
+	ctx := context.Background()
+	m := start(t)
+	adm := apiclient.New(m.URL(), admin)
+	var viewer, operator apitypes.Token
+	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "dash", Role: "viewer"}, &viewer); err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "ci", Role: "operator"}, &operator); err != nil {
+		t.Fatal(err)
+	}
+	create := apitypes.NewDeployment{ID: "acme", Customer: "acme", Stack: "app"}
+	for _, tc := range []struct {
+		name   string
+		token  string
+		method string
+		path   string
+		body   any
+		status int
+		code   string
+	}{
+		{"no token", "", "GET", "/api/v1/deployments", nil, 401, "unauthenticated"},
+		{"unknown token", "psk_nope", "GET", "/api/v1/deployments", nil, 401, "unauthenticated"},
+		{"deployment token is not an API token", "pdt_x", "GET", "/api/v1/summary", nil, 401, "unauthenticated"},
+		{"viewer cannot create", viewer.Secret, "POST", "/api/v1/deployments", create, 403, "forbidden"},
+		{"operator cannot manage tokens", operator.Secret, "GET", "/api/v1/tokens", nil, 403, "forbidden"},
+		{"operator creates", operator.Secret, "POST", "/api/v1/deployments", create, 201, ""},
+		{"duplicate id", operator.Secret, "POST", "/api/v1/deployments", create, 409, "conflict"},
+		{"bad id", operator.Secret, "POST", "/api/v1/deployments", apitypes.NewDeployment{ID: "Not Valid!", Customer: "x"}, 400, "invalid"},
+		{"unknown field", operator.Secret, "POST", "/api/v1/releases", map[string]string{"stack": "app", "version": "1", "colour": "red"}, 400, "invalid"},
+		{"unknown deployment", viewer.Secret, "GET", "/api/v1/deployments/ghost", nil, 404, "not_found"},
+		{"bad status filter", viewer.Secret, "GET", "/api/v1/deployments?status=sad", nil, 400, "invalid"},
+		{"unknown endpoint", viewer.Secret, "GET", "/api/v1/nothing", nil, 404, "not_found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := apiclient.New(m.URL(), tc.token).Do(ctx, tc.method, tc.path, tc.body, nil)
+			var ae *apiclient.Error
+			switch {
+			case tc.status < 300 && err != nil:
+				t.Fatalf("want success, got %v", err)
+			case tc.status >= 300 && (!errors.As(err, &ae) || ae.Status != tc.status || ae.Code != tc.code || ae.Message == ""):
+				t.Fatalf("want %d %s with a message, got %v", tc.status, tc.code, err)
+			}
+		})
+	}
+	// A revoked token stops working at once.
+	if err := adm.Do(ctx, "DELETE", "/api/v1/tokens/"+viewer.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiclient.New(m.URL(), viewer.Secret).Do(ctx, "GET", "/api/v1/summary", nil, nil); err == nil {
+		t.Fatal("revoked token still accepted")
+	}
+}
+
+func TestPagingAndBatchCreate(t *testing.T) {
+	ctx := context.Background()
+	m := start(t)
+	c := apiclient.New(m.URL(), admin)
+	var nds []apitypes.NewDeployment
+	for i := 0; i < 25; i++ {
+		nds = append(nds, apitypes.NewDeployment{ID: fmt.Sprintf("d%02d", 24-i), Customer: []string{"a", "b"}[i%2], Stack: "app"})
+	}
+	created, err := c.CreateDeployments(ctx, nds)
+	if err != nil || len(created) != 25 || created[0].Token == "" {
+		t.Fatalf("batch create: %d, %v", len(created), err)
+	}
+	// A batch with one duplicate creates none.
+	if _, err := c.CreateDeployments(ctx, []apitypes.NewDeployment{{ID: "fresh", Customer: "a"}, {ID: "d03", Customer: "a"}}); err == nil {
+		t.Fatal("batch with a duplicate id accepted")
+	}
+	var seen []string
+	after := ""
+	for pages := 0; ; pages++ {
+		var page apitypes.DeploymentList
+		if err := c.Do(ctx, "GET", "/api/v1/deployments?customer=a&limit=5&after="+after, nil, &page); err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != 13 {
+			t.Fatalf("total = %d, want 13 deployments of customer a", page.Total)
+		}
+		for _, d := range page.Items {
+			seen = append(seen, d.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if len(seen) != 13 || !sort.StringsAreSorted(seen) || seen[0] != "d00" {
+		t.Fatalf("paged ids = %v; want the 13 ids of customer a in order", seen)
+	}
+	if all, _ := c.Deployments(ctx, apiclient.Filter{}); len(all) != 25 {
+		t.Fatalf("%d deployments, want 25 (the refused batch must add none)", len(all))
+	}
+}
+
+// TestOpenAPIMatchesRoutesAndTypes keeps /api/v1/openapi.json true: every route is
+// documented with its method and vice versa, and the documented objects have
+// exactly the fields the server sends.
+func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
+	m := start(t)
+	resp, err := http.Get(m.URL() + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatalf("openapi.json is not JSON: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi version %q", doc.OpenAPI)
+	}
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			documented[strings.ToUpper(method)+" "+path] = true
+		}
+	}
+	served := map[string]bool{}
+	for _, r := range api.New(nil, nil, nil).Routes() {
+		served[r.Method+" "+r.Path] = true
+		if !documented[r.Method+" "+r.Path] {
+			t.Errorf("%s %s is served but not documented", r.Method, r.Path)
+		}
+	}
+	for op := range documented {
+		if !served[op] {
+			t.Errorf("%s is documented but not served", op)
+		}
+	}
+	for name, v := range map[string]any{
+		"Deployment": apitypes.Deployment{}, "DeploymentList": apitypes.DeploymentList{}, "NewDeployment": apitypes.NewDeployment{},
+		"Release": apitypes.Release{}, "NewRelease": apitypes.NewRelease{}, "Summary": apitypes.Summary{}, "Event": apitypes.Event{},
+		"Token": apitypes.Token{}, "NewToken": apitypes.NewToken{},
+		"Context": telquery.Context{}, "Log": telquery.Log{}, "LogPage": telquery.LogPage{}, "Span": telquery.Span{},
+		"SpanPage": telquery.SpanPage{}, "Trace": telquery.Trace{}, "Stats": telquery.Stats{}, "REDPoint": telquery.REDPoint{},
+		"REDSeries": telquery.REDSeries{}, "RED": telquery.RED{}, "ReleaseWindow": telquery.ReleaseWindow{},
+		"Comparison": telquery.Comparison{}, "MetricPoint": telquery.MetricPoint{}, "MetricSeries": telquery.MetricSeries{},
+		"Metric": telquery.Metric{}, "Regression": apitypes.Regression{}, "NewPin": apitypes.NewPin{}, "PinReason": apitypes.PinReason{},
+		"PinRequest": apitypes.PinRequest{}, "PinFilter": apitypes.PinFilter{}, "PinChange": apitypes.PinChange{},
+		"PinResult": apitypes.PinResult{}, "Adoption": apitypes.Adoption{}, "ReleaseAdoption": apitypes.ReleaseAdoption{},
+		"BehindDeployment": apitypes.BehindDeployment{},
+	} {
+		want := jsonFields(reflect.TypeOf(v))
+		got := []string{}
+		for k := range doc.Components.Schemas[name].Properties {
+			got = append(got, k)
+		}
+		sort.Strings(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("schema %s documents %v; the type sends %v", name, got, want)
+		}
+	}
+	// The telemetry endpoints document exactly the parameters their query type
+	// encodes (each query sets every field that endpoint uses).
+	f := telquery.Filter{Deployment: "d", Customer: "c", Cloud: "aws", Region: "r", Release: "1", Stack: "s", Service: "api", Function: "f"}
+	timed := f
+	timed.Since, timed.Until = time.Unix(1, 0), time.Unix(2, 0)
+	logs := telquery.LogQuery{Filter: f, MinSeverity: 9, Contains: "x", Attrs: map[string]string{"k": "v"}, TraceID: "t"}
+	for path, q := range map[string]interface{ Values() url.Values }{
+		"/api/v1/logs/tail": logs,
+		"/api/v1/logs": telquery.LogQuery{Filter: timed, MinSeverity: 9, Contains: "x", Attrs: map[string]string{"k": "v"}, TraceID: "t",
+			Limit: 1, Cursor: "c"},
+		"/api/v1/spans":            telquery.SpanQuery{Filter: timed, Name: "n", ErrorsOnly: true, MinDuration: 1, RootsOnly: true, Limit: 1, Cursor: "c"},
+		"/api/v1/red":              telquery.REDQuery{Filter: timed, Step: time.Minute, GroupBy: "release", Raw: true},
+		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour, Against: "0.9"},
+		"/api/v1/metrics/series":   telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
+	} {
+		var get struct {
+			Parameters []struct{ Name, In string }
+		}
+		if err := json.Unmarshal(doc.Paths[path]["get"], &get); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		got, want := []string{}, []string{}
+		for _, p := range get.Parameters {
+			if p.In == "query" {
+				got = append(got, p.Name)
+			}
+		}
+		for k := range q.Values() {
+			want = append(want, k)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("GET %s documents parameters %v; the query sends %v", path, got, want)
+		}
+	}
+}
+
+// jsonFields lists the object keys encoding/json writes for a struct type.
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported() && !f.Anonymous:
+		case name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct:
+			// encoding/json lifts the fields of an untagged embedded struct
+			// (REDPoint's Stats) into the parent object.
+			out = append(out, jsonFields(f.Type)...)
+		case name == "":
+			out = append(out, f.Name)
+		default:
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

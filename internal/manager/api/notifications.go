@@ -1,0 +1,75 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"reflect"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/notify"
+)
+
+// Notifications is what the API needs of the notifier.
+type Notifications interface {
+	// List returns recorded notifications, newest first.
+	List(ctx context.Context, q notify.Query) ([]notify.Notification, error)
+}
+
+// WithNotifications makes GET /api/v1/notifications answer from n, and returns
+// a for chaining. Without it, or with a nil n (no webhook configured), the route
+// answers 503.
+func (a *API) WithNotifications(n Notifications) *API {
+	// A nil *Notifier in the interface is not a nil interface.
+	if v := reflect.ValueOf(n); v.Kind() == reflect.Pointer && v.IsNil() {
+		n = nil
+	}
+	a.notes = n
+	return a
+}
+
+func (a *API) notificationRoutes() []Route {
+	return []Route{
+		{"GET", "/api/v1/notifications", auth.RoleViewer, a.listNotifications},
+	}
+}
+
+func (a *API) listNotifications(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+	if a.notes == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "this manager has no notification webhooks configured")
+		return
+	}
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	q := notify.Query{Deployment: r.URL.Query().Get("deployment"), State: r.URL.Query().Get("state"), Limit: limit}
+	switch q.State {
+	case "", string(notify.Pending), string(notify.Delivered), string(notify.Failed), string(notify.Entered), string(notify.Resolved):
+	default:
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("state: %q must be pending, delivered or failed (of a delivery) or entered or resolved", q.State))
+		return
+	}
+	ns, err := a.notes.List(r.Context(), q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := apitypes.NotificationList{Items: make([]apitypes.Notification, len(ns))}
+	for i, n := range ns {
+		out.Items[i] = NotificationJSON(n)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// NotificationJSON converts a recorded notification to its API shape.
+func NotificationJSON(n notify.Notification) apitypes.Notification {
+	out := apitypes.Notification{NotificationEvent: n.Event(), CreatedAt: n.CreatedAt.UTC(), Deliveries: make([]apitypes.NotificationDelivery, len(n.Deliveries))}
+	for i, d := range n.Deliveries {
+		out.Deliveries[i] = apitypes.NotificationDelivery{Webhook: d.Webhook, State: string(d.State), Attempts: d.Attempts, LastError: d.LastError,
+			NextAttempt: timePtr(d.NextAttempt), DeliveredAt: timePtr(d.DeliveredAt), UpdatedAt: d.UpdatedAt.UTC()}
+	}
+	return out
+}

@@ -1,0 +1,411 @@
+// Package checkin is the manager's side of OpAMP: it authenticates each agent by
+// its deployment token, turns what the agent reports into a registry check-in, and
+// keeps the open WebSocket connections of push deployments.
+//
+// Identity comes from the token alone. Whatever instance id or attributes an agent
+// claims, its check-in is recorded on the deployment its token belongs to.
+package checkin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/open-telemetry/opamp-go/server"
+	"github.com/open-telemetry/opamp-go/server/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/desired"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/opamplog"
+)
+
+// Attribute keys an agent uses in its OpAMP agent description.
+const (
+	AttrServiceName    = "service.name"
+	AttrServiceVersion = "service.version"
+	AttrRelease        = "periscope.release.version"
+	AttrCloudProvider  = "cloud.provider"
+	AttrCloudRegion    = "cloud.region"
+	AttrCloudPlatform  = "cloud.platform"
+)
+
+// Fleet is what the check-in server needs of the fleet registry.
+type Fleet interface {
+	Authenticate(token string) (id string, ok bool)
+	Checkin(id string, rep registry.Report) (knewAgent bool, err error)
+	Disconnected(id string)
+	// Offer returns the release offer for deployment id and whether it must be sent.
+	Offer(id string) (desired.Offer, bool)
+}
+
+// Settings are the server's collaborators; zero values are safe.
+type Settings struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// HeartbeatInterval is offered to agents that accept it (whole seconds only,
+	// as OpAMP carries it; shorter intervals are not offered).
+	HeartbeatInterval time.Duration
+}
+
+// Server handles /v1/opamp. Create with New; mount Handler and set ConnContext on
+// the http.Server.
+type Server struct {
+	fleet   Fleet
+	log     *slog.Logger
+	hb      time.Duration
+	handler http.HandlerFunc
+	connCtx func(context.Context, net.Conn) context.Context
+
+	mu    sync.Mutex
+	conns map[string]types.Connection // deployment id → its open WebSocket
+
+	checkins *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	offers   prometheus.Counter
+	latency  prometheus.Histogram
+	open     prometheus.GaugeFunc
+}
+
+// New returns a check-in server for f.
+func New(f Fleet, s Settings) (*Server, error) {
+	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, conns: map[string]types.Connection{}}
+	if cs.log == nil {
+		cs.log = slog.New(slog.DiscardHandler)
+	}
+	cs.checkins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_checkins_total", Help: "OpAMP messages accepted, by transport."}, []string{"transport"})
+	cs.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_checkins_rejected_total", Help: "OpAMP connections refused, by reason."}, []string{"reason"})
+	cs.offers = prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_release_offers_total", Help: "Desired-release offers sent to agents (in replies and pushed)."})
+	cs.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_checkin_duration_seconds", Help: "Time to process one OpAMP message.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	cs.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_opamp_push_connections", Help: "Open WebSocket (push) connections."}, func() float64 {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		return float64(len(cs.conns))
+	})
+	if s.Registerer != nil {
+		for _, c := range []prometheus.Collector{cs.checkins, cs.rejected, cs.offers, cs.latency, cs.open} {
+			if err := s.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("checkin: register metrics: %w", err)
+			}
+		}
+	}
+	srv := server.New(opamplog.Logger{L: cs.log.With("component", "opamp")})
+	h, connCtx, err := srv.Attach(server.Settings{Callbacks: types.Callbacks{OnConnecting: cs.onConnecting}, EnableCompression: true})
+	if err != nil {
+		return nil, fmt.Errorf("checkin: attach OpAMP server: %w", err)
+	}
+	cs.handler, cs.connCtx = http.HandlerFunc(h), connCtx
+	return cs, nil
+}
+
+// Handler serves OpAMP over both HTTP polling and WebSocket.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// ConnContext must be set as the http.Server's ConnContext: OpAMP over plain HTTP
+// needs the underlying connection.
+func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return s.connCtx(ctx, c)
+}
+
+// Shutdown closes every open WebSocket so agents reconnect elsewhere.
+func (s *Server) Shutdown(context.Context) error {
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = map[string]types.Connection{}
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range conns {
+		if err := c.Disconnect(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Push sends each listed deployment that holds an open push connection its
+// release offer now, if it needs one, a few at a time. It returns how many
+// offers were sent; deployments that poll get theirs at their next check-in.
+func (s *Server) Push(ctx context.Context, ids []string) int {
+	type job struct {
+		id string
+		c  types.Connection
+	}
+	s.mu.Lock()
+	jobs := make([]job, 0, len(ids))
+	for _, id := range ids {
+		if c, ok := s.conns[id]; ok {
+			jobs = append(jobs, job{id, c})
+		}
+	}
+	s.mu.Unlock()
+	var (
+		sent atomic.Int64
+		wg   sync.WaitGroup
+		next = make(chan job)
+	)
+	for range min(len(jobs), pushWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				o, need := s.fleet.Offer(j.id)
+				if !need {
+					continue
+				}
+				sctx, cancel := context.WithTimeout(ctx, pushTimeout)
+				err := j.c.Send(sctx, &protobufs.ServerToAgent{RemoteConfig: desired.Encode(o)})
+				cancel()
+				if err != nil {
+					// The agent gets the offer at its next message instead.
+					s.log.Debug("push of release offer failed", "deployment", j.id, "err", err)
+					continue
+				}
+				s.offers.Inc()
+				sent.Add(1)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	return int(sent.Load())
+}
+
+// pushWorkers bounds concurrent sends so a fleet-wide pin does not start 100,000
+// goroutines, while one slow connection does not hold up the rest.
+const pushWorkers = 64
+
+// pushTimeout bounds one send; a connection that cannot take a small message in
+// this time is as good as gone.
+const pushTimeout = 10 * time.Second
+
+// Connected reports whether deployment id holds an open push connection.
+func (s *Server) Connected(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.conns[id]
+	return ok
+}
+
+func (s *Server) onConnecting(req *http.Request) types.ConnectionResponse {
+	tok, ok := auth.BearerToken(req.Header.Get("Authorization"))
+	if !ok {
+		s.rejected.WithLabelValues("missing_token").Inc()
+		return types.ConnectionResponse{HTTPStatusCode: http.StatusUnauthorized, HTTPResponseHeader: map[string]string{"WWW-Authenticate": `Bearer realm="periscope"`}}
+	}
+	id, ok := s.fleet.Authenticate(tok)
+	if !ok {
+		s.rejected.WithLabelValues("bad_token").Inc()
+		s.log.Debug("OpAMP connection with unknown token refused", "remote", req.RemoteAddr)
+		return types.ConnectionResponse{HTTPStatusCode: http.StatusUnauthorized, HTTPResponseHeader: map[string]string{"WWW-Authenticate": `Bearer realm="periscope", error="invalid_token"`}}
+	}
+	mode, transport := fleet.ModePull, "http"
+	if strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		mode, transport = fleet.ModePush, "websocket"
+	}
+	c := &conn{s: s, id: id, mode: mode, checkins: s.checkins.WithLabelValues(transport)}
+	return types.ConnectionResponse{Accept: true, ConnectionCallbacks: types.ConnectionCallbacks{
+		OnConnected:       c.onConnected,
+		OnMessage:         c.onMessage,
+		OnConnectionClose: c.onClose,
+	}}
+}
+
+// conn is one authenticated OpAMP connection (one request, for HTTP polling).
+type conn struct {
+	s        *Server
+	id       string
+	mode     fleet.Mode
+	checkins prometheus.Counter
+	sentHB   bool
+}
+
+func (c *conn) onConnected(_ context.Context, tc types.Connection) {
+	if c.mode != fleet.ModePush {
+		return
+	}
+	c.s.mu.Lock()
+	old := c.s.conns[c.id]
+	c.s.conns[c.id] = tc
+	c.s.mu.Unlock()
+	if old != nil && old != tc {
+		// A deployment has one agent; a second connection with its token replaces the first.
+		_ = old.Disconnect()
+	}
+	c.s.log.Debug("push connection opened", "deployment", c.id)
+}
+
+func (c *conn) onClose(tc types.Connection) {
+	if c.mode != fleet.ModePush {
+		return
+	}
+	c.s.mu.Lock()
+	current := c.s.conns[c.id] == tc
+	if current {
+		delete(c.s.conns, c.id)
+	}
+	c.s.mu.Unlock()
+	if current {
+		c.s.fleet.Disconnected(c.id)
+		c.s.log.Debug("push connection closed", "deployment", c.id)
+	}
+}
+
+func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.AgentToServer) *protobufs.ServerToAgent {
+	start := time.Now()
+	defer func() { c.s.latency.Observe(time.Since(start).Seconds()) }()
+	c.checkins.Inc()
+	rep := Report(msg)
+	rep.Mode = c.mode
+	resp := &protobufs.ServerToAgent{
+		InstanceUid: msg.InstanceUid,
+		Capabilities: uint64(protobufs.ServerCapabilities_ServerCapabilities_AcceptsStatus | protobufs.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig |
+			protobufs.ServerCapabilities_ServerCapabilities_OffersConnectionSettings | protobufs.ServerCapabilities_ServerCapabilities_OffersRemoteConfig),
+	}
+	known, err := c.s.fleet.Checkin(c.id, rep)
+	if err != nil {
+		// The deployment was authenticated moments ago; it can only be gone if
+		// deleted meanwhile. Tell the agent rather than pretend.
+		resp.ErrorResponse = &protobufs.ServerErrorResponse{Type: protobufs.ServerErrorResponseType_ServerErrorResponseType_BadRequest, ErrorMessage: "deployment no longer exists"}
+		return resp
+	}
+	if msg.AgentDescription == nil && !known {
+		// The manager has not heard this agent's full state (new, or the manager
+		// restarted): ask for it instead of waiting for the next change.
+		resp.Flags = uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
+	}
+	if o, send := c.s.fleet.Offer(c.id); send {
+		resp.RemoteConfig = desired.Encode(o)
+		c.s.offers.Inc()
+	}
+	if !c.sentHB && c.s.hb >= time.Second && c.s.hb%time.Second == 0 {
+		resp.ConnectionSettings = &protobufs.ConnectionSettingsOffers{Opamp: &protobufs.OpAMPConnectionSettings{HeartbeatIntervalSeconds: uint64(c.s.hb / time.Second)}}
+		c.sentHB = true
+	}
+	return resp
+}
+
+// Report converts an OpAMP message into a registry check-in. Parts the agent did
+// not send this time stay nil.
+func Report(msg *protobufs.AgentToServer) registry.Report {
+	var rep registry.Report
+	if u, err := uuid.FromBytes(msg.InstanceUid); err == nil {
+		rep.InstanceUID = u.String()
+	}
+	if d := msg.AgentDescription; d != nil {
+		attrs := map[string]string{}
+		for _, kv := range append(append([]*protobufs.KeyValue{}, d.IdentifyingAttributes...), d.NonIdentifyingAttributes...) {
+			if s := kv.GetValue().GetStringValue(); s != "" {
+				attrs[kv.Key] = s
+			}
+		}
+		agentVersion := attrs[AttrServiceVersion]
+		if agentVersion == "" {
+			agentVersion = "unknown"
+		}
+		if n := attrs[AttrServiceName]; n != "" {
+			agentVersion = n + "/" + agentVersion
+		}
+		rep.Description = &registry.Description{
+			Release: attrs[AttrRelease], AgentVersion: agentVersion,
+			Cloud: attrs[AttrCloudProvider], Region: attrs[AttrCloudRegion], Platform: attrs[AttrCloudPlatform],
+		}
+	}
+	if h := msg.Health; h != nil {
+		fh := fleet.Health{Reported: true, Healthy: h.Healthy, Status: h.Status, LastError: h.LastError}
+		flattenHealth("", h.ComponentHealthMap, &fh)
+		if !fh.Healthy && (isStarting(fh.Status) || startingOnly(fh)) {
+			// Components still starting (the Collector reports them not healthy
+			// for a moment) are not an outage: do not flap to unhealthy on boot.
+			fh.Healthy = true
+		}
+		rep.Health = &fh
+	}
+	if msg.Capabilities != 0 {
+		accepts := msg.Capabilities&uint64(protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig) != 0
+		rep.AcceptsReleases = &accepts
+	}
+	if st := msg.RemoteConfigStatus; st != nil && len(st.LastRemoteConfigHash) > 0 {
+		phase := map[protobufs.RemoteConfigStatuses]fleet.UpdatePhase{
+			protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLYING: fleet.UpdateApplying,
+			protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED:  fleet.UpdateApplied,
+			protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED:   fleet.UpdateFailed,
+		}[st.Status]
+		if phase != fleet.UpdateNone {
+			rep.Offer = &registry.OfferStatus{Hash: hex.EncodeToString(st.LastRemoteConfigHash), Phase: phase, Error: st.ErrorMessage}
+		}
+	}
+	if ec := msg.EffectiveConfig; ec != nil && ec.ConfigMap != nil {
+		hash := ConfigHash(ec.ConfigMap)
+		rep.ConfigHash = &hash
+	}
+	return rep
+}
+
+// flattenHealth records the leaves of a nested component health map as
+// "parent/child" names, which is how people refer to collector pipelines.
+func flattenHealth(prefix string, m map[string]*protobufs.ComponentHealth, out *fleet.Health) {
+	for name, ch := range m {
+		full := name
+		if prefix != "" {
+			full = prefix + "/" + name
+		}
+		if len(ch.ComponentHealthMap) > 0 {
+			flattenHealth(full, ch.ComponentHealthMap, out)
+			continue
+		}
+		if out.Components == nil {
+			out.Components = map[string]fleet.ComponentHealth{}
+		}
+		healthy := ch.Healthy || isStarting(ch.Status)
+		out.Components[full] = fleet.ComponentHealth{Healthy: healthy, Status: ch.Status, LastError: ch.LastError}
+	}
+}
+
+func isStarting(status string) bool { return strings.Contains(strings.ToLower(status), "starting") }
+
+// startingOnly reports an unhealthy report whose only unhealthy parts are starting.
+func startingOnly(h fleet.Health) bool {
+	if h.Healthy || h.LastError != "" || len(h.Components) == 0 {
+		return false
+	}
+	for _, c := range h.Components {
+		if !c.Healthy {
+			return false
+		}
+	}
+	return true
+}
+
+// ConfigHash is the stable digest of an effective configuration: files in name
+// order, each with its content type and body.
+func ConfigHash(cm *protobufs.AgentConfigMap) string {
+	names := make([]string, 0, len(cm.ConfigMap))
+	for n := range cm.ConfigMap {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		f := cm.ConfigMap[n]
+		fmt.Fprintf(h, "%d:%s%d:%s%d:", len(n), n, len(f.ContentType), f.ContentType, len(f.Body))
+		h.Write(f.Body)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,205 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/receiver"
+)
+
+// fleet is a two-deployment directory, keyed by token.
+type fleet map[string]otlp.Context
+
+func (f fleet) Authenticate(token string) (string, bool) {
+	c, ok := f[token]
+	return c.DeploymentID, ok
+}
+
+func (f fleet) Context(id string) (otlp.Context, bool) {
+	for _, c := range f {
+		if c.DeploymentID == id {
+			return c, true
+		}
+	}
+	return otlp.Context{}, false
+}
+
+var deployments = fleet{
+	"pdt_acme":     {DeploymentID: "acme-prod", Customer: "acme", Cloud: "aws", Release: "1.8.0", Stack: "lighthouse"},
+	"pdt_umbrella": {DeploymentID: "umbrella-dr", Customer: "umbrella", Cloud: "azure", Release: "1.7.2", Stack: "lighthouse"},
+}
+
+type sink struct {
+	mu      sync.Mutex
+	batches []otlp.Batch
+	fail    error
+}
+
+func (s *sink) Consume(_ context.Context, b otlp.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.batches = append(s.batches, b)
+	return nil
+}
+
+func request(t *testing.T, token, batch string) receiver.Request {
+	t.Helper()
+	l := plog.NewLogs()
+	rl := l.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	rl.Resource().Attributes().PutStr(otlp.AttrDeploymentID, "umbrella-dr")
+	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("hello")
+	body, err := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{"Authorization": "Bearer " + token, BatchHeader: batch}
+	return receiver.Request{Signal: otlp.Logs, Body: body, Header: func(k string) string { return h[k] }}
+}
+
+func status(err error) int {
+	var e *receiver.Error
+	if errors.As(err, &e) {
+		return e.HTTP
+	}
+	if err != nil {
+		return -1
+	}
+	return http.StatusOK
+}
+
+func TestIngestAuthenticatesAndOverwritesContext(t *testing.T) {
+	s := &sink{}
+	in, err := New(deployments, []Sink{s}, Settings{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if got := status(in.Consume(ctx, request(t, "", ""))); got != 401 {
+		t.Errorf("no token: %d", got)
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_nobody", ""))); got != 401 {
+		t.Errorf("unknown token: %d", got)
+	}
+	bad := request(t, "pdt_acme", "")
+	bad.Body = []byte("garbage, not protobuf")
+	if got := status(in.Consume(ctx, bad)); got != 400 {
+		t.Errorf("malformed: %d", got)
+	}
+	if len(s.batches) != 0 {
+		t.Fatalf("refused requests reached the sink: %d", len(s.batches))
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_acme", ""))); got != 200 {
+		t.Fatalf("good request: %d", got)
+	}
+	b := s.batches[0]
+	if b.DeploymentID != "acme-prod" || b.Records != 1 {
+		t.Errorf("batch from %q with %d records", b.DeploymentID, b.Records)
+	}
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b.Data); err != nil {
+		t.Fatal(err)
+	}
+	attrs := req.Logs().ResourceLogs().At(0).Resource().Attributes()
+	for k, want := range map[string]string{otlp.AttrDeploymentID: "acme-prod", otlp.AttrCustomer: "acme",
+		otlp.AttrRelease: "1.8.0", "service.name": "checkout"} {
+		if v, _ := attrs.Get(k); v.AsString() != want {
+			t.Errorf("%s = %q, want %q", k, v.AsString(), want)
+		}
+	}
+}
+
+func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	s := &sink{}
+	in, _ := New(deployments, []Sink{s}, Settings{Dir: dir})
+	ctx := context.Background()
+	send := func(in *Ingest, token, batch string) int { return status(in.Consume(ctx, request(t, token, batch))) }
+
+	for _, b := range []string{"q1:1-5", "q1:6-9", "q1:1-5", "q1:3-9", "q1:10-10"} {
+		if got := send(in, "pdt_acme", b); got != 200 {
+			t.Fatalf("batch %s: %d", b, got)
+		}
+	}
+	if len(s.batches) != 3 {
+		t.Fatalf("sink got %d batches, want 3 (two resends dropped)", len(s.batches))
+	}
+	// The same queue id from another deployment is another stream.
+	if send(in, "pdt_umbrella", "q1:1-5"); len(s.batches) != 4 {
+		t.Fatalf("umbrella's batch was taken as acme's duplicate")
+	}
+	for _, bad := range []string{"q1", "q1:5-1", "q1:0-3", "q1:a-b"} {
+		if got := send(in, "pdt_acme", bad); got != 400 {
+			t.Errorf("batch header %q: %d, want 400", bad, got)
+		}
+	}
+	// A failing sink makes the sender retry, and the retry is not a duplicate.
+	s.fail = errors.New("disk full")
+	if got := send(in, "pdt_acme", "q1:11-12"); got != 503 {
+		t.Fatalf("failing sink: %d, want 503", got)
+	}
+	s.fail = nil
+	if got := send(in, "pdt_acme", "q1:11-12"); got != 200 || len(s.batches) != 5 {
+		t.Fatalf("retry after a failing sink: %d, %d batches", got, len(s.batches))
+	}
+	if err := in.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted, err := New(deployments, []Sink{s}, Settings{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(restarted, "pdt_acme", "q1:11-12")
+	send(restarted, "pdt_acme", "q1:13-14")
+	if len(s.batches) != 6 {
+		t.Errorf("after restart: sink has %d batches, want 6 (the resend dropped, the new one kept)", len(s.batches))
+	}
+}
+
+func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	s := &sink{}
+	in, _ := New(deployments, []Sink{s}, Settings{Dir: dir, Clock: clk})
+	ctx := context.Background()
+	in.Consume(ctx, request(t, "pdt_acme", "old:1-5"))
+	clk.Advance(31 * 24 * time.Hour)
+	in.Consume(ctx, request(t, "pdt_acme", "new:1-5"))
+	if err := in.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	restarted, _ := New(deployments, []Sink{s}, Settings{Dir: dir, Clock: clk})
+	restarted.Consume(ctx, request(t, "pdt_acme", "new:1-5")) // still remembered: dropped
+	restarted.Consume(ctx, request(t, "pdt_acme", "old:1-5")) // forgotten: taken again
+	if len(s.batches) != 3 {
+		t.Errorf("sink has %d batches, want 3 (the month-old stream forgotten, the recent one kept)", len(s.batches))
+	}
+}
+
+func TestIngestAnswersAnOverlappingBatchWithWhatItHas(t *testing.T) {
+	s := &sink{}
+	in, _ := New(deployments, []Sink{s}, Settings{Dir: t.TempDir()})
+	ctx := context.Background()
+	in.Consume(ctx, request(t, "pdt_acme", "q:1-5"))
+	err := in.Consume(ctx, request(t, "pdt_acme", "q:4-8"))
+	var re *receiver.Error
+	if !errors.As(err, &re) || re.HTTP != http.StatusConflict || re.Header[DeliveredHeader] != "5" {
+		t.Fatalf("overlapping batch: %v, want 409 with %s: 5", err, DeliveredHeader)
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_acme", "q:6-8"))); got != 200 || len(s.batches) != 2 {
+		t.Errorf("the rest: %d, %d batches", got, len(s.batches))
+	}
+}

@@ -1,0 +1,560 @@
+package telstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/periscope-dev/periscope/internal/otlp"
+)
+
+// pending is one batch waiting for its group commit.
+type pending struct {
+	rows *rows
+	done chan error
+}
+
+// Consume implements ingest.Sink: the batch is stored (and rolled up) when it
+// returns nil. It waits for the group commit that includes the batch, so an
+// acknowledged batch is on disk; an error means nothing of it was stored and the
+// sender should retry.
+func (s *Store) Consume(ctx context.Context, b otlp.Batch) error {
+	r, err := convert(b)
+	if err != nil {
+		return fmt.Errorf("telemetry store: %w", err)
+	}
+	if r.count() == 0 {
+		return nil
+	}
+	p := &pending{rows: r, done: make(chan error, 1)}
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.senders.Add(1)
+	}
+	s.mu.Unlock()
+	if closing {
+		return ErrClosed
+	}
+	select {
+	case s.in <- p:
+		s.senders.Done()
+	case <-ctx.Done():
+		s.senders.Done()
+		return ctx.Err()
+	}
+	// Once queued the batch will be committed or refused within one commit, so
+	// wait for that answer even if ctx ends: giving up here would tell the sender
+	// to resend a batch that is stored anyway, and store it twice.
+	return <-p.done
+}
+
+// writer appends batches on several connections at once and commits them in
+// the order their rows were numbered. Appending (converting values into DuckDB
+// vectors) is most of a write and runs in parallel; the commits, which write the
+// log, go one at a time in seq order, so a reader never sees seq n+1 before n and
+// a log tail asking for "everything after n" misses nothing.
+type writer struct {
+	s      *Store
+	rollup *sql.Conn   // writes rollups, and reads at open
+	conns  []*sql.Conn // one per appender
+
+	// mu guards the seq reservations and the commit turn.
+	mu   sync.Mutex
+	seq  [3]int64      // last seq reserved in logs, spans, metric_points
+	turn chan struct{} // closed when the latest reserved group has committed (or failed)
+
+	// accMu guards the rollups accumulated since the last flush.
+	accMu sync.Mutex
+	acc   rollup
+	// rolledSeq is the last span seq whose rollup is in acc or written.
+	rolledSeq int64
+
+	// resMu guards the stored resources: their ids by key, when each was last
+	// used, and the last id given out.
+	resMu   sync.Mutex
+	res     map[string]*storedResource
+	lastRes int64
+}
+
+// storedResource is a row of the resources table, as the writer knows it.
+type storedResource struct {
+	id   int64
+	used time.Time // when a group last referred to it, so retention spares it
+}
+
+const (
+	tLogs = iota
+	tSpans
+	tPoints
+)
+
+// tableNames name the tables in metrics and errors: the views queries read.
+var tableNames = [3]string{"logs", "spans", "metric_points"}
+
+// rowTables are the tables behind the views, where rows are appended.
+var rowTables = [3]string{"log_rows", "span_rows", "metric_point_rows"}
+
+func newWriter(ctx context.Context, s *Store) (*writer, error) {
+	w := &writer{s: s, acc: rollup{}, turn: make(chan struct{}), res: map[string]*storedResource{}}
+	close(w.turn)
+	// A connection runs one transaction at a time, so rollups get their own.
+	for range max(1, s.set.Writers) + 1 {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.conns = append(w.conns, conn)
+	}
+	w.rollup, w.conns = w.conns[0], w.conns[1:]
+	for i, t := range rowTables {
+		if err := w.rollup.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM "+t).Scan(&w.seq[i]); err != nil {
+			w.close()
+			return nil, fmt.Errorf("read last %s seq: %w", tableNames[i], err)
+		}
+	}
+	if err := w.loadResources(ctx); err != nil {
+		w.close()
+		return nil, fmt.Errorf("read resources: %w", err)
+	}
+	// Retention may have deleted the newest-numbered spans; numbering must still
+	// go on above what the rollups claim, or new spans would hide below it.
+	var rolled int64
+	if err := w.rollup.QueryRowContext(ctx, "SELECT span_seq FROM rollup_state WHERE id = 1").Scan(&rolled); err != nil {
+		w.close()
+		return nil, fmt.Errorf("read rollup position: %w", err)
+	}
+	w.seq[tSpans] = max(w.seq[tSpans], rolled)
+	if err := w.recoverRollups(ctx); err != nil {
+		w.close()
+		return nil, fmt.Errorf("rebuild rollups: %w", err)
+	}
+	return w, nil
+}
+
+func (w *writer) close() {
+	if w.rollup != nil {
+		w.rollup.Close()
+	}
+	for _, c := range w.conns {
+		c.Close()
+	}
+}
+
+// recoverRollups rolls up the entry spans a crash left out of the rollups.
+func (w *writer) recoverRollups(ctx context.Context) error {
+	conn := w.rollup
+	var from int64
+	if err := conn.QueryRowContext(ctx, "SELECT span_seq FROM rollup_state WHERE id = 1").Scan(&from); err != nil {
+		return err
+	}
+	w.rolledSeq = w.seq[tSpans]
+	if from >= w.seq[tSpans] {
+		return nil
+	}
+	rs, err := conn.QueryContext(ctx, `SELECT start, duration_ns, status, function, `+strings.Join(resourceColumns[:], ", ")+
+		` FROM spans WHERE seq > ? AND entry`, from)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	n := 0
+	for rs.Next() {
+		r := spanRow{res: &resource{}}
+		dest := []any{&r.start, &r.durationNS, &r.status, &r.function}
+		dest = append(dest, r.res.columns()...)
+		if err := rs.Scan(dest...); err != nil {
+			return err
+		}
+		r.entry = true
+		w.acc.add(&r)
+		n++
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	if err := w.flushRollup(ctx); err != nil {
+		return err
+	}
+	w.s.log.Info("rebuilt rollups a crash left unwritten", "spans", n)
+	return nil
+}
+
+// run starts one appender per connection and writes rollups every RollupEvery
+// (and on Flush) until the store stops; then it commits what is queued and writes
+// the last rollups.
+func (w *writer) run() {
+	defer w.close()
+	ctx := context.Background()
+	var workers sync.WaitGroup
+	for _, conn := range w.conns {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				select {
+				case p := <-w.s.in:
+					w.commit(ctx, conn, w.gather(p))
+				case <-w.s.stop:
+					// Consume no longer sends once stop is closed; take what is queued.
+					for {
+						select {
+						case p := <-w.s.in:
+							w.commit(ctx, conn, w.gather(p))
+							continue
+						default:
+						}
+						return
+					}
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(w.s.set.RollupEvery)
+	defer t.Stop()
+	for {
+		select {
+		case done := <-w.s.flush:
+			done <- w.flushRollup(ctx)
+		case <-t.C:
+			if err := w.flushRollup(ctx); err != nil {
+				w.s.log.Error("could not write RED rollups; will retry", "error", err)
+			}
+		case <-w.s.stop:
+			workers.Wait()
+			if err := w.flushRollup(ctx); err != nil {
+				w.s.log.Error("could not write RED rollups at close; they are rebuilt at the next start", "error", err)
+			}
+			return
+		}
+	}
+}
+
+// gather takes p and whatever else is queued, up to MaxBatchRows, for one commit.
+func (w *writer) gather(p *pending) []*pending {
+	ps := []*pending{p}
+	n := p.rows.count()
+	for n < w.s.set.MaxBatchRows {
+		select {
+		case q := <-w.s.in:
+			ps = append(ps, q)
+			n += q.rows.count()
+			continue
+		default:
+		}
+		break
+	}
+	return ps
+}
+
+func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
+	start := time.Now()
+	var n [3]int64
+	for _, p := range ps {
+		n[tLogs], n[tSpans], n[tPoints] = n[tLogs]+int64(len(p.rows.logs)), n[tSpans]+int64(len(p.rows.spans)), n[tPoints]+int64(len(p.rows.points))
+	}
+	// Reserve this group's numbers and its place in the commit order.
+	w.mu.Lock()
+	first := w.seq
+	for i := range w.seq {
+		w.seq[i] += n[i]
+	}
+	prev, mine := w.turn, make(chan struct{})
+	w.turn = mine
+	w.mu.Unlock()
+	defer close(mine)
+
+	seq := first
+	err := w.resolve(ctx, conn, ps)
+	if err == nil {
+		err = w.tx(ctx, conn, func(dc driver.Conn) error { return appendRows(dc, ps, &seq) },
+			func() { <-prev })
+	} else {
+		<-prev
+	}
+	if err != nil {
+		w.s.m.failures.Inc()
+		w.s.log.Error("could not store telemetry; the senders will retry", "batches", len(ps), "error", err)
+		err = fmt.Errorf("telemetry store: %w", err)
+	} else {
+		for i := range n {
+			w.s.m.rows.WithLabelValues(tableNames[i]).Add(float64(n[i]))
+		}
+		// Still this group's turn: rollups are added in seq order, so rolledSeq
+		// never claims spans a slower group has not added yet.
+		w.accMu.Lock()
+		for _, p := range ps {
+			for i := range p.rows.spans {
+				w.acc.add(&p.rows.spans[i])
+			}
+		}
+		w.rolledSeq = seq[tSpans]
+		w.accMu.Unlock()
+		w.s.m.commits.Inc()
+		w.s.m.commitSec.Observe(time.Since(start).Seconds())
+	}
+	for _, p := range ps {
+		p.done <- err
+	}
+	if err == nil {
+		w.s.notifyCommit()
+	}
+}
+
+// tx runs fn inside one transaction on conn; beforeCommit, when set, runs
+// between fn and COMMIT (waiting for this group's turn).
+func (w *writer) tx(ctx context.Context, conn *sql.Conn, fn func(driver.Conn) error, beforeCommit func()) error {
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		if beforeCommit != nil {
+			beforeCommit()
+		}
+		return err
+	}
+	err := conn.Raw(func(dc any) error { return fn(dc.(driver.Conn)) })
+	if beforeCommit != nil {
+		beforeCommit()
+	}
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+	}
+	return err
+}
+
+func nullI64(v int64, ok bool) driver.Value {
+	if !ok {
+		return nil
+	}
+	return v
+}
+
+func nullStr(s string) driver.Value {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// appendRows appends every batch's rows, numbering them from seq.
+func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
+	var nl, ns, np int
+	for _, p := range ps {
+		nl, ns, np = nl+len(p.rows.logs), ns+len(p.rows.spans), np+len(p.rows.points)
+	}
+	row := make([]driver.Value, 0, 32)
+	if nl > 0 {
+		app, err := duckdb.NewAppender(dc, "", "", rowTables[tLogs])
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			for i := range p.rows.logs {
+				l := &p.rows.logs[i]
+				seq[tLogs]++
+				row = append(row[:0], seq[tLogs], l.ts.UTC(), l.res.id, l.function, l.severity, l.severityText, l.body,
+					nullI64(l.traceHi, l.hasTrace), nullI64(l.traceLo, l.hasTrace), nullI64(l.spanID, l.hasSpan),
+					nullStr(l.attrs))
+				if err := app.AppendRow(row...); err != nil {
+					app.Close()
+					return fmt.Errorf("append log: %w", err)
+				}
+			}
+		}
+		if err := app.Close(); err != nil {
+			return fmt.Errorf("append logs: %w", err)
+		}
+	}
+	if ns > 0 {
+		app, err := duckdb.NewAppender(dc, "", "", rowTables[tSpans])
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			for i := range p.rows.spans {
+				s := &p.rows.spans[i]
+				seq[tSpans]++
+				row = append(row[:0], seq[tSpans], s.start.UTC(), s.durationNS, s.traceHi, s.traceLo, s.spanID,
+					nullI64(s.parentID, s.hasParent), s.name, s.kind, s.status, nullStr(s.statusMessage), s.entry,
+					s.res.id, s.function, nullStr(s.attrs))
+				if err := app.AppendRow(row...); err != nil {
+					app.Close()
+					return fmt.Errorf("append span: %w", err)
+				}
+			}
+		}
+		if err := app.Close(); err != nil {
+			return fmt.Errorf("append spans: %w", err)
+		}
+	}
+	if np > 0 {
+		app, err := duckdb.NewAppender(dc, "", "", rowTables[tPoints])
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			for i := range p.rows.points {
+				m := &p.rows.points[i]
+				seq[tPoints]++
+				var count, sum driver.Value
+				if m.hasCount {
+					count, sum = m.count, m.sum
+				}
+				row = append(row[:0], seq[tPoints], m.ts.UTC(), m.name, m.kind, m.unit, m.temporality, m.value, count, sum,
+					m.res.id, m.function, nullStr(m.attrs))
+				if err := app.AppendRow(row...); err != nil {
+					app.Close()
+					return fmt.Errorf("append metric point: %w", err)
+				}
+			}
+		}
+		if err := app.Close(); err != nil {
+			return fmt.Errorf("append metric points: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadResources reads the stored resources' ids at open.
+func (w *writer) loadResources(ctx context.Context) error {
+	rs, err := w.rollup.QueryContext(ctx, "SELECT id, "+strings.Join(resourceColumns[:], ", ")+", coalesce(resource, '') FROM resources")
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	now := w.s.set.Clock.Now()
+	for rs.Next() {
+		var r resource
+		dest := append([]any{&r.id}, r.columns()...)
+		if err := rs.Scan(append(dest, &r.json)...); err != nil {
+			return err
+		}
+		w.res[r.key()] = &storedResource{id: r.id, used: now}
+		w.lastRes = max(w.lastRes, r.id)
+	}
+	return rs.Err()
+}
+
+// resolve gives every resource of the group its id, storing the ones not seen
+// before in a transaction of their own that commits before the group's rows do,
+// so a row never refers to a resource a reader cannot see. New resources are
+// rare (a new deployment, release or replica); most groups only look ids up.
+func (w *writer) resolve(ctx context.Context, conn *sql.Conn, ps []*pending) error {
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	now := w.s.set.Clock.Now()
+	var fresh []*resource
+	for _, p := range ps {
+		for _, r := range p.rows.resources {
+			k := r.key()
+			if e, ok := w.res[k]; ok {
+				r.id, e.used = e.id, now
+				continue
+			}
+			w.lastRes++
+			r.id = w.lastRes
+			w.res[k] = &storedResource{id: r.id, used: now}
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	err := w.tx(ctx, conn, func(dc driver.Conn) error {
+		app, err := duckdb.NewAppender(dc, "", "", "resources")
+		if err != nil {
+			return err
+		}
+		row := make([]driver.Value, 0, nCtx+1)
+		for _, r := range fresh {
+			row = append(row[:0], r.id)
+			for i, v := range r.ctx {
+				if i != cFunction {
+					row = append(row, v)
+				}
+			}
+			if err := app.AppendRow(append(row, nullStr(r.json))...); err != nil {
+				app.Close()
+				return fmt.Errorf("append resource: %w", err)
+			}
+		}
+		return app.Close()
+	}, nil)
+	if err != nil {
+		// Not stored: forget them, so the next group stores them again.
+		for _, r := range fresh {
+			delete(w.res, r.key())
+		}
+		return fmt.Errorf("store resources: %w", err)
+	}
+	return nil
+}
+
+// forget takes the ids of resources no row refers to and returns those that
+// may be deleted: all but the ones a group used since usedBefore (in use again),
+// which stay known. The rest are forgotten, so a later group that meets the same
+// resource stores it anew.
+func (w *writer) forget(ids []int64, usedBefore time.Time) []int64 {
+	unused := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		unused[id] = true
+	}
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	for k, e := range w.res {
+		if !unused[e.id] {
+			continue
+		}
+		if e.used.Before(usedBefore) {
+			delete(w.res, k)
+		} else {
+			delete(unused, e.id)
+		}
+	}
+	out := make([]int64, 0, len(unused))
+	for _, id := range ids {
+		if unused[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// flushRollup writes the rollups accumulated so far, and how far they reach, in
+// one transaction on the rollup connection; ingest goes on meanwhile into a fresh
+// accumulation. On failure the taken rollups go back to be written next time.
+// Only the run loop (and Open, before it) calls it, so rollup transactions never
+// overlap on their connection.
+func (w *writer) flushRollup(ctx context.Context) error {
+	w.accMu.Lock()
+	acc, upTo := w.acc, w.rolledSeq
+	w.acc = rollup{}
+	w.accMu.Unlock()
+	if len(acc) == 0 {
+		return nil
+	}
+	err := w.tx(ctx, w.rollup, func(dc driver.Conn) error {
+		if err := acc.append(dc); err != nil {
+			return err
+		}
+		_, err := dc.(driver.ExecerContext).ExecContext(ctx, "UPDATE rollup_state SET span_seq = ? WHERE id = 1",
+			[]driver.NamedValue{{Ordinal: 1, Value: upTo}})
+		return err
+	}, nil)
+	if err != nil {
+		w.accMu.Lock()
+		w.acc.merge(acc)
+		w.accMu.Unlock()
+		return err
+	}
+	w.s.notifyCommit()
+	return nil
+}

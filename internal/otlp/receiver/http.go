@@ -1,0 +1,107 @@
+package receiver
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/periscope-dev/periscope/internal/otlp"
+)
+
+// DefaultMaxBytes bounds a request body, compressed or not, when no limit is set.
+const DefaultMaxBytes = 16 << 20
+
+// HTTP serves OTLP/HTTP export requests at /v1/logs, /v1/traces and /v1/metrics.
+type HTTP struct {
+	// Consumer takes every well-formed request.
+	Consumer Consumer
+	// MaxBytes bounds the request body before and after decompression; larger
+	// requests get 413. Zero means DefaultMaxBytes.
+	MaxBytes int64
+	// Limiter, when set, bounds requests in progress (shared with the gRPC server).
+	Limiter *Limiter
+}
+
+// Register adds the three signal paths to mux.
+func (h *HTTP) Register(mux *http.ServeMux) {
+	for _, sig := range otlp.Signals {
+		mux.Handle(sig.Path(), h.handler(sig))
+	}
+}
+
+func (h *HTTP) handler(sig otlp.Signal) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if ct != otlp.ContentTypeJSON {
+			// Errors go back in protobuf unless the sender spoke JSON.
+			if ct != otlp.ContentTypeProto {
+				writeError(w, otlp.ContentTypeProto, &Error{HTTP: http.StatusUnsupportedMediaType,
+					Message: "unsupported content type " + r.Header.Get("Content-Type") + " (want application/x-protobuf or application/json)"})
+				return
+			}
+		}
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, ct, &Error{HTTP: http.StatusMethodNotAllowed, Message: "OTLP export requests are POSTed"})
+			return
+		}
+		ctx := r.Context()
+		if a, ok := h.Consumer.(Authorizer); ok {
+			var err error
+			if ctx, err = a.Authorize(ctx, r.Header.Get); err != nil {
+				writeError(w, ct, asError(err))
+				return
+			}
+		}
+		if !h.Limiter.acquire() {
+			writeError(w, ct, errBusy)
+			return
+		}
+		defer h.Limiter.release()
+		limit := h.MaxBytes
+		if limit <= 0 {
+			limit = DefaultMaxBytes
+		}
+		body, err := otlp.Decompress(r.Header.Get("Content-Encoding"), http.MaxBytesReader(w, r.Body, limit), limit)
+		switch {
+		case errors.Is(err, otlp.ErrTooLarge):
+			writeError(w, ct, &Error{HTTP: http.StatusRequestEntityTooLarge, Message: "request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"})
+			return
+		case errors.Is(err, otlp.ErrMalformed):
+			writeError(w, ct, BadRequest("%v", err))
+			return
+		case err != nil:
+			writeError(w, ct, &Error{HTTP: http.StatusUnsupportedMediaType, Message: err.Error()})
+			return
+		}
+		if ct == otlp.ContentTypeJSON {
+			if body, err = otlp.JSONToProto(sig, body); err != nil {
+				writeError(w, ct, BadRequest("%v", err))
+				return
+			}
+		}
+		if err := h.Consumer.Consume(ctx, Request{Signal: sig, Body: body, Header: r.Header.Get}); err != nil {
+			writeError(w, ct, asError(err))
+			return
+		}
+		w.Header().Set("Content-Type", ct)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(otlp.SuccessBody(ct))
+	})
+}
+
+func writeError(w http.ResponseWriter, ct string, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
+	}
+	for k, v := range e.Header {
+		w.Header().Set(k, v)
+	}
+	if e.HTTP == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="periscope"`)
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(e.HTTP)
+	_, _ = w.Write(otlp.Status{Code: int32(e.Code), Message: e.Message}.Marshal(ct))
+}
