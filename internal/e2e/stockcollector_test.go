@@ -14,27 +14,8 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
-
-// peer returns the path of a peer tool installed by scripts/install-peers, or
-// skips the test (fails it under PERISCOPE_REQUIRE_INTEGRATION=1).
-func peer(t *testing.T, name string) string {
-	t.Helper()
-	dir := os.Getenv("PERISCOPE_PEERS_BIN")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "periscope-peers", "bin")
-	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		msg := fmt.Sprintf("peer %s not installed (%v): run scripts/install-peers %s", name, err, name)
-		if os.Getenv("PERISCOPE_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
 
 func freePort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -49,7 +30,7 @@ func freePort(t *testing.T) string {
 // OpenTelemetry Collector's OpAMP extension — shows up as a deployment, over
 // both polling and WebSocket.
 func TestStockCollectorChecksIn(t *testing.T) {
-	bin := peer(t, "otelcol-opamp")
+	bin := testenv.Peer(t, "otelcol-opamp")
 	cfgPath, _ := filepath.Abs("../../scripts/peers/otelcol-opamp.yaml")
 	ctx := context.Background()
 	m := startManager(t, "127.0.0.1:0", t.TempDir())

@@ -47,6 +47,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // downstream is an OTLP/HTTP backend built on the Collector's own pdata libraries. It
@@ -327,9 +328,9 @@ func createAcme(t *testing.T, m *manager.Manager) string {
 // Collector, and as objects in a real S3-compatible server, all tagged as acme-prod
 // even though the application claimed to be another deployment.
 func TestTelemetryReachesEveryBackend(t *testing.T) {
-	collectorBin := peer(t, "otelcol-peer")
-	versitygw := peer(t, "versitygw")
-	telemetrygen := peer(t, "telemetrygen")
+	collectorBin := testenv.Peer(t, "otelcol-peer")
+	versitygw := testenv.Peer(t, "versitygw")
+	telemetrygen := testenv.Peer(t, "telemetrygen")
 	ctx := context.Background()
 
 	// A real OpenTelemetry Collector as a backend, printing what it gets.

@@ -21,6 +21,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // upstream is a manager stand-in that answers 503 until it is up, then counts records.
@@ -63,7 +64,7 @@ func TestFullDiskIsRefusedThenRecovered(t *testing.T) {
 	disk := filepath.Join(t.TempDir(), "disk")
 	os.Mkdir(disk, 0o755)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Skipf("a full disk is simulated with a small tmpfs, and mounting one is not permitted here: %v %s", err, out)
+		testenv.SkipOrFail(t, "a full disk is simulated with a small tmpfs, and mounting one is not permitted here (run as root): %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", disk).Run() })
 

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 const (
@@ -28,35 +29,11 @@ const (
 	s3Bucket = "telemetry"
 )
 
-// peerBinary returns the path of a peer tool installed by scripts/install-peers. When
-// it is missing the test is skipped, or fails if PERISCOPE_REQUIRE_INTEGRATION=1, so CI
-// cannot pass by silently skipping.
-func peerBinary(t *testing.T, name string) string {
-	t.Helper()
-	dir := os.Getenv("PERISCOPE_PEERS_BIN")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(home, ".cache", "periscope-peers", "bin")
-	}
-	p := filepath.Join(dir, name)
-	if _, err := exec.LookPath(p); err != nil {
-		msg := fmt.Sprintf("%s is not installed at %s (run scripts/install-peers %s): %v", name, p, name, err)
-		if os.Getenv("PERISCOPE_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
 // startVersityGW runs a versitygw S3 server over a fresh directory holding an empty
 // s3Bucket and returns its endpoint URL.
 func startVersityGW(t *testing.T) string {
 	t.Helper()
-	bin := peerBinary(t, "versitygw")
+	bin := testenv.Peer(t, "versitygw")
 	root := t.TempDir()
 	if err := os.Mkdir(filepath.Join(root, s3Bucket), 0o755); err != nil {
 		t.Fatal(err)

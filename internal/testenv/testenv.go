@@ -1,0 +1,58 @@
+// Package testenv is what tests need from the machine they run on: peer tools that
+// scripts/install-peers installs, and privileges such as mounting a file system.
+//
+// A test that cannot run here skips with a message saying how to make it run, except
+// under PERISCOPE_REQUIRE_INTEGRATION=1 (set by .ci/run), where the same condition
+// fails the test, so CI can never pass by skipping what it was meant to prove.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// RequireIntegration is the environment variable that turns every skip of this
+// package into a failure.
+const RequireIntegration = "PERISCOPE_REQUIRE_INTEGRATION"
+
+// Required reports whether integration tests must run rather than skip.
+func Required() bool { return os.Getenv(RequireIntegration) == "1" }
+
+// SkipOrFail skips the test with the formatted reason, or fails it when integration
+// tests are required.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Required() {
+		t.Fatalf("%s (required: %s=1)", msg, RequireIntegration)
+		return
+	}
+	t.Skip(msg)
+}
+
+// PeersDir is where scripts/install-peers puts peer binaries: $PERISCOPE_PEERS_BIN,
+// or ~/.cache/periscope-peers/bin.
+func PeersDir() string {
+	if dir := os.Getenv("PERISCOPE_PEERS_BIN"); dir != "" {
+		return dir
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(home, ".cache", "periscope-peers", "bin")
+}
+
+// Peer returns the path of a peer tool installed by scripts/install-peers, or skips
+// (fails under PERISCOPE_REQUIRE_INTEGRATION=1) when it is missing.
+func Peer(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(PeersDir(), name)
+	if _, err := exec.LookPath(p); err != nil {
+		SkipOrFail(t, "peer %s is not installed at %s (run scripts/install-peers %s): %v", name, p, name, err)
+	}
+	return p
+}
