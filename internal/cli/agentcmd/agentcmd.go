@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
-	"github.com/periscope-dev/periscope/internal/agent/opamp"
+	"github.com/periscope-dev/periscope/internal/agent"
 	"github.com/periscope-dev/periscope/internal/config"
 )
 
@@ -64,36 +65,37 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 			if f.Changed("update-timeout") {
 				cfg.Update.Timeout = config.Duration(updateTimeout)
 			}
-			log := NewLogger(cfg.LogLevel)
-			a, err := opamp.New(cfg, opamp.Settings{Logger: log})
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if err := a.Start(ctx); err != nil {
-				return err
-			}
 			if f.Changed("max-procs") {
 				cfg.MaxProcs, _ = f.GetInt("max-procs")
 			}
 			if cfg.MaxProcs > 0 {
 				runtime.GOMAXPROCS(cfg.MaxProcs)
 			}
-			if addr, _ := f.GetString("pprof"); addr != "" {
-				go servePprof(addr, log)
-			}
-			p, err := startPipeline(ctx, cfg, log)
+			log := NewLogger(cfg.LogLevel)
+			a, err := agent.New(cfg, agent.Settings{Logger: log})
 			if err != nil {
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				return errors.Join(err, a.Shutdown(sctx))
+				return err
 			}
-			<-ctx.Done()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			g, gctx := errgroup.WithContext(ctx)
+			if err := a.Start(gctx); err != nil {
+				return err
+			}
+			g.Go(a.Wait)
+			if addr, _ := f.GetString("pprof"); addr != "" {
+				prof, err := startProfiler(addr)
+				if err != nil {
+					return errors.Join(err, a.Shutdown(context.WithoutCancel(ctx)))
+				}
+				g.Go(func() error { return prof.Serve(gctx) })
+			}
+			<-gctx.Done() // a signal, or a part that stopped on its own
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			log.Info("agent stopping")
-			return errors.Join(p.Shutdown(sctx), a.Shutdown(sctx))
+			stopErr := a.Shutdown(sctx)
+			return errors.Join(g.Wait(), stopErr)
 		},
 	}
 	f := cmd.Flags()

@@ -1,0 +1,199 @@
+// Package agent is the agent's composition root: the one place that builds the parts
+// running in a customer deployment and runs them together.
+//
+//	opamp     checks in with the manager, applies offered releases through the update hook
+//	pipeline  OTLP receivers → tag → disk queue → forward to the manager
+//	context   keeps the pipeline's deployment context current from the manager
+//
+// Usage: New validates the configuration and starts nothing; Start opens the queues,
+// binds the OTLP ports and connects, failing if any of that fails (so "address in
+// use" is a startup error); Wait returns the first error of a part that stops on its
+// own; Shutdown stops intake, lets in-flight requests finish and closes everything,
+// keeping what is queued on disk. Shutdown is idempotent and safe without Start.
+//
+// The agent runs on customers' machines and stays pure Go: it must build with
+// CGO_ENABLED=0 and link nothing under internal/manager (internal/archtest checks).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/periscope-dev/periscope/internal/agent/forward"
+	"github.com/periscope-dev/periscope/internal/agent/opamp"
+	"github.com/periscope-dev/periscope/internal/agent/pipeline"
+	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/queue"
+)
+
+// Settings are the agent's collaborators; zero values are safe.
+type Settings struct {
+	// Logger receives the agent's logs, tagged by component; nil discards them.
+	Logger *slog.Logger
+	// Env is the environment cloud detection reads and the update command starts
+	// with; nil means os.Environ().
+	Env []string
+	// Hostname names the agent in its self-metrics; empty means os.Hostname().
+	Hostname string
+}
+
+// Agent runs one deployment's agent: check-in, telemetry pipeline and deployment
+// context, under one lifecycle.
+type Agent struct {
+	cfg config.Agent
+	s   Settings
+	log *slog.Logger
+
+	checkin *opamp.Agent
+
+	mu       sync.Mutex
+	pipe     *pipeline.Pipeline
+	cancel   context.CancelFunc
+	group    *errgroup.Group
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New validates cfg and returns an agent that has started nothing.
+func New(cfg config.Agent, s Settings) (*Agent, error) {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Env == nil {
+		s.Env = os.Environ()
+	}
+	if s.Hostname == "" {
+		s.Hostname, _ = os.Hostname()
+	}
+	c, err := opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env})
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, s: s, log: s.Logger, checkin: c}, nil
+}
+
+// Start connects to the manager, opens the queues and binds the OTLP ports. On error
+// everything it started is stopped again.
+func (a *Agent) Start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.group != nil {
+		return errors.New("agent already started")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(runCtx)
+	a.cancel, a.group = cancel, g
+	if err := a.checkin.Start(gctx); err != nil {
+		cancel()
+		return err
+	}
+	p, cs, err := a.newPipeline()
+	if err == nil {
+		cs.Prime(p)
+		err = p.Start(gctx)
+		if err != nil {
+			err = errors.Join(err, p.Shutdown(context.WithoutCancel(ctx)))
+		}
+	}
+	if err != nil {
+		cancel()
+		return errors.Join(err, a.checkin.Shutdown(context.WithoutCancel(ctx)))
+	}
+	a.pipe = p
+	g.Go(func() error { cs.Run(gctx, p); return nil })
+	return nil
+}
+
+// newPipeline builds the telemetry path and the source of its deployment context.
+func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, error) {
+	cfg := a.cfg
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	onFull := queue.Refuse
+	if cfg.Queue.OnFull == "drop_oldest" {
+		onFull = queue.DropOldest
+	}
+	det := opamp.Detect(a.s.Env)
+	pick := func(flag, detected string) string {
+		if flag != "" {
+			return flag
+		}
+		return detected
+	}
+	local := otlp.Context{Release: cfg.Release, Cloud: pick(cfg.Cloud, det.Cloud),
+		Region: pick(cfg.Region, det.Region), Platform: pick(cfg.Platform, det.Platform)}
+	p, err := pipeline.New(pipeline.Settings{
+		GRPCAddr: cfg.OTLPGRPC, HTTPAddr: cfg.OTLPHTTP, MaxRequestBytes: int64(cfg.MaxRequestBytes),
+		QueueDir: filepath.Join(cfg.DataDir, "queue"),
+		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
+			OnFull: onFull, Sync: cfg.Queue.Sync},
+		Forward:             forward.Settings{Endpoint: cfg.Manager, Token: cfg.Token, Compression: cfg.Compression},
+		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
+		Resource:            map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname},
+		Logger:              a.log.With("component", "pipeline"),
+		Registerer:          reg,
+		Gatherer:            reg,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("telemetry pipeline: %w", err)
+	}
+	cs := &pipeline.ContextSource{Manager: cfg.Manager, Token: cfg.Token, Local: local,
+		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
+	return p, cs, nil
+}
+
+// Addrs returns the bound OTLP addresses (empty when disabled or not started).
+func (a *Agent) Addrs() (grpcAddr, httpAddr string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pipe == nil {
+		return "", ""
+	}
+	return a.pipe.Addrs()
+}
+
+// Wait blocks until a part of the agent stops on its own, returning its error, or
+// until Shutdown has stopped them all (nil). It returns at once without Start.
+func (a *Agent) Wait() error {
+	a.mu.Lock()
+	g := a.group
+	a.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	return g.Wait()
+}
+
+// Shutdown stops the pipeline (what is not sent stays queued on disk) and the
+// check-in, within ctx's deadline. It is idempotent and safe without Start.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.stopOnce.Do(func() {
+		a.mu.Lock()
+		p, cancel, g := a.pipe, a.cancel, a.group
+		a.mu.Unlock()
+		var errs []error
+		if p != nil {
+			errs = append(errs, p.Shutdown(ctx))
+		}
+		if cancel != nil {
+			cancel()
+		}
+		if g != nil {
+			errs = append(errs, g.Wait())
+		}
+		errs = append(errs, a.checkin.Shutdown(ctx))
+		a.stopErr = errors.Join(errs...)
+	})
+	return a.stopErr
+}

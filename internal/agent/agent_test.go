@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/periscope-dev/periscope/internal/config"
+)
+
+// testConfig points an agent at a manager that answers nothing useful: the
+// lifecycle, not the check-in, is under test.
+func testConfig(t *testing.T) config.Agent {
+	t.Helper()
+	mgr := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(mgr.Close)
+	cfg := config.DefaultAgent()
+	cfg.Manager, cfg.Token, cfg.Release, cfg.Transport = mgr.URL, "pdt_test", "1.0.0", "http"
+	cfg.DataDir = t.TempDir()
+	cfg.OTLPGRPC, cfg.OTLPHTTP = "127.0.0.1:0", "127.0.0.1:0"
+	return cfg
+}
+
+func TestNewStartsNothingAndShutdownIsSafeWithoutStart(t *testing.T) {
+	a, err := New(testConfig(t), Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, h := a.Addrs(); g != "" || h != "" {
+		t.Errorf("New bound addresses %q %q before Start", g, h)
+	}
+	if err := a.Wait(); err != nil {
+		t.Errorf("Wait without Start = %v, want nil at once", err)
+	}
+	for range 2 {
+		if err := a.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown without Start: %v", err)
+		}
+	}
+}
+
+func TestNewRefusesAnInvalidConfiguration(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Token = ""
+	if _, err := New(cfg, Settings{}); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("New with no token = %v, want an error naming the token", err)
+	}
+}
+
+func TestStartServesOTLPAndShutdownEndsWait(t *testing.T) {
+	a, err := New(testConfig(t), Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, httpAddr := a.Addrs()
+	resp, err := http.Post("http://"+httpAddr+"/v1/logs", "application/x-protobuf", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("an empty OTLP/HTTP logs export got %d, want 200", resp.StatusCode)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- a.Wait() }()
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-waited; err != nil {
+		t.Errorf("Wait after Shutdown = %v, want nil", err)
+	}
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+}
+
+func TestAPortInUseIsAStartupErrorThatLeavesNothingRunning(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := testConfig(t)
+	cfg.OTLPGRPC = taken.Addr().String()
+	free, err := net.Listen("tcp", "127.0.0.1:0") // a port for OTLP/HTTP, bound before gRPC
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OTLPHTTP = free.Addr().String()
+	free.Close()
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start on a taken port = %v, want address already in use", err)
+	}
+	// The OTLP/HTTP port it had bound is free again.
+	again, err := net.Listen("tcp", cfg.OTLPHTTP)
+	if err != nil {
+		t.Fatalf("the OTLP/HTTP port stayed bound after a failed start: %v", err)
+	}
+	again.Close()
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown after a failed start: %v", err)
+	}
+}
