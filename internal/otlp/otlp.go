@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -67,37 +67,38 @@ func Decompress(encoding string, body io.Reader, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-// Request is what the pdata export request types of the three signals share.
-type Request interface {
-	UnmarshalProto([]byte) error
-	MarshalProto() ([]byte, error)
-	UnmarshalJSON([]byte) error
-	MarshalJSON() ([]byte, error)
-}
-
-// NewRequest returns an empty pdata export request for sig.
-func NewRequest(sig Signal) (Request, error) {
+// JSONToProto converts an OTLP-JSON export request for sig to its protobuf encoding.
+// It goes through pdata's signal types (an export request and the signal's data
+// message share field 1), not its *otlp packages, which would link grpc-go into the
+// agent.
+func JSONToProto(sig Signal, data []byte) ([]byte, error) {
+	var (
+		out []byte
+		err error
+	)
 	switch sig {
 	case Logs:
-		return plogotlp.NewExportRequest(), nil
+		var l plog.Logs
+		if l, err = (&plog.JSONUnmarshaler{}).UnmarshalLogs(data); err == nil {
+			out, err = (&plog.ProtoMarshaler{}).MarshalLogs(l)
+		}
 	case Traces:
-		return ptraceotlp.NewExportRequest(), nil
+		var t ptrace.Traces
+		if t, err = (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(data); err == nil {
+			out, err = (&ptrace.ProtoMarshaler{}).MarshalTraces(t)
+		}
 	case Metrics:
-		return pmetricotlp.NewExportRequest(), nil
+		var m pmetric.Metrics
+		if m, err = (&pmetric.JSONUnmarshaler{}).UnmarshalMetrics(data); err == nil {
+			out, err = (&pmetric.ProtoMarshaler{}).MarshalMetrics(m)
+		}
+	default:
+		return nil, fmt.Errorf("no export request for %v", sig)
 	}
-	return nil, fmt.Errorf("no export request for %v", sig)
-}
-
-// JSONToProto converts an OTLP-JSON export request for sig to its protobuf encoding.
-func JSONToProto(sig Signal, data []byte) ([]byte, error) {
-	req, err := NewRequest(sig)
 	if err != nil {
-		return nil, err
-	}
-	if err := req.UnmarshalJSON(data); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return req.MarshalProto()
+	return out, nil
 }
 
 // Status is an OTLP error response: a google.rpc.Status with a gRPC code and message.

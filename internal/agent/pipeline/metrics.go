@@ -9,7 +9,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
@@ -154,5 +153,7 @@ func (p *Pipeline) selfMetrics() ([]byte, error) {
 			}
 		}
 	}
-	return pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	// The data message and the export request share field 1; pmetricotlp would link
+	// grpc-go into the agent.
+	return (&pmetric.ProtoMarshaler{}).MarshalMetrics(md)
 }

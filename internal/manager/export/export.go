@@ -37,6 +37,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"os"
 	"time"
 
@@ -174,11 +177,26 @@ func RetryAfter(err error) (time.Duration, bool) {
 	return 0, false
 }
 
+// request is what the pdata export request types of the three signals share.
+type request interface {
+	UnmarshalProto([]byte) error
+	MarshalProto() ([]byte, error)
+	UnmarshalJSON([]byte) error
+	MarshalJSON() ([]byte, error)
+}
+
 // decodeRequest decodes a batch; a batch that does not decode never will.
-func decodeRequest(b otlp.Batch) (otlp.Request, error) {
-	r, err := otlp.NewRequest(b.Signal)
-	if err != nil {
-		return nil, Permanent(fmt.Errorf("batch: %w", err))
+func decodeRequest(b otlp.Batch) (request, error) {
+	var r request
+	switch b.Signal {
+	case otlp.Logs:
+		r = plogotlp.NewExportRequest()
+	case otlp.Traces:
+		r = ptraceotlp.NewExportRequest()
+	case otlp.Metrics:
+		r = pmetricotlp.NewExportRequest()
+	default:
+		return nil, Permanent(fmt.Errorf("batch: no export request for %v", b.Signal))
 	}
 	if err := r.UnmarshalProto(b.Data); err != nil {
 		return nil, Permanent(fmt.Errorf("decode %s batch: %w", b.Signal, err))
