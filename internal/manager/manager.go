@@ -162,7 +162,9 @@ func (m *Manager) start(ctx context.Context) error {
 		Thresholds: regression.Thresholds{MinRequests: int64(rc.MinRequests), ErrorRateIncrease: rc.ErrorRateIncrease, ErrorRateRatio: rc.ErrorRateRatio,
 			P95Increase: time.Duration(rc.P95Increase), P95Ratio: rc.P95Ratio},
 		Window: time.Duration(rc.Window), Every: time.Duration(rc.CheckEvery), Clock: m.set.Clock, Logger: m.log.With("component", "regression")})
-	m.regress.Start(ctx)
+	if err := m.regress.Start(ctx); err != nil {
+		return err
+	}
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
@@ -286,7 +288,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 			errs = append(errs, m.fanout.Shutdown(ctx))
 		}
 		if m.regress != nil {
-			m.regress.Shutdown()
+			errs = append(errs, m.regress.Shutdown(ctx))
 		}
 		if m.tel != nil {
 			errs = append(errs, m.tel.Close())

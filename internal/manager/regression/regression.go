@@ -109,8 +109,12 @@ func New(f Fleet, t Telemetry, s Settings) *Detector {
 	return d
 }
 
-// Start checks the fleet every interval until Shutdown.
-func (d *Detector) Start(ctx context.Context) {
+// Start checks the fleet every interval until Shutdown. It fails only when called
+// twice.
+func (d *Detector) Start(ctx context.Context) error {
+	if d.cancel != nil {
+		return errors.New("regression detector already started")
+	}
 	ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	d.wg.Add(1)
 	go func() {
@@ -128,14 +132,23 @@ func (d *Detector) Start(ctx context.Context) {
 			}
 		}
 	}()
+	return nil
 }
 
-// Shutdown stops the checks and waits for one in progress.
-func (d *Detector) Shutdown() {
+// Shutdown stops the checks and waits for one in progress, or until ctx ends. It is
+// idempotent and safe without Start.
+func (d *Detector) Shutdown(ctx context.Context) error {
 	if d.cancel != nil {
 		d.cancel()
 	}
-	d.wg.Wait()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("regression check still running: %w", ctx.Err())
+	}
 }
 
 // Check compares every deployment that changed release once, now, and records
