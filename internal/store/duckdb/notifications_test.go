@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
-	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
-// TestNotificationStore checks the notify.Store contract: what is added comes
+// TestNotificationStore checks the store.Notifications contract: what is added comes
 // back whole, deliveries update one at a time, and the queries the notifier
 // starts from (pending, latest per deployment and kind) and the API's list
 // select and order as documented, across a reopen.
@@ -32,26 +31,26 @@ func TestNotificationStore(t *testing.T) {
 
 	// DuckDB keeps microseconds.
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 123456000, time.UTC)
-	pending := func(hook string, at time.Time) notify.Delivery {
-		return notify.Delivery{Webhook: hook, State: notify.Pending, UpdatedAt: at}
+	pending := func(hook string, at time.Time) store.Delivery {
+		return store.Delivery{Webhook: hook, State: store.Pending, UpdatedAt: at}
 	}
-	acme := notify.Deployment{ID: "acme-prod", Name: "Acme production", Customer: "acme", Cloud: "aws", Region: "us-east-1", Release: "2.0.0"}
-	n1 := notify.Notification{ID: "n1", Kind: notify.KindUnhealthy, State: notify.Entered, Deployment: acme,
+	acme := store.NotificationDeployment{ID: "acme-prod", Name: "Acme production", Customer: "acme", Cloud: "aws", Region: "us-east-1", Release: "2.0.0"}
+	n1 := store.Notification{ID: "n1", Kind: store.NotificationKind("unhealthy"), State: store.Entered, Deployment: acme,
 		Status: fleet.StatusUnhealthy, PreviousStatus: fleet.StatusHealthy, Reason: "components down: db", ReasonCode: fleet.ReasonComponentsDown,
-		At: t0, CreatedAt: t0.Add(2 * time.Minute), Deliveries: []notify.Delivery{pending("pager", t0.Add(2*time.Minute)), pending("chat", t0.Add(2*time.Minute))}}
-	n2 := notify.Notification{ID: "n2", Kind: notify.KindUnhealthy, State: notify.Resolved, Deployment: acme,
+		At: t0, CreatedAt: t0.Add(2 * time.Minute), Deliveries: []store.Delivery{pending("pager", t0.Add(2*time.Minute)), pending("chat", t0.Add(2*time.Minute))}}
+	n2 := store.Notification{ID: "n2", Kind: store.NotificationKind("unhealthy"), State: store.Resolved, Deployment: acme,
 		Status: fleet.StatusHealthy, PreviousStatus: fleet.StatusUnhealthy, At: t0.Add(time.Hour), CreatedAt: t0.Add(time.Hour + 2*time.Minute),
-		Deliveries: []notify.Delivery{pending("pager", t0.Add(time.Hour+2*time.Minute))}}
-	globex := notify.Deployment{ID: "globex", Name: "globex", Customer: "globex"}
-	n3 := notify.Notification{ID: "n3", Kind: notify.KindBehind, State: notify.Entered, Deployment: globex, Status: fleet.StatusHealthy,
+		Deliveries: []store.Delivery{pending("pager", t0.Add(time.Hour+2*time.Minute))}}
+	globex := store.NotificationDeployment{ID: "globex", Name: "globex", Customer: "globex"}
+	n3 := store.Notification{ID: "n3", Kind: store.NotificationKind("behind"), State: store.Entered, Deployment: globex, Status: fleet.StatusHealthy,
 		Reason: "running 1.0.0, desired 2.0.0", BehindReason: fleet.BehindPullPending, At: t0.Add(2 * time.Hour), CreatedAt: t0.Add(2 * time.Hour),
-		Deliveries: []notify.Delivery{pending("chat", t0.Add(2*time.Hour)), pending("pager", t0.Add(2*time.Hour))}}
-	for _, n := range []notify.Notification{n1, n2, n3} {
+		Deliveries: []store.Delivery{pending("chat", t0.Add(2*time.Hour)), pending("pager", t0.Add(2*time.Hour))}}
+	for _, n := range []store.Notification{n1, n2, n3} {
 		if err := s.AddNotification(ctx, n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ids := func(ns []notify.Notification) []string {
+	ids := func(ns []store.Notification) []string {
 		out := []string{}
 		for _, n := range ns {
 			out = append(out, n.ID)
@@ -59,7 +58,7 @@ func TestNotificationStore(t *testing.T) {
 		return out
 	}
 
-	all, err := s.ListNotifications(ctx, notify.Query{})
+	all, err := s.ListNotifications(ctx, store.NotificationQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,21 +67,21 @@ func TestNotificationStore(t *testing.T) {
 	}
 
 	// A delivery is updated on its own; an unknown one is not found.
-	done := notify.Delivery{Webhook: "pager", State: notify.Delivered, Attempts: 3, LastError: "answered 503 Service Unavailable",
+	done := store.Delivery{Webhook: "pager", State: store.Delivered, Attempts: 3, LastError: "answered 503 Service Unavailable",
 		DeliveredAt: t0.Add(5 * time.Minute), UpdatedAt: t0.Add(5 * time.Minute)}
 	if err := s.UpdateDelivery(ctx, "n1", done); err != nil {
 		t.Fatal(err)
 	}
-	retry := notify.Delivery{Webhook: "chat", State: notify.Pending, Attempts: 1, LastError: "POST failed: connection refused",
+	retry := store.Delivery{Webhook: "chat", State: store.Pending, Attempts: 1, LastError: "POST failed: connection refused",
 		NextAttempt: t0.Add(3 * time.Minute), UpdatedAt: t0.Add(2 * time.Minute)}
 	if err := s.UpdateDelivery(ctx, "n1", retry); err != nil {
 		t.Fatal(err)
 	}
-	gaveUp := notify.Delivery{Webhook: "pager", State: notify.Failed, Attempts: 1, LastError: "answered 404 Not Found", UpdatedAt: t0.Add(time.Hour)}
+	gaveUp := store.Delivery{Webhook: "pager", State: store.Failed, Attempts: 1, LastError: "answered 404 Not Found", UpdatedAt: t0.Add(time.Hour)}
 	if err := s.UpdateDelivery(ctx, "n2", gaveUp); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.UpdateDelivery(ctx, "n1", notify.Delivery{Webhook: "nobody", State: notify.Failed}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.UpdateDelivery(ctx, "n1", store.Delivery{Webhook: "nobody", State: store.Failed}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("update of an unknown delivery: err = %v, want ErrNotFound", err)
 	}
 	if err := s.UpdateDelivery(ctx, "n9", done); !errors.Is(err, store.ErrNotFound) {
@@ -91,8 +90,8 @@ func TestNotificationStore(t *testing.T) {
 
 	// Adding is atomic: a notification naming a webhook twice is refused whole,
 	// and an id is unique.
-	dup := notify.Notification{ID: "n4", Kind: notify.KindStale, State: notify.Entered, Deployment: globex, At: t0, CreatedAt: t0,
-		Deliveries: []notify.Delivery{pending("chat", t0), pending("chat", t0)}}
+	dup := store.Notification{ID: "n4", Kind: store.NotificationKind("stale"), State: store.Entered, Deployment: globex, At: t0, CreatedAt: t0,
+		Deliveries: []store.Delivery{pending("chat", t0), pending("chat", t0)}}
 	if err := s.AddNotification(ctx, dup); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("a webhook twice: err = %v, want ErrConflict", err)
 	}
@@ -103,8 +102,8 @@ func TestNotificationStore(t *testing.T) {
 	s.Close()
 	s = open() // everything below holds across a restart
 
-	n1.Deliveries = []notify.Delivery{done, retry}
-	n2.Deliveries = []notify.Delivery{gaveUp}
+	n1.Deliveries = []store.Delivery{done, retry}
+	n2.Deliveries = []store.Delivery{gaveUp}
 	got, err := s.PendingNotifications(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -120,18 +119,18 @@ func TestNotificationStore(t *testing.T) {
 		t.Errorf("latest per deployment and kind = %v, want %v (n4 was refused)", ids(latest), want)
 	}
 	for _, tc := range []struct {
-		q    notify.Query
+		q    store.NotificationQuery
 		want []string
 	}{
-		{notify.Query{}, []string{"n3", "n2", "n1"}},
-		{notify.Query{Deployment: "acme-prod"}, []string{"n2", "n1"}},
-		{notify.Query{State: "pending"}, []string{"n3", "n1"}},
-		{notify.Query{State: "delivered"}, []string{"n1"}},
-		{notify.Query{State: "failed"}, []string{"n2"}},
-		{notify.Query{State: "entered"}, []string{"n3", "n1"}},
-		{notify.Query{State: "resolved", Deployment: "acme-prod"}, []string{"n2"}},
-		{notify.Query{Deployment: "globex", State: "failed"}, []string{}},
-		{notify.Query{Limit: 2}, []string{"n3", "n2"}},
+		{store.NotificationQuery{}, []string{"n3", "n2", "n1"}},
+		{store.NotificationQuery{Deployment: "acme-prod"}, []string{"n2", "n1"}},
+		{store.NotificationQuery{State: "pending"}, []string{"n3", "n1"}},
+		{store.NotificationQuery{State: "delivered"}, []string{"n1"}},
+		{store.NotificationQuery{State: "failed"}, []string{"n2"}},
+		{store.NotificationQuery{State: "entered"}, []string{"n3", "n1"}},
+		{store.NotificationQuery{State: "resolved", Deployment: "acme-prod"}, []string{"n2"}},
+		{store.NotificationQuery{Deployment: "globex", State: "failed"}, []string{}},
+		{store.NotificationQuery{Limit: 2}, []string{"n3", "n2"}},
 	} {
 		got, err := s.ListNotifications(ctx, tc.q)
 		if err != nil {
@@ -141,7 +140,7 @@ func TestNotificationStore(t *testing.T) {
 			t.Errorf("list %+v = %v, want %v", tc.q, ids(got), tc.want)
 		}
 	}
-	got, _ = s.ListNotifications(ctx, notify.Query{Deployment: "acme-prod"})
+	got, _ = s.ListNotifications(ctx, store.NotificationQuery{Deployment: "acme-prod"})
 	if len(got) != 2 || !reflect.DeepEqual(got[1], n1) {
 		t.Errorf("n1 after updates and a reopen = %+v\nwant %+v", got, n1)
 	}
