@@ -1,4 +1,4 @@
-package duckdb_test
+package storetest
 
 import (
 	"context"
@@ -9,40 +9,39 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
-	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
-// TestNotificationStore checks the store.Notifications contract: what is added comes
-// back whole, deliveries update one at a time, and the queries the notifier
-// starts from (pending, latest per deployment and kind) and the API's list
-// select and order as documented, across a reopen.
-func TestNotificationStore(t *testing.T) {
+// Kinds as the notifier names them; a backend stores any kind as given.
+const (
+	kindUnhealthy store.NotificationKind = "unhealthy"
+	kindStale     store.NotificationKind = "stale"
+	kindBehind    store.NotificationKind = "behind"
+)
+
+// testNotifications checks the store.Notifications contract: what is added
+// comes back whole, deliveries update one at a time, and the queries the
+// notifier starts from (pending, latest per deployment and kind) and the API's
+// list select and order as documented, across a reopen.
+func testNotifications(t *testing.T, open Opener) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	open := func() *duckdb.Store {
-		s, err := duckdb.Open(ctx, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	s := open()
+	s := open(t, dir)
 	defer func() { s.Close() }()
 
-	// DuckDB keeps microseconds.
+	// Backends keep microseconds.
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 123456000, time.UTC)
 	pending := func(hook string, at time.Time) store.Delivery {
 		return store.Delivery{Webhook: hook, State: store.Pending, UpdatedAt: at}
 	}
 	acme := store.NotificationDeployment{ID: "acme-prod", Name: "Acme production", Customer: "acme", Cloud: "aws", Region: "us-east-1", Release: "2.0.0"}
-	n1 := store.Notification{ID: "n1", Kind: store.NotificationKind("unhealthy"), State: store.Entered, Deployment: acme,
+	n1 := store.Notification{ID: "n1", Kind: kindUnhealthy, State: store.Entered, Deployment: acme,
 		Status: fleet.StatusUnhealthy, PreviousStatus: fleet.StatusHealthy, Reason: "components down: db", ReasonCode: fleet.ReasonComponentsDown,
 		At: t0, CreatedAt: t0.Add(2 * time.Minute), Deliveries: []store.Delivery{pending("pager", t0.Add(2*time.Minute)), pending("chat", t0.Add(2*time.Minute))}}
-	n2 := store.Notification{ID: "n2", Kind: store.NotificationKind("unhealthy"), State: store.Resolved, Deployment: acme,
+	n2 := store.Notification{ID: "n2", Kind: kindUnhealthy, State: store.Resolved, Deployment: acme,
 		Status: fleet.StatusHealthy, PreviousStatus: fleet.StatusUnhealthy, At: t0.Add(time.Hour), CreatedAt: t0.Add(time.Hour + 2*time.Minute),
 		Deliveries: []store.Delivery{pending("pager", t0.Add(time.Hour+2*time.Minute))}}
 	globex := store.NotificationDeployment{ID: "globex", Name: "globex", Customer: "globex"}
-	n3 := store.Notification{ID: "n3", Kind: store.NotificationKind("behind"), State: store.Entered, Deployment: globex, Status: fleet.StatusHealthy,
+	n3 := store.Notification{ID: "n3", Kind: kindBehind, State: store.Entered, Deployment: globex, Status: fleet.StatusHealthy,
 		Reason: "running 1.0.0, desired 2.0.0", BehindReason: fleet.BehindPullPending, At: t0.Add(2 * time.Hour), CreatedAt: t0.Add(2 * time.Hour),
 		Deliveries: []store.Delivery{pending("chat", t0.Add(2*time.Hour)), pending("pager", t0.Add(2*time.Hour))}}
 	for _, n := range []store.Notification{n1, n2, n3} {
@@ -90,7 +89,7 @@ func TestNotificationStore(t *testing.T) {
 
 	// Adding is atomic: a notification naming a webhook twice is refused whole,
 	// and an id is unique.
-	dup := store.Notification{ID: "n4", Kind: store.NotificationKind("stale"), State: store.Entered, Deployment: globex, At: t0, CreatedAt: t0,
+	dup := store.Notification{ID: "n4", Kind: kindStale, State: store.Entered, Deployment: globex, At: t0, CreatedAt: t0,
 		Deliveries: []store.Delivery{pending("chat", t0), pending("chat", t0)}}
 	if err := s.AddNotification(ctx, dup); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("a webhook twice: err = %v, want ErrConflict", err)
@@ -99,8 +98,10 @@ func TestNotificationStore(t *testing.T) {
 		t.Errorf("an id twice: err = %v, want ErrConflict", err)
 	}
 
-	s.Close()
-	s = open() // everything below holds across a restart
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir) // everything below holds across a restart
 
 	n1.Deliveries = []store.Delivery{done, retry}
 	n2.Deliveries = []store.Delivery{gaveUp}
