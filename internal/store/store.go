@@ -1,7 +1,23 @@
-// Package store is the contract between the manager and where it keeps fleet state.
-// It holds only interfaces, record types and errors; backends live in
-// subpackages (duckdb, the embedded default) and every backend must pass the
-// storetest conformance suite.
+// Package store is the contract between the manager and where it keeps its
+// state: fleet state (Fleet) and the notifications sent about it
+// (Notifications). It holds only interfaces, record types and errors; backends
+// live in subpackages (duckdb, the embedded default) and every backend must pass
+// the storetest conformance suite.
+//
+// Every backend MUST:
+//   - be safe for concurrent use by any number of goroutines;
+//   - return ErrNotFound or ErrConflict, wrapped with context, where a method
+//     says so, so callers can branch with errors.Is; any other error is the
+//     backend's own (I/O, a cancelled context, a closed store);
+//   - make each method's writes atomic: all of them or none;
+//   - keep times to the microsecond at least (the same instant comes back, by
+//     time.Time.Equal);
+//   - keep what was written across Close and a new open of the same place.
+//
+// Slices and records passed in are the caller's again when a method returns (a
+// backend MUST NOT keep them); slices returned belong to the caller, and MAY be
+// nil when there is nothing to return. Results are in the order a method
+// documents; where it documents none, callers MUST NOT rely on one.
 package store
 
 import (
@@ -29,11 +45,8 @@ type DeploymentRecord struct {
 	LastStatus fleet.Status
 }
 
-// Fleet persists deployments, releases, status events and operator tokens.
-//
-// Implementations MUST be safe for concurrent use. Slices passed in are owned by
-// the caller again when a method returns; slices returned belong to the caller.
-// Writes of a batch MUST be atomic: all records or none.
+// Fleet persists deployments, releases, status events and operator tokens, under
+// the rules of the package documentation (concurrency, ownership, atomic batches).
 type Fleet interface {
 	// CreateDeployments inserts new deployments; ErrConflict if any id or token
 	// hash exists, in which case none is inserted.

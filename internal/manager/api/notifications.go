@@ -9,12 +9,13 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/notify"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // Notifications is what the API needs of the notifier.
 type Notifications interface {
 	// List returns recorded notifications, newest first.
-	List(ctx context.Context, q notify.Query) ([]notify.Notification, error)
+	List(ctx context.Context, q store.NotificationQuery) ([]store.Notification, error)
 }
 
 // WithNotifications makes GET /api/v1/notifications answer from n, and returns
@@ -45,9 +46,9 @@ func (a *API) listNotifications(w http.ResponseWriter, r *http.Request, _ auth.A
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		return
 	}
-	q := notify.Query{Deployment: r.URL.Query().Get("deployment"), State: r.URL.Query().Get("state"), Limit: limit}
+	q := store.NotificationQuery{Deployment: r.URL.Query().Get("deployment"), State: r.URL.Query().Get("state"), Limit: limit}
 	switch q.State {
-	case "", string(notify.Pending), string(notify.Delivered), string(notify.Failed), string(notify.Entered), string(notify.Resolved):
+	case "", string(store.Pending), string(store.Delivered), string(store.Failed), string(store.Entered), string(store.Resolved):
 	default:
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("state: %q must be pending, delivered or failed (of a delivery) or entered or resolved", q.State))
 		return
@@ -65,8 +66,8 @@ func (a *API) listNotifications(w http.ResponseWriter, r *http.Request, _ auth.A
 }
 
 // NotificationJSON converts a recorded notification to its API shape.
-func NotificationJSON(n notify.Notification) apitypes.Notification {
-	out := apitypes.Notification{NotificationEvent: n.Event(), CreatedAt: n.CreatedAt.UTC(), Deliveries: make([]apitypes.NotificationDelivery, len(n.Deliveries))}
+func NotificationJSON(n store.Notification) apitypes.Notification {
+	out := apitypes.Notification{NotificationEvent: notify.Event(&n), CreatedAt: n.CreatedAt.UTC(), Deliveries: make([]apitypes.NotificationDelivery, len(n.Deliveries))}
 	for i, d := range n.Deliveries {
 		out.Deliveries[i] = apitypes.NotificationDelivery{Webhook: d.Webhook, State: string(d.State), Attempts: d.Attempts, LastError: d.LastError,
 			NextAttempt: timePtr(d.NextAttempt), DeliveredAt: timePtr(d.DeliveredAt), UpdatedAt: d.UpdatedAt.UTC()}

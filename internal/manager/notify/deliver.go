@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // maxRetryAfter bounds how long a webhook's Retry-After can hold a delivery, so
@@ -26,8 +27,8 @@ const maxRetryAfter = time.Hour
 // job is one delivery in a webhook's queue. note is shared and read-only; d
 // belongs to the webhook's worker.
 type job struct {
-	note *Notification
-	d    Delivery
+	note *store.Notification
+	d    store.Delivery
 }
 
 // hook is one webhook: its queue and the worker that empties it.
@@ -100,7 +101,7 @@ func (h *hook) sweep(ctx context.Context) {
 			continue
 		}
 		transient := h.attempt(j)
-		if j.d.State == Pending {
+		if j.d.State == store.Pending {
 			blocked[dep] = true
 		} else {
 			h.mu.Lock()
@@ -152,14 +153,14 @@ func (h *hook) attempt(j *job) (transient bool) {
 	body, err := payload(h.cfg.Format, j.note)
 	if err != nil {
 		// Only plain data is encoded; failing here is a programming error.
-		h.finish(j, Failed, "encode: "+err.Error())
+		h.finish(j, store.Failed, "encode: "+err.Error())
 		return false
 	}
 	ctx, cancel := context.WithTimeout(h.n.abortCtx, h.n.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		h.finish(j, Failed, "invalid webhook URL")
+		h.finish(j, store.Failed, "invalid webhook URL")
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -195,11 +196,11 @@ func (h *hook) attempt(j *job) (transient bool) {
 	switch {
 	case code >= 200 && code < 300:
 		j.d.DeliveredAt = h.n.clk.Now().UTC()
-		h.finish(j, Delivered, j.d.LastError)
+		h.finish(j, store.Delivered, j.d.LastError)
 		return false
 	case code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
 		// The webhook refuses this request as it is; sending it again cannot help.
-		h.finish(j, Failed, msg)
+		h.finish(j, store.Failed, msg)
 		return false
 	}
 	var wait time.Duration
@@ -215,7 +216,7 @@ func (h *hook) attempt(j *job) (transient bool) {
 func (h *hook) retry(j *job, why string, wait time.Duration) {
 	h.errs.Inc()
 	if j.d.Attempts >= h.n.cfg.MaxAttempts {
-		h.finish(j, Failed, why)
+		h.finish(j, store.Failed, why)
 		return
 	}
 	if wait <= 0 {
@@ -227,9 +228,9 @@ func (h *hook) retry(j *job, why string, wait time.Duration) {
 		"attempt", j.d.Attempts, "retry_in", wait, "err", why)
 }
 
-func (h *hook) finish(j *job, st DeliveryState, lastError string) {
+func (h *hook) finish(j *job, st store.DeliveryState, lastError string) {
 	j.d.State, j.d.LastError, j.d.UpdatedAt, j.d.NextAttempt = st, lastError, h.n.clk.Now().UTC(), time.Time{}
-	if st == Delivered {
+	if st == store.Delivered {
 		h.sent.Inc()
 		return
 	}

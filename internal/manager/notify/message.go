@@ -8,10 +8,11 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // Event is n as webhooks of format json receive it, and as the API lists it.
-func (n Notification) Event() apitypes.NotificationEvent {
+func Event(n *store.Notification) apitypes.NotificationEvent {
 	d := n.Deployment
 	return apitypes.NotificationEvent{ID: n.ID, Kind: string(n.Kind), State: string(n.State),
 		Deployment: apitypes.NotificationDeployment{ID: d.ID, Name: d.Name, Customer: d.Customer, Cloud: d.Cloud, Region: d.Region, Release: d.Release},
@@ -20,11 +21,11 @@ func (n Notification) Event() apitypes.NotificationEvent {
 }
 
 // payload is the request body for a webhook of format.
-func payload(format string, n *Notification) ([]byte, error) {
+func payload(format string, n *store.Notification) ([]byte, error) {
 	if format == "slack" {
 		return json.Marshal(slackMessage(n))
 	}
-	return json.Marshal(n.Event())
+	return json.Marshal(Event(n))
 }
 
 // slack is a Slack incoming-webhook message: text for notifications and
@@ -45,7 +46,7 @@ type slackText struct {
 	Text string `json:"text"`
 }
 
-func slackMessage(n *Notification) slack {
+func slackMessage(n *store.Notification) slack {
 	line := Summary(n)
 	d := n.Deployment
 	var facts []string
@@ -71,7 +72,7 @@ func slackMessage(n *Notification) slack {
 
 // Summary says in one line what happened, with an emoji code for chat, such as
 // ":red_circle: acme-prod is unhealthy on 2.0.0: components down: db".
-func Summary(n *Notification) string {
+func Summary(n *store.Notification) string {
 	name := n.Deployment.Name
 	if name == "" {
 		name = n.Deployment.ID
@@ -84,7 +85,7 @@ func Summary(n *Notification) string {
 	if n.Reason != "" {
 		because = ": " + n.Reason
 	}
-	if n.State == Resolved {
+	if n.State == store.Resolved {
 		switch {
 		case n.Kind == KindBehind:
 			return fmt.Sprintf(":large_green_circle: %s is no longer behind%s", name, because)

@@ -36,107 +36,21 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/store"
 )
-
-// Kind is the kind of change a notification reports.
-type Kind string
 
 // The kinds of notification; webhooks subscribe to them by name.
 const (
-	KindUnhealthy Kind = "unhealthy"
-	KindStale     Kind = "stale"
-	KindFailed    Kind = "failed"
+	KindUnhealthy store.NotificationKind = "unhealthy"
+	KindStale     store.NotificationKind = "stale"
+	KindFailed    store.NotificationKind = "failed"
 	// KindBehind is a deployment behind its desired release for longer than
 	// behind_after.
-	KindBehind Kind = "behind"
+	KindBehind store.NotificationKind = "behind"
 )
 
 // statusKinds are the kinds that follow a status of the same name.
-var statusKinds = [...]Kind{KindUnhealthy, KindStale, KindFailed}
-
-// State says whether a deployment entered the state a notification names or left it.
-type State string
-
-// Notification states.
-const (
-	Entered  State = "entered"
-	Resolved State = "resolved"
-)
-
-// DeliveryState is how one notification's delivery to one webhook stands.
-type DeliveryState string
-
-// Delivery states: pending until the webhook accepts it (delivered) or the
-// notifier gives up (failed).
-const (
-	Pending   DeliveryState = "pending"
-	Delivered DeliveryState = "delivered"
-	Failed    DeliveryState = "failed"
-)
-
-// Deployment names the deployment a notification is about, as it was then.
-type Deployment struct {
-	ID, Name, Customer, Cloud, Region, Release string
-}
-
-// Notification is one change sent to the webhooks that take its kind.
-type Notification struct {
-	ID         string
-	Kind       Kind
-	State      State
-	Deployment Deployment
-	// Status is the deployment's status after the change; PreviousStatus the one
-	// it left ("" when unknown, and for behind).
-	Status, PreviousStatus fleet.Status
-	Reason, ReasonCode     string
-	// BehindReason is why the deployment is (or was) behind, for KindBehind.
-	BehindReason fleet.BehindReason
-	// At is when the change happened; CreatedAt is when it had held long enough
-	// and was recorded.
-	At, CreatedAt time.Time
-	Deliveries    []Delivery
-}
-
-// Delivery is one notification's delivery to one webhook.
-type Delivery struct {
-	Webhook   string
-	State     DeliveryState
-	Attempts  int
-	LastError string
-	// NextAttempt is when a pending delivery is tried next (zero: at once).
-	NextAttempt time.Time
-	DeliveredAt time.Time
-	UpdatedAt   time.Time
-}
-
-// Query selects recorded notifications, newest first.
-type Query struct {
-	// Deployment keeps one deployment's notifications ("" keeps all).
-	Deployment string
-	// State keeps notifications with a delivery in this state (pending, delivered,
-	// failed), or of this state (entered, resolved); "" keeps all.
-	State string
-	// Limit bounds how many are returned.
-	Limit int
-}
-
-// Store keeps notifications and their deliveries. Implementations must be safe
-// for concurrent use.
-type Store interface {
-	// AddNotification records n with its deliveries, atomically.
-	AddNotification(ctx context.Context, n Notification) error
-	// UpdateDelivery records the state of notification id's delivery to
-	// d.Webhook; store.ErrNotFound (wrapped) when there is no such delivery.
-	UpdateDelivery(ctx context.Context, id string, d Delivery) error
-	// PendingNotifications returns the notifications with a pending delivery,
-	// oldest first, with all their deliveries.
-	PendingNotifications(ctx context.Context) ([]Notification, error)
-	// LatestNotifications returns the newest notification of each deployment
-	// and kind, which says what was last sent about it.
-	LatestNotifications(ctx context.Context) ([]Notification, error)
-	// ListNotifications returns the notifications q selects, newest first.
-	ListNotifications(ctx context.Context, q Query) ([]Notification, error)
-}
+var statusKinds = [...]store.NotificationKind{KindUnhealthy, KindStale, KindFailed}
 
 // Fleet is what the notifier reads of the registry. It is never called from
 // Observe, which runs under the registry's locks.
@@ -173,7 +87,7 @@ type Settings struct {
 // key names the state of one deployment for one kind.
 type key struct {
 	dep  string
-	kind Kind
+	kind store.NotificationKind
 }
 
 // track is what the notifier knows of one deployment and kind: whether it is in
@@ -197,7 +111,7 @@ type track struct {
 // pass Observe to the registry, then Start; Shutdown at the end.
 type Notifier struct {
 	cfg         config.Notifications
-	st          Store
+	st          store.Notifications
 	log         *slog.Logger
 	clk         clock.Clock
 	client      *http.Client
@@ -208,7 +122,7 @@ type Notifier struct {
 	timeout     time.Duration
 	debounce    time.Duration
 	behindAfter time.Duration
-	kinds       map[Kind]bool
+	kinds       map[store.NotificationKind]bool
 	hooks       []*hook
 	byName      map[string]*hook
 	m           metrics
@@ -224,7 +138,7 @@ type Notifier struct {
 	lastPoll time.Time
 	tracks   map[key]*track
 	waiting  map[key]*track
-	outbox   []*Notification
+	outbox   []*store.Notification
 
 	// stop ends the loops; abort ends the requests in flight, which Shutdown
 	// lets finish until its deadline.
@@ -247,7 +161,7 @@ type metrics struct {
 
 // New returns a notifier for cfg's webhooks that records to st. It sends
 // nothing until Start.
-func New(cfg config.Notifications, st Store, s Settings) (*Notifier, error) {
+func New(cfg config.Notifications, st store.Notifications, s Settings) (*Notifier, error) {
 	if st == nil || (reflect.ValueOf(st).Kind() == reflect.Pointer && reflect.ValueOf(st).IsNil()) {
 		return nil, errors.New("notify: nil store")
 	}
@@ -259,7 +173,7 @@ func New(cfg config.Notifications, st Store, s Settings) (*Notifier, error) {
 		tick: cmp.Or(s.Tick, time.Second), poll: cmp.Or(s.PollInterval, 5*time.Second),
 		backoff: cmp.Or(s.Backoff, 5*time.Second), maxBackoff: cmp.Or(s.MaxBackoff, 10*time.Minute),
 		timeout: cmp.Or(s.Timeout, 10*time.Second), debounce: time.Duration(cfg.Debounce), behindAfter: time.Duration(cfg.BehindAfter),
-		kinds: map[Kind]bool{}, byName: map[string]*hook{}, wake: make(chan struct{}, 1),
+		kinds: map[store.NotificationKind]bool{}, byName: map[string]*hook{}, wake: make(chan struct{}, 1),
 		tracks: map[key]*track{}, waiting: map[key]*track{},
 	}
 	if n.log == nil {
@@ -292,7 +206,7 @@ func New(cfg config.Notifications, st Store, s Settings) (*Notifier, error) {
 		h := newHook(n, w)
 		n.hooks = append(n.hooks, h)
 		n.byName[w.Name] = h
-		for _, k := range [...]Kind{KindUnhealthy, KindStale, KindFailed, KindBehind} {
+		for _, k := range [...]store.NotificationKind{KindUnhealthy, KindStale, KindFailed, KindBehind} {
 			if w.Wants(string(k)) {
 				n.kinds[k] = true
 			}
@@ -347,7 +261,7 @@ func (n *Notifier) start(ctx context.Context, f Fleet) error {
 		return fmt.Errorf("notify: read the last notifications: %w", err)
 	}
 	for _, note := range latest {
-		if note.State == Entered && n.kinds[note.Kind] {
+		if note.State == store.Entered && n.kinds[note.Kind] {
 			n.tracks[key{note.Deployment.ID, note.Kind}] = &track{notified: true, current: true, behind: note.BehindReason}
 		}
 	}
@@ -377,7 +291,7 @@ func (n *Notifier) start(ctx context.Context, f Fleet) error {
 	for i := range pending {
 		note := &pending[i]
 		for _, d := range note.Deliveries {
-			if d.State != Pending {
+			if d.State != store.Pending {
 				continue
 			}
 			if h := n.byName[d.Webhook]; h != nil {
@@ -385,7 +299,7 @@ func (n *Notifier) start(ctx context.Context, f Fleet) error {
 				resumed++
 				continue
 			}
-			d.State, d.LastError, d.UpdatedAt = Failed, fmt.Sprintf("webhook %q is no longer configured", d.Webhook), n.started
+			d.State, d.LastError, d.UpdatedAt = store.Failed, fmt.Sprintf("webhook %q is no longer configured", d.Webhook), n.started
 			if err := n.st.UpdateDelivery(ctx, note.ID, d); err != nil {
 				return fmt.Errorf("notify: give up a delivery to a removed webhook: %w", err)
 			}
@@ -556,17 +470,17 @@ func (n *Notifier) fireDue(asOf, now time.Time) {
 
 // notification describes t's change with what the registry says of the
 // deployment now.
-func (n *Notifier) notification(k key, t *track, now time.Time) *Notification {
-	note := &Notification{ID: uuid.NewString(), Kind: k.kind, State: Resolved, At: t.changedAt.UTC(), CreatedAt: now.UTC(),
-		Deployment: Deployment{ID: k.dep}}
+func (n *Notifier) notification(k key, t *track, now time.Time) *store.Notification {
+	note := &store.Notification{ID: uuid.NewString(), Kind: k.kind, State: store.Resolved, At: t.changedAt.UTC(), CreatedAt: now.UTC(),
+		Deployment: store.NotificationDeployment{ID: k.dep}}
 	if t.current {
-		note.State = Entered
+		note.State = store.Entered
 	}
 	v, err := n.fleet.Get(k.dep)
 	found := err == nil
 	if found {
 		d := v.Deployment
-		note.Deployment = Deployment{ID: d.ID, Name: d.Name, Customer: d.Customer, Cloud: d.Cloud, Region: d.Region, Release: d.RunningRelease}
+		note.Deployment = store.NotificationDeployment{ID: d.ID, Name: d.Name, Customer: d.Customer, Cloud: d.Cloud, Region: d.Region, Release: d.RunningRelease}
 	}
 	e := v.Evaluation
 	switch {
@@ -601,7 +515,7 @@ func (n *Notifier) notification(k key, t *track, now time.Time) *Notification {
 	}
 	for _, h := range n.hooks {
 		if h.cfg.Wants(string(k.kind)) {
-			note.Deliveries = append(note.Deliveries, Delivery{Webhook: h.cfg.Name, State: Pending, UpdatedAt: note.CreatedAt})
+			note.Deliveries = append(note.Deliveries, store.Delivery{Webhook: h.cfg.Name, State: store.Pending, UpdatedAt: note.CreatedAt})
 		}
 	}
 	return note
@@ -644,7 +558,7 @@ func (n *Notifier) record(ctx context.Context) {
 }
 
 // List returns recorded notifications, newest first.
-func (n *Notifier) List(ctx context.Context, q Query) ([]Notification, error) {
+func (n *Notifier) List(ctx context.Context, q store.NotificationQuery) ([]store.Notification, error) {
 	return n.st.ListNotifications(ctx, q)
 }
 

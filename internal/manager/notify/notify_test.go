@@ -20,6 +20,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -194,7 +195,7 @@ func (f *fixture) checkin(id, release string, h *fleet.Health) {
 	}
 }
 
-func (f *fixture) list(q notify.Query) []notify.Notification {
+func (f *fixture) list(q store.NotificationQuery) []store.Notification {
 	f.t.Helper()
 	ns, err := f.n.List(context.Background(), q)
 	if err != nil {
@@ -247,11 +248,11 @@ func received(rc *receiver, n int) func() bool {
 
 // delivery waits until the only notification of id has a delivery to webhook
 // that satisfies cond, and returns it.
-func (f *fixture) delivery(id, webhook, what string, cond func(notify.Delivery) bool) notify.Delivery {
+func (f *fixture) delivery(id, webhook, what string, cond func(store.Delivery) bool) store.Delivery {
 	f.t.Helper()
-	var got notify.Delivery
+	var got store.Delivery
 	eventually(f.t, what, func() bool {
-		for _, n := range f.list(notify.Query{Deployment: id}) {
+		for _, n := range f.list(store.NotificationQuery{Deployment: id}) {
 			for _, d := range n.Deliveries {
 				if d.Webhook == webhook && cond(d) {
 					got = d
@@ -284,9 +285,9 @@ func TestUnhealthyAndBackIsSentOnceEach(t *testing.T) {
 	f.checkin("acme-prod", "", healthy())
 	f.clk.Advance(2 * time.Minute)
 	eventually(t, "the recovery notification", received(rc, 2))
-	f.delivery("acme-prod", "ops", "both delivered", func(d notify.Delivery) bool { return d.State == notify.Delivered })
-	ns := f.list(notify.Query{})
-	if len(ns) != 2 || ns[0].Deliveries[0].State != notify.Delivered || ns[1].Deliveries[0].State != notify.Delivered {
+	f.delivery("acme-prod", "ops", "both delivered", func(d store.Delivery) bool { return d.State == store.Delivered })
+	ns := f.list(store.NotificationQuery{})
+	if len(ns) != 2 || ns[0].Deliveries[0].State != store.Delivered || ns[1].Deliveries[0].State != store.Delivered {
 		t.Fatalf("recorded = %+v, want two delivered notifications", ns)
 	}
 
@@ -341,7 +342,7 @@ func TestFlappingWithinDebounceSendsNothing(t *testing.T) {
 	if evs := rc.events(t); len(evs) != 1 || evs[0]["deployment"].(map[string]any)["id"] != "steady" {
 		t.Fatalf("received %v, want only steady's", evs)
 	}
-	if ns := f.list(notify.Query{Deployment: "flappy"}); len(ns) != 0 {
+	if ns := f.list(store.NotificationQuery{Deployment: "flappy"}); len(ns) != 0 {
 		t.Fatalf("flappy has notifications %+v", ns)
 	}
 }
@@ -367,17 +368,17 @@ func TestRetriesUntilTheWebhookAccepts(t *testing.T) {
 	f.checkin("acme-prod", "2.0.0", healthy())
 	f.checkin("acme-prod", "", dbDown("connection refused"))
 
-	d := f.delivery("acme-prod", "ops", "the first attempt", func(d notify.Delivery) bool { return d.Attempts == 1 })
-	if d.State != notify.Pending || d.LastError != "answered 500 Internal Server Error: boom" || !d.NextAttempt.Equal(t0.Add(backoff)) {
+	d := f.delivery("acme-prod", "ops", "the first attempt", func(d store.Delivery) bool { return d.Attempts == 1 })
+	if d.State != store.Pending || d.LastError != "answered 500 Internal Server Error: boom" || !d.NextAttempt.Equal(t0.Add(backoff)) {
 		t.Fatalf("after one attempt: %+v, want pending with the 500 and a retry after %v", d, backoff)
 	}
 	f.clk.Advance(backoff)
-	d = f.delivery("acme-prod", "ops", "the second attempt", func(d notify.Delivery) bool { return d.Attempts == 2 })
-	if d.State != notify.Pending || !d.NextAttempt.Equal(t0.Add(backoff+2*backoff)) {
+	d = f.delivery("acme-prod", "ops", "the second attempt", func(d store.Delivery) bool { return d.Attempts == 2 })
+	if d.State != store.Pending || !d.NextAttempt.Equal(t0.Add(backoff+2*backoff)) {
 		t.Fatalf("after two attempts: %+v, want a retry after twice the backoff", d)
 	}
 	f.clk.Advance(2 * backoff)
-	d = f.delivery("acme-prod", "ops", "the delivery", func(d notify.Delivery) bool { return d.State == notify.Delivered })
+	d = f.delivery("acme-prod", "ops", "the delivery", func(d store.Delivery) bool { return d.State == store.Delivered })
 	if d.Attempts != 3 || d.LastError != "answered 502 Bad Gateway: upstream down" || !d.DeliveredAt.Equal(t0.Add(3*backoff)) || !d.NextAttempt.IsZero() {
 		t.Fatalf("delivered: %+v, want 3 attempts, the 502 as last error, delivered at %v", d, t0.Add(3*backoff))
 	}
@@ -418,20 +419,20 @@ func TestAWebhookThatKeepsFailingFailsAlone(t *testing.T) {
 
 	eventually(t, "the working webhook's event while the dead one hangs", received(alive, 1))
 	close(release)
-	f.delivery("acme-prod", "refusing", "the refusal", func(d notify.Delivery) bool { return d.State == notify.Failed })
+	f.delivery("acme-prod", "refusing", "the refusal", func(d store.Delivery) bool { return d.State == store.Failed })
 	for attempt := 1; attempt < 3; attempt++ {
-		f.delivery("acme-prod", "dead", fmt.Sprintf("attempt %d", attempt), func(d notify.Delivery) bool { return d.Attempts == attempt })
+		f.delivery("acme-prod", "dead", fmt.Sprintf("attempt %d", attempt), func(d store.Delivery) bool { return d.Attempts == attempt })
 		f.clk.Advance(10 * time.Minute)
 	}
-	d := f.delivery("acme-prod", "dead", "giving up", func(d notify.Delivery) bool { return d.State == notify.Failed })
+	d := f.delivery("acme-prod", "dead", "giving up", func(d store.Delivery) bool { return d.State == store.Failed })
 	if d.Attempts != 3 || d.LastError != "answered 500 Internal Server Error: down for maintenance" || !d.NextAttempt.IsZero() {
 		t.Fatalf("dead webhook: %+v, want failed after 3 attempts with the last 500", d)
 	}
-	n := f.list(notify.Query{})[0]
-	want := []notify.Delivery{
-		{Webhook: "dead", State: notify.Failed, Attempts: 3, LastError: d.LastError, UpdatedAt: t0.Add(20 * time.Minute)},
-		{Webhook: "refusing", State: notify.Failed, Attempts: 1, LastError: `answered 400 Bad Request: {"error":"unknown channel"}`, UpdatedAt: t0},
-		{Webhook: "alive", State: notify.Delivered, Attempts: 1, DeliveredAt: t0, UpdatedAt: t0},
+	n := f.list(store.NotificationQuery{})[0]
+	want := []store.Delivery{
+		{Webhook: "dead", State: store.Failed, Attempts: 3, LastError: d.LastError, UpdatedAt: t0.Add(20 * time.Minute)},
+		{Webhook: "refusing", State: store.Failed, Attempts: 1, LastError: `answered 400 Bad Request: {"error":"unknown channel"}`, UpdatedAt: t0},
+		{Webhook: "alive", State: store.Delivered, Attempts: 1, DeliveredAt: t0, UpdatedAt: t0},
 	}
 	if !reflect.DeepEqual(n.Deliveries, want) {
 		t.Errorf("deliveries = %+v\nwant %+v", n.Deliveries, want)
@@ -443,7 +444,7 @@ func TestAWebhookThatKeepsFailingFailsAlone(t *testing.T) {
 		f.metric("periscope_notifications_sent_total", "alive") != 1 || f.metric("periscope_notification_queue_length", "dead") != 0 {
 		t.Error("metrics do not show dead and refusing failed, alive sent, and empty queues")
 	}
-	if failed := f.list(notify.Query{State: "failed"}); len(failed) != 1 {
+	if failed := f.list(store.NotificationQuery{State: "failed"}); len(failed) != 1 {
 		t.Errorf("listing state=failed gave %d notifications, want 1", len(failed))
 	}
 }
@@ -558,7 +559,7 @@ func TestBehindLongerThanBehindAfter(t *testing.T) {
 	if !reflect.DeepEqual(evs, want) {
 		t.Errorf("events = %v\nwant %v", evs, want)
 	}
-	if ns := f.list(notify.Query{Deployment: "quick"}); len(ns) != 0 {
+	if ns := f.list(store.NotificationQuery{Deployment: "quick"}); len(ns) != 0 {
 		t.Errorf("quick, behind for 10 minutes, has notifications %+v", ns)
 	}
 }
@@ -620,8 +621,8 @@ func TestRestartResumesPendingDelivery(t *testing.T) {
 	f.checkin("beta", "2.0.0", healthy())
 	f.checkin("acme-prod", "", dbDown("connection refused"))
 	f.clk.Advance(2 * time.Minute)
-	d := f.delivery("acme-prod", "ops", "the first attempt", func(d notify.Delivery) bool { return d.Attempts == 1 })
-	if d.State != notify.Pending || !d.NextAttempt.Equal(t0.Add(4*time.Minute)) {
+	d := f.delivery("acme-prod", "ops", "the first attempt", func(d store.Delivery) bool { return d.Attempts == 1 })
+	if d.State != store.Pending || !d.NextAttempt.Equal(t0.Add(4*time.Minute)) {
 		t.Fatalf("after a 429 with Retry-After 120: %+v, want a retry at %v", d, t0.Add(4*time.Minute))
 	}
 	f.checkin("beta", "", dbDown("disk full")) // holding when the manager stops
@@ -633,7 +634,7 @@ func TestRestartResumesPendingDelivery(t *testing.T) {
 		t.Fatal("the delivery was retried before its Retry-After")
 	}
 	f.clk.Advance(time.Minute)
-	d = f.delivery("acme-prod", "ops", "the resumed delivery", func(d notify.Delivery) bool { return d.State == notify.Delivered })
+	d = f.delivery("acme-prod", "ops", "the resumed delivery", func(d store.Delivery) bool { return d.State == store.Delivered })
 	if d.Attempts != 2 || d.LastError != "answered 429 Too Many Requests: slow down" {
 		t.Errorf("resumed delivery = %+v, want delivered on the second attempt", d)
 	}
@@ -643,10 +644,10 @@ func TestRestartResumesPendingDelivery(t *testing.T) {
 	if evs[0]["id"] != evs[1]["id"] || evs[0]["deployment"].(map[string]any)["id"] != "acme-prod" || evs[2]["deployment"].(map[string]any)["id"] != "beta" {
 		t.Errorf("received %v; want acme-prod's notification twice (the retry), then beta's", evs)
 	}
-	if ns := f.list(notify.Query{}); len(ns) != 2 {
+	if ns := f.list(store.NotificationQuery{}); len(ns) != 2 {
 		t.Errorf("%d notifications recorded, want 2 (no repeat of acme-prod's after the restart)", len(ns))
 	}
-	if strings.Contains(fmt.Sprint(f.list(notify.Query{})), rc.URL) {
+	if strings.Contains(fmt.Sprint(f.list(store.NotificationQuery{})), rc.URL) {
 		t.Error("a recorded error repeats the webhook URL")
 	}
 }
@@ -678,12 +679,12 @@ func TestShutdownKeepsADeliveryItCutShort(t *testing.T) {
 		t.Fatalf("shutdown took %v with a request hanging; want about the 100ms deadline", took)
 	}
 	f.open()
-	d := f.list(notify.Query{})[0].Deliveries[0]
-	if d.State != notify.Pending || d.Attempts != 1 || !strings.Contains(d.LastError, "context canceled") || !d.NextAttempt.Equal(t0.Add(backoff)) {
+	d := f.list(store.NotificationQuery{})[0].Deliveries[0]
+	if d.State != store.Pending || d.Attempts != 1 || !strings.Contains(d.LastError, "context canceled") || !d.NextAttempt.Equal(t0.Add(backoff)) {
 		t.Fatalf("after the shutdown: %+v, want pending after one cut-short attempt", d)
 	}
 	f.clk.Advance(backoff)
-	d = f.delivery("acme-prod", "ops", "the delivery after the restart", func(d notify.Delivery) bool { return d.State == notify.Delivered })
+	d = f.delivery("acme-prod", "ops", "the delivery after the restart", func(d store.Delivery) bool { return d.State == store.Delivered })
 	if d.Attempts != 2 || len(rc.requests()) != 2 {
 		t.Errorf("delivered after %d attempts and %d requests, want 2 and 2", d.Attempts, len(rc.requests()))
 	}

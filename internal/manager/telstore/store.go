@@ -35,7 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-dev/periscope/internal/clock"
-	"github.com/periscope-dev/periscope/internal/store/duckdb"
+	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
 
 // FileName is the database file inside the data directory.
@@ -145,7 +145,7 @@ type Store struct {
 // left unwritten, and starts the writer and retention loops.
 func Open(ctx context.Context, dataDir string, set Settings) (*Store, error) {
 	set.defaults()
-	db, path, err := duckdb.OpenFile(ctx, dataDir, FileName)
+	db, path, err := duckfile.Open(ctx, dataDir, FileName)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/store"
-	"github.com/periscope-dev/periscope/internal/store/duckdb"
+	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -798,7 +798,7 @@ func TestUnusedResourcesGoAndComeBack(t *testing.T) {
 func TestFirstLayoutIsMigrated(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, _, err := duckdb.OpenFile(ctx, dir, FileName)
+	db, _, err := duckfile.Open(ctx, dir, FileName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
 
 // FileName is the database file inside the data directory.
@@ -35,27 +34,9 @@ type Store struct {
 
 var _ store.Fleet = (*Store)(nil)
 
-// OpenFile opens (creating it and dataDir if needed) the DuckDB file name in
-// dataDir, for every store the manager keeps there.
-func OpenFile(ctx context.Context, dataDir, name string) (*sql.DB, string, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("create data directory %s: %w", dataDir, err)
-	}
-	path := filepath.Join(dataDir, name)
-	db, err := sql.Open("duckdb", path)
-	if err != nil {
-		return nil, path, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, path, fmt.Errorf("open %s: %w", path, err)
-	}
-	return db, path, nil
-}
-
 // Open opens (creating if needed) the store in dataDir and applies pending migrations.
 func Open(ctx context.Context, dataDir string) (*Store, error) {
-	db, path, err := OpenFile(ctx, dataDir, FileName)
+	db, path, err := duckfile.Open(ctx, dataDir, FileName)
 	if err != nil {
 		return nil, err
 	}

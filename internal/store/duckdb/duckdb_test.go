@@ -4,13 +4,12 @@ import (
 	"context"
 	"testing"
 
-	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, dir string) store.Fleet {
+	storetest.Run(t, func(t *testing.T, dir string) storetest.Backend {
 		s, err := duckdb.Open(context.Background(), dir)
 		if err != nil {
 			t.Fatal(err)

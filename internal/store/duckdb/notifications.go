@@ -7,18 +7,17 @@ import (
 	"strings"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
-	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
-var _ notify.Store = (*Store)(nil)
+var _ store.Notifications = (*Store)(nil)
 
 const notificationColumns = `n.id, n.kind, n.state, n.deployment_id, n.deployment_name, n.customer, n.cloud, n.region, n.release,
 	n.status, n.previous_status, n.reason, n.reason_code, n.behind_reason, n.changed_at, n.created_at`
 
-// AddNotification implements notify.Store: the notification and its deliveries
+// AddNotification implements store.Notifications: the notification and its deliveries
 // commit together.
-func (s *Store) AddNotification(ctx context.Context, n notify.Notification) error {
+func (s *Store) AddNotification(ctx context.Context, n store.Notification) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("add notification %s: %w", n.ID, err)
@@ -52,8 +51,8 @@ func (s *Store) AddNotification(ctx context.Context, n notify.Notification) erro
 	return nil
 }
 
-// UpdateDelivery implements notify.Store.
-func (s *Store) UpdateDelivery(ctx context.Context, id string, d notify.Delivery) error {
+// UpdateDelivery implements store.Notifications.
+func (s *Store) UpdateDelivery(ctx context.Context, id string, d store.Delivery) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE notification_deliveries SET state = ?, attempts = ?, last_error = ?, next_attempt = ?,
 		delivered_at = ?, updated_at = ? WHERE notification_id = ? AND webhook = ?`,
 		string(d.State), d.Attempts, d.LastError, nullTime(d.NextAttempt), nullTime(d.DeliveredAt), d.UpdatedAt.UTC(), id, d.Webhook)
@@ -66,22 +65,22 @@ func (s *Store) UpdateDelivery(ctx context.Context, id string, d notify.Delivery
 	return nil
 }
 
-// PendingNotifications implements notify.Store.
-func (s *Store) PendingNotifications(ctx context.Context) ([]notify.Notification, error) {
+// PendingNotifications implements store.Notifications.
+func (s *Store) PendingNotifications(ctx context.Context) ([]store.Notification, error) {
 	return s.notifications(ctx, "pending notifications", `SELECT `+notificationColumns+` FROM notifications n
 		WHERE EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.id AND d.state = 'pending')
 		ORDER BY n.seq`)
 }
 
-// LatestNotifications implements notify.Store.
-func (s *Store) LatestNotifications(ctx context.Context) ([]notify.Notification, error) {
+// LatestNotifications implements store.Notifications.
+func (s *Store) LatestNotifications(ctx context.Context) ([]store.Notification, error) {
 	return s.notifications(ctx, "latest notifications", `SELECT `+notificationColumns+` FROM notifications n
 		QUALIFY row_number() OVER (PARTITION BY n.deployment_id, n.kind ORDER BY n.seq DESC) = 1
 		ORDER BY n.seq`)
 }
 
-// ListNotifications implements notify.Store. A limit of zero or less returns all.
-func (s *Store) ListNotifications(ctx context.Context, q notify.Query) ([]notify.Notification, error) {
+// ListNotifications implements store.Notifications. A limit of zero or less returns all.
+func (s *Store) ListNotifications(ctx context.Context, q store.NotificationQuery) ([]store.Notification, error) {
 	var where []string
 	var args []any
 	if q.Deployment != "" {
@@ -89,7 +88,7 @@ func (s *Store) ListNotifications(ctx context.Context, q notify.Query) ([]notify
 	}
 	switch st := q.State; st {
 	case "":
-	case string(notify.Entered), string(notify.Resolved):
+	case string(store.Entered), string(store.Resolved):
 		where, args = append(where, "n.state = ?"), append(args, st)
 	default:
 		where, args = append(where, "EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.id AND d.state = ?)"), append(args, st)
@@ -108,17 +107,17 @@ func (s *Store) ListNotifications(ctx context.Context, q notify.Query) ([]notify
 // notifications runs query, which selects notificationColumns from notifications
 // n, and fills in each one's deliveries by running it again as a subquery, so
 // the two reads need no list of ids between them.
-func (s *Store) notifications(ctx context.Context, what, query string, args ...any) ([]notify.Notification, error) {
+func (s *Store) notifications(ctx context.Context, what, query string, args ...any) ([]store.Notification, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []notify.Notification
+	var out []store.Notification
 	index := map[string]int{}
 	for rows.Next() {
 		var (
-			n                                 notify.Notification
+			n                                 store.Notification
 			d                                 = &n.Deployment
 			kind, state, status, prev, behind string
 		)
@@ -126,7 +125,7 @@ func (s *Store) notifications(ctx context.Context, what, query string, args ...a
 			&status, &prev, &n.Reason, &n.ReasonCode, &behind, &n.At, &n.CreatedAt); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		n.Kind, n.State, n.Status, n.PreviousStatus, n.BehindReason = notify.Kind(kind), notify.State(state), fleet.Status(status), fleet.Status(prev), fleet.BehindReason(behind)
+		n.Kind, n.State, n.Status, n.PreviousStatus, n.BehindReason = store.NotificationKind(kind), store.NotificationState(state), fleet.Status(status), fleet.Status(prev), fleet.BehindReason(behind)
 		n.At, n.CreatedAt = n.At.UTC(), n.CreatedAt.UTC()
 		index[n.ID] = len(out)
 		out = append(out, n)
@@ -147,13 +146,13 @@ func (s *Store) notifications(ctx context.Context, what, query string, args ...a
 	for drows.Next() {
 		var (
 			id, state     string
-			dl            notify.Delivery
+			dl            store.Delivery
 			next, deliver sql.NullTime
 		)
 		if err := drows.Scan(&id, &dl.Webhook, &state, &dl.Attempts, &dl.LastError, &next, &deliver, &dl.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("%s: deliveries: %w", what, err)
 		}
-		dl.State, dl.UpdatedAt = notify.DeliveryState(state), dl.UpdatedAt.UTC()
+		dl.State, dl.UpdatedAt = store.DeliveryState(state), dl.UpdatedAt.UTC()
 		if next.Valid {
 			dl.NextAttempt = next.Time.UTC()
 		}

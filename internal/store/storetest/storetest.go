@@ -1,4 +1,7 @@
-// Package storetest is the conformance suite every store.Fleet backend must pass.
+// Package storetest is the conformance suite every store backend must pass: a
+// backend's test calls Run with a function that opens it, and the suite checks
+// the store.Fleet and store.Notifications contracts, reopening the backend to
+// check that what was written is kept.
 package storetest
 
 import (
@@ -13,9 +16,15 @@ import (
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
+// Backend is what a store backend implements: every contract of package store.
+type Backend interface {
+	store.Fleet
+	store.Notifications
+}
+
 // Opener opens the backend under test on a directory (the same directory again
 // after Close must find the same data). It registers no cleanup of its own.
-type Opener func(t *testing.T, dir string) store.Fleet
+type Opener func(t *testing.T, dir string) Backend
 
 // Run runs the conformance suite against the backend open opens.
 func Run(t *testing.T, open Opener) {
@@ -24,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ReleasesAndEvents", func(t *testing.T) { testReleasesEvents(t, open) })
 	t.Run("APITokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("PinsAndAuditCommitTogether", func(t *testing.T) { testPins(t, open) })
+	t.Run("Notifications", func(t *testing.T) { testNotifications(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
