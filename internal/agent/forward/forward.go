@@ -27,6 +27,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // BatchHeader is the request header carrying the batch id.
@@ -102,6 +103,8 @@ type Forwarder struct {
 	body bytes.Buffer
 	// plain is reused to decompress queued entries.
 	plain []byte
+	// backoff spaces out the attempts at one batch.
+	backoff retry.Backoff
 }
 
 // New returns a forwarder for the queue of sig.
@@ -148,6 +151,9 @@ func New(sig otlp.Signal, q Queue, s Settings) (*Forwarder, error) {
 		s.Observer = discard{}
 	}
 	f := &Forwarder{sig: sig, q: q, s: s, url: strings.TrimRight(s.Endpoint, "/") + sig.Path()}
+	// Jitter around the exponential step spreads a fleet's retries out.
+	f.backoff = retry.Centred(s.InitialBackoff, s.MaxBackoff)
+	f.backoff.Rand = s.Rand.Float64
 	switch s.Compression {
 	case "", "gzip":
 		f.s.Compression = "gzip"
@@ -278,9 +284,8 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 		return nil // every entry was unreadable
 	}
 	batch := fmt.Sprintf("%s:%d-%d", f.q.ID(), recs[0].Seq, recs[len(recs)-1].Seq)
-	backoff := f.s.InitialBackoff
 	for attempt := 1; ; attempt++ {
-		retryAfter, err := f.send(ctx, batch)
+		err := f.send(ctx, batch)
 		if err == nil {
 			f.s.Observer.Sent(f.sig, records, raw)
 			return nil
@@ -311,29 +316,20 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 			}
 			return f.deliver(ctx, recs[half:])
 		}
-		var perm *permanentError
-		if errors.As(err, &perm) {
-			f.s.Observer.Dropped(f.sig, records, perm.reason)
+		if retry.IsPermanent(err) {
+			f.s.Observer.Dropped(f.sig, records, dropReason(err))
 			f.s.Logger.Error("manager refused telemetry for good; dropping it", "signal", f.sig,
 				"batch", batch, "records", records, "error", err)
 			return nil
 		}
 		f.s.Observer.Retried(f.sig, reason(err))
-		// Full jitter around the exponential step spreads a fleet's retries out.
-		wait := backoff/2 + time.Duration(f.s.Rand.Int64N(int64(backoff)))
-		if retryAfter > wait {
-			wait = retryAfter
-		}
+		// A longer Retry-After from the manager wins over the backoff.
+		wait := f.backoff.Delay(attempt, err)
 		f.s.Logger.Warn("sending telemetry failed; will retry", "signal", f.sig, "batch", batch,
 			"attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !clock.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-t.C:
 		}
-		backoff = min(backoff*2, f.s.MaxBackoff)
 	}
 }
 
@@ -404,13 +400,14 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// send makes one attempt and says how long the manager asked to wait, if it did.
-func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, error) {
+// send makes one attempt. A failure carries how long the manager asked to wait, if it
+// did (see retry.RetryAfter), and is permanent when resending cannot help.
+func (f *Forwarder) send(ctx context.Context, batch string) error {
 	ctx, cancel := context.WithTimeout(ctx, f.s.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(f.body.Bytes()))
 	if err != nil {
-		return 0, &permanentError{reason: "request", err: err}
+		return retry.Permanent(err)
 	}
 	req.Header.Set("Content-Type", otlp.ContentTypeProto)
 	if f.s.Compression != "none" {
@@ -420,21 +417,21 @@ func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, erro
 	req.Header.Set(BatchHeader, batch)
 	resp, err := f.s.Client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("post %s: %w", f.url, err)
+		return fmt.Errorf("post %s: %w", f.url, err)
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
-		return 0, nil
+		return nil
 	}
 	if resp.StatusCode/100 == 3 {
-		return 0, fmt.Errorf("manager answered %d redirecting to %q: set the agent's manager URL to where it points",
+		return fmt.Errorf("manager answered %d redirecting to %q: set the agent's manager URL to where it points",
 			resp.StatusCode, resp.Header.Get("Location"))
 	}
 	se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(statusMessage(resp.Header.Get("Content-Type"), msg))}
 	if resp.StatusCode == http.StatusConflict {
 		se.delivered, _ = strconv.ParseUint(resp.Header.Get(DeliveredHeader), 10, 64)
-		return 0, se // handled by deliver, never dropped
+		return se // handled by deliver, never dropped
 	}
 	err = se
 	switch resp.StatusCode {
@@ -442,26 +439,12 @@ func (f *Forwarder) send(ctx context.Context, batch string) (time.Duration, erro
 		http.StatusRequestTimeout,
 		// A revoked or mistyped token is fixed by an operator, not by dropping data.
 		http.StatusUnauthorized, http.StatusForbidden:
-		return parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), err
+		return retry.ThrottleHeader(err, resp.Header, time.Now())
 	}
 	if resp.StatusCode/100 == 4 {
-		return 0, &permanentError{reason: "refused", err: err}
+		return retry.Permanent(err)
 	}
-	return parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), err
-}
-
-// parseRetryAfter reads a Retry-After value in seconds or as an HTTP date.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	return retry.ThrottleHeader(err, resp.Header, time.Now())
 }
 
 // statusMessage extracts the message of an OTLP error body, protobuf or JSON.
@@ -482,13 +465,15 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("manager answered %d %s: %s", e.code, http.StatusText(e.code), e.msg)
 }
 
-type permanentError struct {
-	reason string
-	err    error
+// dropReason names a permanent failure for the dropped metric: the manager refused
+// the batch, or no request could be made of it.
+func dropReason(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return "refused"
+	}
+	return "request"
 }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
 
 // reason names a retryable failure for the retried metric.
 func reason(err error) string {

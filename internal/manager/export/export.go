@@ -2,9 +2,9 @@
 // an OTLP/HTTP or OTLP/gRPC endpoint, an S3 bucket, or a local file.
 //
 // An Exporter makes exactly one delivery attempt per Export call. Queueing and retries
-// belong to the caller, which tells failures apart with IsPermanent (drop the batch)
-// and RetryAfter (wait at least this long before trying again); any other error is
-// worth retrying.
+// belong to the caller, which tells failures apart with retry.IsPermanent (drop the
+// batch) and retry.RetryAfter (wait at least this long before trying again); any
+// other error is worth retrying.
 //
 // # S3 object layout
 //
@@ -35,7 +35,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -45,6 +44,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // defaultTimeout bounds one Export call when the configuration sets no timeout.
@@ -55,7 +55,7 @@ const defaultTimeout = 30 * time.Second
 type Exporter interface {
 	// Name returns the exporter's configured name.
 	Name() string
-	// Export makes one attempt to deliver b; see IsPermanent and RetryAfter for
+	// Export makes one attempt to deliver b; see retry.IsPermanent and retry.RetryAfter for
 	// what a failure means.
 	Export(ctx context.Context, b otlp.Batch) error
 	// Close releases connections and files; the exporter must not be used afterwards.
@@ -132,51 +132,6 @@ func timeout(c Config) time.Duration {
 	return defaultTimeout
 }
 
-// permanentError marks a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-// Permanent wraps an error the destination will never accept (e.g. HTTP 400), so
-// callers drop the batch instead of retrying it.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err: err}
-}
-
-// IsPermanent reports whether err, or any error it wraps, was marked by Permanent.
-func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
-
-// throttleError carries the delay a destination asked for before the next attempt.
-type throttleError struct {
-	err   error
-	delay time.Duration
-}
-
-func (e *throttleError) Error() string { return e.err.Error() }
-func (e *throttleError) Unwrap() error { return e.err }
-
-// withRetryAfter attaches a server-requested delay to a retryable error.
-func withRetryAfter(err error, d time.Duration) error {
-	return &throttleError{err: err, delay: max(d, 0)}
-}
-
-// RetryAfter reports a server-requested delay (HTTP 429/503 Retry-After header, gRPC
-// RetryInfo) carried by err, if any.
-func RetryAfter(err error) (time.Duration, bool) {
-	var t *throttleError
-	if errors.As(err, &t) {
-		return t.delay, true
-	}
-	return 0, false
-}
-
 // request is what the pdata export request types of the three signals share.
 type request interface {
 	UnmarshalProto([]byte) error
@@ -196,10 +151,10 @@ func decodeRequest(b otlp.Batch) (request, error) {
 	case otlp.Metrics:
 		r = pmetricotlp.NewExportRequest()
 	default:
-		return nil, Permanent(fmt.Errorf("batch: no export request for %v", b.Signal))
+		return nil, retry.Permanent(fmt.Errorf("batch: no export request for %v", b.Signal))
 	}
 	if err := r.UnmarshalProto(b.Data); err != nil {
-		return nil, Permanent(fmt.Errorf("decode %s batch: %w", b.Signal, err))
+		return nil, retry.Permanent(fmt.Errorf("decode %s batch: %w", b.Signal, err))
 	}
 	return r, nil
 }
@@ -212,7 +167,7 @@ func otlpJSON(b otlp.Batch) ([]byte, error) {
 	}
 	out, err := r.MarshalJSON()
 	if err != nil {
-		return nil, Permanent(fmt.Errorf("encode %s batch as JSON: %w", b.Signal, err))
+		return nil, retry.Permanent(fmt.Errorf("encode %s batch as JSON: %w", b.Signal, err))
 	}
 	return out, nil
 }

@@ -2,9 +2,7 @@ package export
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -286,47 +284,5 @@ tls: {ca_file: /etc/ca.pem, server_name: otlp.internal}
 	out, err := yaml.Marshal(Config{Timeout: Duration(90 * time.Second)})
 	if err != nil || !strings.Contains(string(out), "timeout: 1m30s") {
 		t.Errorf("Marshal = %s, %v; want timeout: 1m30s", out, err)
-	}
-}
-
-func TestErrorClassification(t *testing.T) {
-	base := errors.New("boom")
-	if Permanent(nil) != nil {
-		t.Error("Permanent(nil) != nil")
-	}
-	if IsPermanent(base) {
-		t.Error("plain error reported permanent")
-	}
-	wrapped := fmt.Errorf("exporter %q: %w", "x", Permanent(base))
-	if !IsPermanent(wrapped) || !errors.Is(wrapped, base) {
-		t.Errorf("wrapped permanent error lost: permanent=%v is=%v", IsPermanent(wrapped), errors.Is(wrapped, base))
-	}
-	if wrapped.Error() != `exporter "x": boom` {
-		t.Errorf("message = %q", wrapped.Error())
-	}
-	if _, ok := RetryAfter(base); ok {
-		t.Error("RetryAfter on a plain error reported a delay")
-	}
-	if d, ok := RetryAfter(fmt.Errorf("ctx: %w", withRetryAfter(base, 3*time.Second))); !ok || d != 3*time.Second {
-		t.Errorf("RetryAfter = %v, %v; want 3s, true", d, ok)
-	}
-
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"2", 2 * time.Second, true},
-		{"0", 0, true},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second, true},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
-		{"", 0, false},
-		{"-1", 0, false},
-		{"soon", 0, false},
-	} {
-		if d, ok := parseRetryAfter(tc.in, now); d != tc.want || ok != tc.ok {
-			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, d, ok, tc.want, tc.ok)
-		}
 	}
 }

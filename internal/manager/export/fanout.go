@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // FanoutSettings configure a Fanout.
@@ -41,6 +41,7 @@ type Fanout struct {
 	s       FanoutSettings
 	lanes   []*lane
 	metrics *fanoutMetrics
+	backoff retry.Backoff
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -66,7 +67,7 @@ func NewFanout(exps []Exporter, s FanoutSettings) (*Fanout, error) {
 	if s.MaxBackoff <= 0 {
 		s.MaxBackoff = time.Minute
 	}
-	f := &Fanout{s: s, metrics: &fanoutMetrics{
+	f := &Fanout{s: s, backoff: retry.Centred(s.InitialBackoff, s.MaxBackoff), metrics: &fanoutMetrics{
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "periscope_exporter_sent_records_total", Help: "Records an exporter delivered, by exporter and signal.",
 		}, []string{"exporter", "signal"}),
@@ -232,7 +233,6 @@ func (f *Fanout) run(ctx context.Context, l *lane) {
 // false when ctx ended first.
 func (f *Fanout) deliver(ctx context.Context, l *lane, b otlp.Batch) bool {
 	name := l.exp.Name()
-	backoff := f.s.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		// An attempt under way finishes even when shutdown begins: cutting it off
 		// after the destination took the batch would deliver it again next start.
@@ -244,23 +244,20 @@ func (f *Fanout) deliver(ctx context.Context, l *lane, b otlp.Batch) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		if IsPermanent(err) {
+		if retry.IsPermanent(err) {
 			f.metrics.dropped.WithLabelValues(name, b.Signal.String(), "refused").Add(float64(b.Records))
 			f.s.Logger.Error("destination refused a batch for good; dropping it", "exporter", name,
 				"signal", b.Signal, "deployment", b.DeploymentID, "records", b.Records, "error", err)
 			return true
 		}
 		f.metrics.failed.WithLabelValues(name).Inc()
-		wait := backoff/2 + rand.N(backoff)
-		if ra, ok := RetryAfter(err); ok && ra > wait {
-			wait = ra
-		}
+		// A longer Retry-After from the destination wins over the backoff.
+		wait := f.backoff.Delay(attempt, err)
 		f.s.Logger.Warn("export failed; will retry", "exporter", name, "attempt", attempt,
 			"wait", wait.Round(time.Millisecond), "error", err)
 		if !clock.Sleep(ctx, wait) {
 			return false
 		}
-		backoff = min(backoff*2, f.s.MaxBackoff)
 	}
 }
 

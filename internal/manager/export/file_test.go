@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // readLines decodes every line of the file at path as an OTLP-JSON export request,
@@ -97,7 +98,7 @@ func TestFileWritesJSONLines(t *testing.T) {
 	garbage := testBatch(t, otlp.Logs, "dep-a", 1)
 	garbage.Data = []byte{0xff}
 	if err := newExporter(t, Config{Name: "local", Type: "file", Path: path}).Export(context.Background(), garbage); err == nil ||
-		!IsPermanent(err) || !strings.Contains(err.Error(), `file exporter "local"`) {
+		!retry.IsPermanent(err) || !strings.Contains(err.Error(), `file exporter "local"`) {
 		t.Errorf("Export of an undecodable batch = %v, want a permanent error naming the exporter", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // otlpGRPC sends batches to an OTLP/gRPC receiver over one shared connection.
@@ -118,13 +119,13 @@ func grpcError(err error) error {
 		codes.Unavailable, codes.DataLoss:
 	case codes.ResourceExhausted:
 		if !hasDelay {
-			return Permanent(err)
+			return retry.Permanent(err)
 		}
 	default:
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 	if hasDelay {
-		return withRetryAfter(err, delay)
+		return retry.Throttle(err, delay)
 	}
 	return err
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // grpcRequest is one request a grpcReceiver accepted.
@@ -210,10 +211,10 @@ func TestOTLPGRPCStatusClassification(t *testing.T) {
 			if err == nil {
 				t.Fatal("Export succeeded")
 			}
-			if IsPermanent(err) != tc.permanent {
-				t.Errorf("IsPermanent = %v, want %v (err %v)", IsPermanent(err), tc.permanent, err)
+			if retry.IsPermanent(err) != tc.permanent {
+				t.Errorf("IsPermanent = %v, want %v (err %v)", retry.IsPermanent(err), tc.permanent, err)
 			}
-			if d, ok := RetryAfter(err); d != tc.retryAfter || ok != (tc.retryAfter != 0) {
+			if d, ok := retry.RetryAfter(err); d != tc.retryAfter || ok != (tc.retryAfter != 0) {
 				t.Errorf("RetryAfter = %v, %v; want %v", d, ok, tc.retryAfter)
 			}
 			if want := status.Code(tc.err).String(); !strings.Contains(err.Error(), `otlpgrpc exporter "downstream"`) || !strings.Contains(err.Error(), want) {
@@ -226,7 +227,7 @@ func TestOTLPGRPCStatusClassification(t *testing.T) {
 func TestOTLPGRPCUnreachableIsRetryable(t *testing.T) {
 	e := newExporter(t, Config{Name: "downstream", Type: "otlpgrpc", Endpoint: closedAddr(t), TLS: TLSConfig{Insecure: true}})
 	err := e.Export(context.Background(), testBatch(t, otlp.Traces, "dep-a", 1))
-	if err == nil || IsPermanent(err) {
+	if err == nil || retry.IsPermanent(err) {
 		t.Fatalf("Export to a closed port = %v, want a retryable error", err)
 	}
 	if status.Code(err) != codes.Unavailable {
@@ -239,7 +240,7 @@ func TestOTLPGRPCTimeoutIsRetryable(t *testing.T) {
 	e := newExporter(t, Config{Name: "slow", Type: "otlpgrpc", Endpoint: rcv.addr, TLS: TLSConfig{Insecure: true},
 		Timeout: Duration(100 * time.Millisecond)})
 	err := e.Export(context.Background(), testBatch(t, otlp.Metrics, "dep-a", 1))
-	if err == nil || IsPermanent(err) || status.Code(err) != codes.DeadlineExceeded {
+	if err == nil || retry.IsPermanent(err) || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("Export to a hung receiver = %v, want a retryable DeadlineExceeded", err)
 	}
 }
@@ -249,7 +250,7 @@ func TestOTLPGRPCUndecodableBatchIsPermanent(t *testing.T) {
 	e := newExporter(t, Config{Name: "downstream", Type: "otlpgrpc", Endpoint: rcv.addr, TLS: TLSConfig{Insecure: true}})
 	b := testBatch(t, otlp.Logs, "dep-a", 1)
 	b.Data = []byte{0xff, 0xff, 0xff}
-	if err := e.Export(context.Background(), b); err == nil || !IsPermanent(err) {
+	if err := e.Export(context.Background(), b); err == nil || !retry.IsPermanent(err) {
 		t.Fatalf("Export of garbage = %v, want a permanent error", err)
 	}
 	if n := len(rcv.requests()); n != 0 {

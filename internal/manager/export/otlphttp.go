@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // maxErrorBody caps how much of a rejection's body is read into the error message.
@@ -81,7 +81,7 @@ func (e *otlpHTTP) export(ctx context.Context, b otlp.Batch) error {
 	switch b.Signal {
 	case otlp.Traces, otlp.Metrics, otlp.Logs:
 	default:
-		return Permanent(fmt.Errorf("batch has unknown signal %s", b.Signal))
+		return retry.Permanent(fmt.Errorf("batch has unknown signal %s", b.Signal))
 	}
 	body, err := e.compress(b.Data)
 	if err != nil {
@@ -93,7 +93,7 @@ func (e *otlpHTTP) export(ctx context.Context, b otlp.Batch) error {
 	url := e.endpoint + b.Signal.Path()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 	for k, v := range e.headers {
 		req.Header.Set(k, v)
@@ -128,12 +128,9 @@ func httpStatusError(resp *http.Response, url string) error {
 	err := fmt.Errorf("POST %s: %s%s", url, resp.Status, rejectionMessage(resp))
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests || code >= 500 && code < 600:
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return withRetryAfter(err, d)
-		}
-		return err
+		return retry.ThrottleHeader(err, resp.Header, time.Now())
 	default:
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 }
 
@@ -158,20 +155,6 @@ func rejectionMessage(resp *http.Response) string {
 		return ""
 	}
 	return ": " + msg
-}
-
-// parseRetryAfter reads a Retry-After value, either delay seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 func (e *otlpHTTP) compress(data []byte) ([]byte, error) {

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // httpRequest is one request an httpReceiver accepted.
@@ -184,7 +185,7 @@ func TestOTLPHTTPReceiverRejectionIsPermanent(t *testing.T) {
 	b := testBatch(t, otlp.Logs, "dep-a", 1)
 	b.Data = []byte("not a protobuf message")
 	err := e.Export(context.Background(), b)
-	if err == nil || !IsPermanent(err) {
+	if err == nil || !retry.IsPermanent(err) {
 		t.Fatalf("Export of an undecodable payload = %v, want a permanent error", err)
 	}
 	// The receiver's google.rpc.Status message should reach whoever reads the log.
@@ -193,7 +194,7 @@ func TestOTLPHTTPReceiverRejectionIsPermanent(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
 	}
-	if _, ok := RetryAfter(err); ok {
+	if _, ok := retry.RetryAfter(err); ok {
 		t.Error("RetryAfter reported a delay for a 400")
 	}
 }
@@ -235,10 +236,10 @@ func TestOTLPHTTPStatusClassification(t *testing.T) {
 			if err == nil {
 				t.Fatal("Export succeeded")
 			}
-			if IsPermanent(err) != tc.permanent {
-				t.Errorf("IsPermanent = %v, want %v (err %v)", IsPermanent(err), tc.permanent, err)
+			if retry.IsPermanent(err) != tc.permanent {
+				t.Errorf("IsPermanent = %v, want %v (err %v)", retry.IsPermanent(err), tc.permanent, err)
 			}
-			d, ok := RetryAfter(err)
+			d, ok := retry.RetryAfter(err)
 			switch {
 			case tc.retryAfter == 0 && ok:
 				t.Errorf("RetryAfter = %v, want none", d)
@@ -255,7 +256,7 @@ func TestOTLPHTTPStatusClassification(t *testing.T) {
 func TestOTLPHTTPUnreachableIsRetryable(t *testing.T) {
 	e := newExporter(t, Config{Name: "downstream", Type: "otlphttp", Endpoint: "http://" + closedAddr(t)})
 	err := e.Export(context.Background(), testBatch(t, otlp.Metrics, "dep-a", 1))
-	if err == nil || IsPermanent(err) {
+	if err == nil || retry.IsPermanent(err) {
 		t.Fatalf("Export to a closed port = %v, want a retryable error", err)
 	}
 	if !strings.Contains(err.Error(), "connection refused") {
@@ -277,7 +278,7 @@ func TestOTLPHTTPTimeout(t *testing.T) {
 
 	start := time.Now()
 	err := e.Export(context.Background(), testBatch(t, otlp.Logs, "dep-a", 1))
-	if err == nil || IsPermanent(err) {
+	if err == nil || retry.IsPermanent(err) {
 		t.Fatalf("Export to a hung receiver = %v, want a retryable error", err)
 	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {

@@ -23,6 +23,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // s3Exporter writes each batch as one object; the key layout is in the package doc.
@@ -177,14 +178,12 @@ func s3Error(err error) error {
 	code := re.HTTPStatusCode()
 	if code == http.StatusTooManyRequests || code >= 500 {
 		if re.Response != nil {
-			if d, ok := parseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()); ok {
-				return withRetryAfter(err, d)
-			}
+			return retry.ThrottleHeader(err, re.Response.Header, time.Now())
 		}
 		return err
 	}
 	if code >= 400 {
-		return Permanent(err)
+		return retry.Permanent(err)
 	}
 	return err
 }

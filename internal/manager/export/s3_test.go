@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
@@ -210,25 +211,25 @@ func TestS3Errors(t *testing.T) {
 
 	missing := base
 	missing.Bucket = "no-such-bucket"
-	if err := export(missing); err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), `s3 exporter "archive"`) {
+	if err := export(missing); err == nil || !retry.IsPermanent(err) || !strings.Contains(err.Error(), `s3 exporter "archive"`) {
 		t.Errorf("Export to a missing bucket = %v, want a permanent error naming the exporter", err)
 	}
 
 	wrongSecret := base
 	wrongSecret.SecretAccessKey = "wrong"
-	if err := export(wrongSecret); err == nil || !IsPermanent(err) {
+	if err := export(wrongSecret); err == nil || !retry.IsPermanent(err) {
 		t.Errorf("Export with a wrong secret = %v, want a permanent error", err)
 	}
 
 	down := base
 	down.Endpoint = "http://" + closedAddr(t)
-	if err := export(down); err == nil || IsPermanent(err) {
+	if err := export(down); err == nil || retry.IsPermanent(err) {
 		t.Errorf("Export to a closed port = %v, want a retryable error", err)
 	}
 
 	garbage := testBatch(t, otlp.Logs, "dep-a", 1)
 	garbage.Data = []byte{0xff, 0xff}
-	if err := newExporter(t, base).Export(context.Background(), garbage); err == nil || !IsPermanent(err) {
+	if err := newExporter(t, base).Export(context.Background(), garbage); err == nil || !retry.IsPermanent(err) {
 		t.Errorf("Export of an undecodable batch = %v, want a permanent error", err)
 	}
 	if objs := listObjects(t, endpoint); len(objs) != 0 {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/retry"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
@@ -205,7 +205,9 @@ func (h *hook) attempt(j *job) (transient bool) {
 	}
 	var wait time.Duration
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-		wait = retryAfter(resp.Header.Get("Retry-After"), h.n.clk.Now())
+		// Zero (absent, unreadable or past) leaves the wait to the backoff.
+		d, _ := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), h.n.clk.Now())
+		wait = min(d, maxRetryAfter)
 	}
 	h.retry(j, msg, wait)
 	return true
@@ -220,7 +222,7 @@ func (h *hook) retry(j *job, why string, wait time.Duration) {
 		return
 	}
 	if wait <= 0 {
-		wait = h.n.backoffFor(j.d.Attempts)
+		wait = h.n.backoff.Delay(j.d.Attempts, nil)
 	}
 	now := h.n.clk.Now().UTC()
 	j.d.LastError, j.d.UpdatedAt, j.d.NextAttempt = why, now, now.Add(wait)
@@ -237,31 +239,4 @@ func (h *hook) finish(j *job, st store.DeliveryState, lastError string) {
 	h.failed.Inc()
 	h.n.log.Warn("notification delivery failed for good", "webhook", h.cfg.Name, "notification", j.note.ID,
 		"deployment", j.note.Deployment.ID, "kind", j.note.Kind, "state", j.note.State, "attempts", j.d.Attempts, "err", lastError)
-}
-
-// backoffFor is the wait after the given number of failed attempts: Backoff
-// doubled per earlier failure, capped at MaxBackoff, less up to half of it by
-// jitter.
-func (n *Notifier) backoffFor(attempts int) time.Duration {
-	d := n.maxBackoff
-	if shift := attempts - 1; shift < 32 && n.backoff<<shift < n.maxBackoff && n.backoff<<shift > 0 {
-		d = n.backoff << shift
-	}
-	return d - time.Duration(n.jitter()*float64(d)/2)
-}
-
-// retryAfter reads a Retry-After header: seconds or an HTTP date. Zero means
-// absent or unreadable.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return min(max(d, 0), maxRetryAfter)
 }

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"reflect"
 	"slices"
@@ -36,6 +35,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/retry"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
@@ -115,10 +115,8 @@ type Notifier struct {
 	log         *slog.Logger
 	clk         clock.Clock
 	client      *http.Client
-	jitter      func() float64
 	tick, poll  time.Duration
-	backoff     time.Duration
-	maxBackoff  time.Duration
+	backoff     retry.Backoff
 	timeout     time.Duration
 	debounce    time.Duration
 	behindAfter time.Duration
@@ -169,9 +167,9 @@ func New(cfg config.Notifications, st store.Notifications, s Settings) (*Notifie
 		return nil, errors.New("notify: no webhooks configured")
 	}
 	n := &Notifier{
-		cfg: cfg, st: st, log: s.Logger, clk: clock.Or(s.Clock), client: s.Client, jitter: s.Jitter,
+		cfg: cfg, st: st, log: s.Logger, clk: clock.Or(s.Clock), client: s.Client,
 		tick: cmp.Or(s.Tick, time.Second), poll: cmp.Or(s.PollInterval, 5*time.Second),
-		backoff: cmp.Or(s.Backoff, 5*time.Second), maxBackoff: cmp.Or(s.MaxBackoff, 10*time.Minute),
+		backoff: retry.Backoff{Initial: cmp.Or(s.Backoff, 5*time.Second), Max: cmp.Or(s.MaxBackoff, 10*time.Minute), Jitter: 0.5, Rand: s.Jitter},
 		timeout: cmp.Or(s.Timeout, 10*time.Second), debounce: time.Duration(cfg.Debounce), behindAfter: time.Duration(cfg.BehindAfter),
 		kinds: map[store.NotificationKind]bool{}, byName: map[string]*hook{}, wake: make(chan struct{}, 1),
 		tracks: map[key]*track{}, waiting: map[key]*track{},
@@ -181,9 +179,6 @@ func New(cfg config.Notifications, st store.Notifications, s Settings) (*Notifie
 	}
 	if n.client == nil {
 		n.client = &http.Client{}
-	}
-	if n.jitter == nil {
-		n.jitter = rand.Float64
 	}
 	if cfg.MaxAttempts < 1 || cfg.Debounce < 0 || cfg.BehindAfter <= 0 {
 		return nil, fmt.Errorf("notify: max_attempts %d, debounce %v or behind_after %v out of range", cfg.MaxAttempts, n.debounce, n.behindAfter)

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // GRPCServer serves the OTLP logs, trace and metrics export services over gRPC
@@ -116,7 +117,8 @@ func (s *GRPCServer) Serve(ln net.Listener) error {
 	}
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
-	var backoff time.Duration
+	accept := retry.Backoff{Initial: 5 * time.Millisecond, Max: time.Second}
+	failures := 0
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -128,13 +130,13 @@ func (s *GRPCServer) Serve(ln net.Listener) error {
 			}
 			// Out of file descriptors, say: wait and retry, as net/http and grpc-go do.
 			if ne, ok := err.(interface{ Temporary() bool }); ok && ne.Temporary() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+				failures++
+				time.Sleep(accept.Delay(failures, nil))
 				continue
 			}
 			return fmt.Errorf("gRPC accept: %w", err)
 		}
-		backoff = 0
+		failures = 0
 		c := s.newConn(nc)
 		s.mu.Lock()
 		if s.stopping {
