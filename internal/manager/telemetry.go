@@ -14,13 +14,14 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
 )
 
 // TelemetrySink is where accepted telemetry goes besides the exporters and the
 // telemetry store. Settings.Sinks adds them.
-type TelemetrySink = ingest.Sink
+type TelemetrySink = consumer.Sink
 
 // startTelemetry builds the ingest path: exporters behind their queues, the ingest
 // consumer, and the optional OTLP/gRPC listener.
@@ -57,7 +58,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	}
 	// The store comes last: a batch a later sink refused is resent, and the earlier
 	// sinks see it again, so the store is the one that must see it exactly once.
-	sinks := append(append([]ingest.Sink{fo}, m.set.Sinks...), m.tel)
+	sinks := append(append([]consumer.Sink{fo}, m.set.Sinks...), m.tel)
 	m.ingest, err = ingest.New(deployments{m.reg}, sinks, ingest.Settings{
 		Dir: m.cfg.DataDir, Clock: m.set.Clock, Logger: m.log.With("component", "ingest"), Registerer: reg,
 	})

@@ -26,6 +26,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
 )
@@ -118,14 +119,14 @@ func New(s Settings) (*Pipeline, error) {
 func (p *Pipeline) SetContext(c otlp.Context) { p.tagger.Store(otlp.NewTagger(c)) }
 
 // Consume tags one export request and queues it; it is the receivers' consumer.
-func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
+func (p *Pipeline) Consume(_ context.Context, r consumer.Request) error {
 	tp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(tp)
 	tagged, records, err := p.tagger.Load().Tag(r.Signal, (*tp)[:0], r.Body)
 	*tp = tagged
 	if err != nil {
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
-		return receiver.BadRequest("%v", err)
+		return consumer.Malformed("%v", err)
 	}
 	// Compress cheaply here, so the queue writes and reads a fraction of the bytes.
 	enc := p.encoders.Get().(*forward.Encoder)
@@ -135,16 +136,16 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 	p.encoders.Put(enc)
 	*ep = entry
 	if err != nil {
-		return receiver.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
+		return consumer.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
 	}
 	if err := p.lanes[r.Signal].append(entry); err != nil {
 		switch {
 		case errors.Is(err, queue.ErrFull):
 			p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_full").Add(float64(records))
-			return receiver.Full("agent queue is full; retry later", 5*time.Second)
+			return consumer.Full("agent queue is full; retry later", 5*time.Second)
 		case errors.Is(err, queue.ErrTooLarge):
 			p.metrics.refused.WithLabelValues(r.Signal.String(), "too_large").Add(float64(records))
-			return &receiver.Error{HTTP: http.StatusRequestEntityTooLarge, Code: 3, Message: "request larger than the agent queue can hold"}
+			return consumer.TooLarge("request larger than the agent queue can hold")
 		}
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_error").Add(float64(records))
 		if l := p.lanes[r.Signal]; !errors.Is(err, errRepairing) && !errors.Is(err, queue.ErrClosed) && l.broken.CompareAndSwap(false, true) {
@@ -154,7 +155,7 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 				go p.repair(p.ctx, l, p.repairInterval())
 			}
 		}
-		return receiver.Unavailable("agent could not write its queue: "+err.Error(), 5*time.Second)
+		return consumer.Unavailable("agent could not write its queue: "+err.Error(), 5*time.Second)
 	}
 	p.metrics.accepted.WithLabelValues(r.Signal.String()).Add(float64(records))
 	return nil

@@ -42,6 +42,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // defaultTimeout bounds one Export call when the configuration sets no timeout.
@@ -54,7 +55,7 @@ type Exporter interface {
 	Name() string
 	// Export makes one attempt to deliver b; see IsPermanent and RetryAfter for
 	// what a failure means.
-	Export(ctx context.Context, b otlp.Batch) error
+	Export(ctx context.Context, b consumer.Batch) error
 	// Close releases connections and files; the exporter must not be used afterwards.
 	Close(ctx context.Context) error
 }
@@ -175,7 +176,7 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 // decodeRequest decodes a batch; a batch that does not decode never will.
-func decodeRequest(b otlp.Batch) (otlp.Request, error) {
+func decodeRequest(b consumer.Batch) (otlp.Request, error) {
 	r, err := otlp.NewRequest(b.Signal)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("batch: %w", err))
@@ -187,7 +188,7 @@ func decodeRequest(b otlp.Batch) (otlp.Request, error) {
 }
 
 // otlpJSON returns a batch as an OTLP-JSON export request.
-func otlpJSON(b otlp.Batch) ([]byte, error) {
+func otlpJSON(b consumer.Batch) ([]byte, error) {
 	r, err := decodeRequest(b)
 	if err != nil {
 		return nil, err

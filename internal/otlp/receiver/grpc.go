@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,13 +16,10 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // GRPCServer serves the OTLP logs, trace and metrics export services over gRPC
@@ -41,7 +37,7 @@ import (
 // retryable refusals), UNIMPLEMENTED for unknown methods and encodings, and a
 // graceful stop that lets requests in progress finish.
 type GRPCServer struct {
-	consumer Consumer
+	next     consumer.Consumer
 	maxBytes int
 	lim      *Limiter
 	bodies   bodyPool
@@ -76,11 +72,11 @@ const (
 // bounds a message, compressed or not (zero means DefaultMaxBytes); lim, when not nil,
 // bounds requests in progress. Request bodies are reused once Consume returns (see
 // Request.Body).
-func NewGRPCServer(c Consumer, maxBytes int, lim *Limiter) *GRPCServer {
+func NewGRPCServer(c consumer.Consumer, maxBytes int, lim *Limiter) *GRPCServer {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
-	s := &GRPCServer{consumer: c, maxBytes: maxBytes, lim: lim,
+	s := &GRPCServer{next: c, maxBytes: maxBytes, lim: lim,
 		lns: map[net.Listener]struct{}{}, conns: map[*grpcConn]struct{}{}}
 	s.okHeaders = encodeHeaders("", [][2]string{{"content-type", "application/grpc"}, {"grpc-accept-encoding", "gzip"}})
 	s.okTrailers = encodeHeaders("", [][2]string{{"grpc-status", "0"}})
@@ -435,8 +431,8 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		return ""
 	}
 	ended := f.StreamEnded()
-	refuse := func(e *Error, httpStatus string) bool {
-		c.writeStatusLocked(id, e, httpStatus)
+	refuse := func(s Status, httpStatus string) bool {
+		c.writeStatusLocked(id, s, httpStatus)
 		if !ended {
 			c.fr.WriteRSTStream(id, http2.ErrCodeNo) // the rest of the request is not wanted
 		}
@@ -447,12 +443,12 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		return true
 	}
 	if ct := st.header("content-type"); ct != "application/grpc" && !strings.HasPrefix(ct, "application/grpc+") && !strings.HasPrefix(ct, "application/grpc;") {
-		return refuse(&Error{Code: codes.Internal, Message: "unsupported content type " + ct + " (want application/grpc)"}, "415")
+		return refuse(Status{Code: codes.Internal, Message: "unsupported content type " + ct + " (want application/grpc)"}, "415")
 	}
 	path := f.PseudoValue("path")
 	sig, ok := grpcMethods[path]
 	if !ok {
-		return refuse(&Error{Code: codes.Unimplemented, Message: "unknown method " + path + "; this server offers the OTLP export services"}, "")
+		return refuse(Status{Code: codes.Unimplemented, Message: "unknown method " + path + "; this server offers the OTLP export services"}, "")
 	}
 	st.sig = sig
 	switch enc := st.header("grpc-encoding"); enc {
@@ -460,24 +456,24 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 	case "gzip":
 		st.encoding = enc
 	default:
-		return refuse(&Error{Code: codes.Unimplemented, Message: "unsupported grpc-encoding " + enc + " (want gzip or identity)"}, "")
+		return refuse(Status{Code: codes.Unimplemented, Message: "unsupported grpc-encoding " + enc + " (want gzip or identity)"}, "")
 	}
 	if v := st.header("grpc-timeout"); v != "" {
 		d, err := parseGRPCTimeout(v)
 		if err != nil {
-			return refuse(&Error{Code: codes.Internal, Message: err.Error()}, "")
+			return refuse(Status{Code: codes.Internal, Message: err.Error()}, "")
 		}
 		st.timeout = d
 	}
-	if a, ok := c.srv.consumer.(Authorizer); ok {
+	if a, ok := c.srv.next.(consumer.Authorizer); ok {
 		ctx, err := a.Authorize(st.ctx, st.header)
 		if err != nil {
-			return refuse(asError(err), "")
+			return refuse(StatusOf(err), "")
 		}
 		st.ctx = ctx
 	}
-	if !c.srv.lim.acquire() {
-		return refuse(errBusy, "")
+	if err := c.srv.lim.Acquire(); err != nil {
+		return refuse(StatusOf(err), "")
 	}
 	st.limited = true
 	st.body = c.srv.bodies.get()
@@ -528,7 +524,7 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 	if b := *st.body; len(b) >= 5 {
 		if size := messageSize(b); size > c.srv.maxBytes {
 			c.mu.Lock()
-			c.writeStatusLocked(st.id, &Error{Code: codes.ResourceExhausted,
+			c.writeStatusLocked(st.id, Status{Code: codes.ResourceExhausted,
 				Message: fmt.Sprintf("message of %d bytes is larger than the limit of %d", size, c.srv.maxBytes)}, "")
 			if !f.StreamEnded() {
 				c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
@@ -586,16 +582,16 @@ func (c *grpcConn) handler(st *grpcStream) {
 // handle consumes one request and answers it.
 func (c *grpcConn) handle(st *grpcStream) {
 	defer c.finish(st)
-	msg, e := c.message(st)
-	if e == nil {
+	msg, refusal := c.message(st)
+	if refusal.Code == codes.OK {
 		ctx := st.ctx
 		if st.timeout > 0 {
 			dc := newDeadlineCtx(ctx, time.Now().Add(st.timeout))
 			defer dc.release()
 			ctx = dc
 		}
-		if err := c.srv.consumer.Consume(ctx, Request{Signal: st.sig, Body: msg, Header: st.header}); err != nil {
-			e = asError(err)
+		if err := c.srv.next.Consume(ctx, consumer.Request{Signal: st.sig, Body: msg, Header: st.header}); err != nil {
+			refusal = StatusOf(err)
 		}
 	}
 	c.mu.Lock()
@@ -603,8 +599,8 @@ func (c *grpcConn) handle(st *grpcStream) {
 	if st.reset || c.closed {
 		return
 	}
-	if e != nil {
-		c.writeStatusLocked(st.id, e, "")
+	if refusal.Code != codes.OK {
+		c.writeStatusLocked(st.id, refusal, "")
 	} else {
 		// The empty message's 5 bytes need room in both send windows.
 		for !c.closed && !st.reset && (c.sendWindow < 5 || st.sendWindow < 5) {
@@ -625,37 +621,37 @@ func (c *grpcConn) handle(st *grpcStream) {
 var emptyMessage [5]byte
 
 // message checks the length-prefixed message of a complete request and returns it
-// uncompressed.
-func (c *grpcConn) message(st *grpcStream) ([]byte, *Error) {
+// uncompressed, or the refusal to answer (whose Code is never OK).
+func (c *grpcConn) message(st *grpcStream) ([]byte, Status) {
 	b := *st.body
 	if len(b) < 5 {
-		return nil, &Error{Code: codes.Internal, Message: "request stream ended without a complete message"}
+		return nil, Status{Code: codes.Internal, Message: "request stream ended without a complete message"}
 	}
 	size := messageSize(b)
 	switch {
 	case len(b)-5 < size:
-		return nil, &Error{Code: codes.Internal, Message: "request stream ended inside its message"}
+		return nil, Status{Code: codes.Internal, Message: "request stream ended inside its message"}
 	case len(b)-5 > size:
-		return nil, &Error{Code: codes.Internal, Message: "a unary export request carries one message, not several"}
+		return nil, Status{Code: codes.Internal, Message: "a unary export request carries one message, not several"}
 	}
 	msg := b[5:]
 	switch b[0] {
 	case 0:
-		return msg, nil
+		return msg, Status{}
 	case 1:
 		if st.encoding == "" {
-			return nil, &Error{Code: codes.Internal, Message: "compressed message without a grpc-encoding"}
+			return nil, Status{Code: codes.Internal, Message: "compressed message without a grpc-encoding"}
 		}
 		out, err := otlp.Decompress(st.encoding, bytes.NewReader(msg), int64(c.srv.maxBytes))
 		switch {
 		case errors.Is(err, otlp.ErrTooLarge):
-			return nil, &Error{Code: codes.ResourceExhausted, Message: fmt.Sprintf("decompressed message is larger than the limit of %d bytes", c.srv.maxBytes)}
+			return nil, Status{Code: codes.ResourceExhausted, Message: fmt.Sprintf("decompressed message is larger than the limit of %d bytes", c.srv.maxBytes)}
 		case err != nil:
-			return nil, &Error{Code: codes.Internal, Message: "could not decompress the message: " + err.Error()}
+			return nil, Status{Code: codes.Internal, Message: "could not decompress the message: " + err.Error()}
 		}
-		return out, nil
+		return out, Status{}
 	}
-	return nil, &Error{Code: codes.Internal, Message: fmt.Sprintf("message flag %d is neither 0 nor 1", b[0])}
+	return nil, Status{Code: codes.Internal, Message: fmt.Sprintf("message flag %d is neither 0 nor 1", b[0])}
 }
 
 // messageSize reads the length in a gRPC message's 5-byte prefix.
@@ -701,7 +697,7 @@ func (c *grpcConn) resetStream(id uint32, code http2.ErrCode) {
 
 func (c *grpcConn) release(st *grpcStream) {
 	if st.limited {
-		c.srv.lim.release()
+		c.srv.lim.Release()
 	}
 	if st.body != nil {
 		c.srv.bodies.put(st.body)
@@ -710,22 +706,16 @@ func (c *grpcConn) release(st *grpcStream) {
 
 // writeStatusLocked answers a stream with a trailers-only response carrying e; the
 // caller holds mu. httpStatus is the :status to send ("" means 200).
-func (c *grpcConn) writeStatusLocked(id uint32, e *Error, httpStatus string) {
-	fields := [][2]string{{"content-type", "application/grpc"}, {"grpc-status", strconv.Itoa(int(e.Code))}}
-	if e.Message != "" {
-		fields = append(fields, [2]string{"grpc-message", encodeGRPCMessage(e.Message)})
+func (c *grpcConn) writeStatusLocked(id uint32, s Status, httpStatus string) {
+	fields := [][2]string{{"content-type", "application/grpc"}, {"grpc-status", strconv.Itoa(int(s.Code))}}
+	if s.Message != "" {
+		fields = append(fields, [2]string{"grpc-message", encodeGRPCMessage(s.Message)})
 	}
-	if e.Code == codes.Unimplemented {
+	if s.Code == codes.Unimplemented {
 		fields = append(fields, [2]string{"grpc-accept-encoding", "gzip"})
 	}
-	if e.RetryAfter > 0 {
-		// OTLP senders retry RESOURCE_EXHAUSTED only when RetryInfo says when.
-		st := status.New(e.Code, e.Message)
-		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
-			if b, err := proto.Marshal(withInfo.Proto()); err == nil {
-				fields = append(fields, [2]string{"grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b)})
-			}
-		}
+	if d := s.GRPCDetails(); d != "" {
+		fields = append(fields, [2]string{"grpc-status-details-bin", d})
 	}
 	block := encodeHeaders(httpStatus, fields)
 	for first := true; len(block) > 0 || first; first = false {

@@ -25,10 +25,12 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // startGRPC serves c on a free port and returns the server and its address.
-func startGRPC(t testing.TB, c Consumer, maxBytes int, lim *Limiter) (*GRPCServer, string) {
+func startGRPC(t testing.TB, c consumer.Consumer, maxBytes int, lim *Limiter) (*GRPCServer, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,10 +66,10 @@ type countingConsumer struct {
 	records []int
 }
 
-func (c *countingConsumer) Consume(_ context.Context, r Request) error {
+func (c *countingConsumer) Consume(_ context.Context, r consumer.Request) error {
 	req := plogotlp.NewExportRequest()
 	if err := req.UnmarshalProto(r.Body); err != nil {
-		return BadRequest("%v", err)
+		return consumer.Malformed("%v", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -188,7 +190,7 @@ type rendezvous struct {
 	once    sync.Once
 }
 
-func (r *rendezvous) Consume(context.Context, Request) error {
+func (r *rendezvous) Consume(context.Context, consumer.Request) error {
 	if r.in.Add(1) == r.want {
 		r.once.Do(func() { close(r.release) })
 	}
@@ -196,7 +198,7 @@ func (r *rendezvous) Consume(context.Context, Request) error {
 	case <-r.release:
 		return nil
 	case <-time.After(10 * time.Second):
-		return Unavailable("requests were handled one at a time", 0)
+		return consumer.Unavailable("requests were handled one at a time", 0)
 	}
 }
 
@@ -224,7 +226,7 @@ func TestGRPCConsumesStreamsOfOneConnectionConcurrently(t *testing.T) {
 // deadlineSeer records the deadline its requests carry.
 type deadlineSeer struct{ deadline chan time.Time }
 
-func (d *deadlineSeer) Consume(ctx context.Context, _ Request) error {
+func (d *deadlineSeer) Consume(ctx context.Context, _ consumer.Request) error {
 	dl, _ := ctx.Deadline()
 	d.deadline <- dl
 	return nil

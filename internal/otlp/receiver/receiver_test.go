@@ -21,17 +21,18 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // recorder is a consumer that keeps what it got, or refuses with err.
 type recorder struct {
 	mu   sync.Mutex
-	got  []Request
+	got  []consumer.Request
 	auth []string
 	err  error
 }
 
-func (c *recorder) Consume(_ context.Context, r Request) error {
+func (c *recorder) Consume(_ context.Context, r consumer.Request) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -54,7 +55,7 @@ func logsRequest(t testing.TB, n int) plogotlp.ExportRequest {
 	return plogotlp.NewExportRequestFromLogs(l)
 }
 
-func serveHTTP(t *testing.T, c Consumer, maxBytes int64) string {
+func serveHTTP(t *testing.T, c consumer.Consumer, maxBytes int64) string {
 	mux := http.NewServeMux()
 	(&HTTP{Consumer: c, MaxBytes: maxBytes}).Register(mux)
 	srv := httptest.NewServer(mux)
@@ -121,7 +122,7 @@ func TestHTTPAcceptsProtobufJSONAndGzip(t *testing.T) {
 }
 
 func TestHTTPErrors(t *testing.T) {
-	full := &recorder{err: Full("queue full", 3*time.Second)}
+	full := &recorder{err: consumer.Full("queue full", 3*time.Second)}
 	pb, _ := logsRequest(t, 50).MarshalProto()
 	small := serveHTTP(t, &recorder{}, 200)
 
@@ -174,7 +175,7 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 		t.Errorf("body: %v, %d records", err, dec.Logs().LogRecordCount())
 	}
 
-	c.err = Full("queue full", 2*time.Second)
+	c.err = consumer.Full("queue full", 2*time.Second)
 	_, err := client.Export(ctx, logsRequest(t, 1))
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
@@ -192,7 +193,7 @@ func TestGRPCExportAndBackpressure(t *testing.T) {
 }
 
 // serveGRPC starts a gRPC receiver for c and returns a logs client of it.
-func serveGRPC(t testing.TB, c Consumer) plogotlp.GRPCClient {
+func serveGRPC(t testing.TB, c consumer.Consumer) plogotlp.GRPCClient {
 	_, addr := startGRPC(t, c, 0, nil)
 	return plogotlp.NewGRPCClient(dialGRPC(t, addr))
 }
@@ -201,10 +202,10 @@ func serveGRPC(t testing.TB, c Consumer) plogotlp.GRPCClient {
 // whatever the size of the one before it.
 func TestGRPCBodiesStayWholeWhenBuffersAreReused(t *testing.T) {
 	var got []int
-	client := serveGRPC(t, ConsumerFunc(func(_ context.Context, r Request) error {
+	client := serveGRPC(t, consumer.ConsumerFunc(func(_ context.Context, r consumer.Request) error {
 		dec := plogotlp.NewExportRequest()
 		if err := dec.UnmarshalProto(r.Body); err != nil {
-			return BadRequest("%v", err)
+			return consumer.Malformed("%v", err)
 		}
 		got = append(got, dec.Logs().LogRecordCount())
 		return nil
@@ -223,7 +224,7 @@ func TestGRPCBodiesStayWholeWhenBuffersAreReused(t *testing.T) {
 // BenchmarkGRPCExport reports what the receiver allocates per 100-record export
 // (client included), the cost that request buffers reused between requests cut.
 func BenchmarkGRPCExport(b *testing.B) {
-	client := serveGRPC(b, ConsumerFunc(func(context.Context, Request) error { return nil }))
+	client := serveGRPC(b, consumer.ConsumerFunc(func(context.Context, consumer.Request) error { return nil }))
 	req := logsRequest(b, 100)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -238,7 +239,7 @@ type gatekeeper struct{ recorder }
 
 func (*gatekeeper) Authorize(ctx context.Context, header func(string) string) (context.Context, error) {
 	if header("Authorization") != "Bearer pdt_ok" {
-		return ctx, Unauthorized("no")
+		return ctx, consumer.Unauthorized("no")
 	}
 	return ctx, nil
 }
@@ -256,7 +257,7 @@ func TestCredentialsAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 // slow holds every request until released, to fill a limiter.
 type slow struct{ release chan struct{} }
 
-func (s *slow) Consume(context.Context, Request) error { <-s.release; return nil }
+func (s *slow) Consume(context.Context, consumer.Request) error { <-s.release; return nil }
 
 func TestLimiterRefusesBeyondItsBound(t *testing.T) {
 	c := &slow{release: make(chan struct{})}
