@@ -29,6 +29,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/sysio"
 )
 
 // Settings configure a Pipeline.
@@ -183,7 +184,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		p.addrs.http = lis.Addr().String()
 		go func() {
-			if err := p.httpSrv.Serve(receiver.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := p.httpSrv.Serve(sysio.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				p.log.Error("OTLP/HTTP server stopped", "error", err)
 			}
 		}()

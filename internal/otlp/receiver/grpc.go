@@ -20,6 +20,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/sysio"
 )
 
 // GRPCServer serves the OTLP logs, trace and metrics export services over gRPC
@@ -245,7 +246,7 @@ type grpcStream struct {
 }
 
 func (s *GRPCServer) newConn(nc net.Conn) *grpcConn {
-	r, w := sockIO(nc)
+	r, w := sysio.SocketIO(nc)
 	c := &grpcConn{srv: s, nc: nc, br: bufio.NewReaderSize(r, 32<<10), bw: bufio.NewWriterSize(w, 8<<10),
 		streams: map[uint32]*grpcStream{}, recvWindow: grpcConnWindow,
 		sendWindow: http2DefaultWindow, peerWindow: http2DefaultWindow, peerMaxFrame: 16 << 10}
