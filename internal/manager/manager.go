@@ -32,6 +32,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/regression"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
+	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
@@ -71,7 +72,7 @@ type Manager struct {
 	fanout  *export.Fanout
 	tel     *telstore.Store
 	regress *regression.Detector
-	grpcSrv *receiver.GRPCServer
+	grpcSrv *grpcserver.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener
@@ -264,17 +265,17 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.ready.Store(false)
 		var errs []error
 		// Both servers drain at once, so neither eats the other's share of the deadline.
-		grpcDone := make(chan struct{})
+		grpcDone := make(chan error, 1)
 		go func() {
 			if m.grpcSrv != nil {
-				stopGRPC(ctx, m.grpcSrv)
+				grpcDone <- m.grpcSrv.Shutdown(ctx)
 			}
 			close(grpcDone)
 		}()
 		if m.srv != nil {
 			errs = append(errs, m.srv.Shutdown(ctx))
 		}
-		<-grpcDone
+		errs = append(errs, <-grpcDone)
 		if m.stopBg != nil {
 			m.stopBg()
 			m.bg.Wait()

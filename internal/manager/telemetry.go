@@ -15,6 +15,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
 )
@@ -91,7 +92,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 			return fmt.Errorf("OTLP/gRPC listen on %s: %w", m.cfg.OTLPGRPC, err)
 		}
 		m.grpcLn = ln
-		m.grpcSrv = receiver.NewGRPCServer(m.ingest, int(m.cfg.MaxRequestBytes), m.ingestLimit)
+		m.grpcSrv = grpcserver.New(m.ingest, grpcserver.Settings{MaxBytes: int(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit})
 		go func() { _ = m.grpcSrv.Serve(ln) }()
 	}
 	names := make([]string, len(exps))
@@ -112,16 +113,6 @@ func (m *Manager) GRPCAddr() string {
 		return ""
 	}
 	return m.grpcLn.Addr().String()
-}
-
-func stopGRPC(ctx context.Context, s *receiver.GRPCServer) {
-	done := make(chan struct{})
-	go func() { s.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.Stop()
-	}
 }
 
 // deployments adapts the registry to what ingest needs.

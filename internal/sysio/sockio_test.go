@@ -93,7 +93,7 @@ func TestSockIOMovesEveryByteBothWays(t *testing.T) {
 	}
 }
 
-// The handshake's read deadline and Stop's Close must still end a waiting read.
+// The gRPC server's handshake deadline and Shutdown's Close must still end a waiting read.
 func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
 	server, _ := tcpPair(t)
 	r, _ := SocketIO(server)

@@ -27,6 +27,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/sysio"
@@ -74,7 +75,7 @@ type Pipeline struct {
 	metrics  *metrics
 
 	httpSrv *http.Server
-	grpcSrv *receiver.GRPCServer
+	grpcSrv *grpcserver.Server
 	addrs   struct{ grpc, http string }
 
 	cancel context.CancelFunc
@@ -197,10 +198,10 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			}
 			return fmt.Errorf("OTLP/gRPC listener: %w", err)
 		}
-		p.grpcSrv = receiver.NewGRPCServer(p, int(maxBytes), nil)
+		p.grpcSrv = grpcserver.New(p, grpcserver.Settings{MaxBytes: int(maxBytes)})
 		p.addrs.grpc = lis.Addr().String()
 		go func() {
-			if err := p.grpcSrv.Serve(lis); err != nil {
+			if err := p.grpcSrv.Serve(lis); err != nil && !errors.Is(err, grpcserver.ErrServerStopped) {
 				p.log.Error("OTLP/gRPC server stopped", "error", err)
 			}
 		}()
@@ -235,13 +236,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		errs = append(errs, p.httpSrv.Shutdown(ctx))
 	}
 	if p.grpcSrv != nil {
-		done := make(chan struct{})
-		go func() { p.grpcSrv.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			p.grpcSrv.Stop()
-		}
+		errs = append(errs, p.grpcSrv.Shutdown(ctx))
 	}
 	if p.cancel != nil {
 		p.cancel()
