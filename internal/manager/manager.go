@@ -79,7 +79,10 @@ type Manager struct {
 	stopBg      context.CancelFunc
 	bg          sync.WaitGroup
 	ready       atomic.Bool
-	serveErr    chan error
+	// serveErr gets what ends the HTTP server's Serve (always, ErrServerClosed at
+	// shutdown) and the OTLP/gRPC server's (only a failure): room for both, so
+	// neither sender ever blocks.
+	serveErr chan error
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -96,7 +99,7 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 	if s.Console == nil {
 		s.Console = io.Discard
 	}
-	return &Manager{cfg: cfg, set: s, log: s.Logger, serveErr: make(chan error, 1)}, nil
+	return &Manager{cfg: cfg, set: s, log: s.Logger, serveErr: make(chan error, 2)}, nil
 }
 
 // Start opens the store, loads the fleet, binds the port and serves. An address
@@ -245,7 +248,8 @@ func (m *Manager) URL() string { return "http://" + m.Addr() }
 // Registry exposes the live fleet to in-process callers (the demo, tests).
 func (m *Manager) Registry() *registry.Registry { return m.reg }
 
-// Wait blocks until the HTTP server stops on its own (an error) or ctx ends.
+// Wait blocks until the HTTP or the OTLP/gRPC server stops on its own (an error) or
+// ctx ends.
 func (m *Manager) Wait(ctx context.Context) error {
 	select {
 	case err := <-m.serveErr:

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -93,7 +94,15 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		}
 		m.grpcLn = ln
 		m.grpcSrv = grpcserver.New(m.ingest, grpcserver.Settings{MaxBytes: int(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit})
-		go func() { _ = m.grpcSrv.Serve(ln) }()
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			// Shutdown stops the server before it waits for m.bg, so this goroutine ends
+			// in time; a failure before that is the manager's, and reaches Wait.
+			if err := m.grpcSrv.Serve(ln); err != nil && !errors.Is(err, grpcserver.ErrServerStopped) {
+				m.serveErr <- fmt.Errorf("OTLP/gRPC server on %s: %w", ln.Addr(), err)
+			}
+		}()
 	}
 	names := make([]string, len(exps))
 	for i, e := range exps {
