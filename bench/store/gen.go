@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // Severity numbers as OTLP defines them.
@@ -250,7 +251,7 @@ func times(rng *rand.Rand, from, to time.Time, n int) []time.Time {
 }
 
 // logs builds the logs request r.
-func (g *gen) logs(r request) otlp.Batch {
+func (g *gen) logs(r request) consumer.Batch {
 	rng := g.rng(logStream, r)
 	d := r.dep
 	ld := plog.NewLogs()
@@ -320,7 +321,7 @@ func (g *gen) logs(r request) otlp.Batch {
 	if err != nil {
 		panic(fmt.Sprintf("marshal logs: %v", err)) // pdata built here always marshals
 	}
-	return otlp.Batch{Signal: otlp.Logs, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
+	return consumer.Batch{Signal: otlp.Logs, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
 }
 
 func newTraceID(rng *rand.Rand) pcommon.TraceID {
@@ -345,7 +346,7 @@ var spanCounts = []float64{0.15, 0.15, 0.20, 0.15, 0.12, 0.10, 0.08, 0.05}
 // tracesOut is a spans request and a trace known to be stored whole, for the
 // trace-by-id queries.
 type tracesOut struct {
-	batch  otlp.Batch
+	batch  consumer.Batch
 	sample string
 }
 
@@ -462,6 +463,6 @@ func (g *gen) spans(r request) tracesOut {
 	if err != nil {
 		panic(fmt.Sprintf("marshal traces: %v", err)) // pdata built here always marshals
 	}
-	out.batch = otlp.Batch{Signal: otlp.Traces, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
+	out.batch = consumer.Batch{Signal: otlp.Traces, DeploymentID: d.id, Received: r.to, Records: r.records, Data: data}
 	return out
 }

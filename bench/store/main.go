@@ -32,7 +32,7 @@ import (
 	"github.com/periscope-dev/periscope/bench/internal/procstat"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
-	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // config holds the flags.
@@ -156,7 +156,7 @@ func run(c config) error {
 	defer func() { st.Close() }()
 
 	fmt.Println("phase 1: ingest logs")
-	logRes, err := ingest(ctx, st, c, logReqs, func(r request) (otlp.Batch, string) { return g.logs(r), "" })
+	logRes, err := ingest(ctx, st, c, logReqs, func(r request) (consumer.Batch, string) { return g.logs(r), "" })
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func run(c config) error {
 		float64(logsFile)/float64(c.logs), float64(logsUsed)/float64(c.logs))
 
 	fmt.Println("phase 2: ingest spans")
-	spanRes, err := ingest(ctx, st, c, spanReqs, func(r request) (otlp.Batch, string) {
+	spanRes, err := ingest(ctx, st, c, spanReqs, func(r request) (consumer.Batch, string) {
 		o := g.spans(r)
 		return o.batch, o.sample
 	})
@@ -375,13 +375,13 @@ func pctOf(s []time.Duration, p float64) time.Duration {
 
 // ingest generates the requests chunk by chunk and, for each chunk, times
 // -senders goroutines calling Consume on it.
-func ingest(ctx context.Context, st *telstore.Store, c config, reqs []request, build func(request) (otlp.Batch, string)) (*ingestResult, error) {
+func ingest(ctx context.Context, st *telstore.Store, c config, reqs []request, build func(request) (consumer.Batch, string)) (*ingestResult, error) {
 	res := &ingestResult{}
 	per := max(1, c.chunk/c.batch)
 	for lo := 0; lo < len(reqs); lo += per {
 		hi := min(len(reqs), lo+per)
 		t := time.Now()
-		batches := make([]otlp.Batch, hi-lo)
+		batches := make([]consumer.Batch, hi-lo)
 		samples := make([]string, hi-lo)
 		var wg sync.WaitGroup
 		workers := runtime.GOMAXPROCS(0)
@@ -402,7 +402,7 @@ func ingest(ctx context.Context, st *telstore.Store, c config, reqs []request, b
 			}
 		}
 
-		jobs := make(chan otlp.Batch, len(batches))
+		jobs := make(chan consumer.Batch, len(batches))
 		n := 0
 		for _, b := range batches {
 			jobs <- b

@@ -47,6 +47,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
@@ -176,7 +177,7 @@ type storeSink struct {
 	seqs map[string]int
 }
 
-func (s *storeSink) Consume(_ context.Context, b otlp.Batch) error {
+func (s *storeSink) Consume(_ context.Context, b consumer.Batch) error {
 	if b.Signal != otlp.Logs {
 		return nil
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/regression"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
+	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
@@ -71,14 +72,17 @@ type Manager struct {
 	fanout  *export.Fanout
 	tel     *telstore.Store
 	regress *regression.Detector
-	grpcSrv *receiver.GRPCServer
+	grpcSrv *grpcserver.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener
 	stopBg      context.CancelFunc
 	bg          sync.WaitGroup
 	ready       atomic.Bool
-	serveErr    chan error
+	// serveErr gets what ends the HTTP server's Serve (always, ErrServerClosed at
+	// shutdown) and the OTLP/gRPC server's (only a failure): room for both, so
+	// neither sender ever blocks.
+	serveErr chan error
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -95,7 +99,7 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 	if s.Console == nil {
 		s.Console = io.Discard
 	}
-	return &Manager{cfg: cfg, set: s, log: s.Logger, serveErr: make(chan error, 1)}, nil
+	return &Manager{cfg: cfg, set: s, log: s.Logger, serveErr: make(chan error, 2)}, nil
 }
 
 // Start opens the store, loads the fleet, binds the port and serves. An address
@@ -246,7 +250,8 @@ func (m *Manager) URL() string { return "http://" + m.Addr() }
 // Registry exposes the live fleet to in-process callers (the demo, tests).
 func (m *Manager) Registry() *registry.Registry { return m.reg }
 
-// Wait blocks until the HTTP server stops on its own (an error) or ctx ends.
+// Wait blocks until the HTTP or the OTLP/gRPC server stops on its own (an error) or
+// ctx ends.
 func (m *Manager) Wait(ctx context.Context) error {
 	select {
 	case err := <-m.serveErr:
@@ -266,17 +271,17 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		m.ready.Store(false)
 		var errs []error
 		// Both servers drain at once, so neither eats the other's share of the deadline.
-		grpcDone := make(chan struct{})
+		grpcDone := make(chan error, 1)
 		go func() {
 			if m.grpcSrv != nil {
-				stopGRPC(ctx, m.grpcSrv)
+				grpcDone <- m.grpcSrv.Shutdown(ctx)
 			}
 			close(grpcDone)
 		}()
 		if m.srv != nil {
 			errs = append(errs, m.srv.Shutdown(ctx))
 		}
-		<-grpcDone
+		errs = append(errs, <-grpcDone)
 		if m.stopBg != nil {
 			m.stopBg()
 			m.bg.Wait()

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -14,13 +15,15 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
 )
 
 // TelemetrySink is where accepted telemetry goes besides the exporters and the
 // telemetry store. Settings.Sinks adds them.
-type TelemetrySink = ingest.Sink
+type TelemetrySink = consumer.Sink
 
 // startTelemetry builds the ingest path: exporters behind their queues, the ingest
 // consumer, and the optional OTLP/gRPC listener.
@@ -57,7 +60,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	}
 	// The store comes last: a batch a later sink refused is resent, and the earlier
 	// sinks see it again, so the store is the one that must see it exactly once.
-	sinks := append(append([]ingest.Sink{fo}, m.set.Sinks...), m.tel)
+	sinks := append(append([]consumer.Sink{fo}, m.set.Sinks...), m.tel)
 	m.ingest, err = ingest.New(deployments{m.reg}, sinks, ingest.Settings{
 		Dir: m.cfg.DataDir, Clock: m.set.Clock, Logger: m.log.With("component", "ingest"), Registerer: reg,
 	})
@@ -90,8 +93,16 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 			return fmt.Errorf("OTLP/gRPC listen on %s: %w", m.cfg.OTLPGRPC, err)
 		}
 		m.grpcLn = ln
-		m.grpcSrv = receiver.NewGRPCServer(m.ingest, int(m.cfg.MaxRequestBytes), m.ingestLimit)
-		go func() { _ = m.grpcSrv.Serve(ln) }()
+		m.grpcSrv = grpcserver.New(m.ingest, grpcserver.Settings{MaxBytes: int(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit})
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			// Shutdown stops the server before it waits for m.bg, so this goroutine ends
+			// in time; a failure before that is the manager's, and reaches Wait.
+			if err := m.grpcSrv.Serve(ln); err != nil && !errors.Is(err, grpcserver.ErrServerStopped) {
+				m.serveErr <- fmt.Errorf("OTLP/gRPC server on %s: %w", ln.Addr(), err)
+			}
+		}()
 	}
 	names := make([]string, len(exps))
 	for i, e := range exps {
@@ -111,16 +122,6 @@ func (m *Manager) GRPCAddr() string {
 		return ""
 	}
 	return m.grpcLn.Addr().String()
-}
-
-func stopGRPC(ctx context.Context, s *receiver.GRPCServer) {
-	done := make(chan struct{})
-	go func() { s.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.Stop()
-	}
 }
 
 // deployments adapts the registry to what ingest needs.

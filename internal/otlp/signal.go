@@ -1,4 +1,4 @@
-// Package telemetry holds what the agent and the manager share about application
+// Package otlp holds what the agent and the manager share about application
 // telemetry: the three OTLP signals, the deployment-context attributes every resource
 // carries, and the encoding, decoding and tagging of OTLP export requests.
 //
@@ -7,10 +7,7 @@
 // so queues, the manager and exporters can pass it on without decoding it again.
 package otlp
 
-import (
-	"fmt"
-	"time"
-)
+import "fmt"
 
 // Signal is one of the three OTLP signals.
 type Signal uint8
@@ -50,19 +47,4 @@ func ParseSignal(name string) (Signal, error) {
 		}
 	}
 	return 0, fmt.Errorf("unknown signal %q (want traces, metrics or logs)", name)
-}
-
-// Batch is one accepted OTLP export request on its way to the exporters and the store.
-type Batch struct {
-	// Signal says which export request Data holds.
-	Signal Signal
-	// DeploymentID is the deployment that sent the batch, as its token proves.
-	DeploymentID string
-	// Received is when the manager accepted the batch.
-	Received time.Time
-	// Records counts log records, spans or metric data points in Data.
-	Records int
-	// Data is the protobuf encoding of the OTLP export request for Signal, with every
-	// resource already tagged with the deployment context.
-	Data []byte
 }

@@ -9,6 +9,11 @@
 // (docs/benchmarks.md). syscall.RawSyscall skips that bookkeeping: the goroutine keeps
 // its processor while the kernel does the work.
 //
+// Read and Write are the single calls. SocketIO wraps a socket's connection in a
+// reader and a writer made of them, for servers that own their connections (the OTLP
+// gRPC server); Listen does the same for every connection a listener accepts, for
+// net/http servers. Outside Linux, SocketIO and Listen leave connections as they are.
+//
 // The price: should the call block after all (the kernel throttling a writer so that
 // the disk can catch up), the process's other goroutines on that processor wait too,
 // as they would for a store through a memory-mapped file that faults a page in.

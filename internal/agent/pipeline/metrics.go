@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
-	"github.com/periscope-dev/periscope/internal/otlp/receiver"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // metrics are the pipeline's self-metrics. They also implement forward.Observer.
@@ -99,7 +99,7 @@ func (p *Pipeline) selfMetricsLoop(ctx context.Context) {
 		}
 		body, err := p.selfMetrics()
 		if err == nil {
-			err = p.Consume(ctx, receiver.Request{Signal: otlp.Metrics, Body: body, Header: func(string) string { return "" }})
+			err = p.Consume(ctx, consumer.Request{Signal: otlp.Metrics, Body: body, Header: func(string) string { return "" }})
 		}
 		if err != nil {
 			p.log.Warn("could not queue the agent's own metrics", "error", err)

@@ -26,8 +26,11 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/sysio"
 )
 
 // Settings configure a Pipeline.
@@ -72,7 +75,7 @@ type Pipeline struct {
 	metrics  *metrics
 
 	httpSrv *http.Server
-	grpcSrv *receiver.GRPCServer
+	grpcSrv *grpcserver.Server
 	addrs   struct{ grpc, http string }
 
 	cancel context.CancelFunc
@@ -118,14 +121,14 @@ func New(s Settings) (*Pipeline, error) {
 func (p *Pipeline) SetContext(c otlp.Context) { p.tagger.Store(otlp.NewTagger(c)) }
 
 // Consume tags one export request and queues it; it is the receivers' consumer.
-func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
+func (p *Pipeline) Consume(_ context.Context, r consumer.Request) error {
 	tp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(tp)
 	tagged, records, err := p.tagger.Load().Tag(r.Signal, (*tp)[:0], r.Body)
 	*tp = tagged
 	if err != nil {
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
-		return receiver.BadRequest("%v", err)
+		return consumer.Malformed("%v", err)
 	}
 	// Compress cheaply here, so the queue writes and reads a fraction of the bytes.
 	enc := p.encoders.Get().(*forward.Encoder)
@@ -135,16 +138,16 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 	p.encoders.Put(enc)
 	*ep = entry
 	if err != nil {
-		return receiver.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
+		return consumer.Unavailable("agent could not compress the request: "+err.Error(), time.Second)
 	}
 	if err := p.lanes[r.Signal].append(entry); err != nil {
 		switch {
 		case errors.Is(err, queue.ErrFull):
 			p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_full").Add(float64(records))
-			return receiver.Full("agent queue is full; retry later", 5*time.Second)
+			return consumer.Full("agent queue is full; retry later", 5*time.Second)
 		case errors.Is(err, queue.ErrTooLarge):
 			p.metrics.refused.WithLabelValues(r.Signal.String(), "too_large").Add(float64(records))
-			return &receiver.Error{HTTP: http.StatusRequestEntityTooLarge, Code: 3, Message: "request larger than the agent queue can hold"}
+			return consumer.TooLarge("request larger than the agent queue can hold")
 		}
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "queue_error").Add(float64(records))
 		if l := p.lanes[r.Signal]; !errors.Is(err, errRepairing) && !errors.Is(err, queue.ErrClosed) && l.broken.CompareAndSwap(false, true) {
@@ -154,7 +157,7 @@ func (p *Pipeline) Consume(_ context.Context, r receiver.Request) error {
 				go p.repair(p.ctx, l, p.repairInterval())
 			}
 		}
-		return receiver.Unavailable("agent could not write its queue: "+err.Error(), 5*time.Second)
+		return consumer.Unavailable("agent could not write its queue: "+err.Error(), 5*time.Second)
 	}
 	p.metrics.accepted.WithLabelValues(r.Signal.String()).Add(float64(records))
 	return nil
@@ -182,7 +185,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		p.addrs.http = lis.Addr().String()
 		go func() {
-			if err := p.httpSrv.Serve(receiver.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := p.httpSrv.Serve(sysio.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				p.log.Error("OTLP/HTTP server stopped", "error", err)
 			}
 		}()
@@ -195,10 +198,10 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			}
 			return fmt.Errorf("OTLP/gRPC listener: %w", err)
 		}
-		p.grpcSrv = receiver.NewGRPCServer(p, int(maxBytes), nil)
+		p.grpcSrv = grpcserver.New(p, grpcserver.Settings{MaxBytes: int(maxBytes)})
 		p.addrs.grpc = lis.Addr().String()
 		go func() {
-			if err := p.grpcSrv.Serve(lis); err != nil {
+			if err := p.grpcSrv.Serve(lis); err != nil && !errors.Is(err, grpcserver.ErrServerStopped) {
 				p.log.Error("OTLP/gRPC server stopped", "error", err)
 			}
 		}()
@@ -233,13 +236,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		errs = append(errs, p.httpSrv.Shutdown(ctx))
 	}
 	if p.grpcSrv != nil {
-		done := make(chan struct{})
-		go func() { p.grpcSrv.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			p.grpcSrv.Stop()
-		}
+		errs = append(errs, p.grpcSrv.Shutdown(ctx))
 	}
 	if p.cancel != nil {
 		p.cancel()

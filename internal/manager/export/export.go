@@ -44,6 +44,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
@@ -57,7 +58,7 @@ type Exporter interface {
 	Name() string
 	// Export makes one attempt to deliver b; see retry.IsPermanent and retry.RetryAfter for
 	// what a failure means.
-	Export(ctx context.Context, b otlp.Batch) error
+	Export(ctx context.Context, b consumer.Batch) error
 	// Close releases connections and files; the exporter must not be used afterwards.
 	Close(ctx context.Context) error
 }
@@ -141,7 +142,7 @@ type request interface {
 }
 
 // decodeRequest decodes a batch; a batch that does not decode never will.
-func decodeRequest(b otlp.Batch) (request, error) {
+func decodeRequest(b consumer.Batch) (request, error) {
 	var r request
 	switch b.Signal {
 	case otlp.Logs:
@@ -160,7 +161,7 @@ func decodeRequest(b otlp.Batch) (request, error) {
 }
 
 // otlpJSON returns a batch as an OTLP-JSON export request.
-func otlpJSON(b otlp.Batch) ([]byte, error) {
+func otlpJSON(b consumer.Batch) ([]byte, error) {
 	r, err := decodeRequest(b)
 	if err != nil {
 		return nil, err

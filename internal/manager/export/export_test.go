@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // received is what a downstream receiver got from one export request, reduced to what
@@ -30,9 +31,9 @@ type received struct {
 
 // testBatch builds a batch of n records of sig from deployment, named <sig>-<i>, as the
 // manager would hand it to an exporter.
-func testBatch(t *testing.T, sig otlp.Signal, deployment string, n int) otlp.Batch {
+func testBatch(t *testing.T, sig otlp.Signal, deployment string, n int) consumer.Batch {
 	t.Helper()
-	return otlp.Batch{
+	return consumer.Batch{
 		Signal:       sig,
 		DeploymentID: deployment,
 		Received:     time.Date(2026, 3, 4, 5, 6, 7, 890, time.UTC),
@@ -98,9 +99,9 @@ func testPayload(t *testing.T, sig otlp.Signal, deployment string, n int, pad st
 
 // exportEverySignal exports one batch of n records per signal, deployment
 // "dep-<signal>", and returns them in the order sent.
-func exportEverySignal(t *testing.T, e Exporter, n int) []otlp.Batch {
+func exportEverySignal(t *testing.T, e Exporter, n int) []consumer.Batch {
 	t.Helper()
-	var sent []otlp.Batch
+	var sent []consumer.Batch
 	for _, sig := range otlp.Signals {
 		b := testBatch(t, sig, "dep-"+sig.String(), n)
 		sent = append(sent, b)

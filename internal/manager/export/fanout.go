@@ -14,6 +14,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
@@ -118,7 +119,7 @@ func NewFanout(exps []Exporter, s FanoutSettings) (*Fanout, error) {
 }
 
 // Consume queues b for every exporter. It fails only when a queue cannot be written.
-func (f *Fanout) Consume(_ context.Context, b otlp.Batch) error {
+func (f *Fanout) Consume(_ context.Context, b consumer.Batch) error {
 	entry := encodeBatch(b)
 	for _, l := range f.lanes {
 		if _, err := l.q.Append(entry); err != nil {
@@ -231,7 +232,7 @@ func (f *Fanout) run(ctx context.Context, l *lane) {
 
 // deliver retries one batch until it is delivered or refused for good; it returns
 // false when ctx ended first.
-func (f *Fanout) deliver(ctx context.Context, l *lane, b otlp.Batch) bool {
+func (f *Fanout) deliver(ctx context.Context, l *lane, b consumer.Batch) bool {
 	name := l.exp.Name()
 	for attempt := 1; ; attempt++ {
 		// An attempt under way finishes even when shutdown begins: cutting it off
@@ -263,7 +264,7 @@ func (f *Fanout) deliver(ctx context.Context, l *lane, b otlp.Batch) bool {
 
 // encodeBatch frames a batch for an exporter queue: signal, received time, records,
 // deployment id, then the export request.
-func encodeBatch(b otlp.Batch) []byte {
+func encodeBatch(b consumer.Batch) []byte {
 	out := make([]byte, 0, len(b.Data)+len(b.DeploymentID)+32)
 	out = append(out, byte(b.Signal))
 	out = binary.AppendVarint(out, b.Received.UnixNano())
@@ -273,8 +274,8 @@ func encodeBatch(b otlp.Batch) []byte {
 	return append(out, b.Data...)
 }
 
-func decodeBatch(p []byte) (otlp.Batch, error) {
-	var b otlp.Batch
+func decodeBatch(p []byte) (consumer.Batch, error) {
+	var b consumer.Batch
 	bad := errors.New("bad queued batch")
 	if len(p) < 1 {
 		return b, bad

@@ -14,10 +14,11 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/queue"
 )
 
-func logBatch(t *testing.T, deployment string, records int) otlp.Batch {
+func logBatch(t *testing.T, deployment string, records int) consumer.Batch {
 	t.Helper()
 	l := plog.NewLogs()
 	sl := l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
@@ -28,7 +29,7 @@ func logBatch(t *testing.T, deployment string, records int) otlp.Batch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return otlp.Batch{Signal: otlp.Logs, DeploymentID: deployment, Received: time.Now(), Records: records, Data: data}
+	return consumer.Batch{Signal: otlp.Logs, DeploymentID: deployment, Received: time.Now(), Records: records, Data: data}
 }
 
 func lines(t *testing.T, path string) int {

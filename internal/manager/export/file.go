@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // fileExporter appends OTLP-JSON lines to a local file, rotating it by size.
@@ -60,14 +60,14 @@ func (e *fileExporter) open() error {
 func (e *fileExporter) Name() string { return e.name }
 
 // Export appends b to the file as one line of OTLP-JSON.
-func (e *fileExporter) Export(_ context.Context, b otlp.Batch) error {
+func (e *fileExporter) Export(_ context.Context, b consumer.Batch) error {
 	if err := e.export(b); err != nil {
 		return fmt.Errorf("file exporter %q: %w", e.name, err)
 	}
 	return nil
 }
 
-func (e *fileExporter) export(b otlp.Batch) error {
+func (e *fileExporter) export(b consumer.Batch) error {
 	line, err := otlpJSON(b)
 	if err != nil {
 		return err

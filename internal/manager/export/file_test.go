@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
@@ -167,7 +168,7 @@ func TestFileConcurrentExports(t *testing.T) {
 	e := newExporter(t, Config{Name: "local", Type: "file", Path: path, MaxSizeMB: 1, MaxBackups: 50})
 
 	const writers, each = 8, 25
-	var batches [writers][]otlp.Batch
+	var batches [writers][]consumer.Batch
 	for w := range writers {
 		for i := range each {
 			sig := otlp.Signals[i%len(otlp.Signals)]

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
@@ -69,14 +69,14 @@ func newOTLPGRPC(c Config) (*otlpGRPC, error) {
 func (e *otlpGRPC) Name() string { return e.name }
 
 // Export calls the signal's OTLP Export RPC with b.
-func (e *otlpGRPC) Export(ctx context.Context, b otlp.Batch) error {
+func (e *otlpGRPC) Export(ctx context.Context, b consumer.Batch) error {
 	if err := e.export(ctx, b); err != nil {
 		return fmt.Errorf("otlpgrpc exporter %q: %w", e.name, err)
 	}
 	return nil
 }
 
-func (e *otlpGRPC) export(ctx context.Context, b otlp.Batch) error {
+func (e *otlpGRPC) export(ctx context.Context, b consumer.Batch) error {
 	r, err := decodeRequest(b)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
@@ -70,14 +71,14 @@ func newOTLPHTTP(c Config) (*otlpHTTP, error) {
 func (e *otlpHTTP) Name() string { return e.name }
 
 // Export posts b to <endpoint>/v1/<signal>.
-func (e *otlpHTTP) Export(ctx context.Context, b otlp.Batch) error {
+func (e *otlpHTTP) Export(ctx context.Context, b consumer.Batch) error {
 	if err := e.export(ctx, b); err != nil {
 		return fmt.Errorf("otlphttp exporter %q: %w", e.name, err)
 	}
 	return nil
 }
 
-func (e *otlpHTTP) export(ctx context.Context, b otlp.Batch) error {
+func (e *otlpHTTP) export(ctx context.Context, b consumer.Batch) error {
 	switch b.Signal {
 	case otlp.Traces, otlp.Metrics, otlp.Logs:
 	default:

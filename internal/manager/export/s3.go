@@ -22,7 +22,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/klauspost/compress/gzip"
 
-	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
@@ -95,14 +95,14 @@ func s3Credentials(c Config) (aws.CredentialsProvider, error) {
 func (e *s3Exporter) Name() string { return e.name }
 
 // Export writes b as one new object.
-func (e *s3Exporter) Export(ctx context.Context, b otlp.Batch) error {
+func (e *s3Exporter) Export(ctx context.Context, b consumer.Batch) error {
 	if err := e.export(ctx, b); err != nil {
 		return fmt.Errorf("s3 exporter %q: %w", e.name, err)
 	}
 	return nil
 }
 
-func (e *s3Exporter) export(ctx context.Context, b otlp.Batch) error {
+func (e *s3Exporter) export(ctx context.Context, b consumer.Batch) error {
 	body, ext, contentType := b.Data, "pb", "application/x-protobuf"
 	if e.json {
 		var err error
@@ -148,7 +148,7 @@ func (e *s3Exporter) export(ctx context.Context, b otlp.Batch) error {
 }
 
 // key builds the object key documented in the package doc.
-func (e *s3Exporter) key(b otlp.Batch, ext string) (string, error) {
+func (e *s3Exporter) key(b consumer.Batch, ext string) (string, error) {
 	var r [4]byte
 	if _, err := io.ReadFull(e.random, r[:]); err != nil {
 		return "", fmt.Errorf("random key suffix: %w", err)

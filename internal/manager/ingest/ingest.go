@@ -20,20 +20,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc/codes"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
-	"github.com/periscope-dev/periscope/internal/otlp/receiver"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // BatchHeader carries the batch id agents send: "<queue id>:<first seq>-<last seq>".
 const BatchHeader = "Periscope-Batch"
-
-// DeliveredHeader answers a batch that overlaps what was delivered with the last
-// sequence number the manager already has from that queue.
-const DeliveredHeader = "Periscope-Delivered"
 
 // Deployments resolves tokens and deployment context from the manager's records.
 type Deployments interface {
@@ -41,12 +36,6 @@ type Deployments interface {
 	Authenticate(token string) (id string, ok bool)
 	// Context returns the deployment context of a deployment.
 	Context(id string) (otlp.Context, bool)
-}
-
-// Sink takes accepted batches. An error makes the sender retry the batch, so a sink
-// must only fail when it could not keep the batch at all.
-type Sink interface {
-	Consume(ctx context.Context, b otlp.Batch) error
 }
 
 // Settings configure an Ingest.
@@ -62,10 +51,10 @@ type Settings struct {
 	Registerer prometheus.Registerer
 }
 
-// Ingest implements receiver.Consumer for the manager.
+// Ingest is the manager's consumer.Consumer and consumer.Authorizer.
 type Ingest struct {
 	deps  Deployments
-	sinks []Sink
+	sinks []consumer.Sink
 	s     Settings
 
 	mu      sync.Mutex
@@ -94,7 +83,7 @@ func newStream(last uint64, seen time.Time) *stream {
 
 // New returns an Ingest reading deployments from deps and handing batches to sinks in
 // order. It loads the watermarks kept in s.Dir.
-func New(deps Deployments, sinks []Sink, s Settings) (*Ingest, error) {
+func New(deps Deployments, sinks []consumer.Sink, s Settings) (*Ingest, error) {
 	if s.Clock == nil {
 		s.Clock = clock.Real{}
 	}
@@ -130,17 +119,34 @@ func New(deps Deployments, sinks []Sink, s Settings) (*Ingest, error) {
 }
 
 // Consume authenticates, tags, deduplicates and passes on one export request.
-func (in *Ingest) Consume(ctx context.Context, r receiver.Request) error {
+func (in *Ingest) Consume(ctx context.Context, r consumer.Request) error {
 	err := in.consume(ctx, r)
-	outcome := "accepted"
-	var re *receiver.Error
-	if errors.As(err, &re) {
-		outcome = strings.ToLower(strings.ReplaceAll(re.Code.String(), " ", "_"))
-	} else if err != nil {
-		outcome = "error"
-	}
-	in.requests.WithLabelValues(r.Signal.String(), outcome).Inc()
+	in.requests.WithLabelValues(r.Signal.String(), outcome(err)).Inc()
 	return err
+}
+
+// outcome labels a request's result in the requests metric. A refusal is labelled
+// with the name of the gRPC code its kind is answered with, in lower case
+// ("invalidargument"): the labels this metric had when ingest chose the codes itself.
+func outcome(err error) string {
+	var e *consumer.Error
+	switch {
+	case err == nil:
+		return "accepted"
+	case !errors.As(err, &e):
+		return "error"
+	}
+	switch consumer.KindOf(e) {
+	case consumer.KindMalformed, consumer.KindTooLarge:
+		return "invalidargument"
+	case consumer.KindFull:
+		return "resourceexhausted"
+	case consumer.KindUnauthorized:
+		return "unauthenticated"
+	case consumer.KindAlreadyDelivered:
+		return "alreadyexists"
+	}
+	return "unavailable"
 }
 
 // Authorize checks the deployment token before the receiver reads the body, and
@@ -160,16 +166,16 @@ type deploymentKey struct{}
 func (in *Ingest) authenticate(header func(string) string) (string, error) {
 	token, ok := auth.BearerToken(header("Authorization"))
 	if !ok {
-		return "", receiver.Unauthorized("missing bearer deployment token")
+		return "", consumer.Unauthorized("missing bearer deployment token")
 	}
 	id, ok := in.deps.Authenticate(token)
 	if !ok {
-		return "", receiver.Unauthorized("unknown or revoked deployment token")
+		return "", consumer.Unauthorized("unknown or revoked deployment token")
 	}
 	return id, nil
 }
 
-func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
+func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 	// The token was hashed and looked up in Authorize already when a receiver called it.
 	id, ok := ctx.Value(deploymentKey{}).(string)
 	if !ok {
@@ -180,17 +186,17 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 	}
 	dc, ok := in.deps.Context(id)
 	if !ok {
-		return receiver.Unauthorized("deployment no longer exists")
+		return consumer.Unauthorized("deployment no longer exists")
 	}
 	data, records, err := otlp.NewTagger(dc).Tag(r.Signal, make([]byte, 0, len(r.Body)+256), r.Body)
 	if err != nil {
-		return receiver.BadRequest("%v", err)
+		return consumer.Malformed("%v", err)
 	}
-	batch := otlp.Batch{Signal: r.Signal, DeploymentID: id, Received: in.s.Clock.Now(), Records: records, Data: data}
+	batch := consumer.Batch{Signal: r.Signal, DeploymentID: id, Received: in.s.Clock.Now(), Records: records, Data: data}
 
 	key, first, last, hasID, err := parseBatchID(id, r.Signal, r.Header(BatchHeader))
 	if err != nil {
-		return receiver.BadRequest("%v", err)
+		return consumer.Malformed("%v", err)
 	}
 	if !hasID {
 		return in.hand(ctx, batch)
@@ -199,7 +205,7 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 	select {
 	case <-st.turn:
 	case <-ctx.Done():
-		return receiver.Unavailable("an earlier copy of this batch is still being stored", time.Second)
+		return consumer.Unavailable("an earlier copy of this batch is still being stored", time.Second)
 	}
 	defer func() { st.turn <- struct{}{} }()
 	if last <= st.last {
@@ -210,9 +216,7 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 		// Part of the batch was delivered already (the agent lost its own position,
 		// say on power loss): taking it whole would store that part twice. Tell the
 		// agent where delivery stands so it resends only the rest.
-		return &receiver.Error{HTTP: http.StatusConflict, Code: codes.AlreadyExists,
-			Message: fmt.Sprintf("this queue's records up to %d are already delivered", st.last),
-			Header:  map[string]string{DeliveredHeader: strconv.FormatUint(st.last, 10)}}
+		return consumer.AlreadyDelivered(fmt.Sprintf("this queue's records up to %d are already delivered", st.last), st.last)
 	}
 	if err := in.hand(ctx, batch); err != nil {
 		return err
@@ -226,12 +230,12 @@ func (in *Ingest) consume(ctx context.Context, r receiver.Request) error {
 }
 
 // hand passes a batch to every sink.
-func (in *Ingest) hand(ctx context.Context, b otlp.Batch) error {
+func (in *Ingest) hand(ctx context.Context, b consumer.Batch) error {
 	for _, s := range in.sinks {
 		if err := s.Consume(ctx, b); err != nil {
 			in.s.Logger.Error("could not keep telemetry; the sender will retry", "deployment", b.DeploymentID,
 				"signal", b.Signal, "error", err)
-			return receiver.Unavailable("manager could not store the batch: "+err.Error(), 5*time.Second)
+			return consumer.Unavailable("manager could not store the batch: "+err.Error(), 5*time.Second)
 		}
 	}
 	in.records.WithLabelValues(b.Signal.String()).Add(float64(b.Records))

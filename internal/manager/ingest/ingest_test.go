@@ -3,7 +3,9 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 )
 
@@ -40,11 +43,11 @@ var deployments = fleet{
 
 type sink struct {
 	mu      sync.Mutex
-	batches []otlp.Batch
+	batches []consumer.Batch
 	fail    error
 }
 
-func (s *sink) Consume(_ context.Context, b otlp.Batch) error {
+func (s *sink) Consume(_ context.Context, b consumer.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -54,7 +57,7 @@ func (s *sink) Consume(_ context.Context, b otlp.Batch) error {
 	return nil
 }
 
-func request(t *testing.T, token, batch string) receiver.Request {
+func request(t *testing.T, token, batch string) consumer.Request {
 	t.Helper()
 	l := plog.NewLogs()
 	rl := l.ResourceLogs().AppendEmpty()
@@ -66,13 +69,14 @@ func request(t *testing.T, token, batch string) receiver.Request {
 		t.Fatal(err)
 	}
 	h := map[string]string{"Authorization": "Bearer " + token, BatchHeader: batch}
-	return receiver.Request{Signal: otlp.Logs, Body: body, Header: func(k string) string { return h[k] }}
+	return consumer.Request{Signal: otlp.Logs, Body: body, Header: func(k string) string { return h[k] }}
 }
 
+// status is the HTTP status the receivers answer err with.
 func status(err error) int {
-	var e *receiver.Error
+	var e *consumer.Error
 	if errors.As(err, &e) {
-		return e.HTTP
+		return receiver.StatusOf(e).HTTP
 	}
 	if err != nil {
 		return -1
@@ -82,7 +86,7 @@ func status(err error) int {
 
 func TestIngestAuthenticatesAndOverwritesContext(t *testing.T) {
 	s := &sink{}
-	in, err := New(deployments, []Sink{s}, Settings{Dir: t.TempDir()})
+	in, err := New(deployments, []consumer.Sink{s}, Settings{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +128,7 @@ func TestIngestAuthenticatesAndOverwritesContext(t *testing.T) {
 func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	s := &sink{}
-	in, _ := New(deployments, []Sink{s}, Settings{Dir: dir})
+	in, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: dir})
 	ctx := context.Background()
 	send := func(in *Ingest, token, batch string) int { return status(in.Consume(ctx, request(t, token, batch))) }
 
@@ -158,7 +162,7 @@ func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	restarted, err := New(deployments, []Sink{s}, Settings{Dir: dir})
+	restarted, err := New(deployments, []consumer.Sink{s}, Settings{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +177,7 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 	dir := t.TempDir()
 	clk := clock.NewFake(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 	s := &sink{}
-	in, _ := New(deployments, []Sink{s}, Settings{Dir: dir, Clock: clk})
+	in, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: dir, Clock: clk})
 	ctx := context.Background()
 	in.Consume(ctx, request(t, "pdt_acme", "old:1-5"))
 	clk.Advance(31 * 24 * time.Hour)
@@ -181,7 +185,7 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 	if err := in.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	restarted, _ := New(deployments, []Sink{s}, Settings{Dir: dir, Clock: clk})
+	restarted, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: dir, Clock: clk})
 	restarted.Consume(ctx, request(t, "pdt_acme", "new:1-5")) // still remembered: dropped
 	restarted.Consume(ctx, request(t, "pdt_acme", "old:1-5")) // forgotten: taken again
 	if len(s.batches) != 3 {
@@ -191,15 +195,49 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 
 func TestIngestAnswersAnOverlappingBatchWithWhatItHas(t *testing.T) {
 	s := &sink{}
-	in, _ := New(deployments, []Sink{s}, Settings{Dir: t.TempDir()})
+	in, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: t.TempDir()})
 	ctx := context.Background()
 	in.Consume(ctx, request(t, "pdt_acme", "q:1-5"))
 	err := in.Consume(ctx, request(t, "pdt_acme", "q:4-8"))
-	var re *receiver.Error
-	if !errors.As(err, &re) || re.HTTP != http.StatusConflict || re.Header[DeliveredHeader] != "5" {
-		t.Fatalf("overlapping batch: %v, want 409 with %s: 5", err, DeliveredHeader)
+	var re *consumer.Error
+	header := http.Header{}
+	if errors.As(err, &re) {
+		receiver.StatusOf(re).SetHTTPHeaders(header)
+	}
+	if !errors.As(err, &re) || status(err) != http.StatusConflict || header.Get(receiver.DeliveredHeader) != "5" {
+		t.Fatalf("overlapping batch: %v, want 409 with %s: 5", err, receiver.DeliveredHeader)
 	}
 	if got := status(in.Consume(ctx, request(t, "pdt_acme", "q:6-8"))); got != 200 || len(s.batches) != 2 {
 		t.Errorf("the rest: %d, %d batches", got, len(s.batches))
+	}
+}
+
+// The requests metric keeps the outcome labels it had when consumers chose gRPC codes:
+// each refusal is labelled with the name of the code the receivers answer it with.
+func TestOutcomeLabelsNameTheGRPCCodeOfEachKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "accepted"},
+		{consumer.Malformed("bad"), "invalidargument"},
+		{consumer.TooLarge("big"), "invalidargument"},
+		{consumer.Full("full", time.Second), "resourceexhausted"},
+		{consumer.Unavailable("disk", time.Second), "unavailable"},
+		{consumer.Unauthorized("who"), "unauthenticated"},
+		{consumer.AlreadyDelivered("have", 5), "alreadyexists"},
+		{fmt.Errorf("wrapped: %w", consumer.Unauthorized("who")), "unauthenticated"},
+		{errors.New("not a refusal"), "error"},
+	} {
+		if got := outcome(tc.err); got != tc.want {
+			t.Errorf("outcome(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+		var e *consumer.Error
+		if errors.As(tc.err, &e) {
+			code := strings.ToLower(strings.ReplaceAll(receiver.StatusOf(e).Code.String(), " ", "_"))
+			if code != tc.want {
+				t.Errorf("%v: label %q, but the receivers answer %q", tc.err, tc.want, code)
+			}
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -84,7 +85,7 @@ func requests(t *testing.T, s *telstore.Store, id, release string, at time.Time,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Consume(context.Background(), otlp.Batch{Signal: otlp.Traces, DeploymentID: id, Received: at, Records: n, Data: b}); err != nil {
+	if err := s.Consume(context.Background(), consumer.Batch{Signal: otlp.Traces, DeploymentID: id, Received: at, Records: n, Data: b}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,14 +8,14 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/plog"
 
-	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // BenchmarkConsumeLogs measures ingest of 1,000-record log batches, decode to
 // commit; see bench/store for the sustained figures against the targets.
 func BenchmarkConsumeLogs(b *testing.B) {
 	s := open(b, b.TempDir(), Settings{})
-	batches := make([]otlp.Batch, 64)
+	batches := make([]consumer.Batch, 64)
 	for i := range batches {
 		specs := make([]logSpec, 1000)
 		for j := range specs {

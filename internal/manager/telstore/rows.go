@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // Context column order, shared by every table and by ctxCols.
@@ -154,7 +155,7 @@ func (r *rows) count() int { return len(r.logs) + len(r.spans) + len(r.points) }
 
 // convert decodes a batch into rows. The resource's context columns come from the
 // tagged resource; deploymentID fills the column if a resource somehow lacks it.
-func convert(b otlp.Batch) (*rows, error) {
+func convert(b consumer.Batch) (*rows, error) {
 	r := &rows{}
 	switch b.Signal {
 	case otlp.Logs:

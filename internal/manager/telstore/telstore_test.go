@@ -20,6 +20,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
@@ -52,7 +53,7 @@ type logSpec struct {
 	trace    uint64
 }
 
-func logBatch(t testing.TB, d dep, specs ...logSpec) otlp.Batch {
+func logBatch(t testing.TB, d dep, specs ...logSpec) consumer.Batch {
 	t.Helper()
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
@@ -75,7 +76,7 @@ func logBatch(t testing.TB, d dep, specs ...logSpec) otlp.Batch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return otlp.Batch{Signal: otlp.Logs, DeploymentID: d.id, Received: t0, Records: ld.LogRecordCount(), Data: b}
+	return consumer.Batch{Signal: otlp.Logs, DeploymentID: d.id, Received: t0, Records: ld.LogRecordCount(), Data: b}
 }
 
 // traceHiBits is the first half of every test trace id, 0xfabc000000000000, as
@@ -106,7 +107,7 @@ type spanSpec struct {
 	route             string
 }
 
-func spanBatch(t testing.TB, d dep, specs ...spanSpec) otlp.Batch {
+func spanBatch(t testing.TB, d dep, specs ...spanSpec) consumer.Batch {
 	t.Helper()
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
@@ -135,7 +136,7 @@ func spanBatch(t testing.TB, d dep, specs ...spanSpec) otlp.Batch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return otlp.Batch{Signal: otlp.Traces, DeploymentID: d.id, Received: t0, Records: td.SpanCount(), Data: b}
+	return consumer.Batch{Signal: otlp.Traces, DeploymentID: d.id, Received: t0, Records: td.SpanCount(), Data: b}
 }
 
 func open(t testing.TB, dir string, set Settings) *Store {
@@ -151,7 +152,7 @@ func open(t testing.TB, dir string, set Settings) *Store {
 	return s
 }
 
-func consume(t testing.TB, s *Store, bs ...otlp.Batch) {
+func consume(t testing.TB, s *Store, bs ...consumer.Batch) {
 	t.Helper()
 	for _, b := range bs {
 		if err := s.Consume(context.Background(), b); err != nil {
@@ -455,7 +456,7 @@ func TestMetricSeriesGroupedByAttribute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consume(t, s, otlp.Batch{Signal: otlp.Metrics, DeploymentID: "acme-prod", Received: t0, Data: data})
+	consume(t, s, consumer.Batch{Signal: otlp.Metrics, DeploymentID: "acme-prod", Received: t0, Data: data})
 
 	m, err := s.Metric(context.Background(), telquery.MetricQuery{Filter: telquery.Filter{Since: t0, Until: t0.Add(4 * time.Minute)}, Name: "queue.depth", GroupBy: "queue", Step: 2 * time.Minute})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // pending is one batch waiting for its group commit.
@@ -20,11 +20,11 @@ type pending struct {
 	done chan error
 }
 
-// Consume implements ingest.Sink: the batch is stored (and rolled up) when it
+// Consume implements consumer.Sink: the batch is stored (and rolled up) when it
 // returns nil. It waits for the group commit that includes the batch, so an
 // acknowledged batch is on disk; an error means nothing of it was stored and the
 // sender should retry.
-func (s *Store) Consume(ctx context.Context, b otlp.Batch) error {
+func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
 	r, err := convert(b)
 	if err != nil {
 		return fmt.Errorf("telemetry store: %w", err)

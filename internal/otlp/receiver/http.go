@@ -7,15 +7,14 @@ import (
 	"strconv"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
-
-// DefaultMaxBytes bounds a request body, compressed or not, when no limit is set.
-const DefaultMaxBytes = 16 << 20
 
 // HTTP serves OTLP/HTTP export requests at /v1/logs, /v1/traces and /v1/metrics.
 type HTTP struct {
-	// Consumer takes every well-formed request.
-	Consumer Consumer
+	// Consumer takes every well-formed request; when it is a consumer.Authorizer too,
+	// it sees the credentials before the body is read.
+	Consumer consumer.Consumer
 	// MaxBytes bounds the request body before and after decompression; larger
 	// requests get 413. Zero means DefaultMaxBytes.
 	MaxBytes int64
@@ -36,29 +35,29 @@ func (h *HTTP) handler(sig otlp.Signal) http.Handler {
 		if ct != otlp.ContentTypeJSON {
 			// Errors go back in protobuf unless the sender spoke JSON.
 			if ct != otlp.ContentTypeProto {
-				writeError(w, otlp.ContentTypeProto, &Error{HTTP: http.StatusUnsupportedMediaType,
+				writeError(w, otlp.ContentTypeProto, Status{HTTP: http.StatusUnsupportedMediaType,
 					Message: "unsupported content type " + r.Header.Get("Content-Type") + " (want application/x-protobuf or application/json)"})
 				return
 			}
 		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, ct, &Error{HTTP: http.StatusMethodNotAllowed, Message: "OTLP export requests are POSTed"})
+			writeError(w, ct, Status{HTTP: http.StatusMethodNotAllowed, Message: "OTLP export requests are POSTed"})
 			return
 		}
 		ctx := r.Context()
-		if a, ok := h.Consumer.(Authorizer); ok {
+		if a, ok := h.Consumer.(consumer.Authorizer); ok {
 			var err error
 			if ctx, err = a.Authorize(ctx, r.Header.Get); err != nil {
-				writeError(w, ct, asError(err))
+				writeError(w, ct, StatusOf(err))
 				return
 			}
 		}
-		if !h.Limiter.acquire() {
-			writeError(w, ct, errBusy)
+		if err := h.Limiter.Acquire(); err != nil {
+			writeError(w, ct, StatusOf(err))
 			return
 		}
-		defer h.Limiter.release()
+		defer h.Limiter.Release()
 		limit := h.MaxBytes
 		if limit <= 0 {
 			limit = DefaultMaxBytes
@@ -66,23 +65,23 @@ func (h *HTTP) handler(sig otlp.Signal) http.Handler {
 		body, err := otlp.Decompress(r.Header.Get("Content-Encoding"), http.MaxBytesReader(w, r.Body, limit), limit)
 		switch {
 		case errors.Is(err, otlp.ErrTooLarge):
-			writeError(w, ct, &Error{HTTP: http.StatusRequestEntityTooLarge, Message: "request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"})
+			writeError(w, ct, Status{HTTP: http.StatusRequestEntityTooLarge, Message: "request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"})
 			return
 		case errors.Is(err, otlp.ErrMalformed):
-			writeError(w, ct, BadRequest("%v", err))
+			writeError(w, ct, StatusOf(consumer.Malformed("%v", err)))
 			return
 		case err != nil:
-			writeError(w, ct, &Error{HTTP: http.StatusUnsupportedMediaType, Message: err.Error()})
+			writeError(w, ct, Status{HTTP: http.StatusUnsupportedMediaType, Message: err.Error()})
 			return
 		}
 		if ct == otlp.ContentTypeJSON {
 			if body, err = otlp.JSONToProto(sig, body); err != nil {
-				writeError(w, ct, BadRequest("%v", err))
+				writeError(w, ct, StatusOf(consumer.Malformed("%v", err)))
 				return
 			}
 		}
-		if err := h.Consumer.Consume(ctx, Request{Signal: sig, Body: body, Header: r.Header.Get}); err != nil {
-			writeError(w, ct, asError(err))
+		if err := h.Consumer.Consume(ctx, consumer.Request{Signal: sig, Body: body, Header: r.Header.Get}); err != nil {
+			writeError(w, ct, StatusOf(err))
 			return
 		}
 		w.Header().Set("Content-Type", ct)
@@ -91,17 +90,10 @@ func (h *HTTP) handler(sig otlp.Signal) http.Handler {
 	})
 }
 
-func writeError(w http.ResponseWriter, ct string, e *Error) {
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
-	}
-	for k, v := range e.Header {
-		w.Header().Set(k, v)
-	}
-	if e.HTTP == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="periscope"`)
-	}
+// writeError answers with s, its body in the sender's content type ct.
+func writeError(w http.ResponseWriter, ct string, s Status) {
+	s.SetHTTPHeaders(w.Header())
 	w.Header().Set("Content-Type", ct)
-	w.WriteHeader(e.HTTP)
-	_, _ = w.Write(otlp.Status{Code: int32(e.Code), Message: e.Message}.Marshal(ct))
+	w.WriteHeader(s.HTTP)
+	_, _ = w.Write(otlp.Status{Code: int32(s.Code), Message: s.Message}.Marshal(ct))
 }

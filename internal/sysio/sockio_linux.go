@@ -1,21 +1,20 @@
-package receiver
+package sysio
 
 import (
 	"io"
 	"net"
 	"os"
 	"syscall"
-
-	"github.com/periscope-dev/periscope/internal/sysio"
 )
 
-// sockIO returns a reader and a writer for nc that use raw system calls (package sysio
-// says why) when nc is a socket, and nc itself otherwise (TLS, or an in-memory pipe in
-// tests). The socket is non-blocking, so a call returns at once, with EAGAIN when there
-// is nothing to read or no room to write; the goroutine then waits in the runtime's
-// poller through syscall.RawConn, as net.Conn would, so deadlines and Close still work.
-// The reader is for one goroutine at a time, and so is the writer.
-func sockIO(nc net.Conn) (io.Reader, io.Writer) {
+// SocketIO returns a reader and a writer for nc that make raw system calls (the
+// package documentation says why) when nc is a socket, and nc itself otherwise (TLS,
+// or an in-memory pipe in tests). The socket is non-blocking, so a call returns at
+// once, with EAGAIN when there is nothing to read or no room to write; the goroutine
+// then waits in the runtime's poller through syscall.RawConn, as net.Conn would, so
+// deadlines and Close still work. The reader is for one goroutine at a time, and so
+// is the writer.
+func SocketIO(nc net.Conn) (io.Reader, io.Writer) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nc, nc
@@ -60,7 +59,7 @@ func (r *sockReader) Read(p []byte) (int, error) {
 
 // read makes one read(2); false asks RawConn to wait until the socket is readable.
 func (r *sockReader) read(fd uintptr) bool {
-	r.n, r.errno = sysio.Read(fd, r.p)
+	r.n, r.errno = Read(fd, r.p)
 	if r.errno == syscall.EAGAIN {
 		r.errno = 0
 		return false
@@ -97,7 +96,7 @@ func (w *sockWriter) Write(p []byte) (int, error) {
 // write writes until everything is out; false asks RawConn to wait for room.
 func (w *sockWriter) write(fd uintptr) bool {
 	for w.done < len(w.p) {
-		n, e := sysio.Write(fd, w.p[w.done:])
+		n, e := Write(fd, w.p[w.done:])
 		switch e {
 		case 0:
 			w.done += n
@@ -117,9 +116,9 @@ func opError(op string, nc net.Conn, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: nc.LocalAddr().Network(), Source: nc.LocalAddr(), Addr: nc.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
 
-// Listen wraps ln so that the TCP connections it accepts read and write through raw
-// system calls, as the gRPC server's do; for net/http servers, whose connections are
-// otherwise out of reach. Everything else about a connection stays *net.TCPConn's.
+// Listen wraps ln so that the TCP connections it accepts read and write through
+// SocketIO, as the OTLP gRPC server's do; it is for net/http servers, whose connections
+// are otherwise out of reach. Everything else about a connection stays *net.TCPConn's.
 func Listen(ln net.Listener) net.Listener { return sockListener{ln} }
 
 type sockListener struct{ net.Listener }
@@ -133,11 +132,11 @@ func (l sockListener) Accept() (net.Conn, error) {
 	if !ok {
 		return nc, nil
 	}
-	r, w := sockIO(tc)
+	r, w := SocketIO(tc)
 	return &sockConn{TCPConn: tc, r: r, w: w}, nil
 }
 
-// sockConn is a TCP connection whose Read and Write are sockIO's.
+// sockConn is a TCP connection whose Read and Write are SocketIO's.
 type sockConn struct {
 	*net.TCPConn
 	r io.Reader

@@ -1,15 +1,15 @@
 //go:build !linux
 
-package receiver
+package sysio
 
 import (
 	"io"
 	"net"
 )
 
-// sockIO returns nc for reading and writing: the raw system calls of sockio_linux.go
+// SocketIO returns nc for reading and writing: the raw system calls of sockio_linux.go
 // are a Linux measure, and elsewhere net.Conn's own calls serve.
-func sockIO(nc net.Conn) (io.Reader, io.Writer) { return nc, nc }
+func SocketIO(nc net.Conn) (io.Reader, io.Writer) { return nc, nc }
 
 // Listen returns ln: connections keep net.Conn's own calls outside Linux.
 func Listen(ln net.Listener) net.Listener { return ln }

@@ -1,4 +1,4 @@
-package receiver
+package grpcserver
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // signalCounter counts the records of each signal it is handed, decoding them with
@@ -27,25 +28,25 @@ type signalCounter struct {
 	n  map[otlp.Signal]int
 }
 
-func (c *signalCounter) Consume(_ context.Context, r Request) error {
+func (c *signalCounter) Consume(_ context.Context, r consumer.Request) error {
 	var n int
 	switch r.Signal {
 	case otlp.Logs:
 		req := plogotlp.NewExportRequest()
 		if err := req.UnmarshalProto(r.Body); err != nil {
-			return BadRequest("%v", err)
+			return consumer.Malformed("%v", err)
 		}
 		n = req.Logs().LogRecordCount()
 	case otlp.Traces:
 		req := ptraceotlp.NewExportRequest()
 		if err := req.UnmarshalProto(r.Body); err != nil {
-			return BadRequest("%v", err)
+			return consumer.Malformed("%v", err)
 		}
 		n = req.Traces().SpanCount()
 	case otlp.Metrics:
 		req := pmetricotlp.NewExportRequest()
 		if err := req.UnmarshalProto(r.Body); err != nil {
-			return BadRequest("%v", err)
+			return consumer.Malformed("%v", err)
 		}
 		n = req.Metrics().DataPointCount()
 	}

@@ -1,4 +1,4 @@
-package receiver
+package grpcserver
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package receiver
+package sysio
 
 import (
 	"bytes"
@@ -48,7 +48,7 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // whole and in order; reads must see every byte the peer sent, then EOF.
 func TestSockIOMovesEveryByteBothWays(t *testing.T) {
 	server, client := tcpPair(t)
-	r, w := sockIO(server)
+	r, w := SocketIO(server)
 	out := make([]byte, 16<<20)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range out {
@@ -93,10 +93,10 @@ func TestSockIOMovesEveryByteBothWays(t *testing.T) {
 	}
 }
 
-// The handshake's read deadline and Stop's Close must still end a waiting read.
+// The gRPC server's handshake deadline and Shutdown's Close must still end a waiting read.
 func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
 	server, _ := tcpPair(t)
-	r, _ := sockIO(server)
+	r, _ := SocketIO(server)
 	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := r.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read past the deadline: %v; want a deadline error", err)
@@ -125,7 +125,7 @@ func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
 // Writing to a peer that has gone must fail rather than hang or report success forever.
 func TestSockIOWriteFailsOnceThePeerIsGone(t *testing.T) {
 	server, client := tcpPair(t)
-	_, w := sockIO(server)
+	_, w := SocketIO(server)
 	// Linger 0 makes Close send a reset, as a crashed client's kernel would.
 	client.(*net.TCPConn).SetLinger(0)
 	client.Close()

@@ -1,10 +1,15 @@
-package receiver
+// Package grpcserver serves OTLP over gRPC: the logs, trace and metrics export
+// services, on HTTP/2 framing of its own rather than grpc-go's, handing each request
+// to a consumer.Consumer and answering refusals as receiver.StatusOf maps them.
+//
+// The server starts nothing until Serve, whose error the caller must handle, and
+// Shutdown(ctx) drains it gracefully, then closes what is left at ctx's end.
+package grpcserver
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,18 +22,17 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/retry"
+	"github.com/periscope-dev/periscope/internal/sysio"
 )
 
-// GRPCServer serves the OTLP logs, trace and metrics export services over gRPC
-// (HTTP/2 without TLS), handing each request to a Consumer.
+// Server serves the OTLP logs, trace and metrics export services over gRPC (HTTP/2
+// without TLS), handing each request to a consumer.Consumer.
 //
 // It speaks only what OTLP export needs, a unary call per stream, and speaks it with
 // fewer wake-ups than a general gRPC server: one goroutine per connection reads
@@ -40,11 +44,11 @@ import (
 // What it does offer: many concurrent streams per connection, flow control in both
 // directions, gzip-compressed messages, grpc-timeout, status details (RetryInfo for
 // retryable refusals), UNIMPLEMENTED for unknown methods and encodings, and a
-// graceful stop that lets requests in progress finish.
-type GRPCServer struct {
-	consumer Consumer
+// graceful shutdown that lets requests in progress finish.
+type Server struct {
+	next     consumer.Consumer
 	maxBytes int
-	lim      *Limiter
+	lim      *receiver.Limiter
 	bodies   bodyPool
 	// okHeaders and okTrailers are the pre-encoded header blocks of a success.
 	okHeaders, okTrailers []byte
@@ -54,6 +58,16 @@ type GRPCServer struct {
 	conns    map[*grpcConn]struct{}
 	stopping bool
 	wg       sync.WaitGroup // connections and handlers
+}
+
+// Settings configure a Server.
+type Settings struct {
+	// MaxBytes bounds a message, compressed or not; zero means
+	// receiver.DefaultMaxBytes.
+	MaxBytes int
+	// Limiter, when not nil, bounds requests in progress; the manager shares one with
+	// its OTLP/HTTP handler.
+	Limiter *receiver.Limiter
 }
 
 // The windows and bounds the server announces. A request is read whole before it is
@@ -73,15 +87,13 @@ const (
 	http2DefaultWindow = 65535
 )
 
-// NewGRPCServer returns a server offering the OTLP export services to c. maxBytes
-// bounds a message, compressed or not (zero means DefaultMaxBytes); lim, when not nil,
-// bounds requests in progress. Request bodies are reused once Consume returns (see
-// Request.Body).
-func NewGRPCServer(c Consumer, maxBytes int, lim *Limiter) *GRPCServer {
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
+// New returns a server offering the OTLP export services to c. It starts nothing:
+// Serve does. Request bodies are reused once Consume returns (see consumer.Request).
+func New(c consumer.Consumer, set Settings) *Server {
+	if set.MaxBytes <= 0 {
+		set.MaxBytes = receiver.DefaultMaxBytes
 	}
-	s := &GRPCServer{consumer: c, maxBytes: maxBytes, lim: lim,
+	s := &Server{next: c, maxBytes: set.MaxBytes, lim: set.Limiter,
 		lns: map[net.Listener]struct{}{}, conns: map[*grpcConn]struct{}{}}
 	s.okHeaders = encodeHeaders("", [][2]string{{"content-type", "application/grpc"}, {"grpc-accept-encoding", "gzip"}})
 	s.okTrailers = encodeHeaders("", [][2]string{{"grpc-status", "0"}})
@@ -104,11 +116,14 @@ func encodeHeaders(status string, fields [][2]string) []byte {
 	return buf.Bytes()
 }
 
-// ErrServerStopped is returned by Serve once the server has been stopped.
-var ErrServerStopped = errors.New("receiver: gRPC server stopped")
+// ErrServerStopped is returned by Serve once the server has been shut down.
+var ErrServerStopped = errors.New("grpcserver: server stopped")
 
-// Serve accepts connections on ln until the server stops; it then returns nil.
-func (s *GRPCServer) Serve(ln net.Listener) error {
+// Serve accepts connections on ln and serves them until Shutdown; it then returns nil.
+// It returns ErrServerStopped at once if Shutdown was called before, and any other
+// error when ln fails: the caller MUST handle Serve's error (run it in an errgroup,
+// say), or a broken listener leaves the port silently unserved.
+func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -151,27 +166,49 @@ func (s *GRPCServer) Serve(ln net.Listener) error {
 	}
 }
 
-// GracefulStop stops accepting connections, tells every client with GOAWAY to open
-// no new streams, and returns once the requests in progress have been answered.
-func (s *GRPCServer) GracefulStop() { s.stop((*grpcConn).drain) }
-
-// Stop closes every listener and connection at once and waits for consumers still
-// running to return; requests in progress are answered with a broken connection,
-// which gRPC senders retry.
-func (s *GRPCServer) Stop() { s.stop(func(c *grpcConn) { c.nc.Close() }) }
+// Shutdown stops the server: it closes the listeners, tells every client with GOAWAY
+// to open no new streams, and returns once the requests in progress have been
+// answered. When ctx ends first, it closes every connection at once (requests in
+// progress then get a broken connection, which gRPC senders retry), waits for the
+// consumers still running, whose contexts are cancelled by then, to return, and
+// returns ctx's error.
+//
+// Shutdown is safe to call more than once, concurrently, and without Serve; a later
+// Serve returns ErrServerStopped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	drained := make(chan struct{})
+	go func() {
+		s.stop((*grpcConn).drain)
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		s.stop(func(c *grpcConn) { c.nc.Close() })
+		<-drained
+		return ctx.Err()
+	}
+}
 
 // stop closes the listeners, ends each connection with end and waits for the
-// connections and handlers to finish.
-func (s *GRPCServer) stop(end func(*grpcConn)) {
+// connections and handlers to finish. end runs without the server's mu held, so that
+// a drain stuck writing to a client that does not read cannot keep a later stop from
+// closing the connections.
+func (s *Server) stop(end func(*grpcConn)) {
 	s.mu.Lock()
 	s.stopping = true
 	for ln := range s.lns {
 		ln.Close()
 	}
+	conns := make([]*grpcConn, 0, len(s.conns))
 	for c := range s.conns {
-		end(c)
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		end(c)
+	}
 	s.wg.Wait()
 }
 
@@ -201,7 +238,7 @@ func (b *bodyPool) put(buf *[]byte) {
 // written (the framer's writing side, bw) and the stream table, which handlers
 // update when they finish.
 type grpcConn struct {
-	srv    *GRPCServer
+	srv    *Server
 	nc     net.Conn
 	br     *bufio.Reader
 	fr     *http2.Framer
@@ -250,8 +287,8 @@ type grpcStream struct {
 	reset      bool // the client reset the stream: write nothing more on it
 }
 
-func (s *GRPCServer) newConn(nc net.Conn) *grpcConn {
-	r, w := sockIO(nc)
+func (s *Server) newConn(nc net.Conn) *grpcConn {
+	r, w := sysio.SocketIO(nc)
 	c := &grpcConn{srv: s, nc: nc, br: bufio.NewReaderSize(r, 32<<10), bw: bufio.NewWriterSize(w, 8<<10),
 		streams: map[uint32]*grpcStream{}, recvWindow: grpcConnWindow,
 		sendWindow: http2DefaultWindow, peerWindow: http2DefaultWindow, peerMaxFrame: 16 << 10}
@@ -437,8 +474,8 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		return ""
 	}
 	ended := f.StreamEnded()
-	refuse := func(e *Error, httpStatus string) bool {
-		c.writeStatusLocked(id, e, httpStatus)
+	refuse := func(s receiver.Status, httpStatus string) bool {
+		c.writeStatusLocked(id, s, httpStatus)
 		if !ended {
 			c.fr.WriteRSTStream(id, http2.ErrCodeNo) // the rest of the request is not wanted
 		}
@@ -449,12 +486,12 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		return true
 	}
 	if ct := st.header("content-type"); ct != "application/grpc" && !strings.HasPrefix(ct, "application/grpc+") && !strings.HasPrefix(ct, "application/grpc;") {
-		return refuse(&Error{Code: codes.Internal, Message: "unsupported content type " + ct + " (want application/grpc)"}, "415")
+		return refuse(receiver.Status{Code: codes.Internal, Message: "unsupported content type " + ct + " (want application/grpc)"}, "415")
 	}
 	path := f.PseudoValue("path")
 	sig, ok := grpcMethods[path]
 	if !ok {
-		return refuse(&Error{Code: codes.Unimplemented, Message: "unknown method " + path + "; this server offers the OTLP export services"}, "")
+		return refuse(receiver.Status{Code: codes.Unimplemented, Message: "unknown method " + path + "; this server offers the OTLP export services"}, "")
 	}
 	st.sig = sig
 	switch enc := st.header("grpc-encoding"); enc {
@@ -462,24 +499,24 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 	case "gzip":
 		st.encoding = enc
 	default:
-		return refuse(&Error{Code: codes.Unimplemented, Message: "unsupported grpc-encoding " + enc + " (want gzip or identity)"}, "")
+		return refuse(receiver.Status{Code: codes.Unimplemented, Message: "unsupported grpc-encoding " + enc + " (want gzip or identity)"}, "")
 	}
 	if v := st.header("grpc-timeout"); v != "" {
 		d, err := parseGRPCTimeout(v)
 		if err != nil {
-			return refuse(&Error{Code: codes.Internal, Message: err.Error()}, "")
+			return refuse(receiver.Status{Code: codes.Internal, Message: err.Error()}, "")
 		}
 		st.timeout = d
 	}
-	if a, ok := c.srv.consumer.(Authorizer); ok {
+	if a, ok := c.srv.next.(consumer.Authorizer); ok {
 		ctx, err := a.Authorize(st.ctx, st.header)
 		if err != nil {
-			return refuse(asError(err), "")
+			return refuse(receiver.StatusOf(err), "")
 		}
 		st.ctx = ctx
 	}
-	if !c.srv.lim.acquire() {
-		return refuse(errBusy, "")
+	if err := c.srv.lim.Acquire(); err != nil {
+		return refuse(receiver.StatusOf(err), "")
 	}
 	st.limited = true
 	st.body = c.srv.bodies.get()
@@ -530,7 +567,7 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 	if b := *st.body; len(b) >= 5 {
 		if size := messageSize(b); size > c.srv.maxBytes {
 			c.mu.Lock()
-			c.writeStatusLocked(st.id, &Error{Code: codes.ResourceExhausted,
+			c.writeStatusLocked(st.id, receiver.Status{Code: codes.ResourceExhausted,
 				Message: fmt.Sprintf("message of %d bytes is larger than the limit of %d", size, c.srv.maxBytes)}, "")
 			if !f.StreamEnded() {
 				c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
@@ -588,16 +625,16 @@ func (c *grpcConn) handler(st *grpcStream) {
 // handle consumes one request and answers it.
 func (c *grpcConn) handle(st *grpcStream) {
 	defer c.finish(st)
-	msg, e := c.message(st)
-	if e == nil {
+	msg, refusal := c.message(st)
+	if refusal.Code == codes.OK {
 		ctx := st.ctx
 		if st.timeout > 0 {
 			dc := newDeadlineCtx(ctx, time.Now().Add(st.timeout))
 			defer dc.release()
 			ctx = dc
 		}
-		if err := c.srv.consumer.Consume(ctx, Request{Signal: st.sig, Body: msg, Header: st.header}); err != nil {
-			e = asError(err)
+		if err := c.srv.next.Consume(ctx, consumer.Request{Signal: st.sig, Body: msg, Header: st.header}); err != nil {
+			refusal = receiver.StatusOf(err)
 		}
 	}
 	c.mu.Lock()
@@ -605,8 +642,8 @@ func (c *grpcConn) handle(st *grpcStream) {
 	if st.reset || c.closed {
 		return
 	}
-	if e != nil {
-		c.writeStatusLocked(st.id, e, "")
+	if refusal.Code != codes.OK {
+		c.writeStatusLocked(st.id, refusal, "")
 	} else {
 		// The empty message's 5 bytes need room in both send windows.
 		for !c.closed && !st.reset && (c.sendWindow < 5 || st.sendWindow < 5) {
@@ -627,37 +664,37 @@ func (c *grpcConn) handle(st *grpcStream) {
 var emptyMessage [5]byte
 
 // message checks the length-prefixed message of a complete request and returns it
-// uncompressed.
-func (c *grpcConn) message(st *grpcStream) ([]byte, *Error) {
+// uncompressed, or the refusal to answer (whose Code is never OK).
+func (c *grpcConn) message(st *grpcStream) ([]byte, receiver.Status) {
 	b := *st.body
 	if len(b) < 5 {
-		return nil, &Error{Code: codes.Internal, Message: "request stream ended without a complete message"}
+		return nil, receiver.Status{Code: codes.Internal, Message: "request stream ended without a complete message"}
 	}
 	size := messageSize(b)
 	switch {
 	case len(b)-5 < size:
-		return nil, &Error{Code: codes.Internal, Message: "request stream ended inside its message"}
+		return nil, receiver.Status{Code: codes.Internal, Message: "request stream ended inside its message"}
 	case len(b)-5 > size:
-		return nil, &Error{Code: codes.Internal, Message: "a unary export request carries one message, not several"}
+		return nil, receiver.Status{Code: codes.Internal, Message: "a unary export request carries one message, not several"}
 	}
 	msg := b[5:]
 	switch b[0] {
 	case 0:
-		return msg, nil
+		return msg, receiver.Status{}
 	case 1:
 		if st.encoding == "" {
-			return nil, &Error{Code: codes.Internal, Message: "compressed message without a grpc-encoding"}
+			return nil, receiver.Status{Code: codes.Internal, Message: "compressed message without a grpc-encoding"}
 		}
 		out, err := otlp.Decompress(st.encoding, bytes.NewReader(msg), int64(c.srv.maxBytes))
 		switch {
 		case errors.Is(err, otlp.ErrTooLarge):
-			return nil, &Error{Code: codes.ResourceExhausted, Message: fmt.Sprintf("decompressed message is larger than the limit of %d bytes", c.srv.maxBytes)}
+			return nil, receiver.Status{Code: codes.ResourceExhausted, Message: fmt.Sprintf("decompressed message is larger than the limit of %d bytes", c.srv.maxBytes)}
 		case err != nil:
-			return nil, &Error{Code: codes.Internal, Message: "could not decompress the message: " + err.Error()}
+			return nil, receiver.Status{Code: codes.Internal, Message: "could not decompress the message: " + err.Error()}
 		}
-		return out, nil
+		return out, receiver.Status{}
 	}
-	return nil, &Error{Code: codes.Internal, Message: fmt.Sprintf("message flag %d is neither 0 nor 1", b[0])}
+	return nil, receiver.Status{Code: codes.Internal, Message: fmt.Sprintf("message flag %d is neither 0 nor 1", b[0])}
 }
 
 // messageSize reads the length in a gRPC message's 5-byte prefix.
@@ -703,7 +740,7 @@ func (c *grpcConn) resetStream(id uint32, code http2.ErrCode) {
 
 func (c *grpcConn) release(st *grpcStream) {
 	if st.limited {
-		c.srv.lim.release()
+		c.srv.lim.Release()
 	}
 	if st.body != nil {
 		c.srv.bodies.put(st.body)
@@ -712,22 +749,16 @@ func (c *grpcConn) release(st *grpcStream) {
 
 // writeStatusLocked answers a stream with a trailers-only response carrying e; the
 // caller holds mu. httpStatus is the :status to send ("" means 200).
-func (c *grpcConn) writeStatusLocked(id uint32, e *Error, httpStatus string) {
-	fields := [][2]string{{"content-type", "application/grpc"}, {"grpc-status", strconv.Itoa(int(e.Code))}}
-	if e.Message != "" {
-		fields = append(fields, [2]string{"grpc-message", encodeGRPCMessage(e.Message)})
+func (c *grpcConn) writeStatusLocked(id uint32, s receiver.Status, httpStatus string) {
+	fields := [][2]string{{"content-type", "application/grpc"}, {"grpc-status", strconv.Itoa(int(s.Code))}}
+	if s.Message != "" {
+		fields = append(fields, [2]string{"grpc-message", encodeGRPCMessage(s.Message)})
 	}
-	if e.Code == codes.Unimplemented {
+	if s.Code == codes.Unimplemented {
 		fields = append(fields, [2]string{"grpc-accept-encoding", "gzip"})
 	}
-	if e.RetryAfter > 0 {
-		// OTLP senders retry RESOURCE_EXHAUSTED only when RetryInfo says when.
-		st := status.New(e.Code, e.Message)
-		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
-			if b, err := proto.Marshal(withInfo.Proto()); err == nil {
-				fields = append(fields, [2]string{"grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b)})
-			}
-		}
+	if d := s.GRPCDetails(); d != "" {
+		fields = append(fields, [2]string{"grpc-status-details-bin", d})
 	}
 	block := encodeHeaders(httpStatus, fields)
 	for first := true; len(block) > 0 || first; first = false {
@@ -777,7 +808,7 @@ func parseGRPCTimeout(v string) (time.Duration, error) {
 }
 
 // drain sends GOAWAY so the client opens no new streams, and closes the connection
-// once the streams already open are answered. The server's mu is held.
+// once the streams already open are answered.
 func (c *grpcConn) drain() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
