@@ -262,7 +262,7 @@ func TestGRPCAuthorizeSeesMetadata(t *testing.T) {
 }
 
 func TestGRPCGracefulStopAnswersRequestsInProgress(t *testing.T) {
-	c := &slow{release: make(chan struct{})}
+	c := newSlow()
 	srv, addr := startGRPC(t, c, 0, nil)
 	client := plogotlp.NewGRPCClient(dialGRPC(t, addr))
 	first := make(chan error, 1)
@@ -270,7 +270,7 @@ func TestGRPCGracefulStopAnswersRequestsInProgress(t *testing.T) {
 		_, err := client.Export(context.Background(), logsRequest(t, 1))
 		first <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the request is now being consumed
+	<-c.started // the request is now being consumed
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {

@@ -253,13 +253,23 @@ func TestCredentialsAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 	}
 }
 
-// slow holds every request until released, to fill a limiter.
-type slow struct{ release chan struct{} }
+// slow holds every request until released, to fill a limiter, and kicks started
+// as each arrives.
+type slow struct{ started, release chan struct{} }
 
-func (s *slow) Consume(context.Context, Request) error { <-s.release; return nil }
+func newSlow() *slow { return &slow{started: make(chan struct{}, 1), release: make(chan struct{})} }
+
+func (s *slow) Consume(context.Context, Request) error {
+	select {
+	case s.started <- struct{}{}:
+	default: // a kick is pending already
+	}
+	<-s.release
+	return nil
+}
 
 func TestLimiterRefusesBeyondItsBound(t *testing.T) {
-	c := &slow{release: make(chan struct{})}
+	c := newSlow()
 	mux := http.NewServeMux()
 	(&HTTP{Consumer: c, Limiter: NewLimiter(1)}).Register(mux)
 	srv := httptest.NewServer(mux)
@@ -270,7 +280,7 @@ func TestLimiterRefusesBeyondItsBound(t *testing.T) {
 		resp, _ := post(t, srv.URL+"/v1/logs", otlp.ContentTypeProto, "", pb)
 		first <- resp.StatusCode
 	}()
-	time.Sleep(100 * time.Millisecond) // the first request now holds the only slot
+	<-c.started // the first request now holds the only slot
 	resp, _ := post(t, srv.URL+"/v1/logs", otlp.ContentTypeProto, "", pb)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("second request: %d Retry-After %q, want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
