@@ -17,18 +17,22 @@ import (
 	"testing/synctest"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/periscope-dev/periscope/internal/clock"
 )
 
 // crashChildEnv makes the test binary act as the appender TestCrashRecovery kills.
 const crashChildEnv = "QUEUE_TEST_CRASH_CHILD_DIR"
 
+// TestMain runs the crash child when asked to, and otherwise the tests, failing
+// them if a goroutine outlives them.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		crashChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func openQueue(t testing.TB, opts Options) *Queue {
