@@ -181,7 +181,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		p.addrs.http = lis.Addr().String()
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			if err := p.httpSrv.Serve(receiver.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				p.log.Error("OTLP/HTTP server stopped", "error", err)
 			}
@@ -197,7 +199,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 		p.grpcSrv = receiver.NewGRPCServer(p, int(maxBytes), nil)
 		p.addrs.grpc = lis.Addr().String()
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			if err := p.grpcSrv.Serve(lis); err != nil {
 				p.log.Error("OTLP/gRPC server stopped", "error", err)
 			}
@@ -244,7 +248,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	p.wg.Wait() // repairs end with the context
+	p.wg.Wait() // the servers have stopped, and repairs end with the context
 	for _, l := range p.lanes {
 		l.mu.Lock()
 		l.stopForwarder()
