@@ -20,12 +20,24 @@ import (
 )
 
 // TestNotificationsVerb runs the verb against a real manager that notified two
-// webhooks of one deployment going unhealthy: one took it, one refused it.
+// webhooks of one deployment going unhealthy: one took it, one refused it. Once
+// both have the request the manager is restarted, as its shutdown waits for the
+// deliveries to be recorded.
 func TestNotificationsVerb(t *testing.T) {
 	ctx := context.Background()
-	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	hit := make(chan struct{}, 2) // room for the one request each webhook should get
+	got := func() {
+		select {
+		case hit <- struct{}{}:
+		default:
+		}
+	}
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got() }))
 	defer ok.Close()
-	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "no such hook", http.StatusNotFound) }))
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		got()
+		http.Error(w, "no such hook", http.StatusNotFound)
+	}))
 	defer gone.Close()
 	const token = "psk_cli-notifications-admin"
 	cfg := config.DefaultManager()
@@ -48,15 +60,28 @@ func TestNotificationsVerb(t *testing.T) {
 	if _, err := m.Registry().Checkin("acme-prod", registry.Report{Description: &registry.Description{Release: "2.0.0"}, Health: down}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		failed, _ := api.Notifications(ctx, apiclient.NotificationFilter{State: "failed"})
-		delivered, _ := api.Notifications(ctx, apiclient.NotificationFilter{State: "delivered"})
-		if len(failed) == 1 && len(delivered) == 1 {
-			break
+	for range 2 {
+		select {
+		case <-hit:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the webhooks did not both get the notification")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the notification was not delivered to one webhook and refused by the other")
-		}
+	}
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = manager.New(cfg, manager.Settings{Clock: clock.NewFake(now)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown(ctx)
+	api = apiclient.New(m.URL(), token)
+	failed, _ := api.Notifications(ctx, apiclient.NotificationFilter{State: "failed"})
+	delivered, _ := api.Notifications(ctx, apiclient.NotificationFilter{State: "delivered"})
+	if len(failed) != 1 || len(delivered) != 1 {
+		t.Fatal("the notification was not delivered to one webhook and refused by the other")
 	}
 
 	run := func(args ...string) (string, error) {

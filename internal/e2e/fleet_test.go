@@ -2,12 +2,15 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +72,10 @@ func startAgent(t *testing.T, managerURL, token, transport, release string, flag
 	return a
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
+// eventually polls cond until it returns nil or the deadline passes. These tests
+// watch separate parts (agents in other processes, collectors, the manager) through
+// their public APIs, where nothing can be waited on but the answer changing, so a
+// poll is the synchronisation here; each condition names the state it waits for.
 func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -83,6 +89,30 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// counter sums the series of the counter name whose labels include labels (say
+// `reason="bad_token"`) on the Prometheus text page at url.
+func counter(t *testing.T, url, name, labels string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	for s := bufio.NewScanner(resp.Body); s.Scan(); {
+		series, value, ok := strings.Cut(s.Text(), " ")
+		if !ok || !strings.HasPrefix(series, name+"{") || !strings.Contains(series, labels) {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Text(), err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 func TestFleetEndToEnd(t *testing.T) {
@@ -168,8 +198,17 @@ func TestFleetEndToEnd(t *testing.T) {
 		if resp != http.StatusUnauthorized {
 			t.Fatalf("OpAMP with a bad token answered %d, want 401", resp)
 		}
+		refusals := func() float64 {
+			return counter(t, m.URL()+"/metrics", "periscope_checkins_rejected_total", `reason="bad_token"`)
+		}
+		before := refusals()
 		bad := startAgent(t, m.URL(), "pdt_wrong", "websocket", "7.7.7", config.Agent{}, nil)
-		time.Sleep(1500 * time.Millisecond)
+		eventually(t, 10*time.Second, "the bad-token agent refused", func() error {
+			if n := refusals(); n <= before {
+				return fmt.Errorf("%v bad-token refusals, none yet of the agent", n)
+			}
+			return nil
+		})
 		if bad.Connected() {
 			t.Fatal("an agent with a bad token reports connected")
 		}

@@ -643,11 +643,20 @@ func TestTelemetrySurvivesAgentKillAndManagerOutage(t *testing.T) {
 	startAgentProc(t, m.URL(), token, adir, grpcAddr, httpAddr) // same data dir: the queue survives
 	send(300)
 
+	retries := func() float64 {
+		return counter(t, "http://"+httpAddr+"/metrics", "periscope_agent_retried_requests_total", `signal="logs"`)
+	}
+	before := retries()
 	if err := m.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	send(300) // the agent keeps accepting and queues while the manager is away
-	time.Sleep(2 * time.Second)
+	eventually(t, 10*time.Second, "the agent retrying while the manager is away", func() error {
+		if n := retries(); n <= before {
+			return fmt.Errorf("%v retried requests, none since the manager stopped", n)
+		}
+		return nil
+	})
 	m = startTelemetryManager(t, listen, mdir, exps, store)
 	defer m.Shutdown(ctx)
 	send(100)

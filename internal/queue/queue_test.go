@@ -14,7 +14,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/periscope-dev/periscope/internal/clock"
 )
@@ -22,12 +25,14 @@ import (
 // crashChildEnv makes the test binary act as the appender TestCrashRecovery kills.
 const crashChildEnv = "QUEUE_TEST_CRASH_CHILD_DIR"
 
+// TestMain runs the crash child when asked to, and otherwise the tests, failing
+// them if a goroutine outlives them.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		crashChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func openQueue(t testing.TB, opts Options) *Queue {
@@ -665,77 +670,70 @@ func TestSegmentRotationAndDeletion(t *testing.T) {
 	}
 }
 
+// TestReadBlocks runs in a synctest bubble: synctest.Wait returns once the reader is
+// durably blocked, so each step cancels or closes a Read that is really waiting,
+// and "still blocked" is a fact rather than a guess after some milliseconds.
 func TestReadBlocks(t *testing.T) {
-	q := openQueue(t, Options{Dir: t.TempDir()})
-	type result struct {
-		recs []Record
-		err  error
-	}
-	read := func(ctx context.Context) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			recs, err := q.Read(ctx, 0, 0, 0)
-			ch <- result{recs, err}
-		}()
-		return ch
-	}
-
-	ch := read(context.Background())
-	select {
-	case r := <-ch:
-		t.Fatalf("Read of an empty queue returned %v, %v", seqs(r.recs), r.err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	mustAppend(t, q, []byte("wake"))
-	select {
-	case r := <-ch:
-		if r.err != nil || len(r.recs) != 1 || string(r.recs[0].Data) != "wake" {
-			t.Errorf("Read = %v, %v; want the appended record", r.recs, r.err)
+	synctest.Test(t, func(t *testing.T) {
+		q := openQueue(t, Options{Dir: t.TempDir()})
+		type result struct {
+			recs []Record
+			err  error
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked after Append")
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ch = func() chan result {
-		c := make(chan result, 1)
-		go func() {
-			recs, err := q.Read(ctx, 1, 0, 0)
-			c <- result{recs, err}
-		}()
-		return c
-	}()
-	time.Sleep(20 * time.Millisecond)
-	cancel()
-	select {
-	case r := <-ch:
-		if !errors.Is(r.err, context.Canceled) {
-			t.Errorf("Read after cancel = %v, %v; want context.Canceled", r.recs, r.err)
+		read := func(ctx context.Context, after uint64) chan result {
+			ch := make(chan result, 1)
+			go func() {
+				recs, err := q.Read(ctx, after, 0, 0)
+				ch <- result{recs, err}
+			}()
+			synctest.Wait() // the reader is waiting for a record, or has returned
+			return ch
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked after cancel")
-	}
 
-	ch = func() chan result {
-		c := make(chan result, 1)
-		go func() {
-			recs, err := q.Read(context.Background(), 1, 0, 0)
-			c <- result{recs, err}
-		}()
-		return c
-	}()
-	time.Sleep(20 * time.Millisecond)
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-ch:
-		if !errors.Is(r.err, ErrClosed) {
-			t.Errorf("Read after Close = %v, %v; want ErrClosed", r.recs, r.err)
+		ch := read(context.Background(), 0)
+		select {
+		case r := <-ch:
+			t.Fatalf("Read of an empty queue returned %v, %v", seqs(r.recs), r.err)
+		default:
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked after Close")
-	}
+		mustAppend(t, q, []byte("wake"))
+		synctest.Wait()
+		select {
+		case r := <-ch:
+			if r.err != nil || len(r.recs) != 1 || string(r.recs[0].Data) != "wake" {
+				t.Errorf("Read = %v, %v; want the appended record", r.recs, r.err)
+			}
+		default:
+			t.Fatal("Read still blocked after Append")
+		}
+
+		ctx, cancel := context.WithCancel(context.Background())
+		ch = read(ctx, 1)
+		cancel()
+		synctest.Wait()
+		select {
+		case r := <-ch:
+			if !errors.Is(r.err, context.Canceled) {
+				t.Errorf("Read after cancel = %v, %v; want context.Canceled", r.recs, r.err)
+			}
+		default:
+			t.Fatal("Read still blocked after cancel")
+		}
+
+		ch = read(context.Background(), 1)
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case r := <-ch:
+			if !errors.Is(r.err, ErrClosed) {
+				t.Errorf("Read after Close = %v, %v; want ErrClosed", r.recs, r.err)
+			}
+		default:
+			t.Fatal("Read still blocked after Close")
+		}
+	})
 }
 
 func TestClosed(t *testing.T) {

@@ -1,9 +1,12 @@
+//go:build linux
+
 package sysio
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -11,9 +14,56 @@ import (
 	"net/http/httptrace"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
+
+// parks watches a sockReader's or sockWriter's raw call: it records whether the
+// call last found the socket not ready, so that its goroutine waits in the poller,
+// and kicks changed. Tests use it to act on a call that is really waiting.
+type parks struct {
+	mu      sync.Mutex
+	waiting bool
+	changed chan struct{}
+}
+
+// watchParks wraps *fn, the raw call of a sockReader or sockWriter.
+func watchParks(fn *func(fd uintptr) bool) *parks {
+	p := &parks{changed: make(chan struct{}, 1)}
+	inner := *fn
+	*fn = func(fd uintptr) bool {
+		done := inner(fd)
+		p.mu.Lock()
+		p.waiting = !done
+		p.mu.Unlock()
+		select {
+		case p.changed <- struct{}{}:
+		default:
+		}
+		return done
+	}
+	return p
+}
+
+// waitParked waits until the call is waiting in the poller, or reports false after
+// d.
+func (p *parks) waitParked(d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		p.mu.Lock()
+		waiting := p.waiting
+		p.mu.Unlock()
+		if waiting {
+			return true
+		}
+		select {
+		case <-p.changed:
+		case <-timeout:
+			return false
+		}
+	}
+}
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (server, client net.Conn) {
@@ -49,30 +99,37 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 func TestSockIOMovesEveryByteBothWays(t *testing.T) {
 	server, client := tcpPair(t)
 	r, w := SocketIO(server)
+	writes := watchParks(&w.(*sockWriter).fn)
 	out := make([]byte, 16<<20)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range out {
 		out[i] = byte(rng.Uint32())
 	}
-	got := make(chan []byte, 1)
+	wrote := make(chan error, 1)
 	go func() {
-		var buf bytes.Buffer
-		chunk := make([]byte, 64<<10)
-		for {
-			// A slow reader, so the writer's socket fills and it has to wait.
-			time.Sleep(time.Millisecond)
-			n, err := client.Read(chunk)
-			buf.Write(chunk[:n])
-			if err != nil || buf.Len() >= len(out) {
-				got <- buf.Bytes()
-				return
-			}
+		n, err := w.Write(out)
+		if err == nil && n != len(out) {
+			err = fmt.Errorf("wrote %d of %d bytes", n, len(out))
 		}
+		wrote <- err
 	}()
-	if n, err := w.Write(out); err != nil || n != len(out) {
-		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(out))
+	// Nobody reads yet, so the writer fills the socket buffers and has to wait.
+	if !writes.waitParked(5 * time.Second) {
+		t.Fatal("the writer never waited for the peer")
 	}
-	if b := <-got; !bytes.Equal(b, out) {
+	var buf bytes.Buffer
+	chunk := make([]byte, 64<<10)
+	for buf.Len() < len(out) {
+		n, err := client.Read(chunk)
+		buf.Write(chunk[:n])
+		if err != nil {
+			break
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if b := buf.Bytes(); !bytes.Equal(b, out) {
 		t.Fatalf("the peer received %d bytes, not the %d written, or not in order", len(b), len(out))
 	}
 
@@ -97,6 +154,7 @@ func TestSockIOMovesEveryByteBothWays(t *testing.T) {
 func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
 	server, _ := tcpPair(t)
 	r, _ := SocketIO(server)
+	reads := watchParks(&r.(*sockReader).fn)
 	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := r.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read past the deadline: %v; want a deadline error", err)
@@ -107,7 +165,9 @@ func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
 		_, err := r.Read(make([]byte, 10))
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	if !reads.waitParked(5 * time.Second) {
+		t.Fatal("the Read never waited for data")
+	}
 	server.Close()
 	select {
 	case err := <-errc:
@@ -125,19 +185,22 @@ func TestSockIOKeepsDeadlinesAndClose(t *testing.T) {
 // Writing to a peer that has gone must fail rather than hang or report success forever.
 func TestSockIOWriteFailsOnceThePeerIsGone(t *testing.T) {
 	server, client := tcpPair(t)
-	_, w := SocketIO(server)
+	r, w := SocketIO(server)
 	// Linger 0 makes Close send a reset, as a crashed client's kernel would.
 	client.(*net.TCPConn).SetLinger(0)
 	client.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := w.Write([]byte("answer")); err != nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	// A read ends when the reset has arrived; from then on the peer is gone.
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.Read(make([]byte, 10)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read from a reset connection: %v; want the reset", err)
 	}
-	t.Fatal("writes to a reset connection kept succeeding")
+	if _, err := w.Write([]byte("answer")); err == nil {
+		t.Fatal("a write to a reset connection succeeded")
+	}
 }
+
+// parksKey holds a connection's read parks in its context.
+type parksKey struct{}
 
 // An HTTP server on Listen answers request after request on one kept-alive connection,
 // with bodies larger than the socket buffers both ways, and its requests' contexts stay
@@ -153,13 +216,20 @@ func TestListenServesHTTPOnRawConnections(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		time.Sleep(20 * time.Millisecond) // the server's background read is waiting meanwhile
+		// The body is read, so net/http's background read starts; once it waits for
+		// data, the request's context must still be live.
+		if !r.Context().Value(parksKey{}).(*parks).waitParked(5 * time.Second) {
+			http.Error(w, "the server's background read never waited", http.StatusInternalServerError)
+			return
+		}
 		if err := r.Context().Err(); err != nil {
 			http.Error(w, "context ended while serving: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		w.Write(bytes.Repeat(body, 2))
-	})}
+	}), ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, parksKey{}, watchParks(&c.(*sockConn).r.(*sockReader).fn))
+	}}
 	go srv.Serve(Listen(ln))
 	defer srv.Close()
 

@@ -125,9 +125,29 @@ func enqueueBodies(t *testing.T, q *queue.Queue, encoding string, bodies ...stri
 	}
 }
 
+// acking is the queue as the forwarder sees it, with a kick after every Ack: the
+// forwarder acknowledges each batch once it is done with it (delivered or dropped), so
+// that is when a test's condition can have changed.
+type acking struct {
+	*queue.Queue
+	acked chan struct{}
+}
+
+func (q acking) Ack(upTo uint64) error {
+	err := q.Queue.Ack(upTo)
+	select {
+	case q.acked <- struct{}{}:
+	default: // a kick is pending already
+	}
+	return err
+}
+
+// run forwards q to url until until holds and the queue is empty, looking again after
+// each acknowledgement.
 func run(t *testing.T, q *queue.Queue, url string, obs Observer, until func() bool) {
 	t.Helper()
-	f, err := New(otlp.Logs, q, Settings{Endpoint: url, Token: "pdt_acme", Linger: -1,
+	aq := acking{Queue: q, acked: make(chan struct{}, 1)}
+	f, err := New(otlp.Logs, aq, Settings{Endpoint: url, Token: "pdt_acme", Linger: -1,
 		InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: obs})
 	if err != nil {
 		t.Fatal(err)
@@ -135,17 +155,17 @@ func run(t *testing.T, q *queue.Queue, url string, obs Observer, until func() bo
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- f.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
+	defer func() { cancel(); <-done }()
+	timeout := time.After(10 * time.Second)
 	// Also wait for the forwarder to have acknowledged everything: the upstream can
 	// count a batch before the forwarder has read the answer.
 	for !until() || q.Stats().Records > 0 {
-		if time.Now().After(deadline) {
+		select {
+		case <-aq.acked:
+		case <-timeout:
 			t.Fatal("forwarder did not get there in 10s")
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	<-done
 }
 
 func TestForwarderRetriesThenDeliversInOrder(t *testing.T) {

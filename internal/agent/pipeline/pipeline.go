@@ -184,7 +184,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		p.addrs.http = lis.Addr().String()
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			if err := p.httpSrv.Serve(sysio.Listen(lis)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				p.log.Error("OTLP/HTTP server stopped", "error", err)
 			}
@@ -200,7 +202,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 		p.grpcSrv = grpcserver.New(p, grpcserver.Settings{MaxBytes: int(maxBytes)})
 		p.addrs.grpc = lis.Addr().String()
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			if err := p.grpcSrv.Serve(lis); err != nil && !errors.Is(err, grpcserver.ErrServerStopped) {
 				p.log.Error("OTLP/gRPC server stopped", "error", err)
 			}
@@ -241,7 +245,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	p.wg.Wait() // repairs end with the context
+	p.wg.Wait() // the servers have stopped, and repairs end with the context
 	for _, l := range p.lanes {
 		l.mu.Lock()
 		l.stopForwarder()

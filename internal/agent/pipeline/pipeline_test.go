@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,11 +25,13 @@ import (
 	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
-// upstream is a manager stand-in that answers 503 until it is up, then counts records.
+// upstream is a manager stand-in that answers 503 until it is up, then counts records
+// and kicks got.
 type upstream struct {
 	up      atomic.Bool
 	mu      sync.Mutex
 	records int
+	got     chan struct{}
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,12 +52,36 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.records += req.Logs().LogRecordCount()
 	u.mu.Unlock()
+	select {
+	case u.got <- struct{}{}:
+	default: // a kick is pending already
+	}
 }
 
 func (u *upstream) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.records
+}
+
+// logWatch is a log handler that kicks seen whenever a record with message msg is
+// logged: the pipeline logs its state changes, and a test can wait for one.
+type logWatch struct {
+	msg  string
+	seen chan struct{}
+}
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w *logWatch) WithGroup(string) slog.Handler            { return w }
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == w.msg {
+		select {
+		case w.seen <- struct{}{}:
+		default: // a kick is pending already
+		}
+	}
+	return nil
 }
 
 // TestFullDiskIsRefusedThenRecovered fills the disk under the agent's queue: the
@@ -68,10 +95,12 @@ func TestFullDiskIsRefusedThenRecovered(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", disk).Run() })
 
-	up := &upstream{}
+	up := &upstream{got: make(chan struct{}, 1)}
 	srv := httptest.NewServer(up)
 	defer srv.Close()
+	reopened := &logWatch{msg: "agent queue reopened after a write failure", seen: make(chan struct{}, 1)}
 	p, err := New(Settings{
+		Logger:   slog.New(reopened),
 		HTTPAddr: "127.0.0.1:0", QueueDir: filepath.Join(disk, "queue"),
 		Queue:          queue.Options{MaxBytes: 64 << 20, SegmentBytes: 1 << 20},
 		Forward:        forward.Settings{Endpoint: srv.URL, Token: "pdt_x", Linger: -1, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
@@ -114,21 +143,24 @@ func TestFullDiskIsRefusedThenRecovered(t *testing.T) {
 	if refused == 0 || acked == 0 {
 		t.Fatalf("acked %d, refused %d: the disk never filled", acked, refused)
 	}
-	// Space comes back (the manager returns and the queue drains).
+	// Space comes back (the manager returns and the queue drains). Every refusal
+	// from here on is followed by a reopening of the queue, so try again after each.
 	up.up.Store(true)
-	deadline := time.Now().Add(15 * time.Second)
+	timeout := time.After(15 * time.Second)
 	for post() != 200 {
-		if time.Now().After(deadline) {
+		select {
+		case <-reopened.seen:
+		case <-timeout:
 			t.Fatal("the agent did not accept again after the disk had room")
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	acked++
 	for up.count() < acked {
-		if time.Now().After(deadline) {
+		select {
+		case <-up.got:
+		case <-timeout:
 			t.Fatalf("upstream has %d of %d acknowledged records", up.count(), acked)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if got := up.count(); got != acked {
 		t.Errorf("upstream has %d records, want exactly the %d acknowledged", got, acked)

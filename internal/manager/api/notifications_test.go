@@ -23,11 +23,20 @@ import (
 
 // TestNotificationsAreListed runs a manager with a webhook and lists what it
 // sent: a deployment's unhealthy notification, delivered, filtered by
-// deployment and state, for the viewer role.
+// deployment and state, for the viewer role. Once the webhook has the request,
+// the manager is restarted: its shutdown waits for the delivery to be recorded,
+// so the listing reads a settled state, and nothing is sent again.
 func TestNotificationsAreListed(t *testing.T) {
 	ctx := context.Background()
 	var hits atomic.Int32
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1) }))
+	hit := make(chan struct{}, 1)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		select {
+		case hit <- struct{}{}:
+		default:
+		}
+	}))
 	defer hook.Close()
 	cfg := config.DefaultManager()
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", t.TempDir(), admin
@@ -47,7 +56,6 @@ func TestNotificationsAreListed(t *testing.T) {
 	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "dash", Role: "viewer"}, &viewer); err != nil {
 		t.Fatal(err)
 	}
-	c := apiclient.New(m.URL(), viewer.Secret)
 	if _, err := adm.CreateDeployments(ctx, []apitypes.NewDeployment{{ID: "acme-prod", Customer: "acme", Stack: "app"}, {ID: "beta", Customer: "b", Stack: "app"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +64,25 @@ func TestNotificationsAreListed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var items []apitypes.Notification
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		items, err = c.Notifications(ctx, apiclient.NotificationFilter{State: "delivered"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(items) == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-hit:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook got no notification")
+	}
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = manager.New(cfg, manager.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown(ctx)
+	c := apiclient.New(m.URL(), viewer.Secret)
+	items, err := c.Notifications(ctx, apiclient.NotificationFilter{State: "delivered"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(items) != 1 || hits.Load() != 1 {
 		t.Fatalf("delivered notifications %+v after %d webhook requests, want one of each", items, hits.Load())

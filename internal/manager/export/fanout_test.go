@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,72 +48,76 @@ func lines(t *testing.T, path string) int {
 // TestFanoutDeadDestinationBlocksNothing sends to a working file exporter and an
 // OTLP/HTTP exporter whose endpoint is down: ingest never waits, the file gets every
 // batch, and the dead exporter keeps its batches queued (on disk, across a restart)
-// until its destination comes back.
+// until its destination comes back. It runs in a synctest bubble: synctest.Wait
+// returns once both delivery loops wait (for a batch, or out a backoff), and the
+// backoffs pass in the bubble's time.
 func TestFanoutDeadDestinationBlocksNothing(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.jsonl")
-	build := func(reg prometheus.Registerer) *Fanout {
-		file, err := New(Config{Name: "file", Type: "file", Path: path})
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "out.jsonl")
+		build := func(reg prometheus.Registerer) *Fanout {
+			file, err := New(Config{Name: "file", Type: "file", Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead, err := New(Config{Name: "dead", Type: "otlphttp", Endpoint: "http://127.0.0.1:1", Timeout: Duration(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := NewFanout([]Exporter{file, dead}, FanoutSettings{Dir: filepath.Join(dir, "queues"),
+				Queue: queue.Options{MaxBytes: 1 << 20}, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Registerer: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+		reg := prometheus.NewRegistry()
+		f := build(reg)
+		f.Start(context.Background())
+		// The dead destination's goroutines all wait in the bubble's time, so this
+		// measures whether Consume itself waits for it.
+		start := time.Now()
+		for i := 0; i < 50; i++ {
+			if err := f.Consume(context.Background(), logBatch(t, "acme-prod", 3)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if took := time.Since(start); took > 0 {
+			t.Errorf("queuing 50 batches waited %v for a dead destination", took)
+		}
+		synctest.Wait()
+		if n := lines(t, path); n != 50 {
+			t.Fatalf("file exporter has %d of 50 batches", n)
+		}
+		if got := testutil.ToFloat64(f.metrics.sent.WithLabelValues("file", "logs")); got != 150 {
+			t.Errorf("file sent records = %v, want 150", got)
+		}
+		for attempts := 1; testutil.ToFloat64(f.metrics.failed.WithLabelValues("dead")) < 2; attempts++ {
+			if attempts > 10 {
+				t.Fatalf("dead exporter: %v failed attempts, %v dropped records; want retries",
+					testutil.ToFloat64(f.metrics.failed.WithLabelValues("dead")),
+					testutil.ToFloat64(f.metrics.dropped.WithLabelValues("dead", "logs", "refused")))
+			}
+			time.Sleep(20 * time.Millisecond) // the bubble's time: the longest backoff passes at once
+			synctest.Wait()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := f.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
-		dead, err := New(Config{Name: "dead", Type: "otlphttp", Endpoint: "http://127.0.0.1:1", Timeout: Duration(time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := NewFanout([]Exporter{file, dead}, FanoutSettings{Dir: filepath.Join(dir, "queues"),
-			Queue: queue.Options{MaxBytes: 1 << 20}, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Registerer: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	reg := prometheus.NewRegistry()
-	f := build(reg)
-	f.Start(context.Background())
-	start := time.Now()
-	for i := 0; i < 50; i++ {
-		if err := f.Consume(context.Background(), logBatch(t, "acme-prod", 3)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("queuing 50 batches took %v with a dead destination", took)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for lines(t, path) < 50 {
-		if time.Now().After(deadline) {
-			t.Fatalf("file exporter has %d of 50 batches", lines(t, path))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := testutil.ToFloat64(f.metrics.sent.WithLabelValues("file", "logs")); got != 150 {
-		t.Errorf("file sent records = %v, want 150", got)
-	}
-	for testutil.ToFloat64(f.metrics.failed.WithLabelValues("dead")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dead exporter: %v failed attempts, %v dropped records; want retries",
-				testutil.ToFloat64(f.metrics.failed.WithLabelValues("dead")),
-				testutil.ToFloat64(f.metrics.dropped.WithLabelValues("dead", "logs", "refused")))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := f.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
 
-	// After a restart the dead exporter still holds all 50 batches; the file none.
-	f = build(nil)
-	defer f.Shutdown(context.Background())
-	for _, l := range f.lanes {
-		want := int64(0)
-		if l.exp.Name() == "dead" {
-			want = 50
+		// After a restart the dead exporter still holds all 50 batches; the file none.
+		f = build(nil)
+		defer f.Shutdown(context.Background())
+		for _, l := range f.lanes {
+			want := int64(0)
+			if l.exp.Name() == "dead" {
+				want = 50
+			}
+			if got := l.q.Stats().Records; got != want {
+				t.Errorf("%s queue holds %d batches after restart, want %d", l.exp.Name(), got, want)
+			}
 		}
-		if got := l.q.Stats().Records; got != want {
-			t.Errorf("%s queue holds %d batches after restart, want %d", l.exp.Name(), got, want)
-		}
-	}
+	})
 }

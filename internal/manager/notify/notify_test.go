@@ -33,11 +33,12 @@ var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 
 const backoff = 10 * time.Second
 
-// receiver is a webhook: it records every request and answers as told.
+// receiver is a webhook: it records every request, kicks arrived, and answers as told.
 type receiver struct {
 	*httptest.Server
-	mu  sync.Mutex
-	got []request
+	mu      sync.Mutex
+	got     []request
+	arrived chan struct{}
 	// answer writes the answer to the i-th request (0-based); nil answers 204.
 	answer func(i int, w http.ResponseWriter, r *http.Request)
 }
@@ -48,13 +49,14 @@ type request struct {
 }
 
 func newReceiver(t *testing.T, answer func(i int, w http.ResponseWriter, r *http.Request)) *receiver {
-	rc := &receiver{answer: answer}
+	rc := &receiver{answer: answer, arrived: make(chan struct{}, 1)}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rc.mu.Lock()
 		i := len(rc.got)
 		rc.got = append(rc.got, request{header: r.Header.Clone(), body: body})
 		rc.mu.Unlock()
+		kick(rc.arrived)
 		if rc.answer == nil {
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -85,9 +87,35 @@ func (rc *receiver) events(t *testing.T) []map[string]any {
 	return out
 }
 
+// watchedStore is the notifier's store with a kick after every write, which is when
+// a notification or a delivery's recorded state can have changed.
+type watchedStore struct {
+	store.Notifications
+	wrote chan struct{}
+}
+
+func (s watchedStore) AddNotification(ctx context.Context, n store.Notification) error {
+	defer kick(s.wrote)
+	return s.Notifications.AddNotification(ctx, n)
+}
+
+func (s watchedStore) UpdateDelivery(ctx context.Context, id string, d store.Delivery) error {
+	defer kick(s.wrote)
+	return s.Notifications.UpdateDelivery(ctx, id, d)
+}
+
+// kick wakes the one waiter on ch, now or when it next waits.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default: // a kick is pending already
+	}
+}
+
 // fixture is a registry and a notifier over one store, as the manager wires them.
 type fixture struct {
 	t        *testing.T
+	wrote    chan struct{} // kicked by the notifier's store writes
 	clk      *clock.Fake
 	dir      string
 	cfg      config.Notifications
@@ -107,7 +135,7 @@ func defaultConfig(hooks ...config.Webhook) config.Notifications {
 
 func start(t *testing.T, cfg config.Notifications) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clk: clock.NewFake(t0), dir: t.TempDir(), cfg: cfg,
+	f := &fixture{t: t, wrote: make(chan struct{}, 1), clk: clock.NewFake(t0), dir: t.TempDir(), cfg: cfg,
 		// No deployment goes stale unless a test asks for it.
 		params: fleet.Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 1000 * time.Hour},
 		settings: notify.Settings{Tick: 5 * time.Millisecond, PollInterval: time.Second, Backoff: backoff, MaxBackoff: 10 * time.Minute,
@@ -129,7 +157,7 @@ func (f *fixture) open() {
 	s := f.settings
 	s.Clock, f.metrics = f.clk, prometheus.NewRegistry()
 	s.Registerer = f.metrics
-	if f.n, err = notify.New(f.cfg, f.st, s); err != nil {
+	if f.n, err = notify.New(f.cfg, watchedStore{Notifications: f.st, wrote: f.wrote}, s); err != nil {
 		t.Fatal(err)
 	}
 	f.reg, err = registry.New(f.st, registry.Settings{Clock: f.clk, Params: f.params, FlushInterval: 20 * time.Millisecond,
@@ -230,20 +258,24 @@ func (f *fixture) metric(name, webhook string) float64 {
 	return 0
 }
 
-// eventually waits (real time) for cond, which the notifier's loops make true.
-func eventually(t *testing.T, what string, cond func() bool) {
+// waitFor waits until cond, which the notifier's loops make true, looking again
+// each time wake is kicked.
+func waitFor(t *testing.T, what string, wake <-chan struct{}, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	timeout := time.After(10 * time.Second)
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-wake:
+		case <-timeout:
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-func received(rc *receiver, n int) func() bool {
-	return func() bool { return len(rc.requests()) >= n }
+// wait waits until the webhook has received n requests.
+func (rc *receiver) wait(t *testing.T, what string, n int) {
+	t.Helper()
+	waitFor(t, what, rc.arrived, func() bool { return len(rc.requests()) >= n })
 }
 
 // delivery waits until the only notification of id has a delivery to webhook
@@ -251,7 +283,7 @@ func received(rc *receiver, n int) func() bool {
 func (f *fixture) delivery(id, webhook, what string, cond func(store.Delivery) bool) store.Delivery {
 	f.t.Helper()
 	var got store.Delivery
-	eventually(f.t, what, func() bool {
+	waitFor(f.t, what, f.wrote, func() bool {
 		for _, n := range f.list(store.NotificationQuery{Deployment: id}) {
 			for _, d := range n.Deliveries {
 				if d.Webhook == webhook && cond(d) {
@@ -279,12 +311,12 @@ func TestUnhealthyAndBackIsSentOnceEach(t *testing.T) {
 	f.clk.Advance(time.Minute + 59*time.Second)
 	f.checkin("acme-prod", "", dbDown("connection refused")) // still unhealthy: no new change
 	f.clk.Advance(time.Second)
-	eventually(t, "the unhealthy notification", received(rc, 1))
+	rc.wait(t, "the unhealthy notification", 1)
 
 	f.clk.Advance(10 * time.Minute)
 	f.checkin("acme-prod", "", healthy())
 	f.clk.Advance(2 * time.Minute)
-	eventually(t, "the recovery notification", received(rc, 2))
+	rc.wait(t, "the recovery notification", 2)
 	f.delivery("acme-prod", "ops", "both delivered", func(d store.Delivery) bool { return d.State == store.Delivered })
 	ns := f.list(store.NotificationQuery{})
 	if len(ns) != 2 || ns[0].Deliveries[0].State != store.Delivered || ns[1].Deliveries[0].State != store.Delivered {
@@ -337,7 +369,7 @@ func TestFlappingWithinDebounceSendsNothing(t *testing.T) {
 	}
 	f.checkin("steady", "", dbDown("disk full"))
 	f.clk.Advance(2 * time.Minute)
-	eventually(t, "steady's notification", received(rc, 1))
+	rc.wait(t, "steady's notification", 1)
 	// Both were judged in the same pass, so flappy would be here by now.
 	if evs := rc.events(t); len(evs) != 1 || evs[0]["deployment"].(map[string]any)["id"] != "steady" {
 		t.Fatalf("received %v, want only steady's", evs)
@@ -417,7 +449,7 @@ func TestAWebhookThatKeepsFailingFailsAlone(t *testing.T) {
 	f.checkin("acme-prod", "2.0.0", healthy())
 	f.checkin("acme-prod", "", dbDown("connection refused"))
 
-	eventually(t, "the working webhook's event while the dead one hangs", received(alive, 1))
+	alive.wait(t, "the working webhook's event while the dead one hangs", 1)
 	close(release)
 	f.delivery("acme-prod", "refusing", "the refusal", func(d store.Delivery) bool { return d.State == store.Failed })
 	for attempt := 1; attempt < 3; attempt++ {
@@ -464,13 +496,13 @@ func TestSlackFormat(t *testing.T) {
 	if err := f.reg.SetRegression("acme-prod", reg); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the regression", received(rc, 1))
+	rc.wait(t, "the regression", 1)
 	if err := f.reg.SetRegression("acme-prod", nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the recovery", received(rc, 2))
+	rc.wait(t, "the recovery", 2)
 	f.checkin("beta", "", dbDown("<nil> & friends"))
-	eventually(t, "beta", received(rc, 3))
+	rc.wait(t, "beta", 3)
 
 	type block struct {
 		Type string `json:"type"`
@@ -537,12 +569,12 @@ func TestBehindLongerThanBehindAfter(t *testing.T) {
 	f.clk.Advance(49 * time.Minute)
 	f.checkin("acme-prod", "", healthy()) // polls, sees 2.0.0, has not applied it yet
 	f.clk.Advance(time.Minute)
-	eventually(t, "behind entered", received(rc, 1))
+	rc.wait(t, "behind entered", 1)
 
 	f.clk.Advance(5 * time.Minute)
 	f.checkin("acme-prod", "2.0.0", healthy())
 	f.clk.Advance(2 * time.Minute)
-	eventually(t, "behind resolved", received(rc, 2))
+	rc.wait(t, "behind resolved", 2)
 
 	dep := map[string]any{"id": "acme-prod", "name": "acme-prod", "customer": "acme", "cloud": "aws", "region": "us-east-1"}
 	evs := rc.events(t)
@@ -589,12 +621,12 @@ func TestStaleAndBack(t *testing.T) {
 	f.create("acme-prod")
 	f.checkin("acme-prod", "2.0.0", healthy())
 	f.clk.Advance(5 * time.Minute)
-	eventually(t, "stale", received(rc, 1))
+	rc.wait(t, "stale", 1)
 	for i := 0; i < 3; i++ {
 		f.checkin("acme-prod", "", healthy())
 		f.clk.Advance(time.Minute)
 	}
-	eventually(t, "recovered", received(rc, 2))
+	rc.wait(t, "recovered", 2)
 	evs := rc.events(t)
 	if evs[0]["state"] != "entered" || evs[0]["kind"] != "stale" || evs[0]["at"] != "2026-11-24T09:01:30Z" || evs[0]["reason_code"] != "no-checkin" ||
 		evs[1]["state"] != "resolved" || evs[1]["status"] != "healthy" || evs[1]["previous_status"] != "stale" || evs[1]["at"] != "2026-11-24T09:05:00Z" {
@@ -639,7 +671,7 @@ func TestRestartResumesPendingDelivery(t *testing.T) {
 		t.Errorf("resumed delivery = %+v, want delivered on the second attempt", d)
 	}
 	f.clk.Advance(time.Minute) // beta has now held for the debounce since the restart
-	eventually(t, "beta's notification", received(rc, 3))
+	rc.wait(t, "beta's notification", 3)
 	evs := rc.events(t)
 	if evs[0]["id"] != evs[1]["id"] || evs[0]["deployment"].(map[string]any)["id"] != "acme-prod" || evs[2]["deployment"].(map[string]any)["id"] != "beta" {
 		t.Errorf("received %v; want acme-prod's notification twice (the retry), then beta's", evs)
@@ -669,7 +701,7 @@ func TestShutdownKeepsADeliveryItCutShort(t *testing.T) {
 	f.create("acme-prod")
 	f.checkin("acme-prod", "2.0.0", healthy())
 	f.checkin("acme-prod", "", dbDown("connection refused"))
-	eventually(t, "the first request", received(rc, 1))
+	rc.wait(t, "the first request", 1)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()

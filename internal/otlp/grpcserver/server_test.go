@@ -271,7 +271,7 @@ func TestGRPCAuthorizeSeesMetadata(t *testing.T) {
 }
 
 func TestGRPCShutdownAnswersRequestsInProgress(t *testing.T) {
-	c := &consumertest.Blocker{Release: make(chan struct{})}
+	c := consumertest.NewBlocker()
 	srv, addr := startGRPC(t, c, 0, nil)
 	client := plogotlp.NewGRPCClient(dialGRPC(t, addr))
 	first := make(chan error, 1)
@@ -279,7 +279,7 @@ func TestGRPCShutdownAnswersRequestsInProgress(t *testing.T) {
 		_, err := client.Export(context.Background(), consumertest.LogsRequest(1))
 		first <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the request is now being consumed
+	<-c.Started // the request is now being consumed
 	stopped := make(chan struct{})
 	go func() { srv.Shutdown(context.Background()); close(stopped) }()
 	select {

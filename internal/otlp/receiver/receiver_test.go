@@ -133,7 +133,7 @@ func TestCredentialsAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 }
 
 func TestLimiterRefusesBeyondItsBound(t *testing.T) {
-	c := &consumertest.Blocker{Release: make(chan struct{})}
+	c := consumertest.NewBlocker()
 	mux := http.NewServeMux()
 	(&HTTP{Consumer: c, Limiter: NewLimiter(1)}).Register(mux)
 	srv := httptest.NewServer(mux)
@@ -144,7 +144,7 @@ func TestLimiterRefusesBeyondItsBound(t *testing.T) {
 		resp, _ := post(t, srv.URL+"/v1/logs", otlp.ContentTypeProto, "", pb)
 		first <- resp.StatusCode
 	}()
-	time.Sleep(100 * time.Millisecond) // the first request now holds the only slot
+	<-c.Started // the first request now holds the only slot
 	resp, _ := post(t, srv.URL+"/v1/logs", otlp.ContentTypeProto, "", pb)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("second request: %d Retry-After %q, want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))

@@ -55,11 +55,24 @@ func (g *Gatekeeper) Authorize(ctx context.Context, header func(string) string) 
 }
 
 // Blocker holds every request until Release is closed, then accepts it: a consumer
-// busy for as long as a test needs, to fill a limiter or hold up a shutdown.
-type Blocker struct{ Release chan struct{} }
+// busy for as long as a test needs, to fill a limiter or hold up a shutdown. When
+// Started is set (buffered, capacity 1), a request arriving kicks it, so a test waits
+// for a request to be held instead of sleeping.
+type Blocker struct{ Started, Release chan struct{} }
 
-// Consume waits for Release.
+// NewBlocker returns a Blocker with both channels made.
+func NewBlocker() *Blocker {
+	return &Blocker{Started: make(chan struct{}, 1), Release: make(chan struct{})}
+}
+
+// Consume kicks Started and waits for Release.
 func (b *Blocker) Consume(context.Context, consumer.Request) error {
+	if b.Started != nil {
+		select {
+		case b.Started <- struct{}{}:
+		default: // a kick is pending already
+		}
+	}
 	<-b.Release
 	return nil
 }
