@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"io"
 	"log/slog"
 	"net"
@@ -76,13 +77,13 @@ type Manager struct {
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener
-	stopBg      context.CancelFunc
-	bg          sync.WaitGroup
 	ready       atomic.Bool
-	// serveErr gets what ends the HTTP server's Serve (always, ErrServerClosed at
-	// shutdown) and the OTLP/gRPC server's (only a failure): room for both, so
-	// neither sender ever blocks.
-	serveErr chan error
+	// group owns the background loops (the HTTP and OTLP/gRPC servers, the
+	// watermark flusher): the first that fails cancels groupCtx with its error,
+	// which Wait returns. stopBg ends them at Shutdown.
+	group    *errgroup.Group
+	groupCtx context.Context
+	stopBg   context.CancelFunc
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -99,7 +100,7 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 	if s.Console == nil {
 		s.Console = io.Discard
 	}
-	return &Manager{cfg: cfg, set: s, log: s.Logger, serveErr: make(chan error, 2)}, nil
+	return &Manager{cfg: cfg, set: s, log: s.Logger}, nil
 }
 
 // Start opens the store, loads the fleet, binds the port and serves. An address
@@ -110,6 +111,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	m.store = st
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopBg = cancel
+	m.group, m.groupCtx = errgroup.WithContext(bgCtx)
 	if err := m.start(ctx); err != nil {
 		m.Shutdown(context.WithoutCancel(ctx))
 		return err
@@ -205,7 +209,12 @@ func (m *Manager) start(ctx context.Context) error {
 	}
 	// Open log tails end at shutdown instead of holding it up until the deadline.
 	m.srv.RegisterOnShutdown(a.Close)
-	go func() { m.serveErr <- m.srv.Serve(ln) }()
+	m.group.Go(func() error {
+		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("HTTP server on %s: %w", ln.Addr(), err)
+		}
+		return nil
+	})
 	m.ready.Store(true)
 	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir,
 		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
@@ -253,12 +262,15 @@ func (m *Manager) Registry() *registry.Registry { return m.reg }
 // Wait blocks until the HTTP or the OTLP/gRPC server stops on its own (an error) or
 // ctx ends.
 func (m *Manager) Wait(ctx context.Context) error {
+	if m.groupCtx == nil {
+		return nil
+	}
 	select {
-	case err := <-m.serveErr:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
+	case <-m.groupCtx.Done():
+		if err := context.Cause(m.groupCtx); !errors.Is(err, context.Canceled) {
+			return err
 		}
-		return err
+		return nil
 	case <-ctx.Done():
 		return nil
 	}
@@ -284,7 +296,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		errs = append(errs, <-grpcDone)
 		if m.stopBg != nil {
 			m.stopBg()
-			m.bg.Wait()
+			errs = append(errs, m.group.Wait())
 		}
 		if m.ingest != nil {
 			errs = append(errs, m.ingest.Flush())

@@ -68,25 +68,22 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		return err
 	}
 	m.ingestLimit = receiver.NewLimiter(m.cfg.MaxConcurrentRequests)
-	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.stopBg = cancel
+	bgCtx := m.groupCtx
 	fo.Start(bgCtx)
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
+	m.group.Go(func() error {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			select {
 			case <-bgCtx.Done():
-				return
+				return nil
 			case <-t.C:
 				if err := m.ingest.Flush(); err != nil {
 					m.log.Error("could not save delivered-batch positions", "error", err)
 				}
 			}
 		}
-	}()
+	})
 	if m.cfg.OTLPGRPC != "" {
 		ln, err := net.Listen("tcp", m.cfg.OTLPGRPC)
 		if err != nil {
@@ -94,15 +91,14 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		}
 		m.grpcLn = ln
 		m.grpcSrv = grpcserver.New(m.ingest, grpcserver.Settings{MaxBytes: int(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit})
-		m.bg.Add(1)
-		go func() {
-			defer m.bg.Done()
-			// Shutdown stops the server before it waits for m.bg, so this goroutine ends
-			// in time; a failure before that is the manager's, and reaches Wait.
+		m.group.Go(func() error {
+			// Shutdown stops the server before it waits for the group, so this ends in
+			// time; a failure before that is the manager's, and reaches Wait.
 			if err := m.grpcSrv.Serve(ln); err != nil && !errors.Is(err, grpcserver.ErrServerStopped) {
-				m.serveErr <- fmt.Errorf("OTLP/gRPC server on %s: %w", ln.Addr(), err)
+				return fmt.Errorf("OTLP/gRPC server on %s: %w", ln.Addr(), err)
 			}
-		}()
+			return nil
+		})
 	}
 	names := make([]string, len(exps))
 	for i, e := range exps {
