@@ -1,4 +1,4 @@
-// Package agent is the data-plane side that runs in each customer deployment. It
+// Package opamp is the agent's check-in with the manager, run in each customer deployment. It
 // checks in with the manager over OpAMP (WebSocket for push, HTTP polling for
 // pull), describing its release, cloud, region and platform, its component health
 // and its effective configuration, and applies the release the manager offers
