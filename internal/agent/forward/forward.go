@@ -30,13 +30,6 @@ import (
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
-// BatchHeader is the request header carrying the batch id.
-const BatchHeader = "Periscope-Batch"
-
-// DeliveredHeader comes with a 409 for a batch that overlaps what the manager has: the
-// last sequence number of the queue it already holds.
-const DeliveredHeader = "Periscope-Delivered"
-
 // Queue is what the forwarder needs of a durable queue.
 type Queue interface {
 	ID() string
@@ -414,7 +407,7 @@ func (f *Forwarder) send(ctx context.Context, batch string) error {
 		req.Header.Set("Content-Encoding", f.s.Compression)
 	}
 	req.Header.Set("Authorization", "Bearer "+f.s.Token)
-	req.Header.Set(BatchHeader, batch)
+	req.Header.Set(otlp.BatchHeader, batch)
 	resp, err := f.s.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post %s: %w", f.url, err)
@@ -430,7 +423,7 @@ func (f *Forwarder) send(ctx context.Context, batch string) error {
 	}
 	se := &statusError{code: resp.StatusCode, msg: strings.TrimSpace(statusMessage(resp.Header.Get("Content-Type"), msg))}
 	if resp.StatusCode == http.StatusConflict {
-		se.delivered, _ = strconv.ParseUint(resp.Header.Get(DeliveredHeader), 10, 64)
+		se.delivered, _ = strconv.ParseUint(resp.Header.Get(otlp.DeliveredHeader), 10, 64)
 		return se // handled by deliver, never dropped
 	}
 	err = se

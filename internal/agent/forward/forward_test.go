@@ -54,11 +54,11 @@ func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	if b := r.Header.Get(BatchHeader); m.had > 0 {
+	if b := r.Header.Get(otlp.BatchHeader); m.had > 0 {
 		var first uint64
 		fmt.Sscanf(b[strings.Index(b, ":")+1:], "%d", &first)
 		if first <= m.had {
-			w.Header().Set(DeliveredHeader, fmt.Sprint(m.had))
+			w.Header().Set(otlp.DeliveredHeader, fmt.Sprint(m.had))
 			w.WriteHeader(http.StatusConflict)
 			return
 		}
@@ -67,7 +67,7 @@ func (m *manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(401)
 		return
 	}
-	m.batches = append(m.batches, r.Header.Get(BatchHeader))
+	m.batches = append(m.batches, r.Header.Get(otlp.BatchHeader))
 	m.records += req.Logs().LogRecordCount()
 	rls := req.Logs().ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {

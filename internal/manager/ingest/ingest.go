@@ -27,9 +27,6 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
-// BatchHeader carries the batch id agents send: "<queue id>:<first seq>-<last seq>".
-const BatchHeader = "Periscope-Batch"
-
 // Deployments resolves tokens and deployment context from the manager's records.
 type Deployments interface {
 	// Authenticate returns the deployment a token belongs to.
@@ -194,7 +191,7 @@ func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 	}
 	batch := consumer.Batch{Signal: r.Signal, DeploymentID: id, Received: in.s.Clock.Now(), Records: records, Data: data}
 
-	key, first, last, hasID, err := parseBatchID(id, r.Signal, r.Header(BatchHeader))
+	key, first, last, hasID, err := parseBatchID(id, r.Signal, r.Header(otlp.BatchHeader))
 	if err != nil {
 		return consumer.Malformed("%v", err)
 	}
@@ -262,12 +259,12 @@ func parseBatchID(deployment string, sig otlp.Signal, v string) (key string, fir
 	qid, rng, found := strings.Cut(v, ":")
 	firstS, lastS, found2 := strings.Cut(rng, "-")
 	if !found || !found2 || qid == "" || len(qid) > 64 {
-		return "", 0, 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", BatchHeader, v)
+		return "", 0, 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", otlp.BatchHeader, v)
 	}
 	f, err1 := strconv.ParseUint(firstS, 10, 64)
 	l, err2 := strconv.ParseUint(lastS, 10, 64)
 	if err1 != nil || err2 != nil || f > l || f == 0 {
-		return "", 0, 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", BatchHeader, v)
+		return "", 0, 0, false, fmt.Errorf("bad %s header %q (want <queue id>:<first>-<last>)", otlp.BatchHeader, v)
 	}
 	return deployment + "/" + sig.String() + "/" + qid, f, l, true, nil
 }

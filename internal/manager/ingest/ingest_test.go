@@ -68,7 +68,7 @@ func request(t *testing.T, token, batch string) consumer.Request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := map[string]string{"Authorization": "Bearer " + token, BatchHeader: batch}
+	h := map[string]string{"Authorization": "Bearer " + token, otlp.BatchHeader: batch}
 	return consumer.Request{Signal: otlp.Logs, Body: body, Header: func(k string) string { return h[k] }}
 }
 
@@ -204,8 +204,8 @@ func TestIngestAnswersAnOverlappingBatchWithWhatItHas(t *testing.T) {
 	if errors.As(err, &re) {
 		receiver.StatusOf(re).SetHTTPHeaders(header)
 	}
-	if !errors.As(err, &re) || status(err) != http.StatusConflict || header.Get(receiver.DeliveredHeader) != "5" {
-		t.Fatalf("overlapping batch: %v, want 409 with %s: 5", err, receiver.DeliveredHeader)
+	if !errors.As(err, &re) || status(err) != http.StatusConflict || header.Get(otlp.DeliveredHeader) != "5" {
+		t.Fatalf("overlapping batch: %v, want 409 with %s: 5", err, otlp.DeliveredHeader)
 	}
 	if got := status(in.Consume(ctx, request(t, "pdt_acme", "q:6-8"))); got != 200 || len(s.batches) != 2 {
 		t.Errorf("the rest: %d, %d batches", got, len(s.batches))

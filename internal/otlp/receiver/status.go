@@ -13,13 +13,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
-
-// DeliveredHeader answers a batch that overlaps what was delivered (an
-// AlreadyDelivered refusal) with the last sequence number the receiving side already
-// has from the sender's queue.
-const DeliveredHeader = "Periscope-Delivered"
 
 // Status is a receiver's answer to a request it did not accept, in both protocols:
 // the OTLP/HTTP handler writes it as a status code, headers and a google.rpc.Status
@@ -34,7 +30,7 @@ type Status struct {
 	// RetryAfter, when positive, asks the sender to wait before retrying: the
 	// Retry-After header over HTTP, RetryInfo over gRPC.
 	RetryAfter time.Duration
-	// Delivered, when not empty, is the DeliveredHeader value (HTTP only: gRPC senders
+	// Delivered, when not empty, is the otlp.DeliveredHeader value (HTTP only: gRPC senders
 	// are applications, which know no delivery positions).
 	Delivered string
 }
@@ -73,7 +69,7 @@ func (s Status) SetHTTPHeaders(h http.Header) {
 		h.Set("Retry-After", retryAfterSeconds(s.RetryAfter))
 	}
 	if s.Delivered != "" {
-		h.Set(DeliveredHeader, s.Delivered)
+		h.Set(otlp.DeliveredHeader, s.Delivered)
 	}
 	if s.HTTP == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="periscope"`)
