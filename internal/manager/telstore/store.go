@@ -237,7 +237,9 @@ func (s *Store) commitSignal() <-chan struct{} {
 	return s.committed
 }
 
-// migrations are applied in order, each once. Never edit a released entry.
+// migrations are applied in order, each once, all pending ones in one
+// transaction followed by a checkpoint (duckfile.Migrate). Never edit a
+// released entry.
 //
 // Layout choices, for ingest, disk and scan speed: each distinct resource (its
 // deployment context columns and other attributes) is a row of resources, and
@@ -453,42 +455,20 @@ func sameResource(t string) string {
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	return duckfile.Migrate(ctx, db, migrations, func(tx *sql.Tx) (int, error) {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+			return 0, err
+		}
+		var v int
+		err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`)
+		}
+		return v, err
+	}, func(tx *sql.Tx, v int) error {
+		_, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v)
 		return err
-	}
-	var v int
-	err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
-	}
-	if v >= len(migrations) {
-		if v > len(migrations)-1 {
-			return fmt.Errorf("the file has schema %d, newer than this manager knows (%d)", v, len(migrations)-1)
-		}
-		return nil
-	}
-	for i := v + 1; i < len(migrations); i++ {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", i, err)
-		}
-	}
-	return nil
+	})
 }
 
 // sqlString escapes a string for a SQL literal.

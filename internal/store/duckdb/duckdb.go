@@ -57,8 +57,9 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// migrations are applied in order, each once, each in its own transaction. Never
-// edit a released entry: add a new one.
+// migrations are applied in order, each once, all pending ones in one
+// transaction followed by a checkpoint (duckfile.Migrate). Never edit a released
+// entry: add a new one.
 var migrations = []string{
 	1: `
 CREATE TABLE deployments (
@@ -170,34 +171,17 @@ type rollout struct {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
+	return duckfile.Migrate(ctx, s.db, migrations, func(tx *sql.Tx) (int, error) {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
+			return 0, err
+		}
+		var current int
+		err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current)
+		return current, err
+	}, func(tx *sql.Tx, v int) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now().UTC())
 		return err
-	}
-	var current int
-	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return err
-	}
-	if current >= len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): upgrade periscope", current, len(migrations)-1)
-	}
-	for v := current + 1; v < len(migrations); v++ {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now().UTC()); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-	}
-	return nil
+	})
 }
 
 // mutableColumns are the deployment columns UpdateDeployments rewrites, in the

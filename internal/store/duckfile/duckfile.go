@@ -3,14 +3,29 @@
 // file of their own in the manager's data directory and open it here, so
 // neither links the other. It imports the DuckDB driver and nothing of the
 // project.
+//
+// Crash safety. DuckDB writes every commit to a write-ahead log (name.wal) and
+// folds it into the file at checkpoints; a process killed in between replays the
+// log at the next open. DuckDB 1.5 cannot replay every log it writes when the
+// file is opened directly: an ALTER TABLE on a table whose column defaults call a
+// function (nextval, random) binds those defaults during replay, before the file
+// is the connection's default database, and the open fails with "Calling
+// DatabaseManager::GetDefaultDatabase with no default database set". The same
+// log replays when the file is attached to an in-memory database, which is
+// already the default. Open does that when a direct open fails to replay the
+// log, checkpoints the replayed log into the file, and opens the file again, so
+// nothing committed is lost. Migrate applies schema changes in one transaction
+// and checkpoints at once, so the log seldom holds schema changes at all.
 package duckfile
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
 )
@@ -19,19 +34,133 @@ import (
 // dataDir. It returns the file's path for the caller's error messages, also
 // when opening fails. The connection is tried before Open returns, so a file
 // that cannot be opened (locked by another process, not a database) is an
-// error here rather than at the first query.
+// error here rather than at the first query. A write-ahead log that a direct
+// open cannot replay is replayed through an attachment first (see the package
+// documentation).
 func Open(ctx context.Context, dataDir, name string) (*sql.DB, string, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("create data directory %s: %w", dataDir, err)
 	}
 	path := filepath.Join(dataDir, name)
-	db, err := sql.Open("duckdb", path)
-	if err != nil {
-		return nil, path, fmt.Errorf("open %s: %w", path, err)
+	db, err := open(ctx, path)
+	if err != nil && isReplayFailure(err) {
+		err = brief{err}
+		if rerr := Recover(ctx, path); rerr != nil {
+			return nil, path, fmt.Errorf("open %s: its write-ahead log cannot be replayed (%w), not even through an attachment (%w); "+
+				"the file holds everything up to its last checkpoint: to start with that, losing the writes since, stop the manager, "+
+				"move %s.wal aside (keep it for a bug report) and start again", path, err, rerr, path)
+		}
+		db, err = open(ctx, path)
 	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	if err != nil {
 		return nil, path, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, path, nil
 }
+
+func open(ctx context.Context, path string) (*sql.DB, error) {
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// isReplayFailure tells whether err is DuckDB refusing to open a file because
+// it could not replay its write-ahead log. DuckDB reports it as an internal
+// error with no type of its own, so the message is all there is to go by.
+func isReplayFailure(err error) bool {
+	return strings.Contains(err.Error(), "Failure while replaying WAL")
+}
+
+// Recover replays the write-ahead log of the DuckDB file at path by attaching
+// the file to an in-memory database, and checkpoints it into the file, which
+// leaves no log behind. The file must not be open elsewhere.
+func Recover(ctx context.Context, path string) error {
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return fmt.Errorf("open an in-memory database: %w", err)
+	}
+	defer db.Close()
+	// ATTACH, CHECKPOINT and DETACH must run on one connection: the attachment is
+	// the database's, but a pool could close the connection in between.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open an in-memory database: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "ATTACH '"+quote(path)+"' AS periscope_recovery"); err != nil {
+		return fmt.Errorf("attach %s: %w", path, err)
+	}
+	_, cerr := conn.ExecContext(ctx, "CHECKPOINT periscope_recovery")
+	_, derr := conn.ExecContext(ctx, "DETACH periscope_recovery")
+	if err := errors.Join(cerr, derr); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return nil
+}
+
+// Migrate brings db's schema to len(migrations)-1, migrations[0] being unused:
+// it reads the version with current, and runs every pending migration and
+// setVersion in one transaction, then checkpoints. A process killed before the
+// commit leaves the schema as it was; one killed after it leaves the
+// migration in the write-ahead log, which Open replays. The checkpoint folds
+// the schema change into the file before anything else is written, so that
+// window is as short as it can be.
+//
+// current runs inside the transaction and returns 0 for a new file; it may
+// create the version table. setVersion records that version v was applied; it
+// is called once for each, in order.
+func Migrate(ctx context.Context, db *sql.DB, migrations []string,
+	current func(*sql.Tx) (int, error), setVersion func(tx *sql.Tx, v int) error) error {
+	latest := len(migrations) - 1
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	v, err := current(tx)
+	if err != nil {
+		return fmt.Errorf("read the schema version: %w", err)
+	}
+	if v > latest {
+		return fmt.Errorf("the file has schema version %d, newer than this binary knows (%d): upgrade periscope", v, latest)
+	}
+	if v == latest {
+		return tx.Commit()
+	}
+	for i := v + 1; i <= latest; i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i, err)
+		}
+		if err := setVersion(tx, i); err != nil {
+			return fmt.Errorf("record schema version %d: %w", i, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migrations %d to %d: %w", v+1, latest, err)
+	}
+	if _, err := db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("checkpoint after migrating to schema version %d: %w", latest, err)
+	}
+	return nil
+}
+
+// brief shortens a DuckDB internal error to its message: the stack trace it
+// carries says nothing to an operator.
+type brief struct{ err error }
+
+func (b brief) Error() string {
+	msg, _, _ := strings.Cut(b.err.Error(), "\nThis error signals an assertion failure")
+	msg, _, _ = strings.Cut(msg, "\n\nStack Trace")
+	return msg
+}
+
+func (b brief) Unwrap() error { return b.err }
+
+// quote escapes s for a single-quoted SQL literal.
+func quote(s string) string { return strings.ReplaceAll(s, "'", "''") }
