@@ -45,7 +45,9 @@ const childEnv = "PERISCOPE_CRASHTEST_DIR"
 // directory its parent gave it.
 func Child() (dir string, ok bool) { return os.LookupEnv(childEnv) }
 
-// Report writes one progress line for the parent: the words separated by spaces.
+// Report writes one progress line for the parent: the words separated by
+// spaces. It goes to standard output, where the parent reads it; anything else
+// written there (a log) is progress it can wait for too.
 func Report(words ...any) { fmt.Fprintln(os.Stdout, words...) }
 
 // Hold blocks until the parent closes the child's standard input (the parent
@@ -104,9 +106,9 @@ func Start(t testing.TB, test, dir string, env ...string) *Proc {
 	return p
 }
 
-// Await reads lines until one starts with prefix and returns it. The child
-// ending first, or a minute passing, fails the test.
-func (p *Proc) Await(t testing.TB, prefix string) string {
+// Await reads lines until one contains s and returns it. The child ending
+// first, or a minute passing, fails the test.
+func (p *Proc) Await(t testing.TB, s string) string {
 	t.Helper()
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
@@ -115,13 +117,13 @@ func (p *Proc) Await(t testing.TB, prefix string) string {
 		case l, ok := <-p.lines:
 			if !ok {
 				p.Kill(t)
-				t.Fatalf("the child ended before reporting %q; its stderr ends:\n%s", prefix, p.cmd.Stderr)
+				t.Fatalf("the child ended before reporting %q; its stderr ends:\n%s", s, p.cmd.Stderr)
 			}
-			if strings.HasPrefix(l, prefix) {
+			if strings.Contains(l, s) {
 				return l
 			}
 		case <-timeout.C:
-			t.Fatalf("the child did not report %q within a minute; its stderr ends:\n%s", prefix, p.cmd.Stderr)
+			t.Fatalf("the child did not report %q within a minute; its stderr ends:\n%s", s, p.cmd.Stderr)
 		}
 	}
 }
