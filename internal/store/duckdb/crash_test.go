@@ -3,9 +3,7 @@ package duckdb
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,14 +82,14 @@ func TestKilledStoreOpensWithEveryAcknowledgedWrite(t *testing.T) {
 			}
 			// How long opening takes here decides where the kills fall: from
 			// the child's "opening" to a little past its first writes.
-			p := crashtest.Start(t, "TestKilledStoreChild", copyDir(t, pristine))
+			p := crashtest.Start(t, "TestKilledStoreChild", crashtest.CopyDir(t, pristine))
 			p.Await(t, "opening")
 			began := time.Now()
 			p.Await(t, "opened")
 			span := 3 * time.Since(began) / 2
 			p.Kill(t)
 			for i := range kills {
-				dir := copyDir(t, pristine)
+				dir := crashtest.CopyDir(t, pristine)
 				p := crashtest.Start(t, "TestKilledStoreChild", dir)
 				p.Await(t, "opening")
 				at := span * time.Duration(i) / time.Duration(kills-1)
@@ -188,33 +186,4 @@ func buildVersion(t *testing.T, dir string, v int) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// copyDir copies the files of dir into a new directory.
-func copyDir(t *testing.T, dir string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		src, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := os.OpenFile(filepath.Join(dst, e.Name()), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = io.Copy(out, src)
-		src.Close()
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
 }
