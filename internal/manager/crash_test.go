@@ -188,7 +188,7 @@ func fleetLoad(ctx context.Context, url, name string, a *acked) {
 		a.pins[id] = rel
 		a.mu.Unlock()
 		body := "log of " + id
-		if err := sendLog(ctx, url, d.Token, body); err != nil {
+		if err := sendLog(ctx, url, d.Token, body, ""); err != nil {
 			return
 		}
 		a.mu.Lock()
@@ -197,7 +197,9 @@ func fleetLoad(ctx context.Context, url, name string, a *acked) {
 	}
 }
 
-func sendLog(ctx context.Context, url, token, body string) error {
+// sendLog sends one log record as the deployment whose agent token is token,
+// with the delivery protocol's batch id when batch is not empty.
+func sendLog(ctx context.Context, url, token, body, batch string) error {
 	ld := plog.NewLogs()
 	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
 	lr.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
@@ -212,6 +214,9 @@ func sendLog(ctx context.Context, url, token, body string) error {
 	}
 	req.Header.Set("Content-Type", otlp.ContentTypeProto)
 	req.Header.Set("Authorization", "Bearer "+token)
+	if batch != "" {
+		req.Header.Set(otlp.BatchHeader, batch)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

@@ -105,7 +105,15 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 
 // Start opens the store, loads the fleet, binds the port and serves. An address
 // in use or an unreadable data directory is an error here, not later.
+//
+// Everything under the data directory is private to the process's user: Start
+// creates the directory with mode 0700, takes group and other permissions off
+// what is in it, and sets the process's umask to 077, because DuckDB creates
+// its write-ahead logs itself at every checkpoint (see prepareDataDir).
 func (m *Manager) Start(ctx context.Context) error {
+	if err := prepareDataDir(m.cfg.DataDir); err != nil {
+		return err
+	}
 	st, err := duckdb.Open(ctx, m.cfg.DataDir)
 	if err != nil {
 		return err

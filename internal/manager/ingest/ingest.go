@@ -344,7 +344,8 @@ func (in *Ingest) Flush() error {
 }
 
 func writeSync(path string, data []byte) error {
-	f, err := os.Create(path)
+	// 0600 like every file of the data directory: the positions name agents' queues.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
