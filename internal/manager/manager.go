@@ -190,13 +190,7 @@ func (m *Manager) start(ctx context.Context) error {
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
 	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !m.ready.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		// The dashboard lands in a later issue; until then point people at the API.
@@ -227,6 +221,21 @@ func (m *Manager) start(ctx context.Context) error {
 	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir,
 		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
 	return nil
+}
+
+// readyz answers 200 while the manager can do its work and 503 with the reason
+// while it cannot: shutting down, or a fleet store that cannot write (a full
+// disk), which it answers until the store can write again.
+func (m *Manager) readyz(w http.ResponseWriter, r *http.Request) {
+	if !m.ready.Load() {
+		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if err := m.store.Writable(r.Context()); err != nil {
+		http.Error(w, "not ready: the fleet store: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
 }
 
 // bootstrapAdmin makes sure someone can administer the manager: the configured

@@ -7,8 +7,10 @@
 // Every backend MUST:
 //   - be safe for concurrent use by any number of goroutines;
 //   - return ErrNotFound or ErrConflict, wrapped with context, where a method
-//     says so, so callers can branch with errors.Is; any other error is the
-//     backend's own (I/O, a cancelled context, a closed store);
+//     says so, so callers can branch with errors.Is; SHOULD return
+//     ErrUnavailable, wrapped, when a write fails for want of disk space; any
+//     other error is the backend's own (I/O, a cancelled context, a closed
+//     store);
 //   - make each method's writes atomic: all of them or none;
 //   - keep times to the microsecond at least (the same instant comes back, by
 //     time.Time.Equal);
@@ -34,6 +36,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a record with the same key already exists.
 	ErrConflict = errors.New("already exists")
+	// ErrUnavailable means the backend cannot write for now (its disk is full,
+	// say): nothing of the call was written, and the same call may succeed later.
+	ErrUnavailable = errors.New("store cannot write for now")
 )
 
 // DeploymentRecord is a deployment as stored: its state, the hash of its agent

@@ -167,6 +167,10 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Write(append(b, '\n'))
 }
 
+// unavailableRetry is the Retry-After of a 503 for a store that cannot write:
+// long enough for an operator to make room, short enough for a script to wait.
+const unavailableRetry = 30 * time.Second
+
 // fail maps an error to its status; only user-safe text reaches the client.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
@@ -176,6 +180,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		// A full disk: nothing was written, and the same request can succeed once
+		// the operator has made room. The store's error names files; the log has it.
+		a.log.Warn("API request could not be stored", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(int(unavailableRetry/time.Second)))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the manager cannot store this now (its disk is full or failing); nothing was changed, try again later")
 	default:
 		a.log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error; the manager log has details")

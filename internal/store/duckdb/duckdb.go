@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -27,9 +28,13 @@ const FileName = "periscope.duckdb"
 
 // Store is the DuckDB fleet store. Use Open; it is safe for concurrent use.
 type Store struct {
-	db        *sql.DB
-	closeOnce sync.Once
-	closeErr  error
+	db  *sql.DB
+	dir string
+	// unwritable is why the last write failed to reach the files, nil while
+	// writes succeed (see Writable).
+	unwritable atomic.Pointer[string]
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 var _ store.Fleet = (*Store)(nil)
@@ -40,7 +45,7 @@ func Open(ctx context.Context, dataDir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, dir: dataDir}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
@@ -290,6 +295,7 @@ func (s *Store) CreateDeployments(ctx context.Context, recs []store.DeploymentRe
 		}
 		return app.Close()
 	})
+	err = s.checkWrite(err)
 	if isConstraint(err) {
 		return fmt.Errorf("create deployments: %w", store.ErrConflict)
 	}
@@ -305,7 +311,7 @@ func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRe
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs) }); err != nil {
+	if err := s.checkWrite(s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs) })); err != nil {
 		return fmt.Errorf("update %d deployments: %w", len(recs), err)
 	}
 	return nil
@@ -356,7 +362,7 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 		}
 		return app.Close()
 	})
-	if err != nil {
+	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
 	}
 	return nil
@@ -446,6 +452,7 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO releases (stack, version, created_at, notes) VALUES (?, ?, ?, ?)`,
 		r.Stack, r.Version, r.CreatedAt.UTC(), r.Notes)
+	err = s.checkWrite(err)
 	if isConstraint(err) {
 		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, store.ErrConflict)
 	}
@@ -492,7 +499,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []fleet.Event) error {
 		}
 		return app.Close()
 	})
-	if err != nil {
+	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("append %d events: %w", len(evs), err)
 	}
 	return nil
@@ -529,6 +536,7 @@ func (s *Store) ListEvents(ctx context.Context, deploymentID string, limit int) 
 // CreateAPIToken implements store.Fleet.
 func (s *Store) CreateAPIToken(ctx context.Context, t auth.APIToken) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (id, name, role, hash) VALUES (?, ?, ?, ?)`, t.ID, t.Name, string(t.Role), t.Hash)
+	err = s.checkWrite(err)
 	if isConstraint(err) {
 		return fmt.Errorf("create API token %s: %w", t.ID, store.ErrConflict)
 	}
@@ -561,7 +569,7 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]auth.APIToken, error) {
 // DeleteAPIToken implements store.Fleet.
 func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
-	if err != nil {
+	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("delete API token %s: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {

@@ -45,7 +45,7 @@ func (s *Store) AddNotification(ctx context.Context, n store.Notification) error
 			return fmt.Errorf("add notification %s: %w", n.ID, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.checkWrite(tx.Commit()); err != nil {
 		return fmt.Errorf("add notification %s: %w", n.ID, err)
 	}
 	return nil
@@ -56,7 +56,7 @@ func (s *Store) UpdateDelivery(ctx context.Context, id string, d store.Delivery)
 	res, err := s.db.ExecContext(ctx, `UPDATE notification_deliveries SET state = ?, attempts = ?, last_error = ?, next_attempt = ?,
 		delivered_at = ?, updated_at = ? WHERE notification_id = ? AND webhook = ?`,
 		string(d.State), d.Attempts, d.LastError, nullTime(d.NextAttempt), nullTime(d.DeliveredAt), d.UpdatedAt.UTC(), id, d.Webhook)
-	if err != nil {
+	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("update delivery of %s to %s: %w", id, d.Webhook, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
