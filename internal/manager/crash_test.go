@@ -63,7 +63,7 @@ var startMarkers = []string{"opening", `msg="fleet loaded"`, `msg="telemetry ing
 // that start must succeed every time (issue 17: the WAL of the first start's
 // migrations did not replay and the manager never started again).
 func TestKilledFirstStartStartsAgain(t *testing.T) {
-	kills := crashKills(t, 20)
+	kills := crashtest.Kills(t, 20)
 	// Where each marker falls in an unkilled start, from "opening".
 	p := crashtest.Start(t, "TestKilledManagerChild", t.TempDir())
 	p.Await(t, "opening")
@@ -127,7 +127,7 @@ type acked struct {
 // checks that a manager started again on its data has every write it answered
 // with success.
 func TestKilledUnderLoadKeepsEveryAcknowledgedWrite(t *testing.T) {
-	kills := crashKills(t, 6)
+	kills := crashtest.Kills(t, 6)
 	for i := range kills {
 		dir := t.TempDir()
 		p := crashtest.Start(t, "TestKilledManagerChild", dir)
@@ -263,19 +263,4 @@ func checkAcked(t *testing.T, m *Manager, a *acked, what string) {
 			t.Fatalf("%s: acknowledged log %q: found %d records", what, body, len(page.Logs))
 		}
 	}
-}
-
-// crashKills is how many times a crash test kills its child: def, or
-// PERISCOPE_CRASH_KILLS for a longer run.
-func crashKills(t *testing.T, def int) int {
-	t.Helper()
-	v := os.Getenv("PERISCOPE_CRASH_KILLS")
-	if v == "" {
-		return def
-	}
-	var n int
-	if _, err := fmt.Sscan(v, &n); err != nil || n < 2 {
-		t.Fatalf("PERISCOPE_CRASH_KILLS=%q: want a number of at least 2", v)
-	}
-	return n
 }

@@ -48,12 +48,7 @@ func TestKilledStoreChild(t *testing.T) {
 // and checks each time that the store opens at the latest version with the
 // earlier records and every batch the process acknowledged.
 func TestKilledStoreOpensWithEveryAcknowledgedBatch(t *testing.T) {
-	kills := 7
-	if v := os.Getenv("PERISCOPE_CRASH_KILLS"); v != "" {
-		if _, err := fmt.Sscan(v, &kills); err != nil || kills < 2 {
-			t.Fatalf("PERISCOPE_CRASH_KILLS=%q: want a number of at least 2", v)
-		}
-	}
+	kills := crashtest.Kills(t, 7)
 	for from := range len(migrations) - 1 {
 		t.Run(fmt.Sprintf("from version %d", from), func(t *testing.T) {
 			pristine := t.TempDir()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,26 +53,13 @@ func deploymentRecord(id string) store.DeploymentRecord {
 			CreatedAt: time.Now(), Mode: fleet.ModePush}}
 }
 
-// crashKills is how many times each crash test kills its child: 7 by default,
-// PERISCOPE_CRASH_KILLS for a longer run.
-func crashKills(t *testing.T) int {
-	if v := os.Getenv("PERISCOPE_CRASH_KILLS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("PERISCOPE_CRASH_KILLS=%q: want a positive number", v)
-		}
-		return n
-	}
-	return 7
-}
-
 // TestKilledStoreOpensWithEveryAcknowledgedWrite kills a process at stepped
 // points of its first start (schema version 0: a new file) and of upgrades from
 // every earlier schema version, through the migration, its checkpoint and the
 // first writes, and checks each time that the store opens at the latest
 // version with the earlier data and every write the process acknowledged.
 func TestKilledStoreOpensWithEveryAcknowledgedWrite(t *testing.T) {
-	kills := crashKills(t)
+	kills := crashtest.Kills(t, 7)
 	for from := range len(migrations) - 1 {
 		t.Run(fmt.Sprintf("from version %d", from), func(t *testing.T) {
 			pristine := t.TempDir()

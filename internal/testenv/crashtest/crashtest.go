@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -157,6 +158,25 @@ func (p *Proc) Lines() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.seen...)
+}
+
+// KillsEnv names the environment variable that sets how many times each crash
+// test kills its child, for a longer run than the default.
+const KillsEnv = "PERISCOPE_CRASH_KILLS"
+
+// Kills is how many times a crash test kills its child: def, or $PERISCOPE_CRASH_KILLS.
+// It is at least 2, so kill points can be spread from a start to an end.
+func Kills(t testing.TB, def int) int {
+	t.Helper()
+	v := os.Getenv(KillsEnv)
+	if v == "" {
+		return max(2, def)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 2 {
+		t.Fatalf("%s=%q: want a number of at least 2", KillsEnv, v)
+	}
+	return n
 }
 
 // CopyDir copies the files of dir into a new temporary directory of t's, so
