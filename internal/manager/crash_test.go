@@ -41,13 +41,11 @@ func TestKilledManagerChild(t *testing.T) {
 	}
 	m, err := New(crashConfig(dir), Settings{Logger: slog.New(slog.NewTextHandler(os.Stdout, nil))})
 	if err != nil {
-		crashtest.Report("failed", err)
-		os.Exit(1)
+		crashtest.Fail(err)
 	}
 	crashtest.Report("opening")
 	if err := m.Start(context.Background()); err != nil {
-		crashtest.Report("failed", strings.ReplaceAll(err.Error(), "\n", " "))
-		os.Exit(1)
+		crashtest.Fail(err)
 	}
 	crashtest.Report("listening", m.URL())
 	crashtest.Hold()

@@ -3,7 +3,6 @@ package telstore
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,16 +25,14 @@ func TestKilledStoreChild(t *testing.T) {
 	crashtest.Report("opening")
 	s, err := Open(ctx, dir, Settings{})
 	if err != nil {
-		crashtest.Report("failed", strings.ReplaceAll(err.Error(), "\n", " "))
-		os.Exit(1)
+		crashtest.Fail(err)
 	}
 	crashtest.Report("opened")
 	for i := range 5000 {
 		body := fmt.Sprintf("batch-%d", i)
 		b := logBatch(t, acmeNew, logSpec{at: time.Now(), severity: plog.SeverityNumberInfo, body: body})
 		if err := s.Consume(ctx, b); err != nil {
-			crashtest.Report("failed", err)
-			os.Exit(1)
+			crashtest.Fail(err)
 		}
 		crashtest.Report("ack", body)
 	}
@@ -55,20 +52,9 @@ func TestKilledStoreOpensWithEveryAcknowledgedBatch(t *testing.T) {
 			if from > 0 {
 				buildVersion(t, pristine, from)
 			}
-			p := crashtest.Start(t, "TestKilledStoreChild", crashtest.CopyDir(t, pristine))
-			p.Await(t, "opening")
-			began := time.Now()
-			p.Await(t, "opened")
-			span := 3 * time.Since(began) / 2
-			p.Kill(t)
-			for i := range kills {
-				dir := crashtest.CopyDir(t, pristine)
-				p := crashtest.Start(t, "TestKilledStoreChild", dir)
-				p.Await(t, "opening")
-				at := span * time.Duration(i) / time.Duration(kills-1)
-				p.KillAfter(t, at)
-				checkAfterKill(t, dir, from, p.Lines(), fmt.Sprintf("killed %v after opening began", at))
-			}
+			crashtest.Sweep(t, "TestKilledStoreChild", pristine, kills, func(dir string, lines []string, what string) {
+				checkAfterKill(t, dir, from, lines, what)
+			})
 		})
 	}
 }

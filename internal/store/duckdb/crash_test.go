@@ -3,7 +3,6 @@ package duckdb
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,21 +25,18 @@ func TestKilledStoreChild(t *testing.T) {
 	crashtest.Report("opening")
 	s, err := Open(ctx, dir)
 	if err != nil {
-		crashtest.Report("failed", strings.ReplaceAll(err.Error(), "\n", " "))
-		os.Exit(1)
+		crashtest.Fail(err)
 	}
 	crashtest.Report("opened")
 	for i := range 5000 {
 		v := fmt.Sprintf("9.%d.0", i)
 		if err := s.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: v, CreatedAt: time.Now()}); err != nil {
-			crashtest.Report("failed", err)
-			os.Exit(1)
+			crashtest.Fail(err)
 		}
 		crashtest.Report("ack release", v)
 		id := fmt.Sprintf("d-%d", i)
 		if err := s.CreateDeployments(ctx, []store.DeploymentRecord{deploymentRecord(id)}); err != nil {
-			crashtest.Report("failed", err)
-			os.Exit(1)
+			crashtest.Fail(err)
 		}
 		crashtest.Report("ack deployment", id)
 	}
@@ -66,37 +62,24 @@ func TestKilledStoreOpensWithEveryAcknowledgedWrite(t *testing.T) {
 			if from > 0 {
 				buildVersion(t, pristine, from)
 			}
-			// How long opening takes here decides where the kills fall: from
-			// the child's "opening" to a little past its first writes.
-			p := crashtest.Start(t, "TestKilledStoreChild", crashtest.CopyDir(t, pristine))
-			p.Await(t, "opening")
-			began := time.Now()
-			p.Await(t, "opened")
-			span := 3 * time.Since(began) / 2
-			p.Kill(t)
-			for i := range kills {
-				dir := crashtest.CopyDir(t, pristine)
-				p := crashtest.Start(t, "TestKilledStoreChild", dir)
-				p.Await(t, "opening")
-				at := span * time.Duration(i) / time.Duration(kills-1)
-				p.KillAfter(t, at)
-				checkAfterKill(t, dir, from, p.Lines(), at)
-			}
+			crashtest.Sweep(t, "TestKilledStoreChild", pristine, kills, func(dir string, lines []string, what string) {
+				checkAfterKill(t, dir, from, lines, what)
+			})
 		})
 	}
 }
 
-func checkAfterKill(t *testing.T, dir string, from int, lines []string, at time.Duration) {
+func checkAfterKill(t *testing.T, dir string, from int, lines []string, what string) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := Open(ctx, dir)
 	if err != nil {
-		t.Fatalf("killed %v after opening began (child said %q): reopen: %v", at, tail(lines), err)
+		t.Fatalf("%s (the child said %q): reopen: %v", what, tail(lines), err)
 	}
 	defer s.Close()
 	var version int
 	if err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&version); err != nil || version != len(migrations)-1 {
-		t.Fatalf("killed %v after opening began: schema version %d (%v), want %d", at, version, err, len(migrations)-1)
+		t.Fatalf("%s: schema version %d (%v), want %d", what, version, err, len(migrations)-1)
 	}
 	deps, err := s.ListDeployments(ctx)
 	if err != nil {
@@ -114,11 +97,11 @@ func checkAfterKill(t *testing.T, dir string, from int, lines []string, at time.
 		have["ack release "+r.Version] = true
 	}
 	if from > 0 && (!have["ack deployment d-old"] || !have["ack release 1.0.0"]) {
-		t.Fatalf("killed %v after opening began: the data of schema version %d is gone: %d deployments, %d releases", at, from, len(deps), len(rels))
+		t.Fatalf("%s: the data of schema version %d is gone: %d deployments, %d releases", what, from, len(deps), len(rels))
 	}
 	for _, l := range lines {
 		if strings.HasPrefix(l, "ack ") && !have[l] {
-			t.Fatalf("killed %v after opening began: acknowledged %q is gone", at, l)
+			t.Fatalf("%s: acknowledged %q is gone", what, l)
 		}
 		if strings.HasPrefix(l, "failed") {
 			t.Fatalf("the child failed: %s", l)

@@ -52,6 +52,13 @@ func Child() (dir string, ok bool) { return os.LookupEnv(childEnv) }
 // written there (a log) is progress it can wait for too.
 func Report(words ...any) { fmt.Fprintln(os.Stdout, words...) }
 
+// Fail reports err on one "failed" line, which the parent's checks look for,
+// and ends the child.
+func Fail(err error) {
+	Report("failed", strings.ReplaceAll(err.Error(), "\n", " "))
+	os.Exit(1)
+}
+
 // Hold blocks until the parent closes the child's standard input (the parent
 // ended without killing it) and then exits the process, so a child never
 // outlives its test.
@@ -158,6 +165,29 @@ func (p *Proc) Lines() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.seen...)
+}
+
+// Sweep kills a child at kills points spread evenly over its opening of a
+// store: from its line "opening" to half as long again past its line "opened",
+// as long as a first, unkilled run of the child took between the two. Each run
+// starts on a fresh copy of dir. After each kill, check gets the copy the child
+// left, every line it wrote and where it was killed, in words for a failure.
+func Sweep(t testing.TB, child, dir string, kills int, check func(dir string, lines []string, what string)) {
+	t.Helper()
+	p := Start(t, child, CopyDir(t, dir))
+	p.Await(t, "opening")
+	began := time.Now()
+	p.Await(t, "opened")
+	span := 3 * time.Since(began) / 2
+	p.Kill(t)
+	for i := range kills {
+		run := CopyDir(t, dir)
+		p := Start(t, child, run)
+		p.Await(t, "opening")
+		at := span * time.Duration(i) / time.Duration(max(1, kills-1))
+		p.KillAfter(t, at)
+		check(run, p.Lines(), fmt.Sprintf("killed %v after opening began", at))
+	}
 }
 
 // KillsEnv names the environment variable that sets how many times each crash
