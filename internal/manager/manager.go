@@ -51,8 +51,9 @@ type Settings struct {
 	EvalInterval time.Duration
 	// FlushInterval overrides how often check-in state is written (tests, benchmarks).
 	FlushInterval time.Duration
-	// Sinks receive every accepted telemetry batch after the exporters and before
-	// the telemetry store.
+	// Sinks receive every accepted telemetry batch besides the exporters and the
+	// telemetry store; like them, each sees each batch once however often an agent
+	// resends it after another sink refused it.
 	Sinks []TelemetrySink
 }
 

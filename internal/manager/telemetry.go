@@ -58,9 +58,17 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	if err != nil {
 		return fmt.Errorf("open the telemetry store: %w", err)
 	}
-	// The store comes last: a batch a later sink refused is resent, and the earlier
-	// sinks see it again, so the store is the one that must see it exactly once.
-	sinks := append(append([]consumer.Sink{fo}, m.set.Sinks...), m.tel)
+	// Each exporter is a sink of its own: ingest keeps every sink's delivered
+	// position, so a batch one sink refused reaches the others once however often
+	// the agent resends it.
+	var sinks []ingest.Sink
+	for _, l := range fo.Lanes() {
+		sinks = append(sinks, ingest.Sink{Name: "exporter/" + l.Name(), Sink: l})
+	}
+	for i, s := range m.set.Sinks {
+		sinks = append(sinks, ingest.Sink{Name: fmt.Sprintf("sink/%d", i), Sink: s})
+	}
+	sinks = append(sinks, ingest.Sink{Name: "telstore", Sink: m.tel})
 	m.ingest, err = ingest.New(deployments{m.reg}, sinks, ingest.Settings{
 		Dir: m.cfg.DataDir, Clock: m.set.Clock, Logger: m.log.With("component", "ingest"), Registerer: reg,
 	})

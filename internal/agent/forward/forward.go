@@ -310,9 +310,17 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 			return f.deliver(ctx, recs[half:])
 		}
 		if retry.IsPermanent(err) {
-			f.s.Observer.Dropped(f.sig, records, dropReason(err))
-			f.s.Logger.Error("manager refused telemetry for good; dropping it", "signal", f.sig,
-				"batch", batch, "records", records, "error", err)
+			why := dropReason(err)
+			f.s.Observer.Dropped(f.sig, records, why)
+			if why == "unstorable" {
+				// Holding on to it would stall every later record of the signal; the
+				// manager keeps a copy for its operators.
+				f.s.Logger.Error("manager cannot store a batch and has set it aside; moving on to the next",
+					"signal", f.sig, "batch", batch, "records", records, "error", err)
+			} else {
+				f.s.Logger.Error("manager refused telemetry for good; dropping it", "signal", f.sig,
+					"batch", batch, "records", records, "error", err)
+			}
 			return nil
 		}
 		f.s.Observer.Retried(f.sig, reason(err))
@@ -458,11 +466,15 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("manager answered %d %s: %s", e.code, http.StatusText(e.code), e.msg)
 }
 
-// dropReason names a permanent failure for the dropped metric: the manager refused
-// the batch, or no request could be made of it.
+// dropReason names a permanent failure for the dropped metric: the manager could
+// not store the batch and set it aside (422), refused it otherwise, or no request
+// could be made of it.
 func dropReason(err error) string {
 	var se *statusError
-	if errors.As(err, &se) {
+	switch {
+	case errors.As(err, &se) && se.code == http.StatusUnprocessableEntity:
+		return "unstorable"
+	case se != nil:
 		return "refused"
 	}
 	return "request"

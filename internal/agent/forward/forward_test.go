@@ -87,13 +87,15 @@ func (m *manager) state() ([]string, int) {
 type counts struct {
 	mu                     sync.Mutex
 	sent, dropped, retried int
+	reasons                []string // of drops
 }
 
 func (c *counts) Sent(_ otlp.Signal, n, _ int) { c.mu.Lock(); c.sent += n; c.mu.Unlock() }
 func (c *counts) Retried(otlp.Signal, string)  { c.mu.Lock(); c.retried++; c.mu.Unlock() }
-func (c *counts) Dropped(_ otlp.Signal, n int, _ string) {
+func (c *counts) Dropped(_ otlp.Signal, n int, reason string) {
 	c.mu.Lock()
 	c.dropped += n
+	c.reasons = append(c.reasons, reason)
 	c.mu.Unlock()
 }
 
@@ -209,6 +211,24 @@ func TestForwarderDropsWhatTheManagerRefusesForGood(t *testing.T) {
 	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 3 })
 	if q.Acked() != 4 {
 		t.Errorf("acked %d, want 4 (the refused entry and the three delivered)", q.Acked())
+	}
+}
+
+// A batch the manager cannot store (it answers 422 and sets it aside) is counted
+// apart from other refusals, and the records queued behind it are delivered.
+func TestForwarderMovesOnFromABatchTheManagerCannotStore(t *testing.T) {
+	m := &manager{script: []int{422}}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	q, _ := queue.Open(queue.Options{Dir: t.TempDir()})
+	defer q.Close()
+	enqueue(t, q, 2)
+	c := &counts{}
+	run(t, q, srv.URL, c, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.dropped == 2 })
+	enqueue(t, q, 3)
+	run(t, q, srv.URL, c, func() bool { _, n := m.state(); return n == 3 })
+	if len(c.reasons) != 1 || c.reasons[0] != "unstorable" || c.sent != 3 {
+		t.Errorf("drops %q, sent %d; want one unstorable drop and 3 sent", c.reasons, c.sent)
 	}
 }
 

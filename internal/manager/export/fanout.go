@@ -118,21 +118,52 @@ func NewFanout(exps []Exporter, s FanoutSettings) (*Fanout, error) {
 	return f, nil
 }
 
-// Consume queues b for every exporter. It fails only when a queue cannot be written.
-func (f *Fanout) Consume(_ context.Context, b consumer.Batch) error {
-	entry := encodeBatch(b)
-	for _, l := range f.lanes {
-		if _, err := l.q.Append(entry); err != nil {
-			// One lane that cannot take the batch must not fail ingest for the others
-			// (nor make them take it twice on the sender's retry): count it as dropped.
-			if reason := dropReason(err); reason != "" {
-				f.metrics.dropped.WithLabelValues(l.exp.Name(), b.Signal.String(), reason).Add(float64(b.Records))
-				f.s.Logger.Error("exporter queue cannot take a batch; dropping it for this exporter", "exporter", l.exp.Name(),
-					"deployment", b.DeploymentID, "records", b.Records, "error", err)
-				continue
-			}
-			return fmt.Errorf("exporter %q: queue batch: %w", l.exp.Name(), err)
+// Consume queues b for every exporter. It fails only when a queue cannot be written;
+// the exporters whose queues took b before then take it again when the sender
+// retries, so a caller that can tell a resend apart should use Lanes instead.
+func (f *Fanout) Consume(ctx context.Context, b consumer.Batch) error {
+	for _, l := range f.Lanes() {
+		if err := l.Consume(ctx, b); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// Lane is one exporter's entry into the fan-out: a consumer.Sink that queues
+// batches for that exporter alone. Handing each lane its own batches lets the
+// manager's ingest keep each exporter's delivered position, so a batch another
+// sink refused reaches an exporter once however often it is resent.
+type Lane struct {
+	f *Fanout
+	l *lane
+}
+
+// Lanes returns one Lane per exporter, in configuration order.
+func (f *Fanout) Lanes() []Lane {
+	out := make([]Lane, len(f.lanes))
+	for i, l := range f.lanes {
+		out[i] = Lane{f: f, l: l}
+	}
+	return out
+}
+
+// Name returns the exporter's configured name.
+func (ln Lane) Name() string { return ln.l.exp.Name() }
+
+// Consume queues b for the lane's exporter. It fails only when the queue cannot be
+// written; a batch the queue can never take (too large, or full under DropOldest)
+// is counted as dropped for this exporter instead, so it does not fail ingest.
+func (ln Lane) Consume(_ context.Context, b consumer.Batch) error {
+	f, l := ln.f, ln.l
+	if _, err := l.q.Append(encodeBatch(b)); err != nil {
+		if reason := dropReason(err); reason != "" {
+			f.metrics.dropped.WithLabelValues(l.exp.Name(), b.Signal.String(), reason).Add(float64(b.Records))
+			f.s.Logger.Error("exporter queue cannot take a batch; dropping it for this exporter", "exporter", l.exp.Name(),
+				"deployment", b.DeploymentID, "records", b.Records, "error", err)
+			return nil
+		}
+		return fmt.Errorf("exporter %q: queue batch: %w", l.exp.Name(), err)
 	}
 	return nil
 }

@@ -3,6 +3,12 @@
 // overwrites the deployment context on every resource from the manager's own records,
 // drops batches it has already taken, and hands the rest to its sinks (the exporters
 // and the telemetry store).
+//
+// Each sink sees each batch once: ingest keeps every sink's delivered position per
+// agent queue, so when one sink refuses a batch and the agent resends it, only the
+// sinks that have not taken it get it again. A batch a sink refuses for good
+// (consumer.KindUnstorable) is set aside in a dead-letter directory, counted, and
+// answered so, and the agent moves on to what follows.
 package ingest
 
 import (
@@ -35,11 +41,24 @@ type Deployments interface {
 	Context(id string) (otlp.Context, bool)
 }
 
+// Sink is one destination of accepted batches. Its name keys its delivered
+// positions on disk, so it must stay the same across restarts and be unique.
+type Sink struct {
+	// Name identifies the sink, as in "exporter/s3-archive" or "telstore".
+	Name string
+	// Sink takes the batches.
+	Sink consumer.Sink
+}
+
 // Settings configure an Ingest.
 type Settings struct {
 	// Dir holds the delivered-batch watermarks, so duplicates are recognised across
-	// restarts.
+	// restarts, and the dead-letter directory (DeadLetterDir) where batches a sink
+	// refuses for good are set aside. Empty keeps neither.
 	Dir string
+	// DeadLetterBytes bounds the dead-letter directory; the oldest batches go first
+	// (default DefaultDeadLetterBytes).
+	DeadLetterBytes int64
 	// Clock stamps batches; nil means the wall clock.
 	Clock clock.Clock
 	// Logger reports refused requests; nil means slog.Default().
@@ -51,16 +70,21 @@ type Settings struct {
 // Ingest is the manager's consumer.Consumer and consumer.Authorizer.
 type Ingest struct {
 	deps  Deployments
-	sinks []consumer.Sink
+	sinks []Sink
 	s     Settings
+	dead  *deadLetter
 
 	mu      sync.Mutex
 	streams map[string]*stream
 	dirty   bool
+	// flushMu keeps two flushes from writing the watermarks file at once.
+	flushMu sync.Mutex
 
 	records    *prometheus.CounterVec
 	requests   *prometheus.CounterVec
 	duplicates *prometheus.CounterVec
+	skipped    *prometheus.CounterVec
+	unstorable *prometheus.CounterVec
 }
 
 // stream is one agent queue's delivery position.
@@ -68,24 +92,35 @@ type stream struct {
 	// turn is held (a token in the channel taken) while a batch of the stream is
 	// handed to sinks; a channel so a waiting retry can give up with its request.
 	turn chan struct{}
+	// last is the last sequence number every sink has taken (or set aside).
 	last uint64
-	seen time.Time // when a batch of the stream last arrived; written under Ingest.mu
+	// sinks holds, by sink name, positions of sinks that are ahead of last: they
+	// took a batch another sink refused, and must not take its resend again.
+	sinks map[string]uint64
+	seen  time.Time // when a batch of the stream last arrived; written under Ingest.mu
 }
 
-func newStream(last uint64, seen time.Time) *stream {
-	st := &stream{turn: make(chan struct{}, 1), last: last, seen: seen}
+func newStream(last uint64, sinks map[string]uint64, seen time.Time) *stream {
+	st := &stream{turn: make(chan struct{}, 1), last: last, sinks: sinks, seen: seen}
 	st.turn <- struct{}{}
 	return st
 }
 
-// New returns an Ingest reading deployments from deps and handing batches to sinks in
-// order. It loads the watermarks kept in s.Dir.
-func New(deps Deployments, sinks []consumer.Sink, s Settings) (*Ingest, error) {
+// New returns an Ingest reading deployments from deps and handing batches to sinks.
+// It loads the watermarks kept in s.Dir. Sink names must be unique.
+func New(deps Deployments, sinks []Sink, s Settings) (*Ingest, error) {
 	if s.Clock == nil {
 		s.Clock = clock.Real{}
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	seen := map[string]bool{}
+	for _, k := range sinks {
+		if k.Name == "" || seen[k.Name] {
+			return nil, fmt.Errorf("ingest: sink name %q is empty or used twice", k.Name)
+		}
+		seen[k.Name] = true
 	}
 	in := &Ingest{
 		deps: deps, sinks: sinks, s: s, streams: map[string]*stream{},
@@ -101,9 +136,24 @@ func New(deps Deployments, sinks []consumer.Sink, s Settings) (*Ingest, error) {
 			Name: "periscope_ingest_duplicate_batches_total",
 			Help: "Batches an agent resent after a crash or timeout, accepted and not stored again.",
 		}, []string{"signal"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_ingest_resent_batches_skipped_total",
+			Help: "Resent batches a sink had taken already (another sink refused them), not handed to it again, by sink.",
+		}, []string{"sink"}),
+		unstorable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_ingest_unstorable_batches_total",
+			Help: "Batches a sink refused for good (they fail identically on every resend), set aside and answered so, by sink and signal.",
+		}, []string{"sink", "signal"}),
+	}
+	if s.Dir != "" {
+		in.dead = newDeadLetter(filepath.Join(s.Dir, DeadLetterDir), s.DeadLetterBytes, s.Clock)
 	}
 	if s.Registerer != nil {
-		for _, c := range []prometheus.Collector{in.records, in.requests, in.duplicates} {
+		cs := []prometheus.Collector{in.records, in.requests, in.duplicates, in.skipped, in.unstorable}
+		if in.dead != nil {
+			cs = append(cs, in.dead.collectors()...)
+		}
+		for _, c := range cs {
 			if err := s.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ingest metrics: %w", err)
 			}
@@ -134,7 +184,7 @@ func outcome(err error) string {
 		return "error"
 	}
 	switch consumer.KindOf(e) {
-	case consumer.KindMalformed, consumer.KindTooLarge:
+	case consumer.KindMalformed, consumer.KindTooLarge, consumer.KindUnstorable:
 		return "invalidargument"
 	case consumer.KindFull:
 		return "resourceexhausted"
@@ -196,7 +246,10 @@ func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 		return consumer.Malformed("%v", err)
 	}
 	if !hasID {
-		return in.hand(ctx, batch)
+		// Without a batch id a resend cannot be told from a new batch: every sink
+		// gets it again.
+		_, err := in.hand(ctx, batch, "", nil, 0)
+		return err
 	}
 	st := in.stream(key)
 	select {
@@ -215,28 +268,104 @@ func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 		// agent where delivery stands so it resends only the rest.
 		return consumer.AlreadyDelivered(fmt.Sprintf("this queue's records up to %d are already delivered", st.last), st.last)
 	}
-	if err := in.hand(ctx, batch); err != nil {
+	took, err := in.hand(ctx, batch, r.Header(otlp.BatchHeader), st, last)
+	in.mu.Lock()
+	st.seen = batch.Received
+	if took {
+		in.dirty = true
+	}
+	if consumer.KindOf(err) == consumer.KindUnavailable {
+		if took {
+			// Some sinks took the batch and another did not: the agent resends it, and
+			// only that sink's position tells the others to skip it, so write it now
+			// rather than risk a crash before the next flush.
+			in.mu.Unlock()
+			if ferr := in.Flush(); ferr != nil {
+				in.s.Logger.Error("could not save delivered-batch positions; a crash now would export the batch twice",
+					"error", ferr)
+			}
+			return err
+		}
+		in.mu.Unlock()
 		return err
 	}
-	in.mu.Lock()
+	// Every sink has taken the batch or set it aside: delivery moves on.
 	st.last = last
-	st.seen = batch.Received
+	clear(st.sinks)
 	in.dirty = true
 	in.mu.Unlock()
-	return nil
+	return err
 }
 
-// hand passes a batch to every sink.
-func (in *Ingest) hand(ctx context.Context, b consumer.Batch) error {
+// hand passes a batch to every sink that has not taken it yet (by st's positions,
+// when st is not nil), and reports whether a sink took it. A sink that refuses it
+// for good gets it set aside; one that fails otherwise is retried with the resend.
+// The error is unavailable if any sink should be retried, else unstorable if any
+// sink refused the batch for good, else nil.
+func (in *Ingest) hand(ctx context.Context, b consumer.Batch, id string, st *stream, last uint64) (took bool, err error) {
+	var retryErr, deadErr error
 	for _, s := range in.sinks {
-		if err := s.Consume(ctx, b); err != nil {
-			in.s.Logger.Error("could not keep telemetry; the sender will retry", "deployment", b.DeploymentID,
-				"signal", b.Signal, "error", err)
-			return consumer.Unavailable("manager could not store the batch: "+err.Error(), 5*time.Second)
+		if st != nil {
+			in.mu.Lock()
+			pos := st.sinks[s.Name]
+			in.mu.Unlock()
+			if last <= pos {
+				in.skipped.WithLabelValues(s.Name).Inc()
+				continue
+			}
+		}
+		err := s.Sink.Consume(ctx, b)
+		switch consumer.KindOf(err) {
+		case 0:
+		case consumer.KindUnstorable:
+			in.unstorable.WithLabelValues(s.Name, b.Signal.String()).Inc()
+			where := in.setAside(b, id, s.Name, err)
+			in.s.Logger.Error("a sink refused a batch for good; set it aside and told the sender to move on",
+				"sink", s.Name, "deployment", b.DeploymentID, "signal", b.Signal, "batch", id, "records", b.Records,
+				"set_aside", where, "error", err)
+			if deadErr == nil {
+				deadErr = consumer.Unstorable("manager cannot store this batch, and never will (set aside): " + err.Error())
+			}
+		default:
+			in.s.Logger.Error("could not keep telemetry; the sender will retry", "sink", s.Name,
+				"deployment", b.DeploymentID, "signal", b.Signal, "error", err)
+			if retryErr == nil {
+				retryErr = consumer.Unavailable("manager could not store the batch: "+err.Error(), 5*time.Second)
+			}
+			continue
+		}
+		took = true
+		if st != nil {
+			in.mu.Lock()
+			if st.sinks == nil {
+				st.sinks = map[string]uint64{}
+			}
+			st.sinks[s.Name] = last
+			in.mu.Unlock()
 		}
 	}
-	in.records.WithLabelValues(b.Signal.String()).Add(float64(b.Records))
-	return nil
+	if retryErr != nil {
+		return took, retryErr
+	}
+	if deadErr == nil {
+		in.records.WithLabelValues(b.Signal.String()).Add(float64(b.Records))
+	}
+	return took, deadErr
+}
+
+// setAside keeps a batch a sink refused for good in the dead-letter directory and
+// returns where, or "" when it could not (the reason is logged).
+func (in *Ingest) setAside(b consumer.Batch, id, sink string, reason error) string {
+	if in.dead == nil {
+		return ""
+	}
+	path, err := in.dead.add(b, id, sink, reason)
+	if err != nil {
+		in.s.Logger.Error("could not set aside a batch refused for good; it is lost", "sink", sink,
+			"deployment", b.DeploymentID, "signal", b.Signal, "error", err)
+		return ""
+	}
+	return path
 }
 
 func (in *Ingest) stream(key string) *stream {
@@ -244,7 +373,7 @@ func (in *Ingest) stream(key string) *stream {
 	defer in.mu.Unlock()
 	st := in.streams[key]
 	if st == nil {
-		st = newStream(0, in.s.Clock.Now())
+		st = newStream(0, nil, in.s.Clock.Now())
 		in.streams[key] = st
 	}
 	return st
@@ -288,7 +417,7 @@ func (in *Ingest) load() error {
 		return fmt.Errorf("ingest: read watermarks %s: %w", filepath.Join(in.s.Dir, watermarksFile), err)
 	}
 	for k, v := range marks {
-		in.streams[k] = newStream(v.Last, v.Seen)
+		in.streams[k] = newStream(v.Last, v.Sinks, v.Seen)
 	}
 	return nil
 }
@@ -297,6 +426,8 @@ func (in *Ingest) load() error {
 type mark struct {
 	Last uint64    `json:"last"`
 	Seen time.Time `json:"seen"`
+	// Sinks holds the positions of sinks ahead of Last, by sink name.
+	Sinks map[string]uint64 `json:"sinks,omitempty"`
 }
 
 // streamRetention is how long a silent stream's position is kept. Agents drop queued
@@ -310,6 +441,8 @@ func (in *Ingest) Flush() error {
 	if in.s.Dir == "" {
 		return nil
 	}
+	in.flushMu.Lock()
+	defer in.flushMu.Unlock()
 	in.mu.Lock()
 	if !in.dirty {
 		in.mu.Unlock()
@@ -323,7 +456,16 @@ func (in *Ingest) Flush() error {
 			delete(in.streams, k)
 			continue
 		}
-		marks[k] = mark{Last: st.last, Seen: st.seen}
+		m := mark{Last: st.last, Seen: st.seen}
+		for name, pos := range st.sinks {
+			if pos > st.last {
+				if m.Sinks == nil {
+					m.Sinks = map[string]uint64{}
+				}
+				m.Sinks[name] = pos
+			}
+		}
+		marks[k] = m
 	}
 	in.dirty = false
 	in.mu.Unlock()

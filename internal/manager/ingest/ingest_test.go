@@ -86,7 +86,7 @@ func status(err error) int {
 
 func TestIngestAuthenticatesAndOverwritesContext(t *testing.T) {
 	s := &sink{}
-	in, err := New(deployments, []consumer.Sink{s}, Settings{Dir: t.TempDir()})
+	in, err := New(deployments, []Sink{{Name: "s", Sink: s}}, Settings{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestIngestAuthenticatesAndOverwritesContext(t *testing.T) {
 func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	s := &sink{}
-	in, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: dir})
+	in, _ := New(deployments, []Sink{{Name: "s", Sink: s}}, Settings{Dir: dir})
 	ctx := context.Background()
 	send := func(in *Ingest, token, batch string) int { return status(in.Consume(ctx, request(t, token, batch))) }
 
@@ -162,7 +162,7 @@ func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	restarted, err := New(deployments, []consumer.Sink{s}, Settings{Dir: dir})
+	restarted, err := New(deployments, []Sink{{Name: "s", Sink: s}}, Settings{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 	dir := t.TempDir()
 	clk := clock.NewFake(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 	s := &sink{}
-	in, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: dir, Clock: clk})
+	in, _ := New(deployments, []Sink{{Name: "s", Sink: s}}, Settings{Dir: dir, Clock: clk})
 	ctx := context.Background()
 	in.Consume(ctx, request(t, "pdt_acme", "old:1-5"))
 	clk.Advance(31 * 24 * time.Hour)
@@ -185,7 +185,7 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 	if err := in.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	restarted, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: dir, Clock: clk})
+	restarted, _ := New(deployments, []Sink{{Name: "s", Sink: s}}, Settings{Dir: dir, Clock: clk})
 	restarted.Consume(ctx, request(t, "pdt_acme", "new:1-5")) // still remembered: dropped
 	restarted.Consume(ctx, request(t, "pdt_acme", "old:1-5")) // forgotten: taken again
 	if len(s.batches) != 3 {
@@ -195,7 +195,7 @@ func TestIngestForgetsStreamsSilentForAMonth(t *testing.T) {
 
 func TestIngestAnswersAnOverlappingBatchWithWhatItHas(t *testing.T) {
 	s := &sink{}
-	in, _ := New(deployments, []consumer.Sink{s}, Settings{Dir: t.TempDir()})
+	in, _ := New(deployments, []Sink{{Name: "s", Sink: s}}, Settings{Dir: t.TempDir()})
 	ctx := context.Background()
 	in.Consume(ctx, request(t, "pdt_acme", "q:1-5"))
 	err := in.Consume(ctx, request(t, "pdt_acme", "q:4-8"))
@@ -226,6 +226,7 @@ func TestOutcomeLabelsNameTheGRPCCodeOfEachKind(t *testing.T) {
 		{consumer.Unavailable("disk", time.Second), "unavailable"},
 		{consumer.Unauthorized("who"), "unauthenticated"},
 		{consumer.AlreadyDelivered("have", 5), "alreadyexists"},
+		{consumer.Unstorable("constraint"), "invalidargument"},
 		{fmt.Errorf("wrapped: %w", consumer.Unauthorized("who")), "unauthenticated"},
 		{errors.New("not a refusal"), "error"},
 	} {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -70,6 +71,8 @@ type resource struct {
 	json string
 	// id is the resource's row in the resources table, set by the writer.
 	id int64
+	// fixed says some of its strings held invalid UTF-8 (see fixer).
+	fixed bool
 }
 
 // columns points at the context fields in resourceColumns order, for Scan.
@@ -149,6 +152,39 @@ type rows struct {
 	logs      []logRow
 	spans     []spanRow
 	points    []pointRow
+	// fix makes every string valid UTF-8 and counts what it changed.
+	fix fixer
+	// fixedRows counts, per table, rows with a string fix changed (their own or
+	// their resource's).
+	fixedRows [3]int
+}
+
+// fixer makes strings valid UTF-8 for the store, replacing each invalid byte
+// sequence with U+FFFD as the Collector's pdata and Go's strings.ToValidUTF8 do.
+// OTLP requires valid UTF-8 but applications log arbitrary bytes (file names,
+// user input), and DuckDB refuses such a string (as NULL, failing NOT NULL) on
+// every retry: keeping the record with a visible mark beats losing the batch and
+// holding up everything queued behind it.
+type fixer struct {
+	// strings counts the strings that needed fixing.
+	strings int
+}
+
+// str returns s, or s with its invalid UTF-8 replaced.
+func (f *fixer) str(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	f.strings++
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// row notes whether the row built since before (fix's count then) or its
+// resource needed fixing.
+func (r *rows) row(table, before int, res *resource) {
+	if r.fix.strings != before || res.fixed {
+		r.fixedRows[table]++
+	}
 }
 
 func (r *rows) count() int { return len(r.logs) + len(r.spans) + len(r.points) }
@@ -172,7 +208,9 @@ func convert(b consumer.Batch) (*rows, error) {
 			for j := 0; j < sls.Len(); j++ {
 				lrs := sls.At(j).LogRecords()
 				for k := 0; k < lrs.Len(); k++ {
-					r.logs = append(r.logs, logFrom(lrs.At(k), res, b.Received))
+					before := r.fix.strings
+					r.logs = append(r.logs, logFrom(&r.fix, lrs.At(k), res, b.Received))
+					r.row(tLogs, before, res)
 				}
 			}
 		}
@@ -190,7 +228,9 @@ func convert(b consumer.Batch) (*rows, error) {
 			for j := 0; j < sss.Len(); j++ {
 				ss := sss.At(j).Spans()
 				for k := 0; k < ss.Len(); k++ {
-					r.spans = append(r.spans, spanFrom(ss.At(k), res))
+					before := r.fix.strings
+					r.spans = append(r.spans, spanFrom(&r.fix, ss.At(k), res))
+					r.row(tSpans, before, res)
 				}
 			}
 		}
@@ -208,7 +248,11 @@ func convert(b consumer.Batch) (*rows, error) {
 			for j := 0; j < sms.Len(); j++ {
 				ms := sms.At(j).Metrics()
 				for k := 0; k < ms.Len(); k++ {
-					r.points = appendPoints(r.points, ms.At(k), res, b.Received)
+					before, n := r.fix.strings, len(r.points)
+					r.points = appendPoints(&r.fix, r.points, ms.At(k), res, b.Received)
+					if r.fix.strings != before || res.fixed {
+						r.fixedRows[tPoints] += len(r.points) - n
+					}
 				}
 			}
 		}
@@ -220,25 +264,26 @@ func convert(b consumer.Batch) (*rows, error) {
 
 // resource converts an OTLP resource and adds it to the batch's resources.
 func (r *rows) resource(res pcommon.Resource, deploymentID string) *resource {
-	c, j := resourceContext(res, deploymentID)
-	out := &resource{ctx: c, json: j}
+	before := r.fix.strings
+	c, j := resourceContext(&r.fix, res, deploymentID)
+	out := &resource{ctx: c, json: j, fixed: r.fix.strings != before}
 	r.resources = append(r.resources, out)
 	return out
 }
 
-func resourceContext(res pcommon.Resource, deploymentID string) (ctxCols, string) {
+func resourceContext(fix *fixer, res pcommon.Resource, deploymentID string) (ctxCols, string) {
 	var c ctxCols
 	attrs := res.Attributes()
 	pod := ""
 	rest := 0
 	attrs.Range(func(k string, v pcommon.Value) bool {
 		if i, ok := resourceKeys[k]; ok {
-			c[i] = v.AsString()
+			c[i] = fix.str(v.AsString())
 		} else {
 			// k8s.pod.name stands in for the replica when there is no instance id,
 			// and stays in the JSON so an attribute filter on it still matches.
 			if k == "k8s.pod.name" {
-				pod = v.AsString()
+				pod = fix.str(v.AsString())
 			}
 			rest++
 		}
@@ -253,13 +298,13 @@ func resourceContext(res pcommon.Resource, deploymentID string) (ctxCols, string
 	if rest == 0 {
 		return c, ""
 	}
-	return c, string(appendMapJSON(nil, attrs, func(k string) bool {
+	return c, string(appendMapJSON(fix, nil, attrs, func(k string) bool {
 		_, promoted := resourceKeys[k]
 		return promoted
 	}))
 }
 
-func logFrom(lr plog.LogRecord, res *resource, received time.Time) logRow {
+func logFrom(fix *fixer, lr plog.LogRecord, res *resource, received time.Time) logRow {
 	ts := lr.Timestamp()
 	if ts == 0 {
 		ts = lr.ObservedTimestamp()
@@ -269,13 +314,13 @@ func logFrom(lr plog.LogRecord, res *resource, received time.Time) logRow {
 		t = ts.AsTime()
 	}
 	row := logRow{ts: t, res: res, function: res.ctx[cFunction], severity: uint8(min(max(int(lr.SeverityNumber()), 0), 24)),
-		severityText: lr.SeverityText(), body: lr.Body().AsString()}
+		severityText: fix.str(lr.SeverityText()), body: fix.str(lr.Body().AsString())}
 	attrs := lr.Attributes()
 	if row.function == "" {
-		row.function = codeFunction(attrs)
+		row.function = fix.str(codeFunction(attrs))
 	}
 	if attrs.Len() > 0 {
-		row.attrs = string(appendMapJSON(nil, attrs, nil))
+		row.attrs = string(appendMapJSON(fix, nil, attrs, nil))
 	}
 	if tid := lr.TraceID(); !tid.IsEmpty() {
 		row.traceHi, row.traceLo, row.hasTrace = be64(tid[:8]), be64(tid[8:]), true
@@ -301,20 +346,21 @@ func codeFunction(attrs pcommon.Map) string {
 // spanFunction names what a span ran: the serverless function, else the code
 // function, else the HTTP route, else the span name, so grouping by function
 // always has a key.
-func spanFunction(s ptrace.Span, resourceFunction string) string {
+// The resource's function and name come fixed already; fix fixes the rest.
+func spanFunction(fix *fixer, s ptrace.Span, resourceFunction, name string) string {
 	if resourceFunction != "" {
 		return resourceFunction
 	}
 	if f := codeFunction(s.Attributes()); f != "" {
-		return f
+		return fix.str(f)
 	}
 	if v, ok := s.Attributes().Get("http.route"); ok && v.Str() != "" {
-		return v.Str()
+		return fix.str(v.Str())
 	}
-	return s.Name()
+	return name
 }
 
-func spanFrom(s ptrace.Span, res *resource) spanRow {
+func spanFrom(fix *fixer, s ptrace.Span, res *resource) spanRow {
 	tid, sid, pid := s.TraceID(), s.SpanID(), s.ParentSpanID()
 	start, end := s.StartTimestamp(), s.EndTimestamp()
 	d := int64(0)
@@ -325,23 +371,23 @@ func spanFrom(s ptrace.Span, res *resource) spanRow {
 	row := spanRow{
 		start: start.AsTime(), durationNS: d,
 		traceHi: be64(tid[:8]), traceLo: be64(tid[8:]),
-		spanID: be64(sid[:]), name: s.Name(), kind: uint8(kind),
-		status: uint8(s.Status().Code()), statusMessage: s.Status().Message(),
+		spanID: be64(sid[:]), name: fix.str(s.Name()), kind: uint8(kind),
+		status: uint8(s.Status().Code()), statusMessage: fix.str(s.Status().Message()),
 		entry: pid.IsEmpty() || kind == ptrace.SpanKindServer || kind == ptrace.SpanKindConsumer,
 		res:   res,
 	}
 	if !pid.IsEmpty() {
 		row.parentID, row.hasParent = be64(pid[:]), true
 	}
-	row.function = spanFunction(s, res.ctx[cFunction])
+	row.function = spanFunction(fix, s, res.ctx[cFunction], row.name)
 	if s.Attributes().Len() > 0 {
-		row.attrs = string(appendMapJSON(nil, s.Attributes(), nil))
+		row.attrs = string(appendMapJSON(fix, nil, s.Attributes(), nil))
 	}
 	return row
 }
 
-func appendPoints(out []pointRow, m pmetric.Metric, res *resource, received time.Time) []pointRow {
-	base := pointRow{name: m.Name(), unit: m.Unit(), res: res, function: res.ctx[cFunction]}
+func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, received time.Time) []pointRow {
+	base := pointRow{name: fix.str(m.Name()), unit: fix.str(m.Unit()), res: res, function: res.ctx[cFunction]}
 	at := func(ts pcommon.Timestamp) time.Time {
 		if ts == 0 {
 			return received
@@ -356,7 +402,7 @@ func appendPoints(out []pointRow, m pmetric.Metric, res *resource, received time
 	}
 	add := func(r pointRow, attrs pcommon.Map) {
 		if attrs.Len() > 0 {
-			r.attrs = string(appendMapJSON(nil, attrs, nil))
+			r.attrs = string(appendMapJSON(fix, nil, attrs, nil))
 		}
 		out = append(out, r)
 	}
@@ -418,9 +464,10 @@ func mean(sum float64, n uint64) float64 {
 	return sum / float64(n)
 }
 
-// appendMapJSON writes attributes as a JSON object, skipping keys skip reports.
+// appendMapJSON writes attributes as a JSON object, skipping keys skip reports,
+// with invalid UTF-8 in keys and strings replaced (and counted by fix).
 // It avoids building map[string]any per record, which dominated ingest profiles.
-func appendMapJSON(b []byte, m pcommon.Map, skip func(string) bool) []byte {
+func appendMapJSON(fix *fixer, b []byte, m pcommon.Map, skip func(string) bool) []byte {
 	b = append(b, '{')
 	first := true
 	m.Range(func(k string, v pcommon.Value) bool {
@@ -431,32 +478,32 @@ func appendMapJSON(b []byte, m pcommon.Map, skip func(string) bool) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, k)
+		b = appendJSONString(fix, b, k)
 		b = append(b, ':')
-		b = appendValueJSON(b, v)
+		b = appendValueJSON(fix, b, v)
 		return true
 	})
 	return append(b, '}')
 }
 
-func appendValueJSON(b []byte, v pcommon.Value) []byte {
+func appendValueJSON(fix *fixer, b []byte, v pcommon.Value) []byte {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		return appendJSONString(b, v.Str())
+		return appendJSONString(fix, b, v.Str())
 	case pcommon.ValueTypeInt:
 		return strconv.AppendInt(b, v.Int(), 10)
 	case pcommon.ValueTypeDouble:
 		f := v.Double()
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return appendJSONString(b, strconv.FormatFloat(f, 'g', -1, 64))
+			return appendJSONString(fix, b, strconv.FormatFloat(f, 'g', -1, 64))
 		}
 		return strconv.AppendFloat(b, f, 'g', -1, 64)
 	case pcommon.ValueTypeBool:
 		return strconv.AppendBool(b, v.Bool())
 	case pcommon.ValueTypeBytes:
-		return appendJSONString(b, base64.StdEncoding.EncodeToString(v.Bytes().AsRaw()))
+		return appendJSONString(fix, b, base64.StdEncoding.EncodeToString(v.Bytes().AsRaw()))
 	case pcommon.ValueTypeMap:
-		return appendMapJSON(b, v.Map(), nil)
+		return appendMapJSON(fix, b, v.Map(), nil)
 	case pcommon.ValueTypeSlice:
 		s := v.Slice()
 		b = append(b, '[')
@@ -464,17 +511,17 @@ func appendValueJSON(b []byte, v pcommon.Value) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendValueJSON(b, s.At(i))
+			b = appendValueJSON(fix, b, s.At(i))
 		}
 		return append(b, ']')
 	}
 	return append(b, "null"...)
 }
 
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString(fix *fixer, b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			q, _ := json.Marshal(s)
+			q, _ := json.Marshal(fix.str(s))
 			return append(b, q...)
 		}
 	}

@@ -490,6 +490,10 @@ type metrics struct {
 	failures  prometheus.Counter
 	retained  *prometheus.CounterVec
 	dbBytes   prometheus.Gauge
+	// fixedStrings, fixedRows and unstorable count poison (see writer.go).
+	fixedStrings prometheus.Counter
+	fixedRows    *prometheus.CounterVec
+	unstorable   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -506,9 +510,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Rows deleted by retention, by table and reason (age or size)."}, []string{"table", "reason"}),
 		dbBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "periscope_telstore_used_bytes",
 			Help: "Bytes the telemetry store's data uses, as retention measures it."}),
+		fixedStrings: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_invalid_utf8_strings_total",
+			Help: "Stored strings that held invalid UTF-8, stored with each invalid sequence replaced by U+FFFD."}),
+		fixedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_invalid_utf8_rows_total",
+			Help: "Stored rows with a string (theirs or their resource's) that held invalid UTF-8, by table."}, []string{"table"}),
+		unstorable: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_unstorable_batches_total",
+			Help: "Batches refused for good: they fail identically however often they are resent."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.commits, m.commitSec, m.failures, m.retained, m.dbBytes)
+		reg.MustRegister(m.rows, m.commits, m.commitSec, m.failures, m.retained, m.dbBytes, m.fixedStrings, m.fixedRows,
+			m.unstorable)
 	}
 	return m
 }

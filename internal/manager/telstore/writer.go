@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,12 +23,15 @@ type pending struct {
 
 // Consume implements consumer.Sink: the batch is stored (and rolled up) when it
 // returns nil. It waits for the group commit that includes the batch, so an
-// acknowledged batch is on disk; an error means nothing of it was stored and the
-// sender should retry.
+// acknowledged batch is on disk; an error means nothing of it was stored. The
+// sender should retry, unless the error is of consumer.KindUnstorable: the batch
+// fails identically however often it comes (it does not decode, or a constraint
+// fails on it), and retrying it would hold up every batch behind it.
 func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
 	r, err := convert(b)
 	if err != nil {
-		return fmt.Errorf("telemetry store: %w", err)
+		s.m.unstorable.Inc()
+		return fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the batch cannot be converted to rows"), err)
 	}
 	if r.count() == 0 {
 		return nil
@@ -254,7 +258,32 @@ func (w *writer) gather(p *pending) []*pending {
 	return ps
 }
 
+// commit stores a group of batches in one transaction and answers each. When a
+// batch makes the group fail for good, the batches are committed one by one, so
+// only the ones at fault are refused.
 func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
+	err := w.commitGroup(ctx, conn, ps)
+	if err != nil && len(ps) > 1 && consumer.KindOf(err) == consumer.KindUnstorable {
+		w.s.log.Warn("a batch in a group commit cannot be stored; committing the group's batches one by one",
+			"batches", len(ps), "error", err)
+		for _, p := range ps {
+			w.commit(ctx, conn, []*pending{p})
+		}
+		return
+	}
+	if consumer.KindOf(err) == consumer.KindUnstorable {
+		w.s.m.unstorable.Inc()
+	}
+	for _, p := range ps {
+		p.done <- err
+	}
+	if err == nil {
+		w.s.notifyCommit()
+	}
+}
+
+// commitGroup stores a group of batches in one transaction, in its turn.
+func (w *writer) commitGroup(ctx context.Context, conn *sql.Conn, ps []*pending) error {
 	start := time.Now()
 	var n [3]int64
 	for _, p := range ps {
@@ -281,11 +310,26 @@ func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
 	}
 	if err != nil {
 		w.s.m.failures.Inc()
-		w.s.log.Error("could not store telemetry; the senders will retry", "batches", len(ps), "error", err)
-		err = fmt.Errorf("telemetry store: %w", err)
+		if unstorable(err) {
+			err = fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the store refuses this batch for good"), err)
+			if len(ps) == 1 {
+				w.s.log.Error("could not store a batch, and never will; refusing it for good", "error", err)
+			}
+		} else {
+			w.s.log.Error("could not store telemetry; the senders will retry", "batches", len(ps), "error", err)
+			err = fmt.Errorf("telemetry store: %w", err)
+		}
 	} else {
 		for i := range n {
 			w.s.m.rows.WithLabelValues(tableNames[i]).Add(float64(n[i]))
+		}
+		for _, p := range ps {
+			w.s.m.fixedStrings.Add(float64(p.rows.fix.strings))
+			for i, k := range p.rows.fixedRows {
+				if k > 0 {
+					w.s.m.fixedRows.WithLabelValues(tableNames[i]).Add(float64(k))
+				}
+			}
 		}
 		// Still this group's turn: rollups are added in seq order, so rolledSeq
 		// never claims spans a slower group has not added yet.
@@ -300,12 +344,38 @@ func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
 		w.s.m.commits.Inc()
 		w.s.m.commitSec.Observe(time.Since(start).Seconds())
 	}
-	for _, p := range ps {
-		p.done <- err
+	return err
+}
+
+// errBadValue marks a row the Appender would not take; unless DuckDB says why
+// (say, out of memory), converting it fails the same way every time.
+var errBadValue = errors.New("value refused")
+
+// unstorable tells an error that will recur identically whenever the same rows
+// are appended (a constraint or conversion failure) from one that may clear (a
+// full disk, an I/O error, memory, a closed store), which the sender retries.
+func unstorable(err error) bool {
+	var de *duckdb.Error
+	if !errors.As(err, &de) {
+		// A value the driver could not convert, before DuckDB saw it.
+		return errors.Is(err, errBadValue)
 	}
-	if err == nil {
-		w.s.notifyCommit()
+	switch de.Type {
+	case duckdb.ErrorTypeConstraint, duckdb.ErrorTypeConversion, duckdb.ErrorTypeInvalidInput,
+		duckdb.ErrorTypeOutOfRange, duckdb.ErrorTypeMismatchType, duckdb.ErrorTypeInvalidType:
+		return true
+	case duckdb.ErrorTypeInvalid:
+		// The Appender reports a failed flush without the "<type> Error:" prefix the
+		// driver reads the type from ("Failed to append: NOT NULL constraint failed:
+		// log_rows.body"), so read the message.
+		for _, m := range []string{"constraint failed", "Constraint Error", "Conversion Error", "Could not convert",
+			"Invalid Input Error", "Out of Range Error", "invalid Unicode"} {
+			if strings.Contains(de.Msg, m) {
+				return true
+			}
+		}
 	}
+	return false
 }
 
 // tx runs fn inside one transaction on conn; beforeCommit, when set, runs
@@ -365,7 +435,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 					nullStr(l.attrs))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
-					return fmt.Errorf("append log: %w", err)
+					return fmt.Errorf("append log: %w: %w", errBadValue, err)
 				}
 			}
 		}
@@ -387,7 +457,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 					s.res.id, s.function, nullStr(s.attrs))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
-					return fmt.Errorf("append span: %w", err)
+					return fmt.Errorf("append span: %w: %w", errBadValue, err)
 				}
 			}
 		}
@@ -412,7 +482,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 					m.res.id, m.function, nullStr(m.attrs))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
-					return fmt.Errorf("append metric point: %w", err)
+					return fmt.Errorf("append metric point: %w: %w", errBadValue, err)
 				}
 			}
 		}
@@ -483,7 +553,7 @@ func (w *writer) resolve(ctx context.Context, conn *sql.Conn, ps []*pending) err
 			}
 			if err := app.AppendRow(append(row, nullStr(r.json))...); err != nil {
 				app.Close()
-				return fmt.Errorf("append resource: %w", err)
+				return fmt.Errorf("append resource: %w: %w", errBadValue, err)
 			}
 		}
 		return app.Close()

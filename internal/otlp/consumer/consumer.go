@@ -90,7 +90,10 @@ type Batch struct {
 }
 
 // Sink takes accepted batches. An error makes the sender retry the batch, so a sink
-// MUST fail only when it could not keep the batch at all.
+// MUST fail only when it could not keep the batch at all. A sink that will refuse the
+// batch identically however often it is resent MUST say so with an Unstorable error:
+// the caller then sets the batch aside and the sender moves on, where a retryable
+// error would hold up everything queued behind the batch for good.
 type Sink interface {
 	Consume(ctx context.Context, b Batch) error
 }

@@ -30,6 +30,11 @@ const (
 	// including sequence number Error.Delivered of the sender's queue; the sender
 	// resends only what comes after.
 	KindAlreadyDelivered
+	// KindUnstorable: the request was well formed but can never be kept as sent (a
+	// store refused it in a way that fails again identically on every retry); the
+	// receiver set it aside for inspection, and the sender drops it and moves on
+	// rather than hold up everything queued behind it.
+	KindUnstorable
 )
 
 // String names the kind in lower case with underscores, as in "already_delivered".
@@ -49,6 +54,8 @@ func (k Kind) String() string {
 		return "unauthorized"
 	case KindAlreadyDelivered:
 		return "already_delivered"
+	case KindUnstorable:
+		return "unstorable"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -105,6 +112,12 @@ func Unauthorized(msg string) *Error {
 // sender's queue is delivered up to and including sequence number delivered.
 func AlreadyDelivered(msg string, delivered uint64) *Error {
 	return &Error{Kind: KindAlreadyDelivered, Message: msg, Delivered: delivered}
+}
+
+// Unstorable refuses a request that can never be kept as sent, however often it is
+// resent, such as one a store's constraint fails on.
+func Unstorable(msg string) *Error {
+	return &Error{Kind: KindUnstorable, Message: msg}
 }
 
 // KindOf returns the kind of err: 0 for nil, the Kind of an *Error in err's chain,

@@ -25,6 +25,8 @@ func TestKindOf(t *testing.T) {
 		{consumer.Unavailable("disk", time.Second), consumer.KindUnavailable},
 		{consumer.Unauthorized("who"), consumer.KindUnauthorized},
 		{consumer.AlreadyDelivered("have", 7), consumer.KindAlreadyDelivered},
+		{consumer.Unstorable("constraint"), consumer.KindUnstorable},
+		{fmt.Errorf("store: %w", consumer.Unstorable("constraint")), consumer.KindUnstorable},
 		{fmt.Errorf("ingest: %w", consumer.Full("full", time.Second)), consumer.KindFull},
 		{&consumer.Error{Message: "no kind"}, consumer.KindUnavailable},
 		{errors.New("disk on fire"), consumer.KindUnavailable},
@@ -51,7 +53,7 @@ func TestErrorCarriesWhatItsKindNeeds(t *testing.T) {
 	}
 	for k, want := range map[consumer.Kind]string{0: "none", consumer.KindUnavailable: "unavailable", consumer.KindMalformed: "malformed",
 		consumer.KindTooLarge: "too_large", consumer.KindFull: "full", consumer.KindUnauthorized: "unauthorized",
-		consumer.KindAlreadyDelivered: "already_delivered", 99: "kind(99)"} {
+		consumer.KindAlreadyDelivered: "already_delivered", consumer.KindUnstorable: "unstorable", 99: "kind(99)"} {
 		if k.String() != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", uint8(k), k.String(), want)
 		}

@@ -57,6 +57,11 @@ func StatusOf(err error) Status {
 	case consumer.KindAlreadyDelivered:
 		s.HTTP, s.Code = http.StatusConflict, codes.AlreadyExists
 		s.Delivered = strconv.FormatUint(e.Delivered, 10)
+	case consumer.KindUnstorable:
+		// A 4xx other than 429 is never retried by OTLP senders (nor INVALID_ARGUMENT
+		// over gRPC); 422 rather than 400 lets Periscope's agents count it apart from
+		// a malformed request.
+		s.HTTP, s.Code = http.StatusUnprocessableEntity, codes.InvalidArgument
 	default: // KindUnavailable, and a zero or unknown Kind
 		s.HTTP, s.Code = http.StatusServiceUnavailable, codes.Unavailable
 	}

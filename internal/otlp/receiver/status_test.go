@@ -42,6 +42,8 @@ func TestStatusOfEveryKind(t *testing.T) {
 			map[string]string{"Www-Authenticate": `Bearer realm="periscope"`}, 0},
 		{"already delivered", consumer.AlreadyDelivered("have up to 5", 5), 409, codes.AlreadyExists, "have up to 5",
 			map[string]string{"Periscope-Delivered": "5"}, 0},
+		{"unstorable", fmt.Errorf("store: %w", consumer.Unstorable("constraint failed")), 422, codes.InvalidArgument,
+			"constraint failed", nil, 0},
 		{"wrapped", fmt.Errorf("ingest: %w", consumer.Unauthorized("no token")), 401, codes.Unauthenticated, "no token",
 			map[string]string{"Www-Authenticate": `Bearer realm="periscope"`}, 0},
 		{"zero kind", &consumer.Error{Message: "odd"}, 503, codes.Unavailable, "odd", nil, 0},
