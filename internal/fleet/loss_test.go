@@ -49,7 +49,7 @@ func TestLossObserveAddsAcrossRestarts(t *testing.T) {
 func TestEvaluateShowsLossBesideStatus(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	d := &Deployment{ID: "d1", Stack: "app", RunningRelease: "1.0.0", Mode: ModePull, LastCheckin: now,
-		Health: Health{Reported: true, Healthy: true},
+		Health:        Health{Reported: true, Healthy: true},
 		TelemetryLoss: &TelemetryLoss{Records: 560, Counts: map[string]int64{"logs/queue_full": 560}, Last: now.Add(-time.Minute)}}
 	p := DefaultParams()
 	e := Evaluate(d, StackReleases{}, now, p)

@@ -66,8 +66,8 @@ type lines struct {
 }
 
 func (l *lines) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelWarn }
-func (l *lines) WithAttrs([]slog.Attr) slog.Handler             { return l }
-func (l *lines) WithGroup(string) slog.Handler                  { return l }
+func (l *lines) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *lines) WithGroup(string) slog.Handler                 { return l }
 func (l *lines) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	b.WriteString(r.Message)
