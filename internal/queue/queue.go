@@ -254,8 +254,9 @@ type Queue struct {
 	onDrop func(Drop)
 	// held is the highest seq handed to the reader that it has not given back by
 	// reading from before it again. A record up to held that DropOldest removes may
-	// still be on its way, so it goes to limbo until the reader's next Ack (delivered)
-	// or Read (lost) says which it was: drops are counted exactly, never guessed.
+	// still be on its way, so it goes to limbo until an Ack covering it (delivered)
+	// or a Read from before it (lost) says which it was: drops are counted exactly,
+	// never guessed.
 	held  uint64
 	limbo []limboRec
 	// told holds drops not yet reported to onDrop, one per reason.
@@ -884,24 +885,32 @@ func (q *Queue) countDropLocked(reason DropReason, items, size uint32) {
 	q.told = append(q.told, Drop{Reason: reason, Records: 1, Items: uint64(items), Bytes: uint64(size)})
 }
 
-// settleLimboLocked decides the records in limbo above floor: with delivered, the
-// reader acknowledged up to floor and those above it were not sent, else the reader
-// reads from floor on again and will not send them either; those up to floor were
-// delivered when delivered is set, and stay in limbo otherwise.
-func (q *Queue) settleLimboLocked(floor uint64, delivered bool) {
+// settleLimboLocked decides what it can of the records in limbo. After an Ack up to
+// floor (acked set), those up to floor were delivered; the others the reader may
+// still send. After a Read from floor on, those above floor were not sent and will
+// not be (the reader asks for them again, and they are gone): they are dropped.
+func (q *Queue) settleLimboLocked(floor uint64, acked bool) {
 	keep := q.limbo[:0]
 	for _, l := range q.limbo {
 		switch {
-		case l.seq > floor:
-			q.countDropLocked(DropFull, l.items, l.size)
-		case delivered:
+		case acked && l.seq <= floor:
 			q.delivered++
+		case !acked && l.seq > floor:
+			q.countDropLocked(DropFull, l.items, l.size)
 		default:
 			keep = append(keep, l)
 		}
 	}
-	clear(q.limbo[len(keep):])
 	q.limbo = keep
+}
+
+// dropLimboLocked counts what is left in limbo as dropped: the queue is closing,
+// and acked has passed it, so it is not read again after a restart.
+func (q *Queue) dropLimboLocked() {
+	for _, l := range q.limbo {
+		q.countDropLocked(DropFull, l.items, l.size)
+	}
+	q.limbo = nil
 }
 
 // tell hands the drops counted so far to onDrop, outside the queue's locks.
@@ -943,7 +952,6 @@ func (q *Queue) Ack(upTo uint64) error {
 	}
 	upTo = min(upTo, q.written)
 	q.settleLimboLocked(upTo, true)
-	q.held = 0
 	if upTo <= q.acked {
 		q.mu.Unlock()
 		q.tell()
@@ -1086,9 +1094,7 @@ func (q *Queue) Close() error {
 	for q.filling || q.writing {
 		q.batchDone[q.batchNo%2].Wait()
 	}
-	// What is still in limbo was not acknowledged; acked has passed it, so it is
-	// not read again after a restart: it is lost.
-	q.settleLimboLocked(0, false)
+	q.dropLimboLocked()
 	q.mu.Unlock()
 	q.tell()
 
