@@ -14,8 +14,9 @@
 // never handed out twice, even once their records are deleted.
 //
 // Loss is counted exactly: DropOldest may remove records the reader is sending, so
-// such a record counts as delivered if the reader's next Ack covers it and as dropped
-// otherwise (Stats, Options.OnDrop), never as both.
+// such a record counts as delivered once an Ack covers it, and as dropped (Stats,
+// Options.OnDrop) once a Read from before it, or Close, shows it was not sent; never
+// as both.
 //
 // # On disk
 //
@@ -178,8 +179,8 @@ type Stats struct {
 	Delivered uint64
 	// DroppedRecords counts records removed unsent, for being older than MaxAge or to
 	// make room under DropOldest. A record removed while the reader holds it counts
-	// only once the reader's next Ack or Read shows it was not sent; until then it is
-	// in none of the counts.
+	// only once a Read from before it or Close shows it was not sent (an Ack covering
+	// it counts it delivered); until then it is in none of the counts.
 	DroppedRecords uint64
 	// DroppedBytes is the size of those records, headers included.
 	DroppedBytes uint64
