@@ -46,6 +46,9 @@ type Settings struct {
 	Env []string
 	// Hostname names the agent in its self-metrics; empty means os.Hostname().
 	Hostname string
+	// LossInterval is the shortest time between two reports (log line and report
+	// to the manager) of telemetry the agent dropped; zero means one minute.
+	LossInterval time.Duration
 }
 
 // Agent runs one deployment's agent: check-in, telemetry pipeline and deployment
@@ -141,9 +144,15 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 		Forward:             forward.Settings{Endpoint: cfg.Manager, Token: cfg.Token, Compression: cfg.Compression},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname},
-		Logger:              a.log.With("component", "pipeline"),
-		Registerer:          reg,
-		Gatherer:            reg,
+		LossInterval:        a.s.LossInterval,
+		OnLoss: func(l pipeline.Loss) {
+			if err := a.checkin.SetTelemetryLoss(l.Counts, l.Last); err != nil {
+				a.log.Warn("could not report telemetry loss to the manager", "error", err)
+			}
+		},
+		Logger:     a.log.With("component", "pipeline"),
+		Registerer: reg,
+		Gatherer:   reg,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("telemetry pipeline: %w", err)

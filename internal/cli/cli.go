@@ -219,6 +219,9 @@ func statusCell(d apitypes.Deployment) string {
 	if d.Behind != "" {
 		s += " (behind: " + string(d.Behind) + ")"
 	}
+	if d.Loss != "" && d.TelemetryLoss != nil {
+		s += fmt.Sprintf(" (%s: %d records)", d.Loss, d.TelemetryLoss.Records)
+	}
 	return s
 }
 
@@ -342,6 +345,13 @@ func deploymentsCmd(o *opts) *cobra.Command {
 				}
 				if d.Regression != nil {
 					row("Regression", d.Regression.Summary())
+				}
+				switch {
+				case d.LossReason != "":
+					row("Telemetry loss", d.LossReason)
+				case d.TelemetryLoss != nil:
+					row("Telemetry loss", fmt.Sprintf("%d records dropped in all, the last at %s", d.TelemetryLoss.Records,
+						d.TelemetryLoss.LastAt.Local().Format(time.RFC3339)))
 				}
 				if d.NextPollExpected != nil {
 					row("Next poll", d.NextPollExpected.Local().Format(time.RFC3339))

@@ -71,6 +71,9 @@ type sim struct {
 	// upgradedFrom is the release the deployment ran until upgradedAgo; its
 	// history starts there.
 	upgradedFrom string
+	// dropped is how many log records its agent reports dropped from a full
+	// drop_oldest queue, shown beside its status.
+	dropped int64
 }
 
 // Fleet is the demo's simulated fleet.
@@ -83,7 +86,7 @@ var fleetSpec = []sim{
 		unhealthy: "error rate 14% since upgrade to 1.8.0 (was 0.3%)", upgradedFrom: "1.7.2"},
 	{id: "initech-eu", customer: "initech", cloud: "azure", region: "westeurope", platform: "azure_aks", transport: "http", release: "1.7.2"},
 	{id: "umbrella-prod", customer: "umbrella", cloud: "aws", region: "eu-central-1", platform: "aws_ecs", transport: "websocket", release: "1.8.0"},
-	{id: "hooli-prod", customer: "hooli", cloud: "gcp", region: "us-central1", platform: "gcp_cloud_run", transport: "http", release: "1.8.0"},
+	{id: "hooli-prod", customer: "hooli", cloud: "gcp", region: "us-central1", platform: "gcp_cloud_run", transport: "http", release: "1.8.0", dropped: 560},
 	{id: "stark-prod", customer: "stark", cloud: "aws", region: "us-west-2", platform: "aws_eks", transport: "websocket", release: "1.7.2"},
 	{id: "wayne-prod", customer: "wayne", cloud: "azure", region: "eastus", platform: "azure_aks", transport: "http", release: "1.8.0", stopAfter: 8 * time.Second},
 	{id: "wonka-prod", customer: "wonka", cloud: "gcp", region: "asia-northeast1", platform: "gcp_kubernetes_engine", transport: "websocket", release: "1.8.0"},
@@ -274,6 +277,9 @@ func (fl *fleet) start(ctx context.Context, s sim, rel string) error {
 	}
 	if s.faulty(rel) {
 		a.SetComponentHealth("checkout-api", false, s.unhealthy)
+	}
+	if s.dropped > 0 {
+		a.SetTelemetryLoss(map[string]int64{"logs/queue_full": s.dropped}, time.Now())
 	}
 	if err := a.Start(ctx); err != nil {
 		return err

@@ -47,6 +47,11 @@ func TestDemoInvestigation(t *testing.T) {
 		t.Errorf("globex-prod runs %s and is %s, want 1.8.0 and unhealthy", d.Release, d.Status)
 	}
 
+	// hooli-prod's agent dropped logs from a full queue: shown beside its status.
+	if h, err := api.Deployment(ctx, "hooli-prod"); err != nil || h.Loss != "telemetry-dropped" || h.TelemetryLoss == nil || h.TelemetryLoss.Records != 560 {
+		t.Errorf("hooli-prod = %+v, %v; want telemetry-dropped with 560 records", h, err)
+	}
+
 	cmp, err := api.CompareReleases(ctx, telquery.CompareQuery{Filter: telquery.Filter{Deployment: "globex-prod"}})
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,9 @@ type Deployment struct {
 	// BehindSince is when the deployment last started running something other
 	// than its desired release (zero while it is not behind).
 	BehindSince time.Time `json:"behind_since,omitzero"`
+	// TelemetryLoss is the telemetry its agent dropped after accepting it; nil
+	// while it has dropped none.
+	TelemetryLoss *TelemetryLoss `json:"telemetry_loss,omitempty"`
 }
 
 // Regression is the evidence that a release made a deployment worse: its

@@ -126,11 +126,19 @@ type Params struct {
 	HeartbeatInterval time.Duration
 	// StaleAfter is how long without a check-in before a deployment is stale.
 	StaleAfter time.Duration
+	// LossQuietWindow is how long after its agent last dropped telemetry a
+	// deployment still shows it; zero means DefaultLossQuietWindow.
+	LossQuietWindow time.Duration
 }
 
-// DefaultParams returns a 30 s heartbeat and staleness after three missed heartbeats.
+// DefaultLossQuietWindow is how long telemetry loss stays shown beside the status
+// after the last record was dropped.
+const DefaultLossQuietWindow = 15 * time.Minute
+
+// DefaultParams returns a 30 s heartbeat, staleness after three missed heartbeats
+// and loss shown for DefaultLossQuietWindow.
 func DefaultParams() Params {
-	return Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 90 * time.Second}
+	return Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 90 * time.Second, LossQuietWindow: DefaultLossQuietWindow}
 }
 
 // Evaluation is what Evaluate concludes about one deployment at one instant.
@@ -159,6 +167,11 @@ type Evaluation struct {
 	// SupersededAt is when the running release stopped being the latest (the
 	// first newer release's publication); zero while it is the latest.
 	SupersededAt time.Time `json:"superseded_at,omitzero"`
+	// Loss is ReasonTelemetryDropped, shown beside the status whatever it is, while
+	// the agent dropped telemetry within Params.LossQuietWindow; "" otherwise.
+	Loss string `json:"loss,omitempty"`
+	// LossReason says how much was dropped, of what and when, for people.
+	LossReason string `json:"loss_reason,omitempty"`
 }
 
 // BehindLatest is why a deployment does not run its stack's latest release: the
@@ -216,6 +229,15 @@ func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluatio
 		e.Reason = "regressed after release: " + d.Regression.Summary()
 	default:
 		e.Status = StatusHealthy
+	}
+	if l := d.TelemetryLoss; l != nil && l.Records > 0 {
+		quiet := p.LossQuietWindow
+		if quiet <= 0 {
+			quiet = DefaultLossQuietWindow
+		}
+		if now.Sub(l.Last) < quiet {
+			e.Loss, e.LossReason = ReasonTelemetryDropped, l.Summary()
+		}
 	}
 
 	if e.Status == StatusUpdating {

@@ -82,7 +82,7 @@ func parseSegmentName(name string) (uint64, bool) {
 //
 // The first record must carry the seq in the file name and each next one the seq after
 // it, because readers find records by counting from the start of a segment.
-func scanSegment(path string, first, prev uint64, add func(seq uint64, nanos int64, size int)) (good, size int64, err error) {
+func scanSegment(path string, first, prev uint64, add func(seq uint64, nanos int64, size int, head []byte)) (good, size int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("queue: open segment: %w", err)
@@ -113,6 +113,9 @@ func scanSegment(path string, first, prev uint64, add func(seq uint64, nanos int
 		}
 		sum := crc32.Update(0, castagnoli, hdr[4:])
 		br.Discard(headerSize) // cannot fail: Peek has buffered it
+		var headBuf [WeightPrefix]byte
+		p, _ := br.Peek(int(min(n, WeightPrefix)))
+		head := headBuf[:copy(headBuf[:], p)]
 		rest := n
 		for rest > 0 {
 			chunk, _ := br.Peek(int(min(rest, int64(br.Size()))))
@@ -126,7 +129,7 @@ func scanSegment(path string, first, prev uint64, add func(seq uint64, nanos int
 		if rest > 0 || sum != crc {
 			break
 		}
-		add(seq, nanos, int(headerSize+n))
+		add(seq, nanos, int(headerSize+n), head)
 		good += headerSize + n
 		want++
 	}

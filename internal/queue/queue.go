@@ -13,6 +13,11 @@
 // batch it may have been sending when it stopped. Seqs start at 1, only grow, and are
 // never handed out twice, even once their records are deleted.
 //
+// Loss is counted exactly: DropOldest may remove records the reader is sending, so
+// such a record counts as delivered once an Ack covers it, and as dropped (Stats,
+// Options.OnDrop) once a Read from before it, or Close, shows it was not sent; never
+// as both.
+//
 // # On disk
 //
 // The directory holds one queue: a state file and segment files. A segment is named by
@@ -114,6 +119,40 @@ type Options struct {
 	Sync bool
 	// Clock stamps records and judges MaxAge. Nil means the wall clock.
 	Clock clock.Clock
+	// Weight, if set, tells how many items (telemetry records, say) a record's data
+	// holds, so that drops are counted in items as well as records. It is given the
+	// whole data on Append but, for records found on disk at Open, only the first
+	// WeightPrefix bytes: it must need no more. Nil counts every record as one item.
+	Weight func(data []byte) uint64
+	// OnDrop, if set, is told of records removed without being delivered, at most
+	// once per record and never for a record that is then delivered. It is called
+	// without the queue's locks held, from the call that noticed, possibly from
+	// several goroutines at once, and must not block.
+	OnDrop func(Drop)
+}
+
+// WeightPrefix is how many leading bytes of a record Options.Weight may rely on.
+const WeightPrefix = 64
+
+// DropReason says why records were dropped.
+type DropReason string
+
+// Reasons records are dropped; the values are stable, for metric labels.
+const (
+	// DropFull: removed to make room under DropOldest.
+	DropFull DropReason = "queue_full"
+	// DropExpired: older than Options.MaxAge.
+	DropExpired DropReason = "expired"
+	// DropCorrupt: failed its checksum while being read.
+	DropCorrupt DropReason = "corrupt"
+)
+
+// Drop describes records removed without being delivered.
+type Drop struct {
+	Reason DropReason
+	// Records is how many queue records were dropped, Items what Options.Weight
+	// says they held, and Bytes their size with headers.
+	Records, Items, Bytes uint64
 }
 
 // Record is one record as Read returns it.
@@ -139,10 +178,14 @@ type Stats struct {
 	// Delivered counts records removed by Ack.
 	Delivered uint64
 	// DroppedRecords counts records removed unsent, for being older than MaxAge or to
-	// make room under DropOldest.
+	// make room under DropOldest. A record removed while the reader holds it counts
+	// only once a Read from before it or Close shows it was not sent (an Ack covering
+	// it counts it delivered); until then it is in none of the counts.
 	DroppedRecords uint64
 	// DroppedBytes is the size of those records, headers included.
 	DroppedBytes uint64
+	// DroppedItems is what Options.Weight says those records held.
+	DroppedItems uint64
 	// CorruptBytes counts bytes skipped because they failed their checksum or were
 	// cut short, found on Open or while reading.
 	CorruptBytes uint64
@@ -206,6 +249,19 @@ type Queue struct {
 
 	records, bytes                                          int64
 	appended, delivered, droppedRecs, droppedBytes, corrupt uint64
+	droppedItems                                            uint64
+
+	weight func([]byte) uint64
+	onDrop func(Drop)
+	// held is the highest seq handed to the reader that it has not given back by
+	// reading from before it again. A record up to held that DropOldest removes may
+	// still be on its way, so it goes to limbo until an Ack covering it (delivered)
+	// or a Read from before it (lost) says which it was: drops are counted exactly,
+	// never guessed.
+	held  uint64
+	limbo []limboRec
+	// told holds drops not yet reported to onDrop, one per reason.
+	told []Drop
 
 	ww *segmentWriter // the segment being written; owned by the batch leader
 
@@ -224,7 +280,15 @@ type segment struct {
 type entry struct {
 	nanos int64
 	size  uint32 // with header; 0 if there is no record for this seq
+	items uint32 // what Options.Weight says the record holds
 	gone  bool   // dropped for age or corrupt, though not yet acknowledged
+}
+
+// limboRec is a record DropOldest removed while the reader may be sending it.
+type limboRec struct {
+	seq   uint64
+	items uint32
+	size  uint32
 }
 
 func (e *entry) live() bool { return e.size > 0 && !e.gone }
@@ -273,6 +337,11 @@ func Open(opts Options) (*Queue, error) {
 		done:     make(chan struct{}),
 		avail:    make(chan struct{}),
 		rsem:     make(chan struct{}, 1),
+		weight:   opts.Weight,
+		onDrop:   opts.OnDrop,
+	}
+	if q.weight == nil {
+		q.weight = func([]byte) uint64 { return 1 }
 	}
 	q.batchDone[0].L = &q.mu
 	q.batchDone[1].L = &q.mu
@@ -320,14 +389,14 @@ func (q *Queue) load(floor uint64) error {
 	}
 	slices.Sort(firsts)
 
-	add := func(seq uint64, nanos int64, size int) {
+	add := func(seq uint64, nanos int64, size int, head []byte) {
 		if len(q.index) == 0 {
 			q.base = seq
 		}
 		for q.base+uint64(len(q.index)) < seq {
 			q.index = append(q.index, entry{}) // records lost to corruption
 		}
-		q.index = append(q.index, entry{nanos: nanos, size: uint32(size)})
+		q.index = append(q.index, entry{nanos: nanos, size: uint32(size), items: q.items(head)})
 		if seq > q.acked {
 			q.records++
 			q.bytes += int64(size)
@@ -337,8 +406,8 @@ func (q *Queue) load(floor uint64) error {
 	for i, first := range firsts {
 		path := filepath.Join(q.dir, segmentName(first))
 		seg := &segment{first: first}
-		good, size, err := scanSegment(path, first, prev, func(seq uint64, nanos int64, size int) {
-			add(seq, nanos, size)
+		good, size, err := scanSegment(path, first, prev, func(seq uint64, nanos int64, size int, head []byte) {
+			add(seq, nanos, size, head)
 			seg.last = seq
 		})
 		if err != nil {
@@ -376,6 +445,11 @@ func (q *Queue) load(floor uint64) error {
 	return q.removeReleasedLocked(q.acked)
 }
 
+// items weighs a record's data, saturating at what an index entry holds.
+func (q *Queue) items(data []byte) uint32 {
+	return uint32(min(q.weight(data), math.MaxUint32))
+}
+
 // ID returns the queue's id: random, created with the directory and kept across
 // restarts, so a receiver can tell a replay from a queue that started over.
 func (q *Queue) ID() string { return hex.EncodeToString(q.id[:]) }
@@ -388,11 +462,13 @@ func (q *Queue) Append(data []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), q.maxRecord-headerSize)
 	}
 	nanos := q.clock.Now().UnixNano()
+	items := q.items(data)
 
 	q.mu.Lock()
-	seq, err := q.enqueueLocked(data, n, nanos)
+	seq, err := q.enqueueLocked(data, n, nanos, items)
 	if err != nil {
 		q.mu.Unlock()
+		q.tell()
 		return 0, err
 	}
 	save := false
@@ -415,6 +491,7 @@ func (q *Queue) Append(data []byte) (uint64, error) {
 		// A failure here only delays the deletion to the next Ack, which reports it.
 		_ = q.saveState(false)
 	}
+	q.tell()
 	if err != nil {
 		return 0, err
 	}
@@ -422,7 +499,7 @@ func (q *Queue) Append(data []byte) (uint64, error) {
 }
 
 // enqueueLocked assigns the next seq to data and encodes it into the pending batch.
-func (q *Queue) enqueueLocked(data []byte, n, nanos int64) (uint64, error) {
+func (q *Queue) enqueueLocked(data []byte, n, nanos int64, items uint32) (uint64, error) {
 	if q.closed {
 		return 0, ErrClosed
 	}
@@ -434,7 +511,7 @@ func (q *Queue) enqueueLocked(data []byte, n, nanos int64) (uint64, error) {
 		if q.policy != DropOldest || q.acked >= q.written {
 			return 0, fmt.Errorf("%w: %d of %d bytes in use", ErrFull, q.bytes, q.maxBytes)
 		}
-		q.releaseLocked(q.acked+1, true)
+		q.releaseLocked(q.acked+1, DropFull)
 		q.dropped = true
 	}
 
@@ -447,7 +524,7 @@ func (q *Queue) enqueueLocked(data []byte, n, nanos int64) (uint64, error) {
 	q.pend = appendRecord(q.pend, seq, nanos, data)
 	q.active.last = seq
 	q.active.size += n
-	q.index = append(q.index, entry{nanos: nanos, size: uint32(n)})
+	q.index = append(q.index, entry{nanos: nanos, size: uint32(n), items: items})
 	q.next++
 	q.records++
 	q.bytes += n
@@ -579,6 +656,12 @@ func (q *Queue) Read(ctx context.Context, after uint64, maxRecords, maxBytes int
 		return nil, ErrClosed
 	}
 	defer func() { <-q.rsem }()
+	defer q.tell()
+	q.mu.Lock()
+	// Whatever the reader had beyond after it asks for again, so it is not sending it.
+	q.held = min(q.held, after)
+	q.settleLimboLocked(after, false)
+	q.mu.Unlock()
 	if maxRecords <= 0 {
 		maxRecords = math.MaxInt
 	}
@@ -682,6 +765,7 @@ func (q *Queue) planLocked(seq uint64, roomRecords, roomBytes int, first bool) (
 		}
 		c.chunk = append(c.chunk, e)
 		n += int64(e.size)
+		q.held = max(q.held, s)
 	}
 	return c.off, n, nil
 }
@@ -739,7 +823,7 @@ func (q *Queue) readChunk(recs []Record, off, n int64) ([]Record, int, error) {
 		}
 		advanced := upTo > q.acked
 		if advanced {
-			q.releaseLocked(upTo, true)
+			q.releaseLocked(upTo, DropExpired) // every record it passes is gone already
 		}
 		q.mu.Unlock()
 		if advanced {
@@ -753,18 +837,94 @@ func (q *Queue) readChunk(recs []Record, off, n int64) ([]Record, int, error) {
 
 // markGoneLocked takes a record out of the counts without acknowledging it.
 func (q *Queue) markGoneLocked(seq uint64, corrupt bool) {
+	reason := DropExpired
+	if corrupt {
+		reason = DropCorrupt
+	}
 	e := q.entryLocked(seq)
-	if seq <= q.acked || e == nil || !e.live() {
+	if seq <= q.acked {
+		// DropOldest took it after it was planned into this read, which then did
+		// not return it: it will not be sent.
+		for i, l := range q.limbo {
+			if l.seq == seq {
+				q.limbo = slices.Delete(q.limbo, i, i+1)
+				q.countDropLocked(reason, l.items, l.size)
+				break
+			}
+		}
+		return
+	}
+	if e == nil || !e.live() {
 		return
 	}
 	e.gone = true
 	q.records--
 	q.bytes -= int64(e.size)
-	if corrupt {
-		q.corrupt += uint64(e.size)
+	q.countDropLocked(reason, e.items, e.size)
+}
+
+// countDropLocked counts one dropped record and keeps it for onDrop.
+func (q *Queue) countDropLocked(reason DropReason, items, size uint32) {
+	if reason == DropCorrupt {
+		q.corrupt += uint64(size)
 	} else {
 		q.droppedRecs++
-		q.droppedBytes += uint64(e.size)
+		q.droppedBytes += uint64(size)
+		q.droppedItems += uint64(items)
+	}
+	if q.onDrop == nil {
+		return
+	}
+	for i := range q.told {
+		if q.told[i].Reason == reason {
+			q.told[i].Records++
+			q.told[i].Items += uint64(items)
+			q.told[i].Bytes += uint64(size)
+			return
+		}
+	}
+	q.told = append(q.told, Drop{Reason: reason, Records: 1, Items: uint64(items), Bytes: uint64(size)})
+}
+
+// settleLimboLocked decides what it can of the records in limbo. After an Ack up to
+// floor (acked set), those up to floor were delivered; the others the reader may
+// still send. After a Read from floor on, those above floor were not sent and will
+// not be (the reader asks for them again, and they are gone): they are dropped.
+func (q *Queue) settleLimboLocked(floor uint64, acked bool) {
+	keep := q.limbo[:0]
+	for _, l := range q.limbo {
+		switch {
+		case acked && l.seq <= floor:
+			q.delivered++
+		case !acked && l.seq > floor:
+			q.countDropLocked(DropFull, l.items, l.size)
+		default:
+			keep = append(keep, l)
+		}
+	}
+	q.limbo = keep
+}
+
+// dropLimboLocked counts what is left in limbo as dropped: the queue is closing,
+// and acked has passed it, so it is not read again after a restart.
+func (q *Queue) dropLimboLocked() {
+	for _, l := range q.limbo {
+		q.countDropLocked(DropFull, l.items, l.size)
+	}
+	q.limbo = nil
+}
+
+// tell hands the drops counted so far to onDrop, outside the queue's locks.
+func (q *Queue) tell() {
+	if q.onDrop == nil {
+		return
+	}
+	q.mu.Lock()
+	told := q.told
+	q.told = nil
+	q.mu.Unlock()
+	for _, d := range told {
+		q.onDrop(d)
 	}
 }
 
@@ -792,18 +952,22 @@ func (q *Queue) Ack(upTo uint64) error {
 		return ErrClosed
 	}
 	upTo = min(upTo, q.written)
+	q.settleLimboLocked(upTo, true)
 	if upTo <= q.acked {
 		q.mu.Unlock()
+		q.tell()
 		return nil
 	}
-	q.releaseLocked(upTo, false)
+	q.releaseLocked(upTo, "")
 	q.mu.Unlock()
+	q.tell()
 	return q.saveState(q.sync)
 }
 
 // releaseLocked moves the acknowledged mark to upTo, counting the records it passes as
-// delivered or dropped.
-func (q *Queue) releaseLocked(upTo uint64, dropped bool) {
+// delivered (reason "") or dropped for reason. A dropped record the reader may be
+// sending goes to limbo instead, to be counted once its fate is known.
+func (q *Queue) releaseLocked(upTo uint64, reason DropReason) {
 	for s := max(q.acked+1, q.base); s <= upTo; s++ {
 		e := q.entryLocked(s)
 		if e == nil || !e.live() {
@@ -811,11 +975,13 @@ func (q *Queue) releaseLocked(upTo uint64, dropped bool) {
 		}
 		q.records--
 		q.bytes -= int64(e.size)
-		if dropped {
-			q.droppedRecs++
-			q.droppedBytes += uint64(e.size)
-		} else {
+		switch {
+		case reason == "":
 			q.delivered++
+		case s <= q.held:
+			q.limbo = append(q.limbo, limboRec{seq: s, items: e.items, size: e.size})
+		default:
+			q.countDropLocked(reason, e.items, e.size)
 		}
 	}
 	q.acked = upTo
@@ -904,6 +1070,7 @@ func (q *Queue) Stats() Stats {
 		Delivered:      q.delivered,
 		DroppedRecords: q.droppedRecs,
 		DroppedBytes:   q.droppedBytes,
+		DroppedItems:   q.droppedItems,
 		CorruptBytes:   q.corrupt,
 	}
 	for seq := max(q.acked+1, q.base); seq < q.next; seq++ {
@@ -928,7 +1095,9 @@ func (q *Queue) Close() error {
 	for q.filling || q.writing {
 		q.batchDone[q.batchNo%2].Wait()
 	}
+	q.dropLimboLocked()
 	q.mu.Unlock()
+	q.tell()
 
 	var errs []error
 	if q.ww != nil {

@@ -473,6 +473,14 @@ func TestDropOldest(t *testing.T) {
 	if files := segmentFiles(t, dir); len(files) > 4 {
 		t.Errorf("%d segment files after dropping, want at most 4: %v", len(files), files)
 	}
+	// The five the reader holds may be on their way: they count once the reader
+	// says whether it sent them, here by reading from the start again.
+	if st := q.Stats(); st.DroppedRecords != 98 || st.Records != 5 {
+		t.Errorf("Stats = %+v; want 98 dropped, 5 left", st)
+	}
+	if recs := readN(t, q, 0, 5); !slices.Equal(seqs(recs), seqRange(104, 108)) {
+		t.Errorf("records = %v, want 104..108", seqs(recs))
+	}
 	if st := q.Stats(); st.DroppedRecords != 103 || st.Records != 5 {
 		t.Errorf("Stats = %+v; want 103 dropped, 5 left", st)
 	}
@@ -1056,5 +1064,95 @@ func BenchmarkReadAck(b *testing.B) {
 		if err := q.Ack(after); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A record DropOldest removes while the reader is sending it is counted dropped only
+// if the reader then does not deliver it: delivered and dropped add up to appended.
+func TestDropOldestCountsInFlightRecordsExactly(t *testing.T) {
+	data := bytes.Repeat([]byte("f"), 100)
+	size := int64(headerSize + len(data))
+	q := openQueue(t, Options{Dir: t.TempDir(), MaxBytes: 5 * size, SegmentBytes: 2 * size, OnFull: DropOldest})
+	for range 5 {
+		mustAppend(t, q, data)
+	}
+	batch := readN(t, q, 0, 5) // the forwarder's batch, on its way to the manager
+	for range 3 {
+		mustAppend(t, q, data) // the queue is full: 1..3 are dropped from under the batch
+	}
+	if st := q.Stats(); st.DroppedRecords != 0 {
+		t.Errorf("Stats = %+v while the batch is in flight; want nothing counted dropped yet", st)
+	}
+	// The batch reaches the manager after all.
+	if err := q.Ack(batch[len(batch)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Delivered != 5 || st.DroppedRecords != 0 || st.Records != 3 {
+		t.Errorf("Stats = %+v after delivering the batch; want 5 delivered, 0 dropped, 3 left", st)
+	}
+
+	// A batch trimmed before sending: what was dropped beyond what it sent is lost.
+	batch = readN(t, q, 5, 3) // 6..8
+	for range 5 {
+		mustAppend(t, q, data) // drops 6..8 from under it
+	}
+	if err := q.Ack(batch[0].Seq); err != nil { // only 6 was sent
+		t.Fatal(err)
+	}
+	// The reader may still send 7 and 8 until it reads from 6 on again.
+	if st := q.Stats(); st.Delivered != 6 || st.DroppedRecords != 0 {
+		t.Errorf("Stats = %+v after acknowledging 6; want 6 delivered, nothing dropped yet", st)
+	}
+	readN(t, q, 6, 5)
+	st := q.Stats()
+	if st.Delivered != 6 || st.DroppedRecords != 2 || st.Records != 5 {
+		t.Errorf("Stats = %+v after a partial send; want 6 delivered, 2 dropped, 5 left", st)
+	}
+	if st.Appended != st.Delivered+st.DroppedRecords+uint64(st.Records) {
+		t.Errorf("Stats = %+v: appended != delivered + dropped + left", st)
+	}
+}
+
+// Drops are counted in items with Options.Weight, reported once each to OnDrop, and
+// a record the reader still held when the queue closed is lost.
+func TestDropOldestReportsItems(t *testing.T) {
+	var mu sync.Mutex
+	told := map[DropReason]Drop{}
+	weight := func(d []byte) uint64 { return uint64(d[0]) } // the first byte says how many items
+	dir := t.TempDir()
+	rec := func(items byte) []byte { return append([]byte{items}, bytes.Repeat([]byte("w"), 99)...) }
+	size := int64(headerSize + 100)
+	opts := Options{Dir: dir, MaxBytes: 3 * size, OnFull: DropOldest, Weight: weight, OnDrop: func(d Drop) {
+		mu.Lock()
+		defer mu.Unlock()
+		t := told[d.Reason]
+		t.Reason = d.Reason
+		t.Records += d.Records
+		t.Items += d.Items
+		t.Bytes += d.Bytes
+		told[d.Reason] = t
+	}}
+	q := openQueue(t, opts)
+	mustAppend(t, q, rec(7))
+	mustAppend(t, q, rec(11))
+	q.Close()
+
+	// Weights of records found on disk come from their first bytes.
+	q = openQueue(t, opts)
+	mustAppend(t, q, rec(1))
+	readN(t, q, 0, 1)        // the reader holds 1 (7 items)
+	mustAppend(t, q, rec(2)) // drops 1, held: in limbo
+	mustAppend(t, q, rec(3)) // drops 2 (11 items)
+	if st := q.Stats(); st.DroppedItems != 11 || st.DroppedRecords != 1 {
+		t.Errorf("Stats = %+v; want 1 record of 11 items dropped", st)
+	}
+	if err := q.Close(); err != nil { // 1 was never acknowledged: lost
+		t.Fatal(err)
+	}
+	want := Drop{Reason: DropFull, Records: 2, Items: 18, Bytes: uint64(2 * size)}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) != 1 || told[DropFull] != want {
+		t.Errorf("OnDrop told %+v; want %+v", told, want)
 	}
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/opamplog"
 )
 
@@ -285,6 +286,22 @@ func (a *Agent) SetComponentHealth(name string, healthy bool, lastError string) 
 		status = "failing"
 	}
 	a.components[name] = &protobufs.ComponentHealth{Healthy: healthy, Status: status, LastError: lastError, StatusTimeUnixNano: uint64(time.Now().UnixNano())}
+	c := a.client
+	a.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.SetHealth(a.health())
+}
+
+// SetTelemetryLoss reports what the agent dropped of the telemetry it had accepted
+// since it started, by "<signal>/<reason>", and when the last record was dropped:
+// a healthy component (fleet.LossComponent), so the manager shows the loss beside
+// the deployment's status rather than instead of it.
+func (a *Agent) SetTelemetryLoss(counts map[string]int64, last time.Time) error {
+	a.mu.Lock()
+	a.components[fleet.LossComponent] = &protobufs.ComponentHealth{Healthy: true, Status: fleet.FormatLossStatus(counts),
+		StatusTimeUnixNano: uint64(last.UnixNano())}
 	c := a.client
 	a.mu.Unlock()
 	if c == nil {

@@ -17,10 +17,11 @@ import (
 // metrics are the pipeline's self-metrics. They also implement forward.Observer.
 type metrics struct {
 	accepted, refused, sent, sentBytes, retried, dropped *prometheus.CounterVec
+	loss                                                 *lossTracker
 }
 
-func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane) (*metrics, error) {
-	m := &metrics{
+func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane, loss *lossTracker) (*metrics, error) {
+	m := &metrics{loss: loss,
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "periscope_agent_accepted_records_total",
 			Help: "Log records, spans and metric data points accepted from the application and queued.",
@@ -43,7 +44,8 @@ func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane) (*metric
 		}, []string{"signal", "reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "periscope_agent_dropped_records_total",
-			Help: "Accepted records that will never reach the manager, by reason (refused by the manager, corrupt).",
+			Help: "Accepted records that will never reach the manager, by reason: queue_full (dropped oldest to make room), " +
+				"expired (older than the queue's max age), corrupt, refused (by the manager), request, encode.",
 		}, []string{"signal", "reason"}),
 	}
 	if reg == nil {
@@ -84,6 +86,7 @@ func (m *metrics) Retried(sig otlp.Signal, reason string) {
 
 func (m *metrics) Dropped(sig otlp.Signal, records int, reason string) {
 	m.dropped.WithLabelValues(sig.String(), reason).Add(float64(records))
+	m.loss.add(sig, reason, int64(records))
 }
 
 // selfMetricsLoop queues the agent's own metrics as OTLP every interval, so they reach

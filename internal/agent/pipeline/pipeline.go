@@ -52,6 +52,13 @@ type Settings struct {
 	RepairInterval time.Duration
 	// Resource names the agent in its self-metrics (service.name and friends).
 	Resource map[string]string
+	// OnLoss, if set, is given the loss since start whenever records the pipeline
+	// had accepted are dropped: at the first drop, then at most once a
+	// LossInterval. It runs on the pipeline's own goroutine.
+	OnLoss func(Loss)
+	// LossInterval is the shortest time between two loss log lines and OnLoss
+	// calls (default one minute).
+	LossInterval time.Duration
 	// Logger, Clock and Registerer are collaborators; nil means defaults (no metrics
 	// registration when Registerer is nil).
 	Logger     *slog.Logger
@@ -73,6 +80,7 @@ type Pipeline struct {
 	bufs     sync.Pool // *[]byte for tagged requests and queue entries
 	encoders sync.Pool // *forward.Encoder
 	metrics  *metrics
+	loss     *lossTracker
 
 	httpSrv *http.Server
 	grpcSrv *grpcserver.Server
@@ -92,6 +100,7 @@ func New(s Settings) (*Pipeline, error) {
 		s.Clock = clock.Real{}
 	}
 	p := &Pipeline{s: s, log: s.Logger, lanes: map[otlp.Signal]*lane{}}
+	p.loss = newLossTracker(s.Clock, s.Logger, s.OnLoss, s.LossInterval)
 	p.tagger.Store(otlp.NewTagger(otlp.Context{}))
 	p.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	// Queue entries are s2-compressed: a small fraction of gzip's cost, and the queue
@@ -101,6 +110,9 @@ func New(s Settings) (*Pipeline, error) {
 		opts := s.Queue
 		opts.Dir = filepath.Join(s.QueueDir, sig.String())
 		opts.Clock = s.Clock
+		// Loss is counted in records the application sent, not in queue entries.
+		opts.Weight = entryRecords
+		opts.OnDrop = func(d queue.Drop) { p.metrics.Dropped(sig, int(d.Items), string(d.Reason)) }
 		q, err := queue.Open(opts)
 		if err != nil {
 			p.closeQueues()
@@ -108,7 +120,7 @@ func New(s Settings) (*Pipeline, error) {
 		}
 		p.lanes[sig] = &lane{sig: sig, opts: opts, q: q}
 	}
-	m, err := newMetrics(s.Registerer, p.lanes)
+	m, err := newMetrics(s.Registerer, p.lanes, p.loss)
 	if err != nil {
 		p.closeQueues()
 		return nil, err
@@ -116,6 +128,18 @@ func New(s Settings) (*Pipeline, error) {
 	p.metrics = m
 	return p, nil
 }
+
+// entryRecords counts the records in a queue entry from its first bytes.
+func entryRecords(data []byte) uint64 {
+	e, err := forward.DecodeEntry(data)
+	if err != nil {
+		return 0 // a damaged header: what it held is unknown
+	}
+	return uint64(e.Records)
+}
+
+// Loss returns what the pipeline dropped of the telemetry it had accepted.
+func (p *Pipeline) Loss() Loss { return p.loss.snapshot() }
 
 // SetContext sets the deployment context written on every resource from now on.
 func (p *Pipeline) SetContext(c otlp.Context) { p.tagger.Store(otlp.NewTagger(c)) }
@@ -218,6 +242,11 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.loss.run(ctx)
+	}()
 	if p.s.SelfMetricsInterval > 0 && p.s.Gatherer != nil {
 		p.wg.Add(1)
 		go func() {
@@ -252,6 +281,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		l.mu.Unlock()
 	}
 	errs = append(errs, p.closeQueues())
+	p.loss.tell() // what closing the queues found lost: records sent when the agent stopped
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -264,7 +265,17 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 		Mode: d.Mode, Connected: d.Connected, AgentVersion: d.AgentVersion, AgentInstanceUID: d.InstanceUID,
 		LastCheckin: timePtr(d.LastCheckin), Health: d.Health, ConfigHash: d.ConfigHash, ExpectedConfigHash: d.ExpectedConfigHash,
 		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
+		Loss: e.Loss, LossReason: e.LossReason, TelemetryLoss: lossJSON(d.TelemetryLoss),
 	}
+}
+
+// lossJSON shows what the manager added up of an agent's loss reports, without
+// the bookkeeping of the agent's current run.
+func lossJSON(l *fleet.TelemetryLoss) *apitypes.TelemetryLoss {
+	if l == nil || l.Records == 0 {
+		return nil
+	}
+	return &apitypes.TelemetryLoss{Records: l.Records, Counts: maps.Clone(l.Counts), LastAt: l.Last.UTC()}
 }
 
 func filterFrom(r *http.Request) (fleet.Filter, error) {

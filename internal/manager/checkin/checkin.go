@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -336,6 +337,7 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 			fh.Healthy = true
 		}
 		rep.Health = &fh
+		rep.Loss = lossReport(h)
 	}
 	if msg.Capabilities != 0 {
 		accepts := msg.Capabilities&uint64(protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig) != 0
@@ -356,6 +358,32 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 		rep.ConfigHash = &hash
 	}
 	return rep
+}
+
+// lossReport reads the telemetry loss a Periscope agent reports as a component of
+// its health (fleet.LossComponent); nil when there is none or it is malformed.
+func lossReport(h *protobufs.ComponentHealth) *registry.LossReport {
+	ch := h.ComponentHealthMap[fleet.LossComponent]
+	if ch == nil {
+		return nil
+	}
+	counts, err := fleet.ParseLossStatus(ch.Status)
+	if err != nil {
+		return nil
+	}
+	rep := &registry.LossReport{RunStart: unixNano(h.StartTimeUnixNano), Counts: counts}
+	if len(counts) > 0 {
+		rep.Last = unixNano(ch.StatusTimeUnixNano)
+	}
+	return rep
+}
+
+// unixNano converts an OpAMP timestamp; zero stays the zero time.
+func unixNano(ns uint64) time.Time {
+	if ns == 0 || ns > math.MaxInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(ns)).UTC()
 }
 
 // flattenHealth records the leaves of a nested component health map as

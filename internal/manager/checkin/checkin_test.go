@@ -2,8 +2,11 @@ package checkin
 
 import (
 	"testing"
+	"time"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/periscope-dev/periscope/internal/fleet"
 )
 
 func TestReportHealth(t *testing.T) {
@@ -49,5 +52,23 @@ func TestConfigHashIsStableAndSensitive(t *testing.T) {
 	}
 	if ConfigHash(a) == ConfigHash(c) {
 		t.Fatal("different files hash the same")
+	}
+}
+
+func TestReportTelemetryLoss(t *testing.T) {
+	start := time.Date(2026, 12, 5, 11, 0, 0, 0, time.UTC)
+	last := start.Add(30 * time.Minute)
+	h := &protobufs.ComponentHealth{Healthy: true, StartTimeUnixNano: uint64(start.UnixNano()), ComponentHealthMap: map[string]*protobufs.ComponentHealth{
+		fleet.LossComponent: {Healthy: true, Status: "dropped logs/queue_full=560", StatusTimeUnixNano: uint64(last.UnixNano())}}}
+	rep := Report(&protobufs.AgentToServer{Health: h})
+	if l := rep.Loss; l == nil || l.Counts["logs/queue_full"] != 560 || !l.RunStart.Equal(start) || !l.Last.Equal(last) {
+		t.Errorf("loss = %+v; want 560 logs/queue_full since %v, last %v", rep.Loss, start, last)
+	}
+	if !rep.Health.Healthy {
+		t.Error("loss made the health unhealthy; it is shown beside the status")
+	}
+	h.ComponentHealthMap[fleet.LossComponent].Status = "dropped everything"
+	if rep := Report(&protobufs.AgentToServer{Health: h}); rep.Loss != nil {
+		t.Errorf("malformed loss status gave %+v; want none", rep.Loss)
 	}
 }

@@ -589,6 +589,18 @@ type Report struct {
 	AcceptsReleases *bool
 	// Offer is the agent's report on a release offer (OpAMP remote config status).
 	Offer *OfferStatus
+	// Loss is the agent's report of the telemetry it dropped.
+	Loss *LossReport
+}
+
+// LossReport is what an agent says it dropped since it started.
+type LossReport struct {
+	// RunStart is when the agent started; counts are since then.
+	RunStart time.Time
+	// Counts are dropped records by "<signal>/<reason>", cumulative over the run.
+	Counts map[string]int64
+	// Last is when the agent dropped the last of them.
+	Last time.Time
 }
 
 // Checkin applies a check-in from deployment id. It reports whether the registry
@@ -639,10 +651,34 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 	if rep.Offer != nil {
 		r.offerStatusLocked(d, *rep.Offer, now)
 	}
+	if rep.Loss != nil {
+		r.lossLocked(d, *rep.Loss, now)
+	}
 	r.markDirty(id)
 	r.m.checkins.Inc()
 	r.evaluateLocked(e, now)
 	return knewAgent, nil
+}
+
+// lossLocked adds an agent's loss report to the deployment. The loss is replaced,
+// never changed in place, so views and store records may share it.
+func (r *Registry) lossLocked(d *fleet.Deployment, rep LossReport, now time.Time) {
+	if d.TelemetryLoss == nil && len(rep.Counts) == 0 {
+		return
+	}
+	l := d.TelemetryLoss.Clone()
+	if l == nil {
+		l = &fleet.TelemetryLoss{}
+	}
+	// An agent's clock may run ahead; a loss is never later than hearing of it.
+	last := rep.Last
+	if last.IsZero() || last.After(now) {
+		last = now
+	}
+	if l.Observe(rep.RunStart, rep.Counts, last) {
+		r.log.Warn("deployment's agent dropped telemetry", "deployment", d.ID, "records", l.Records, "counts", l.Counts)
+	}
+	d.TelemetryLoss = l
 }
 
 func setIf(dst *string, v string) {

@@ -173,6 +173,9 @@ type rollout struct {
 	OfferHash       string            `json:"offer_hash,omitempty"`
 	Regression      *fleet.Regression `json:"regression,omitempty"`
 	BehindSince     time.Time         `json:"behind_since,omitzero"`
+	// TelemetryLoss is kept here rather than in a column of its own: it changes
+	// seldom and is read only with the rest of the deployment.
+	TelemetryLoss *fleet.TelemetryLoss `json:"telemetry_loss,omitempty"`
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -229,7 +232,7 @@ func deploymentValues(r *store.DeploymentRecord) []driver.Value {
 		d.RunningRelease, d.AgentVersion, d.InstanceUID, nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash,
 		d.ExpectedConfigHash, mustJSON(d.Update), pin, string(r.LastStatus),
 		mustJSON(rollout{PreviousRelease: d.PreviousRelease, ReleaseSince: d.ReleaseSince, AcceptsReleases: d.AcceptsReleases,
-			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince}),
+			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince, TelemetryLoss: d.TelemetryLoss}),
 	}
 }
 
@@ -433,6 +436,7 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			}
 			d.PreviousRelease, d.ReleaseSince, d.AcceptsReleases = x.PreviousRelease, x.ReleaseSince, x.AcceptsReleases
 			d.OfferHash, d.Regression, d.BehindSince = x.OfferHash, x.Regression, x.BehindSince
+			d.TelemetryLoss = x.TelemetryLoss
 		}
 		if pin.Valid {
 			d.Pin = new(fleet.Pin)

@@ -74,6 +74,8 @@ func testDeployments(t *testing.T, open Opener) {
 	upd.Deployment.OfferHash = "abcd"
 	upd.Deployment.BehindSince = t0.Add(40 * time.Second)
 	upd.Deployment.Regression = &fleet.Regression{Release: "1.8.0", Previous: "1.7.2", Requests: 10, ErrorRate: 0.5, Worse: []string{"error_rate"}, Since: t0}
+	upd.Deployment.TelemetryLoss = &fleet.TelemetryLoss{Records: 560, Counts: map[string]int64{"logs/queue_full": 560}, Last: t0,
+		RunStart: t0.Add(-time.Hour), RunCounts: map[string]int64{"logs/queue_full": 560}}
 	ghost := rec("ghost")
 	if err := s.UpdateDeployments(ctx, []store.DeploymentRecord{upd, ghost}); err != nil {
 		t.Fatal(err)
@@ -131,6 +133,11 @@ func equalRecords(want, got store.DeploymentRecord) error {
 			w.PreviousRelease, w.ReleaseSince, w.AcceptsReleases, w.OfferHash, w.BehindSince)
 	case fmt.Sprint(g.Regression) != fmt.Sprint(w.Regression):
 		return fmt.Errorf("regression %+v, want %+v", g.Regression, w.Regression)
+	case (g.TelemetryLoss == nil) != (w.TelemetryLoss == nil) || g.TelemetryLoss != nil &&
+		(fmt.Sprint(g.TelemetryLoss.Counts, g.TelemetryLoss.RunCounts) != fmt.Sprint(w.TelemetryLoss.Counts, w.TelemetryLoss.RunCounts) ||
+			g.TelemetryLoss.Records != w.TelemetryLoss.Records || !g.TelemetryLoss.Last.Equal(w.TelemetryLoss.Last) ||
+			!g.TelemetryLoss.RunStart.Equal(w.TelemetryLoss.RunStart)):
+		return fmt.Errorf("telemetry loss %+v, want %+v", g.TelemetryLoss, w.TelemetryLoss)
 	}
 	return nil
 }

@@ -46,6 +46,14 @@ type Deployment struct {
 	// Regression is the evidence that the running release is worse than the
 	// previous one; nil when there is none.
 	Regression *Regression `json:"regression"`
+	// Loss is fleet.ReasonTelemetryDropped, shown beside the status, while its
+	// agent dropped telemetry it had accepted within the loss quiet window.
+	Loss string `json:"loss"`
+	// LossReason says how much was dropped, of what and when, for people.
+	LossReason string `json:"loss_reason"`
+	// TelemetryLoss is what its agent dropped, added up across agent restarts;
+	// nil while it has dropped nothing.
+	TelemetryLoss *TelemetryLoss `json:"telemetry_loss"`
 
 	Mode               fleet.Mode        `json:"mode"`
 	Connected          bool              `json:"connected"`
@@ -60,6 +68,16 @@ type Deployment struct {
 
 	// Token is the agent token, present only in the response that created the deployment.
 	Token string `json:"token,omitempty"`
+}
+
+// TelemetryLoss is what a deployment's agent dropped of the telemetry it accepted.
+type TelemetryLoss struct {
+	// Records counts the log records, spans and metric data points dropped.
+	Records int64 `json:"records"`
+	// Counts splits Records by "<signal>/<reason>", such as "logs/queue_full".
+	Counts map[string]int64 `json:"counts"`
+	// LastAt is when the last record was dropped.
+	LastAt time.Time `json:"last_at"`
 }
 
 // DeploymentList is one page of deployments.
