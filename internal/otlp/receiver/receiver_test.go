@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,32 @@ func TestLimiterRefusesBeyondItsBound(t *testing.T) {
 	close(c.Release)
 	if code := <-first; code != 200 {
 		t.Errorf("first request: %d", code)
+	}
+}
+
+func TestHTTPRefusesDeepJSONWithoutDecodingIt(t *testing.T) {
+	// Issue 17: half a million levels in 14 MB cost the decoder about 410 MB.
+	const n = 500_000
+	deep := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":` + strings.Repeat(`{"arrayValue":{"values":[`, n) +
+		`{"stringValue":"x"}` + strings.Repeat(`]}}`, n) + `}]}]}]}`)
+	c := &consumertest.Recorder{}
+	url := serveHTTP(t, c, 32<<20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	resp, body := post(t, url+"/v1/logs", otlp.ContentTypeJSON, "", deep)
+	runtime.ReadMemStats(&after)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":3`) {
+		t.Fatalf("deep JSON: %d %s", resp.StatusCode, body)
+	}
+	// Reading the 14 MB body takes about three times its size (the buffer grows
+	// as it is read); decoding it took thirty times.
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MB request nested %d deep answered 400 after %d MB of allocations", len(deep)>>20, n, alloc>>20)
+	if alloc > 5*uint64(len(deep)) {
+		t.Fatalf("refusing deep JSON allocated %d MB for a %d MB body", alloc>>20, len(deep)>>20)
+	}
+	if len(c.Got) != 0 {
+		t.Fatal("the consumer got a refused request")
 	}
 }
