@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
@@ -180,5 +183,61 @@ func TestHTTPRefusesDeepJSONWithoutDecodingIt(t *testing.T) {
 	}
 	if len(c.Got) != 0 {
 		t.Fatal("the consumer got a refused request")
+	}
+}
+
+func TestEveryHTTPErrorCarriesACode(t *testing.T) {
+	// A google.rpc.Status without a code reads as OK (0) to a sender that looks
+	// only at the body.
+	pb, _ := consumertest.LogsRequest(50).MarshalProto()
+	url := serveHTTP(t, &consumertest.Recorder{}, 0)
+	small := serveHTTP(t, &consumertest.Recorder{}, 200)
+	full := serveHTTP(t, &consumertest.Recorder{Err: consumer.Full("queue full", time.Second)}, 0)
+	locked := serveHTTP(t, &consumertest.Gatekeeper{Want: "Bearer pdt_other"}, 0)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte{0}, 10000))
+	zw.Close()
+	for _, tc := range []struct {
+		name, method, url, ct, enc string
+		body                       []byte
+		status                     int
+	}{
+		{"too large", "POST", small, otlp.ContentTypeProto, "", pb, http.StatusRequestEntityTooLarge},
+		{"too large as JSON", "POST", small, otlp.ContentTypeJSON, "", pb, http.StatusRequestEntityTooLarge},
+		{"inflates too large", "POST", small, otlp.ContentTypeProto, "gzip", gz.Bytes(), http.StatusRequestEntityTooLarge},
+		{"content type", "POST", url, "text/plain", "", pb, http.StatusUnsupportedMediaType},
+		{"content encoding", "POST", url, otlp.ContentTypeProto, "br", pb, http.StatusUnsupportedMediaType},
+		{"method", "PUT", url, otlp.ContentTypeJSON, "", pb, http.StatusMethodNotAllowed},
+		{"malformed", "POST", url, otlp.ContentTypeJSON, "", []byte("{"), http.StatusBadRequest},
+		{"bad gzip", "POST", url, otlp.ContentTypeProto, "gzip", []byte("x"), http.StatusBadRequest},
+		{"unauthorized", "POST", locked, otlp.ContentTypeProto, "", pb, http.StatusUnauthorized},
+		{"full", "POST", full, otlp.ContentTypeProto, "", pb, http.StatusTooManyRequests},
+	} {
+		req, _ := http.NewRequest(tc.method, tc.url+"/v1/logs", bytes.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ct)
+		req.Header.Set("Authorization", "Bearer pdt_x")
+		if tc.enc != "" {
+			req.Header.Set("Content-Encoding", tc.enc)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+			continue
+		}
+		st := &spb.Status{}
+		if ct := resp.Header.Get("Content-Type"); ct == otlp.ContentTypeJSON {
+			err = protojson.Unmarshal(body, st)
+		} else {
+			err = proto.Unmarshal(body, st)
+		}
+		if err != nil || st.Code == 0 || st.Message == "" {
+			t.Errorf("%s: %d answered with status %v (%v), want a non-zero code and a message", tc.name, tc.status, st, err)
+		}
 	}
 }
