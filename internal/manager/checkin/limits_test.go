@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -25,10 +26,11 @@ import (
 
 // opampFixture is a check-in server over a real registry with one deployment.
 type opampFixture struct {
-	reg   *registry.Registry
-	srv   *httptest.Server
-	url   string
-	token string
+	reg     *registry.Registry
+	srv     *httptest.Server
+	connCtx func(context.Context, net.Conn) context.Context
+	url     string
+	token   string
 }
 
 func newOpAMP(t testing.TB, limit int64) *opampFixture {
@@ -68,7 +70,7 @@ func newOpAMP(t testing.TB, limit int64) *opampFixture {
 		_ = cs.Shutdown(context.Background())
 		srv.Close()
 	})
-	return &opampFixture{reg: reg, srv: srv, url: srv.URL + "/v1/opamp", token: created[0].Token}
+	return &opampFixture{reg: reg, srv: srv, connCtx: cs.ConnContext, url: srv.URL + "/v1/opamp", token: created[0].Token}
 }
 
 // checkedIn reports whether the deployment's agent has been heard from.
@@ -250,4 +252,55 @@ func TestOpAMPWebSocketFragmentsCountTowardsTheLimit(t *testing.T) {
 	if f.checkedIn(t) {
 		t.Fatal("an over-limit message was handled")
 	}
+}
+
+// FuzzCheckin sends the check-in handler arbitrary polling bodies, plain or
+// gzip: it answers 200 with a ServerToAgent, or refuses with 400, 413 or 415,
+// and never panics.
+func FuzzCheckin(f *testing.F) {
+	full, err := proto.Marshal(&protobufs.AgentToServer{
+		InstanceUid: bytes.Repeat([]byte{1}, 16), SequenceNum: 3, Capabilities: 0xff,
+		AgentDescription: &protobufs.AgentDescription{NonIdentifyingAttributes: []*protobufs.KeyValue{
+			{Key: checkin.AttrRelease, Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: "1.2"}}},
+			{Key: checkin.AttrServiceName, Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: "periscope"}}},
+		}},
+		Health: &protobufs.ComponentHealth{Healthy: false, Status: "starting", ComponentHealthMap: map[string]*protobufs.ComponentHealth{
+			"pipeline": {ComponentHealthMap: map[string]*protobufs.ComponentHealth{"receiver": {Healthy: true}}}}},
+		RemoteConfigStatus: &protobufs.RemoteConfigStatus{LastRemoteConfigHash: []byte{1, 2}, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_FAILED, ErrorMessage: "no"},
+		EffectiveConfig:    &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{"a.yaml": {Body: []byte("x: 1")}}}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint8(0), full)
+	f.Add(uint8(1), gzipped(f, full))
+	f.Add(uint8(0), []byte{})
+	f.Add(uint8(0), []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(uint8(1), []byte("not gzip"))
+	f.Add(uint8(1), gzipped(f, make([]byte, 70<<10)))
+	f.Add(uint8(2), full)
+	const limit = 64 << 10
+	fx := newOpAMP(f, limit)
+	handler := fx.srv.Config.Handler
+	client, server := net.Pipe()
+	f.Cleanup(func() { client.Close(); server.Close() })
+	f.Fuzz(func(t *testing.T, enc uint8, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/opamp", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+fx.token)
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Content-Encoding", []string{"", "gzip", "deflate"}[int(enc)%3])
+		req = req.WithContext(fx.connCtx(req.Context(), server))
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		switch rec.Code {
+		case http.StatusOK:
+			var resp protobufs.ServerToAgent
+			if err := proto.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+				t.Fatalf("200 with a body that is no ServerToAgent: %v", err)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		default:
+			t.Fatalf("answered %d %s", rec.Code, rec.Body)
+		}
+	})
 }
