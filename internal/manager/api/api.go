@@ -150,9 +150,18 @@ func (a *API) authorize(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Go's URL.Query drops what it cannot parse (a raw ';', a bad escape):
 		// answering on defaults would hide the client's mistake.
-		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalid", "malformed query string: "+err.Error())
 			return
+		}
+		for name, vs := range q {
+			for _, v := range vs {
+				if len(v) > apitypes.MaxQueryValueBytes {
+					writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%.64s: %d bytes, over the limit of %d bytes", name, len(v), apitypes.MaxQueryValueBytes))
+					return
+				}
+			}
 		}
 		var tok auth.APIToken
 		if rt.Role != "" {

@@ -146,6 +146,9 @@ func TestMalformedQueryIsRefused(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400", target, code, body)
 		}
 	}
+	if code, _, body := f.do("GET", "/api/v1/logs?q="+strings.Repeat("x", 1025), nil); code != http.StatusBadRequest || !strings.Contains(body, "q: 1025 bytes, over the limit of 1024 bytes") {
+		t.Errorf("a 1025-byte query value: %d %s, want 400", code, body)
+	}
 	if code, _, body := f.do("GET", "/api/v1/deployments?customer=acme&status=healthy", nil); code != http.StatusOK {
 		t.Errorf("a well-formed query: %d %s", code, body)
 	}

@@ -21,6 +21,8 @@ const (
 	MaxReasonBytes = 1 << 10
 	// MaxNotesBytes bounds a release's notes.
 	MaxNotesBytes = 16 << 10
+	// MaxQueryValueBytes bounds each value of a query parameter.
+	MaxQueryValueBytes = 1 << 10
 	// MaxListItems bounds the deployments of a batch and the ids a pin change
 	// lists.
 	MaxListItems = 10_000
