@@ -45,6 +45,15 @@ func encodeAs(zenc *zstd.Encoder, enc string, b []byte) []byte {
 	return buf.Bytes()
 }
 
+// errorStatus decodes an error body of content type ct.
+func errorStatus(ct string, body []byte) (*spb.Status, error) {
+	st := &spb.Status{}
+	if ct == otlp.ContentTypeJSON {
+		return st, protojson.Unmarshal(body, st)
+	}
+	return st, proto.Unmarshal(body, st)
+}
+
 // FuzzHTTP sends the OTLP/HTTP handler arbitrary bodies in every content type
 // and encoding, compressed or raw: it answers 200 having passed the consumer at
 // most MaxBytes of protobuf, or refuses with a google.rpc.Status whose code is
@@ -102,13 +111,7 @@ func FuzzHTTP(f *testing.F) {
 		if got != nil {
 			t.Fatalf("%d after the consumer took the request", rec.Code)
 		}
-		st := &spb.Status{}
-		var err error
-		if rec.Header().Get("Content-Type") == otlp.ContentTypeJSON {
-			err = protojson.Unmarshal(rec.Body.Bytes(), st)
-		} else {
-			err = proto.Unmarshal(rec.Body.Bytes(), st)
-		}
+		st, err := errorStatus(rec.Header().Get("Content-Type"), rec.Body.Bytes())
 		if err != nil || st.Code == 0 {
 			t.Fatalf("%d answered with status %v (%v): want a google.rpc.Status with a code", rec.Code, st, err)
 		}

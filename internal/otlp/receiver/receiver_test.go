@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
-	spb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
@@ -230,12 +227,7 @@ func TestEveryHTTPErrorCarriesACode(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
 			continue
 		}
-		st := &spb.Status{}
-		if ct := resp.Header.Get("Content-Type"); ct == otlp.ContentTypeJSON {
-			err = protojson.Unmarshal(body, st)
-		} else {
-			err = proto.Unmarshal(body, st)
-		}
+		st, err := errorStatus(resp.Header.Get("Content-Type"), body)
 		if err != nil || st.Code == 0 || st.Message == "" {
 			t.Errorf("%s: %d answered with status %v (%v), want a non-zero code and a message", tc.name, tc.status, st, err)
 		}
