@@ -131,6 +131,10 @@ type Manager struct {
 	// MaxConcurrentRequests bounds telemetry requests in progress (429 beyond), which
 	// with MaxRequestBytes bounds the memory ingest can hold; 0 means no bound.
 	MaxConcurrentRequests int `yaml:"max_concurrent_requests" env:"MAX_CONCURRENT_REQUESTS"`
+	// MaxOpAMPMessageBytes bounds one OpAMP message from an agent, after
+	// decompression: 413 for a larger polling request, close code 1009 for a
+	// larger WebSocket message.
+	MaxOpAMPMessageBytes ByteSize `yaml:"max_opamp_message_bytes" env:"MAX_OPAMP_MESSAGE_BYTES"`
 	// Exporters are the vendor's existing backends every accepted batch goes to.
 	Exporters []Exporter `yaml:"exporters"`
 	// ExportQueue bounds each exporter's disk queue (under DataDir/exporters).
@@ -195,7 +199,7 @@ func (r Regression) validate() error {
 // DefaultManager returns the manager defaults.
 func DefaultManager() Manager {
 	return Manager{Listen: "127.0.0.1:7070", DataDir: "./periscope-data", HeartbeatInterval: Duration(30 * time.Second), LogLevel: "info",
-		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64,
+		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64, MaxOpAMPMessageBytes: 4 << 20,
 		Notifications:  DefaultNotifications(),
 		ExportQueue:    Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"},
 		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30},
@@ -228,6 +232,9 @@ func (c *Manager) Validate() error {
 	}
 	if c.MaxConcurrentRequests < 0 {
 		errs = append(errs, errors.New("max_concurrent_requests: must not be negative (0 means no bound)"))
+	}
+	if c.MaxOpAMPMessageBytes <= 0 {
+		errs = append(errs, errors.New("max_opamp_message_bytes: must be positive"))
 	}
 	errs = append(errs, c.ExportQueue.validate("export_queue"))
 	if c.TelemetryStore.MaxAge <= 0 {

@@ -167,7 +167,8 @@ func (m *Manager) start(ctx context.Context) error {
 	if err := m.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval})
+	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval,
+		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes)})
 	if err != nil {
 		return err
 	}

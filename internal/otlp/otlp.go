@@ -70,8 +70,12 @@ func Decompress(encoding string, body io.Reader, limit int64) ([]byte, error) {
 // JSONToProto converts an OTLP-JSON export request for sig to its protobuf encoding.
 // It goes through pdata's signal types (an export request and the signal's data
 // message share field 1), not its *otlp packages, which would link grpc-go into the
-// agent.
+// agent. A request nested deeper than MaxJSONDepth is refused (ErrMalformed)
+// before any decoding.
 func JSONToProto(sig Signal, data []byte) ([]byte, error) {
+	if err := checkJSONDepth(data); err != nil {
+		return nil, err
+	}
 	var (
 		out []byte
 		err error

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -12,6 +13,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,18 +119,51 @@ func (a *API) Routes() []Route {
 	}, append(a.telemetryRoutes(), a.notificationRoutes()...)...)
 }
 
-// Register mounts every route on mux, plus a JSON 404 for unknown API paths.
+// Register mounts every route on mux, plus JSON answers for the rest of /api/:
+// 405 with Allow for a known path asked with another method, 404 otherwise.
 func (a *API) Register(mux *http.ServeMux) {
+	// paths matches a request's path whatever its method, so the fallback can
+	// tell a wrong method from a wrong path; allow lists each path's methods.
+	paths, allow := http.NewServeMux(), map[string][]string{}
 	for _, r := range a.Routes() {
 		mux.Handle(r.Method+" "+r.Path, a.authorize(r))
+		if allow[r.Path] == nil {
+			paths.Handle(r.Path, http.NotFoundHandler())
+		}
+		allow[r.Path] = append(allow[r.Path], r.Method)
+		if r.Method == http.MethodGet {
+			allow[r.Path] = append(allow[r.Path], http.MethodHead)
+		}
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := paths.Handler(r); allow[pattern] != nil {
+			methods := slices.Sorted(slices.Values(allow[pattern]))
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s does not take %s; it takes %s", r.URL.Path, r.Method, strings.Join(methods, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 }
 
 func (a *API) authorize(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Go's URL.Query drops what it cannot parse (a raw ';', a bad escape):
+		// answering on defaults would hide the client's mistake.
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid", "malformed query string: "+err.Error())
+			return
+		}
+		for name, vs := range q {
+			for _, v := range vs {
+				if len(v) > apitypes.MaxQueryValueBytes {
+					writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%.64s: %d bytes, over the limit of %d bytes", name, len(v), apitypes.MaxQueryValueBytes))
+					return
+				}
+			}
+		}
 		var tok auth.APIToken
 		if rt.Role != "" {
 			secret, ok := auth.BearerToken(r.Header.Get("Authorization"))
@@ -225,12 +261,25 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return body, true
 }
 
+// decodeBody decodes body, one JSON value and nothing after it, into v and
+// checks v's fields against their limits (see apitypes.Checker).
 func decodeBody(w http.ResponseWriter, body []byte, v any) bool {
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid", "malformed JSON body: "+err.Error())
 		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		// Two bodies in one, or a body with junk after it: which did the client mean?
+		writeError(w, http.StatusBadRequest, "invalid", "malformed JSON body: data after the JSON value")
+		return false
+	}
+	if c, ok := v.(apitypes.Checker); ok {
+		if err := c.Check(); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid", err.Error())
+			return false
+		}
 	}
 	return true
 }

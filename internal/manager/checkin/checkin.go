@@ -61,6 +61,10 @@ type Settings struct {
 	// HeartbeatInterval is offered to agents that accept it (whole seconds only,
 	// as OpAMP carries it; shorter intervals are not offered).
 	HeartbeatInterval time.Duration
+	// MaxMessageBytes bounds one OpAMP message after decompression: a larger
+	// polling request gets 413, a larger WebSocket message closes the connection
+	// with code 1009. Zero means DefaultMaxMessageBytes.
+	MaxMessageBytes int64
 }
 
 // Server handles /v1/opamp. Create with New; mount Handler and set ConnContext on
@@ -69,7 +73,8 @@ type Server struct {
 	fleet   Fleet
 	log     *slog.Logger
 	hb      time.Duration
-	handler http.HandlerFunc
+	limit   int64
+	handler http.Handler
 	connCtx func(context.Context, net.Conn) context.Context
 
 	mu    sync.Mutex
@@ -84,7 +89,10 @@ type Server struct {
 
 // New returns a check-in server for f.
 func New(f Fleet, s Settings) (*Server, error) {
-	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, conns: map[string]types.Connection{}}
+	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, limit: s.MaxMessageBytes, conns: map[string]types.Connection{}}
+	if cs.limit <= 0 {
+		cs.limit = DefaultMaxMessageBytes
+	}
 	if cs.log == nil {
 		cs.log = slog.New(slog.DiscardHandler)
 	}
@@ -105,11 +113,13 @@ func New(f Fleet, s Settings) (*Server, error) {
 		}
 	}
 	srv := server.New(opamplog.Logger{L: cs.log.With("component", "opamp")})
-	h, connCtx, err := srv.Attach(server.Settings{Callbacks: types.Callbacks{OnConnecting: cs.onConnecting}, EnableCompression: true})
+	// No permessage-deflate: the WebSocket read limit counts bytes on the wire,
+	// which a compressed message could inflate a thousandfold past.
+	h, connCtx, err := srv.Attach(server.Settings{Callbacks: types.Callbacks{OnConnecting: cs.onConnecting}})
 	if err != nil {
 		return nil, fmt.Errorf("checkin: attach OpAMP server: %w", err)
 	}
-	cs.handler, cs.connCtx = http.HandlerFunc(h), connCtx
+	cs.handler, cs.connCtx = bounded(cs.limit, http.HandlerFunc(h)), connCtx
 	return cs, nil
 }
 
@@ -239,6 +249,13 @@ type conn struct {
 
 func (c *conn) onConnected(_ context.Context, tc types.Connection) {
 	if c.mode != fleet.ModePush {
+		return
+	}
+	if !limitWebSocket(tc, c.s.limit) {
+		// Unbounded messages could take the manager's memory: refuse the
+		// connection rather than serve it.
+		c.s.log.Error("cannot bound OpAMP WebSocket messages; connection refused", "deployment", c.id)
+		_ = tc.Disconnect()
 		return
 	}
 	c.s.mu.Lock()

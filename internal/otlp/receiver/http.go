@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -35,14 +37,14 @@ func (h *HTTP) handler(sig otlp.Signal) http.Handler {
 		if ct != otlp.ContentTypeJSON {
 			// Errors go back in protobuf unless the sender spoke JSON.
 			if ct != otlp.ContentTypeProto {
-				writeError(w, otlp.ContentTypeProto, Status{HTTP: http.StatusUnsupportedMediaType,
+				writeError(w, otlp.ContentTypeProto, Status{HTTP: http.StatusUnsupportedMediaType, Code: codes.Unimplemented,
 					Message: "unsupported content type " + r.Header.Get("Content-Type") + " (want application/x-protobuf or application/json)"})
 				return
 			}
 		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, ct, Status{HTTP: http.StatusMethodNotAllowed, Message: "OTLP export requests are POSTed"})
+			writeError(w, ct, Status{HTTP: http.StatusMethodNotAllowed, Code: codes.Unimplemented, Message: "OTLP export requests are POSTed"})
 			return
 		}
 		ctx := r.Context()
@@ -65,13 +67,14 @@ func (h *HTTP) handler(sig otlp.Signal) http.Handler {
 		body, err := otlp.Decompress(r.Header.Get("Content-Encoding"), http.MaxBytesReader(w, r.Body, limit), limit)
 		switch {
 		case errors.Is(err, otlp.ErrTooLarge):
-			writeError(w, ct, Status{HTTP: http.StatusRequestEntityTooLarge, Message: "request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"})
+			writeError(w, ct, StatusOf(consumer.TooLarge("request body exceeds the limit of "+strconv.FormatInt(limit, 10)+" bytes")))
 			return
 		case errors.Is(err, otlp.ErrMalformed):
 			writeError(w, ct, StatusOf(consumer.Malformed("%v", err)))
 			return
 		case err != nil:
-			writeError(w, ct, Status{HTTP: http.StatusUnsupportedMediaType, Message: err.Error()})
+			// As gRPC answers an unknown grpc-encoding.
+			writeError(w, ct, Status{HTTP: http.StatusUnsupportedMediaType, Code: codes.Unimplemented, Message: err.Error()})
 			return
 		}
 		if ct == otlp.ContentTypeJSON {
@@ -90,8 +93,12 @@ func (h *HTTP) handler(sig otlp.Signal) http.Handler {
 	})
 }
 
-// writeError answers with s, its body in the sender's content type ct.
+// writeError answers with s, its body in the sender's content type ct. The body's
+// code is never OK (0): a sender reading only the body must see a failure.
 func writeError(w http.ResponseWriter, ct string, s Status) {
+	if s.Code == codes.OK {
+		s.Code = codes.Unknown
+	}
 	s.SetHTTPHeaders(w.Header())
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(s.HTTP)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,83 @@ func TestLimiterRefusesBeyondItsBound(t *testing.T) {
 	close(c.Release)
 	if code := <-first; code != 200 {
 		t.Errorf("first request: %d", code)
+	}
+}
+
+func TestHTTPRefusesDeepJSONWithoutDecodingIt(t *testing.T) {
+	// Issue 17: half a million levels in 14 MB cost the decoder about 410 MB.
+	const n = 500_000
+	deep := []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":` + strings.Repeat(`{"arrayValue":{"values":[`, n) +
+		`{"stringValue":"x"}` + strings.Repeat(`]}}`, n) + `}]}]}]}`)
+	c := &consumertest.Recorder{}
+	url := serveHTTP(t, c, 32<<20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	resp, body := post(t, url+"/v1/logs", otlp.ContentTypeJSON, "", deep)
+	runtime.ReadMemStats(&after)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":3`) {
+		t.Fatalf("deep JSON: %d %s", resp.StatusCode, body)
+	}
+	// Reading the 14 MB body takes about three times its size (the buffer grows
+	// as it is read); decoding it took thirty times.
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MB request nested %d deep answered 400 after %d MB of allocations", len(deep)>>20, n, alloc>>20)
+	if alloc > 5*uint64(len(deep)) {
+		t.Fatalf("refusing deep JSON allocated %d MB for a %d MB body", alloc>>20, len(deep)>>20)
+	}
+	if len(c.Got) != 0 {
+		t.Fatal("the consumer got a refused request")
+	}
+}
+
+func TestEveryHTTPErrorCarriesACode(t *testing.T) {
+	// A google.rpc.Status without a code reads as OK (0) to a sender that looks
+	// only at the body.
+	pb, _ := consumertest.LogsRequest(50).MarshalProto()
+	url := serveHTTP(t, &consumertest.Recorder{}, 0)
+	small := serveHTTP(t, &consumertest.Recorder{}, 200)
+	full := serveHTTP(t, &consumertest.Recorder{Err: consumer.Full("queue full", time.Second)}, 0)
+	locked := serveHTTP(t, &consumertest.Gatekeeper{Want: "Bearer pdt_other"}, 0)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte{0}, 10000))
+	zw.Close()
+	for _, tc := range []struct {
+		name, method, url, ct, enc string
+		body                       []byte
+		status                     int
+	}{
+		{"too large", "POST", small, otlp.ContentTypeProto, "", pb, http.StatusRequestEntityTooLarge},
+		{"too large as JSON", "POST", small, otlp.ContentTypeJSON, "", pb, http.StatusRequestEntityTooLarge},
+		{"inflates too large", "POST", small, otlp.ContentTypeProto, "gzip", gz.Bytes(), http.StatusRequestEntityTooLarge},
+		{"content type", "POST", url, "text/plain", "", pb, http.StatusUnsupportedMediaType},
+		{"content encoding", "POST", url, otlp.ContentTypeProto, "br", pb, http.StatusUnsupportedMediaType},
+		{"method", "PUT", url, otlp.ContentTypeJSON, "", pb, http.StatusMethodNotAllowed},
+		{"malformed", "POST", url, otlp.ContentTypeJSON, "", []byte("{"), http.StatusBadRequest},
+		{"bad gzip", "POST", url, otlp.ContentTypeProto, "gzip", []byte("x"), http.StatusBadRequest},
+		{"unauthorized", "POST", locked, otlp.ContentTypeProto, "", pb, http.StatusUnauthorized},
+		{"full", "POST", full, otlp.ContentTypeProto, "", pb, http.StatusTooManyRequests},
+	} {
+		req, _ := http.NewRequest(tc.method, tc.url+"/v1/logs", bytes.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ct)
+		req.Header.Set("Authorization", "Bearer pdt_x")
+		if tc.enc != "" {
+			req.Header.Set("Content-Encoding", tc.enc)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+			continue
+		}
+		st, err := errorStatus(resp.Header.Get("Content-Type"), body)
+		if err != nil || st.Code == 0 || st.Message == "" {
+			t.Errorf("%s: %d answered with status %v (%v), want a non-zero code and a message", tc.name, tc.status, st, err)
+		}
 	}
 }
