@@ -294,6 +294,18 @@ func (p *proc) tail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }
 
+// why returns the first line of the process's output that reports an error, for a
+// process that failed: a crash's stack trace ends with frames that say little.
+func (p *proc) why() string {
+	for _, l := range strings.Split(p.out.String(), "\n") {
+		low := strings.ToLower(l)
+		if strings.Contains(low, "error") || strings.Contains(low, "panic") || strings.Contains(low, "fatal") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return p.tail(3)
+}
+
 // cleanup kills every child and removes the temporary directory; it runs once.
 func (r *runner) cleanup() {
 	r.mu.Lock()
@@ -341,7 +353,7 @@ func waitHTTP(ctx context.Context, p *proc, url string, within time.Duration) er
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited (%v): %s", p.name, p.err, p.tail(3))
+			return fmt.Errorf("%s exited (%v): %s", p.name, p.err, p.why())
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s within %s: %s", p.name, url, within, p.tail(3))
 		case <-tick.C:

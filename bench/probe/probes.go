@@ -108,22 +108,6 @@ func (r *runner) probes(ctx context.Context) error {
 		return err
 	}
 
-	r.check(ctx, "invalid UTF-8 log, then good ones", "the good records reach the manager's store (query API), 3 of 3",
-		func(ctx context.Context) (string, string) { return r.probeInvalidUTF8(ctx, f) })
-	r.check(ctx, "exporter gets no duplicates", "each good record of the previous probe is in the file exporter once",
-		func(ctx context.Context) (string, string) { return r.probeExportOnce(ctx, f) })
-	r.check(ctx, "drop_oldest loss accounting", "dropped_records_total = queue_dropped_entries = accepted - queued",
-		func(ctx context.Context) (string, string) { return r.probeDropOldest(ctx) })
-	r.check(ctx, "OpAMP gzip bomb (2 MB)", "413 within 5s; manager peak RSS grows < 64 MiB",
-		func(ctx context.Context) (string, string) { return r.probeOpAMPBomb(ctx, f) })
-	r.check(ctx, "OpAMP 17 MB plain body", "413",
-		func(ctx context.Context) (string, string) { return r.probeOpAMPLarge(ctx, f) })
-	r.check(ctx, "OTLP/JSON nested 500k deep to agent", "400; agent peak RSS grows < 256 MiB",
-		func(ctx context.Context) (string, string) { return r.probeNested(ctx, f.a, "", f.a.p) })
-	r.check(ctx, "OTLP/JSON nested 500k deep to manager", "400; manager peak RSS grows < 256 MiB",
-		func(ctx context.Context) (string, string) { return r.probeNested(ctx, f.m, f.depToken, f.m.p) })
-	r.check(ctx, "REST 5 MB customer name", "400 (or 413)",
-		func(ctx context.Context) (string, string) { return r.probeRESTLarge(ctx, f) })
 	r.check(ctx, "REST trailing JSON", "400",
 		func(ctx context.Context) (string, string) {
 			a, err := call(ctx, "POST", api+"/releases", adminToken, []byte(`{"stack":"probe","version":"9.9.9"} {"x":1}`), "Content-Type", "application/json")
@@ -142,6 +126,12 @@ func (r *runner) probes(ctx context.Context) error {
 			}
 			return fmt.Sprintf("%s; Allow %q", a, a.header.Get("Allow")), pass(a.code == 405 && strings.Contains(a.header.Get("Allow"), "GET"))
 		})
+	r.check(ctx, "REST 5 MB customer name", "400 (or 413)",
+		func(ctx context.Context) (string, string) { return r.probeRESTLarge(ctx, f) })
+	r.check(ctx, "auth matrix", "no/wrong token 401, deployment token 401/403, viewer write 403, admin 200",
+		func(ctx context.Context) (string, string) { return r.probeAuth(ctx, f) })
+	r.check(ctx, "SQL-ish query parameters", "no 5xx from any query endpoint; the fleet still lists",
+		func(ctx context.Context) (string, string) { return r.probeSQLish(ctx, f) })
 	r.check(ctx, "OTLP 415 body", "415 with a google.rpc.Status, code != 0",
 		func(ctx context.Context) (string, string) {
 			a, err := call(ctx, "POST", f.m.url+"/v1/logs", f.depToken, []byte("hello"), "Content-Type", "text/plain")
@@ -156,15 +146,27 @@ func (r *runner) probes(ctx context.Context) error {
 		func(ctx context.Context) (string, string) { return r.probeRevoked(ctx, f) })
 	r.check(ctx, "operator token given to the agent", "agent stops with a message naming the deployment token",
 		func(ctx context.Context) (string, string) { return r.probeOperatorTokenToAgent(ctx, f) })
-	r.check(ctx, "auth matrix", "no/wrong token 401, deployment token 401/403, viewer write 403, admin 200",
-		func(ctx context.Context) (string, string) { return r.probeAuth(ctx, f) })
-	r.check(ctx, "SQL-ish query parameters", "no 5xx from any query endpoint; the fleet still lists",
-		func(ctx context.Context) (string, string) { return r.probeSQLish(ctx, f) })
-	// Last, so that every earlier probe has had its chance to create files.
+	r.check(ctx, "drop_oldest loss accounting", "dropped_records_total = queue_dropped_entries = accepted - queued",
+		func(ctx context.Context) (string, string) { return r.probeDropOldest(ctx) })
+	r.check(ctx, "invalid UTF-8 log, then good ones", "the good records reach the manager's store (query API), 3 of 3",
+		func(ctx context.Context) (string, string) { return r.probeInvalidUTF8(ctx, f) })
+	r.check(ctx, "exporter gets no duplicates", "each good record of the previous probe is in the file exporter once",
+		func(ctx context.Context) (string, string) { return r.probeExportOnce(ctx, f) })
+	// After the probes that write data, before those that may leave the manager
+	// or the agent too busy to answer: bombs and huge bodies come last.
 	r.check(ctx, "data file modes", "files 0600, directories 0700 under the manager's and agent's data dirs",
 		func(ctx context.Context) (string, string) {
 			return modesOutcome(f.dataDir, filepath.Join(r.tmp, "agent"))
 		})
+
+	r.check(ctx, "OTLP/JSON nested 500k deep to agent", "400; agent peak RSS grows < 128 MiB",
+		func(ctx context.Context) (string, string) { return r.probeNested(ctx, f.a, "", f.a.p) })
+	r.check(ctx, "OTLP/JSON nested 500k deep to manager", "400; manager peak RSS grows < 128 MiB",
+		func(ctx context.Context) (string, string) { return r.probeNested(ctx, f.m, f.depToken, f.m.p) })
+	r.check(ctx, "OpAMP 17 MB plain body", "413",
+		func(ctx context.Context) (string, string) { return r.probeOpAMPLarge(ctx, f) })
+	r.check(ctx, "OpAMP gzip bomb (2 MB)", "413 within 5s; manager peak RSS grows < 64 MiB",
+		func(ctx context.Context) (string, string) { return r.probeOpAMPBomb(ctx, f) })
 	return nil
 }
 
@@ -232,42 +234,62 @@ var runID = func() string {
 func goodMarker(i int) string { return fmt.Sprintf("probe-good-%s-%d", runID, i) }
 
 func (r *runner) probeInvalidUTF8(ctx context.Context, f *fleet) (string, string) {
-	bad, err := call(ctx, "POST", f.a.url+"/v1/logs", "", logsRequest("probe-bad-"+runID+" \xff\xfe\xfd"), "Content-Type", "application/x-protobuf")
+	post := func(body string) (answer, error) {
+		return call(ctx, "POST", f.a.url+"/v1/logs", "", logsRequest(body), "Content-Type", "application/x-protobuf")
+	}
+	// A control record first: it shows the way to the store and back works, so a
+	// FAIL below is about the bad record.
+	control := "probe-control-" + runID
+	if a, err := post(control); err != nil || a.code != 200 {
+		return fmt.Sprintf("control record: %v %v", a, err), "FAIL"
+	}
+	if n, took := waitLogs(ctx, f, "probe-control-"+runID, []string{control}, 20*time.Second); n != 1 {
+		return fmt.Sprintf("the control record did not reach the store within %.0fs: nothing to judge", took.Seconds()), "FAIL"
+	}
+	bad, err := post("probe-bad-" + runID + " \xff\xfe\xfd")
 	if err != nil {
 		return "bad record: " + err.Error(), "FAIL"
 	}
+	var markers []string
 	for i := range 3 {
-		a, err := call(ctx, "POST", f.a.url+"/v1/logs", "", logsRequest(goodMarker(i)), "Content-Type", "application/x-protobuf")
-		if err != nil || a.code != 200 {
+		markers = append(markers, goodMarker(i))
+		if a, err := post(goodMarker(i)); err != nil || a.code != 200 {
 			return fmt.Sprintf("bad record %d; good record %d: %v %v", bad.code, i, a, err), "FAIL"
 		}
 	}
+	found, took := waitLogs(ctx, f, "probe-good-"+runID, markers, 20*time.Second)
+	return fmt.Sprintf("control record stored; bad record answered %d; good records in the store: %d/3 after %.1fs", bad.code, found, took.Seconds()),
+		pass(found == 3)
+}
+
+// waitLogs polls the manager's log query for records containing contains until
+// every marker is in the answer or within passes; it returns how many were.
+func waitLogs(ctx context.Context, f *fleet, contains string, markers []string, within time.Duration) (int, time.Duration) {
 	start := time.Now()
+	q := url.Values{"deployment": {f.depID}, "contains": {contains}, "since": {time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)}}
 	found := 0
-	q := url.Values{"deployment": {f.depID}, "contains": {"probe-good-" + runID}, "since": {time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)}}
-	for time.Since(start) < 30*time.Second && ctx.Err() == nil {
+	for time.Since(start) < within && ctx.Err() == nil {
 		a, err := call(ctx, "GET", f.m.url+"/api/v1/logs?"+q.Encode(), adminToken, nil)
 		if err == nil && a.code == 200 {
 			found = 0
-			for i := range 3 {
-				if bytes.Contains(a.body, []byte(goodMarker(i))) {
+			for _, m := range markers {
+				if bytes.Contains(a.body, []byte(m)) {
 					found++
 				}
 			}
-			if found == 3 {
+			if found == len(markers) {
 				break
 			}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	return fmt.Sprintf("bad record answered %d; good records in the store: %d/3 after %.1fs", bad.code, found, time.Since(start).Seconds()),
-		pass(found == 3)
+	return found, time.Since(start)
 }
 
 func (r *runner) probeExportOnce(ctx context.Context, f *fleet) (string, string) {
 	var counts [3]int
 	start := time.Now()
-	for time.Since(start) < 15*time.Second && ctx.Err() == nil {
+	for time.Since(start) < 10*time.Second && ctx.Err() == nil {
 		b, _ := os.ReadFile(f.exportFile)
 		for i := range counts {
 			counts[i] = bytes.Count(b, []byte(goodMarker(i)))
@@ -357,8 +379,11 @@ func (r *runner) probeOpAMPBomb(ctx context.Context, f *fleet) (string, string) 
 	bomb, inflated := gzipBomb(2 << 20)
 	var a answer
 	var err error
+	// A manager that inflates the whole bomb takes far longer than this.
+	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
 	grew := rssGrowth(f.m.p, func() {
-		a, err = call(ctx, "POST", f.m.url+"/v1/opamp", f.depToken, bomb,
+		a, err = call(bctx, "POST", f.m.url+"/v1/opamp", f.depToken, bomb,
 			"Content-Type", "application/x-protobuf", "Content-Encoding", "gzip")
 	})
 	if err != nil {
@@ -383,7 +408,7 @@ func (r *runner) probeNested(ctx context.Context, s *server, token string, p *pr
 	if err != nil {
 		return err.Error(), "FAIL"
 	}
-	return fmt.Sprintf("%d MiB body: %s; peak RSS +%d MiB", len(body)>>20, a, grew), pass(a.code == 400 && grew < 256)
+	return fmt.Sprintf("%d MiB body: %s; peak RSS +%d MiB", len(body)>>20, a, grew), pass(a.code == 400 && grew < 128)
 }
 
 func (r *runner) probeRESTLarge(ctx context.Context, f *fleet) (string, string) {
@@ -460,7 +485,7 @@ func (r *runner) probeOperatorTokenToAgent(ctx context.Context, f *fleet) (strin
 	defer a.p.stop()
 	select {
 	case <-a.p.done:
-	case <-time.After(15 * time.Second):
+	case <-time.After(10 * time.Second):
 	case <-ctx.Done():
 	}
 	out := a.p.out.String()
@@ -472,7 +497,7 @@ func (r *runner) probeOperatorTokenToAgent(ctx context.Context, f *fleet) (strin
 		}
 	}
 	clear := strings.Contains(strings.ToLower(out), "deployment token")
-	state := "still running after 15s"
+	state := "still running after 10s"
 	if a.p.exited() {
 		state = fmt.Sprintf("exited (%v)", a.p.err)
 	}
