@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -49,6 +50,10 @@ func ParseByteSize(v string) (ByteSize, error) {
 	mult, ok := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
 	if err != nil || !ok || n < 0 {
 		return 0, fmt.Errorf("%q is not a size like 512MiB or 2GiB", v)
+	}
+	if n > math.MaxInt64/mult {
+		// Multiplying would wrap around to some other size, maybe a plausible one.
+		return 0, fmt.Errorf("%q is too large a size (at most 8EiB)", v)
 	}
 	return ByteSize(n * mult), nil
 }

@@ -211,10 +211,9 @@ func openState(dir string) (*os.File, state, error) {
 		return f, c, nil
 	}
 
-	st = state{gen: 1}
-	if _, err := rand.Read(st.id[:]); err != nil {
+	if st, err = newState(); err != nil {
 		f.Close()
-		return nil, st, fmt.Errorf("queue: new id: %w", err)
+		return nil, st, err
 	}
 	if err := f.Truncate(0); err != nil {
 		f.Close()
@@ -229,6 +228,16 @@ func openState(dir string) (*os.File, state, error) {
 		return nil, st, err
 	}
 	return f, st, nil
+}
+
+// newState returns the state of a queue starting over: generation 1 and a new
+// random id.
+func newState() (state, error) {
+	st := state{gen: 1}
+	if _, err := rand.Read(st.id[:]); err != nil {
+		return st, fmt.Errorf("queue: new id: %w", err)
+	}
+	return st, nil
 }
 
 // syncDir makes file creations and removals in dir durable.

@@ -41,7 +41,11 @@
 // Open checks every record. A short or corrupt record in the newest segment is what a
 // crash in the middle of a write leaves behind, so that segment is cut off there. A
 // corrupt record in an older segment means the rest of that segment can't be framed;
-// it is skipped. Either way the bytes are counted in Stats.CorruptBytes.
+// it is skipped. Either way the bytes are counted in Stats.CorruptBytes. A segment
+// named far past the others, or a state whose marks lie far past every record on disk,
+// is not something the queue writes: the segment is set aside as corrupt, and the state
+// is replaced by a fresh one (new id, records on disk delivered again), so that no file
+// can make Open index an unbounded range of seqs.
 package queue
 
 import (
@@ -402,11 +406,21 @@ func (q *Queue) load(floor uint64) error {
 			q.bytes += int64(size)
 		}
 	}
+	// The index holds an entry for every seq from the first on disk to the next, so
+	// a gap in the seqs costs memory. Appends, corrupt segments and records lost in a
+	// crash leave gaps of at most a queue's worth of records; a wider one can only
+	// come from a file the queue did not write, and indexing it could take more
+	// memory than the machine has.
+	maxGap := uint64(q.maxBytes/headerSize) + 1
 	var prev uint64 // last good seq so far
 	for i, first := range firsts {
 		path := filepath.Join(q.dir, segmentName(first))
 		seg := &segment{first: first}
-		good, size, err := scanSegment(path, first, prev, func(seq uint64, nanos int64, size int, head []byte) {
+		after := prev
+		if len(q.segs) > 0 && first-prev > maxGap {
+			after = first // scanSegment then takes it for an overlapping segment
+		}
+		good, size, err := scanSegment(path, first, after, func(seq uint64, nanos int64, size int, head []byte) {
 			add(seq, nanos, size, head)
 			seg.last = seq
 		})
@@ -432,6 +446,18 @@ func (q *Queue) load(floor uint64) error {
 		prev = seg.last
 	}
 
+	if len(q.segs) > 0 && max(floor, q.acked+1) > prev+1+maxGap || q.acked == math.MaxUint64 {
+		// The marks lie far beyond every record on disk, which the queue never
+		// writes; trusting them would take the records for delivered, or need an
+		// index of that many seqs. Distrust the state as if it were unreadable: a
+		// new id, so the receiver takes what follows for a queue that started over
+		// and no seq is mistaken for one it had, and everything on disk delivered
+		// again.
+		if err := q.resetState(); err != nil {
+			return err
+		}
+		floor = 0
+	}
 	q.next = max(floor, prev+1, q.acked+1)
 	if len(q.index) == 0 {
 		q.base = q.next
@@ -448,6 +474,28 @@ func (q *Queue) load(floor uint64) error {
 // items weighs a record's data, saturating at what an index entry holds.
 func (q *Queue) items(data []byte) uint32 {
 	return uint32(min(q.weight(data), math.MaxUint32))
+}
+
+// resetState replaces a loaded state that cannot be trusted by a fresh one, counting
+// every indexed record as waiting again.
+func (q *Queue) resetState() error {
+	st, err := newState()
+	if err != nil {
+		return err
+	}
+	st.gen = q.gen + 1
+	if err := writeState(q.sf, &st, true); err != nil {
+		return err
+	}
+	q.gen, q.id, q.acked, q.inflight = st.gen, st.id, 0, 0
+	q.records, q.bytes = 0, 0
+	for _, e := range q.index {
+		if e.size > 0 {
+			q.records++
+			q.bytes += int64(e.size)
+		}
+	}
+	return nil
 }
 
 // ID returns the queue's id: random, created with the directory and kept across
