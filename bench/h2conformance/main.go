@@ -16,6 +16,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -26,7 +27,16 @@ func main() {
 	bin := flag.String("h2spec", filepath.Join(testenv.PeersDir(), "h2spec"), "the h2spec binary (scripts/install-peers h2spec)")
 	timeout := flag.Int("timeout", 2, "seconds h2spec waits for each answer")
 	all := flag.Bool("all", false, "print every case, not only those either server fails")
+	serve := flag.String("serve", "", "only serve our server on this address, to run h2spec by hand (h2spec -v http2/6.5)")
 	flag.Parse()
+	if *serve != "" {
+		ln, err := net.Listen("tcp", *serve)
+		if err == nil {
+			err = ours().serve(ln)
+		}
+		fmt.Fprintln(os.Stderr, "h2conformance:", err)
+		os.Exit(2)
+	}
 	rows, err := runBoth(context.Background(), *bin, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "h2conformance:", err)
