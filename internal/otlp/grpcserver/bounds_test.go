@@ -340,6 +340,24 @@ func TestGRPCRapidResetIsBounded(t *testing.T) {
 	}
 }
 
+// Opening streams past the concurrent-stream limit, each refused, counts against the
+// same budget: the connection ends rather than the server refusing forever.
+func TestGRPCRefusedStreamsAreBounded(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(&countingConsumer{}, Settings{Clock: clock.NewFake(time.Unix(1e9, 0))})
+	serveUntilCleanup(t, srv, lis)
+	rc := dialRaw(t, lis.Addr().String())
+	for i := range uint32(grpcMaxStreams + maxStreamChurn + 1) {
+		rc.open(2*i + 1) // never ended: the first grpcMaxStreams stay open
+	}
+	if code := rc.goAway(); code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
+	}
+}
+
 // serveUntilCleanup serves srv on lis until the test ends.
 func serveUntilCleanup(t *testing.T, srv *Server, lis net.Listener) {
 	served := make(chan error, 1)

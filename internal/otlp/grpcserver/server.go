@@ -609,7 +609,7 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 	if c.draining || c.active >= grpcMaxStreams {
 		c.fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
 		c.rememberReset(id)
-		return c.churned()
+		return c.churnedLocked()
 	}
 	st := &grpcStream{id: id, ctx: c.ctx, recvWindow: grpcStreamWindow, sendWindow: c.peerWindow}
 	fields := f.Fields
@@ -821,6 +821,12 @@ func (c *grpcConn) streamError(id uint32, code http2.ErrCode) bool {
 // churned counts a stream ended before its answer and reports whether the connection
 // is still within its budget; past it, it has sent GOAWAY ENHANCE_YOUR_CALM.
 func (c *grpcConn) churned() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.churnedLocked()
+}
+
+func (c *grpcConn) churnedLocked() bool {
 	now := c.srv.clk.Now()
 	if now.Sub(c.churnStart) > churnWindow {
 		c.churnStart, c.churn = now, 0
@@ -828,7 +834,7 @@ func (c *grpcConn) churned() bool {
 	if c.churn++; c.churn <= maxStreamChurn {
 		return true
 	}
-	c.goAway(http2.ErrCodeEnhanceYourCalm)
+	c.goAwayLocked(http2.ErrCodeEnhanceYourCalm)
 	return false
 }
 
