@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -264,25 +263,25 @@ func TestGRPCFramesOnIdleStreamsEndTheConnection(t *testing.T) {
 // error; trailers must end the stream and carry no pseudo-headers.
 func TestGRPCFramesAfterTheRequestEnded(t *testing.T) {
 	_, addr := startGRPC(t, &countingConsumer{}, 0, nil)
-	t.Run("DATA on a closed stream", func(t *testing.T) {
+	// answered opens a connection whose stream 1 has been answered, and so is closed.
+	answered := func(t *testing.T) *rawClient {
 		rc := dialRaw(t, addr)
 		rc.open(1)
 		rc.fr.WriteData(1, true, message(t, 1))
 		if got := rc.statusOf(1); got != "0" {
 			t.Fatalf("grpc-status %s, want 0", got)
 		}
+		return rc
+	}
+	t.Run("DATA on a closed stream", func(t *testing.T) {
+		rc := answered(t)
 		rc.fr.WriteData(1, true, []byte("late"))
 		if code := rc.reset(1); code != http2.ErrCodeStreamClosed {
 			t.Errorf("RST_STREAM %v, want STREAM_CLOSED", code)
 		}
 	})
 	t.Run("HEADERS on a closed stream", func(t *testing.T) {
-		rc := dialRaw(t, addr)
-		rc.open(1)
-		rc.fr.WriteData(1, true, message(t, 1))
-		if got := rc.statusOf(1); got != "0" {
-			t.Fatalf("grpc-status %s, want 0", got)
-		}
+		rc := answered(t)
 		rc.headers(1, exportRequest, true)
 		if code := rc.goAway(); code != http2.ErrCodeStreamClosed {
 			t.Errorf("GOAWAY %v, want STREAM_CLOSED", code)
@@ -322,15 +321,10 @@ func TestGRPCFramesLargerThanAnnouncedEndTheConnection(t *testing.T) {
 // Opening and resetting streams as fast as a client can (the rapid-reset attack,
 // CVE-2023-44487) ends the connection with ENHANCE_YOUR_CALM.
 func TestGRPCRapidResetIsBounded(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A clock that stands still: every reset falls in one window.
 	srv := New(consumer.ConsumerFunc(func(context.Context, consumer.Request) error { return nil }),
 		Settings{Clock: clock.NewFake(time.Unix(1e9, 0))})
-	serveUntilCleanup(t, srv, lis)
-	rc := dialRaw(t, lis.Addr().String())
+	rc := dialRaw(t, serveOnFreePort(t, srv))
 	for i := range uint32(maxStreamChurn + 1) {
 		rc.open(2*i + 1)
 		rc.fr.WriteRSTStream(2*i+1, http2.ErrCodeCancel)
@@ -343,13 +337,8 @@ func TestGRPCRapidResetIsBounded(t *testing.T) {
 // Opening streams past the concurrent-stream limit, each refused, counts against the
 // same budget: the connection ends rather than the server refusing forever.
 func TestGRPCRefusedStreamsAreBounded(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := New(&countingConsumer{}, Settings{Clock: clock.NewFake(time.Unix(1e9, 0))})
-	serveUntilCleanup(t, srv, lis)
-	rc := dialRaw(t, lis.Addr().String())
+	rc := dialRaw(t, serveOnFreePort(t, srv))
 	for i := range uint32(grpcMaxStreams + maxStreamChurn + 1) {
 		rc.open(2*i + 1) // never ended: the first grpcMaxStreams stay open
 	}
@@ -358,28 +347,11 @@ func TestGRPCRefusedStreamsAreBounded(t *testing.T) {
 	}
 }
 
-// serveUntilCleanup serves srv on lis until the test ends.
-func serveUntilCleanup(t *testing.T, srv *Server, lis net.Listener) {
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		srv.Shutdown(ctx)
-		<-served
-	})
-}
-
 // A connection with nothing in progress for IdleTimeout is told GOAWAY NO_ERROR and
 // closed, so clients that go away without a FIN do not hold the server's memory.
 func TestGRPCIdleConnectionsAreClosed(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := New(&countingConsumer{}, Settings{IdleTimeout: 50 * time.Millisecond})
-	serveUntilCleanup(t, srv, lis)
-	rc := dialRaw(t, lis.Addr().String())
+	rc := dialRaw(t, serveOnFreePort(t, srv))
 	rc.open(1)
 	rc.fr.WriteData(1, true, message(t, 1))
 	if got := rc.statusOf(1); got != "0" {
@@ -396,14 +368,9 @@ func TestGRPCIdleConnectionsAreClosed(t *testing.T) {
 // A client that floods PINGs and never reads the ACKs stalls the server's writes;
 // the server closes the connection rather than keep its goroutine blocked forever.
 func TestGRPCStalledWritesCloseTheConnection(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := New(&countingConsumer{}, Settings{})
 	srv.writeTimeout = 100 * time.Millisecond
-	serveUntilCleanup(t, srv, lis)
-	rc := dialRaw(t, lis.Addr().String())
+	rc := dialRaw(t, serveOnFreePort(t, srv))
 	rc.conn.SetDeadline(time.Time{})
 	flooded := make(chan error, 1)
 	go func() {
