@@ -59,7 +59,7 @@ type Server struct {
 	lim      *receiver.Limiter
 	idle     time.Duration // 0: connections may idle forever
 	clk      clock.Clock
-	// writeTimeout is writeTimeout but for tests.
+	// writeTimeout is the constant writeTimeout, which tests shorten.
 	writeTimeout time.Duration
 	bodies       bodyPool
 	// okHeaders and okTrailers are the pre-encoded header blocks of a success.
