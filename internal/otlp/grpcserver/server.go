@@ -18,12 +18,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
 
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
@@ -45,11 +47,21 @@ import (
 // directions, gzip-compressed messages, grpc-timeout, status details (RetryInfo for
 // retryable refusals), UNIMPLEMENTED for unknown methods and encodings, and a
 // graceful shutdown that lets requests in progress finish.
+//
+// It faces the internet on the manager's OTLP/gRPC port, so every resource a
+// connection can hold is bounded (docs/security.md, "The gRPC server"): streams in
+// progress, header list and frame sizes, stream churn (the rapid-reset attack), time
+// idle, and time blocked writing to a peer that does not read. Requests it does not
+// serve get an HTTP and gRPC status at once, and protocol errors the RFC 9113 answer.
 type Server struct {
 	next     consumer.Consumer
 	maxBytes int
 	lim      *receiver.Limiter
-	bodies   bodyPool
+	idle     time.Duration // 0: connections may idle forever
+	clk      clock.Clock
+	// writeTimeout is the constant writeTimeout, which tests shorten.
+	writeTimeout time.Duration
+	bodies       bodyPool
 	// okHeaders and okTrailers are the pre-encoded header blocks of a success.
 	okHeaders, okTrailers []byte
 
@@ -68,7 +80,19 @@ type Settings struct {
 	// Limiter, when not nil, bounds requests in progress; the manager shares one with
 	// its OTLP/HTTP handler.
 	Limiter *receiver.Limiter
+	// IdleTimeout ends a connection (GOAWAY, then close) once it has had no request
+	// in progress for this long, as grpc-go's keepalive MaxConnectionIdle does; zero
+	// means DefaultIdleTimeout, a negative value never.
+	IdleTimeout time.Duration
+	// Clock reads the time for the stream churn budget; nil means the wall clock.
+	Clock clock.Clock
 }
+
+// DefaultIdleTimeout is how long a connection may go without a request in progress
+// before the server ends it. OpenTelemetry SDKs export every few seconds to a minute,
+// so a connection in use stays open; one a client forgot is closed, and a client that
+// comes back simply reconnects.
+const DefaultIdleTimeout = 2 * time.Minute
 
 // The windows and bounds the server announces. A request is read whole before it is
 // consumed, so a stream window of a megabyte lets most requests arrive without
@@ -85,6 +109,26 @@ const (
 	maxPendingPingAcks = 8
 	// http2 defaults that apply until the peer's SETTINGS say otherwise.
 	http2DefaultWindow = 65535
+	http2MaxWindow     = 1<<31 - 1
+	// The largest frame the server reads: the default, since it announces no other.
+	grpcMaxReadFrame = 16 << 10
+	// A connection may end at most maxStreamChurn streams per churnWindow before they
+	// are answered (reset by the client, refused or reset by the server); beyond that
+	// it is ended with ENHANCE_YOUR_CALM. Opening and resetting streams costs the
+	// client next to nothing and the server real work (CVE-2023-44487, rapid reset);
+	// a well-behaved client resets a stream only when its deadline passes.
+	maxStreamChurn = 200
+	churnWindow    = time.Second
+	// A write to the peer that has not completed after writeTimeout means the peer
+	// stopped reading: the connection is closed rather than left holding a goroutine.
+	writeTimeout = 30 * time.Second
+	// After a GOAWAY for a protocol error the server reads (and discards) for at most
+	// lingerTimeout, so that the GOAWAY reaches a client still sending rather than
+	// being lost to a TCP reset.
+	lingerTimeout = time.Second
+	// recentResets is how many streams the server remembers having reset: frames
+	// still in flight on them are ignored, as RFC 9113 section 5.1 asks.
+	recentResets = 32
 )
 
 // New returns a server offering the OTLP export services to c. It starts nothing:
@@ -93,7 +137,13 @@ func New(c consumer.Consumer, set Settings) *Server {
 	if set.MaxBytes <= 0 {
 		set.MaxBytes = receiver.DefaultMaxBytes
 	}
-	s := &Server{next: c, maxBytes: set.MaxBytes, lim: set.Limiter,
+	switch {
+	case set.IdleTimeout == 0:
+		set.IdleTimeout = DefaultIdleTimeout
+	case set.IdleTimeout < 0:
+		set.IdleTimeout = 0
+	}
+	s := &Server{next: c, maxBytes: set.MaxBytes, lim: set.Limiter, idle: set.IdleTimeout, clk: clock.Or(set.Clock), writeTimeout: writeTimeout,
 		lns: map[net.Listener]struct{}{}, conns: map[*grpcConn]struct{}{}}
 	s.okHeaders = encodeHeaders("", [][2]string{{"content-type", "application/grpc"}, {"grpc-accept-encoding", "gzip"}})
 	s.okTrailers = encodeHeaders("", [][2]string{{"grpc-status", "0"}})
@@ -241,6 +291,7 @@ type grpcConn struct {
 	srv    *Server
 	nc     net.Conn
 	br     *bufio.Reader
+	sw     *stallWriter
 	fr     *http2.Framer
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -248,17 +299,28 @@ type grpcConn struct {
 	idle chan *grpcStream
 
 	// Owned by the reading goroutine.
-	recvWindow   int64  // what the peer may still send on the connection
-	recvUnacked  uint32 // consumed but not yet returned with WINDOW_UPDATE
-	lastStreamID uint32 // highest stream the client opened; written under mu too
+	recvWindow  int64  // what the peer may still send on the connection
+	recvUnacked uint32 // consumed but not yet returned with WINDOW_UPDATE
+	churn       int    // streams ended unanswered since churnStart
+	churnStart  time.Time
+	reset       [recentResets]uint32 // streams the server reset lately, a ring
+	resetNext   int
+
+	// Owned by the watchdog, which runs one tick at a time.
+	tick                    time.Duration
+	watchdog                *time.Timer
+	idleTicks, stallTicks   int
+	lastOpened, lastWritten uint64
 
 	mu           sync.Mutex
 	sendReady    *sync.Cond // signalled when send windows grow or the connection ends
 	bw           *bufio.Writer
 	streams      map[uint32]*grpcStream
-	active       int   // streams being received or handled
-	sendWindow   int64 // connection send window
-	peerWindow   int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
+	active       int           // streams being received or handled
+	opened       uint64        // streams opened so far, for the idle watchdog
+	lastStreamID atomic.Uint32 // highest stream the client opened; stored by the reader only
+	sendWindow   int64         // connection send window
+	peerWindow   int64         // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxFrame uint32
 	pingAcks     [][8]byte   // PING ACKs waiting to ride with other frames
 	pingTimer    *time.Timer // sends pingAcks if nothing else is written first
@@ -280,22 +342,41 @@ type grpcStream struct {
 	// Owned by the reading goroutine while the request arrives.
 	recvWindow  int64
 	recvUnacked uint32
-	handling    bool
+	handling    bool // the request ended (half-closed remote): it is the handler's
 
 	// Guarded by grpcConn.mu.
 	sendWindow int64
-	reset      bool // the client reset the stream: write nothing more on it
+	reset      bool // the stream was reset, by either side: write nothing more on it
+}
+
+// stallWriter counts the writes to the peer and says whether one is in progress, so
+// that the watchdog can tell a peer that stopped reading without a clock read per
+// write.
+type stallWriter struct {
+	w       io.Writer
+	writes  atomic.Uint64
+	writing atomic.Bool
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	s.writes.Add(1)
+	s.writing.Store(true)
+	n, err := s.w.Write(p)
+	s.writing.Store(false)
+	return n, err
 }
 
 func (s *Server) newConn(nc net.Conn) *grpcConn {
 	r, w := sysio.SocketIO(nc)
-	c := &grpcConn{srv: s, nc: nc, br: bufio.NewReaderSize(r, 32<<10), bw: bufio.NewWriterSize(w, 8<<10),
+	sw := &stallWriter{w: w}
+	c := &grpcConn{srv: s, nc: nc, br: bufio.NewReaderSize(r, 32<<10), sw: sw, bw: bufio.NewWriterSize(sw, 8<<10),
 		streams: map[uint32]*grpcStream{}, recvWindow: grpcConnWindow,
 		sendWindow: http2DefaultWindow, peerWindow: http2DefaultWindow, peerMaxFrame: 16 << 10}
 	c.sendReady = sync.NewCond(&c.mu)
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = grpcMaxHeaderBytes
+	c.fr.SetMaxReadFrameSize(grpcMaxReadFrame)
 	c.fr.SetReuseFrames()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.idle = make(chan *grpcStream)
@@ -309,6 +390,7 @@ func (c *grpcConn) serve() {
 	if !c.handshake() {
 		return
 	}
+	c.startWatchdog()
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
@@ -316,20 +398,26 @@ func (c *grpcConn) serve() {
 			var ce http2.ConnectionError
 			switch {
 			case errors.As(err, &se):
-				c.mu.Lock()
-				c.lastStreamID = max(c.lastStreamID, se.StreamID)
-				c.mu.Unlock()
-				c.resetStream(se.StreamID, se.Code)
+				if c.idleStream(se.StreamID) && se.StreamID%2 == 1 {
+					c.lastStreamID.Store(se.StreamID) // a request the framer refused opened it
+				}
+				if !c.streamError(se.StreamID, se.Code) {
+					c.linger()
+					return
+				}
 			case errors.As(err, &ce):
 				c.goAway(http2.ErrCode(ce))
+				c.linger()
 				return
 			case errors.Is(err, http2.ErrFrameTooLarge):
 				c.goAway(http2.ErrCodeFrameSize)
+				c.linger()
 				return
 			default: // the connection broke or the peer closed it
 				return
 			}
 		} else if !c.handleFrame(f) {
+			c.linger()
 			return
 		}
 		if c.br.Buffered() == 0 {
@@ -352,7 +440,10 @@ func (c *grpcConn) handshake() bool {
 		return false
 	}
 	if string(preface) != http2.ClientPreface {
-		// Most likely HTTP/1: say what this port is instead of hanging up silently.
+		if !looksLikeHTTP1(preface) {
+			return false // RFC 9113 section 3.4: close the connection
+		}
+		// HTTP/1: say what this port is instead of hanging up silently.
 		msg := "this port serves OTLP over gRPC (HTTP/2); send OTLP/HTTP to the OTLP/HTTP port\n"
 		fmt.Fprintf(c.nc, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
 		return false
@@ -369,6 +460,16 @@ func (c *grpcConn) handshake() bool {
 	return c.flushLocked() == nil
 }
 
+// looksLikeHTTP1 reports whether b starts as an HTTP/1 request line does.
+func looksLikeHTTP1(b []byte) bool {
+	for _, m := range []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "} {
+		if bytes.HasPrefix(b, []byte(m)) {
+			return true
+		}
+	}
+	return false
+}
+
 // handleFrame acts on one frame; false ends the connection.
 func (c *grpcConn) handleFrame(f http2.Frame) bool {
 	switch f := f.(type) {
@@ -380,38 +481,9 @@ func (c *grpcConn) handleFrame(f http2.Frame) bool {
 		if f.IsAck() {
 			return true
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		err := f.ForeachSetting(func(s http2.Setting) error {
-			switch s.ID {
-			case http2.SettingInitialWindowSize:
-				delta := int64(s.Val) - c.peerWindow
-				c.peerWindow = int64(s.Val)
-				for _, st := range c.streams {
-					st.sendWindow += delta
-				}
-			case http2.SettingMaxFrameSize:
-				c.peerMaxFrame = s.Val
-			}
-			return nil
-		})
-		if err != nil {
-			return false
-		}
-		c.sendReady.Broadcast()
-		return c.fr.WriteSettingsAck() == nil
+		return c.onSettings(f)
 	case *http2.WindowUpdateFrame:
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if f.StreamID == 0 {
-			if c.sendWindow += int64(f.Increment); c.sendWindow > 1<<31-1 {
-				c.goAwayLocked(http2.ErrCodeFlowControl)
-				return false
-			}
-		} else if st := c.streams[f.StreamID]; st != nil {
-			st.sendWindow += int64(f.Increment)
-		}
-		c.sendReady.Broadcast()
+		return c.onWindowUpdate(f)
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			c.mu.Lock()
@@ -419,14 +491,26 @@ func (c *grpcConn) handleFrame(f http2.Frame) bool {
 			c.mu.Unlock()
 		}
 	case *http2.RSTStreamFrame:
+		if c.idleStream(f.StreamID) {
+			c.goAway(http2.ErrCodeProtocol) // RFC 9113 section 5.1: idle streams cannot be reset
+			return false
+		}
+		c.forgetReset(f.StreamID) // the client knows the stream is closed: it sends nothing more on it
 		c.mu.Lock()
 		st := c.streams[f.StreamID]
 		if st != nil {
 			st.reset = true
 		}
 		c.mu.Unlock()
-		if st != nil && !st.handling {
-			c.forget(f.StreamID)
+		if st != nil {
+			if !st.handling {
+				c.forget(f.StreamID)
+			}
+			return c.churned()
+		}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return c.streamError(f.StreamID, http2.ErrCodeProtocol) // a stream cannot depend on itself
 		}
 	case *http2.GoAwayFrame:
 		// The client opens no new streams; those in progress still get answers.
@@ -434,7 +518,73 @@ func (c *grpcConn) handleFrame(f http2.Frame) bool {
 		c.goAway(http2.ErrCodeProtocol) // clients must not push
 		return false
 	}
-	return true // PRIORITY and unknown frames are ignored, as RFC 9113 asks
+	return true // unknown frames are ignored, as RFC 9113 asks
+}
+
+// idleStream reports whether id names a stream the client has not opened yet.
+func (c *grpcConn) idleStream(id uint32) bool { return id > c.lastStreamID.Load() }
+
+// onSettings applies the client's settings, checking each against RFC 9113's bounds.
+func (c *grpcConn) onSettings(f *http2.SettingsFrame) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - c.peerWindow
+			for _, st := range c.streams {
+				if st.sendWindow+delta > http2MaxWindow {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
+			c.peerWindow = int64(s.Val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+			}
+		case http2.SettingMaxFrameSize:
+			c.peerMaxFrame = s.Val
+		}
+		return nil
+	})
+	if err != nil {
+		code := http2.ErrCodeProtocol
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			code = http2.ErrCode(ce)
+		}
+		c.goAwayLocked(code)
+		return false
+	}
+	c.sendReady.Broadcast()
+	return c.fr.WriteSettingsAck() == nil
+}
+
+// onWindowUpdate grows a send window, within RFC 9113's limit of 2^31-1.
+func (c *grpcConn) onWindowUpdate(f *http2.WindowUpdateFrame) bool {
+	if f.StreamID != 0 && c.idleStream(f.StreamID) {
+		c.goAway(http2.ErrCodeProtocol)
+		return false
+	}
+	c.mu.Lock()
+	if f.StreamID == 0 {
+		if c.sendWindow += int64(f.Increment); c.sendWindow > http2MaxWindow {
+			c.goAwayLocked(http2.ErrCodeFlowControl)
+			c.mu.Unlock()
+			return false
+		}
+	} else if st := c.streams[f.StreamID]; st != nil {
+		if st.sendWindow+int64(f.Increment) > http2MaxWindow {
+			c.mu.Unlock()
+			return c.streamError(f.StreamID, http2.ErrCodeFlowControl)
+		}
+		st.sendWindow += int64(f.Increment)
+	}
+	c.sendReady.Broadcast()
+	c.mu.Unlock()
+	return true
 }
 
 // onHeaders opens a stream, or ends one with trailers.
@@ -444,23 +594,22 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		c.goAway(http2.ErrCodeProtocol)
 		return false
 	}
-	if id <= c.lastStreamID {
-		c.mu.Lock()
-		st := c.streams[id]
-		c.mu.Unlock()
-		if st != nil && !st.handling && f.StreamEnded() {
-			c.endStream(st) // trailers after the message
-		} else if st != nil {
-			c.resetStream(id, http2.ErrCodeProtocol)
-		}
-		return true
+	if !c.idleStream(id) {
+		return c.onLaterHeaders(f)
+	}
+	c.lastStreamID.Store(id)
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		return c.streamError(id, http2.ErrCodeProtocol)
+	}
+	if !wellFormedRequest(f) {
+		return c.streamError(id, http2.ErrCodeProtocol) // RFC 9113 section 8.1.1: malformed
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastStreamID = id // under mu, so drain reads it
 	if c.draining || c.active >= grpcMaxStreams {
 		c.fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
-		return true
+		c.rememberReset(id)
+		return c.churnedLocked()
 	}
 	st := &grpcStream{id: id, ctx: c.ctx, recvWindow: grpcStreamWindow, sendWindow: c.peerWindow}
 	fields := f.Fields
@@ -474,16 +623,21 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 		return ""
 	}
 	ended := f.StreamEnded()
+	// refuse answers a request the server does not serve, with an HTTP status for
+	// clients that are not gRPC and a gRPC status for those that are.
 	refuse := func(s receiver.Status, httpStatus string) bool {
 		c.writeStatusLocked(id, s, httpStatus)
 		if !ended {
 			c.fr.WriteRSTStream(id, http2.ErrCodeNo) // the rest of the request is not wanted
+			c.rememberReset(id)
 		}
 		return true
 	}
-	if f.PseudoValue("method") != "POST" {
-		c.fr.WriteRSTStream(id, http2.ErrCodeProtocol)
-		return true
+	if f.Truncated {
+		return refuse(receiver.Status{Code: codes.ResourceExhausted, Message: fmt.Sprintf("request headers are larger than the limit of %d bytes", grpcMaxHeaderBytes)}, "431")
+	}
+	if m := f.PseudoValue("method"); m != "POST" {
+		return refuse(receiver.Status{Code: codes.Internal, Message: "method " + m + " is not allowed; gRPC requests are POST"}, "405")
 	}
 	if ct := st.header("content-type"); ct != "application/grpc" && !strings.HasPrefix(ct, "application/grpc+") && !strings.HasPrefix(ct, "application/grpc;") {
 		return refuse(receiver.Status{Code: codes.Internal, Message: "unsupported content type " + ct + " (want application/grpc)"}, "415")
@@ -522,10 +676,72 @@ func (c *grpcConn) onHeaders(f *http2.MetaHeadersFrame) bool {
 	st.body = c.srv.bodies.get()
 	c.streams[id] = st
 	c.active++
+	c.opened++
 	if ended {
 		c.endStream(st)
 	}
 	return true
+}
+
+// onLaterHeaders handles HEADERS on a stream opened before: the request's trailers,
+// or a protocol error.
+func (c *grpcConn) onLaterHeaders(f *http2.MetaHeadersFrame) bool {
+	id := f.StreamID
+	c.mu.Lock()
+	st := c.streams[id]
+	c.mu.Unlock()
+	switch {
+	case st == nil:
+		// Closed, or idle below a stream already opened (RFC 9113 section 5.1.1).
+		// Trailers the client sent before it saw a RST_STREAM of the server's end the
+		// connection too, as with grpc-go: gRPC clients send none.
+		c.goAway(http2.ErrCodeStreamClosed)
+		return false
+	case st.handling:
+		return c.streamError(id, http2.ErrCodeStreamClosed) // the request already ended
+	case !f.StreamEnded() || hasPseudo(f.Fields):
+		return c.streamError(id, http2.ErrCodeProtocol) // trailers end the stream, without pseudo-headers
+	}
+	c.endStream(st)
+	return true
+}
+
+// wellFormedRequest checks what RFC 9113 section 8.3.1 and 8.2.2 ask of a request's
+// header list beyond what the framer checks: :method, :scheme and a non-empty :path,
+// no response or unknown pseudo-headers, no connection-specific fields.
+func wellFormedRequest(f *http2.MetaHeadersFrame) bool {
+	var method, scheme, path bool
+	for _, hf := range f.Fields {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value != ""
+		case ":scheme":
+			scheme = hf.Value != ""
+		case ":path":
+			path = hf.Value != ""
+		case ":authority":
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return false
+		case "te":
+			if hf.Value != "trailers" {
+				return false
+			}
+		default:
+			if strings.HasPrefix(hf.Name, ":") {
+				return false
+			}
+		}
+	}
+	return method && scheme && path
+}
+
+func hasPseudo(fields []hpack.HeaderField) bool {
+	for _, hf := range fields {
+		if strings.HasPrefix(hf.Name, ":") {
+			return true
+		}
+	}
+	return false
 }
 
 // grpcMethods maps each export method's path to its signal.
@@ -549,19 +765,21 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 		c.recvWindow += int64(c.recvUnacked)
 		c.recvUnacked = 0
 	}
-	if f.StreamID > c.lastStreamID {
+	if c.idleStream(f.StreamID) {
 		c.goAway(http2.ErrCodeProtocol) // DATA on a stream never opened
 		return false
 	}
 	c.mu.Lock()
 	st := c.streams[f.StreamID]
 	c.mu.Unlock()
-	if st == nil || st.handling {
-		return true // a stream already answered or reset: its data is not wanted
+	switch {
+	case st == nil && c.wasReset(f.StreamID):
+		return true // sent before the client saw the server's RST_STREAM
+	case st == nil || st.handling:
+		return c.streamError(f.StreamID, http2.ErrCodeStreamClosed) // the request already ended
 	}
 	if st.recvWindow -= int64(n); st.recvWindow < 0 {
-		c.resetStream(st.id, http2.ErrCodeFlowControl)
-		return true
+		return c.streamError(st.id, http2.ErrCodeFlowControl)
 	}
 	*st.body = append(*st.body, f.Data()...)
 	if b := *st.body; len(b) >= 5 {
@@ -571,6 +789,7 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 				Message: fmt.Sprintf("message of %d bytes is larger than the limit of %d", size, c.srv.maxBytes)}, "")
 			if !f.StreamEnded() {
 				c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+				c.rememberReset(st.id)
 			}
 			c.mu.Unlock()
 			c.forget(st.id)
@@ -589,6 +808,58 @@ func (c *grpcConn) onData(f *http2.DataFrame) bool {
 		st.recvUnacked = 0
 	}
 	return true
+}
+
+// streamError answers a stream error (RFC 9113 section 5.4.2): RST_STREAM with code,
+// and the stream is done. It reports false when the connection must end, because its
+// streams churn faster than maxStreamChurn allows.
+func (c *grpcConn) streamError(id uint32, code http2.ErrCode) bool {
+	c.resetStream(id, code)
+	return c.churned()
+}
+
+// churned counts a stream ended before its answer and reports whether the connection
+// is still within its budget; past it, it has sent GOAWAY ENHANCE_YOUR_CALM.
+func (c *grpcConn) churned() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.churnedLocked()
+}
+
+func (c *grpcConn) churnedLocked() bool {
+	now := c.srv.clk.Now()
+	if now.Sub(c.churnStart) > churnWindow {
+		c.churnStart, c.churn = now, 0
+	}
+	if c.churn++; c.churn <= maxStreamChurn {
+		return true
+	}
+	c.goAwayLocked(http2.ErrCodeEnhanceYourCalm)
+	return false
+}
+
+// rememberReset notes that the server reset stream id, so DATA the client sent
+// before it saw the RST_STREAM is ignored rather than answered. Reader only.
+func (c *grpcConn) rememberReset(id uint32) {
+	c.reset[c.resetNext] = id
+	c.resetNext = (c.resetNext + 1) % recentResets
+}
+
+func (c *grpcConn) forgetReset(id uint32) {
+	for i, r := range c.reset {
+		if r == id {
+			c.reset[i] = 0
+		}
+	}
+}
+
+func (c *grpcConn) wasReset(id uint32) bool {
+	for _, r := range c.reset {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // endStream hands a complete request to a handler of the connection that waits for
@@ -729,12 +1000,16 @@ func (c *grpcConn) dropLocked(st *grpcStream) {
 	}
 }
 
-// resetStream sends RST_STREAM with code and drops the stream unless it is being
-// handled.
+// resetStream sends RST_STREAM with code and drops the stream; a handler consuming
+// it finds it reset and writes nothing. Reader only.
 func (c *grpcConn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	c.fr.WriteRSTStream(id, code)
+	if st := c.streams[id]; st != nil {
+		st.reset = true
+	}
 	c.mu.Unlock()
+	c.rememberReset(id)
 	c.forget(id)
 }
 
@@ -816,7 +1091,7 @@ func (c *grpcConn) drain() {
 		return
 	}
 	c.draining = true
-	c.fr.WriteGoAway(c.lastStreamID, http2.ErrCodeNo, nil)
+	c.fr.WriteGoAway(c.lastStreamID.Load(), http2.ErrCodeNo, nil)
 	c.flushLocked()
 	if c.active == 0 {
 		c.nc.Close()
@@ -831,8 +1106,76 @@ func (c *grpcConn) goAway(code http2.ErrCode) {
 }
 
 func (c *grpcConn) goAwayLocked(code http2.ErrCode) {
-	c.fr.WriteGoAway(c.lastStreamID, code, nil)
+	c.fr.WriteGoAway(c.lastStreamID.Load(), code, nil)
 	c.flushLocked()
+}
+
+// linger follows a GOAWAY for an error: it closes the sending side and reads what the
+// client still sends, for lingerTimeout at most, so that closing the socket with
+// unread data does not reset the connection before the client reads the GOAWAY.
+func (c *grpcConn) linger() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		c.mu.Lock()
+		c.flushLocked()
+		c.closed = true // nothing more may be written
+		c.mu.Unlock()
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+}
+
+// startWatchdog starts the connection's timer, which ends the connection when it
+// has been idle for the server's IdleTimeout or a write has been blocked for
+// writeTimeout. It ticks rather than being reset by each request, which would cost
+// the request path a timer update.
+func (c *grpcConn) startWatchdog() {
+	c.tick = c.srv.writeTimeout / 2
+	if c.srv.idle > 0 {
+		c.tick = min(c.tick, c.srv.idle/4)
+	}
+	c.tick = max(c.tick, time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.watchdog = time.AfterFunc(c.tick, c.watch)
+	}
+}
+
+// watch is one tick of the watchdog.
+func (c *grpcConn) watch() {
+	written := c.sw.writes.Load()
+	if c.sw.writing.Load() && written == c.lastWritten {
+		c.stallTicks++
+	} else {
+		c.stallTicks = 0
+	}
+	c.lastWritten = written
+	if time.Duration(c.stallTicks)*c.tick >= c.srv.writeTimeout {
+		c.nc.Close() // the blocked write fails, and the connection ends
+		return
+	}
+	if !c.mu.TryLock() {
+		// A write holds mu; the next tick looks again.
+		c.watchdog.Reset(c.tick)
+		return
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if c.active == 0 && c.opened == c.lastOpened {
+		c.idleTicks++
+	} else {
+		c.idleTicks = 0
+	}
+	c.lastOpened = c.opened
+	idle := c.srv.idle > 0 && time.Duration(c.idleTicks)*c.tick >= c.srv.idle
+	c.watchdog.Reset(c.tick)
+	c.mu.Unlock()
+	if idle {
+		c.drain()
+	}
 }
 
 // flushLocked sends what is buffered, with any PING ACKs still waiting.
@@ -884,6 +1227,9 @@ func (c *grpcConn) close() {
 	c.closed = true
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
+	}
+	if c.watchdog != nil {
+		c.watchdog.Stop()
 	}
 	c.sendReady.Broadcast()
 	var open []*grpcStream

@@ -36,11 +36,17 @@ import (
 // startGRPC serves c on a free port and returns the server and its address.
 func startGRPC(t testing.TB, c consumer.Consumer, maxBytes int, lim *receiver.Limiter) (*Server, string) {
 	t.Helper()
+	srv := New(c, Settings{MaxBytes: maxBytes, Limiter: lim})
+	return srv, serveOnFreePort(t, srv)
+}
+
+// serveOnFreePort serves srv until the test ends and returns its address.
+func serveOnFreePort(t testing.TB, srv *Server) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(c, Settings{MaxBytes: maxBytes, Limiter: lim})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -52,7 +58,7 @@ func startGRPC(t testing.TB, c consumer.Consumer, maxBytes int, lim *receiver.Li
 			t.Errorf("Serve returned %v after Shutdown, want nil", err)
 		}
 	})
-	return srv, lis.Addr().String()
+	return lis.Addr().String()
 }
 
 // dialGRPC connects a grpc-go client, the library the OpenTelemetry SDK and the
