@@ -264,6 +264,7 @@ func (a *Agent) startLocked(job *offerJob) {
 func (a *Agent) reportLocked(o *outcome) {
 	a.mu.Lock()
 	c := a.client
+	a.reported = o
 	a.mu.Unlock()
 	if c == nil {
 		return
