@@ -43,6 +43,12 @@ type Fleet interface {
 	Pin(ctx context.Context, req registry.PinRequest) (registry.PinResult, error)
 	PinChanges(ctx context.Context, id string, limit int) ([]fleet.PinChange, error)
 	Adoption(stack string) []registry.Adoption
+	// RotateToken, RevokeToken and DeleteDeployment change a deployment's
+	// agent tokens or remove it, audited; DeploymentChanges reads that trail.
+	RotateToken(ctx context.Context, req registry.RotateRequest) (registry.Rotated, error)
+	RevokeToken(ctx context.Context, req registry.RevokeRequest) error
+	DeleteDeployment(ctx context.Context, id, by, reason string) error
+	DeploymentChanges(ctx context.Context, id string, limit int) ([]fleet.DeploymentChange, error)
 }
 
 // Keyring is what the API needs of operator tokens.
@@ -112,7 +118,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, append(a.telemetryRoutes(), a.notificationRoutes()...)...)
+	}, append(append(a.telemetryRoutes(), a.notificationRoutes()...), a.tokenRoutes()...)...)
 }
 
 // Register mounts every route on mux, plus a JSON 404 for unknown API paths.
@@ -254,6 +260,7 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 		Mode: d.Mode, Connected: d.Connected, AgentVersion: d.AgentVersion, AgentInstanceUID: d.InstanceUID,
 		LastCheckin: timePtr(d.LastCheckin), Health: d.Health, ConfigHash: d.ConfigHash, ExpectedConfigHash: d.ExpectedConfigHash,
 		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
+		TokenState: tokenStateJSON(v.Token), PreviousTokenValidUntil: timePtr(v.Token.PreviousUntil),
 	}
 }
 

@@ -188,6 +188,8 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"PinRequest": apitypes.PinRequest{}, "PinFilter": apitypes.PinFilter{}, "PinChange": apitypes.PinChange{},
 		"PinResult": apitypes.PinResult{}, "Adoption": apitypes.Adoption{}, "ReleaseAdoption": apitypes.ReleaseAdoption{},
 		"BehindDeployment": apitypes.BehindDeployment{},
+		"TokenRotation":    apitypes.TokenRotation{}, "RotatedToken": apitypes.RotatedToken{}, "TokenRevocation": apitypes.TokenRevocation{},
+		"DeploymentDeletion": apitypes.DeploymentDeletion{}, "DeploymentChange": apitypes.DeploymentChange{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}

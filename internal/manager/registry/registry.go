@@ -581,15 +581,22 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 // use of a rotated deployment's new token retires the previous one.
 func (r *Registry) Authenticate(token string) (id string, ok bool) {
 	h := auth.Hash(token)
+	now := r.clk.Now()
 	r.mu.RLock()
 	e, ok := r.byToken[h]
-	var retire bool
+	var retire, expired bool
 	if ok {
 		id, retire = e.d.ID, e.prevHash != "" && h == e.tokenHash
+		// The deadline holds to the instant, not to the timer's next tick.
+		expired = h == e.prevHash && e.expiredLocked(now)
 	}
 	r.mu.RUnlock()
-	if retire {
+	switch {
+	case retire:
 		r.retirePrevious(id, h)
+	case expired:
+		r.expireTokens()
+		return "", false
 	}
 	return id, ok
 }

@@ -96,9 +96,18 @@ func (r *Registry) TokenValid(id, h string) (valid bool, offer string) {
 	case e.tokenHash:
 		return true, ""
 	case e.prevHash:
+		if e.expiredLocked(r.clk.Now()) {
+			return false, ""
+		}
 		return true, e.offer
 	}
 	return false, ""
+}
+
+// expiredLocked reports whether the previous token's overlap has ended at now;
+// the caller holds r.mu.
+func (t *agentTokens) expiredLocked(now time.Time) bool {
+	return t.prevHash != "" && !t.prevUntil.IsZero() && !now.Before(t.prevUntil)
 }
 
 // RotateRequest asks for a deployment's new agent token.
@@ -271,7 +280,7 @@ func (r *Registry) expireTokens() {
 	r.mu.Lock()
 	var ids []string
 	for id, e := range r.rotating {
-		if !e.prevUntil.IsZero() && !now.Before(e.prevUntil) {
+		if e.expiredLocked(now) {
 			r.setTokensLocked(e, agentTokens{tokenHash: e.tokenHash})
 			r.queueTokensLocked(id, "the overlap deadline passed before the agent checked in with the new token")
 			ids = append(ids, id)
