@@ -23,7 +23,7 @@ import (
 
 const admin = "psk_api-test-admin"
 
-func start(t *testing.T) *manager.Manager {
+func start(t testing.TB) *manager.Manager {
 	cfg := config.DefaultManager()
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", t.TempDir(), admin
 	m, err := manager.New(cfg, manager.Settings{})
