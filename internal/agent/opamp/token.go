@@ -194,6 +194,11 @@ func (w refusalWatcher) Errorf(ctx context.Context, format string, v ...any) {
 
 // refused is told by the client that the manager refused the token.
 func (a *Agent) refused(status int) {
+	// A refused poll is no connection either, though opamp-go reports it to
+	// no callback.
+	a.mu.Lock()
+	a.connected = false
+	a.mu.Unlock()
 	if !a.refusedLogged.Swap(true) {
 		a.log.Error(fmt.Sprintf("manager refused this agent's token (%d): check PERISCOPE_AGENT_TOKEN / token file; it may have been revoked or rotated", status),
 			"token_file", filepath.Join(a.cfg.DataDir, TokenFile), "next_try_in", a.refusedRetry)
