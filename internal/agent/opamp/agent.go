@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 	"github.com/open-telemetry/opamp-go/client"
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -170,7 +171,7 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 	if err != nil {
 		return nil, err
 	}
-	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused}
+	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused, isRefused: a.refusedLogged.Load}
 	var c client.OpAMPClient
 	if a.cfg.Transport == "websocket" {
 		c = client.NewWebSocket(lg)
@@ -259,8 +260,11 @@ func (a *Agent) setConnected(ok bool, err error) {
 	case ok && !was:
 		a.log.Info("connected to manager")
 		a.refusedLogged.Store(false)
+	case !ok && errors.Is(err, websocket.ErrBadHandshake):
+		// The manager answered with a status, which opamp-go logs next: a
+		// refused token is said plainly by refused (token.go), another status
+		// as opamp-go's line.
 	case !ok && (was || a.started.After(time.Now().Add(-time.Second))):
-		// A refused token is said once, plainly, by refused (token.go).
 		a.log.Warn("cannot reach manager; retrying", "err", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
 
@@ -178,7 +179,8 @@ var refusedStatus = regexp.MustCompile(`(?:status=|invalid response from server:
 // says the manager refused its token.
 type refusalWatcher struct {
 	types.Logger
-	refused func(status int)
+	refused   func(status int)
+	isRefused func() bool
 }
 
 // Errorf implements types.Logger.
@@ -188,6 +190,9 @@ func (w refusalWatcher) Errorf(ctx context.Context, format string, v ...any) {
 		code, _ := strconv.Atoi(m[1])
 		w.refused(code)
 		return // said plainly by refused, once
+	}
+	if w.isRefused() && strings.Contains(msg, websocket.ErrBadHandshake.Error()) {
+		return // the same refusal, as opamp-go's retry line
 	}
 	w.Logger.Errorf(ctx, "%s", msg)
 }

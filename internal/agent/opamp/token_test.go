@@ -64,6 +64,11 @@ func TestRefusedTokenIsSaidOnceAndBacksOff(t *testing.T) {
 			if n := strings.Count(logs.String(), said); n != 1 {
 				t.Errorf("the refusal was logged %d times, want once; logs:\n%s", n, logs)
 			}
+			for _, noise := range []string{"cannot reach manager", "bad handshake", "invalid response from server"} {
+				if strings.Contains(logs.String(), noise) {
+					t.Errorf("a refused token is also logged as %q, which hides the plain message:\n%s", noise, logs)
+				}
+			}
 			if strings.Contains(logs.String(), "pdt_revoked") {
 				t.Errorf("the agent logged its token:\n%s", logs)
 			}
