@@ -44,6 +44,11 @@ const TokenFile = "deployment-token"
 // before it tries again. A refused token needs an operator, not a retry.
 const DefaultRefusedRetry = 5 * time.Minute
 
+// tokenShape is what the agent accepts as a deployment token from the manager
+// or its token file: the prefix and letters, digits, '-' or '_' (what goes into
+// an HTTP header unquoted), so a garbled offer is refused, not kept.
+var tokenShape = regexp.MustCompile(`^` + auth.PrefixDeployment + `[A-Za-z0-9_-]{1,256}$`)
+
 // savedToken is TokenFile's content.
 type savedToken struct {
 	Token string `json:"token"`
@@ -98,7 +103,7 @@ func (a *Agent) loadToken() error {
 		return fmt.Errorf("read rotated deployment token: %w", err)
 	default:
 		var st savedToken
-		if err := json.Unmarshal(b, &st); err != nil || !strings.HasPrefix(st.Token, auth.PrefixDeployment) {
+		if err := json.Unmarshal(b, &st); err != nil || !tokenShape.MatchString(st.Token) {
 			return fmt.Errorf("rotated deployment token %s is corrupt: delete it to use the configured token", path)
 		}
 		if st.Configured == auth.Hash(a.cfg.Token) {
@@ -151,7 +156,7 @@ func (a *Agent) onConnectionSettings(_ context.Context, s *protobufs.OpAMPConnec
 	if offered == "" || offered == a.Token() {
 		return nil // a heartbeat offer, or one already taken
 	}
-	if !strings.HasPrefix(offered, auth.PrefixDeployment) {
+	if !tokenShape.MatchString(offered) {
 		return fmt.Errorf("offered token is not a deployment token (%s…)", auth.PrefixDeployment)
 	}
 	if err := a.saveToken(offered); err != nil {

@@ -2,12 +2,17 @@ package opamp
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/periscope-dev/periscope/internal/config"
 )
@@ -74,4 +79,41 @@ func TestRefusedTokenIsSaidOnceAndBacksOff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzConnectionSettingsToken offers the agent arbitrary Authorization headers:
+// it takes only a deployment token carried as a bearer token, keeps it on disk,
+// and otherwise keeps the one it has.
+func FuzzConnectionSettingsToken(f *testing.F) {
+	for _, seed := range []string{"Bearer pdt_0123456789abcdef0123456789abcdef", "Bearer psk_admin", "bearer pdt_x", "Basic dXNlcjpwdw==",
+		"Bearer ", "", "Bearer pdt_\x00\n", "Bearer  pdt_spaced"} {
+		f.Add("Authorization", seed)
+	}
+	f.Add("X-Other", "Bearer pdt_not_auth")
+	cfg := config.DefaultAgent()
+	cfg.Manager, cfg.Token, cfg.Transport, cfg.DataDir = "http://127.0.0.1:1", "pdt_configured", "http", f.TempDir()
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := a.loadToken(); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		before := a.Token()
+		err := a.onConnectionSettings(context.Background(), &protobufs.OpAMPConnectionSettings{
+			Headers: &protobufs.Headers{Headers: []*protobufs.Header{{Key: key, Value: value}}}})
+		after := a.Token()
+		if after == before {
+			return
+		}
+		if err != nil || !strings.HasPrefix(after, "pdt_") || !strings.EqualFold(key, "Authorization") || !strings.Contains(value, after) {
+			t.Fatalf("offer %q: %q took token %q (err %v)", key+": "+value, before, after, err)
+		}
+		var kept savedToken
+		b, rerr := os.ReadFile(filepath.Join(cfg.DataDir, TokenFile))
+		if rerr != nil || json.Unmarshal(b, &kept) != nil || kept.Token != after {
+			t.Fatalf("taken token %q not kept on disk: %v %q", after, rerr, b)
+		}
+	})
 }
