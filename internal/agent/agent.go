@@ -141,7 +141,7 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 		QueueDir: filepath.Join(cfg.DataDir, "queue"),
 		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
 			OnFull: onFull, Sync: cfg.Queue.Sync},
-		Forward:             forward.Settings{Endpoint: cfg.Manager, Token: cfg.Token, Compression: cfg.Compression},
+		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname},
 		LossInterval:        a.s.LossInterval,
@@ -157,7 +157,7 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("telemetry pipeline: %w", err)
 	}
-	cs := &pipeline.ContextSource{Manager: cfg.Manager, Token: cfg.Token, Local: local,
+	cs := &pipeline.ContextSource{Manager: cfg.Manager, TokenFunc: a.checkin.Token, Local: local,
 		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
 	return p, cs, nil
 }

@@ -360,6 +360,9 @@ func deploymentsCmd(o *opts) *cobra.Command {
 				row("Last check-in", ago(d.LastCheckin))
 				row("Agent", fmt.Sprintf("%s, instance %s", dash(d.AgentVersion), dash(d.AgentInstanceUID)))
 				row("Config hash", dash(d.ConfigHash))
+				if d.TokenState != apitypes.TokenActive {
+					row("Agent token", tokenCell(d))
+				}
 				names := make([]string, 0, len(d.Health.Components))
 				for n := range d.Health.Components {
 					names = append(names, n)
@@ -381,6 +384,7 @@ func deploymentsCmd(o *opts) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(list, create, show)
+	cmd.AddCommand(deploymentTokenCmds(o)...)
 	return cmd
 }
 

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/periscope-dev/periscope/internal/auth"
 )
 
 // Duration is a time.Duration written as a Go duration string ("30s", "5m").
@@ -275,8 +277,11 @@ func (c *Manager) EffectiveStaleAfter() time.Duration {
 type Agent struct {
 	// Manager is the manager's base URL (http:// or https://).
 	Manager string `yaml:"manager" env:"MANAGER"`
-	// Token is the deployment token issued when the deployment was created.
-	Token string `yaml:"token" env:"TOKEN"`
+	// Token is the deployment token issued when the deployment was created. Its
+	// variable is PERISCOPE_AGENT_TOKEN, not the CLI's PERISCOPE_TOKEN: a shell
+	// set up for the CLI holds an operator token, which the manager refuses
+	// from an agent.
+	Token string `yaml:"token" env:"AGENT_TOKEN"`
 	// Release is the vendor release this deployment runs.
 	Release string `yaml:"release" env:"RELEASE"`
 	// Cloud, Region and Platform override what the agent detects.
@@ -383,8 +388,12 @@ func (c *Agent) Validate() error {
 	if u, err := url.Parse(c.Manager); c.Manager == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("manager: %q is not an http(s) URL like http://127.0.0.1:7070", c.Manager))
 	}
-	if c.Token == "" {
-		errs = append(errs, errors.New("token: must be set (the deployment token from 'periscope deployments create')"))
+	switch {
+	case c.Token == "":
+		errs = append(errs, errors.New("token: must be set (the deployment token from 'periscope deployments create', as --token or PERISCOPE_AGENT_TOKEN)"))
+	case strings.HasPrefix(c.Token, auth.PrefixAPI):
+		errs = append(errs, fmt.Errorf("token: %s… is an operator API token, for the CLI; the agent needs its deployment's %s… token (from 'periscope deployments create')",
+			auth.PrefixAPI, auth.PrefixDeployment))
 	}
 	if c.Transport != "websocket" && c.Transport != "http" {
 		errs = append(errs, fmt.Errorf("transport: %q must be websocket or http", c.Transport))

@@ -236,3 +236,22 @@ func TestAgentUpdateValidate(t *testing.T) {
 		t.Errorf("every documented field: %v", err)
 	}
 }
+
+// The agent's token has its own variable: the CLI's PERISCOPE_TOKEN (an operator
+// token) in the same shell must not become the agent's.
+func TestAgentTokenVariable(t *testing.T) {
+	cfg := DefaultAgent()
+	if err := Load(&cfg, "", []string{"PERISCOPE_TOKEN=psk_operator", "PERISCOPE_AGENT_TOKEN=pdt_agent"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Token != "pdt_agent" {
+		t.Errorf("token = %q, want pdt_agent from PERISCOPE_AGENT_TOKEN", cfg.Token)
+	}
+	cfg = DefaultAgent()
+	if err := Load(&cfg, "", []string{"PERISCOPE_TOKEN=psk_operator"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Token != "" {
+		t.Errorf("token = %q from PERISCOPE_TOKEN, want the agent not to read the CLI's variable", cfg.Token)
+	}
+}

@@ -56,7 +56,10 @@ func startAgent(t *testing.T, managerURL, token, transport, release string, flag
 	cfg := config.DefaultAgent()
 	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = managerURL, token, transport, release
 	cfg.Cloud, cfg.Region, cfg.Platform = flags.Cloud, flags.Region, flags.Platform
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = flags.DataDir
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
 	cfg.HeartbeatInterval = config.Duration(time.Second)
 	if env == nil {
 		env = []string{}

@@ -265,3 +265,34 @@ func (f Filter) matchBehind(e Evaluation) bool {
 func containsFold(s, lowerSub string) bool {
 	return strings.Contains(strings.ToLower(s), lowerSub)
 }
+
+// DeploymentAction names an audited change to a deployment's credentials or
+// lifecycle.
+type DeploymentAction string
+
+// Deployment actions in the audit trail.
+const (
+	// ActionRotateToken issued a new agent token; the old one stays valid
+	// until the agent checks in with the new one (or an overlap deadline).
+	ActionRotateToken DeploymentAction = "rotate-token"
+	// ActionRevokeToken made the deployment's tokens (or only the previous
+	// one) invalid at once.
+	ActionRevokeToken DeploymentAction = "revoke-token"
+	// ActionRetireToken is the manager ending a rotation's overlap: the agent
+	// used the new token, or the overlap deadline passed.
+	ActionRetireToken DeploymentAction = "retire-previous-token"
+	// ActionDelete removed the deployment and its tokens.
+	ActionDelete DeploymentAction = "delete"
+)
+
+// DeploymentChange is one entry in the audit trail of deployments' tokens and
+// deletions. It outlives the deployment it names.
+type DeploymentChange struct {
+	At           time.Time        `json:"at"`
+	By           string           `json:"by"`
+	Reason       string           `json:"reason"`
+	Action       DeploymentAction `json:"action"`
+	DeploymentID string           `json:"deployment_id"`
+	// Detail says what the change did, for people (never a token).
+	Detail string `json:"detail,omitempty"`
+}

@@ -145,10 +145,18 @@ func (m *Manager) start(ctx context.Context) error {
 		}
 		onEvent = m.notify.Observe
 	}
+	// The registry's timer retires expired rotation overlaps from its start,
+	// before the check-in server exists.
+	var checkins atomic.Pointer[checkin.Server]
 	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
 		// m.checkin exists before the server serves, and only requests change what is desired.
-		OnDesiredChange: func(ids []string) { m.checkin.Push(context.Background(), ids) }})
+		OnDesiredChange: func(ids []string) { m.checkin.Push(context.Background(), ids) },
+		OnTokensChange: func(id string) {
+			if cs := checkins.Load(); cs != nil {
+				cs.TokensChanged(context.Background(), id)
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -172,6 +180,7 @@ func (m *Manager) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	checkins.Store(m.checkin)
 	if err := m.startTelemetry(ctx, reg); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/fleet"
@@ -41,13 +42,27 @@ var (
 	ErrUnavailable = errors.New("store cannot write for now")
 )
 
-// DeploymentRecord is a deployment as stored: its state, the hash of its agent
-// token, and the last status recorded in its event history (so a restart does not
-// record a status change that did not happen).
+// DeploymentRecord is a deployment as stored: its state, the hashes of the agent
+// tokens it accepts, and the last status recorded in its event history (so a
+// restart does not record a status change that did not happen).
 type DeploymentRecord struct {
 	Deployment fleet.Deployment
-	TokenHash  string
-	LastStatus fleet.Status
+	// TokenHash is the hash of the agent token in force; empty once revoked.
+	TokenHash string
+	// PrevTokenHash is the token a rotation replaced, accepted until the agent
+	// uses the new one or until PrevTokenUntil, when that is set.
+	PrevTokenHash  string
+	PrevTokenUntil time.Time
+	LastStatus     fleet.Status
+}
+
+// DeploymentTokens are the agent tokens one deployment accepts (see
+// DeploymentRecord for the fields).
+type DeploymentTokens struct {
+	ID             string
+	TokenHash      string
+	PrevTokenHash  string
+	PrevTokenUntil time.Time
 }
 
 // Fleet persists deployments, releases, status events and operator tokens, under
@@ -56,11 +71,23 @@ type Fleet interface {
 	// CreateDeployments inserts new deployments; ErrConflict if any id or token
 	// hash exists, in which case none is inserted.
 	CreateDeployments(ctx context.Context, recs []DeploymentRecord) error
-	// UpdateDeployments overwrites the mutable state (everything but id, token hash
-	// and creation time) of existing deployments; unknown ids are ignored.
+	// UpdateDeployments overwrites the mutable state (everything but id, token
+	// hashes and creation time) of existing deployments; unknown ids are ignored.
 	UpdateDeployments(ctx context.Context, recs []DeploymentRecord) error
 	// ListDeployments returns every deployment.
 	ListDeployments(ctx context.Context) ([]DeploymentRecord, error)
+	// SetDeploymentTokens replaces the tokens a deployment accepts and appends
+	// the audit entries, in one transaction; ErrNotFound if there is no such
+	// deployment, ErrConflict if a new hash belongs to another deployment.
+	SetDeploymentTokens(ctx context.Context, t DeploymentTokens, changes []fleet.DeploymentChange) error
+	// DeleteDeployment removes a deployment and its tokens and appends the audit
+	// entry, in one transaction; ErrNotFound if there is none with that id. Its
+	// events and audit entries stay.
+	DeleteDeployment(ctx context.Context, id string, change fleet.DeploymentChange) error
+	// ListDeploymentChanges returns up to limit token and deletion audit
+	// entries, newest first, of one deployment (deleted or not) or, when
+	// deploymentID is empty, of all.
+	ListDeploymentChanges(ctx context.Context, deploymentID string, limit int) ([]fleet.DeploymentChange, error)
 
 	// CreateRelease inserts a release; ErrConflict if stack and version exist.
 	CreateRelease(ctx context.Context, r fleet.Release) error

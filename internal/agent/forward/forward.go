@@ -57,6 +57,9 @@ type Settings struct {
 	Endpoint string
 	// Token is the deployment token sent as a bearer token.
 	Token string
+	// TokenFunc, when set, is asked for the token before every request instead
+	// of Token, so a token the manager rotates takes effect at once.
+	TokenFunc func() string
 	// Compression is gzip (default), zstd or none.
 	Compression string
 	// MaxBatchBytes bounds the uncompressed body of one request (default 4 MiB); it
@@ -414,7 +417,11 @@ func (f *Forwarder) send(ctx context.Context, batch string) error {
 	if f.s.Compression != "none" {
 		req.Header.Set("Content-Encoding", f.s.Compression)
 	}
-	req.Header.Set("Authorization", "Bearer "+f.s.Token)
+	tok := f.s.Token
+	if f.s.TokenFunc != nil {
+		tok = f.s.TokenFunc()
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set(otlp.BatchHeader, batch)
 	resp, err := f.s.Client.Do(req)
 	if err != nil {

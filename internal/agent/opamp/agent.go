@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 	"github.com/open-telemetry/opamp-go/client"
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -48,6 +49,9 @@ type Settings struct {
 	Env []string
 	// Clock times update hooks for the logs (the wall clock when nil).
 	Clock clock.Clock
+	// RefusedRetry is how long to wait after the manager refuses the token
+	// (DefaultRefusedRetry when zero).
+	RefusedRetry time.Duration
 }
 
 // Agent checks in with the manager. New validates; Start connects.
@@ -84,6 +88,11 @@ type Agent struct {
 	running  *offerJob // the offer whose hook runs
 	pending  *offerJob // the newest offer that arrived meanwhile
 	stopping bool
+	// reported is the last outcome handed to the client, which a replacing
+	// client reports first.
+	reported *outcome
+
+	tokenState
 }
 
 // New validates cfg and returns an agent that has not connected yet.
@@ -99,6 +108,10 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: s.Logger, env: s.Env, clk: clock.Or(s.Clock), components: map[string]*protobufs.ComponentHealth{},
 		release: cfg.Release, hc: newWebhookClient(), killGrace: defaultKillGrace}
+	a.refusedRetry, a.events = s.RefusedRetry, make(chan sessionEvent, 1)
+	if a.refusedRetry <= 0 {
+		a.refusedRetry = DefaultRefusedRetry
+	}
 	if cfg.Update.Command != "" {
 		t, err := parseHookCommand(cfg.Update.Command)
 		if err != nil {
@@ -123,40 +136,67 @@ func OpAMPURL(manager, transport string) (string, error) {
 	return u.String(), nil
 }
 
-// Start loads (or creates) the agent's identity and begins checking in. It
-// returns once the client runs; connection failures are retried in the background.
+// Start loads (or creates) the agent's identity and its token and begins
+// checking in. It returns once the client runs; connection failures are retried
+// in the background.
 func (a *Agent) Start(ctx context.Context) error {
 	uid, err := a.instanceUID()
 	if err != nil {
 		return err
 	}
-	endpoint, err := OpAMPURL(a.cfg.Manager, a.cfg.Transport)
+	if _, err := OpAMPURL(a.cfg.Manager, a.cfg.Transport); err != nil {
+		return err
+	}
+	if err := a.loadToken(); err != nil {
+		return err
+	}
+	stored := a.loadReleaseState()
+	det := Detect(a.env)
+	a.mu.Lock()
+	a.started, a.det, a.uid, a.startStatus = time.Now(), det, uid, stored
+	a.mu.Unlock()
+	desc, err := a.connect(ctx, stored)
 	if err != nil {
 		return err
 	}
-	lg := opamplog.Logger{L: a.log.With("component", "opamp")}
+	a.startSession(ctx)
+	a.log.Info("agent started", "manager", a.cfg.Manager, "transport", a.cfg.Transport, "release", a.Release(), "update_hook", hookKind(a.cfg.Update),
+		"cloud", attr(desc, "cloud.provider"), "region", attr(desc, "cloud.region"), "instance", uuid.UUID(uid).String())
+	return nil
+}
+
+// connect starts a new OpAMP client with the agent's current state, reporting
+// status as the last update outcome, and makes it the agent's client.
+func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatus) (*protobufs.AgentDescription, error) {
+	endpoint, err := OpAMPURL(a.cfg.Manager, a.cfg.Transport)
+	if err != nil {
+		return nil, err
+	}
+	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused, isRefused: a.refusedLogged.Load}
 	var c client.OpAMPClient
 	if a.cfg.Transport == "websocket" {
 		c = client.NewWebSocket(lg)
 	} else {
 		c = client.NewHTTP(lg)
 	}
-	stored := a.loadReleaseState()
-	det := Detect(a.env)
 	a.mu.Lock()
-	a.started, a.det, a.uid = time.Now(), det, uid
+	det, uid := a.det, a.uid
 	a.mu.Unlock()
 	desc := a.description(det, a.Release())
 	if err := c.SetAgentDescription(desc); err != nil {
-		return fmt.Errorf("agent description: %w", err)
+		return nil, fmt.Errorf("agent description: %w", err)
 	}
 	if err := c.SetHealth(a.health()); err != nil {
-		return fmt.Errorf("agent health: %w", err)
+		return nil, fmt.Errorf("agent health: %w", err)
 	}
 	caps := protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
-		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat |
+		// The manager hands over a rotated token as an OpAMP connection
+		// settings offer (see token.go).
+		protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings |
+		protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus
 	if a.cfg.Update.Enabled() {
 		// Only an agent with a hook takes offers; without one the manager shows
 		// the deployment as needing a manual redeploy.
@@ -164,12 +204,12 @@ func (a *Agent) Start(ctx context.Context) error {
 			protobufs.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig
 	}
 	if err := c.SetCapabilities(&caps); err != nil {
-		return fmt.Errorf("agent capabilities: %w", err)
+		return nil, fmt.Errorf("agent capabilities: %w", err)
 	}
 	hb := time.Duration(a.cfg.HeartbeatInterval)
 	settings := types.StartSettings{
 		OpAMPServerURL:    endpoint,
-		Header:            map[string][]string{"Authorization": {"Bearer " + a.cfg.Token}},
+		HeaderFunc:        a.authHeader,
 		InstanceUid:       types.InstanceUid(uid),
 		HeartbeatInterval: &hb,
 		Callbacks: types.Callbacks{
@@ -178,14 +218,15 @@ func (a *Agent) Start(ctx context.Context) error {
 			OnError: func(_ context.Context, e *protobufs.ServerErrorResponse) {
 				a.log.Error("manager reported an error", "err", e.ErrorMessage)
 			},
-			GetEffectiveConfig: a.effectiveConfig,
-			OnMessage:          a.onMessage,
+			GetEffectiveConfig:        a.effectiveConfig,
+			OnMessage:                 a.onMessage,
+			OnOpampConnectionSettings: a.onConnectionSettings,
 		},
 	}
-	if a.cfg.Update.Enabled() && stored != nil {
+	if a.cfg.Update.Enabled() && status != nil {
 		// The manager learns the last outcome with the first message instead of
 		// waiting for its next offer.
-		settings.RemoteConfigStatus = stored
+		settings.RemoteConfigStatus = status
 	}
 	// Set before Start: an offer may arrive before Start returns.
 	a.mu.Lock()
@@ -195,11 +236,9 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.mu.Lock()
 		a.client = nil
 		a.mu.Unlock()
-		return fmt.Errorf("start OpAMP client: %w", err)
+		return nil, fmt.Errorf("start OpAMP client: %w", err)
 	}
-	a.log.Info("agent started", "manager", a.cfg.Manager, "transport", a.cfg.Transport, "release", a.Release(), "update_hook", hookKind(a.cfg.Update),
-		"cloud", attr(desc, "cloud.provider"), "region", attr(desc, "cloud.region"), "instance", uuid.UUID(uid).String())
-	return nil
+	return desc, nil
 }
 
 func attr(d *protobufs.AgentDescription, key string) string {
@@ -221,12 +260,13 @@ func (a *Agent) setConnected(ok bool, err error) {
 	switch {
 	case ok && !was:
 		a.log.Info("connected to manager")
+		a.refusedLogged.Store(false)
+	case !ok && errors.Is(err, websocket.ErrBadHandshake):
+		// The manager answered with a status, which opamp-go logs next: a
+		// refused token is said plainly by refused (token.go), another status
+		// as opamp-go's line.
 	case !ok && (was || a.started.After(time.Now().Add(-time.Second))):
-		msg := "cannot reach manager; retrying"
-		if err != nil && strings.Contains(err.Error(), "401") {
-			msg = "manager refused the deployment token (401); check --token"
-		}
-		a.log.Warn(msg, "err", err)
+		a.log.Warn("cannot reach manager; retrying", "err", err)
 	}
 }
 
@@ -395,6 +435,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.stopping, a.pending = true, nil
 		a.umu.Unlock()
 		a.stopApplies()
+		a.stopSession()
 		done := make(chan struct{})
 		go func() { a.applies.Wait(); close(done) }()
 		select {

@@ -264,6 +264,7 @@ func (a *Agent) startLocked(job *offerJob) {
 func (a *Agent) reportLocked(o *outcome) {
 	a.mu.Lock()
 	c := a.client
+	a.reported = o
 	a.mu.Unlock()
 	if c == nil {
 		return
@@ -374,7 +375,7 @@ func (a *Agent) hookEnv(job *offerJob, from string) []string {
 	for _, kv := range a.env {
 		// The hook has no use for the deployment token, and hooks that print
 		// their environment would leak it into the failure message.
-		if !strings.HasPrefix(kv, "PERISCOPE_TOKEN=") {
+		if !strings.HasPrefix(kv, "PERISCOPE_TOKEN=") && !strings.HasPrefix(kv, "PERISCOPE_AGENT_TOKEN=") {
 			env = append(env, kv)
 		}
 	}

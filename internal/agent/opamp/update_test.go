@@ -251,7 +251,7 @@ func startAgent(t *testing.T, m *fakeManager, transport, dir string, configure f
 		configure(&cfg)
 	}
 	logs := &lockedBuffer{wrote: make(chan struct{}, 1)}
-	env := []string{"PATH=" + os.Getenv("PATH"), "PERISCOPE_TOKEN=pdt_secret_token", "HOOKDIR=" + dir}
+	env := []string{"PATH=" + os.Getenv("PATH"), "PERISCOPE_AGENT_TOKEN=pdt_secret_token", "HOOKDIR=" + dir}
 	a, err := New(cfg, Settings{Logger: slog.New(slog.NewTextHandler(logs, nil)), Env: env})
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func needShell(t *testing.T) {
 // test made one (see hookStarted), and waits for $HOOKDIR/go-<release> so a test
 // can watch the APPLYING status before the outcome.
 const gatedHook = `echo {{.Release}} >> "$HOOKDIR/runs"
-printf '%s|%s|%s|%s|%s|%s|%s\n' "{{.Release}}" "{{.PreviousRelease}}" "$PERISCOPE_DESIRED_RELEASE" "$PERISCOPE_CURRENT_RELEASE" "$PERISCOPE_STACK" "$PERISCOPE_EXPECTED_CONFIG_HASH" "${PERISCOPE_TOKEN:-no token}" > "$HOOKDIR/seen"
+printf '%s|%s|%s|%s|%s|%s|%s\n' "{{.Release}}" "{{.PreviousRelease}}" "$PERISCOPE_DESIRED_RELEASE" "$PERISCOPE_CURRENT_RELEASE" "$PERISCOPE_STACK" "$PERISCOPE_EXPECTED_CONFIG_HASH" "${PERISCOPE_AGENT_TOKEN:-no token}" > "$HOOKDIR/seen"
 if [ -p "$HOOKDIR/started" ]; then echo {{.Release}} > "$HOOKDIR/started"; fi
 while [ ! -e "$HOOKDIR/go-{{.Release}}" ]; do sleep 0.01; done`
 

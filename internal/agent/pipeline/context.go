@@ -25,6 +25,9 @@ const contextPath = "/v1/agent/context"
 type ContextSource struct {
 	// Manager is the manager's base URL; Token the deployment token.
 	Manager, Token string
+	// TokenFunc, when set, is asked for the token instead of Token, so a token
+	// the manager rotates takes effect at once.
+	TokenFunc func() string
 	// Local holds what the agent knows itself; its non-empty fields win.
 	Local otlp.Context
 	// CacheFile keeps the manager's last answer.
@@ -98,7 +101,11 @@ func (cs *ContextSource) fetch(ctx context.Context) (otlp.Context, error) {
 	if err != nil {
 		return dc, err
 	}
-	req.Header.Set("Authorization", "Bearer "+cs.Token)
+	tok := cs.Token
+	if cs.TokenFunc != nil {
+		tok = cs.TokenFunc()
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	client := cs.Client
 	if client == nil {
 		client = http.DefaultClient

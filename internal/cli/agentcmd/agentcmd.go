@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/periscope-dev/periscope/internal/agent"
+	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/config"
 )
 
@@ -42,7 +44,10 @@ vendor's hook: --update-command runs a shell command (a Go template with
 a hook the deployment is shown as needing a manual redeploy. See docs/updates.md.
 
 Every flag can also come from the config file (--config) or a PERISCOPE_*
-variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
+variable (PERISCOPE_MANAGER, PERISCOPE_AGENT_TOKEN, PERISCOPE_RELEASE, ...). The
+deployment token's variable is PERISCOPE_AGENT_TOKEN: PERISCOPE_TOKEN is the CLI's
+operator token, which the agent never reads. A token the manager hands over when an
+operator rotates it is kept in --data-dir and used from then on.`,
 		Example: "  periscope agent --manager https://periscope.vendor.example --token pdt_... --release 1.8.0",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,6 +62,11 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 				"compression": &cfg.Compression, "update-command": &cfg.Update.Command, "update-webhook": &cfg.Update.Webhook} {
 				if f.Changed(name) {
 					*dst, _ = f.GetString(name)
+				}
+			}
+			if cfg.Token == "" {
+				if err := misplacedToken(os.Environ()); err != nil {
+					return err
 				}
 			}
 			if f.Changed("heartbeat-interval") {
@@ -101,7 +111,7 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 	f := cmd.Flags()
 	f.StringVar(&cfgFile, "config", "", "YAML config file")
 	f.String("manager", "", "manager base URL, e.g. http://127.0.0.1:7070 (PERISCOPE_MANAGER)")
-	f.String("token", "", "deployment token (PERISCOPE_TOKEN)")
+	f.String("token", "", "deployment token, pdt_… (PERISCOPE_AGENT_TOKEN)")
 	f.String("release", "", "release version this deployment runs (PERISCOPE_RELEASE)")
 	f.String("cloud", "", "cloud provider, e.g. aws, gcp, azure (detected when unset)")
 	f.String("region", "", "cloud region (detected when unset)")
@@ -119,6 +129,23 @@ variable (PERISCOPE_MANAGER, PERISCOPE_TOKEN, PERISCOPE_RELEASE, ...).`,
 	f.Int("max-procs", flags.MaxProcs, "CPUs the agent may use at once; 0 means all (PERISCOPE_MAX_PROCS)")
 	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
 	return cmd
+}
+
+// misplacedToken explains an agent started with no deployment token from a shell
+// that holds the CLI's PERISCOPE_TOKEN, which the agent does not read.
+func misplacedToken(env []string) error {
+	for _, kv := range env {
+		v, ok := strings.CutPrefix(kv, "PERISCOPE_TOKEN=")
+		if !ok || v == "" {
+			continue
+		}
+		if strings.HasPrefix(v, auth.PrefixAPI) {
+			return fmt.Errorf("PERISCOPE_TOKEN holds an operator API token (%s…), which is the CLI's and which the agent does not read: "+
+				"give the agent its deployment's token (%s…) with --token or PERISCOPE_AGENT_TOKEN", auth.PrefixAPI, auth.PrefixDeployment)
+		}
+		return errors.New("the agent reads its deployment token from --token or PERISCOPE_AGENT_TOKEN, not PERISCOPE_TOKEN (the CLI's operator token)")
+	}
+	return nil
 }
 
 // NewLogger returns a text logger on stderr at the named level.

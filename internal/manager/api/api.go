@@ -47,6 +47,12 @@ type Fleet interface {
 	Pin(ctx context.Context, req registry.PinRequest) (registry.PinResult, error)
 	PinChanges(ctx context.Context, id string, limit int) ([]fleet.PinChange, error)
 	Adoption(stack string) []registry.Adoption
+	// RotateToken, RevokeToken and DeleteDeployment change a deployment's
+	// agent tokens or remove it, audited; DeploymentChanges reads that trail.
+	RotateToken(ctx context.Context, req registry.RotateRequest) (registry.Rotated, error)
+	RevokeToken(ctx context.Context, req registry.RevokeRequest) error
+	DeleteDeployment(ctx context.Context, id, by, reason string) error
+	DeploymentChanges(ctx context.Context, id string, limit int) ([]fleet.DeploymentChange, error)
 }
 
 // Keyring is what the API needs of operator tokens.
@@ -116,7 +122,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, append(a.telemetryRoutes(), a.notificationRoutes()...)...)
+	}, append(append(a.telemetryRoutes(), a.notificationRoutes()...), a.tokenRoutes()...)...)
 }
 
 // Register mounts every route on mux, plus JSON answers for the rest of /api/:
@@ -315,6 +321,7 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 		LastCheckin: timePtr(d.LastCheckin), Health: d.Health, ConfigHash: d.ConfigHash, ExpectedConfigHash: d.ExpectedConfigHash,
 		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
 		Loss: e.Loss, LossReason: e.LossReason, TelemetryLoss: lossJSON(d.TelemetryLoss),
+		TokenState: tokenStateJSON(v.Token), PreviousTokenValidUntil: timePtr(v.Token.PreviousUntil),
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 
 const admin = "psk_api-test-admin"
 
-func start(t *testing.T) *manager.Manager {
+func start(t testing.TB) *manager.Manager {
 	cfg := config.DefaultManager()
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", t.TempDir(), admin
 	m, err := manager.New(cfg, manager.Settings{})
@@ -188,6 +188,8 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"PinRequest": apitypes.PinRequest{}, "PinFilter": apitypes.PinFilter{}, "PinChange": apitypes.PinChange{},
 		"PinResult": apitypes.PinResult{}, "Adoption": apitypes.Adoption{}, "ReleaseAdoption": apitypes.ReleaseAdoption{},
 		"BehindDeployment": apitypes.BehindDeployment{},
+		"TokenRotation":    apitypes.TokenRotation{}, "RotatedToken": apitypes.RotatedToken{}, "TokenRevocation": apitypes.TokenRevocation{},
+		"DeploymentDeletion": apitypes.DeploymentDeletion{}, "DeploymentChange": apitypes.DeploymentChange{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}

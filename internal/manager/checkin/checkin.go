@@ -52,6 +52,9 @@ type Fleet interface {
 	Disconnected(id string)
 	// Offer returns the release offer for deployment id and whether it must be sent.
 	Offer(id string) (desired.Offer, bool)
+	// TokenValid reports whether the token with hash h still admits deployment
+	// id and, when its agent should move to a rotated token, that token.
+	TokenValid(id, h string) (valid bool, offer string)
 }
 
 // Settings are the server's collaborators; zero values are safe.
@@ -79,6 +82,8 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[string]types.Connection // deployment id → its open WebSocket
+	// connToken is the hash of the token each open WebSocket was admitted with.
+	connToken map[string]string
 
 	checkins *prometheus.CounterVec
 	rejected *prometheus.CounterVec
@@ -89,7 +94,7 @@ type Server struct {
 
 // New returns a check-in server for f.
 func New(f Fleet, s Settings) (*Server, error) {
-	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, limit: s.MaxMessageBytes, conns: map[string]types.Connection{}}
+	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, limit: s.MaxMessageBytes, conns: map[string]types.Connection{}, connToken: map[string]string{}}
 	if cs.limit <= 0 {
 		cs.limit = DefaultMaxMessageBytes
 	}
@@ -230,7 +235,7 @@ func (s *Server) onConnecting(req *http.Request) types.ConnectionResponse {
 	if strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
 		mode, transport = fleet.ModePush, "websocket"
 	}
-	c := &conn{s: s, id: id, mode: mode, checkins: s.checkins.WithLabelValues(transport)}
+	c := &conn{s: s, id: id, tokenHash: auth.Hash(tok), mode: mode, checkins: s.checkins.WithLabelValues(transport)}
 	return types.ConnectionResponse{Accept: true, ConnectionCallbacks: types.ConnectionCallbacks{
 		OnConnected:       c.onConnected,
 		OnMessage:         c.onMessage,
@@ -240,11 +245,12 @@ func (s *Server) onConnecting(req *http.Request) types.ConnectionResponse {
 
 // conn is one authenticated OpAMP connection (one request, for HTTP polling).
 type conn struct {
-	s        *Server
-	id       string
-	mode     fleet.Mode
-	checkins prometheus.Counter
-	sentHB   bool
+	s         *Server
+	id        string
+	tokenHash string
+	mode      fleet.Mode
+	checkins  prometheus.Counter
+	sentHB    bool
 }
 
 func (c *conn) onConnected(_ context.Context, tc types.Connection) {
@@ -261,6 +267,7 @@ func (c *conn) onConnected(_ context.Context, tc types.Connection) {
 	c.s.mu.Lock()
 	old := c.s.conns[c.id]
 	c.s.conns[c.id] = tc
+	c.s.connToken[c.id] = c.tokenHash
 	c.s.mu.Unlock()
 	if old != nil && old != tc {
 		// A deployment has one agent; a second connection with its token replaces the first.
@@ -277,6 +284,7 @@ func (c *conn) onClose(tc types.Connection) {
 	current := c.s.conns[c.id] == tc
 	if current {
 		delete(c.s.conns, c.id)
+		delete(c.s.connToken, c.id)
 	}
 	c.s.mu.Unlock()
 	if current {
@@ -312,7 +320,10 @@ func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.A
 		resp.RemoteConfig = desired.Encode(o)
 		c.s.offers.Inc()
 	}
-	if !c.sentHB && c.s.hb >= time.Second && c.s.hb%time.Second == 0 {
+	if offer := c.tokenOffer(); offer != nil {
+		resp.ConnectionSettings = offer
+		c.sentHB = true
+	} else if !c.sentHB && c.s.hb >= time.Second && c.s.hb%time.Second == 0 {
 		resp.ConnectionSettings = &protobufs.ConnectionSettingsOffers{Opamp: &protobufs.OpAMPConnectionSettings{HeartbeatIntervalSeconds: uint64(c.s.hb / time.Second)}}
 		c.sentHB = true
 	}

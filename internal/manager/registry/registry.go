@@ -58,14 +58,20 @@ type Settings struct {
 	// expected configuration) changed, after the change is stored, so push
 	// connections can be offered it at once. It runs on the caller's goroutine.
 	OnDesiredChange func(ids []string)
+	// OnTokensChange, when set, is told that a deployment's agent tokens
+	// changed (rotated, revoked, retired, deleted with it), after the change,
+	// so its push connection can be offered the new token or closed. It runs on
+	// the caller's goroutine with no registry lock held.
+	OnTokensChange func(id string)
 }
 
 // entry is one deployment. Its mu guards everything but the immutable id and
-// token hash, so check-ins of different deployments never wait on each other.
+// the tokens, so check-ins of different deployments never wait on each other.
 type entry struct {
-	mu          sync.Mutex
+	mu sync.Mutex
+	// The tokens are guarded by the registry's mu, like byToken (see tokens.go).
+	agentTokens
 	d           fleet.Deployment
-	tokenHash   string
 	lastStatus  fleet.Status
 	statusSince time.Time
 	// changing is set while a pin change holds the deployment, so a concurrent
@@ -86,9 +92,13 @@ type Registry struct {
 
 	onEvent   func(fleet.Event)
 	onDesired func(ids []string)
+	onTokens  func(id string)
 
-	// Lock order: mu, then an entry's mu, then pendMu. mu is held for writing
-	// only to add deployments or releases.
+	// Lock order: tokMu, flushMu, mu, an entry's mu, pendMu. mu is held for
+	// writing only to add or delete deployments, add releases or change tokens.
+	// tokMu serialises token changes (see tokens.go).
+	tokMu    sync.Mutex
+	rotating map[string]*entry // deployments with a previous token still valid
 	mu       sync.RWMutex
 	deps     map[string]*entry
 	byToken  map[string]*entry
@@ -99,6 +109,9 @@ type Registry struct {
 	pendMu sync.Mutex
 	dirty  map[string]struct{}
 	events []fleet.Event
+	// pendTokens are deployments whose tokens the manager changed itself (a
+	// retired previous token), with the audit entries to write.
+	pendTokens map[string][]fleet.DeploymentChange
 
 	flushMu sync.Mutex // serialises flushes so batches reach the store in order
 
@@ -123,8 +136,9 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	r := &Registry{
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
-		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange,
+		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
+		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -174,14 +188,14 @@ func (r *Registry) Start(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	for _, rec := range recs {
-		e := &entry{d: rec.Deployment, tokenHash: rec.TokenHash, lastStatus: rec.LastStatus}
+		e := &entry{d: rec.Deployment, lastStatus: rec.LastStatus}
 		// A push connection does not survive a manager restart.
 		if e.d.Connected {
 			e.d.Connected = false
 			r.markDirty(e.d.ID)
 		}
 		r.deps[e.d.ID] = e
-		r.byToken[e.tokenHash] = e
+		r.setTokensLocked(e, agentTokens{tokenHash: rec.TokenHash, prevHash: rec.PrevTokenHash, prevUntil: rec.PrevTokenUntil})
 		r.order = append(r.order, e)
 	}
 	r.sortOrderLocked()
@@ -200,7 +214,10 @@ func (r *Registry) Start(ctx context.Context) error {
 			r.log.Warn("write fleet state failed; will retry", "err", err)
 		}
 	})
-	go r.loop(loopCtx, r.evalI, r.evaluateAll)
+	go r.loop(loopCtx, r.evalI, func() {
+		r.evaluateAll()
+		r.expireTokens()
+	})
 	return nil
 }
 
@@ -238,6 +255,9 @@ func (r *Registry) Shutdown(ctx context.Context) error {
 func (r *Registry) Flush(ctx context.Context) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
+	if err := r.flushTokensLocked(ctx); err != nil {
+		return err
+	}
 	r.pendMu.Lock()
 	dirty, evs := r.dirty, r.events
 	r.dirty, r.events = map[string]struct{}{}, nil
@@ -286,7 +306,7 @@ func (e *entry) record() store.DeploymentRecord {
 		p := *d.Pin
 		d.Pin = &p
 	}
-	return store.DeploymentRecord{Deployment: d, TokenHash: e.tokenHash, LastStatus: e.lastStatus}
+	return store.DeploymentRecord{Deployment: d, TokenHash: e.tokenHash, PrevTokenHash: e.prevHash, PrevTokenUntil: e.prevUntil, LastStatus: e.lastStatus}
 }
 
 func cloneMap[K comparable, V any](m map[K]V) map[K]V {
@@ -362,6 +382,8 @@ type View struct {
 	Deployment  fleet.Deployment
 	Evaluation  fleet.Evaluation
 	StatusSince time.Time
+	// Token is the state of the deployment's agent tokens.
+	Token TokenState
 }
 
 // viewLocked copies e; the caller holds r.mu, not e.mu.
@@ -369,7 +391,8 @@ func (r *Registry) viewLocked(e *entry, now time.Time) View {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec := e.record()
-	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params), StatusSince: e.statusSince}
+	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params), StatusSince: e.statusSince,
+		Token: e.agentTokens.state()}
 }
 
 // Get returns one deployment.
@@ -542,9 +565,9 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 	defer r.mu.Unlock()
 	defer r.sortOrderLocked()
 	for i, rec := range recs {
-		e := &entry{d: rec.Deployment, tokenHash: rec.TokenHash, lastStatus: "", statusSince: now}
+		e := &entry{d: rec.Deployment, lastStatus: "", statusSince: now}
 		r.deps[e.d.ID] = e
-		r.byToken[e.tokenHash] = e
+		r.setTokensLocked(e, agentTokens{tokenHash: rec.TokenHash})
 		r.order = append(r.order, e)
 		e.mu.Lock()
 		r.evaluateLocked(e, now) // records "" → pending as the first event
@@ -554,16 +577,28 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 	return out, nil
 }
 
-// Authenticate maps an agent token to the deployment it belongs to.
+// Authenticate maps an agent token to the deployment it belongs to. The first
+// use of a rotated deployment's new token retires the previous one.
 func (r *Registry) Authenticate(token string) (id string, ok bool) {
 	h := auth.Hash(token)
+	now := r.clk.Now()
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	e, ok := r.byToken[h]
-	if !ok {
+	var retire, expired bool
+	if ok {
+		id, retire = e.d.ID, e.prevHash != "" && h == e.tokenHash
+		// The deadline holds to the instant, not to the timer's next tick.
+		expired = h == e.prevHash && e.expiredLocked(now)
+	}
+	r.mu.RUnlock()
+	switch {
+	case retire:
+		r.retirePrevious(id, h)
+	case expired:
+		r.expireTokens()
 		return "", false
 	}
-	return e.d.ID, true
+	return id, ok
 }
 
 // Description is what an agent says about itself. Empty fields leave the known

@@ -163,6 +163,30 @@ CREATE TABLE notification_deliveries (
 	updated_at      TIMESTAMPTZ NOT NULL,
 	PRIMARY KEY (notification_id, webhook)
 );`,
+	// deployments.token_hash keeps the hash of the token a deployment was
+	// created with (it makes a reused hash a conflict on create); the tokens a
+	// deployment accepts now, which rotation and revocation change, are
+	// deployment_tokens. Updating a key column in place is what DuckDB does
+	// worst, so tokens are rows: a token is inserted once, updated only in its
+	// other columns, and deleted once.
+	4: `
+CREATE TABLE deployment_tokens (
+	hash          VARCHAR PRIMARY KEY,
+	deployment_id VARCHAR NOT NULL,
+	previous      BOOLEAN NOT NULL,
+	valid_until   TIMESTAMPTZ
+);
+INSERT INTO deployment_tokens SELECT token_hash, id, false, NULL FROM deployments;
+CREATE SEQUENCE deployment_change_seq;
+CREATE TABLE deployment_changes (
+	seq           BIGINT NOT NULL DEFAULT nextval('deployment_change_seq'),
+	changed_at    TIMESTAMPTZ NOT NULL,
+	actor         VARCHAR NOT NULL,
+	reason        VARCHAR NOT NULL,
+	action        VARCHAR NOT NULL,
+	deployment_id VARCHAR NOT NULL,
+	detail        VARCHAR NOT NULL
+);`,
 }
 
 // rollout is the release-tracking state of a deployment, kept as one JSON column.
@@ -296,7 +320,30 @@ func (s *Store) CreateDeployments(ctx context.Context, recs []store.DeploymentRe
 				return err
 			}
 		}
-		return app.Close()
+		if err := app.Close(); err != nil {
+			return err
+		}
+		toks, err := duckdb.NewAppenderWithColumns(dc, "", "", "deployment_tokens", []string{"hash", "deployment_id", "previous", "valid_until"})
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			r := &recs[i]
+			for _, t := range []struct {
+				hash     string
+				previous bool
+				until    time.Time
+			}{{r.TokenHash, false, time.Time{}}, {r.PrevTokenHash, true, r.PrevTokenUntil}} {
+				if t.hash == "" {
+					continue
+				}
+				if err := toks.AppendRow(t.hash, r.Deployment.ID, t.previous, nullTime(t.until)); err != nil {
+					toks.Close()
+					return err
+				}
+			}
+		}
+		return toks.Close()
 	})
 	err = s.checkWrite(err)
 	if isConstraint(err) {
@@ -401,7 +448,9 @@ func (s *Store) ListPinChanges(ctx context.Context, deploymentID string, limit i
 
 // ListDeployments implements store.Fleet.
 func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, error) {
-	q := "SELECT id, token_hash, created_at, " + strings.Join(mutableColumns, ", ") + " FROM deployments ORDER BY id"
+	q := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") +
+		" FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
+		" LEFT JOIN deployment_tokens p ON p.deployment_id = d.id AND p.previous ORDER BY d.id"
 	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
@@ -414,14 +463,17 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			d                                = &r.Deployment
 			labels, health, update, mode, ls string
 			pin, ro                          sql.NullString
-			last                             sql.NullTime
+			last, prevUntil                  sql.NullTime
 		)
-		if err := rows.Scan(&d.ID, &r.TokenHash, &d.CreatedAt, &d.Name, &d.Customer, &d.Platform, &d.Cloud, &d.Region,
+		if err := rows.Scan(&d.ID, &r.TokenHash, &r.PrevTokenHash, &prevUntil, &d.CreatedAt, &d.Name, &d.Customer, &d.Platform, &d.Cloud, &d.Region,
 			&d.Stack, &labels, &mode, &d.Connected, &d.RunningRelease, &d.AgentVersion, &d.InstanceUID, &last,
 			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls, &ro); err != nil {
 			return nil, fmt.Errorf("list deployments: %w", err)
 		}
 		d.Mode, r.LastStatus = fleet.Mode(mode), fleet.Status(ls)
+		if prevUntil.Valid {
+			r.PrevTokenUntil = prevUntil.Time
+		}
 		if last.Valid {
 			d.LastCheckin = last.Time
 		}

@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ReleasesAndEvents", func(t *testing.T) { testReleasesEvents(t, open) })
 	t.Run("APITokens", func(t *testing.T) { testTokens(t, open) })
 	t.Run("PinsAndAuditCommitTogether", func(t *testing.T) { testPins(t, open) })
+	t.Run("DeploymentTokensRotateRevokeDelete", func(t *testing.T) { testDeploymentTokens(t, open) })
 	t.Run("Notifications", func(t *testing.T) { testNotifications(t, open) })
 }
 

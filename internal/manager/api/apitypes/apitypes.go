@@ -65,6 +65,12 @@ type Deployment struct {
 	ExpectedConfigHash string            `json:"expected_config_hash"`
 	Update             fleet.UpdateState `json:"update"`
 	CreatedAt          time.Time         `json:"created_at"`
+	// TokenState is the state of the agent token: active, rotating (the
+	// previous token is still valid) or revoked (none is valid).
+	TokenState string `json:"token_state"`
+	// PreviousTokenValidUntil is a rotation's deadline for the previous token;
+	// null while it stays valid until the agent uses the new one.
+	PreviousTokenValidUntil *time.Time `json:"previous_token_valid_until"`
 
 	// Token is the agent token, present only in the response that created the deployment.
 	Token string `json:"token,omitempty"`
