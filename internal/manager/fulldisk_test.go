@@ -5,7 +5,9 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,11 +49,18 @@ func TestFullDiskAnswers503AndNotReadyUntilThereIsRoom(t *testing.T) {
 
 	filler := filepath.Join(disk, "filler")
 	fill(t, filler)
-	// Big enough that no write fits in what is left of a file's last page.
+	// Big enough that no write fits in what is left of a file's last page, each
+	// within the API's field limits (release notes 16 KiB; 64 labels of 256 bytes;
+	// a pin's reason 1 KiB).
 	big := strings.Repeat("x", 16<<10)
+	labels := map[string]string{}
+	for i := range 64 {
+		labels[fmt.Sprintf("note-%02d", i)] = strings.Repeat("x", 256)
+	}
+	reason := strings.Repeat("x", 1<<10)
 	writes := map[string]func() error{
 		"create deployment": func() error {
-			_, err := c.CreateDeployment(ctx, apitypes.NewDeployment{ID: "umbrella-dr", Customer: "umbrella", Stack: "shop", Labels: map[string]string{"note": big}})
+			_, err := c.CreateDeployment(ctx, apitypes.NewDeployment{ID: "umbrella-dr", Customer: "umbrella", Stack: "shop", Labels: labels})
 			return err
 		},
 		"create release": func() error {
@@ -59,11 +68,25 @@ func TestFullDiskAnswers503AndNotReadyUntilThereIsRoom(t *testing.T) {
 			return err
 		},
 		"pin": func() error {
-			_, err := c.PinDeployment(ctx, "acme-prod", "1.0.0", big)
+			_, err := c.PinDeployment(ctx, "acme-prod", "1.0.0", reason)
 			return err
 		},
 	}
-	for what, write := range writes {
+	// A pin's reason is capped at 1 KiB, which can fit in the slack of the log's
+	// last page: pin and unpin until the disk refuses one, which must then be a 503.
+	fullWrites := maps.Clone(writes)
+	fullWrites["pin"] = func() error {
+		for range 32 {
+			if _, err := c.PinDeployment(ctx, "acme-prod", "1.0.0", reason); err != nil {
+				return err
+			}
+			if _, err := c.UnpinDeployment(ctx, "acme-prod", reason); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for what, write := range fullWrites {
 		var ae *apiclient.Error
 		if err := write(); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != "unavailable" {
 			t.Errorf("%s on a full disk: %v, want 503 unavailable", what, err)
