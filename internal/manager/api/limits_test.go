@@ -160,7 +160,7 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{"DELETE", "/api/v1/deployments", "GET, HEAD, POST"},
 		{"PATCH", "/api/v1/deployments/acme-prod/pin", "DELETE, PUT"},
 		{"GET", "/api/v1/pins", "POST"},
-		{"POST", "/api/v1/deployments/acme-prod", "GET, HEAD"},
+		{"POST", "/api/v1/deployments/acme-prod", "DELETE, GET, HEAD"},
 		{"PUT", "/api/v1/tokens", "GET, HEAD, POST"},
 	} {
 		code, h, body := f.do(tc.method, tc.path, nil)
