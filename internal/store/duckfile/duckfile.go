@@ -23,8 +23,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
@@ -42,6 +44,9 @@ func Open(ctx context.Context, dataDir, name string) (*sql.DB, string, error) {
 		return nil, "", fmt.Errorf("create data directory %s: %w", dataDir, err)
 	}
 	path := filepath.Join(dataDir, name)
+	if err := create(ctx, path); err != nil {
+		return nil, path, err
+	}
 	db, err := open(ctx, path)
 	if err != nil && isReplayFailure(err) {
 		err = brief{err}
@@ -56,6 +61,86 @@ func Open(ctx context.Context, dataDir, name string) (*sql.DB, string, error) {
 		return nil, path, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, path, nil
+}
+
+// create makes a new, empty database file at path if there is none, atomically:
+// DuckDB writes a new file's headers in several steps, and a process killed
+// among them leaves a file DuckDB refuses for good ("exists, but it is not a
+// valid DuckDB database file"). The file is made under a temporary name,
+// closed (which writes its headers), synced and renamed into place, so path is
+// either absent or a whole database; a temporary file a crash left behind is
+// discarded.
+//
+// A file shorter than DuckDB's three headers, with no log beside it, that is
+// all zeros or has DuckDB's magic number where it belongs, can hold no data: it is what a kill left of a file being created directly (as releases
+// before this one did). It is moved aside (name.incomplete) and made anew.
+func create(ctx context.Context, path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.Mode().IsRegular() && fi.Size() < headersBytes && !exists(path+".wal") && partialHeaders(path):
+		if err := os.Rename(path, path+".incomplete"); err != nil {
+			return fmt.Errorf("move aside %s, cut short while it was created: %w", path, err)
+		}
+	case err == nil || !errors.Is(err, fs.ErrNotExist):
+		return nil // exists, or Open's own error says what is wrong with it
+	}
+	tmp := path + ".creating"
+	for _, stale := range []string{tmp, tmp + ".wal"} {
+		if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s, left by an interrupted start: %w", stale, err)
+		}
+	}
+	db, err := open(ctx, tmp)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if err := syncPath(tmp); err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := syncPath(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return nil
+}
+
+// headersBytes is the size of a DuckDB file's main header and its two database
+// headers (4 KiB each), written when the file is created; data comes after.
+const headersBytes = 3 * 4096
+
+// partialHeaders tells whether the file at path starts as a DuckDB file does
+// (its checksum, then the magic number "DUCK"), or is zeros as far as it goes:
+// a file of something else is left for Open to refuse.
+func partialHeaders(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	if len(b) > 8 && strings.HasPrefix("DUCK", string(b[8:min(len(b), 12)])) {
+		return true
+	}
+	return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
+}
+
+// exists tells whether there is a file at path.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// syncPath flushes the file or directory at path to disk.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func open(ctx context.Context, path string) (*sql.DB, error) {
