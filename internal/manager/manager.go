@@ -33,6 +33,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/regression"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
+	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
@@ -203,11 +204,12 @@ func (m *Manager) start(ctx context.Context) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		// The dashboard lands in a later issue; until then point people at the API.
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "Periscope manager. API: /api/v1/ (OpenAPI at /api/v1/openapi.json); CLI: periscope status")
-	})
+	dash, err := web.New(m.reg, m.keys, web.Settings{Logger: m.log.With("component", "web"), Clock: m.set.Clock, Rand: m.set.Rand,
+		Telemetry: m.tel, Notifications: m.notify})
+	if err != nil {
+		return err
+	}
+	dash.Register(mux)
 
 	ln, err := net.Listen("tcp", m.cfg.Listen)
 	if err != nil {
@@ -222,6 +224,7 @@ func (m *Manager) start(ctx context.Context) error {
 	}
 	// Open log tails end at shutdown instead of holding it up until the deadline.
 	m.srv.RegisterOnShutdown(a.Close)
+	m.srv.RegisterOnShutdown(dash.Close)
 	m.group.Go(func() error {
 		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP server on %s: %w", ln.Addr(), err)

@@ -54,6 +54,18 @@ func (k *Keyring) Lookup(token string) (auth.APIToken, bool) {
 	return t, ok
 }
 
+// Token returns the record of the token with this id while it is not revoked.
+func (k *Keyring) Token(id string) (auth.APIToken, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	for _, t := range k.byH {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return auth.APIToken{}, false
+}
+
 // Create issues a new token; the returned string is the only copy of it.
 func (k *Keyring) Create(ctx context.Context, name string, role auth.Role) (string, auth.APIToken, error) {
 	secret, err := auth.NewToken(auth.PrefixAPI, k.rand)

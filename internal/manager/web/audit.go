@@ -1,0 +1,8 @@
+package web
+
+import "net/http"
+
+// auditPage is not built yet; it answers the "not built" page.
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, sess *Session) {
+	s.fail(w, r, sess, http.StatusNotImplemented, "Not built yet", "This page is being built.")
+}

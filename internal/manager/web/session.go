@@ -1,0 +1,313 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
+)
+
+// cookieName is the session cookie; its value is the session id, which the
+// server keeps only hashed.
+const cookieName = "periscope_session"
+
+// csrfField is the hidden form field every state-changing form carries.
+const csrfField = "csrf"
+
+// maxFormBytes bounds a dashboard form body: a reason and a few fields.
+const maxFormBytes = 64 << 10
+
+// Session is a signed-in browser: the token it signed in with (its id, name and
+// role, never the secret) and the CSRF token its forms carry.
+type Session struct {
+	Token auth.APIToken
+	// CSRF is the value every state-changing form of this session must send.
+	CSRF    string
+	created time.Time
+	used    time.Time
+}
+
+// CanOperate reports whether the session may change deployments (pin, unpin,
+// rollback); pages show action buttons only then, and the server checks again.
+func (s *Session) CanOperate() bool { return s.Token.Role.Allows(auth.RoleOperator) }
+
+// sessions is the server-side session table, bounded and expiring. It lives in
+// the manager's memory: a restart signs everyone out, which a token re-signs.
+type sessions struct {
+	clk        clock.Clock
+	rand       io.Reader
+	idle, life time.Duration
+	max        int
+
+	mu   sync.Mutex
+	byID map[string]*Session // by the hash of the session id
+}
+
+func newSessions(clk clock.Clock, s Settings) *sessions {
+	ss := &sessions{clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, max: s.MaxSessions, byID: map[string]*Session{}}
+	if ss.rand == nil {
+		ss.rand = rand.Reader
+	}
+	if ss.idle <= 0 {
+		ss.idle = 12 * time.Hour
+	}
+	if ss.life <= 0 {
+		ss.life = 7 * 24 * time.Hour
+	}
+	if ss.max <= 0 {
+		ss.max = 10000
+	}
+	return ss
+}
+
+func (ss *sessions) random() (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(ss.rand, b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func sessionKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
+}
+
+// create signs tok in and returns the new session's id (the cookie value).
+func (ss *sessions) create(tok auth.APIToken) (string, *Session, error) {
+	id, err := ss.random()
+	if err != nil {
+		return "", nil, err
+	}
+	csrf, err := ss.random()
+	if err != nil {
+		return "", nil, err
+	}
+	now := ss.clk.Now()
+	tok.Hash = "" // the session never needs it
+	s := &Session{Token: tok, CSRF: csrf, created: now, used: now}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.expireLocked(now)
+	for len(ss.byID) >= ss.max {
+		var oldest string
+		for k, v := range ss.byID {
+			if oldest == "" || v.used.Before(ss.byID[oldest].used) {
+				oldest = k
+			}
+		}
+		delete(ss.byID, oldest)
+	}
+	ss.byID[sessionKey(id)] = s
+	return id, s, nil
+}
+
+func (ss *sessions) expireLocked(now time.Time) {
+	for k, v := range ss.byID {
+		if ss.expired(v, now) {
+			delete(ss.byID, k)
+		}
+	}
+}
+
+func (ss *sessions) expired(s *Session, now time.Time) bool {
+	return now.Sub(s.used) >= ss.idle || now.Sub(s.created) >= ss.life
+}
+
+// get returns the live session of id, marking it used; an expired one is gone.
+func (ss *sessions) get(id string) (*Session, bool) {
+	now := ss.clk.Now()
+	k := sessionKey(id)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.byID[k]
+	if !ok {
+		return nil, false
+	}
+	if ss.expired(s, now) {
+		delete(ss.byID, k)
+		return nil, false
+	}
+	s.used = now
+	cp := *s
+	return &cp, true
+}
+
+func (ss *sessions) end(id string) {
+	ss.mu.Lock()
+	delete(ss.byID, sessionKey(id))
+	ss.mu.Unlock()
+}
+
+// session returns the request's live session. A session whose token has been
+// revoked since sign-in ends here, and its role follows the token's.
+func (s *Server) session(r *http.Request) (*Session, bool) {
+	c, err := r.Cookie(cookieName)
+	if err != nil || c.Value == "" {
+		return nil, false
+	}
+	sess, ok := s.sessions.get(c.Value)
+	if !ok {
+		return nil, false
+	}
+	tok, ok := s.keys.Token(sess.Token.ID)
+	if !ok {
+		s.sessions.end(c.Value)
+		return nil, false
+	}
+	tok.Hash = ""
+	sess.Token = tok
+	return sess, true
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+	})
+}
+
+// handler is a page or action behind sign-in.
+type handler func(w http.ResponseWriter, r *http.Request, sess *Session)
+
+// signedIn wraps h: a request without a live session is sent to /login (and
+// back here after), one whose role is short of need gets the 403 page, and a
+// state-changing request must carry the session's CSRF token and, when the
+// browser says where it comes from, come from this origin.
+func (s *Server) signedIn(need auth.Role, h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secureHeaders(w)
+		sess, ok := s.session(r)
+		if !ok {
+			target := "/login"
+			if r.Method == http.MethodGet && r.URL.Path != "/" {
+				target += "?next=" + url.QueryEscape(r.URL.RequestURI())
+			}
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
+		}
+		if !sess.Token.Role.Allows(need) {
+			s.fail(w, r, sess, http.StatusForbidden, "Not allowed",
+				"This needs the "+string(need)+" role; you are signed in as "+sess.Token.Name+" ("+string(sess.Token.Role)+"). Ask an admin for an operator token.")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !sameOrigin(r) {
+				s.fail(w, r, sess, http.StatusForbidden, "Refused", "This request came from another site, so it was not carried out.")
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+			if err := r.ParseForm(); err != nil {
+				s.fail(w, r, sess, http.StatusBadRequest, "Unreadable form", "The form could not be read: "+err.Error())
+				return
+			}
+			if !auth.Equal(r.PostForm.Get(csrfField), sess.CSRF) {
+				s.fail(w, r, sess, http.StatusForbidden, "Refused",
+					"This form has expired or did not come from this dashboard, so nothing was changed. Reload the page and try again.")
+				return
+			}
+		}
+		h(w, r, sess)
+	})
+}
+
+// sameOrigin reports whether a state-changing request came from this host, when
+// the browser says (Origin, else Referer); SameSite=Lax and the CSRF token
+// already stop cross-site forms, this refuses them before reading the body.
+func sameOrigin(r *http.Request) bool {
+	from := r.Header.Get("Origin")
+	if from == "" || from == "null" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" {
+		return true
+	}
+	u, err := url.Parse(from)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// localPath returns next when it is a path on this site, else "/": the sign-in
+// page must not redirect anywhere else.
+func localPath(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Host != "" || u.Scheme != "" {
+		return "/"
+	}
+	return next
+}
+
+// loginData is the sign-in page's content.
+type loginData struct {
+	Next  string
+	Error string
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	secureHeaders(w)
+	if _, ok := s.session(r); ok {
+		http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, nil, http.StatusOK, "login", "Sign in", loginData{Next: localPath(r.URL.Query().Get("next"))})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	secureHeaders(w)
+	if !sameOrigin(r) {
+		s.fail(w, r, nil, http.StatusForbidden, "Refused", "This sign-in came from another site, so it was not carried out.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.render(w, r, nil, http.StatusBadRequest, "login", "Sign in", loginData{Error: "The form could not be read."})
+		return
+	}
+	next := localPath(r.PostForm.Get("next"))
+	tok, ok := s.keys.Lookup(strings.TrimSpace(r.PostForm.Get("token")))
+	if !ok {
+		s.log.Info("dashboard sign-in refused", "remote", r.RemoteAddr)
+		s.render(w, r, nil, http.StatusUnauthorized, "login", "Sign in", loginData{Next: next,
+			Error: "That token is not valid, or it has been revoked. Use an API token from `periscope tokens create` or the admin token the manager printed at its first start."})
+		return
+	}
+	id, _, err := s.sessions.create(tok)
+	if err != nil {
+		s.fail(w, r, nil, http.StatusInternalServerError, "Could not sign in", "The manager could not start a session; its log has details.")
+		s.log.Error("create dashboard session", "err", err)
+		return
+	}
+	s.log.Info("dashboard sign-in", "token", tok.Name, "role", tok.Role)
+	s.setCookie(w, r, id, 0)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *Session) {
+	if c, err := r.Cookie(cookieName); err == nil {
+		s.sessions.end(c.Value)
+	}
+	s.setCookie(w, r, "", -1)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// secureHeaders keeps every dashboard page out of frames and off other sites'
+// scripts: no inline script or style runs, which turns an escaping mistake into
+// inert text instead of a script.
+func secureHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+}

@@ -1,0 +1,108 @@
+// Package web serves the manager's dashboard: server-rendered HTML pages over
+// the same registry and telemetry-store functions as the REST API, for an
+// operator signed in with an API token.
+//
+// Templates are parsed once in New and each page is rendered into a buffer, so
+// a template error answers a designed error page and never half a page. Assets
+// are embedded and served under content-hashed names with a year's caching.
+// Every route is in routes.go.
+package web
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/manager/api"
+)
+
+// Keyring is what the dashboard needs of operator tokens: signing in with one,
+// and learning that a session's token has been revoked.
+type Keyring interface {
+	Lookup(token string) (auth.APIToken, bool)
+	// Token returns the token record with this id while it is not revoked.
+	Token(id string) (auth.APIToken, bool)
+}
+
+// Settings are the dashboard's collaborators and knobs; zero values are safe.
+type Settings struct {
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Rand is the randomness for session ids and CSRF tokens (crypto/rand when nil).
+	Rand io.Reader
+	// Telemetry is nil when the manager runs without a telemetry store: the
+	// telemetry pages then say so instead of failing.
+	Telemetry api.Telemetry
+	// Notifications is nil when no webhook is configured.
+	Notifications api.Notifications
+	// SessionIdle ends a session unused this long (default 12h); SessionMax ends
+	// any session this long after sign-in (default 7 days).
+	SessionIdle, SessionMax time.Duration
+	// MaxSessions bounds the sessions held in memory (default 10,000); signing in
+	// past it ends the session used least recently.
+	MaxSessions int
+}
+
+// Server is the dashboard's handler set.
+type Server struct {
+	fleet api.Fleet
+	keys  Keyring
+	tel   api.Telemetry
+	notes api.Notifications
+	log   *slog.Logger
+	clock clock.Clock
+
+	pages    *pages
+	assets   *assets
+	sessions *sessions
+
+	// closing ends live streams (log tail, refresh) at shutdown.
+	closing context.Context
+	end     context.CancelFunc
+}
+
+// New parses the templates and hashes the assets; it starts nothing.
+func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	// A nil pointer in an interface is not a nil interface: treat it as none.
+	if v := reflect.ValueOf(s.Telemetry); s.Telemetry != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		s.Telemetry = nil
+	}
+	if v := reflect.ValueOf(s.Notifications); s.Notifications != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		s.Notifications = nil
+	}
+	as, err := loadAssets()
+	if err != nil {
+		return nil, fmt.Errorf("dashboard assets: %w", err)
+	}
+	ps, err := parsePages(as)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard templates: %w", err)
+	}
+	closing, end := context.WithCancel(context.Background())
+	clk := clock.Or(s.Clock)
+	return &Server{
+		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, log: s.Logger, clock: clk,
+		pages: ps, assets: as, sessions: newSessions(clk, s),
+		closing: closing, end: end,
+	}, nil
+}
+
+// Close ends every live stream; register it with http.Server.RegisterOnShutdown,
+// which otherwise waits for streams that end only when their browser leaves.
+func (s *Server) Close() { s.end() }
+
+// Handler returns the dashboard on a mux of its own (used by tests).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.Register(mux)
+	return mux
+}
