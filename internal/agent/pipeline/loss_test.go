@@ -78,6 +78,13 @@ func (l *lines) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// all returns a copy of the lines kept so far.
+func (l *lines) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
+
 func (l *lines) matching(s string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -202,8 +209,11 @@ func TestDropOldestCountsRecordsExactly(t *testing.T) {
 func TestLossToldAtOnceThenOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		logs := &lines{}
-		var reports []Loss
-		tr := newLossTracker(clock.Real{}, slog.New(logs), func(l Loss) { reports = append(reports, l) }, 0)
+		var (
+			mu      sync.Mutex
+			reports []Loss
+		)
+		tr := newLossTracker(clock.Real{}, slog.New(logs), func(l Loss) { mu.Lock(); reports = append(reports, l); mu.Unlock() }, 0)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { tr.run(ctx); close(done) }()
@@ -211,7 +221,7 @@ func TestLossToldAtOnceThenOnceAMinute(t *testing.T) {
 		tr.add(otlp.Logs, "queue_full", 5)
 		synctest.Wait()
 		if got := logs.matching("dropping telemetry"); len(got) != 1 || !strings.Contains(got[0], "records=5") {
-			t.Fatalf("after the first drop: %q; want one line with 5 records", logs.msgs)
+			t.Fatalf("after the first drop: %q; want one line with 5 records", logs.all())
 		}
 		for range 10 {
 			tr.add(otlp.Logs, "queue_full", 3)
@@ -219,29 +229,31 @@ func TestLossToldAtOnceThenOnceAMinute(t *testing.T) {
 			time.Sleep(5 * time.Second)
 		}
 		synctest.Wait()
-		if len(logs.msgs) != 1 {
-			t.Fatalf("within the minute: %q; want no new line", logs.msgs)
+		if len(logs.all()) != 1 {
+			t.Fatalf("within the minute: %q; want no new line", logs.all())
 		}
 		time.Sleep(10 * time.Second) // the minute is up
 		synctest.Wait()
-		if len(logs.msgs) != 2 || !strings.Contains(logs.msgs[1], "records=40") || !strings.Contains(logs.msgs[1], "total_since_start=45") {
-			t.Fatalf("after a minute: %q; want a second line with the 40 records since the first", logs.msgs)
+		if len(logs.all()) != 2 || !strings.Contains(logs.all()[1], "records=40") || !strings.Contains(logs.all()[1], "total_since_start=45") {
+			t.Fatalf("after a minute: %q; want a second line with the 40 records since the first", logs.all())
 		}
 		time.Sleep(10 * time.Minute) // quiet
 		synctest.Wait()
-		if len(logs.msgs) != 2 {
-			t.Fatalf("while quiet: %q; want no new line", logs.msgs)
+		if len(logs.all()) != 2 {
+			t.Fatalf("while quiet: %q; want no new line", logs.all())
 		}
 		tr.add(otlp.Metrics, "expired", 2)
 		synctest.Wait()
-		if len(logs.msgs) != 3 || !strings.Contains(logs.msgs[2], "records=2") {
-			t.Fatalf("after a quiet spell: %q; want a line at once", logs.msgs)
+		if len(logs.all()) != 3 || !strings.Contains(logs.all()[2], "records=2") {
+			t.Fatalf("after a quiet spell: %q; want a line at once", logs.all())
 		}
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
 		if len(reports) != 3 || reports[2].Counts["logs/queue_full"] != 35 || reports[2].Counts["traces/refused"] != 10 ||
 			reports[2].Counts["metrics/expired"] != 2 {
 			t.Errorf("reports = %+v", reports)
 		}
-		cancel()
-		<-done
 	})
 }
