@@ -455,7 +455,7 @@ func (r *Registry) Summary(f fleet.Filter) Summary {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for _, e := range r.deps {
+	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
 		match, release := f.Match(&e.d, ev), e.d.RunningRelease
