@@ -343,7 +343,7 @@ func (s *Server) fleetCounts(d *fleetData) {
 		}
 		d.Summary = plural(d.Problems, "deployment needs", "deployments need") + " attention: " + strings.Join(parts, ", ") + "."
 		if behind > 0 {
-			d.Summary += " " + plural(behind, "is", "are") + " behind its desired release."
+			d.Summary += " " + plural(behind, "is behind its", "are behind their") + " desired release."
 		}
 	default:
 		var parts []string
@@ -372,7 +372,7 @@ func (s *Server) fleetAdoption(d *fleetData) {
 		if a.Total == 0 {
 			continue
 		}
-		bar := adoptionBar{Stack: a.Stack, Latest: a.Latest, Total: thousands(a.Total)}
+		bar := adoptionBar{Stack: a.Stack, Latest: a.Latest, Total: plural(a.Total, "deployment", "deployments")}
 		x, running := 0.0, 0
 		add := func(label, version string, n int, class string, latest bool, link string) {
 			w := 1000 * float64(n) / float64(a.Total)
@@ -455,7 +455,11 @@ func (s *Server) sparklines(ctx context.Context, d *fleetData, now time.Time) {
 			}
 		}
 		d.Rows[i].SparkText = text
-		d.Rows[i].Spark = chart.Sparkline{Width: 120, Height: 22, Max: top, Values: vals, Title: text, Class: "spark"}.SVG()
+		class := "spark"
+		if sr.Errors > 0 {
+			class += " failing"
+		}
+		d.Rows[i].Spark = chart.Sparkline{Width: 120, Height: 22, Max: top, Values: vals, Title: text, Class: class}.SVG()
 	}
 }
 

@@ -27,7 +27,8 @@ type Sparkline struct {
 }
 
 // SVG draws the sparkline: a baseline, the series as a line broken where it
-// has no data, and a dot on the last point with data. Text is escaped.
+// has no data (a point alone between gaps is a short dash), and a dot on the
+// last point with data. Text is escaped.
 func (s Sparkline) SVG() template.HTML {
 	var b strings.Builder
 	b.Grow(256 + 14*len(s.Values))
@@ -49,12 +50,15 @@ func (s Sparkline) SVG() template.HTML {
 			continue
 		}
 		x, y := s.x(i), s.y(v)
-		if pen {
-			path.WriteByte('L')
-		} else {
-			path.WriteByte('M')
+		switch {
+		case pen:
+			path.WriteString("L" + num(x) + " " + num(y))
+		case i+1 < len(s.Values) && !math.IsNaN(s.Values[i+1]):
+			path.WriteString("M" + num(x) + " " + num(y))
+		default:
+			// A point alone between gaps would draw nothing: a short dash.
+			path.WriteString("M" + num(x-1) + " " + num(y) + "L" + num(x+1) + " " + num(y))
 		}
-		path.WriteString(num(x) + " " + num(y))
 		pen, lastX, lastY, last = true, x, y, true
 	}
 	if path.Len() > 0 {

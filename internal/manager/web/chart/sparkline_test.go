@@ -22,6 +22,11 @@ func TestSparklineDrawsOnASharedScale(t *testing.T) {
 			t.Errorf("missing %s in\n%s", want, got)
 		}
 	}
+	// A point alone between gaps is a dash, not nothing.
+	alone := Sparkline{Width: 62, Height: 20, Max: 1, Values: []float64{nan, 0.5, nan, 0.5, 0.5}}
+	if got := string(alone.SVG()); !strings.Contains(got, `d="M15 10L17 10M46 10L61 10"`) {
+		t.Errorf("a lone point: %s", got)
+	}
 	// The same value on a scale twice as tall is drawn half as high.
 	taller := Sparkline{Width: 62, Height: 20, Max: 1, Values: []float64{0.5, 0.5}}
 	if got := string(taller.SVG()); !strings.Contains(got, `d="M1 10L61 10"`) {
@@ -41,9 +46,10 @@ func TestSparklineWithoutDataAndEscaping(t *testing.T) {
 	if !strings.Contains(got, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") {
 		t.Errorf("escaped title missing: %s", got)
 	}
-	// One point sits at the right edge; a zero Max draws everything on the baseline.
+	// One point sits at the right edge, as a dash; a zero Max draws everything
+	// on the baseline.
 	one := Sparkline{Width: 60, Height: 20, Values: []float64{0.3}}
-	if got := string(one.SVG()); !strings.Contains(got, `d="M59 19"`) {
+	if got := string(one.SVG()); !strings.Contains(got, `d="M58 19L60 19"`) {
 		t.Errorf("one point, no scale: %s", got)
 	}
 }
