@@ -162,7 +162,10 @@ func (r *Registry) ListPage(f fleet.Filter, p Page) (Listing, error) {
 			ahead++ // counted back out for the items kept below
 		}
 		c := candidate{k, e}
-		if keep.Len() < limit {
+		if p.Limit <= 0 {
+			// The whole list: no page to choose, so no heap; sorted below.
+			keep.items = append(keep.items, c)
+		} else if keep.Len() < limit {
 			heap.Push(keep, c)
 		} else if keep.better(c, keep.items[0]) {
 			keep.items[0] = c
@@ -171,7 +174,10 @@ func (r *Registry) ListPage(f fleet.Filter, p Page) (Listing, error) {
 	}
 	items := make([]candidate, keep.Len())
 	copy(items, keep.items)
-	sort.Slice(items, func(i, j int) bool { return items[i].k.less(items[j].k) })
+	if p.Order != OrderID || p.Limit > 0 {
+		// r.order is by id already: a whole list by id needs no sort.
+		sort.Slice(items, func(i, j int) bool { return items[i].k.less(items[j].k) })
+	}
 	out := Listing{Total: total, Offset: ahead, Items: make([]View, len(items))}
 	if before != nil {
 		out.Offset = ahead - len(items)

@@ -137,6 +137,13 @@ func TestProblemsFirstWithAFilterAndBadCursors(t *testing.T) {
 	if got := ids(l.Items); !slices.Equal(got, []string{"f-failed"}) || l.Total != 2 || l.Next == "" {
 		t.Fatalf("behind: %v of %d, next %q; want f-failed of 2 with a next page", got, l.Total, l.Next)
 	}
+	// The whole list, without a limit: by id, or problems first.
+	if items, total := f.reg.List(fleet.Filter{Behind: "any"}, registry.Page{}); !slices.Equal(ids(items), []string{"d-behind", "f-failed"}) || total != 2 {
+		t.Fatalf("all behind by id: %v of %d", ids(items), total)
+	}
+	if items, _ := f.reg.List(fleet.Filter{Behind: "any"}, registry.Page{Order: registry.OrderProblems}); !slices.Equal(ids(items), []string{"f-failed", "d-behind"}) {
+		t.Fatalf("all behind, problems first: %v", ids(items))
+	}
 	for _, p := range []registry.Page{
 		{Order: registry.OrderProblems, After: "acme"},
 		{Order: registry.OrderProblems, After: "x.acme"},
