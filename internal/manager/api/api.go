@@ -40,6 +40,9 @@ type Fleet interface {
 	List(f fleet.Filter, p registry.Page) ([]registry.View, int)
 	// ListPage is List with the page's place in the list and cursors both ways.
 	ListPage(f fleet.Filter, p registry.Page) (registry.Listing, error)
+	// Overview is Summary, Adoption and ListPage in one pass over the fleet
+	// (the dashboard's fleet page, whose twins here are those three routes).
+	Overview(f fleet.Filter, p registry.Page) (registry.Summary, []registry.Adoption, registry.Listing, error)
 	Summary(f fleet.Filter) registry.Summary
 	CreateDeployments(ctx context.Context, nds []registry.NewDeployment) ([]registry.Created, error)
 	CreateRelease(ctx context.Context, rel fleet.Release) (fleet.Release, error)

@@ -104,26 +104,9 @@ type Listing struct {
 // fleet once: at 100,000 deployments a page in OrderProblems keeps only the
 // best p.Limit candidates in a heap while it counts the rest.
 func (r *Registry) ListPage(f fleet.Filter, p Page) (Listing, error) {
-	var after, before *key
-	if p.After != "" {
-		k, err := parseCursor(p.After, p.Order)
-		if err != nil {
-			return Listing{}, err
-		}
-		after = &k
-	}
-	if p.Before != "" {
-		k, err := parseCursor(p.Before, p.Order)
-		if err != nil {
-			return Listing{}, err
-		}
-		before = &k
-	}
-	if after != nil && before != nil {
-		return Listing{}, fmt.Errorf("a page is either after a cursor or before one, not both: %w", ErrInvalid)
-	}
-	if p.Order != OrderID && p.Order != OrderProblems {
-		return Listing{}, fmt.Errorf("order %q: %w", p.Order, ErrInvalid)
+	pg, err := newPager(p)
+	if err != nil {
+		return Listing{}, err
 	}
 	now := r.clk.Now()
 	r.mu.RLock()
@@ -131,69 +114,135 @@ func (r *Registry) ListPage(f fleet.Filter, p Page) (Listing, error) {
 	if p.Order == OrderID && f.IsZero() {
 		return r.listByIDLocked(p, now), nil
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = len(r.order)
-	}
-	// keep holds the page's candidates: after a cursor (or from the start) the
-	// smallest keys, as a max-heap; before a cursor the largest, as a min-heap.
-	keep := &candidates{max: before == nil}
-	var total, ahead int // ahead: matches sorting before the page's window
 	for _, e := range r.order {
 		e.mu.Lock()
 		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
 		match := f.Match(&e.d, ev)
 		e.mu.Unlock()
-		if !match {
-			continue
-		}
-		total++
-		k := key{id: e.d.ID}
-		if p.Order == OrderProblems {
-			k.rank = Rank(ev)
-		}
-		switch {
-		case after != nil && !after.less(k):
-			ahead++
-			continue
-		case before != nil && !k.less(*before):
-			continue
-		case before != nil:
-			ahead++ // counted back out for the items kept below
-		}
-		c := candidate{k, e}
-		if p.Limit <= 0 {
-			// The whole list: no page to choose, so no heap; sorted below.
-			keep.items = append(keep.items, c)
-		} else if keep.Len() < limit {
-			heap.Push(keep, c)
-		} else if keep.better(c, keep.items[0]) {
-			keep.items[0] = c
-			heap.Fix(keep, 0)
+		if match {
+			pg.add(e, ev)
 		}
 	}
-	items := make([]candidate, keep.Len())
-	copy(items, keep.items)
-	if p.Order != OrderID || p.Limit > 0 {
+	return pg.listingLocked(r, now), nil
+}
+
+// Overview is what the fleet page reads, in one pass over the fleet: the
+// Summary and Adoption of every deployment, and ListPage(f, p).
+func (r *Registry) Overview(f fleet.Filter, p Page) (Summary, []Adoption, Listing, error) {
+	pg, err := newPager(p)
+	if err != nil {
+		return Summary{}, nil, Listing{}, err
+	}
+	now := r.clk.Now()
+	sum := newSummer()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ad := r.newAdopterLocked()
+	for _, e := range r.order {
+		e.mu.Lock()
+		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+		sum.add(&e.d, ev)
+		ad.add(&e.d, ev)
+		match := f.Match(&e.d, ev)
+		e.mu.Unlock()
+		if match {
+			pg.add(e, ev)
+		}
+	}
+	return sum.s, ad.resultLocked(r, ""), pg.listingLocked(r, now), nil
+}
+
+// pager picks one page of a sorted list out of the deployments it is shown,
+// counting them all.
+type pager struct {
+	p             Page
+	after, before *key
+	limit         int
+	// keep holds the page's candidates: after a cursor (or from the start) the
+	// smallest keys, as a max-heap; before a cursor the largest, as a min-heap.
+	keep *candidates
+	// ahead counts the matches sorting before the page's window.
+	total, ahead int
+}
+
+func newPager(p Page) (*pager, error) {
+	pg := &pager{p: p, limit: p.Limit}
+	if p.After != "" {
+		k, err := parseCursor(p.After, p.Order)
+		if err != nil {
+			return nil, err
+		}
+		pg.after = &k
+	}
+	if p.Before != "" {
+		k, err := parseCursor(p.Before, p.Order)
+		if err != nil {
+			return nil, err
+		}
+		pg.before = &k
+	}
+	if pg.after != nil && pg.before != nil {
+		return nil, fmt.Errorf("a page is either after a cursor or before one, not both: %w", ErrInvalid)
+	}
+	if p.Order != OrderID && p.Order != OrderProblems {
+		return nil, fmt.Errorf("order %q: %w", p.Order, ErrInvalid)
+	}
+	pg.keep = &candidates{max: pg.before == nil}
+	return pg, nil
+}
+
+// add considers a deployment that matches the filter.
+func (pg *pager) add(e *entry, ev fleet.Evaluation) {
+	pg.total++
+	k := key{id: e.d.ID}
+	if pg.p.Order == OrderProblems {
+		k.rank = Rank(ev)
+	}
+	switch {
+	case pg.after != nil && !pg.after.less(k):
+		pg.ahead++
+		return
+	case pg.before != nil && !k.less(*pg.before):
+		return
+	case pg.before != nil:
+		pg.ahead++ // counted back out for the items kept
+	}
+	c, keep := candidate{k, e}, pg.keep
+	switch {
+	case pg.limit <= 0:
+		// The whole list: no page to choose, so no heap; sorted at the end.
+		keep.items = append(keep.items, c)
+	case keep.Len() < pg.limit:
+		heap.Push(keep, c)
+	case keep.better(c, keep.items[0]):
+		keep.items[0] = c
+		heap.Fix(keep, 0)
+	}
+}
+
+// listingLocked is the page; the caller holds r.mu.
+func (pg *pager) listingLocked(r *Registry, now time.Time) Listing {
+	items := pg.keep.items
+	if pg.p.Order != OrderID || pg.limit > 0 {
 		// r.order is by id already: a whole list by id needs no sort.
 		sort.Slice(items, func(i, j int) bool { return items[i].k.less(items[j].k) })
 	}
-	out := Listing{Total: total, Offset: ahead, Items: make([]View, len(items))}
-	if before != nil {
-		out.Offset = ahead - len(items)
+	out := Listing{Total: pg.total, Offset: pg.ahead, Items: make([]View, len(items))}
+	if pg.before != nil {
+		out.Offset = pg.ahead - len(items)
 	}
 	for i, c := range items {
 		out.Items[i] = r.viewLocked(c.e, now)
 	}
 	if len(out.Items) > 0 {
 		if out.Offset > 0 {
-			out.Prev = Cursor(out.Items[0], p.Order)
+			out.Prev = Cursor(out.Items[0], pg.p.Order)
 		}
-		if out.Offset+len(out.Items) < total {
-			out.Next = Cursor(out.Items[len(out.Items)-1], p.Order)
+		if out.Offset+len(out.Items) < pg.total {
+			out.Next = Cursor(out.Items[len(out.Items)-1], pg.p.Order)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // listByIDLocked pages the whole fleet by id, which r.order already is: no

@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -161,5 +162,24 @@ func TestProblemsFirstWithAFilterAndBadCursors(t *testing.T) {
 	}
 	if got := ids(l.Items); !slices.Equal(got, []string{"a-healthy", "b-pending"}) || l.Offset != 0 || l.Prev != "" || l.Next != "b-pending" {
 		t.Fatalf("before c-updating by id: %+v", l)
+	}
+}
+
+func TestOverviewIsSummaryAdoptionAndPageInOnePass(t *testing.T) {
+	f := mixedFleet(t)
+	filter, page := fleet.Filter{Behind: "any"}, registry.Page{Order: registry.OrderProblems, Limit: 1}
+	sum, ad, l, err := f.reg.Overview(filter, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantL, _ := f.reg.ListPage(filter, page)
+	if !reflect.DeepEqual(sum, f.reg.Summary(fleet.Filter{})) || !reflect.DeepEqual(ad, f.reg.Adoption("")) || !reflect.DeepEqual(l, wantL) {
+		t.Fatalf("overview differs from its parts:\n%+v\n%+v\n%+v", sum, ad, l)
+	}
+	if sum.Total != 9 || len(l.Items) != 1 || l.Total != 2 {
+		t.Fatalf("overview: %d in the fleet, page of %d of %d", sum.Total, len(l.Items), l.Total)
+	}
+	if _, _, _, err := f.reg.Overview(fleet.Filter{}, registry.Page{Order: registry.OrderProblems, After: "bad"}); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("bad cursor: %v", err)
 	}
 }

@@ -449,31 +449,41 @@ type Summary struct {
 // Summary returns fleet-wide counts for deployments matching f.
 func (r *Registry) Summary(f fleet.Filter) Summary {
 	now := r.clk.Now()
-	s := Summary{ByStatus: map[fleet.Status]int{}, ByRelease: map[string]int{}, Behind: map[fleet.BehindReason]int{}}
-	for _, st := range fleet.Statuses {
-		s.ByStatus[st] = 0
-	}
+	c := newSummer()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
-		match, release := f.Match(&e.d, ev), e.d.RunningRelease
+		if f.Match(&e.d, ev) {
+			c.add(&e.d, ev)
+		}
 		e.mu.Unlock()
-		if !match {
-			continue
-		}
-		s.Total++
-		s.ByStatus[ev.Status]++
-		s.ByRelease[release]++
-		if ev.Behind != "" {
-			s.Behind[ev.Behind]++
-		}
-		if ev.Pinned {
-			s.Pinned++
-		}
 	}
-	return s
+	return c.s
+}
+
+// summer adds deployments up into a Summary.
+type summer struct{ s Summary }
+
+func newSummer() *summer {
+	s := Summary{ByStatus: map[fleet.Status]int{}, ByRelease: map[string]int{}, Behind: map[fleet.BehindReason]int{}}
+	for _, st := range fleet.Statuses {
+		s.ByStatus[st] = 0
+	}
+	return &summer{s}
+}
+
+func (c *summer) add(d *fleet.Deployment, ev fleet.Evaluation) {
+	c.s.Total++
+	c.s.ByStatus[ev.Status]++
+	c.s.ByRelease[d.RunningRelease]++
+	if ev.Behind != "" {
+		c.s.Behind[ev.Behind]++
+	}
+	if ev.Pinned {
+		c.s.Pinned++
+	}
 }
 
 // NewDeployment is what a vendor declares when registering a deployment.

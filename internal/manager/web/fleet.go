@@ -274,18 +274,20 @@ func (s *Server) fleetData(r *http.Request) *fleetData {
 	d.Filter, f, bad = parseFleetFilter(q)
 	d.Chips = d.Filter.chips()
 
-	d.Fleet = s.fleet.Summary(fleet.Filter{})
-	d.Empty = d.Fleet.Total == 0
-	s.fleetCounts(d)
-	s.fleetAdoption(d)
-
+	// The counts and adoption are of the whole fleet (the count links filter
+	// the whole fleet); the table is of the filter. One pass reads all three.
 	page := registry.Page{Limit: fleetPageSize, After: q.Get("after"), Before: q.Get("before"), Order: registry.OrderProblems}
-	l, err := s.fleet.ListPage(f, page)
+	sum, adoption, l, err := s.fleet.Overview(f, page)
 	if err != nil {
 		bad = append(bad, "this page of the table is out of date or malformed, so it starts from the top")
 		page.After, page.Before = "", ""
-		l, _ = s.fleet.ListPage(f, page)
+		sum, adoption, l, _ = s.fleet.Overview(f, page)
 	}
+	d.Fleet = sum
+	d.Empty = d.Fleet.Total == 0
+	s.fleetCounts(d)
+	s.fleetAdoption(d, adoption)
+
 	d.Notice = strings.Join(bad, "; ")
 	if l.Total > 0 {
 		d.Range = fmt.Sprintf("%s–%s of %s", thousands(l.Offset+1), thousands(l.Offset+len(l.Items)), thousands(l.Total))
@@ -367,8 +369,8 @@ func plural(n int, one, many string) string {
 	return thousands(n) + " " + many
 }
 
-func (s *Server) fleetAdoption(d *fleetData) {
-	for _, a := range s.fleet.Adoption("") {
+func (s *Server) fleetAdoption(d *fleetData, adoption []registry.Adoption) {
+	for _, a := range adoption {
 		if a.Total == 0 {
 			continue
 		}

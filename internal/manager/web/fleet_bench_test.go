@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +57,7 @@ func BenchmarkFleetPage(b *testing.B) {
 			br := f.signIn(auth.RoleViewer)
 			var took []time.Duration
 			size := 0
+			cpu0 := cpuTime(b)
 			b.ResetTimer()
 			for b.Loop() {
 				start := time.Now()
@@ -66,9 +68,21 @@ func BenchmarkFleetPage(b *testing.B) {
 				}
 				size = res.Body.Len()
 			}
+			// CPU time per page says what a page costs even when other work
+			// shares the machine and stretches the wall-clock figures.
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(len(took)), "cpu-ms/op")
 			slices.Sort(took)
 			b.ReportMetric(float64(took[len(took)*95/100].Microseconds())/1000, "p95-ms")
 			b.ReportMetric(float64(size), "bytes/page")
 		})
 	}
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
