@@ -1,7 +1,7 @@
 package fleet
 
 import (
-	"strconv"
+	"math"
 	"strings"
 )
 
@@ -14,8 +14,11 @@ func CompareVersions(a, b string) int {
 	if a == b {
 		return 0
 	}
-	ac, apre, _ := strings.Cut(strings.SplitN(a, "+", 2)[0], "-")
-	bc, bpre, _ := strings.Cut(strings.SplitN(b, "+", 2)[0], "-")
+	// Build metadata ("+...") does not order versions.
+	am, _, _ := strings.Cut(a, "+")
+	bm, _, _ := strings.Cut(b, "+")
+	ac, apre, _ := strings.Cut(am, "-")
+	bc, bpre, _ := strings.Cut(bm, "-")
 	if c := compareDotted(ac, bc); c != 0 {
 		return c
 	}
@@ -31,20 +34,18 @@ func CompareVersions(a, b string) int {
 	return strings.Compare(a, b)
 }
 
+// compareDotted compares dot-separated identifiers one by one, without
+// allocating: the fleet page evaluates every deployment, and so compares
+// versions, several hundred thousand times per request at 100,000 deployments.
 func compareDotted(a, b string) int {
-	ap, bp := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(ap) || i < len(bp); i++ {
+	for a != "" || b != "" {
 		var x, y string
-		if i < len(ap) {
-			x = ap[i]
-		}
-		if i < len(bp) {
-			y = bp[i]
-		}
-		xn, xerr := strconv.ParseUint(x, 10, 64)
-		yn, yerr := strconv.ParseUint(y, 10, 64)
+		x, a, _ = strings.Cut(a, ".")
+		y, b, _ = strings.Cut(b, ".")
+		xn, xok := parseNumber(x)
+		yn, yok := parseNumber(y)
 		switch {
-		case xerr == nil && yerr == nil:
+		case xok && yok:
 			if xn != yn {
 				if xn < yn {
 					return -1
@@ -55,9 +56,9 @@ func compareDotted(a, b string) int {
 			return -1
 		case x != "" && y == "":
 			return 1
-		case xerr == nil: // numeric identifiers sort before alphanumeric ones
+		case xok: // numeric identifiers sort before alphanumeric ones
 			return -1
-		case yerr == nil:
+		case yok:
 			return 1
 		default:
 			if c := strings.Compare(x, y); c != 0 {
@@ -66,6 +67,27 @@ func compareDotted(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// parseNumber reads a decimal number that fits in 64 bits, as
+// strconv.ParseUint(s, 10, 64) would, without allocating an error.
+func parseNumber(s string) (uint64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // Latest returns the newest version among releases of stack, or "" when there is none.

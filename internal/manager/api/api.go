@@ -38,6 +38,11 @@ func OpenAPI() []byte { return openAPI }
 type Fleet interface {
 	Get(id string) (registry.View, error)
 	List(f fleet.Filter, p registry.Page) ([]registry.View, int)
+	// ListPage is List with the page's place in the list and cursors both ways.
+	ListPage(f fleet.Filter, p registry.Page) (registry.Listing, error)
+	// Overview is Summary, Adoption and ListPage in one pass over the fleet
+	// (the dashboard's fleet page, whose twins here are those three routes).
+	Overview(f fleet.Filter, p registry.Page) (registry.Summary, []registry.Adoption, registry.Listing, error)
 	Summary(f fleet.Filter) registry.Summary
 	CreateDeployments(ctx context.Context, nds []registry.NewDeployment) ([]registry.Created, error)
 	CreateRelease(ctx context.Context, rel fleet.Release) (fleet.Release, error)
@@ -392,15 +397,19 @@ func (a *API) listDeployments(w http.ResponseWriter, r *http.Request, _ auth.API
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		return
 	}
-	after := r.URL.Query().Get("after")
-	views, total := a.fleet.List(f, registry.Page{Limit: limit, After: after})
-	more := len(views) == limit
-	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(views)), Total: total}
-	for i, v := range views {
-		out.Items[i] = DeploymentJSON(v)
+	order, err := registry.ParseOrder(r.URL.Query().Get("order"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
-	if more && len(views) > 0 {
-		out.Next = views[len(views)-1].Deployment.ID
+	l, err := a.fleet.ListPage(f, registry.Page{Limit: limit, After: r.URL.Query().Get("after"), Before: r.URL.Query().Get("before"), Order: order})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(l.Items)), Total: l.Total, Offset: l.Offset, Next: l.Next, Prev: l.Prev}
+	for i, v := range l.Items {
+		out.Items[i] = DeploymentJSON(v)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -69,6 +69,8 @@ func TestRolesAndErrors(t *testing.T) {
 		{"unknown field", operator.Secret, "POST", "/api/v1/releases", map[string]string{"stack": "app", "version": "1", "colour": "red"}, 400, "invalid"},
 		{"unknown deployment", viewer.Secret, "GET", "/api/v1/deployments/ghost", nil, 404, "not_found"},
 		{"bad status filter", viewer.Secret, "GET", "/api/v1/deployments?status=sad", nil, 400, "invalid"},
+		{"bad order", viewer.Secret, "GET", "/api/v1/deployments?order=newest", nil, 400, "invalid"},
+		{"cursor of another order", viewer.Secret, "GET", "/api/v1/deployments?order=problems&after=acme", nil, 400, "invalid"},
 		{"unknown endpoint", viewer.Secret, "GET", "/api/v1/nothing", nil, 404, "not_found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,6 +133,21 @@ func TestPagingAndBatchCreate(t *testing.T) {
 	if all, _ := c.Deployments(ctx, apiclient.Filter{}); len(all) != 25 {
 		t.Fatalf("%d deployments, want 25 (the refused batch must add none)", len(all))
 	}
+	// Problems first (all are pending here, so by id), paged forward then back.
+	var p1, p2, back apitypes.DeploymentList
+	if err := c.Do(ctx, "GET", "/api/v1/deployments?order=problems&limit=10", nil, &p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "GET", "/api/v1/deployments?order=problems&limit=10&after="+p1.Next, nil, &p2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "GET", "/api/v1/deployments?order=problems&limit=10&before="+p2.Prev, nil, &back); err != nil {
+		t.Fatal(err)
+	}
+	if p1.Offset != 0 || p1.Prev != "" || p2.Offset != 10 || p2.Items[0].ID != "d10" || back.Offset != 0 || back.Items[0].ID != "d00" || back.Next != p1.Next {
+		t.Fatalf("problems order: first page offset %d prev %q; second offset %d from %s; back offset %d from %s next %q (want %q)",
+			p1.Offset, p1.Prev, p2.Offset, p2.Items[0].ID, back.Offset, back.Items[0].ID, back.Next, p1.Next)
+	}
 }
 
 // TestOpenAPIMatchesRoutesAndTypes keeps /api/v1/openapi.json true: every route is
@@ -190,6 +207,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"BehindDeployment": apitypes.BehindDeployment{},
 		"TokenRotation":    apitypes.TokenRotation{}, "RotatedToken": apitypes.RotatedToken{}, "TokenRevocation": apitypes.TokenRevocation{},
 		"DeploymentDeletion": apitypes.DeploymentDeletion{}, "DeploymentChange": apitypes.DeploymentChange{},
+		"ErrorRates": telquery.ErrorRates{}, "ErrorRateSeries": telquery.ErrorRateSeries{}, "ErrorRatePoint": telquery.ErrorRatePoint{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}
@@ -215,6 +233,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"/api/v1/red":              telquery.REDQuery{Filter: timed, Step: time.Minute, GroupBy: "release", Raw: true},
 		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour, Against: "0.9"},
 		"/api/v1/metrics/series":   telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
+		"/api/v1/error-rates":      telquery.ErrorRateQuery{Deployments: []string{"d"}, Since: timed.Since, Until: timed.Until},
 	} {
 		var get struct {
 			Parameters []struct{ Name, In string }

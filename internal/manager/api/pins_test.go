@@ -720,7 +720,7 @@ func TestOpenAPIDocumentsFilterParameters(t *testing.T) {
 	}
 	filter := []string{"behind", "cloud", "customer", "label", "pinned", "q", "region", "release", "stack", "status"}
 	for path, extra := range map[string][]string{
-		"/api/v1/deployments": {"after", "limit"}, "/api/v1/summary": nil, "/api/v1/deployments/behind": nil,
+		"/api/v1/deployments": {"after", "before", "limit", "order"}, "/api/v1/summary": nil, "/api/v1/deployments/behind": nil,
 	} {
 		var got []string
 		for _, p := range doc.Paths[path]["get"].Parameters {

@@ -72,6 +72,9 @@ var (
 		ErrorRateChange: 0.05, P95Change: 40, P95Ratio: 2}
 	cannedMetric = telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
 		Series: []telquery.MetricSeries{{Group: "acme-prod", Points: []telquery.MetricPoint{{Time: t0, Value: 7}}}}}
+	cannedErrorRates = telquery.ErrorRates{Since: t0.Add(-time.Hour), Until: t0, StepSec: 60, Series: []telquery.ErrorRateSeries{
+		{Deployment: "acme-prod", Requests: 10, Errors: 5, Points: []telquery.ErrorRatePoint{{Time: t0.Add(-time.Minute), Requests: 10, Errors: 5, ErrorRate: 0.5}}},
+	}}
 	errBroken = errors.New("disk on fire")
 )
 
@@ -149,6 +152,10 @@ func (f *fakeTelemetry) Metric(_ context.Context, q telquery.MetricQuery) (telqu
 	return cannedMetric, f.record(q)
 }
 
+func (f *fakeTelemetry) ErrorRates(_ context.Context, q telquery.ErrorRateQuery) (telquery.ErrorRates, error) {
+	return cannedErrorRates, f.record(q)
+}
+
 // serve runs the API over tel with the clock at t0. A nil tel is a nil pointer in
 // the interface, as a manager without a store passes it: the API must see none.
 func serve(t *testing.T, tel *fakeTelemetry) string {
@@ -189,6 +196,9 @@ func TestTelemetryParametersReachTheStoreParsed(t *testing.T) {
 		{"/api/v1/metrics/series?name=queue.depth&group_by=deployment&agg=max&step=2m&service=api",
 			telquery.MetricQuery{Filter: telquery.Filter{Service: "api"}, Name: "queue.depth", GroupBy: "deployment", Agg: "max", Step: 2 * time.Minute},
 			&telquery.Metric{}, &cannedMetric},
+		{"/api/v1/error-rates?deployment=acme-prod&deployment=globex&since=1h",
+			telquery.ErrorRateQuery{Deployments: []string{"acme-prod", "globex"}, Since: t0.Add(-time.Hour)},
+			&telquery.ErrorRates{}, &cannedErrorRates},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			before := len(fake.asked())
@@ -272,6 +282,8 @@ func TestTelemetryErrors(t *testing.T) {
 		{"bad window", base, viewerSecret, "/api/v1/releases/compare?window=forever", 400, "invalid"},
 		{"metric without name", base, viewerSecret, "/api/v1/metrics/series", 400, "invalid"},
 		{"bad agg", base, viewerSecret, "/api/v1/metrics/series?name=m&agg=median", 400, "invalid"},
+		{"error rates of no deployment", base, viewerSecret, "/api/v1/error-rates", 400, "invalid"},
+		{"error rates over two days", base, viewerSecret, "/api/v1/error-rates?deployment=a&since=48h", 400, "invalid"},
 		{"bad tail parameter", base, viewerSecret, "/api/v1/logs/tail?min_severity=loud", 400, "invalid"},
 		{"short trace id", base, viewerSecret, "/api/v1/traces/abc", 400, "invalid"},
 		{"trace id not hex", base, viewerSecret, "/api/v1/traces/zzf92f3577b34da6a3ce929d0e0e4736", 400, "invalid"},
@@ -295,7 +307,7 @@ func TestTelemetryErrors(t *testing.T) {
 		})
 	}
 	telemetry := map[string]bool{"/api/v1/logs": true, "/api/v1/logs/tail": true, "/api/v1/spans": true, "/api/v1/traces/{id}": true,
-		"/api/v1/red": true, "/api/v1/releases/compare": true, "/api/v1/metrics/series": true}
+		"/api/v1/red": true, "/api/v1/releases/compare": true, "/api/v1/metrics/series": true, "/api/v1/error-rates": true}
 	for _, r := range api.New(nil, nil, nil).Routes() {
 		if !telemetry[r.Path] {
 			continue
@@ -304,7 +316,7 @@ func TestTelemetryErrors(t *testing.T) {
 		if r.Method != "GET" || r.Role != auth.RoleViewer {
 			t.Errorf("%s %s needs %q, want GET for viewers", r.Method, r.Path, r.Role)
 		}
-		path := strings.Replace(r.Path, "{id}", traceID, 1) + "?name=m"
+		path := strings.Replace(r.Path, "{id}", traceID, 1) + "?name=m&deployment=d"
 		err := apiclient.New(without, viewerSecret).Do(ctx, r.Method, path, nil, nil)
 		var ae *apiclient.Error
 		if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != "unavailable" {

@@ -406,10 +406,14 @@ func (r *Registry) Get(id string) (View, error) {
 	return r.viewLocked(e, r.clk.Now()), nil
 }
 
-// Page selects a window of a sorted list: up to Limit items whose id sorts after After.
+// Page selects a window of a sorted list: up to Limit items (all when zero)
+// that sort after the cursor After, or before the cursor Before, in Order. A
+// cursor is what Cursor returns; in OrderID it is simply an id.
 type Page struct {
-	Limit int
-	After string
+	Limit  int
+	After  string
+	Before string
+	Order  Order
 }
 
 func (r *Registry) sortOrderLocked() {
@@ -422,33 +426,15 @@ func (r *Registry) matchLocked(e *entry, f fleet.Filter, now time.Time) bool {
 	return f.Match(&e.d, fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params))
 }
 
-// List returns the deployments matching f, sorted by id, one page at a time, with
-// the number that match in all.
+// List returns the deployments matching f, sorted by p.Order, one page at a
+// time, with the number that match in all. A malformed cursor lists nothing;
+// ListPage says why, and where the page sits in the list.
 func (r *Registry) List(f fleet.Filter, p Page) (items []View, total int) {
-	now := r.clk.Now()
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	start := sort.Search(len(r.order), func(i int) bool { return r.order[i].d.ID > p.After })
-	matched := make([]*entry, 0, min(max(p.Limit, 0), 1024))
-	for i := start; i < len(r.order) && (p.Limit <= 0 || len(matched) < p.Limit); i++ {
-		if r.matchLocked(r.order[i], f, now) {
-			matched = append(matched, r.order[i])
-		}
+	l, err := r.ListPage(f, p)
+	if err != nil {
+		return nil, 0
 	}
-	if f.IsZero() {
-		total = len(r.order)
-	} else {
-		for _, e := range r.order {
-			if r.matchLocked(e, f, now) {
-				total++
-			}
-		}
-	}
-	items = make([]View, len(matched))
-	for i, e := range matched {
-		items[i] = r.viewLocked(e, now)
-	}
-	return items, total
+	return l.Items, l.Total
 }
 
 // Summary counts the fleet by status and by running release.
@@ -463,31 +449,41 @@ type Summary struct {
 // Summary returns fleet-wide counts for deployments matching f.
 func (r *Registry) Summary(f fleet.Filter) Summary {
 	now := r.clk.Now()
+	c := newSummer()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, e := range r.order { // a slice reads faster than the map
+		e.mu.Lock()
+		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+		if f.Match(&e.d, ev) {
+			c.add(&e.d, ev)
+		}
+		e.mu.Unlock()
+	}
+	return c.s
+}
+
+// summer adds deployments up into a Summary.
+type summer struct{ s Summary }
+
+func newSummer() *summer {
 	s := Summary{ByStatus: map[fleet.Status]int{}, ByRelease: map[string]int{}, Behind: map[fleet.BehindReason]int{}}
 	for _, st := range fleet.Statuses {
 		s.ByStatus[st] = 0
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, e := range r.deps {
-		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
-		match, release := f.Match(&e.d, ev), e.d.RunningRelease
-		e.mu.Unlock()
-		if !match {
-			continue
-		}
-		s.Total++
-		s.ByStatus[ev.Status]++
-		s.ByRelease[release]++
-		if ev.Behind != "" {
-			s.Behind[ev.Behind]++
-		}
-		if ev.Pinned {
-			s.Pinned++
-		}
+	return &summer{s}
+}
+
+func (c *summer) add(d *fleet.Deployment, ev fleet.Evaluation) {
+	c.s.Total++
+	c.s.ByStatus[ev.Status]++
+	c.s.ByRelease[d.RunningRelease]++
+	if ev.Behind != "" {
+		c.s.Behind[ev.Behind]++
 	}
-	return s
+	if ev.Pinned {
+		c.s.Pinned++
+	}
 }
 
 // NewDeployment is what a vendor declares when registering a deployment.

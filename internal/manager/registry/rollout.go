@@ -442,53 +442,74 @@ func (r *Registry) Adoption(stack string) []Adoption {
 	now := r.clk.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	by := map[string]map[string]*ReleaseAdoption{}
-	totals := map[string]int{}
-	get := func(st, v string) *ReleaseAdoption {
-		m := by[st]
-		if m == nil {
-			m = map[string]*ReleaseAdoption{}
-			by[st] = m
-		}
-		if m[v] == nil {
-			m[v] = &ReleaseAdoption{Version: v}
-		}
-		return m[v]
-	}
-	for st, sr := range r.stacks {
-		for _, rel := range sr.Releases {
-			get(st, rel.Version).Published = true
-		}
-	}
-	for _, e := range r.deps {
+	a := r.newAdopterLocked()
+	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		if stack == "" || e.d.Stack == stack {
-			ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
-			totals[e.d.Stack]++
-			if e.d.RunningRelease != "" {
-				get(e.d.Stack, e.d.RunningRelease).Running++
-			}
-			if ev.Desired != "" {
-				a := get(e.d.Stack, ev.Desired)
-				a.Desired++
-				if ev.Pinned {
-					a.Pinned++
-				}
-			}
+			a.add(&e.d, fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params))
 		}
 		e.mu.Unlock()
 	}
+	return a.resultLocked(r, stack)
+}
+
+// adopter counts deployments per stack and release into Adoptions.
+type adopter struct {
+	by     map[string]map[string]*ReleaseAdoption
+	totals map[string]int
+}
+
+// newAdopterLocked starts with every published release; the caller holds r.mu.
+func (r *Registry) newAdopterLocked() *adopter {
+	a := &adopter{by: map[string]map[string]*ReleaseAdoption{}, totals: map[string]int{}}
+	for st, sr := range r.stacks {
+		for _, rel := range sr.Releases {
+			a.get(st, rel.Version).Published = true
+		}
+	}
+	return a
+}
+
+func (a *adopter) get(st, v string) *ReleaseAdoption {
+	m := a.by[st]
+	if m == nil {
+		m = map[string]*ReleaseAdoption{}
+		a.by[st] = m
+	}
+	if m[v] == nil {
+		m[v] = &ReleaseAdoption{Version: v}
+	}
+	return m[v]
+}
+
+func (a *adopter) add(d *fleet.Deployment, ev fleet.Evaluation) {
+	a.totals[d.Stack]++
+	if d.RunningRelease != "" {
+		a.get(d.Stack, d.RunningRelease).Running++
+	}
+	if ev.Desired != "" {
+		ra := a.get(d.Stack, ev.Desired)
+		ra.Desired++
+		if ev.Pinned {
+			ra.Pinned++
+		}
+	}
+}
+
+// resultLocked lists the stacks (only stack, unless ""), newest release
+// first; the caller holds r.mu.
+func (a *adopter) resultLocked(r *Registry, stack string) []Adoption {
 	var out []Adoption
-	for st, m := range by {
+	for st, m := range a.by {
 		if stack != "" && st != stack {
 			continue
 		}
-		a := Adoption{Stack: st, Latest: r.stacks[st].Latest, Total: totals[st]}
+		ad := Adoption{Stack: st, Latest: r.stacks[st].Latest, Total: a.totals[st]}
 		for _, ra := range m {
-			a.Releases = append(a.Releases, *ra)
+			ad.Releases = append(ad.Releases, *ra)
 		}
-		sort.Slice(a.Releases, func(i, j int) bool { return fleet.CompareVersions(a.Releases[i].Version, a.Releases[j].Version) > 0 })
-		out = append(out, a)
+		sort.Slice(ad.Releases, func(i, j int) bool { return fleet.CompareVersions(ad.Releases[i].Version, ad.Releases[j].Version) > 0 })
+		out = append(out, ad)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Stack < out[j].Stack })
 	return out

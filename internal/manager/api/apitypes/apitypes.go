@@ -91,8 +91,12 @@ type DeploymentList struct {
 	Items []Deployment `json:"items"`
 	// Total is how many deployments match the filter across all pages.
 	Total int `json:"total"`
+	// Offset is how many matching deployments sort before the first item.
+	Offset int `json:"offset"`
 	// Next is the cursor for the following page ("" on the last page).
 	Next string `json:"next"`
+	// Prev is the cursor for the page before ("" on the first page).
+	Prev string `json:"prev"`
 }
 
 // NewDeployment is the body of POST /api/v1/deployments.

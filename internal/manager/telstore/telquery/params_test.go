@@ -45,6 +45,8 @@ func TestValuesRoundTrip(t *testing.T) {
 			func(v url.Values) (any, error) { return telquery.ParseCompareQuery(v, now) }},
 		{"metric", telquery.MetricQuery{Filter: full, Name: "http.server.duration", GroupBy: "http.route", Step: 2 * time.Minute, Agg: telquery.AggMax},
 			func(v url.Values) (any, error) { return telquery.ParseMetricQuery(v, now) }},
+		{"error rates", telquery.ErrorRateQuery{Deployments: []string{"acme-prod", "globex"}, Since: full.Since, Until: full.Until},
+			func(v url.Values) (any, error) { return telquery.ParseErrorRateQuery(v, now) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := tc.q.Values()
@@ -96,6 +98,10 @@ func TestParseRejects(t *testing.T) {
 		{"bad trace_id", url.Values{"trace_id": {"xyz"}}, logs},
 		{"metric name", url.Values{}, metric},
 		{"agg", url.Values{"name": {"m"}, "agg": {"median"}}, metric},
+		{"no deployment", url.Values{}, errorRates},
+		{"empty deployment", url.Values{"deployment": {""}}, errorRates},
+		{"error rates over a day", url.Values{"deployment": {"a"}, "since": {"25h"}}, errorRates},
+		{"error rates until before since", url.Values{"deployment": {"a"}, "since": {"1h"}, "until": {"2h"}}, errorRates},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.fn(tc.v, now); !errors.Is(err, telquery.ErrInvalid) {
@@ -109,6 +115,10 @@ func logs(v url.Values, n time.Time) error   { _, err := telquery.ParseLogQuery(
 func spans(v url.Values, n time.Time) error  { _, err := telquery.ParseSpanQuery(v, n); return err }
 func red(v url.Values, n time.Time) error    { _, err := telquery.ParseREDQuery(v, n); return err }
 func metric(v url.Values, n time.Time) error { _, err := telquery.ParseMetricQuery(v, n); return err }
+func errorRates(v url.Values, n time.Time) error {
+	_, err := telquery.ParseErrorRateQuery(v, n)
+	return err
+}
 func compare(v url.Values, n time.Time) error {
 	_, err := telquery.ParseCompareQuery(v, n)
 	return err
