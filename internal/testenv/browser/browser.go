@@ -523,13 +523,13 @@ func (b *Browser) Path() string {
 	return Eval[string](b, `location.pathname + location.search`)
 }
 
-// Eval evaluates a JavaScript expression on the current page and decodes its
-// value into T, failing the test on an error.
+// Eval evaluates a JavaScript expression on the current page (awaiting it when
+// it is a promise) and decodes its value into T, failing the test on an error.
 func Eval[T any](b *Browser, expr string) T {
 	b.t.Helper()
 	ctx, cancel := b.step()
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		b.fail("evaluate %s: %v", expr, err)
 	}

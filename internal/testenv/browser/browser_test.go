@@ -120,6 +120,9 @@ func TestHarnessFailsOnPageErrors(t *testing.T) {
 	if v := browser.Eval[string](b, `document.querySelector("select").value + "|" + document.querySelector("textarea").value`); v != "1.0.0|errors on 2.0.0" {
 		t.Fatalf("form fields read %q", v)
 	}
+	if v := browser.Eval[int](b, `(async () => 6 + 1)()`); v != 7 {
+		t.Fatalf("an async expression evaluated to %d, want 7", v)
+	}
 	b.ReadmeShot("next.png")
 
 	for path, want := range map[string]string{
