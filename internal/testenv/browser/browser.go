@@ -69,7 +69,7 @@ func Chromium(t testing.TB) string {
 
 // Options bound a Browser; zero values take the defaults.
 type Options struct {
-	// Limit is how long the browser may live (default 90 s, never past the
+	// Limit is how long the browser may live (default 3 min, never past the
 	// test's deadline).
 	Limit time.Duration
 	// Step bounds one navigation, click or wait (default 15 s).
@@ -108,7 +108,7 @@ func Start(t testing.TB, base string, opts Options) *Browser {
 		t.Fatalf("browser base URL %q: %v", base, err)
 	}
 	if opts.Limit <= 0 {
-		opts.Limit = 90 * time.Second
+		opts.Limit = 3 * time.Minute
 	}
 	if opts.Step <= 0 {
 		opts.Step = 15 * time.Second
