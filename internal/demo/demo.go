@@ -205,11 +205,15 @@ func Run(ctx context.Context, o Options) error {
 Periscope demo is running: a manager and %d simulated customer deployments, with
 %.0f minutes of their services' logs, traces and metrics, and live traffic since.
 
+  Dashboard: %s/  (sign in with token %s)
   Manager:   %s
   API token: %s   (admin)
   Data:      %s
 
-Try, in another terminal:
+Open the dashboard: globex-prod is unhealthy since its upgrade; click it for
+the evidence, its error logs and traces, and the pin back to 1.7.2.
+
+Or try, in another terminal:
 
   export PERISCOPE_MANAGER=%s PERISCOPE_TOKEN=%s
   go run ./cmd/periscope status
@@ -237,7 +241,7 @@ so it shows as behind: manual-apply until someone redeploys it):
   go run ./cmd/periscope pins --deployment globex-prod   # the audit trail
 
 Press Ctrl-C to stop.
-`, len(fleetSpec), history.Minutes(), m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault)
+`, len(fleetSpec), history.Minutes(), m.URL(), token, m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault)
 	if o.Ready != nil {
 		o.Ready(m.URL(), token)
 	}

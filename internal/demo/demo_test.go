@@ -1,9 +1,15 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,11 +27,12 @@ func TestDemoInvestigation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	type ready struct{ url, token string }
+	var out bytes.Buffer // written before Ready, read after
 	readyc := make(chan ready, 1)
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		done <- Run(ctx, Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Out: io.Discard,
+		done <- Run(ctx, Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Out: &out,
 			Rand: rand.New(rand.NewPCG(7, 11)), Ready: func(url, token string) { readyc <- ready{url, token} }})
 	}()
 	var r ready
@@ -38,6 +45,7 @@ func TestDemoInvestigation(t *testing.T) {
 	}
 	t.Logf("demo ready in %v", time.Since(start).Round(time.Millisecond))
 	api := apiclient.New(r.url, r.token)
+	signInToDashboard(t, out.String(), r.url, r.token)
 
 	d, err := api.Deployment(ctx, "globex-prod")
 	if err != nil {
@@ -108,5 +116,32 @@ func TestDemoInvestigation(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("demo did not stop")
+	}
+}
+
+// signInToDashboard checks the demo's banner names the dashboard and a token,
+// and that the token signs in there.
+func signInToDashboard(t *testing.T, banner, managerURL, token string) {
+	t.Helper()
+	m := regexp.MustCompile(`Dashboard: (\S+)  \(sign in with token (psk_\S+)\)`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("the demo's banner does not give the dashboard and a sign-in token:\n%s", banner)
+	}
+	if m[1] != managerURL+"/" || m[2] != token {
+		t.Errorf("banner: dashboard %s with token %s, want %s/ with the admin token", m[1], m[2], managerURL)
+	}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.PostForm(m[1]+"login", url.Values{"token": {m[2]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/" || !strings.Contains(string(body), `action="/logout"`) {
+		t.Errorf("signing in with the banner's token ended at %s (%d), want the signed-in fleet at /", resp.Request.URL, resp.StatusCode)
 	}
 }
