@@ -279,7 +279,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.log.Info("dashboard sign-in refused", "remote", r.RemoteAddr)
 		s.render(w, r, nil, http.StatusUnauthorized, "login", "Sign in", loginData{Next: next,
-			Error: "That token is not valid, or it has been revoked. Use an API token from `periscope tokens create` or the admin token the manager printed at its first start."})
+			Error: "That token is not valid, or it has been revoked. Use an API token an admin created (POST /api/v1/tokens), or the admin token the manager printed at its first start."})
 		return
 	}
 	id, _, err := s.sessions.create(tok)
