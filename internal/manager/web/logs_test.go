@@ -88,6 +88,7 @@ type spanRec struct {
 	dur               time.Duration
 	err               string // the status message of an error span
 	attrs             map[string]string
+	events            [][2]string // name and exception.message, a millisecond apart
 }
 
 // storeSpans puts spans in the fixture's telemetry store as one OTLP batch.
@@ -114,6 +115,12 @@ func (f *fixture) storeSpans(d telDep, recs ...spanRec) {
 		}
 		for k, v := range r.attrs {
 			sp.Attributes().PutStr(k, v)
+		}
+		for i, ev := range r.events {
+			e := sp.Events().AppendEmpty()
+			e.SetName(ev[0])
+			e.SetTimestamp(pcommon.NewTimestampFromTime(r.at.Add(time.Duration(i+1) * time.Millisecond)))
+			e.Attributes().PutStr("exception.message", ev[1])
 		}
 	}
 	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)

@@ -98,6 +98,23 @@ type wfSpan struct {
 	Indent []struct{}
 	BarX   int
 	BarW   int
+	start  time.Time // the trace's
+}
+
+// event is one span event as the waterfall shows it.
+type event struct {
+	Name, Offset, Exact string
+	Attrs               []attr
+}
+
+// SpanEvents are the span's events, each at its offset into the trace.
+func (w wfSpan) SpanEvents() []event {
+	out := make([]event, 0, len(w.Events))
+	for _, e := range w.Events {
+		out = append(out, event{Name: e.Name, Offset: msDuration(float64(e.Time.Sub(w.start)) / 1e6),
+			Exact: e.Time.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), Attrs: attrsOf(e.Attributes, nil)})
+	}
+	return out
 }
 
 // Attrs are the span's attributes, each a span search filter where one applies.
@@ -176,7 +193,7 @@ func waterfall(t telquery.Trace, l links) []wfSpan {
 		x = min(max(x, 0), 998)
 		w = min(max(w, 2), 1000-x)
 		out = append(out, wfSpan{spanRow: spanRow{Span: *sp, Links: l}, Depth: depth,
-			Indent: make([]struct{}, min(depth, maxIndent)), BarX: x, BarW: w})
+			Indent: make([]struct{}, min(depth, maxIndent)), BarX: x, BarW: w, start: t.Start})
 		for _, c := range sp.Children {
 			walk(c, depth+1)
 		}

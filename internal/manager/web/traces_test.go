@@ -137,7 +137,7 @@ func TestTraceWaterfallNestsSpansAndMarksErrors(t *testing.T) {
 	f.storeSpans(pay,
 		spanRec{trace: traceA, id: "c2", parent: "c1", name: "INSERT ledger", kind: ptrace.SpanKindClient, at: at.Add(30 * time.Millisecond), dur: 10 * time.Millisecond},
 		spanRec{trace: traceA, id: "c1", parent: "f1", name: "charge card", kind: ptrace.SpanKindServer, at: at.Add(20 * time.Millisecond), dur: 200 * time.Millisecond,
-			err: "card declined", attrs: map[string]string{"card.kind": "visa"}})
+			err: "card declined", attrs: map[string]string{"card.kind": "visa"}, events: [][2]string{{"exception", "issuer said no"}}})
 	f.storeSpans(api,
 		spanRec{trace: traceA, id: "f1", name: "POST /checkout", kind: ptrace.SpanKindServer, at: at, dur: 400 * time.Millisecond},
 		spanRec{trace: traceA, id: "e1", parent: "f1", name: "render receipt", kind: ptrace.SpanKindInternal, at: at.Add(300 * time.Millisecond), dur: 50 * time.Millisecond})
@@ -166,6 +166,8 @@ func TestTraceWaterfallNestsSpansAndMarksErrors(t *testing.T) {
 	}
 	for _, want := range []string{"1 failing span", `<a href="#span-00000000000000c1">charge card</a>`, "function <strong>charge</strong>",
 		`href="/logs?trace_id=` + traceA + `"`, "<dt>card.kind</dt><dd>visa</dd>",
+		// Its events, at their offset into the trace (20 ms + 1 ms).
+		">+21.0 ms</time> <strong>exception</strong>", "<dt>exception.message</dt><dd>issuer said no</dd>",
 		// Bars share the trace's axis: the charge starts 5% in and lasts half of it.
 		`<rect x="50" y="2" width="500"`} {
 		if !strings.Contains(page, want) {
@@ -195,13 +197,15 @@ func TestTracesEscapeEverySpanString(t *testing.T) {
 	at := f.clk.Now().Add(-time.Minute)
 	f.storeSpans(d,
 		spanRec{trace: traceA, id: "1", name: evil("span name"), kind: ptrace.SpanKindServer, at: at, dur: time.Second,
-			err: evil("status message"), attrs: map[string]string{evil("attribute key"): evil("attribute value")}})
+			err: evil("status message"), attrs: map[string]string{evil("attribute key"): evil("attribute value")},
+			events: [][2]string{{evil("event name"), evil("event attribute")}}})
 	b := f.signIn(auth.RoleViewer)
 
 	_, page := telPage(t, b.get("/traces"), http.StatusOK)
 	checkEscaped(t, page, "deployment", "release", "service", "function", "span name", "status message")
 	_, page = telPage(t, b.get("/traces/"+traceA), http.StatusOK)
-	checkEscaped(t, page, "deployment", "release", "service", "function", "span name", "status message", "attribute key", "attribute value")
+	checkEscaped(t, page, "deployment", "release", "service", "function", "span name", "status message", "attribute key", "attribute value",
+		"event name", "event attribute")
 	_, page = telPage(t, b.get("/traces?name="+url.QueryEscape(evil("search"))+"&min_duration="+url.QueryEscape(evil("duration"))), http.StatusBadRequest)
 	checkEscaped(t, page, "search", "duration")
 }
