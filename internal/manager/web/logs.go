@@ -252,18 +252,24 @@ func (s *Server) logsPage(w http.ResponseWriter, r *http.Request, sess *Session)
 			d.Older = d.Links.Page(page.Next)
 		}
 	}
-	if err != nil {
-		if !errors.Is(err, telquery.ErrInvalid) {
-			s.log.Error("search logs", "query", v.Encode(), "err", err)
-			s.fail(w, r, sess, http.StatusInternalServerError, "Logs could not be searched",
-				"The telemetry store failed to answer; the manager log has the details. Try again, or narrow the time range.")
-			return
-		}
-		d.Err, d.Rows = err.Error(), nil
-		s.render(w, r, sess, http.StatusBadRequest, "logs", "Logs", d)
-		return
+	s.answerSearch(w, r, sess, "logs", "Logs", err, &d, func(msg string) { d.Err, d.Rows = msg, nil })
+}
+
+// answerSearch answers a search page: its results, the page with why its
+// filters were refused (400, through refuse), or the error page when the store
+// failed.
+func (s *Server) answerSearch(w http.ResponseWriter, r *http.Request, sess *Session, page, title string, err error, data any, refuse func(msg string)) {
+	switch {
+	case err == nil:
+		s.render(w, r, sess, http.StatusOK, page, title, data)
+	case errors.Is(err, telquery.ErrInvalid):
+		refuse(err.Error())
+		s.render(w, r, sess, http.StatusBadRequest, page, title, data)
+	default:
+		s.log.Error("dashboard search", "page", page, "query", r.URL.RawQuery, "err", err)
+		s.fail(w, r, sess, http.StatusInternalServerError, title+" could not be searched",
+			"The telemetry store failed to answer; the manager log has the details. Try again, or narrow the time range.")
 	}
-	s.render(w, r, sess, http.StatusOK, "logs", "Logs", d)
 }
 
 // logsTail streams the log records matching the page's filters as server-sent

@@ -76,18 +76,7 @@ func (s *Server) tracesPage(w http.ResponseWriter, r *http.Request, sess *Sessio
 			d.Older = d.Links.Page(page.Next)
 		}
 	}
-	if err != nil {
-		if !errors.Is(err, telquery.ErrInvalid) {
-			s.log.Error("search spans", "query", v.Encode(), "err", err)
-			s.fail(w, r, sess, http.StatusInternalServerError, "Spans could not be searched",
-				"The telemetry store failed to answer; the manager log has the details. Try again, or narrow the time range.")
-			return
-		}
-		d.Err, d.Rows = err.Error(), nil
-		s.render(w, r, sess, http.StatusBadRequest, "traces", "Traces", d)
-		return
-	}
-	s.render(w, r, sess, http.StatusOK, "traces", "Traces", d)
+	s.answerSearch(w, r, sess, "traces", "Traces", err, &d, func(msg string) { d.Err, d.Rows = msg, nil })
 }
 
 // wfSpan is one row of the waterfall: a span, its depth under its parents and
