@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	xhtml "golang.org/x/net/html"
 
@@ -208,4 +209,28 @@ func TestTracesEscapeEverySpanString(t *testing.T) {
 		"event name", "event attribute")
 	_, page = telPage(t, b.get("/traces?name="+url.QueryEscape(evil("search"))+"&min_duration="+url.QueryEscape(evil("duration"))), http.StatusBadRequest)
 	checkEscaped(t, page, "search", "duration")
+}
+
+func TestTelemetryPagesOfferAViewerNoActions(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	f.storeLogs(acme2, logRec{at: f.clk.Now().Add(-time.Minute), sev: plog.SeverityNumberError, body: "charge failed", trace: traceA})
+	f.storeSpans(acme2, spanRec{trace: traceA, id: "1", name: "POST /pay", kind: ptrace.SpanKindServer, at: f.clk.Now().Add(-time.Minute), dur: time.Second})
+	b := f.signIn(auth.RoleViewer)
+	for _, p := range []string{"/logs", "/traces", "/traces/" + traceA} {
+		doc, _ := telPage(t, b.get(p), http.StatusOK)
+		for _, form := range telAll(doc, func(n *xhtml.Node) bool { return n.Data == "form" }) {
+			method, _ := telAttr(form, "method")
+			action, _ := telAttr(form, "action")
+			if strings.EqualFold(method, "post") && action != "/logout" {
+				t.Errorf("%s offers a viewer the action %s", p, action)
+			}
+		}
+	}
+	// Signed out, every telemetry page sends the browser to sign in and back.
+	for _, p := range []string{"/logs?service=checkout", "/traces", "/traces/" + traceA, "/logs/tail"} {
+		rec := f.browser().get(p)
+		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/login?next="+url.QueryEscape(p) {
+			t.Errorf("signed out %s: %d %s", p, rec.Code, rec.Header().Get("Location"))
+		}
+	}
 }
