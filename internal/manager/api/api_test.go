@@ -197,7 +197,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"Deployment": apitypes.Deployment{}, "DeploymentList": apitypes.DeploymentList{}, "NewDeployment": apitypes.NewDeployment{},
 		"Release": apitypes.Release{}, "NewRelease": apitypes.NewRelease{}, "Summary": apitypes.Summary{}, "Event": apitypes.Event{},
 		"Token": apitypes.Token{}, "NewToken": apitypes.NewToken{},
-		"Context": telquery.Context{}, "Log": telquery.Log{}, "LogPage": telquery.LogPage{}, "Span": telquery.Span{},
+		"Context": telquery.Context{}, "Log": telquery.Log{}, "LogPage": telquery.LogPage{}, "Span": telquery.Span{}, "SpanEvent": telquery.SpanEvent{},
 		"SpanPage": telquery.SpanPage{}, "Trace": telquery.Trace{}, "Stats": telquery.Stats{}, "REDPoint": telquery.REDPoint{},
 		"REDSeries": telquery.REDSeries{}, "RED": telquery.RED{}, "ReleaseWindow": telquery.ReleaseWindow{},
 		"Comparison": telquery.Comparison{}, "MetricPoint": telquery.MetricPoint{}, "MetricSeries": telquery.MetricSeries{},

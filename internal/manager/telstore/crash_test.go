@@ -112,6 +112,10 @@ func buildVersion(t *testing.T, dir string, v int) {
 	case 1:
 		qs = append(qs, `INSERT INTO logs VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 'acme-prod', 'acme', 'aws', 'eu-west-1', '1.0.0', 'shop',
 			'checkout', 'pay', 'app', 'pod-1', 9, 'INFO', 'paid', NULL, NULL, NULL, NULL, NULL)`)
+	case 2:
+		qs = append(qs, `INSERT INTO resources VALUES (1, 'acme-prod', 'acme', 'aws', 'eu-west-1', '1.0.0', 'shop', 'checkout', 'app', 'pod-1', NULL)`,
+			`INSERT INTO log_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 1, 'pay', 9, 'INFO', 'paid', NULL, NULL, NULL, NULL)`,
+			`INSERT INTO span_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 1000000, 1, 2, 3, NULL, 'POST /pay', 2, 0, NULL, true, 1, 'pay', NULL)`)
 	default:
 		t.Fatalf("no records for schema version %d: add them here", v)
 	}

@@ -294,7 +294,7 @@ func (s *Store) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telqu
 }
 
 const spanColumns = "seq, start, duration_ns, trace_hi, trace_lo, span_id, parent_span_id, name, kind, status, status_message, " +
-	"deployment, customer, cloud, region, release, stack, service, function, container, replica, attrs"
+	"deployment, customer, cloud, region, release, stack, service, function, container, replica, attrs, events"
 
 var kindNames = []string{"unspecified", "internal", "server", "client", "producer", "consumer"}
 var statusNames = []string{telquery.StatusUnset, telquery.StatusOK, telquery.StatusError}
@@ -305,15 +305,18 @@ func scanSpan(rs *sql.Rows) (telquery.Span, int64, error) {
 	var th, tl, sid int64
 	var pid sql.Null[int64]
 	var kind, status uint8
-	var msg, attrs sql.NullString
+	var msg, attrs, events sql.NullString
 	var c ctxCols
 	dest := []any{&seq, &sp.Start, &dur, &th, &tl, &sid, &pid, &sp.Name, &kind, &status, &msg}
 	for i := range c {
 		dest = append(dest, &c[i])
 	}
-	dest = append(dest, &attrs)
+	dest = append(dest, &attrs, &events)
 	if err := rs.Scan(dest...); err != nil {
 		return sp, 0, err
+	}
+	if events.Valid && events.String != "" {
+		_ = json.Unmarshal([]byte(events.String), &sp.Events)
 	}
 	sp.Start = sp.Start.UTC()
 	sp.TraceID, sp.SpanID = traceHex(th, tl), spanHex(sid)

@@ -130,6 +130,8 @@ type spanRow struct {
 	res              *resource
 	function         string
 	attrs            string
+	// events is the span's events as a JSON array ("" when none).
+	events string
 }
 
 type pointRow struct {
@@ -382,6 +384,22 @@ func spanFrom(fix *fixer, s ptrace.Span, res *resource) spanRow {
 	row.function = spanFunction(fix, s, res.ctx[cFunction], row.name)
 	if s.Attributes().Len() > 0 {
 		row.attrs = string(appendMapJSON(fix, nil, s.Attributes(), nil))
+	}
+	if evs := s.Events(); evs.Len() > 0 {
+		b := []byte{'['}
+		for i := 0; i < evs.Len(); i++ {
+			e := evs.At(i)
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"name":`...)
+			b = appendJSONString(fix, b, e.Name())
+			b = append(b, `,"time":`...)
+			b = appendJSONString(fix, b, e.Timestamp().AsTime().UTC().Format(time.RFC3339Nano))
+			b = append(b, `,"attributes":`...)
+			b = append(appendMapJSON(fix, b, e.Attributes(), nil), '}')
+		}
+		row.events = string(append(b, ']'))
 	}
 	return row
 }

@@ -442,6 +442,14 @@ CREATE VIEW spans AS SELECT s.seq, s.start, s.res, s.duration_ns, s.trace_hi, s.
 CREATE VIEW metric_points AS SELECT m.seq, m.ts, m.res, m.name, m.kind, m.unit, m.temporality, m.value, m.count, m.sum,
 	r.deployment, r.customer, r.cloud, r.region, r.release, r.stack, r.service, m.function, r.container, r.replica, m.attrs, r.resource
 	FROM metric_point_rows m JOIN resources r ON m.res = r.id;`,
+	// Span events (an exception and its stack, a retry), as a JSON array.
+	3: `
+DROP VIEW spans;
+ALTER TABLE span_rows ADD COLUMN events VARCHAR;
+CREATE VIEW spans AS SELECT s.seq, s.start, s.res, s.duration_ns, s.trace_hi, s.trace_lo, s.span_id, s.parent_span_id, s.name, s.kind,
+	s.status, s.status_message, s.entry, r.deployment, r.customer, r.cloud, r.region, r.release, r.stack, r.service, s.function,
+	r.container, r.replica, s.attrs, r.resource, s.events
+	FROM span_rows s JOIN resources r ON s.res = r.id;`,
 }
 
 // sameResource is the join condition of migration 2 between a row of an earlier

@@ -454,7 +454,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 				seq[tSpans]++
 				row = append(row[:0], seq[tSpans], s.start.UTC(), s.durationNS, s.traceHi, s.traceLo, s.spanID,
 					nullI64(s.parentID, s.hasParent), s.name, s.kind, s.status, nullStr(s.statusMessage), s.entry,
-					s.res.id, s.function, nullStr(s.attrs))
+					s.res.id, s.function, nullStr(s.attrs), nullStr(s.events))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("append span: %w: %w", errBadValue, err)

@@ -15,7 +15,9 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 )
 
-//go:embed templates
+// "all:" keeps the partials: embed leaves out files whose names start with "_".
+//
+//go:embed all:templates
 var templateFS embed.FS
 
 // pages holds one parsed template per page, each the layout plus the page's

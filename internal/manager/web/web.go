@@ -65,6 +65,8 @@ type Server struct {
 	// closing ends live streams (log tail, refresh) at shutdown.
 	closing context.Context
 	end     context.CancelFunc
+	// tails holds a slot per live log tail (see maxTails).
+	tails chan struct{}
 }
 
 // New parses the templates and hashes the assets; it starts nothing.
@@ -92,7 +94,7 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	return &Server{
 		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, log: s.Logger, clock: clk,
 		pages: ps, assets: as, sessions: newSessions(clk, s),
-		closing: closing, end: end,
+		closing: closing, end: end, tails: make(chan struct{}, maxTails),
 	}, nil
 }
 

@@ -116,9 +116,18 @@ type Span struct {
 	StatusMessage string         `json:"status_message,omitempty"`
 	Context       Context        `json:"context"`
 	Attributes    map[string]any `json:"attributes"`
+	// Events are what happened during the span (an exception, a retry), in order.
+	Events []SpanEvent `json:"events,omitempty"`
 	// OffsetMS is the span's start relative to the trace's first span (traces only).
 	OffsetMS float64 `json:"offset_ms"`
 	Children []*Span `json:"children,omitempty"`
+}
+
+// SpanEvent is one event of a span.
+type SpanEvent struct {
+	Name       string         `json:"name"`
+	Time       time.Time      `json:"time"`
+	Attributes map[string]any `json:"attributes,omitempty"`
 }
 
 // SpanPage is one page of spans.
