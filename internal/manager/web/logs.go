@@ -107,17 +107,17 @@ func (l links) Self() string { return l.url(l.q) }
 // Query is the current filters as a query string (without "?").
 func (l links) Query() string { return l.q.Encode() }
 
-// chip is one active filter, shown with a link that removes it.
-type chip struct {
+// telChip is one active filter, shown with a link that removes it.
+type telChip struct {
 	Key, Value, Remove string
 }
 
 // chips lists the active filters in the order of keys.
-func (l links) chips(keys ...string) []chip {
-	var out []chip
+func (l links) chips(keys ...string) []telChip {
+	var out []telChip
 	for _, k := range keys {
 		for _, v := range l.q[k] {
-			out = append(out, chip{Key: k, Value: v, Remove: l.Without(k, v)})
+			out = append(out, telChip{Key: k, Value: v, Remove: l.Without(k, v)})
 		}
 	}
 	return out
@@ -200,7 +200,7 @@ type logsData struct {
 	F     url.Values
 	Attrs []string
 	Sev   []option
-	Chips []chip
+	Chips []telChip
 	Links links
 	Rows  []logRow
 	// Older continues the search; Paged is set past the first page.

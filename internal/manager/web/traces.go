@@ -42,7 +42,7 @@ type tracesData struct {
 	NoStore bool
 	Err     string
 	F       url.Values
-	Chips   []chip
+	Chips   []telChip
 	Links   links
 	Rows    []spanRow
 	Older   string
