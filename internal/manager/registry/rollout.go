@@ -434,6 +434,9 @@ type ReleaseAdoption struct {
 	Running   int
 	Desired   int
 	Pinned    int
+	// Behind counts the deployments running it that are behind their desired
+	// release, by reason (nil when none is).
+	Behind map[fleet.BehindReason]int
 }
 
 // Adoption returns, per stack, how many deployments run, want and are pinned to
@@ -466,7 +469,14 @@ func (r *Registry) Adoption(stack string) []Adoption {
 			ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
 			totals[e.d.Stack]++
 			if e.d.RunningRelease != "" {
-				get(e.d.Stack, e.d.RunningRelease).Running++
+				a := get(e.d.Stack, e.d.RunningRelease)
+				a.Running++
+				if ev.Behind != "" {
+					if a.Behind == nil {
+						a.Behind = map[fleet.BehindReason]int{}
+					}
+					a.Behind[ev.Behind]++
+				}
 			}
 			if ev.Desired != "" {
 				a := get(e.d.Stack, ev.Desired)
