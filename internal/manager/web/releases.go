@@ -110,7 +110,8 @@ func msText(ms float64) string {
 	return humanDuration(time.Duration(ms * float64(time.Millisecond)))
 }
 
-// behindCount is how many deployments running a release are behind for reason.
+// behindCount is how many deployments running a release are behind their
+// desired release for reason.
 type behindCount struct {
 	Reason fleet.BehindReason
 	Count  int
@@ -120,18 +121,6 @@ func (s *Server) releasesPage(w http.ResponseWriter, r *http.Request, sess *Sess
 	d := releasesData{Telemetry: s.tel != nil, Window: healthWindow, Form: bulkFormFrom(r.URL.Query())}
 	if d.Form.Action == "" {
 		d.Form.Action = string(fleet.ActionPin)
-	}
-	// Behind counts by stack and running release, from one pass over the fleet.
-	behind := map[[2]string]map[fleet.BehindReason]int{}
-	views, _ := s.fleet.List(fleet.Filter{}, registry.Page{})
-	for _, v := range views {
-		if b := v.Evaluation.Behind; b != "" {
-			k := [2]string{v.Deployment.Stack, v.Deployment.RunningRelease}
-			if behind[k] == nil {
-				behind[k] = map[fleet.BehindReason]int{}
-			}
-			behind[k][b]++
-		}
 	}
 	versions := map[string]bool{}
 	for _, ad := range s.fleet.Adoption("") {
@@ -146,8 +135,8 @@ func (s *Server) releasesPage(w http.ResponseWriter, r *http.Request, sess *Sess
 			if ad.Total > 0 {
 				row.Share = float64(ra.Running) / float64(ad.Total)
 			}
-			for _, reason := range append(fleet.BehindReasons[:len(fleet.BehindReasons):len(fleet.BehindReasons)], fleet.BehindPinned) {
-				if n := behind[[2]string{ad.Stack, ra.Version}][reason]; n > 0 {
+			for _, reason := range fleet.BehindReasons {
+				if n := ra.Behind[reason]; n > 0 {
 					row.Behind = append(row.Behind, behindCount{reason, n})
 				}
 			}
@@ -382,7 +371,15 @@ type bulkData struct {
 	Done *registry.PinResult
 	// Edit links to the releases page's form, filled with this selection.
 	Edit string
+	// Shown are the changes listed (all of them, or the first previewShown
+	// until the page is asked for all); All links to the full list.
+	Shown []bulkChange
+	All   string
 }
+
+// previewShown is how many changes a preview lists unless asked for all: a
+// change over thousands of deployments would otherwise weigh megabytes.
+const previewShown = 500
 
 func (s *Server) bulkPreview(w http.ResponseWriter, r *http.Request, sess *Session) {
 	b := bulkFormFrom(r.URL.Query())
@@ -405,6 +402,13 @@ func (s *Server) showBulk(w http.ResponseWriter, r *http.Request, sess *Session,
 		return
 	}
 	d.Plan = s.planBulk(d.Bulk, f)
+	d.Shown = d.Plan.Changes
+	if len(d.Shown) > previewShown && r.URL.Query().Get("all") == "" {
+		d.Shown = d.Shown[:previewShown]
+		q := d.Bulk.query()
+		q.Set("all", "1")
+		d.All = "/releases/bulk?" + q.Encode()
+	}
 	s.render(w, r, sess, status, "releases-bulk", "Bulk change", d)
 }
 
