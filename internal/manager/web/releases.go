@@ -25,7 +25,8 @@ import (
 // unpin over a selection and confirms it through registry.Pin, the function
 // behind the REST API's POST /api/v1/pins.
 
-// healthWindow is how much telemetry the releases page compares.
+// healthWindow is how much telemetry the releases page compares (its
+// template says "last 24 h").
 const healthWindow = 24 * time.Hour
 
 // releasesData is the releases page.
@@ -35,7 +36,6 @@ type releasesData struct {
 	// in words why the figures are missing when the query failed.
 	Telemetry bool
 	TelErr    string
-	Window    time.Duration
 	Form      bulkForm
 	// StackNames, Versions and Statuses feed the bulk form's choices.
 	StackNames []string
@@ -118,7 +118,7 @@ type behindCount struct {
 }
 
 func (s *Server) releasesPage(w http.ResponseWriter, r *http.Request, sess *Session) {
-	d := releasesData{Telemetry: s.tel != nil, Window: healthWindow, Form: bulkFormFrom(r.URL.Query())}
+	d := releasesData{Telemetry: s.tel != nil, Form: bulkFormFrom(r.URL.Query())}
 	if d.Form.Action == "" {
 		d.Form.Action = string(fleet.ActionPin)
 	}
