@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -380,5 +381,36 @@ func TestBulkViewerSeesNoConfirmAndIsRefused(t *testing.T) {
 	}
 	if v, _ := f.reg.Get("evil"); v.Deployment.Pin == nil {
 		t.Error("a forged confirmation unpinned evil")
+	}
+}
+
+func TestBulkPreviewOfManyListsTheFirstAndAllOnRequest(t *testing.T) {
+	f := releaseFleet(t)
+	ctx := context.Background()
+	const n = 520
+	nds := make([]registry.NewDeployment, n)
+	for i := range nds {
+		nds[i] = registry.NewDeployment{ID: fmt.Sprintf("bulk-%03d", i), Customer: "bulk", Stack: "app"}
+	}
+	if _, err := f.reg.CreateDeployments(ctx, nds); err != nil {
+		t.Fatal(err)
+	}
+	b := f.signIn(auth.RoleOperator)
+	sel := url.Values{"action": {"pin"}, "customer": {"bulk"}, "target": {"1.9.0"}}
+	page := body(t, b.get("/releases/bulk?"+sel.Encode()))
+	if got := len(previewIDs(page)); got != 500 || !strings.Contains(page, "Showing the first 500 of 520") {
+		t.Fatalf("a preview of %d lists %d, want the first 500 and says so", n, got)
+	}
+	all := body(t, b.get("/releases/bulk?"+sel.Encode()+"&all=1"))
+	ids := previewIDs(all)
+	if len(ids) != n || ids[0] != "bulk-000" || ids[n-1] != fmt.Sprintf("bulk-%03d", n-1) {
+		t.Fatalf("the full preview lists %d, want all %d", len(ids), n)
+	}
+	if res := b.post("/releases/bulk", confirmForm(t, b, sel, page, "hold the new customer")); res.Code != http.StatusSeeOther {
+		t.Fatalf("confirm: %d\n%s", res.Code, body(t, res))
+	}
+	views, _ := f.reg.List(fleet.Filter{Customer: "bulk", Pinned: "true"}, registry.Page{})
+	if len(views) != n {
+		t.Errorf("%d pinned after the confirmation, want the %d the preview counted", len(views), n)
 	}
 }
