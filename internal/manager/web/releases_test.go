@@ -176,7 +176,7 @@ func TestReleasesPageShowsAdoptionHealthAndBehind(t *testing.T) {
 		"20%",                    // error rate
 		"&#43;19.0 pts errors",   // against 1.9.0's 1%
 		`class="delta worse"`,
-		"vs <span class=\"ver\">1.9.0</span>",
+		"vs <span class=\"ver\">1.9.0</span> <span class=\"reqs\">(100 vs 100 req)</span>",
 	} {
 		if !strings.Contains(r2, want) {
 			t.Errorf("2.0.0's row lacks %q:\n%s", want, r2)
