@@ -377,7 +377,7 @@ func ingest(ctx context.Context, tel *telstore.Store, deps []dep, now time.Time,
 			lr.SetTimestamp(pcommon.NewTimestampFromTime(at.Add(total)))
 			lr.SetSeverityNumber(plog.SeverityNumberInfo)
 			lr.SetSeverityText("INFO")
-			lr.Body().SetStr(fmt.Sprintf("POST /checkout completed in %dms status=%d", (total+2*time.Millisecond).Milliseconds(), code))
+			lr.Body().SetStr(fmt.Sprintf("POST /checkout completed in %dms status=%d", (total + 2*time.Millisecond).Milliseconds(), code))
 			lr.SetTraceID(tid)
 			lr.SetSpanID(root)
 			if failed {
@@ -558,4 +558,3 @@ func pct(ss []sample, p float64) time.Duration {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
-
