@@ -414,3 +414,30 @@ func TestBulkPreviewOfManyListsTheFirstAndAllOnRequest(t *testing.T) {
 		t.Errorf("%d pinned after the confirmation, want the %d the preview counted", len(views), n)
 	}
 }
+
+// conflicting is the registry with another pin change holding acme-prod, as
+// registry.Pin reports it.
+type conflicting struct{ *registry.Registry }
+
+func (conflicting) Pin(context.Context, registry.PinRequest) (registry.PinResult, error) {
+	return registry.PinResult{}, fmt.Errorf("deployment acme-prod is being changed by pin change chg-other; retry once it is done: %w", registry.ErrConflict)
+}
+
+func TestBulkConflictIsSaidInWords(t *testing.T) {
+	f := releaseFleet(t)
+	w, err := web.New(conflicting{f.reg}, f.keys, web.Settings{Clock: f.clk, Telemetry: f.tel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	f.h = w.Handler()
+	b := f.signIn(auth.RoleOperator)
+	sel := url.Values{"action": {"rollback"}, "customer": {"acme"}, "stack": {"app"}}
+	page := body(t, b.get("/releases/bulk?"+sel.Encode()))
+	res := b.post("/releases/bulk", confirmForm(t, b, sel, page, "bad release"))
+	page = body(t, res)
+	want := "Another change holds part of this selection right now, so nothing was changed: deployment acme-prod is being changed by pin change chg-other; retry once it is done."
+	if res.Code != http.StatusConflict || !strings.Contains(page, want) || strings.Contains(page, "already exists") {
+		t.Errorf("a conflicting confirmation: %d, want 409 saying %q\n%s", res.Code, want, page)
+	}
+}
