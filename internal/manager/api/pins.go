@@ -178,7 +178,7 @@ func (a *API) releaseAdoption(w http.ResponseWriter, r *http.Request, _ auth.API
 	for i, ad := range ads {
 		out[i] = apitypes.Adoption{Stack: ad.Stack, Latest: ad.Latest, Total: ad.Total, Releases: make([]apitypes.ReleaseAdoption, len(ad.Releases))}
 		for j, ra := range ad.Releases {
-			out[i].Releases[j] = apitypes.ReleaseAdoption{Version: ra.Version, Published: ra.Published, Running: ra.Running, Desired: ra.Desired, Pinned: ra.Pinned}
+			out[i].Releases[j] = apitypes.ReleaseAdoption{Version: ra.Version, Published: ra.Published, Running: ra.Running, Desired: ra.Desired, Pinned: ra.Pinned, Behind: ra.Behind}
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": out})

@@ -526,8 +526,8 @@ func TestReleaseAdoption(t *testing.T) {
 	}
 	want := []apitypes.Adoption{{Stack: "app", Latest: "2.0", Total: 4, Releases: []apitypes.ReleaseAdoption{
 		{Version: "2.0", Published: true, Running: 1, Desired: 3},
-		{Version: "1.1", Published: true, Running: 1},
-		{Version: "1.0", Published: true, Running: 2, Desired: 1, Pinned: 1},
+		{Version: "1.1", Published: true, Running: 1, Behind: map[fleet.BehindReason]int{fleet.BehindManualApply: 1}},
+		{Version: "1.0", Published: true, Running: 2, Desired: 1, Pinned: 1, Behind: map[fleet.BehindReason]int{fleet.BehindPullPending: 1}},
 	}}}
 	if !reflect.DeepEqual(ads, want) {
 		t.Fatalf("adoption of app\n%+v\nwant\n%+v", ads, want)

@@ -21,6 +21,7 @@ func (a *API) tokenRoutes() []Route {
 		{"POST", "/api/v1/deployments/{id}/revoke-token", auth.RoleOperator, a.revokeToken},
 		{"DELETE", "/api/v1/deployments/{id}", auth.RoleOperator, a.deleteDeployment},
 		{"GET", "/api/v1/deployments/{id}/history", auth.RoleViewer, a.deploymentHistory},
+		{"GET", "/api/v1/deployments/history", auth.RoleViewer, a.deploymentHistory},
 	}
 }
 
@@ -102,7 +103,13 @@ func (a *API) deploymentHistory(w http.ResponseWriter, r *http.Request, _ auth.A
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		return
 	}
-	chs, err := a.fleet.DeploymentChanges(r.Context(), r.PathValue("id"), limit)
+	// One deployment's trail by path, or the whole fleet's (optionally one
+	// deployment's) from GET /api/v1/deployments/history?deployment=.
+	id := r.PathValue("id")
+	if id == "" {
+		id = r.URL.Query().Get("deployment")
+	}
+	chs, err := a.fleet.DeploymentChanges(r.Context(), id, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -144,6 +144,29 @@ func TestRotateRevokeAndDeleteDeployment(t *testing.T) {
 			t.Errorf("history[%d] = %+v, want %s by %s because %q", i, h, w.action, w.by, w.reason)
 		}
 	}
+	// The fleet's trail has every deployment's entries, newest first.
+	if _, err := op.CreateDeployment(ctx, apitypes.NewDeployment{ID: "globex", Customer: "globex", Stack: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.RotateToken(ctx, "globex", apitypes.TokenRotation{Reason: "moved clusters"}); err != nil {
+		t.Fatal(err)
+	}
+	var all struct {
+		Items []apitypes.DeploymentChange `json:"items"`
+	}
+	vc := apiclient.New(m.URL(), viewer.Secret)
+	if err := vc.Do(ctx, "GET", "/api/v1/deployments/history?limit=10", nil, &all); err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Items) != len(want)+1 || all.Items[0].DeploymentID != "globex" || all.Items[0].Reason != "moved clusters" || all.Items[1].DeploymentID != "acme" {
+		t.Errorf("the fleet's trail: %+v, want globex's rotation then acme's %d entries", all.Items, len(want))
+	}
+	if err := vc.Do(ctx, "GET", "/api/v1/deployments/history?deployment=globex", nil, &all); err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Items) != 1 || all.Items[0].DeploymentID != "globex" {
+		t.Errorf("the fleet's trail of globex: %+v, want its rotation only", all.Items)
+	}
 }
 
 // FuzzTokenBodies sends hostile bodies to the token and deletion endpoints: each

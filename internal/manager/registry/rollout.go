@@ -434,6 +434,9 @@ type ReleaseAdoption struct {
 	Running   int
 	Desired   int
 	Pinned    int
+	// Behind counts the deployments running it that are behind their desired
+	// release, by reason (nil when none is).
+	Behind map[fleet.BehindReason]int
 }
 
 // Adoption returns, per stack, how many deployments run, want and are pinned to
@@ -485,7 +488,14 @@ func (a *adopter) get(st, v string) *ReleaseAdoption {
 func (a *adopter) add(d *fleet.Deployment, ev fleet.Evaluation) {
 	a.totals[d.Stack]++
 	if d.RunningRelease != "" {
-		a.get(d.Stack, d.RunningRelease).Running++
+		ra := a.get(d.Stack, d.RunningRelease)
+		ra.Running++
+		if ev.Behind != "" {
+			if ra.Behind == nil {
+				ra.Behind = map[fleet.BehindReason]int{}
+			}
+			ra.Behind[ev.Behind]++
+		}
 	}
 	if ev.Desired != "" {
 		ra := a.get(d.Stack, ev.Desired)

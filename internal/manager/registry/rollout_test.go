@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -382,5 +383,13 @@ func TestAdoption(t *testing.T) {
 	}
 	if r := got["1.0"]; r.Running != 2 || r.Desired != 1 || r.Pinned != 1 {
 		t.Fatalf("1.0 = %+v; want 2 running, 1 pinned to it", r)
+	}
+	// acme-prod runs 1.0, should run 2.0 and has not polled since; acme-dr runs
+	// what its pin asks, and globex the latest.
+	if b := got["1.0"].Behind; !reflect.DeepEqual(b, map[fleet.BehindReason]int{fleet.BehindPullPending: 1}) {
+		t.Errorf("1.0 behind = %v; want acme-prod pull-pending", b)
+	}
+	if b := got["2.0"].Behind; b != nil {
+		t.Errorf("2.0 behind = %v; want none", b)
 	}
 }

@@ -225,6 +225,9 @@ type ReleaseAdoption struct {
 	Running int `json:"running"`
 	Desired int `json:"desired"`
 	Pinned  int `json:"pinned"`
+	// Behind counts the deployments running it that are behind their desired
+	// release, by reason.
+	Behind map[fleet.BehindReason]int `json:"behind,omitempty"`
 }
 
 // BehindDeployment is a deployment not running its stack's latest release, with
