@@ -112,28 +112,14 @@ func TestSeriesByReleaseCarryTheirFiguresAndTheMarkerIsLabelled(t *testing.T) {
 
 func formatPct(v float64) string { return strconv.FormatFloat(v*100, 'f', -1, 64) + "%" }
 
-func TestEveryOutsideStringIsEscaped(t *testing.T) {
-	evil := `<script>alert(1)</script>"`
-	c := chart.TimeSeries{ID: "x", Title: evil, Since: t0, Until: t0.Add(time.Hour),
-		Series:  []chart.Series{{Name: evil, Release: evil, Points: []chart.Point{{T: t0, V: 1}}}},
-		Markers: []chart.Marker{{At: t0.Add(time.Minute), Label: evil}}}
-	svg := c.SVG()
-	if strings.Contains(svg, "<script>") || strings.Contains(svg, `alert(1)</script>"`) {
-		t.Fatalf("raw outside string in the SVG:\n%s", svg)
-	}
-	if !strings.Contains(svg, "&lt;script&gt;alert(1)&lt;/script&gt;&#34;") {
-		t.Errorf("escaped string missing:\n%s", svg)
-	}
-}
-
-func TestAnEmptyChartSaysSoAndKeepsItsAxes(t *testing.T) {
+func TestEmptyChartDrawsItsAxesAndSaysNoData(t *testing.T) {
 	c := chart.TimeSeries{ID: "latency", Title: "Latency", Since: t0, Until: t0.Add(time.Hour),
-		Series: []chart.Series{{Name: "p95", Points: []chart.Point{{T: t0, V: math.NaN()}}}}}
+		Series: []chart.Series{{Name: "p95", Points: []chart.Point{{t0, math.NaN()}}}}}
 	if !c.Empty() {
 		t.Fatal("a chart of gaps is not empty")
 	}
 	svg := c.SVG()
-	for _, want := range []string{"no data in this range", `class="xlabel"`, "Latency, 2026-03-01T11:00:00Z to 2026-03-01T12:00:00Z: no data"} {
+	for _, want := range []string{"no data in this range", `class="ylabel"`, `class="xlabel"`, "Latency, 2026-03-01T11:00:00Z to 2026-03-01T12:00:00Z: no data"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("empty chart lacks %q:\n%s", want, svg)
 		}
@@ -143,11 +129,33 @@ func TestAnEmptyChartSaysSoAndKeepsItsAxes(t *testing.T) {
 	}
 }
 
-func TestALonePointIsDrawnAsADot(t *testing.T) {
-	nan := math.NaN()
+func TestMarkersOutsideTheRangeAreLeftOut(t *testing.T) {
 	c := chart.TimeSeries{ID: "x", Since: t0, Until: t0.Add(time.Hour),
-		Series: []chart.Series{{Name: "a", Points: []chart.Point{{T: t0, V: nan}, {T: t0.Add(time.Minute), V: 2}, {T: t0.Add(2 * time.Minute), V: nan}}}}}
+		Markers: []chart.Marker{{At: t0.Add(-time.Minute), Label: "old"}, {At: t0.Add(time.Minute), Label: "new"}}}
+	svg := c.SVG()
+	if strings.Count(svg, `data-marker="release"`) != 1 || !strings.Contains(svg, `data-label="new"`) {
+		t.Errorf("markers: want only the one inside the range:\n%s", svg)
+	}
+}
+
+func TestEveryOutsideStringIsEscaped(t *testing.T) {
+	evil := `<script>alert(1)</script>"'&`
+	c := chart.TimeSeries{ID: evil, Title: evil, Since: t0, Until: t0.Add(time.Hour),
+		Series:  []chart.Series{{Name: evil, Release: evil, Points: []chart.Point{{t0, 1}}}},
+		Markers: []chart.Marker{{At: t0.Add(time.Minute), Label: evil, Kind: evil}}}
+	svg := c.SVG()
+	if strings.Contains(svg, "<script") || strings.Contains(svg, `"'&`) {
+		t.Fatalf("raw outside string in the SVG:\n%s", svg)
+	}
+	if !strings.Contains(svg, "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&#39;&amp;") {
+		t.Errorf("escaped string missing:\n%s", svg)
+	}
+}
+
+func TestALonePointIsDrawnAsADot(t *testing.T) {
+	c := chart.TimeSeries{ID: "x", Since: t0, Until: t0.Add(time.Hour),
+		Series: []chart.Series{{Name: "a", Points: []chart.Point{{t0, math.NaN()}, {t0.Add(time.Minute), 1}, {t0.Add(2 * time.Minute), math.NaN()}}}}}
 	if svg := c.SVG(); !strings.Contains(svg, "<circle") {
-		t.Errorf("lone point not drawn:\n%s", svg)
+		t.Errorf("a lone point is invisible:\n%s", svg)
 	}
 }
