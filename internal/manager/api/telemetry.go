@@ -27,6 +27,8 @@ type Telemetry interface {
 	RED(ctx context.Context, q telquery.REDQuery) (telquery.RED, error)
 	CompareReleases(ctx context.Context, q telquery.CompareQuery) (telquery.Comparison, error)
 	Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Metric, error)
+	// MetricNames lists the metrics with points matching the filter.
+	MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error)
 }
 
 // WithTelemetry makes the telemetry routes answer from t, reading relative times
@@ -56,6 +58,7 @@ func (a *API) telemetryRoutes() []Route {
 		{"GET", "/api/v1/red", auth.RoleViewer, queryHandler(a, params(telquery.ParseREDQuery), Telemetry.RED)},
 		{"GET", "/api/v1/releases/compare", auth.RoleViewer, queryHandler(a, params(telquery.ParseCompareQuery), Telemetry.CompareReleases)},
 		{"GET", "/api/v1/metrics/series", auth.RoleViewer, queryHandler(a, params(telquery.ParseMetricQuery), Telemetry.Metric)},
+		{"GET", "/api/v1/metrics/names", auth.RoleViewer, queryHandler(a, params(telquery.ParseMetricNamesQuery), Telemetry.MetricNames)},
 	}
 }
 

@@ -70,6 +70,7 @@ var (
 		Current:         telquery.ReleaseWindow{Release: "1.8.0", From: t0.Add(-time.Hour), To: t0, Stats: cannedStats},
 		Previous:        telquery.ReleaseWindow{Release: "1.7.2", From: t0.Add(-2 * time.Hour), To: t0.Add(-time.Hour), Stats: telquery.Stats{Requests: 1}},
 		ErrorRateChange: 0.05, P95Change: 40, P95Ratio: 2}
+	cannedMetricNames = telquery.MetricNames{Metrics: []telquery.MetricInfo{{Name: "queue.depth", Kind: "gauge", Unit: "1", Points: 3, Last: t0}}}
 	cannedMetric = telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
 		Series: []telquery.MetricSeries{{Group: "acme-prod", Points: []telquery.MetricPoint{{Time: t0, Value: 7}}}}}
 	errBroken = errors.New("disk on fire")
@@ -149,6 +150,10 @@ func (f *fakeTelemetry) Metric(_ context.Context, q telquery.MetricQuery) (telqu
 	return cannedMetric, f.record(q)
 }
 
+func (f *fakeTelemetry) MetricNames(_ context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error) {
+	return cannedMetricNames, f.record(q)
+}
+
 // serve runs the API over tel with the clock at t0. A nil tel is a nil pointer in
 // the interface, as a manager without a store passes it: the API must see none.
 func serve(t *testing.T, tel *fakeTelemetry) string {
@@ -189,6 +194,8 @@ func TestTelemetryParametersReachTheStoreParsed(t *testing.T) {
 		{"/api/v1/metrics/series?name=queue.depth&group_by=deployment&agg=max&step=2m&service=api",
 			telquery.MetricQuery{Filter: telquery.Filter{Service: "api"}, Name: "queue.depth", GroupBy: "deployment", Agg: "max", Step: 2 * time.Minute},
 			&telquery.Metric{}, &cannedMetric},
+		{"/api/v1/metrics/names?deployment=acme-prod&release=1.8.0&since=1h",
+			telquery.MetricNamesQuery{Filter: f}, &telquery.MetricNames{}, &cannedMetricNames},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			before := len(fake.asked())
