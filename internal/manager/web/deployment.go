@@ -72,10 +72,13 @@ func parseRange(q url.Values, now time.Time) (timeRange, error) {
 type rangeChoice struct {
 	Label, Since string
 	Current      bool
+	// Href is the page's link with this range (set where a page keeps other
+	// parameters; the deployment page's is ?since=).
+	Href string
 }
 
 func rangeChoices(tr timeRange) []rangeChoice {
-	out := []rangeChoice{{"1 h", "1h", false}, {"3 h", "3h", false}, {"6 h", "6h", false}, {"24 h", "24h", false}}
+	out := []rangeChoice{{Label: "1 h", Since: "1h"}, {Label: "3 h", Since: "3h"}, {Label: "6 h", Since: "6h"}, {Label: "24 h", Since: "24h"}}
 	for i := range out {
 		out[i].Current = tr.UntilParam == "" && (tr.SinceParam == out[i].Since || (tr.SinceParam == "" && out[i].Since == "3h"))
 	}

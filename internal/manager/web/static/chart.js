@@ -114,7 +114,7 @@
       const on = btn.getAttribute("aria-pressed") !== "true";
       btn.setAttribute("aria-pressed", on ? "true" : "false");
       for (const s of document.querySelectorAll("svg.chart .series")) {
-        if (s.dataset.release === btn.dataset.legend) s.classList.toggle("off", !on);
+        if (s.dataset.release === btn.dataset.legend || s.dataset.series === btn.dataset.legend) s.classList.toggle("off", !on);
       }
     });
   }
