@@ -71,7 +71,7 @@ var (
 		Previous:        telquery.ReleaseWindow{Release: "1.7.2", From: t0.Add(-2 * time.Hour), To: t0.Add(-time.Hour), Stats: telquery.Stats{Requests: 1}},
 		ErrorRateChange: 0.05, P95Change: 40, P95Ratio: 2}
 	cannedMetricNames = telquery.MetricNames{Metrics: []telquery.MetricInfo{{Name: "queue.depth", Kind: "gauge", Unit: "1", Points: 3, Last: t0}}}
-	cannedMetric = telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
+	cannedMetric      = telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
 		Series: []telquery.MetricSeries{{Group: "acme-prod", Points: []telquery.MetricPoint{{Time: t0, Value: 7}}}}}
 	errBroken = errors.New("disk on fire")
 )
