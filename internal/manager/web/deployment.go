@@ -225,7 +225,7 @@ func (s *Server) deploymentEvidence(ctx context.Context, data *deploymentData) {
 		data.TelErr = "The request figures could not be read: " + err.Error()
 	} else {
 		data.HasRED = len(red.Series) > 0
-		data.Charts, data.Legend = redCharts(red, data.Range, releaseMarkers(data.Events, d, data.Range))
+		data.Charts, data.Legend = redCharts(red, data.Range, releaseMarkers(red, d, data.Range))
 	}
 	cmp, err := s.tel.CompareReleases(ctx, telquery.CompareQuery{
 		Filter: telquery.Filter{Deployment: d.ID, Release: d.RunningRelease}, Against: previousOf(d), Window: compareWindow})
@@ -286,26 +286,35 @@ func previousOf(d fleet.Deployment) string {
 	return d.PreviousRelease
 }
 
-// releaseMarkers are the release changes inside the range: from the status
-// history (events carry the release), and the current release's start.
-func releaseMarkers(events []fleet.Event, d fleet.Deployment, tr timeRange) []chart.Marker {
+// releaseMarkers are the release changes inside the range: when the current
+// release started (the registry knows it to the check-in), and where each other
+// release's requests begin after another's (from the figures themselves).
+func releaseMarkers(red telquery.RED, d fleet.Deployment, tr timeRange) []chart.Marker {
 	var out []chart.Marker
-	seen := map[string]bool{}
-	add := func(at time.Time, rel string) {
-		key := rel + "@" + at.Format(time.RFC3339)
-		if rel == "" || seen[key] || at.Before(tr.Since) || at.After(tr.Until) {
-			return
-		}
-		seen[key] = true
-		out = append(out, chart.Marker{At: at, Label: rel, Kind: "release"})
+	inside := func(at time.Time) bool { return !at.Before(tr.Since) && !at.After(tr.Until) }
+	if d.RunningRelease != "" && inside(d.ReleaseSince) {
+		out = append(out, chart.Marker{At: d.ReleaseSince, Label: d.RunningRelease, Kind: "release"})
 	}
-	add(d.ReleaseSince, d.RunningRelease)
-	// Events are newest first; a release change is where the release differs
-	// from the event before it.
-	for i := len(events) - 1; i > 0; i-- {
-		if events[i-1].Release != "" && events[i].Release != "" && events[i-1].Release != events[i].Release {
-			add(events[i-1].At, events[i-1].Release)
+	type first struct {
+		rel string
+		at  time.Time
+	}
+	var firsts []first
+	for _, sr := range red.Series {
+		for _, p := range sr.Points {
+			if p.Requests > 0 {
+				firsts = append(firsts, first{sr.Group, p.Time})
+				break
+			}
 		}
+	}
+	slices.SortFunc(firsts, func(a, b first) int { return a.at.Compare(b.at) })
+	for i, f := range firsts {
+		// The release seen first was running when the range began: no change.
+		if i == 0 || f.rel == d.RunningRelease || !inside(f.at) {
+			continue
+		}
+		out = append(out, chart.Marker{At: f.at, Label: f.rel, Kind: "release"})
 	}
 	return out
 }

@@ -185,6 +185,10 @@ func TestDeploymentPageShowsStatusEvidenceAndActions(t *testing.T) {
 			t.Errorf("page lacks %s", want)
 		}
 	}
+	// One release change in the range, marked once on each of the three charts.
+	if n := strings.Count(page, `data-marker="release"`); n != 3 {
+		t.Errorf("%d release markers, want one on each of the 3 charts", n)
+	}
 	if strings.Contains(page, `id="unpin-form"`) || strings.Contains(page, `class="badge outline pinned"`) {
 		t.Error("an unpinned deployment offers unpin or shows the pinned badge")
 	}
