@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
@@ -105,5 +107,19 @@ func TestMetricsPagesEscapeNamesAndGroups(t *testing.T) {
 	}
 	if !strings.Contains(series, `data-series="&lt;script&gt;alert(1)&lt;/script&gt;"`) {
 		t.Error("the group is not escaped in the chart")
+	}
+}
+
+func TestPagesWithoutATelemetryStoreSaySo(t *testing.T) {
+	f := newFixture(t, web.Settings{Telemetry: (*telstore.Store)(nil)})
+	if _, err := f.reg.CreateDeployments(context.Background(), []registry.NewDeployment{{ID: "acme-prod", Customer: "acme", Stack: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.signIn(auth.RoleViewer)
+	for _, path := range []string{"/deployments/acme-prod", "/metrics/", "/metrics/queue.depth"} {
+		res := b.get(path)
+		if page := body(t, res); res.Code != http.StatusOK || !strings.Contains(page, "runs without a telemetry store") {
+			t.Errorf("%s: %d, and does not say there is no store", path, res.Code)
+		}
 	}
 }
