@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
@@ -214,67 +216,66 @@ func deploymentTitle(d fleet.Deployment) string {
 	return d.ID
 }
 
-// deploymentEvidence reads the telemetry: RED by release, the comparison,
-// error logs and traces. A failing query says so in its section.
+// deploymentEvidence reads the telemetry: RED by release (then the slowest
+// requests, over its p99), the comparison, error logs and failed requests. The
+// three independent reads run at once, each filling its own fields; a failing
+// one says so in its section.
 func (s *Server) deploymentEvidence(ctx context.Context, data *deploymentData) {
 	d := data.D
 	f := telquery.Filter{Deployment: d.ID, Since: data.Range.Since, Until: data.Range.Until}
-	red, err := s.tel.RED(ctx, telquery.REDQuery{Filter: f, GroupBy: telquery.ByRelease})
-	if err != nil {
-		s.log.Warn("deployment RED", "id", d.ID, "err", err)
-		data.TelErr = "The request figures could not be read: " + err.Error()
-	} else {
+	data.LogsLink = "/logs" + string(query("deployment", d.ID, "release", d.RunningRelease, "min_severity", "error"))
+	data.TracesLink = "/traces" + string(query("deployment", d.ID))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		red, err := s.tel.RED(ctx, telquery.REDQuery{Filter: f, GroupBy: telquery.ByRelease})
+		if err != nil {
+			s.log.Warn("deployment RED", "id", d.ID, "err", err)
+			data.TelErr = "The request figures could not be read: " + err.Error()
+			return
+		}
 		data.HasRED = len(red.Series) > 0
 		data.Charts, data.Legend = redCharts(red, data.Range, releaseMarkers(red, d, data.Range))
-	}
-	cmp, err := s.tel.CompareReleases(ctx, telquery.CompareQuery{
-		Filter: telquery.Filter{Deployment: d.ID, Release: d.RunningRelease}, Against: previousOf(d), Window: compareWindow})
-	if err != nil {
-		data.CmpErr = err.Error()
-	} else {
-		data.Compare, data.CmpRows = &cmp, comparisonRows(cmp)
-	}
-	lf := f
-	lf.Release = d.RunningRelease
-	logs, err := s.tel.Logs(ctx, telquery.LogQuery{Filter: lf, MinSeverity: severityError, Limit: 5})
-	if err != nil {
-		s.log.Warn("deployment error logs", "id", d.ID, "err", err)
-	}
-	data.ErrorLogs = logs.Logs
-	data.LogsLink = "/logs" + string(query("deployment", d.ID, "release", d.RunningRelease, "min_severity", "error"))
-	failed, err := s.tel.Spans(ctx, telquery.SpanQuery{Filter: f, ErrorsOnly: true, Limit: 5})
-	if err != nil {
-		s.log.Warn("deployment failed spans", "id", d.ID, "err", err)
-	}
-	data.Failed = failed.Spans
-	// Slowest: the entry spans at or over the range's p99.
-	var p99 float64
-	for _, sr := range red.Series {
-		p99 = math.Max(p99, sr.Total.P99)
-	}
-	if p99 > 0 {
+		// Slowest: the entry spans at or over the range's p99.
+		var p99 float64
+		for _, sr := range red.Series {
+			p99 = math.Max(p99, sr.Total.P99)
+		}
+		if p99 <= 0 {
+			return
+		}
 		data.SlowOver = p99
 		slow, err := s.tel.Spans(ctx, telquery.SpanQuery{Filter: f, RootsOnly: true, MinDuration: time.Duration(p99 * float64(time.Millisecond)), Limit: 20})
 		if err != nil {
 			s.log.Warn("deployment slow spans", "id", d.ID, "err", err)
 		}
 		data.Slow = slow.Spans
-		slices.SortStableFunc(data.Slow, func(a, b telquery.Span) int { return -cmpFloat(a.DurationMS, b.DurationMS) })
-		if len(data.Slow) > 5 {
-			data.Slow = data.Slow[:5]
+		slices.SortStableFunc(data.Slow, func(a, b telquery.Span) int { return cmp.Compare(b.DurationMS, a.DurationMS) })
+		data.Slow = data.Slow[:min(5, len(data.Slow))]
+	})
+	wg.Go(func() {
+		c, err := s.tel.CompareReleases(ctx, telquery.CompareQuery{
+			Filter: telquery.Filter{Deployment: d.ID, Release: d.RunningRelease}, Against: previousOf(d), Window: compareWindow})
+		if err != nil {
+			data.CmpErr = err.Error()
+			return
 		}
-	}
-	data.TracesLink = "/traces" + string(query("deployment", d.ID))
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+		data.Compare, data.CmpRows = &c, comparisonRows(c)
+	})
+	wg.Go(func() {
+		lf := f
+		lf.Release = d.RunningRelease
+		logs, err := s.tel.Logs(ctx, telquery.LogQuery{Filter: lf, MinSeverity: severityError, Limit: 5})
+		if err != nil {
+			s.log.Warn("deployment error logs", "id", d.ID, "err", err)
+		}
+		data.ErrorLogs = logs.Logs
+		failed, err := s.tel.Spans(ctx, telquery.SpanQuery{Filter: f, ErrorsOnly: true, Limit: 5})
+		if err != nil {
+			s.log.Warn("deployment failed spans", "id", d.ID, "err", err)
+		}
+		data.Failed = failed.Spans
+	})
+	wg.Wait()
 }
 
 // previousOf is the release to compare with: the regression's, else the one
