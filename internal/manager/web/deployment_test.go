@@ -21,6 +21,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 const evil = `<script>alert(1)</script>`
@@ -312,5 +313,27 @@ func TestDeploymentWithoutTelemetryTeachesTheSetup(t *testing.T) {
 	}
 	if res := b.get("/deployments/quiet?since=nonsense"); res.Code != http.StatusBadRequest {
 		t.Errorf("bad range: %d", res.Code)
+	}
+}
+
+// oneNote answers one notification for every deployment asked about.
+type oneNote struct{ asked *store.NotificationQuery }
+
+func (n oneNote) List(_ context.Context, q store.NotificationQuery) ([]store.Notification, error) {
+	*n.asked = q
+	return []store.Notification{{ID: "n1", Kind: "status", State: "entered", Status: fleet.StatusUnhealthy,
+		Reason: evil + "note", At: time.Date(2026, 3, 1, 11, 45, 0, 0, time.UTC)}}, nil
+}
+
+func TestDeploymentPageListsItsNotifications(t *testing.T) {
+	var asked store.NotificationQuery
+	f := newFixture(t, web.Settings{Notifications: oneNote{&asked}})
+	f.twoReleases("Acme production", "acme", "gold", "boom", "POST /pay")
+	page := body(t, f.signIn(auth.RoleViewer).get("/deployments/acme-prod"))
+	if asked.Deployment != "acme-prod" {
+		t.Errorf("notifications asked for %+v", asked)
+	}
+	if !regexp.MustCompile(`(?s)<section id="notifications".*<span class="badge st-unhealthy">unhealthy</span></td><td>&lt;script&gt;alert\(1\)&lt;/script&gt;note</td>`).MatchString(page) {
+		t.Errorf("notification missing or not escaped:\n%s", page)
 	}
 }
