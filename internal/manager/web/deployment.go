@@ -168,7 +168,10 @@ func (s *Server) showDeployment(w http.ResponseWriter, r *http.Request, sess *Se
 	d, e := v.Deployment, v.Evaluation
 	data := &deploymentData{Title: deploymentTitle(d), View: v, D: d, E: e, Releases: s.fleet.Releases(d.Stack), Error: msg,
 		Applies: "at its next check-in (pull)", Regressed: e.ReasonCode == fleet.ReasonRegressed}
-	if d.Mode == fleet.ModePush && d.Connected {
+	switch {
+	case d.AgentVersion != "" && !d.AcceptsReleases:
+		data.Applies = "only when someone redeploys it: its agent cannot apply releases itself (manual apply)"
+	case d.Mode == fleet.ModePush && d.Connected:
 		data.Applies = "at once (push)"
 	}
 	data.PinTarget = e.Latest

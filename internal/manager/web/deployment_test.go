@@ -119,9 +119,10 @@ func (f *fixture) twoReleases(name, customer, label, logBody, spanName string) {
 		Platform: "kubernetes", Cloud: "aws", Region: "eu-west-1", Stack: "shop", Labels: map[string]string{"tier": label}}}); err != nil {
 		f.t.Fatal(err)
 	}
+	accepts := true
 	checkin := func(at time.Time, rel string) {
 		f.clk.Set(at)
-		if _, err := f.reg.Checkin("acme-prod", registry.Report{Mode: fleet.ModePush, Description: &registry.Description{Release: rel, AgentVersion: "0.9.0"},
+		if _, err := f.reg.Checkin("acme-prod", registry.Report{Mode: fleet.ModePush, Description: &registry.Description{Release: rel, AgentVersion: "0.9.0"}, AcceptsReleases: &accepts,
 			Health: &fleet.Health{Reported: true, Healthy: true}}); err != nil {
 			f.t.Fatal(err)
 		}
