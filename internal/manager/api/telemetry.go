@@ -30,6 +30,8 @@ type Telemetry interface {
 	// ErrorRates answers the per-minute error rate of several deployments in
 	// one query (the fleet table's sparklines).
 	ErrorRates(ctx context.Context, q telquery.ErrorRateQuery) (telquery.ErrorRates, error)
+	// MetricNames lists the metrics with points matching the filter.
+	MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error)
 }
 
 // WithTelemetry makes the telemetry routes answer from t, reading relative times
@@ -60,6 +62,7 @@ func (a *API) telemetryRoutes() []Route {
 		{"GET", "/api/v1/releases/compare", auth.RoleViewer, queryHandler(a, params(telquery.ParseCompareQuery), Telemetry.CompareReleases)},
 		{"GET", "/api/v1/metrics/series", auth.RoleViewer, queryHandler(a, params(telquery.ParseMetricQuery), Telemetry.Metric)},
 		{"GET", "/api/v1/error-rates", auth.RoleViewer, queryHandler(a, params(telquery.ParseErrorRateQuery), Telemetry.ErrorRates)},
+		{"GET", "/api/v1/metrics/names", auth.RoleViewer, queryHandler(a, params(telquery.ParseMetricNamesQuery), Telemetry.MetricNames)},
 	}
 }
 

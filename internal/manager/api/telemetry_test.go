@@ -70,7 +70,8 @@ var (
 		Current:         telquery.ReleaseWindow{Release: "1.8.0", From: t0.Add(-time.Hour), To: t0, Stats: cannedStats},
 		Previous:        telquery.ReleaseWindow{Release: "1.7.2", From: t0.Add(-2 * time.Hour), To: t0.Add(-time.Hour), Stats: telquery.Stats{Requests: 1}},
 		ErrorRateChange: 0.05, P95Change: 40, P95Ratio: 2}
-	cannedMetric = telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
+	cannedMetricNames = telquery.MetricNames{Metrics: []telquery.MetricInfo{{Name: "queue.depth", Kind: "gauge", Unit: "1", Points: 3, Last: t0}}}
+	cannedMetric      = telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
 		Series: []telquery.MetricSeries{{Group: "acme-prod", Points: []telquery.MetricPoint{{Time: t0, Value: 7}}}}}
 	cannedErrorRates = telquery.ErrorRates{Since: t0.Add(-time.Hour), Until: t0, StepSec: 60, Series: []telquery.ErrorRateSeries{
 		{Deployment: "acme-prod", Requests: 10, Errors: 5, Points: []telquery.ErrorRatePoint{{Time: t0.Add(-time.Minute), Requests: 10, Errors: 5, ErrorRate: 0.5}}},
@@ -156,6 +157,10 @@ func (f *fakeTelemetry) ErrorRates(_ context.Context, q telquery.ErrorRateQuery)
 	return cannedErrorRates, f.record(q)
 }
 
+func (f *fakeTelemetry) MetricNames(_ context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error) {
+	return cannedMetricNames, f.record(q)
+}
+
 // serve runs the API over tel with the clock at t0. A nil tel is a nil pointer in
 // the interface, as a manager without a store passes it: the API must see none.
 func serve(t *testing.T, tel *fakeTelemetry) string {
@@ -199,6 +204,8 @@ func TestTelemetryParametersReachTheStoreParsed(t *testing.T) {
 		{"/api/v1/error-rates?deployment=acme-prod&deployment=globex&since=1h",
 			telquery.ErrorRateQuery{Deployments: []string{"acme-prod", "globex"}, Since: t0.Add(-time.Hour)},
 			&telquery.ErrorRates{}, &cannedErrorRates},
+		{"/api/v1/metrics/names?deployment=acme-prod&release=1.8.0&since=1h",
+			telquery.MetricNamesQuery{Filter: f}, &telquery.MetricNames{}, &cannedMetricNames},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			before := len(fake.asked())

@@ -465,3 +465,28 @@ func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Me
 	}
 	return out, nil
 }
+
+// MetricNames lists the metrics with points matching the filter, by name.
+func (s *Store) MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error) {
+	w := &where{}
+	w.filter(q.Filter, "ts", true)
+	rs, err := s.db.QueryContext(ctx, "SELECT name, arg_max(kind, seq), arg_max(unit, seq), count(*), max(ts) FROM metric_points"+
+		w.String()+" GROUP BY name ORDER BY name", w.args...)
+	if err != nil {
+		return telquery.MetricNames{}, fmt.Errorf("metric names: %w", err)
+	}
+	defer rs.Close()
+	out := telquery.MetricNames{Metrics: []telquery.MetricInfo{}}
+	for rs.Next() {
+		var m telquery.MetricInfo
+		if err := rs.Scan(&m.Name, &m.Kind, &m.Unit, &m.Points, &m.Last); err != nil {
+			return out, fmt.Errorf("metric names: %w", err)
+		}
+		m.Last = m.Last.UTC()
+		out.Metrics = append(out.Metrics, m)
+	}
+	if err := rs.Err(); err != nil {
+		return out, fmt.Errorf("metric names: %w", err)
+	}
+	return out, nil
+}

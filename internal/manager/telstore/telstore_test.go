@@ -458,6 +458,18 @@ func TestMetricSeriesGroupedByAttribute(t *testing.T) {
 	}
 	consume(t, s, consumer.Batch{Signal: otlp.Metrics, DeploymentID: "acme-prod", Received: t0, Data: data})
 
+	names, err := s.MetricNames(context.Background(), telquery.MetricNamesQuery{Filter: telquery.Filter{Deployment: "acme-prod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names.Metrics) != 2 || names.Metrics[0].Name != "http.requests" || names.Metrics[0].Kind != "sum" || names.Metrics[0].Points != 4 ||
+		names.Metrics[1].Name != "queue.depth" || names.Metrics[1].Unit != "{messages}" || names.Metrics[1].Points != 8 ||
+		!names.Metrics[1].Last.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("metric names: %+v", names)
+	}
+	if names, err = s.MetricNames(context.Background(), telquery.MetricNamesQuery{Filter: telquery.Filter{Deployment: "umbrella-dr"}}); err != nil || len(names.Metrics) != 0 {
+		t.Fatalf("metric names of another deployment: %+v, %v", names, err)
+	}
 	m, err := s.Metric(context.Background(), telquery.MetricQuery{Filter: telquery.Filter{Since: t0, Until: t0.Add(4 * time.Minute)}, Name: "queue.depth", GroupBy: "queue", Step: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -54,6 +54,11 @@ func (c *Client) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.M
 	return get[telquery.Metric](ctx, c, "/api/v1/metrics/series", q.Values())
 }
 
+// MetricNames lists the metrics with points matching q's filter.
+func (c *Client) MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error) {
+	return get[telquery.MetricNames](ctx, c, "/api/v1/metrics/names", q.Values())
+}
+
 // TailLogs calls fn with each log record matching q that the manager stores from
 // now on, oldest first. It returns ctx's error when ctx ends, fn's error when fn
 // fails, and an error when the manager ends the stream for any other reason.

@@ -380,3 +380,12 @@ func CheckTraceID(s string) (string, error) {
 	}
 	return strings.ToLower(s), nil
 }
+
+// ParseMetricNamesQuery reads a MetricNamesQuery from URL parameters.
+func ParseMetricNamesQuery(v url.Values, now time.Time) (MetricNamesQuery, error) {
+	f, err := parseFilter(v, now)
+	return MetricNamesQuery{Filter: f}, err
+}
+
+// Values encodes q as URL parameters.
+func (q MetricNamesQuery) Values() url.Values { return q.Filter.values() }

@@ -288,3 +288,24 @@ type Metric struct {
 	GroupBy string         `json:"group_by"`
 	Series  []MetricSeries `json:"series"`
 }
+
+// MetricNamesQuery asks which metrics the store holds points of, within the
+// filter (no time bounds means the whole retained window).
+type MetricNamesQuery struct {
+	Filter
+}
+
+// MetricInfo is one metric the store holds: its latest kind and unit, how many
+// points match the filter and when the newest was taken.
+type MetricInfo struct {
+	Name   string    `json:"name"`
+	Kind   string    `json:"kind"`
+	Unit   string    `json:"unit"`
+	Points int64     `json:"points"`
+	Last   time.Time `json:"last"`
+}
+
+// MetricNames is the answer to a MetricNamesQuery, sorted by name.
+type MetricNames struct {
+	Metrics []MetricInfo `json:"metrics"`
+}
