@@ -149,7 +149,7 @@ func TestReleasesPageShowsAdoptionHealthAndBehind(t *testing.T) {
 	f := releaseFleet(t)
 	requests(t, f, "acme-prod", "acme", "2.0.0", 10*time.Minute, 100, 20, 300*time.Millisecond)
 	requests(t, f, "globex-prod", "globex", "1.9.0", 20*time.Minute, 100, 1, 50*time.Millisecond)
-	b := f.signIn(auth.RoleViewer)
+	b := f.signIn(auth.RoleOperator)
 	res := b.get("/releases")
 	page := body(t, res)
 	if res.Code != http.StatusOK {
@@ -194,6 +194,10 @@ func TestReleasesPageShowsAdoptionHealthAndBehind(t *testing.T) {
 	}
 	if !strings.Contains(page, `<form id="bulk-form" method="get" action="/releases/bulk"`) {
 		t.Error("no bulk form")
+	}
+	// A viewer cannot change pins, so the page does not offer to.
+	if strings.Contains(body(t, f.signIn(auth.RoleViewer).get("/releases")), `id="bulk-form"`) {
+		t.Error("a viewer is offered the bulk form")
 	}
 }
 
