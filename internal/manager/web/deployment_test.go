@@ -74,7 +74,6 @@ func (f *fixture) depRequests(d depTel, first uint64, n, errs int, at time.Time,
 			lr := lrs.AppendEmpty()
 			lr.SetTimestamp(pcommon.NewTimestampFromTime(start))
 			lr.SetSeverityNumber(plog.SeverityNumberError)
-			lr.SetSeverityText("ERROR")
 			lr.Body().SetStr(body)
 			lr.SetTraceID(depTraceID(first + uint64(i)))
 		}
@@ -172,6 +171,8 @@ func TestDeploymentPageShowsStatusEvidenceAndActions(t *testing.T) {
 		regexp.MustCompile(`(?s)<section id="comparison".*<th scope="row">Error rate</th><td class="num">50%</td><td class="num">2.5%</td>`),
 		regexp.MustCompile(`<a id="error-logs" href="/logs\?deployment=acme-prod&(amp;)?release=1.1.0&(amp;)?min_severity=error">`),
 		regexp.MustCompile(`payment declined for card`),
+		// The SDK sent no severity text: the word comes from the number.
+		regexp.MustCompile(`<td class="sev">ERROR</td>`),
 		regexp.MustCompile(`(?s)<section id="traces".*<a href="/traces/ab00000000000000[0-9a-f]{16}">POST /pay</a>`),
 		regexp.MustCompile(`<form id="pin-form" data-action="pin" method="post"`),
 		regexp.MustCompile(`<select id="pin-release" name="release"`),

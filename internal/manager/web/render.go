@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
 // "all:" keeps the partials: embed leaves out files whose names start with "_".
@@ -46,6 +47,7 @@ func parsePages(as *assets) (*pages, error) {
 		"percent":     percent,
 		"duration":    humanDuration,
 		"query":       query,
+		"severity":    telquery.SeverityName,
 	}
 	base, err := template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
