@@ -274,6 +274,9 @@ func TestDashboardInvestigationInBrowser(t *testing.T) {
 	if b.Count(`section#traces`) != 1 {
 		t.Error("the deployment page has no traces section")
 	}
+	// The README's picture: the same page over the few minutes this test's
+	// traffic spans, so the charts show both releases rather than a sliver.
+	b.Visit("/deployments/globex-prod?since=4m")
 	b.ReadmeShot("deployment-regression.png")
 
 	// Its error logs on the new release, and from one of them its trace.
