@@ -1,0 +1,75 @@
+package web_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/manager/web"
+)
+
+// marker is an element name no page ever draws: if it comes back as markup, the
+// page reflected what the request said without escaping it.
+const marker = "<periscope-xss"
+
+// FuzzDashboard sends a signed-in operator's requests with arbitrary paths,
+// query strings and form bodies to every page and action. No request may fail
+// the server (5xx other than 503), and nothing it says, nor anything stored, may
+// come back as markup.
+func FuzzDashboard(f *testing.F) {
+	fx := newFixture(f, web.Settings{})
+	fx.twoReleases("Acme production", "acme", "gold", "payment declined "+marker+">", "POST /pay")
+	op := fx.signIn(auth.RoleOperator)
+	csrf := op.csrf()
+	for _, s := range []struct {
+		post        bool
+		path, query string
+	}{
+		{false, "/", "status=unhealthy&q=" + url.QueryEscape(marker+">")},
+		{false, "/", "cursor=%ff%fe&order=problems&label=a%3D" + url.QueryEscape(marker)},
+		{false, "/deployments/acme-prod", "since=1h&until=" + url.QueryEscape(marker)},
+		{false, "/deployments/" + url.PathEscape(marker+">"), ""},
+		{false, "/logs", "deployment=acme-prod&min_severity=error&contains=" + url.QueryEscape(marker+">") + "&cursor=zz"},
+		{false, "/traces", "errors=maybe&min_duration=-1s&name=" + url.QueryEscape(marker)},
+		{false, "/traces/" + strings.Repeat("a", 32), ""},
+		{false, "/metrics/", "deployment=" + url.QueryEscape(marker)},
+		{false, "/metrics/http.server.request.duration", "group_by=" + url.QueryEscape(marker) + "&agg=p99&step=0s"},
+		{false, "/releases/bulk", "action=pin&stack=shop&release=1.1.0&target=1.0.0&label=" + url.QueryEscape(marker)},
+		{false, "/audit", "kind=" + url.QueryEscape(marker) + "&limit=999999999"},
+		{false, "/notifications", "state=" + url.QueryEscape(marker)},
+		{true, "/deployments/acme-prod/pin", "release=" + url.QueryEscape(marker) + "&reason=x"},
+		{true, "/deployments/acme-prod/rollback", "reason=" + url.QueryEscape(marker+">")},
+		{true, "/releases/bulk", "action=unpin&stack=shop&reason=r&fingerprint=" + url.QueryEscape(marker)},
+	} {
+		f.Add(s.post, s.path, s.query)
+	}
+	f.Fuzz(func(t *testing.T, post bool, path, query string) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		// A tail streams until its browser leaves, and signing out would end the
+		// session every later input needs.
+		if strings.HasPrefix(path, "/logs/tail") || strings.HasPrefix(path, "/logout") {
+			return
+		}
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		if post {
+			req = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(query+"&csrf="+url.QueryEscape(csrf)))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			req.URL.RawQuery = query
+		}
+		req.URL.Path = path
+		res := op.do(req)
+		if res.Code >= 500 && res.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s?%s: %d\n%s", req.Method, path, query, res.Code, res.Body.String())
+		}
+		page := res.Body.String()
+		if strings.Contains(page, marker) || strings.Contains(page, "<script>alert(1)</script>") {
+			t.Fatalf("%s %s?%s reflected markup unescaped:\n%s", req.Method, path, query, page)
+		}
+	})
+}
