@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp/kb"
 	otellog "go.opentelemetry.io/otel/log"
 
 	"github.com/periscope-dev/periscope/internal/config"
@@ -247,10 +248,15 @@ func TestDashboardInvestigationInBrowser(t *testing.T) {
 		t.Errorf("filtered by unhealthy, the table has %d rows, want globex-prod's alone", n)
 	}
 
-	// The deployment: unhealthy, why, and the evidence split by release.
-	b.Click(`tr[data-deployment="globex-prod"] a[href="/deployments/globex-prod"]`)
+	// The deployment, opened from the keyboard: the down arrow enters the
+	// table's first row, Enter opens it.
+	b.Key(kb.ArrowDown)
+	if got := browser.Eval[string](b, `document.activeElement ? document.activeElement.getAttribute("href") || "" : ""`); got != "/deployments/globex-prod" {
+		t.Fatalf("after the down arrow the focus is on %q, want globex-prod's row link", got)
+	}
+	b.KeyTo(kb.Enter)
 	if got := b.Path(); got != "/deployments/globex-prod" {
-		t.Fatalf("clicking globex-prod opened %s", got)
+		t.Fatalf("Enter on globex-prod's row opened %s", got)
 	}
 	if st := b.Text(`#status .badge`); strings.TrimSpace(st) != "unhealthy" {
 		t.Errorf("status badge %q, want unhealthy", st)

@@ -351,6 +351,32 @@ func (b *Browser) Press(sel string) {
 	}
 }
 
+// Key sends one key (a character, or a kb constant such as kb.ArrowDown) to the
+// element that has the focus, as a keyboard would; for a key that stays on the page.
+func (b *Browser) Key(key string) {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(key)); err != nil {
+		b.fail("key %q: %v", key, err)
+	}
+}
+
+// KeyTo sends a key that leads to another page (Enter on a focused link) and
+// waits for it; it returns the new document's status, after a console check and
+// a screenshot.
+func (b *Browser) KeyTo(key string) int {
+	b.t.Helper()
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.KeyEvent(key))
+	if err != nil {
+		b.fail("key %q: %v", key, err)
+	}
+	b.landed()
+	return int(resp.Status)
+}
+
 // Type types text into the field matching sel, key by key, after emptying it.
 func (b *Browser) Type(sel, text string) {
 	b.t.Helper()
