@@ -135,7 +135,8 @@ func scanEmail(s string, spans []span) []span {
 
 // inURLAuthority reports whether s[i] is preceded, within the same token, by "://".
 func inURLAuthority(s string, i int) bool {
-	for j := i; j >= 2; j-- {
+	// Bounded, so a long run of ":a@" stays linear; a scheme and user are short.
+	for j := i; j >= 2 && j > i-256; j-- {
 		switch s[j] {
 		case ' ', '\t', '\n', '"', '\'', '/':
 			return s[j] == '/' && s[j-1] == '/' && s[j-2] == ':'
@@ -235,15 +236,25 @@ groups:
 		}
 		break
 	}
-	if digits[0] < '2' || digits[0] > '6' {
-		return 0, next
-	}
 	for m := n; m >= 13; m-- {
-		if ends[m-1] > 0 && luhn(digits[:m]) {
+		if ends[m-1] > 0 && cardPrefix(digits[:m]) && luhn(digits[:m]) {
 			return ends[m-1], next
 		}
 	}
 	return 0, next
+}
+
+// cardPrefix reports whether a number of this length may be a card of the networks'
+// ranges: 13 digits only for old Visa (4), 14 only for Diners (3), others from 2 to 6.
+// Compact timestamps (20261205184611) and Unix times (17...) are thereby not cards.
+func cardPrefix(d []byte) bool {
+	switch len(d) {
+	case 13:
+		return d[0] == '4'
+	case 14:
+		return d[0] == '3'
+	}
+	return d[0] >= '2' && d[0] <= '6'
 }
 
 func skipDigits(s string, i int) int {
@@ -384,7 +395,13 @@ func scanWords(s string, spans []span, on *[numKinds]bool) []span {
 		var sp span
 		switch {
 		case on[KindJWT] && strings.HasPrefix(rest, "eyJ"):
-			sp = span{i, i + jwtLen(rest), KindJWT, 0}
+			n, run := jwtLen(rest)
+			if n == 0 {
+				// No later "eyJ" in this run has two dots after it either.
+				i += run - 1
+				continue
+			}
+			sp = span{i, i + n, KindJWT, 0}
 		case on[KindBearer] && hasPrefixFold(rest, "bearer"):
 			sp = bearerAt(s, i+len("bearer"))
 		case on[KindBearer] && hasPrefixFold(rest, "authorization"):
@@ -396,8 +413,9 @@ func scanWords(s string, spans []span, on *[numKinds]bool) []span {
 		}
 		if sp.end > sp.start {
 			spans = append(spans, sp)
-			// A bearer's token may itself be a JWT: look at it again.
-			if sp.start == i {
+			// A bearer's token may itself be a JWT: look at it again. Every other
+			// match is skipped whole, which keeps the scan linear.
+			if sp.kind != KindBearer || sp.start == i || s[i]|0x20 == 'a' {
 				i = sp.end - 1
 			}
 		}
@@ -411,7 +429,18 @@ func hasPrefixFold(s, prefix string) bool {
 
 // jwtLen returns the length of a JWT at the start of s, or 0: three base64url parts
 // (the signature may be empty for alg "none"), the header decoding to a JSON object.
-func jwtLen(s string) int {
+// run is how far it looked when there were fewer than two dots, else 1.
+func jwtLen(s string) (n, run int) {
+	n = jwtParts(s)
+	if n < 0 {
+		return 0, -n
+	}
+	return n, 1
+}
+
+// jwtParts returns the JWT's length, 0 if it is none, or minus the length of a
+// base64url run without two dots.
+func jwtParts(s string) int {
 	var dots [2]int
 	n, pos := 0, 0
 	for pos < len(s) {
@@ -427,7 +456,10 @@ func jwtLen(s string) int {
 		}
 		pos++
 	}
-	if n < 2 || dots[0] < 10 || dots[1]-dots[0] < 2 || (pos < len(s) && s[pos] == '=') {
+	if n < 2 {
+		return -max(pos, 1)
+	}
+	if dots[0] < 10 || dots[1]-dots[0] < 2 || (pos < len(s) && s[pos] == '=') {
 		return 0
 	}
 	header := s[:dots[0]]

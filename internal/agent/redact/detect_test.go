@@ -218,3 +218,23 @@ func FuzzRedactString(f *testing.F) {
 const cleanLine100 = `2026-12-05T18:46:11.123Z INFO checkout served GET /api/v1/orders/{id} status=200 dur=12ms v1.4.2`
 
 var cleanLine1K = strings.Repeat(`level=info ts=2026-12-05T18:46:11Z route=/api/v1/orders status=200 took=12.5ms trace=4bf92f3577b34da6 `, 11)[:1024]
+
+// TestPathologicalInputsFinish runs repetitive inputs of 1 MB that a rescan-per-match
+// scanner would take minutes over; a quadratic regression shows up as a test timeout.
+func TestPathologicalInputsFinish(t *testing.T) {
+	r := mustDefault(t)
+	h, err := New(hashAll([]byte("k")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, unit := range []string{"eyJ-", "pwd=", "authorization:", ":a@", "x@a.1", "1 ", "1.1.", "::1 ", "a@b.io ",
+		"Bearer ", "://a:", "[", "4111111111111111 ", "-----BEGIN PRIVATE KEY-----"} {
+		s := strings.Repeat(unit, (1<<20)/len(unit))
+		for _, red := range []*Redactor{r, h} {
+			out, _ := red.String(s)
+			if again, _ := red.String(out); again != out {
+				t.Errorf("%q repeated: not idempotent", unit)
+			}
+		}
+	}
+}

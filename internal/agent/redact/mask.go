@@ -1,12 +1,14 @@
 package redact
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -76,8 +78,8 @@ func (c Config) Validate() error {
 	}
 	names := map[string]bool{}
 	for i, p := range c.Custom {
-		if p.Name == "" || strings.ContainsAny(p.Name, "[]: \t\n") {
-			errs = append(errs, fmt.Errorf("custom[%d]: name %q must be non-empty, without spaces, ':' or brackets", i, p.Name))
+		if p.Name == "" || len(p.Name) > maxName || strings.ContainsAny(p.Name, "[]: \t\n") {
+			errs = append(errs, fmt.Errorf("custom[%d]: name %q must be 1 to %d bytes, without spaces, ':' or brackets", i, p.Name, maxName))
 		}
 		if names[p.Name] {
 			errs = append(errs, fmt.Errorf("custom[%d]: name %q used twice", i, p.Name))
@@ -119,6 +121,12 @@ func (c *Counts) Add(o Counts) {
 		c[k] += n
 	}
 }
+
+// maxName bounds a custom pattern's name, and so the length of a marker.
+const (
+	maxName   = 64
+	maxMarker = maxName + len("[custom::0123456789ab]") + 2
+)
 
 type custom struct {
 	re     *regexp.Regexp
@@ -215,11 +223,14 @@ func (r *Redactor) find(s string, spans []span) []span {
 // inMarker reports whether sp is inside a marker this package wrote: "[REDACTED:kind]"
 // or "[kind:0123456789ab]".
 func (r *Redactor) inMarker(s string, sp span) bool {
-	open := strings.LastIndexByte(s[:sp.start+1], '[')
+	// Markers are short: look back a bounded way, so many matches stay linear.
+	from := max(0, sp.start-maxMarker)
+	open := strings.LastIndexByte(s[from:sp.start+1], '[')
 	if open < 0 {
 		return false
 	}
-	end := strings.IndexByte(s[open:], ']')
+	open += from
+	end := strings.IndexByte(s[open:min(len(s), open+maxMarker)], ']')
 	if end < 0 || open+end+1 < sp.end {
 		return false
 	}
@@ -258,12 +269,12 @@ func (r *Redactor) isName(name string) bool {
 // merge sorts spans by start and joins overlapping ones, keeping the kind that comes
 // first in the Kind order, so no part of any match survives.
 func merge(spans []span) []span {
-	for i := 1; i < len(spans); i++ {
-		for j := i; j > 0 && (spans[j].start < spans[j-1].start ||
-			spans[j].start == spans[j-1].start && spans[j].end > spans[j-1].end); j-- {
-			spans[j], spans[j-1] = spans[j-1], spans[j]
+	slices.SortFunc(spans, func(a, b span) int {
+		if a.start != b.start {
+			return cmp.Compare(a.start, b.start)
 		}
-	}
+		return cmp.Compare(b.end, a.end)
+	})
 	out := spans[:1]
 	for _, sp := range spans[1:] {
 		cur := &out[len(out)-1]
