@@ -288,10 +288,11 @@ func luhn(d []byte) bool {
 func scanIP(s string, spans []span) []span {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !isHex(c) && c != ':' {
-			continue
-		}
-		if i > 0 && (isAlnum(s[i-1]) || s[i-1] == '.' || s[i-1] == ':') {
+		if i > 0 && (isAlnum(s[i-1]) || s[i-1] == '.' || s[i-1] == ':') || !isHex(c) && c != ':' {
+			if isAlnum(c) {
+				// Nothing starts inside a word: skip it whole.
+				i = wordEnd(s, i) - 1
+			}
 			continue
 		}
 		// A maximal run of address characters.
@@ -381,46 +382,66 @@ func ipv4End(s string, i int) int {
 // word boundary: bearer tokens, Authorization values, API keys, JWTs, PEM private keys
 // and key=value passwords. One pass dispatches on the first byte.
 func scanWords(s string, spans []span, on *[numKinds]bool) []span {
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
-		switch c | 0x20 {
-		case 'a', 'b', 'e', 'g', 'p', 'r', 's', 'x', '-':
-		default:
+		if !isAlnum(c) && c != '-' {
+			i++
 			continue
 		}
-		if !boundaryBefore(s, i) {
-			continue
-		}
+		// s[i] starts a word (or is a dash): the previous byte is not alphanumeric.
 		rest := s[i:]
 		var sp span
-		switch {
-		case on[KindJWT] && strings.HasPrefix(rest, "eyJ"):
-			n, run := jwtLen(rest)
-			if n == 0 {
-				// No later "eyJ" in this run has two dots after it either.
-				i += run - 1
-				continue
+		switch c {
+		case 'e':
+			if on[KindJWT] && strings.HasPrefix(rest, "eyJ") {
+				n, run := jwtLen(rest)
+				if n == 0 {
+					// No later "eyJ" in this run has two dots after it either.
+					i += run
+					continue
+				}
+				sp = span{i, i + n, KindJWT, 0}
 			}
-			sp = span{i, i + n, KindJWT, 0}
-		case on[KindBearer] && hasPrefixFold(rest, "bearer"):
-			sp = bearerAt(s, i+len("bearer"))
-		case on[KindBearer] && hasPrefixFold(rest, "authorization"):
-			sp = authorizationAt(s, i+len("authorization"))
-		case on[KindPassword] && (hasPrefixFold(rest, "password") || hasPrefixFold(rest, "passwd") || hasPrefixFold(rest, "pwd")):
-			sp = passwordValueAt(s, i)
-		case on[KindAPIKey]:
-			sp = span{i, i + apiKeyLen(rest), KindAPIKey, 0}
+		case 'b', 'B':
+			if on[KindBearer] && hasPrefixFold(rest, "bearer") {
+				sp = bearerAt(s, i+len("bearer"))
+			}
+		case 'a', 'A':
+			if on[KindBearer] && hasPrefixFold(rest, "authorization") {
+				sp = authorizationAt(s, i+len("authorization"))
+			} else if c == 'A' && on[KindAPIKey] {
+				sp = span{i, i + apiKeyLen(rest), KindAPIKey, 0}
+			}
+		case 'p', 'P':
+			if on[KindPassword] {
+				sp = passwordValueAt(s, i)
+			}
+		case 'g', 'x', 's', 'r', '-':
+			if on[KindAPIKey] {
+				sp = span{i, i + apiKeyLen(rest), KindAPIKey, 0}
+			}
 		}
 		if sp.end > sp.start {
 			spans = append(spans, sp)
 			// A bearer's token may itself be a JWT: look at it again. Every other
 			// match is skipped whole, which keeps the scan linear.
-			if sp.kind != KindBearer || sp.start == i || s[i]|0x20 == 'a' {
-				i = sp.end - 1
+			if sp.kind != KindBearer || c|0x20 == 'a' {
+				i = sp.end
+				continue
 			}
 		}
+		i = wordEnd(s, i)
 	}
 	return spans
+}
+
+// wordEnd returns the end of the alphanumeric run at i, at least i+1.
+func wordEnd(s string, i int) int {
+	i++
+	for i < len(s) && isAlnum(s[i]) {
+		i++
+	}
+	return i
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -527,7 +548,7 @@ func authorizationAt(s string, i int) span {
 // "pwd: v", "\"password\": \"v\"".
 func passwordValueAt(s string, i int) span {
 	k := i
-	for k < len(s) && class[s[k]]&(cUpper|cLower) != 0 {
+	for k < len(s) && class[s[k]]&(cUpper|cLower) != 0 && k-i < 8 {
 		k++
 	}
 	if w := s[i:k]; !strings.EqualFold(w, "password") && !strings.EqualFold(w, "passwd") && !strings.EqualFold(w, "pwd") {
