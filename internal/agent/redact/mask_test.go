@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -137,4 +138,17 @@ func BenchmarkString(b *testing.B) {
 			}
 		})
 	}
+}
+
+func ExampleRedactor_String() {
+	r, err := New(Default())
+	if err != nil {
+		panic(err)
+	}
+	out, counts := r.String("charge 4111 1111 1111 1111 for alice@example.com from 10.0.0.7, order 1234567890123456")
+	fmt.Println(out)
+	fmt.Println(counts[KindCard], counts[KindEmail], counts[KindIP], counts.Total())
+	// Output:
+	// charge [REDACTED:card] for [REDACTED:email] from [REDACTED:ip], order 1234567890123456
+	// 1 1 1 3
 }
