@@ -245,8 +245,8 @@ groups:
 }
 
 // cardPrefix reports whether a number of this length may be a card of the networks'
-// ranges: 13 digits only for old Visa (4), 14 only for Diners (3), others from 2 to 6.
-// Compact timestamps (20261205184611) and Unix times (17...) are thereby not cards.
+// ranges: 13 digits only for old Visa (4), 14 only for Diners (3), others in the ranges
+// below. Compact timestamps (20261205184611...) and Unix times (17...) are not cards.
 func cardPrefix(d []byte) bool {
 	switch len(d) {
 	case 13:
@@ -254,7 +254,14 @@ func cardPrefix(d []byte) bool {
 	case 14:
 		return d[0] == '3'
 	}
-	return d[0] >= '2' && d[0] <= '6'
+	switch d[0] {
+	case '2': // Mastercard's 2-series is 2221–2720; 2026... dates are not in it.
+		p := int(d[1]-'0')*100 + int(d[2]-'0')*10 + int(d[3]-'0')
+		return p >= 221 && p <= 720
+	case '3': // Amex 34/37, JCB 35, Diners 30/36/38/39
+		return d[1] != '1' && d[1] != '2' && d[1] != '3'
+	}
+	return d[0] >= '4' && d[0] <= '6'
 }
 
 func skipDigits(s string, i int) int {
@@ -284,7 +291,7 @@ func luhn(d []byte) bool {
 
 // scanIP finds valid IPv4 addresses (four decimal octets, not part of a longer dotted
 // run like the version 1.2.3.4.5) and valid IPv6 addresses (at least two colons, checked
-// by netip, so times like 18:46:11 are not addresses).
+// by netip, so times like 18:46:11 are not addresses), except loopback and unspecified.
 func scanIP(s string, spans []span) []span {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -347,14 +354,22 @@ func ipv6End(s string, i, end, colons int) int {
 		return -1
 	}
 	a, err := netip.ParseAddr(cand)
-	if err != nil || !a.Is6() {
+	if err != nil || !a.Is6() || anonymous(a) {
 		return -1
 	}
 	return end
 }
 
+// anonymous reports whether an address identifies no host of anyone's: loopback and
+// unspecified addresses ("listening on 0.0.0.0:4317", "dial 127.0.0.1:5432") stay
+// readable because they are operational, not personal.
+func anonymous(a netip.Addr) bool {
+	return a.Unmap().IsLoopback() || a.IsUnspecified()
+}
+
 func ipv4End(s string, i int) int {
 	pos := i
+	var octets [4]byte
 	for octet := 0; octet < 4; octet++ {
 		if octet > 0 {
 			if pos >= len(s) || s[pos] != '.' {
@@ -371,6 +386,10 @@ func ipv4End(s string, i int) int {
 		if n == 0 || n > 3 || v > 255 || (n > 1 && s[start] == '0') {
 			return -1
 		}
+		octets[octet] = byte(v)
+	}
+	if anonymous(netip.AddrFrom4(octets)) {
+		return -1
 	}
 	if pos < len(s) && (isAlnum(s[pos]) || (s[pos] == '.' && pos+1 < len(s) && isAlnum(s[pos+1]))) {
 		return -1

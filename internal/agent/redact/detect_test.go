@@ -31,7 +31,7 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"from 192.168.1.23:8080 to 10.0.0.1.", "from [REDACTED:ip]:8080 to [REDACTED:ip]."},
 		{"peer [2001:db8::1]:443", "peer [[REDACTED:ip]]:443"},
 		{"addr fe80::1ff:fe23:4567:890a, ok", "addr [REDACTED:ip], ok"},
-		{"src=::ffff:192.0.2.128 dst=::1", "src=[REDACTED:ip] dst=[REDACTED:ip]"},
+		{"src=::ffff:192.0.2.128 dst=::1", "src=[REDACTED:ip] dst=::1"},
 		{"Authorization: Bearer 4f8e2c1a9b7d6e5f3a2b", "Authorization: Bearer [REDACTED:bearer]"},
 		{`{"authorization": "Basic dXNlcjpwYXNz"}`, `{"authorization": "Basic [REDACTED:bearer]"}`},
 		{"key AKIAIOSFODNN7EXAMPLE used", "key [REDACTED:api_key] used"},
