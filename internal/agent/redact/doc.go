@@ -5,8 +5,8 @@
 // # Detectors
 //
 // Each detector has a [Kind]: e-mail addresses, payment card numbers (13–19 digits,
-// Luhn-checked, so order ids and other digit runs survive), valid IPv4 and IPv6
-// addresses, bearer tokens and Authorization values, API keys of the common providers
+// Luhn-checked and within the networks' prefixes, so order ids and other digit runs
+// survive), valid IPv4 and IPv6 addresses other than loopback and unspecified, bearer tokens and Authorization values, API keys of the common providers
 // (AWS, GitHub, Slack, Stripe, Google, OpenAI, PEM private keys), JWTs, passwords in
 // URLs and key=value connection strings, and custom regular expressions from
 // configuration. The built-in detectors are hand-written scanners behind cheap byte
