@@ -69,13 +69,16 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 		return s, 0
 	}
 	if authority {
-		end := rest + strings.IndexAny(s[rest:], "/?#")
-		if end < rest {
-			end = len(s)
+		// The userinfo ends at the last '@' before the first '/': an unescaped '@', '?' or '#'
+		// inside a password is common enough (user:p@ss#1@host) that ending it at the first
+		// one would leak the password's tail as host, query or fragment. The price is that
+		// https://host?mail=a@b.com, with no path, loses its host; a leak is worse.
+		slash := rest + strings.IndexByte(s[rest:], '/')
+		if slash < rest {
+			slash = len(s)
 		}
-		// The last '@' ends the userinfo: an unescaped '@' inside a password is common enough
-		// (user:p@ss@host) that taking the first one would leak the password's tail as host.
-		if at := strings.LastIndexByte(s[rest:end], '@'); at >= 0 {
+		hostStart := rest
+		if at := strings.LastIndexByte(s[rest:slash], '@'); at >= 0 {
 			info := s[rest : rest+at]
 			repl := urlRedacted
 			if strings.IndexByte(info, ':') >= 0 {
@@ -85,6 +88,17 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 				w.replace(rest, rest+at, repl)
 				removed++
 			}
+			hostStart = rest + at + 1
+		}
+		end := hostStart + strings.IndexAny(s[hostStart:], "/?#")
+		if end < hostStart {
+			end = len(s)
+		}
+		// When that '@' was in fact in a query (https://host?a@b=secret), what now stands
+		// as host holds a value; no host holds '=' or '&', so such a host goes too.
+		if hostStart > rest && strings.ContainsAny(s[hostStart:end], "=&") && s[hostStart:end] != urlRedacted {
+			w.replace(hostStart, end, urlRedacted)
+			removed++
 		}
 		rest = end
 	}
