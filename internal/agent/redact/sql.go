@@ -5,16 +5,16 @@ import "strings"
 // SanitizeSQL replaces the literals of a database statement (db.statement, db.query.text) with
 // '?' and keeps its shape, so statements that differ only in their values read the same:
 //
-//   - single-quoted strings, with ” and backslash escapes, and their prefixed forms E'…',
-//     N'…', X'…', B'…' and MySQL's _utf8mb4'…', become ?; a PostgreSQL cast stays ('x'::text
-//     becomes ?::text);
+//   - single-quoted strings, with doubled-quote and backslash escapes, and their prefixed
+//     forms E'…', N'…', X'…', B'…' and MySQL's _utf8mb4'…', become ?; a PostgreSQL cast stays
+//     ('x'::text becomes ?::text);
 //   - dollar-quoted strings ($$…$$, $tag$…$tag$) become ?;
 //   - numbers (integers, decimals, exponents, 0x… hex) become ?, with their minus sign when it
 //     follows an operator, '(' or ',' (x = -5 becomes x = ?), but digits inside identifiers
 //     (table1, col_2) stay;
-//   - a double-quoted token right after a comparison (=, <>, !=, <, >, LIKE) is taken for a
-//     MySQL string and becomes ?; anywhere else it is an identifier and stays, like
-//     backtick-quoted identifiers;
+//   - a double-quoted token right after a comparison (=, <>, !=, <, >, LIKE) and not followed
+//     by '.' is taken for a MySQL string and becomes ?; anywhere else it is an identifier and
+//     stays, like backtick-quoted identifiers;
 //   - IN lists whose items are all literals or ? collapse to IN (?), so the statement's text
 //     does not grow with the list;
 //   - comments (-- … and /* … */, nested as PostgreSQL nests them) are removed, because
@@ -44,7 +44,8 @@ func SanitizeSQL(s string) (out string, removed int) {
 			continue
 		case c == '"':
 			end := sqlScanQuoted(s, i, '"', false)
-			if prev == '=' || prev == '<' || prev == '>' || strings.EqualFold(prevIdent, "like") || strings.EqualFold(prevIdent, "ilike") {
+			qualified := end < len(s) && s[end] == '.' // "tbl"."col" names a column
+			if !qualified && (prev == '=' || prev == '<' || prev == '>' || strings.EqualFold(prevIdent, "like") || strings.EqualFold(prevIdent, "ilike")) {
 				w.replace(i, end, "?")
 				removed++
 				prev = '?'
