@@ -55,7 +55,8 @@ func SanitizeURL(s string) (out string, removed int) {
 // percent-escapes, raw spaces and invalid UTF-8 pass through unharmed.
 func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 	// The common case, a URL without query, userinfo or fragment, costs one byte scan.
-	if !strings.ContainsAny(s, "?@#") {
+	// Three vectorised IndexByte scans beat one ContainsAny byte loop several times over.
+	if strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '#') < 0 {
 		return s, 0
 	}
 	w := urlWriter{s: s}
@@ -102,11 +103,13 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 		}
 		rest = end
 	}
-	q := strings.IndexAny(s[rest:], "?#")
-	if q < 0 {
+	q := rest
+	for q < len(s) && s[q] != '?' && s[q] != '#' {
+		q++
+	}
+	if q == len(s) {
 		return w.finish(), removed
 	}
-	q += rest
 	if s[q] == '?' {
 		end := q + 1 + strings.IndexByte(s[q+1:], '#')
 		if end <= q {
@@ -128,13 +131,16 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 func (z URLSanitizer) sanitizeParams(w *urlWriter, start, end int) (removed int) {
 	s := w.s
 	for i := start; i < end; {
-		j := i + strings.IndexAny(s[i:end], "&;")
-		if j < i {
-			j = end
+		// One pass finds the pair's '=' and its end.
+		eq, j := -1, i
+		for ; j < end && s[j] != '&' && s[j] != ';'; j++ {
+			if s[j] == '=' && eq < 0 {
+				eq = j
+			}
 		}
-		if eq := strings.IndexByte(s[i:j], '='); eq >= 0 {
-			v := i + eq + 1
-			if v < j && s[v:j] != urlRedacted && !z.keep(s[i:i+eq]) {
+		if eq >= 0 {
+			v := eq + 1
+			if v < j && s[v:j] != urlRedacted && !z.keep(s[i:eq]) {
 				w.replace(v, j, urlRedacted)
 				removed++
 			}
@@ -149,11 +155,11 @@ func (z URLSanitizer) keep(key string) bool {
 	if len(z.KeepParams) == 0 || key == "" {
 		return false
 	}
-	if strings.ContainsAny(key, "%+") {
+	if strings.IndexByte(key, '%') >= 0 || strings.IndexByte(key, '+') >= 0 {
 		key = urlUnescapeKey(key)
 	}
 	for _, k := range z.KeepParams {
-		if strings.EqualFold(k, key) {
+		if len(k) == len(key) && strings.EqualFold(k, key) {
 			return true
 		}
 	}
