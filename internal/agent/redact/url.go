@@ -95,11 +95,11 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 		if end < hostStart {
 			end = len(s)
 		}
-		// When that '@' was in fact in a query (https://host?a@b=secret), what now stands
-		// as host holds a value; no host holds '=' or '&', so such a host goes too.
-		if hostStart > rest && strings.ContainsAny(s[hostStart:end], "=&") && s[hostStart:end] != urlRedacted {
-			w.replace(hostStart, end, urlRedacted)
-			removed++
+		// When the userinfo holds a '?' or '#', the '@' may as well have been in a query
+		// (https://host?a@b=secret): read all that follows as key=value pairs too.
+		if strings.IndexByte(s[rest:hostStart], '?') >= 0 || strings.IndexByte(s[rest:hostStart], '#') >= 0 {
+			removed += z.sanitizeParams(&w, hostStart, len(s))
+			return w.finish(), removed
 		}
 		rest = end
 	}

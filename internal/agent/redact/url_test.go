@@ -36,7 +36,9 @@ func TestSanitizeURL(t *testing.T) {
 		{"https://u:p#1?x@host/a?b=c", "https://REDACTED:REDACTED@host/a?b=REDACTED", 2},
 		// The price of the above: a query with an '@' right after the host takes the host.
 		{"https://host?mail=a@b.com", "https://REDACTED@b.com", 1},
-		{"https://host?a@b=secret", "https://REDACTED@REDACTED", 2},
+		{"https://host?a@b=secret", "https://REDACTED@b=REDACTED", 2},
+		{"https://host?a@/x=secret&y", "https://REDACTED@/x=REDACTED&y", 2},
+		{"https://u:p?x@host/path", "https://REDACTED:REDACTED@host/path", 1},
 		// An '@' in the path or query is not userinfo.
 		{"https://registry.npmjs.org/@types/node", "https://registry.npmjs.org/@types/node", 0},
 		{"https://host/u?mail=a@b.com", "https://host/u?mail=REDACTED", 1},
