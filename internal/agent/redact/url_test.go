@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -169,4 +170,76 @@ func BenchmarkSanitizeURL(b *testing.B) {
 			}
 		})
 	}
+}
+
+func ExampleSanitizeURL() {
+	out, removed := SanitizeURL("https://jane:hunter2@api.example.com/v1/pay?card=4111111111111111&page=2")
+	fmt.Println(out, removed)
+	// Output: https://REDACTED:REDACTED@api.example.com/v1/pay?card=REDACTED&page=2 2
+}
+
+func ExampleURLSanitizer_Sanitize() {
+	z := URLSanitizer{KeepParams: append(DefaultURLKeepParams(), "region")}
+	out, removed := z.Sanitize("/v1/items?region=eu-west-1&user=42")
+	fmt.Println(out, removed)
+	// Output: /v1/items?region=eu-west-1&user=REDACTED 1
+}
+
+// TestSanitizeURLCorpus plants customers' values in realistic URLs and targets and counts what
+// survives (leaks) and which clean URLs changed (false positives).
+func TestSanitizeURLCorpus(t *testing.T) {
+	secrets := []string{"jane.doe%40example.com", "4111111111111111", "hunter2", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "%2B442079460958"}
+	templates := []string{
+		"https://api.example.com/v1/users?email=%s",
+		"https://api.example.com/v1/pay?amount=10&card=%s&page=1",
+		"/v1/pay?card=%s",
+		"/v1/search?q=%s;lang=en",
+		"https://app.example.com/callback#access_token=%s&expires_in=3600",
+		"https://admin:%s@db.example.com:5432/app",
+		"postgres://app:%s@db.internal/app?sslmode=disable",
+		"https://api.example.com/v1/x?token=%s&token=%s",
+		"//cdn.example.com/a.js?sig=%s",
+		"https://h.example.com/?a=1&b=%s#frag",
+	}
+	clean := []string{
+		"https://api.example.com/v1/orders/ord_8f14e45f/items",
+		"/v1/orders?page=2&limit=50&sort=created_at&order=desc",
+		"https://registry.npmjs.org/@babel/core",
+		"https://docs.example.com/guide/install#step-3",
+		"http://[2001:db8::1]:8080/healthz",
+		"grpc://collector:4317",
+		"/healthz",
+		"https://storage.example.com/bucket/2024/05/01/report.pdf",
+	}
+	plant := func(tmpl, secret string) (in, value string) {
+		return strings.ReplaceAll(tmpl, "%s", secret), secret
+	}
+	urlSQLCheckCorpus(t, "SanitizeURL", SanitizeURL, templates, secrets, plant, clean)
+}
+
+// urlSQLCheckCorpus plants every secret in every template with plant, which returns the input
+// and the value that must not survive sanitize, runs sanitize over clean inputs, which must
+// come back unchanged, and logs the leak and false-positive counts.
+func urlSQLCheckCorpus(t *testing.T, name string, sanitize func(string) (string, int),
+	templates, secrets []string, plant func(tmpl, secret string) (in, value string), clean []string) {
+	t.Helper()
+	leaks := 0
+	for _, tmpl := range templates {
+		for _, secret := range secrets {
+			in, value := plant(tmpl, secret)
+			if out, _ := sanitize(in); strings.Contains(out, value) {
+				leaks++
+				t.Errorf("leak: %s(%q) = %q", name, in, out)
+			}
+		}
+	}
+	changed := 0
+	for _, s := range clean {
+		if out, n := sanitize(s); out != s || n != 0 {
+			changed++
+			t.Errorf("false positive: %s(%q) = %q, %d", name, s, out, n)
+		}
+	}
+	t.Logf("%s corpus: %d leaks in %d inputs with planted values; %d of %d clean inputs changed",
+		name, leaks, len(templates)*len(secrets), changed, len(clean))
 }
