@@ -44,7 +44,8 @@ func SanitizeSQL(s string) (out string, removed int) {
 			continue
 		case c == '"':
 			end := sqlScanQuoted(s, i, '"', false)
-			qualified := end < len(s) && s[end] == '.' // "tbl"."col" names a column
+			// "tbl"."col" names a column; "x".5 is not a qualified name but x then a number.
+			qualified := end < len(s) && s[end] == '.' && !(end+1 < len(s) && sqlIsDigit(s[end+1]))
 			if !qualified && (prev == '=' || prev == '<' || prev == '>' || strings.EqualFold(prevIdent, "like") || strings.EqualFold(prevIdent, "ilike")) {
 				w.replace(i, end, "?")
 				removed++

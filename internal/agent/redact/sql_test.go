@@ -126,12 +126,12 @@ func FuzzSanitizeSQL(f *testing.F) {
 		}
 		// A planted literal never survives, whatever comes after it, when it stands where a
 		// literal can: the prefix must not leave a string or quoted identifier open (its
-		// closing quote would open ours and turn the secret into a bare word). A probe literal
-		// appended to such a prefix becomes " ?", so the prefix ends at the top level.
+		// closing quote would open ours and turn the secret into a bare word). A probe literal and
+		// word appended to such a prefix become " ? zq", so the prefix ends at the top level.
 		if strings.Contains(prefix+suffix, sqlFuzzSecret[:4]) {
 			return
 		}
-		if out, _ := SanitizeSQL(prefix + " 'zq'"); !strings.HasSuffix(out, " ?") {
+		if out, _ := SanitizeSQL(prefix + " 'zq' zq"); !strings.HasSuffix(out, " ? zq") {
 			return
 		}
 		for _, lit := range []string{
