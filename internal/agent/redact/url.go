@@ -40,7 +40,8 @@ func SanitizeURL(s string) (out string, removed int) {
 //     repeated keys, '&' and ';' separators and empty values stay as they were;
 //   - userinfo becomes REDACTED (or REDACTED:REDACTED when it had a password), as the
 //     semantic conventions ask for url.full; it is replaced rather than dropped so the reader
-//     still sees that the caller sent credentials;
+//     still sees that the caller sent credentials; a raw '?' or '#' in a password does not
+//     end it, and when such a userinfo makes the rest ambiguous the rest becomes REDACTED;
 //   - a fragment that holds key=value pairs (OAuth's #access_token=…, a single-page app's
 //     #/route?id=…) is treated like a query; any other fragment (#section-2) is kept;
 //   - scheme, host, port and path are kept byte for byte, percent-encoding included.
@@ -70,16 +71,26 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 		return s, 0
 	}
 	if authority {
-		// The userinfo ends at the last '@' before the first '/': an unescaped '@', '?' or '#'
-		// inside a password is common enough (user:p@ss#1@host) that ending it at the first
-		// one would leak the password's tail as host, query or fragment. The price is that
-		// https://host?mail=a@b.com, with no path, loses its host; a leak is worse.
-		slash := rest + strings.IndexByte(s[rest:], '/')
-		if slash < rest {
-			slash = len(s)
+		// RFC 3986 ends the userinfo at the last '@' before the first '/', '?' or '#'. But an
+		// unescaped '?' or '#' inside a password is common enough (user:p#1@host) that
+		// stopping there would leak the password's tail as query or fragment, so when the
+		// authority ends there the search goes on up to the first '/', '=', '&' or ';': all
+		// bytes that sanitising keeps, so a second pass searches the same bytes. The price is
+		// that https://host?mail@b.com, with no path, loses all but its scheme; a leak is worse.
+		authEnd := rest + strings.IndexAny(s[rest:], "/?#")
+		if authEnd < rest {
+			authEnd = len(s)
 		}
+		searchEnd := authEnd
+		if authEnd < len(s) && s[authEnd] != '/' {
+			searchEnd = authEnd + strings.IndexAny(s[authEnd:], "/=&;")
+			if searchEnd < authEnd {
+				searchEnd = len(s)
+			}
+		}
+		at := strings.LastIndexByte(s[rest:searchEnd], '@')
 		hostStart := rest
-		if at := strings.LastIndexByte(s[rest:slash], '@'); at >= 0 {
+		if at >= 0 {
 			info := s[rest : rest+at]
 			repl := urlRedacted
 			if strings.IndexByte(info, ':') >= 0 {
@@ -96,9 +107,13 @@ func (z URLSanitizer) Sanitize(s string) (out string, removed int) {
 			end = len(s)
 		}
 		// When the userinfo holds a '?' or '#', the '@' may as well have been in a query
-		// (https://host?a@b=secret): read all that follows as key=value pairs too.
+		// (https://host?a@b=secret), and the rest is no longer host, path and query in any
+		// reading a second pass would share: it all goes.
 		if strings.IndexByte(s[rest:hostStart], '?') >= 0 || strings.IndexByte(s[rest:hostStart], '#') >= 0 {
-			removed += z.sanitizeParams(&w, hostStart, len(s))
+			if hostStart < len(s) {
+				w.replace(hostStart, len(s), urlRedacted)
+				removed++
+			}
 			return w.finish(), removed
 		}
 		rest = end

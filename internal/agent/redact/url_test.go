@@ -34,12 +34,14 @@ func TestSanitizeURL(t *testing.T) {
 		{"postgres://app:p@ss@db.internal:5432/orders?sslmode=require", "postgres://REDACTED:REDACTED@db.internal:5432/orders?sslmode=REDACTED", 2},
 		{"//user:pw@cdn.example.com/a.js", "//REDACTED:REDACTED@cdn.example.com/a.js", 1},
 		{"https://@host/", "https://@host/", 0},
-		{"https://u:p#1?x@host/a?b=c", "https://REDACTED:REDACTED@host/a?b=REDACTED", 2},
-		// The price of the above: a query with an '@' right after the host takes the host.
-		{"https://host?mail=a@b.com", "https://REDACTED@b.com", 1},
-		{"https://host?a@b=secret", "https://REDACTED@b=REDACTED", 2},
-		{"https://host?a@/x=secret&y", "https://REDACTED@/x=REDACTED&y", 2},
-		{"https://u:p?x@host/path", "https://REDACTED:REDACTED@host/path", 1},
+		{"https://u:p#1?x@host/a?b=c", "https://REDACTED:REDACTED@REDACTED", 2},
+		// The price of the above: a query with an '@' right after the host takes it all.
+		{"https://host?mail@b.com", "https://REDACTED@REDACTED", 2},
+		{"https://host?mail=a@b.com", "https://host?mail=REDACTED", 1},
+		{"https://host?a@b=secret", "https://REDACTED@REDACTED", 2},
+		{"//#=/&@0", "//#=REDACTED&@0", 1},
+		{"https://host?a@/x=secret&y", "https://REDACTED@REDACTED", 2},
+		{"https://u:p?x@host/path", "https://REDACTED:REDACTED@REDACTED", 2},
 		// An '@' in the path or query is not userinfo.
 		{"https://registry.npmjs.org/@types/node", "https://registry.npmjs.org/@types/node", 0},
 		{"https://host/u?mail=a@b.com", "https://host/u?mail=REDACTED", 1},
@@ -141,8 +143,9 @@ func FuzzSanitizeURL(f *testing.F) {
 			}
 		}
 		// A planted password never survives, unless the user name holds a raw '/', which ends
-		// the authority as RFC 3986 reads it (the connection-string detector covers that).
-		if strings.Contains(key, "/") {
+		// the authority as RFC 3986 reads it, or a raw '=', '&' or ';' after a '?' or '#',
+		// which makes it a query (the connection-string detector covers those).
+		if strings.ContainsAny(key, "/=&;") {
 			return
 		}
 		for _, s := range []string{
