@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // Duration is a time.Duration written as a Go duration string ("30s", "5m").
@@ -151,6 +152,10 @@ type Manager struct {
 	// Regression says when a deployment's new release counts as clearly worse
 	// than its previous one, which turns it unhealthy.
 	Regression Regression `yaml:"regression" env:"REGRESSION_"`
+	// Redaction is the vendor's redaction policy, sent to every agent over OpAMP. An
+	// agent runs the stricter of it and its customer's own policy, so it can only add
+	// protection; unset, agents run the safe default.
+	Redaction redactpolicy.Policy `yaml:"redaction"`
 }
 
 // Regression configures "unhealthy after release" detection. A release regressed
@@ -262,6 +267,12 @@ func (c *Manager) Validate() error {
 		names[e.Name] = true
 	}
 	errs = append(errs, c.Notifications.validate("notifications"))
+	if err := c.Redaction.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("redaction: %w", err))
+	}
+	if c.Redaction.HashKey != "" {
+		errs = append(errs, errors.New("redaction.hash_key: the hash key is the customer's secret; set it in the agent's configuration, not the manager's"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -317,6 +328,10 @@ type Agent struct {
 	// Update is how the agent applies a release the manager offers; with neither a
 	// command nor a webhook the deployment must be redeployed by hand.
 	Update AgentUpdate `yaml:"update" env:"UPDATE_"`
+	// Redaction is the customer's redaction policy: what the agent removes from
+	// telemetry before queueing it. The vendor's policy can make it stricter, never
+	// looser; unset, the safe default runs (every detector masks).
+	Redaction redactpolicy.Policy `yaml:"redaction"`
 }
 
 // AgentUpdate is the vendor's hook that moves a deployment to another release.
@@ -417,6 +432,9 @@ func (c *Agent) Validate() error {
 		errs = append(errs, errors.New("self_metrics_interval: must not be negative"))
 	}
 	errs = append(errs, c.Update.validate("update"))
+	if err := c.Redaction.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("redaction: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
