@@ -95,3 +95,11 @@ func readVarint(b []byte) (uint64, int, error) {
 	}
 	return 0, 0, errOverflow
 }
+
+// NextField reads the field at the start of b (which must not be empty) as the
+// request checks do: its number, wire type, value when length-delimited, and the
+// length of the whole field. Stages that rewrite requests on the wire (the agent's
+// redaction) use it so they read fields exactly as validation did.
+func NextField(b []byte) (num protowire.Number, typ protowire.Type, v []byte, n int, err error) {
+	return nextField(b)
+}

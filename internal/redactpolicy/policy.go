@@ -92,6 +92,8 @@ var DefaultSecretKeys = [...]string{
 const (
 	MaxListLen    = 256
 	MaxPatternLen = 1024
+	// MinBodyBytes is the smallest body limit: room for a marker and an ellipsis.
+	MinBodyBytes = 16
 )
 
 // Policy is one side's redaction policy, as written under `redaction:` in the agent's or
@@ -203,8 +205,8 @@ func (p Policy) Validate() error {
 	for i, re := range p.Body.DropPatterns {
 		errs = append(errs, checkRegexp(fmt.Sprintf("body.drop_patterns[%d]", i), re))
 	}
-	if p.Body.MaxBytes < 0 {
-		errs = append(errs, errors.New("body.max_bytes: must not be negative"))
+	if p.Body.MaxBytes < 0 || (p.Body.MaxBytes > 0 && p.Body.MaxBytes < MinBodyBytes) {
+		errs = append(errs, fmt.Errorf("body.max_bytes: %d must be 0 (bodies kept whole) or at least %d", p.Body.MaxBytes, MinBodyBytes))
 	}
 	for name, list := range map[string][]string{
 		"attributes.allow": p.Attributes.Allow, "attributes.deny": p.Attributes.Deny, "secret_keys": p.SecretKeys,

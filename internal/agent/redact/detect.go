@@ -736,7 +736,8 @@ func scanURLPasswords(s string, spans []span) []span {
 				at = j
 			}
 		}
-		if colon >= 0 && at > colon+1 {
+		// "REDACTED" is what URL sanitising leaves of a password: already gone.
+		if colon >= 0 && at > colon+1 && s[colon+1:at] != urlRedacted {
 			spans = append(spans, span{colon + 1, at, KindPassword, 0})
 		}
 	}
