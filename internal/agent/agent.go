@@ -17,6 +17,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // Settings are the agent's collaborators; zero values are safe.
@@ -136,6 +138,10 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 	}
 	local := otlp.Context{Release: cfg.Release, Cloud: pick(cfg.Cloud, det.Cloud),
 		Region: pick(cfg.Region, det.Region), Platform: pick(cfg.Platform, det.Platform)}
+	hashKey, err := redactionHashKey(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	p, err := pipeline.New(pipeline.Settings{
 		GRPCAddr: cfg.OTLPGRPC, HTTPAddr: cfg.OTLPHTTP, MaxRequestBytes: int64(cfg.MaxRequestBytes),
 		QueueDir: filepath.Join(cfg.DataDir, "queue"),
@@ -145,6 +151,8 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname},
 		LossInterval:        a.s.LossInterval,
+		Redaction:           redactpolicy.Merge(redactpolicy.Policy{}, cfg.Redaction),
+		HashKey:             hashKey,
 		OnLoss: func(l pipeline.Loss) {
 			if err := a.checkin.SetTelemetryLoss(l.Counts, l.Last); err != nil {
 				a.log.Warn("could not report telemetry loss to the manager", "error", err)
@@ -160,6 +168,36 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 	cs := &pipeline.ContextSource{Manager: cfg.Manager, TokenFunc: a.checkin.Token, Local: local,
 		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
 	return p, cs, nil
+}
+
+// redactionHashKey returns the key of the redaction's hash action: the customer's
+// own from the configuration, else a random key kept in the data directory, so hashed
+// values stay joinable across restarts yet the vendor cannot recompute them.
+func redactionHashKey(cfg config.Agent) ([]byte, error) {
+	if cfg.Redaction.HashKey != "" {
+		return []byte(cfg.Redaction.HashKey), nil
+	}
+	path := filepath.Join(cfg.DataDir, "redaction-hash.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read the redaction hash key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("make a redaction hash key: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create agent data directory: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return nil, fmt.Errorf("save the redaction hash key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("save the redaction hash key: %w", err)
+	}
+	return key, nil
 }
 
 // Addrs returns the bound OTLP addresses (empty when disabled or not started).

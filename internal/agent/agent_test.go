@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -110,5 +112,26 @@ func TestAPortInUseIsAStartupErrorThatLeavesNothingRunning(t *testing.T) {
 	again.Close()
 	if err := a.Shutdown(context.Background()); err != nil {
 		t.Errorf("Shutdown after a failed start: %v", err)
+	}
+}
+
+func TestRedactionHashKeyIsKeptPrivately(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Agent{DataDir: dir}
+	k1, err := redactionHashKey(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "redaction-hash.key"))
+	if err != nil || st.Mode().Perm() != 0o600 || len(k1) != 32 {
+		t.Fatalf("key file %v (%v), key of %d bytes; want 0600 and 32 bytes", st, err, len(k1))
+	}
+	k2, err := redactionHashKey(cfg)
+	if err != nil || string(k1) != string(k2) {
+		t.Error("a restarted agent hashes with another key: hashed values would stop joining")
+	}
+	cfg.Redaction.HashKey = "the customer's own"
+	if k, _ := redactionHashKey(cfg); string(k) != "the customer's own" {
+		t.Errorf("configured key ignored: %q", k)
 	}
 }

@@ -376,6 +376,9 @@ func (a *Agent) health() *protobufs.ComponentHealth {
 func (a *Agent) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, error) {
 	cfg := a.cfg
 	cfg.Token = "<redacted>"
+	if cfg.Redaction.HashKey != "" {
+		cfg.Redaction.HashKey = "<redacted>"
+	}
 	if cfg.Update.Webhook != "" {
 		cfg.Update.Webhook = redactWebhook(cfg.Update.Webhook)
 	}

@@ -39,17 +39,13 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	<-g.release
-	data, err := otlp.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
-	req := plogotlp.NewExportRequest()
-	if err == nil {
-		err = req.UnmarshalProto(data)
-	}
+	logs, err := readLogs(r)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return
 	}
 	g.mu.Lock()
-	g.records += req.Logs().LogRecordCount()
+	g.records += logs.LogRecordCount()
 	g.mu.Unlock()
 }
 

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -17,11 +18,17 @@ import (
 // metrics are the pipeline's self-metrics. They also implement forward.Observer.
 type metrics struct {
 	accepted, refused, sent, sentBytes, retried, dropped *prometheus.CounterVec
-	loss                                                 *lossTracker
+	redactions, redactedRecords                          *prometheus.CounterVec
+	// byReason holds redactions' counters per signal and reason, looked up once:
+	// the receive path adds to them on every request that lost something.
+	byReason map[otlp.Signal]*[redact.NumReasons]prometheus.Counter
+	records  map[otlp.Signal]prometheus.Counter
+	loss     *lossTracker
+	rec      Recorder
 }
 
-func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane, loss *lossTracker) (*metrics, error) {
-	m := &metrics{loss: loss,
+func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane, loss *lossTracker, rec Recorder) (*metrics, error) {
+	m := &metrics{loss: loss, rec: rec,
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "periscope_agent_accepted_records_total",
 			Help: "Log records, spans and metric data points accepted from the application and queued.",
@@ -47,11 +54,31 @@ func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane, loss *lo
 			Help: "Accepted records that will never reach the manager, by reason: queue_full (dropped oldest to make room), " +
 				"expired (older than the queue's max age), corrupt, refused (by the manager), request, encode.",
 		}, []string{"signal", "reason"}),
+		redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_redactions_total",
+			Help: "Parts of records the redaction policy removed before queueing, by signal and reason: a detector " +
+				"(email, card, ip, bearer, api_key, jwt, password, custom), url, sql, secret (a secret-named key), " +
+				"attribute (allow/deny list), truncated, dropped_record.",
+		}, []string{"signal", "reason"}),
+		redactedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_agent_redacted_records_total",
+			Help: "Records (log records, spans, metric points) that lost something to the redaction policy.",
+		}, []string{"signal"}),
+	}
+	m.byReason = map[otlp.Signal]*[redact.NumReasons]prometheus.Counter{}
+	m.records = map[otlp.Signal]prometheus.Counter{}
+	for _, sig := range otlp.Signals {
+		var cs [redact.NumReasons]prometheus.Counter
+		for _, r := range redact.Reasons() {
+			cs[r] = m.redactions.WithLabelValues(sig.String(), r.String())
+		}
+		m.byReason[sig] = &cs
+		m.records[sig] = m.redactedRecords.WithLabelValues(sig.String())
 	}
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.accepted, m.refused, m.sent, m.sentBytes, m.retried, m.dropped}
+	cs := []prometheus.Collector{m.accepted, m.refused, m.sent, m.sentBytes, m.retried, m.dropped, m.redactions, m.redactedRecords}
 	for sig, q := range lanes {
 		labels := prometheus.Labels{"signal": sig.String()}
 		cs = append(cs,
@@ -78,6 +105,22 @@ func newMetrics(reg prometheus.Registerer, lanes map[otlp.Signal]*lane, loss *lo
 func (m *metrics) Sent(sig otlp.Signal, records, bytes int) {
 	m.sent.WithLabelValues(sig.String()).Add(float64(records))
 	m.sentBytes.WithLabelValues(sig.String()).Add(float64(bytes))
+	if m.rec != nil {
+		m.rec.Sent(sig, records, bytes)
+	}
+}
+
+// redacted counts what redaction removed from one request.
+func (m *metrics) redacted(sig otlp.Signal, st *redact.Stats) {
+	cs := m.byReason[sig]
+	for r, n := range st.Reasons {
+		if n > 0 {
+			cs[r].Add(float64(n))
+		}
+	}
+	if st.Records > 0 {
+		m.records[sig].Add(float64(st.Records))
+	}
 }
 
 func (m *metrics) Retried(sig otlp.Signal, reason string) {

@@ -1,11 +1,13 @@
 // Package pipeline is the agent's telemetry path: OTLP receivers for the local
-// application, tagging with the deployment context, one durable disk queue per signal,
-// and a forwarder per signal that sends the queue to the manager.
+// application, tagging with the deployment context, redaction, one durable disk queue
+// per signal, and a forwarder per signal that sends the queue to the manager.
 //
-//	app ──OTLP gRPC/HTTP──▶ receiver ─▶ tag ─▶ queue (disk) ─▶ forwarder ──OTLP/HTTP──▶ manager
+//	app ──OTLP gRPC/HTTP──▶ receiver ─▶ tag ─▶ redact ─▶ queue (disk) ─▶ forwarder ──OTLP/HTTP──▶ manager
 //
 // A request is acknowledged only once it is in the queue, so whatever the application
 // was told was accepted survives a crash of the agent or an outage of the manager.
+// Redaction runs before the queue, so personal data never reaches the agent's disk
+// either.
 package pipeline
 
 import (
@@ -24,12 +26,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/periscope-dev/periscope/internal/agent/forward"
+	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/sysio"
 )
 
@@ -59,6 +63,14 @@ type Settings struct {
 	// LossInterval is the shortest time between two loss log lines and OnLoss
 	// calls (default one minute).
 	LossInterval time.Duration
+	// Redaction is the effective redaction policy to start with (SetRedaction
+	// replaces it); its zero value means the safe default, never off.
+	Redaction redactpolicy.Effective
+	// HashKey keys the redaction's hash action.
+	HashKey []byte
+	// Recorder, if set, keeps the customer-readable record of what was sent and
+	// what redaction removed.
+	Recorder Recorder
 	// Logger, Clock and Registerer are collaborators; nil means defaults (no metrics
 	// registration when Registerer is nil).
 	Logger     *slog.Logger
@@ -69,6 +81,15 @@ type Settings struct {
 	Gatherer prometheus.Gatherer
 }
 
+// Recorder keeps the customer's record of what left and what was removed. Its
+// methods are called concurrently, Removed on the receive path: they must be cheap.
+type Recorder interface {
+	// Sent is told of every batch the manager accepted.
+	Sent(sig otlp.Signal, records, bytes int)
+	// Removed is told what redaction removed from one request.
+	Removed(sig otlp.Signal, st *redact.Stats)
+}
+
 // Pipeline runs the agent's telemetry path. New opens the queues; Start listens and
 // forwards; Shutdown stops accepting, lets in-flight requests finish, and closes.
 type Pipeline struct {
@@ -77,6 +98,7 @@ type Pipeline struct {
 	lanes    map[otlp.Signal]*lane
 	ctx      context.Context // Start's, for repairs
 	tagger   atomic.Pointer[otlp.Tagger]
+	redactor atomic.Pointer[redact.Policy]
 	bufs     sync.Pool // *[]byte for tagged requests and queue entries
 	encoders sync.Pool // *forward.Encoder
 	metrics  *metrics
@@ -102,6 +124,9 @@ func New(s Settings) (*Pipeline, error) {
 	p := &Pipeline{s: s, log: s.Logger, lanes: map[otlp.Signal]*lane{}}
 	p.loss = newLossTracker(s.Clock, s.Logger, s.OnLoss, s.LossInterval)
 	p.tagger.Store(otlp.NewTagger(otlp.Context{}))
+	if err := p.SetRedaction(s.Redaction); err != nil {
+		return nil, err
+	}
 	p.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	// Queue entries are s2-compressed: a small fraction of gzip's cost, and the queue
 	// still writes several times fewer bytes; the forwarder compresses for the wire.
@@ -120,7 +145,7 @@ func New(s Settings) (*Pipeline, error) {
 		}
 		p.lanes[sig] = &lane{sig: sig, opts: opts, q: q}
 	}
-	m, err := newMetrics(s.Registerer, p.lanes, p.loss)
+	m, err := newMetrics(s.Registerer, p.lanes, p.loss, s.Recorder)
 	if err != nil {
 		p.closeQueues()
 		return nil, err
@@ -144,7 +169,25 @@ func (p *Pipeline) Loss() Loss { return p.loss.snapshot() }
 // SetContext sets the deployment context written on every resource from now on.
 func (p *Pipeline) SetContext(c otlp.Context) { p.tagger.Store(otlp.NewTagger(c)) }
 
-// Consume tags one export request and queues it; it is the receivers' consumer.
+// SetRedaction compiles e and applies it to every request from now on. A zero e
+// is the safe default policy, never off.
+func (p *Pipeline) SetRedaction(e redactpolicy.Effective) error {
+	if e.Detectors == nil && !e.Off {
+		e = redactpolicy.Resolve(redactpolicy.Policy{})
+	}
+	r, err := redact.Compile(e, p.s.HashKey)
+	if err != nil {
+		return fmt.Errorf("redaction policy: %w", err)
+	}
+	p.redactor.Store(r)
+	return nil
+}
+
+// Redaction returns the redaction policy in force.
+func (p *Pipeline) Redaction() redactpolicy.Effective { return p.redactor.Load().Effective() }
+
+// Consume tags one export request, redacts it and queues it; it is the receivers'
+// consumer.
 func (p *Pipeline) Consume(_ context.Context, r consumer.Request) error {
 	tp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(tp)
@@ -153,6 +196,27 @@ func (p *Pipeline) Consume(_ context.Context, r consumer.Request) error {
 	if err != nil {
 		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
 		return consumer.Malformed("%v", err)
+	}
+	rp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(rp)
+	var st redact.Stats
+	redacted, err := p.redactor.Load().Request(r.Signal, (*rp)[:0], tagged, &st)
+	if err != nil {
+		p.metrics.refused.WithLabelValues(r.Signal.String(), "malformed").Inc()
+		return consumer.Malformed("%v", err)
+	}
+	if st.Total() > 0 {
+		*rp = redacted[:0]
+		tagged = redacted
+		records -= st.Dropped
+		p.metrics.redacted(r.Signal, &st)
+		if p.s.Recorder != nil {
+			p.s.Recorder.Removed(r.Signal, &st)
+		}
+		if records == 0 {
+			// Every record went by the policy's drop patterns: nothing to queue.
+			return nil
+		}
 	}
 	// Compress cheaply here, so the queue writes and reads a fraction of the bytes.
 	enc := p.encoders.Get().(*forward.Encoder)

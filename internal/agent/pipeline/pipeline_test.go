@@ -20,7 +20,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
 	"github.com/periscope-dev/periscope/internal/agent/forward"
-	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/testenv"
 )
@@ -39,18 +38,13 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	data, err := otlp.Decompress(r.Header.Get("Content-Encoding"), r.Body, 64<<20)
+	logs, err := readLogs(r)
 	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	req := plogotlp.NewExportRequest()
-	if err := req.UnmarshalProto(data); err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
 	u.mu.Lock()
-	u.records += req.Logs().LogRecordCount()
+	u.records += logs.LogRecordCount()
 	u.mu.Unlock()
 	select {
 	case u.got <- struct{}{}:
