@@ -145,7 +145,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*opamp.Agent{}}
 	defer fl.shutdown()
-	tr := newTraffic(m.URL(), o.Clock, o.Logger)
+	tr, err := newTraffic(m.URL(), o.Clock, o.Logger)
+	if err != nil {
+		return err
+	}
 	var feeds []*feed
 	for _, s := range fleetSpec {
 		if s.noAgent {
@@ -233,6 +236,12 @@ Then investigate globex-prod from its telemetry:
   go run ./cmd/periscope traces --deployment globex-prod --release 1.8.0 --errors --limit 6
   go run ./cmd/periscope trace %s   # or any TRACE listed above
   go run ./cmd/periscope metrics queue.depth --deployment globex-prod --group-by release --agg max --since 30m --step 5m
+
+Only operational data left the customers' clouds: the services log their shoppers'
+e-mail addresses, IP addresses and session ids, and the agent's redaction removed
+them before anything was queued (look for [REDACTED:email] and periscope.redacted.*):
+
+  go run ./cmd/periscope logs --deployment acme-prod --limit 3
 
 Hold globex-prod on the release that worked (its demo agent has no update hook,
 so it shows as behind: manual-apply until someone redeploys it):

@@ -22,8 +22,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // The shape of the demo's application traffic.
@@ -49,6 +51,10 @@ type service struct {
 	name     string
 	replicas int
 }
+
+// customers are the shoppers of the demo's vendor's customers: personal data the
+// services log and the agent's redaction removes.
+var customers = []string{"alice.jones@example.com", "bob@example.org", "carol.smith@example.net", "dave+orders@example.com"}
 
 var services = []service{{"checkout-api", 3}, {"cart", 2}, {"search", 2}}
 
@@ -310,7 +316,12 @@ func (b *batch) request(start time.Time) {
 	root.SetName(r.method + " " + r.route)
 	root.SetKind(ptrace.SpanKindServer)
 	path := strings.Replace(r.route, "{id}", "ord_"+shortHash(8, trace.String()), 1)
-	putStrs(root.Attributes(), [][2]string{{"http.request.method", r.method}, {"http.route", r.route}, {"url.path", path}})
+	// What a real service puts in its telemetry without meaning to: who the customer
+	// is, where they called from, their session in the URL. The agent removes it.
+	customer := customers[int(trace[0])%len(customers)]
+	session := shortHash(12, "session", trace.String())
+	putStrs(root.Attributes(), [][2]string{{"http.request.method", r.method}, {"http.route", r.route}, {"url.path", path},
+		{"url.full", "https://shop.example.com" + path + "?session=" + session}, {"client.address", fmt.Sprintf("198.51.100.%d", trace[1])}})
 
 	// A working release fails now and then, in the last function that can.
 	failAt := -1
@@ -410,8 +421,8 @@ func (b *batch) request(start time.Time) {
 		}
 	}
 	root.Attributes().PutInt("http.response.status_code", status)
-	b.log(out, at, sev, fmt.Sprintf("%s %s %d in %dms", r.method, path, status, at.Sub(start).Milliseconds()), trace, root.SpanID(),
-		[][2]string{{"http.request.method", r.method}, {"http.route", r.route}})
+	b.log(out, at, sev, fmt.Sprintf("%s %s %d in %dms for %s", r.method, path, status, at.Sub(start).Milliseconds(), customer), trace, root.SpanID(),
+		[][2]string{{"http.request.method", r.method}, {"http.route", r.route}, {"enduser.id", customer}})
 }
 
 // log adds a log record about span.
@@ -485,19 +496,26 @@ func putStrs(m pcommon.Map, kvs [][2]string) {
 
 // traffic sends the feeds' telemetry to the manager's OTLP/HTTP endpoints with
 // each deployment's token: exactly what a deployment's agent forwards, without
-// running the agents' telemetry pipeline a dozen times in one process.
+// running the agents' telemetry pipeline a dozen times in one process. It passes
+// every request through the agents' own redaction with the default policy first,
+// so the personal data the demo's services log is removed as an agent removes it.
 type traffic struct {
-	url string
-	hc  *http.Client
-	clk clock.Clock
-	log *slog.Logger
+	url    string
+	hc     *http.Client
+	clk    clock.Clock
+	log    *slog.Logger
+	redact *redact.Policy
 
 	mu    sync.Mutex
 	feeds map[string]*feed // the deployments still serving requests
 }
 
-func newTraffic(url string, clk clock.Clock, log *slog.Logger) *traffic {
-	return &traffic{url: url, hc: &http.Client{Timeout: 10 * time.Second}, clk: clk, log: log, feeds: map[string]*feed{}}
+func newTraffic(url string, clk clock.Clock, log *slog.Logger) (*traffic, error) {
+	red, err := redact.Compile(redactpolicy.Resolve(redactpolicy.Policy{}), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &traffic{url: url, hc: &http.Client{Timeout: 10 * time.Second}, clk: clk, log: log, redact: red, feeds: map[string]*feed{}}, nil
 }
 
 // add starts sending f's telemetry in the live loop.
@@ -590,6 +608,9 @@ func (t *traffic) send(ctx context.Context, f *feed, b *batch) error {
 		data, err := e.marshal()
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", e.sig, err)
+		}
+		if data, err = t.redact.Request(e.sig, nil, data, nil); err != nil {
+			return fmt.Errorf("redact %s: %w", e.sig, err)
 		}
 		if err := t.post(ctx, f.token, e.sig, data); err != nil {
 			return err

@@ -473,3 +473,42 @@ func decodes(s otlp.Signal, b []byte) bool {
 	}
 	return err == nil
 }
+
+// benchLogs builds a request of n log records like an application's: a route, a
+// status, a message; every tenth carries an e-mail address and a URL with a query.
+func benchLogs(b *testing.B, n int) []byte {
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	rl.Resource().Attributes().PutStr("k8s.pod.name", "checkout-7d9f6c5b4-x2x9z")
+	sl := rl.ScopeLogs().AppendEmpty()
+	for i := range n {
+		lr := sl.LogRecords().AppendEmpty()
+		lr.Attributes().PutStr("http.route", "/v1/orders/{id}")
+		lr.Attributes().PutInt("http.response.status_code", 200)
+		lr.Attributes().PutStr("order.id", "ORD-2026-000123456")
+		if i%10 == 0 {
+			lr.Body().SetStr("order placed by alice@example.com from 203.0.113.7")
+			lr.Attributes().PutStr("url.full", "https://shop.example.com/v1/orders?customer=alice&page=2")
+		} else {
+			lr.Body().SetStr("order 1234567890123 placed in 42 ms, request 0b6c2f1e-3a4d-4c5b-9e8f-7a6b5c4d3e2f")
+		}
+	}
+	return logsBody(b, ld)
+}
+
+func BenchmarkRequest(b *testing.B) {
+	p := compile(b, redactpolicy.Policy{}, redactpolicy.Policy{})
+	in := benchLogs(b, 512)
+	dst := make([]byte, 0, 2*len(in))
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		var st Stats
+		if _, err := p.Request(otlp.Logs, dst[:0], in, &st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(512*b.N)/b.Elapsed().Seconds(), "records/s")
+}
