@@ -12,7 +12,8 @@
 //	                     {"time":…,"signal":"logs","kind":"email","key":"user.email","count":400}
 //
 // A removed line never holds the removed value: only which detector, which key and
-// how many. Each stream is rotated past MaxFileBytes and keeps MaxFiles files, so a
+// how many. Its time is the end of the interval it adds up, so a range's edges place
+// removals to within one FlushInterval. Each stream is rotated past MaxFileBytes and keeps MaxFiles files, so a
 // stream never takes more than MaxFiles×MaxFileBytes on disk. Times within one file
 // never go backwards (a clock stepped back starts a new file), so a reader skips a
 // whole file from its first and last line alone.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/agent"
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 )
 
@@ -128,6 +129,7 @@ operator rotates it is kept in --data-dir and used from then on.`,
 	f.DurationVar(&updateTimeout, "update-timeout", time.Duration(flags.Update.Timeout), "how long the update hook may run (PERISCOPE_UPDATE_TIMEOUT)")
 	f.Int("max-procs", flags.MaxProcs, "CPUs the agent may use at once; 0 means all (PERISCOPE_MAX_PROCS)")
 	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
+	cmd.AddCommand(reportCmd(clock.Real{}))
 	return cmd
 }
 
