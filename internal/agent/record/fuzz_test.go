@@ -70,3 +70,23 @@ func TestDamagedLinesAreSkipped(t *testing.T) {
 		t.Errorf("Summarise = %v, %d damaged, %d batches, %d records; want 4 damaged, 2 batches, 6 records", err, s.DamagedLines, s.Batches, s.Records["logs"])
 	}
 }
+
+// A file ending in more unbroken bytes than the tail a reader looks at is read
+// whole rather than trusted or crashed on.
+func TestLongTornTail(t *testing.T) {
+	dir := t.TempDir()
+	good := `{"time":"2026-12-05T10:00:00Z","signal":"logs","records":3,"bytes":10,"batches":1,"destination":"https://m.example"}` + "\n"
+	data := good + strings.Repeat("x", 2*edgeBytes)
+	if err := os.WriteFile(filepath.Join(dir, fileName(sentPrefix, 1)), []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Summarise(dir, t0, t0.Add(time.Hour))
+	if err != nil || s.DamagedLines != 1 || s.Batches != 1 {
+		t.Errorf("Summarise = %v, %d damaged, %d batches; want 1 damaged, 1 batch", err, s.DamagedLines, s.Batches)
+	}
+	r, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open after a long torn tail: %v", err)
+	}
+	_ = r.Shutdown(t.Context())
+}

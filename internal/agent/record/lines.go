@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -174,7 +175,7 @@ func edges(f *os.File, size int64) (first, last time.Time, torn, ok bool) {
 	if _, err := f.ReadAt(head, 0); err != nil {
 		return first, last, false, false
 	}
-	i := strings.IndexByte(string(head), '\n')
+	i := bytes.IndexByte(head, '\n')
 	if i < 0 {
 		return first, last, false, false
 	}
@@ -188,9 +189,9 @@ func edges(f *os.File, size int64) (first, last time.Time, torn, ok bool) {
 		}
 	}
 	torn = tail[len(tail)-1] != '\n'
-	end := strings.LastIndexByte(string(tail), '\n')
-	start := strings.LastIndexByte(string(tail[:end]), '\n') + 1
-	if start == 0 && off > 0 {
+	end := bytes.LastIndexByte(tail, '\n')
+	start := bytes.LastIndexByte(tail[:max(end, 0)], '\n') + 1
+	if end < 0 || (start == 0 && off > 0) {
 		return first, last, torn, false // the last whole line is longer than the tail read
 	}
 	last, ok2 := lineTime(tail[start:end])

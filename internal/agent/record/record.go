@@ -201,9 +201,11 @@ func (r *Record) Shutdown(ctx context.Context) error {
 // "metrics"), records, bytes sent and destination URL (its user info, query and
 // fragment are left out, as they may hold credentials).
 func (r *Record) Sent(signal string, records, bytes int, destination string) {
-	now := r.clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Taken under the lock, so lines are written in time order; UTC drops the
+	// monotonic reading, so a wall clock stepped back shows as such.
+	now := r.clock.Now().UTC()
 	if destination != r.lastDest {
 		r.lastDest, r.cleanDest = destination, cleanDestination(destination)
 	}
@@ -280,8 +282,8 @@ func (r *Record) Flush() error {
 	if r.closed {
 		return nil
 	}
-	now := r.clock.Now()
 	r.mu.Lock()
+	now := r.clock.Now().UTC() // not before any batch taken below
 	sent, folds, removed := r.sent, r.folds, r.removed
 	r.sent, r.removed, r.distinct = make([]sentLine, 0, len(sent)), map[removalKey]int64{}, 0
 	if len(folds) > 0 {

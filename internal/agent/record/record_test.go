@@ -414,3 +414,27 @@ func TestOpenOptions(t *testing.T) {
 		t.Errorf("Shutdown without Start left %d batches in the record, want 1", s.Batches)
 	}
 }
+
+// Batches recorded at once by many forwarders, on the wall clock, land in one file:
+// their times are taken in the order they are written, so none looks like a clock
+// stepped back and forces a rotation that would push history out early.
+func TestConcurrentSentKeepsOneFile(t *testing.T) {
+	dir := t.TempDir()
+	r := open(t, Options{Dir: dir})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				r.Sent("logs", 1, 1, "https://manager.example")
+				if i%200 == 0 {
+					_ = r.Flush()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	flush(t, r)
+	if files, _ := listFiles(dir, sentPrefix); len(files) != 1 {
+		t.Errorf("%d sent files after concurrent batches, want 1", len(files))
+	}
+}
