@@ -19,8 +19,8 @@ func FuzzSummarise(f *testing.F) {
 	f.Add([]byte(`{"time":"2026-12-05T10:00:00Z","signal":"logs","records":9223372036854775807,"bytes":1,"batches":1}` + "\n" +
 		`{"time":"2026-12-05T10:00:01Z","signal":"logs","records":9223372036854775807,"bytes":1,"batches":1}` + "\n"))
 	f.Add([]byte("\n\n{}\n[]\nnull\n"))
+	dir := f.TempDir() // one per fuzzing process, whose inputs run one at a time
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
 		for _, name := range []string{fileName(sentPrefix, 1), fileName(removedPrefix, 1)} {
 			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 				t.Fatal(err)

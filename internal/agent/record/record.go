@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,7 @@ const (
 	kickSent       = 4096
 	maxPendingSent = 16384
 	maxSentFolds   = 64
+	maxDestCache   = 16
 )
 
 // Options configures a Record.
@@ -82,13 +84,12 @@ type Record struct {
 	log   *slog.Logger
 	clock clock.Clock
 
-	mu        sync.Mutex
-	sent      []sentLine
-	folds     map[sentKey]*sentLine // batches past maxPendingSent, folded
-	removed   map[removalKey]int64
-	distinct  int // keys in removed other than OtherKey
-	lastDest  string
-	cleanDest string
+	mu       sync.Mutex
+	sent     []sentLine
+	folds    map[sentKey]*sentLine // batches past maxPendingSent, folded
+	removed  map[removalKey]int64
+	distinct int               // keys in removed other than OtherKey
+	dests    map[string]string // destination as given → as written, so a URL is parsed once
 
 	// wmu serialises flushes, so lines reach the files in the order they were taken.
 	wmu       sync.Mutex
@@ -139,7 +140,7 @@ func Open(o Options) (*Record, error) {
 		return nil, fmt.Errorf("record: create %s: %w", o.Dir, err)
 	}
 	r := &Record{o: o, log: o.Logger, clock: clock.Or(o.Clock), removed: map[removalKey]int64{},
-		folds: map[sentKey]*sentLine{}, kick: make(chan struct{}, 1)}
+		folds: map[sentKey]*sentLine{}, dests: map[string]string{}, kick: make(chan struct{}, 1)}
 	var err error
 	if r.sentS, err = openStream(o.Dir, sentPrefix, o.MaxFileBytes, o.MaxFiles); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
@@ -206,11 +207,16 @@ func (r *Record) Sent(signal string, records, bytes int, destination string) {
 	// Taken under the lock, so lines are written in time order; UTC drops the
 	// monotonic reading, so a wall clock stepped back shows as such.
 	now := r.clock.Now().UTC()
-	if destination != r.lastDest {
-		r.lastDest, r.cleanDest = destination, cleanDestination(destination)
+	dest, ok := r.dests[destination]
+	if !ok {
+		if len(r.dests) >= maxDestCache {
+			clear(r.dests)
+		}
+		dest = cleanDestination(destination)
+		r.dests[strings.Clone(destination)] = dest
 	}
 	l := sentLine{Time: now, Signal: internSignal(signal), Records: int64(max(records, 0)), Bytes: int64(max(bytes, 0)),
-		Batches: 1, Destination: r.cleanDest}
+		Batches: 1, Destination: dest}
 	if len(r.sent) < maxPendingSent {
 		r.sent = append(r.sent, l)
 		if len(r.sent) == kickSent {

@@ -438,3 +438,18 @@ func TestConcurrentSentKeepsOneFile(t *testing.T) {
 		t.Errorf("%d sent files after concurrent batches, want 1", len(files))
 	}
 }
+
+// Sent and Removed run on the agent's hot paths: once a key or destination has been
+// seen in an interval, recording it again allocates nothing.
+func TestRecordingIsCheap(t *testing.T) {
+	r := open(t, Options{Dir: t.TempDir(), Clock: clock.NewFake(t0)})
+	items := []Removal{{"email", "user.email", 1}, {"card", "log.body", 2}}
+	r.Removed("logs", items)
+	if n := testing.AllocsPerRun(1000, func() { r.Removed("logs", items) }); n != 0 {
+		t.Errorf("Removed of known keys allocates %.1f times, want 0", n)
+	}
+	r.Sent("logs", 1, 1, "https://manager.example/v1/logs")
+	if n := testing.AllocsPerRun(1000, func() { r.Sent("logs", 1, 1, "https://manager.example/v1/logs") }); n > 0.1 {
+		t.Errorf("Sent allocates %.1f times a batch, want 0 (amortised)", n)
+	}
+}
