@@ -91,18 +91,19 @@ type Record struct {
 	distinct int               // keys in removed other than OtherKey
 	dests    map[string]string // destination as given → as written, so a URL is parsed once
 
-	// wmu serialises flushes, so lines reach the files in the order they were taken.
-	wmu       sync.Mutex
-	sentS     *stream
-	removedS  *stream
-	failing   bool
-	closed    bool
-	kick      chan struct{}
-	cancel    context.CancelFunc
-	loopDone  chan struct{}
-	shutdown  sync.Once
-	shutErr   error
-	startOnce sync.Once
+	// wmu serialises flushes, so lines reach the files in the order they were
+	// taken, and guards the lifecycle fields below it.
+	wmu      sync.Mutex
+	sentS    *stream
+	removedS *stream
+	failing  bool
+	closed   bool // the files are closed: nothing more is written
+	stopping bool // Shutdown has begun: Start refuses
+	kick     chan struct{}
+	cancel   context.CancelFunc
+	loopDone chan struct{}
+	shutdown sync.Once
+	shutErr  error
 }
 
 type sentKey struct{ signal, dest string }
@@ -151,13 +152,19 @@ func Open(o Options) (*Record, error) {
 	return r, nil
 }
 
-// Start runs the flush loop until Shutdown or until ctx ends.
+// Start runs the flush loop until Shutdown or until ctx ends. A second Start does
+// nothing; a Start after Shutdown is an error.
 func (r *Record) Start(ctx context.Context) error {
-	r.startOnce.Do(func() {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.stopping {
+		return errors.New("record: started after shutdown")
+	}
+	if r.cancel == nil {
 		ctx, r.cancel = context.WithCancel(ctx)
 		r.loopDone = make(chan struct{})
 		go r.loop(ctx)
-	})
+	}
 	return nil
 }
 
@@ -180,10 +187,14 @@ func (r *Record) loop(ctx context.Context) {
 // is idempotent and safe without Start.
 func (r *Record) Shutdown(ctx context.Context) error {
 	r.shutdown.Do(func() {
-		if r.cancel != nil {
-			r.cancel()
+		r.wmu.Lock()
+		r.stopping = true
+		cancel, loopDone := r.cancel, r.loopDone
+		r.wmu.Unlock()
+		if cancel != nil {
+			cancel()
 			select {
-			case <-r.loopDone:
+			case <-loopDone:
 			case <-ctx.Done():
 				r.shutErr = fmt.Errorf("record: flush loop did not stop: %w", ctx.Err())
 				return

@@ -413,6 +413,9 @@ func TestOpenOptions(t *testing.T) {
 	if s := summarise(t, dir, t0, t0.Add(time.Second)); s.Batches != 1 {
 		t.Errorf("Shutdown without Start left %d batches in the record, want 1", s.Batches)
 	}
+	if err := r.Start(context.Background()); err == nil {
+		t.Error("Start after Shutdown succeeded, want an error (its loop would never stop)")
+	}
 }
 
 // Batches recorded at once by many forwarders, on the wall clock, land in one file:
