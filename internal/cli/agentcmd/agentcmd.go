@@ -48,7 +48,11 @@ Every flag can also come from the config file (--config) or a PERISCOPE_*
 variable (PERISCOPE_MANAGER, PERISCOPE_AGENT_TOKEN, PERISCOPE_RELEASE, ...). The
 deployment token's variable is PERISCOPE_AGENT_TOKEN: PERISCOPE_TOKEN is the CLI's
 operator token, which the agent never reads. A token the manager hands over when an
-operator rotates it is kept in --data-dir and used from then on.`,
+operator rotates it is kept in --data-dir and used from then on.
+
+The agent keeps a record the customer can read of what it sent and what
+redaction removed first (never the values), in --data-dir/record; "report"
+summarises it for a time range.`,
 		Example: "  periscope agent --manager https://periscope.vendor.example --token pdt_... --release 1.8.0",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
