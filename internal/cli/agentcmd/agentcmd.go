@@ -19,6 +19,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/agent"
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 )
 
@@ -47,7 +48,11 @@ Every flag can also come from the config file (--config) or a PERISCOPE_*
 variable (PERISCOPE_MANAGER, PERISCOPE_AGENT_TOKEN, PERISCOPE_RELEASE, ...). The
 deployment token's variable is PERISCOPE_AGENT_TOKEN: PERISCOPE_TOKEN is the CLI's
 operator token, which the agent never reads. A token the manager hands over when an
-operator rotates it is kept in --data-dir and used from then on.`,
+operator rotates it is kept in --data-dir and used from then on.
+
+The agent keeps a record the customer can read of what it sent and what
+redaction removed first (never the values), in --data-dir/record; "report"
+summarises it for a time range.`,
 		Example: "  periscope agent --manager https://periscope.vendor.example --token pdt_... --release 1.8.0",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -128,6 +133,7 @@ operator rotates it is kept in --data-dir and used from then on.`,
 	f.DurationVar(&updateTimeout, "update-timeout", time.Duration(flags.Update.Timeout), "how long the update hook may run (PERISCOPE_UPDATE_TIMEOUT)")
 	f.Int("max-procs", flags.MaxProcs, "CPUs the agent may use at once; 0 means all (PERISCOPE_MAX_PROCS)")
 	f.String("pprof", "", "serve Go's /debug/pprof on this address (off when empty; for profiling only)")
+	cmd.AddCommand(reportCmd(clock.Real{}))
 	return cmd
 }
 
