@@ -2,7 +2,8 @@
 // running in a customer deployment and runs them together.
 //
 //	opamp     checks in with the manager, applies offered releases through the update hook
-//	pipeline  OTLP receivers → tag → disk queue → forward to the manager
+//	pipeline  OTLP receivers → tag → redact → disk queue → forward to the manager
+//	record    the customer's local record of what was sent and removed (/report)
 //	context   keeps the pipeline's deployment context current from the manager
 //
 // Usage: New validates the configuration and starts nothing; Start opens the queues,
@@ -33,6 +34,9 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/agent/pipeline"
+	"github.com/periscope-dev/periscope/internal/agent/record"
+	"github.com/periscope-dev/periscope/internal/agent/redact"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
@@ -51,6 +55,9 @@ type Settings struct {
 	// LossInterval is the shortest time between two reports (log line and report
 	// to the manager) of telemetry the agent dropped; zero means one minute.
 	LossInterval time.Duration
+	// RecordInterval is how often the local record writes what redaction removed;
+	// zero means its default (10s).
+	RecordInterval time.Duration
 }
 
 // Agent runs one deployment's agent: check-in, telemetry pipeline and deployment
@@ -64,6 +71,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	pipe     *pipeline.Pipeline
+	record   *record.Record
 	cancel   context.CancelFunc
 	group    *errgroup.Group
 	stopOnce sync.Once
@@ -103,7 +111,16 @@ func (a *Agent) Start(ctx context.Context) error {
 		cancel()
 		return err
 	}
-	p, cs, err := a.newPipeline()
+	rec, err := record.Open(record.Options{Dir: record.Dir(a.cfg.DataDir), FlushInterval: a.s.RecordInterval,
+		Logger: a.log.With("component", "record")})
+	if err == nil {
+		err = rec.Start(gctx)
+	}
+	if err != nil {
+		cancel()
+		return errors.Join(fmt.Errorf("the agent's local record: %w", err), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+	}
+	p, cs, err := a.newPipeline(rec)
 	if err == nil {
 		cs.Prime(p)
 		err = p.Start(gctx)
@@ -113,15 +130,15 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		cancel()
-		return errors.Join(err, a.checkin.Shutdown(context.WithoutCancel(ctx)))
+		return errors.Join(err, rec.Shutdown(context.WithoutCancel(ctx)), a.checkin.Shutdown(context.WithoutCancel(ctx)))
 	}
-	a.pipe = p
+	a.pipe, a.record = p, rec
 	g.Go(func() error { cs.Run(gctx, p); return nil })
 	return nil
 }
 
 // newPipeline builds the telemetry path and the source of its deployment context.
-func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, error) {
+func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.ContextSource, error) {
 	cfg := a.cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -153,6 +170,8 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 		LossInterval:        a.s.LossInterval,
 		Redaction:           redactpolicy.Merge(redactpolicy.Policy{}, cfg.Redaction),
 		HashKey:             hashKey,
+		Recorder:            recorder{rec: rec, destination: cfg.Manager},
+		Report:              record.Handler(record.Dir(cfg.DataDir), clock.Real{}),
 		OnLoss: func(l pipeline.Loss) {
 			if err := a.checkin.SetTelemetryLoss(l.Counts, l.Last); err != nil {
 				a.log.Warn("could not report telemetry loss to the manager", "error", err)
@@ -168,6 +187,24 @@ func (a *Agent) newPipeline() (*pipeline.Pipeline, *pipeline.ContextSource, erro
 	cs := &pipeline.ContextSource{Manager: cfg.Manager, TokenFunc: a.checkin.Token, Local: local,
 		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
 	return p, cs, nil
+}
+
+// recorder tells the local record what the pipeline sent and removed.
+type recorder struct {
+	rec         *record.Record
+	destination string
+}
+
+func (r recorder) Sent(sig otlp.Signal, records, bytes int) {
+	r.rec.Sent(sig.String(), records, bytes, r.destination)
+}
+
+func (r recorder) Removed(sig otlp.Signal, st *redact.Stats) {
+	items := make([]record.Removal, len(st.Removals))
+	for i, rm := range st.Removals {
+		items[i] = record.Removal{Kind: rm.Reason.String(), Key: rm.Key, Count: rm.Count}
+	}
+	r.rec.Removed(sig.String(), items)
 }
 
 // redactionHashKey returns the key of the redaction's hash action: the customer's
@@ -227,11 +264,15 @@ func (a *Agent) Wait() error {
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.stopOnce.Do(func() {
 		a.mu.Lock()
-		p, cancel, g := a.pipe, a.cancel, a.group
+		p, rec, cancel, g := a.pipe, a.record, a.cancel, a.group
 		a.mu.Unlock()
 		var errs []error
 		if p != nil {
 			errs = append(errs, p.Shutdown(ctx))
+		}
+		if rec != nil {
+			// After the pipeline: its forwarders' last deliveries are recorded too.
+			errs = append(errs, rec.Shutdown(ctx))
 		}
 		if cancel != nil {
 			cancel()

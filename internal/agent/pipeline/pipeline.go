@@ -71,6 +71,9 @@ type Settings struct {
 	// Recorder, if set, keeps the customer-readable record of what was sent and
 	// what redaction removed.
 	Recorder Recorder
+	// Report, if set, is served at /report on the OTLP/HTTP listener: the
+	// customer's summary of that record.
+	Report http.Handler
 	// Logger, Clock and Registerer are collaborators; nil means defaults (no metrics
 	// registration when Registerer is nil).
 	Logger     *slog.Logger
@@ -269,6 +272,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		(&receiver.HTTP{Consumer: p, MaxBytes: maxBytes}).Register(mux)
 		if p.s.Gatherer != nil {
 			mux.Handle("/metrics", promhttp.HandlerFor(p.s.Gatherer, promhttp.HandlerOpts{}))
+		}
+		if p.s.Report != nil {
+			mux.Handle("/report", p.s.Report)
 		}
 		p.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		p.addrs.http = lis.Addr().String()

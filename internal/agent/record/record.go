@@ -68,7 +68,7 @@ type Options struct {
 // the value itself.
 type Removal struct {
 	// Kind is the detector or rule: "email", "card", "ip", "bearer", "api_key",
-	// "jwt", "password", "custom:<name>", "url", "sql", "attribute", "secret_key",
+	// "jwt", "password", "custom", "url", "sql", "attribute", "secret",
 	// "truncated" or "dropped_record".
 	Kind string
 	// Key is the attribute key, or "log.body", "span.name", ….

@@ -146,7 +146,7 @@ func TestRemovedKeysAreBounded(t *testing.T) {
 	dir := t.TempDir()
 	r := open(t, Options{Dir: dir, Clock: c})
 	long := strings.Repeat("k", 1000)
-	r.Removed("logs", []Removal{{"secret_key", long, 1}})
+	r.Removed("logs", []Removal{{"secret", long, 1}})
 	for i := range MaxKeysPerInterval + 500 {
 		r.Removed("logs", []Removal{{"email", fmt.Sprintf("attr.%d", i), 2}})
 	}
@@ -157,7 +157,7 @@ func TestRemovedKeysAreBounded(t *testing.T) {
 		switch k.Kind {
 		case "email":
 			email = k
-		case "secret_key":
+		case "secret":
 			secret = k
 		}
 	}

@@ -49,7 +49,8 @@ var kindNouns = map[string]noun{
 	"url":        {"URL query value or credential", "URL query values and credentials"},
 	"sql":        {"database statement literal", "database statement literals"},
 	"attribute":  {"attribute the policy does not allow", "attributes the policy does not allow"},
-	"secret_key": {"value of an attribute named like a secret", "values of attributes named like secrets"},
+	"secret":     {"value of a key named like a secret", "values of keys named like secrets"},
+	"custom":     {"match of a custom pattern", "matches of custom patterns"},
 }
 
 func kindNoun(kind string) noun {
