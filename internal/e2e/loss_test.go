@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
 	"github.com/periscope-dev/periscope/internal/agent"
-	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 )
@@ -30,19 +29,10 @@ func TestTelemetryLossIsCountedAndShown(t *testing.T) {
 	m := startTelemetryManager(t, listen, mdir, nil, store)
 	token := createAcme(t, m)
 
-	cfg := config.DefaultAgent()
-	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = m.URL(), token, "http", "1.8.0"
+	cfg := httpAgentConfig(t, m.URL(), token)
 	cfg.Cloud, cfg.Region, cfg.Platform = "aws", "us-east-1", "aws_ecs"
-	cfg.DataDir, cfg.OTLPGRPC, cfg.OTLPHTTP = t.TempDir(), "off", freePort(t)
-	cfg.HeartbeatInterval = config.Duration(time.Second)
 	cfg.Queue.MaxBytes, cfg.Queue.OnFull = 16<<10, "drop_oldest"
-	a, err := agent.New(cfg, agent.Settings{Logger: logger(t), Env: []string{}, LossInterval: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startFullAgent(t, cfg, agent.Settings{Logger: logger(t), Env: []string{}, LossInterval: 500 * time.Millisecond})
 	defer a.Shutdown(ctx)
 	api := apiclient.New(m.URL(), adminToken)
 	eventually(t, 10*time.Second, "the agent checked in", func() error {

@@ -33,18 +33,9 @@ func TestAgentReportMatchesWhatWasSent(t *testing.T) {
 	defer m.Shutdown(ctx)
 	token := createAcme(t, m)
 
-	cfg := config.DefaultAgent()
-	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = m.URL(), token, "http", "1.8.0"
-	cfg.DataDir, cfg.OTLPGRPC, cfg.OTLPHTTP = t.TempDir(), "off", freePort(t)
-	cfg.HeartbeatInterval = config.Duration(time.Second)
+	cfg := httpAgentConfig(t, m.URL(), token)
 	cfg.SelfMetricsInterval = 0 // only what the test sends is in the record
-	a, err := agent.New(cfg, agent.Settings{Logger: logger(t), Env: []string{}, RecordInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startFullAgent(t, cfg, agent.Settings{Logger: logger(t), Env: []string{}, RecordInterval: 200 * time.Millisecond})
 	defer a.Shutdown(ctx)
 
 	sent, emails, ips, urls, seq := 0, 0, 0, 0, 0
@@ -158,4 +149,27 @@ func TestAgentReportMatchesWhatWasSent(t *testing.T) {
 			t.Error("the report shows a removed value")
 		}
 	}
+}
+
+// httpAgentConfig is an agent of release 1.8.0 that polls m every second, with its
+// OTLP/HTTP receiver on a free port and its data in a temporary directory.
+func httpAgentConfig(t *testing.T, manager, token string) config.Agent {
+	cfg := config.DefaultAgent()
+	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = manager, token, "http", "1.8.0"
+	cfg.DataDir, cfg.OTLPGRPC, cfg.OTLPHTTP = t.TempDir(), "off", freePort(t)
+	cfg.HeartbeatInterval = config.Duration(time.Second)
+	return cfg
+}
+
+// startFullAgent starts a real agent (check-in and telemetry); the caller shuts it down.
+func startFullAgent(t *testing.T, cfg config.Agent, s agent.Settings) *agent.Agent {
+	t.Helper()
+	a, err := agent.New(cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

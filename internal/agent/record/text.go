@@ -39,18 +39,18 @@ var signalOrder = []string{"logs", "traces", "metrics"}
 
 // kindNouns names what each kind of removal took out.
 var kindNouns = map[string]noun{
-	"email":      {"e-mail address", "e-mail addresses"},
-	"card":       {"payment card number", "payment card numbers"},
-	"ip":         {"IP address", "IP addresses"},
-	"bearer":     {"bearer token", "bearer tokens"},
-	"api_key":    {"API key", "API keys"},
-	"jwt":        {"JSON Web Token", "JSON Web Tokens"},
-	"password":   {"password", "passwords"},
-	"url":        {"URL query value or credential", "URL query values and credentials"},
-	"sql":        {"database statement literal", "database statement literals"},
-	"attribute":  {"attribute the policy does not allow", "attributes the policy does not allow"},
-	"secret":     {"value of a key named like a secret", "values of keys named like secrets"},
-	"custom":     {"match of a custom pattern", "matches of custom patterns"},
+	"email":     {"e-mail address", "e-mail addresses"},
+	"card":      {"payment card number", "payment card numbers"},
+	"ip":        {"IP address", "IP addresses"},
+	"bearer":    {"bearer token", "bearer tokens"},
+	"api_key":   {"API key", "API keys"},
+	"jwt":       {"JSON Web Token", "JSON Web Tokens"},
+	"password":  {"password", "passwords"},
+	"url":       {"URL query value or credential", "URL query values and credentials"},
+	"sql":       {"database statement literal", "database statement literals"},
+	"attribute": {"attribute the policy does not allow", "attributes the policy does not allow"},
+	"secret":    {"value of a key named like a secret", "values of keys named like secrets"},
+	"custom":    {"match of a custom pattern", "matches of custom patterns"},
 }
 
 func kindNoun(kind string) noun {
