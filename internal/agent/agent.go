@@ -69,6 +69,11 @@ type Agent struct {
 
 	checkin *opamp.Agent
 
+	// rmu orders redaction changes: the pipeline gets the newest effective
+	// policy whether it changes before, while or after the pipeline is built.
+	rmu      sync.Mutex
+	redactTo *pipeline.Pipeline
+
 	mu       sync.Mutex
 	pipe     *pipeline.Pipeline
 	record   *record.Record
@@ -89,11 +94,13 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	if s.Hostname == "" {
 		s.Hostname, _ = os.Hostname()
 	}
-	c, err := opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env})
+	a := &Agent{cfg: cfg, s: s, log: s.Logger}
+	c, err := opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction})
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, s: s, log: s.Logger, checkin: c}, nil
+	a.checkin = c
+	return a, nil
 }
 
 // Start connects to the manager, opens the queues and binds the OTLP ports. On error
@@ -122,6 +129,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	p, cs, err := a.newPipeline(rec)
 	if err == nil {
+		// The vendor policy kept by the last run is loaded by now (checkin.Start),
+		// so the first record accepted is redacted by it.
+		err = a.redactWith(p)
+	}
+	if err == nil {
 		cs.Prime(p)
 		err = p.Start(gctx)
 		if err != nil {
@@ -136,6 +148,34 @@ func (a *Agent) Start(ctx context.Context) error {
 	g.Go(func() error { cs.Run(gctx, p); return nil })
 	return nil
 }
+
+// redactWith makes p the pipeline redaction changes go to and applies the
+// effective policy in force.
+func (a *Agent) redactWith(p *pipeline.Pipeline) error {
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
+	a.redactTo = p
+	if err := p.SetRedaction(a.checkin.Redaction()); err != nil {
+		return fmt.Errorf("redaction policy: %w", err)
+	}
+	return nil
+}
+
+// setRedaction applies a changed effective policy (the manager's vendor policy
+// changed it) to the pipeline, once there is one.
+func (a *Agent) setRedaction(e redactpolicy.Effective) {
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
+	if a.redactTo == nil {
+		return // redactWith applies the newest when the pipeline is built
+	}
+	if err := a.redactTo.SetRedaction(e); err != nil {
+		a.log.Error("cannot apply the redaction policy; the previous one stays in force", "effective_hash", e.Hash(), "err", err)
+	}
+}
+
+// Redaction returns the effective redaction policy the agent runs.
+func (a *Agent) Redaction() redactpolicy.Effective { return a.checkin.Redaction() }
 
 // newPipeline builds the telemetry path and the source of its deployment context.
 func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.ContextSource, error) {

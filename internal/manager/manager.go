@@ -36,6 +36,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -151,6 +152,7 @@ func (m *Manager) start(ctx context.Context) error {
 	var checkins atomic.Pointer[checkin.Server]
 	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
+		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction),
 		// m.checkin exists before the server serves, and only requests change what is desired.
 		OnDesiredChange: func(ids []string) { m.checkin.Push(context.Background(), ids) },
 		OnTokensChange: func(id string) {
@@ -177,7 +179,7 @@ func (m *Manager) start(ctx context.Context) error {
 		return err
 	}
 	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval,
-		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes)})
+		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes), VendorRedaction: m.cfg.Redaction})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/opamplog"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // Version is the agent's own version, reported as service.version.
@@ -52,6 +53,10 @@ type Settings struct {
 	// RefusedRetry is how long to wait after the manager refuses the token
 	// (DefaultRefusedRetry when zero).
 	RefusedRetry time.Duration
+	// OnRedaction, when set, is told the effective redaction policy each time the
+	// manager's vendor policy changes it. It runs on the OpAMP client's goroutine;
+	// the policy in force before that is Redaction's.
+	OnRedaction func(redactpolicy.Effective)
 }
 
 // Agent checks in with the manager. New validates; Start connects.
@@ -93,6 +98,11 @@ type Agent struct {
 	reported *outcome
 
 	tokenState
+
+	// rmu guards red, the vendor redaction policy; it is never held while
+	// calling the client.
+	rmu sync.Mutex
+	red redaction
 }
 
 // New validates cfg and returns an agent that has not connected yet.
@@ -109,6 +119,7 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: s.Logger, env: s.Env, clk: clock.Or(s.Clock), components: map[string]*protobufs.ComponentHealth{},
 		release: cfg.Release, hc: newWebhookClient(), killGrace: defaultKillGrace}
 	a.refusedRetry, a.events = s.RefusedRetry, make(chan sessionEvent, 1)
+	a.red.onRedaction = s.OnRedaction
 	if a.refusedRetry <= 0 {
 		a.refusedRetry = DefaultRefusedRetry
 	}
@@ -151,6 +162,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	stored := a.loadReleaseState()
+	a.loadVendorRedaction()
 	det := Detect(a.env)
 	a.mu.Lock()
 	a.started, a.det, a.uid, a.startStatus = time.Now(), det, uid, stored
@@ -205,6 +217,10 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 	}
 	if err := c.SetCapabilities(&caps); err != nil {
 		return nil, fmt.Errorf("agent capabilities: %w", err)
+	}
+	// The vendor's redaction policy arrives as a custom message (redactpolicy).
+	if err := c.SetCustomCapabilities(&protobufs.CustomCapabilities{Capabilities: []string{redactpolicy.Capability}}); err != nil {
+		return nil, fmt.Errorf("agent custom capabilities: %w", err)
 	}
 	hb := time.Duration(a.cfg.HeartbeatInterval)
 	settings := types.StartSettings{
@@ -371,8 +387,10 @@ func (a *Agent) health() *protobufs.ComponentHealth {
 	return h
 }
 
-// effectiveConfig reports the configuration in force, without the token or the
-// webhook's secrets.
+// effectiveConfig reports the configuration in force, without the token, the
+// webhook's secrets or the redaction hash key, and the effective redaction policy
+// (redactpolicy.ReportFile), from which the manager learns which vendor policy the
+// agent holds.
 func (a *Agent) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, error) {
 	cfg := a.cfg
 	cfg.Token = "<redacted>"
@@ -394,7 +412,8 @@ func (a *Agent) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, er
 		return nil, err
 	}
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
-		"agent.yaml": {Body: body, ContentType: "application/yaml"},
+		"agent.yaml":            {Body: body, ContentType: "application/yaml"},
+		redactpolicy.ReportFile: {Body: redactpolicy.EncodeReport(a.redactionReport()), ContentType: redactpolicy.ReportContentType},
 	}}}, nil
 }
 
@@ -416,14 +435,7 @@ func (a *Agent) instanceUID() ([16]byte, error) {
 	if err != nil {
 		return zero, err
 	}
-	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
-		return zero, fmt.Errorf("create agent data directory: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(u.String()+"\n"), 0o600); err != nil {
-		return zero, fmt.Errorf("write agent identity: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeAtomic(a.cfg.DataDir, "instance-uid", []byte(u.String()+"\n")); err != nil {
 		return zero, fmt.Errorf("write agent identity: %w", err)
 	}
 	return u, nil

@@ -123,15 +123,7 @@ func (a *Agent) saveToken(tok string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create agent data directory: %w", err)
-	}
-	path := filepath.Join(a.cfg.DataDir, TokenFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write rotated deployment token: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeAtomic(a.cfg.DataDir, TokenFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("write rotated deployment token: %w", err)
 	}
 	return nil

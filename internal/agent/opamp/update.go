@@ -164,21 +164,19 @@ func (a *Agent) saveStateLocked(o *outcome) {
 		st.OfferHash, st.OfferRelease, st.Status, st.Error = hex.EncodeToString(o.hash), o.release, statusName(o.status), o.err
 	}
 	body, _ := json.MarshalIndent(st, "", "  ") // strings only: cannot fail
-	path := filepath.Join(a.cfg.DataDir, stateFile)
-	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, append(body, '\n'), 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := writeAtomic(a.cfg.DataDir, stateFile, append(body, '\n')); err != nil {
 		// Not fatal: the manager still hears the outcome now; only a restart
 		// would report the --release flag instead of the applied release.
-		a.log.Error("cannot save the update state", "path", path, "err", err)
+		a.log.Error("cannot save the update state", "err", err)
 	}
 }
 
-// onMessage takes what the manager sends beyond acknowledgements: release offers.
-func (a *Agent) onMessage(_ context.Context, msg *types.MessageData) {
+// onMessage takes what the manager sends beyond acknowledgements: release offers
+// and the vendor's redaction policy.
+func (a *Agent) onMessage(ctx context.Context, msg *types.MessageData) {
+	if msg.CustomMessage != nil {
+		a.receiveCustomMessage(ctx, msg.CustomMessage)
+	}
 	if msg.RemoteConfig != nil && a.cfg.Update.Enabled() {
 		a.receiveOffer(msg.RemoteConfig)
 	}

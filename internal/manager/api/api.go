@@ -327,7 +327,17 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
 		Loss: e.Loss, LossReason: e.LossReason, TelemetryLoss: lossJSON(d.TelemetryLoss),
 		TokenState: tokenStateJSON(v.Token), PreviousTokenValidUntil: timePtr(v.Token.PreviousUntil),
+		Redaction: redactionJSON(v.Redaction),
 	}
+}
+
+// redactionJSON shows an agent's redaction report; nil when it made none.
+func redactionJSON(r *registry.Redaction) *apitypes.Redaction {
+	if r == nil {
+		return nil
+	}
+	return &apitypes.Redaction{Effective: r.Effective, EffectiveHash: r.EffectiveHash, VendorHash: r.VendorHash, InSync: r.InSync,
+		Error: r.Error, ReportedAt: r.ReportedAt.UTC()}
 }
 
 // lossJSON shows what the manager added up of an agent's loss reports, without

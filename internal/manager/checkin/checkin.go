@@ -33,6 +33,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/opamplog"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // Attribute keys an agent uses in its OpAMP agent description.
@@ -55,6 +56,9 @@ type Fleet interface {
 	// TokenValid reports whether the token with hash h still admits deployment
 	// id and, when its agent should move to a rotated token, that token.
 	TokenValid(id, h string) (valid bool, offer string)
+	// RedactionState returns what the agent last reported of its redaction
+	// policy, and whether it reported its state at all since the manager started.
+	RedactionState(id string) (rep *redactpolicy.Report, heard bool, err error)
 }
 
 // Settings are the server's collaborators; zero values are safe.
@@ -68,6 +72,9 @@ type Settings struct {
 	// polling request gets 413, a larger WebSocket message closes the connection
 	// with code 1009. Zero means DefaultMaxMessageBytes.
 	MaxMessageBytes int64
+	// VendorRedaction is the vendor's redaction policy, sent to every Periscope
+	// agent that holds another (the default policy when zero).
+	VendorRedaction redactpolicy.Policy
 }
 
 // Server handles /v1/opamp. Create with New; mount Handler and set ConnContext on
@@ -80,6 +87,10 @@ type Server struct {
 	handler http.Handler
 	connCtx func(context.Context, net.Conn) context.Context
 
+	// vendorMsg carries the vendor redaction policy, vendorHash names it.
+	vendorMsg  *protobufs.CustomMessage
+	vendorHash string
+
 	mu    sync.Mutex
 	conns map[string]types.Connection // deployment id → its open WebSocket
 	// connToken is the hash of the token each open WebSocket was admitted with.
@@ -88,6 +99,7 @@ type Server struct {
 	checkins *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	offers   prometheus.Counter
+	policies prometheus.Counter
 	latency  prometheus.Histogram
 	open     prometheus.GaugeFunc
 }
@@ -95,6 +107,7 @@ type Server struct {
 // New returns a check-in server for f.
 func New(f Fleet, s Settings) (*Server, error) {
 	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, limit: s.MaxMessageBytes, conns: map[string]types.Connection{}, connToken: map[string]string{}}
+	cs.vendorMsg, cs.vendorHash = redactpolicy.PolicyMessage(s.VendorRedaction), redactpolicy.VendorHash(s.VendorRedaction)
 	if cs.limit <= 0 {
 		cs.limit = DefaultMaxMessageBytes
 	}
@@ -104,6 +117,7 @@ func New(f Fleet, s Settings) (*Server, error) {
 	cs.checkins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_checkins_total", Help: "OpAMP messages accepted, by transport."}, []string{"transport"})
 	cs.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_checkins_rejected_total", Help: "OpAMP connections refused, by reason."}, []string{"reason"})
 	cs.offers = prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_release_offers_total", Help: "Desired-release offers sent to agents (in replies and pushed)."})
+	cs.policies = prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_redaction_policies_sent_total", Help: "Vendor redaction policies sent to agents that held another."})
 	cs.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_checkin_duration_seconds", Help: "Time to process one OpAMP message.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
 	cs.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "periscope_opamp_push_connections", Help: "Open WebSocket (push) connections."}, func() float64 {
 		cs.mu.Lock()
@@ -111,7 +125,7 @@ func New(f Fleet, s Settings) (*Server, error) {
 		return float64(len(cs.conns))
 	})
 	if s.Registerer != nil {
-		for _, c := range []prometheus.Collector{cs.checkins, cs.rejected, cs.offers, cs.latency, cs.open} {
+		for _, c := range []prometheus.Collector{cs.checkins, cs.rejected, cs.offers, cs.policies, cs.latency, cs.open} {
 			if err := s.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("checkin: register metrics: %w", err)
 			}
@@ -316,6 +330,7 @@ func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.A
 		// restarted): ask for it instead of waiting for the next change.
 		resp.Flags = uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
 	}
+	c.s.reconcileRedaction(c.id, msg, resp)
 	if o, send := c.s.fleet.Offer(c.id); send {
 		resp.RemoteConfig = desired.Encode(o)
 		c.s.offers.Inc()
@@ -384,6 +399,10 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 	if ec := msg.EffectiveConfig; ec != nil && ec.ConfigMap != nil {
 		hash := ConfigHash(ec.ConfigMap)
 		rep.ConfigHash = &hash
+		rep.Redaction = &registry.RedactionReport{}
+		if r, err := redactpolicy.ReportFromConfig(ec.ConfigMap); err == nil {
+			rep.Redaction.Report = &r
+		}
 	}
 	return rep
 }

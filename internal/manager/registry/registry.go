@@ -63,6 +63,10 @@ type Settings struct {
 	// so its push connection can be offered the new token or closed. It runs on
 	// the caller's goroutine with no registry lock held.
 	OnTokensChange func(id string)
+	// VendorRedactionHash is the hash (redactpolicy.VendorHash) of the vendor
+	// redaction policy the manager sends agents; a deployment whose agent holds
+	// another is shown out of sync.
+	VendorRedactionHash string
 }
 
 // entry is one deployment. Its mu guards everything but the immutable id and
@@ -77,6 +81,8 @@ type entry struct {
 	// changing is set while a pin change holds the deployment, so a concurrent
 	// change of the same deployment is refused rather than interleaved.
 	changing string
+	// red is the agent's redaction report, in memory only (see Redaction).
+	red redactionState
 }
 
 // Registry is the live fleet. Create it with New, then Start.
@@ -93,6 +99,8 @@ type Registry struct {
 	onEvent   func(fleet.Event)
 	onDesired func(ids []string)
 	onTokens  func(id string)
+
+	vendorHash string
 
 	// Lock order: tokMu, flushMu, mu, an entry's mu, pendMu. mu is held for
 	// writing only to add or delete deployments, add releases or change tokens.
@@ -136,7 +144,7 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	r := &Registry{
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
-		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange,
+		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
 		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{},
 	}
@@ -384,6 +392,9 @@ type View struct {
 	StatusSince time.Time
 	// Token is the state of the deployment's agent tokens.
 	Token TokenState
+	// Redaction is what the agent reported of its redaction policy since the
+	// manager started; nil before that, or when the agent does not report it.
+	Redaction *Redaction
 }
 
 // viewLocked copies e; the caller holds r.mu, not e.mu.
@@ -392,7 +403,7 @@ func (r *Registry) viewLocked(e *entry, now time.Time) View {
 	defer e.mu.Unlock()
 	rec := e.record()
 	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params), StatusSince: e.statusSince,
-		Token: e.agentTokens.state()}
+		Token: e.agentTokens.state(), Redaction: r.redactionViewLocked(e)}
 }
 
 // Get returns one deployment.
@@ -622,6 +633,9 @@ type Report struct {
 	Offer *OfferStatus
 	// Loss is the agent's report of the telemetry it dropped.
 	Loss *LossReport
+	// Redaction is the agent's report on its redaction policy, present whenever
+	// the agent reported its effective configuration.
+	Redaction *RedactionReport
 }
 
 // LossReport is what an agent says it dropped since it started.
@@ -684,6 +698,13 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 	}
 	if rep.Loss != nil {
 		r.lossLocked(d, *rep.Loss, now)
+	}
+	switch {
+	case rep.Redaction != nil:
+		e.red = redactionState{heard: true, report: rep.Redaction.Report, at: now}
+	case rep.Description != nil:
+		// A full state without an effective configuration: nothing more to ask for.
+		e.red.heard = true
 	}
 	r.markDirty(id)
 	r.m.checkins.Inc()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // Deployment is a deployment as the API shows it: declared fields, what its agent
@@ -71,9 +72,31 @@ type Deployment struct {
 	// PreviousTokenValidUntil is a rotation's deadline for the previous token;
 	// null while it stays valid until the agent uses the new one.
 	PreviousTokenValidUntil *time.Time `json:"previous_token_valid_until"`
+	// Redaction is the redaction policy the agent reports it runs; null until
+	// its agent reported it since the manager started (and always for agents
+	// that do not report one, such as a stock Collector).
+	Redaction *Redaction `json:"redaction"`
 
 	// Token is the agent token, present only in the response that created the deployment.
 	Token string `json:"token,omitempty"`
+}
+
+// Redaction is a deployment's effective redaction policy as its agent reports it.
+type Redaction struct {
+	// Effective is the policy the agent runs: the vendor's and the customer's
+	// merged, the stricter of each.
+	Effective redactpolicy.Effective `json:"effective"`
+	// EffectiveHash identifies Effective.
+	EffectiveHash string `json:"effective_hash"`
+	// VendorHash names the vendor policy the agent holds ("" before it received one).
+	VendorHash string `json:"vendor_hash"`
+	// InSync is whether that is the manager's current vendor policy.
+	InSync bool `json:"in_sync"`
+	// Error is why the agent refused the last vendor policy it was sent; "" when
+	// it refused none.
+	Error string `json:"error,omitempty"`
+	// ReportedAt is when the agent reported it.
+	ReportedAt time.Time `json:"reported_at"`
 }
 
 // TelemetryLoss is what a deployment's agent dropped of the telemetry it accepted.
