@@ -37,10 +37,19 @@ func logger(t *testing.T) *slog.Logger {
 
 func startManager(t *testing.T, listen, dir string) *manager.Manager {
 	t.Helper()
+	return startManagerWith(t, listen, dir, nil)
+}
+
+// startManagerWith is startManager with configure adjusting the configuration.
+func startManagerWith(t *testing.T, listen, dir string, configure func(*config.Manager)) *manager.Manager {
+	t.Helper()
 	cfg := config.DefaultManager()
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = listen, dir, adminToken
 	cfg.HeartbeatInterval = config.Duration(time.Second)
 	cfg.StaleAfter = config.Duration(3 * time.Second)
+	if configure != nil {
+		configure(&cfg)
+	}
 	m, err := manager.New(cfg, manager.Settings{Logger: logger(t), EvalInterval: 100 * time.Millisecond, FlushInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +65,7 @@ func startAgent(t *testing.T, managerURL, token, transport, release string, flag
 	cfg := config.DefaultAgent()
 	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = managerURL, token, transport, release
 	cfg.Cloud, cfg.Region, cfg.Platform = flags.Cloud, flags.Region, flags.Platform
-	cfg.DataDir = flags.DataDir
+	cfg.DataDir, cfg.Redaction = flags.DataDir, flags.Redaction
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}

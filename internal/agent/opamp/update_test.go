@@ -24,6 +24,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/desired"
 	"github.com/periscope-dev/periscope/internal/opamplog"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 const (
@@ -61,6 +62,9 @@ type fakeManager struct {
 	caps     uint64
 	configs  []string
 	changed  chan struct{}
+	// custom is sent in every answer; reports are the redaction reports heard.
+	custom  *protobufs.CustomMessage
+	reports []redactpolicy.Report
 }
 
 func newFakeManager(t *testing.T) *fakeManager {
@@ -114,6 +118,9 @@ func (m *fakeManager) onMessage(_ context.Context, _ types.Connection, msg *prot
 		for _, f := range ec.GetConfigMap().GetConfigMap() {
 			m.configs = append(m.configs, string(f.Body))
 		}
+		if r, err := redactpolicy.ReportFromConfig(ec.GetConfigMap()); err == nil {
+			m.reports = append(m.reports, r)
+		}
 	}
 	if msg.Capabilities != 0 {
 		m.caps = msg.Capabilities
@@ -121,7 +128,7 @@ func (m *fakeManager) onMessage(_ context.Context, _ types.Connection, msg *prot
 	m.messages++
 	close(m.changed)
 	m.changed = make(chan struct{})
-	return &protobufs.ServerToAgent{InstanceUid: msg.InstanceUid, RemoteConfig: m.offer}
+	return &protobufs.ServerToAgent{InstanceUid: msg.InstanceUid, RemoteConfig: m.offer, CustomMessage: m.custom}
 }
 
 // setOffer makes o the offer and pushes it to connected WebSocket agents.
