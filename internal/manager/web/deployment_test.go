@@ -21,6 +21,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
@@ -337,5 +338,34 @@ func TestDeploymentPageListsItsNotifications(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?s)<section id="notifications".*<span class="badge st-unhealthy">unhealthy</span></td><td>&lt;script&gt;alert\(1\)&lt;/script&gt;note</td>`).MatchString(page) {
 		t.Errorf("notification missing or not escaped:\n%s", page)
+	}
+}
+
+func TestDeploymentPageShowsTheRedactionPolicyItsAgentRuns(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	ctx := context.Background()
+	if _, err := f.reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "quiet", Customer: "q", Stack: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.signIn(auth.RoleViewer)
+	if page := body(t, b.get("/deployments/quiet")); !strings.Contains(page, "has not reported a redaction policy") {
+		t.Errorf("no report yet, but the page does not say so:\n%s", page)
+	}
+	hashEmail := map[string]string{"email": redactpolicy.ActionHash}
+	e := redactpolicy.Merge(redactpolicy.Policy{Detectors: hashEmail, Attributes: redactpolicy.Attributes{Deny: []string{"user.ssn"}}},
+		redactpolicy.Policy{Detectors: hashEmail})
+	rep := &redactpolicy.Report{VendorHash: "0123456789abcdef", Effective: e, EffectiveHash: e.Hash(), Error: depEvilValue + "refusal"}
+	if _, err := f.reg.Checkin("quiet", registry.Report{Redaction: &registry.RedactionReport{Report: rep}}); err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, b.get("/deployments/quiet"))
+	for _, want := range []string{`id="redaction-fact"`, "email: hash", "card: mask", "user.ssn", "Out of sync", "0123456789abcdef", e.Hash(),
+		"&lt;script&gt;alert(1)&lt;/script&gt;refusal"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the redaction section lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script>alert") {
+		t.Fatal("raw script on the page")
 	}
 }
