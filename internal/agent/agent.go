@@ -129,8 +129,6 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	p, cs, err := a.newPipeline(rec)
 	if err == nil {
-		// The vendor policy kept by the last run is loaded by now (checkin.Start),
-		// so the first record accepted is redacted by it.
 		err = a.redactWith(p)
 	}
 	if err == nil {
@@ -149,14 +147,16 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-// redactWith makes p the pipeline redaction changes go to and applies the
-// effective policy in force.
+// redactWith makes p the pipeline redaction changes go to, and applies the
+// effective policy in force if the manager changed it while p was being built.
 func (a *Agent) redactWith(p *pipeline.Pipeline) error {
 	a.rmu.Lock()
 	defer a.rmu.Unlock()
 	a.redactTo = p
-	if err := p.SetRedaction(a.checkin.Redaction()); err != nil {
-		return fmt.Errorf("redaction policy: %w", err)
+	if e := a.checkin.Redaction(); e.Hash() != p.Redaction().Hash() {
+		if err := p.SetRedaction(e); err != nil {
+			return fmt.Errorf("redaction policy: %w", err)
+		}
 	}
 	return nil
 }
@@ -208,10 +208,12 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname},
 		LossInterval:        a.s.LossInterval,
-		Redaction:           redactpolicy.Merge(redactpolicy.Policy{}, cfg.Redaction),
-		HashKey:             hashKey,
-		Recorder:            recorder{rec: rec, destination: cfg.Manager},
-		Report:              record.Handler(record.Dir(cfg.DataDir), clock.Real{}),
+		// The vendor policy kept by the last run is loaded by now (checkin.Start),
+		// so the first record accepted is redacted by it.
+		Redaction: a.checkin.Redaction(),
+		HashKey:   hashKey,
+		Recorder:  recorder{rec: rec, destination: cfg.Manager},
+		Report:    record.Handler(record.Dir(cfg.DataDir), clock.Real{}),
 		OnLoss: func(l pipeline.Loss) {
 			if err := a.checkin.SetTelemetryLoss(l.Counts, l.Last); err != nil {
 				a.log.Warn("could not report telemetry loss to the manager", "error", err)

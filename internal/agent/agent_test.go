@@ -10,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // testConfig points an agent at a manager that answers nothing useful: the
@@ -133,5 +135,33 @@ func TestRedactionHashKeyIsKeptPrivately(t *testing.T) {
 	cfg.Redaction.HashKey = "the customer's own"
 	if k, _ := redactionHashKey(cfg); string(k) != "the customer's own" {
 		t.Errorf("configured key ignored: %q", k)
+	}
+}
+
+// A restarted agent redacts with the vendor policy the manager sent its last run
+// from the first record, before it has reached the manager again; a customer policy
+// stays in force where it is the stricter.
+func TestKeptVendorPolicyRunsBeforeTheFirstCheckin(t *testing.T) {
+	cfg := testConfig(t)
+	vendor := redactpolicy.Policy{Detectors: map[string]string{"email": redactpolicy.ActionHash, "ip": redactpolicy.ActionOff},
+		Attributes: redactpolicy.Attributes{Deny: []string{"user.ssn"}}}
+	cfg.Redaction = redactpolicy.Policy{Detectors: map[string]string{"email": redactpolicy.ActionOff}}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, opamp.VendorRedactionFile), redactpolicy.EncodePolicy(vendor), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	got := a.pipe.Redaction()
+	if want := redactpolicy.Merge(vendor, cfg.Redaction); got.Hash() != want.Hash() {
+		t.Fatalf("the pipeline runs %+v, want %+v", got, want)
+	}
+	if got.Detectors["email"] != redactpolicy.ActionHash || got.Detectors["ip"] != redactpolicy.ActionMask || len(got.Deny) != 1 {
+		t.Errorf("detectors %v deny %v: want email hashed (vendor), ip masked (customer's default), user.ssn denied", got.Detectors, got.Deny)
 	}
 }

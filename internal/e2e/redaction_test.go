@@ -1,22 +1,31 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/periscope-dev/periscope/internal/agent"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // waitRedaction waits until deployment id shows its agent in sync with the vendor
 // policy the manager runs, running what the agent says it runs, and returns it.
-func waitRedaction(t *testing.T, api *apiclient.Client, id string, a *opamp.Agent, vendor redactpolicy.Policy) *apitypes.Redaction {
+func waitRedaction(t *testing.T, api *apiclient.Client, id string, a interface{ Redaction() redactpolicy.Effective }, vendor redactpolicy.Policy) *apitypes.Redaction {
 	t.Helper()
 	var got *apitypes.Redaction
 	eventually(t, 15*time.Second, id+" reports the vendor policy in force", func() error {
@@ -120,5 +129,87 @@ func TestVendorRedactionPolicyMergesWithTheCustomers(t *testing.T) {
 		if !slices.Contains(r.Effective.Deny, "user.phone") || !slices.Contains(a.Redaction().Deny, "user.phone") {
 			t.Errorf("%s: deny %v after the vendor changed its policy", id, r.Effective.Deny)
 		}
+	}
+}
+
+// What leaves the customer's cloud follows the merged policy: the vendor's deny-list
+// removes an attribute the customer's policy keeps, and the customer's default masks
+// the IP addresses the vendor's policy would let through.
+func TestVendorRedactionPolicyShapesWhatLeaves(t *testing.T) {
+	ctx := context.Background()
+	vendor := redactpolicy.Policy{
+		Detectors:  map[string]string{"ip": redactpolicy.ActionOff},
+		Attributes: redactpolicy.Attributes{Deny: []string{"user.ssn"}},
+	}
+	// The manager starts with the default vendor policy and gets the vendor's
+	// own with a restart, so the policy reaches an agent that already runs.
+	dir := t.TempDir()
+	m := startManagerWith(t, "127.0.0.1:0", dir, nil)
+	first := m
+	t.Cleanup(func() { first.Shutdown(ctx) })
+	token := createAcme(t, m)
+	api := apiclient.New(m.URL(), adminToken)
+
+	cfg := config.DefaultAgent()
+	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = m.URL(), token, "websocket", "1.0.0"
+	cfg.DataDir, cfg.OTLPGRPC, cfg.OTLPHTTP = t.TempDir(), "off", freePort(t)
+	cfg.HeartbeatInterval = config.Duration(time.Second)
+	a, err := agent.New(cfg, agent.Settings{Logger: logger(t), Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(ctx)
+	waitRedaction(t, api, "acme-prod", a, redactpolicy.Policy{})
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m = startManagerWith(t, m.Addr(), dir, func(c *config.Manager) { c.Redaction = vendor })
+	defer m.Shutdown(ctx)
+	waitRedaction(t, api, "acme-prod", a, vendor)
+
+	since := time.Now().Add(-time.Minute)
+	l := plog.NewLogs()
+	rl := l.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "checkout")
+	lr := rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
+	lr.Body().SetStr("payment declined for order 4711")
+	lr.Attributes().PutStr("user.ssn", "078-05-1120")
+	lr.Attributes().PutStr("client.address", "203.0.113.7")
+	lr.Attributes().PutStr("http.route", "/pay")
+	body, _ := plogotlp.NewExportRequestFromLogs(l).MarshalProto()
+	resp, err := http.Post("http://"+cfg.OTLPHTTP+"/v1/logs", "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("export: %d", resp.StatusCode)
+	}
+	var got telquery.Log
+	eventually(t, 20*time.Second, "the record in the manager's store", func() error {
+		page, err := api.Logs(ctx, telquery.LogQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: since}, Limit: 10})
+		if err != nil {
+			return err
+		}
+		for _, l := range page.Logs {
+			if strings.Contains(l.Body, "order 4711") {
+				got = l
+				return nil
+			}
+		}
+		return fmt.Errorf("not stored yet (%d records)", len(page.Logs))
+	})
+	if v, ok := got.Attributes["user.ssn"]; ok {
+		t.Errorf("user.ssn left the customer's cloud (%v) despite the vendor's deny-list", v)
+	}
+	if v := fmt.Sprint(got.Attributes["client.address"]); strings.Contains(v, "203.0.113.7") {
+		t.Errorf("client.address %q: the customer's default must mask IPs the vendor's policy lets through", v)
+	}
+	if got.Attributes["http.route"] != "/pay" {
+		t.Errorf("http.route %v: operational keys must arrive intact", got.Attributes["http.route"])
 	}
 }
