@@ -25,6 +25,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
@@ -65,7 +66,8 @@ type Settings struct {
 	OnTokensChange func(id string)
 	// VendorRedactionHash is the hash (redactpolicy.VendorHash) of the vendor
 	// redaction policy the manager sends agents; a deployment whose agent holds
-	// another is shown out of sync.
+	// another is shown out of sync. Empty means the default policy's, which is
+	// what the check-in server sends when it is given no policy.
 	VendorRedactionHash string
 }
 
@@ -150,6 +152,9 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.vendorHash == "" {
+		r.vendorHash = redactpolicy.VendorHash(redactpolicy.Policy{})
 	}
 	if r.params == (fleet.Params{}) {
 		r.params = fleet.DefaultParams()
