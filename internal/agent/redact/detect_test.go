@@ -48,6 +48,12 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"Server=db;Password=Tr0ub&3x;Encrypt=true", "Server=db;Password=[REDACTED:password];Encrypt=true"},
 		{`{"password": "a b,c"}`, `{"password": "[REDACTED:password]"}`},
 		{"PWD=hunter2 next", "PWD=[REDACTED:password] next"},
+		{"GET /cb?access_token=Zq8Wx7Vc6Bn5&state=1 200", "GET /cb?access_token=[REDACTED:password] 200"},
+		{`{"refresh_token":"1//0gLk9x-ZqT2"}`, `{"refresh_token":"[REDACTED:password]"}`},
+		{"X-Api-Key: 3f1c9a7e5b2d, next", "X-Api-Key: [REDACTED:password], next"},
+		{"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", "aws_secret_access_key = [REDACTED:password]"},
+		{"client_secret: 4d6e1a7b token=x", "client_secret: [REDACTED:password] token=[REDACTED:password]"},
+		{"api_key=sk_live_4eC39HqLyjWDarjtT1zdp7dc", "api_key=[REDACTED:api_key]"},
 	} {
 		got, counts := r.String(tc.in)
 		if got != tc.want {
@@ -67,7 +73,8 @@ func TestDetectorsLeaveOperationalStrings(t *testing.T) {
 		"4111111111111112", "1234567890123456", "41111111111111111111", "x4111111111111111",
 		"550e8400-e29b-41d4-a716-446655440000", "user@localhost", "a@b.c",
 		"Bearer of bad news", "Bearer authentication", "password reset", "password_hash=abc",
-		"AKIA", "AKIAIOSFODNN7EXAMPLEX", "sk-short", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
+		"AKIA", "AKIAIOSFODNN7EXAMPLEX", "sk-short", "max_tokens=512", "token_count=3", "tokens: 4096",
+		"secret_name=db-creds", "token expired", "/v1/payments?token=REDACTED&limit=10", "api_key_id=k-42", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
 		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
 		"https://example.com/path?q=1",
 	} {
