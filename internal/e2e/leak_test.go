@@ -258,6 +258,16 @@ func jsonLogValue(t *testing.T, s string) attribute.Value {
 	return conv(v)
 }
 
+// secretAttr makes the attribute of a secret_key entry ("key=value"): HTTP headers
+// are string arrays in the semantic conventions.
+func secretAttr(entry string) attribute.KeyValue {
+	k, v, _ := strings.Cut(entry, "=")
+	if strings.HasPrefix(k, "http.request.header.") || strings.HasPrefix(k, "http.response.header.") {
+		return attribute.StringSlice(k, []string{v})
+	}
+	return attribute.String(k, v)
+}
+
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
 
 // sendPersonal sends every entry of the corpus in every place it fits.
@@ -292,11 +302,11 @@ func sendPersonal(t *testing.T, app *sdkApp, corpus []corpusEntry) {
 					attribute.String("db.query.text", e.value))
 			})
 		case "secret_key":
-			k, v, _ := strings.Cut(e.value, "=")
-			app.log(str("config loaded"), attribute.String(k, v), idLog)
-			app.log(attribute.MapValue(attribute.String(k, v), attribute.Map("request", attribute.String(k, v))), idLog)
-			app.checkoutSpan(id, at, "charge declined", func(s trace.Span) { s.SetAttributes(attribute.String(k, v)) })
-			app.count("checkout.lookups", attribute.String(k, v), idAttr)
+			kv := secretAttr(e.value)
+			app.log(str("config loaded"), kv, idLog)
+			app.log(attribute.MapValue(kv, attribute.Map("request", kv)), idLog)
+			app.checkoutSpan(id, at, "charge declined", func(s trace.Span) { s.SetAttributes(kv) })
+			app.count("checkout.lookups", kv, idAttr)
 		case "stack":
 			msg := firstLine(e.value)
 			app.log(str(e.value), attribute.String("exception.type", leakExceptionType), attribute.String("exception.message", msg),
@@ -332,8 +342,7 @@ func personalResource(corpus []corpusEntry) *resource.Resource {
 		switch e.kind {
 		case "url", "sql", "stack", "body":
 		case "secret_key":
-			k, v, _ := strings.Cut(e.value, "=")
-			attrs = append(attrs, attribute.String(k, v))
+			attrs = append(attrs, secretAttr(e.value))
 		default:
 			attrs = append(attrs, attribute.String("app.owner."+strconv.Itoa(i), e.value))
 		}
