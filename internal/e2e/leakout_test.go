@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -406,8 +407,10 @@ func readStore(ctx context.Context, dataDir string) (*exported, error) {
 			if r.resource, err = jsonAttrs(c[5]); err != nil {
 				return nil, err
 			}
-			var ns int64
-			fmt.Sscan(c[6], &ns)
+			ns, err := strconv.ParseInt(c[6], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("duration %q: %w", c[6], err)
+			}
 			r.duration = time.Duration(ns)
 			if c[7] != "" {
 				var evs []struct {
