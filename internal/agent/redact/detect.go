@@ -100,16 +100,22 @@ func boundaryBefore(s string, i int) bool { return i == 0 || !isAlnum(s[i-1]) }
 func boundaryAfter(s string, i int) bool { return i >= len(s) || !isAlnum(s[i]) }
 
 // scanEmail finds e-mail addresses: a local part, '@', and a domain whose last label is
-// at least two letters. Only '@' triggers work.
+// at least two letters. Only '@' triggers work, and "%40": access logs carry addresses
+// percent-encoded in query strings ("email=alice%40example.com").
 func scanEmail(s string, spans []span) []span {
+	return scanEmailAt(s, scanEmailAt(s, spans, "@"), "%40")
+}
+
+// scanEmailAt finds the e-mail addresses whose '@' is spelt sign.
+func scanEmailAt(s string, spans []span, sign string) []span {
 	from := 0
 	for {
-		at := strings.IndexByte(s[from:], '@')
+		at := strings.Index(s[from:], sign)
 		if at < 0 {
 			return spans
 		}
 		at += from
-		from = at + 1
+		from = at + len(sign)
 		start := at
 		for start > 0 && class[s[start-1]]&cLocal != 0 {
 			start--
@@ -124,7 +130,7 @@ func scanEmail(s string, spans []span) []span {
 		if start > 0 && s[start-1] == ':' && inURLAuthority(s, start-1) {
 			continue
 		}
-		end := domainEnd(s, at+1)
+		end := domainEnd(s, at+len(sign))
 		if end < 0 {
 			continue
 		}

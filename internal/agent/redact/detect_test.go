@@ -23,6 +23,7 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"mail alice@example.com now", "mail [REDACTED:email] now"},
 		{"<bob.smith+x@mail.example.co.uk>.", "<[REDACTED:email]>."},
 		{"mailto:alice@example.com", "mailto:[REDACTED:email]"},
+		{"GET /unsubscribe?email=carol.j%40example.org&list=2 200", "GET /unsubscribe?email=[REDACTED:email]&list=2 200"},
 		{"card 4111 1111 1111 1111 declined", "card [REDACTED:card] declined"},
 		{"card=4111-1111-1111-1111;", "card=[REDACTED:card];"},
 		{"pan:378282246310005.", "pan:[REDACTED:card]."},
@@ -74,7 +75,7 @@ func TestDetectorsLeaveOperationalStrings(t *testing.T) {
 		"550e8400-e29b-41d4-a716-446655440000", "user@localhost", "a@b.c",
 		"Bearer of bad news", "Bearer authentication", "password reset", "password_hash=abc",
 		"AKIA", "AKIAIOSFODNN7EXAMPLEX", "sk-short", "max_tokens=512", "token_count=3", "tokens: 4096",
-		"secret_name=db-creds", "token expired", "/v1/payments?token=REDACTED&limit=10", "api_key_id=k-42", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
+		"secret_name=db-creds", "token expired", "100%40 percent", "a%40b", "x%40y.1", "/v1/payments?token=REDACTED&limit=10", "api_key_id=k-42", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
 		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
 		"https://example.com/path?q=1",
 	} {
