@@ -446,6 +446,10 @@ func scanWords(s string, spans []span, on *[numKinds]bool) []span {
 			if on[KindAPIKey] {
 				sp = span{i, i + apiKeyLen(rest), KindAPIKey, 0}
 			}
+		case 'h':
+			if on[KindAPIKey] {
+				sp = slackWebhookAt(s, i)
+			}
 		}
 		secret := false
 		if sp.end == sp.start && on[KindPassword] {
@@ -702,6 +706,31 @@ func valueEnd(s string, i int, quote byte) int {
 		i++
 	}
 	return i
+}
+
+// slackWebhookAt matches the secret path of a Slack webhook URL whose host starts at i:
+// "hooks.slack.com/services/T…/B…/<secret>" keeps the host and the kind of hook, since
+// the path is the key.
+func slackWebhookAt(s string, i int) span {
+	const host = "hooks.slack.com/"
+	if !strings.HasPrefix(s[i:], host) {
+		return span{}
+	}
+	start := i + len(host)
+	for _, kind := range []string{"services/", "triggers/", "workflows/"} {
+		if strings.HasPrefix(s[start:], kind) {
+			start += len(kind)
+			end := start
+			for end < len(s) && (isAlnum(s[end]) || s[end] == '/' || s[end] == '_' || s[end] == '-') {
+				end++
+			}
+			if end-start >= 20 {
+				return span{start, end, KindAPIKey, 0}
+			}
+			return span{}
+		}
+	}
+	return span{}
 }
 
 // apiKeyLen returns the length of a provider's API key or a PEM private key block at the

@@ -38,6 +38,8 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"key AKIAIOSFODNN7EXAMPLE used", "key [REDACTED:api_key] used"},
 		{"token=ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", "token=[REDACTED:api_key]"},
 		{"slack xoxb-1234567890-abcdefghij", "slack [REDACTED:api_key]"},
+		{"POST https://hooks.slack.com/services/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 failed",
+			"POST https://hooks.slack.com/services/[REDACTED:api_key] failed"},
 		{"stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc!", "stripe [REDACTED:api_key]!"},
 		{"g AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe", "g [REDACTED:api_key]"},
 		{"openai sk-proj-abcDEF123456ghiJKL789012", "openai [REDACTED:api_key]"},
@@ -75,7 +77,7 @@ func TestDetectorsLeaveOperationalStrings(t *testing.T) {
 		"550e8400-e29b-41d4-a716-446655440000", "user@localhost", "a@b.c",
 		"Bearer of bad news", "Bearer authentication", "password reset", "password_hash=abc",
 		"AKIA", "AKIAIOSFODNN7EXAMPLEX", "sk-short", "max_tokens=512", "token_count=3", "tokens: 4096",
-		"secret_name=db-creds", "token expired", "100%40 percent", "a%40b", "x%40y.1", "/v1/payments?token=REDACTED&limit=10", "api_key_id=k-42", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
+		"secret_name=db-creds", "token expired", "https://hooks.slack.com/services/", "hooks.slack.com/help", "100%40 percent", "a%40b", "x%40y.1", "/v1/payments?token=REDACTED&limit=10", "api_key_id=k-42", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
 		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
 		"https://example.com/path?q=1",
 	} {
