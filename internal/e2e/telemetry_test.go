@@ -346,22 +346,13 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 	}
 	t.Cleanup(func() { col.Process.Kill(); col.Wait() })
 
-	// A real S3-compatible server.
-	s3Dir := t.TempDir()
-	os.Mkdir(filepath.Join(s3Dir, "telemetry"), 0o755)
-	s3Addr := freePort(t)
-	gw := exec.Command(versitygw, "--access", "periscope", "--secret", "periscope-secret", "--port", s3Addr, "posix", s3Dir)
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Process.Kill(); gw.Wait() })
+	archive, client := startS3(t, versitygw)
 
 	down := newDownstream(t)
 	m := startTelemetryManager(t, "127.0.0.1:0", t.TempDir(), []config.Exporter{
 		{Name: "downstream", Type: "otlphttp", Endpoint: down.srv.URL, Compression: "gzip", Headers: map[string]string{"X-Scope": "vendor"}},
 		{Name: "collector", Type: "otlpgrpc", Endpoint: sinkGRPC, TLS: config.ExporterTLS{Insecure: true}},
-		{Name: "archive", Type: "s3", Bucket: "telemetry", Prefix: "periscope", Region: "us-east-1",
-			Endpoint: "http://" + s3Addr, PathStyle: true, AccessKeyID: "periscope", SecretAccessKey: "periscope-secret"},
+		archive,
 	})
 	defer m.Shutdown(ctx)
 	token := createAcme(t, m)
@@ -486,8 +477,6 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 	})
 
 	t.Run("S3", func(t *testing.T) {
-		client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + s3Addr), UsePathStyle: true,
-			Credentials: credentials.NewStaticCredentialsProvider("periscope", "periscope-secret", "")})
 		key := regexp.MustCompile(`^periscope/(logs|traces|metrics)/\d{4}/\d{2}/\d{2}/\d{2}/acme-prod/\d+-[0-9a-f]{8}\.json\.gz$`)
 		signals := map[string]int{}
 		eventually(t, 20*time.Second, "objects of every signal in the bucket", func() error {
@@ -579,6 +568,27 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 			t.Errorf("bad token: status %d, want 401", resp.StatusCode)
 		}
 	})
+}
+
+// startS3 runs bin (versitygw), a real S3-compatible server, with an empty bucket
+// "telemetry", and returns the manager's exporter into it and a client to read it.
+func startS3(t *testing.T, bin string) (config.Exporter, *s3.Client) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "telemetry"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	gw := exec.Command(bin, "--access", "periscope", "--secret", "periscope-secret", "--port", addr, "posix", dir)
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Process.Kill(); gw.Wait() })
+	exp := config.Exporter{Name: "archive", Type: "s3", Bucket: "telemetry", Prefix: "periscope", Region: "us-east-1",
+		Endpoint: "http://" + addr, PathStyle: true, AccessKeyID: "periscope", SecretAccessKey: "periscope-secret"}
+	client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(exp.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("periscope", "periscope-secret", "")})
+	return exp, client
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a process writes to it.

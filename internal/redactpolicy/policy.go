@@ -81,10 +81,12 @@ var DefaultKeepParams = [...]string{"page", "per_page", "page_size", "limit", "o
 
 // DefaultSecretKeys are key patterns whose whole value is masked wherever they appear
 // (attributes and keys of structured log bodies), because no value detector can tell
-// a password from a word.
+// a password from a word. HTTP header attributes spell names with dashes
+// (http.request.header.x-api-key, ….proxy-authorization).
 var DefaultSecretKeys = [...]string{
-	"*password*", "*passwd*", "pwd", "*secret*", "*token*", "*api_key*", "*apikey*", "*access_key*",
-	"*private_key*", "*credential*", "authorization", "*.authorization", "cookie", "*.cookie", "set-cookie",
+	"*password*", "*passwd*", "pwd", "*secret*", "*token*", "*api_key*", "*apikey*", "*api-key*", "*access_key*",
+	"*access-key*", "*private_key*", "*private-key*", "*credential*", "authorization", "*.authorization",
+	"*-authorization", "cookie", "*.cookie", "set-cookie",
 	"*.set_cookie", "*.set-cookie", "session", "*session_id*", "*sessionid*",
 }
 

@@ -164,3 +164,20 @@ func TestEffectiveHashIsStable(t *testing.T) {
 		t.Error("a different policy has the same hash")
 	}
 }
+
+func TestDefaultSecretKeysCoverHTTPHeaders(t *testing.T) {
+	keys := Resolve(Policy{}).SecretKeys
+	for _, k := range []string{"http.request.header.x-api-key", "http.request.header.proxy-authorization",
+		"http.request.header.x-amz-access-key", "http.response.header.set-cookie", "http.request.header.x-auth-token",
+		"http.request.header.authorization", "db.password", "client_secret", "app.private-key"} {
+		if !MatchAny(keys, k) {
+			t.Errorf("%s is not a secret key by default", k)
+		}
+	}
+	for _, k := range []string{"http.route", "http.request.header.content-type", "http.request.header.x-request-id",
+		"http.request.header.user-agent", "authorization.result", "app.detail"} {
+		if MatchAny(keys, k) {
+			t.Errorf("%s is a secret key by default", k)
+		}
+	}
+}

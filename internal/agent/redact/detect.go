@@ -100,16 +100,22 @@ func boundaryBefore(s string, i int) bool { return i == 0 || !isAlnum(s[i-1]) }
 func boundaryAfter(s string, i int) bool { return i >= len(s) || !isAlnum(s[i]) }
 
 // scanEmail finds e-mail addresses: a local part, '@', and a domain whose last label is
-// at least two letters. Only '@' triggers work.
+// at least two letters. Only '@' triggers work, and "%40": access logs carry addresses
+// percent-encoded in query strings ("email=alice%40example.com").
 func scanEmail(s string, spans []span) []span {
+	return scanEmailAt(s, scanEmailAt(s, spans, "@"), "%40")
+}
+
+// scanEmailAt finds the e-mail addresses whose '@' is spelt sign.
+func scanEmailAt(s string, spans []span, sign string) []span {
 	from := 0
 	for {
-		at := strings.IndexByte(s[from:], '@')
+		at := strings.Index(s[from:], sign)
 		if at < 0 {
 			return spans
 		}
 		at += from
-		from = at + 1
+		from = at + len(sign)
 		start := at
 		for start > 0 && class[s[start-1]]&cLocal != 0 {
 			start--
@@ -124,7 +130,7 @@ func scanEmail(s string, spans []span) []span {
 		if start > 0 && s[start-1] == ':' && inURLAuthority(s, start-1) {
 			continue
 		}
-		end := domainEnd(s, at+1)
+		end := domainEnd(s, at+len(sign))
 		if end < 0 {
 			continue
 		}
@@ -409,6 +415,7 @@ func ipv4End(s string, i int) int {
 // word boundary: bearer tokens, Authorization values, API keys, JWTs, PEM private keys
 // and key=value passwords. One pass dispatches on the first byte.
 func scanWords(s string, spans []span, on *[numKinds]bool) []span {
+	var valueOf span // the last secret key's value, scanned again
 	for i := 0; i < len(s); {
 		c := s[i]
 		if !isAlnum(c) && c != '-' {
@@ -447,15 +454,41 @@ func scanWords(s string, spans []span, on *[numKinds]bool) []span {
 			if on[KindAPIKey] {
 				sp = span{i, i + apiKeyLen(rest), KindAPIKey, 0}
 			}
+		case 'h':
+			if on[KindAPIKey] {
+				sp = slackWebhookAt(s, i)
+			}
+		}
+		secret := false
+		if sp.end == sp.start && on[KindPassword] {
+			sp = secretValueAt(s, i)
+			secret = true
 		}
 		if sp.end > sp.start {
+			if last := len(spans) - 1; !secret && last >= 0 && spans[last] == valueOf {
+				// The secret key's value is a token of a known kind as a whole:
+				// count it as that kind.
+				if sp.end >= valueOf.end {
+					spans = spans[:last]
+				}
+			}
 			spans = append(spans, sp)
-			// A bearer's token may itself be a JWT: look at it again. Every other
+			// A bearer's token may itself be a JWT, and a secret key's value an API
+			// key that should be counted as one: look at them again. Every other
 			// match is skipped whole, which keeps the scan linear.
+			if secret {
+				valueOf = sp
+				i = sp.start
+				continue
+			}
 			if sp.kind != KindBearer || c|0x20 == 'a' {
 				i = sp.end
 				continue
 			}
+		}
+		if c == '-' {
+			i++ // a word may follow a dash: "X-Api-Key"
+			continue
 		}
 		i = wordEnd(s, i)
 	}
@@ -592,6 +625,53 @@ func passwordValueAt(s string, i int) span {
 	return span{pos, end, KindPassword, 0}
 }
 
+// secretKeys are the last parts of key names whose values are secrets whatever they look
+// like, so that "access_token=…", "client_secret: …", "X-Api-Key: …" and
+// "aws_secret_access_key = …" in a log line lose their values as "password=…" does. A
+// name's last part must be one of them whole: "token_count=3" and "max_tokens=512" keep
+// their values.
+var secretKeys = [...]string{"token", "secret", "apikey", "api_key", "api-key", "access_key", "secret_key", "private_key"}
+
+// secretKeyStart marks the first two bytes (lower case) of secretKeys, a cheap test
+// before comparing: most words start otherwise.
+var secretKeyStart = func() (m [256][256]bool) {
+	for _, k := range secretKeys {
+		m[k[0]][k[1]] = true
+	}
+	return m
+}()
+
+// secretValueAt matches the value of a secret-named key whose name's last part starts at
+// i: "token=v", "refresh_token: v", "\"client_secret\": \"v\"".
+func secretValueAt(s string, i int) span {
+	if i+1 >= len(s) || !secretKeyStart[s[i]|0x20][s[i+1]|0x20] {
+		return span{}
+	}
+	k := i
+	for k < len(s) && k-i <= len("private_key") && (isAlnum(s[k]) || s[k] == '_' || s[k] == '-') {
+		k++
+	}
+	name, found := s[i:k], false
+	for _, key := range secretKeys {
+		if strings.EqualFold(name, key) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return span{}
+	}
+	pos, quote := skipSep(s, k)
+	if pos < 0 {
+		return span{}
+	}
+	end := valueEnd(s, pos, quote)
+	if end == pos || s[pos:end] == urlRedacted || strings.HasPrefix(s[pos:end], urlRedacted+"&") {
+		return span{} // nothing, or what URL sanitising left in a query's place
+	}
+	return span{pos, end, KindPassword, 0}
+}
+
 // skipSep skips a key's closing quote, '=' or ':', spaces and the value's opening quote,
 // returning where the value starts, or -1 if no separator follows the key, and the
 // opening quote if any.
@@ -634,6 +714,31 @@ func valueEnd(s string, i int, quote byte) int {
 		i++
 	}
 	return i
+}
+
+// slackWebhookAt matches the secret path of a Slack webhook URL whose host starts at i:
+// "hooks.slack.com/services/T…/B…/<secret>" keeps the host and the kind of hook, since
+// the path is the key.
+func slackWebhookAt(s string, i int) span {
+	const host = "hooks.slack.com/"
+	if !strings.HasPrefix(s[i:], host) {
+		return span{}
+	}
+	start := i + len(host)
+	for _, kind := range []string{"services/", "triggers/", "workflows/"} {
+		if strings.HasPrefix(s[start:], kind) {
+			start += len(kind)
+			end := start
+			for end < len(s) && (isAlnum(s[end]) || s[end] == '/' || s[end] == '_' || s[end] == '-') {
+				end++
+			}
+			if end-start >= 20 {
+				return span{start, end, KindAPIKey, 0}
+			}
+			return span{}
+		}
+	}
+	return span{}
 }
 
 // apiKeyLen returns the length of a provider's API key or a PEM private key block at the

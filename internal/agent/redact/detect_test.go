@@ -23,6 +23,7 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"mail alice@example.com now", "mail [REDACTED:email] now"},
 		{"<bob.smith+x@mail.example.co.uk>.", "<[REDACTED:email]>."},
 		{"mailto:alice@example.com", "mailto:[REDACTED:email]"},
+		{"GET /unsubscribe?email=carol.j%40example.org&list=2 200", "GET /unsubscribe?email=[REDACTED:email]&list=2 200"},
 		{"card 4111 1111 1111 1111 declined", "card [REDACTED:card] declined"},
 		{"card=4111-1111-1111-1111;", "card=[REDACTED:card];"},
 		{"pan:378282246310005.", "pan:[REDACTED:card]."},
@@ -37,6 +38,8 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"key AKIAIOSFODNN7EXAMPLE used", "key [REDACTED:api_key] used"},
 		{"token=ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", "token=[REDACTED:api_key]"},
 		{"slack xoxb-1234567890-abcdefghij", "slack [REDACTED:api_key]"},
+		{"POST https://hooks.slack.com/services/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 failed",
+			"POST https://hooks.slack.com/services/[REDACTED:api_key] failed"},
 		{"stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc!", "stripe [REDACTED:api_key]!"},
 		{"g AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe", "g [REDACTED:api_key]"},
 		{"openai sk-proj-abcDEF123456ghiJKL789012", "openai [REDACTED:api_key]"},
@@ -48,6 +51,12 @@ func TestDetectorsReplaceOnlyTheMatch(t *testing.T) {
 		{"Server=db;Password=Tr0ub&3x;Encrypt=true", "Server=db;Password=[REDACTED:password];Encrypt=true"},
 		{`{"password": "a b,c"}`, `{"password": "[REDACTED:password]"}`},
 		{"PWD=hunter2 next", "PWD=[REDACTED:password] next"},
+		{"GET /cb?access_token=Zq8Wx7Vc6Bn5&state=1 200", "GET /cb?access_token=[REDACTED:password] 200"},
+		{`{"refresh_token":"1//0gLk9x-ZqT2"}`, `{"refresh_token":"[REDACTED:password]"}`},
+		{"X-Api-Key: 3f1c9a7e5b2d, next", "X-Api-Key: [REDACTED:password], next"},
+		{"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", "aws_secret_access_key = [REDACTED:password]"},
+		{"client_secret: 4d6e1a7b token=x", "client_secret: [REDACTED:password] token=[REDACTED:password]"},
+		{"api_key=sk_live_4eC39HqLyjWDarjtT1zdp7dc", "api_key=[REDACTED:api_key]"},
 	} {
 		got, counts := r.String(tc.in)
 		if got != tc.want {
@@ -67,7 +76,8 @@ func TestDetectorsLeaveOperationalStrings(t *testing.T) {
 		"4111111111111112", "1234567890123456", "41111111111111111111", "x4111111111111111",
 		"550e8400-e29b-41d4-a716-446655440000", "user@localhost", "a@b.c",
 		"Bearer of bad news", "Bearer authentication", "password reset", "password_hash=abc",
-		"AKIA", "AKIAIOSFODNN7EXAMPLEX", "sk-short", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
+		"AKIA", "AKIAIOSFODNN7EXAMPLEX", "sk-short", "max_tokens=512", "token_count=3", "tokens: 4096",
+		"secret_name=db-creds", "token expired", "https://hooks.slack.com/services/", "hooks.slack.com/help", "100%40 percent", "a%40b", "x%40y.1", "/v1/payments?token=REDACTED&limit=10", "api_key_id=k-42", "eyJub3QiOiJhIGp3dCJ9", "aGVsbG8.d29ybGQ.Zm9v",
 		"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
 		"https://example.com/path?q=1",
 	} {

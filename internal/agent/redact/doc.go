@@ -7,8 +7,10 @@
 // Each detector has a [Kind]: e-mail addresses, payment card numbers (13–19 digits,
 // Luhn-checked and within the networks' prefixes, so order ids and other digit runs
 // survive), valid IPv4 and IPv6 addresses other than loopback and unspecified, bearer tokens and Authorization values, API keys of the common providers
-// (AWS, GitHub, Slack, Stripe, Google, OpenAI, PEM private keys), JWTs, passwords in
-// URLs and key=value connection strings, and custom regular expressions from
+// (AWS, GitHub, Slack and its webhook URLs, Stripe, Google, OpenAI, PEM private keys), JWTs, passwords in
+// URLs and key=value connection strings (and, counted as passwords, the values of
+// token, secret and API key names in text: "access_token=…", "X-Api-Key: …"), and
+// custom regular expressions from
 // configuration. The built-in detectors are hand-written scanners behind cheap byte
 // checks; regular expressions run only for custom patterns.
 //
