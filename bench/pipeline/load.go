@@ -195,7 +195,10 @@ func (c *check) verdict(sig string) (summary string, err error) {
 		}
 		arrived = append(arrived, fmt.Sprintf("%q in %d", s, c.kept[i].Load()))
 	}
-	summary = fmt.Sprintf("%d requests, %d with redaction markers; kept: %s", n, c.marked.Load(), strings.Join(arrived, ", "))
+	summary = fmt.Sprintf("%d requests, %d with redaction markers", n, c.marked.Load())
+	if loadKind == "app" {
+		summary += "; kept: " + strings.Join(arrived, ", ")
+	}
 	switch {
 	case leaked != nil:
 		return summary, fmt.Errorf("personal data reached the sink: %s of %d requests", strings.Join(leaked, ", "), n)

@@ -204,8 +204,8 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 
 	b := &bench{agentBin: agentBin, baselineBin: baselineBin, collector: collector, telemetrygen: telemetrygen, cfgPaths: cfgPaths,
 		work: work, sinkURL: sinkURL, sink: sink, rate: rate, workers: workers, dur: dur}
-	fmt.Printf("load: telemetrygen (%s), %d workers, %.0f records/s in total for %s per run, %d records per request, OTLP/%s in; %d CPUs\n",
-		loadKind, workers, rate, dur, batchSize, protocol, numCPU())
+	fmt.Printf("load: telemetrygen (%s), %d workers, %.0f records/s in total for %s per run (%.0f records offered to each system; a system that delivers fewer did not keep up, or telemetrygen could not offer them), %d records per request, OTLP/%s in; %d CPUs\n",
+		loadKind, workers, rate, dur, rate*dur.Seconds(), batchSize, protocol, numCPU())
 	collectorRedaction := "none"
 	if collectorRedacts {
 		collectorRedaction = "redaction processor (" + redactionConfig + ")"
