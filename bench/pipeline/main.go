@@ -1,8 +1,14 @@
 // Command pipeline compares the Periscope agent with the OpenTelemetry Collector doing
-// the same work — OTLP in, tag every resource with the deployment context, persist to
-// a disk queue, forward over OTLP/HTTP with gzip — under the same telemetrygen load in
-// one run, in turns or, with -together, at the same time. It prints records delivered
-// per CPU-second and peak RSS of both, the ratio round by round and the medians.
+// the same work — OTLP in, tag every resource with the deployment context, redact,
+// persist to a disk queue, forward over OTLP/HTTP with gzip — under the same
+// telemetrygen load in one run, in turns or, with -together, at the same time. It
+// prints records delivered per CPU-second and peak RSS of both, the ratio round by
+// round and the medians.
+//
+// The agent always redacts with its default policy; the Collector runs its redaction
+// processor configured for the closest equivalent (scripts/peers/otelcol-redaction.yaml)
+// unless -redaction=false. The load carries personal data in some records (load.go),
+// and the command fails if any of it reaches the sink from a side that redacts.
 //
 //	scripts/install-peers otelcol-peer telemetrygen
 //	go run ./bench/pipeline -rate 40000 -duration 15s -rounds 5 -together
@@ -53,9 +59,21 @@ func main() {
 	flag.BoolVar(&withFloor, "floor", false, "also measure the receive floor: receivers that discard the load (gRPC in only)")
 	flag.BoolVar(&together, "together", false, "run the systems at the same time, each under its own telemetrygen, so that a slow spell of the machine affects all alike")
 	flag.StringVar(&baselineRef, "baseline", "", "also run the agent built at this git ref (e.g. HEAD~1) in the same rounds, to measure a change against it")
+	flag.BoolVar(&collectorRedacts, "redaction", true, "run the Collector with its redaction processor (the agent always redacts; -baseline 9d57850 is the agent before it did)")
+	flag.StringVar(&redactionConfig, "redaction-config", filepath.Join("scripts", "peers", "otelcol-redaction.yaml"), "the Collector's redaction overlay, merged over scripts/peers/otelcol-agent-equivalent.yaml")
+	flag.BoolVar(&selfCheck, "self-check", true, "fail when personal data reaches the sink from a side that redacts (false: measure a Collector configuration that lets some through, to see what each part costs)")
+	flag.StringVar(&loadKind, "load", "app", "app: application-like records, a share with personal data; plain: the earlier figures' fixed body, no attributes")
 	flag.Parse()
 	if rounds < 1 {
 		fmt.Fprintln(os.Stderr, "pipeline: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if loadKind != "app" && loadKind != "plain" {
+		fmt.Fprintln(os.Stderr, "pipeline: -load is app or plain")
+		os.Exit(2)
+	}
+	if loadKind == "app" && *workers < 2 {
+		fmt.Fprintln(os.Stderr, "pipeline: -load app needs at least 2 workers (one sends personal data)")
 		os.Exit(2)
 	}
 	if withFloor && protocol != "grpc" {
@@ -92,6 +110,16 @@ var baselineRef string
 
 // together runs a round's systems at the same time rather than one after another.
 var together bool
+
+// collectorRedacts adds the redaction processor to the Collector's pipelines, as
+// configured by the overlay redactionConfig.
+var (
+	collectorRedacts bool
+	redactionConfig  string
+)
+
+// selfCheck fails a run in which personal data reached the sink from a side that redacts.
+var selfCheck bool
 
 // roundRatios lists a's records per CPU-second over b's, round by round, and their median.
 func roundRatios(a, b []result) string {
@@ -159,12 +187,30 @@ func run(rate float64, workers int, dur time.Duration, signals []string, peers s
 	}
 	go http.Serve(ln, sink)
 	sinkURL := "http://" + ln.Addr().String()
-	cfgPath, _ := filepath.Abs("scripts/peers/otelcol-agent-equivalent.yaml")
+	// The Collector merges its --config files; the redaction overlay adds the processor
+	// to the base's pipelines.
+	configs := []string{filepath.Join("scripts", "peers", "otelcol-agent-equivalent.yaml")}
+	if collectorRedacts {
+		configs = append(configs, redactionConfig)
+	}
+	var cfgPaths []string
+	for _, name := range configs {
+		p, err := filepath.Abs(name)
+		if err != nil {
+			return err
+		}
+		cfgPaths = append(cfgPaths, p)
+	}
 
-	b := &bench{agentBin: agentBin, baselineBin: baselineBin, collector: collector, telemetrygen: telemetrygen, cfgPath: cfgPath,
+	b := &bench{agentBin: agentBin, baselineBin: baselineBin, collector: collector, telemetrygen: telemetrygen, cfgPaths: cfgPaths,
 		work: work, sinkURL: sinkURL, sink: sink, rate: rate, workers: workers, dur: dur}
-	fmt.Printf("load: telemetrygen, %d workers, %.0f records/s in total for %s per run, %d records per request, OTLP/%s in; %d CPUs\n\n",
-		workers, rate, dur, batchSize, protocol, numCPU())
+	fmt.Printf("load: telemetrygen (%s), %d workers, %.0f records/s in total for %s per run (%.0f records offered to each system; a system that delivers fewer did not keep up, or telemetrygen could not offer them), %d records per request, OTLP/%s in; %d CPUs\n",
+		loadKind, workers, rate, dur, rate*dur.Seconds(), batchSize, protocol, numCPU())
+	collectorRedaction := "none"
+	if collectorRedacts {
+		collectorRedaction = "redaction processor (" + redactionConfig + ")"
+	}
+	fmt.Printf("redaction: periscope default policy; collector %s\n\n", collectorRedaction)
 	fmt.Printf("%-7s %-10s %5s %10s %8s %14s %9s\n", "signal", "system", "round", "delivered", "CPU s", "records/CPU-s", "peak RSS")
 	for _, sig := range signals {
 		res := make([][]result, len(systems))
@@ -245,11 +291,12 @@ func (b *bench) floors(sig string, collector summary) error {
 
 // bench holds what every run shares: the programs, the sink and the load.
 type bench struct {
-	agentBin, baselineBin, collector, telemetrygen, cfgPath, work, sinkURL string
-	sink                                                                   *sink
-	rate                                                                   float64
-	workers                                                                int
-	dur                                                                    time.Duration
+	agentBin, baselineBin, collector, telemetrygen, work, sinkURL string
+	cfgPaths                                                      []string
+	sink                                                          *sink
+	rate                                                          float64
+	workers                                                       int
+	dur                                                           time.Duration
 }
 
 // buildAgent builds the agent in the module at dir, as it ships: without cgo.
@@ -314,7 +361,10 @@ func (b *bench) runSystem(system, sig string, round int) (result, error) {
 		}
 	} else {
 		os.MkdirAll(dir, 0o755)
-		cmd = exec.Command(b.collector, "--config", b.cfgPath)
+		cmd = exec.Command(b.collector)
+		for _, p := range b.cfgPaths {
+			cmd.Args = append(cmd.Args, "--config", p)
+		}
 		cmd.Env = append(os.Environ(), "PEER_GRPC="+grpcAddr, "PEER_HTTP="+httpAddr,
 			"PEER_UPSTREAM="+b.sinkURL+prefix, "PEER_QUEUE_DIR="+dir)
 	}
@@ -323,11 +373,26 @@ func (b *bench) runSystem(system, sig string, round int) (result, error) {
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
-	r, err := b.measure(cmd, prefix+"/v1/"+sig, sig, grpcAddr, httpAddr)
+	path := prefix + "/v1/" + sig
+	r, err := b.measure(cmd, path, sig, grpcAddr, httpAddr)
 	cmd.Process.Kill()
 	cmd.Wait()
 	if err != nil {
 		return result{}, fmt.Errorf("%s %s: %w\n%s", system, sig, err, tail(stderr.String()))
+	}
+	// The self-check: a side that redacts must deliver none of the planted personal data.
+	summary, err := b.sink.stats(path).verdict(sig)
+	if system == "periscope" || system == "collector" && collectorRedacts {
+		if err != nil && selfCheck {
+			return result{}, fmt.Errorf("%s %s round %d: %w", system, sig, round, err)
+		}
+		if round == 1 {
+			verdict := "no personal data delivered"
+			if err != nil {
+				verdict = err.Error()
+			}
+			fmt.Printf("self-check %s %s: %s; %s\n", system, sig, verdict, summary)
+		}
 	}
 	return r, nil
 }
@@ -394,8 +459,8 @@ func (b *bench) loadCPU(pid int, sig, grpcAddr, httpAddr string, start func(), s
 		return 0, err
 	}
 	start()
-	if out, err := loadCommand(b.telemetrygen, sig, grpcAddr, httpAddr, b.rate, b.workers, b.dur).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("telemetrygen: %v\n%s", err, tail(string(out)))
+	if err := runLoad(loadCommands(b.telemetrygen, sig, grpcAddr, httpAddr, b.rate, b.workers, b.dur)); err != nil {
+		return 0, err
 	}
 	idle := settle()
 	cpu1, err := procstat.CPU(pid)
@@ -403,22 +468,6 @@ func (b *bench) loadCPU(pid int, sig, grpcAddr, httpAddr string, start func(), s
 		return 0, err
 	}
 	return cpu1 - cpu0 - idle.Seconds()*idleCPU(pid), nil
-}
-
-// loadCommand is the telemetrygen run every system gets.
-func loadCommand(telemetrygen, sig, grpcAddr, httpAddr string, rate float64, workers int, dur time.Duration) *exec.Cmd {
-	gen := exec.Command(telemetrygen, sig, "--otlp-endpoint", grpcAddr, "--otlp-insecure",
-		"--workers", fmt.Sprint(workers), "--rate", fmt.Sprint(rate/float64(workers)), "--duration", dur.String(),
-		"--service", "bench", "--body", "user checkout failed: payment provider timeout after 3 retries")
-	if sig == "traces" {
-		gen.Args = gen.Args[:len(gen.Args)-2] // traces have no body
-		gen.Args = append(gen.Args, "--child-spans", "1")
-	}
-	gen.Args = append(gen.Args, "--batch-size", fmt.Sprint(batchSize))
-	if protocol == "http" {
-		gen.Args = append(gen.Args, "--otlp-http", "--otlp-endpoint", httpAddr)
-	}
-	return gen
 }
 
 // idleCPU is what a system burns per second doing nothing; the settle wait above
@@ -433,24 +482,30 @@ func idleCPU(pid int) float64 {
 // sink is an OTLP/HTTP upstream that counts records per path, and answers the agent's
 // deployment-context request like a manager would.
 type sink struct {
-	mu     sync.Mutex
-	counts map[string]*atomic.Int64
+	mu    sync.Mutex
+	paths map[string]*pathStats
 }
 
-func newSink() *sink { return &sink{counts: map[string]*atomic.Int64{}} }
+// pathStats is what reached one path: records, and what the self-check found.
+type pathStats struct {
+	records atomic.Int64
+	check
+}
 
-func (s *sink) counter(path string) *atomic.Int64 {
+func newSink() *sink { return &sink{paths: map[string]*pathStats{}} }
+
+func (s *sink) stats(path string) *pathStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.counts[path]
-	if c == nil {
-		c = &atomic.Int64{}
-		s.counts[path] = c
+	p := s.paths[path]
+	if p == nil {
+		p = &pathStats{}
+		s.paths[path] = p
 	}
-	return c
+	return p
 }
 
-func (s *sink) count(path string) int64 { return s.counter(path).Load() }
+func (s *sink) count(path string) int64 { return s.stats(path).records.Load() }
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasSuffix(r.URL.Path, "/v1/agent/context") {
@@ -472,7 +527,9 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	s.counter(r.URL.Path).Add(int64(n))
+	st := s.stats(r.URL.Path)
+	st.scan(data)
+	st.records.Add(int64(n))
 	w.Header().Set("Content-Type", "application/x-protobuf")
 }
 
