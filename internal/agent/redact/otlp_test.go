@@ -186,7 +186,7 @@ func TestNothingToRedactIsFree(t *testing.T) {
 		st = Stats{}
 		_, _ = p.Request(otlp.Logs, nil, in, &st)
 	})
-	if allocs > 0 {
+	if allocs > 0 && !raceEnabled {
 		t.Errorf("%.1f allocations per clean request, want 0", allocs)
 	}
 }
