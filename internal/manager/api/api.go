@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
@@ -167,8 +168,23 @@ func (a *API) authorize(rt Route) http.Handler {
 			writeError(w, http.StatusBadRequest, "invalid", "malformed query string: "+err.Error())
 			return
 		}
+		if !utf8.ValidString(r.URL.Path) {
+			writeError(w, http.StatusBadRequest, "invalid", "the path is not valid UTF-8")
+			return
+		}
 		for name, vs := range q {
+			// Every store keeps text as UTF-8 (DuckDB refuses anything else with
+			// an internal error), so a parameter that is not text is the
+			// client's mistake and gets a 400 here rather than a 500 later.
+			if !utf8.ValidString(name) {
+				writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("query parameter name %q is not valid UTF-8", name))
+				return
+			}
 			for _, v := range vs {
+				if !utf8.ValidString(v) {
+					writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%.64s: the value is not valid UTF-8", name))
+					return
+				}
 				if len(v) > apitypes.MaxQueryValueBytes {
 					writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("%.64s: %d bytes, over the limit of %d bytes", name, len(v), apitypes.MaxQueryValueBytes))
 					return

@@ -149,6 +149,11 @@ func TestMalformedQueryIsRefused(t *testing.T) {
 	if code, _, body := f.do("GET", "/api/v1/logs?q="+strings.Repeat("x", 1025), nil); code != http.StatusBadRequest || !strings.Contains(body, "q: 1025 bytes, over the limit of 1024 bytes") {
 		t.Errorf("a 1025-byte query value: %d %s, want 400", code, body)
 	}
+	for _, target := range []string{"/api/v1/releases/compare?stack=%CA", "/api/v1/deployments?%FF=1", "/api/v1/deployments/%CA"} {
+		if code, _, body := f.do("GET", target, nil); code != http.StatusBadRequest || !strings.Contains(body, "not valid UTF-8") {
+			t.Errorf("%s: %d %s, want 400 naming the bad encoding", target, code, body)
+		}
+	}
 	if code, _, body := f.do("GET", "/api/v1/deployments?customer=acme&status=healthy", nil); code != http.StatusOK {
 		t.Errorf("a well-formed query: %d %s", code, body)
 	}
