@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
@@ -200,6 +201,12 @@ func (s *Server) signedIn(need auth.Role, h handler) http.Handler {
 				"This needs the "+string(need)+" role; you are signed in as "+sess.Token.Name+" ("+string(sess.Token.Role)+"). Ask an admin for an operator token.")
 			return
 		}
+		// The stores keep text as UTF-8 (DuckDB answers anything else with an
+		// internal error), so bytes that are not text are the request's mistake.
+		if !utf8.ValidString(r.URL.Path) || !textValues(r.URL.Query()) {
+			s.fail(w, r, sess, http.StatusBadRequest, "Unreadable address", "The address holds bytes that are not UTF-8 text.")
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if !sameOrigin(r) {
 				s.fail(w, r, sess, http.StatusForbidden, "Refused", "This request came from another site, so it was not carried out.")
@@ -208,6 +215,10 @@ func (s *Server) signedIn(need auth.Role, h handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
 				s.fail(w, r, sess, http.StatusBadRequest, "Unreadable form", "The form could not be read: "+err.Error())
+				return
+			}
+			if !textValues(r.PostForm) {
+				s.fail(w, r, sess, http.StatusBadRequest, "Unreadable form", "The form holds bytes that are not UTF-8 text.")
 				return
 			}
 			if !auth.Equal(r.PostForm.Get(csrfField), sess.CSRF) {
@@ -310,4 +321,19 @@ func secureHeaders(w http.ResponseWriter) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
+}
+
+// textValues reports whether every name and value in v is valid UTF-8.
+func textValues(v url.Values) bool {
+	for name, vs := range v {
+		if !utf8.ValidString(name) {
+			return false
+		}
+		for _, s := range vs {
+			if !utf8.ValidString(s) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -174,5 +175,30 @@ func TestAssetsAreHashedAndCached(t *testing.T) {
 	}
 	if res := f.browser().get("/assets/app.000000000000.css"); res.Code != http.StatusNotFound {
 		t.Fatalf("unknown asset: %d, want 404", res.Code)
+	}
+}
+
+// TestBytesThatAreNotTextAreRefused: a filter that is not UTF-8 is the request's
+// mistake (400 with a page saying so), not a server error, on every page that
+// reads filters, and in a form.
+func TestBytesThatAreNotTextAreRefused(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	f.twoReleases("Acme production", "acme", "gold", "payment declined", "POST /pay")
+	op := f.signIn(auth.RoleOperator)
+	for _, target := range []string{"/logs?deployment=%CA", "/traces?name=%CA", "/metrics/?stack=%CA",
+		"/metrics/x?customer=%CA", "/?label=a%3D%CA", "/deployments/%CA", "/audit?%FF=1"} {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		res := op.do(req)
+		if res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), "not UTF-8 text") {
+			t.Errorf("GET %s: %d, want 400 saying the address is not text", target, res.Code)
+		}
+	}
+	req := httptest.NewRequest(http.MethodPost, "/deployments/acme-prod/rollback", strings.NewReader("reason=%CA&csrf="+url.QueryEscape(op.csrf())))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if res := op.do(req); res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), "not UTF-8 text") {
+		t.Errorf("a form that is not text: %d, want 400", res.Code)
+	}
+	if res := op.do(httptest.NewRequest(http.MethodGet, "/logs?deployment=acme-prod", nil)); res.Code != http.StatusOK {
+		t.Errorf("a well-formed filter: %d", res.Code)
 	}
 }
