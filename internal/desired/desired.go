@@ -16,6 +16,8 @@ import (
 	"fmt"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/periscope-dev/periscope/internal/command"
 )
 
 // FileName is the remote-configuration file that carries the offer.
@@ -33,12 +35,15 @@ type Offer struct {
 	// ConfigHash is the effective-configuration hash the manager expects once the
 	// release is applied ("" when it has no expectation).
 	ConfigHash string `json:"config_hash,omitempty"`
+	// Commands are the commands the release declares: the only ones the agent
+	// will run while this offer is its latest.
+	Commands []command.Spec `json:"commands,omitempty"`
 }
 
 // Encode returns the OpAMP remote configuration that carries o. The same offer
 // always encodes to the same bytes and hash.
 func Encode(o Offer) *protobufs.AgentRemoteConfig {
-	body, _ := json.Marshal(o) // a struct of strings cannot fail to marshal
+	body, _ := json.Marshal(o) // plain data cannot fail to marshal
 	h := sha256.Sum256(body)
 	return &protobufs.AgentRemoteConfig{
 		Config:     &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{FileName: {Body: body, ContentType: ContentType}}},
@@ -65,6 +70,9 @@ func Decode(rc *protobufs.AgentRemoteConfig) (Offer, error) {
 	}
 	if o.Release == "" {
 		return Offer{}, fmt.Errorf("release offer %s names no release", FileName)
+	}
+	if err := command.ValidateSpecs(o.Commands); err != nil {
+		return Offer{}, fmt.Errorf("release offer %s: %w", FileName, err)
 	}
 	return o, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/periscope-dev/periscope/internal/command"
 )
 
 // Mode is how a deployment reaches the manager, as observed at check-in.
@@ -179,6 +181,8 @@ type Release struct {
 	Version   string    `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	Notes     string    `json:"notes"`
+	// Commands are the remote commands the release declares.
+	Commands []command.Spec `json:"commands,omitempty"`
 }
 
 // Event records a change of a deployment's status.
