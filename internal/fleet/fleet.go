@@ -122,7 +122,7 @@ type PinChange struct {
 	By       string    `json:"by"`
 	// ByRole is the role of By's token, for the audit log (not kept in the
 	// pin trail itself).
-	ByRole       string    `json:"by_role,omitempty"`
+	ByRole       string    `json:"-"`
 	Reason       string    `json:"reason"`
 	Action       PinAction `json:"action"`
 	DeploymentID string    `json:"deployment_id"`
@@ -299,7 +299,7 @@ type DeploymentChange struct {
 	By string    `json:"by"`
 	// ByRole is the role of By's token, for the audit log (not kept in the
 	// deployment trail itself).
-	ByRole       string           `json:"by_role,omitempty"`
+	ByRole       string           `json:"-"`
 	Reason       string           `json:"reason"`
 	Action       DeploymentAction `json:"action"`
 	DeploymentID string           `json:"deployment_id"`

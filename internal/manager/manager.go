@@ -171,7 +171,7 @@ func (m *Manager) start(ctx context.Context) error {
 			return err
 		}
 	}
-	m.keys = tokens.New(m.store, m.set.Rand)
+	m.keys = tokens.New(m.store, m.set.Rand, m.set.Clock)
 	if err := m.keys.Load(ctx); err != nil {
 		return fmt.Errorf("load API tokens: %w", err)
 	}
@@ -207,7 +207,7 @@ func (m *Manager) start(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	dash, err := web.New(m.reg, m.keys, web.Settings{Logger: m.log.With("component", "web"), Clock: m.set.Clock, Rand: m.set.Rand,
-		Telemetry: m.tel, Notifications: m.notify})
+		Telemetry: m.tel, Notifications: m.notify, Audit: m.store})
 	if err != nil {
 		return err
 	}
@@ -264,10 +264,10 @@ func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 			return nil
 		}
 		// A rotated configured token replaces the previous one.
-		if err := m.keys.Delete(ctx, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
+		if err := m.keys.Delete(ctx, auth.APIToken{}, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
 			return fmt.Errorf("rotate admin token: %w", err)
 		}
-		_, err := m.keys.Add(ctx, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
+		_, err := m.keys.Add(ctx, auth.APIToken{}, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
 		return err
 	}
 	for _, t := range m.keys.List() {
@@ -275,7 +275,7 @@ func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 			return nil
 		}
 	}
-	secret, t, err := m.keys.Create(ctx, "admin (generated on first start)", auth.RoleAdmin)
+	secret, t, err := m.keys.Create(ctx, auth.APIToken{}, "admin (generated on first start)", auth.RoleAdmin)
 	if err != nil {
 		return err
 	}

@@ -55,8 +55,8 @@ func newAPIFixture(t testing.TB) *apiFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tel.Close() })
-	keys := tokens.New(st, nil)
-	secret, _, err := keys.Create(ctx, "admin", auth.RoleAdmin)
+	keys := tokens.New(st, nil, clk)
+	secret, _, err := keys.Create(ctx, auth.APIToken{}, "admin", auth.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -429,7 +429,7 @@ func (conflicting) Pin(context.Context, registry.PinRequest) (registry.PinResult
 
 func TestBulkConflictIsSaidInWords(t *testing.T) {
 	f := releaseFleet(t)
-	w, err := web.New(conflicting{f.reg}, f.keys, web.Settings{Clock: f.clk, Telemetry: f.tel})
+	w, err := web.New(conflicting{f.reg}, f.keys, web.Settings{Clock: f.clk, Telemetry: f.tel, Audit: f.st})
 	if err != nil {
 		t.Fatal(err)
 	}

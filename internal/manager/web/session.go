@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // cookieName is the session cookie; its value is the session id, which the
@@ -289,8 +292,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	tok, ok := s.keys.Lookup(strings.TrimSpace(r.PostForm.Get("token")))
 	if !ok {
 		s.log.Info("dashboard sign-in refused", "remote", r.RemoteAddr)
+		// Only that a sign-in failed and from where: what was typed may be a
+		// secret mistyped, and it is not for the log.
+		if err := s.auditSignIn(r, auth.APIToken{}, store.OutcomeFailed); err != nil {
+			s.log.Error("audit a refused dashboard sign-in", "err", err)
+		}
 		s.render(w, r, nil, http.StatusUnauthorized, "login", "Sign in", loginData{Next: next,
 			Error: "That token is not valid, or it has been revoked. Use an API token an admin created (POST /api/v1/tokens), or the admin token the manager printed at its first start."})
+		return
+	}
+	// A sign-in the audit log cannot record does not happen.
+	if err := s.auditSignIn(r, tok, store.OutcomeSucceeded); err != nil {
+		s.log.Error("audit a dashboard sign-in", "err", err)
+		s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign in", "The manager could not record the sign-in in its audit log; its log has details.")
 		return
 	}
 	id, _, err := s.sessions.create(tok)
@@ -336,4 +350,16 @@ func textValues(v url.Values) bool {
 		}
 	}
 	return true
+}
+
+// auditSignIn records a dashboard sign-in by tok (the zero token when it
+// failed) and the address it came from.
+func (s *Server) auditSignIn(r *http.Request, tok auth.APIToken, outcome string) error {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	remote, _ := json.Marshal(map[string]string{"remote": host})
+	return s.audit.AppendAudit(r.Context(), []store.AuditEntry{{At: s.clock.Now().UTC(), Actor: tok.Name, ActorRole: string(tok.Role),
+		Action: store.ActionSignIn, Outcome: outcome, Detail: string(remote)}})
 }
