@@ -198,7 +198,7 @@ func (m *Manager) start(ctx context.Context) error {
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
-	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify)
+	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify).WithAudit(m.store)
 	a.Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)

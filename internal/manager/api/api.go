@@ -83,6 +83,8 @@ type API struct {
 	clock clock.Clock
 	// notes is nil when no notification webhook is configured (see WithNotifications).
 	notes Notifications
+	// audit is nil until WithAudit.
+	audit store.Audit
 	// closing ends log tails at shutdown (see Close).
 	closing  context.Context
 	endTails context.CancelFunc
@@ -129,7 +131,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, append(append(a.telemetryRoutes(), a.notificationRoutes()...), a.tokenRoutes()...)...)
+	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes())...)
 }
 
 // Register mounts every route on mux, plus JSON answers for the rest of /api/:
