@@ -25,6 +25,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api"
+	"github.com/periscope-dev/periscope/internal/manager/auditlog"
 	"github.com/periscope-dev/periscope/internal/manager/checkin"
 	"github.com/periscope-dev/periscope/internal/manager/export"
 	"github.com/periscope-dev/periscope/internal/manager/ingest"
@@ -76,6 +77,7 @@ type Manager struct {
 	fanout  *export.Fanout
 	tel     *telstore.Store
 	regress *regression.Detector
+	auditSw *auditlog.Sweeper
 	grpcSrv *grpcserver.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
@@ -193,6 +195,14 @@ func (m *Manager) start(ctx context.Context) error {
 			P95Increase: time.Duration(rc.P95Increase), P95Ratio: rc.P95Ratio},
 		Window: time.Duration(rc.Window), Every: time.Duration(rc.CheckEvery), Clock: m.set.Clock, Logger: m.log.With("component", "regression")})
 	if err := m.regress.Start(ctx); err != nil {
+		return err
+	}
+	m.auditSw, err = auditlog.New(m.store, auditlog.Settings{Retention: time.Duration(m.cfg.Audit.Retention), Clock: m.set.Clock,
+		Logger: m.log.With("component", "audit")})
+	if err != nil {
+		return err
+	}
+	if err := m.auditSw.Start(ctx); err != nil {
 		return err
 	}
 	httpMetrics := newHTTPMetrics(reg)
@@ -336,6 +346,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.fanout != nil {
 			errs = append(errs, m.fanout.Shutdown(ctx))
+		}
+		if m.auditSw != nil {
+			errs = append(errs, m.auditSw.Shutdown(ctx))
 		}
 		if m.regress != nil {
 			errs = append(errs, m.regress.Shutdown(ctx))
