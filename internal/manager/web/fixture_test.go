@@ -140,7 +140,7 @@ var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // csrf reads the CSRF token from a page the browser can see, as a form would.
 func (b *browser) csrf() string {
 	b.f.t.Helper()
-	body := b.get("/audit").Body.String()
+	body := b.get("/notifications").Body.String()
 	m := csrfRE.FindStringSubmatch(body)
 	if m == nil {
 		b.f.t.Fatalf("no CSRF token on the page:\n%s", body)
