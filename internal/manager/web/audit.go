@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/periscope-dev/periscope/internal/manager/api"
@@ -40,8 +41,8 @@ type auditEntry struct {
 // auditData is the audit page.
 type auditData struct {
 	Actor, Action, Deployment, Customer, Outcome, Since, Until, Change string
-	Actions                                                           []string
-	Entries                                                           []auditEntry
+	Actions                                                            []string
+	Entries                                                            []auditEntry
 	// Older links to the next page; Newest back to the first when paging.
 	Older, Newest string
 	Filtered      bool
@@ -122,6 +123,7 @@ type auditDetails struct {
 	Running  string `json:"running_release"`
 	What     string `json:"what"`
 	Remote   string `json:"remote"`
+	Left     int64  `json:"failures_not_recorded_before"`
 }
 
 func auditDetail(e store.AuditEntry) auditDetails {
@@ -146,6 +148,9 @@ func describeAudit(e store.AuditEntry) auditEntry {
 		out.What = d.What
 	case e.Action == store.ActionSignIn && d.Remote != "":
 		out.What = "from " + d.Remote
+		if d.Left > 0 {
+			out.What += " (" + strconv.FormatInt(d.Left, 10) + " failed sign-ins before it not recorded)"
+		}
 	case e.Action == store.ActionTokenCreate || e.Action == store.ActionTokenRevoke:
 		out.What = "API token " + e.Target
 	default:

@@ -189,3 +189,38 @@ func attr(s, name string) string {
 func esc(s string) string {
 	return strings.NewReplacer("<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;", "&", "&amp;").Replace(s)
 }
+
+// A flood of wrong tokens writes a bounded number of entries: a burst, then
+// one every few seconds, which says how many failures it stands for.
+func TestRefusedSignInsAreAuditedBounded(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	b := f.browser()
+	for range 50 {
+		if res := b.post("/login", url.Values{"token": {"psk_wrong"}}); res.Code != http.StatusUnauthorized {
+			t.Fatalf("a wrong token: %d, want 401", res.Code)
+		}
+	}
+	failed := func() []store.AuditEntry {
+		t.Helper()
+		es, _, err := f.st.ListAudit(context.Background(), store.AuditFilter{Action: store.ActionSignIn, Outcome: store.OutcomeFailed, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	if n := len(failed()); n != 20 {
+		t.Fatalf("50 failed sign-ins at once wrote %d entries, want the burst of 20", n)
+	}
+	f.clk.Advance(6 * time.Second)
+	b.post("/login", url.Values{"token": {"psk_wrong"}})
+	es := failed()
+	if len(es) != 21 || !strings.Contains(es[0].Detail, `"failures_not_recorded_before":30`) {
+		t.Fatalf("6 s later: %d entries, the newest %q; want 21, the newest counting the 30 left out", len(es), es[0].Detail)
+	}
+	// Successful sign-ins are never left out.
+	f.signIn(auth.RoleViewer)
+	es, _, err := f.st.ListAudit(context.Background(), store.AuditFilter{Action: store.ActionSignIn, Outcome: store.OutcomeSucceeded, Limit: 10})
+	if err != nil || len(es) != 1 {
+		t.Errorf("successful sign-ins after the flood: %d, %v; want 1", len(es), err)
+	}
+}

@@ -67,6 +67,8 @@ type Server struct {
 	pages    *pages
 	assets   *assets
 	sessions *sessions
+	// refused bounds the failed sign-ins written to the audit log.
+	refused refusedSignIns
 
 	// closing ends live streams (log tail, refresh) at shutdown.
 	closing context.Context

@@ -60,12 +60,17 @@ func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) err
 	return nil
 }
 
+// maxAuditPage bounds one ListAudit page.
+const maxAuditPage = 10_000
+
 // ListAudit implements store.Audit.
 func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, string, error) {
+	// A page is bounded whatever the caller asks; the cursor reaches the rest.
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
+	limit = min(limit, maxAuditPage)
 	var where []string
 	var args []any
 	for _, c := range []struct{ col, v string }{{"actor", f.Actor}, {"deployment_id", f.DeploymentID}, {"customer", f.Customer}, {"outcome", f.Outcome}} {
