@@ -143,12 +143,12 @@ func run(c config) error {
 	}
 	fmt.Printf("telemetry: %d spans and %d log records over the last 24 h, stored in %v\n", spans, logs, time.Since(start).Round(time.Millisecond))
 
-	keys := tokens.New(st, nil)
-	secret, _, err := keys.Create(ctx, "bench", auth.RoleOperator)
+	keys := tokens.New(st, nil, clk)
+	secret, _, err := keys.Create(ctx, auth.APIToken{}, "bench", auth.RoleOperator)
 	if err != nil {
 		return err
 	}
-	dash, err := web.New(reg, keys, web.Settings{Clock: clk, Telemetry: tel, Logger: slog.New(slog.DiscardHandler)})
+	dash, err := web.New(reg, keys, web.Settings{Clock: clk, Telemetry: tel, Audit: st, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
@@ -470,7 +470,7 @@ func contract(ctx context.Context, tel *telstore.Store, deps []dep, now time.Tim
 		{"releases", "/releases"},
 		{"bulk preview", "/releases/bulk?action=pin&stack=" + stack + "&release=2.0.0&target=1.9.0"},
 		{"audit", "/audit"},
-		{"audit, one actor", "/audit?by=oncall"},
+		{"audit, one actor", "/audit?actor=oncall"},
 		{"notifications", "/notifications"},
 	}, nil
 }

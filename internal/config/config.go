@@ -156,7 +156,20 @@ type Manager struct {
 	// agent runs the stricter of it and its customer's own policy, so it can only add
 	// protection; unset, agents run the safe default.
 	Redaction redactpolicy.Policy `yaml:"redaction"`
+	// Audit configures the manager's audit log.
+	Audit Audit `yaml:"audit" env:"AUDIT_"`
 }
+
+// Audit configures the audit log of operator actions, which no API changes or
+// deletes.
+type Audit struct {
+	// Retention is how long an entry is kept; older ones are removed hourly.
+	Retention Duration `yaml:"retention" env:"RETENTION"`
+}
+
+// MinAuditRetention is the shortest audit retention accepted: shorter would let
+// the log lose an incident's trail before anyone looks at it.
+const MinAuditRetention = 24 * time.Hour
 
 // Regression configures "unhealthy after release" detection. A release regressed
 // when both releases served at least MinRequests requests and its error rate or
@@ -216,7 +229,8 @@ func DefaultManager() Manager {
 		ExportQueue:    Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"},
 		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30},
 		Regression: Regression{MinRequests: 20, ErrorRateIncrease: 0.05, ErrorRateRatio: 2, P95Increase: Duration(100 * time.Millisecond),
-			P95Ratio: 1.5, Window: Duration(30 * time.Minute), CheckEvery: Duration(30 * time.Second)}}
+			P95Ratio: 1.5, Window: Duration(30 * time.Minute), CheckEvery: Duration(30 * time.Second)},
+		Audit: Audit{Retention: Duration(365 * 24 * time.Hour)}}
 }
 
 // Validate reports every problem in the configuration.
@@ -267,6 +281,9 @@ func (c *Manager) Validate() error {
 		names[e.Name] = true
 	}
 	errs = append(errs, c.Notifications.validate("notifications"))
+	if c.Audit.Retention < Duration(MinAuditRetention) {
+		errs = append(errs, fmt.Errorf("audit.retention: %s is shorter than the least of %s", time.Duration(c.Audit.Retention), MinAuditRetention))
+	}
 	if err := c.Redaction.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("redaction: %w", err))
 	}

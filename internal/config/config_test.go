@@ -255,3 +255,26 @@ func TestAgentTokenVariable(t *testing.T) {
 		t.Errorf("token = %q from PERISCOPE_TOKEN, want the agent not to read the CLI's variable", cfg.Token)
 	}
 }
+
+// The audit log keeps a year by default; audit.retention comes from the file
+// or PERISCOPE_AUDIT_RETENTION, and one shorter than a day is refused.
+func TestManagerAuditRetention(t *testing.T) {
+	cfg := DefaultManager()
+	if time.Duration(cfg.Audit.Retention) != 8760*time.Hour {
+		t.Errorf("default audit retention %s, want 8760h", time.Duration(cfg.Audit.Retention))
+	}
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	os.WriteFile(path, []byte("audit:\n  retention: 2160h\n"), 0o600)
+	if err := Load(&cfg, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.Audit.Retention) != 2160*time.Hour {
+		t.Errorf("audit retention from the file %s, want 2160h", time.Duration(cfg.Audit.Retention))
+	}
+	if err := Load(&cfg, path, []string{"PERISCOPE_AUDIT_RETENTION=1h"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "audit.retention") {
+		t.Errorf("Validate() with a retention of 1h = %v, want it to mention audit.retention", err)
+	}
+}

@@ -117,9 +117,12 @@ const (
 // PinChange is one deployment's entry in the pin audit trail. All deployments
 // changed by one request share its ChangeID.
 type PinChange struct {
-	ChangeID     string    `json:"change_id"`
-	At           time.Time `json:"at"`
-	By           string    `json:"by"`
+	ChangeID string    `json:"change_id"`
+	At       time.Time `json:"at"`
+	By       string    `json:"by"`
+	// ByRole is the role of By's token, for the audit log (not kept in the
+	// pin trail itself).
+	ByRole       string    `json:"-"`
 	Reason       string    `json:"reason"`
 	Action       PinAction `json:"action"`
 	DeploymentID string    `json:"deployment_id"`
@@ -292,8 +295,11 @@ const (
 // DeploymentChange is one entry in the audit trail of deployments' tokens and
 // deletions. It outlives the deployment it names.
 type DeploymentChange struct {
-	At           time.Time        `json:"at"`
-	By           string           `json:"by"`
+	At time.Time `json:"at"`
+	By string    `json:"by"`
+	// ByRole is the role of By's token, for the audit log (not kept in the
+	// deployment trail itself).
+	ByRole       string           `json:"-"`
 	Reason       string           `json:"reason"`
 	Action       DeploymentAction `json:"action"`
 	DeploymentID string           `json:"deployment_id"`

@@ -25,6 +25,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api"
+	"github.com/periscope-dev/periscope/internal/manager/auditlog"
 	"github.com/periscope-dev/periscope/internal/manager/checkin"
 	"github.com/periscope-dev/periscope/internal/manager/export"
 	"github.com/periscope-dev/periscope/internal/manager/ingest"
@@ -76,6 +77,7 @@ type Manager struct {
 	fanout  *export.Fanout
 	tel     *telstore.Store
 	regress *regression.Detector
+	auditSw *auditlog.Sweeper
 	grpcSrv *grpcserver.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
@@ -171,7 +173,7 @@ func (m *Manager) start(ctx context.Context) error {
 			return err
 		}
 	}
-	m.keys = tokens.New(m.store, m.set.Rand)
+	m.keys = tokens.New(m.store, m.set.Rand, m.set.Clock)
 	if err := m.keys.Load(ctx); err != nil {
 		return fmt.Errorf("load API tokens: %w", err)
 	}
@@ -195,10 +197,18 @@ func (m *Manager) start(ctx context.Context) error {
 	if err := m.regress.Start(ctx); err != nil {
 		return err
 	}
+	m.auditSw, err = auditlog.New(m.store, auditlog.Settings{Retention: time.Duration(m.cfg.Audit.Retention), Clock: m.set.Clock,
+		Logger: m.log.With("component", "audit")})
+	if err != nil {
+		return err
+	}
+	if err := m.auditSw.Start(ctx); err != nil {
+		return err
+	}
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
-	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify)
+	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify).WithAudit(m.store)
 	a.Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
@@ -207,7 +217,7 @@ func (m *Manager) start(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	dash, err := web.New(m.reg, m.keys, web.Settings{Logger: m.log.With("component", "web"), Clock: m.set.Clock, Rand: m.set.Rand,
-		Telemetry: m.tel, Notifications: m.notify})
+		Telemetry: m.tel, Notifications: m.notify, Audit: m.store})
 	if err != nil {
 		return err
 	}
@@ -264,10 +274,10 @@ func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 			return nil
 		}
 		// A rotated configured token replaces the previous one.
-		if err := m.keys.Delete(ctx, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
+		if err := m.keys.Delete(ctx, auth.APIToken{}, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
 			return fmt.Errorf("rotate admin token: %w", err)
 		}
-		_, err := m.keys.Add(ctx, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
+		_, err := m.keys.Add(ctx, auth.APIToken{}, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
 		return err
 	}
 	for _, t := range m.keys.List() {
@@ -275,7 +285,7 @@ func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 			return nil
 		}
 	}
-	secret, t, err := m.keys.Create(ctx, "admin (generated on first start)", auth.RoleAdmin)
+	secret, t, err := m.keys.Create(ctx, auth.APIToken{}, "admin (generated on first start)", auth.RoleAdmin)
 	if err != nil {
 		return err
 	}
@@ -336,6 +346,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.fanout != nil {
 			errs = append(errs, m.fanout.Shutdown(ctx))
+		}
+		if m.auditSw != nil {
+			errs = append(errs, m.auditSw.Shutdown(ctx))
 		}
 		if m.regress != nil {
 			errs = append(errs, m.regress.Shutdown(ctx))

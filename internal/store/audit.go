@@ -2,7 +2,13 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
+
+	"github.com/periscope-dev/periscope/internal/fleet"
 )
 
 // The manager's one audit log: every operator action (commands, pins and
@@ -16,7 +22,30 @@ const (
 	ActionCommandInvoke = "command.invoke" // outcome "queued" or "refused"
 	ActionCommandCancel = "command.cancel"
 	ActionCommandResult = "command.result" // outcome is the invocation's final state
+
+	// Pin changes: "pin." and the fleet.PinAction; Target is the desired
+	// release after the change.
+	ActionPinPrefix = "pin."
+	// Deployment token changes and deletion: "deployment." and the
+	// fleet.DeploymentAction.
+	ActionDeploymentPrefix = "deployment."
+	ActionTokenCreate      = "token.create" // Target is the new API token's name
+	ActionTokenRevoke      = "token.revoke" // Target is the revoked API token's name
+	// ActionSignIn is a dashboard sign-in; a failed one names no actor and
+	// never the token tried, only the address in Detail.
+	ActionSignIn = "session.signin"
 )
+
+// Outcomes of the actions that are not commands (commands use their
+// invocation states).
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+)
+
+// ErrBadCursor means ListAudit was given an After that is not a cursor it
+// returned.
+var ErrBadCursor = errors.New("not an audit cursor")
 
 // AuditEntry is one line of the audit log.
 type AuditEntry struct {
@@ -57,8 +86,47 @@ type Audit interface {
 	// AppendAudit appends entries in one transaction.
 	AppendAudit(ctx context.Context, entries []AuditEntry) error
 	// ListAudit returns up to f.Limit entries matching f, newest first, and the
-	// cursor of the next page ("" when there is none).
+	// cursor of the next page ("" when there is none); ErrBadCursor if f.After
+	// is not a cursor it returned.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, string, error)
 	// PruneAudit removes entries older than before and says how many.
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+}
+
+// pinDetail is the Detail of a pin change's audit entry.
+type pinDetail struct {
+	ChangeID string `json:"change_id"`
+	From     string `json:"from_release"`
+	To       string `json:"to_release"`
+	Running  string `json:"running_release"`
+}
+
+// PinAudit is the audit log entry of a pin change of a deployment of customer.
+func PinAudit(c fleet.PinChange, customer string) AuditEntry {
+	return AuditEntry{At: c.At, Actor: c.By, ActorRole: c.ByRole, Action: ActionPinPrefix + string(c.Action),
+		DeploymentID: c.DeploymentID, Customer: customer, Target: c.To, Outcome: OutcomeSucceeded, Reason: c.Reason,
+		Detail: detailJSON(pinDetail{ChangeID: c.ChangeID, From: c.From, To: c.To, Running: c.Running})}
+}
+
+// DeploymentAudit is the audit log entry of a token change or deletion of a
+// deployment of customer.
+func DeploymentAudit(c fleet.DeploymentChange, customer string) AuditEntry {
+	return AuditEntry{At: c.At, Actor: c.By, ActorRole: c.ByRole, Action: ActionDeploymentPrefix + string(c.Action),
+		DeploymentID: c.DeploymentID, Customer: customer, Outcome: OutcomeSucceeded, Reason: c.Reason,
+		Detail: detailJSON(struct {
+			What string `json:"what,omitempty"`
+		}{c.Detail})}
+}
+
+// detailJSON encodes a Detail object without HTML escaping, as a backend's SQL
+// JSON functions would.
+func detailJSON(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Only plain string structs are encoded here.
+		panic(fmt.Sprintf("encode audit detail: %v", err))
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -65,9 +65,14 @@ type DeploymentTokens struct {
 	PrevTokenUntil time.Time
 }
 
-// Fleet persists deployments, releases, status events and operator tokens, under
-// the rules of the package documentation (concurrency, ownership, atomic batches).
+// Fleet persists deployments, releases, status events, operator tokens and the
+// audit log, under the rules of the package documentation (concurrency,
+// ownership, atomic batches). The methods that write an audit trail of their own
+// (ApplyPins, SetDeploymentTokens, DeleteDeployment) also append it to the audit
+// log, in the same transaction.
 type Fleet interface {
+	Audit
+
 	// CreateDeployments inserts new deployments; ErrConflict if any id or token
 	// hash exists, in which case none is inserted.
 	CreateDeployments(ctx context.Context, recs []DeploymentRecord) error

@@ -57,16 +57,17 @@ type Fleet interface {
 	// agent tokens or remove it, audited; DeploymentChanges reads that trail.
 	RotateToken(ctx context.Context, req registry.RotateRequest) (registry.Rotated, error)
 	RevokeToken(ctx context.Context, req registry.RevokeRequest) error
-	DeleteDeployment(ctx context.Context, id, by, reason string) error
+	DeleteDeployment(ctx context.Context, id, by, byRole, reason string) error
 	DeploymentChanges(ctx context.Context, id string, limit int) ([]fleet.DeploymentChange, error)
 }
 
 // Keyring is what the API needs of operator tokens.
 type Keyring interface {
 	Lookup(token string) (auth.APIToken, bool)
-	Create(ctx context.Context, name string, role auth.Role) (string, auth.APIToken, error)
+	// Create and Delete audit the change as made by the token passed.
+	Create(ctx context.Context, by auth.APIToken, name string, role auth.Role) (string, auth.APIToken, error)
 	List() []auth.APIToken
-	Delete(ctx context.Context, id string) error
+	Delete(ctx context.Context, by auth.APIToken, id string) error
 }
 
 // maxBody bounds request bodies; a batch of 10,000 deployments fits comfortably.
@@ -82,6 +83,8 @@ type API struct {
 	clock clock.Clock
 	// notes is nil when no notification webhook is configured (see WithNotifications).
 	notes Notifications
+	// audit is nil until WithAudit.
+	audit store.Audit
 	// closing ends log tails at shutdown (see Close).
 	closing  context.Context
 	endTails context.CancelFunc
@@ -128,7 +131,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, append(append(a.telemetryRoutes(), a.notificationRoutes()...), a.tokenRoutes()...)...)
+	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes())...)
 }
 
 // Register mounts every route on mux, plus JSON answers for the rest of /api/:
@@ -585,7 +588,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, by auth.APITok
 		writeError(w, http.StatusBadRequest, "invalid", "a token needs a name and a role of viewer, operator or admin")
 		return
 	}
-	secret, t, err := a.keys.Create(r.Context(), nt.Name, role)
+	secret, t, err := a.keys.Create(r.Context(), by, nt.Name, role)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -595,7 +598,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, by auth.APITok
 }
 
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request, by auth.APIToken) {
-	if err := a.keys.Delete(r.Context(), r.PathValue("id")); err != nil {
+	if err := a.keys.Delete(r.Context(), by, r.PathValue("id")); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -41,13 +41,7 @@ func TestRolesAndErrors(t *testing.T) {
 	ctx := context.Background()
 	m := start(t)
 	adm := apiclient.New(m.URL(), admin)
-	var viewer, operator apitypes.Token
-	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "dash", Role: "viewer"}, &viewer); err != nil {
-		t.Fatal(err)
-	}
-	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "ci", Role: "operator"}, &operator); err != nil {
-		t.Fatal(err)
-	}
+	viewer, operator := newToken(t, adm, "dash", "viewer"), newToken(t, adm, "ci", "operator")
 	create := apitypes.NewDeployment{ID: "acme", Customer: "acme", Stack: "app"}
 	for _, tc := range []struct {
 		name   string
@@ -208,6 +202,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"TokenRotation":    apitypes.TokenRotation{}, "RotatedToken": apitypes.RotatedToken{}, "TokenRevocation": apitypes.TokenRevocation{},
 		"DeploymentDeletion": apitypes.DeploymentDeletion{}, "DeploymentChange": apitypes.DeploymentChange{},
 		"ErrorRates": telquery.ErrorRates{}, "ErrorRateSeries": telquery.ErrorRateSeries{}, "ErrorRatePoint": telquery.ErrorRatePoint{},
+		"AuditEntry": apitypes.AuditEntry{}, "AuditPage": apitypes.AuditPage{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}
@@ -234,6 +229,8 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour, Against: "0.9"},
 		"/api/v1/metrics/series":   telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
 		"/api/v1/error-rates":      telquery.ErrorRateQuery{Deployments: []string{"d"}, Since: timed.Since, Until: timed.Until},
+		"/api/v1/audit": apitypes.AuditQuery{Actor: "a", Action: "pin.", Deployment: "d", Customer: "c", Outcome: "o", Since: "1h",
+			Until: "2026-11-24T10:00:00Z", Limit: 1, Cursor: "c"},
 	} {
 		var get struct {
 			Parameters []struct{ Name, In string }

@@ -55,15 +55,15 @@ func newAPIFixture(t testing.TB) *apiFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tel.Close() })
-	keys := tokens.New(st, nil)
-	secret, _, err := keys.Create(ctx, "admin", auth.RoleAdmin)
+	keys := tokens.New(st, nil, clk)
+	secret, _, err := keys.Create(ctx, auth.APIToken{}, "admin", auth.RoleAdmin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "acme-prod", Customer: "acme", Stack: "app", Labels: map[string]string{"tier": "gold"}}}); err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(reg, keys, nil).WithTelemetry(tel, clk)
+	a := api.New(reg, keys, nil).WithTelemetry(tel, clk).WithAudit(st)
 	// Log tails last until their client leaves; closed, the API refuses them.
 	a.Close()
 	mux := http.NewServeMux()
@@ -204,6 +204,10 @@ func FuzzAPI(f *testing.F) {
 		{"GET", "/api/v1/notifications?state=x", ""},
 		{"PATCH", "/api/v1/summary", "{"},
 		{"POST", "/api/v1/tokens", `{"name":"ci","role":"emperor"}`},
+		{"GET", "/api/v1/audit?actor=admin&action=pin.&deployment=acme-prod&customer=acme&outcome=succeeded&since=24h&until=2026-03-01T12:00:00Z&limit=2", ""},
+		{"GET", "/api/v1/audit?cursor=zz.-1&since=-5m&limit=1001", ""},
+		{"GET", "/api/v1/audit?since=2026-03-02T00:00:00Z&until=1h&action=.", ""},
+		{"DELETE", "/api/v1/audit", ""},
 	} {
 		f.Add(s.method, s.target, []byte(s.body))
 	}

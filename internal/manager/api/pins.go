@@ -74,7 +74,7 @@ func (a *API) pinDeployment(w http.ResponseWriter, r *http.Request, tok auth.API
 	if !decode(w, r, &body) {
 		return
 	}
-	a.applyPin(w, r, registry.PinRequest{Select: pathDeployment(r), Action: fleet.ActionPin, Release: body.Release, By: tok.Name, Reason: body.Reason})
+	a.applyPin(w, r, registry.PinRequest{Select: pathDeployment(r), Action: fleet.ActionPin, Release: body.Release, By: tok.Name, ByRole: string(tok.Role), Reason: body.Reason})
 }
 
 func (a *API) unpinDeployment(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
@@ -82,7 +82,7 @@ func (a *API) unpinDeployment(w http.ResponseWriter, r *http.Request, tok auth.A
 	if !decodeOptional(w, r, &body) {
 		return
 	}
-	a.applyPin(w, r, registry.PinRequest{Select: pathDeployment(r), Action: fleet.ActionUnpin, By: tok.Name, Reason: body.Reason})
+	a.applyPin(w, r, registry.PinRequest{Select: pathDeployment(r), Action: fleet.ActionUnpin, By: tok.Name, ByRole: string(tok.Role), Reason: body.Reason})
 }
 
 func (a *API) rollbackDeployment(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
@@ -90,7 +90,7 @@ func (a *API) rollbackDeployment(w http.ResponseWriter, r *http.Request, tok aut
 	if !decode(w, r, &body) {
 		return
 	}
-	a.applyPin(w, r, registry.PinRequest{Select: pathDeployment(r), Action: fleet.ActionRollback, By: tok.Name, Reason: body.Reason})
+	a.applyPin(w, r, registry.PinRequest{Select: pathDeployment(r), Action: fleet.ActionRollback, By: tok.Name, ByRole: string(tok.Role), Reason: body.Reason})
 }
 
 // pinFilter turns a bulk change's filter into the fleet's.
@@ -152,7 +152,7 @@ func (a *API) changePins(w http.ResponseWriter, r *http.Request, tok auth.APITok
 		}
 		sel.Filter = f
 	}
-	a.applyPin(w, r, registry.PinRequest{Select: sel, Action: body.Action, Release: body.Release, By: tok.Name, Reason: body.Reason})
+	a.applyPin(w, r, registry.PinRequest{Select: sel, Action: body.Action, Release: body.Release, By: tok.Name, ByRole: string(tok.Role), Reason: body.Reason})
 }
 
 func (a *API) pinHistory(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {

@@ -112,12 +112,12 @@ func newPinFleet(t *testing.T) *pinFleet {
 			t.Error(err)
 		}
 	})
-	keys := tokens.New(st, nil)
-	opSecret, _, err := keys.Create(ctx, "release-bot", auth.RoleOperator)
+	keys := tokens.New(st, nil, nil)
+	opSecret, _, err := keys.Create(ctx, auth.APIToken{}, "release-bot", auth.RoleOperator)
 	if err != nil {
 		t.Fatal(err)
 	}
-	viewSecret, _, err := keys.Create(ctx, "dash", auth.RoleViewer)
+	viewSecret, _, err := keys.Create(ctx, auth.APIToken{}, "dash", auth.RoleViewer)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,11 +39,11 @@ type keys struct{}
 func (keys) Lookup(s string) (auth.APIToken, bool) {
 	return auth.APIToken{ID: "v1", Name: "dash", Role: auth.RoleViewer}, s == viewerSecret
 }
-func (keys) Create(context.Context, string, auth.Role) (string, auth.APIToken, error) {
+func (keys) Create(context.Context, auth.APIToken, string, auth.Role) (string, auth.APIToken, error) {
 	return "", auth.APIToken{}, errors.New("not used")
 }
-func (keys) List() []auth.APIToken                { return nil }
-func (keys) Delete(context.Context, string) error { return errors.New("not used") }
+func (keys) List() []auth.APIToken                               { return nil }
+func (keys) Delete(context.Context, auth.APIToken, string) error { return errors.New("not used") }
 
 // What the fake store answers: every field set, so a field the JSON loses shows.
 var (

@@ -51,7 +51,7 @@ func (a *API) rotateToken(w http.ResponseWriter, r *http.Request, tok auth.APITo
 		overlap = d
 	}
 	id := r.PathValue("id")
-	rot, err := a.fleet.RotateToken(r.Context(), registry.RotateRequest{ID: id, Overlap: overlap, By: tok.Name, Reason: body.Reason})
+	rot, err := a.fleet.RotateToken(r.Context(), registry.RotateRequest{ID: id, Overlap: overlap, By: tok.Name, ByRole: string(tok.Role), Reason: body.Reason})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -73,7 +73,7 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, tok auth.APITo
 		return
 	}
 	id := r.PathValue("id")
-	if err := a.fleet.RevokeToken(r.Context(), registry.RevokeRequest{ID: id, PreviousOnly: body.PreviousOnly, By: tok.Name, Reason: body.Reason}); err != nil {
+	if err := a.fleet.RevokeToken(r.Context(), registry.RevokeRequest{ID: id, PreviousOnly: body.PreviousOnly, By: tok.Name, ByRole: string(tok.Role), Reason: body.Reason}); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -90,7 +90,7 @@ func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request, tok auth.
 	if !decode(w, r, &body) {
 		return
 	}
-	if err := a.fleet.DeleteDeployment(r.Context(), r.PathValue("id"), tok.Name, body.Reason); err != nil {
+	if err := a.fleet.DeleteDeployment(r.Context(), r.PathValue("id"), tok.Name, string(tok.Role), body.Reason); err != nil {
 		a.fail(w, r, err)
 		return
 	}

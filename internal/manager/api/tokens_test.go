@@ -45,13 +45,7 @@ func TestRotateRevokeAndDeleteDeployment(t *testing.T) {
 	ctx := context.Background()
 	m := start(t)
 	adm := apiclient.New(m.URL(), admin)
-	var viewer, operator apitypes.Token
-	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "dash", Role: "viewer"}, &viewer); err != nil {
-		t.Fatal(err)
-	}
-	if err := adm.Do(ctx, "POST", "/api/v1/tokens", apitypes.NewToken{Name: "alice", Role: "operator"}, &operator); err != nil {
-		t.Fatal(err)
-	}
+	viewer, operator := newToken(t, adm, "dash", "viewer"), newToken(t, adm, "alice", "operator")
 	op := apiclient.New(m.URL(), operator.Secret)
 	d, err := op.CreateDeployment(ctx, apitypes.NewDeployment{ID: "acme", Customer: "acme", Stack: "app"})
 	if err != nil {

@@ -108,9 +108,10 @@ type PinRequest struct {
 	Action fleet.PinAction
 	// Release is the release to pin to (ActionPin only).
 	Release string
-	// By and Reason go into the audit trail; Reason is required to pin or roll back.
-	By     string
-	Reason string
+	// By (an API token's name), ByRole (its role) and Reason go into the audit
+	// trail; Reason is required to pin or roll back.
+	By, ByRole string
+	Reason     string
 }
 
 // PinResult is what a pin change did: one audit entry per deployment changed,
@@ -208,7 +209,7 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 				to = pin.Release
 			}
 			plan = append(plan, planned{e, pin})
-			res.Changes = append(res.Changes, fleet.PinChange{ChangeID: changeID, At: now, By: req.By, Reason: req.Reason,
+			res.Changes = append(res.Changes, fleet.PinChange{ChangeID: changeID, At: now, By: req.By, ByRole: req.ByRole, Reason: req.Reason,
 				Action: req.Action, DeploymentID: e.d.ID, From: ev.Desired, To: to, Running: e.d.RunningRelease})
 		}
 		e.mu.Unlock()

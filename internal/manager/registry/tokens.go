@@ -116,8 +116,9 @@ type RotateRequest struct {
 	// Overlap bounds how long the old token stays valid if the agent does not
 	// check in with the new one first; zero means no deadline.
 	Overlap time.Duration
-	// By and Reason go into the audit trail; Reason is optional.
-	By, Reason string
+	// By (an API token's name), ByRole and Reason go into the audit trail;
+	// Reason is optional.
+	By, ByRole, Reason string
 }
 
 // Rotated is a rotation's outcome; Token is shown only now.
@@ -136,8 +137,9 @@ type RevokeRequest struct {
 	// PreviousOnly ends a rotation's overlap instead: only the old token is
 	// revoked.
 	PreviousOnly bool
-	// By and Reason go into the audit trail; Reason is required.
-	By, Reason string
+	// By (an API token's name), ByRole and Reason go into the audit trail;
+	// Reason is required.
+	By, ByRole, Reason string
 }
 
 // RotateToken issues a new agent token for a deployment. The token in use stays
@@ -166,7 +168,7 @@ func (r *Registry) RotateToken(ctx context.Context, req RotateRequest) (Rotated,
 		}
 		return "new token issued; the old one stays valid until the agent checks in with it, or until " + t.prevUntil.Format(time.RFC3339)
 	}
-	err = r.changeTokens(ctx, req.ID, fleet.ActionRotateToken, req.By, req.Reason, func(old agentTokens) (agentTokens, string, error) {
+	err = r.changeTokens(ctx, req.ID, fleet.ActionRotateToken, req.By, req.ByRole, req.Reason, func(old agentTokens) (agentTokens, string, error) {
 		t := agentTokens{tokenHash: auth.Hash(secret)}
 		switch {
 		case old.prevHash != "":
@@ -195,7 +197,7 @@ func (r *Registry) RevokeToken(ctx context.Context, req RevokeRequest) error {
 	if strings.TrimSpace(req.Reason) == "" {
 		return fmt.Errorf("say why (a reason is required; it goes into the audit trail): %w", ErrInvalid)
 	}
-	return r.changeTokens(ctx, req.ID, fleet.ActionRevokeToken, req.By, req.Reason, func(old agentTokens) (agentTokens, string, error) {
+	return r.changeTokens(ctx, req.ID, fleet.ActionRevokeToken, req.By, req.ByRole, req.Reason, func(old agentTokens) (agentTokens, string, error) {
 		if !req.PreviousOnly {
 			if old.tokenHash == "" && old.prevHash == "" {
 				return old, "", fmt.Errorf("deployment %q has no valid token: %w", req.ID, ErrInvalid)
@@ -211,7 +213,7 @@ func (r *Registry) RevokeToken(ctx context.Context, req RevokeRequest) error {
 
 // changeTokens applies an operator's change to deployment id's tokens: it is
 // written with its audit entry before it takes effect.
-func (r *Registry) changeTokens(ctx context.Context, id string, action fleet.DeploymentAction, by, reason string,
+func (r *Registry) changeTokens(ctx context.Context, id string, action fleet.DeploymentAction, by, byRole, reason string,
 	change func(old agentTokens) (agentTokens, string, error)) error {
 	r.tokMu.Lock()
 	defer r.tokMu.Unlock()
@@ -236,7 +238,7 @@ func (r *Registry) changeTokens(ctx context.Context, id string, action fleet.Dep
 		return err
 	}
 	st := store.DeploymentTokens{ID: id, TokenHash: t.tokenHash, PrevTokenHash: t.prevHash, PrevTokenUntil: t.prevUntil}
-	ch := fleet.DeploymentChange{At: r.clk.Now().UTC(), By: by, Reason: reason, Action: action, DeploymentID: id, Detail: detail}
+	ch := fleet.DeploymentChange{At: r.clk.Now().UTC(), By: by, ByRole: byRole, Reason: reason, Action: action, DeploymentID: id, Detail: detail}
 	if err := r.st.SetDeploymentTokens(ctx, st, []fleet.DeploymentChange{ch}); err != nil {
 		return err
 	}
@@ -340,7 +342,7 @@ func (r *Registry) flushTokensLocked(ctx context.Context) error {
 // push connection is closed and it leaves every list. Its status history, pin
 // and token audit trail and telemetry stay (the telemetry until retention).
 // Reason is required.
-func (r *Registry) DeleteDeployment(ctx context.Context, id, by, reason string) error {
+func (r *Registry) DeleteDeployment(ctx context.Context, id, by, byRole, reason string) error {
 	if strings.TrimSpace(reason) == "" {
 		return fmt.Errorf("say why (a reason is required; it goes into the audit trail): %w", ErrInvalid)
 	}
@@ -366,7 +368,7 @@ func (r *Registry) DeleteDeployment(ctx context.Context, id, by, reason string) 
 	if busy != "" {
 		return fmt.Errorf("deployment %q is part of pin change %s in progress; try again when it is done: %w", id, busy, ErrConflict)
 	}
-	ch := fleet.DeploymentChange{At: r.clk.Now().UTC(), By: by, Reason: reason, Action: fleet.ActionDelete, DeploymentID: id,
+	ch := fleet.DeploymentChange{At: r.clk.Now().UTC(), By: by, ByRole: byRole, Reason: reason, Action: fleet.ActionDelete, DeploymentID: id,
 		Detail: "deployment deleted with its tokens; its history and telemetry are kept"}
 	if err := r.st.DeleteDeployment(ctx, id, ch); err != nil {
 		return err

@@ -144,10 +144,10 @@ func TestRevokeAndDelete(t *testing.T) {
 	if rot.Overlapping || !admits(f, rot.Token, "acme") {
 		t.Errorf("rotation after revocation = %+v, want a working token with nothing to overlap", rot)
 	}
-	if err := f.reg.DeleteDeployment(ctx, "acme", "ops", ""); !errors.Is(err, registry.ErrInvalid) {
+	if err := f.reg.DeleteDeployment(ctx, "acme", "ops", "operator", ""); !errors.Is(err, registry.ErrInvalid) {
 		t.Errorf("delete without a reason: %v, want ErrInvalid", err)
 	}
-	if err := f.reg.DeleteDeployment(ctx, "acme", "ops", "customer left"); err != nil {
+	if err := f.reg.DeleteDeployment(ctx, "acme", "ops", "operator", "customer left"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.reg.Get("acme"); !errors.Is(err, registry.ErrNotFound) {
@@ -159,7 +159,7 @@ func TestRevokeAndDelete(t *testing.T) {
 	if admits(f, rot.Token, "acme") {
 		t.Error("a deleted deployment's token still works")
 	}
-	if err := f.reg.DeleteDeployment(ctx, "acme", "ops", "again"); !errors.Is(err, registry.ErrNotFound) {
+	if err := f.reg.DeleteDeployment(ctx, "acme", "ops", "operator", "again"); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("deleting twice: %v, want ErrNotFound", err)
 	}
 	f.close(t)

@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/periodic"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
@@ -74,8 +74,7 @@ type Detector struct {
 	clk   clock.Clock
 	log   *slog.Logger
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	loop *periodic.Loop
 }
 
 // New returns a detector over f and t.
@@ -106,50 +105,21 @@ func New(f Fleet, t Telemetry, s Settings) *Detector {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
+	d.loop = periodic.New("regression detector", d.every, func(ctx context.Context) {
+		if err := d.Check(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("regression check failed; will retry", "err", err)
+		}
+	})
 	return d
 }
 
 // Start checks the fleet every interval until Shutdown. It fails only when called
 // twice.
-func (d *Detector) Start(ctx context.Context) error {
-	if d.cancel != nil {
-		return errors.New("regression detector already started")
-	}
-	ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		t := time.NewTicker(d.every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := d.Check(ctx); err != nil && ctx.Err() == nil {
-					d.log.Warn("regression check failed; will retry", "err", err)
-				}
-			}
-		}
-	}()
-	return nil
-}
+func (d *Detector) Start(ctx context.Context) error { return d.loop.Start(ctx, false) }
 
 // Shutdown stops the checks and waits for one in progress, or until ctx ends. It is
 // idempotent and safe without Start.
-func (d *Detector) Shutdown(ctx context.Context) error {
-	if d.cancel != nil {
-		d.cancel()
-	}
-	done := make(chan struct{})
-	go func() { d.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("regression check still running: %w", ctx.Err())
-	}
-}
+func (d *Detector) Shutdown(ctx context.Context) error { return d.loop.Shutdown(ctx) }
 
 // Check compares every deployment that changed release once, now, and records
 // what it finds. A deployment without enough data on both releases keeps its

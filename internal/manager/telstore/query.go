@@ -13,6 +13,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
 
 // Page sizes of log and span searches.
@@ -76,19 +77,15 @@ func limitOf(n int) int {
 	return min(n, MaxLimit)
 }
 
-// cursor is the position after the last row of a page: its time and seq.
-func encodeCursor(t time.Time, seq int64) string {
-	return strconv.FormatInt(t.UnixMicro(), 36) + "." + strconv.FormatInt(seq, 36)
-}
+// encodeCursor is the position after the last row of a page: its time and seq.
+func encodeCursor(t time.Time, seq int64) string { return duckfile.EncodeCursor(t, seq) }
 
 func decodeCursor(s string) (time.Time, int64, error) {
-	a, b, ok := strings.Cut(s, ".")
-	us, err1 := strconv.ParseInt(a, 36, 64)
-	seq, err2 := strconv.ParseInt(b, 36, 64)
-	if !ok || err1 != nil || err2 != nil {
+	t, seq, ok := duckfile.DecodeCursor(s)
+	if !ok {
 		return time.Time{}, 0, fmt.Errorf("%w: cursor %q is not one this store gave out", telquery.ErrInvalid, s)
 	}
-	return time.UnixMicro(us).UTC(), seq, nil
+	return t, seq, nil
 }
 
 // ParseTraceID reads a 32-hex-digit trace id into the two stored halves.

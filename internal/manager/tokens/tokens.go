@@ -1,34 +1,55 @@
 // Package tokens manages operator API tokens: issues them (shown once), keeps
-// their hashes in the store and a cached copy in memory, and revokes them.
+// their hashes in the store and a cached copy in memory, and revokes them. Every
+// creation and revocation goes into the audit log with who did it.
 package tokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/store"
 )
+
+// Manager is the actor the audit log names for the manager's own token changes
+// (the admin token it bootstraps), when by is the zero token.
+const Manager = "periscope"
 
 // Store is the persistence the keyring needs.
 type Store interface {
 	CreateAPIToken(ctx context.Context, t auth.APIToken) error
 	ListAPITokens(ctx context.Context) ([]auth.APIToken, error)
 	DeleteAPIToken(ctx context.Context, id string) error
+	AppendAudit(ctx context.Context, entries []store.AuditEntry) error
 }
 
 // Keyring answers "which token is this?" from memory. Load it before use.
 type Keyring struct {
 	st   Store
 	rand io.Reader
+	clk  clock.Clock
 	mu   sync.RWMutex
 	byH  map[string]auth.APIToken
 }
 
-// New returns a keyring over st; rand is the token randomness (crypto/rand when nil).
-func New(st Store, rand io.Reader) *Keyring {
-	return &Keyring{st: st, rand: rand, byH: map[string]auth.APIToken{}}
+// New returns a keyring over st; rand is the token randomness (crypto/rand when
+// nil), clk dates the audit entries (the wall clock when nil).
+func New(st Store, rand io.Reader, clk clock.Clock) *Keyring {
+	return &Keyring{st: st, rand: rand, clk: clock.Or(clk), byH: map[string]auth.APIToken{}}
+}
+
+// audit appends the entry of a token change by by (the zero token: the manager).
+func (k *Keyring) audit(ctx context.Context, by auth.APIToken, action string, t auth.APIToken) error {
+	e := store.AuditEntry{At: k.clk.Now().UTC(), Actor: by.Name, ActorRole: string(by.Role), Action: action, Target: t.Name,
+		Outcome: store.OutcomeSucceeded, Detail: fmt.Sprintf(`{"token_id":%q,"role":%q}`, t.ID, t.Role)}
+	if by.Name == "" {
+		e.Actor, e.ActorRole = Manager, ""
+	}
+	return k.st.AppendAudit(ctx, []store.AuditEntry{e})
 }
 
 // Load reads every token from the store.
@@ -66,8 +87,9 @@ func (k *Keyring) Token(id string) (auth.APIToken, bool) {
 	return auth.APIToken{}, false
 }
 
-// Create issues a new token; the returned string is the only copy of it.
-func (k *Keyring) Create(ctx context.Context, name string, role auth.Role) (string, auth.APIToken, error) {
+// Create issues a new token on behalf of by; the returned string is the only
+// copy of it.
+func (k *Keyring) Create(ctx context.Context, by auth.APIToken, name string, role auth.Role) (string, auth.APIToken, error) {
 	secret, err := auth.NewToken(auth.PrefixAPI, k.rand)
 	if err != nil {
 		return "", auth.APIToken{}, err
@@ -76,15 +98,25 @@ func (k *Keyring) Create(ctx context.Context, name string, role auth.Role) (stri
 	if err != nil {
 		return "", auth.APIToken{}, err
 	}
-	t, err := k.Add(ctx, id[:12], name, role, secret)
+	t, err := k.Add(ctx, by, id[:12], name, role, secret)
 	return secret, t, err
 }
 
-// Add stores a token whose secret the caller chose (the configured admin token).
-func (k *Keyring) Add(ctx context.Context, id, name string, role auth.Role, secret string) (auth.APIToken, error) {
+// Add stores a token whose secret the caller chose (the configured admin
+// token), on behalf of by. The store has no transaction spanning the token and
+// its audit entry, so a token whose entry cannot be written is removed again:
+// no token exists that the audit log does not name.
+func (k *Keyring) Add(ctx context.Context, by auth.APIToken, id, name string, role auth.Role, secret string) (auth.APIToken, error) {
 	t := auth.APIToken{ID: id, Name: name, Role: role, Hash: auth.Hash(secret)}
 	if err := k.st.CreateAPIToken(ctx, t); err != nil {
 		return auth.APIToken{}, fmt.Errorf("create token %q: %w", name, err)
+	}
+	if err := k.audit(ctx, by, store.ActionTokenCreate, t); err != nil {
+		err = fmt.Errorf("create token %q: audit: %w", name, err)
+		if derr := k.st.DeleteAPIToken(context.WithoutCancel(ctx), id); derr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the unaudited token %s: %w", id, derr))
+		}
+		return auth.APIToken{}, err
 	}
 	k.mu.Lock()
 	k.byH[t.Hash] = t
@@ -103,17 +135,24 @@ func (k *Keyring) List() []auth.APIToken {
 	return out
 }
 
-// Delete revokes a token by id.
-func (k *Keyring) Delete(ctx context.Context, id string) error {
+// Delete revokes a token by id on behalf of by. The token is revoked even when
+// its audit entry cannot be written, which the error then says: a revocation
+// must not wait on the log.
+func (k *Keyring) Delete(ctx context.Context, by auth.APIToken, id string) error {
 	if err := k.st.DeleteAPIToken(ctx, id); err != nil {
 		return err
 	}
+	revoked := auth.APIToken{ID: id}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	for h, t := range k.byH {
 		if t.ID == id {
+			revoked = t
 			delete(k.byH, h)
 		}
+	}
+	k.mu.Unlock()
+	if err := k.audit(ctx, by, store.ActionTokenRevoke, revoked); err != nil {
+		return fmt.Errorf("token %s revoked, but its audit entry was not written: %w", id, err)
 	}
 	return nil
 }

@@ -1,131 +1,169 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/periscope-dev/periscope/internal/fleet"
-	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/api"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
-// The audit page: pin changes (registry.PinChanges, GET /api/v1/pins/history)
-// and deployment token and deletion changes (registry.DeploymentChanges, GET
-// /api/v1/deployments/{id}/history) in one trail, newest first, filterable by
-// deployment, actor, kind and pin change.
+// The audit page: the manager's one audit log (GET /api/v1/audit), newest
+// first, with the API's filters and cursor paging, plus a pin change's id
+// (the bulk action's redirect shows the change it made).
 
-// Audit page sizes: the first page and the most one page may show.
-const (
-	auditPage    = 100
-	auditMaxPage = 5000
-)
+// auditChangeScan bounds how far back the page looks for a pin change's
+// entries: the filter is applied here, over the pin entries, not in the store.
+const auditChangeScan = 5000
 
-// auditKinds are the kinds the filter offers, pins first.
-var auditKinds = []string{
-	string(fleet.ActionPin), string(fleet.ActionRollback), string(fleet.ActionUnpin),
-	string(fleet.ActionRotateToken), string(fleet.ActionRevokeToken), string(fleet.ActionRetireToken), string(fleet.ActionDelete),
+// auditActions are the actions and groups the filter suggests; the field takes
+// any action, so commands added later need no change here.
+var auditActions = []string{
+	"command.", store.ActionCommandInvoke, store.ActionCommandCancel, store.ActionCommandResult,
+	store.ActionPinPrefix, "pin.pin", "pin.rollback", "pin.unpin",
+	store.ActionDeploymentPrefix, "deployment.rotate-token", "deployment.revoke-token", "deployment.retire-previous-token", "deployment.delete",
+	"token.", store.ActionTokenCreate, store.ActionTokenRevoke, store.ActionSignIn,
 }
 
-// auditEntry is one row of the trail.
+// auditEntry is one row of the log.
 type auditEntry struct {
-	At           time.Time
-	By           string
-	Kind         string
-	DeploymentID string
-	// What says what changed ("desired 2.0.0 → pinned to 1.9.0").
-	What   string
-	Reason string
-	// Change is the pin change it belongs to ("" for token changes).
+	store.AuditEntry
+	// What says what changed, in words ("desired 2.0.0 → pinned to 1.9.0").
+	What string
+	// Change is the pin change it belongs to ("" for other actions).
 	Change string
 }
 
 // auditData is the audit page.
 type auditData struct {
-	Deployment, By, Kind, Change string
-	Kinds                        []string
-	Entries                      []auditEntry
-	// More links to a longer page when the trail may hold more entries.
-	More    string
-	Limit   int
-	Problem string
+	Actor, Action, Deployment, Customer, Outcome, Since, Until, Change string
+	Actions                                                            []string
+	Entries                                                            []auditEntry
+	// Older links to the next page; Newest back to the first when paging.
+	Older, Newest string
+	Filtered      bool
+	Problem       string
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, sess *Session) {
 	q := r.URL.Query()
-	d := auditData{Deployment: strings.TrimSpace(q.Get("deployment")), By: strings.TrimSpace(q.Get("by")),
-		Kind: q.Get("kind"), Change: strings.TrimSpace(q.Get("change")), Kinds: auditKinds, Limit: auditPage}
-	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 {
-		d.Limit = min(n, auditMaxPage)
-	}
-	if d.Kind != "" && !containsString(auditKinds, d.Kind) {
-		s.fail(w, r, sess, http.StatusBadRequest, "Unknown kind", "There is no audit entry of kind “"+d.Kind+"”: choose one of "+strings.Join(auditKinds, ", ")+".")
+	d := auditData{Actor: q.Get("actor"), Action: q.Get("action"), Deployment: q.Get("deployment"), Customer: q.Get("customer"),
+		Outcome: q.Get("outcome"), Since: q.Get("since"), Until: q.Get("until"), Change: strings.TrimSpace(q.Get("change")), Actions: auditActions}
+	d.Filtered = d.Actor != "" || d.Action != "" || d.Deployment != "" || d.Customer != "" || d.Outcome != "" || d.Since != "" || d.Until != "" || d.Change != ""
+	f, err := api.ParseAuditFilter(q, s.clock.Now())
+	if err != nil {
+		s.fail(w, r, sess, http.StatusBadRequest, "Unreadable filter", strings.TrimPrefix(err.Error(), telquery.ErrInvalid.Error()+": ")+
+			". Times are RFC 3339 (2026-11-24T10:00:00Z) or a duration before now (24h).")
 		return
 	}
-	// The store functions filter by deployment and bound the count; the other
-	// filters apply here, over as much of the trail as a page may show.
-	fetch := d.Limit + 1
-	if d.By != "" || d.Kind != "" || d.Change != "" {
-		fetch = auditMaxPage + 1
+	var entries []store.AuditEntry
+	var next string
+	if d.Change != "" {
+		entries, err = s.changeEntries(r, f, d.Change)
+	} else {
+		entries, next, err = s.audit.ListAudit(r.Context(), f)
 	}
-	pinKind := d.Kind == "" || fleet.PinAction(d.Kind) == fleet.ActionPin || fleet.PinAction(d.Kind) == fleet.ActionRollback || fleet.PinAction(d.Kind) == fleet.ActionUnpin
-	var all []auditEntry
-	if pinKind {
-		pins, err := s.fleet.PinChanges(r.Context(), d.Deployment, fetch)
-		// A deleted deployment has no pins any more, but its token trail remains.
-		if err != nil && !errors.Is(err, registry.ErrNotFound) {
-			s.log.Error("audit page: pin changes", "err", err)
-			d.Problem = "The pin history could not be read; the manager log has the details."
-		}
-		for _, c := range pins {
-			all = append(all, auditEntry{At: c.At, By: c.By, Kind: string(c.Action), DeploymentID: c.DeploymentID,
-				What: pinWhat(c), Reason: c.Reason, Change: c.ChangeID})
-		}
+	switch {
+	case errors.Is(err, store.ErrBadCursor):
+		s.fail(w, r, sess, http.StatusBadRequest, "Stale page", "That page of the audit log is not one this manager gave out. Start again from the newest entries.")
+		return
+	case err != nil:
+		s.log.Error("audit page", "err", err)
+		d.Problem = "The audit log could not be read; the manager log has the details."
 	}
-	if (d.Kind == "" || !pinKind) && d.Change == "" {
-		chs, err := s.fleet.DeploymentChanges(r.Context(), d.Deployment, fetch)
-		if err != nil {
-			s.log.Error("audit page: deployment changes", "err", err)
-			d.Problem = "The token and deletion history could not be read; the manager log has the details."
-		}
-		for _, c := range chs {
-			all = append(all, auditEntry{At: c.At, By: c.By, Kind: string(c.Action), DeploymentID: c.DeploymentID,
-				What: c.Detail, Reason: c.Reason})
-		}
+	for _, e := range entries {
+		d.Entries = append(d.Entries, describeAudit(e))
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].At.After(all[j].At) })
-	for _, e := range all {
-		if (d.By != "" && e.By != d.By) || (d.Kind != "" && e.Kind != d.Kind) || (d.Change != "" && e.Change != d.Change) {
-			continue
-		}
-		if len(d.Entries) == d.Limit {
-			if d.Limit < auditMaxPage {
-				d.More = "/audit" + string(query("deployment", d.Deployment, "by", d.By, "kind", d.Kind, "change", d.Change,
-					"limit", strconv.Itoa(min(d.Limit*4, auditMaxPage))))
-			}
-			break
-		}
-		d.Entries = append(d.Entries, e)
+	keep := func(cursor string) string {
+		return "/audit" + string(query("actor", d.Actor, "action", d.Action, "deployment", d.Deployment, "customer", d.Customer,
+			"outcome", d.Outcome, "since", d.Since, "until", d.Until, "limit", q.Get("limit"), "cursor", cursor))
+	}
+	if next != "" {
+		d.Older = keep(next)
+	}
+	if f.After != "" {
+		d.Newest = keep("")
 	}
 	s.render(w, r, sess, http.StatusOK, "audit", "Audit", d)
 }
 
-// pinWhat says what a pin change did to the desired release, in words.
-func pinWhat(c fleet.PinChange) string {
-	var to string
-	switch c.Action {
-	case fleet.ActionUnpin:
-		to = "follows the latest, " + c.To
+// changeEntries are the entries of one pin change among the newest
+// auditChangeScan pin entries matching f. A change's entries share one instant,
+// so the scan stops at the page where they were found.
+func (s *Server) changeEntries(r *http.Request, f store.AuditFilter, change string) ([]store.AuditEntry, error) {
+	f.Action, f.Limit, f.After = store.ActionPinPrefix, 1000, ""
+	var out []store.AuditEntry
+	for scanned := 0; scanned < auditChangeScan; scanned += f.Limit {
+		page, next, err := s.audit.ListAudit(r.Context(), f)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			if auditDetail(e).ChangeID == change {
+				out = append(out, e)
+			}
+		}
+		if len(out) > 0 || next == "" {
+			break
+		}
+		f.After = next
+	}
+	return out, nil
+}
+
+// auditDetails are the Detail fields the page puts in words.
+type auditDetails struct {
+	ChangeID string `json:"change_id"`
+	From     string `json:"from_release"`
+	To       string `json:"to_release"`
+	Running  string `json:"running_release"`
+	What     string `json:"what"`
+	Remote   string `json:"remote"`
+	Left     int64  `json:"failures_not_recorded_before"`
+}
+
+func auditDetail(e store.AuditEntry) auditDetails {
+	var d auditDetails
+	_ = json.Unmarshal([]byte(e.Detail), &d) // what is not an object says nothing here
+	return d
+}
+
+// describeAudit puts an entry's particulars in words.
+func describeAudit(e store.AuditEntry) auditEntry {
+	d := auditDetail(e)
+	out := auditEntry{AuditEntry: e}
+	switch {
+	case strings.HasPrefix(e.Action, store.ActionPinPrefix):
+		out.Change = d.ChangeID
+		to := "pinned to " + d.To
+		if e.Action == store.ActionPinPrefix+"unpin" {
+			to = "follows the latest, " + d.To
+		}
+		out.What = "desired " + orNone(d.From) + " → " + to + " (was running " + orDash(d.Running) + ")"
+	case d.What != "":
+		out.What = d.What
+	case e.Action == store.ActionSignIn && d.Remote != "":
+		out.What = "from " + d.Remote
+		if d.Left > 0 {
+			out.What += " (" + strconv.FormatInt(d.Left, 10) + " failed sign-ins before it not recorded)"
+		}
+	case e.Action == store.ActionTokenCreate || e.Action == store.ActionTokenRevoke:
+		out.What = "API token " + e.Target
 	default:
-		to = "pinned to " + c.To
+		out.What = e.Detail
 	}
-	from := c.From
-	if from == "" {
-		from = "none"
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
 	}
-	return "desired " + from + " → " + to + " (was running " + orDash(c.Running) + ")"
+	return s
 }
 
 func orDash(s string) string {

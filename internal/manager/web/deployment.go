@@ -402,7 +402,7 @@ func (s *Server) rollbackAction(w http.ResponseWriter, r *http.Request, sess *Se
 func (s *Server) pinChange(w http.ResponseWriter, r *http.Request, sess *Session, action fleet.PinAction, release string) {
 	id := r.PathValue("id")
 	res, err := s.fleet.Pin(r.Context(), registry.PinRequest{Select: registry.Selector{IDs: []string{id}}, Action: action,
-		Release: release, By: sess.Token.Name, Reason: r.PostFormValue("reason")})
+		Release: release, By: sess.Token.Name, ByRole: string(sess.Token.Role), Reason: r.PostFormValue("reason")})
 	switch {
 	case err == nil && len(res.Changes) == 0:
 		s.showDeployment(w, r, sess, http.StatusOK, "", &res)

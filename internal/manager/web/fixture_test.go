@@ -28,6 +28,7 @@ type fixture struct {
 	reg   *registry.Registry
 	tel   *telstore.Store
 	keys  *tokens.Keyring
+	st    *duckdb.Store
 	web   *web.Server
 	h     http.Handler
 	token map[auth.Role]string // the secret of the token of each role
@@ -60,10 +61,10 @@ func newFixture(t testing.TB, settings web.Settings) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tel.Close() })
-	keys := tokens.New(st, nil)
-	f := &fixture{t: t, clk: clk, reg: reg, tel: tel, keys: keys, token: map[auth.Role]string{}}
+	keys := tokens.New(st, nil, clk)
+	f := &fixture{t: t, clk: clk, reg: reg, tel: tel, keys: keys, st: st, token: map[auth.Role]string{}}
 	for _, role := range []auth.Role{auth.RoleViewer, auth.RoleOperator, auth.RoleAdmin} {
-		secret, _, err := keys.Create(ctx, "alice-"+string(role), role)
+		secret, _, err := keys.Create(ctx, auth.APIToken{}, "alice-"+string(role), role)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +73,9 @@ func newFixture(t testing.TB, settings web.Settings) *fixture {
 	settings.Clock = clk
 	if settings.Telemetry == nil {
 		settings.Telemetry = tel
+	}
+	if settings.Audit == nil {
+		settings.Audit = st
 	}
 	f.web, err = web.New(reg, keys, settings)
 	if err != nil {
@@ -136,7 +140,7 @@ var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // csrf reads the CSRF token from a page the browser can see, as a form would.
 func (b *browser) csrf() string {
 	b.f.t.Helper()
-	body := b.get("/audit").Body.String()
+	body := b.get("/notifications").Body.String()
 	m := csrfRE.FindStringSubmatch(body)
 	if m == nil {
 		b.f.t.Fatalf("no CSRF token on the page:\n%s", body)

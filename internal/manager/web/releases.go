@@ -463,7 +463,7 @@ func (s *Server) bulkAction(w http.ResponseWriter, r *http.Request, sess *Sessio
 		return
 	}
 	res, err := s.fleet.Pin(r.Context(), registry.PinRequest{Select: registry.Selector{IDs: plan.IDs()},
-		Action: fleet.PinAction(b.Action), Release: b.Target, By: sess.Token.Name, Reason: b.Reason})
+		Action: fleet.PinAction(b.Action), Release: b.Target, By: sess.Token.Name, ByRole: string(sess.Token.Role), Reason: b.Reason})
 	if err != nil {
 		status, msg := http.StatusInternalServerError, "The change could not be stored; nothing was changed. The manager log has the details."
 		switch {

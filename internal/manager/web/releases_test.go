@@ -291,7 +291,7 @@ func TestBulkPinPreviewListsExactlyWhatTheConfirmationChanges(t *testing.T) {
 		t.Fatalf("the change's audit page has %d rows, want 3:\n%s", len(rows), audit)
 	}
 	for _, r := range rows {
-		for _, w := range []string{`data-action="pin"`, "alice-operator", "2.0.0 fails checkouts &lt;script&gt;alert(1)&lt;/script&gt;", "pinned to 1.9.0"} {
+		for _, w := range []string{`data-action="pin.pin"`, "alice-operator", "2.0.0 fails checkouts &lt;script&gt;alert(1)&lt;/script&gt;", "pinned to 1.9.0"} {
 			if !strings.Contains(r, w) {
 				t.Errorf("audit row lacks %q:\n%s", w, r)
 			}
@@ -429,7 +429,7 @@ func (conflicting) Pin(context.Context, registry.PinRequest) (registry.PinResult
 
 func TestBulkConflictIsSaidInWords(t *testing.T) {
 	f := releaseFleet(t)
-	w, err := web.New(conflicting{f.reg}, f.keys, web.Settings{Clock: f.clk, Telemetry: f.tel})
+	w, err := web.New(conflicting{f.reg}, f.keys, web.Settings{Clock: f.clk, Telemetry: f.tel, Audit: f.st})
 	if err != nil {
 		t.Fatal(err)
 	}

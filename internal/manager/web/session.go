@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // cookieName is the session cookie; its value is the session id, which the
@@ -289,8 +292,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	tok, ok := s.keys.Lookup(strings.TrimSpace(r.PostForm.Get("token")))
 	if !ok {
 		s.log.Info("dashboard sign-in refused", "remote", r.RemoteAddr)
+		// Only that a sign-in failed and from where: what was typed may be a
+		// secret mistyped, and it is not for the log.
+		if record, left := s.refused.take(s.clock.Now()); record {
+			if err := s.auditSignIn(r, auth.APIToken{}, store.OutcomeFailed, left); err != nil {
+				s.log.Error("audit a refused dashboard sign-in", "err", err)
+			}
+		}
 		s.render(w, r, nil, http.StatusUnauthorized, "login", "Sign in", loginData{Next: next,
 			Error: "That token is not valid, or it has been revoked. Use an API token an admin created (POST /api/v1/tokens), or the admin token the manager printed at its first start."})
+		return
+	}
+	// A sign-in the audit log cannot record does not happen.
+	if err := s.auditSignIn(r, tok, store.OutcomeSucceeded, 0); err != nil {
+		s.log.Error("audit a dashboard sign-in", "err", err)
+		s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign in", "The manager could not record the sign-in in its audit log; its log has details.")
 		return
 	}
 	id, _, err := s.sessions.create(tok)
@@ -336,4 +352,59 @@ func textValues(v url.Values) bool {
 		}
 	}
 	return true
+}
+
+// auditSignIn records a dashboard sign-in by tok (the zero token when it
+// failed), the address it came from and, for a failure, how many failures
+// before it were left out of the log.
+func (s *Server) auditSignIn(r *http.Request, tok auth.APIToken, outcome string, left int64) error {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	detail, _ := json.Marshal(struct {
+		Remote string `json:"remote"`
+		Left   int64  `json:"failures_not_recorded_before,omitempty"`
+	}{host, left})
+	return s.audit.AppendAudit(r.Context(), []store.AuditEntry{{At: s.clock.Now().UTC(), Actor: tok.Name, ActorRole: string(tok.Role),
+		Action: store.ActionSignIn, Outcome: outcome, Detail: string(detail)}})
+}
+
+// Failed sign-ins reach the audit log in a burst of refusedBurst, then one
+// every refusedEvery: anyone can post wrong tokens to /login, and each entry
+// is a write to the manager's disk. The ones left out are counted, and the
+// next entry written says how many.
+const (
+	refusedBurst = 20
+	refusedEvery = 6 * time.Second
+)
+
+// refusedSignIns is a token bucket over failed sign-ins.
+type refusedSignIns struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	skipped int64
+}
+
+// take says whether a failure at now is written, and how many were left out
+// since the last one that was.
+func (b *refusedSignIns) take(now time.Time) (record bool, left int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.tokens = refusedBurst
+	} else if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(refusedBurst, b.tokens+float64(d)/float64(refusedEvery))
+	}
+	if !now.Before(b.last) {
+		b.last = now
+	}
+	if b.tokens < 1 {
+		b.skipped++
+		return false, 0
+	}
+	b.tokens--
+	left, b.skipped = b.skipped, 0
+	return true, left
 }

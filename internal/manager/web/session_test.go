@@ -114,7 +114,7 @@ func TestRevokedTokenEndsItsSessions(t *testing.T) {
 	f := newFixture(t, web.Settings{})
 	b := f.signIn(auth.RoleViewer)
 	tok, _ := f.keys.Lookup(f.token[auth.RoleViewer])
-	if err := f.keys.Delete(t.Context(), tok.ID); err != nil {
+	if err := f.keys.Delete(t.Context(), auth.APIToken{}, tok.ID); err != nil {
 		t.Fatal(err)
 	}
 	if res := b.get("/audit"); res.Code != http.StatusSeeOther {

@@ -10,6 +10,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/manager/api"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // Keyring is what the dashboard needs of operator tokens: signing in with one,
@@ -41,6 +43,9 @@ type Settings struct {
 	Telemetry api.Telemetry
 	// Notifications is nil when no webhook is configured.
 	Notifications api.Notifications
+	// Audit is the audit log: the audit page reads it and every sign-in is
+	// written to it. Required.
+	Audit store.Audit
 	// SessionIdle ends a session unused this long (default 12h); SessionMax ends
 	// any session this long after sign-in (default 7 days).
 	SessionIdle, SessionMax time.Duration
@@ -55,12 +60,15 @@ type Server struct {
 	keys  Keyring
 	tel   api.Telemetry
 	notes api.Notifications
+	audit store.Audit
 	log   *slog.Logger
 	clock clock.Clock
 
 	pages    *pages
 	assets   *assets
 	sessions *sessions
+	// refused bounds the failed sign-ins written to the audit log.
+	refused refusedSignIns
 
 	// closing ends live streams (log tail, refresh) at shutdown.
 	closing context.Context
@@ -81,6 +89,9 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	if v := reflect.ValueOf(s.Notifications); s.Notifications != nil && v.Kind() == reflect.Pointer && v.IsNil() {
 		s.Notifications = nil
 	}
+	if s.Audit == nil {
+		return nil, errors.New("dashboard: no audit log")
+	}
 	as, err := loadAssets()
 	if err != nil {
 		return nil, fmt.Errorf("dashboard assets: %w", err)
@@ -92,7 +103,7 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	closing, end := context.WithCancel(context.Background())
 	clk := clock.Or(s.Clock)
 	return &Server{
-		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, log: s.Logger, clock: clk,
+		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, audit: s.Audit, log: s.Logger, clock: clk,
 		pages: ps, assets: as, sessions: newSessions(clk, s),
 		closing: closing, end: end, tails: make(chan struct{}, maxTails),
 	}, nil

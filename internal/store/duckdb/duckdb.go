@@ -38,6 +38,7 @@ type Store struct {
 }
 
 var _ store.Fleet = (*Store)(nil)
+var _ store.Audit = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dataDir and applies pending migrations.
 func Open(ctx context.Context, dataDir string) (*Store, error) {
@@ -187,6 +188,44 @@ CREATE TABLE deployment_changes (
 	deployment_id VARCHAR NOT NULL,
 	detail        VARCHAR NOT NULL
 );`,
+	// The one audit log (store.Audit). seq orders entries written in the same
+	// microsecond and makes the cursor; id is the caller's, or '' for one
+	// derived from at and seq when read. The pin and deployment trails written
+	// so far are copied in, in time order.
+	5: `
+CREATE SEQUENCE audit_seq;
+CREATE TABLE audit (
+	seq           BIGINT NOT NULL DEFAULT nextval('audit_seq'),
+	id            VARCHAR NOT NULL,
+	happened_at   TIMESTAMPTZ NOT NULL,
+	actor         VARCHAR NOT NULL,
+	actor_role    VARCHAR NOT NULL,
+	action        VARCHAR NOT NULL,
+	deployment_id VARCHAR NOT NULL,
+	customer      VARCHAR NOT NULL,
+	target        VARCHAR NOT NULL,
+	outcome       VARCHAR NOT NULL,
+	reason        VARCHAR NOT NULL,
+	detail        VARCHAR NOT NULL
+);
+INSERT INTO audit (id, happened_at, actor, actor_role, action, deployment_id, customer, target, outcome, reason, detail)
+SELECT '', happened_at, actor, '', action, deployment_id, customer, target, 'succeeded', reason, detail FROM (
+	SELECT p.changed_at AS happened_at, 0 AS src, p.seq AS s, p.actor, 'pin.' || p.action AS action, p.deployment_id,
+		coalesce(d.customer, '') AS customer, p.to_release AS target, p.reason,
+		json_object('change_id', p.change_id, 'from_release', p.from_release, 'to_release', p.to_release,
+			'running_release', p.running_release)::VARCHAR AS detail
+	FROM pin_changes p LEFT JOIN deployments d ON d.id = p.deployment_id
+	UNION ALL
+	SELECT c.changed_at, 1, c.seq, c.actor, 'deployment.' || c.action, c.deployment_id, coalesce(d.customer, ''), '', c.reason,
+		CASE WHEN c.detail = '' THEN '{}' ELSE json_object('what', c.detail)::VARCHAR END
+	FROM deployment_changes c LEFT JOIN deployments d ON d.id = c.deployment_id
+	ORDER BY happened_at, src, s
+);
+CREATE INDEX audit_at ON audit (happened_at);
+CREATE INDEX audit_actor ON audit (actor);
+CREATE INDEX audit_action ON audit (action);
+CREATE INDEX audit_deployment ON audit (deployment_id);
+CREATE INDEX audit_customer ON audit (customer);`,
 }
 
 // rollout is the release-tracking state of a deployment, kept as one JSON column.
@@ -202,8 +241,11 @@ type rollout struct {
 	TelemetryLoss *fleet.TelemetryLoss `json:"telemetry_loss,omitempty"`
 }
 
-func (s *Store) migrate(ctx context.Context) error {
-	return duckfile.Migrate(ctx, s.db, migrations, func(tx *sql.Tx) (int, error) {
+func (s *Store) migrate(ctx context.Context) error { return migrateTo(ctx, s.db, migrations) }
+
+// migrateTo applies migs (a prefix of migrations, in tests of a migration).
+func migrateTo(ctx context.Context, db *sql.DB, migs []string) error {
+	return duckfile.Migrate(ctx, db, migs, func(tx *sql.Tx) (int, error) {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
 			return 0, err
 		}
@@ -410,7 +452,10 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 				return err
 			}
 		}
-		return app.Close()
+		if err := app.Close(); err != nil {
+			return err
+		}
+		return appendAudit(dc, pinAudit(recs, changes))
 	})
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)

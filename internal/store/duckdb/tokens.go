@@ -23,10 +23,16 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// appendChanges writes deployment changes to their trail and to the audit log;
+// DeleteDeployment calls it before the deletion so the entry names the
+// deployment's customer.
 func appendChanges(ctx context.Context, tx *sql.Tx, changes []fleet.DeploymentChange) error {
 	for _, c := range changes {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO deployment_changes (changed_at, actor, reason, action, deployment_id, detail) VALUES (?, ?, ?, ?, ?, ?)`,
 			c.At.UTC(), c.By, c.Reason, string(c.Action), c.DeploymentID, c.Detail); err != nil {
+			return err
+		}
+		if err := insertAudit(ctx, tx, store.DeploymentAudit(c, "")); err != nil {
 			return err
 		}
 	}
@@ -104,6 +110,9 @@ func (s *Store) SetDeploymentTokens(ctx context.Context, t store.DeploymentToken
 // DeleteDeployment implements store.Fleet.
 func (s *Store) DeleteDeployment(ctx context.Context, id string, change fleet.DeploymentChange) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := appendChanges(ctx, tx, []fleet.DeploymentChange{change}); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM deployments WHERE id = ?`, id)
 		if err != nil {
 			return err
@@ -111,10 +120,8 @@ func (s *Store) DeleteDeployment(ctx context.Context, id string, change fleet.De
 		if n, _ := res.RowsAffected(); n == 0 {
 			return store.ErrNotFound
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM deployment_tokens WHERE deployment_id = ?`, id); err != nil {
-			return err
-		}
-		return appendChanges(ctx, tx, []fleet.DeploymentChange{change})
+		_, err = tx.ExecContext(ctx, `DELETE FROM deployment_tokens WHERE deployment_id = ?`, id)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete deployment %s: %w", id, err)

@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every store backend must pass: a
 // backend's test calls Run with a function that opens it, and the suite checks
-// the store.Fleet and store.Notifications contracts, reopening the backend to
+// the store.Fleet (audit log included) and store.Notifications contracts, reopening the backend to
 // check that what was written is kept.
 package storetest
 
@@ -35,6 +35,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("PinsAndAuditCommitTogether", func(t *testing.T) { testPins(t, open) })
 	t.Run("DeploymentTokensRotateRevokeDelete", func(t *testing.T) { testDeploymentTokens(t, open) })
 	t.Run("Notifications", func(t *testing.T) { testNotifications(t, open) })
+	t.Run("AuditLog", func(t *testing.T) { testAudit(t, open) })
+	t.Run("AuditTrailsReachTheAuditLog", func(t *testing.T) { testAuditTrails(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
