@@ -57,6 +57,10 @@ type Commands interface {
 	// invocation, ErrConflict (with the stored invocation) if the move is not
 	// forward.
 	AdvanceInvocation(ctx context.Context, inv Invocation) (Invocation, error)
+	// CancelInvocation moves a queued invocation to cancelled with reason, at
+	// at; ErrNotFound if there is none, ErrConflict (with the stored invocation)
+	// if it is no longer queued: one already handed to an agent may be running.
+	CancelInvocation(ctx context.Context, id, reason string, at time.Time) (Invocation, error)
 	// GetInvocation returns one invocation; ErrNotFound if there is none.
 	GetInvocation(ctx context.Context, id string) (Invocation, error)
 	// ListInvocations returns up to f.Limit invocations matching f, newest

@@ -90,6 +90,23 @@ func (s *Store) AdvanceInvocation(ctx context.Context, inv store.Invocation) (st
 	return got, fmt.Errorf("invocation %s is %s, cannot move to %s: %w", inv.ID, got.State, inv.State, store.ErrConflict)
 }
 
+// CancelInvocation implements store.Commands.
+func (s *Store) CancelInvocation(ctx context.Context, id, reason string, at time.Time) (store.Invocation, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE command_invocations SET state = 'cancelled', state_reason = ?, finished_at = ?
+		WHERE id = ? AND state = 'queued'`, reason, at.UTC(), id)
+	if err := s.checkWrite(err); err != nil {
+		return store.Invocation{}, fmt.Errorf("cancel invocation %s: %w", id, err)
+	}
+	got, gerr := s.GetInvocation(ctx, id)
+	if gerr != nil {
+		return store.Invocation{}, gerr
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return got, fmt.Errorf("invocation %s is %s, only a queued one can be cancelled: %w", id, got.State, store.ErrConflict)
+	}
+	return got, nil
+}
+
 // GetInvocation implements store.Commands.
 func (s *Store) GetInvocation(ctx context.Context, id string) (store.Invocation, error) {
 	invs, _, err := s.invocations(ctx, "get invocation "+id, `SELECT `+invocationColumns+` FROM command_invocations WHERE id = ?`, 0, id)

@@ -82,6 +82,12 @@ func testCommands(t *testing.T, open Opener) {
 		t.Fatalf("invocation after reopen = %+v (params %s)", got, params)
 	}
 
+	if got, err := s.CancelInvocation(ctx, "i1", "no longer needed", t0); !errors.Is(err, store.ErrConflict) || got.State != command.StateFailed {
+		t.Fatalf("cancelling a failed invocation: %+v, %v; want ErrConflict", got.State, err)
+	}
+	if _, err := s.CancelInvocation(ctx, "nope", "x", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cancelling an unknown invocation: err = %v, want ErrNotFound", err)
+	}
 	pend, err := s.PendingInvocations(ctx, "a")
 	if err != nil || len(pend) != 1 || pend[0].ID != "i2" {
 		t.Fatalf("pending of a = %+v, %v; want i2", pend, err)
@@ -115,6 +121,15 @@ func testCommands(t *testing.T, open Opener) {
 			t.Errorf("%s: %q, %v; want %q", name, ids(page), err, c.want)
 		}
 	}
+	cx := inv("i6", "c", "flush", t0.Add(-time.Hour))
+	if err := s.CreateInvocations(ctx, []store.Invocation{cx}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.CancelInvocation(ctx, "i6", "no longer needed", t0.Add(time.Second)); err != nil || got.State != command.StateCancelled ||
+		got.StateReason != "no longer needed" || !got.FinishedAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("cancel queued = %+v, %v", got, err)
+	}
+
 }
 
 func ids(invs []store.Invocation) string {
