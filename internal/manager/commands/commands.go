@@ -9,6 +9,7 @@ package commands
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -87,8 +88,9 @@ type Request struct {
 // Settings are the service's collaborators; zero values are safe except Audit,
 // without which nothing is audited.
 type Settings struct {
-	Logger     *slog.Logger
-	Clock      clock.Clock
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Rand is the source of invocation ids (crypto/rand when nil).
 	Rand       io.Reader
 	Registerer prometheus.Registerer
 	Audit      store.Audit
@@ -186,7 +188,7 @@ func (s *Service) newID() (string, error) {
 	var b [16]byte
 	r := s.rand
 	if r == nil {
-		return "", errors.New("commands: no source of randomness")
+		r = rand.Reader
 	}
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return "", fmt.Errorf("commands: invocation id: %w", err)
@@ -334,11 +336,14 @@ func (s *Service) List(ctx context.Context, f store.InvocationFilter) ([]store.I
 
 // Wait returns invocation id once it is final, or as it is when ctx ends.
 func (s *Service) Wait(ctx context.Context, id string) (store.Invocation, error) {
+	// ctx bounds the wait, not the reads: the answer at the end of the wait is
+	// the invocation as it is then, not an error.
+	read := context.WithoutCancel(ctx)
 	for {
 		s.mu.Lock()
 		ch := s.finished
 		s.mu.Unlock()
-		inv, err := s.st.GetInvocation(ctx, id)
+		inv, err := s.st.GetInvocation(read, id)
 		if err != nil || inv.State.Final() {
 			return inv, err
 		}
