@@ -307,6 +307,9 @@ func (m *Manager) URL() string { return "http://" + m.Addr() }
 // Registry exposes the live fleet to in-process callers (the demo, tests).
 func (m *Manager) Registry() *registry.Registry { return m.reg }
 
+// Commands returns the remote-command service (for tests that play an agent).
+func (m *Manager) Commands() *commands.Service { return m.cmds }
+
 // Wait blocks until the HTTP or the OTLP/gRPC server stops on its own (an error) or
 // ctx ends.
 func (m *Manager) Wait(ctx context.Context) error {
