@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"google.golang.org/protobuf/proto"
 
@@ -102,6 +103,66 @@ func TestPollingAgentGetsCommandsInItsReplies(t *testing.T) {
 		t.Fatalf("reply to an update carries %v, want an ack", m)
 	}
 	if inv, _ := f.cmds.Get(ctx, first); inv.State != command.StateSucceeded || inv.HTTPStatus != 204 {
+		t.Fatalf("stored %+v", inv)
+	}
+}
+
+// readReply reads one OpAMP message from a WebSocket (after its header byte).
+func readReply(t *testing.T, c *websocket.Conn) *protobufs.ServerToAgent {
+	t.Helper()
+	_, b, err := c.ReadMessage()
+	if err != nil || len(b) == 0 {
+		t.Fatalf("read: %v", err)
+	}
+	var m protobufs.ServerToAgent
+	if err := proto.Unmarshal(b[1:], &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+// A push agent gets an invocation the moment it is queued, over its open
+// WebSocket, and the ack of its result in the reply to the update.
+func TestPushAgentGetsCommandsAtOnce(t *testing.T) {
+	f := newOpAMP(t, 0)
+	ctx := context.Background()
+	specs := []command.Spec{{Name: "flush", HTTP: &command.HTTPHandler{URL: "http://localhost:9/flush"}}}
+	if _, err := f.reg.CreateRelease(ctx, fleet.Release{Stack: "app", Version: "1.0", Commands: specs}); err != nil {
+		t.Fatal(err)
+	}
+	c := dialOpAMP(t, f)
+	if err := c.WriteMessage(websocket.BinaryMessage, append([]byte{0}, agentMessage(t)...)); err != nil {
+		t.Fatal(err)
+	}
+	readReply(t, c)
+	invs, err := f.cmds.Invoke(ctx, commands.Request{Actor: commands.Actor{Name: "alice"}, Select: registry.Selector{IDs: []string{"acme-prod"}},
+		Command: "flush", Reason: "ticket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := readReply(t, c).CustomMessage
+	if m.GetType() != command.MessageInvoke {
+		t.Fatalf("pushed %v, want the invocation", m)
+	}
+	body, err := command.DecodeInvocations(m.Data)
+	if err != nil || len(body.Invocations) != 1 || body.Invocations[0].ID != invs[0].ID {
+		t.Fatalf("pushed %+v, %v", body, err)
+	}
+	if inv, _ := f.cmds.Get(ctx, invs[0].ID); inv.State != command.StateDelivered {
+		t.Fatalf("pushed invocation is %s, want delivered", inv.State)
+	}
+	up, err := proto.Marshal(&protobufs.AgentToServer{InstanceUid: bytes.Repeat([]byte{7}, 16), SequenceNum: 2,
+		CustomMessage: command.Message(command.MessageUpdate, command.Updates{Updates: []command.Update{{ID: invs[0].ID, State: command.StateFailed, Reason: "exit 2"}}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteMessage(websocket.BinaryMessage, append([]byte{0}, up...)); err != nil {
+		t.Fatal(err)
+	}
+	if m := readReply(t, c).CustomMessage; m.GetType() != command.MessageAck {
+		t.Fatalf("reply to the update carries %v, want the ack", m)
+	}
+	if inv, _ := f.cmds.Get(ctx, invs[0].ID); inv.State != command.StateFailed || inv.StateReason != "exit 2" {
 		t.Fatalf("stored %+v", inv)
 	}
 }

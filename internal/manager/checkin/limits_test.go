@@ -59,11 +59,13 @@ func newOpAMP(t testing.TB, limit int64) *opampFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmds, err := commands.New(st, reg, commands.Settings{})
+	// Invocations are pushed through the check-in server created next.
+	var cs *checkin.Server
+	cmds, err := commands.New(st, reg, commands.Settings{Push: func(ctx context.Context, ids []string) { cs.PushCommands(ctx, ids) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := checkin.New(reg, checkin.Settings{MaxMessageBytes: limit, Commands: cmds})
+	cs, err = checkin.New(reg, checkin.Settings{MaxMessageBytes: limit, Commands: cmds})
 	if err != nil {
 		t.Fatal(err)
 	}
