@@ -119,6 +119,15 @@ type Service struct {
 	mu       sync.Mutex
 	finished chan struct{}
 
+	// Most check-ins find nothing to send; idle spares them the store. It
+	// holds, per deployment found with nothing pending, the queued count at the
+	// time of that read; queued counts what Invoke queued per deployment. A
+	// deployment is idle while the two agree, so an invocation queued during a
+	// read is never missed. Both hold at most one entry per deployment.
+	idleMu sync.Mutex
+	idle   map[string]uint64
+	queued map[string]uint64
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -129,7 +138,7 @@ func New(st store.Commands, f Fleet, s Settings) (*Service, error) {
 		return nil, errors.New("commands: a store and a fleet are required")
 	}
 	svc := &Service{st: st, fleet: f, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, audit: s.Audit, push: s.Push,
-		sweep: s.SweepInterval, finished: make(chan struct{})}
+		sweep: s.SweepInterval, finished: make(chan struct{}), idle: map[string]uint64{}, queued: map[string]uint64{}}
 	if svc.log == nil {
 		svc.log = slog.New(slog.DiscardHandler)
 	}
@@ -209,6 +218,9 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 	if len(req.Reason) > command.MaxReasonBytes || len(req.Actor.Name) > command.MaxReasonBytes {
 		return nil, fmt.Errorf("reason of %d bytes, at most %d: %w", len(req.Reason), command.MaxReasonBytes, ErrInvalid)
 	}
+	if len(req.Params) > command.MaxParams {
+		return nil, fmt.Errorf("%d parameters, at most %d: %w", len(req.Params), command.MaxParams, ErrInvalid)
+	}
 	if !command.ValidName(req.Command) {
 		return nil, fmt.Errorf("command name %.80q: %w", req.Command, ErrInvalid)
 	}
@@ -260,6 +272,10 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 		inv.Deadline = now.Add(timeout + allowance)
 		if inv.StateReason != "" {
 			inv.State, inv.FinishedAt = command.StateRefused, now
+			if inv.Params == nil && len(req.Params) > 0 {
+				// The audit trail shows what was asked, even what was refused.
+				inv.Params = asked(req.Params)
+			}
 		}
 		invs = append(invs, inv)
 	}
@@ -275,11 +291,37 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 			queued = append(queued, inv.DeploymentID)
 		}
 	}
+	s.idleMu.Lock()
+	for _, id := range queued {
+		s.queued[id]++
+	}
+	s.idleMu.Unlock()
 	s.appendAudit(ctx, entries)
 	if len(queued) > 0 && s.push != nil {
 		s.push(ctx, queued)
 	}
 	return invs, nil
+}
+
+// asked is the raw parameters of a refused invocation as the audit trail
+// keeps them: scalars as given (strings cut to command.MaxStringParam), anything
+// else named by its kind only, so a hostile request cannot fill the store.
+func asked(raw map[string]any) command.Params {
+	out := make(command.Params, len(raw))
+	for k, v := range raw {
+		switch x := v.(type) {
+		case string:
+			if len(x) > command.MaxStringParam {
+				x = x[:command.MaxStringParam]
+			}
+			out[k] = x
+		case bool, float64, int64, json.Number, nil:
+			out[k] = x
+		default:
+			out[k] = fmt.Sprintf("(a %T)", v)
+		}
+	}
+	return out
 }
 
 func orNone(release string) string {
@@ -418,9 +460,22 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // Call sent once the message is on its way, so they are recorded delivered; a
 // message that did not fit a reply is simply not sent, and goes next time.
 func (s *Service) Outgoing(ctx context.Context, id string) (msg *protobufs.CustomMessage, sent func()) {
+	s.idleMu.Lock()
+	gen := s.queued[id]
+	at, known := s.idle[id]
+	s.idleMu.Unlock()
+	if known && at == gen {
+		return nil, nil
+	}
 	pend, err := s.st.PendingInvocations(ctx, id)
 	if err != nil {
 		s.log.Warn("reading pending commands failed", "deployment", id, "err", err)
+		return nil, nil
+	}
+	if len(pend) == 0 {
+		s.idleMu.Lock()
+		s.idle[id] = gen
+		s.idleMu.Unlock()
 		return nil, nil
 	}
 	now := s.clk.Now().UTC()

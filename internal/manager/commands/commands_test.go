@@ -185,9 +185,9 @@ func TestInvokeChecksEachTargetBeforeQueuing(t *testing.T) {
 	if slices.Sort(f.pushed); !slices.Equal(f.pushed, []string{"poll", "push"}) {
 		t.Errorf("pushed %v, want the two queued", f.pushed)
 	}
-	bad := f.invoke(t, []string{"push"}, "row-count", map[string]any{"table": "secrets"})["push"]
-	if bad.State != command.StateRefused || !strings.Contains(bad.StateReason, "table") {
-		t.Errorf("parameter outside its schema: %s %q", bad.State, bad.StateReason)
+	bad := f.invoke(t, []string{"push"}, "row-count", map[string]any{"table": "secrets", "x": []any{1, 2}})["push"]
+	if bad.State != command.StateRefused || !strings.Contains(bad.StateReason, "x") || bad.Params["table"] != "secrets" || bad.Params["x"] != "(a []interface {})" {
+		t.Errorf("parameters outside the schema: %s %q, params kept %v", bad.State, bad.StateReason, bad.Params)
 	}
 	if _, err := f.svc.Invoke(context.Background(), commands.Request{Select: registry.Selector{IDs: []string{"push"}}, Command: "flush"}); !errors.Is(err, commands.ErrInvalid) {
 		t.Errorf("no reason: err = %v, want ErrInvalid", err)
