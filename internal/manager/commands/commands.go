@@ -257,17 +257,20 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 			inv.StateReason = fmt.Sprintf("release %s does not declare command %s", orNone(t.Release), req.Command)
 		default:
 			timeout = spec.EffectiveTimeout()
+			// The customer's refusal comes before any fault in the parameters:
+			// fixing them would not make the command run.
+			if t.Rule != nil {
+				if ok, why := t.Rule.Permits(req.Command); !ok {
+					inv.StateReason = why
+					break
+				}
+			}
 			params, err := command.ValidateParams(spec, req.Params)
 			if err != nil {
 				inv.StateReason = err.Error()
 				break
 			}
 			inv.Params = params
-			if t.Rule != nil {
-				if ok, why := t.Rule.Permits(req.Command); !ok {
-					inv.StateReason = why
-				}
-			}
 		}
 		inv.Deadline = now.Add(timeout + allowance)
 		if inv.StateReason != "" {

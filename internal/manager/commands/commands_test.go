@@ -189,6 +189,9 @@ func TestInvokeChecksEachTargetBeforeQueuing(t *testing.T) {
 	if bad.State != command.StateRefused || !strings.Contains(bad.StateReason, "x") || bad.Params["table"] != "secrets" || bad.Params["x"] != "(a []interface {})" {
 		t.Errorf("parameters outside the schema: %s %q, params kept %v", bad.State, bad.StateReason, bad.Params)
 	}
+	if c := f.invoke(t, []string{"closed"}, "row-count", map[string]any{"table": "secrets"})["closed"]; !strings.Contains(c.StateReason, "disabled") {
+		t.Errorf("a disabled deployment with bad parameters: %q, want the customer's refusal first", c.StateReason)
+	}
 	if _, err := f.svc.Invoke(context.Background(), commands.Request{Select: registry.Selector{IDs: []string{"push"}}, Command: "flush"}); !errors.Is(err, commands.ErrInvalid) {
 		t.Errorf("no reason: err = %v, want ErrInvalid", err)
 	}
