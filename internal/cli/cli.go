@@ -22,6 +22,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/cli/agentcmd"
 	"github.com/periscope-dev/periscope/internal/clock"
+	remote "github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/demo"
 	"github.com/periscope-dev/periscope/internal/fleet"
@@ -48,7 +49,7 @@ func newRoot(c clock.Clock) *cobra.Command {
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
 		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o),
-		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o))
+		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o))
 	return root
 }
 
@@ -416,9 +417,17 @@ func releasesCmd(o *opts) *cobra.Command {
 	}
 	list.Flags().StringVar(&stack, "stack", "", "only this stack")
 	var nr apitypes.NewRelease
+	var commandsFile string
 	create := &cobra.Command{
 		Use: "create VERSION", Short: "Publish a release of a stack", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if commandsFile != "" {
+				specs, err := readCommands(commandsFile)
+				if err != nil {
+					return err
+				}
+				nr.Commands = specs
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -430,11 +439,15 @@ func releasesCmd(o *opts) *cobra.Command {
 			}
 			return o.print(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Release %s of %s published (latest: %v).\n", r.Version, r.Stack, r.Latest)
+				if len(r.Commands) > 0 {
+					fmt.Fprintf(tw, "Declares %d command(s): %s.\n", len(r.Commands), strings.Join(remote.Names(r.Commands), ", "))
+				}
 			})
 		},
 	}
 	create.Flags().StringVar(&nr.Stack, "stack", "", "stack (product) name (required)")
 	create.Flags().StringVar(&nr.Notes, "notes", "", "release notes")
+	create.Flags().StringVar(&commandsFile, "commands", "", "YAML or JSON file of the remote commands the release declares")
 	create.MarkFlagRequired("stack")
 	cmd.AddCommand(list, create, adoptionCmd(o))
 	return cmd

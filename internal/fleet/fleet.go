@@ -72,6 +72,9 @@ type Deployment struct {
 	// TelemetryLoss is the telemetry its agent dropped after accepting it; nil
 	// while it has dropped none.
 	TelemetryLoss *TelemetryLoss `json:"telemetry_loss,omitempty"`
+	// CommandRule is the customer's rule for remote commands, as its agent last
+	// reported it; nil until an agent reports one.
+	CommandRule *command.Rule `json:"command_rule,omitempty"`
 }
 
 // Regression is the evidence that a release made a deployment worse: its

@@ -27,6 +27,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api"
 	"github.com/periscope-dev/periscope/internal/manager/auditlog"
 	"github.com/periscope-dev/periscope/internal/manager/checkin"
+	"github.com/periscope-dev/periscope/internal/manager/commands"
 	"github.com/periscope-dev/periscope/internal/manager/export"
 	"github.com/periscope-dev/periscope/internal/manager/ingest"
 	"github.com/periscope-dev/periscope/internal/manager/notify"
@@ -38,6 +39,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -71,6 +73,7 @@ type Manager struct {
 	notify  *notify.Notifier // nil when no webhook is configured
 	keys    *tokens.Keyring
 	checkin *checkin.Server
+	cmds    *commands.Service
 	srv     *http.Server
 	ln      net.Listener
 	ingest  *ingest.Ingest
@@ -180,8 +183,20 @@ func (m *Manager) start(ctx context.Context) error {
 	if err := m.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
+	// The audit log is the fleet store's once it keeps one (store.Audit).
+	audit, _ := any(m.store).(store.Audit)
+	m.cmds, err = commands.New(m.store, m.reg, commands.Settings{Logger: m.log.With("component", "commands"), Clock: m.set.Clock, Rand: m.set.Rand,
+		Registerer: reg, Audit: audit,
+		// m.checkin exists before the server serves, and only requests invoke commands.
+		Push: func(ctx context.Context, ids []string) { m.checkin.PushCommands(ctx, ids) }})
+	if err != nil {
+		return err
+	}
+	if err := m.cmds.Start(ctx); err != nil {
+		return err
+	}
 	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval,
-		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes), VendorRedaction: m.cfg.Redaction})
+		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes), VendorRedaction: m.cfg.Redaction, Commands: m.cmds})
 	if err != nil {
 		return err
 	}
@@ -208,7 +223,7 @@ func (m *Manager) start(ctx context.Context) error {
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
-	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify).WithAudit(m.store)
+	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify).WithAudit(m.store).WithCommands(m.cmds)
 	a.Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
@@ -302,6 +317,9 @@ func (m *Manager) URL() string { return "http://" + m.Addr() }
 // Registry exposes the live fleet to in-process callers (the demo, tests).
 func (m *Manager) Registry() *registry.Registry { return m.reg }
 
+// Commands returns the remote-command service (for tests that play an agent).
+func (m *Manager) Commands() *commands.Service { return m.cmds }
+
 // Wait blocks until the HTTP or the OTLP/gRPC server stops on its own (an error) or
 // ctx ends.
 func (m *Manager) Wait(ctx context.Context) error {
@@ -358,6 +376,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.checkin != nil {
 			errs = append(errs, m.checkin.Shutdown(ctx))
+		}
+		if m.cmds != nil {
+			errs = append(errs, m.cmds.Shutdown(ctx))
 		}
 		if m.reg != nil {
 			errs = append(errs, m.reg.Shutdown(ctx))

@@ -24,6 +24,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/commands"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/store"
@@ -85,6 +86,8 @@ type API struct {
 	notes Notifications
 	// audit is nil until WithAudit.
 	audit store.Audit
+	// cmds is nil when the manager runs no remote commands (see WithCommands).
+	cmds Commands
 	// closing ends log tails at shutdown (see Close).
 	closing  context.Context
 	endTails context.CancelFunc
@@ -131,7 +134,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes())...)
+	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes(), a.commandRoutes())...)
 }
 
 // Register mounts every route on mux, plus JSON answers for the rest of /api/:
@@ -245,7 +248,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid), errors.Is(err, commands.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	case errors.Is(err, store.ErrUnavailable):
 		// A full disk: nothing was written, and the same request can succeed once
@@ -346,7 +349,7 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 		Update: d.Update, CreatedAt: d.CreatedAt.UTC(),
 		Loss: e.Loss, LossReason: e.LossReason, TelemetryLoss: lossJSON(d.TelemetryLoss),
 		TokenState: tokenStateJSON(v.Token), PreviousTokenValidUntil: timePtr(v.Token.PreviousUntil),
-		Redaction: redactionJSON(v.Redaction),
+		Redaction: redactionJSON(v.Redaction), CommandRule: d.CommandRule,
 	}
 }
 
@@ -537,7 +540,7 @@ func (a *API) summary(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
 
 func releaseJSON(rv registry.ReleaseView) apitypes.Release {
 	return apitypes.Release{Stack: rv.Release.Stack, Version: rv.Release.Version, CreatedAt: rv.Release.CreatedAt.UTC(),
-		Notes: rv.Release.Notes, Latest: rv.Latest, Deployments: rv.Deployments}
+		Notes: rv.Release.Notes, Latest: rv.Latest, Deployments: rv.Deployments, Commands: rv.Release.Commands}
 }
 
 func (a *API) listReleases(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
@@ -554,7 +557,7 @@ func (a *API) createRelease(w http.ResponseWriter, r *http.Request, tok auth.API
 	if !decode(w, r, &nr) {
 		return
 	}
-	rel, err := a.fleet.CreateRelease(r.Context(), fleet.Release{Stack: nr.Stack, Version: nr.Version, Notes: nr.Notes})
+	rel, err := a.fleet.CreateRelease(r.Context(), fleet.Release{Stack: nr.Stack, Version: nr.Version, Notes: nr.Notes, Commands: nr.Commands})
 	if err != nil {
 		a.fail(w, r, err)
 		return

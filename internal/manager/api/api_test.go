@@ -201,6 +201,8 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"BehindDeployment": apitypes.BehindDeployment{},
 		"TokenRotation":    apitypes.TokenRotation{}, "RotatedToken": apitypes.RotatedToken{}, "TokenRevocation": apitypes.TokenRevocation{},
 		"DeploymentDeletion": apitypes.DeploymentDeletion{}, "DeploymentChange": apitypes.DeploymentChange{},
+		"Invocation": apitypes.Invocation{}, "InvocationList": apitypes.InvocationList{}, "NewInvocation": apitypes.NewInvocation{},
+		"CommandSelection": apitypes.CommandSelection{}, "CommandCancel": apitypes.CommandCancel{},
 		"ErrorRates": telquery.ErrorRates{}, "ErrorRateSeries": telquery.ErrorRateSeries{}, "ErrorRatePoint": telquery.ErrorRatePoint{},
 		"AuditEntry": apitypes.AuditEntry{}, "AuditPage": apitypes.AuditPage{},
 	} {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,8 +14,10 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/manager/api"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/commands"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
@@ -63,7 +66,11 @@ func newAPIFixture(t testing.TB) *apiFixture {
 	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "acme-prod", Customer: "acme", Stack: "app", Labels: map[string]string{"tier": "gold"}}}); err != nil {
 		t.Fatal(err)
 	}
-	a := api.New(reg, keys, nil).WithTelemetry(tel, clk).WithAudit(st)
+	cmds, err := commands.New(st, reg, commands.Settings{Clock: clk, Rand: rand.NewChaCha8([32]byte{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(reg, keys, nil).WithTelemetry(tel, clk).WithAudit(st).WithCommands(cmds)
 	// Log tails last until their client leaves; closed, the API refuses them.
 	a.Close()
 	mux := http.NewServeMux()
@@ -106,6 +113,12 @@ func TestBodyFieldsHaveLimits(t *testing.T) {
 		{"bulk pin filter", "POST", "/api/v1/pins", js(apitypes.PinRequest{Action: "pin", Release: "1.0", Reason: "r", Filter: &apitypes.PinFilter{Customer: long(257)}}), "filter.customer: 257 bytes"},
 		{"bulk pin ids", "POST", "/api/v1/pins", js(apitypes.PinRequest{Action: "unpin", Deployments: []string{"a", long(257)}}), "deployments[1]: 257 bytes"},
 		{"token name", "POST", "/api/v1/tokens", js(apitypes.NewToken{Name: long(257), Role: "viewer"}), "name: 257 bytes"},
+		{"command reason", "POST", "/api/v1/deployments/acme-prod/commands", js(apitypes.NewInvocation{Command: "x", Reason: long(1025)}), "reason: 1025 bytes"},
+		{"command param", "POST", "/api/v1/deployments/acme-prod/commands", js(apitypes.NewInvocation{Command: "x", Reason: "r", Params: map[string]any{"p": long(5000)}}), "params.p: 5000 bytes"},
+		{"command selection", "POST", "/api/v1/commands", js(apitypes.NewInvocation{Command: "x", Reason: "r", Selection: &apitypes.CommandSelection{IDs: []string{long(257)}}}), "selection.ids[0]: 257 bytes"},
+		{"command timeout", "POST", "/api/v1/deployments/acme-prod/commands", js(apitypes.NewInvocation{Command: "x", Reason: "r", Timeout: "100h"}), "timeout:"},
+		{"cancel reason", "POST", "/api/v1/commands/abc/cancel", js(apitypes.CommandCancel{Reason: long(1025)}), "reason: 1025 bytes"},
+		{"release commands", "POST", "/api/v1/releases", js(apitypes.NewRelease{Stack: "app", Version: "9.0", Commands: []command.Spec{{Name: "x"}}}), "command x"},
 	} {
 		code, _, body := f.do(tc.method, tc.path, tc.body)
 		if code != http.StatusBadRequest || !strings.Contains(body, tc.want) {
@@ -208,6 +221,12 @@ func FuzzAPI(f *testing.F) {
 		{"GET", "/api/v1/audit?cursor=zz.-1&since=-5m&limit=1001", ""},
 		{"GET", "/api/v1/audit?since=2026-03-02T00:00:00Z&until=1h&action=.", ""},
 		{"DELETE", "/api/v1/audit", ""},
+		{"POST", "/api/v1/releases", `{"stack":"app","version":"3.0","commands":[{"name":"row-count","exec":{"path":"/bin/wc"},"params":[{"name":"table","type":"enum","values":["a"]}]}]}`},
+		{"POST", "/api/v1/deployments/acme-prod/commands", `{"command":"row-count","params":{"table":"a"},"reason":"ticket","timeout":"5m"}`},
+		{"POST", "/api/v1/commands", `{"selection":{"customer":"acme","labels":{"tier":"gold"}},"command":"row-count","reason":"r"}`},
+		{"GET", "/api/v1/commands?deployment=acme-prod&state=queued&since=2026-01-01T00:00:00Z&after=12&limit=2", ""},
+		{"GET", "/api/v1/commands/abc?wait=10ms", ""},
+		{"POST", "/api/v1/commands/abc/cancel", `{"reason":"oops"}`},
 	} {
 		f.Add(s.method, s.target, []byte(s.body))
 	}

@@ -75,6 +75,18 @@ type Settings struct {
 	// VendorRedaction is the vendor's redaction policy, sent to every Periscope
 	// agent that holds another (the default policy when zero).
 	VendorRedaction redactpolicy.Policy
+	// Commands exchanges remote-command messages with agents; nil runs none.
+	Commands Commands
+}
+
+// Commands is what the check-in server needs of the remote-command service.
+type Commands interface {
+	// Outgoing returns the message deployment id's agent should get now, if
+	// any, and the function to call once it is on its way.
+	Outgoing(ctx context.Context, id string) (msg *protobufs.CustomMessage, sent func())
+	// Incoming handles a commands message from deployment id and returns the
+	// reply, if any.
+	Incoming(ctx context.Context, id string, msg *protobufs.CustomMessage) *protobufs.CustomMessage
 }
 
 // Server handles /v1/opamp. Create with New; mount Handler and set ConnContext on
@@ -90,6 +102,12 @@ type Server struct {
 	// vendorMsg carries the vendor redaction policy, vendorHash names it.
 	vendorMsg  *protobufs.CustomMessage
 	vendorHash string
+	commands   Commands
+	// commandsTurn marks the deployments whose next reply gives the one custom
+	// message slot to commands rather than the redaction policy; it holds only
+	// deployments for which both wanted the slot.
+	turnMu       sync.Mutex
+	commandsTurn map[string]bool
 
 	mu    sync.Mutex
 	conns map[string]types.Connection // deployment id → its open WebSocket
@@ -106,7 +124,8 @@ type Server struct {
 
 // New returns a check-in server for f.
 func New(f Fleet, s Settings) (*Server, error) {
-	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, limit: s.MaxMessageBytes, conns: map[string]types.Connection{}, connToken: map[string]string{}}
+	cs := &Server{fleet: f, log: s.Logger, hb: s.HeartbeatInterval, limit: s.MaxMessageBytes, conns: map[string]types.Connection{}, connToken: map[string]string{},
+		commands: s.Commands, commandsTurn: map[string]bool{}}
 	cs.vendorMsg, cs.vendorHash = redactpolicy.PolicyMessage(s.VendorRedaction), redactpolicy.VendorHash(s.VendorRedaction)
 	if cs.limit <= 0 {
 		cs.limit = DefaultMaxMessageBytes
@@ -307,7 +326,7 @@ func (c *conn) onClose(tc types.Connection) {
 	}
 }
 
-func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.AgentToServer) *protobufs.ServerToAgent {
+func (c *conn) onMessage(ctx context.Context, _ types.Connection, msg *protobufs.AgentToServer) *protobufs.ServerToAgent {
 	start := time.Now()
 	defer func() { c.s.latency.Observe(time.Since(start).Seconds()) }()
 	c.checkins.Inc()
@@ -331,6 +350,10 @@ func (c *conn) onMessage(_ context.Context, _ types.Connection, msg *protobufs.A
 		resp.Flags = uint64(protobufs.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
 	}
 	c.s.reconcileRedaction(c.id, msg, resp)
+	c.s.exchangeCommands(ctx, c.id, msg, resp)
+	if resp.CustomMessage != nil && resp.CustomMessage == c.s.vendorMsg {
+		c.s.policies.Inc()
+	}
 	if o, send := c.s.fleet.Offer(c.id); send {
 		resp.RemoteConfig = desired.Encode(o)
 		c.s.offers.Inc()
@@ -399,6 +422,7 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 	if ec := msg.EffectiveConfig; ec != nil && ec.ConfigMap != nil {
 		hash := ConfigHash(ec.ConfigMap)
 		rep.ConfigHash = &hash
+		rep.Commands = commandRule(ec.ConfigMap)
 		rep.Redaction = &registry.RedactionReport{}
 		if r, err := redactpolicy.ReportFromConfig(ec.ConfigMap); err == nil {
 			rep.Redaction.Report = &r

@@ -6,7 +6,9 @@ import (
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
 )
 
 func TestReportHealth(t *testing.T) {
@@ -70,5 +72,28 @@ func TestReportTelemetryLoss(t *testing.T) {
 	h.ComponentHealthMap[fleet.LossComponent].Status = "dropped everything"
 	if rep := Report(&protobufs.AgentToServer{Health: h}); rep.Loss != nil {
 		t.Errorf("malformed loss status gave %+v; want none", rep.Loss)
+	}
+}
+
+// An effective configuration always says something about commands: the rule,
+// none, or, when the manager cannot read it, commands disabled, so nothing is
+// queued that the customer may not allow.
+func TestReportCommandRule(t *testing.T) {
+	rep := func(files map[string]*protobufs.AgentConfigFile) registry.Report {
+		return Report(&protobufs.AgentToServer{EffectiveConfig: &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: files}}})
+	}
+	if r := rep(map[string]*protobufs.AgentConfigFile{"agent.yaml": {Body: []byte("x: 1")}}); r.Commands == nil || r.Commands.Rule != nil {
+		t.Errorf("no rule file: %+v", r.Commands)
+	}
+	r := rep(map[string]*protobufs.AgentConfigFile{command.RuleFile: {Body: command.EncodeRule(command.Rule{Allow: []string{"flush"}})}})
+	if r.Commands == nil || r.Commands.Rule == nil || r.Commands.Rule.Disabled || r.Commands.Rule.Allow[0] != "flush" {
+		t.Errorf("rule file: %+v", r.Commands)
+	}
+	r = rep(map[string]*protobufs.AgentConfigFile{command.RuleFile: {Body: []byte(`{"allow":"everything"}`)}})
+	if r.Commands == nil || r.Commands.Rule == nil || !r.Commands.Rule.Disabled {
+		t.Errorf("unreadable rule file: %+v, want commands disabled", r.Commands)
+	}
+	if r := Report(&protobufs.AgentToServer{}); r.Commands != nil {
+		t.Errorf("no effective configuration changed the rule: %+v", r.Commands)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/manager/checkin"
+	"github.com/periscope-dev/periscope/internal/manager/commands"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
@@ -27,6 +28,7 @@ import (
 // opampFixture is a check-in server over a real registry with one deployment.
 type opampFixture struct {
 	reg     *registry.Registry
+	cmds    *commands.Service
 	srv     *httptest.Server
 	connCtx func(context.Context, net.Conn) context.Context
 	url     string
@@ -57,7 +59,13 @@ func newOpAMP(t testing.TB, limit int64) *opampFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := checkin.New(reg, checkin.Settings{MaxMessageBytes: limit})
+	// Invocations are pushed through the check-in server created next.
+	var cs *checkin.Server
+	cmds, err := commands.New(st, reg, commands.Settings{Push: func(ctx context.Context, ids []string) { cs.PushCommands(ctx, ids) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err = checkin.New(reg, checkin.Settings{MaxMessageBytes: limit, Commands: cmds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +78,7 @@ func newOpAMP(t testing.TB, limit int64) *opampFixture {
 		_ = cs.Shutdown(context.Background())
 		srv.Close()
 	})
-	return &opampFixture{reg: reg, srv: srv, connCtx: cs.ConnContext, url: srv.URL + "/v1/opamp", token: created[0].Token}
+	return &opampFixture{reg: reg, cmds: cmds, srv: srv, connCtx: cs.ConnContext, url: srv.URL + "/v1/opamp", token: created[0].Token}
 }
 
 // checkedIn reports whether the deployment's agent has been heard from.

@@ -23,6 +23,5 @@ func (s *Server) reconcileRedaction(id string, msg *protobufs.AgentToServer, res
 	case rep != nil && rep.VendorHash != s.vendorHash && rep.RefusedHash != s.vendorHash:
 		resp.CustomCapabilities = &protobufs.CustomCapabilities{Capabilities: []string{redactpolicy.Capability}}
 		resp.CustomMessage = s.vendorMsg
-		s.policies.Inc()
 	}
 }

@@ -1,11 +1,9 @@
 package checkin_test
 
 import (
-	"bytes"
 	"testing"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
@@ -18,20 +16,7 @@ func (f *opampFixture) checkinWithReport(t *testing.T, rep *redactpolicy.Report)
 	if rep != nil {
 		files[redactpolicy.ReportFile] = &protobufs.AgentConfigFile{Body: redactpolicy.EncodeReport(*rep), ContentType: redactpolicy.ReportContentType}
 	}
-	msg, err := proto.Marshal(&protobufs.AgentToServer{InstanceUid: bytes.Repeat([]byte{7}, 16), SequenceNum: 1,
-		EffectiveConfig: &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: files}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, body := f.post(t, bytes.NewReader(msg), "")
-	if code != 200 {
-		t.Fatalf("check-in: %d %s", code, body)
-	}
-	var resp protobufs.ServerToAgent
-	if err := proto.Unmarshal([]byte(body), &resp); err != nil {
-		t.Fatal(err)
-	}
-	return &resp
+	return f.poll(t, &protobufs.AgentToServer{EffectiveConfig: &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: files}}})
 }
 
 // The manager sends its vendor policy while the agent holds another, stops once it

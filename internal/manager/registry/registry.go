@@ -24,6 +24,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/store"
@@ -641,6 +642,16 @@ type Report struct {
 	// Redaction is the agent's report on its redaction policy, present whenever
 	// the agent reported its effective configuration.
 	Redaction *RedactionReport
+	// Commands is the customer's command rule, present whenever the agent
+	// reported its effective configuration.
+	Commands *CommandsReport
+}
+
+// CommandsReport is an agent's report of its customer's command rule.
+type CommandsReport struct {
+	// Rule is nil when the effective configuration carries none (an agent that
+	// runs no commands, a stock Collector).
+	Rule *command.Rule
 }
 
 // LossReport is what an agent says it dropped since it started.
@@ -704,6 +715,9 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 	if rep.Loss != nil {
 		r.lossLocked(d, *rep.Loss, now)
 	}
+	if rep.Commands != nil {
+		d.CommandRule = rep.Commands.Rule
+	}
 	switch {
 	case rep.Redaction != nil:
 		e.red = redactionState{heard: true, report: rep.Redaction.Report, at: now}
@@ -765,6 +779,9 @@ func (r *Registry) Disconnected(id string) {
 func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.Release, error) {
 	if rel.Stack == "" || rel.Version == "" {
 		return fleet.Release{}, fmt.Errorf("a release needs a stack and a version: %w", ErrInvalid)
+	}
+	if err := command.ValidateSpecs(rel.Commands); err != nil {
+		return fleet.Release{}, fmt.Errorf("release commands: %w: %w", err, ErrInvalid)
 	}
 	rel.CreatedAt = r.clk.Now().UTC()
 	if err := r.st.CreateRelease(ctx, rel); err != nil {

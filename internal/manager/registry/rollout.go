@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/desired"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
@@ -42,7 +43,18 @@ func (r *Registry) releaseChangedLocked(d *fleet.Deployment, release string, now
 // expected configuration hash.
 func (r *Registry) offerLocked(d *fleet.Deployment, now time.Time) desired.Offer {
 	ev := fleet.Evaluate(d, r.stacks[d.Stack], now, r.params)
-	return desired.Offer{Stack: d.Stack, Release: ev.Desired, ConfigHash: d.ExpectedConfigHash}
+	return desired.Offer{Stack: d.Stack, Release: ev.Desired, ConfigHash: d.ExpectedConfigHash, Commands: r.commandsLocked(d.Stack, ev.Desired)}
+}
+
+// commandsLocked returns the commands release version of stack declares. The
+// caller holds r.mu.
+func (r *Registry) commandsLocked(stack, version string) []command.Spec {
+	for _, rel := range r.stacks[stack].Releases {
+		if rel.Version == version {
+			return rel.Commands
+		}
+	}
+	return nil
 }
 
 // offerStatusLocked turns an agent's report on an offer into its update state,
@@ -54,7 +66,7 @@ func (r *Registry) offerStatusLocked(d *fleet.Deployment, st OfferStatus, now ti
 		release = cur.Release
 	} else {
 		for _, rel := range r.stacks[d.Stack].Releases {
-			o := desired.Offer{Stack: d.Stack, Release: rel.Version, ConfigHash: d.ExpectedConfigHash}
+			o := desired.Offer{Stack: d.Stack, Release: rel.Version, ConfigHash: d.ExpectedConfigHash, Commands: rel.Commands}
 			if hex.EncodeToString(desired.Hash(o)) == st.Hash {
 				release = rel.Version
 				break
@@ -295,6 +307,33 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 // claimLocked marks the selected deployments as held by change; if any is held
 // by another change, it marks none and returns ErrConflict. The caller holds r.mu.
 func (r *Registry) claimLocked(sel Selector, change string, now time.Time) ([]*entry, error) {
+	picked, err := r.selectLocked(sel, now)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range picked {
+		e.mu.Lock()
+		other := e.changing
+		if other == "" {
+			e.changing = change
+		}
+		e.mu.Unlock()
+		if other != "" {
+			for _, u := range picked[:i] {
+				u.mu.Lock()
+				u.changing = ""
+				u.mu.Unlock()
+			}
+			return nil, fmt.Errorf("deployment %s is being changed by pin change %s; retry once it is done: %w", e.d.ID, other, ErrConflict)
+		}
+	}
+	return picked, nil
+}
+
+// selectLocked returns the selected deployments: the listed ids without
+// repeats (ErrNotFound naming any unknown), or those matching the filter in id
+// order (ErrNotFound when none does). The caller holds r.mu.
+func (r *Registry) selectLocked(sel Selector, now time.Time) ([]*entry, error) {
 	var picked []*entry
 	if len(sel.IDs) > 0 {
 		var missing []string
@@ -314,31 +353,15 @@ func (r *Registry) claimLocked(sel Selector, change string, now time.Time) ([]*e
 		if len(missing) > 0 {
 			return nil, fmt.Errorf("no deployment %s: %w", listed(missing), ErrNotFound)
 		}
-	} else {
-		for _, e := range r.order {
-			if r.matchLocked(e, sel.Filter, now) {
-				picked = append(picked, e)
-			}
-		}
-		if len(picked) == 0 {
-			return nil, fmt.Errorf("no deployment matches the selection: %w", ErrNotFound)
+		return picked, nil
+	}
+	for _, e := range r.order {
+		if r.matchLocked(e, sel.Filter, now) {
+			picked = append(picked, e)
 		}
 	}
-	for i, e := range picked {
-		e.mu.Lock()
-		other := e.changing
-		if other == "" {
-			e.changing = change
-		}
-		e.mu.Unlock()
-		if other != "" {
-			for _, u := range picked[:i] {
-				u.mu.Lock()
-				u.changing = ""
-				u.mu.Unlock()
-			}
-			return nil, fmt.Errorf("deployment %s is being changed by pin change %s; retry once it is done: %w", e.d.ID, other, ErrConflict)
-		}
+	if len(picked) == 0 {
+		return nil, fmt.Errorf("no deployment matches the selection: %w", ErrNotFound)
 	}
 	return picked, nil
 }

@@ -18,6 +18,7 @@ import (
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckfile"
@@ -226,6 +227,32 @@ CREATE INDEX audit_actor ON audit (actor);
 CREATE INDEX audit_action ON audit (action);
 CREATE INDEX audit_deployment ON audit (deployment_id);
 CREATE INDEX audit_customer ON audit (customer);`,
+	// Remote commands: a release's declarations as one JSON column (read only
+	// with the release), and one row per invocation. Only id is indexed: DuckDB
+	// updates non-indexed columns in place, and invocations are updated as they
+	// move through their states.
+	6: `
+ALTER TABLE releases ADD COLUMN commands VARCHAR DEFAULT '[]';
+CREATE SEQUENCE command_invocation_seq;
+CREATE TABLE command_invocations (
+	seq           BIGINT NOT NULL DEFAULT nextval('command_invocation_seq'),
+	id            VARCHAR PRIMARY KEY,
+	deployment_id VARCHAR NOT NULL,
+	customer      VARCHAR NOT NULL,
+	command       VARCHAR NOT NULL,
+	params        VARCHAR NOT NULL,
+	reason        VARCHAR NOT NULL,
+	actor         VARCHAR NOT NULL,
+	actor_role    VARCHAR NOT NULL,
+	state         VARCHAR NOT NULL,
+	state_reason  VARCHAR NOT NULL,
+	queued_at     TIMESTAMPTZ NOT NULL,
+	deadline      TIMESTAMPTZ NOT NULL,
+	delivered_at  TIMESTAMPTZ,
+	started_at    TIMESTAMPTZ,
+	finished_at   TIMESTAMPTZ,
+	result        VARCHAR NOT NULL
+);`,
 }
 
 // rollout is the release-tracking state of a deployment, kept as one JSON column.
@@ -239,6 +266,8 @@ type rollout struct {
 	// TelemetryLoss is kept here rather than in a column of its own: it changes
 	// seldom and is read only with the rest of the deployment.
 	TelemetryLoss *fleet.TelemetryLoss `json:"telemetry_loss,omitempty"`
+	// CommandRule is the customer's command rule its agent reported.
+	CommandRule *command.Rule `json:"command_rule,omitempty"`
 }
 
 func (s *Store) migrate(ctx context.Context) error { return migrateTo(ctx, s.db, migrations) }
@@ -298,7 +327,8 @@ func deploymentValues(r *store.DeploymentRecord) []driver.Value {
 		d.RunningRelease, d.AgentVersion, d.InstanceUID, nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash,
 		d.ExpectedConfigHash, mustJSON(d.Update), pin, string(r.LastStatus),
 		mustJSON(rollout{PreviousRelease: d.PreviousRelease, ReleaseSince: d.ReleaseSince, AcceptsReleases: d.AcceptsReleases,
-			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince, TelemetryLoss: d.TelemetryLoss}),
+			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince, TelemetryLoss: d.TelemetryLoss,
+			CommandRule: d.CommandRule}),
 	}
 }
 
@@ -533,6 +563,7 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			}
 			d.PreviousRelease, d.ReleaseSince, d.AcceptsReleases = x.PreviousRelease, x.ReleaseSince, x.AcceptsReleases
 			d.OfferHash, d.Regression, d.BehindSince = x.OfferHash, x.Regression, x.BehindSince
+			d.CommandRule = x.CommandRule
 			d.TelemetryLoss = x.TelemetryLoss
 		}
 		if pin.Valid {
@@ -551,8 +582,12 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 
 // CreateRelease implements store.Fleet.
 func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO releases (stack, version, created_at, notes) VALUES (?, ?, ?, ?)`,
-		r.Stack, r.Version, r.CreatedAt.UTC(), r.Notes)
+	cmds := r.Commands
+	if cmds == nil {
+		cmds = []command.Spec{}
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO releases (stack, version, created_at, notes, commands) VALUES (?, ?, ?, ?, ?)`,
+		r.Stack, r.Version, r.CreatedAt.UTC(), r.Notes, mustJSON(cmds))
 	err = s.checkWrite(err)
 	if isConstraint(err) {
 		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, store.ErrConflict)
@@ -565,7 +600,7 @@ func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
 
 // ListReleases implements store.Fleet.
 func (s *Store) ListReleases(ctx context.Context) ([]fleet.Release, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT stack, version, created_at, notes FROM releases ORDER BY created_at, stack, version`)
+	rows, err := s.db.QueryContext(ctx, `SELECT stack, version, created_at, notes, coalesce(commands, '[]') FROM releases ORDER BY created_at, stack, version`)
 	if err != nil {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
@@ -573,8 +608,15 @@ func (s *Store) ListReleases(ctx context.Context) ([]fleet.Release, error) {
 	var out []fleet.Release
 	for rows.Next() {
 		var r fleet.Release
-		if err := rows.Scan(&r.Stack, &r.Version, &r.CreatedAt, &r.Notes); err != nil {
+		var cmds string
+		if err := rows.Scan(&r.Stack, &r.Version, &r.CreatedAt, &r.Notes, &cmds); err != nil {
 			return nil, fmt.Errorf("list releases: %w", err)
+		}
+		if err := json.Unmarshal([]byte(cmds), &r.Commands); err != nil {
+			return nil, fmt.Errorf("list releases: commands of %s %s: %w", r.Stack, r.Version, err)
+		}
+		if len(r.Commands) == 0 {
+			r.Commands = nil
 		}
 		out = append(out, r)
 	}

@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
 )
@@ -20,6 +22,7 @@ import (
 type Backend interface {
 	store.Fleet
 	store.Notifications
+	store.Commands
 }
 
 // Opener opens the backend under test on a directory (the same directory again
@@ -37,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Notifications", func(t *testing.T) { testNotifications(t, open) })
 	t.Run("AuditLog", func(t *testing.T) { testAudit(t, open) })
 	t.Run("AuditTrailsReachTheAuditLog", func(t *testing.T) { testAuditTrails(t, open) })
+	t.Run("CommandInvocations", func(t *testing.T) { testCommands(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -77,6 +81,7 @@ func testDeployments(t *testing.T, open Opener) {
 	upd.Deployment.OfferHash = "abcd"
 	upd.Deployment.BehindSince = t0.Add(40 * time.Second)
 	upd.Deployment.Regression = &fleet.Regression{Release: "1.8.0", Previous: "1.7.2", Requests: 10, ErrorRate: 0.5, Worse: []string{"error_rate"}, Since: t0}
+	upd.Deployment.CommandRule = &command.Rule{Allow: []string{"row-count"}}
 	upd.Deployment.TelemetryLoss = &fleet.TelemetryLoss{Records: 560, Counts: map[string]int64{"logs/queue_full": 560}, Last: t0,
 		RunStart: t0.Add(-time.Hour), RunCounts: map[string]int64{"logs/queue_full": 560}}
 	ghost := rec("ghost")
@@ -141,6 +146,8 @@ func equalRecords(want, got store.DeploymentRecord) error {
 			g.TelemetryLoss.Records != w.TelemetryLoss.Records || !g.TelemetryLoss.Last.Equal(w.TelemetryLoss.Last) ||
 			!g.TelemetryLoss.RunStart.Equal(w.TelemetryLoss.RunStart)):
 		return fmt.Errorf("telemetry loss %+v, want %+v", g.TelemetryLoss, w.TelemetryLoss)
+	case !reflect.DeepEqual(g.CommandRule, w.CommandRule):
+		return fmt.Errorf("command rule %+v, want %+v", g.CommandRule, w.CommandRule)
 	}
 	return nil
 }
@@ -166,7 +173,9 @@ func testReleasesEvents(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
 	defer s.Close()
-	r := fleet.Release{Stack: "app", Version: "1.8.0", CreatedAt: t0, Notes: "faster"}
+	r := fleet.Release{Stack: "app", Version: "1.8.0", CreatedAt: t0, Notes: "faster",
+		Commands: []command.Spec{{Name: "row-count", Timeout: command.Duration(time.Minute), Exec: &command.ExecHandler{Path: "/bin/count"},
+			Params: []command.Param{{Name: "table", Type: command.TypeString, Required: true}}}}}
 	if err := s.CreateRelease(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +183,7 @@ func testReleasesEvents(t *testing.T, open Opener) {
 		t.Fatalf("duplicate release: err = %v, want ErrConflict", err)
 	}
 	rs, err := s.ListReleases(ctx)
-	if err != nil || len(rs) != 1 || rs[0].Notes != "faster" || !rs[0].CreatedAt.Equal(t0) {
+	if err != nil || len(rs) != 1 || rs[0].Notes != "faster" || !rs[0].CreatedAt.Equal(t0) || !reflect.DeepEqual(rs[0].Commands, r.Commands) {
 		t.Fatalf("releases = %+v, %v", rs, err)
 	}
 	evs := []fleet.Event{

@@ -6,6 +6,7 @@ package apitypes
 import (
 	"time"
 
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
@@ -76,6 +77,9 @@ type Deployment struct {
 	// its agent reported it since the manager started (and always for agents
 	// that do not report one, such as a stock Collector).
 	Redaction *Redaction `json:"redaction"`
+	// CommandRule is the customer's rule for remote commands as its agent
+	// reports it; null until an agent reports one.
+	CommandRule *command.Rule `json:"command_rule"`
 
 	// Token is the agent token, present only in the response that created the deployment.
 	Token string `json:"token,omitempty"`
@@ -147,6 +151,8 @@ type Release struct {
 	Notes       string    `json:"notes"`
 	Latest      bool      `json:"latest"`
 	Deployments int       `json:"deployments"`
+	// Commands are the remote commands the release declares.
+	Commands []command.Spec `json:"commands,omitempty"`
 }
 
 // NewRelease is the body of POST /api/v1/releases.
@@ -154,6 +160,9 @@ type NewRelease struct {
 	Stack   string `json:"stack"`
 	Version string `json:"version"`
 	Notes   string `json:"notes,omitempty"`
+	// Commands are the remote commands the release declares (see
+	// command.Spec); checked as a whole, 400 naming the first problem.
+	Commands []command.Spec `json:"commands,omitempty"`
 }
 
 // Summary is the fleet at a glance.
