@@ -165,3 +165,20 @@ func TestKeptVendorPolicyRunsBeforeTheFirstCheckin(t *testing.T) {
 		t.Errorf("detectors %v deny %v: want email hashed (vendor), ip masked (customer's default), user.ssn denied", got.Detectors, got.Deny)
 	}
 }
+
+// A command's output passes the effective redaction policy the telemetry does.
+func TestCommandOutputPassesTheAgentsRedaction(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Redaction = redactpolicy.Policy{Detectors: map[string]string{"email": redactpolicy.ActionHash}, HashKey: "customer-key"}
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, counts := a.redactOutput("url=postgres://app:hunter2@db/orders owner=ops@example.com rows=42")
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "ops@example.com") || !strings.Contains(out, "rows=42") {
+		t.Errorf("redacted output %q", out)
+	}
+	if counts["password"] != 1 || counts["email"] != 1 {
+		t.Errorf("counts %v, want one password and one e-mail", counts)
+	}
+}
