@@ -25,8 +25,9 @@ const (
 	// largest output, every byte escaped, and room for the rest.
 	maxJournalLine = 6*command.MaxOutputLimit + 64<<10
 	// maxUnacked bounds the final updates kept with their output until the
-	// manager acks them; past it the oldest lose their output.
-	maxUnacked = 1024
+	// manager acks them (at most maxUnacked × command.MaxOutputLimit bytes in
+	// memory); past it the oldest lose their output and are no longer resent.
+	maxUnacked = 64
 )
 
 const journalName = "journal.jsonl"
@@ -65,6 +66,9 @@ type journal struct {
 	entries map[string]*entry
 	maxIDs  int
 	maxAge  time.Duration
+	// torn says the file ends in a line a crash cut short: the next append
+	// ends it first, so the new line stays whole.
+	torn bool
 }
 
 // openJournal reads the journal in dir (created 0700) and returns it with
@@ -83,6 +87,12 @@ func openJournal(dir string, maxIDs int, maxAge time.Duration) (*journal, error)
 		return nil, fmt.Errorf("commands journal: %w", err)
 	default:
 		err = j.read(f)
+		if st, serr := f.Stat(); err == nil && serr == nil && st.Size() > 0 {
+			last := make([]byte, 1)
+			if _, rerr := f.ReadAt(last, st.Size()-1); rerr == nil {
+				j.torn = last[0] != '\n'
+			}
+		}
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("commands journal %s: %w", path, err)
@@ -178,12 +188,17 @@ func (j *journal) write(l journalLine) error {
 		}
 		j.f = f
 	}
-	if _, err := j.f.Write(append(b, '\n')); err != nil {
+	line := append(b, '\n')
+	if j.torn {
+		line = append([]byte{'\n'}, line...)
+	}
+	if _, err := j.f.Write(line); err != nil {
 		return fmt.Errorf("commands journal: %w", err)
 	}
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("commands journal: %w", err)
 	}
+	j.torn = false
 	j.apply(l)
 	j.lines++
 	return nil
@@ -206,7 +221,13 @@ func (j *journal) unacked() []command.Update {
 // are forgotten (an unfinished one is never forgotten: it is still running),
 // and acked results lose their output.
 func (j *journal) compactIfDue(now time.Time, running func(id string) bool) error {
-	if j.lines <= 2*len(j.entries)+1000 && len(j.entries) <= j.maxIDs {
+	unacked := 0
+	for _, e := range j.entries {
+		if e.final != nil && !e.acked {
+			unacked++
+		}
+	}
+	if j.lines <= 2*len(j.entries)+1000 && len(j.entries) <= j.maxIDs && unacked <= maxUnacked {
 		return nil
 	}
 	keep := make([]*entry, 0, len(j.entries))
@@ -231,7 +252,7 @@ func (j *journal) compactIfDue(now time.Time, running func(id string) bool) erro
 		}
 		keep = kept
 	}
-	unacked := 0
+	unacked = 0
 	for i := len(keep) - 1; i >= 0; i-- {
 		if e := keep[i]; e.final != nil && !e.acked {
 			if unacked++; unacked > maxUnacked {

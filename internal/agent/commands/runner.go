@@ -371,6 +371,7 @@ func (r *Runner) finishLocked(inv command.Invocation, u command.Update) {
 	if u.State != command.StateRefused {
 		kind = "finished"
 	}
+	r.compactLocked()
 	r.record(Event{Kind: kind, Invocation: inv, State: u.State, Reason: u.Reason})
 	r.log.Info("command not run", "invocation", inv.ID, "command", inv.Command, "by", inv.By, "state", u.State, "reason", u.Reason)
 	r.queueLocked(u)
@@ -450,6 +451,7 @@ func (r *Runner) run(inv command.Invocation, spec command.Spec, params command.P
 		r.log.Error("cannot journal a command's outcome; sending it anyway", "invocation", inv.ID, "err", err)
 	}
 	r.queueLocked(u)
+	r.compactLocked()
 	r.mu.Unlock()
 	r.record(Event{Kind: "finished", Invocation: inv, State: u.State, Reason: u.Reason, Result: u.Result})
 	r.log.Info("command finished", "invocation", inv.ID, "command", inv.Command, "state", u.State, "duration", u.Result.Duration,
@@ -550,6 +552,12 @@ func (r *Runner) Ack(ids []string) {
 		}
 	}
 	r.outbox = kept
+	r.compactLocked()
+}
+
+// compactLocked keeps the journal within its bounds; a failure leaves it as
+// it is, longer, and is tried again after the next outcome.
+func (r *Runner) compactLocked() {
 	if err := r.j.compactIfDue(r.clk.Now(), func(id string) bool { return r.active[id] }); err != nil {
 		r.log.Warn("cannot compact the commands journal", "err", err)
 	}
