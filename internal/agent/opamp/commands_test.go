@@ -2,6 +2,7 @@ package opamp
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -94,5 +95,27 @@ func TestCommandsTravelOverTheCheckIn(t *testing.T) {
 				t.Errorf("the runner holds %v, want the offer's declarations", got)
 			}
 		})
+	}
+}
+
+// opamp-go holds one custom message at a time: updates sent while another is
+// pending wait for it, and none is lost.
+func TestCommandUpdatesSentBackToBackAllArrive(t *testing.T) {
+	m := newFakeManager(t)
+	r, err := commands.New(commands.Settings{Dir: t.TempDir(), Redact: func(s string) (string, map[string]int) { return s, nil },
+		Sink: commands.SinkFunc(func(context.Context, []command.Update) error { return nil }), Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgentWith(t, m, "websocket", "", nil, Settings{Commands: r})
+	m.waitMessages(t, 1)
+	for i := range 20 {
+		u := command.Update{ID: fmt.Sprintf("u%d", i), State: command.StateDelivered, At: time.Now()}
+		if err := a.SendCommandUpdates(context.Background(), []command.Update{u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		m.waitUpdate(t, fmt.Sprintf("u%d", i), command.StateDelivered)
 	}
 }
