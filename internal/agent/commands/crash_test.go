@@ -52,6 +52,9 @@ func TestKilledWhileRunningIsNotRunAgainAndEndsFailed(t *testing.T) {
 	if u.Reason != ReasonInterrupted {
 		t.Errorf("reason %q, want %q", u.Reason, ReasonInterrupted)
 	}
+	if evs := e.rec.all(); len(evs) != 1 || evs[0].Kind != "finished" || evs[0].Invocation.Command != "hang" || evs[0].Invocation.By != "alice" {
+		t.Errorf("the customer's record holds %+v, want the interrupted invocation, named", evs)
+	}
 	if runs := e.runCount(t); runs != 1 {
 		t.Fatalf("the executable ran %d times before the kill, want once", runs)
 	}

@@ -45,6 +45,9 @@ type journalLine struct {
 	ID     string          `json:"id"`
 	At     time.Time       `json:"at"`
 	Update *command.Update `json:"update,omitempty"`
+	// Invocation, on a started line, is what ran, so the customer's record can
+	// name an invocation the agent died running.
+	Invocation *command.Invocation `json:"invocation,omitempty"`
 }
 
 // entry is what the journal knows of one invocation id.
@@ -54,6 +57,15 @@ type entry struct {
 	started bool
 	final   *command.Update // nil until the invocation ended
 	acked   bool
+	inv     *command.Invocation // what started, when known
+}
+
+// invocation is what the entry knows of its invocation: at least its id.
+func (e *entry) invocation() command.Invocation {
+	if e.inv != nil {
+		return *e.inv
+	}
+	return command.Invocation{ID: e.id}
 }
 
 // journal is the append-only record of invocation ids that makes execution
@@ -156,10 +168,11 @@ func (j *journal) apply(l journalLine) {
 	switch l.Op {
 	case opStarted:
 		e.started = true
+		e.inv = l.Invocation
 	case opFinal:
 		if l.Update != nil && l.Update.State.Final() {
 			u := *l.Update
-			e.final = &u
+			e.final, e.inv = &u, nil // the invocation was needed only while unfinished
 		}
 	case opAcked:
 		e.acked = true
@@ -271,7 +284,11 @@ func (j *journal) compactIfDue(now time.Time, running func(id string) bool) erro
 			lines++
 		}
 		if e.started {
-			add(journalLine{Op: opStarted, ID: e.id, At: e.first})
+			l := journalLine{Op: opStarted, ID: e.id, At: e.first}
+			if e.final == nil {
+				l.Invocation = e.inv // only an unfinished one still needs it
+			}
+			add(l)
 		}
 		if e.final != nil {
 			add(journalLine{Op: opFinal, ID: e.id, At: e.first, Update: e.final})

@@ -234,12 +234,13 @@ func (r *Runner) Start(ctx context.Context) error {
 	sort.Slice(interrupted, func(a, b int) bool { return interrupted[a].first.Before(interrupted[b].first) })
 	for _, e := range interrupted {
 		u := command.Update{ID: e.id, State: command.StateFailed, At: now, Reason: ReasonInterrupted}
+		inv := e.invocation() // before the final line drops it
 		if err := j.write(journalLine{Op: opFinal, ID: e.id, At: now, Update: &u}); err != nil {
 			j.close()
 			return err
 		}
 		r.log.Warn("a command was running when the agent stopped; reporting it failed, not running it again", "invocation", e.id)
-		r.record(Event{Kind: "finished", Invocation: command.Invocation{ID: e.id}, State: u.State, Reason: u.Reason})
+		r.record(Event{Kind: "finished", Invocation: inv, State: u.State, Reason: u.Reason})
 	}
 	if err := j.compactIfDue(now, func(string) bool { return false }); err != nil {
 		r.log.Warn("cannot compact the commands journal", "err", err)
@@ -338,14 +339,13 @@ func (r *Runner) invoke(inv command.Invocation) {
 	go r.run(inv, spec, params)
 }
 
-// checkLocked returns the spec inv runs, or the final update that ends it
-// without running.
+// checkLocked returns the spec inv runs and its typed parameters, or the
+// final update that ends it without running: refused when it is not
+// declared, not permitted or its parameters are invalid, else expired when
+// its deadline has passed.
 func (r *Runner) checkLocked(inv command.Invocation, now time.Time) (command.Spec, command.Params, *command.Update) {
 	end := func(st command.State, reason string) *command.Update {
 		return &command.Update{ID: inv.ID, State: st, At: now, Reason: clipReason(reason)}
-	}
-	if !inv.Deadline.IsZero() && !now.Before(inv.Deadline) {
-		return command.Spec{}, nil, end(command.StateExpired, fmt.Sprintf("its deadline %s had passed when it reached the agent", inv.Deadline.UTC().Format(time.RFC3339)))
 	}
 	spec, ok := command.Find(r.specs, inv.Command)
 	if !ok {
@@ -358,6 +358,9 @@ func (r *Runner) checkLocked(inv command.Invocation, now time.Time) (command.Spe
 	params, err := command.ValidateParams(spec, inv.Params)
 	if err != nil {
 		return spec, nil, end(command.StateRefused, "invalid parameters: "+err.Error())
+	}
+	if !inv.Deadline.IsZero() && !now.Before(inv.Deadline) {
+		return spec, nil, end(command.StateExpired, fmt.Sprintf("its deadline %s had passed when it reached the agent", inv.Deadline.UTC().Format(time.RFC3339)))
 	}
 	return spec, params, nil
 }
@@ -404,7 +407,7 @@ func (r *Runner) run(inv command.Invocation, spec command.Spec, params command.P
 	}
 	// The start is on disk before the handler runs: whatever happens next,
 	// this id never runs again.
-	if err := r.j.write(journalLine{Op: opStarted, ID: inv.ID, At: now}); err != nil {
+	if err := r.j.write(journalLine{Op: opStarted, ID: inv.ID, At: now, Invocation: &inv}); err != nil {
 		r.finishLocked(inv, command.Update{ID: inv.ID, State: command.StateFailed, At: now,
 			Reason: clipReason("the agent could not record the start, so it did not run the command: " + err.Error())})
 		r.mu.Unlock()

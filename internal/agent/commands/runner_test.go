@@ -103,7 +103,26 @@ type env struct {
 	dir  string
 	runs string
 	sink *sink
+	rec  *recorder
 	r    *Runner
+}
+
+// recorder keeps the events the runner records for the customer.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Command(ev Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
 }
 
 // helperSpec declares the test binary as an executable in mode.
@@ -123,8 +142,8 @@ func start(t *testing.T, dir string, rule command.Rule, specs ...command.Spec) *
 // startWith starts a runner whose executables also get extraEnv.
 func startWith(t *testing.T, dir string, rule command.Rule, extraEnv []string, specs ...command.Spec) *env {
 	t.Helper()
-	e := &env{dir: dir, runs: filepath.Join(dir, "runs"), sink: newSink()}
-	r, err := New(Settings{Dir: filepath.Join(dir, "commands"), Rule: rule, Redact: redactor(t), Sink: e.sink,
+	e := &env{dir: dir, runs: filepath.Join(dir, "runs"), sink: newSink(), rec: &recorder{}}
+	r, err := New(Settings{Dir: filepath.Join(dir, "commands"), Rule: rule, Redact: redactor(t), Sink: e.sink, Record: e.rec,
 		Env: append([]string{helperEnv + "=1", runsEnv + "=" + e.runs, "PERISCOPE_AGENT_TOKEN=pdt_secret", "PATH=/usr/bin:/bin"}, extraEnv...)})
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +294,11 @@ func TestChecksRefuseBeforeAnythingRuns(t *testing.T) {
 			}
 			if n := e.runCount(t); n != 0 {
 				t.Errorf("the executable ran %d times, want never", n)
+			}
+			evs := e.rec.all()
+			if len(evs) != 2 || evs[0].Kind != "received" || evs[1].State != tc.state || evs[1].Reason != u.Reason ||
+				evs[1].Invocation.By != "alice" || evs[1].Invocation.Reason != "ticket 42" {
+				t.Errorf("the customer's record holds %+v", evs)
 			}
 		})
 	}
