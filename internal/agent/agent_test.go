@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
+	"github.com/periscope-dev/periscope/internal/agent/record"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
@@ -180,5 +183,34 @@ func TestCommandOutputPassesTheAgentsRedaction(t *testing.T) {
 	}
 	if counts["password"] != 1 || counts["email"] != 1 {
 		t.Errorf("counts %v, want one password and one e-mail", counts)
+	}
+}
+
+// What the commands runner decides reaches the customer's local record, and
+// the report, through the agent's wiring.
+func TestCommandsAreInTheCustomersRecord(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Commands = command.Rule{Disabled: true}
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.cmds.Invoke([]command.Invocation{{ID: "inv-1", Command: "db.rows", Deadline: time.Now().Add(time.Minute), By: "alice", Reason: "ticket 42"}})
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := record.Summarise(record.Dir(cfg.DataDir), time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Commands.Events[record.CommandReceived] != 1 || s.Commands.States["refused"] != 1 {
+		t.Fatalf("the record holds %+v", s.Commands)
+	}
+	last := s.Commands.Recent[len(s.Commands.Recent)-1]
+	if last.By != "alice" || last.Why != "ticket 42" || !strings.Contains(last.Detail, "not declared") {
+		t.Errorf("refusal recorded as %+v", last)
 	}
 }
