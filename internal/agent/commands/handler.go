@@ -98,16 +98,16 @@ func runExec(ctx context.Context, spec command.Spec, inv command.Invocation, par
 	return o
 }
 
-// execEnv is the agent's environment without its tokens: a command has no use
-// for them, and one that prints its environment would leak them.
+// execEnv is the agent's environment without its own PERISCOPE_* settings:
+// a command has no use for the agent's token or configuration, one that
+// prints its environment would leak them, and PERISCOPE_PARAM_* must come
+// from the invocation alone.
 func execEnv(env []string) []string {
 	out := make([]string, 0, len(env)+8)
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "PERISCOPE_TOKEN=") || strings.HasPrefix(kv, "PERISCOPE_AGENT_TOKEN=") ||
-			strings.HasPrefix(kv, "PERISCOPE_PARAM_") {
-			continue
+		if !strings.HasPrefix(kv, "PERISCOPE_") {
+			out = append(out, kv)
 		}
-		out = append(out, kv)
 	}
 	return out
 }

@@ -15,14 +15,14 @@ import (
 // helperEnv makes the test binary act as a command's executable: the tests
 // declare it (an absolute path, fixed arguments) and the runner runs it as a
 // real process.
-const helperEnv = "PERISCOPE_COMMANDS_TEST_HELPER"
+const helperEnv = "COMMANDS_TEST_HELPER"
 
 // readyEnv names a FIFO the sleeping helper writes a line to once it runs.
-const readyEnv = "PERISCOPE_COMMANDS_TEST_READY"
+const readyEnv = "COMMANDS_TEST_READY"
 
 // runsEnv names a file the helper appends its pid to on every run, so a test
 // can count runs and end what a killed agent left behind.
-const runsEnv = "PERISCOPE_COMMANDS_TEST_RUNS"
+const runsEnv = "COMMANDS_TEST_RUNS"
 
 // TestMain runs the helper when asked, and otherwise the tests, failing them
 // if a goroutine outlives them.
@@ -49,7 +49,7 @@ func helper(args []string) int {
 	case "env":
 		var vars []string
 		for _, kv := range os.Environ() {
-			if strings.HasPrefix(kv, "PERISCOPE_") && !strings.HasPrefix(kv, "PERISCOPE_COMMANDS_TEST_") {
+			if strings.HasPrefix(kv, "PERISCOPE_") {
 				vars = append(vars, kv)
 			}
 		}

@@ -122,8 +122,8 @@ type Settings struct {
 	Record Recorder
 	// Clock stamps updates and judges deadlines (the wall clock when nil).
 	Clock clock.Clock
-	// Env is the environment executables start from, without the agent's
-	// tokens (os.Environ() when nil).
+	// Env is the environment executables start from; its PERISCOPE_*
+	// variables are left out (os.Environ() when nil).
 	Env []string
 	// HTTPClient calls HTTP handlers (one that follows no redirect when nil).
 	HTTPClient *http.Client
@@ -392,14 +392,15 @@ func (r *Runner) run(inv command.Invocation, spec command.Spec, params command.P
 	select {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
-	case <-ctx.Done():
-		r.mu.Lock()
-		r.finishLocked(inv, command.Update{ID: inv.ID, State: command.StateFailed, At: r.clk.Now(), Reason: "the agent shut down before the command could start"})
-		r.mu.Unlock()
-		return
+	case <-ctx.Done(): // ends it below, without running
 	}
 	r.mu.Lock()
 	now := r.clk.Now()
+	if ctx.Err() != nil {
+		r.finishLocked(inv, command.Update{ID: inv.ID, State: command.StateFailed, At: now, Reason: "the agent shut down before the command could start"})
+		r.mu.Unlock()
+		return
+	}
 	if !inv.Deadline.IsZero() && !now.Before(inv.Deadline) {
 		r.finishLocked(inv, command.Update{ID: inv.ID, State: command.StateExpired, At: now, Reason: "its deadline passed while it waited for a free slot"})
 		r.mu.Unlock()

@@ -144,7 +144,7 @@ func startWith(t *testing.T, dir string, rule command.Rule, extraEnv []string, s
 	t.Helper()
 	e := &env{dir: dir, runs: filepath.Join(dir, "runs"), sink: newSink(), rec: &recorder{}}
 	r, err := New(Settings{Dir: filepath.Join(dir, "commands"), Rule: rule, Redact: redactor(t), Sink: e.sink, Record: e.rec,
-		Env: append([]string{helperEnv + "=1", runsEnv + "=" + e.runs, "PERISCOPE_AGENT_TOKEN=pdt_secret", "PATH=/usr/bin:/bin"}, extraEnv...)})
+		Env: append([]string{helperEnv + "=1", runsEnv + "=" + e.runs, "PERISCOPE_AGENT_TOKEN=pdt_secret", "PERISCOPE_PARAM_TABLE=from-the-agent", "PATH=/usr/bin:/bin"}, extraEnv...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +191,8 @@ func TestExecPassesParametersInTheEnvironment(t *testing.T) {
 			t.Errorf("output %q lacks %s", out, want)
 		}
 	}
-	if strings.Contains(out, "pdt_secret") {
-		t.Errorf("the agent's token reached the command: %q", out)
+	if strings.Contains(out, "pdt_secret") || strings.Contains(out, "from-the-agent") {
+		t.Errorf("the agent's own PERISCOPE_ settings reached the command: %q", out)
 	}
 	if u.Result.ExitCode == nil || *u.Result.ExitCode != 0 || u.Result.OutputBytes != int64(len(out)) || u.Result.Truncated {
 		t.Errorf("result = %+v, want exit 0 and all output", u.Result)
