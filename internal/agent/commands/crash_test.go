@@ -43,7 +43,7 @@ func TestRunnerCrashChild(t *testing.T) {
 func TestKilledWhileRunningIsNotRunAgainAndEndsFailed(t *testing.T) {
 	dir := t.TempDir()
 	p := crashtest.Start(t, "TestRunnerCrashChild", dir)
-	p.Await(t, "update i1 running")
+	// The executable runs, so its start is in the journal (written first).
 	p.Await(t, "executable ready")
 	p.Kill(t)
 
