@@ -4,6 +4,7 @@
 //	opamp     checks in with the manager, applies offered releases through the update hook
 //	pipeline  OTLP receivers → tag → redact → disk queue → forward to the manager
 //	record    the customer's local record of what was sent and removed (/report)
+//	commands  runs the remote commands the manager invokes, under the customer's rule
 //	context   keeps the pipeline's deployment context current from the manager
 //
 // Usage: New validates the configuration and starts nothing; Start opens the queues,
@@ -25,18 +26,21 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/periscope-dev/periscope/internal/agent/commands"
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/agent/pipeline"
 	"github.com/periscope-dev/periscope/internal/agent/record"
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
@@ -68,6 +72,16 @@ type Agent struct {
 	log *slog.Logger
 
 	checkin *opamp.Agent
+	cmds    *commands.Runner
+
+	// omu guards the compiled policy that redacts command output, kept while
+	// the effective policy stays the same.
+	omu     sync.Mutex
+	outPol  *redact.Policy
+	outHash string
+	// cmdRecord is the record command events go to; separate from mu, which
+	// Start holds while the runner already records.
+	cmdRecord atomic.Pointer[record.Record]
 
 	// rmu orders redaction changes: the pipeline gets the newest effective
 	// policy whether it changes before, while or after the pipeline is built.
@@ -95,7 +109,19 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		s.Hostname, _ = os.Hostname()
 	}
 	a := &Agent{cfg: cfg, s: s, log: s.Logger}
-	c, err := opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction})
+	cmds, err := commands.New(commands.Settings{
+		Dir: commands.Dir(cfg.DataDir), Rule: cfg.Commands, Redact: a.redactOutput, Env: s.Env,
+		Sink: commands.SinkFunc(func(ctx context.Context, u []command.Update) error {
+			return a.checkin.SendCommandUpdates(ctx, u)
+		}),
+		Record: commandRecorder{a: a},
+		Logger: s.Logger.With("component", "commands"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.cmds = cmds
+	c, err := opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction, Commands: cmds})
 	if err != nil {
 		return nil, err
 	}
@@ -114,10 +140,8 @@ func (a *Agent) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(runCtx)
 	a.cancel, a.group = cancel, g
-	if err := a.checkin.Start(gctx); err != nil {
-		cancel()
-		return err
-	}
+	// The record and the commands runner come first: an invocation may arrive
+	// as soon as the check-in connects.
 	rec, err := record.Open(record.Options{Dir: record.Dir(a.cfg.DataDir), FlushInterval: a.s.RecordInterval,
 		Logger: a.log.With("component", "record")})
 	if err == nil {
@@ -125,7 +149,17 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		cancel()
-		return errors.Join(fmt.Errorf("the agent's local record: %w", err), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+		return fmt.Errorf("the agent's local record: %w", err)
+	}
+	a.record = rec
+	a.cmdRecord.Store(rec)
+	if err := a.cmds.Start(gctx); err != nil {
+		cancel()
+		return errors.Join(fmt.Errorf("remote commands: %w", err), rec.Shutdown(context.WithoutCancel(ctx)))
+	}
+	if err := a.checkin.Start(gctx); err != nil {
+		cancel()
+		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)))
 	}
 	p, cs, err := a.newPipeline(rec)
 	if err == nil {
@@ -140,9 +174,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		cancel()
-		return errors.Join(err, rec.Shutdown(context.WithoutCancel(ctx)), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)),
+			a.checkin.Shutdown(context.WithoutCancel(ctx)))
 	}
-	a.pipe, a.record = p, rec
+	a.pipe = p
 	g.Go(func() error { cs.Run(gctx, p); return nil })
 	return nil
 }
@@ -249,6 +284,65 @@ func (r recorder) Removed(sig otlp.Signal, st *redact.Stats) {
 	r.rec.Removed(sig.String(), items)
 }
 
+// redactOutput applies the effective redaction policy to a command's output,
+// compiling it again only when the policy changed. If it cannot be compiled
+// the output is withheld rather than sent unredacted.
+func (a *Agent) redactOutput(s string) (string, map[string]int) {
+	eff := a.checkin.Redaction()
+	a.omu.Lock()
+	p := a.outPol
+	if p == nil || a.outHash != eff.Hash() {
+		key, err := redactionHashKey(a.cfg)
+		if err == nil {
+			p, err = redact.Compile(eff, key)
+		}
+		if err != nil {
+			a.omu.Unlock()
+			a.log.Error("cannot compile the redaction policy for command output; withholding the output", "err", err)
+			return "[output withheld: the agent could not apply its redaction policy]", nil
+		}
+		a.outPol, a.outHash = p, eff.Hash()
+	}
+	a.omu.Unlock()
+	var st redact.Stats
+	out := p.Text(s, "command.output", &st)
+	var counts map[string]int
+	for r, n := range st.Reasons {
+		if n > 0 {
+			if counts == nil {
+				counts = map[string]int{}
+			}
+			counts[redact.Reason(r).String()] = n
+		}
+	}
+	return out, counts
+}
+
+// commandRecorder writes the runner's events to the local record.
+type commandRecorder struct{ a *Agent }
+
+func (c commandRecorder) Command(ev commands.Event) {
+	rec := c.a.cmdRecord.Load()
+	if rec == nil {
+		return
+	}
+	inv := ev.Invocation
+	line := record.CommandEvent{Event: ev.Kind, ID: inv.ID, Command: inv.Command, By: inv.By, Why: inv.Reason,
+		State: string(ev.State), Detail: ev.Reason}
+	if len(inv.Params) > 0 {
+		line.Params = make(map[string]string, len(inv.Params))
+		for k, v := range inv.Params {
+			line.Params[k] = command.String(v)
+		}
+	}
+	if r := ev.Result; r != nil {
+		line.ExitCode, line.Signal, line.HTTPStatus = r.ExitCode, r.Signal, r.HTTPStatus
+		line.OutputBytes, line.OutputSHA256, line.Truncated = r.OutputBytes, r.OutputSHA256, r.Truncated
+		line.Redacted, line.DurationMS = r.Redacted, r.Duration.Milliseconds()
+	}
+	rec.Command(line)
+}
+
 // redactionHashKey returns the key of the redaction's hash action: the customer's
 // own from the configuration, else a random key kept in the data directory, so hashed
 // values stay joinable across restarts yet the vendor cannot recompute them.
@@ -312,6 +406,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		if p != nil {
 			errs = append(errs, p.Shutdown(ctx))
 		}
+		// Running commands end failed and their outcomes go out while the
+		// check-in still runs; the record hears of them before it closes.
+		errs = append(errs, a.cmds.Shutdown(ctx))
 		if rec != nil {
 			// After the pipeline: its forwarders' last deliveries are recorded too.
 			errs = append(errs, rec.Shutdown(ctx))

@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
+	"github.com/periscope-dev/periscope/internal/agent/record"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
@@ -163,5 +166,51 @@ func TestKeptVendorPolicyRunsBeforeTheFirstCheckin(t *testing.T) {
 	}
 	if got.Detectors["email"] != redactpolicy.ActionHash || got.Detectors["ip"] != redactpolicy.ActionMask || len(got.Deny) != 1 {
 		t.Errorf("detectors %v deny %v: want email hashed (vendor), ip masked (customer's default), user.ssn denied", got.Detectors, got.Deny)
+	}
+}
+
+// A command's output passes the effective redaction policy the telemetry does.
+func TestCommandOutputPassesTheAgentsRedaction(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Redaction = redactpolicy.Policy{Detectors: map[string]string{"email": redactpolicy.ActionHash}, HashKey: "customer-key"}
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, counts := a.redactOutput("url=postgres://app:hunter2@db/orders owner=ops@example.com rows=42")
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "ops@example.com") || !strings.Contains(out, "rows=42") {
+		t.Errorf("redacted output %q", out)
+	}
+	if counts["password"] != 1 || counts["email"] != 1 {
+		t.Errorf("counts %v, want one password and one e-mail", counts)
+	}
+}
+
+// What the commands runner decides reaches the customer's local record, and
+// the report, through the agent's wiring.
+func TestCommandsAreInTheCustomersRecord(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Commands = command.Rule{Disabled: true}
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.cmds.Invoke([]command.Invocation{{ID: "inv-1", Command: "db.rows", Deadline: time.Now().Add(time.Minute), By: "alice", Reason: "ticket 42"}})
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := record.Summarise(record.Dir(cfg.DataDir), time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Commands.Events[record.CommandReceived] != 1 || s.Commands.States["refused"] != 1 {
+		t.Fatalf("the record holds %+v", s.Commands)
+	}
+	last := s.Commands.Recent[len(s.Commands.Recent)-1]
+	if last.By != "alice" || last.Why != "ticket 42" || !strings.Contains(last.Detail, "not declared") {
+		t.Errorf("refusal recorded as %+v", last)
 	}
 }

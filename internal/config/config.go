@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
@@ -349,6 +350,10 @@ type Agent struct {
 	// telemetry before queueing it. The vendor's policy can make it stricter, never
 	// looser; unset, the safe default runs (every detector masks).
 	Redaction redactpolicy.Policy `yaml:"redaction"`
+	// Commands is the customer's rule for remote commands: unset, every command
+	// the release declares may run; {disabled: true} refuses them all; {allow:
+	// [name, …]} lets only the named ones run. It always wins over the vendor.
+	Commands command.Rule `yaml:"commands"`
 }
 
 // AgentUpdate is the vendor's hook that moves a deployment to another release.
@@ -451,6 +456,9 @@ func (c *Agent) Validate() error {
 	errs = append(errs, c.Update.validate("update"))
 	if err := c.Redaction.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("redaction: %w", err))
+	}
+	if err := c.Commands.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

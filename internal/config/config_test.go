@@ -278,3 +278,39 @@ func TestManagerAuditRetention(t *testing.T) {
 		t.Errorf("Validate() with a retention of 1h = %v, want it to mention audit.retention", err)
 	}
 }
+
+// The customer's command rule comes from the agent's YAML; unset, commands are
+// on; a name that cannot be a command is refused with its field.
+func TestAgentCommandRule(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte("manager: http://127.0.0.1:7070\ntoken: pdt_x\ncommands:\n  allow: [db.rows, cache-flush]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultAgent()
+	if cfg.Commands.Disabled || len(cfg.Commands.Allow) != 0 {
+		t.Fatalf("default rule %+v, want every declared command allowed", cfg.Commands)
+	}
+	if err := Load(&cfg, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := cfg.Commands.Permits("db.rows"); !ok {
+		t.Error("an allowed command is not permitted")
+	}
+	if ok, why := cfg.Commands.Permits("drop"); ok || why == "" {
+		t.Error("a command off the allow-list is permitted")
+	}
+	cfg.Commands.Allow = []string{"Rm -rf"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "commands.allow") {
+		t.Errorf("Validate() = %v, want a commands.allow problem", err)
+	}
+	if err := os.WriteFile(path, []byte("manager: http://127.0.0.1:7070\ntoken: pdt_x\ncommands: {disabled: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = DefaultAgent()
+	if err := Load(&cfg, path, nil); err != nil || !cfg.Commands.Disabled {
+		t.Errorf("disabled: %v %+v", err, cfg.Commands)
+	}
+}

@@ -29,7 +29,9 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/periscope-dev/periscope/internal/agent/statefile"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/opamplog"
@@ -57,6 +59,10 @@ type Settings struct {
 	// manager's vendor policy changes it. It runs on the OpAMP client's goroutine;
 	// the policy in force before that is Redaction's.
 	OnRedaction func(redactpolicy.Effective)
+	// Commands, when set, runs the remote commands the manager invokes: the
+	// agent declares command.Capability, hands it command messages and the
+	// commands each release offer declares, and reports the customer's rule.
+	Commands Commands
 }
 
 // Agent checks in with the manager. New validates; Start connects.
@@ -103,6 +109,8 @@ type Agent struct {
 	// calling the client.
 	rmu sync.Mutex
 	red redaction
+
+	cmds Commands
 }
 
 // New validates cfg and returns an agent that has not connected yet.
@@ -120,6 +128,7 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		release: cfg.Release, hc: newWebhookClient(), killGrace: defaultKillGrace}
 	a.refusedRetry, a.events = s.RefusedRetry, make(chan sessionEvent, 1)
 	a.red.onRedaction = s.OnRedaction
+	a.cmds = s.Commands
 	if a.refusedRetry <= 0 {
 		a.refusedRetry = DefaultRefusedRetry
 	}
@@ -219,7 +228,11 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 		return nil, fmt.Errorf("agent capabilities: %w", err)
 	}
 	// The vendor's redaction policy arrives as a custom message (redactpolicy).
-	if err := c.SetCustomCapabilities(&protobufs.CustomCapabilities{Capabilities: []string{redactpolicy.Capability}}); err != nil {
+	custom := []string{redactpolicy.Capability}
+	if a.cmds != nil {
+		custom = append(custom, command.Capability)
+	}
+	if err := c.SetCustomCapabilities(&protobufs.CustomCapabilities{Capabilities: custom}); err != nil {
 		return nil, fmt.Errorf("agent custom capabilities: %w", err)
 	}
 	hb := time.Duration(a.cfg.HeartbeatInterval)
@@ -229,7 +242,12 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 		InstanceUid:       types.InstanceUid(uid),
 		HeartbeatInterval: &hb,
 		Callbacks: types.Callbacks{
-			OnConnect:       func(context.Context) { a.setConnected(true, nil) },
+			OnConnect: func(context.Context) {
+				a.setConnected(true, nil)
+				if a.cmds != nil {
+					a.cmds.Resend() // results the manager may have missed while apart
+				}
+			},
 			OnConnectFailed: func(_ context.Context, err error) { a.setConnected(false, err) },
 			OnError: func(_ context.Context, e *protobufs.ServerErrorResponse) {
 				a.log.Error("manager reported an error", "err", e.ErrorMessage)
@@ -414,6 +432,7 @@ func (a *Agent) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, er
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
 		"agent.yaml":            {Body: body, ContentType: "application/yaml"},
 		redactpolicy.ReportFile: {Body: redactpolicy.EncodeReport(a.redactionReport()), ContentType: redactpolicy.ReportContentType},
+		command.RuleFile:        {Body: command.EncodeRule(a.cfg.Commands), ContentType: "application/json"},
 	}}}, nil
 }
 
@@ -435,7 +454,7 @@ func (a *Agent) instanceUID() ([16]byte, error) {
 	if err != nil {
 		return zero, err
 	}
-	if err := writeAtomic(a.cfg.DataDir, "instance-uid", []byte(u.String()+"\n")); err != nil {
+	if err := statefile.Write(a.cfg.DataDir, "instance-uid", []byte(u.String()+"\n")); err != nil {
 		return zero, fmt.Errorf("write agent identity: %w", err)
 	}
 	return u, nil

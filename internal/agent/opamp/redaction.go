@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 
+	"github.com/periscope-dev/periscope/internal/agent/statefile"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
@@ -61,7 +61,7 @@ func (a *Agent) redactionReport() redactpolicy.Report {
 // the agent from starting.
 func (a *Agent) loadVendorRedaction() {
 	path := filepath.Join(a.cfg.DataDir, VendorRedactionFile)
-	wire, err := readBounded(path, redactpolicy.MaxWireBytes)
+	wire, err := statefile.Read(path, redactpolicy.MaxWireBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
@@ -76,23 +76,6 @@ func (a *Agent) loadVendorRedaction() {
 	a.rmu.Lock()
 	a.red.vendorWire, a.red.vendor = wire, p
 	a.rmu.Unlock()
-}
-
-// readBounded reads at most limit bytes of path, failing on a longer file.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is over %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 // decodeVendorMessage reads the vendor policy from a custom message from the
@@ -135,7 +118,7 @@ func (a *Agent) receiveCustomMessage(ctx context.Context, m *protobufs.CustomMes
 	if err != nil {
 		a.log.Error("refused the vendor redaction policy; the previous one stays in force", "policy_hash", hash, "err", err)
 	} else {
-		if werr := writeAtomic(a.cfg.DataDir, VendorRedactionFile, m.Data); werr != nil {
+		if werr := statefile.Write(a.cfg.DataDir, VendorRedactionFile, m.Data); werr != nil {
 			// Still applied now; only a restart before the next check-in would
 			// run the previous policy until the manager sends this one again.
 			a.log.Error("cannot keep the vendor redaction policy on disk", "err", werr)
@@ -153,32 +136,4 @@ func (a *Agent) receiveCustomMessage(ctx context.Context, m *protobufs.CustomMes
 			a.log.Warn("cannot report the effective redaction policy", "err", err)
 		}
 	}
-}
-
-// writeAtomic writes body to name in dir (created 0700) as a 0600 file, whole:
-// a temporary file, synced, then renamed, so a crash leaves the old file or the new.
-func writeAtomic(dir, name string, body []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create agent data directory: %w", err)
-	}
-	path := filepath.Join(dir, name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(body)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
 
+	"github.com/periscope-dev/periscope/internal/agent/statefile"
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
@@ -123,7 +124,7 @@ func (a *Agent) saveToken(tok string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(a.cfg.DataDir, TokenFile, append(b, '\n')); err != nil {
+	if err := statefile.Write(a.cfg.DataDir, TokenFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("write rotated deployment token: %w", err)
 	}
 	return nil

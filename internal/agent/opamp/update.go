@@ -22,6 +22,8 @@ import (
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
 
+	"github.com/periscope-dev/periscope/internal/agent/statefile"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/desired"
 )
 
@@ -164,7 +166,7 @@ func (a *Agent) saveStateLocked(o *outcome) {
 		st.OfferHash, st.OfferRelease, st.Status, st.Error = hex.EncodeToString(o.hash), o.release, statusName(o.status), o.err
 	}
 	body, _ := json.MarshalIndent(st, "", "  ") // strings only: cannot fail
-	if err := writeAtomic(a.cfg.DataDir, stateFile, append(body, '\n')); err != nil {
+	if err := statefile.Write(a.cfg.DataDir, stateFile, append(body, '\n')); err != nil {
 		// Not fatal: the manager still hears the outcome now; only a restart
 		// would report the --release flag instead of the applied release.
 		a.log.Error("cannot save the update state", "err", err)
@@ -172,10 +174,20 @@ func (a *Agent) saveStateLocked(o *outcome) {
 }
 
 // onMessage takes what the manager sends beyond acknowledgements: release offers
-// and the vendor's redaction policy.
+// (and the commands they declare), command messages and the vendor's redaction
+// policy.
 func (a *Agent) onMessage(ctx context.Context, msg *types.MessageData) {
+	if msg.RemoteConfig != nil {
+		// Before any invocation in the same message: it may run a command
+		// this offer declares.
+		a.keepOfferedCommands(msg.RemoteConfig)
+	}
 	if msg.CustomMessage != nil {
-		a.receiveCustomMessage(ctx, msg.CustomMessage)
+		if msg.CustomMessage.GetCapability() == command.Capability {
+			a.receiveCommandMessage(msg.CustomMessage)
+		} else {
+			a.receiveCustomMessage(ctx, msg.CustomMessage)
+		}
 	}
 	if msg.RemoteConfig != nil && a.cfg.Update.Enabled() {
 		a.receiveOffer(msg.RemoteConfig)

@@ -21,6 +21,7 @@ import (
 	"github.com/open-telemetry/opamp-go/server"
 	"github.com/open-telemetry/opamp-go/server/types"
 
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/desired"
 	"github.com/periscope-dev/periscope/internal/opamplog"
@@ -65,6 +66,10 @@ type fakeManager struct {
 	// custom is sent in every answer; reports are the redaction reports heard.
 	custom  *protobufs.CustomMessage
 	reports []redactpolicy.Report
+	// customCaps and updates are the agent's custom capabilities and the
+	// command updates it sent.
+	customCaps []string
+	updates    []command.Update
 }
 
 func newFakeManager(t *testing.T) *fakeManager {
@@ -124,6 +129,14 @@ func (m *fakeManager) onMessage(_ context.Context, _ types.Connection, msg *prot
 	}
 	if msg.Capabilities != 0 {
 		m.caps = msg.Capabilities
+	}
+	if cc := msg.CustomCapabilities; cc != nil {
+		m.customCaps = cc.Capabilities
+	}
+	if cm := msg.CustomMessage; cm != nil && cm.Capability == command.Capability && cm.Type == command.MessageUpdate {
+		if u, err := command.DecodeUpdates(cm.Data); err == nil {
+			m.updates = append(m.updates, u.Updates...)
+		}
 	}
 	m.messages++
 	close(m.changed)
@@ -248,6 +261,13 @@ type testAgent struct {
 // directory ("" for a new one); configure adjusts the configuration.
 func startAgent(t *testing.T, m *fakeManager, transport, dir string, configure func(*config.Agent)) *testAgent {
 	t.Helper()
+	return startAgentWith(t, m, transport, dir, configure, Settings{})
+}
+
+// startAgentWith is startAgent with collaborators beyond the logger and the
+// environment.
+func startAgentWith(t *testing.T, m *fakeManager, transport, dir string, configure func(*config.Agent), s Settings) *testAgent {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -259,7 +279,8 @@ func startAgent(t *testing.T, m *fakeManager, transport, dir string, configure f
 	}
 	logs := &lockedBuffer{wrote: make(chan struct{}, 1)}
 	env := []string{"PATH=" + os.Getenv("PATH"), "PERISCOPE_AGENT_TOKEN=pdt_secret_token", "HOOKDIR=" + dir}
-	a, err := New(cfg, Settings{Logger: slog.New(slog.NewTextHandler(logs, nil)), Env: env})
+	s.Logger, s.Env = slog.New(slog.NewTextHandler(logs, nil)), env
+	a, err := New(cfg, s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,8 @@ type Record struct {
 	folds    map[sentKey]*sentLine // batches past maxPendingSent, folded
 	removed  map[removalKey]int64
 	distinct int               // keys in removed other than OtherKey
+	commands []CommandEvent    // invocation events waiting for the flush loop
+	lostCmds int               // events dropped past maxPendingCommands
 	dests    map[string]string // destination as given → as written, so a URL is parsed once
 
 	// wmu serialises flushes, so lines reach the files in the order they were
@@ -96,6 +98,7 @@ type Record struct {
 	wmu      sync.Mutex
 	sentS    *stream
 	removedS *stream
+	cmdS     *stream
 	failing  bool
 	closed   bool // the files are closed: nothing more is written
 	stopping bool // Shutdown has begun: Start refuses
@@ -147,6 +150,9 @@ func Open(o Options) (*Record, error) {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	if r.removedS, err = openStream(o.Dir, removedPrefix, o.MaxFileBytes, o.MaxFiles); err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	if r.cmdS, err = openStream(o.Dir, commandPrefix, o.MaxFileBytes, o.MaxFiles); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
 	return r, nil
@@ -203,7 +209,7 @@ func (r *Record) Shutdown(ctx context.Context) error {
 		err := r.Flush()
 		r.wmu.Lock()
 		r.closed = true
-		r.shutErr = errors.Join(err, r.sentS.close(), r.removedS.close())
+		r.shutErr = errors.Join(err, r.sentS.close(), r.removedS.close(), r.cmdS.close())
 		r.wmu.Unlock()
 	})
 	return r.shutErr
@@ -301,8 +307,9 @@ func (r *Record) Flush() error {
 	}
 	r.mu.Lock()
 	now := r.clock.Now().UTC() // not before any batch taken below
-	sent, folds, removed := r.sent, r.folds, r.removed
+	sent, folds, removed, cmds, lost := r.sent, r.folds, r.removed, r.commands, r.lostCmds
 	r.sent, r.removed, r.distinct = make([]sentLine, 0, len(sent)), map[removalKey]int64{}, 0
+	r.commands, r.lostCmds = nil, 0
 	if len(folds) > 0 {
 		r.folds = map[sentKey]*sentLine{}
 	}
@@ -319,7 +326,14 @@ func (r *Record) Flush() error {
 	for k, n := range removed {
 		removedLines = append(removedLines, encode(now, removedLine{Time: now, Signal: k.signal, Kind: k.kind, Key: k.key, Count: n}))
 	}
-	err := errors.Join(r.sentS.write(sentLines), r.removedS.write(removedLines))
+	cmdLines := make([]timedLine, 0, len(cmds))
+	for _, c := range cmds {
+		cmdLines = append(cmdLines, encode(c.Time, c))
+	}
+	if lost > 0 {
+		r.log.Warn("remote command events came faster than the record writes them; some were not recorded", "lost", lost)
+	}
+	err := errors.Join(r.sentS.write(sentLines), r.removedS.write(removedLines), r.cmdS.write(cmdLines))
 	switch {
 	case err != nil:
 		r.log.Warn("could not write the local record of what was sent and removed", "dir", r.o.Dir,

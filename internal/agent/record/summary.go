@@ -50,6 +50,9 @@ type Summary struct {
 	Truncated KindTotal `json:"truncated"`
 	Dropped   KindTotal `json:"dropped"`
 
+	// Commands sums the remote commands the manager invoked on this agent.
+	Commands CommandTotals `json:"commands"`
+
 	// DamagedLines counts lines skipped because they could not be read: a torn
 	// last line after a crash, or a damaged file.
 	DamagedLines int64 `json:"damaged_lines"`
@@ -88,7 +91,7 @@ func Summarise(dir string, from, to time.Time) (Summary, error) {
 	for _, st := range []struct {
 		prefix string
 		line   func([]byte) (time.Time, bool)
-	}{{sentPrefix, a.sentLine}, {removedPrefix, a.removedLine}} {
+	}{{sentPrefix, a.sentLine}, {removedPrefix, a.removedLine}, {commandPrefix, a.commandLine}} {
 		files, err := listFiles(dir, st.prefix)
 		if err != nil {
 			return Summary{}, err
@@ -122,7 +125,8 @@ type kindAgg struct {
 }
 
 func newAggregate(from, to time.Time) *aggregate {
-	return &aggregate{s: Summary{From: from, To: to, Records: map[string]int64{}},
+	return &aggregate{s: Summary{From: from, To: to, Records: map[string]int64{},
+		Commands: CommandTotals{Events: map[string]int64{}, States: map[string]int64{}, Recent: []CommandEvent{}}},
 		dests: map[string]*DestinationTotal{}, kinds: map[string]*kindAgg{}}
 }
 

@@ -103,6 +103,7 @@ func (s Summary) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "It dropped %s matching a drop pattern.\n", list(parts))
 	}
 	b.WriteString("It never records the removed values themselves.\n")
+	s.Commands.writeText(&b)
 	switch {
 	case s.RecordStarts.IsZero():
 		b.WriteString("The record is empty: nothing has been written to it yet.\n")

@@ -849,8 +849,11 @@ func (w *walker) count(r Reason, n int) {
 }
 
 // note adds n removals of r at key to Stats.Removals.
-func (w *walker) note(r Reason, key string, n int) {
-	rs := w.st.Removals
+func (w *walker) note(r Reason, key string, n int) { w.st.note(r, key, n) }
+
+// note adds n removals of r at key to Removals, bounded by maxRemovals.
+func (s *Stats) note(r Reason, key string, n int) {
+	rs := s.Removals
 	for i := range rs {
 		if rs[i].Reason == r && rs[i].Key == key {
 			rs[i].Count += n
@@ -870,7 +873,27 @@ func (w *walker) note(r Reason, key string, n int) {
 		key = key[:maxKeyLen]
 	}
 	// The key may point into the request, which the caller reuses: copy it.
-	w.st.Removals = append(rs, Removal{Reason: r, Key: strings.Clone(key), Count: n})
+	s.Removals = append(rs, Removal{Reason: r, Key: strings.Clone(key), Count: n})
+}
+
+// Text applies the policy's detectors (and custom patterns) to free text that is
+// not telemetry, such as a remote command's output, and returns it with every
+// match masked or hashed. st, when not nil, receives the counts under key. Text
+// that loses nothing is returned as itself.
+func (p *Policy) Text(s, key string, st *Stats) string {
+	if p.off || s == "" {
+		return s
+	}
+	out, counts := p.r.String(s)
+	if st != nil {
+		for k, n := range counts {
+			if n > 0 {
+				st.Reasons[k] += int(n)
+				st.note(Reason(k), key, int(n))
+			}
+		}
+	}
+	return out
 }
 
 // unsafeString views b as a string without copying. The redactor returns its input
