@@ -100,6 +100,12 @@ type Invocation struct {
 	// By and Reason are the operator and their reason, for the customer's record.
 	By     string `json:"by"`
 	Reason string `json:"reason"`
+	// Spec is the declaration the manager checked the parameters against,
+	// from the release it offers the deployment. An agent that holds that
+	// release's declarations from its offer runs those; one that takes no
+	// offers (it has no update hook) runs this one, still under its
+	// customer's rule and its own parameter check.
+	Spec *Spec `json:"spec,omitempty"`
 }
 
 // Result is what a run produced.
@@ -173,6 +179,14 @@ func DecodeInvocations(data []byte) (Invocations, error) {
 		}
 		if len(inv.Params) > MaxParams || len(inv.By) > MaxReasonBytes || len(inv.Reason) > MaxReasonBytes {
 			return v, fmt.Errorf("invocation %s: over its bounds", inv.ID)
+		}
+		if inv.Spec != nil {
+			if inv.Spec.Name != inv.Command {
+				return v, fmt.Errorf("invocation %s: runs %.80q with the declaration of %.80q", inv.ID, inv.Command, inv.Spec.Name)
+			}
+			if err := inv.Spec.Validate(); err != nil {
+				return v, fmt.Errorf("invocation %s: %w", inv.ID, err)
+			}
 		}
 	}
 	return v, nil

@@ -16,6 +16,9 @@ type Invocation struct {
 	Command      string `json:"command"`
 	// Params are the validated parameters (numbers come back as json.Number).
 	Params command.Params `json:"params,omitempty"`
+	// Spec is the declaration the parameters were checked against, sent to the
+	// agent with the invocation; nil for one refused as undeclared.
+	Spec *command.Spec `json:"-"`
 	// Reason is why the operator ran it.
 	Reason string `json:"reason"`
 	// Actor and ActorRole are the API token's name and role.

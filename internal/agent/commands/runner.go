@@ -150,6 +150,9 @@ type Runner struct {
 	mu       sync.Mutex
 	j        *journal
 	specs    []command.Spec
+	// offered is whether a release offer ever brought declarations (kept on
+	// disk); until one has, the invocation's own declaration is used.
+	offered bool
 	active   map[string]bool // ids accepted in this run and not finished
 	outbox   []command.Update
 	started  bool
@@ -219,7 +222,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	specs, err := loadSpecs(r.s.Dir)
+	specs, offered, err := loadSpecs(r.s.Dir)
 	if err != nil {
 		// The next offer brings them again; until then nothing is declared.
 		r.log.Error("ignoring the kept command declarations until the next release offer", "err", err)
@@ -245,7 +248,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	if err := j.compactIfDue(now, func(string) bool { return false }); err != nil {
 		r.log.Warn("cannot compact the commands journal", "err", err)
 	}
-	r.j, r.specs, r.started = j, specs, true
+	r.j, r.specs, r.offered, r.started = j, specs, offered, true
 	r.outbox = append(r.outbox, j.unacked()...)
 	r.runCtx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.loopDone = make(chan struct{})
@@ -263,7 +266,7 @@ func (r *Runner) SetSpecs(specs []command.Spec) error {
 	body, _ := json.Marshal(specs) // plain data cannot fail to marshal
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.specs = append([]command.Spec(nil), specs...)
+	r.specs, r.offered = append([]command.Spec(nil), specs...), true
 	if err := statefile.Write(r.s.Dir, specsName, body); err != nil {
 		return fmt.Errorf("commands: keep the declarations: %w", err)
 	}
@@ -277,11 +280,11 @@ func (r *Runner) Specs() []command.Spec {
 	return append([]command.Spec(nil), r.specs...)
 }
 
-func loadSpecs(dir string) ([]command.Spec, error) {
+func loadSpecs(dir string) ([]command.Spec, bool, error) {
 	path := filepath.Join(dir, specsName)
 	b, err := statefile.Read(path, 4<<20)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	var specs []command.Spec
 	if err == nil {
@@ -291,9 +294,9 @@ func loadSpecs(dir string) ([]command.Spec, error) {
 		err = command.ValidateSpecs(specs)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	return specs, nil
+	return specs, true, nil
 }
 
 // Invoke takes invocations from the manager. It never waits for a handler.
@@ -348,7 +351,16 @@ func (r *Runner) checkLocked(inv command.Invocation, now time.Time) (command.Spe
 		return &command.Update{ID: inv.ID, State: st, At: now, Reason: clipReason(reason)}
 	}
 	spec, ok := command.Find(r.specs, inv.Command)
-	if !ok {
+	switch {
+	case ok:
+	case !r.offered && inv.Spec != nil:
+		// An agent without an update hook takes no offers, so it learns the
+		// declaration with the invocation; the customer's rule and the
+		// parameter check below still hold.
+		spec = *inv.Spec
+	case !r.offered:
+		return spec, nil, end(command.StateRefused, fmt.Sprintf("command %q is not declared: this agent holds no release declarations", inv.Command))
+	default:
 		return spec, nil, end(command.StateRefused, fmt.Sprintf("command %q is not declared by the release this agent was offered", inv.Command))
 	}
 	if ok, why := r.s.Rule.Permits(inv.Command); !ok {

@@ -429,3 +429,41 @@ func equalStates(a, b []command.State) bool {
 	}
 	return true
 }
+
+// An agent without an update hook is never offered a release, so it runs the
+// declaration that comes with the invocation — under its customer's rule and its
+// own parameter check. Once an offer has brought declarations, only those count.
+func TestAgentWithoutOffersRunsTheInvocationsDeclaration(t *testing.T) {
+	spec := helperSpec(t, "rows", "env")
+	spec.Params = []command.Param{{Name: "limit", Type: command.TypeInteger, Max: ptr(100.0)}}
+	e := start(t, t.TempDir(), command.Rule{})
+	carried := inv("c1", "rows", map[string]any{"limit": json.Number("5")})
+	carried.Spec = &spec
+	e.r.Invoke([]command.Invocation{carried})
+	e.sink.await(t, "c1", command.StateSucceeded)
+	bad := inv("c2", "rows", map[string]any{"limit": json.Number("500")})
+	bad.Spec = &spec
+	e.r.Invoke([]command.Invocation{bad})
+	if u := e.sink.await(t, "c2", command.StateRefused); !strings.Contains(u.Reason, "invalid parameters") {
+		t.Errorf("out-of-bounds parameter with a carried declaration: %q", u.Reason)
+	}
+	bare := inv("c3", "rows", nil)
+	e.r.Invoke([]command.Invocation{bare})
+	if u := e.sink.await(t, "c3", command.StateRefused); !strings.Contains(u.Reason, "holds no release declarations") {
+		t.Errorf("no declaration anywhere: %q", u.Reason)
+	}
+	if n := e.runCount(t); n != 1 {
+		t.Errorf("the executable ran %d times, want once", n)
+	}
+
+	offered := start(t, t.TempDir(), command.Rule{}, helperSpec(t, "other", "env"))
+	smuggled := inv("s1", "rows", nil)
+	smuggled.Spec = &spec
+	offered.r.Invoke([]command.Invocation{smuggled})
+	if u := offered.sink.await(t, "s1", command.StateRefused); !strings.Contains(u.Reason, "not declared by the release this agent was offered") {
+		t.Errorf("a declaration the offer does not hold: %q", u.Reason)
+	}
+	if n := offered.runCount(t); n != 0 {
+		t.Errorf("the offered agent ran %d times, want never", n)
+	}
+}

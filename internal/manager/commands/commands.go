@@ -270,7 +270,7 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 				inv.StateReason = err.Error()
 				break
 			}
-			inv.Params = params
+			inv.Params, inv.Spec = params, &spec
 		}
 		inv.Deadline = now.Add(timeout + allowance)
 		if inv.StateReason != "" {
@@ -489,7 +489,7 @@ func (s *Service) Outgoing(ctx context.Context, id string) (msg *protobufs.Custo
 		if !inv.Deadline.After(now) || (inv.State == command.StateDelivered && now.Sub(inv.DeliveredAt) < redeliverAfter) {
 			continue
 		}
-		w := command.Invocation{ID: inv.ID, Command: inv.Command, Params: inv.Params, Deadline: inv.Deadline, By: inv.Actor, Reason: inv.Reason}
+		w := command.Invocation{ID: inv.ID, Command: inv.Command, Params: inv.Params, Deadline: inv.Deadline, By: inv.Actor, Reason: inv.Reason, Spec: inv.Spec}
 		b, _ := json.Marshal(w)
 		if len(batch.Invocations) == command.MaxPerMessage || size+len(b) > maxBatchBytes {
 			break

@@ -219,6 +219,10 @@ func TestInvocationLifecycle(t *testing.T) {
 		command.String(body.Invocations[0].Params["table"]) != "users" {
 		t.Fatalf("invocations = %+v, %v", body, err)
 	}
+	// The declaration travels with it, for an agent that takes no offers.
+	if sp := body.Invocations[0].Spec; sp == nil || sp.Name != "row-count" || sp.Exec == nil {
+		t.Fatalf("the invocation carries declaration %+v, want row-count's", sp)
+	}
 	sent()
 	if again, _ := f.svc.Outgoing(ctx, "poll"); again != nil {
 		t.Fatal("a delivered invocation was sent again at once")

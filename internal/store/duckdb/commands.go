@@ -17,12 +17,20 @@ import (
 
 var _ store.Commands = (*Store)(nil)
 
-const invocationColumns = `seq, id, deployment_id, customer, command, params, reason, actor, actor_role, state, state_reason,
+const invocationColumns = `seq, id, deployment_id, customer, command, params, spec, reason, actor, actor_role, state, state_reason,
 	queued_at, deadline, delivered_at, started_at, finished_at, result`
 
 // resultOf is an invocation's result as its JSON column: written once, when
 // the invocation ends, and read only with the rest.
 func resultOf(inv *store.Invocation) string { return mustJSON(inv.Result) }
+
+// specJSON is an invocation's declaration as its column: ” for none.
+func specJSON(s *command.Spec) string {
+	if s == nil {
+		return ""
+	}
+	return mustJSON(s)
+}
 
 func paramsJSON(p command.Params) string {
 	if p == nil {
@@ -43,9 +51,9 @@ func (s *Store) CreateInvocations(ctx context.Context, invs []store.Invocation) 
 	defer tx.Rollback()
 	for i := range invs {
 		inv := &invs[i]
-		_, err := tx.ExecContext(ctx, `INSERT INTO command_invocations (id, deployment_id, customer, command, params, reason, actor, actor_role,
-			state, state_reason, queued_at, deadline, delivered_at, started_at, finished_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			inv.ID, inv.DeploymentID, inv.Customer, inv.Command, paramsJSON(inv.Params), inv.Reason, inv.Actor, inv.ActorRole,
+		_, err := tx.ExecContext(ctx, `INSERT INTO command_invocations (id, deployment_id, customer, command, params, spec, reason, actor, actor_role,
+			state, state_reason, queued_at, deadline, delivered_at, started_at, finished_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			inv.ID, inv.DeploymentID, inv.Customer, inv.Command, paramsJSON(inv.Params), specJSON(inv.Spec), inv.Reason, inv.Actor, inv.ActorRole,
 			string(inv.State), inv.StateReason, inv.QueuedAt.UTC(), inv.Deadline.UTC(), nullTime(inv.DeliveredAt), nullTime(inv.StartedAt),
 			nullTime(inv.FinishedAt), resultOf(inv))
 		if isConstraint(err) {
@@ -188,9 +196,9 @@ func (s *Store) invocations(ctx context.Context, what, q string, page int, args 
 	for rows.Next() {
 		var inv store.Invocation
 		var seq int64
-		var params, state, result string
+		var params, spec, state, result string
 		var delivered, started, finished sql.NullTime
-		if err := rows.Scan(&seq, &inv.ID, &inv.DeploymentID, &inv.Customer, &inv.Command, &params, &inv.Reason, &inv.Actor, &inv.ActorRole,
+		if err := rows.Scan(&seq, &inv.ID, &inv.DeploymentID, &inv.Customer, &inv.Command, &params, &spec, &inv.Reason, &inv.Actor, &inv.ActorRole,
 			&state, &inv.StateReason, &inv.QueuedAt, &inv.Deadline, &delivered, &started, &finished, &result); err != nil {
 			return nil, "", fmt.Errorf("%s: %w", what, err)
 		}
@@ -204,6 +212,12 @@ func (s *Store) invocations(ctx context.Context, what, q string, page int, args 
 		}
 		dec := json.NewDecoder(bytes.NewReader([]byte(params)))
 		dec.UseNumber()
+		if spec != "" {
+			inv.Spec = new(command.Spec)
+			if err := json.Unmarshal([]byte(spec), inv.Spec); err != nil {
+				return nil, "", fmt.Errorf("%s: decode the declaration of %s: %w", what, inv.ID, err)
+			}
+		}
 		if err := errors.Join(dec.Decode(&inv.Params), json.Unmarshal([]byte(result), &inv.Result)); err != nil {
 			return nil, "", fmt.Errorf("%s: decode %s: %w", what, inv.ID, err)
 		}

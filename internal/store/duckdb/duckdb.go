@@ -241,6 +241,7 @@ CREATE TABLE command_invocations (
 	customer      VARCHAR NOT NULL,
 	command       VARCHAR NOT NULL,
 	params        VARCHAR NOT NULL,
+	spec          VARCHAR NOT NULL,
 	reason        VARCHAR NOT NULL,
 	actor         VARCHAR NOT NULL,
 	actor_role    VARCHAR NOT NULL,
