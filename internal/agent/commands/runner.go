@@ -147,12 +147,12 @@ type Runner struct {
 	// smu serialises sending, so an update is never handed over twice at once.
 	smu sync.Mutex
 
-	mu       sync.Mutex
-	j        *journal
-	specs    []command.Spec
+	mu    sync.Mutex
+	j     *journal
+	specs []command.Spec
 	// offered is whether a release offer ever brought declarations (kept on
 	// disk); until one has, the invocation's own declaration is used.
-	offered bool
+	offered  bool
 	active   map[string]bool // ids accepted in this run and not finished
 	outbox   []command.Update
 	started  bool
