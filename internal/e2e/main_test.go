@@ -1,11 +1,19 @@
 package e2e
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
 // TestMain fails the package's tests if a goroutine outlives them: every goroutine
-// the code starts must have an owner that stops it.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// the code starts must have an owner that stops it. Started with
+// remoteCommandArg, the test binary is instead the executable a remote command
+// declares (see commands_test.go).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == remoteCommandArg {
+		os.Exit(remoteCommand())
+	}
+	goleak.VerifyTestMain(m)
+}

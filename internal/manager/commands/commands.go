@@ -339,6 +339,8 @@ type detail struct {
 	Invocation   string         `json:"invocation"`
 	Params       command.Params `json:"params,omitempty"`
 	Refused      string         `json:"refused,omitempty"`
+	StateReason  string         `json:"state_reason,omitempty"`
+	ReportedBy   string         `json:"reported_by,omitempty"`
 	ExitCode     *int           `json:"exit_code,omitempty"`
 	HTTPStatus   int            `json:"http_status,omitempty"`
 	OutputBytes  int64          `json:"output_bytes,omitempty"`
@@ -353,8 +355,12 @@ func (s *Service) entry(inv store.Invocation, actor, role, action, outcome, reas
 		Customer: inv.Customer, Target: inv.Command, Outcome: outcome, Reason: reason, Detail: string(b)}
 }
 
-func resultDetail(inv store.Invocation) detail {
-	return detail{Invocation: inv.ID, Params: inv.Params, ExitCode: inv.ExitCode, HTTPStatus: inv.HTTPStatus, OutputBytes: inv.OutputBytes,
+// resultDetail is a command.result entry's detail. The entry's actor and reason
+// are the operator's, so `audit --actor` finds the outcome of what they ran;
+// who reported it (the agent, or the manager's deadline sweep) and why it
+// ended so are here.
+func resultDetail(inv store.Invocation, reportedBy string) detail {
+	return detail{Invocation: inv.ID, Params: inv.Params, StateReason: inv.StateReason, ReportedBy: reportedBy, ExitCode: inv.ExitCode, HTTPStatus: inv.HTTPStatus, OutputBytes: inv.OutputBytes,
 		OutputSHA256: inv.OutputSHA256, Truncated: inv.Truncated, DurationMS: inv.Duration.Milliseconds()}
 }
 
@@ -419,8 +425,8 @@ func (s *Service) Cancel(ctx context.Context, actor Actor, id, reason string) (s
 	if err != nil {
 		return inv, err
 	}
-	s.ended(command.StateCancelled)
 	s.appendAudit(ctx, []store.AuditEntry{s.entry(inv, actor.Name, actor.Role, store.ActionCommandCancel, string(command.StateCancelled), reason, detail{Invocation: inv.ID})})
+	s.ended(command.StateCancelled)
 	return inv, nil
 }
 
@@ -448,10 +454,14 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				return n, err
 			}
 			n++
-			s.ended(command.StateExpired)
-			entries = append(entries, s.entry(got, "periscope", "", store.ActionCommandResult, string(command.StateExpired), why, resultDetail(got)))
+			entries = append(entries, s.entry(got, got.Actor, got.ActorRole, store.ActionCommandResult, string(command.StateExpired), got.Reason, resultDetail(got, "periscope")))
 		}
+		// Waiters wake only once the audit log holds the outcome they will
+		// be shown.
 		s.appendAudit(ctx, entries)
+		for range entries {
+			s.ended(command.StateExpired)
+		}
 		if len(over) < sweepBatch {
 			return n, nil
 		}
@@ -531,6 +541,7 @@ func (s *Service) Incoming(ctx context.Context, id string, msg *protobufs.Custom
 	}
 	var ack command.Ack
 	var entries []store.AuditEntry
+	var finals []command.State
 	for _, u := range ups.Updates {
 		inv := store.Invocation{ID: u.ID, DeploymentID: id, State: u.State, StateReason: u.Reason}
 		at := s.clk.Now().UTC()
@@ -555,8 +566,8 @@ func (s *Service) Incoming(ctx context.Context, id string, msg *protobufs.Custom
 		switch {
 		case err == nil:
 			if got.State.Final() {
-				s.ended(got.State)
-				entries = append(entries, s.entry(got, "agent:"+id, "", store.ActionCommandResult, string(got.State), got.StateReason, resultDetail(got)))
+				finals = append(finals, got.State)
+				entries = append(entries, s.entry(got, got.Actor, got.ActorRole, store.ActionCommandResult, string(got.State), got.Reason, resultDetail(got, "agent:"+id)))
 			} else {
 				s.total.WithLabelValues(string(got.State)).Inc()
 			}
@@ -572,6 +583,9 @@ func (s *Service) Incoming(ctx context.Context, id string, msg *protobufs.Custom
 		}
 	}
 	s.appendAudit(ctx, entries)
+	for _, st := range finals {
+		s.ended(st)
+	}
 	if len(ack.IDs) == 0 {
 		return nil
 	}

@@ -256,7 +256,7 @@ func TestInvocationLifecycle(t *testing.T) {
 		t.Fatalf("stored = %+v (output over the declared limit must be cut and marked)", got)
 	}
 	e := f.audit.find(store.ActionCommandResult, "succeeded", "poll")
-	if e == nil || e.Actor != "agent:poll" || !strings.Contains(e.Detail, `"output_bytes":14`) || !strings.Contains(e.Detail, got.OutputSHA256) {
+	if e == nil || e.Actor != "alice" || !strings.Contains(e.Detail, `"reported_by":"agent:poll"`) || !strings.Contains(e.Detail, `"output_bytes":14`) || !strings.Contains(e.Detail, got.OutputSHA256) {
 		t.Fatalf("result audit = %+v", e)
 	}
 	// A resent final update is acked again, changes nothing.
@@ -308,7 +308,7 @@ func TestExpiryCancelAndWait(t *testing.T) {
 	if got, _ := f.svc.Get(ctx, b.ID); got.State != command.StateExpired {
 		t.Fatalf("past its deadline: %s", got.State)
 	}
-	if e := f.audit.find(store.ActionCommandResult, "expired", "push"); e == nil || e.Actor != "periscope" {
+	if e := f.audit.find(store.ActionCommandResult, "expired", "push"); e == nil || e.Actor != "alice" || !strings.Contains(e.Detail, `"reported_by":"periscope"`) {
 		t.Fatalf("expiry audit = %+v", e)
 	}
 }
