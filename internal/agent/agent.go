@@ -73,12 +73,8 @@ type Agent struct {
 
 	checkin *opamp.Agent
 	cmds    *commands.Runner
-
-	// omu guards the compiled policy that redacts command output, kept while
-	// the effective policy stays the same.
-	omu     sync.Mutex
-	outPol  *redact.Policy
-	outHash string
+	// outRed redacts command output with the effective policy.
+	outRed *outputRedactor
 	// cmdRecord is the record command events go to; separate from mu, which
 	// Start holds while the runner already records.
 	cmdRecord atomic.Pointer[record.Record]
@@ -109,23 +105,11 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		s.Hostname, _ = os.Hostname()
 	}
 	a := &Agent{cfg: cfg, s: s, log: s.Logger}
-	cmds, err := commands.New(commands.Settings{
-		Dir: commands.Dir(cfg.DataDir), Rule: cfg.Commands, Redact: a.redactOutput, Env: s.Env,
-		Sink: commands.SinkFunc(func(ctx context.Context, u []command.Update) error {
-			return a.checkin.SendCommandUpdates(ctx, u)
-		}),
-		Record: commandRecorder{a: a},
-		Logger: s.Logger.With("component", "commands"),
-	})
+	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction, Record: commandRecorder{a: a}})
 	if err != nil {
 		return nil, err
 	}
-	a.cmds = cmds
-	c, err := opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction, Commands: cmds})
-	if err != nil {
-		return nil, err
-	}
-	a.checkin = c
+	a.checkin, a.cmds, a.outRed = c, cmds, red
 	return a, nil
 }
 
@@ -282,40 +266,6 @@ func (r recorder) Removed(sig otlp.Signal, st *redact.Stats) {
 		items[i] = record.Removal{Kind: rm.Reason.String(), Key: rm.Key, Count: rm.Count}
 	}
 	r.rec.Removed(sig.String(), items)
-}
-
-// redactOutput applies the effective redaction policy to a command's output,
-// compiling it again only when the policy changed. If it cannot be compiled
-// the output is withheld rather than sent unredacted.
-func (a *Agent) redactOutput(s string) (string, map[string]int) {
-	eff := a.checkin.Redaction()
-	a.omu.Lock()
-	p := a.outPol
-	if p == nil || a.outHash != eff.Hash() {
-		key, err := redactionHashKey(a.cfg)
-		if err == nil {
-			p, err = redact.Compile(eff, key)
-		}
-		if err != nil {
-			a.omu.Unlock()
-			a.log.Error("cannot compile the redaction policy for command output; withholding the output", "err", err)
-			return "[output withheld: the agent could not apply its redaction policy]", nil
-		}
-		a.outPol, a.outHash = p, eff.Hash()
-	}
-	a.omu.Unlock()
-	var st redact.Stats
-	out := p.Text(s, "command.output", &st)
-	var counts map[string]int
-	for r, n := range st.Reasons {
-		if n > 0 {
-			if counts == nil {
-				counts = map[string]int{}
-			}
-			counts[redact.Reason(r).String()] = n
-		}
-	}
-	return out, counts
 }
 
 // commandRecorder writes the runner's events to the local record.

@@ -177,7 +177,7 @@ func TestCommandOutputPassesTheAgentsRedaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, counts := a.redactOutput("url=postgres://app:hunter2@db/orders owner=ops@example.com rows=42")
+	out, counts := a.outRed.redact("url=postgres://app:hunter2@db/orders owner=ops@example.com rows=42")
 	if strings.Contains(out, "hunter2") || strings.Contains(out, "ops@example.com") || !strings.Contains(out, "rows=42") {
 		t.Errorf("redacted output %q", out)
 	}

@@ -4,7 +4,10 @@
 // Each deployment's services also send application telemetry (half an hour of
 // history, then live), and one deployment's upgrade to 1.8.0 broke its checkout,
 // so the investigation of PRODUCT.md can be walked from the fleet view down to
-// the failing function.
+// the failing function. Its releases declare two remote commands, answered by
+// df and by a sample service on 127.0.0.1; one customer disabled commands, and
+// a support engineer has run one, so `periscope exec` and the audit log have
+// something to show.
 package demo
 
 import (
@@ -21,9 +24,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
@@ -74,6 +77,8 @@ type sim struct {
 	// dropped is how many log records its agent reports dropped from a full
 	// drop_oldest queue, shown beside its status.
 	dropped int64
+	// commands is its customer's rule for remote commands.
+	commands command.Rule
 }
 
 // Fleet is the demo's simulated fleet.
@@ -85,7 +90,9 @@ var fleetSpec = []sim{
 	{id: "globex-prod", customer: "globex", cloud: "gcp", region: "europe-west4", platform: "gcp_kubernetes_engine", transport: "http", release: "1.8.0",
 		unhealthy: "error rate 14% since upgrade to 1.8.0 (was 0.3%)", upgradedFrom: "1.7.2"},
 	{id: "initech-eu", customer: "initech", cloud: "azure", region: "westeurope", platform: "azure_aks", transport: "http", release: "1.7.2"},
-	{id: "umbrella-prod", customer: "umbrella", cloud: "aws", region: "eu-central-1", platform: "aws_ecs", transport: "websocket", release: "1.8.0"},
+	// Its customer allows no remote commands, so every one is refused.
+	{id: "umbrella-prod", customer: "umbrella", cloud: "aws", region: "eu-central-1", platform: "aws_ecs", transport: "websocket", release: "1.8.0",
+		commands: command.Rule{Disabled: true}},
 	{id: "hooli-prod", customer: "hooli", cloud: "gcp", region: "us-central1", platform: "gcp_cloud_run", transport: "http", release: "1.8.0", dropped: 560},
 	{id: "stark-prod", customer: "stark", cloud: "aws", region: "us-west-2", platform: "aws_eks", transport: "websocket", release: "1.7.2"},
 	{id: "wayne-prod", customer: "wayne", cloud: "azure", region: "eastus", platform: "azure_aks", transport: "http", release: "1.8.0", stopAfter: 8 * time.Second},
@@ -139,11 +146,22 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	api := apiclient.New(m.URL(), token)
 
-	tokens, err := seed(ctx, api)
+	// The vendor's sample service stops after the agents that call it
+	// (deferred calls run last first).
+	cache := newCacheService(o.Logger)
+	if err := cache.Start(ctx); err != nil {
+		return err
+	}
+	defer cache.Shutdown(context.Background())
+	specs, err := declareCommands(cache.URL())
 	if err != nil {
 		return err
 	}
-	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*opamp.Agent{}}
+	tokens, err := seed(ctx, api, specs)
+	if err != nil {
+		return err
+	}
+	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*simAgent{}}
 	defer fl.shutdown()
 	tr, err := newTraffic(m.URL(), o.Clock, o.Logger)
 	if err != nil {
@@ -172,6 +190,9 @@ func Run(ctx context.Context, o Options) error {
 	// (or a test) makes after Ready should see all of the history.
 	if err := m.Telemetry().Flush(ctx); err != nil {
 		return fmt.Errorf("roll up the history: %w", err)
+	}
+	if err := runFirstCommand(ctx, api, m.URL()); err != nil {
+		return err
 	}
 
 	fault := "TRACE"
@@ -249,8 +270,21 @@ so it shows as behind: manual-apply until someone redeploys it):
   go run ./cmd/periscope pin globex-prod --release 1.7.2 --reason "apply-discount fails on 1.8.0"
   go run ./cmd/periscope pins --deployment globex-prod   # the audit trail
 
+Look at what telemetry does not carry, inside a customer's cloud: the releases
+declare two remote commands (disk-usage runs df, cache-stats asks the vendor's
+cache service), and %s already ran one on %s:
+
+  go run ./cmd/periscope exec acme-prod disk-usage --reason "ticket 4711: export fails, disk full?"
+  go run ./cmd/periscope exec hooli-prod cache-stats --reason "ticket 4712: slow sign-ins"
+      # hooli-prod polls, so it runs at its next check-in; the cache's password
+      # and a shopper's e-mail arrive masked by the agent's redaction
+  go run ./cmd/periscope exec %s disk-usage --reason "ticket 4713"   # refused: its customer disabled commands
+  go run ./cmd/periscope commands list
+  go run ./cmd/periscope audit --since 1h                 # who ran what, why, and the outcome
+
 Press Ctrl-C to stop.
-`, len(fleetSpec), history.Minutes(), m.URL(), token, m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault)
+`, len(fleetSpec), history.Minutes(), m.URL(), token, m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault,
+		supportEngineer, firstCommandOn, disabledOn)
 	if o.Ready != nil {
 		o.Ready(m.URL(), token)
 	}
@@ -272,7 +306,7 @@ type fleet struct {
 	dir       string
 	heartbeat config.Duration
 	tokens    map[string]string
-	agents    map[string]*opamp.Agent
+	agents    map[string]*simAgent
 }
 
 // start runs deployment s's agent reporting release rel. An agent keeps its
@@ -284,15 +318,16 @@ func (fl *fleet) start(ctx context.Context, s sim, rel string) error {
 	ac.Cloud, ac.Region, ac.Platform = s.cloud, s.region, s.platform
 	ac.DataDir = filepath.Join(fl.dir, "agents", s.id)
 	ac.HeartbeatInterval = fl.heartbeat
-	a, err := opamp.New(ac, opamp.Settings{Logger: fl.log, Env: []string{}})
+	ac.Commands = s.commands
+	a, err := newSimAgent(ac, fl.log)
 	if err != nil {
 		return err
 	}
 	if s.faulty(rel) {
-		a.SetComponentHealth("checkout-api", false, s.unhealthy)
+		a.checkin.SetComponentHealth("checkout-api", false, s.unhealthy)
 	}
 	if s.dropped > 0 {
-		a.SetTelemetryLoss(map[string]int64{"logs/queue_full": s.dropped}, time.Now())
+		a.checkin.SetTelemetryLoss(map[string]int64{"logs/queue_full": s.dropped}, time.Now())
 	}
 	if err := a.Start(ctx); err != nil {
 		return err
@@ -371,10 +406,12 @@ func awaitReleases(ctx context.Context, api *apiclient.Client, want map[string]s
 	}
 }
 
-func seed(ctx context.Context, api *apiclient.Client) (map[string]string, error) {
+// seed creates the releases, each declaring specs, and the deployments, and
+// returns each deployment's agent token.
+func seed(ctx context.Context, api *apiclient.Client, specs []command.Spec) (map[string]string, error) {
 	for _, r := range []apitypes.NewRelease{
-		{Stack: Stack, Version: "1.7.2", Notes: "Stable; batch export fixes"},
-		{Stack: Stack, Version: "1.8.0", Notes: "New checkout pipeline"},
+		{Stack: Stack, Version: "1.7.2", Notes: "Stable; batch export fixes", Commands: specs},
+		{Stack: Stack, Version: "1.8.0", Notes: "New checkout pipeline", Commands: specs},
 	} {
 		if _, err := api.CreateRelease(ctx, r); err != nil {
 			return nil, fmt.Errorf("seed release %s: %w", r.Version, err)

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
@@ -97,6 +99,8 @@ func TestDemoInvestigation(t *testing.T) {
 		t.Errorf("error logs of trace %s: %+v, want the coupon failure", traceID, logs.Logs)
 	}
 
+	checkRemoteCommands(t, ctx, api, out.String())
+
 	red, err := api.RED(ctx, telquery.REDQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: start.Add(-time.Hour)}, GroupBy: telquery.ByRelease})
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +120,90 @@ func TestDemoInvestigation(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("demo did not stop")
+	}
+}
+
+// checkRemoteCommands walks the banner's remote-command lines through the
+// API: the support engineer's command of the start succeeded with df's output,
+// cache-stats runs on a polling deployment with its secrets masked, the
+// customer who disabled commands refuses them, and the audit log holds it all.
+func checkRemoteCommands(t *testing.T, ctx context.Context, api *apiclient.Client, banner string) {
+	t.Helper()
+	for _, line := range []string{
+		"periscope exec acme-prod disk-usage --reason",
+		"periscope exec hooli-prod cache-stats --reason",
+		"periscope exec umbrella-prod disk-usage --reason",
+		"periscope commands list",
+		"periscope audit --since 1h",
+	} {
+		if !strings.Contains(banner, line) {
+			t.Errorf("the banner does not show %q", line)
+		}
+	}
+
+	first, err := api.Commands(ctx, apiclient.CommandFilter{Deployment: firstCommandOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Items) != 1 {
+		t.Fatalf("%s has %d invocations at start, want the support engineer's one: %+v", firstCommandOn, len(first.Items), first.Items)
+	}
+	if inv := first.Items[0]; inv.Command != "disk-usage" || inv.State != command.StateSucceeded || inv.Actor != supportEngineer ||
+		inv.ActorRole != "operator" || inv.Reason != firstReason || inv.ExitCode == nil || *inv.ExitCode != 0 || !strings.Contains(inv.Output, "Filesystem") {
+		t.Errorf("the first command: %+v, want disk-usage succeeded by %s with df's output", inv, supportEngineer)
+	}
+
+	// hooli-prod polls: the invocation waits for its next check-in.
+	inv, err := api.RunCommand(ctx, "hooli-prod", apitypes.NewInvocation{Command: "cache-stats", Reason: "ticket 4712: slow sign-ins"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv, err = api.WaitCommand(ctx, inv.ID); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cache-stats on hooli-prod, %s:\n%s", inv.State, inv.Output)
+	if inv.State != command.StateSucceeded || inv.HTTPStatus != 200 || !strings.Contains(inv.Output, `"hit_rate": 0.94`) {
+		t.Errorf("cache-stats on hooli-prod: %+v, want succeeded with the cache's figures", inv)
+	}
+	for _, secret := range []string{"Tr0ub4dor-3", "alice.jones@example.com"} {
+		if strings.Contains(inv.Output, secret) {
+			t.Errorf("cache-stats output carries %q unmasked:\n%s", secret, inv.Output)
+		}
+	}
+	if inv.Redacted["password"] != 1 || inv.Redacted["email"] != 1 {
+		t.Errorf("cache-stats output redacted %v, want one password and one e-mail", inv.Redacted)
+	}
+
+	refused, err := api.RunCommand(ctx, disabledOn, apitypes.NewInvocation{Command: "disk-usage", Reason: "ticket 4713"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused.State != command.StateRefused || !strings.Contains(refused.StateReason, "customer has disabled commands") {
+		t.Errorf("disk-usage on %s: %s %q, want refused by the customer's rule", disabledOn, refused.State, refused.StateReason)
+	}
+
+	// The manager writes an outcome's audit entry before it answers those
+	// waiting for the outcome, so one read finds them all. Result entries
+	// name the operator whose command it was.
+	const admin = "admin (from configuration)"
+	page, err := api.Audit(ctx, apitypes.AuditQuery{Action: "command.", Since: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range page.Items {
+		got[e.Action+" "+e.DeploymentID+" "+e.Outcome+" "+e.Actor+": "+e.Reason] = true
+	}
+	for _, w := range []string{
+		"command.invoke acme-prod queued " + supportEngineer + ": " + firstReason,
+		"command.result acme-prod succeeded " + supportEngineer + ": " + firstReason,
+		"command.invoke hooli-prod queued " + admin + ": ticket 4712: slow sign-ins",
+		"command.result hooli-prod succeeded " + admin + ": ticket 4712: slow sign-ins",
+		"command.invoke " + disabledOn + " refused " + admin + ": ticket 4713",
+	} {
+		if !got[w] {
+			t.Errorf("the audit log has no entry %q; it holds %v", w, got)
+		}
 	}
 }
 
