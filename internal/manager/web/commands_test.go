@@ -136,7 +136,7 @@ func TestCommandsPanelListsDeclaredCommandsAndTheRule(t *testing.T) {
 
 	// A release declaring nothing teaches how to declare commands.
 	f.twoReleases("Acme production", "acme", "gold", "boom", "POST /pay")
-	mustMatch(t, body(t, b.get("/deployments/acme-prod")), `declares no commands`, `periscope releases create shop &lt;version&gt; --commands commands.yaml`)
+	mustMatch(t, body(t, b.get("/deployments/acme-prod")), `declares no commands`, `periscope releases create &lt;version&gt; --stack shop --commands commands.yaml`)
 }
 
 func TestCommandFormSaysWhenAPollingAgentGetsIt(t *testing.T) {
