@@ -277,8 +277,10 @@ type invocationData struct {
 	Inv store.Invocation
 	// Deployment names the deployment (its name, else its id).
 	Deployment string
-	Params     []paramValue
-	Status     string
+	// Delivery says when its agent gets a queued invocation.
+	Delivery string
+	Params   []paramValue
+	Status   string
 	// Shown is the bytes of output kept; Redacted says what redaction removed.
 	Shown    int
 	Redacted []string
@@ -317,7 +319,7 @@ func (s *Server) showInvocation(w http.ResponseWriter, r *http.Request, sess *Se
 	d := invocationData{Inv: inv, Deployment: inv.DeploymentID, Status: resultStatus(inv), Shown: len(inv.Output), Final: inv.State.Final(),
 		Done: r.URL.Query().Get("done"), Error: msg}
 	if v, err := s.fleet.Get(inv.DeploymentID); err == nil {
-		d.Deployment = deploymentTitle(v.Deployment)
+		d.Deployment, d.Delivery = deploymentTitle(v.Deployment), s.delivery(v.Deployment)
 	}
 	for k, v := range inv.Params {
 		d.Params = append(d.Params, paramValue{k, command.String(v)})

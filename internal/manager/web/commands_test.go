@@ -321,6 +321,8 @@ func TestCancelAQueuedInvocation(t *testing.T) {
 	b := f.signIn(auth.RoleOperator)
 	csrf := b.csrf()
 	inv := b.run(csrf, "count", map[string]string{"table": "orders"})
+	mustMatch(t, body(t, b.get("/commands/"+inv.ID)), `<span class="reason">waiting for its agent, which gets it at its next check-in \(pull, about every 30 s\)</span>`,
+		`(?s)id="inv-head".*<form id="cancel-form".*id="inv-body"`)
 	if res := b.post("/commands/"+inv.ID+"/cancel", url.Values{"csrf": {csrf}}); res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), "Not cancelled: say why") {
 		t.Errorf("cancel without reason: %d", res.Code)
 	}

@@ -1,5 +1,5 @@
 // Invocation page: while the invocation is not final, fetch the page again
-// every few seconds and swap its live part, leaving the cancel form (and what
+// every few seconds and swap its live parts, leaving the cancel form (and what
 // is typed in it) alone; reload once it ends so the form goes. Without this
 // script a <noscript> meta refresh reloads the whole page.
 "use strict";
@@ -24,12 +24,12 @@
           window.location.replace(window.location.pathname + window.location.search);
           return;
         }
-        const live = document.getElementById("inv-live"), next = doc.getElementById("inv-live");
-        if (live && next) {
-          const x = window.scrollX, y = window.scrollY;
-          live.replaceWith(document.importNode(next, true));
-          window.scrollTo(x, y);
-        }
+        const x = window.scrollX, y = window.scrollY;
+        ["inv-head", "inv-body"].forEach(function (id) {
+          const now = document.getElementById(id), next = doc.getElementById(id);
+          if (now && next) { now.replaceWith(document.importNode(next, true)); }
+        });
+        window.scrollTo(x, y);
       })
       .catch(function () { /* the next tick tries again */ })
       .finally(function () { busy = false; });
