@@ -36,6 +36,8 @@ type auditEntry struct {
 	What string
 	// Change is the pin change it belongs to ("" for other actions).
 	Change string
+	// Invocation is the command invocation it records ("" for other actions).
+	Invocation string
 }
 
 // auditData is the audit page.
@@ -124,6 +126,9 @@ type auditDetails struct {
 	What     string `json:"what"`
 	Remote   string `json:"remote"`
 	Left     int64  `json:"failures_not_recorded_before"`
+	// A command entry's invocation, and why it was refused.
+	Invocation string `json:"invocation"`
+	Refused    string `json:"refused"`
 }
 
 func auditDetail(e store.AuditEntry) auditDetails {
@@ -144,6 +149,11 @@ func describeAudit(e store.AuditEntry) auditEntry {
 			to = "follows the latest, " + d.To
 		}
 		out.What = "desired " + orNone(d.From) + " → " + to + " (was running " + orDash(d.Running) + ")"
+	case strings.HasPrefix(e.Action, "command."):
+		out.Invocation, out.What = d.Invocation, "command "+e.Target
+		if d.Refused != "" {
+			out.What += " — refused: " + d.Refused
+		}
 	case d.What != "":
 		out.What = d.What
 	case e.Action == store.ActionSignIn && d.Remote != "":

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
@@ -130,6 +131,10 @@ type deploymentData struct {
 
 	Notes     []store.Notification
 	NotesNone bool
+
+	// Commands is the commands panel: the desired release's declarations, the
+	// customer's rule, the forms and the recent invocations.
+	Commands *commandsPanel
 }
 
 // chartView is one chart of the small multiples, drawn.
@@ -193,6 +198,13 @@ func (s *Server) showDeployment(w http.ResponseWriter, r *http.Request, sess *Se
 			}
 		}
 	}
+	var specs []command.Spec
+	for _, rv := range data.Releases {
+		if rv.Release.Version == e.Desired {
+			specs = rv.Release.Commands
+		}
+	}
+	data.Commands = s.commandsFor(ctx, d, e.Desired, specs)
 	if s.notes == nil {
 		data.NotesNone = true
 	} else if data.Notes, err = s.notes.List(ctx, store.NotificationQuery{Deployment: id, Limit: 10}); err != nil {

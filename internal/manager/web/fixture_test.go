@@ -13,6 +13,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/manager/commands"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
@@ -29,6 +30,7 @@ type fixture struct {
 	tel   *telstore.Store
 	keys  *tokens.Keyring
 	st    *duckdb.Store
+	cmds  *commands.Service
 	web   *web.Server
 	h     http.Handler
 	token map[auth.Role]string // the secret of the token of each role
@@ -76,6 +78,14 @@ func newFixture(t testing.TB, settings web.Settings) *fixture {
 	}
 	if settings.Audit == nil {
 		settings.Audit = st
+	}
+	// The real command service over the same store and registry; it starts
+	// nothing, and no test here needs its deadline sweep.
+	if f.cmds, err = commands.New(st, reg, commands.Settings{Clock: clk, Audit: st}); err != nil {
+		t.Fatal(err)
+	}
+	if settings.Commands == nil {
+		settings.Commands = f.cmds
 	}
 	f.web, err = web.New(reg, keys, settings)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/command"
+	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/web"
 )
 
@@ -22,8 +24,12 @@ const marker = "<periscope-xss"
 func FuzzDashboard(f *testing.F) {
 	fx := newFixture(f, web.Settings{})
 	fx.twoReleases("Acme production", "acme", "gold", "payment declined "+marker+">", "POST /pay")
+	fx.opsDeployment(fleet.ModePush, &command.Rule{Allow: []string{"row-count", marker}})
 	op := fx.signIn(auth.RoleOperator)
 	csrf := op.csrf()
+	// A stored invocation whose reason and parameters are markup, for the
+	// history and the invocation page.
+	stored := op.run(csrf, marker+">", map[string]string{"table": "orders", "where": marker + ">"})
 	for _, s := range []struct {
 		post        bool
 		path, query string
@@ -44,6 +50,13 @@ func FuzzDashboard(f *testing.F) {
 		{true, "/deployments/acme-prod/pin", "release=" + url.QueryEscape(marker) + "&reason=x"},
 		{true, "/deployments/acme-prod/rollback", "reason=" + url.QueryEscape(marker+">")},
 		{true, "/releases/bulk", "action=unpin&stack=shop&reason=r&fingerprint=" + url.QueryEscape(marker)},
+		{false, "/deployments/acme-ops", ""},
+		{false, "/commands/" + stored.ID, "done=invoke"},
+		{false, "/commands/" + url.PathEscape(marker+">"), "done=" + url.QueryEscape(marker)},
+		{true, "/deployments/acme-ops/commands", "command=row-count&param.table=users&param.limit=1e308&reason=" + url.QueryEscape(marker+">")},
+		{true, "/deployments/acme-ops/commands", "command=" + url.QueryEscape(marker) + "&param." + url.QueryEscape(marker) + "=1&reason=r"},
+		{true, "/deployments/acme-prod/commands", "command=row-count&reason=r"},
+		{true, "/commands/" + stored.ID + "/cancel", "reason=" + url.QueryEscape(marker+">")},
 	} {
 		f.Add(s.post, s.path, s.query)
 	}

@@ -44,8 +44,10 @@ func parsePages(as *assets) (*pages, error) {
 		"ago":         ago,
 		"rfc3339":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"statusClass": statusClass,
+		"stateClass":  stateClass,
 		"percent":     percent,
 		"duration":    humanDuration,
+		"bytes":       humanBytes,
 		"query":       query,
 		"severity":    telquery.SeverityName,
 	}
@@ -202,4 +204,17 @@ func query(kv ...string) template.URL {
 		b.WriteString(template.URLQueryEscaper(kv[i+1]))
 	}
 	return template.URL(b.String())
+}
+
+// humanBytes formats a size in bytes with a binary unit: "16 KiB".
+func humanBytes(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + " KiB"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.Itoa(n) + " bytes"
 }

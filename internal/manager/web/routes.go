@@ -24,6 +24,11 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("POST /deployments/{id}/pin", operate(s.pinAction))
 	mux.Handle("POST /deployments/{id}/unpin", operate(s.unpinAction))
 	mux.Handle("POST /deployments/{id}/rollback", operate(s.rollbackAction))
+	// Remote commands: run one from the deployment's panel, follow an
+	// invocation, cancel it while queued.
+	mux.Handle("POST /deployments/{id}/commands", operate(s.invokeAction))
+	mux.Handle("GET /commands/{id}", view(s.invocationPage))
+	mux.Handle("POST /commands/{id}/cancel", operate(s.cancelAction))
 	// Telemetry: logs (with live tail), traces, one trace, metric series.
 	mux.Handle("GET /logs", view(s.logsPage))
 	mux.Handle("GET /logs/tail", view(s.logsTail))

@@ -43,6 +43,12 @@ type Settings struct {
 	Telemetry api.Telemetry
 	// Notifications is nil when no webhook is configured.
 	Notifications api.Notifications
+	// Commands is the remote-command service; nil when the manager runs none,
+	// and the commands panel then says so.
+	Commands Commands
+	// CheckinInterval is how often agents are expected to check in (default
+	// 30 s): the commands form tells when a polling agent gets an invocation.
+	CheckinInterval time.Duration
 	// Audit is the audit log: the audit page reads it and every sign-in is
 	// written to it. Required.
 	Audit store.Audit
@@ -60,9 +66,12 @@ type Server struct {
 	keys  Keyring
 	tel   api.Telemetry
 	notes api.Notifications
+	cmds  Commands
 	audit store.Audit
 	log   *slog.Logger
 	clock clock.Clock
+	// checkinEvery is the expected check-in interval of a polling agent.
+	checkinEvery time.Duration
 
 	pages    *pages
 	assets   *assets
@@ -89,6 +98,12 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	if v := reflect.ValueOf(s.Notifications); s.Notifications != nil && v.Kind() == reflect.Pointer && v.IsNil() {
 		s.Notifications = nil
 	}
+	if v := reflect.ValueOf(s.Commands); s.Commands != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		s.Commands = nil
+	}
+	if s.CheckinInterval <= 0 {
+		s.CheckinInterval = 30 * time.Second
+	}
 	if s.Audit == nil {
 		return nil, errors.New("dashboard: no audit log")
 	}
@@ -103,7 +118,7 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	closing, end := context.WithCancel(context.Background())
 	clk := clock.Or(s.Clock)
 	return &Server{
-		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, audit: s.Audit, log: s.Logger, clock: clk,
+		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, cmds: s.Commands, audit: s.Audit, checkinEvery: s.CheckinInterval, log: s.Logger, clock: clk,
 		pages: ps, assets: as, sessions: newSessions(clk, s),
 		closing: closing, end: end, tails: make(chan struct{}, maxTails),
 	}, nil
