@@ -37,9 +37,6 @@ type Settings struct {
 	Logger *slog.Logger
 	// Clock stamps metrics and times requests.
 	Clock clock.Clock
-	// Transport, when set, replaces the proxy's own transport to the upstream
-	// (tests); the proxy then does not close its idle connections.
-	Transport http.RoundTripper
 }
 
 // Proxy is one ingress-facing service's reverse proxy and the source of its
@@ -53,7 +50,7 @@ type Proxy struct {
 	rec      recorder
 	start    time.Time
 	rp       *httputil.ReverseProxy
-	tr       *http.Transport // nil when Settings.Transport was given
+	tr       *http.Transport
 	// handlers counts requests in progress, upgraded ones included, which
 	// http.Server.Shutdown does not wait for.
 	handlers sync.WaitGroup
@@ -95,25 +92,21 @@ func New(cfg Config, set Settings) (*Proxy, error) {
 	}
 	p.log = p.log.With("component", "ingress", "ingress", cfg.Name)
 	p.start = p.clock.Now()
-	rt := set.Transport
-	if rt == nil {
-		p.tr = &http.Transport{
-			Proxy:                  nil, // the upstream is local to the deployment: never via an environment proxy
-			DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:      true,
-			MaxIdleConns:           512,
-			MaxIdleConnsPerHost:    256,
-			IdleConnTimeout:        90 * time.Second,
-			TLSHandshakeTimeout:    cfg.DialTimeout,
-			ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
-			ExpectContinueTimeout:  time.Second,
-			MaxResponseHeaderBytes: int64(MaxHeaderBytesLimit),
-		}
-		rt = p.tr
+	p.tr = &http.Transport{
+		Proxy:                  nil, // the upstream is local to the deployment: never via an environment proxy
+		DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           512,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    cfg.DialTimeout,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: int64(MaxHeaderBytesLimit),
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
-		Transport:    rt,
+		Transport:    p.tr,
 		BufferPool:   newBufferPool(),
 		ErrorHandler: p.upstreamError,
 		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
@@ -209,9 +202,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("ingress %q: upgraded connections still open: %w", p.cfg.Name, ctx.Err()))
 	}
-	if p.tr != nil {
-		p.tr.CloseIdleConnections()
-	}
+	p.tr.CloseIdleConnections()
 	p.mu.Lock()
 	serveErr := p.serveErr
 	p.mu.Unlock()
@@ -237,13 +228,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.handlers.Done()
 	t0 := p.clock.Now()
 	sw := statusWriter{ResponseWriter: w}
+	// Deferred, because ReverseProxy panics with http.ErrAbortHandler when the
+	// upstream fails in the middle of a body, and that request counts too.
+	defer func() {
+		code := sw.code
+		if code == 0 {
+			// The handler returned without writing: net/http answers 200.
+			code = http.StatusOK
+		}
+		p.rec.record(p.routes.route(r.URL.Path), methodIndex(r.Method), code, p.clock.Now().Sub(t0))
+	}()
 	p.rp.ServeHTTP(&sw, r)
-	code := sw.code
-	if code == 0 {
-		// The handler returned without writing: net/http answers 200.
-		code = http.StatusOK
-	}
-	p.rec.record(p.routes.route(r.URL.Path), methodIndex(r.Method), code, p.clock.Now().Sub(t0))
 }
 
 // rewrite points the outbound request at the upstream and sets the

@@ -388,6 +388,32 @@ func (zeros) Read(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// TestUpstreamFailsMidBody: an upstream that dies after sending part of its
+// body cuts the client's response short, and the request is still counted.
+func TestUpstreamFailsMidBody(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		io.WriteString(w, "only ten b")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	}))
+	defer upstream.Close()
+	p := startProxy(t, Config{Upstream: upstream.URL, Routes: []string{"/download"}})
+	// The proxy may not have flushed the response's first bytes (its length is
+	// known, so it is not a stream) before the connection is cut: the client
+	// sees either a cut body or no response at all, never a whole one.
+	if resp, err := client(t).Get("http://" + p.Addr() + "/download"); err == nil {
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || len(b) >= 1000 {
+			t.Errorf("read %d bytes, %v: want a cut response", len(b), err)
+		}
+	}
+	if got := collect(t, p)["/download GET 200 2xx"]; got.count != 1 {
+		t.Errorf("cut request counted %d times, want 1", got.count)
+	}
+}
+
 // TestUpgradePassesThrough: an Upgrade request reaches the upstream, which
 // switches protocols, and bytes then flow both ways through the proxy.
 func TestUpgradePassesThrough(t *testing.T) {
