@@ -12,6 +12,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/queues"
+	"github.com/periscope-dev/periscope/internal/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -60,5 +62,37 @@ func expect(t *testing.T, got series, want series) {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
+	}
+}
+
+func TestFromConfig(t *testing.T) {
+	env := []string{"Q_USER=alice", "Q_PASS=pw"}
+	for _, q := range []config.QueueSource{
+		{Kind: config.QueueNATS, Name: "a", URL: "nats://127.0.0.1:4222", Stream: "S", UsernameEnv: "Q_USER", PasswordEnv: "Q_PASS"},
+		{Kind: config.QueueRedisStream, Name: "b", URL: "redis://127.0.0.1:6379", Stream: "k", UsernameEnv: "Q_USER", PasswordEnv: "Q_PASS"},
+		{Kind: config.QueueRabbitMQ, Name: "c", URL: "amqp://127.0.0.1:5672/", Queue: "q", UsernameEnv: "Q_USER", PasswordEnv: "Q_PASS"},
+	} {
+		src, err := queues.FromConfig(q, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src.Name() != q.Kind+"/"+q.Name {
+			t.Errorf("name %q", src.Name())
+		}
+		var user, pass string
+		switch s := src.(type) {
+		case *queues.NATS:
+			user, pass = s.User, s.Password
+		case *queues.RedisStream:
+			user, pass = s.User, s.Password
+		case *queues.RabbitMQ:
+			user, pass = s.User, s.Password
+		}
+		if user != "alice" || pass != "pw" {
+			t.Errorf("%s: credentials %q %q", src.Name(), user, pass)
+		}
+	}
+	if _, err := queues.FromConfig(config.QueueSource{Kind: config.QueueSQS, Name: "x"}, nil); err == nil || !strings.Contains(err.Error(), "not built into this agent") {
+		t.Errorf("sqs: %v", err)
 	}
 }
