@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -137,53 +138,41 @@ func (q QueueSource) validate(f string) error {
 			errs = append(errs, fmt.Errorf("%s.%s: %q is not an environment variable name", f, kv[0], kv[1]))
 		}
 	}
-	need := func(name, v string) {
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s.%s: must be set for %s", f, name, q.Kind))
-		}
-	}
-	unused := func(name string, set bool) {
-		if set {
-			errs = append(errs, fmt.Errorf("%s.%s: does not apply to %s", f, name, q.Kind))
-		}
-	}
+	// Which optional fields each kind reads; one set for another kind is a
+	// mistake (a queue: on a nats entry was meant for another entry).
+	set := map[string]bool{"stream": q.Stream != "", "consumers": len(q.Consumers) > 0, "groups": len(q.Groups) > 0,
+		"queue": q.Queue != "", "management_url": q.ManagementURL != "", "region": q.Region != ""}
+	var applies, required []string
 	switch q.Kind {
 	case QueueNATS:
 		errs = append(errs, validServerURL(f+".url", q.URL, "nats", "tls"))
-		need("stream", q.Stream)
-		unused("groups", len(q.Groups) > 0)
-		unused("queue", q.Queue != "")
-		unused("management_url", q.ManagementURL != "")
-		unused("region", q.Region != "")
+		applies, required = []string{"stream", "consumers"}, []string{"stream"}
 	case QueueRedisStream:
 		errs = append(errs, validServerURL(f+".url", q.URL, "redis", "rediss"))
-		need("stream", q.Stream)
-		unused("consumers", len(q.Consumers) > 0)
-		unused("queue", q.Queue != "")
-		unused("management_url", q.ManagementURL != "")
-		unused("region", q.Region != "")
+		applies, required = []string{"stream", "groups"}, []string{"stream"}
 	case QueueRabbitMQ:
 		errs = append(errs, validServerURL(f+".url", q.URL, "amqp", "amqps"))
-		need("queue", q.Queue)
 		if q.ManagementURL != "" {
 			errs = append(errs, validServerURL(f+".management_url", q.ManagementURL, "http", "https"))
 		}
-		unused("stream", q.Stream != "")
-		unused("consumers", len(q.Consumers) > 0)
-		unused("groups", len(q.Groups) > 0)
-		unused("region", q.Region != "")
+		applies, required = []string{"queue", "management_url"}, []string{"queue"}
 	case QueueSQS:
 		if q.URL != "" {
 			errs = append(errs, validServerURL(f+".url", q.URL, "http", "https"))
 		}
-		need("queue", q.Queue)
-		need("region", q.Region)
-		unused("stream", q.Stream != "")
-		unused("consumers", len(q.Consumers) > 0)
-		unused("groups", len(q.Groups) > 0)
-		unused("management_url", q.ManagementURL != "")
+		applies, required = []string{"queue", "region"}, []string{"queue", "region"}
 	default:
-		errs = append(errs, fmt.Errorf("%s.kind: %q must be nats, redis-stream, rabbitmq or sqs", f, q.Kind))
+		return errors.Join(append(errs, fmt.Errorf("%s.kind: %q must be nats, redis-stream, rabbitmq or sqs", f, q.Kind))...)
+	}
+	for _, name := range required {
+		if !set[name] {
+			errs = append(errs, fmt.Errorf("%s.%s: must be set for %s", f, name, q.Kind))
+		}
+	}
+	for _, name := range []string{"stream", "consumers", "groups", "queue", "management_url", "region"} {
+		if set[name] && !slices.Contains(applies, name) {
+			errs = append(errs, fmt.Errorf("%s.%s: does not apply to %s", f, name, q.Kind))
+		}
 	}
 	for i, c := range q.Consumers {
 		if c == "" || len(c) > 256 {

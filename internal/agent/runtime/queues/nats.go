@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,12 +36,18 @@ func (n *NATS) Kind() string { return "nats" }
 
 // Collect connects, reads the stream's and its consumers' state, and closes.
 func (n *NATS) Collect(ctx context.Context, now time.Time, ms pmetric.MetricSlice) error {
-	opts := []nats.Option{nats.Name("periscope-agent"), nats.NoReconnect(), nats.Timeout(timeoutOf(ctx))}
+	// nats.go reports a refused dial as "no servers available"; the dialer
+	// keeps the reason, which is what the operator needs to see.
+	d := &dialer{Dialer: net.Dialer{Timeout: timeoutOf(ctx)}}
+	opts := []nats.Option{nats.Name("periscope-agent"), nats.NoReconnect(), nats.Timeout(timeoutOf(ctx)), nats.SetCustomDialer(d)}
 	if n.User != "" || n.Password != "" {
 		opts = append(opts, nats.UserInfo(n.User, n.Password))
 	}
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
+		if d.err != nil {
+			return fmt.Errorf("connect to nats: %w (%w)", d.err, err)
+		}
 		return fmt.Errorf("connect to nats: %w", err)
 	}
 	defer nc.Close()
@@ -97,6 +104,21 @@ func (n *NATS) Collect(ctx context.Context, now time.Time, ms pmetric.MetricSlic
 		return fmt.Errorf("consumers of %s: %w", n.Stream, err)
 	}
 	return nil
+}
+
+// dialer remembers its last failure; one Connect dials from one goroutine.
+type dialer struct {
+	net.Dialer
+	err error
+}
+
+// Dial dials and keeps the error.
+func (d *dialer) Dial(network, addr string) (net.Conn, error) {
+	c, err := d.Dialer.Dial(network, addr)
+	if err != nil {
+		d.err = err
+	}
+	return c, err
 }
 
 // timeoutOf is what is left of ctx's deadline, for clients that take a timeout
