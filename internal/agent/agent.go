@@ -6,6 +6,7 @@
 //	record    the customer's local record of what was sent and removed (/report)
 //	commands  runs the remote commands the manager invokes, under the customer's rule
 //	context   keeps the pipeline's deployment context current from the manager
+//	runtime   collects runtime signals (queues, …) into the pipeline, their health to opamp
 //
 // Usage: New validates the configuration and starts nothing; Start opens the queues,
 // binds the OTLP ports and connects, failing if any of that fails (so "address in
@@ -39,6 +40,9 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/pipeline"
 	"github.com/periscope-dev/periscope/internal/agent/record"
 	"github.com/periscope-dev/periscope/internal/agent/redact"
+	"github.com/periscope-dev/periscope/internal/agent/runtime"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/queues"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/queues/sqsqueue"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
@@ -75,6 +79,8 @@ type Agent struct {
 	cmds    *commands.Runner
 	// outRed redacts command output with the effective policy.
 	outRed *outputRedactor
+	// sources are the runtime-signal sources built from the configuration.
+	sources []runtime.Source
 	// cmdRecord is the record command events go to; separate from mu, which
 	// Start holds while the runner already records.
 	cmdRecord atomic.Pointer[record.Record]
@@ -84,13 +90,14 @@ type Agent struct {
 	rmu      sync.Mutex
 	redactTo *pipeline.Pipeline
 
-	mu       sync.Mutex
-	pipe     *pipeline.Pipeline
-	record   *record.Record
-	cancel   context.CancelFunc
-	group    *errgroup.Group
-	stopOnce sync.Once
-	stopErr  error
+	mu        sync.Mutex
+	pipe      *pipeline.Pipeline
+	collector *runtime.Collector
+	record    *record.Record
+	cancel    context.CancelFunc
+	group     *errgroup.Group
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // New validates cfg and returns an agent that has started nothing.
@@ -110,6 +117,17 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		return nil, err
 	}
 	a.checkin, a.cmds, a.outRed = c, cmds, red
+	for _, q := range cfg.Runtime.Queues {
+		if q.Kind == config.QueueSQS {
+			a.sources = append(a.sources, sqsqueue.FromConfig(q, s.Env))
+			continue
+		}
+		src, err := queues.FromConfig(q, s.Env)
+		if err != nil {
+			return nil, err
+		}
+		a.sources = append(a.sources, src)
+	}
 	return a, nil
 }
 
@@ -163,7 +181,29 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.pipe = p
 	g.Go(func() error { cs.Run(gctx, p); return nil })
+	// After the pipeline, which takes the runtime signals, and the check-in,
+	// which takes their health.
+	if len(a.sources) > 0 {
+		c, err := runtime.New(runtime.Settings{Sources: a.sources, Interval: time.Duration(a.cfg.Runtime.Interval),
+			Timeout: time.Duration(a.cfg.Runtime.Timeout), Consumer: p, Health: a.checkin,
+			Resource: a.resource(), Logger: a.log.With("component", "runtime")})
+		if err == nil {
+			err = c.Start(gctx)
+		}
+		if err != nil {
+			cancel()
+			return errors.Join(fmt.Errorf("runtime signals: %w", err), p.Shutdown(context.WithoutCancel(ctx)),
+				a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+		}
+		a.collector = c
+	}
 	return nil
+}
+
+// resource is the resource of the agent's own telemetry (self-metrics and
+// runtime signals); the pipeline adds the deployment context.
+func (a *Agent) resource() map[string]string {
+	return map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname}
 }
 
 // redactWith makes p the pipeline redaction changes go to, and applies the
@@ -225,7 +265,7 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 			OnFull: onFull, Sync: cfg.Queue.Sync},
 		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
-		Resource:            map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": a.s.Hostname},
+		Resource:            a.resource(),
 		LossInterval:        a.s.LossInterval,
 		// The vendor policy kept by the last run is loaded by now (checkin.Start),
 		// so the first record accepted is redacted by it.
@@ -350,9 +390,13 @@ func (a *Agent) Wait() error {
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.stopOnce.Do(func() {
 		a.mu.Lock()
-		p, rec, cancel, g := a.pipe, a.record, a.cancel, a.group
+		p, rec, cancel, g, coll := a.pipe, a.record, a.cancel, a.group, a.collector
 		a.mu.Unlock()
 		var errs []error
+		if coll != nil {
+			// Before the pipeline it feeds.
+			errs = append(errs, coll.Shutdown(ctx))
+		}
 		if p != nil {
 			errs = append(errs, p.Shutdown(ctx))
 		}

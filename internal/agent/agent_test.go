@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // testConfig points an agent at a manager that answers nothing useful: the
@@ -213,4 +215,44 @@ func TestCommandsAreInTheCustomersRecord(t *testing.T) {
 	if last.By != "alice" || last.Why != "ticket 42" || !strings.Contains(last.Detail, "not declared") {
 		t.Errorf("refusal recorded as %+v", last)
 	}
+}
+
+func TestRuntimeSignalsReachThePipelineAndASourceDownIsReported(t *testing.T) {
+	down := testenv.ClosedAddr(t)
+	cfg := testConfig(t)
+	cfg.Runtime.Queues = []config.QueueSource{{Kind: config.QueueRedisStream, Name: "jobs", URL: "redis://" + down, Stream: "jobs",
+		PasswordEnv: "JOBS_REDIS_PASSWORD"}}
+	a, err := New(cfg, Settings{Env: []string{"JOBS_REDIS_PASSWORD=s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	if rs, ok := a.sources[0].(interface{ Name() string }); !ok || rs.Name() != "redis-stream/jobs" {
+		t.Fatalf("sources %v", a.sources)
+	}
+	// One round more than the one Start began: when it returns, its request
+	// is queued.
+	a.collector.Round(t.Context())
+	_, httpAddr := a.Addrs()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body strings.Builder
+	if _, err := io.Copy(&body, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(body.String(), "\n") {
+		if strings.HasPrefix(line, `periscope_agent_accepted_records_total{signal="metrics"}`) {
+			if strings.HasSuffix(line, " 0") {
+				t.Errorf("no runtime metric queued: %s", line)
+			}
+			return
+		}
+	}
+	t.Errorf("no accepted metrics counter in:\n%s", body.String())
 }

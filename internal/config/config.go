@@ -354,6 +354,9 @@ type Agent struct {
 	// the release declares may run; {disabled: true} refuses them all; {allow:
 	// [name, …]} lets only the named ones run. It always wins over the vendor.
 	Commands command.Rule `yaml:"commands"`
+	// Runtime is the runtime signals the agent collects itself: queue depth and
+	// lag, and the other families of docs/signals.md.
+	Runtime Runtime `yaml:"runtime" env:"RUNTIME_"`
 }
 
 // AgentUpdate is the vendor's hook that moves a deployment to another release.
@@ -416,7 +419,7 @@ func DefaultAgent() Agent {
 		OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", MaxRequestBytes: 16 << 20,
 		Queue:       Queue{MaxBytes: 512 << 20, MaxAge: Duration(72 * time.Hour), OnFull: "refuse"},
 		Compression: "gzip", SelfMetricsInterval: Duration(time.Minute), MaxProcs: 1,
-		Update: AgentUpdate{Timeout: Duration(10 * time.Minute)}}
+		Update: AgentUpdate{Timeout: Duration(10 * time.Minute)}, Runtime: DefaultRuntime()}
 }
 
 // Validate reports every problem in the configuration.
@@ -460,6 +463,7 @@ func (c *Agent) Validate() error {
 	if err := c.Commands.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Runtime.validate("runtime"))
 	return errors.Join(errs...)
 }
 

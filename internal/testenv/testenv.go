@@ -8,10 +8,12 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // RequireIntegration is the environment variable that turns every skip of this
@@ -55,4 +57,30 @@ func Peer(t testing.TB, name string) string {
 		SkipOrFail(t, "peer %s is not installed at %s (run scripts/install-peers %s): %v", name, p, name, err)
 	}
 	return p
+}
+
+// Server skips the test (fails it under PERISCOPE_REQUIRE_INTEGRATION=1) when
+// nothing accepts TCP connections at addr: a service of the machine (Redis,
+// NATS, RabbitMQ, …) the test talks to, named by what.
+func Server(t testing.TB, what, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		SkipOrFail(t, "no %s at %s (a service of the machine; .ci/run starts it): %v", what, addr, err)
+		return
+	}
+	c.Close()
+}
+
+// ClosedAddr returns a loopback address nothing listens on, for tests of a
+// server that is down.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

@@ -1,0 +1,209 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Runtime configures the runtime signals the agent collects itself, without
+// instrumentation in the vendor's service (docs/signals.md): each entry of a
+// family list is one source, collected every Interval.
+type Runtime struct {
+	// Interval is the time between two collections of every source.
+	Interval Duration `yaml:"interval" env:"INTERVAL"`
+	// Timeout bounds one source's collection; one that overruns it counts as
+	// failed for that round.
+	Timeout Duration `yaml:"timeout" env:"TIMEOUT"`
+	// Queues are the message queues and streams whose depth and consumer lag
+	// are collected.
+	Queues []QueueSource `yaml:"queues"`
+}
+
+// Kinds of QueueSource.
+const (
+	QueueNATS        = "nats"
+	QueueRedisStream = "redis-stream"
+	QueueRabbitMQ    = "rabbitmq"
+	QueueSQS         = "sqs"
+)
+
+// QueueSource is one queue or stream to watch. Which fields apply depends on
+// Kind:
+//
+//	nats:          url (nats://host:4222), stream, consumers (all when empty)
+//	redis-stream:  url (redis://host:6379/0), stream (the key), groups (all when empty)
+//	rabbitmq:      url (amqp://host:5672/vhost), queue, management_url (optional)
+//	sqs:           url (the endpoint, empty for AWS), queue (its URL or name), region
+//	               (validated, but not yet built into the agent: docs/signals.md)
+//
+// Credentials are read from the environment variables named by username_env
+// and password_env (for sqs: the access key id and the secret key), never
+// written in the file, which is often shared.
+type QueueSource struct {
+	// Kind is nats, redis-stream, rabbitmq or sqs.
+	Kind string `yaml:"kind"`
+	// Name identifies the source in metrics and health, as "<kind>/<name>".
+	Name string `yaml:"name"`
+	// URL is the server's address.
+	URL string `yaml:"url"`
+	// Stream is the JetStream stream or the Redis stream's key.
+	Stream string `yaml:"stream"`
+	// Consumers are the JetStream consumers whose lag is collected.
+	Consumers []string `yaml:"consumers"`
+	// Groups are the Redis stream's consumer groups whose lag is collected.
+	Groups []string `yaml:"groups"`
+	// Queue is the RabbitMQ queue, or the SQS queue's URL or name.
+	Queue string `yaml:"queue"`
+	// ManagementURL is RabbitMQ's management API (http://host:15672), which
+	// alone knows unacknowledged messages.
+	ManagementURL string `yaml:"management_url"`
+	// Region is the SQS queue's region.
+	Region string `yaml:"region"`
+	// UsernameEnv and PasswordEnv name environment variables holding the
+	// credentials.
+	UsernameEnv string `yaml:"username_env"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// SourceName is the source's name in metrics and health: "<kind>/<name>".
+func (q QueueSource) SourceName() string { return q.Kind + "/" + q.Name }
+
+// Credentials returns the username and password from the environment (os.Environ
+// form) under the configured variable names; unset names give empty values.
+func (q QueueSource) Credentials(env []string) (user, password string) {
+	return lookupEnv(env, q.UsernameEnv), lookupEnv(env, q.PasswordEnv)
+}
+
+func lookupEnv(env []string, name string) string {
+	if name == "" {
+		return ""
+	}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// DefaultRuntime returns the runtime-signal defaults: no source, every 30s.
+func DefaultRuntime() Runtime {
+	return Runtime{Interval: Duration(30 * time.Second), Timeout: Duration(10 * time.Second)}
+}
+
+// maxSources bounds each family's list: every source is collected every
+// interval, and a list in the thousands is a mistake, not a deployment.
+const maxSources = 256
+
+var (
+	sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
+	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
+
+func (r Runtime) validate(field string) error {
+	var errs []error
+	if r.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("%s.interval: must be positive, got %s", field, time.Duration(r.Interval)))
+	}
+	if r.Timeout <= 0 || r.Timeout > r.Interval {
+		errs = append(errs, fmt.Errorf("%s.timeout: %s must be positive and at most the interval", field, time.Duration(r.Timeout)))
+	}
+	if len(r.Queues) > maxSources {
+		errs = append(errs, fmt.Errorf("%s.queues: %d sources, at most %d", field, len(r.Queues), maxSources))
+	}
+	names := map[string]bool{}
+	for i, q := range r.Queues {
+		f := fmt.Sprintf("%s.queues[%d]", field, i)
+		errs = append(errs, q.validate(f))
+		if names[q.SourceName()] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice for %s", f, q.Name, q.Kind))
+		}
+		names[q.SourceName()] = true
+	}
+	return errors.Join(errs...)
+}
+
+func (q QueueSource) validate(f string) error {
+	var errs []error
+	if !sourceName.MatchString(q.Name) {
+		errs = append(errs, fmt.Errorf("%s.name: %q must be 1 to 100 letters, digits, '.', '_', ':' or '-'", f, q.Name))
+	}
+	for _, kv := range [][2]string{{"username_env", q.UsernameEnv}, {"password_env", q.PasswordEnv}} {
+		if kv[1] != "" && !envName.MatchString(kv[1]) {
+			errs = append(errs, fmt.Errorf("%s.%s: %q is not an environment variable name", f, kv[0], kv[1]))
+		}
+	}
+	// Which optional fields each kind reads; one set for another kind is a
+	// mistake (a queue: on a nats entry was meant for another entry).
+	set := map[string]bool{"stream": q.Stream != "", "consumers": len(q.Consumers) > 0, "groups": len(q.Groups) > 0,
+		"queue": q.Queue != "", "management_url": q.ManagementURL != "", "region": q.Region != ""}
+	var applies, required []string
+	switch q.Kind {
+	case QueueNATS:
+		errs = append(errs, validServerURL(f+".url", q.URL, "nats", "tls"))
+		applies, required = []string{"stream", "consumers"}, []string{"stream"}
+	case QueueRedisStream:
+		errs = append(errs, validServerURL(f+".url", q.URL, "redis", "rediss"))
+		applies, required = []string{"stream", "groups"}, []string{"stream"}
+	case QueueRabbitMQ:
+		errs = append(errs, validServerURL(f+".url", q.URL, "amqp", "amqps"))
+		if q.ManagementURL != "" {
+			errs = append(errs, validServerURL(f+".management_url", q.ManagementURL, "http", "https"))
+		}
+		applies, required = []string{"queue", "management_url"}, []string{"queue"}
+	case QueueSQS:
+		if q.URL != "" {
+			errs = append(errs, validServerURL(f+".url", q.URL, "http", "https"))
+		}
+		applies, required = []string{"queue", "region"}, []string{"queue", "region"}
+	default:
+		return errors.Join(append(errs, fmt.Errorf("%s.kind: %q must be nats, redis-stream, rabbitmq or sqs", f, q.Kind))...)
+	}
+	for _, name := range required {
+		if !set[name] {
+			errs = append(errs, fmt.Errorf("%s.%s: must be set for %s", f, name, q.Kind))
+		}
+	}
+	for _, name := range []string{"stream", "consumers", "groups", "queue", "management_url", "region"} {
+		if set[name] && !slices.Contains(applies, name) {
+			errs = append(errs, fmt.Errorf("%s.%s: does not apply to %s", f, name, q.Kind))
+		}
+	}
+	for i, c := range q.Consumers {
+		if c == "" || len(c) > 256 {
+			errs = append(errs, fmt.Errorf("%s.consumers[%d]: must be 1 to 256 characters", f, i))
+		}
+	}
+	for i, g := range q.Groups {
+		if g == "" || len(g) > 256 {
+			errs = append(errs, fmt.Errorf("%s.groups[%d]: must be 1 to 256 characters", f, i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validServerURL checks a server URL's scheme and host, and refuses a password
+// written in it: the configuration file is often shared, the environment is
+// where secrets go. The URL is not echoed, since it may hold one.
+func validServerURL(field, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || u.Host == "" {
+		return fmt.Errorf("%s: must be a URL like %s://host:port", field, schemes[0])
+	}
+	ok := false
+	for _, s := range schemes {
+		ok = ok || u.Scheme == s
+	}
+	if !ok {
+		return fmt.Errorf("%s: scheme %q must be %s", field, u.Scheme, strings.Join(schemes, " or "))
+	}
+	if _, set := u.User.Password(); set {
+		return fmt.Errorf("%s: holds a password; name its environment variable in password_env instead", field)
+	}
+	return nil
+}
