@@ -8,10 +8,12 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // RequireIntegration is the environment variable that turns every skip of this
@@ -55,4 +57,30 @@ func Peer(t testing.TB, name string) string {
 		SkipOrFail(t, "peer %s is not installed at %s (run scripts/install-peers %s): %v", name, p, name, err)
 	}
 	return p
+}
+
+// Listening skips the test, or fails it under PERISCOPE_REQUIRE_INTEGRATION=1,
+// when nothing accepts TCP connections at addr: a server the machine provides
+// (Redis, PostgreSQL, …), which .ci/run starts.
+func Listening(t testing.TB, what, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		SkipOrFail(t, "no %s at %s (a machine service; start it as .ci/run does): %v", what, addr, err)
+		return
+	}
+	c.Close()
+}
+
+// ClosedAddr returns a local address nothing listens on (a port just freed):
+// for a server's address before it starts, or for a peer that is down.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
