@@ -25,10 +25,12 @@ type filesystem struct {
 	// while the first is stuck, so stuck goroutines stay one per path.
 	mu      sync.Mutex
 	blocked map[string]bool
+	// statfs is syscall.Statfs; tests make it block.
+	statfs func(string, *syscall.Statfs_t) error
 }
 
 func newFilesystem(c Config) *filesystem {
-	return &filesystem{Base: NewBase(c), paths: c.Paths, blocked: map[string]bool{}}
+	return &filesystem{Base: NewBase(c), paths: c.Paths, blocked: map[string]bool{}, statfs: syscall.Statfs}
 }
 
 // volume is what statfs and the mount lookup say about one path.
@@ -100,7 +102,7 @@ func (f *filesystem) stat(ctx context.Context, path string) (volume, error) {
 	done := make(chan volume, 1) // buffered: a late answer never blocks the goroutine
 	go func() {
 		var v volume
-		if err := syscall.Statfs(path, &v.st); err != nil {
+		if err := f.statfs(path, &v.st); err != nil {
 			v.err = fmt.Errorf("statfs %s: %w", path, err)
 		} else {
 			v.mountpoint, v.err = mountpoint(path)

@@ -1,6 +1,13 @@
 package storage
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing/synctest"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"math"
 	"os"
 	"path/filepath"
@@ -99,4 +106,48 @@ func TestFilesystemMissingPathFailsAlone(t *testing.T) {
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Fatal("the missing path exists")
 	}
+}
+
+// TestFilesystemAbandonsABlockedStatfs: a statfs that does not return (a dead
+// network mount) fails the collection at its deadline, is not started again
+// while it hangs, and the path is measured again once it returns.
+func TestFilesystemAbandonsABlockedStatfs(t *testing.T) {
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource(t, Config{Kind: KindFilesystem, Name: "nfs", Paths: []string{dir}}).(*filesystem)
+		release := make(chan struct{})
+		var calls atomic.Int32
+		src.statfs = func(path string, st *syscall.Statfs_t) error {
+			if calls.Add(1) == 1 {
+				<-release
+			}
+			return syscall.Statfs(path, st)
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ms := pmetric.NewMetricSlice()
+		// In the bubble, the deadline passes as soon as everything waits on it.
+		if err := src.Collect(ctx, storagetest.Now, ms); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("blocked Collect: %v, want the deadline", err)
+		}
+		if ms.Len() != 0 {
+			t.Errorf("blocked Collect sent %v", storagetest.Names(ms))
+		}
+		if _, err := storagetest.Collect(t, src); err == nil || !strings.Contains(err.Error(), "still blocked") {
+			t.Fatalf("Collect while statfs hangs: %v, want still blocked", err)
+		}
+		close(release)
+		synctest.Wait() // the first statfs returns and frees its path
+		ms, err := storagetest.Collect(t, src)
+		if err != nil {
+			t.Fatalf("Collect after statfs returned: %v", err)
+		}
+		if n := len(storagetest.Points(t, ms, "system.filesystem.limit", "By")); n != 1 {
+			t.Errorf("%d limit points after recovery, want 1", n)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("statfs called %d times, want 2 (never again while the first hung)", n)
+		}
+	})
 }

@@ -24,7 +24,7 @@ func TestRedisReportsMemoryAndKeysPerDatabase(t *testing.T) {
 	testenv.Listening(t, "Redis", redisAddr)
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisTestDB})
-	defer rdb.Close()
+	t.Cleanup(func() { rdb.Close() }) // after the flush below: cleanups run last first
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +72,35 @@ func TestRedisReportsMemoryAndKeysPerDatabase(t *testing.T) {
 	}
 	if pts := storagetest.Points(t, ms, "periscope.redis.keys", "{key}", "db.namespace", db); len(pts) != 0 {
 		t.Errorf("flushed db %s still reported with %d keys", db, pts[0].IntValue())
+	}
+}
+
+// TestRedisReportsTheMemoryLimit sets maxmemory on the machine's Redis for a
+// moment (far above what it uses, so no other test notices) and restores it.
+func TestRedisReportsTheMemoryLimit(t *testing.T) {
+	testenv.Listening(t, "Redis", redisAddr)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() { rdb.Close() }) // after maxmemory is restored: cleanups run last first
+	was, err := rdb.ConfigGet(ctx, "maxmemory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 3 << 30
+	if err := rdb.ConfigSet(ctx, "maxmemory", strconv.Itoa(limit)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rdb.ConfigSet(context.Background(), "maxmemory", was["maxmemory"]).Err(); err != nil {
+			t.Errorf("restore maxmemory %s: %v", was["maxmemory"], err)
+		}
+	})
+	ms, err := storagetest.Collect(t, newSource(t, Config{Kind: KindRedis, Name: "cache", URL: "redis://" + redisAddr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.Value(t, ms, "periscope.redis.memory.limit", "By", AttrSource, "redis/cache"); got != limit {
+		t.Errorf("memory limit %d, want %d", got, limit)
 	}
 }
 

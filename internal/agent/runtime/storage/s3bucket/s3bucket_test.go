@@ -5,14 +5,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/goleak"
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/storage"
@@ -155,5 +159,48 @@ func TestS3UnreachableFails(t *testing.T) {
 func TestNewTakesOnlyS3(t *testing.T) {
 	if _, err := New(storage.Config{Kind: storage.KindRedis, Name: "x", URL: "redis://h:1"}, nil); err == nil {
 		t.Error("New accepted a redis config")
+	}
+}
+
+// TestS3ListingFailingPartWaySendsWhatItSaw puts a proxy in front of the store
+// that fails the second page: the first page's figures are sent, marked
+// partial, and the error names the source.
+func TestS3ListingFailingPartWaySendsWhatItSaw(t *testing.T) {
+	endpoint, _, _ := fillBucket(t, 8, 17)
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	proxy.Transport = tr
+	var lists atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("list-type") && lists.Add(1) == 2 {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, `<Error><Code>InternalError</Code><Message>disk on fire</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
+
+	src := build(t, s3Config(srv.URL, 0), s3Env...)
+	src.(*s3Source).pageKeys = 4
+	ms, err := storagetest.Collect(t, src)
+	if err == nil || !strings.Contains(err.Error(), "storage source s3/usage:") || !strings.Contains(err.Error(), "InternalError") {
+		t.Fatalf("Collect: %v, want the store's error naming the source", err)
+	}
+	for _, f := range []s3Figures{
+		{"", 4, 1 + 8 + 15 + 22, true},
+		{"a/", 4, 1 + 8 + 15 + 22, true},
+		{"b/", 0, 0, true},
+	} {
+		f.check(t, ms)
+	}
+	listed := storagetest.Points(t, ms, "periscope.storage.listed", "{object}")
+	if len(listed) != 1 || listed[0].IntValue() != 4 || !storagetest.Partial(listed[0]) {
+		t.Errorf("listed %v, want 4 marked partial", listed)
 	}
 }
