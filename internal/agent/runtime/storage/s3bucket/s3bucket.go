@@ -130,8 +130,10 @@ func (s *s3Source) Collect(ctx context.Context, now time.Time, ms pmetric.Metric
 			break
 		}
 		token = out.NextContinuationToken
-		if token == nil {
-			err = s.Errorf("list bucket %s: truncated page without a continuation token", s.bucket)
+		// A page that says there is more but holds nothing, or gives no way
+		// on, would loop until the deadline: a broken store, reported.
+		if token == nil || len(out.Contents) == 0 {
+			err = s.Errorf("list bucket %s: truncated page with no keys or no continuation token", s.bucket)
 			break
 		}
 	}
