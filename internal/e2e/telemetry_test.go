@@ -330,7 +330,7 @@ func createAcme(t *testing.T, m *manager.Manager) string {
 // even though the application claimed to be another deployment.
 func TestTelemetryReachesEveryBackend(t *testing.T) {
 	collectorBin := testenv.Peer(t, "otelcol-peer")
-	versitygw := testenv.Peer(t, "versitygw")
+	testenv.Peer(t, "versitygw") // skip before starting anything
 	telemetrygen := testenv.Peer(t, "telemetrygen")
 	ctx := context.Background()
 
@@ -346,7 +346,7 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 	}
 	t.Cleanup(func() { col.Process.Kill(); col.Wait() })
 
-	archive, client := startS3(t, versitygw)
+	archive, client := startS3(t)
 
 	down := newDownstream(t)
 	m := startTelemetryManager(t, "127.0.0.1:0", t.TempDir(), []config.Exporter{
@@ -570,44 +570,20 @@ func TestTelemetryReachesEveryBackend(t *testing.T) {
 	})
 }
 
-// startS3 runs bin (versitygw), a real S3-compatible server, with an empty bucket
+// startS3 runs versitygw, a real S3-compatible server, with an empty bucket
 // "telemetry", and returns the manager's exporter into it and a client to read it.
-func startS3(t *testing.T, bin string) (config.Exporter, *s3.Client) {
+func startS3(t *testing.T) (config.Exporter, *s3.Client) {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "telemetry"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	gw := exec.Command(bin, "--access", "periscope", "--secret", "periscope-secret", "--port", addr, "posix", dir)
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Process.Kill(); gw.Wait() })
+	endpoint := testenv.VersityGW(t, "telemetry")
 	exp := config.Exporter{Name: "archive", Type: "s3", Bucket: "telemetry", Prefix: "periscope", Region: "us-east-1",
-		Endpoint: "http://" + addr, PathStyle: true, AccessKeyID: "periscope", SecretAccessKey: "periscope-secret"}
+		Endpoint: endpoint, PathStyle: true, AccessKeyID: testenv.VersityAccessKey, SecretAccessKey: testenv.VersitySecretKey}
 	client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(exp.Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider("periscope", "periscope-secret", "")})
+		Credentials: credentials.NewStaticCredentialsProvider(testenv.VersityAccessKey, testenv.VersitySecretKey, "")})
 	return exp, client
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 // TestTelemetrySurvivesAgentKillAndManagerOutage kills the agent with SIGKILL in the
 // middle of a stream and, separately, stops the manager for a while: every record the

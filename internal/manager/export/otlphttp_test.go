@@ -31,6 +31,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/retry"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // httpRequest is one request an httpReceiver accepted.
@@ -372,13 +373,4 @@ func newTestPKI(t *testing.T) testPKI {
 }
 
 // closedAddr returns a local address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func closedAddr(t *testing.T) string { return testenv.ClosedAddr(t) }

@@ -6,10 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,8 +21,8 @@ import (
 )
 
 const (
-	s3Key    = "PERISCOPETEST"
-	s3Secret = "periscope-test-secret"
+	s3Key    = testenv.VersityAccessKey
+	s3Secret = testenv.VersitySecretKey
 	s3Bucket = "telemetry"
 )
 
@@ -34,45 +30,7 @@ const (
 // s3Bucket and returns its endpoint URL.
 func startVersityGW(t *testing.T) string {
 	t.Helper()
-	bin := testenv.Peer(t, "versitygw")
-	root := t.TempDir()
-	if err := os.Mkdir(filepath.Join(root, s3Bucket), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	addr := closedAddr(t)
-	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--access", s3Key, "--secret", s3Secret, "--port", addr, "--quiet", "posix", root)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("versitygw output:\n%s", logs.String())
-		}
-	})
-
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("versitygw exited: %v\n%s", err, logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s: %v\n%s", addr, err, logs.String())
-		}
-	}
+	return testenv.VersityGW(t, s3Bucket)
 }
 
 // s3Object is an object read back from the store.
