@@ -39,7 +39,6 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
-	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -183,10 +182,9 @@ func (m *Manager) start(ctx context.Context) error {
 	if err := m.bootstrapAdmin(ctx); err != nil {
 		return err
 	}
-	// The audit log is the fleet store's once it keeps one (store.Audit).
-	audit, _ := any(m.store).(store.Audit)
+	// The store writes each command's audit entries with the change itself.
 	m.cmds, err = commands.New(m.store, m.reg, commands.Settings{Logger: m.log.With("component", "commands"), Clock: m.set.Clock, Rand: m.set.Rand,
-		Registerer: reg, Audit: audit,
+		Registerer: reg,
 		// m.checkin exists before the server serves, and only requests invoke commands.
 		Push: func(ctx context.Context, ids []string) { m.checkin.PushCommands(ctx, ids) }})
 	if err != nil {

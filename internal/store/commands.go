@@ -50,20 +50,24 @@ type InvocationFilter struct {
 // Commands persists remote-command invocations under the rules of the package
 // documentation.
 type Commands interface {
-	// CreateInvocations inserts invocations in one transaction; ErrConflict if
-	// any id exists, in which case none is inserted.
-	CreateInvocations(ctx context.Context, invs []Invocation) error
+	// CreateInvocations inserts invocations and appends the audit entries in
+	// one transaction; ErrConflict if any id exists, in which case nothing is
+	// written.
+	CreateInvocations(ctx context.Context, invs []Invocation, audit []AuditEntry) error
 	// AdvanceInvocation moves the invocation inv.ID of deployment
 	// inv.DeploymentID to inv.State, writing its reason, times and result, only
 	// if inv.State follows the stored state (command.State.Follows). A time
 	// already stored is kept. ErrNotFound if that deployment has no such
 	// invocation, ErrConflict (with the stored invocation) if the move is not
-	// forward.
-	AdvanceInvocation(ctx context.Context, inv Invocation) (Invocation, error)
+	// forward. When the move happens and audit is not nil, the entries audit
+	// returns for the invocation as stored are appended in the same
+	// transaction: a result is never stored without its audit entry.
+	AdvanceInvocation(ctx context.Context, inv Invocation, audit AuditFunc) (Invocation, error)
 	// CancelInvocation moves a queued invocation to cancelled with reason, at
 	// at; ErrNotFound if there is none, ErrConflict (with the stored invocation)
 	// if it is no longer queued: one already handed to an agent may be running.
-	CancelInvocation(ctx context.Context, id, reason string, at time.Time) (Invocation, error)
+	// The entries audit returns are appended in the same transaction.
+	CancelInvocation(ctx context.Context, id, reason string, at time.Time, audit AuditFunc) (Invocation, error)
 	// GetInvocation returns one invocation; ErrNotFound if there is none.
 	GetInvocation(ctx context.Context, id string) (Invocation, error)
 	// ListInvocations returns up to f.Limit invocations matching f, newest
@@ -76,3 +80,7 @@ type Commands interface {
 	// deadline is at or before now, oldest deadline first.
 	OverdueInvocations(ctx context.Context, now time.Time, limit int) ([]Invocation, error)
 }
+
+// AuditFunc returns the audit entries a change to inv writes, given inv as it
+// is stored after the change.
+type AuditFunc func(inv Invocation) []AuditEntry

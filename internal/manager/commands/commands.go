@@ -85,15 +85,15 @@ type Request struct {
 	Allowance time.Duration
 }
 
-// Settings are the service's collaborators; zero values are safe except Audit,
-// without which nothing is audited.
+// Settings are the service's collaborators; zero values are safe. Audit
+// entries go through the store.Commands methods, in the transaction of the
+// change they record.
 type Settings struct {
 	Logger *slog.Logger
 	Clock  clock.Clock
 	// Rand is the source of invocation ids (crypto/rand when nil).
 	Rand       io.Reader
 	Registerer prometheus.Registerer
-	Audit      store.Audit
 	// Push asks the check-in server to send the listed deployments their
 	// pending invocations now, over their push connections.
 	Push func(ctx context.Context, ids []string)
@@ -109,7 +109,6 @@ type Service struct {
 	log   *slog.Logger
 	clk   clock.Clock
 	rand  io.Reader
-	audit store.Audit
 	push  func(ctx context.Context, ids []string)
 	sweep time.Duration
 	total *prometheus.CounterVec
@@ -137,7 +136,7 @@ func New(st store.Commands, f Fleet, s Settings) (*Service, error) {
 	if st == nil || f == nil {
 		return nil, errors.New("commands: a store and a fleet are required")
 	}
-	svc := &Service{st: st, fleet: f, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, audit: s.Audit, push: s.Push,
+	svc := &Service{st: st, fleet: f, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, push: s.Push,
 		sweep: s.SweepInterval, finished: make(chan struct{}), idle: map[string]uint64{}, queued: map[string]uint64{}}
 	if svc.log == nil {
 		svc.log = slog.New(slog.DiscardHandler)
@@ -282,14 +281,16 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 		}
 		invs = append(invs, inv)
 	}
-	if err := s.st.CreateInvocations(ctx, invs); err != nil {
+	entries := make([]store.AuditEntry, len(invs))
+	for i, inv := range invs {
+		entries[i] = s.entry(inv, req.Actor.Name, req.Actor.Role, store.ActionCommandInvoke, string(inv.State), inv.Reason, detail{Invocation: inv.ID, Params: inv.Params, Refused: inv.StateReason})
+	}
+	if err := s.st.CreateInvocations(ctx, invs, entries); err != nil {
 		return nil, fmt.Errorf("queue %s: %w", req.Command, err)
 	}
-	entries := make([]store.AuditEntry, len(invs))
 	var queued []string
-	for i, inv := range invs {
+	for _, inv := range invs {
 		s.total.WithLabelValues(string(inv.State)).Inc()
-		entries[i] = s.entry(inv, req.Actor.Name, req.Actor.Role, store.ActionCommandInvoke, string(inv.State), inv.Reason, detail{Invocation: inv.ID, Params: inv.Params, Refused: inv.StateReason})
 		if inv.State == command.StateQueued {
 			queued = append(queued, inv.DeploymentID)
 		}
@@ -299,7 +300,6 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 		s.queued[id]++
 	}
 	s.idleMu.Unlock()
-	s.appendAudit(ctx, entries)
 	if len(queued) > 0 && s.push != nil {
 		s.push(ctx, queued)
 	}
@@ -364,14 +364,20 @@ func resultDetail(inv store.Invocation, reportedBy string) detail {
 		OutputSHA256: inv.OutputSHA256, Truncated: inv.Truncated, DurationMS: inv.Duration.Milliseconds()}
 }
 
-// appendAudit writes entries; a failure is logged, not returned, because what
-// it records has already happened.
-func (s *Service) appendAudit(ctx context.Context, entries []store.AuditEntry) {
-	if s.audit == nil || len(entries) == 0 {
-		return
-	}
-	if err := s.audit.AppendAudit(ctx, entries); err != nil {
-		s.log.Error("audit entries for commands not written", "entries", len(entries), "err", err)
+// auditFunc adapts one entry per change to the store's AuditFunc: the store
+// writes it in the same transaction as the change it records.
+func auditFunc(entry func(store.Invocation) store.AuditEntry) store.AuditFunc {
+	return func(inv store.Invocation) []store.AuditEntry { return []store.AuditEntry{entry(inv)} }
+}
+
+// resultAudit is the command.result entry of an invocation reaching a final
+// state, reported by reportedBy; moves to other states write none.
+func (s *Service) resultAudit(reportedBy string) store.AuditFunc {
+	return func(inv store.Invocation) []store.AuditEntry {
+		if !inv.State.Final() {
+			return nil
+		}
+		return []store.AuditEntry{s.entry(inv, inv.Actor, inv.ActorRole, store.ActionCommandResult, string(inv.State), inv.Reason, resultDetail(inv, reportedBy))}
 	}
 }
 
@@ -421,11 +427,12 @@ func (s *Service) Cancel(ctx context.Context, actor Actor, id, reason string) (s
 	if reason == "" || len(reason) > command.MaxReasonBytes {
 		return store.Invocation{}, fmt.Errorf("a reason of 1 to %d bytes is required: %w", command.MaxReasonBytes, ErrInvalid)
 	}
-	inv, err := s.st.CancelInvocation(ctx, id, "cancelled by "+actor.Name+": "+reason, s.clk.Now().UTC())
+	inv, err := s.st.CancelInvocation(ctx, id, "cancelled by "+actor.Name+": "+reason, s.clk.Now().UTC(), auditFunc(func(inv store.Invocation) store.AuditEntry {
+		return s.entry(inv, actor.Name, actor.Role, store.ActionCommandCancel, string(command.StateCancelled), reason, detail{Invocation: inv.ID})
+	}))
 	if err != nil {
 		return inv, err
 	}
-	s.appendAudit(ctx, []store.AuditEntry{s.entry(inv, actor.Name, actor.Role, store.ActionCommandCancel, string(command.StateCancelled), reason, detail{Invocation: inv.ID})})
 	s.ended(command.StateCancelled)
 	return inv, nil
 }
@@ -439,14 +446,13 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		var entries []store.AuditEntry
 		for _, inv := range over {
 			why := "the agent did not pick it up before its deadline"
 			if inv.State == command.StateRunning {
 				why = "the agent did not report a result before its deadline"
 			}
-			got, err := s.st.AdvanceInvocation(ctx, store.Invocation{ID: inv.ID, DeploymentID: inv.DeploymentID, State: command.StateExpired,
-				StateReason: why, FinishedAt: now})
+			_, err := s.st.AdvanceInvocation(ctx, store.Invocation{ID: inv.ID, DeploymentID: inv.DeploymentID, State: command.StateExpired,
+				StateReason: why, FinishedAt: now}, s.resultAudit("periscope"))
 			if errors.Is(err, store.ErrConflict) {
 				continue // it ended meanwhile
 			}
@@ -454,12 +460,6 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				return n, err
 			}
 			n++
-			entries = append(entries, s.entry(got, got.Actor, got.ActorRole, store.ActionCommandResult, string(command.StateExpired), got.Reason, resultDetail(got, "periscope")))
-		}
-		// Waiters wake only once the audit log holds the outcome they will
-		// be shown.
-		s.appendAudit(ctx, entries)
-		for range entries {
 			s.ended(command.StateExpired)
 		}
 		if len(over) < sweepBatch {
@@ -516,7 +516,7 @@ func (s *Service) Outgoing(ctx context.Context, id string) (msg *protobufs.Custo
 	return command.Message(command.MessageInvoke, batch), func() {
 		at := s.clk.Now().UTC()
 		for _, inv := range fresh {
-			_, err := s.st.AdvanceInvocation(ctx, store.Invocation{ID: inv.ID, DeploymentID: id, State: command.StateDelivered, DeliveredAt: at})
+			_, err := s.st.AdvanceInvocation(ctx, store.Invocation{ID: inv.ID, DeploymentID: id, State: command.StateDelivered, DeliveredAt: at}, nil)
 			if err == nil {
 				s.total.WithLabelValues(string(command.StateDelivered)).Inc()
 			} else if !errors.Is(err, store.ErrConflict) {
@@ -540,8 +540,6 @@ func (s *Service) Incoming(ctx context.Context, id string, msg *protobufs.Custom
 		return nil
 	}
 	var ack command.Ack
-	var entries []store.AuditEntry
-	var finals []command.State
 	for _, u := range ups.Updates {
 		inv := store.Invocation{ID: u.ID, DeploymentID: id, State: u.State, StateReason: u.Reason}
 		at := s.clk.Now().UTC()
@@ -562,12 +560,13 @@ func (s *Service) Incoming(ctx context.Context, id string, msg *protobufs.Custom
 				}
 			}
 		}
-		got, err := s.st.AdvanceInvocation(ctx, inv)
+		// The result and its audit entry are stored together before the ack,
+		// so a manager that dies in between gets the update again and writes both.
+		got, err := s.st.AdvanceInvocation(ctx, inv, s.resultAudit("agent:"+id))
 		switch {
 		case err == nil:
 			if got.State.Final() {
-				finals = append(finals, got.State)
-				entries = append(entries, s.entry(got, got.Actor, got.ActorRole, store.ActionCommandResult, string(got.State), got.Reason, resultDetail(got, "agent:"+id)))
+				s.ended(got.State)
 			} else {
 				s.total.WithLabelValues(string(got.State)).Inc()
 			}
@@ -581,10 +580,6 @@ func (s *Service) Incoming(ctx context.Context, id string, msg *protobufs.Custom
 		if u.State.Final() {
 			ack.IDs = append(ack.IDs, u.ID)
 		}
-	}
-	s.appendAudit(ctx, entries)
-	for _, st := range finals {
-		s.ended(st)
 	}
 	if len(ack.IDs) == 0 {
 		return nil

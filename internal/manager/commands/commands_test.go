@@ -45,36 +45,16 @@ func (f fleet) CommandTargets(sel registry.Selector) ([]registry.CommandTarget, 
 	return out, nil
 }
 
-// auditLog records what the service appends, for the tests to read.
-type auditLog struct {
-	mu      sync.Mutex
-	entries []store.AuditEntry
-}
+// auditLog reads the store's audit log, where the service's entries are
+// written with the changes they record.
+type auditLog struct{ st *duckdb.Store }
 
-func (a *auditLog) AppendAudit(_ context.Context, es []store.AuditEntry) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.entries = append(a.entries, es...)
-	return nil
-}
-
-func (a *auditLog) ListAudit(context.Context, store.AuditFilter) ([]store.AuditEntry, string, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.entries), "", nil
-}
-
-func (a *auditLog) PruneAudit(context.Context, time.Time) (int64, error) { return 0, nil }
-
-func (a *auditLog) find(action, outcome, dep string) *store.AuditEntry {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i := range a.entries {
-		if e := &a.entries[i]; e.Action == action && e.Outcome == outcome && e.DeploymentID == dep {
-			return e
-		}
+func (a auditLog) find(action, outcome, dep string) *store.AuditEntry {
+	es, _, err := a.st.ListAudit(context.Background(), store.AuditFilter{Action: action, Outcome: outcome, DeploymentID: dep, Limit: 100})
+	if err != nil || len(es) == 0 {
+		return nil
 	}
-	return nil
+	return &es[0]
 }
 
 var specs = []command.Spec{
@@ -87,7 +67,7 @@ type fixture struct {
 	svc    *commands.Service
 	st     *duckdb.Store
 	clk    *clock.Fake
-	audit  *auditLog
+	audit  auditLog
 	mu     sync.Mutex
 	pushed []string
 }
@@ -99,7 +79,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &fixture{st: st, clk: clock.NewFake(t0), audit: &auditLog{}}
+	f := &fixture{st: st, clk: clock.NewFake(t0), audit: auditLog{st}}
 	fl := fleet{
 		"push":   {ID: "push", Customer: "acme", Release: "2.0", Commands: specs},
 		"poll":   {ID: "poll", Customer: "acme", Release: "2.0", Commands: specs, Rule: &command.Rule{}},
@@ -107,7 +87,7 @@ func newFixture(t testing.TB) *fixture {
 		"picky":  {ID: "picky", Customer: "initech", Release: "2.0", Commands: specs, Rule: &command.Rule{Allow: []string{"flush"}}},
 		"old":    {ID: "old", Customer: "acme", Release: "1.0"},
 	}
-	f.svc, err = commands.New(st, fl, commands.Settings{Clock: f.clk, Rand: rand.NewChaCha8([32]byte{1}), Audit: f.audit,
+	f.svc, err = commands.New(st, fl, commands.Settings{Clock: f.clk, Rand: rand.NewChaCha8([32]byte{1}),
 		Push: func(_ context.Context, ids []string) {
 			f.mu.Lock()
 			f.pushed = append(f.pushed, ids...)

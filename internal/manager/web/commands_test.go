@@ -281,7 +281,7 @@ func TestInvocationPageShowsTheResultEscaped(t *testing.T) {
 		{ID: inv.ID, DeploymentID: "acme-ops", State: command.StateDelivered, DeliveredAt: start.Add(-time.Second)},
 		{ID: inv.ID, DeploymentID: "acme-ops", State: command.StateRunning, StartedAt: start},
 	} {
-		if _, err := f.st.AdvanceInvocation(ctx, u); err != nil {
+		if _, err := f.st.AdvanceInvocation(ctx, u, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,7 +290,7 @@ func TestInvocationPageShowsTheResultEscaped(t *testing.T) {
 	exit := 0
 	if _, err := f.st.AdvanceInvocation(ctx, store.Invocation{ID: inv.ID, DeploymentID: "acme-ops", State: command.StateSucceeded, FinishedAt: start.Add(1500 * time.Millisecond),
 		Result: command.Result{ExitCode: &exit, Output: "rows: 42\n" + depEvilValue + "\n", OutputBytes: 90000, Truncated: true,
-			OutputSHA256: "ab12", Redacted: map[string]int{"email": 2}, Duration: 1500 * time.Millisecond}}); err != nil {
+			OutputSHA256: "ab12", Redacted: map[string]int{"email": 2}, Duration: 1500 * time.Millisecond}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	page = body(t, b.get("/commands/"+inv.ID))

@@ -81,7 +81,7 @@ func newFixture(t testing.TB, settings web.Settings) *fixture {
 	}
 	// The real command service over the same store and registry; it starts
 	// nothing, and no test here needs its deadline sweep.
-	if f.cmds, err = commands.New(st, reg, commands.Settings{Clock: clk, Audit: st}); err != nil {
+	if f.cmds, err = commands.New(st, reg, commands.Settings{Clock: clk}); err != nil {
 		t.Fatal(err)
 	}
 	if settings.Commands == nil {

@@ -40,8 +40,8 @@ func paramsJSON(p command.Params) string {
 }
 
 // CreateInvocations implements store.Commands.
-func (s *Store) CreateInvocations(ctx context.Context, invs []store.Invocation) error {
-	if len(invs) == 0 {
+func (s *Store) CreateInvocations(ctx context.Context, invs []store.Invocation, audit []store.AuditEntry) error {
+	if len(invs) == 0 && len(audit) == 0 {
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -63,6 +63,11 @@ func (s *Store) CreateInvocations(ctx context.Context, invs []store.Invocation) 
 			return fmt.Errorf("create invocation %s: %w", inv.ID, s.checkWrite(err))
 		}
 	}
+	for _, e := range audit {
+		if err := insertAudit(ctx, tx, e); err != nil {
+			return fmt.Errorf("create %d invocations: audit: %w", len(invs), s.checkWrite(err))
+		}
+	}
 	if err := s.checkWrite(tx.Commit()); err != nil {
 		return fmt.Errorf("create %d invocations: %w", len(invs), err)
 	}
@@ -70,8 +75,14 @@ func (s *Store) CreateInvocations(ctx context.Context, invs []store.Invocation) 
 }
 
 // AdvanceInvocation implements store.Commands. The state test is in the UPDATE
-// itself, so two updates racing cannot move an invocation backwards.
-func (s *Store) AdvanceInvocation(ctx context.Context, inv store.Invocation) (store.Invocation, error) {
+// itself, so two updates racing cannot move an invocation backwards; the audit
+// entries go in the same transaction, built from the invocation as the update
+// leaves it.
+func (s *Store) AdvanceInvocation(ctx context.Context, inv store.Invocation, audit store.AuditFunc) (store.Invocation, error) {
+	cur, err := s.GetInvocation(ctx, inv.ID)
+	if err != nil || cur.DeploymentID != inv.DeploymentID {
+		return store.Invocation{}, fmt.Errorf("invocation %s of deployment %s: %w", inv.ID, inv.DeploymentID, store.ErrNotFound)
+	}
 	var from []string
 	for _, st := range command.States() {
 		if inv.State.Follows(st) {
@@ -79,40 +90,103 @@ func (s *Store) AdvanceInvocation(ctx context.Context, inv store.Invocation) (st
 		}
 	}
 	if len(from) > 0 {
-		res, err := s.db.ExecContext(ctx, `UPDATE command_invocations SET state = ?, state_reason = ?,
-			delivered_at = coalesce(delivered_at, ?), started_at = coalesce(started_at, ?), finished_at = coalesce(finished_at, ?), result = ?
-			WHERE id = ? AND deployment_id = ? AND state IN (`+strings.Join(from, ", ")+`)`,
-			string(inv.State), inv.StateReason, nullTime(inv.DeliveredAt), nullTime(inv.StartedAt), nullTime(inv.FinishedAt), resultOf(&inv),
-			inv.ID, inv.DeploymentID)
-		if err := s.checkWrite(err); err != nil {
+		after := cur
+		after.State, after.StateReason, after.Result = inv.State, inv.StateReason, inv.Result
+		for _, t := range [][2]*time.Time{{&after.DeliveredAt, &inv.DeliveredAt}, {&after.StartedAt, &inv.StartedAt}, {&after.FinishedAt, &inv.FinishedAt}} {
+			if t[0].IsZero() {
+				*t[0] = *t[1]
+			}
+		}
+		moved, err := s.inTx(ctx, func(tx *sql.Tx) (bool, error) {
+			res, err := tx.ExecContext(ctx, `UPDATE command_invocations SET state = ?, state_reason = ?,
+				delivered_at = coalesce(delivered_at, ?), started_at = coalesce(started_at, ?), finished_at = coalesce(finished_at, ?), result = ?
+				WHERE id = ? AND deployment_id = ? AND state IN (`+strings.Join(from, ", ")+`)`,
+				string(inv.State), inv.StateReason, nullTime(inv.DeliveredAt), nullTime(inv.StartedAt), nullTime(inv.FinishedAt), resultOf(&inv),
+				inv.ID, inv.DeploymentID)
+			if err != nil {
+				return false, err
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return false, err
+			}
+			if audit != nil {
+				for _, e := range audit(after) {
+					if err := insertAudit(ctx, tx, e); err != nil {
+						return false, err
+					}
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
 			return store.Invocation{}, fmt.Errorf("advance invocation %s to %s: %w", inv.ID, inv.State, err)
 		}
-		if n, err := res.RowsAffected(); err == nil && n == 1 {
+		if moved {
 			return s.GetInvocation(ctx, inv.ID)
 		}
 	}
 	got, err := s.GetInvocation(ctx, inv.ID)
-	if err != nil || got.DeploymentID != inv.DeploymentID {
-		return store.Invocation{}, fmt.Errorf("invocation %s of deployment %s: %w", inv.ID, inv.DeploymentID, store.ErrNotFound)
+	if err != nil {
+		return store.Invocation{}, err
 	}
 	return got, fmt.Errorf("invocation %s is %s, cannot move to %s: %w", inv.ID, got.State, inv.State, store.ErrConflict)
 }
 
 // CancelInvocation implements store.Commands.
-func (s *Store) CancelInvocation(ctx context.Context, id, reason string, at time.Time) (store.Invocation, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE command_invocations SET state = 'cancelled', state_reason = ?, finished_at = ?
-		WHERE id = ? AND state = 'queued'`, reason, at.UTC(), id)
-	if err := s.checkWrite(err); err != nil {
+func (s *Store) CancelInvocation(ctx context.Context, id, reason string, at time.Time, audit store.AuditFunc) (store.Invocation, error) {
+	cur, err := s.GetInvocation(ctx, id)
+	if err != nil {
+		return store.Invocation{}, err
+	}
+	after := cur
+	after.State, after.StateReason, after.FinishedAt = command.StateCancelled, reason, at.UTC()
+	moved, err := s.inTx(ctx, func(tx *sql.Tx) (bool, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE command_invocations SET state = 'cancelled', state_reason = ?, finished_at = ?
+			WHERE id = ? AND state = 'queued'`, reason, at.UTC(), id)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return false, err
+		}
+		if audit != nil {
+			for _, e := range audit(after) {
+				if err := insertAudit(ctx, tx, e); err != nil {
+					return false, err
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
 		return store.Invocation{}, fmt.Errorf("cancel invocation %s: %w", id, err)
 	}
 	got, gerr := s.GetInvocation(ctx, id)
 	if gerr != nil {
 		return store.Invocation{}, gerr
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if !moved {
 		return got, fmt.Errorf("invocation %s is %s, only a queued one can be cancelled: %w", id, got.State, store.ErrConflict)
 	}
 	return got, nil
+}
+
+// inTx runs fn in a transaction and commits it when fn reports a change; the
+// error is passed through checkWrite, so a full disk reads as unavailable.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) (bool, error)) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, s.checkWrite(err)
+	}
+	defer tx.Rollback()
+	changed, err := fn(tx)
+	if err != nil || !changed {
+		return false, s.checkWrite(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, s.checkWrite(err)
+	}
+	return true, nil
 }
 
 // GetInvocation implements store.Commands.

@@ -29,10 +29,10 @@ func testCommands(t *testing.T, open Opener) {
 	i1, i2, i3 := inv("i1", "a", "row-count", t0), inv("i2", "a", "flush", t0.Add(time.Second)), inv("i3", "b", "row-count", t0.Add(2*time.Second))
 	refused := inv("i4", "b", "flush", t0.Add(3*time.Second))
 	refused.State, refused.StateReason, refused.FinishedAt = command.StateRefused, "the customer has disabled commands", refused.QueuedAt
-	if err := s.CreateInvocations(ctx, []store.Invocation{i1, i2, i3, refused}); err != nil {
+	if err := s.CreateInvocations(ctx, []store.Invocation{i1, i2, i3, refused}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateInvocations(ctx, []store.Invocation{inv("i5", "a", "x", t0), inv("i1", "a", "x", t0)}); !errors.Is(err, store.ErrConflict) {
+	if err := s.CreateInvocations(ctx, []store.Invocation{inv("i5", "a", "x", t0), inv("i1", "a", "x", t0)}, nil); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate id: err = %v, want ErrConflict", err)
 	}
 	if _, err := s.GetInvocation(ctx, "i5"); !errors.Is(err, store.ErrNotFound) {
@@ -42,12 +42,12 @@ func testCommands(t *testing.T, open Opener) {
 	// Forward moves only, and only through the invocation's own deployment.
 	mv := i1
 	mv.State, mv.DeliveredAt = command.StateDelivered, t0.Add(time.Second)
-	if _, err := s.AdvanceInvocation(ctx, mv); err != nil {
+	if _, err := s.AdvanceInvocation(ctx, mv, nil); err != nil {
 		t.Fatal(err)
 	}
 	other := mv
 	other.DeploymentID, other.State = "b", command.StateSucceeded
-	if _, err := s.AdvanceInvocation(ctx, other); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.AdvanceInvocation(ctx, other, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deployment b advanced a's invocation: err = %v, want ErrNotFound", err)
 	}
 	exit := 3
@@ -55,16 +55,16 @@ func testCommands(t *testing.T, open Opener) {
 	done.State, done.StateReason, done.StartedAt, done.FinishedAt = command.StateFailed, "exit status 3", t0.Add(2*time.Second), t0.Add(4*time.Second)
 	done.ExitCode, done.Output, done.Truncated, done.OutputBytes, done.OutputSHA256, done.Duration = &exit, "boom", true, 9000, "ab12", 2*time.Second
 	done.Redacted = map[string]int{"email": 1}
-	got, err := s.AdvanceInvocation(ctx, done)
+	got, err := s.AdvanceInvocation(ctx, done, nil)
 	if err != nil || got.State != command.StateFailed || !got.DeliveredAt.Equal(mv.DeliveredAt) || got.ExitCode == nil || *got.ExitCode != 3 {
 		t.Fatalf("advance to failed = %+v, %v", got, err)
 	}
 	back := i1
 	back.State = command.StateRunning
-	if got, err := s.AdvanceInvocation(ctx, back); !errors.Is(err, store.ErrConflict) || got.State != command.StateFailed {
+	if got, err := s.AdvanceInvocation(ctx, back, nil); !errors.Is(err, store.ErrConflict) || got.State != command.StateFailed {
 		t.Fatalf("moving a failed invocation back to running: %+v, %v; want ErrConflict with the stored state", got, err)
 	}
-	if _, err := s.AdvanceInvocation(ctx, store.Invocation{ID: "nope", DeploymentID: "a", State: command.StateRunning}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.AdvanceInvocation(ctx, store.Invocation{ID: "nope", DeploymentID: "a", State: command.StateRunning}, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown id: err = %v, want ErrNotFound", err)
 	}
 
@@ -82,10 +82,10 @@ func testCommands(t *testing.T, open Opener) {
 		t.Fatalf("invocation after reopen = %+v (params %s)", got, params)
 	}
 
-	if got, err := s.CancelInvocation(ctx, "i1", "no longer needed", t0); !errors.Is(err, store.ErrConflict) || got.State != command.StateFailed {
+	if got, err := s.CancelInvocation(ctx, "i1", "no longer needed", t0, nil); !errors.Is(err, store.ErrConflict) || got.State != command.StateFailed {
 		t.Fatalf("cancelling a failed invocation: %+v, %v; want ErrConflict", got.State, err)
 	}
-	if _, err := s.CancelInvocation(ctx, "nope", "x", t0); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.CancelInvocation(ctx, "nope", "x", t0, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("cancelling an unknown invocation: err = %v, want ErrNotFound", err)
 	}
 	pend, err := s.PendingInvocations(ctx, "a")
@@ -122,14 +122,54 @@ func testCommands(t *testing.T, open Opener) {
 		}
 	}
 	cx := inv("i6", "c", "flush", t0.Add(-time.Hour))
-	if err := s.CreateInvocations(ctx, []store.Invocation{cx}); err != nil {
+	if err := s.CreateInvocations(ctx, []store.Invocation{cx}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.CancelInvocation(ctx, "i6", "no longer needed", t0.Add(time.Second)); err != nil || got.State != command.StateCancelled ||
+	if got, err := s.CancelInvocation(ctx, "i6", "no longer needed", t0.Add(time.Second), nil); err != nil || got.State != command.StateCancelled ||
 		got.StateReason != "no longer needed" || !got.FinishedAt.Equal(t0.Add(time.Second)) {
 		t.Fatalf("cancel queued = %+v, %v", got, err)
 	}
 
+	// A change's audit entries are written with it, built from the invocation
+	// as stored, and not at all when the change does not happen.
+	entry := func(action string) store.AuditFunc {
+		return func(inv store.Invocation) []store.AuditEntry {
+			return []store.AuditEntry{{At: t0, Actor: inv.Actor, Action: action, DeploymentID: inv.DeploymentID, Outcome: string(inv.State), Reason: inv.Reason}}
+		}
+	}
+	a1, a2 := inv("i7", "d", "flush", t0), inv("i8", "d", "flush", t0)
+	if err := s.CreateInvocations(ctx, []store.Invocation{a1, a2}, []store.AuditEntry{{At: t0, Actor: "alice", Action: "command.invoke", DeploymentID: "d", Outcome: "queued"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AdvanceInvocation(ctx, store.Invocation{ID: "i7", DeploymentID: "d", State: command.StateFailed, FinishedAt: t0}, entry("command.result")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AdvanceInvocation(ctx, store.Invocation{ID: "i7", DeploymentID: "d", State: command.StateSucceeded}, entry("command.result")); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second final state: %v", err)
+	}
+	if _, err := s.CancelInvocation(ctx, "i8", "oops", t0, entry("command.cancel")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CancelInvocation(ctx, "i8", "again", t0, entry("command.cancel")); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second cancel: %v", err)
+	}
+	log, _, err := s.ListAudit(ctx, store.AuditFilter{DeploymentID: "d", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, e := range log {
+		seen = append(seen, e.Action+"/"+e.Outcome+"/"+e.Actor+"/"+e.Reason)
+	}
+	want := map[string]bool{"command.invoke/queued/alice/": true, "command.result/failed/alice/ticket 42": true, "command.cancel/cancelled/alice/ticket 42": true}
+	if len(seen) != len(want) {
+		t.Fatalf("audit log %q, want one entry per change that happened: %v", seen, want)
+	}
+	for _, g := range seen {
+		if !want[g] {
+			t.Errorf("unexpected audit entry %q (all: %q)", g, seen)
+		}
+	}
 }
 
 func ids(invs []store.Invocation) string {
