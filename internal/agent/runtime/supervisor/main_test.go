@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +49,12 @@ func helper(args []string) int {
 		}
 		fmt.Fprintln(os.Stderr, "connecting to db")
 		fmt.Fprintln(os.Stderr, "db connection refused")
+		return 3
+	case "noisy":
+		for i := range 30 {
+			fmt.Fprintf(os.Stderr, "line %d %s\n", i, strings.Repeat("x", 100))
+		}
+		fmt.Fprintln(os.Stderr, "fatal: db connection refused")
 		return 3
 	case "serve":
 		return serve()

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
@@ -60,7 +61,8 @@ const (
 	// StatusNotReady: running, but its readiness probe failed
 	// FailureThreshold times in a row.
 	StatusNotReady = "not-ready"
-	// StatusCrashLoop: exited with a failure and waiting its backoff to restart.
+	// StatusCrashLoop: exited with a failure and waiting its backoff to
+	// restart, or restarted after one and not yet ready.
 	StatusCrashLoop = "crash-loop"
 	// StatusRestarting: exited 0 under RestartAlways and waiting its backoff.
 	StatusRestarting = "restarting"
@@ -72,8 +74,9 @@ const (
 	StatusStopped = "stopped"
 )
 
-// MaxLastError bounds Replica.LastError, in bytes.
-const MaxLastError = 2048
+// MaxLastError bounds Replica.LastError, in bytes, so that with its status and
+// restart count it fits the runtime Collector's runtime.MaxErrorBytes whole.
+const MaxLastError = 448
 
 // stderrGrace is how long the stderr of a replica whose process group is gone
 // is still read: a process that left the group may hold the pipe open for ever.
@@ -466,21 +469,23 @@ type exit struct {
 
 func (e exit) failed() bool { return e.startErr != nil || e.code != 0 }
 
-// lastError is the exit reason with the last stderr lines, bounded, keeping
-// the end (the last line is what the operator needs).
+// lastError is the exit reason with the last stderr lines, within
+// MaxLastError: the reason whole (cut only past half the bound), then as much of
+// the end of the lines as fits, since the last line is what the operator needs.
 func (e exit) lastError() string {
-	s := e.reason
-	if len(e.stderr) > 0 {
-		s += ": " + strings.Join(e.stderr, " | ")
+	reason := runtime.Bounded(e.reason, MaxLastError/2)
+	if len(e.stderr) == 0 {
+		return reason
 	}
-	if len(s) > MaxLastError {
-		cut := len(s) - (MaxLastError - len("…"))
-		for cut < len(s) && s[cut]&0xC0 == 0x80 {
+	lines := strings.Join(e.stderr, " | ")
+	if room := MaxLastError - len(reason) - len(": "); len(lines) > room {
+		cut := len(lines) - (room - len("…"))
+		for cut < len(lines) && !utf8.RuneStart(lines[cut]) {
 			cut++
 		}
-		s = "…" + s[cut:]
+		lines = "…" + lines[cut:]
 	}
-	return s
+	return reason + ": " + lines
 }
 
 // runOnce starts one process of the replica, probes it while it runs, and
@@ -510,9 +515,14 @@ func (r *replica) runOnce(ctx context.Context) exit {
 	r.update(func(st *Replica) {
 		st.Up, st.PID = true, cmd.Process.Pid
 		st.Ready = r.probeURL == "" && r.probeAddr == ""
-		st.Status = StatusStarting
-		if st.Ready {
+		switch {
+		case st.Ready:
 			st.Status = StatusRunning
+		case st.Status == StatusCrashLoop:
+			// Restarted after a crash, it is still crash-looping until it is
+			// ready: "starting" would tell the manager all is well.
+		default:
+			st.Status = StatusStarting
 		}
 	})
 	probeCtx, stopProbe := context.WithCancel(ctx)

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
+	"github.com/periscope-dev/periscope/internal/fleet"
 )
 
 // waits is the supervisor's After in tests: every wait it asks for is handed to
@@ -278,15 +279,16 @@ func TestCrashLoopBacksOffShowsStderrAndRecovers(t *testing.T) {
 	if got := ff.readLine(t); got != "serving" {
 		t.Fatalf("helper said %q", got)
 	}
-	if c := h.untilFunc(t, "worker/0", func(c runtime.Component) bool { return c.Status == StatusStarting && c.Restarts == 4 }); c.Healthy {
-		t.Fatalf("started again: %+v, want starting (not yet ready) after 4 restarts", c)
-	}
 	// Each of the four crashed runs began probing before it exited; the fifth
 	// wait is the running replica's.
 	for range 4 {
 		h.waits.next(t, "probe worker/0")
 	}
-	h.waits.next(t, "probe worker/0").fire()
+	probe := h.waits.next(t, "probe worker/0")
+	if st := h.sup.Replicas()[0]; !st.Up || st.Healthy() || st.Status != StatusCrashLoop || st.Restarts != 4 {
+		t.Fatalf("up again but not yet ready: %+v, want still crash-loop (unhealthy) after 4 restarts", st)
+	}
+	probe.fire()
 	h.until(t, "worker/0", StatusRunning)
 	c, ms := h.component(t, "worker/0")
 	if !c.Healthy || c.Restarts != 4 || !strings.Contains(c.LastError, "db connection refused") {
@@ -348,6 +350,24 @@ func TestRestartPolicies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLastErrorKeepsTheReasonAndTheLastLinesWithinItsBound(t *testing.T) {
+	h := start(t, Config{Workloads: []Workload{{Name: "noisy", Restart: RestartNever, Args: []string{"noisy"}}}})
+	h.until(t, "noisy/0", StatusFailed)
+	st := h.sup.Replicas()[0]
+	if len(st.LastError) > MaxLastError || !strings.HasPrefix(st.LastError, "exit status 3: …") ||
+		!strings.HasSuffix(st.LastError, " | fatal: db connection refused") {
+		t.Errorf("last error (%d bytes) %q, want the exit reason, a cut, and the last line within %d bytes", len(st.LastError), st.LastError, MaxLastError)
+	}
+	if len(st.Stderr) != TailLines || st.Stderr[TailLines-1] != "fatal: db connection refused" {
+		t.Errorf("kept %d stderr lines ending %q", len(st.Stderr), st.Stderr[len(st.Stderr)-1])
+	}
+	// The Collector sends status, restarts and last error within its bound:
+	// none of the last error is cut there.
+	if s := fleet.FormatComponentError(StatusCrashLoop, 1_000_000, st.LastError); len(s) > runtime.MaxErrorBytes {
+		t.Errorf("the component's last error takes %d bytes, over the Collector's %d", len(s), runtime.MaxErrorBytes)
 	}
 }
 
