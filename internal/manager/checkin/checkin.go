@@ -478,7 +478,9 @@ func flattenHealth(prefix string, m map[string]*protobufs.ComponentHealth, out *
 			// status and restart count travel in last_error.
 			c.Status, c.Restarts, c.LastError, c.Watched = status, restarts, lastError, true
 		}
-		c.Healthy = c.Healthy || isStarting(c.Status)
+		// A watched component names its own statuses: only "starting" is one
+		// coming up ("restarting" after a crash is not).
+		c.Healthy = c.Healthy || c.Watched && c.Status == "starting" || !c.Watched && isStarting(c.Status)
 		out.Components[full] = c
 	}
 }

@@ -122,6 +122,12 @@ func TestReportReplicaStillStartingIsNotAnOutage(t *testing.T) {
 	if rep := Report(&protobufs.AgentToServer{Health: h}); !rep.Health.Healthy {
 		t.Fatalf("a replica starting made the deployment unhealthy: %+v", rep.Health)
 	}
+	crashed := fleet.FormatComponentError("restarting", 2, "exit status 1")
+	h.ComponentHealthMap["worker/0"].LastError, h.LastError = crashed, "worker/0: "+crashed
+	if rep := Report(&protobufs.AgentToServer{Health: h}); rep.Health.Healthy {
+		t.Fatalf("a watched component restarting was taken for one starting: %+v", rep.Health)
+	}
+	h.ComponentHealthMap["worker/0"].LastError = starting
 	h.LastError = "disk full"
 	if rep := Report(&protobufs.AgentToServer{Health: h}); rep.Health.Healthy {
 		t.Fatalf("the agent's own error was hidden by a starting replica: %+v", rep.Health)

@@ -64,8 +64,10 @@ const (
 	// StatusCrashLoop: exited with a failure and waiting its backoff to
 	// restart, or restarted after one and not yet ready.
 	StatusCrashLoop = "crash-loop"
-	// StatusRestarting: exited 0 under RestartAlways and waiting its backoff.
-	StatusRestarting = "restarting"
+	// StatusBackoff: exited 0 under RestartAlways and waiting its backoff.
+	// (Not "restarting": the manager takes any status containing "starting"
+	// for a component still coming up.)
+	StatusBackoff = "backoff"
 	// StatusCompleted: exited 0 and not restarted by its policy; healthy.
 	StatusCompleted = "completed"
 	// StatusFailed: exited with a failure and not restarted by its policy.
@@ -100,7 +102,8 @@ type Settings struct {
 	Env []string
 	// OnChange, when set, is called with a replica's health each time its
 	// status or health changes, so the agent can report a crash at once rather
-	// than at the next collection. It must not block for long.
+	// than at the next collection. Replicas call it from their own goroutines,
+	// possibly at once; it must not block for long.
 	OnChange func(runtime.Component)
 }
 
@@ -433,7 +436,7 @@ func (r *replica) run(ctx context.Context) {
 		case failed:
 			status = StatusCrashLoop
 		default:
-			status = StatusRestarting
+			status = StatusBackoff
 		}
 		r.update(func(st *Replica) {
 			st.Up, st.Ready, st.PID, st.ProbeError = false, false, 0, ""
@@ -441,18 +444,22 @@ func (r *replica) run(ctx context.Context) {
 			st.LastError, st.Stderr = ex.lastError(), ex.stderr
 			st.Status = status
 		})
-		if status != StatusCrashLoop && status != StatusRestarting {
+		if status != StatusCrashLoop && status != StatusBackoff {
 			return
 		}
 		if ran >= r.w.Backoff.Reset {
 			attempt = 0 // it ran long enough: this exit is not part of a crash loop
 		}
 		attempt++
+		delay := r.backoff.Delay(attempt, nil)
+		// Once per exit, which the backoff spaces out: a crash loop's status
+		// does not change from one crash to the next, so update logs nothing.
+		r.sup.log.Warn("replica exited", "replica", r.name, "reason", ex.reason, "ran", ran.Round(time.Millisecond), "restart_in", delay.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			r.update(func(st *Replica) { st.Status = StatusStopped })
 			return
-		case <-r.sup.set.After("backoff "+r.name, r.backoff.Delay(attempt, nil)):
+		case <-r.sup.set.After("backoff "+r.name, delay):
 		}
 		r.update(func(st *Replica) { st.Restarts++ })
 	}

@@ -320,7 +320,7 @@ func TestRestartPolicies(t *testing.T) {
 		status  string
 		healthy bool
 	}{
-		{RestartAlways, 0, StatusRestarting, false},
+		{RestartAlways, 0, StatusBackoff, false},
 		{RestartAlways, 3, StatusCrashLoop, false},
 		{RestartOnFailure, 0, StatusCompleted, true},
 		{RestartOnFailure, 3, StatusCrashLoop, false},
@@ -329,12 +329,12 @@ func TestRestartPolicies(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s exit %d", tc.policy, tc.code), func(t *testing.T) {
 			h := start(t, Config{Workloads: []Workload{{Name: "job", Restart: tc.policy, Args: []string{"exit", strconv.Itoa(tc.code)}}}})
-			c := h.until(t, "job/0", StatusRestarting, StatusCrashLoop, StatusCompleted, StatusFailed)
+			c := h.until(t, "job/0", StatusBackoff, StatusCrashLoop, StatusCompleted, StatusFailed)
 			want := fmt.Sprintf("exit status %d: bye", tc.code)
 			if c.Status != tc.status || c.Healthy != tc.healthy || c.LastError != want {
 				t.Fatalf("after the exit: %+v, want %s (healthy %v) with %q", c, tc.status, tc.healthy, want)
 			}
-			restarts := tc.status == StatusRestarting || tc.status == StatusCrashLoop
+			restarts := tc.status == StatusBackoff || tc.status == StatusCrashLoop
 			if restarts {
 				h.waits.next(t, "backoff job/0").fire()
 				c := h.until(t, "job/0", tc.status)
