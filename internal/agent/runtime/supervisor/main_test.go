@@ -96,7 +96,7 @@ func serve() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 4
 	}
-	tell("serving")
+	tell(fmt.Sprintf("serving %d", os.Getpid()))
 	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	return 0
 }

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
 )
 
@@ -103,6 +104,12 @@ type harness struct {
 
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with the supervisor reading clk (the wall clock when nil).
+func startWith(t *testing.T, cfg Config, clk clock.Clock) *harness {
+	t.Helper()
 	h := &harness{waits: newWaits(), changes: make(chan runtime.Component, 4096)}
 	exe, err := os.Executable()
 	if err != nil {
@@ -114,6 +121,7 @@ func start(t *testing.T, cfg Config) *harness {
 	}
 	h.sup, err = New(cfg, Settings{
 		After:    h.waits.After,
+		Clock:    clk,
 		Rand:     func() float64 { return 0.5 },
 		OnChange: func(c runtime.Component) { h.changes <- c },
 		Env:      append(os.Environ(), "PERISCOPE_TOKEN=pdt_secret"),
@@ -276,7 +284,7 @@ func TestCrashLoopBacksOffShowsStderrAndRecovers(t *testing.T) {
 			w.fire()
 		}
 	}
-	if got := ff.readLine(t); got != "serving" {
+	if got := ff.readLine(t); !strings.HasPrefix(got, "serving ") {
 		t.Fatalf("helper said %q", got)
 	}
 	// Each of the four crashed runs began probing before it exited; the fifth
@@ -310,6 +318,58 @@ func TestCrashLoopBacksOffShowsStderrAndRecovers(t *testing.T) {
 	st := h.sup.Replicas()[0]
 	if st.Status != StatusStopped || st.Up || st.ExitSignal != "SIGTERM" {
 		t.Errorf("after Shutdown: %+v, want stopped by SIGTERM", st)
+	}
+}
+
+func TestBackoffStartsOverAfterALongRun(t *testing.T) {
+	upFile := filepath.Join(t.TempDir(), "up")
+	ff := newFIFO(t)
+	clk := clock.NewFake(time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC))
+	h := startWith(t, Config{Workloads: []Workload{{
+		Name: "worker", Args: []string{"crash"}, Port: freePort(t),
+		Env:     []string{upEnv + "=" + upFile, fifoEnv + "=" + ff.path},
+		Backoff: Backoff{Initial: time.Second, Max: time.Minute, Reset: 10 * time.Minute},
+	}}}, clk)
+	h.waits.next(t, "backoff worker/0").fire()    // 1 s after the first crash
+	second := h.waits.next(t, "backoff worker/0") // 2 s after the second
+	if err := os.WriteFile(upFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second.fire()
+
+	// serving waits for the replica to serve and returns the pid it told.
+	serving := func() int {
+		t.Helper()
+		var pid int
+		if _, err := fmt.Sscanf(ff.readLine(t), "serving %d", &pid); err != nil || pid <= 0 {
+			t.Fatalf("helper's pid: %v", err)
+		}
+		return pid
+	}
+	kill := func(pid int) {
+		t.Helper()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Killed after a short run: the third wait in a row, 4 s.
+	kill(serving())
+	w := h.waits.next(t, "backoff worker/0")
+	if w.d != 3500*time.Millisecond {
+		t.Fatalf("backoff after a short run %v, want 3.5s (4s less the jitter)", w.d)
+	}
+	if st := h.sup.Replicas()[0]; st.ExitSignal != "SIGKILL" || st.ExitCode != -1 || st.LastError != "signal: killed" {
+		t.Errorf("killed replica: %+v", st)
+	}
+	w.fire()
+
+	// Killed after running past Reset: back to the first step.
+	pid := serving()
+	clk.Advance(10 * time.Minute)
+	kill(pid)
+	if w := h.waits.next(t, "backoff worker/0"); w.d != 875*time.Millisecond {
+		t.Fatalf("backoff after a long run %v, want 875ms (1s less the jitter)", w.d)
 	}
 }
 
