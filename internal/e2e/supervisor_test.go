@@ -67,7 +67,7 @@ func TestCrashLoopingWorkloadShowsThroughTheManager(t *testing.T) {
 		Name: "worker", Command: exe, Args: []string{supervisedArg, upFile}, Port: first,
 		Backoff:   supervisor.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 		Readiness: supervisor.Readiness{TCP: "127.0.0.1:{port}", Period: 100 * time.Millisecond},
-	}}}, supervisor.Settings{Logger: logger(t), Env: []string{}})
+	}}}, supervisor.Settings{Logger: logger(t), Env: []string{}, Redact: func(l string) string { return l }})
 	if err != nil {
 		t.Fatal(err)
 	}

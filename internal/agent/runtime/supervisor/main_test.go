@@ -54,7 +54,7 @@ func helper(args []string) int {
 		for i := range 30 {
 			fmt.Fprintf(os.Stderr, "line %d %s\n", i, strings.Repeat("x", 100))
 		}
-		fmt.Fprintln(os.Stderr, "fatal: db connection refused")
+		fmt.Fprintln(os.Stderr, "fatal: db connection refused (password hunter2)")
 		return 3
 	case "serve":
 		return serve()

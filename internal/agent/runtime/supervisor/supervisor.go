@@ -3,7 +3,7 @@
 // policy with exponential backoff, readiness by HTTP or TCP probe), each replica
 // in a process group of its own and never through a shell, and reports per
 // replica whether it is up and ready, how often it restarted, how it last exited
-// and the last lines it wrote to stderr. It is a runtime.Watcher: its metrics
+// and the last lines it wrote to stderr (redacted). It is a runtime.Watcher: its metrics
 // are listed in docs/signals.md ("Workloads (supervisor)"), and each replica is a
 // component ("worker/0") whose health the deployment's status depends on.
 //
@@ -100,6 +100,11 @@ type Settings struct {
 	// Env is the environment workloads start from; its PERISCOPE_* variables
 	// are left out (os.Environ() when nil).
 	Env []string
+	// Redact applies the agent's effective redaction policy to each kept
+	// stderr line before it is stored, logged or reported: a workload's errors
+	// may quote personal data or secrets, and its last error reaches the
+	// manager. New refuses nil.
+	Redact func(line string) string
 	// OnChange, when set, is called with a replica's health each time its
 	// status or health changes, so the agent can report a crash at once rather
 	// than at the next collection. Replicas call it from their own goroutines,
@@ -164,13 +169,14 @@ type Supervisor struct {
 	replicas []*replica
 	probes   *http.Client
 
-	mu       sync.Mutex
-	started  bool
-	shutdown bool
-	cancel   context.CancelFunc
-	force    chan struct{} // closed when Shutdown's deadline passed: kill at once
-	wg       sync.WaitGroup
-	last     []runtime.Component
+	mu        sync.Mutex
+	started   bool
+	shutdown  bool
+	cancel    context.CancelFunc
+	force     chan struct{} // closed when Shutdown's deadline passed: kill at once
+	forceOnce sync.Once
+	wg        sync.WaitGroup
+	last      []runtime.Component
 }
 
 var _ runtime.Watcher = (*Supervisor)(nil)
@@ -179,6 +185,9 @@ var _ runtime.Watcher = (*Supervisor)(nil)
 func New(cfg Config, set Settings) (*Supervisor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if set.Redact == nil {
+		return nil, errors.New("supervisor: no redaction for workloads' stderr")
 	}
 	s := &Supervisor{set: set, log: set.Logger, clock: clock.Or(set.Clock), force: make(chan struct{})}
 	if s.log == nil {
@@ -282,7 +291,6 @@ func (s *Supervisor) Start(ctx context.Context) error {
 // every replica to be gone. It is idempotent and safe without Start.
 func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	first := !s.shutdown
 	s.shutdown = true
 	cancel := s.cancel
 	s.mu.Unlock()
@@ -297,9 +305,12 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	if first {
-		close(s.force)
+	select {
+	case <-done:
+		return nil // both were ready: every replica is gone in time
+	default:
 	}
+	s.forceOnce.Do(func() { close(s.force) })
 	<-done
 	return fmt.Errorf("supervisor: replicas killed at the shutdown deadline: %w", ctx.Err())
 }
@@ -569,8 +580,12 @@ func (r *replica) runOnce(ctx context.Context) exit {
 	}
 	pr.Close()
 	stderr.flush()
+	lines := stderr.Lines()
+	for i, l := range lines {
+		lines[i] = runtime.Bounded(r.sup.set.Redact(l), MaxLineBytes)
+	}
 	ps := cmd.ProcessState
-	return exit{reason: ps.String(), code: ps.ExitCode(), signal: signalOf(ps), stderr: stderr.Lines()}
+	return exit{reason: ps.String(), code: ps.ExitCode(), signal: signalOf(ps), stderr: lines}
 }
 
 // probe checks the replica's readiness every Period until ctx ends.

@@ -125,6 +125,7 @@ func startWith(t *testing.T, cfg Config, clk clock.Clock) *harness {
 		Rand:     func() float64 { return 0.5 },
 		OnChange: func(c runtime.Component) { h.changes <- c },
 		Env:      append(os.Environ(), "PERISCOPE_TOKEN=pdt_secret"),
+		Redact:   func(l string) string { return strings.ReplaceAll(l, "hunter2", "****") },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -413,15 +414,15 @@ func TestRestartPolicies(t *testing.T) {
 	}
 }
 
-func TestLastErrorKeepsTheReasonAndTheLastLinesWithinItsBound(t *testing.T) {
+func TestLastErrorKeepsTheReasonAndTheLastLinesRedactedWithinItsBound(t *testing.T) {
 	h := start(t, Config{Workloads: []Workload{{Name: "noisy", Restart: RestartNever, Args: []string{"noisy"}}}})
 	h.until(t, "noisy/0", StatusFailed)
 	st := h.sup.Replicas()[0]
 	if len(st.LastError) > MaxLastError || !strings.HasPrefix(st.LastError, "exit status 3: …") ||
-		!strings.HasSuffix(st.LastError, " | fatal: db connection refused") {
+		!strings.HasSuffix(st.LastError, " | fatal: db connection refused (password ****)") {
 		t.Errorf("last error (%d bytes) %q, want the exit reason, a cut, and the last line within %d bytes", len(st.LastError), st.LastError, MaxLastError)
 	}
-	if len(st.Stderr) != TailLines || st.Stderr[TailLines-1] != "fatal: db connection refused" {
+	if len(st.Stderr) != TailLines || st.Stderr[TailLines-1] != "fatal: db connection refused (password ****)" {
 		t.Errorf("kept %d stderr lines ending %q", len(st.Stderr), st.Stderr[len(st.Stderr)-1])
 	}
 	// The Collector sends status, restarts and last error within its bound:
@@ -526,7 +527,7 @@ func TestWorkloadEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := New(Config{Workloads: []Workload{{Name: "w", Command: exe, Replicas: 2, Port: 9000, Env: []string{"DB=postgres"}}}},
-		Settings{Env: []string{"HOME=/root", "PERISCOPE_TOKEN=pdt_secret"}})
+		Settings{Env: []string{"HOME=/root", "PERISCOPE_TOKEN=pdt_secret"}, Redact: func(l string) string { return l }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +538,7 @@ func TestWorkloadEnvironment(t *testing.T) {
 }
 
 func TestStartRefusesAMissingCommand(t *testing.T) {
-	s, err := New(Config{Workloads: []Workload{{Name: "w", Command: "/nonexistent/worker"}}}, Settings{})
+	s, err := New(Config{Workloads: []Workload{{Name: "w", Command: "/nonexistent/worker"}}}, Settings{Redact: func(l string) string { return l }})
 	if err != nil {
 		t.Fatal(err)
 	}
