@@ -10,10 +10,14 @@ import (
 // TestMain fails the package's tests if a goroutine outlives them: every goroutine
 // the code starts must have an owner that stops it. Started with
 // remoteCommandArg, the test binary is instead the executable a remote command
-// declares (see commands_test.go).
+// declares (see commands_test.go); with supervisedArg, a supervised workload
+// (see supervisor_test.go).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == remoteCommandArg {
 		os.Exit(remoteCommand())
+	}
+	if len(os.Args) > 2 && os.Args[1] == supervisedArg {
+		os.Exit(supervisedWorkload(os.Args[2]))
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -152,6 +152,12 @@ type ComponentHealth struct {
 	Healthy   bool   `json:"healthy"`
 	Status    string `json:"status,omitempty"`
 	LastError string `json:"last_error,omitempty"`
+	// Restarts counts the component's restarts as its agent reported them.
+	Restarts int64 `json:"restarts,omitempty"`
+	// Watched is true when the agent reported the component in
+	// FormatComponentError's form, so Status and Restarts are its own (a
+	// replica's "crash-loop"), not OpAMP's generic status.
+	Watched bool `json:"watched,omitempty"`
 }
 
 // UpdatePhase is where a deployment is in applying a release.

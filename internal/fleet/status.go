@@ -270,11 +270,7 @@ func unhealthyReason(h Health) (reason, code string) {
 	var down []string
 	for name, c := range h.Components {
 		if !c.Healthy {
-			s := name
-			if c.LastError != "" {
-				s += ": " + c.LastError
-			}
-			down = append(down, s)
+			down = append(down, c.describe(name))
 		}
 	}
 	sort.Strings(down)

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -334,13 +335,10 @@ func (c *Collector) report(name string, ok bool, reason string) {
 }
 
 // componentError is what the manager shows of a watched component: its status,
-// restarts and last error in one bounded line.
+// restarts and last error in one bounded line, in the form the manager reads
+// back (fleet.FormatComponentError).
 func componentError(comp Component) string {
-	s := fmt.Sprintf("%s; restarts %d", comp.Status, comp.Restarts)
-	if comp.LastError != "" {
-		s += "; last error " + comp.LastError
-	}
-	return Bounded(s, MaxErrorBytes)
+	return Bounded(fleet.FormatComponentError(comp.Status, comp.Restarts, comp.LastError), MaxErrorBytes)
 }
 
 func kindOf(src Source) string {

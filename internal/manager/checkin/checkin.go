@@ -472,24 +472,39 @@ func flattenHealth(prefix string, m map[string]*protobufs.ComponentHealth, out *
 		if out.Components == nil {
 			out.Components = map[string]fleet.ComponentHealth{}
 		}
-		healthy := ch.Healthy || isStarting(ch.Status)
-		out.Components[full] = fleet.ComponentHealth{Healthy: healthy, Status: ch.Status, LastError: ch.LastError}
+		c := fleet.ComponentHealth{Healthy: ch.Healthy, Status: ch.Status, LastError: ch.LastError}
+		if status, restarts, lastError, ok := fleet.ParseComponentError(ch.LastError); ok {
+			// A watched component (a supervised replica, a container): its own
+			// status and restart count travel in last_error.
+			c.Status, c.Restarts, c.LastError, c.Watched = status, restarts, lastError, true
+		}
+		// A watched component names its own statuses: only "starting" is one
+		// coming up ("restarting" after a crash is not).
+		c.Healthy = c.Healthy || c.Watched && c.Status == "starting" || !c.Watched && isStarting(c.Status)
+		out.Components[full] = c
 	}
 }
 
 func isStarting(status string) bool { return strings.Contains(strings.ToLower(status), "starting") }
 
 // startingOnly reports an unhealthy report whose only unhealthy parts are starting.
+// A Periscope agent's own last error names the first unhealthy component
+// ("worker/0: starting; restarts 0"), which does not make it an outage when
+// that component is one still starting.
 func startingOnly(h fleet.Health) bool {
-	if h.Healthy || h.LastError != "" || len(h.Components) == 0 {
+	if h.Healthy || len(h.Components) == 0 {
 		return false
 	}
-	for _, c := range h.Components {
+	explained := h.LastError == ""
+	for name, c := range h.Components {
 		if !c.Healthy {
 			return false
 		}
+		if !explained && isStarting(c.Status) && strings.HasPrefix(h.LastError, name+": ") {
+			explained = true
+		}
 	}
-	return true
+	return explained
 }
 
 // ConfigHash is the stable digest of an effective configuration: files in name

@@ -97,3 +97,39 @@ func TestReportCommandRule(t *testing.T) {
 		t.Errorf("no effective configuration changed the rule: %+v", r.Commands)
 	}
 }
+
+func TestReportWatchedComponentKeepsStatusRestartsAndLastError(t *testing.T) {
+	h := &protobufs.ComponentHealth{Healthy: false, Status: "degraded", LastError: "worker/0: crash-loop; restarts 4; last error exit status 3: db connection refused",
+		ComponentHealthMap: map[string]*protobufs.ComponentHealth{
+			"worker/0": {Healthy: false, Status: "failing", LastError: fleet.FormatComponentError("crash-loop", 4, "exit status 3: db connection refused")},
+			"worker/1": {Healthy: true, Status: "running", LastError: fleet.FormatComponentError("running", 1, "signal: killed")},
+		}}
+	rep := Report(&protobufs.AgentToServer{Health: h})
+	got := rep.Health.Components["worker/0"]
+	want := fleet.ComponentHealth{Status: "crash-loop", Restarts: 4, LastError: "exit status 3: db connection refused", Watched: true}
+	if rep.Health.Healthy || got != want {
+		t.Fatalf("worker/0 = %+v (deployment healthy %v), want %+v", got, rep.Health.Healthy, want)
+	}
+	if w1 := rep.Health.Components["worker/1"]; !w1.Healthy || w1.Restarts != 1 {
+		t.Errorf("worker/1 = %+v, want healthy with 1 restart", w1)
+	}
+}
+
+func TestReportReplicaStillStartingIsNotAnOutage(t *testing.T) {
+	starting := fleet.FormatComponentError("starting", 0, "")
+	h := &protobufs.ComponentHealth{Healthy: false, Status: "degraded", LastError: "worker/0: " + starting,
+		ComponentHealthMap: map[string]*protobufs.ComponentHealth{"worker/0": {Healthy: false, Status: "failing", LastError: starting}}}
+	if rep := Report(&protobufs.AgentToServer{Health: h}); !rep.Health.Healthy {
+		t.Fatalf("a replica starting made the deployment unhealthy: %+v", rep.Health)
+	}
+	crashed := fleet.FormatComponentError("restarting", 2, "exit status 1")
+	h.ComponentHealthMap["worker/0"].LastError, h.LastError = crashed, "worker/0: "+crashed
+	if rep := Report(&protobufs.AgentToServer{Health: h}); rep.Health.Healthy {
+		t.Fatalf("a watched component restarting was taken for one starting: %+v", rep.Health)
+	}
+	h.ComponentHealthMap["worker/0"].LastError = starting
+	h.LastError = "disk full"
+	if rep := Report(&protobufs.AgentToServer{Health: h}); rep.Health.Healthy {
+		t.Fatalf("the agent's own error was hidden by a starting replica: %+v", rep.Health)
+	}
+}

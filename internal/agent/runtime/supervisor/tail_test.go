@@ -1,0 +1,56 @@
+package supervisor
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestTailKeepsTheLastLinesBounded(t *testing.T) {
+	var tl tail
+	for i := range 30 {
+		// Lines arrive split across writes.
+		line := strings.Repeat("x", i) + "\n"
+		_, _ = tl.Write([]byte(line[:len(line)/2]))
+		_, _ = tl.Write([]byte(line[len(line)/2:]))
+	}
+	_, _ = tl.Write([]byte(strings.Repeat("é", 1000) + "\n\n   \nlast without newline"))
+	tl.flush()
+	got := tl.Lines()
+	if len(got) != TailLines {
+		t.Fatalf("kept %d lines, want %d", len(got), TailLines)
+	}
+	long := got[len(got)-2]
+	if len(long) > MaxLineBytes || !utf8.ValidString(long) || !strings.HasSuffix(long, "…") {
+		t.Errorf("long line kept as %d bytes %q…, want at most %d, valid, marked cut", len(long), long[:10], MaxLineBytes)
+	}
+	if got[len(got)-1] != "last without newline" || got[0] != strings.Repeat("x", 12) {
+		t.Errorf("lines %q … %q", got[0], got[len(got)-1])
+	}
+}
+
+func FuzzTail(f *testing.F) {
+	f.Add([]byte("a\nb\r\nc"), 3)
+	f.Add([]byte(strings.Repeat("\xff\xfe", 600)), 7)
+	f.Fuzz(func(t *testing.T, b []byte, split int) {
+		var tl tail
+		for len(b) > 0 {
+			n := min(max(split%64, 1), len(b))
+			if w, err := tl.Write(b[:n]); w != n || err != nil {
+				t.Fatalf("Write = %d, %v", w, err)
+			}
+			b = b[n:]
+		}
+		tl.flush()
+		lines := tl.Lines()
+		if len(lines) > TailLines {
+			t.Fatalf("%d lines", len(lines))
+		}
+		if slices.ContainsFunc(lines, func(l string) bool {
+			return len(l) > MaxLineBytes || !utf8.ValidString(l) || strings.Contains(l, "\n") || strings.TrimSpace(l) == ""
+		}) {
+			t.Fatalf("a line out of bounds: %q", lines)
+		}
+	})
+}
