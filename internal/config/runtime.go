@@ -92,6 +92,10 @@ func DefaultRuntime() Runtime {
 // interval, and a list in the thousands is a mistake, not a deployment.
 const maxSources = 256
 
+// Validate reports every problem of the runtime section, each naming its
+// field (runtime.storage[2].bucket), as Agent.Validate does.
+func (r Runtime) Validate() error { return r.validate("runtime") }
+
 func (r Runtime) validate(field string) error {
 	var errs []error
 	if r.Interval <= 0 {
