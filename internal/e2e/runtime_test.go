@@ -121,15 +121,12 @@ runtime:
 	}
 
 	api := apiclient.New(m.URL(), adminToken)
-	// newest returns each group's value in the newest step, for acme-prod.
-	// The aggregation is max, not last: last sums the series of a group, and
-	// the agent's first rounds can go out before its deployment context has
-	// arrived, under a resource of their own, which would count each figure
-	// twice within the minute. Every figure here is a gauge that holds still
-	// or a cumulative counter, so max is the newest value.
+	// newest returns each group's value in the newest step, for acme-prod:
+	// the last value of each series in the step, summed over the group's
+	// series.
 	newest := func(name, groupBy string) (map[string]float64, error) {
 		mt, err := api.Metric(ctx, telquery.MetricQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: since}, Name: name,
-			GroupBy: groupBy, Agg: telquery.AggMax})
+			GroupBy: groupBy, Agg: telquery.AggLast})
 		if err != nil {
 			return nil, err
 		}
@@ -160,6 +157,20 @@ runtime:
 	expect("the group's lag", "periscope.queue.consumer.pending", "messaging.consumer.group.name", map[string]float64{"workers": 30})
 	expect("the group's unacknowledged", "periscope.queue.consumer.ack_pending", "messaging.consumer.group.name", map[string]float64{"workers": 5})
 	expect("requests per status class", "periscope.ingress.requests", "periscope.http.status_class", map[string]float64{"2xx": 7, "4xx": 3, "5xx": 2})
+	// Several rounds first: each round must extend the sources' series, not
+	// start new ones that the newest step would add up.
+	eventually(t, 30*time.Second, "six rounds stored", func() error {
+		names, err := api.MetricNames(ctx, telquery.MetricNamesQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: since}})
+		if err != nil {
+			return err
+		}
+		for _, n := range names.Metrics {
+			if n.Name == "periscope.source.up" && n.Points >= 6*4 {
+				return nil
+			}
+		}
+		return fmt.Errorf("metrics %+v", names.Metrics)
+	})
 	expect("every source's state", "periscope.source.up", "periscope.source.name",
 		map[string]float64{"redis-stream/jobs": 1, "filesystem/data": 1, "ingress/shop": 1, "redis/down": 0})
 	eventually(t, 30*time.Second, "the volume's usage", func() error {
