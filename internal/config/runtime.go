@@ -43,11 +43,11 @@ const (
 //	redis-stream:  url (redis://host:6379/0), stream (the key), groups (all when empty)
 //	rabbitmq:      url (amqp://host:5672/vhost), queue, management_url (optional)
 //	sqs:           url (the endpoint, empty for AWS), queue (its URL or name), region
-//	               (validated, but not yet built into the agent: docs/signals.md)
 //
 // Credentials are read from the environment variables named by username_env
 // and password_env (for sqs: the access key id and the secret key), never
-// written in the file, which is often shared.
+// written in the file, which is often shared; a URL holding a password is
+// refused.
 type QueueSource struct {
 	// Kind is nats, redis-stream, rabbitmq or sqs.
 	Kind string `yaml:"kind"`
