@@ -6,7 +6,8 @@
 //	record    the customer's local record of what was sent and removed (/report)
 //	commands  runs the remote commands the manager invokes, under the customer's rule
 //	context   keeps the pipeline's deployment context current from the manager
-//	runtime   collects runtime signals (queues, …) into the pipeline, their health to opamp
+//	runtime   collects runtime signals (queues, storage, ingress proxies) into the pipeline,
+//	          their health to opamp; runs the ingress proxies
 //
 // Usage: New validates the configuration and starts nothing; Start opens the queues,
 // binds the OTLP ports and connects, failing if any of that fails (so "address in
@@ -41,8 +42,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/record"
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
-	"github.com/periscope-dev/periscope/internal/agent/runtime/queues"
-	"github.com/periscope-dev/periscope/internal/agent/runtime/queues/sqsqueue"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/ingress"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
@@ -81,6 +81,9 @@ type Agent struct {
 	outRed *outputRedactor
 	// sources are the runtime-signal sources built from the configuration.
 	sources []runtime.Source
+	// proxies are the ingress proxies among sources, run from Start to
+	// Shutdown.
+	proxies []*ingress.Proxy
 	// cmdRecord is the record command events go to; separate from mu, which
 	// Start holds while the runner already records.
 	cmdRecord atomic.Pointer[record.Record]
@@ -117,16 +120,14 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		return nil, err
 	}
 	a.checkin, a.cmds, a.outRed = c, cmds, red
-	for _, q := range cfg.Runtime.Queues {
-		if q.Kind == config.QueueSQS {
-			a.sources = append(a.sources, sqsqueue.FromConfig(q, s.Env))
-			continue
-		}
-		src, err := queues.FromConfig(q, s.Env)
-		if err != nil {
-			return nil, err
-		}
-		a.sources = append(a.sources, src)
+	// Validated here too, for the fields' names in the error: the sources'
+	// constructors know only their own entry.
+	if err := cfg.Runtime.Validate(); err != nil {
+		return nil, err
+	}
+	a.sources, a.proxies, err = runtimeSources(cfg.Runtime, s.Env, s.Logger)
+	if err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -188,7 +189,14 @@ func (a *Agent) Start(ctx context.Context) error {
 			Timeout: time.Duration(a.cfg.Runtime.Timeout), Consumer: p, Health: a.checkin,
 			Resource: a.resource(), Logger: a.log.With("component", "runtime")})
 		if err == nil {
-			err = c.Start(gctx)
+			// The proxies bind here, so an ingress address in use is a
+			// startup error like an OTLP port in use.
+			err = startProxies(gctx, a.proxies)
+		}
+		if err == nil {
+			if err = c.Start(gctx); err != nil {
+				err = errors.Join(err, shutdownProxies(context.WithoutCancel(ctx), a.proxies))
+			}
 		}
 		if err != nil {
 			cancel()
@@ -394,8 +402,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.mu.Unlock()
 		var errs []error
 		if coll != nil {
-			// Before the pipeline it feeds.
-			errs = append(errs, coll.Shutdown(ctx))
+			// The proxies drain first, so requests in progress end answered,
+			// then the collector; both before the pipeline they feed.
+			errs = append(errs, shutdownProxies(ctx, a.proxies), coll.Shutdown(ctx))
 		}
 		if p != nil {
 			errs = append(errs, p.Shutdown(ctx))

@@ -90,19 +90,10 @@ func TestStartServesOTLPAndShutdownEndsWait(t *testing.T) {
 }
 
 func TestAPortInUseIsAStartupErrorThatLeavesNothingRunning(t *testing.T) {
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
+	taken := takenAddr(t)
 	cfg := testConfig(t)
-	cfg.OTLPGRPC = taken.Addr().String()
-	free, err := net.Listen("tcp", "127.0.0.1:0") // a port for OTLP/HTTP, bound before gRPC
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OTLPHTTP = free.Addr().String()
-	free.Close()
+	cfg.OTLPGRPC = taken
+	cfg.OTLPHTTP = testenv.ClosedAddr(t) // a port for OTLP/HTTP, bound before gRPC
 	a, err := New(cfg, Settings{Env: []string{}})
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +111,17 @@ func TestAPortInUseIsAStartupErrorThatLeavesNothingRunning(t *testing.T) {
 	if err := a.Shutdown(context.Background()); err != nil {
 		t.Errorf("Shutdown after a failed start: %v", err)
 	}
+}
+
+// takenAddr is a loopback address a listener holds until the test ends.
+func takenAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
 }
 
 func TestRedactionHashKeyIsKeptPrivately(t *testing.T) {

@@ -46,6 +46,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add("exporters:\n  - name: a\n    type: otlphttp\n    endpoint: http://h\n", "HEARTBEAT_INTERVAL", "soon")
 	f.Add("a: &a [*a, *a]\n", "QUEUE_MAX_BYTES", "99999999999999GiB")
 	f.Add("notifications:\n  webhooks:\n    - url: http://x\n      kinds: [status]\n", "REGRESSION_ENABLED", "maybe")
+	f.Add("runtime:\n  storage:\n    - {kind: s3, name: x, bucket: b, url: \"http://u:p@h\", prefixes: [a/]}\n    - {kind: filesystem, name: x, paths: [/]}\n", "RUNTIME_TIMEOUT", "2s")
+	f.Add("runtime:\n  ingress:\n    - {name: shop, listen: \":8080\", upstream: \"http://h:1/p\", routes: [\"/a/{id}\", \"/b/*\", \"/c/*/d\"], idle_timeout: -1s}\n", "RUNTIME_INTERVAL", "1s")
 	f.Fuzz(func(t *testing.T, yaml, name, value string) {
 		path := filepath.Join(t.TempDir(), "config.yaml")
 		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {

@@ -3,10 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"regexp"
+	"net"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -22,6 +20,12 @@ type Runtime struct {
 	// Queues are the message queues and streams whose depth and consumer lag
 	// are collected.
 	Queues []QueueSource `yaml:"queues"`
+	// Storage are the buckets, databases, KV servers and volumes whose usage
+	// is collected.
+	Storage []StorageSource `yaml:"storage"`
+	// Ingress are the reverse proxies the agent runs in front of the
+	// ingress-facing services, recording their HTTP traffic.
+	Ingress []IngressProxy `yaml:"ingress"`
 }
 
 // Kinds of QueueSource.
@@ -39,11 +43,11 @@ const (
 //	redis-stream:  url (redis://host:6379/0), stream (the key), groups (all when empty)
 //	rabbitmq:      url (amqp://host:5672/vhost), queue, management_url (optional)
 //	sqs:           url (the endpoint, empty for AWS), queue (its URL or name), region
-//	               (validated, but not yet built into the agent: docs/signals.md)
 //
 // Credentials are read from the environment variables named by username_env
 // and password_env (for sqs: the access key id and the secret key), never
-// written in the file, which is often shared.
+// written in the file, which is often shared; a URL holding a password is
+// refused.
 type QueueSource struct {
 	// Kind is nats, redis-stream, rabbitmq or sqs.
 	Kind string `yaml:"kind"`
@@ -76,19 +80,7 @@ func (q QueueSource) SourceName() string { return q.Kind + "/" + q.Name }
 // Credentials returns the username and password from the environment (os.Environ
 // form) under the configured variable names; unset names give empty values.
 func (q QueueSource) Credentials(env []string) (user, password string) {
-	return lookupEnv(env, q.UsernameEnv), lookupEnv(env, q.PasswordEnv)
-}
-
-func lookupEnv(env []string, name string) string {
-	if name == "" {
-		return ""
-	}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			return v
-		}
-	}
-	return ""
+	return credentials(env, q.UsernameEnv, q.PasswordEnv)
 }
 
 // DefaultRuntime returns the runtime-signal defaults: no source, every 30s.
@@ -100,10 +92,9 @@ func DefaultRuntime() Runtime {
 // interval, and a list in the thousands is a mistake, not a deployment.
 const maxSources = 256
 
-var (
-	sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
-	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-)
+// Validate reports every problem of the runtime section, each naming its
+// field (runtime.storage[2].bucket), as Agent.Validate does.
+func (r Runtime) Validate() error { return r.validate("runtime") }
 
 func (r Runtime) validate(field string) error {
 	var errs []error
@@ -116,28 +107,46 @@ func (r Runtime) validate(field string) error {
 	if len(r.Queues) > maxSources {
 		errs = append(errs, fmt.Errorf("%s.queues: %d sources, at most %d", field, len(r.Queues), maxSources))
 	}
+	if len(r.Storage) > maxSources {
+		errs = append(errs, fmt.Errorf("%s.storage: %d sources, at most %d", field, len(r.Storage), maxSources))
+	}
+	if len(r.Ingress) > maxSources {
+		errs = append(errs, fmt.Errorf("%s.ingress: %d proxies, at most %d", field, len(r.Ingress), maxSources))
+	}
+	// Names are unique per kind: the kinds differ between families, so the
+	// collector's "<kind>/<name>" stays unique across them.
 	names := map[string]bool{}
+	unique := func(f, kind, name string) {
+		if names[kind+"/"+name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice for %s", f, clip(name, 120), clip(kind, 64)))
+		}
+		names[kind+"/"+name] = true
+	}
 	for i, q := range r.Queues {
 		f := fmt.Sprintf("%s.queues[%d]", field, i)
 		errs = append(errs, q.validate(f))
-		if names[q.SourceName()] {
-			errs = append(errs, fmt.Errorf("%s.name: %q is used twice for %s", f, q.Name, q.Kind))
+		unique(f, q.Kind, q.Name)
+	}
+	for i, s := range r.Storage {
+		f := fmt.Sprintf("%s.storage[%d]", field, i)
+		errs = append(errs, s.Validate(f))
+		unique(f, s.Kind, s.Name)
+	}
+	listens := map[string]bool{}
+	for i, p := range r.Ingress {
+		f := fmt.Sprintf("%s.ingress[%d]", field, i)
+		errs = append(errs, p.Validate(f))
+		unique(f, "ingress", p.Name)
+		if _, port, _ := net.SplitHostPort(p.Listen); port != "0" && listens[p.Listen] {
+			errs = append(errs, fmt.Errorf("%s.listen: %q is used twice", f, clip(p.Listen, 120)))
 		}
-		names[q.SourceName()] = true
+		listens[p.Listen] = true
 	}
 	return errors.Join(errs...)
 }
 
 func (q QueueSource) validate(f string) error {
-	var errs []error
-	if !sourceName.MatchString(q.Name) {
-		errs = append(errs, fmt.Errorf("%s.name: %q must be 1 to 100 letters, digits, '.', '_', ':' or '-'", f, q.Name))
-	}
-	for _, kv := range [][2]string{{"username_env", q.UsernameEnv}, {"password_env", q.PasswordEnv}} {
-		if kv[1] != "" && !envName.MatchString(kv[1]) {
-			errs = append(errs, fmt.Errorf("%s.%s: %q is not an environment variable name", f, kv[0], kv[1]))
-		}
-	}
+	errs := validSource(f, q.Name, q.UsernameEnv, q.PasswordEnv)
 	// Which optional fields each kind reads; one set for another kind is a
 	// mistake (a queue: on a nats entry was meant for another entry).
 	set := map[string]bool{"stream": q.Stream != "", "consumers": len(q.Consumers) > 0, "groups": len(q.Groups) > 0,
@@ -185,25 +194,4 @@ func (q QueueSource) validate(f string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// validServerURL checks a server URL's scheme and host, and refuses a password
-// written in it: the configuration file is often shared, the environment is
-// where secrets go. The URL is not echoed, since it may hold one.
-func validServerURL(field, raw string, schemes ...string) error {
-	u, err := url.Parse(raw)
-	if raw == "" || err != nil || u.Host == "" {
-		return fmt.Errorf("%s: must be a URL like %s://host:port", field, schemes[0])
-	}
-	ok := false
-	for _, s := range schemes {
-		ok = ok || u.Scheme == s
-	}
-	if !ok {
-		return fmt.Errorf("%s: scheme %q must be %s", field, u.Scheme, strings.Join(schemes, " or "))
-	}
-	if _, set := u.User.Password(); set {
-		return fmt.Errorf("%s: holds a password; name its environment variable in password_env instead", field)
-	}
-	return nil
 }

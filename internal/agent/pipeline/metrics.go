@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,8 +164,10 @@ func (p *Pipeline) selfMetrics() ([]byte, error) {
 	}
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
-	for k, v := range p.s.Resource {
-		rm.Resource().Attributes().PutStr(k, v)
+	// In a fixed order: the manager's store tells series apart by their
+	// resource as written, and a map's random order made new series.
+	for _, k := range slices.Sorted(maps.Keys(p.s.Resource)) {
+		rm.Resource().Attributes().PutStr(k, p.s.Resource[k])
 	}
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName("periscope-agent")

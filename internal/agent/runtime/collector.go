@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -228,8 +230,11 @@ func (c *Collector) Round(ctx context.Context) {
 
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
-	for k, v := range c.s.Resource {
-		rm.Resource().Attributes().PutStr(k, v)
+	// In a fixed order: the manager's store tells series apart by their
+	// resource as written, so a map's random order made every round a new
+	// series and summed them.
+	for _, k := range slices.Sorted(maps.Keys(c.s.Resource)) {
+		rm.Resource().Attributes().PutStr(k, c.s.Resource[k])
 	}
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName(ScopeName)

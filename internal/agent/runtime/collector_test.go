@@ -439,3 +439,31 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		t.Errorf("shutdown without start: %v", err)
 	}
 }
+
+// The manager's store tells series apart by their resource as written: the
+// same resource in another order would make each round a series of its own.
+func TestTheResourceIsWrittenInTheSameOrderEveryRound(t *testing.T) {
+	rec := &consumertest.Recorder{}
+	res := map[string]string{"service.name": "periscope-agent", "service.version": "1.0.0", "host.name": "vm", "a": "1", "z": "2"}
+	c, err := runtime.New(runtime.Settings{Sources: []runtime.Source{&fakeSource{name: "nats/orders", kind: "nats"}}, Consumer: rec, Resource: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for i := range 20 {
+		c.Round(context.Background())
+		md, err := (&pmetric.ProtoUnmarshaler{}).UnmarshalMetrics(rec.Got[i].Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range md.ResourceMetrics().At(0).Resource().Attributes().All() {
+			keys = append(keys, k)
+		}
+		if i == 0 {
+			first = keys
+		} else if strings.Join(keys, ",") != strings.Join(first, ",") {
+			t.Fatalf("round %d wrote the resource as %v, round 0 as %v", i, keys, first)
+		}
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/config"
 )
 
 // Settings carries what a Proxy borrows from the agent; zero values are safe.
@@ -68,10 +69,10 @@ type Proxy struct {
 
 // New validates cfg and builds a Proxy; it starts nothing.
 func New(cfg Config, set Settings) (*Proxy, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate("ingress/" + config.Clip(cfg.Name, config.MaxIngressNameLen)); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = withDefaults(cfg)
 	up, err := url.Parse(cfg.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("ingress %q: upstream: %w", cfg.Name, err)

@@ -561,7 +561,7 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	good := Config{Name: "shop", Listen: ":8080", Upstream: "https://shop.internal:8443/api", Routes: []string{"/orders/{id}", "/static/*", "/"}}
-	if err := good.Validate(); err != nil {
+	if err := good.Validate("ingress"); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
 	bad := Config{
@@ -571,7 +571,7 @@ func TestConfigValidate(t *testing.T) {
 		IdleTimeout:    -time.Second,
 		MaxHeaderBytes: 1 << 30,
 	}
-	err := bad.Validate()
+	err := bad.Validate("ingress")
 	for _, want := range []string{"name: required", "listen:", "scheme must be http or https", "query", "routes[0]", "routes[1]", "routes[2]", "routes[3]", "routes[5]: duplicate", "idle_timeout: negative", "max_header_bytes"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not say %q", err, want)

@@ -1,10 +1,10 @@
 package ingress
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/periscope-dev/periscope/internal/config"
 )
 
 // OtherRoute is the route recorded for a path that matches no template.
@@ -31,34 +31,20 @@ type template struct {
 	segs  []segment
 }
 
-// parseTemplate checks and splits a route template such as "/orders/{id}" or
+// parseTemplate checks (by config's rule) and splits a route template such as "/orders/{id}" or
 // "/static/*".
 func parseTemplate(route string) (template, error) {
-	switch {
-	case route == "":
-		return template{}, errors.New("empty route template")
-	case len(route) > MaxRouteLen:
-		return template{}, fmt.Errorf("route template longer than %d bytes", MaxRouteLen)
-	case route[0] != '/':
-		return template{}, fmt.Errorf("route template %q does not start with /", route)
+	if err := config.CheckRouteTemplate(route); err != nil {
+		return template{}, err
 	}
 	parts := strings.Split(route[1:], "/")
 	t := template{route: route, segs: make([]segment, 0, len(parts))}
-	for i, p := range parts {
+	for _, p := range parts {
 		switch {
 		case p == "*":
-			if i != len(parts)-1 {
-				return template{}, fmt.Errorf("route template %q: * must be the last segment", route)
-			}
 			t.segs = append(t.segs, segment{kind: segRest})
-		case strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}"):
-			name := p[1 : len(p)-1]
-			if name == "" || strings.ContainsAny(name, "{}*") {
-				return template{}, fmt.Errorf("route template %q: bad parameter %q", route, p)
-			}
+		case strings.HasPrefix(p, "{"):
 			t.segs = append(t.segs, segment{kind: segParam})
-		case strings.ContainsAny(p, "{}*"):
-			return template{}, fmt.Errorf("route template %q: {param} and * must be whole segments, not %q", route, p)
 		default:
 			t.segs = append(t.segs, segment{kind: segLiteral, lit: p})
 		}

@@ -2,9 +2,10 @@ package storage
 
 import (
 	"fmt"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/periscope-dev/periscope/internal/config"
 )
 
 // Attribute names every storage source shares.
@@ -37,15 +38,7 @@ func (b Base) Errorf(format string, args ...any) error {
 
 // Clip cuts s to at most n bytes without splitting a UTF-8 sequence, so a long
 // key, table name or path cannot blow up an attribute.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
+func Clip(s string, n int) string { return config.Clip(s, n) }
 
 // DropEmpty removes the metrics from index from on that got no point, so a
 // source that failed half-way, or found no table, sends no empty metric.

@@ -4,7 +4,8 @@
 // built by New; objects and bytes of S3-compatible buckets (package s3bucket)
 // and the size of a PostgreSQL database and its largest tables (package
 // postgresdb), kept in packages of their own because they link the AWS SDK and
-// pgx, which internal/archtest keeps out of the agent binary.
+// pgx. Config is config.StorageSource, loaded from runtime.storage in the
+// agent's configuration; the agent builds every entry into its collector.
 //
 // Every source is bounded: it honours the deadline of the context Collect is
 // given, lists at most max_keys objects, reads at most max_tables tables, and

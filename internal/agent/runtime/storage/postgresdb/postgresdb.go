@@ -1,7 +1,7 @@
 // Package postgresdb is the storage source for PostgreSQL: the size of one
 // database and of its largest tables, with the planner's row estimates. It is a
-// package of its own because it links pgx (pure Go, no cgo), which
-// internal/archtest keeps out of the agent binary until that rule changes.
+// package of its own because it links pgx (pure Go, no cgo), which only the
+// agents that build postgres sources need to compile against.
 package postgresdb
 
 import (
@@ -14,6 +14,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/storage"
+	"github.com/periscope-dev/periscope/internal/config"
 )
 
 // postgres reads the size of one database and of its largest tables.
@@ -25,7 +26,7 @@ type postgres struct {
 
 // New builds the source of the postgres Config c, with credentials from env
 // (os.Environ form); it validates c and starts nothing.
-func New(c storage.Config, env []string) (runtime.Source, error) {
+func New(c config.StorageSource, env []string) (runtime.Source, error) {
 	if err := storage.Check(c, storage.KindPostgres); err != nil {
 		return nil, err
 	}

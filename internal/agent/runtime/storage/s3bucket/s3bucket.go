@@ -1,7 +1,7 @@
 // Package s3bucket is the storage source for S3-compatible buckets: objects
 // and bytes of a bucket and of prefixes in it, from one listing bounded in keys.
-// It is a package of its own because it links the AWS SDK, which
-// internal/archtest keeps out of the agent binary until that rule changes.
+// It is a package of its own because it links the AWS SDK, which the storage
+// package's other users need not compile against.
 package s3bucket
 
 import (
@@ -17,6 +17,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/storage"
+	"github.com/periscope-dev/periscope/internal/config"
 )
 
 // s3PageKeys is the most keys one ListObjectsV2 page returns.
@@ -36,7 +37,7 @@ type s3Source struct {
 
 // New builds the source of the s3 Config c, with credentials from env
 // (os.Environ form); it validates c and starts nothing.
-func New(c storage.Config, env []string) (runtime.Source, error) {
+func New(c config.StorageSource, env []string) (runtime.Source, error) {
 	if err := storage.Check(c, storage.KindS3); err != nil {
 		return nil, err
 	}
@@ -51,7 +52,7 @@ func newSource(c storage.Config, env []string) *s3Source {
 	id, secret := c.Credentials(env)
 	session := ""
 	if c.UsernameEnv == "" && c.PasswordEnv == "" {
-		id, secret, session = storage.LookupEnv(env, "AWS_ACCESS_KEY_ID"), storage.LookupEnv(env, "AWS_SECRET_ACCESS_KEY"), storage.LookupEnv(env, "AWS_SESSION_TOKEN")
+		id, secret, session = config.LookupEnv(env, "AWS_ACCESS_KEY_ID"), config.LookupEnv(env, "AWS_SECRET_ACCESS_KEY"), config.LookupEnv(env, "AWS_SESSION_TOKEN")
 	}
 	// A transport of its own, so Collect can close its idle connections: a
 	// source collecting once a minute keeps nothing open in between.
