@@ -6,8 +6,9 @@
 //	record    the customer's local record of what was sent and removed (/report)
 //	commands  runs the remote commands the manager invokes, under the customer's rule
 //	context   keeps the pipeline's deployment context current from the manager
-//	runtime   collects runtime signals (queues, storage, ingress proxies) into the pipeline,
-//	          their health to opamp; runs the ingress proxies
+//	runtime   collects runtime signals (queues, storage, ingress proxies, workloads) into
+//	          the pipeline, their health to opamp; runs the ingress proxies and, under
+//	          the supervisor, the configured workloads
 //
 // Usage: New validates the configuration and starts nothing; Start opens the queues,
 // binds the OTLP ports and connects, failing if any of that fails (so "address in
@@ -43,6 +44,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/ingress"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/supervisor"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
@@ -84,6 +86,12 @@ type Agent struct {
 	// proxies are the ingress proxies among sources, run from Start to
 	// Shutdown.
 	proxies []*ingress.Proxy
+	// sup runs the configured workloads (nil without any), from before the
+	// collector starts until after it stopped.
+	sup *supervisor.Supervisor
+	// healthTo is the collector a replica's change is reported through at
+	// once; set before the supervisor starts.
+	healthTo atomic.Pointer[runtime.Collector]
 	// cmdRecord is the record command events go to; separate from mu, which
 	// Start holds while the runner already records.
 	cmdRecord atomic.Pointer[record.Record]
@@ -128,6 +136,24 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	a.sources, a.proxies, err = runtimeSources(cfg.Runtime, s.Env, s.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if len(cfg.Runtime.Workloads) > 0 {
+		a.sup, err = supervisor.New(supervisor.Config{Workloads: cfg.Runtime.Workloads}, supervisor.Settings{
+			Logger: s.Logger, Env: s.Env,
+			// A workload's stderr reaches the manager as its last error:
+			// redacted like a command's output, by the effective policy.
+			Redact: func(line string) string { out, _ := a.outRed.redact(line); return out },
+			// A crash shows on the manager at once, not a round later.
+			OnChange: func(c runtime.Component) {
+				if col := a.healthTo.Load(); col != nil {
+					col.Report(c)
+				}
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("runtime.workloads: %w", err)
+		}
+		a.sources = append(a.sources, a.sup)
 	}
 	return a, nil
 }
@@ -189,13 +215,21 @@ func (a *Agent) Start(ctx context.Context) error {
 			Timeout: time.Duration(a.cfg.Runtime.Timeout), Consumer: p, Health: a.checkin,
 			Resource: a.resource(), Logger: a.log.With("component", "runtime")})
 		if err == nil {
+			a.healthTo.Store(c)
 			// The proxies bind here, so an ingress address in use is a
 			// startup error like an OTLP port in use.
 			err = startProxies(gctx, a.proxies)
 		}
+		if err == nil && a.sup != nil {
+			// Before the collector, whose first round then finds the
+			// replicas started; a missing command is a startup error.
+			if err = a.sup.Start(gctx); err != nil {
+				err = errors.Join(fmt.Errorf("runtime.workloads: %w", err), shutdownProxies(context.WithoutCancel(ctx), a.proxies))
+			}
+		}
 		if err == nil {
 			if err = c.Start(gctx); err != nil {
-				err = errors.Join(err, shutdownProxies(context.WithoutCancel(ctx), a.proxies))
+				err = errors.Join(err, shutdownProxies(context.WithoutCancel(ctx), a.proxies), a.stopWorkloads(context.WithoutCancel(ctx)))
 			}
 		}
 		if err != nil {
@@ -206,6 +240,14 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.collector = c
 	}
 	return nil
+}
+
+// stopWorkloads stops the supervised workloads, if any, within ctx.
+func (a *Agent) stopWorkloads(ctx context.Context) error {
+	if a.sup == nil {
+		return nil
+	}
+	return a.sup.Shutdown(ctx)
 }
 
 // resource is the resource of the agent's own telemetry (self-metrics and
@@ -403,8 +445,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		var errs []error
 		if coll != nil {
 			// The proxies drain first, so requests in progress end answered,
-			// then the collector; both before the pipeline they feed.
-			errs = append(errs, shutdownProxies(ctx, a.proxies), coll.Shutdown(ctx))
+			// then the collector, then the workloads (their last states still
+			// reach the check-in); all before the pipeline they feed.
+			errs = append(errs, shutdownProxies(ctx, a.proxies), coll.Shutdown(ctx), a.stopWorkloads(ctx))
 		}
 		if p != nil {
 			errs = append(errs, p.Shutdown(ctx))

@@ -26,6 +26,9 @@ type Runtime struct {
 	// Ingress are the reverse proxies the agent runs in front of the
 	// ingress-facing services, recording their HTTP traffic.
 	Ingress []IngressProxy `yaml:"ingress"`
+	// Workloads are the programs the agent runs and supervises as processes,
+	// reporting each replica's health (docs/signals.md, "Workloads").
+	Workloads []Workload `yaml:"workloads"`
 }
 
 // Kinds of QueueSource.
@@ -142,6 +145,7 @@ func (r Runtime) validate(field string) error {
 		}
 		listens[p.Listen] = true
 	}
+	errs = append(errs, ValidateWorkloads(field+".workloads", r.Workloads))
 	return errors.Join(errs...)
 }
 

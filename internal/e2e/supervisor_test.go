@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/supervisor"
-	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
-	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
 // supervisedArg makes the test binary a workload the supervisor runs: it
@@ -43,47 +40,43 @@ func supervisedWorkload(upFile string) int {
 	}
 }
 
-// TestCrashLoopingWorkloadShowsThroughTheManager runs a workload under the
-// supervisor with the runtime Collector reporting its health over OpAMP, as
-// the agent does: while it crash-loops the manager's API shows the deployment
-// unhealthy, naming the replica, its restart count and its last error line;
-// once it stays up and answers its readiness probe, healthy again.
+// TestCrashLoopingWorkloadShowsThroughTheManager runs a real agent process
+// whose configuration file names a workload: while it crash-loops the
+// manager's API shows the deployment unhealthy, naming the replica, its
+// restart count and its last error line; once it stays up and answers its
+// readiness probe, healthy again; and stopping the agent stops the workload.
 func TestCrashLoopingWorkloadShowsThroughTheManager(t *testing.T) {
 	ctx := context.Background()
-	m := startManager(t, freePort(t), t.TempDir())
+	m := startTelemetryManager(t, "127.0.0.1:0", t.TempDir(), nil)
 	defer m.Shutdown(ctx)
 	token := createAcme(t, m)
-	checkin := startAgent(t, m.URL(), token, "websocket", "1.8.0", config.Agent{}, nil)
 
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(freePort(t))
-	var first int
-	fmt.Sscan(port, &first)
-	upFile := filepath.Join(t.TempDir(), "db-up")
-	sup, err := supervisor.New(supervisor.Config{Workloads: []supervisor.Workload{{
-		Name: "worker", Command: exe, Args: []string{supervisedArg, upFile}, Port: first,
-		Backoff:   supervisor.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
-		Readiness: supervisor.Readiness{TCP: "127.0.0.1:{port}", Period: 100 * time.Millisecond},
-	}}}, supervisor.Settings{Logger: logger(t), Env: []string{}, Redact: func(l string) string { return l }})
-	if err != nil {
+	workloadAddr := freePort(t)
+	_, port, _ := net.SplitHostPort(workloadAddr)
+	dir := t.TempDir()
+	upFile := filepath.Join(dir, "db-up")
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+runtime:
+  interval: 1s
+  timeout: 1s
+  workloads:
+    - name: worker
+      command: %q
+      args: [%q, %q]
+      port: %s
+      backoff: {initial: 50ms, max: 200ms}
+      readiness: {tcp: "127.0.0.1:{port}", period: 100ms}
+`, exe, supervisedArg, upFile, port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	col, err := runtime.New(runtime.Settings{Sources: []runtime.Source{sup}, Interval: 100 * time.Millisecond, Health: checkin,
-		Consumer: consumer.ConsumerFunc(func(context.Context, consumer.Request) error { return nil }), Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sup.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer sup.Shutdown(ctx)
-	if err := col.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer col.Shutdown(ctx)
+	ag := runAgent(t, freePort(t), freePort(t), "--config", cfgPath, "--manager", m.URL(), "--token", token, "--release", "1.8.0",
+		"--transport", "http", "--heartbeat-interval", "1s", "--data-dir", filepath.Join(dir, "agent"))
+	defer ag.stop(t)
 
 	api := apiclient.New(m.URL(), adminToken)
 	eventually(t, 20*time.Second, "the deployment shows the crash-looping replica", func() error {
@@ -116,4 +109,10 @@ func TestCrashLoopingWorkloadShowsThroughTheManager(t *testing.T) {
 		}
 		return nil
 	})
+
+	ag.stop(t)
+	if c, err := net.Dial("tcp", workloadAddr); err == nil {
+		c.Close()
+		t.Errorf("the workload still serves %s after the agent stopped", workloadAddr)
+	}
 }

@@ -319,6 +319,14 @@ func (c *Collector) collect(ctx context.Context, i int, src Source, now time.Tim
 	}
 }
 
+// Report gives a watched component's health to the Health sink at once, when
+// it changed since the last report. A Watcher's change hook calls it, so a
+// crash reaches the manager without waiting for the next round, and the
+// rounds then leave an unchanged component alone.
+func (c *Collector) Report(comp Component) {
+	c.report(comp.Name, comp.Healthy, componentError(comp))
+}
+
 // report gives a component's health to the sink when it changed since the
 // last report.
 func (c *Collector) report(name string, ok bool, reason string) {

@@ -342,6 +342,29 @@ func TestWatcherComponentsGoToHealth(t *testing.T) {
 	}
 }
 
+func TestReportSendsAChangeAtOnceAndRoundsDoNotRepeatIt(t *testing.T) {
+	h := &healthSink{}
+	w := &fakeWatcher{fakeSource: fakeSource{name: "supervisor"}, comps: []runtime.Component{{Name: "worker/0", Healthy: true, Status: "running"}}}
+	c, err := runtime.New(runtime.Settings{Sources: []runtime.Source{w}, Consumer: &consumertest.Recorder{}, Health: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crash := runtime.Component{Name: "worker/0", Status: "crash-loop", Restarts: 1, LastError: "exit status 3"}
+	c.Report(crash)
+	want := healthCall{"worker/0", false, "crash-loop; restarts 1; last error exit status 3"}
+	if calls := h.take(); len(calls) != 1 || calls[0] != want {
+		t.Fatalf("Report sent %+v, want %+v", calls, want)
+	}
+	c.Report(crash)
+	w.comps = []runtime.Component{crash}
+	c.Round(context.Background())
+	for _, call := range h.take() {
+		if call.name == "worker/0" {
+			t.Errorf("an unchanged component was sent again: %+v", call)
+		}
+	}
+}
+
 // counter counts the requests it takes, for tests that read while the
 // collector runs.
 type counter struct {

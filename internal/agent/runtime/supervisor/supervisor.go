@@ -35,6 +35,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/retry"
 )
 
@@ -213,7 +214,7 @@ func New(cfg Config, set Settings) (*Supervisor, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	for _, w := range cfg.Workloads {
-		w = w.withDefaults()
+		w = withDefaults(w)
 		for i := range w.Replicas {
 			r := &replica{sup: s, w: w, index: i, name: w.Name + "/" + strconv.Itoa(i),
 				backoff: retry.Backoff{Initial: w.Backoff.Initial, Max: w.Backoff.Max, Jitter: 0.25, Rand: set.Rand}}
@@ -222,10 +223,10 @@ func New(cfg Config, set Settings) (*Supervisor, error) {
 				r.env = append(r.env, "PORT="+strconv.Itoa(w.Port+i))
 			}
 			if w.Readiness.HTTP != "" {
-				r.probeURL = expand(w.Readiness.HTTP, i, w.Port)
+				r.probeURL = config.ExpandWorkloadTarget(w.Readiness.HTTP, i, w.Port)
 			}
 			if w.Readiness.TCP != "" {
-				r.probeAddr = expand(w.Readiness.TCP, i, w.Port)
+				r.probeAddr = config.ExpandWorkloadTarget(w.Readiness.TCP, i, w.Port)
 			}
 			r.st = Replica{Workload: w.Name, Index: i, Status: StatusStarting}
 			s.replicas = append(s.replicas, r)
