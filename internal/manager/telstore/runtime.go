@@ -3,11 +3,18 @@ package telstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
+
+// maxRuntimeRows bounds the rows one runtime query reads: a series sent with
+// its attributes in several orders is several rows.
+const maxRuntimeRows = 4 * telquery.MaxRuntimeSeries
 
 // Runtime answers the newest point of each runtime series of one deployment
 // within the window, and the newest point before it (as far back as the window
@@ -35,47 +42,78 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 	w.conds = append(w.conds, "name IN ("+strings.Join(names, ", ")+")")
 	since := q.Since.UTC()
 	args := []any{since, since, since, since, since, since, since, since}
-	args = append(append(args, w.args...), since, telquery.MaxRuntimeSeries+1)
+	args = append(append(args, w.args...), maxRuntimeRows+1)
 	// arg_max over (ts, seq) picks the newest point; seq breaks a tie of
 	// timestamps in the order the points arrived.
 	rs, err := s.db.QueryContext(ctx, `SELECT name, arg_max(kind, seq), arg_max(unit, seq), coalesce(attrs, ''),
 	max(ts) FILTER (WHERE ts >= ?),
 	arg_max(value, (ts, seq)) FILTER (WHERE ts >= ?), arg_max(count, (ts, seq)) FILTER (WHERE ts >= ?), arg_max(sum, (ts, seq)) FILTER (WHERE ts >= ?),
-	arg_max(value, (ts, seq)) FILTER (WHERE ts < ?), arg_max(count, (ts, seq)) FILTER (WHERE ts < ?),
-	arg_max(sum, (ts, seq)) FILTER (WHERE ts < ?), count(*) FILTER (WHERE ts < ?)
+	max(ts) FILTER (WHERE ts < ?), arg_max(value, (ts, seq)) FILTER (WHERE ts < ?), arg_max(count, (ts, seq)) FILTER (WHERE ts < ?),
+	arg_max(sum, (ts, seq)) FILTER (WHERE ts < ?)
 	FROM metric_points`+w.String()+`
-	GROUP BY name, coalesce(attrs, '') HAVING max(ts) >= ? ORDER BY name, coalesce(attrs, '') LIMIT ?`,
-		args...)
+	GROUP BY name, coalesce(attrs, '') ORDER BY name, coalesce(attrs, '') LIMIT ?`, args...)
 	if err != nil {
 		return out, fmt.Errorf("runtime of %s: %w", q.Deployment, err)
 	}
 	defer rs.Close()
+	// The stored attributes are JSON in the order the sender put them; one
+	// series sent with its attributes in another order is still one series, so
+	// rows merge on the attributes re-encoded with sorted keys.
+	type merged struct {
+		telquery.RuntimeSeries
+		baseTime time.Time
+	}
+	byKey := map[string]*merged{}
+	var keys []string
+	rows := 0
 	for rs.Next() {
 		var (
 			r             telquery.RuntimeSeries
 			attrs         string
+			last, base    sql.NullTime
+			value, bvalue sql.NullFloat64
 			count, bcount sql.NullInt64
 			sum, bsum     sql.NullFloat64
-			bvalue        sql.NullFloat64
-			before        int64
 		)
-		if err := rs.Scan(&r.Name, &r.Kind, &r.Unit, &attrs, &r.Time, &r.Value, &count, &sum, &bvalue, &bcount, &bsum, &before); err != nil {
+		if err := rs.Scan(&r.Name, &r.Kind, &r.Unit, &attrs, &last, &value, &count, &sum, &base, &bvalue, &bcount, &bsum); err != nil {
 			return out, fmt.Errorf("runtime of %s: %w", q.Deployment, err)
+		}
+		if rows++; rows > maxRuntimeRows {
+			out.Truncated = true
+			break
+		}
+		r.Attrs = decodeAttrs(sql.NullString{String: attrs, Valid: attrs != ""})
+		canon, _ := json.Marshal(r.Attrs) // sorted keys; cannot fail on decoded JSON
+		key := r.Name + "\x00" + string(canon)
+		m := byKey[key]
+		if m == nil {
+			m = &merged{RuntimeSeries: telquery.RuntimeSeries{Name: r.Name, Kind: r.Kind, Unit: r.Unit, Attrs: r.Attrs}}
+			byKey[key] = m
+			keys = append(keys, key)
+		}
+		if last.Valid && last.Time.After(m.Time) {
+			m.Time, m.Value, m.Count, m.Sum = last.Time.UTC(), value.Float64, uint64(count.Int64), sum.Float64
+			m.Kind, m.Unit = r.Kind, r.Unit
+		}
+		if base.Valid && (!m.HasBase || base.Time.After(m.baseTime)) {
+			m.baseTime, m.HasBase = base.Time, true
+			m.BaseValue, m.BaseCount, m.BaseSum = bvalue.Float64, uint64(bcount.Int64), bsum.Float64
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return out, fmt.Errorf("runtime of %s: %w", q.Deployment, err)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		m := byKey[k]
+		if m.Time.IsZero() {
+			continue // nothing in the window: a series that stopped is not current
 		}
 		if len(out.Series) == telquery.MaxRuntimeSeries {
 			out.Truncated = true
 			break
 		}
-		r.Time = r.Time.UTC()
-		r.Attrs = decodeAttrs(sql.NullString{String: attrs, Valid: attrs != ""})
-		r.Count, r.Sum = uint64(count.Int64), sum.Float64
-		if before > 0 {
-			r.HasBase, r.BaseValue, r.BaseCount, r.BaseSum = true, bvalue.Float64, uint64(bcount.Int64), bsum.Float64
-		}
-		out.Series = append(out.Series, r)
-	}
-	if err := rs.Err(); err != nil {
-		return out, fmt.Errorf("runtime of %s: %w", q.Deployment, err)
+		out.Series = append(out.Series, m.RuntimeSeries)
 	}
 	return out, nil
 }

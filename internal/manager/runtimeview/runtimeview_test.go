@@ -1,0 +1,87 @@
+package runtimeview_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview/runtimetest"
+	"github.com/periscope-dev/periscope/internal/manager/telstore"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
+)
+
+var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+func TestTheDocumentHasTheAgentsFiguresExactly(t *testing.T) {
+	st, err := telstore.Open(context.Background(), t.TempDir(), telstore.Settings{Clock: clock.NewFake(t0.Add(12 * time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// Two rounds before the window (t0+2m…) and two in it.
+	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(5 * time.Minute), t0.Add(10 * time.Minute)} {
+		if err := st.Consume(context.Background(), runtimetest.Round("acme-prod", at, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := fleet.Health{Reported: true, Components: map[string]fleet.ComponentHealth{
+		"worker/0":      {Healthy: true, Status: "running", Watched: true},
+		"worker/1":      {Healthy: false, Status: "crash-loop", Restarts: 4, LastError: "exit status 3: db connection refused", Watched: true},
+		"source nats/x": {Healthy: false, LastError: "dial tcp: connection refused"},
+	}}
+	r, err := runtimeview.Load(context.Background(), st, h, telquery.RuntimeQuery{Deployment: "acme-prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.MarshalIndent(r, "", "  ")
+	check := func(what string, ok bool) {
+		t.Helper()
+		if !ok {
+			t.Errorf("%s wrong in\n%s", what, got)
+		}
+	}
+	check("window", r.Since.Equal(t0.Add(2*time.Minute)) && r.Until.Equal(t0.Add(12*time.Minute)))
+	check("components, down first", len(r.Components) == 3 && r.Components[0].Name == "source nats/x" &&
+		r.Components[1].Name == "worker/1" && r.Components[1].Restarts == 4 && r.Components[1].Status == "crash-loop" &&
+		r.Components[1].LastError == "exit status 3: db connection refused" && r.Components[2].Healthy)
+	check("sources, down first", len(r.Sources) == 2 && r.Sources[0].Name == "redis/cache" && !r.Sources[0].Up &&
+		r.Sources[0].Error == "NOAUTH Authentication required" && r.Sources[1].Name == "nats/orders" && r.Sources[1].Up)
+	// The proxy's counters: round i has sent 100*(i+1) 2xx and 10*(i+1) 5xx
+	// requests to /orders/{id}; the window's increase is round 3 minus round 1.
+	check("ingress", len(r.Ingress) == 1 && r.Ingress[0].Ingress == "shop" && r.Ingress[0].Route == "/orders/{id}" &&
+		r.Ingress[0].Requests == 220 && r.Ingress[0].Classes["2xx"] == 200 && r.Ingress[0].Classes["5xx"] == 20)
+	// Histogram sums: 2xx take 0.01 s each, 5xx 0.1 s: (200*0.01 + 20*0.1)/220 s.
+	check("mean latency", r.Ingress[0].MeanMS == 18.182)
+	check("queues", len(r.Queues) == 2 && r.Queues[0].Group == "" && *r.Queues[0].Depth == 300 && *r.Queues[0].Bytes == 3000 &&
+		*r.Queues[0].OldestAgeS == 12.5 && r.Queues[1].Group == "billing" && *r.Queues[1].Pending == 300 && *r.Queues[1].AckPending == 5 &&
+		r.Queues[1].Depth == nil)
+	check("bucket", len(r.Storage.Buckets) == 1 && r.Storage.Buckets[0].Objects == 1000 && r.Storage.Buckets[0].Bytes == 4096000 &&
+		r.Storage.Buckets[0].Partial && r.Storage.Buckets[0].Source == "s3/exports")
+	check("redis", len(r.Storage.Redis) == 1 && r.Storage.Redis[0].MemoryUsed == 1<<20 && r.Storage.Redis[0].MemoryLimit == nil &&
+		r.Storage.Redis[0].Keys["0"] == 42)
+	check("postgres", len(r.Storage.PostgreSQL) == 1 && r.Storage.PostgreSQL[0].Bytes == 9e6 && len(r.Storage.PostgreSQL[0].Tables) == 2 &&
+		r.Storage.PostgreSQL[0].Tables[0].Name == "public.orders" && r.Storage.PostgreSQL[0].Tables[0].Bytes == 5e6 &&
+		*r.Storage.PostgreSQL[0].Tables[0].Rows == 1234 && r.Storage.PostgreSQL[0].Tables[1].Rows == nil)
+	check("filesystem", len(r.Storage.Filesystems) == 1 && r.Storage.Filesystems[0].Path == "/var/lib/app" &&
+		r.Storage.Filesystems[0].Used == 600 && r.Storage.Filesystems[0].Free == 300 && r.Storage.Filesystems[0].Reserved == 100 &&
+		r.Storage.Filesystems[0].Limit == 1000 && r.Storage.Filesystems[0].Utilization == 2.0/3 && r.Storage.Filesystems[0].Mountpoint == "/var")
+	if r.Empty() {
+		t.Error("a deployment with runtime signals is not empty")
+	}
+}
+
+func TestAnAppsOwnHTTPMetricsAreNotIngressTraffic(t *testing.T) {
+	r := runtimeview.Build("acme-prod", fleet.Health{}, telquery.RuntimeMetrics{Series: []telquery.RuntimeSeries{
+		{Name: "http.server.request.duration", Kind: "histogram", Count: 5, Attrs: map[string]any{"http.route": "/x"}},
+	}})
+	if len(r.Ingress) != 0 || !r.Empty() {
+		t.Fatalf("an app's histogram became ingress traffic: %+v", r)
+	}
+}
