@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
@@ -205,6 +206,10 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"CommandSelection": apitypes.CommandSelection{}, "CommandCancel": apitypes.CommandCancel{},
 		"ErrorRates": telquery.ErrorRates{}, "ErrorRateSeries": telquery.ErrorRateSeries{}, "ErrorRatePoint": telquery.ErrorRatePoint{},
 		"AuditEntry": apitypes.AuditEntry{}, "AuditPage": apitypes.AuditPage{},
+		"Runtime": apitypes.Runtime{}, "RuntimeComponent": runtimeview.Component{}, "RuntimeSource": runtimeview.Source{},
+		"RuntimeRoute": runtimeview.Route{}, "RuntimeQueue": runtimeview.Queue{}, "RuntimeStorage": runtimeview.Storage{},
+		"RuntimeBucket": runtimeview.Bucket{}, "RuntimeRedis": runtimeview.Redis{}, "RuntimeDatabase": runtimeview.Database{},
+		"RuntimeTable": runtimeview.Table{}, "RuntimeFilesystem": runtimeview.Filesystem{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}
@@ -226,11 +231,12 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"/api/v1/logs/tail": logs,
 		"/api/v1/logs": telquery.LogQuery{Filter: timed, MinSeverity: 9, Contains: "x", Attrs: map[string]string{"k": "v"}, TraceID: "t",
 			Limit: 1, Cursor: "c"},
-		"/api/v1/spans":            telquery.SpanQuery{Filter: timed, Name: "n", ErrorsOnly: true, MinDuration: 1, RootsOnly: true, Limit: 1, Cursor: "c"},
-		"/api/v1/red":              telquery.REDQuery{Filter: timed, Step: time.Minute, GroupBy: "release", Raw: true},
-		"/api/v1/releases/compare": telquery.CompareQuery{Filter: f, Window: time.Hour, Against: "0.9"},
-		"/api/v1/metrics/series":   telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
-		"/api/v1/error-rates":      telquery.ErrorRateQuery{Deployments: []string{"d"}, Since: timed.Since, Until: timed.Until},
+		"/api/v1/spans":                    telquery.SpanQuery{Filter: timed, Name: "n", ErrorsOnly: true, MinDuration: 1, RootsOnly: true, Limit: 1, Cursor: "c"},
+		"/api/v1/red":                      telquery.REDQuery{Filter: timed, Step: time.Minute, GroupBy: "release", Raw: true},
+		"/api/v1/releases/compare":         telquery.CompareQuery{Filter: f, Window: time.Hour, Against: "0.9"},
+		"/api/v1/metrics/series":           telquery.MetricQuery{Filter: timed, Name: "m", GroupBy: "g", Step: time.Minute, Agg: "max"},
+		"/api/v1/deployments/{id}/runtime": telquery.RuntimeQuery{Deployment: "d", Since: timed.Since, Until: timed.Until},
+		"/api/v1/error-rates":              telquery.ErrorRateQuery{Deployments: []string{"d"}, Since: timed.Since, Until: timed.Until},
 		"/api/v1/audit": apitypes.AuditQuery{Actor: "a", Action: "pin.", Deployment: "d", Customer: "c", Outcome: "o", Since: "1h",
 			Until: "2026-11-24T10:00:00Z", Limit: 1, Cursor: "c"},
 	} {

@@ -227,6 +227,8 @@ func FuzzAPI(f *testing.F) {
 		{"GET", "/api/v1/commands?deployment=acme-prod&state=queued&since=2026-01-01T00:00:00Z&after=12&limit=2", ""},
 		{"GET", "/api/v1/commands/abc?wait=10ms", ""},
 		{"POST", "/api/v1/commands/abc/cancel", `{"reason":"oops"}`},
+		{"GET", "/api/v1/deployments/acme-prod/runtime?since=15m&until=2026-11-24T10:00:00Z", ""},
+		{"GET", "/api/v1/deployments/ghost/runtime?since=-999999h", ""},
 	} {
 		f.Add(s.method, s.target, []byte(s.body))
 	}

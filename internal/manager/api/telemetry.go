@@ -32,6 +32,8 @@ type Telemetry interface {
 	ErrorRates(ctx context.Context, q telquery.ErrorRateQuery) (telquery.ErrorRates, error)
 	// MetricNames lists the metrics with points matching the filter.
 	MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error)
+	// Runtime answers a deployment's newest runtime series (runtimeview reads it).
+	Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.RuntimeMetrics, error)
 }
 
 // WithTelemetry makes the telemetry routes answer from t, reading relative times
@@ -63,6 +65,7 @@ func (a *API) telemetryRoutes() []Route {
 		{"GET", "/api/v1/metrics/series", auth.RoleViewer, queryHandler(a, params(telquery.ParseMetricQuery), Telemetry.Metric)},
 		{"GET", "/api/v1/error-rates", auth.RoleViewer, queryHandler(a, params(telquery.ParseErrorRateQuery), Telemetry.ErrorRates)},
 		{"GET", "/api/v1/metrics/names", auth.RoleViewer, queryHandler(a, params(telquery.ParseMetricNamesQuery), Telemetry.MetricNames)},
+		{"GET", "/api/v1/deployments/{id}/runtime", auth.RoleViewer, a.deploymentRuntime},
 	}
 }
 

@@ -470,3 +470,7 @@ func TestCloseEndsTails(t *testing.T) {
 		t.Fatalf("tail after Close: %d %s", rec.Code, rec.Body)
 	}
 }
+
+func (f *fakeTelemetry) Runtime(_ context.Context, q telquery.RuntimeQuery) (telquery.RuntimeMetrics, error) {
+	return telquery.RuntimeMetrics{Since: q.Since, Until: q.Until, Series: []telquery.RuntimeSeries{}}, f.record(q)
+}

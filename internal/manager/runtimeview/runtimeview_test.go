@@ -6,31 +6,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
 	"github.com/periscope-dev/periscope/internal/manager/runtimeview/runtimetest"
-	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 
 func TestTheDocumentHasTheAgentsFiguresExactly(t *testing.T) {
-	st, err := telstore.Open(context.Background(), t.TempDir(), telstore.Settings{Clock: clock.NewFake(t0.Add(12 * time.Minute))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	// Two rounds before the window (t0+2m…) and two in it.
-	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(5 * time.Minute), t0.Add(10 * time.Minute)} {
-		if err := st.Consume(context.Background(), runtimetest.Round("acme-prod", at, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	st := runtimetest.FedStore(t, t0, "acme-prod")
 	h := fleet.Health{Reported: true, Components: map[string]fleet.ComponentHealth{
 		"worker/0":      {Healthy: true, Status: "running", Watched: true},
 		"worker/1":      {Healthy: false, Status: "crash-loop", Restarts: 4, LastError: "exit status 3: db connection refused", Watched: true},

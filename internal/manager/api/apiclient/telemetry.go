@@ -110,3 +110,9 @@ func (c *Client) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telq
 	}
 	return errors.New("the manager ended the log tail (shutting down?)")
 }
+
+// Runtime returns a deployment's runtime state over q's window (the last 10
+// minutes when q sets none).
+func (c *Client) Runtime(ctx context.Context, deployment string, q telquery.RuntimeQuery) (apitypes.Runtime, error) {
+	return get[apitypes.Runtime](ctx, c, "/api/v1/deployments/"+url.PathEscape(deployment)+"/runtime", q.Values())
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
@@ -319,3 +320,7 @@ type ErrorBody struct {
 // stream ended, since the status line went out before the first record; it is
 // absent when the stream ended because the client went away.
 const TailErrorTrailer = "Periscope-Error"
+
+// Runtime is the answer of GET /api/v1/deployments/{id}/runtime: the
+// deployment's components, sources, ingress traffic, queues and storage.
+type Runtime = runtimeview.Runtime

@@ -4,11 +4,15 @@
 package runtimetest
 
 import (
+	"context"
+	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -139,4 +143,27 @@ func Round(deployment string, at time.Time, i int) consumer.Batch {
 		panic(err)
 	}
 	return consumer.Batch{Signal: otlp.Metrics, DeploymentID: deployment, Received: at, Data: data}
+}
+
+// FedStore opens a telemetry store in a temporary directory whose clock reads
+// t0+12m, and feeds it four rounds of deployment's agent at t0, t0+1m, t0+5m
+// and t0+10m through its ingest path: the default 10-minute window then starts
+// at t0+2m, with rounds 0 and 1 before it (round 1 the baseline of cumulative
+// figures) and rounds 2 and 3 in it.
+func FedStore(tb testing.TB, t0 time.Time, deployment string) *telstore.Store {
+	tb.Helper()
+	st, err := telstore.Open(context.Background(), tb.TempDir(), telstore.Settings{Clock: clock.NewFake(t0.Add(12 * time.Minute))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(5 * time.Minute), t0.Add(10 * time.Minute)} {
+		if err := st.Consume(context.Background(), Round(deployment, at, i)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := st.Flush(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return st
 }
