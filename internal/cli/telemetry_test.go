@@ -19,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 )
 
@@ -67,6 +69,16 @@ func answers() map[string]any {
 			Current:         telquery.ReleaseWindow{Release: "1.8.0", From: now.Add(-time.Hour), To: now, Stats: st},
 			Previous:        telquery.ReleaseWindow{Release: "1.7.2", From: now.Add(-2 * time.Hour), To: now.Add(-time.Hour), Stats: telquery.Stats{Requests: 100, P95: 20}},
 			ErrorRateChange: 0.05, P95Change: 20, P95Ratio: 2},
+		"/api/v1/deployments/acme-prod/runtime": runtimeview.Build("acme-prod", fleet.Health{Components: map[string]fleet.ComponentHealth{
+			"worker/0": {Status: "crash-loop", Restarts: 4, LastError: "exit status 3: db connection refused"}}},
+			telquery.RuntimeMetrics{Since: now.Add(-10 * time.Minute), Until: now, Series: []telquery.RuntimeSeries{
+				{Name: "periscope.ingress.requests", Value: 30, HasBase: true, BaseValue: 10,
+					Attrs: map[string]any{"periscope.ingress.name": "shop", "http.route": "/orders/{id}", "periscope.http.status_class": "5xx"}},
+				{Name: "periscope.queue.consumer.pending", Value: 300,
+					Attrs: map[string]any{"messaging.system": "nats", "messaging.destination.name": "ORDERS", "messaging.consumer.group.name": "billing"}},
+				{Name: "system.filesystem.usage", Value: 600, Attrs: map[string]any{"periscope.source.name": "filesystem/data",
+					"periscope.filesystem.path": "/var/lib/app", "system.filesystem.mountpoint": "/var", "system.filesystem.state": "used"}},
+			}}),
 		"/api/v1/metrics/series": telquery.Metric{Name: "queue.depth", Unit: "1", Kind: "gauge", Agg: "max", StepSec: 120, GroupBy: "deployment",
 			Series: []telquery.MetricSeries{{Group: "acme-prod", Points: []telquery.MetricPoint{{Time: now, Value: 7}}}}},
 	}
