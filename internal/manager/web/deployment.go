@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/manager/web/chart"
 	"github.com/periscope-dev/periscope/internal/store"
@@ -135,6 +136,13 @@ type deploymentData struct {
 	// Commands is the commands panel: the desired release's declarations, the
 	// customer's rule, the forms and the recent invocations.
 	Commands *commandsPanel
+
+	// Runtime is the deployment's runtime state over the last
+	// telquery.DefaultRuntimeWindow before the range's end (the same document
+	// as GET /api/v1/deployments/{id}/runtime); RuntimeErr says why the
+	// signals could not be read (the components still show).
+	Runtime    runtimeview.Runtime
+	RuntimeErr string
 }
 
 // chartView is one chart of the small multiples, drawn.
@@ -216,6 +224,7 @@ func (s *Server) showDeployment(w http.ResponseWriter, r *http.Request, sess *Se
 		return
 	}
 	data.Ranges = rangeChoices(data.Range)
+	data.Runtime = runtimeview.Build(d.ID, d.Health, telquery.RuntimeMetrics{})
 	if s.tel == nil {
 		data.NoStore = true
 	} else {
@@ -275,6 +284,15 @@ func (s *Server) deploymentEvidence(ctx context.Context, data *deploymentData) {
 			return
 		}
 		data.Compare, data.CmpRows = &c, comparisonRows(c)
+	})
+	wg.Go(func() {
+		rt, err := runtimeview.Load(ctx, s.tel, d.Health, telquery.RuntimeQuery{Deployment: d.ID, Until: data.Range.Until})
+		if err != nil {
+			s.log.Warn("deployment runtime", "id", d.ID, "err", err)
+			data.RuntimeErr = "The runtime signals could not be read: " + err.Error()
+			return
+		}
+		data.Runtime = rt
 	})
 	wg.Go(func() {
 		lf := f

@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview/runtimetest"
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
@@ -367,5 +368,51 @@ func TestDeploymentPageShowsTheRedactionPolicyItsAgentRuns(t *testing.T) {
 	}
 	if strings.Contains(page, "<script>alert") {
 		t.Fatal("raw script on the page")
+	}
+}
+
+func TestDeploymentPageShowsItsRuntimeState(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	ctx := context.Background()
+	if _, err := f.reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "acme-prod", Customer: "acme", Stack: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.signIn(auth.RoleViewer)
+	page := body(t, b.get("/deployments/acme-prod"))
+	if !strings.Contains(page, `id="runtime-empty"`) || !strings.Contains(page, "docs/signals.md") || !strings.Contains(page, "runtime:\n  interval: 30s") {
+		t.Errorf("a deployment without runtime signals does not teach the configuration:\n%s", page)
+	}
+
+	runtimetest.Feed(t, f.tel, f.clk.Now().Add(-12*time.Minute), "acme-prod")
+	h := &fleet.Health{Reported: true, Components: map[string]fleet.ComponentHealth{
+		"worker/0": {Healthy: true, Status: "running", Watched: true},
+		"worker/1": {Healthy: false, Status: "crash-loop", Restarts: 4, LastError: depEvilValue + "exit status 3", Watched: true},
+	}}
+	if _, err := f.reg.Checkin("acme-prod", registry.Report{Health: h}); err != nil {
+		t.Fatal(err)
+	}
+	page = body(t, b.get("/deployments/acme-prod"))
+	i := strings.Index(page, `<section id="runtime"`)
+	if i < 0 {
+		t.Fatalf("no runtime section:\n%s", page)
+	}
+	sec := page[i : i+strings.Index(page[i:], "</section>")]
+	for _, want := range []*regexp.Regexp{
+		// The crash-looping replica comes first, in the status vocabulary, escaped.
+		regexp.MustCompile(`(?s)<tr class="down"><td class="mono">worker/1</td><td><span class="badge st-unhealthy">unhealthy</span></td><td>crash-loop</td><td class="num">4</td><td class="body">&lt;script&gt;alert\(1\)&lt;/script&gt;exit status 3</td></tr>.*worker/0`),
+		regexp.MustCompile(`(?s)Sources down.*redis/cache.*NOAUTH Authentication required`),
+		// 220 requests over the window: 200 2xx, 20 5xx, mean 18.2 ms.
+		regexp.MustCompile(`<td>shop</td><td class="mono">/orders/\{id\}</td><td class="num">220</td><td class="num">200</td><td class="num">0</td><td class="num">0</td><td class="num worse">20</td><td class="num">18.2 ms</td>`),
+		regexp.MustCompile(`<span class="mono">ORDERS</span></td><td class="mono">billing</td><td class="num">—</td><td class="num">300</td><td class="num">5</td>`),
+		regexp.MustCompile(`/var/lib/app <span class="muted">on /var</span></td><td class="num">600 B</td><td>300 B free of 1000 B`),
+		regexp.MustCompile(`customer-exports</td><td class="num">3.9 MiB</td><td>1000 objects <span class="badge outline"`),
+		regexp.MustCompile(`<span class="mono">public.orders</span> 4.8 MiB, <span class="mono">public.users</span> 2.9 MiB`),
+	} {
+		if !want.MatchString(sec) {
+			t.Errorf("runtime section lacks %s:\n%s", want, sec)
+		}
+	}
+	if strings.Contains(sec, "runtime-empty") {
+		t.Error("the empty state shows beside the figures")
 	}
 }

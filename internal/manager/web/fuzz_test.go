@@ -6,10 +6,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/runtimeview/runtimetest"
 	"github.com/periscope-dev/periscope/internal/manager/web"
 )
 
@@ -30,6 +33,13 @@ func FuzzDashboard(f *testing.F) {
 	// A stored invocation whose reason and parameters are markup, for the
 	// history and the invocation page.
 	stored := op.run(csrf, marker+">", map[string]string{"table": "orders", "where": marker + ">"})
+	// Runtime signals and a component down whose name and error are markup, for
+	// the deployment page's runtime section.
+	runtimetest.Feed(f, fx.tel, fx.clk.Now().Add(-12*time.Minute), "acme-prod")
+	if _, err := fx.reg.Checkin("acme-prod", registry.Report{Health: &fleet.Health{Reported: true, Components: map[string]fleet.ComponentHealth{
+		marker + ">/0": {Status: "crash-loop", Restarts: 2, LastError: marker + ">", Watched: true}}}}); err != nil {
+		f.Fatal(err)
+	}
 	for _, s := range []struct {
 		post        bool
 		path, query string
@@ -37,6 +47,7 @@ func FuzzDashboard(f *testing.F) {
 		{false, "/", "status=unhealthy&q=" + url.QueryEscape(marker+">")},
 		{false, "/", "cursor=%ff%fe&order=problems&label=a%3D" + url.QueryEscape(marker)},
 		{false, "/deployments/acme-prod", "since=1h&until=" + url.QueryEscape(marker)},
+		{false, "/deployments/acme-prod", "since=30m&until=2026-03-01T11:55:00Z"},
 		{false, "/deployments/" + url.PathEscape(marker+">"), ""},
 		{false, "/logs", "deployment=acme-prod&min_severity=error&contains=" + url.QueryEscape(marker+">") + "&cursor=zz"},
 		{false, "/traces", "errors=maybe&min_duration=-1s&name=" + url.QueryEscape(marker)},

@@ -48,6 +48,10 @@ func parsePages(as *assets) (*pages, error) {
 		"percent":     percent,
 		"duration":    humanDuration,
 		"bytes":       humanBytes,
+		"size":        humanSize,
+		"figure":      figure,
+		"deref":       func(v *float64) float64 { return *v },
+		"health":      componentStatus,
 		"query":       query,
 		"severity":    telquery.SeverityName,
 	}
@@ -217,4 +221,35 @@ func humanBytes(n int) string {
 		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
 	}
 	return strconv.Itoa(n) + " bytes"
+}
+
+// humanSize formats a byte count measured by a runtime source (binary units,
+// one decimal: "1.5 GiB").
+func humanSize(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatFloat(n, 'f', -1, 64) + " B"
+	}
+	return strconv.FormatFloat(n, 'f', 1, 64) + " " + units[i]
+}
+
+// figure prints a figure a source may leave out: "—" when absent.
+func figure(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return strconv.FormatFloat(*v, 'f', -1, 64)
+}
+
+// componentStatus is a component's health in the page's status vocabulary.
+func componentStatus(healthy bool) fleet.Status {
+	if healthy {
+		return fleet.StatusHealthy
+	}
+	return fleet.StatusUnhealthy
 }

@@ -145,18 +145,18 @@ func Round(deployment string, at time.Time, i int) consumer.Batch {
 	return consumer.Batch{Signal: otlp.Metrics, DeploymentID: deployment, Received: at, Data: data}
 }
 
-// FedStore opens a telemetry store in a temporary directory whose clock reads
-// t0+12m, and feeds it four rounds of deployment's agent at t0, t0+1m, t0+5m
-// and t0+10m through its ingest path: the default 10-minute window then starts
-// at t0+2m, with rounds 0 and 1 before it (round 1 the baseline of cumulative
-// figures) and rounds 2 and 3 in it.
-func FedStore(tb testing.TB, t0 time.Time, deployment string) *telstore.Store {
+// Consumer is the telemetry store's ingest side.
+type Consumer interface {
+	Consume(ctx context.Context, b consumer.Batch) error
+	Flush(ctx context.Context) error
+}
+
+// Feed sends st four rounds of deployment's agent at t0, t0+1m, t0+5m and
+// t0+10m and waits until they are stored: a 10-minute window ending at t0+12m
+// then starts at t0+2m, with rounds 0 and 1 before it (round 1 the baseline of
+// cumulative figures) and rounds 2 and 3 in it.
+func Feed(tb testing.TB, st Consumer, t0 time.Time, deployment string) {
 	tb.Helper()
-	st, err := telstore.Open(context.Background(), tb.TempDir(), telstore.Settings{Clock: clock.NewFake(t0.Add(12 * time.Minute))})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
 	for i, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(5 * time.Minute), t0.Add(10 * time.Minute)} {
 		if err := st.Consume(context.Background(), Round(deployment, at, i)); err != nil {
 			tb.Fatal(err)
@@ -165,5 +165,17 @@ func FedStore(tb testing.TB, t0 time.Time, deployment string) *telstore.Store {
 	if err := st.Flush(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// FedStore opens a telemetry store in a temporary directory whose clock reads
+// t0+12m, fed as Feed says.
+func FedStore(tb testing.TB, t0 time.Time, deployment string) *telstore.Store {
+	tb.Helper()
+	st, err := telstore.Open(context.Background(), tb.TempDir(), telstore.Settings{Clock: clock.NewFake(t0.Add(12 * time.Minute))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	Feed(tb, st, t0, deployment)
 	return st
 }
