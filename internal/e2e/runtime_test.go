@@ -198,4 +198,32 @@ runtime:
 		}
 		return nil
 	})
+	// The same state in one document, as the dashboard and `periscope runtime`
+	// show it: the proxy started within the window, so its counts are whole.
+	eventually(t, 30*time.Second, "the runtime document", func() error {
+		r, err := api.Runtime(ctx, "acme-prod", telquery.RuntimeQuery{})
+		if err != nil {
+			return err
+		}
+		var depth, lag, ackPending float64
+		for _, q := range r.Queues {
+			switch {
+			case q.Destination == stream && q.Group == "" && q.Depth != nil:
+				depth = *q.Depth
+			case q.Destination == stream && q.Group == "workers" && q.Pending != nil && q.AckPending != nil:
+				lag, ackPending = *q.Pending, *q.AckPending
+			}
+		}
+		classes := map[string]int64{}
+		for _, rt := range r.Ingress {
+			for k, n := range rt.Classes {
+				classes[k] += n
+			}
+		}
+		if depth != 50 || lag != 30 || ackPending != 5 || classes["2xx"] != 7 || classes["4xx"] != 3 || classes["5xx"] != 2 ||
+			len(r.Sources) == 0 || r.Sources[0].Name != "redis/down" || r.Sources[0].Up {
+			return fmt.Errorf("runtime document %+v", r)
+		}
+		return nil
+	})
 }
