@@ -405,7 +405,7 @@ func TestDeploymentPageShowsItsRuntimeState(t *testing.T) {
 		regexp.MustCompile(`<td>shop</td><td class="mono">/orders/\{id\}</td><td class="num">220</td><td class="num">200</td><td class="num">0</td><td class="num">0</td><td class="num worse">20</td><td class="num">18.2 ms</td>`),
 		regexp.MustCompile(`<span class="mono">ORDERS</span></td><td class="mono">billing</td><td class="num">—</td><td class="num">300</td><td class="num">5</td>`),
 		regexp.MustCompile(`/var/lib/app <span class="muted">on /var</span></td><td class="num">600 B</td><td>300 B free of 1000 B`),
-		regexp.MustCompile(`customer-exports</td><td class="num">3.9 MiB</td><td>1000 objects <span class="badge outline"`),
+		regexp.MustCompile(`customer-exports</td><td class="num">3.9 MiB</td><td>1000 objects <span class="badge outline partial-badge"[^>]*>at least</span>`),
 		regexp.MustCompile(`<span class="mono">public.orders</span> 4.8 MiB, <span class="mono">public.users</span> 2.9 MiB`),
 	} {
 		if !want.MatchString(sec) {
