@@ -81,10 +81,14 @@ func runtimeTables(tw *tabwriter.Writer, rt apitypes.Runtime) {
 		tableRow(tw, header)
 		rows()
 	}
-	section("COMPONENTS", len(rt.Components), []string{"NAME", "HEALTH", "STATUS", "RESTARTS", "LAST ERROR"}, func() {
+	section("COMPONENTS", len(rt.Components), []string{"NAME", "HEALTH", "STATUS", "RESTARTS", "SINCE", "LAST ERROR"}, func() {
 		for _, c := range rt.Components {
+			since := "-"
+			if !c.Since.IsZero() {
+				since = localTime(c.Since)
+			}
 			tableRow(tw, []string{c.Name, map[bool]string{true: "healthy", false: "down"}[c.Healthy], dash(c.Status),
-				strconv.FormatInt(c.Restarts, 10), dash(c.LastError)})
+				strconv.FormatInt(c.Restarts, 10), since, dash(c.LastError)})
 		}
 	})
 	section("SOURCES", len(rt.Sources), []string{"SOURCE", "KIND", "UP", "ERROR"}, func() {

@@ -158,6 +158,9 @@ type ComponentHealth struct {
 	// FormatComponentError's form, so Status and Restarts are its own (a
 	// replica's "crash-loop"), not OpAMP's generic status.
 	Watched bool `json:"watched,omitempty"`
+	// Since is when the manager first saw the component in its present health
+	// and status (the manager's clock: an agent's is not trusted).
+	Since time.Time `json:"since,omitzero"`
 }
 
 // UpdatePhase is where a deployment is in applying a release.

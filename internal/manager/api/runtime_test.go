@@ -28,7 +28,8 @@ func (oneDeployment) Get(id string) (registry.View, error) {
 		return registry.View{}, fmt.Errorf("deployment %s: %w", id, store.ErrNotFound)
 	}
 	return registry.View{Deployment: fleet.Deployment{ID: id, Health: fleet.Health{Reported: true, Components: map[string]fleet.ComponentHealth{
-		"worker/0": {Healthy: false, Status: "crash-loop", Restarts: 4, LastError: "exit status 3: db connection refused", Watched: true},
+		"worker/0": {Healthy: false, Status: "crash-loop", Restarts: 4, LastError: "exit status 3: db connection refused", Watched: true,
+			Since: t0.Add(3 * time.Minute)},
 	}}}}, nil
 }
 
@@ -47,7 +48,7 @@ func TestRuntimeOfADeploymentFromItsAgentsMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.Components) != 1 || r.Components[0].Name != "worker/0" || r.Components[0].Restarts != 4 ||
-		r.Components[0].LastError != "exit status 3: db connection refused" {
+		r.Components[0].LastError != "exit status 3: db connection refused" || !r.Components[0].Since.Equal(t0.Add(3*time.Minute)) {
 		t.Errorf("components: %+v", r.Components)
 	}
 	if len(r.Ingress) != 1 || r.Ingress[0].Requests != 220 || r.Ingress[0].Classes["5xx"] != 20 || r.Ingress[0].MeanMS != 18.182 {

@@ -697,8 +697,19 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 		setIf(&d.Platform, desc.Platform)
 	}
 	if rep.Health != nil {
+		prev := d.Health.Components
 		d.Health = *rep.Health
 		d.Health.Components = cloneMap(rep.Health.Components)
+		// A component keeps the time it entered its health and status while an
+		// agent reports it unchanged, so "down since" survives every report.
+		for name, c := range d.Health.Components {
+			if p, ok := prev[name]; ok && !p.Since.IsZero() && p.Healthy == c.Healthy && p.Status == c.Status {
+				c.Since = p.Since
+			} else {
+				c.Since = now
+			}
+			d.Health.Components[name] = c
+		}
 	}
 	if rep.ConfigHash != nil {
 		d.ConfigHash = *rep.ConfigHash

@@ -58,6 +58,9 @@ type Component struct {
 	Status    string `json:"status,omitempty"`
 	Restarts  int64  `json:"restarts"`
 	LastError string `json:"last_error,omitempty"`
+	// Since is when the manager first saw the component in this health and
+	// status; zero when unknown.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Source is one runtime source's newest periscope.source.up.
@@ -171,7 +174,7 @@ func Build(deployment string, h fleet.Health, m telquery.RuntimeMetrics) Runtime
 		Components: []Component{}, Sources: []Source{}, Ingress: []Route{}, Queues: []Queue{},
 		Storage: Storage{Buckets: []Bucket{}, Redis: []Redis{}, PostgreSQL: []Database{}, Filesystems: []Filesystem{}}}
 	for name, c := range h.Components {
-		r.Components = append(r.Components, Component{Name: name, Healthy: c.Healthy, Status: c.Status, Restarts: c.Restarts, LastError: c.LastError})
+		r.Components = append(r.Components, Component{Name: name, Healthy: c.Healthy, Status: c.Status, Restarts: c.Restarts, LastError: c.LastError, Since: c.Since})
 	}
 	slices.SortFunc(r.Components, func(a, b Component) int {
 		if a.Healthy != b.Healthy {

@@ -399,7 +399,7 @@ func TestDeploymentPageShowsItsRuntimeState(t *testing.T) {
 	sec := page[i : i+strings.Index(page[i:], "</section>")]
 	for _, want := range []*regexp.Regexp{
 		// The crash-looping replica comes first, in the status vocabulary, escaped.
-		regexp.MustCompile(`(?s)<tr class="down"><td class="mono">worker/1</td><td><span class="badge st-unhealthy">unhealthy</span></td><td>crash-loop</td><td class="num">4</td><td class="body">&lt;script&gt;alert\(1\)&lt;/script&gt;exit status 3</td></tr>.*worker/0`),
+		regexp.MustCompile(`(?s)<tr class="down"><td class="mono">worker/1</td><td><span class="badge st-unhealthy">unhealthy</span></td><td>crash-loop</td><td class="num">4</td><td class="body">&lt;script&gt;alert\(1\)&lt;/script&gt;exit status 3</td><td class="nowrap"><time title="2026-03-01T12:00:00Z">[^<]*</time></td></tr>.*worker/0`),
 		regexp.MustCompile(`(?s)Sources down.*redis/cache.*NOAUTH Authentication required`),
 		// 220 requests over the window: 200 2xx, 20 5xx, mean 18.2 ms.
 		regexp.MustCompile(`<td>shop</td><td class="mono">/orders/\{id\}</td><td class="num">220</td><td class="num">200</td><td class="num">0</td><td class="num">0</td><td class="num worse">20</td><td class="num">18.2 ms</td>`),
