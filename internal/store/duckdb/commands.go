@@ -97,27 +97,11 @@ func (s *Store) AdvanceInvocation(ctx context.Context, inv store.Invocation, aud
 				*t[0] = *t[1]
 			}
 		}
-		moved, err := s.inTx(ctx, func(tx *sql.Tx) (bool, error) {
-			res, err := tx.ExecContext(ctx, `UPDATE command_invocations SET state = ?, state_reason = ?,
-				delivered_at = coalesce(delivered_at, ?), started_at = coalesce(started_at, ?), finished_at = coalesce(finished_at, ?), result = ?
-				WHERE id = ? AND deployment_id = ? AND state IN (`+strings.Join(from, ", ")+`)`,
-				string(inv.State), inv.StateReason, nullTime(inv.DeliveredAt), nullTime(inv.StartedAt), nullTime(inv.FinishedAt), resultOf(&inv),
-				inv.ID, inv.DeploymentID)
-			if err != nil {
-				return false, err
-			}
-			if n, err := res.RowsAffected(); err != nil || n != 1 {
-				return false, err
-			}
-			if audit != nil {
-				for _, e := range audit(after) {
-					if err := insertAudit(ctx, tx, e); err != nil {
-						return false, err
-					}
-				}
-			}
-			return true, nil
-		})
+		moved, err := s.moveInvocation(ctx, after, audit, `UPDATE command_invocations SET state = ?, state_reason = ?,
+			delivered_at = coalesce(delivered_at, ?), started_at = coalesce(started_at, ?), finished_at = coalesce(finished_at, ?), result = ?
+			WHERE id = ? AND deployment_id = ? AND state IN (`+strings.Join(from, ", ")+`)`,
+			string(inv.State), inv.StateReason, nullTime(inv.DeliveredAt), nullTime(inv.StartedAt), nullTime(inv.FinishedAt), resultOf(&inv),
+			inv.ID, inv.DeploymentID)
 		if err != nil {
 			return store.Invocation{}, fmt.Errorf("advance invocation %s to %s: %w", inv.ID, inv.State, err)
 		}
@@ -140,24 +124,8 @@ func (s *Store) CancelInvocation(ctx context.Context, id, reason string, at time
 	}
 	after := cur
 	after.State, after.StateReason, after.FinishedAt = command.StateCancelled, reason, at.UTC()
-	moved, err := s.inTx(ctx, func(tx *sql.Tx) (bool, error) {
-		res, err := tx.ExecContext(ctx, `UPDATE command_invocations SET state = 'cancelled', state_reason = ?, finished_at = ?
-			WHERE id = ? AND state = 'queued'`, reason, at.UTC(), id)
-		if err != nil {
-			return false, err
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return false, err
-		}
-		if audit != nil {
-			for _, e := range audit(after) {
-				if err := insertAudit(ctx, tx, e); err != nil {
-					return false, err
-				}
-			}
-		}
-		return true, nil
-	})
+	moved, err := s.moveInvocation(ctx, after, audit, `UPDATE command_invocations SET state = 'cancelled', state_reason = ?, finished_at = ?
+		WHERE id = ? AND state = 'queued'`, reason, at.UTC(), id)
 	if err != nil {
 		return store.Invocation{}, fmt.Errorf("cancel invocation %s: %w", id, err)
 	}
@@ -171,17 +139,29 @@ func (s *Store) CancelInvocation(ctx context.Context, id, reason string, at time
 	return got, nil
 }
 
-// inTx runs fn in a transaction and commits it when fn reports a change; the
-// error is passed through checkWrite, so a full disk reads as unavailable.
-func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) (bool, error)) (bool, error) {
+// moveInvocation runs update, a conditional UPDATE of one invocation, and
+// when it moved that row appends the entries audit returns for after, all in
+// one transaction; it reports whether the row moved. Errors pass through
+// checkWrite, so a full disk reads as unavailable.
+func (s *Store) moveInvocation(ctx context.Context, after store.Invocation, audit store.AuditFunc, update string, args ...any) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, s.checkWrite(err)
 	}
 	defer tx.Rollback()
-	changed, err := fn(tx)
-	if err != nil || !changed {
+	res, err := tx.ExecContext(ctx, update, args...)
+	if err != nil {
 		return false, s.checkWrite(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, err
+	}
+	if audit != nil {
+		for _, e := range audit(after) {
+			if err := insertAudit(ctx, tx, e); err != nil {
+				return false, s.checkWrite(err)
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return false, s.checkWrite(err)
