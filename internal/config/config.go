@@ -480,19 +480,46 @@ func validLogLevel(l string) error {
 // Unknown keys in the file are errors, so a typo does not pass silently.
 func Load(cfg any, path string, env []string) error {
 	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("read config: %w", err)
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		// An empty file decodes as io.EOF: it simply changes nothing.
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("config %s: %w", path, err)
+		if err := loadFile(cfg, path); err != nil {
+			return err
 		}
 	}
 	return applyEnv(cfg, env)
+}
+
+// maxConfigBytes bounds the configuration file read into memory.
+const maxConfigBytes = 8 << 20
+
+// loadFile decodes the YAML file at path over cfg, reporting every unknown key
+// (with its path and the nearest real one) and every value of the wrong type
+// at once, rather than the first only.
+func loadFile(cfg any, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if len(data) > maxConfigBytes {
+		return fmt.Errorf("config %s: larger than %d MiB", path, maxConfigBytes>>20)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if doc.Kind == 0 { // an empty file simply changes nothing
+		return nil
+	}
+	if problems := checkKeys(&doc, reflect.TypeOf(cfg).Elem()); len(problems) > 0 {
+		return fmt.Errorf("config %s:\n  %s", path, strings.Join(problems, "\n  "))
+	}
+	if err := doc.Decode(cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
 }
 
 // applyEnv sets each field tagged env:"X" from PERISCOPE_X when present. A struct

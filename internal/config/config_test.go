@@ -314,3 +314,39 @@ func TestAgentCommandRule(t *testing.T) {
 		t.Errorf("disabled: %v %+v", err, cfg.Commands)
 	}
 }
+
+func TestLoadReportsEveryUnknownKeyWithItsPathAndTheNearestKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	doc := `heartbeat_intervall: 30s
+listen: 127.0.0.1:7070
+max_request_bytes: lots
+telemetry_store:
+  max_agee: 24h
+exporters:
+  - name: backend
+    kind: otlphttp
+    endpont: http://collector:4318
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultManager()
+	err := Load(&cfg, path, nil)
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"line 1: heartbeat_intervall: unknown key (did you mean heartbeat_interval?)",
+		"line 5: telemetry_store.max_agee: unknown key (did you mean telemetry_store.max_age?)",
+		"line 9: exporters[0].endpont: unknown key (did you mean exporters[0].endpoint?)",
+		"line 3: max_request_bytes: \"lots\" is not a size",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not say %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "config.Manager") {
+		t.Errorf("error names a Go type, which tells a user nothing:\n%s", msg)
+	}
+}

@@ -154,11 +154,13 @@ func misplacedToken(env []string) error {
 	return nil
 }
 
-// NewLogger returns a text logger on stderr at the named level.
+// NewLogger returns a text logger on stderr at the named level. An unknown
+// level logs at info and says nothing: the configuration's validation, which
+// runs next, refuses it with every other problem, and a "using info" before
+// that refusal only contradicts it.
 func NewLogger(level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		fmt.Fprintf(os.Stderr, "unknown log level %q, using info\n", level)
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
