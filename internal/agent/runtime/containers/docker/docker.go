@@ -14,11 +14,14 @@
 //
 // # Testing
 //
-// No container engine can run on the machines this project is built on
-// (Podman installs, but its OCI runtime cannot create a container there), so
-// the tests run against an HTTP server on a unix socket answering with Docker
+// Against a real engine: Podman's Docker-compatible service (podman system
+// service), which runs here with runc (crun refuses this machine's hybrid
+// cgroups) and an image of a static busybox imported without a registry; the
+// test skips, or fails under PERISCOPE_REQUIRE_INTEGRATION=1, where podman is
+// not installed. No Docker engine can run here, so Docker's own answers are
+// tested as recorded: an HTTP server on a unix socket answers with Docker
 // Engine API v1.45 responses in the shapes of Docker's API reference
-// (testdata/). A real engine is exercised only where one runs.
+// (testdata/).
 package docker
 
 import (
