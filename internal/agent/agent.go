@@ -133,16 +133,18 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	if err := cfg.Runtime.Validate(); err != nil {
 		return nil, err
 	}
-	a.sources, a.proxies, err = runtimeSources(cfg.Runtime, s.Env, s.Logger)
+	// A workload's stderr and a container's log lines reach the manager as
+	// their last error: redacted like a command's output, by the effective
+	// policy.
+	redact := func(line string) string { out, _ := a.outRed.redact(line); return out }
+	a.sources, a.proxies, err = runtimeSources(cfg.Runtime, s.Env, s.Logger, redact)
 	if err != nil {
 		return nil, err
 	}
 	if len(cfg.Runtime.Workloads) > 0 {
 		a.sup, err = supervisor.New(supervisor.Config{Workloads: cfg.Runtime.Workloads}, supervisor.Settings{
 			Logger: s.Logger, Env: s.Env,
-			// A workload's stderr reaches the manager as its last error:
-			// redacted like a command's output, by the effective policy.
-			Redact: func(line string) string { out, _ := a.outRed.redact(line); return out },
+			Redact: redact,
 			// A crash shows on the manager at once, not a round later.
 			OnChange: func(c runtime.Component) {
 				if col := a.healthTo.Load(); col != nil {

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/containers/docker"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/containers/kube"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/ingress"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/queues"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/queues/sqsqueue"
@@ -18,10 +20,11 @@ import (
 )
 
 // runtimeSources builds every runtime-signal source the configuration names,
-// with credentials from env; it starts nothing. The ingress proxies are
+// with credentials from env and redact for what containers write (their log
+// lines and termination messages reach the manager); it starts nothing. The ingress proxies are
 // sources too (their figures are collected like the others') and are also
 // returned apart, since the agent runs them from Start to Shutdown.
-func runtimeSources(r config.Runtime, env []string, log *slog.Logger) ([]runtime.Source, []*ingress.Proxy, error) {
+func runtimeSources(r config.Runtime, env []string, log *slog.Logger, redact func(string) string) ([]runtime.Source, []*ingress.Proxy, error) {
 	var srcs []runtime.Source
 	for _, q := range r.Queues {
 		if q.Kind == config.QueueSQS {
@@ -47,6 +50,20 @@ func runtimeSources(r config.Runtime, env []string, log *slog.Logger) ([]runtime
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("runtime.storage: %w", err)
+		}
+		srcs = append(srcs, src)
+	}
+	for _, c := range r.Containers {
+		var src runtime.Source
+		var err error
+		switch c.Kind {
+		case config.ContainersDocker:
+			src, err = docker.New(c, docker.Settings{Redact: redact})
+		default:
+			src, err = kube.New(c, kube.Settings{Redact: redact})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("runtime.containers: %w", err)
 		}
 		srcs = append(srcs, src)
 	}

@@ -105,3 +105,26 @@ func TestABadRuntimeSourceIsRefusedNamingItsField(t *testing.T) {
 		}
 	}
 }
+
+func TestContainerSourcesAreBuiltWithoutConnecting(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Runtime.Containers = []config.ContainerSource{
+		{Kind: config.ContainersDocker, Name: "shop", Socket: "/nonexistent/docker.sock", Labels: map[string]string{"app": "shop"}},
+		{Kind: config.ContainersKubernetes, Name: "checkout", Namespace: "prod", Selector: "app=checkout"},
+	}
+	a, err := New(cfg, Settings{Env: []string{}})
+	if err != nil {
+		t.Fatalf("New with an engine and a cluster that are not there: %v", err)
+	}
+	var names []string
+	for _, s := range a.sources {
+		names = append(names, s.Name())
+	}
+	if got := strings.Join(names, " "); got != "docker/shop kubernetes/checkout" {
+		t.Fatalf("sources %q", got)
+	}
+	cfg.Runtime.Containers[1].Selector = "app in (checkout"
+	if _, err := New(cfg, Settings{Env: []string{}}); err == nil || !strings.Contains(err.Error(), "runtime.containers: kubernetes/checkout: selector") {
+		t.Errorf("New with a bad selector: %v", err)
+	}
+}

@@ -29,6 +29,9 @@ type Runtime struct {
 	// Workloads are the programs the agent runs and supervises as processes,
 	// reporting each replica's health (docs/signals.md, "Workloads").
 	Workloads []Workload `yaml:"workloads"`
+	// Containers are the Docker engines and Kubernetes namespaces whose
+	// containers' health is watched (docs/signals.md, "Containers").
+	Containers []ContainerSource `yaml:"containers"`
 }
 
 // Kinds of QueueSource.
@@ -116,6 +119,9 @@ func (r Runtime) validate(field string) error {
 	if len(r.Ingress) > maxSources {
 		errs = append(errs, fmt.Errorf("%s.ingress: %d proxies, at most %d", field, len(r.Ingress), maxSources))
 	}
+	if len(r.Containers) > maxSources {
+		errs = append(errs, fmt.Errorf("%s.containers: %d sources, at most %d", field, len(r.Containers), maxSources))
+	}
 	// Names are unique per kind: the kinds differ between families, so the
 	// collector's "<kind>/<name>" stays unique across them.
 	names := map[string]bool{}
@@ -144,6 +150,11 @@ func (r Runtime) validate(field string) error {
 			errs = append(errs, fmt.Errorf("%s.listen: %q is used twice", f, clip(p.Listen, 120)))
 		}
 		listens[p.Listen] = true
+	}
+	for i, c := range r.Containers {
+		f := fmt.Sprintf("%s.containers[%d]", field, i)
+		errs = append(errs, c.Validate(f))
+		unique(f, c.Kind, c.Name)
 	}
 	errs = append(errs, ValidateWorkloads(field+".workloads", r.Workloads))
 	return errors.Join(errs...)

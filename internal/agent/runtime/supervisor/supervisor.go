@@ -29,7 +29,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
@@ -75,6 +74,13 @@ const (
 	StatusFailed = "failed"
 	// StatusStopped: stopped by Shutdown.
 	StatusStopped = "stopped"
+)
+
+// Bounds on a replica's kept stderr, the runtime package's for every watched
+// component.
+const (
+	TailLines    = runtime.TailLines
+	MaxLineBytes = runtime.MaxLineBytes
 )
 
 // MaxLastError bounds Replica.LastError, in bytes, so that with its status and
@@ -488,24 +494,8 @@ type exit struct {
 
 func (e exit) failed() bool { return e.startErr != nil || e.code != 0 }
 
-// lastError is the exit reason with the last stderr lines, within
-// MaxLastError: the reason whole (cut only past half the bound), then as much of
-// the end of the lines as fits, since the last line is what the operator needs.
-func (e exit) lastError() string {
-	reason := runtime.Bounded(e.reason, MaxLastError/2)
-	if len(e.stderr) == 0 {
-		return reason
-	}
-	lines := strings.Join(e.stderr, " | ")
-	if room := MaxLastError - len(reason) - len(": "); len(lines) > room {
-		cut := len(lines) - (room - len("…"))
-		for cut < len(lines) && !utf8.RuneStart(lines[cut]) {
-			cut++
-		}
-		lines = "…" + lines[cut:]
-	}
-	return reason + ": " + lines
-}
+// lastError is the exit reason with the last stderr lines, within MaxLastError.
+func (e exit) lastError() string { return runtime.LastError(e.reason, e.stderr, MaxLastError) }
 
 // runOnce starts one process of the replica, probes it while it runs, and
 // returns how it ended; when ctx ends it stops the process group.
@@ -525,7 +515,7 @@ func (r *replica) runOnce(ctx context.Context) exit {
 		pr.Close()
 		return exit{startErr: err, reason: "start: " + err.Error(), code: -1}
 	}
-	var stderr tail
+	var stderr runtime.Tail
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -580,7 +570,7 @@ func (r *replica) runOnce(ctx context.Context) exit {
 		<-read
 	}
 	pr.Close()
-	stderr.flush()
+	stderr.Flush()
 	lines := stderr.Lines()
 	for i, l := range lines {
 		lines[i] = runtime.Bounded(r.sup.set.Redact(l), MaxLineBytes)

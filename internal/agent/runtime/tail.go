@@ -1,4 +1,4 @@
-package supervisor
+package runtime
 
 import (
 	"bytes"
@@ -6,18 +6,20 @@ import (
 	"unicode/utf8"
 )
 
-// Bounds on what a replica's stderr leaves in the agent's memory.
+// Bounds on what a watched component's output (a replica's stderr, a
+// container's log) leaves in the agent's memory.
 const (
-	// TailLines is how many of its last stderr lines a replica keeps.
+	// TailLines is how many of its last lines a component keeps.
 	TailLines = 20
 	// MaxLineBytes bounds one kept line; the rest of a longer line is dropped.
 	MaxLineBytes = 512
 )
 
-// tail keeps the last TailLines lines written to it, each cut to MaxLineBytes,
-// so a workload writing without end holds at most TailLines·MaxLineBytes bytes
-// of the agent's memory. It is not safe for concurrent use.
-type tail struct {
+// Tail keeps the last TailLines lines written to it, each cut to MaxLineBytes,
+// so a component writing without end holds at most TailLines·MaxLineBytes bytes
+// of the agent's memory. Its zero value is ready; it is not safe for
+// concurrent use.
+type Tail struct {
 	lines [TailLines]string
 	n     int // lines kept
 	next  int // where the next line goes
@@ -27,7 +29,7 @@ type tail struct {
 }
 
 // Write takes p whole, keeping what the bounds allow.
-func (t *tail) Write(p []byte) (int, error) {
+func (t *Tail) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
@@ -49,14 +51,14 @@ func (t *tail) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// flush ends a last line written without a newline.
-func (t *tail) flush() {
+// Flush ends a last line written without a newline.
+func (t *Tail) Flush() {
 	if len(t.cur) > 0 {
 		t.endLine()
 	}
 }
 
-func (t *tail) endLine() {
+func (t *Tail) endLine() {
 	line := strings.TrimRight(strings.ToValidUTF8(string(t.cur), "\uFFFD"), "\r \t")
 	if t.long {
 		// Cut on a rune boundary and mark the cut.
@@ -76,10 +78,30 @@ func (t *tail) endLine() {
 }
 
 // Lines returns the kept lines, oldest first.
-func (t *tail) Lines() []string {
+func (t *Tail) Lines() []string {
 	out := make([]string, 0, t.n)
 	for i := range t.n {
 		out = append(out, t.lines[(t.next-t.n+i+TailLines)%TailLines])
 	}
 	return out
+}
+
+// LastError is a component's last error: the exit reason with its last output
+// lines joined by " | ", within max bytes: the reason whole (cut only past
+// half the bound), then as much of the end of the lines as fits, since the
+// last line is what the operator needs.
+func LastError(reason string, lines []string, max int) string {
+	reason = Bounded(reason, max/2)
+	if len(lines) == 0 {
+		return reason
+	}
+	joined := strings.Join(lines, " | ")
+	if room := max - len(reason) - len(": "); len(joined) > room {
+		cut := len(joined) - (room - len("…"))
+		for cut < len(joined) && !utf8.RuneStart(joined[cut]) {
+			cut++
+		}
+		joined = "…" + joined[cut:]
+	}
+	return reason + ": " + joined
 }

@@ -1,4 +1,4 @@
-package supervisor
+package runtime
 
 import (
 	"slices"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestTailKeepsTheLastLinesBounded(t *testing.T) {
-	var tl tail
+	var tl Tail
 	for i := range 30 {
 		// Lines arrive split across writes.
 		line := strings.Repeat("x", i) + "\n"
@@ -16,7 +16,7 @@ func TestTailKeepsTheLastLinesBounded(t *testing.T) {
 		_, _ = tl.Write([]byte(line[len(line)/2:]))
 	}
 	_, _ = tl.Write([]byte(strings.Repeat("é", 1000) + "\n\n   \nlast without newline"))
-	tl.flush()
+	tl.Flush()
 	got := tl.Lines()
 	if len(got) != TailLines {
 		t.Fatalf("kept %d lines, want %d", len(got), TailLines)
@@ -34,7 +34,7 @@ func FuzzTail(f *testing.F) {
 	f.Add([]byte("a\nb\r\nc"), 3)
 	f.Add([]byte(strings.Repeat("\xff\xfe", 600)), 7)
 	f.Fuzz(func(t *testing.T, b []byte, split int) {
-		var tl tail
+		var tl Tail
 		for len(b) > 0 {
 			n := min(max(split%64, 1), len(b))
 			if w, err := tl.Write(b[:n]); w != n || err != nil {
@@ -42,7 +42,7 @@ func FuzzTail(f *testing.F) {
 			}
 			b = b[n:]
 		}
-		tl.flush()
+		tl.Flush()
 		lines := tl.Lines()
 		if len(lines) > TailLines {
 			t.Fatalf("%d lines", len(lines))
