@@ -54,6 +54,13 @@ func Decode(wire []byte) (Set, error) {
 	if err := s.Validate(); err != nil {
 		return Set{}, fmt.Errorf("thresholds are invalid: %w", err)
 	}
+	// An empty list is no list: equal sets then compare and store alike.
+	if len(s.Queues) == 0 {
+		s.Queues = nil
+	}
+	if len(s.Filesystems) == 0 {
+		s.Filesystems = nil
+	}
 	return s, nil
 }
 
