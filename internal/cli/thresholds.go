@@ -144,7 +144,8 @@ func thresholdsCmd(o *opts) *cobra.Command {
 		Short: "Show or set the runtime thresholds past which a deployment is unhealthy",
 		Long: `Without flags, show a deployment's runtime thresholds and whether its agent holds
 them. With flags, replace the whole set (flags not given are removed) and say why in
---reason, which goes into the audit log. Each flag takes VALUE, for every source of
+--reason, which goes into the audit log; without a set of its own (--clear) the
+customer's or the fleet's default from the manager's configuration applies. Each flag takes VALUE, for every source of
 its kind, or SOURCE=VALUE for one source (as named in the agent's runtime config,
 e.g. nats/orders or filesystem/data), and may be repeated. The agent gets the set at
 its next check-in (at once over a push connection); a crossed threshold makes the
@@ -177,6 +178,9 @@ deployment unhealthy with the reason threshold-exceeded.`,
 			}
 			return o.print(cmd.OutOrStdout(), t, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Thresholds of %s:\t%s\n", t.DeploymentID, t.Thresholds.Summary())
+				if t.EffectiveFrom != "" && t.EffectiveFrom != thresholds.FromDeployment {
+					fmt.Fprintf(tw, "In force (%s default):\t%s\n", t.EffectiveFrom, t.Effective.Summary())
+				}
 				switch {
 				case t.AgentHash == nil:
 					fmt.Fprintln(tw, "Agent:\tnot heard since the manager started")

@@ -36,41 +36,42 @@ const (
 	MaxSourceBytes = 256
 )
 
-// Set is one deployment's thresholds. The zero Set checks nothing.
+// Set is one deployment's thresholds. The zero Set checks nothing. It reads
+// from JSON (the API, the wire) and YAML (the manager's configuration) alike.
 type Set struct {
 	// Queues are the thresholds of queue sources (nats/…, redis-stream/…,
 	// rabbitmq/…, sqs/…).
-	Queues []QueueRule `json:"queues,omitempty"`
+	Queues []QueueRule `json:"queues,omitempty" yaml:"queues,omitempty"`
 	// Filesystems are the thresholds of filesystem sources.
-	Filesystems []FilesystemRule `json:"filesystems,omitempty"`
+	Filesystems []FilesystemRule `json:"filesystems,omitempty" yaml:"filesystems,omitempty"`
 }
 
 // QueueRule bounds the figures of one queue source, or of every queue source
 // without a rule of its own when Source is AllSources. A zero field is not
 // checked; at least one must be set.
 type QueueRule struct {
-	Source string `json:"source"`
+	Source string `json:"source" yaml:"source"`
 	// MaxLag is the most messages any one consumer or group may have pending
 	// (periscope.queue.consumer.pending).
-	MaxLag int64 `json:"max_lag,omitempty"`
+	MaxLag int64 `json:"max_lag,omitempty" yaml:"max_lag,omitempty"`
 	// MaxOldestAgeSeconds is the oldest a message may be in the queue
 	// (periscope.queue.oldest_age), where the server exposes it.
-	MaxOldestAgeSeconds int64 `json:"max_oldest_age_seconds,omitempty"`
+	MaxOldestAgeSeconds int64 `json:"max_oldest_age_seconds,omitempty" yaml:"max_oldest_age_seconds,omitempty"`
 }
 
 // FilesystemRule bounds the free space of the volumes of one filesystem source,
 // or of every filesystem source without a rule of its own when Source is
 // AllSources. A zero field is not checked; at least one must be set.
 type FilesystemRule struct {
-	Source string `json:"source"`
+	Source string `json:"source" yaml:"source"`
 	// MinFreeBytes is the fewest bytes available to unprivileged users.
-	MinFreeBytes int64 `json:"min_free_bytes,omitempty"`
+	MinFreeBytes int64 `json:"min_free_bytes,omitempty" yaml:"min_free_bytes,omitempty"`
 	// MinFreePercent is the least share of the volume available, in percent
 	// (100 minus df's Use%).
-	MinFreePercent float64 `json:"min_free_percent,omitempty"`
+	MinFreePercent float64 `json:"min_free_percent,omitempty" yaml:"min_free_percent,omitempty"`
 	// MinFreeInodesPercent is the least share of inodes free, in percent; not
 	// checked on filesystems that report no inode table.
-	MinFreeInodesPercent float64 `json:"min_free_inodes_percent,omitempty"`
+	MinFreeInodesPercent float64 `json:"min_free_inodes_percent,omitempty" yaml:"min_free_inodes_percent,omitempty"`
 }
 
 // IsZero reports whether s checks nothing.
@@ -153,6 +154,61 @@ func ruleFor[R interface{ source() string }](rules []R, source string) (R, bool)
 		}
 	}
 	return all, found
+}
+
+// Defaults are the thresholds of deployments without their own: Customers[c]
+// for a deployment of customer c, else Fleet.
+type Defaults struct {
+	Fleet     Set            `json:"fleet,omitzero" yaml:"fleet"`
+	Customers map[string]Set `json:"customers,omitempty" yaml:"customers"`
+}
+
+// Where an effective set comes from.
+const (
+	FromDeployment = "deployment"
+	FromCustomer   = "customer"
+	FromFleet      = "fleet"
+)
+
+// For returns the set a deployment of customer checks when own is its own set
+// (the zero Set when it has none), and where that set comes from ("" when
+// nothing applies).
+func (d Defaults) For(customer string, own Set) (Set, string) {
+	switch {
+	case !own.IsZero():
+		return own, FromDeployment
+	case !d.Customers[customer].IsZero():
+		return d.Customers[customer], FromCustomer
+	case !d.Fleet.IsZero():
+		return d.Fleet, FromFleet
+	}
+	return Set{}, ""
+}
+
+// Validate reports every problem of d, each with its field path.
+func (d Defaults) Validate() error {
+	errs := []error{Prefixed("fleet.", d.Fleet.Validate())}
+	for c, s := range d.Customers {
+		errs = append(errs, Prefixed("customers."+c+".", s.Validate()))
+	}
+	return errors.Join(errs...)
+}
+
+// Prefixed puts prefix before the field path of each of err's problems (as
+// Validate joins them), so a set inside a larger document names its place.
+func Prefixed(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("%s%w", prefix, err)
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, Prefixed(prefix, e))
+	}
+	return errors.Join(out...)
 }
 
 // Summary says what s checks in one line, for people: "queue lag * 1000;

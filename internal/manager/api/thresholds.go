@@ -45,7 +45,7 @@ func (a *API) putThresholds(w http.ResponseWriter, r *http.Request, tok auth.API
 }
 
 func thresholdsJSON(id string, t registry.Thresholds) apitypes.Thresholds {
-	out := apitypes.Thresholds{DeploymentID: id, Thresholds: t.Set, Hash: t.Hash, InSync: t.InSync}
+	out := apitypes.Thresholds{DeploymentID: id, Thresholds: t.Set, Effective: t.Effective, EffectiveFrom: t.From, Hash: t.Hash, InSync: t.InSync}
 	if t.Agent != nil {
 		h := t.Agent.Hash
 		out.AgentHash, out.AgentError, out.ReportedAt = &h, t.Agent.Error, timePtr(t.ReportedAt)

@@ -28,6 +28,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Errors returned to callers, wrapped where useful.
@@ -70,6 +71,8 @@ type Settings struct {
 	// them at once. It runs on the caller's goroutine with no registry lock
 	// held.
 	OnThresholdsChange func(id string)
+	// ThresholdDefaults are the thresholds of deployments without their own.
+	ThresholdDefaults thresholds.Defaults
 	// VendorRedactionHash is the hash (redactpolicy.VendorHash) of the vendor
 	// redaction policy the manager sends agents; a deployment whose agent holds
 	// another is shown out of sync. Empty means the default policy's, which is
@@ -108,8 +111,10 @@ type Registry struct {
 
 	onEvent   func(fleet.Event)
 	onDesired func(ids []string)
-	// onThresholds is Settings.OnThresholdsChange.
+	// onThresholds is Settings.OnThresholdsChange, thrDefaults
+	// Settings.ThresholdDefaults.
 	onThresholds func(id string)
+	thrDefaults  thresholds.Defaults
 	onTokens     func(id string)
 
 	vendorHash string
@@ -156,7 +161,7 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	r := &Registry{
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
-		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, vendorHash: s.VendorRedactionHash,
+		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
 		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{},
 	}

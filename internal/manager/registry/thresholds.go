@@ -30,15 +30,21 @@ type ThresholdsReport struct {
 
 // Thresholds is a deployment's thresholds and whether its agent holds them.
 type Thresholds struct {
+	// Set is the deployment's own set (the zero Set when it has none).
 	Set thresholds.Set
-	// Hash is thresholds.Hash(Set), the one the agent should report.
+	// Effective is what its agent checks: Set, else its customer's or the
+	// fleet's default (Settings.ThresholdDefaults); From says which
+	// (thresholds.FromDeployment, …; "" when nothing applies).
+	Effective thresholds.Set
+	From      string
+	// Hash is thresholds.Hash(Effective), the one the agent should report.
 	Hash string
 	// Agent is what the agent last reported since the manager started; nil
 	// before that, or when the agent does not take thresholds.
 	Agent *thresholds.Report
 	// ReportedAt is when the agent reported Agent.
 	ReportedAt time.Time
-	// InSync is whether the agent holds Set.
+	// InSync is whether the agent holds Effective.
 	InSync bool
 }
 
@@ -52,8 +58,9 @@ type ThresholdsRequest struct {
 }
 
 // ThresholdsState returns deployment id's thresholds as the check-in server
-// needs them: the set, what the agent last reported, and whether it reported
-// its effective configuration at all since the manager started.
+// needs them: the set its agent should check (its own, else a default), what
+// the agent last reported, and whether it reported its effective
+// configuration at all since the manager started.
 func (r *Registry) ThresholdsState(id string) (set thresholds.Set, rep *thresholds.Report, heard bool, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -63,7 +70,8 @@ func (r *Registry) ThresholdsState(id string) (set thresholds.Set, rep *threshol
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.d.Thresholds, e.thr.report, e.thr.heard, nil
+	set, _ = r.thrDefaults.For(e.d.Customer, e.d.Thresholds)
+	return set, e.thr.report, e.thr.heard, nil
 }
 
 // Thresholds returns deployment id's thresholds and whether its agent holds them.
@@ -76,11 +84,13 @@ func (r *Registry) Thresholds(id string) (Thresholds, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return thresholdsViewLocked(e), nil
+	return r.thresholdsViewLocked(e), nil
 }
 
-func thresholdsViewLocked(e *entry) Thresholds {
-	t := Thresholds{Set: e.d.Thresholds, Hash: thresholds.Hash(e.d.Thresholds), ReportedAt: e.thr.at}
+// thresholdsViewLocked is e's thresholds; the caller holds e.mu.
+func (r *Registry) thresholdsViewLocked(e *entry) Thresholds {
+	eff, from := r.thrDefaults.For(e.d.Customer, e.d.Thresholds)
+	t := Thresholds{Set: e.d.Thresholds, Effective: eff, From: from, Hash: thresholds.Hash(eff), ReportedAt: e.thr.at}
 	if e.thr.report != nil {
 		rep := *e.thr.report
 		t.Agent, t.InSync = &rep, rep.Hash == t.Hash
@@ -88,7 +98,8 @@ func thresholdsViewLocked(e *entry) Thresholds {
 	return t
 }
 
-// SetThresholds replaces a deployment's thresholds and appends the audit entry,
+// SetThresholds replaces a deployment's own thresholds (the zero Set: none,
+// so its defaults apply) and appends the audit entry,
 // both stored before it returns; the agent gets them at its next check-in, or
 // at once over an open push connection (Settings.OnThresholdsChange).
 func (r *Registry) SetThresholds(ctx context.Context, req ThresholdsRequest) (Thresholds, error) {
@@ -127,7 +138,7 @@ func (r *Registry) SetThresholds(ctx context.Context, req ThresholdsRequest) (Th
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return thresholdsViewLocked(e), nil
+	return r.thresholdsViewLocked(e), nil
 }
 
 // thresholdsCheckinLocked records an agent's thresholds report; the caller

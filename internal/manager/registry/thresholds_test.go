@@ -5,9 +5,11 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
@@ -55,5 +57,45 @@ func TestSetThresholdsIsStoredAuditedAndTracked(t *testing.T) {
 	g := open(t, dir, f.clk)
 	if got, _ := g.reg.Thresholds("acme-prod"); !reflect.DeepEqual(got.Set, set) || got.Agent != nil {
 		t.Errorf("after a manager restart: %+v; want the set kept, the agent not heard yet", got)
+	}
+}
+
+// A deployment without thresholds of its own checks its customer's default,
+// else the fleet's; its own set replaces them whole.
+func TestThresholdDefaultsApplyWithoutAnOwnSet(t *testing.T) {
+	fleetSet := thresholds.Set{Filesystems: []thresholds.FilesystemRule{{Source: "*", MinFreePercent: 5}}}
+	acmeSet := thresholds.Set{Queues: []thresholds.QueueRule{{Source: "*", MaxLag: 1000}}}
+	st, err := duckdb.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg, err := registry.New(st, registry.Settings{FlushInterval: time.Hour, EvalInterval: time.Hour,
+		ThresholdDefaults: thresholds.Defaults{Fleet: fleetSet, Customers: map[string]thresholds.Set{"acme": acmeSet}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := reg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Shutdown(ctx)
+	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "acme-prod", Customer: "acme"}, {ID: "globex", Customer: "globex"}}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]struct {
+		set  thresholds.Set
+		from string
+	}{"acme-prod": {acmeSet, thresholds.FromCustomer}, "globex": {fleetSet, thresholds.FromFleet}} {
+		got, _ := reg.Thresholds(id)
+		state, _, _, _ := reg.ThresholdsState(id)
+		if !reflect.DeepEqual(got.Effective, want.set) || got.From != want.from || !reflect.DeepEqual(state, want.set) || got.Hash != thresholds.Hash(want.set) {
+			t.Errorf("%s: %+v, sent %+v; want %+v from %s", id, got, state, want.set, want.from)
+		}
+	}
+	own := thresholds.Set{Queues: []thresholds.QueueRule{{Source: "nats/orders", MaxLag: 50}}}
+	got, err := reg.SetThresholds(ctx, registry.ThresholdsRequest{ID: "acme-prod", Set: own, Reason: "tighter"})
+	if err != nil || !reflect.DeepEqual(got.Effective, own) || got.From != thresholds.FromDeployment {
+		t.Errorf("with its own set: %+v, %v", got, err)
 	}
 }
