@@ -54,7 +54,8 @@ type Volume struct {
 
 // Breach is one component a threshold makes unhealthy, with what crossed it.
 type Breach struct {
-	Component string
+	// Component is Component(Source, aspect).
+	Component, Source string
 	// Error says which figure crossed which threshold:
 	// "consumer workers lag 1200 > 1000".
 	Error string
@@ -65,9 +66,10 @@ type Breach struct {
 // all), ordered by component.
 func (s Set) Check(f Figures) []Breach {
 	found := map[string][]string{}
+	sources := map[string]string{}
 	add := func(source, aspect, what string) {
 		c := Component(source, aspect)
-		found[c] = append(found[c], what)
+		found[c], sources[c] = append(found[c], what), source
 	}
 	for _, l := range f.Lags {
 		if r, ok := ruleFor(s.Queues, l.Source); ok && r.MaxLag > 0 && l.Pending > r.MaxLag {
@@ -104,7 +106,7 @@ func (s Set) Check(f Figures) []Breach {
 	}
 	out := make([]Breach, 0, len(found))
 	for c, whats := range found {
-		out = append(out, Breach{Component: c, Error: strings.Join(whats, "; ")})
+		out = append(out, Breach{Component: c, Source: sources[c], Error: strings.Join(whats, "; ")})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Component < out[j].Component })
 	return out

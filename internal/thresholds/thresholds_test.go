@@ -25,22 +25,22 @@ func TestCheck(t *testing.T) {
 		}, nil},
 		{"lag over the catch-all rule", Figures{
 			Lags: []Lag{{Source: "nats/orders", Destination: "orders", Group: "workers", Pending: 1200}},
-		}, []Breach{{Component: "threshold nats/orders lag", Error: "orders consumer workers lag 1200 > 1000"}}},
+		}, []Breach{{Component: "threshold nats/orders lag", Source: "nats/orders", Error: "orders consumer workers lag 1200 > 1000"}}},
 		{"a source's own rule wins over the catch-all", Figures{
 			Lags: []Lag{{Source: "nats/audit", Destination: "audit", Group: "archiver", Pending: 1200}},
 		}, nil},
 		{"two consumers of one source make one breach", Figures{
 			Lags: []Lag{{Source: "redis-stream/jobs", Destination: "jobs", Group: "a", Pending: 2000},
 				{Source: "redis-stream/jobs", Destination: "jobs", Group: "b", Pending: 3000}},
-		}, []Breach{{Component: "threshold redis-stream/jobs lag", Error: "jobs consumer a lag 2000 > 1000; jobs consumer b lag 3000 > 1000"}}},
+		}, []Breach{{Component: "threshold redis-stream/jobs lag", Source: "redis-stream/jobs", Error: "jobs consumer a lag 2000 > 1000; jobs consumer b lag 3000 > 1000"}}},
 		{"oldest message too old", Figures{
 			Ages: []Age{{Source: "nats/audit", Destination: "audit", Seconds: 601}, {Source: "nats/orders", Destination: "orders", Seconds: 1e6}},
-		}, []Breach{{Component: "threshold nats/audit age", Error: "audit oldest message 601s > 600s"}}},
+		}, []Breach{{Component: "threshold nats/audit age", Source: "nats/audit", Error: "audit oldest message 601s > 600s"}}},
 		{"disk short of bytes and percent, inodes short", Figures{
 			Volumes: []Volume{{Source: "filesystem/data", Path: "/data", Free: 512 << 20, Used: 9 << 30, InodesFree: 4, InodesUsed: 96}},
 		}, []Breach{
-			{Component: "threshold filesystem/data disk", Error: "/data free 536870912 B < 1073741824 B; /data free 5.3% < 10%"},
-			{Component: "threshold filesystem/data inodes", Error: "/data inodes free 4.0% < 5%"},
+			{Component: "threshold filesystem/data disk", Source: "filesystem/data", Error: "/data free 536870912 B < 1073741824 B; /data free 5.3% < 10%"},
+			{Component: "threshold filesystem/data inodes", Source: "filesystem/data", Error: "/data inodes free 4.0% < 5%"},
 		}},
 		{"no inode table is not a breach", Figures{
 			Volumes: []Volume{{Source: "filesystem/data", Path: "/data", Free: 50 << 30, Used: 1}},

@@ -45,29 +45,9 @@ func (c *Collector) checkThresholds(figs thresholds.Figures, failed map[string]b
 		}
 	}
 	for _, b := range breaches {
-		c.breached[b.Component] = breachSource(figs, b.Component)
+		c.breached[b.Component] = b.Source
 		c.report(b.Component, false, Bounded(b.Error, MaxErrorBytes))
 	}
-}
-
-// breachSource finds the source a breach's component names.
-func breachSource(f thresholds.Figures, comp string) string {
-	for _, l := range f.Lags {
-		if thresholds.Component(l.Source, thresholds.AspectLag) == comp {
-			return l.Source
-		}
-	}
-	for _, a := range f.Ages {
-		if thresholds.Component(a.Source, thresholds.AspectAge) == comp {
-			return a.Source
-		}
-	}
-	for _, v := range f.Volumes {
-		if thresholds.Component(v.Source, thresholds.AspectDisk) == comp || thresholds.Component(v.Source, thresholds.AspectInodes) == comp {
-			return v.Source
-		}
-	}
-	return ""
 }
 
 // addFigures reads from ms, collected by source, the figures thresholds apply to.
