@@ -51,6 +51,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Settings are the agent's collaborators; zero values are safe.
@@ -123,7 +124,8 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		s.Hostname, _ = os.Hostname()
 	}
 	a := &Agent{cfg: cfg, s: s, log: s.Logger}
-	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction, Record: commandRecorder{a: a}})
+	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction,
+		OnThresholds: a.setThresholds, Record: commandRecorder{a: a}})
 	if err != nil {
 		return nil, err
 	}
@@ -215,9 +217,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	if len(a.sources) > 0 {
 		c, err := runtime.New(runtime.Settings{Sources: a.sources, Interval: time.Duration(a.cfg.Runtime.Interval),
 			Timeout: time.Duration(a.cfg.Runtime.Timeout), Consumer: p, Health: a.checkin,
-			Resource: a.resource(), Logger: a.log.With("component", "runtime")})
+			Resource: a.resource(), Logger: a.log.With("component", "runtime"), Thresholds: a.checkin.Thresholds()})
 		if err == nil {
 			a.healthTo.Store(c)
+			// A set that arrived between reading it and storing c.
+			c.SetThresholds(a.checkin.Thresholds())
 			// The proxies bind here, so an ingress address in use is a
 			// startup error like an OTLP port in use.
 			err = startProxies(gctx, a.proxies)
@@ -242,6 +246,15 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.collector = c
 	}
 	return nil
+}
+
+// setThresholds applies a new set of thresholds from the manager to the
+// runtime collector at once; before the collector exists, it reads the set in
+// force when it is built.
+func (a *Agent) setThresholds(s thresholds.Set) {
+	if c := a.healthTo.Load(); c != nil {
+		c.SetThresholds(s)
+	}
 }
 
 // stopWorkloads stops the supervised workloads, if any, within ctx.

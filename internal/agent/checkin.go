@@ -12,6 +12,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // CheckinSettings are the collaborators of NewCheckin; zero values are safe.
@@ -24,6 +25,9 @@ type CheckinSettings struct {
 	// OnRedaction is told each change of the effective redaction policy
 	// (opamp.Settings.OnRedaction).
 	OnRedaction func(redactpolicy.Effective)
+	// OnThresholds is told each new set of thresholds from the manager
+	// (opamp.Settings.OnThresholds).
+	OnThresholds func(thresholds.Set)
 	// Record, when set, is told every invocation the runner received,
 	// refused, started and finished.
 	Record commands.Recorder
@@ -63,7 +67,7 @@ func newCheckin(cfg config.Agent, s CheckinSettings) (*opamp.Agent, *commands.Ru
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err = opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: s.OnRedaction, Commands: r})
+	c, err = opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: s.OnRedaction, OnThresholds: s.OnThresholds, Commands: r})
 	if err != nil {
 		return nil, nil, nil, err
 	}

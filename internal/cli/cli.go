@@ -388,6 +388,7 @@ func deploymentsCmd(o *opts) *cobra.Command {
 	}
 	cmd.AddCommand(list, create, show)
 	cmd.AddCommand(deploymentTokenCmds(o)...)
+	cmd.AddCommand(thresholdsCmd(o))
 	return cmd
 }
 

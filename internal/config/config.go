@@ -23,6 +23,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Duration is a time.Duration written as a Go duration string ("30s", "5m").
@@ -157,6 +158,9 @@ type Manager struct {
 	// agent runs the stricter of it and its customer's own policy, so it can only add
 	// protection; unset, agents run the safe default.
 	Redaction redactpolicy.Policy `yaml:"redaction"`
+	// Thresholds are the runtime thresholds of deployments that have none of
+	// their own (set through the API): per customer, else for the whole fleet.
+	Thresholds thresholds.Defaults `yaml:"thresholds"`
 	// Audit configures the manager's audit log.
 	Audit Audit `yaml:"audit" env:"AUDIT_"`
 }
@@ -291,6 +295,7 @@ func (c *Manager) Validate() error {
 	if c.Redaction.HashKey != "" {
 		errs = append(errs, errors.New("redaction.hash_key: the hash key is the customer's secret; set it in the agent's configuration, not the manager's"))
 	}
+	errs = append(errs, thresholds.Prefixed("thresholds.", c.Thresholds.Validate()))
 	return errors.Join(errs...)
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/command"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Mode is how a deployment reaches the manager, as observed at check-in.
@@ -75,6 +76,9 @@ type Deployment struct {
 	// CommandRule is the customer's rule for remote commands, as its agent last
 	// reported it; nil until an agent reports one.
 	CommandRule *command.Rule `json:"command_rule,omitempty"`
+	// Thresholds are the runtime thresholds past which the deployment's agent
+	// reports it unhealthy, set by the vendor; the zero Set checks nothing.
+	Thresholds thresholds.Set `json:"thresholds,omitzero"`
 }
 
 // Regression is the evidence that a release made a deployment worse: its

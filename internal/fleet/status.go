@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Status is a deployment's lifecycle status, derived by Evaluate.
@@ -66,8 +68,11 @@ const (
 	ReasonApplying       = "applying"
 	ReasonUpdateFailed   = "update-failed"
 	ReasonComponentsDown = "components-down"
-	ReasonAgentUnhealthy = "agent-unhealthy"
-	ReasonRegressed      = "regressed-after-release"
+	// ReasonThresholdExceeded: every component down is a runtime threshold
+	// the agent found crossed (thresholds.ComponentPrefix), nothing crashed.
+	ReasonThresholdExceeded = "threshold-exceeded"
+	ReasonAgentUnhealthy    = "agent-unhealthy"
+	ReasonRegressed         = "regressed-after-release"
 )
 
 // StackReleases is what status needs to know of a stack's releases.
@@ -265,15 +270,24 @@ func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluatio
 }
 
 // unhealthyReason names the components that are down, with their errors, so the
-// reason says what to look at rather than only "unhealthy".
+// reason says what to look at rather than only "unhealthy". When only runtime
+// thresholds are crossed, it says so and names them.
 func unhealthyReason(h Health) (reason, code string) {
-	var down []string
+	var down, crossed []string
 	for name, c := range h.Components {
-		if !c.Healthy {
-			down = append(down, c.describe(name))
+		if c.Healthy {
+			continue
 		}
+		if what, ok := strings.CutPrefix(name, thresholds.ComponentPrefix); ok && !c.Watched {
+			crossed = append(crossed, what+": "+c.LastError)
+		}
+		down = append(down, c.describe(name))
 	}
 	sort.Strings(down)
+	sort.Strings(crossed)
+	if len(down) > 0 && len(crossed) == len(down) {
+		return "threshold exceeded: " + strings.Join(crossed, "; "), ReasonThresholdExceeded
+	}
 	if len(down) > 0 {
 		return "components down: " + strings.Join(down, "; "), ReasonComponentsDown
 	}

@@ -92,6 +92,18 @@ func TestEvaluate(t *testing.T) {
 			d.Health = Health{Reported: true, Components: map[string]ComponentHealth{"db": {LastError: "disk full"}}}
 			d.Regression = &Regression{Release: "1.8.0", Previous: "1.7.2", Worse: []string{"p95"}}
 		}), latest: "1.8.0", status: StatusUnhealthy, reason: "db: disk full", desired: "1.8.0", code: ReasonComponentsDown},
+		{name: "a crossed threshold alone is threshold-exceeded, naming the queue and its lag", d: base(func(d *Deployment) {
+			d.Health = Health{Reported: true, Components: map[string]ComponentHealth{
+				"threshold nats/orders lag": {LastError: "orders consumer workers lag 1200 > 1000"}, "source nats/orders": {Healthy: true}}}
+		}), latest: "1.8.0", status: StatusUnhealthy, reason: "threshold exceeded: nats/orders lag: orders consumer workers lag 1200 > 1000",
+			desired: "1.8.0", code: ReasonThresholdExceeded},
+		{name: "a crash beside a crossed threshold is components-down, naming both", d: base(func(d *Deployment) {
+			d.Health = Health{Reported: true, Components: map[string]ComponentHealth{
+				"threshold nats/orders lag": {LastError: "orders consumer workers lag 1200 > 1000"},
+				"worker/0":                  {Status: "crash-loop", Restarts: 3, Watched: true, LastError: "exit status 1"}}}
+		}), latest: "1.8.0", status: StatusUnhealthy,
+			reason:  "components down: threshold nats/orders lag: orders consumer workers lag 1200 > 1000; worker/0 (crash-loop, 3 restarts): exit status 1",
+			desired: "1.8.0", code: ReasonComponentsDown},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -158,7 +158,9 @@ func (m *Manager) start(ctx context.Context) error {
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
 		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction),
 		// m.checkin exists before the server serves, and only requests change what is desired.
-		OnDesiredChange: func(ids []string) { m.checkin.Push(context.Background(), ids) },
+		OnDesiredChange:    func(ids []string) { m.checkin.Push(context.Background(), ids) },
+		OnThresholdsChange: func(id string) { m.checkin.PushThresholds(context.Background(), id) },
+		ThresholdDefaults:  m.cfg.Thresholds,
 		OnTokensChange: func(id string) {
 			if cs := checkins.Load(); cs != nil {
 				cs.TokensChanged(context.Background(), id)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // The manager's one audit log: every operator action (commands, pins and
@@ -29,8 +30,11 @@ const (
 	// Deployment token changes and deletion: "deployment." and the
 	// fleet.DeploymentAction.
 	ActionDeploymentPrefix = "deployment."
-	ActionTokenCreate      = "token.create" // Target is the new API token's name
-	ActionTokenRevoke      = "token.revoke" // Target is the revoked API token's name
+	// ActionThresholdsSet changed a deployment's runtime thresholds; Detail
+	// holds the set before and after.
+	ActionThresholdsSet = "thresholds.set"
+	ActionTokenCreate   = "token.create" // Target is the new API token's name
+	ActionTokenRevoke   = "token.revoke" // Target is the revoked API token's name
 	// ActionSignIn is a dashboard sign-in; a failed one names no actor and
 	// never the token tried, only the address in Detail.
 	ActionSignIn = "session.signin"
@@ -116,6 +120,17 @@ func DeploymentAudit(c fleet.DeploymentChange, customer string) AuditEntry {
 		Detail: detailJSON(struct {
 			What string `json:"what,omitempty"`
 		}{c.Detail})}
+}
+
+// ThresholdsAudit is the audit log entry of a change of the thresholds of
+// deployment id of customer, from old to set, by actor (of role) at at.
+func ThresholdsAudit(id, customer string, old, set thresholds.Set, at time.Time, actor, role, reason string) AuditEntry {
+	return AuditEntry{At: at, Actor: actor, ActorRole: role, Action: ActionThresholdsSet, DeploymentID: id, Customer: customer,
+		Target: set.Summary(), Outcome: OutcomeSucceeded, Reason: reason,
+		Detail: detailJSON(struct {
+			From thresholds.Set `json:"from"`
+			To   thresholds.Set `json:"to"`
+		}{old, set})}
 }
 
 // detailJSON encodes a Detail object without HTML escaping, as a backend's SQL

@@ -69,7 +69,10 @@ type DeploymentTokens struct {
 // audit log, under the rules of the package documentation (concurrency,
 // ownership, atomic batches). The methods that write an audit trail of their own
 // (ApplyPins, SetDeploymentTokens, DeleteDeployment) also append it to the audit
-// log, in the same transaction.
+// log, in the same transaction, as does ApplyThresholds.
+//
+// A deployment's state includes its thresholds (fleet.Deployment.Thresholds),
+// which every method that writes the state keeps like any other field.
 type Fleet interface {
 	Audit
 
@@ -102,6 +105,12 @@ type Fleet interface {
 	// ApplyPins overwrites the state of existing deployments (as UpdateDeployments)
 	// and appends the pin audit entries, in one transaction.
 	ApplyPins(ctx context.Context, recs []DeploymentRecord, changes []fleet.PinChange) error
+	// ApplyThresholds overwrites the state of an existing deployment (as
+	// UpdateDeployments: its new thresholds with the rest) and appends the
+	// audit entry, in one transaction; ErrNotFound if there is no deployment
+	// with that id, in which case nothing is written.
+	ApplyThresholds(ctx context.Context, rec DeploymentRecord, entry AuditEntry) error
+
 	// ListPinChanges returns up to limit pin audit entries, newest first, of one
 	// deployment or, when deploymentID is empty, of all.
 	ListPinChanges(ctx context.Context, deploymentID string, limit int) ([]fleet.PinChange, error)

@@ -36,6 +36,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/opamplog"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Version is the agent's own version, reported as service.version.
@@ -63,6 +64,10 @@ type Settings struct {
 	// agent declares command.Capability, hands it command messages and the
 	// commands each release offer declares, and reports the customer's rule.
 	Commands Commands
+	// OnThresholds, when set, is told each new set of thresholds the manager
+	// sends. It runs on the OpAMP client's goroutine; the set in force before
+	// that (kept from an earlier run, or none) is Thresholds'.
+	OnThresholds func(thresholds.Set)
 }
 
 // Agent checks in with the manager. New validates; Start connects.
@@ -111,6 +116,11 @@ type Agent struct {
 	red redaction
 
 	cmds Commands
+
+	// tmu guards thr, the deployment's thresholds; it is never held while
+	// calling the client.
+	tmu sync.Mutex
+	thr thresholdState
 }
 
 // New validates cfg and returns an agent that has not connected yet.
@@ -128,6 +138,7 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 		release: cfg.Release, hc: newWebhookClient(), killGrace: defaultKillGrace}
 	a.refusedRetry, a.events = s.RefusedRetry, make(chan sessionEvent, 1)
 	a.red.onRedaction = s.OnRedaction
+	a.thr.onChange = s.OnThresholds
 	a.cmds = s.Commands
 	if a.refusedRetry <= 0 {
 		a.refusedRetry = DefaultRefusedRetry
@@ -172,6 +183,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	stored := a.loadReleaseState()
 	a.loadVendorRedaction()
+	a.loadThresholds()
 	det := Detect(a.env)
 	a.mu.Lock()
 	a.started, a.det, a.uid, a.startStatus = time.Now(), det, uid, stored
@@ -227,8 +239,9 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 	if err := c.SetCapabilities(&caps); err != nil {
 		return nil, fmt.Errorf("agent capabilities: %w", err)
 	}
-	// The vendor's redaction policy arrives as a custom message (redactpolicy).
-	custom := []string{redactpolicy.Capability}
+	// The vendor's redaction policy and the deployment's thresholds arrive as
+	// custom messages (redactpolicy, thresholds).
+	custom := []string{redactpolicy.Capability, thresholds.Capability}
 	if a.cmds != nil {
 		custom = append(custom, command.Capability)
 	}
@@ -433,6 +446,7 @@ func (a *Agent) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, er
 		"agent.yaml":            {Body: body, ContentType: "application/yaml"},
 		redactpolicy.ReportFile: {Body: redactpolicy.EncodeReport(a.redactionReport()), ContentType: redactpolicy.ReportContentType},
 		command.RuleFile:        {Body: command.EncodeRule(a.cfg.Commands), ContentType: "application/json"},
+		thresholds.ReportFile:   {Body: thresholds.EncodeReport(a.thresholdsReport()), ContentType: thresholds.ContentType},
 	}}}, nil
 }
 

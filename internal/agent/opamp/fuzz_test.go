@@ -6,6 +6,7 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // FuzzDecodeVendorMessage feeds the agent's decoder of the vendor policy what a
@@ -48,4 +49,25 @@ func FuzzDecodeVendorMessage(f *testing.F) {
 
 func rank(action string) int {
 	return map[string]int{redactpolicy.ActionOff: 0, redactpolicy.ActionHash: 1, redactpolicy.ActionMask: 2}[action]
+}
+
+// FuzzDecodeThresholdsMessage feeds the agent's decoder of thresholds what a
+// hostile network could send: whatever it accepts is a valid set that survives
+// its own round trip.
+func FuzzDecodeThresholdsMessage(f *testing.F) {
+	f.Add(thresholds.MessageSet, thresholds.Encode(thresholds.Set{Queues: []thresholds.QueueRule{{Source: "*", MaxLag: 1000}}}))
+	f.Add(thresholds.MessageSet, []byte(`{"filesystems":[{"source":"filesystem/data","min_free_percent":10,"min_free_inodes_percent":5}]}`))
+	f.Add("other", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, typ string, data []byte) {
+		s, err := thresholds.DecodeMessage(&protobufs.CustomMessage{Capability: thresholds.Capability, Type: typ, Data: data})
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("accepted an invalid set: %v", err)
+		}
+		if thresholds.WireHash(thresholds.Encode(s)) != thresholds.Hash(s) {
+			t.Fatal("the accepted set does not survive its round trip")
+		}
+	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/statefile"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/desired"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // releasePattern is what an offered release must look like before it goes near a
@@ -174,8 +175,8 @@ func (a *Agent) saveStateLocked(o *outcome) {
 }
 
 // onMessage takes what the manager sends beyond acknowledgements: release offers
-// (and the commands they declare), command messages and the vendor's redaction
-// policy.
+// (and the commands they declare), command messages, the vendor's redaction
+// policy and the deployment's thresholds.
 func (a *Agent) onMessage(ctx context.Context, msg *types.MessageData) {
 	if msg.RemoteConfig != nil {
 		// Before any invocation in the same message: it may run a command
@@ -183,9 +184,12 @@ func (a *Agent) onMessage(ctx context.Context, msg *types.MessageData) {
 		a.keepOfferedCommands(msg.RemoteConfig)
 	}
 	if msg.CustomMessage != nil {
-		if msg.CustomMessage.GetCapability() == command.Capability {
+		switch msg.CustomMessage.GetCapability() {
+		case command.Capability:
 			a.receiveCommandMessage(msg.CustomMessage)
-		} else {
+		case thresholds.Capability:
+			a.receiveThresholds(ctx, msg.CustomMessage)
+		default:
 			a.receiveCustomMessage(ctx, msg.CustomMessage)
 		}
 	}

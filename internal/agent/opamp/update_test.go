@@ -26,6 +26,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/desired"
 	"github.com/periscope-dev/periscope/internal/opamplog"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 const (
@@ -66,6 +67,8 @@ type fakeManager struct {
 	// custom is sent in every answer; reports are the redaction reports heard.
 	custom  *protobufs.CustomMessage
 	reports []redactpolicy.Report
+	// thrReports are the thresholds reports heard.
+	thrReports []thresholds.Report
 	// customCaps and updates are the agent's custom capabilities and the
 	// command updates it sent.
 	customCaps []string
@@ -125,6 +128,9 @@ func (m *fakeManager) onMessage(_ context.Context, _ types.Connection, msg *prot
 		}
 		if r, err := redactpolicy.ReportFromConfig(ec.GetConfigMap()); err == nil {
 			m.reports = append(m.reports, r)
+		}
+		if r, err := thresholds.ReportFromConfig(ec.GetConfigMap()); err == nil {
+			m.thrReports = append(m.thrReports, r)
 		}
 	}
 	if msg.Capabilities != 0 {

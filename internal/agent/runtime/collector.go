@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // ScopeName is the instrumentation scope of every runtime signal, so the
@@ -76,6 +77,10 @@ type Settings struct {
 	Clock clock.Clock
 	// Logger receives failures to deliver a round; nil discards.
 	Logger *slog.Logger
+	// Thresholds are checked at each round from the first (SetThresholds
+	// replaces them); a breach is reported to Health as an unhealthy
+	// component (thresholds.Component).
+	Thresholds thresholds.Set
 }
 
 // Collector runs runtime sources on an interval and hands their figures to the
@@ -94,6 +99,12 @@ type Collector struct {
 	// message).
 	sentMu sync.Mutex
 	sent   map[string]health
+
+	// thr is the thresholds in force; breached maps each threshold component
+	// reported unhealthy to its source (Round's alone: rounds do not overlap).
+	thrMu    sync.Mutex
+	thr      thresholds.Set
+	breached map[string]string
 
 	mu       sync.Mutex
 	cancel   context.CancelFunc
@@ -139,7 +150,8 @@ func New(s Settings) (*Collector, error) {
 		}
 		names[src.Name()] = true
 	}
-	return &Collector{s: s, log: s.Logger, busy: map[int]bool{}, sent: map[string]health{}}, nil
+	return &Collector{s: s, log: s.Logger, busy: map[int]bool{}, sent: map[string]health{},
+		thr: s.Thresholds, breached: map[string]string{}}, nil
 }
 
 // Start begins collecting: the first round at once, then every Interval.
@@ -239,8 +251,14 @@ func (c *Collector) Round(ctx context.Context) {
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName(ScopeName)
 	ms := sm.Metrics()
-	for _, o := range out {
+	var figs thresholds.Figures
+	failed := map[string]bool{}
+	for i, o := range out {
+		if o.err != nil {
+			failed[c.s.Sources[i].Name()] = true
+		}
 		if o.ms != (pmetric.MetricSlice{}) {
+			addFigures(&figs, c.s.Sources[i].Name(), o.ms)
 			o.ms.MoveAndAppendTo(ms)
 		}
 	}
@@ -261,6 +279,8 @@ func (c *Collector) Round(ctx context.Context) {
 			}
 		}
 	}
+
+	c.checkThresholds(figs, failed)
 
 	// The data message and the export request share field 1; pmetricotlp would
 	// link grpc-go into the agent (internal/archtest forbids it).

@@ -60,6 +60,10 @@ type Fleet interface {
 	RevokeToken(ctx context.Context, req registry.RevokeRequest) error
 	DeleteDeployment(ctx context.Context, id, by, byRole, reason string) error
 	DeploymentChanges(ctx context.Context, id string, limit int) ([]fleet.DeploymentChange, error)
+	// Thresholds and SetThresholds read and replace a deployment's runtime
+	// thresholds; a change is audited.
+	Thresholds(id string) (registry.Thresholds, error)
+	SetThresholds(ctx context.Context, req registry.ThresholdsRequest) (registry.Thresholds, error)
 }
 
 // Keyring is what the API needs of operator tokens.
@@ -134,7 +138,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes(), a.commandRoutes())...)
+	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes(), a.commandRoutes(), a.thresholdsRoutes())...)
 }
 
 // Register mounts every route on mux, plus JSON answers for the rest of /api/:

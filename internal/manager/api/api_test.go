@@ -210,6 +210,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"RuntimeRoute": runtimeview.Route{}, "RuntimeQueue": runtimeview.Queue{}, "RuntimeStorage": runtimeview.Storage{},
 		"RuntimeBucket": runtimeview.Bucket{}, "RuntimeRedis": runtimeview.Redis{}, "RuntimeDatabase": runtimeview.Database{},
 		"RuntimeTable": runtimeview.Table{}, "RuntimeFilesystem": runtimeview.Filesystem{},
+		"Thresholds": apitypes.Thresholds{}, "NewThresholds": apitypes.NewThresholds{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}

@@ -34,6 +34,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/opamplog"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Attribute keys an agent uses in its OpAMP agent description.
@@ -59,6 +60,10 @@ type Fleet interface {
 	// RedactionState returns what the agent last reported of its redaction
 	// policy, and whether it reported its state at all since the manager started.
 	RedactionState(id string) (rep *redactpolicy.Report, heard bool, err error)
+	// ThresholdsState returns the deployment's thresholds, what its agent last
+	// reported holding (nil when it reports none), and whether it reported
+	// its state at all since the manager started.
+	ThresholdsState(id string) (set thresholds.Set, rep *thresholds.Report, heard bool, err error)
 }
 
 // Settings are the server's collaborators; zero values are safe.
@@ -351,6 +356,7 @@ func (c *conn) onMessage(ctx context.Context, _ types.Connection, msg *protobufs
 	}
 	c.s.reconcileRedaction(c.id, msg, resp)
 	c.s.exchangeCommands(ctx, c.id, msg, resp)
+	c.s.reconcileThresholds(c.id, resp)
 	if resp.CustomMessage != nil && resp.CustomMessage == c.s.vendorMsg {
 		c.s.policies.Inc()
 	}
@@ -426,6 +432,10 @@ func Report(msg *protobufs.AgentToServer) registry.Report {
 		rep.Redaction = &registry.RedactionReport{}
 		if r, err := redactpolicy.ReportFromConfig(ec.ConfigMap); err == nil {
 			rep.Redaction.Report = &r
+		}
+		rep.Thresholds = &registry.ThresholdsReport{}
+		if r, err := thresholds.ReportFromConfig(ec.ConfigMap); err == nil {
+			rep.Thresholds.Report = &r
 		}
 	}
 	return rep

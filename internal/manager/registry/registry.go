@@ -28,6 +28,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Errors returned to callers, wrapped where useful.
@@ -65,6 +66,13 @@ type Settings struct {
 	// so its push connection can be offered the new token or closed. It runs on
 	// the caller's goroutine with no registry lock held.
 	OnTokensChange func(id string)
+	// OnThresholdsChange, when set, is told that a deployment's thresholds
+	// changed, after the change is stored, so its push connection can be sent
+	// them at once. It runs on the caller's goroutine with no registry lock
+	// held.
+	OnThresholdsChange func(id string)
+	// ThresholdDefaults are the thresholds of deployments without their own.
+	ThresholdDefaults thresholds.Defaults
 	// VendorRedactionHash is the hash (redactpolicy.VendorHash) of the vendor
 	// redaction policy the manager sends agents; a deployment whose agent holds
 	// another is shown out of sync. Empty means the default policy's, which is
@@ -86,6 +94,8 @@ type entry struct {
 	changing string
 	// red is the agent's redaction report, in memory only (see Redaction).
 	red redactionState
+	// thr is the agent's thresholds report, in memory only (see Thresholds).
+	thr thresholdsState
 }
 
 // Registry is the live fleet. Create it with New, then Start.
@@ -101,7 +111,11 @@ type Registry struct {
 
 	onEvent   func(fleet.Event)
 	onDesired func(ids []string)
-	onTokens  func(id string)
+	// onThresholds is Settings.OnThresholdsChange, thrDefaults
+	// Settings.ThresholdDefaults.
+	onThresholds func(id string)
+	thrDefaults  thresholds.Defaults
+	onTokens     func(id string)
 
 	vendorHash string
 
@@ -147,7 +161,7 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	r := &Registry{
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
-		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, vendorHash: s.VendorRedactionHash,
+		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
 		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{},
 	}
@@ -642,6 +656,9 @@ type Report struct {
 	// Redaction is the agent's report on its redaction policy, present whenever
 	// the agent reported its effective configuration.
 	Redaction *RedactionReport
+	// Thresholds is the agent's report on its thresholds, present whenever
+	// it sent its effective configuration.
+	Thresholds *ThresholdsReport
 	// Commands is the customer's command rule, present whenever the agent
 	// reported its effective configuration.
 	Commands *CommandsReport
@@ -736,6 +753,7 @@ func (r *Registry) Checkin(id string, rep Report) (knewAgent bool, err error) {
 		// A full state without an effective configuration: nothing more to ask for.
 		e.red.heard = true
 	}
+	e.thresholdsCheckinLocked(rep, now)
 	r.markDirty(id)
 	r.m.checkins.Inc()
 	r.evaluateLocked(e, now)

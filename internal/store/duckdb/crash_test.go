@@ -145,7 +145,7 @@ func buildVersion(t *testing.T, dir string, v int) {
 			running_release, agent_version, instance_uid, last_checkin, health, config_hash, expected_config_hash, update_state, pin, last_status)
 			VALUES ('d-old', 'hash-old', now(), 'old', 'acme', 'kubernetes', 'aws', 'eu-west-1', 'shop', '{}', 'push', false,
 			'1.0.0', '0.1.0', '', NULL, '{}', '', '', '{}', NULL, 'pending')`,
-		`INSERT INTO releases VALUES ('shop', '1.0.0', now(), 'first')`,
+		`INSERT INTO releases (stack, version, created_at, notes) VALUES ('shop', '1.0.0', now(), 'first')`,
 		`INSERT INTO status_events (deployment_id, event_at, from_status, to_status, reason) VALUES ('d-old', now(), 'pending', 'healthy', 'checked in')`)
 	for _, q := range qs {
 		if _, err := db.ExecContext(ctx, q); err != nil {

@@ -254,6 +254,9 @@ CREATE TABLE command_invocations (
 	finished_at   TIMESTAMPTZ,
 	result        VARCHAR NOT NULL
 );`,
+	// Runtime thresholds: one JSON column, read only with the deployment.
+	7: `
+ALTER TABLE deployments ADD COLUMN thresholds VARCHAR DEFAULT '{}';`,
 }
 
 // rollout is the release-tracking state of a deployment, kept as one JSON column.
@@ -293,7 +296,7 @@ func migrateTo(ctx context.Context, db *sql.DB, migs []string) error {
 var mutableColumns = []string{
 	"name", "customer", "platform", "cloud", "region", "stack", "labels", "mode", "connected",
 	"running_release", "agent_version", "instance_uid", "last_checkin", "health", "config_hash",
-	"expected_config_hash", "update_state", "pin", "last_status", "rollout",
+	"expected_config_hash", "update_state", "pin", "last_status", "rollout", "thresholds",
 }
 
 func mustJSON(v any) string {
@@ -330,6 +333,7 @@ func deploymentValues(r *store.DeploymentRecord) []driver.Value {
 		mustJSON(rollout{PreviousRelease: d.PreviousRelease, ReleaseSince: d.ReleaseSince, AcceptsReleases: d.AcceptsReleases,
 			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince, TelemetryLoss: d.TelemetryLoss,
 			CommandRule: d.CommandRule}),
+		mustJSON(d.Thresholds),
 	}
 }
 
@@ -494,6 +498,40 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 	return nil
 }
 
+// ApplyThresholds implements store.Fleet: the deployment's new state and the
+// audit entry commit together or not at all.
+func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord, entry store.AuditEntry) error {
+	id := rec.Deployment.ID
+	err := s.withConn(ctx, func(dc driver.Conn) error {
+		// Inside the transaction, so a deletion cannot slip between the check
+		// and the write (the UPDATE alone would ignore an unknown id).
+		rows, err := dc.(driver.QueryerContext).QueryContext(ctx, `SELECT count(*) FROM deployments WHERE id = ?`, []driver.NamedValue{{Ordinal: 1, Value: id}})
+		if err != nil {
+			return err
+		}
+		n := []driver.Value{nil}
+		err = rows.Next(n)
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		if c, _ := n[0].(int64); c == 0 {
+			return fmt.Errorf("deployment %q: %w", id, store.ErrNotFound)
+		}
+		if err := updateDeployments(dc, []store.DeploymentRecord{rec}); err != nil {
+			return err
+		}
+		return appendAudit(dc, []store.AuditEntry{entry})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("set thresholds: %w", err)
+	}
+	if err := s.checkWrite(err); err != nil {
+		return fmt.Errorf("set thresholds of %s: %w", id, err)
+	}
+	return nil
+}
+
 // ListPinChanges implements store.Fleet.
 func (s *Store) ListPinChanges(ctx context.Context, deploymentID string, limit int) ([]fleet.PinChange, error) {
 	q := `SELECT change_id, changed_at, actor, reason, action, deployment_id, from_release, to_release, running_release FROM pin_changes`
@@ -538,12 +576,12 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			r                                store.DeploymentRecord
 			d                                = &r.Deployment
 			labels, health, update, mode, ls string
-			pin, ro                          sql.NullString
+			pin, ro, thr                     sql.NullString
 			last, prevUntil                  sql.NullTime
 		)
 		if err := rows.Scan(&d.ID, &r.TokenHash, &r.PrevTokenHash, &prevUntil, &d.CreatedAt, &d.Name, &d.Customer, &d.Platform, &d.Cloud, &d.Region,
 			&d.Stack, &labels, &mode, &d.Connected, &d.RunningRelease, &d.AgentVersion, &d.InstanceUID, &last,
-			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls, &ro); err != nil {
+			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls, &ro, &thr); err != nil {
 			return nil, fmt.Errorf("list deployments: %w", err)
 		}
 		d.Mode, r.LastStatus = fleet.Mode(mode), fleet.Status(ls)
@@ -566,6 +604,11 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			d.OfferHash, d.Regression, d.BehindSince = x.OfferHash, x.Regression, x.BehindSince
 			d.CommandRule = x.CommandRule
 			d.TelemetryLoss = x.TelemetryLoss
+		}
+		if thr.Valid && thr.String != "" {
+			if err := json.Unmarshal([]byte(thr.String), &d.Thresholds); err != nil {
+				return nil, fmt.Errorf("list deployments: decode thresholds of %s: %w", d.ID, err)
+			}
 		}
 		if pin.Valid {
 			d.Pin = new(fleet.Pin)

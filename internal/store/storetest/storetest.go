@@ -16,6 +16,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
 // Backend is what a store backend implements: every contract of package store.
@@ -41,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("AuditLog", func(t *testing.T) { testAudit(t, open) })
 	t.Run("AuditTrailsReachTheAuditLog", func(t *testing.T) { testAuditTrails(t, open) })
 	t.Run("CommandInvocations", func(t *testing.T) { testCommands(t, open) })
+	t.Run("ThresholdsAndAuditCommitTogether", func(t *testing.T) { testThresholds(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -82,6 +84,7 @@ func testDeployments(t *testing.T, open Opener) {
 	upd.Deployment.BehindSince = t0.Add(40 * time.Second)
 	upd.Deployment.Regression = &fleet.Regression{Release: "1.8.0", Previous: "1.7.2", Requests: 10, ErrorRate: 0.5, Worse: []string{"error_rate"}, Since: t0}
 	upd.Deployment.CommandRule = &command.Rule{Allow: []string{"row-count"}}
+	upd.Deployment.Thresholds = thresholds.Set{Queues: []thresholds.QueueRule{{Source: "*", MaxLag: 1000}}}
 	upd.Deployment.TelemetryLoss = &fleet.TelemetryLoss{Records: 560, Counts: map[string]int64{"logs/queue_full": 560}, Last: t0,
 		RunStart: t0.Add(-time.Hour), RunCounts: map[string]int64{"logs/queue_full": 560}}
 	ghost := rec("ghost")
@@ -148,6 +151,8 @@ func equalRecords(want, got store.DeploymentRecord) error {
 		return fmt.Errorf("telemetry loss %+v, want %+v", g.TelemetryLoss, w.TelemetryLoss)
 	case !reflect.DeepEqual(g.CommandRule, w.CommandRule):
 		return fmt.Errorf("command rule %+v, want %+v", g.CommandRule, w.CommandRule)
+	case !reflect.DeepEqual(g.Thresholds, w.Thresholds):
+		return fmt.Errorf("thresholds %+v, want %+v", g.Thresholds, w.Thresholds)
 	}
 	return nil
 }
@@ -280,5 +285,63 @@ func testPins(t *testing.T, open Opener) {
 	got, _ = s.ListDeployments(ctx)
 	if got[0].Deployment.Pin != nil {
 		t.Fatalf("a failed ApplyPins left pin %+v", got[0].Deployment.Pin)
+	}
+}
+
+func testThresholds(t *testing.T, open Opener) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	a := rec("a")
+	if err := s.CreateDeployments(ctx, []store.DeploymentRecord{a}); err != nil {
+		t.Fatal(err)
+	}
+	set := thresholds.Set{Queues: []thresholds.QueueRule{{Source: "*", MaxLag: 1000}, {Source: "nats/orders", MaxLag: 50, MaxOldestAgeSeconds: 600}},
+		Filesystems: []thresholds.FilesystemRule{{Source: "filesystem/data", MinFreeBytes: 1 << 30, MinFreePercent: 12.5, MinFreeInodesPercent: 5}}}
+	a.Deployment.Thresholds = set
+	entry := store.ThresholdsAudit("a", "acme", thresholds.Set{}, set, t0, "ops", "operator", "orders backlog pages us")
+	if err := s.ApplyThresholds(ctx, a, entry); err != nil {
+		t.Fatal(err)
+	}
+	// An unknown deployment is ErrNotFound, and its audit entry is not written.
+	ghost := rec("ghost")
+	ghost.Deployment.Thresholds = set
+	if err := s.ApplyThresholds(ctx, ghost, store.ThresholdsAudit("ghost", "", thresholds.Set{}, set, t0, "ops", "operator", "x")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ApplyThresholds of an unknown deployment: %v, want ErrNotFound", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	got, err := s.ListDeployments(ctx)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ListDeployments = %d records, %v; want 1", len(got), err)
+	}
+	if !reflect.DeepEqual(got[0].Deployment.Thresholds, set) {
+		t.Fatalf("thresholds after reopen %+v, want %+v", got[0].Deployment.Thresholds, set)
+	}
+	log, _, err := s.ListAudit(ctx, store.AuditFilter{Action: store.ActionThresholdsSet, Limit: 10})
+	if err != nil || len(log) != 1 {
+		t.Fatalf("thresholds audit = %+v, %v; want one entry", log, err)
+	}
+	if e := log[0]; e.DeploymentID != "a" || e.Actor != "ops" || e.ActorRole != "operator" || e.Reason != "orders backlog pages us" ||
+		e.Customer != "acme" || e.Detail != entry.Detail {
+		t.Errorf("audit entry %+v, want %+v", e, entry)
+	}
+
+	// A plain update keeps them, and clearing them is kept too.
+	upd := got[0]
+	upd.Deployment.RunningRelease = "1.9.0"
+	if err := s.UpdateDeployments(ctx, []store.DeploymentRecord{upd}); err != nil {
+		t.Fatal(err)
+	}
+	upd.Deployment.Thresholds = thresholds.Set{}
+	if err := s.ApplyThresholds(ctx, upd, store.ThresholdsAudit("a", "acme", set, thresholds.Set{}, t0.Add(time.Minute), "ops", "operator", "quiet")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.ListDeployments(ctx)
+	if !got[0].Deployment.Thresholds.IsZero() || got[0].Deployment.RunningRelease != "1.9.0" {
+		t.Errorf("after clearing: thresholds %+v release %q", got[0].Deployment.Thresholds, got[0].Deployment.RunningRelease)
 	}
 }
