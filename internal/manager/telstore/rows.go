@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -143,9 +144,13 @@ type pointRow struct {
 	count       uint64
 	sum         float64
 	hasCount    bool
-	res         *resource
-	function    string
-	attrs       string
+	// bounds and buckets are an explicit histogram's, nil when it has none
+	// that can be read (telquery.Histogram.Valid).
+	bounds   []float64
+	buckets  []uint64
+	res      *resource
+	function string
+	attrs    string
 }
 
 // rows is one batch converted to table rows.
@@ -449,6 +454,12 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 			r := base
 			r.ts, r.count, r.sum, r.hasCount = at(p.Timestamp()), p.Count(), p.Sum(), true
 			r.value = mean(p.Sum(), p.Count())
+			// Length first, so a hostile point's million buckets are never copied.
+			if n := p.BucketCounts().Len(); n > 0 && n <= telquery.MaxHistogramBuckets {
+				if h := (telquery.Histogram{Bounds: p.ExplicitBounds().AsRaw(), Counts: p.BucketCounts().AsRaw()}); h.Valid() {
+					r.bounds, r.buckets = h.Bounds, h.Counts
+				}
+			}
 			add(r, p.Attributes())
 		}
 	case pmetric.MetricTypeExponentialHistogram:
