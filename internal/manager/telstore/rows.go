@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -425,7 +426,7 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 	}
 	add := func(r pointRow, attrs pcommon.Map) {
 		if attrs.Len() > 0 {
-			r.attrs = string(appendMapJSON(fix, nil, attrs, nil))
+			r.attrs = string(appendSortedMapJSON(fix, nil, attrs))
 		}
 		out = append(out, r)
 	}
@@ -512,6 +513,46 @@ func appendMapJSON(fix *fixer, b []byte, m pcommon.Map, skip func(string) bool) 
 		b = appendValueJSON(fix, b, v)
 		return true
 	})
+	return append(b, '}')
+}
+
+// appendSortedMapJSON is appendMapJSON with the keys in sorted order. A metric
+// series is its name and point attributes, grouped on the stored JSON text;
+// senders that put the same attributes in another order (an SDK's map
+// iteration, a new agent release) would otherwise split one series in two.
+// Already sorted maps, the common case, cost one extra pass over the keys.
+func appendSortedMapJSON(fix *fixer, b []byte, m pcommon.Map) []byte {
+	sorted, prev := true, ""
+	m.Range(func(k string, _ pcommon.Value) bool {
+		if k < prev {
+			sorted = false
+			return false
+		}
+		prev = k
+		return true
+	})
+	if sorted {
+		return appendMapJSON(fix, b, m, nil)
+	}
+	type kv struct {
+		k string
+		v pcommon.Value
+	}
+	all := make([]kv, 0, m.Len())
+	m.Range(func(k string, v pcommon.Value) bool {
+		all = append(all, kv{k, v})
+		return true
+	})
+	slices.SortStableFunc(all, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	b = append(b, '{')
+	for i, e := range all {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(fix, b, e.k)
+		b = append(b, ':')
+		b = appendValueJSON(fix, b, e.v)
+	}
 	return append(b, '}')
 }
 
