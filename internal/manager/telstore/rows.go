@@ -145,10 +145,11 @@ type pointRow struct {
 	count       uint64
 	sum         float64
 	hasCount    bool
-	// bounds and buckets are an explicit histogram's, nil when it has none
-	// that can be read (telquery.Histogram.Valid).
-	bounds   []float64
-	buckets  []uint64
+	// bounds and buckets are an explicit histogram's as stored (see
+	// migration 4), "" when it has none that can be read
+	// (telquery.Histogram.Valid).
+	bounds   string
+	buckets  string
 	res      *resource
 	function string
 	attrs    string
@@ -449,18 +450,14 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 		}
 	case pmetric.MetricTypeHistogram:
 		base.kind, base.temporality = "histogram", uint8(m.Histogram().AggregationTemporality())
+		var lastBounds string
 		ps := m.Histogram().DataPoints()
 		for i := 0; i < ps.Len(); i++ {
 			p := ps.At(i)
 			r := base
 			r.ts, r.count, r.sum, r.hasCount = at(p.Timestamp()), p.Count(), p.Sum(), true
 			r.value = mean(p.Sum(), p.Count())
-			// Length first, so a hostile point's million buckets are never copied.
-			if n := p.BucketCounts().Len(); n > 0 && n <= telquery.MaxHistogramBuckets {
-				if h := (telquery.Histogram{Bounds: p.ExplicitBounds().AsRaw(), Counts: p.BucketCounts().AsRaw()}); h.Valid() {
-					r.bounds, r.buckets = h.Bounds, h.Counts
-				}
-			}
+			r.bounds, r.buckets, lastBounds = histogramText(p, lastBounds)
 			add(r, p.Attributes())
 		}
 	case pmetric.MetricTypeExponentialHistogram:
@@ -485,6 +482,66 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 		}
 	}
 	return out
+}
+
+// histogramText encodes a histogram point's bounds and bucket counts as the
+// store keeps them, or "" when they cannot be read (telquery.Histogram.Valid).
+// The points of one metric mostly share their bounds: when p's encode to
+// last, last itself is returned, so they share one string.
+func histogramText(p pmetric.HistogramDataPoint, last string) (bounds, buckets, _ string) {
+	bs, cs := p.ExplicitBounds(), p.BucketCounts()
+	// Length first, so a hostile point's million buckets are never walked.
+	if n := cs.Len(); n == 0 || n > telquery.MaxHistogramBuckets || n != bs.Len()+1 {
+		return "", "", last
+	}
+	var buf [512]byte
+	b := buf[:0]
+	for i := 0; i < bs.Len(); i++ {
+		v := bs.At(i)
+		if math.IsNaN(v) || math.IsInf(v, 0) || (i > 0 && v <= bs.At(i-1)) {
+			return "", "", last
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	if string(b) == last { // no allocation: the compiler compares in place
+		bounds = last
+	} else {
+		bounds = string(b)
+	}
+	b = b[:0]
+	for i := 0; i < cs.Len(); i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, cs.At(i), 10)
+	}
+	return bounds, string(b), bounds
+}
+
+// parseHistogram decodes what histogramText encoded; ok is false for text it
+// could not have written.
+func parseHistogram(bounds, buckets string) (telquery.Histogram, bool) {
+	var h telquery.Histogram
+	if bounds != "" {
+		for f := range strings.SplitSeq(bounds, ",") {
+			v, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				return h, false
+			}
+			h.Bounds = append(h.Bounds, v)
+		}
+	}
+	for f := range strings.SplitSeq(buckets, ",") {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return h, false
+		}
+		h.Counts = append(h.Counts, v)
+	}
+	return h, h.Valid()
 }
 
 func mean(sum float64, n uint64) float64 {

@@ -77,8 +77,8 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 			value, bvalue sql.NullFloat64
 			count, bcount sql.NullInt64
 			sum, bsum     sql.NullFloat64
-			bounds, bbnds any
-			bucks, bbucks any
+			bounds, bbnds sql.NullString
+			bucks, bbucks sql.NullString
 		)
 		if err := rs.Scan(&r.Name, &r.Kind, &r.Unit, &attrs, &last, &value, &count, &sum, &bounds, &bucks,
 			&base, &bvalue, &bcount, &bsum, &bbnds, &bbucks); err != nil {
@@ -125,24 +125,14 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 	return out, nil
 }
 
-// histogram reads a point's bounds and buckets lists as the driver scans them
-// ([]any of float64 and uint64); nil when the point has none.
-func histogram(bounds, buckets any) *telquery.Histogram {
-	bs, ok1 := bounds.([]any)
-	cs, ok2 := buckets.([]any)
-	if !ok1 || !ok2 {
+// histogram decodes a point's stored buckets; nil when it has none.
+func histogram(bounds, buckets sql.NullString) *telquery.Histogram {
+	if !buckets.Valid {
 		return nil
 	}
-	h := &telquery.Histogram{Bounds: make([]float64, len(bs)), Counts: make([]uint64, len(cs))}
-	for i, v := range bs {
-		if h.Bounds[i], ok1 = v.(float64); !ok1 {
-			return nil
-		}
+	h, ok := parseHistogram(bounds.String, buckets.String)
+	if !ok {
+		return nil
 	}
-	for i, v := range cs {
-		if h.Counts[i], ok2 = v.(uint64); !ok2 {
-			return nil
-		}
-	}
-	return h
+	return &h
 }

@@ -87,7 +87,7 @@ func TestRuntimeGivesTheNewestPointAndTheBaselineBeforeTheWindow(t *testing.T) {
 // durationRound is one round of an ingress proxy's cumulative latency
 // histogram for route /pay, with the semantic conventions' bounds and these
 // bucket counts; attrs orders the point's attributes (keys in that order).
-func durationRound(t *testing.T, at time.Time, buckets []uint64, keys ...string) consumer.Batch {
+func durationRound(t testing.TB, at time.Time, buckets []uint64, keys ...string) consumer.Batch {
 	t.Helper()
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()

@@ -474,15 +474,12 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 			for i := range p.rows.points {
 				m := &p.rows.points[i]
 				seq[tPoints]++
-				var count, sum, bounds, buckets driver.Value
+				var count, sum driver.Value
 				if m.hasCount {
 					count, sum = m.count, m.sum
 				}
-				if m.buckets != nil {
-					bounds, buckets = m.bounds, m.buckets
-				}
 				row = append(row[:0], seq[tPoints], m.ts.UTC(), m.name, m.kind, m.unit, m.temporality, m.value, count, sum,
-					m.res.id, m.function, nullStr(m.attrs), bounds, buckets)
+					m.res.id, m.function, nullStr(m.attrs), nullStr(m.bounds), nullStr(m.buckets))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("append metric point: %w: %w", errBadValue, err)
