@@ -139,14 +139,19 @@ func TestNoPercentilesWithoutBuckets(t *testing.T) {
 	// /old was stored before the manager kept buckets: count and sum only.
 	old := duration("/old", buckets(3, 40), nil)
 	old.Histogram = nil
+	// /upgraded has buckets now but not at its baseline: its window's share
+	// of them is unknown.
+	upgraded := duration("/upgraded", buckets(3, 80), buckets(3, 50))
+	upgraded.BaseHistogram = nil
 	r := runtimeview.Build("acme-prod", fleet.Health{}, telquery.RuntimeMetrics{Series: []telquery.RuntimeSeries{
-		duration("/a", buckets(3, 150), nil), old,
+		duration("/a", buckets(3, 150), nil), old, upgraded,
 	}})
-	if len(r.Ingress) != 2 || r.Ingress[0].P50MS == nil || r.Ingress[1].P50MS != nil || r.Ingress[1].MeanMS != 50 {
+	if len(r.Ingress) != 3 || r.Ingress[0].P50MS == nil || r.Ingress[1].P50MS != nil || r.Ingress[1].MeanMS != 50 ||
+		r.Ingress[2].Requests != 30 || r.Ingress[2].P50MS != nil {
 		t.Errorf("ingress: %+v", r.Ingress)
 	}
 	// A total without /old's requests would be wrong, so there is none.
-	if tot := r.IngressTotal; tot == nil || tot.Requests != 190 || tot.P50MS != nil {
+	if tot := r.IngressTotal; tot == nil || tot.Requests != 220 || tot.P50MS != nil {
 		t.Errorf("total: %+v", tot)
 	}
 }

@@ -48,12 +48,13 @@ func (h Histogram) Total() uint64 {
 // less than base's, or the bounds changed, the series restarted in between (the
 // sender's counters went back to zero), and last, counted since that restart,
 // is the increase, as Prometheus's increase() takes a counter reset. ok is false
-// when last is not a valid histogram.
+// when last is not a valid histogram, or there is a baseline without buckets
+// (stored before they were kept): last whole would count more than the window.
 func Increase(last, base Histogram, hasBase bool) (Histogram, bool) {
-	if !last.Valid() {
+	if !last.Valid() || (hasBase && !base.Valid()) {
 		return Histogram{}, false
 	}
-	if !hasBase || !base.Valid() || !slices.Equal(last.Bounds, base.Bounds) {
+	if !hasBase || !slices.Equal(last.Bounds, base.Bounds) {
 		return last, true
 	}
 	out := Histogram{Bounds: last.Bounds, Counts: make([]uint64, len(last.Counts))}
