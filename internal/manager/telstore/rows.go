@@ -145,10 +145,9 @@ type pointRow struct {
 	count       uint64
 	sum         float64
 	hasCount    bool
-	// bounds and buckets are an explicit histogram's as stored (see
+	// buckets is an explicit histogram's bounds and counts as stored (see
 	// migration 4), "" when it has none that can be read
 	// (telquery.Histogram.Valid).
-	bounds   string
 	buckets  string
 	res      *resource
 	function string
@@ -450,14 +449,13 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 		}
 	case pmetric.MetricTypeHistogram:
 		base.kind, base.temporality = "histogram", uint8(m.Histogram().AggregationTemporality())
-		var lastBounds string
 		ps := m.Histogram().DataPoints()
 		for i := 0; i < ps.Len(); i++ {
 			p := ps.At(i)
 			r := base
 			r.ts, r.count, r.sum, r.hasCount = at(p.Timestamp()), p.Count(), p.Sum(), true
 			r.value = mean(p.Sum(), p.Count())
-			r.bounds, r.buckets, lastBounds = histogramText(p, lastBounds)
+			r.buckets = histogramText(p)
 			add(r, p.Attributes())
 		}
 	case pmetric.MetricTypeExponentialHistogram:
@@ -485,46 +483,44 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 }
 
 // histogramText encodes a histogram point's bounds and bucket counts as the
-// store keeps them, or "" when they cannot be read (telquery.Histogram.Valid).
-// The points of one metric mostly share their bounds: when p's encode to
-// last, last itself is returned, so they share one string.
-func histogramText(p pmetric.HistogramDataPoint, last string) (bounds, buckets, _ string) {
+// store keeps them (migration 4), or "" when they cannot be read
+// (telquery.Histogram.Valid).
+func histogramText(p pmetric.HistogramDataPoint) string {
 	bs, cs := p.ExplicitBounds(), p.BucketCounts()
 	// Length first, so a hostile point's million buckets are never walked.
 	if n := cs.Len(); n == 0 || n > telquery.MaxHistogramBuckets || n != bs.Len()+1 {
-		return "", "", last
+		return ""
 	}
 	var buf [512]byte
 	b := buf[:0]
 	for i := 0; i < bs.Len(); i++ {
 		v := bs.At(i)
 		if math.IsNaN(v) || math.IsInf(v, 0) || (i > 0 && v <= bs.At(i-1)) {
-			return "", "", last
+			return ""
 		}
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendFloat(b, v, 'g', -1, 64)
 	}
-	if string(b) == last { // no allocation: the compiler compares in place
-		bounds = last
-	} else {
-		bounds = string(b)
-	}
-	b = b[:0]
+	b = append(b, '|')
 	for i := 0; i < cs.Len(); i++ {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = strconv.AppendUint(b, cs.At(i), 10)
 	}
-	return bounds, string(b), bounds
+	return string(b)
 }
 
 // parseHistogram decodes what histogramText encoded; ok is false for text it
 // could not have written.
-func parseHistogram(bounds, buckets string) (telquery.Histogram, bool) {
+func parseHistogram(text string) (telquery.Histogram, bool) {
 	var h telquery.Histogram
+	bounds, counts, found := strings.Cut(text, "|")
+	if !found {
+		return h, false
+	}
 	if bounds != "" {
 		for f := range strings.SplitSeq(bounds, ",") {
 			v, err := strconv.ParseFloat(f, 64)
@@ -534,7 +530,7 @@ func parseHistogram(bounds, buckets string) (telquery.Histogram, bool) {
 			h.Bounds = append(h.Bounds, v)
 		}
 	}
-	for f := range strings.SplitSeq(buckets, ",") {
+	for f := range strings.SplitSeq(counts, ",") {
 		v, err := strconv.ParseUint(f, 10, 64)
 		if err != nil {
 			return h, false
