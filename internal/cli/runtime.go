@@ -96,15 +96,23 @@ func runtimeTables(tw *tabwriter.Writer, rt apitypes.Runtime) {
 			tableRow(tw, []string{s.Name, dash(s.Kind), map[bool]string{true: "up", false: "down"}[s.Up], dash(s.Error)})
 		}
 	})
-	section("INGRESS (mean latency; no percentiles are stored)", len(rt.Ingress), []string{"INGRESS", "ROUTE", "REQUESTS", "CLASSES", "MEAN"}, func() {
-		for _, r := range rt.Ingress {
-			classes := []string{}
-			for _, k := range slices.Sorted(maps.Keys(r.Classes)) {
-				classes = append(classes, fmt.Sprintf("%s %d", k, r.Classes[k]))
+	section("INGRESS (latency percentiles estimated from the histogram's buckets)", len(rt.Ingress),
+		[]string{"INGRESS", "ROUTE", "REQUESTS", "CLASSES", "MEAN", "P50", "P95", "P99"}, func() {
+			routes := rt.Ingress
+			if rt.IngressTotal != nil && len(routes) > 1 {
+				all := *rt.IngressTotal
+				all.Ingress, all.Route = "(all)", "-"
+				routes = append(slices.Clip(routes), all)
 			}
-			tableRow(tw, []string{r.Ingress, r.Route, strconv.FormatInt(r.Requests, 10), strings.Join(classes, ", "), ms(r.MeanMS)})
-		}
-	})
+			for _, r := range routes {
+				classes := []string{}
+				for _, k := range slices.Sorted(maps.Keys(r.Classes)) {
+					classes = append(classes, fmt.Sprintf("%s %d", k, r.Classes[k]))
+				}
+				tableRow(tw, []string{r.Ingress, r.Route, strconv.FormatInt(r.Requests, 10), strings.Join(classes, ", "), ms(r.MeanMS),
+					msOrDash(r.P50MS), msOrDash(r.P95MS), msOrDash(r.P99MS)})
+			}
+		})
 	section("QUEUES", len(rt.Queues), []string{"SYSTEM", "DESTINATION", "GROUP", "DEPTH", "BYTES", "OLDEST S", "CONSUMERS", "UNACKED", "PENDING", "ACK PENDING"}, func() {
 		for _, q := range rt.Queues {
 			tableRow(tw, []string{q.System, q.Destination, dash(q.Group), num(q.Depth), num(q.Bytes), num(q.OldestAgeS),
@@ -146,4 +154,12 @@ func runtimeTables(tw *tabwriter.Writer, rt apitypes.Runtime) {
 				fmt.Sprintf("free %s B of %s B, %.1f%% used", num(&f.Free), num(&f.Limit), f.Utilization*100)})
 		}
 	})
+}
+
+// msOrDash is ms for a percentile the answer may lack (no buckets stored).
+func msOrDash(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return ms(*v)
 }

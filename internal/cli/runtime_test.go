@@ -13,7 +13,7 @@ func TestRuntimePrintsEachSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"COMPONENTS", "worker/0", "down", "crash-loop", "4", "exit status 3: db connection refused",
-		"SOURCES\nnone", "shop", "/orders/{id}", "5xx 20", "ORDERS", "billing", "300", "/var/lib/app on /var", "600 B"} {
+		"SOURCES\nnone", "shop", "/orders/{id}", "5xx 20", "175ms", "242.5ms", "(all)", "25", "ORDERS", "billing", "300", "/var/lib/app on /var", "600 B"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -74,6 +74,11 @@ func answers() map[string]any {
 			telquery.RuntimeMetrics{Since: now.Add(-10 * time.Minute), Until: now, Series: []telquery.RuntimeSeries{
 				{Name: "periscope.ingress.requests", Value: 30, HasBase: true, BaseValue: 10,
 					Attrs: map[string]any{"periscope.ingress.name": "shop", "http.route": "/orders/{id}", "periscope.http.status_class": "5xx"}},
+				{Name: "http.server.request.duration", Kind: "histogram", Count: 20, Sum: 3.5,
+					Histogram: &telquery.Histogram{Bounds: []float64{0.1, 0.25}, Counts: []uint64{0, 20, 0}},
+					Attrs:     map[string]any{"periscope.ingress.name": "shop", "http.route": "/orders/{id}", "periscope.http.status_class": "5xx"}},
+				{Name: "periscope.ingress.requests", Value: 5,
+					Attrs: map[string]any{"periscope.ingress.name": "shop", "http.route": "/health", "periscope.http.status_class": "2xx"}},
 				{Name: "periscope.queue.consumer.pending", Value: 300,
 					Attrs: map[string]any{"messaging.system": "nats", "messaging.destination.name": "ORDERS", "messaging.consumer.group.name": "billing"}},
 				{Name: "system.filesystem.usage", Value: 600, Attrs: map[string]any{"periscope.source.name": "filesystem/data",

@@ -54,6 +54,11 @@ func TestRuntimeOfADeploymentFromItsAgentsMetrics(t *testing.T) {
 	if len(r.Ingress) != 1 || r.Ingress[0].Requests != 220 || r.Ingress[0].Classes["5xx"] != 20 || r.Ingress[0].MeanMS != 18.182 {
 		t.Errorf("ingress over the last 10 minutes: %+v", r.Ingress)
 	}
+	// 200 requests in (5 ms, 10 ms] and 20 in (75 ms, 100 ms] over the window.
+	if p := r.Ingress[0]; p.P50MS == nil || *p.P50MS != 7.75 || p.P95MS == nil || *p.P95MS != 86.25 || p.P99MS == nil || *p.P99MS != 97.25 ||
+		r.IngressTotal == nil || r.IngressTotal.Requests != 220 {
+		t.Errorf("latency percentiles: %+v, total %+v", p, r.IngressTotal)
+	}
 	if len(r.Queues) != 2 || *r.Queues[0].Depth != 300 || *r.Queues[1].Pending != 300 {
 		t.Errorf("queues: %+v", r.Queues)
 	}

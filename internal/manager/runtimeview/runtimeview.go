@@ -35,8 +35,11 @@ type Runtime struct {
 	Sources []Source `json:"sources"`
 	// Ingress is the traffic per ingress proxy and route over the window.
 	Ingress []Route `json:"ingress"`
-	Queues  []Queue `json:"queues"`
-	Storage Storage `json:"storage"`
+	// IngressTotal is the traffic of every ingress proxy and route together
+	// (its Ingress and Route empty); absent when Ingress is empty.
+	IngressTotal *Route  `json:"ingress_total,omitempty"`
+	Queues       []Queue `json:"queues"`
+	Storage      Storage `json:"storage"`
 	// Truncated is true when the deployment had more series than one answer
 	// holds (telquery.MaxRuntimeSeries); the figures are then incomplete.
 	Truncated bool `json:"truncated,omitempty"`
@@ -83,9 +86,17 @@ type Route struct {
 	// Classes counts requests per status class ("2xx", "5xx", …).
 	Classes map[string]int64 `json:"classes"`
 	// MeanMS is the mean duration from the http.server.request.duration
-	// histogram's count and sum. Percentiles are not given: the telemetry store
-	// keeps a histogram point's count and sum, not its buckets.
+	// histogram's count and sum.
 	MeanMS float64 `json:"mean_ms"`
+	// P50MS, P95MS and P99MS are duration percentiles estimated from the
+	// histogram's buckets over the window, interpolated inside the bucket
+	// (telquery.Histogram.Quantile): as exact as the buckets are narrow. They
+	// are absent when the window has no requests, or its points carry no
+	// buckets (stored before the manager kept them) or buckets of different
+	// bounds.
+	P50MS *float64 `json:"p50_ms,omitempty"`
+	P95MS *float64 `json:"p95_ms,omitempty"`
+	P99MS *float64 `json:"p99_ms,omitempty"`
 }
 
 // Queue is one queue (stream, key or queue) or one of its consumers or groups;
@@ -207,7 +218,33 @@ type routeAcc struct {
 	histCount, histSum float64
 	hasCounter         bool
 	histClasses        map[string]int64
+	// hist merges the window's bucket increases of the route's series; noHist
+	// says some series had none to merge, so percentiles would leave it out.
+	hist   telquery.Histogram
+	noHist bool
 }
+
+// latency sets r's mean and percentiles from a's histogram figures.
+func (a *routeAcc) latency() {
+	if a.histCount > 0 {
+		a.MeanMS = ms(a.histSum / a.histCount)
+	}
+	if a.noHist {
+		return
+	}
+	for _, p := range []struct {
+		q   float64
+		out **float64
+	}{{0.5, &a.P50MS}, {0.95, &a.P95MS}, {0.99, &a.P99MS}} {
+		if v, ok := a.hist.Quantile(p.q); ok {
+			*p.out = ptr(ms(v))
+		}
+	}
+}
+
+// ms converts seconds, the unit of http.server.request.duration, to
+// milliseconds rounded to the microsecond.
+func ms(seconds float64) float64 { return math.Round(seconds*1e6) / 1e3 }
 
 type builder struct {
 	r       *Runtime
@@ -276,6 +313,20 @@ func (b *builder) add(s telquery.RuntimeSeries) {
 		a.histCount += n
 		a.histSum += sum
 		a.histClasses[class] += int64(n)
+		if n == 0 {
+			return // nothing in the window: its buckets, or lack of them, change nothing
+		}
+		if s.Histogram == nil {
+			a.noHist = true
+			return
+		}
+		var base telquery.Histogram
+		if s.BaseHistogram != nil {
+			base = *s.BaseHistogram
+		}
+		if inc, ok := telquery.Increase(*s.Histogram, base, s.HasBase); !ok || !a.hist.Add(inc) {
+			a.noHist = true
+		}
 	case "periscope.queue.depth", "periscope.queue.bytes", "periscope.queue.oldest_age", "periscope.queue.consumers",
 		"periscope.queue.unacked", "periscope.queue.consumer.pending", "periscope.queue.consumer.ack_pending", "periscope.queue.delayed":
 		k := [3]string{str(s, "messaging.system"), str(s, "messaging.destination.name"), str(s, "messaging.consumer.group.name")}
@@ -389,16 +440,30 @@ func (b *builder) finish() {
 		}
 		return cmp.Compare(a.Name, b.Name)
 	})
+	total := routeAcc{Route: Route{Classes: map[string]int64{}}}
 	for _, a := range b.routes {
 		if !a.hasCounter {
 			// Only the histogram arrived: its count is the same figure.
 			a.Requests = int64(math.Round(a.histCount))
 			a.Classes = a.histClasses
 		}
-		if a.histCount > 0 {
-			a.MeanMS = math.Round(a.histSum/a.histCount*1e6) / 1e3
-		}
+		a.latency()
 		r.Ingress = append(r.Ingress, a.Route)
+		total.Requests += a.Requests
+		for c, n := range a.Classes {
+			total.Classes[c] += n
+		}
+		total.histCount += a.histCount
+		total.histSum += a.histSum
+		// A route whose requests have no buckets (none stored, or only its
+		// counter arrived) would be missing from the total's percentiles.
+		if a.noHist || (a.Requests > 0 && a.hist.Total() == 0) || (a.hist.Total() > 0 && !total.hist.Add(a.hist)) {
+			total.noHist = true
+		}
+	}
+	if len(b.routes) > 0 {
+		total.latency()
+		r.IngressTotal = &total.Route
 	}
 	slices.SortFunc(r.Ingress, func(a, b Route) int {
 		return cmp.Or(cmp.Compare(a.Ingress, b.Ingress), cmp.Compare(a.Route, b.Route))

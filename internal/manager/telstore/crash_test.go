@@ -116,6 +116,13 @@ func buildVersion(t *testing.T, dir string, v int) {
 		qs = append(qs, `INSERT INTO resources VALUES (1, 'acme-prod', 'acme', 'aws', 'eu-west-1', '1.0.0', 'shop', 'checkout', 'app', 'pod-1', NULL)`,
 			`INSERT INTO log_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 1, 'pay', 9, 'INFO', 'paid', NULL, NULL, NULL, NULL)`,
 			`INSERT INTO span_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 1000000, 1, 2, 3, NULL, 'POST /pay', 2, 0, NULL, true, 1, 'pay', NULL)`)
+	case 3:
+		// Version 3 adds a histogram point, which has no buckets before version 4.
+		qs = append(qs, `INSERT INTO resources VALUES (1, 'acme-prod', 'acme', 'aws', 'eu-west-1', '1.0.0', 'shop', 'checkout', 'app', 'pod-1', NULL)`,
+			`INSERT INTO log_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 1, 'pay', 9, 'INFO', 'paid', NULL, NULL, NULL, NULL)`,
+			`INSERT INTO span_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 1000000, 1, 2, 3, NULL, 'POST /pay', 2, 0, NULL, true, 1, 'pay', NULL, NULL)`,
+			`INSERT INTO metric_point_rows VALUES (1, TIMESTAMP '2026-11-24 10:00:00', 'http.server.request.duration', 'histogram', 's', 2,
+				0.02, 50, 1.0, 1, '', '{"http.route":"/pay","periscope.ingress.name":"shop"}')`)
 	default:
 		t.Fatalf("no records for schema version %d: add them here", v)
 	}

@@ -161,6 +161,7 @@ func FuzzConvert(f *testing.F) {
 	f.Add(uint8(otlp.Traces), spanBatch(f, d, spanSpec{trace: 1, id: 2, name: "GET \xff", kind: 2, at: t0, route: "/r\xff"}).Data)
 	f.Add(uint8(otlp.Metrics), []byte{0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff})
 	f.Add(uint8(otlp.Logs), []byte{})
+	f.Add(uint8(otlp.Metrics), durationRound(f, t0, buckets15(1, 90, 6, 10), "http.route", "periscope.ingress.name").Data)
 	f.Fuzz(func(t *testing.T, sig uint8, data []byte) {
 		sig = sig%3 + 1
 		r, err := convert(consumer.Batch{Signal: otlp.Signal(sig), DeploymentID: "acme-prod", Received: t0, Data: data})
@@ -202,6 +203,12 @@ func FuzzConvert(f *testing.F) {
 			check("kind", p.kind)
 			check("function", p.function)
 			checkJSON("attrs", p.attrs)
+			// Stored buckets read back as a valid histogram of the point's own.
+			if p.buckets != "" {
+				if h, ok := parseHistogram(p.buckets); !ok {
+					t.Fatalf("buckets %q do not read back: %+v", p.buckets, h)
+				}
+			}
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -143,9 +145,13 @@ type pointRow struct {
 	count       uint64
 	sum         float64
 	hasCount    bool
-	res         *resource
-	function    string
-	attrs       string
+	// buckets is an explicit histogram's bounds and counts as stored (see
+	// migration 4), "" when it has none that can be read
+	// (telquery.Histogram.Valid).
+	buckets  string
+	res      *resource
+	function string
+	attrs    string
 }
 
 // rows is one batch converted to table rows.
@@ -420,7 +426,7 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 	}
 	add := func(r pointRow, attrs pcommon.Map) {
 		if attrs.Len() > 0 {
-			r.attrs = string(appendMapJSON(fix, nil, attrs, nil))
+			r.attrs = string(appendSortedMapJSON(fix, nil, attrs))
 		}
 		out = append(out, r)
 	}
@@ -449,6 +455,7 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 			r := base
 			r.ts, r.count, r.sum, r.hasCount = at(p.Timestamp()), p.Count(), p.Sum(), true
 			r.value = mean(p.Sum(), p.Count())
+			r.buckets = histogramText(p)
 			add(r, p.Attributes())
 		}
 	case pmetric.MetricTypeExponentialHistogram:
@@ -473,6 +480,64 @@ func appendPoints(fix *fixer, out []pointRow, m pmetric.Metric, res *resource, r
 		}
 	}
 	return out
+}
+
+// histogramText encodes a histogram point's bounds and bucket counts as the
+// store keeps them (migration 4), or "" when they cannot be read
+// (telquery.Histogram.Valid).
+func histogramText(p pmetric.HistogramDataPoint) string {
+	bs, cs := p.ExplicitBounds(), p.BucketCounts()
+	// Length first, so a hostile point's million buckets are never walked.
+	if n := cs.Len(); n == 0 || n > telquery.MaxHistogramBuckets || n != bs.Len()+1 {
+		return ""
+	}
+	var buf [512]byte
+	b := buf[:0]
+	for i := 0; i < bs.Len(); i++ {
+		v := bs.At(i)
+		if math.IsNaN(v) || math.IsInf(v, 0) || (i > 0 && v <= bs.At(i-1)) {
+			return ""
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	b = append(b, '|')
+	for i := 0; i < cs.Len(); i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, cs.At(i), 10)
+	}
+	return string(b)
+}
+
+// parseHistogram decodes what histogramText encoded; ok is false for text it
+// could not have written.
+func parseHistogram(text string) (telquery.Histogram, bool) {
+	var h telquery.Histogram
+	bounds, counts, found := strings.Cut(text, "|")
+	if !found {
+		return h, false
+	}
+	if bounds != "" {
+		for f := range strings.SplitSeq(bounds, ",") {
+			v, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				return h, false
+			}
+			h.Bounds = append(h.Bounds, v)
+		}
+	}
+	for f := range strings.SplitSeq(counts, ",") {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return h, false
+		}
+		h.Counts = append(h.Counts, v)
+	}
+	return h, h.Valid()
 }
 
 func mean(sum float64, n uint64) float64 {
@@ -501,6 +566,46 @@ func appendMapJSON(fix *fixer, b []byte, m pcommon.Map, skip func(string) bool) 
 		b = appendValueJSON(fix, b, v)
 		return true
 	})
+	return append(b, '}')
+}
+
+// appendSortedMapJSON is appendMapJSON with the keys in sorted order. A metric
+// series is its name and point attributes, grouped on the stored JSON text;
+// senders that put the same attributes in another order (an SDK's map
+// iteration, a new agent release) would otherwise split one series in two.
+// Already sorted maps, the common case, cost one extra pass over the keys.
+func appendSortedMapJSON(fix *fixer, b []byte, m pcommon.Map) []byte {
+	sorted, prev := true, ""
+	m.Range(func(k string, _ pcommon.Value) bool {
+		if k < prev {
+			sorted = false
+			return false
+		}
+		prev = k
+		return true
+	})
+	if sorted {
+		return appendMapJSON(fix, b, m, nil)
+	}
+	type kv struct {
+		k string
+		v pcommon.Value
+	}
+	all := make([]kv, 0, m.Len())
+	m.Range(func(k string, v pcommon.Value) bool {
+		all = append(all, kv{k, v})
+		return true
+	})
+	slices.SortStableFunc(all, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	b = append(b, '{')
+	for i, e := range all {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(fix, b, e.k)
+		b = append(b, ':')
+		b = appendValueJSON(fix, b, e.v)
+	}
 	return append(b, '}')
 }
 

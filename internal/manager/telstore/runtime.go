@@ -41,15 +41,18 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 	}
 	w.conds = append(w.conds, "name IN ("+strings.Join(names, ", ")+")")
 	since := q.Since.UTC()
-	args := []any{since, since, since, since, since, since, since, since}
+	args := []any{since, since, since, since, since, since, since, since, since, since}
 	args = append(append(args, w.args...), maxRuntimeRows+1)
 	// arg_max over (ts, seq) picks the newest point; seq breaks a tie of
-	// timestamps in the order the points arrived.
+	// timestamps in the order the points arrived. A histogram's buckets come
+	// whole, as stored; their arithmetic (increase, merge, percentiles) is
+	// telquery's, in Go, so another store gives the same figures.
 	rs, err := s.db.QueryContext(ctx, `SELECT name, arg_max(kind, seq), arg_max(unit, seq), coalesce(attrs, ''),
 	max(ts) FILTER (WHERE ts >= ?),
 	arg_max(value, (ts, seq)) FILTER (WHERE ts >= ?), arg_max(count, (ts, seq)) FILTER (WHERE ts >= ?), arg_max(sum, (ts, seq)) FILTER (WHERE ts >= ?),
+	arg_max(buckets, (ts, seq)) FILTER (WHERE ts >= ?),
 	max(ts) FILTER (WHERE ts < ?), arg_max(value, (ts, seq)) FILTER (WHERE ts < ?), arg_max(count, (ts, seq)) FILTER (WHERE ts < ?),
-	arg_max(sum, (ts, seq)) FILTER (WHERE ts < ?)
+	arg_max(sum, (ts, seq)) FILTER (WHERE ts < ?), arg_max(buckets, (ts, seq)) FILTER (WHERE ts < ?)
 	FROM metric_points`+w.String()+`
 	GROUP BY name, coalesce(attrs, '') ORDER BY name, coalesce(attrs, '') LIMIT ?`, args...)
 	if err != nil {
@@ -74,8 +77,10 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 			value, bvalue sql.NullFloat64
 			count, bcount sql.NullInt64
 			sum, bsum     sql.NullFloat64
+			hist, bhist   sql.NullString
 		)
-		if err := rs.Scan(&r.Name, &r.Kind, &r.Unit, &attrs, &last, &value, &count, &sum, &base, &bvalue, &bcount, &bsum); err != nil {
+		if err := rs.Scan(&r.Name, &r.Kind, &r.Unit, &attrs, &last, &value, &count, &sum, &hist,
+			&base, &bvalue, &bcount, &bsum, &bhist); err != nil {
 			return out, fmt.Errorf("runtime of %s: %w", q.Deployment, err)
 		}
 		if rows++; rows > maxRuntimeRows {
@@ -93,11 +98,12 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 		}
 		if last.Valid && last.Time.After(m.Time) {
 			m.Time, m.Value, m.Count, m.Sum = last.Time.UTC(), value.Float64, uint64(count.Int64), sum.Float64
-			m.Kind, m.Unit = r.Kind, r.Unit
+			m.Kind, m.Unit, m.Histogram = r.Kind, r.Unit, histogram(hist)
 		}
 		if base.Valid && (!m.HasBase || base.Time.After(m.baseTime)) {
 			m.baseTime, m.HasBase = base.Time, true
 			m.BaseValue, m.BaseCount, m.BaseSum = bvalue.Float64, uint64(bcount.Int64), bsum.Float64
+			m.BaseHistogram = histogram(bhist)
 		}
 	}
 	if err := rs.Err(); err != nil {
@@ -116,4 +122,16 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 		out.Series = append(out.Series, m.RuntimeSeries)
 	}
 	return out, nil
+}
+
+// histogram decodes a point's stored buckets; nil when it has none.
+func histogram(text sql.NullString) *telquery.Histogram {
+	if !text.Valid {
+		return nil
+	}
+	h, ok := parseHistogram(text.String)
+	if !ok {
+		return nil
+	}
+	return &h
 }

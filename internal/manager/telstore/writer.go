@@ -479,7 +479,7 @@ func appendRows(dc driver.Conn, ps []*pending, seq *[3]int64) error {
 					count, sum = m.count, m.sum
 				}
 				row = append(row[:0], seq[tPoints], m.ts.UTC(), m.name, m.kind, m.unit, m.temporality, m.value, count, sum,
-					m.res.id, m.function, nullStr(m.attrs))
+					m.res.id, m.function, nullStr(m.attrs), nullStr(m.buckets))
 				if err := app.AppendRow(row...); err != nil {
 					app.Close()
 					return fmt.Errorf("append metric point: %w: %w", errBadValue, err)

@@ -5,6 +5,7 @@ package runtimetest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 //   - sources nats/orders up, redis/cache down with "NOAUTH Authentication required";
 //   - ingress shop, route /orders/{id}: cumulative 100*(i+1) 2xx requests of
 //     10 ms and 10*(i+1) 5xx of 100 ms, as periscope.ingress.requests and the
-//     http.server.request.duration histogram;
+//     http.server.request.duration histogram with DurationBounds (10 ms in
+//     the bucket (5 ms, 10 ms], 100 ms in (75 ms, 100 ms]);
 //   - NATS stream ORDERS: depth 100*i, bytes 1000*i, oldest age 12.5 s;
 //     consumer billing: pending 100*i, ack pending 5;
 //   - s3/exports bucket customer-exports: 1000 objects, 4,096,000 bytes, partial;
@@ -103,6 +105,10 @@ func Round(deployment string, at time.Time, i int) consumer.Batch {
 		h.SetTimestamp(ts)
 		h.SetCount(uint64(c.n))
 		h.SetSum(float64(c.n) * c.seconds)
+		h.ExplicitBounds().FromRaw(DurationBounds)
+		buckets := make([]uint64, len(DurationBounds)+1)
+		buckets[slices.Index(DurationBounds, c.seconds)] = uint64(c.n) // (previous bound, c.seconds]
+		h.BucketCounts().FromRaw(buckets)
 		put(h.Attributes(), attrs)
 	}
 
@@ -144,6 +150,10 @@ func Round(deployment string, at time.Time, i int) consumer.Batch {
 	}
 	return consumer.Batch{Signal: otlp.Metrics, DeploymentID: deployment, Received: at, Data: data}
 }
+
+// DurationBounds are the semantic conventions' bucket bounds, in seconds, for
+// http.server.request.duration, which the agent's ingress proxy uses.
+var DurationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
 // Consumer is the telemetry store's ingest side.
 type Consumer interface {

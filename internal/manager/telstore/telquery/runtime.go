@@ -48,12 +48,16 @@ type RuntimeSeries struct {
 	// Count and Sum are a histogram's newest count and sum.
 	Count uint64  `json:"count,omitempty"`
 	Sum   float64 `json:"sum,omitempty"`
+	// Histogram is an explicit histogram's newest buckets; nil for other
+	// kinds, and for points stored without buckets.
+	Histogram *Histogram `json:"histogram,omitempty"`
 	// HasBase is true when a point before the window was found; BaseValue,
-	// BaseCount and BaseSum are that point's.
-	HasBase   bool    `json:"has_base,omitempty"`
-	BaseValue float64 `json:"base_value,omitempty"`
-	BaseCount uint64  `json:"base_count,omitempty"`
-	BaseSum   float64 `json:"base_sum,omitempty"`
+	// BaseCount, BaseSum and BaseHistogram are that point's.
+	HasBase       bool       `json:"has_base,omitempty"`
+	BaseValue     float64    `json:"base_value,omitempty"`
+	BaseCount     uint64     `json:"base_count,omitempty"`
+	BaseSum       float64    `json:"base_sum,omitempty"`
+	BaseHistogram *Histogram `json:"base_histogram,omitempty"`
 }
 
 // RuntimeMetrics is the answer to a RuntimeQuery, sorted by name then attributes.
