@@ -76,30 +76,37 @@ func declareCommands(cacheURL string) ([]command.Spec, error) {
 	return specs, nil
 }
 
-// cacheService is the vendor's sample service the demo runs on 127.0.0.1, in
-// every simulated customer cloud at once: the HTTP handler of cache-stats.
-type cacheService struct {
+// localService is one of the vendor's sample services the demo runs on
+// 127.0.0.1, on a free port: the cache service answering cache-stats, and a
+// deployment's shop behind its ingress proxy.
+type localService struct {
 	srv *http.Server
 	ln  net.Listener
 	// done is closed when Serve returns.
 	done chan struct{}
 }
 
-func newCacheService(log *slog.Logger) *cacheService {
+func newLocalService(h http.Handler, log *slog.Logger) *localService {
+	return &localService{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+}
+
+// newCacheService is the sample service every simulated customer cloud
+// shares: the HTTP handler of cache-stats, at /admin/cache-stats.
+func newCacheService(log *slog.Logger) *localService {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/cache-stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(cacheStats))
 	})
-	return &cacheService{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+	return newLocalService(mux, log)
 }
 
 // Start binds 127.0.0.1 on a free port and serves.
-func (c *cacheService) Start(context.Context) error {
+func (c *localService) Start(context.Context) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("the demo's cache service: %w", err)
+		return fmt.Errorf("the demo's sample service: %w", err)
 	}
 	c.ln, c.done = ln, make(chan struct{})
 	go func() {
@@ -109,11 +116,12 @@ func (c *cacheService) Start(context.Context) error {
 	return nil
 }
 
-// URL is the cache-stats endpoint; valid after Start.
-func (c *cacheService) URL() string { return "http://" + c.ln.Addr().String() + "/admin/cache-stats" }
+// URL is the service's base URL, such as http://127.0.0.1:41234; valid after
+// Start.
+func (c *localService) URL() string { return "http://" + c.ln.Addr().String() }
 
 // Shutdown stops serving; safe without Start.
-func (c *cacheService) Shutdown(ctx context.Context) error {
+func (c *localService) Shutdown(ctx context.Context) error {
 	if c.done == nil {
 		return nil
 	}

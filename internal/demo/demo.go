@@ -153,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer cache.Shutdown(context.Background())
-	specs, err := declareCommands(cache.URL())
+	specs, err := declareCommands(cache.URL() + "/admin/cache-stats")
 	if err != nil {
 		return err
 	}
