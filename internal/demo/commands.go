@@ -131,22 +131,27 @@ func (c *localService) Shutdown(ctx context.Context) error {
 }
 
 // simAgent is one simulated deployment's agent: its check-in and the runner
-// of its remote commands, wired by agent.NewCheckin as the full agent's are.
+// of its remote commands, wired by agent.NewCheckin as the full agent's are,
+// and its runtime signals.
 type simAgent struct {
 	checkin *opamp.Agent
 	cmds    *commands.Runner
+	rt      *agentRuntime
 }
 
-func newSimAgent(ac config.Agent, log *slog.Logger) (*simAgent, error) {
+// newSimAgent builds deployment ac's agent, its runtime as rs says but
+// reporting health through the agent's own check-in.
+func newSimAgent(ac config.Agent, log *slog.Logger, rs runtimeSettings) (*simAgent, error) {
 	c, r, err := agent.NewCheckin(ac, agent.CheckinSettings{Logger: log, Env: []string{}})
 	if err != nil {
 		return nil, err
 	}
-	return &simAgent{checkin: c, cmds: r}, nil
+	rs.health = c
+	return &simAgent{checkin: c, cmds: r, rt: newAgentRuntime(rs)}, nil
 }
 
 // Start starts the runner first: an invocation may arrive as soon as the
-// check-in connects.
+// check-in connects; the runtime last, whose health goes through the check-in.
 func (a *simAgent) Start(ctx context.Context) error {
 	if err := a.cmds.Start(ctx); err != nil {
 		return fmt.Errorf("remote commands: %w", err)
@@ -154,13 +159,16 @@ func (a *simAgent) Start(ctx context.Context) error {
 	if err := a.checkin.Start(ctx); err != nil {
 		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)))
 	}
+	if err := a.rt.Start(ctx); err != nil {
+		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+	}
 	return nil
 }
 
-// Shutdown stops the runner while the check-in can still send its last
-// outcomes, then the check-in. Idempotent.
+// Shutdown stops the runtime, then the runner while the check-in can still
+// send its last outcomes, then the check-in. Idempotent.
 func (a *simAgent) Shutdown(ctx context.Context) error {
-	return errors.Join(a.cmds.Shutdown(ctx), a.checkin.Shutdown(ctx))
+	return errors.Join(a.rt.Shutdown(ctx), a.cmds.Shutdown(ctx), a.checkin.Shutdown(ctx))
 }
 
 // runFirstCommand runs disk-usage on firstCommandOn as a support engineer
