@@ -215,7 +215,7 @@ type demoRun struct {
 	url, token string
 	// banner is what the demo printed at the start.
 	banner string
-	// dir is its data directory.
+	// dir is its data directory, a temporary one as a newcomer's is.
 	dir   string
 	start time.Time
 	// cancel stops the demo; done receives Run's result.
@@ -230,10 +230,10 @@ func startDemo(t *testing.T, ctx context.Context) *demoRun {
 	type ready struct{ url, token string }
 	var out bytes.Buffer // written before Ready, read after
 	readyc := make(chan ready, 1)
-	r := &demoRun{dir: t.TempDir(), start: time.Now(), done: make(chan error, 1)}
+	r := &demoRun{start: time.Now(), done: make(chan error, 1)}
 	ctx, r.cancel = context.WithCancel(ctx)
 	go func() {
-		r.done <- Run(ctx, Options{Listen: "127.0.0.1:0", DataDir: r.dir, Out: &out,
+		r.done <- Run(ctx, Options{Listen: "127.0.0.1:0", Out: &out,
 			Rand: rand.New(rand.NewPCG(7, 11)), Ready: func(url, token string) { readyc <- ready{url, token} }})
 	}()
 	select {
@@ -245,6 +245,11 @@ func startDemo(t *testing.T, ctx context.Context) *demoRun {
 		t.Fatal("demo not ready in time")
 	}
 	r.banner = out.String()
+	m := regexp.MustCompile(`(?m)^  Data: +(\S+)$`).FindStringSubmatch(r.banner)
+	if m == nil {
+		t.Fatalf("the banner does not give the data directory:\n%s", r.banner)
+	}
+	r.dir = m[1]
 	t.Logf("demo ready in %v", time.Since(r.start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		r.cancel()
