@@ -127,8 +127,10 @@ logs, traces and metrics (half an hour of history, then live). One deployment,
 globex-prod, broke its checkout in its upgrade to 1.8.0; the commands printed
 at the start investigate it. The releases declare two remote commands to try
 with periscope exec (one customer disabled them), and the audit log already
-holds one a support engineer ran. The data directory is temporary unless
---data-dir is given. Stop with Ctrl-C.`,
+holds one a support engineer ran. The agents also collect runtime signals
+(periscope runtime): each shop's traffic through an ingress proxy, its data
+volume, and on stark-prod supervised workloads, one crash-looping. The data
+directory is temporary unless --data-dir is given. Stop with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

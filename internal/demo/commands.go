@@ -76,30 +76,37 @@ func declareCommands(cacheURL string) ([]command.Spec, error) {
 	return specs, nil
 }
 
-// cacheService is the vendor's sample service the demo runs on 127.0.0.1, in
-// every simulated customer cloud at once: the HTTP handler of cache-stats.
-type cacheService struct {
+// localService is one of the vendor's sample services the demo runs on
+// 127.0.0.1, on a free port: the cache service answering cache-stats, and a
+// deployment's shop behind its ingress proxy.
+type localService struct {
 	srv *http.Server
 	ln  net.Listener
 	// done is closed when Serve returns.
 	done chan struct{}
 }
 
-func newCacheService(log *slog.Logger) *cacheService {
+func newLocalService(h http.Handler, log *slog.Logger) *localService {
+	return &localService{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+}
+
+// newCacheService is the sample service every simulated customer cloud
+// shares: the HTTP handler of cache-stats, at /admin/cache-stats.
+func newCacheService(log *slog.Logger) *localService {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/cache-stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(cacheStats))
 	})
-	return &cacheService{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+	return newLocalService(mux, log)
 }
 
 // Start binds 127.0.0.1 on a free port and serves.
-func (c *cacheService) Start(context.Context) error {
+func (c *localService) Start(context.Context) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("the demo's cache service: %w", err)
+		return fmt.Errorf("the demo's sample service: %w", err)
 	}
 	c.ln, c.done = ln, make(chan struct{})
 	go func() {
@@ -109,11 +116,12 @@ func (c *cacheService) Start(context.Context) error {
 	return nil
 }
 
-// URL is the cache-stats endpoint; valid after Start.
-func (c *cacheService) URL() string { return "http://" + c.ln.Addr().String() + "/admin/cache-stats" }
+// URL is the service's base URL, such as http://127.0.0.1:41234; valid after
+// Start.
+func (c *localService) URL() string { return "http://" + c.ln.Addr().String() }
 
 // Shutdown stops serving; safe without Start.
-func (c *cacheService) Shutdown(ctx context.Context) error {
+func (c *localService) Shutdown(ctx context.Context) error {
 	if c.done == nil {
 		return nil
 	}
@@ -123,22 +131,27 @@ func (c *cacheService) Shutdown(ctx context.Context) error {
 }
 
 // simAgent is one simulated deployment's agent: its check-in and the runner
-// of its remote commands, wired by agent.NewCheckin as the full agent's are.
+// of its remote commands, wired by agent.NewCheckin as the full agent's are,
+// and its runtime signals.
 type simAgent struct {
 	checkin *opamp.Agent
 	cmds    *commands.Runner
+	rt      *agentRuntime
 }
 
-func newSimAgent(ac config.Agent, log *slog.Logger) (*simAgent, error) {
+// newSimAgent builds deployment ac's agent, its runtime as rs says but
+// reporting health through the agent's own check-in.
+func newSimAgent(ac config.Agent, log *slog.Logger, rs runtimeSettings) (*simAgent, error) {
 	c, r, err := agent.NewCheckin(ac, agent.CheckinSettings{Logger: log, Env: []string{}})
 	if err != nil {
 		return nil, err
 	}
-	return &simAgent{checkin: c, cmds: r}, nil
+	rs.health = c
+	return &simAgent{checkin: c, cmds: r, rt: newAgentRuntime(rs)}, nil
 }
 
 // Start starts the runner first: an invocation may arrive as soon as the
-// check-in connects.
+// check-in connects; the runtime last, whose health goes through the check-in.
 func (a *simAgent) Start(ctx context.Context) error {
 	if err := a.cmds.Start(ctx); err != nil {
 		return fmt.Errorf("remote commands: %w", err)
@@ -146,13 +159,16 @@ func (a *simAgent) Start(ctx context.Context) error {
 	if err := a.checkin.Start(ctx); err != nil {
 		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)))
 	}
+	if err := a.rt.Start(ctx); err != nil {
+		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+	}
 	return nil
 }
 
-// Shutdown stops the runner while the check-in can still send its last
-// outcomes, then the check-in. Idempotent.
+// Shutdown stops the runtime, then the runner while the check-in can still
+// send its last outcomes, then the check-in. Idempotent.
 func (a *simAgent) Shutdown(ctx context.Context) error {
-	return errors.Join(a.cmds.Shutdown(ctx), a.checkin.Shutdown(ctx))
+	return errors.Join(a.rt.Shutdown(ctx), a.cmds.Shutdown(ctx), a.checkin.Shutdown(ctx))
 }
 
 // runFirstCommand runs disk-usage on firstCommandOn as a support engineer

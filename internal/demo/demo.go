@@ -7,7 +7,11 @@
 // the failing function. Its releases declare two remote commands, answered by
 // df and by a sample service on 127.0.0.1; one customer disabled commands, and
 // a support engineer has run one, so `periscope exec` and the audit log have
-// something to show.
+// something to show. Each agent also collects runtime signals from sources that
+// need no server (runtime.go): its shop's traffic through the agent's ingress
+// proxy, its data volume, and on one deployment supervised workloads, one of
+// which crash-loops, so `periscope runtime` and the deployment page's Runtime
+// section have real figures.
 package demo
 
 import (
@@ -153,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer cache.Shutdown(context.Background())
-	specs, err := declareCommands(cache.URL())
+	specs, err := declareCommands(cache.URL() + "/admin/cache-stats")
 	if err != nil {
 		return err
 	}
@@ -161,12 +165,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*simAgent{}}
-	defer fl.shutdown()
 	tr, err := newTraffic(m.URL(), o.Clock, o.Logger)
 	if err != nil {
 		return err
 	}
+	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*simAgent{},
+		traffic: tr, clock: o.Clock}
+	defer fl.shutdown()
 	var feeds []*feed
 	for _, s := range fleetSpec {
 		if s.noAgent {
@@ -180,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		feeds = append(feeds, &feed{id: s.id, token: tokens[s.id], platform: s.platform, release: rel,
-			faulty: s.faulty(rel), rng: rand.New(rand.NewPCG(o.Rand.Uint64(), o.Rand.Uint64()))})
+			faulty: s.faulty(rel), rng: rand.New(rand.NewPCG(o.Rand.Uint64(), o.Rand.Uint64())), shop: fl.agents[s.id].rt.ShopURL()})
 	}
 	now := o.Clock.Now()
 	if err := fl.history(ctx, api, tr, feeds, now); err != nil {
@@ -241,7 +246,7 @@ Or try, in another terminal:
 
   export PERISCOPE_MANAGER=%s PERISCOPE_TOKEN=%s
   go run ./cmd/periscope status
-  go run ./cmd/periscope deployments list                 # globex-prod is unhealthy
+  go run ./cmd/periscope deployments list                 # globex-prod and %s are unhealthy
   go run ./cmd/periscope deployments show globex-prod     # since its upgrade to 1.8.0, %.0f minutes ago
   go run ./cmd/periscope deployments list --status stale  # wayne-prod stops checking in after ~15s
   go run ./cmd/periscope releases list
@@ -257,6 +262,14 @@ Then investigate globex-prod from its telemetry:
   go run ./cmd/periscope traces --deployment globex-prod --release 1.8.0 --errors --limit 6
   go run ./cmd/periscope trace %s   # or any TRACE listed above
   go run ./cmd/periscope metrics queue.depth --deployment globex-prod --group-by release --agg max --since 30m --step 5m
+
+The agents also collect runtime signals with no instrumentation: each shop's
+traffic through the agent's ingress proxy, its data volume, and the workloads
+the agent supervises (%s's invoice worker cannot reach its queue and
+crash-loops):
+
+  go run ./cmd/periscope runtime %s       # its restarts and last error
+  go run ./cmd/periscope runtime globex-prod      # 5xx at its ingress since the upgrade
 
 Only operational data left the customers' clouds: the services log their shoppers'
 e-mail addresses, IP addresses and session ids, and the agent's redaction removed
@@ -283,8 +296,8 @@ cache service), and %s already ran one on %s:
   go run ./cmd/periscope audit --since 1h                 # who ran what, why, and the outcome
 
 Press Ctrl-C to stop.
-`, len(fleetSpec), history.Minutes(), m.URL(), token, m.URL(), token, dir, m.URL(), token, upgradedAgo.Minutes(), fault,
-		supportEngineer, firstCommandOn, disabledOn)
+`, len(fleetSpec), history.Minutes(), m.URL(), token, m.URL(), token, dir, m.URL(), token, crashLoopOn, upgradedAgo.Minutes(), fault,
+		crashLoopOn, crashLoopOn, supportEngineer, firstCommandOn, disabledOn)
 	if o.Ready != nil {
 		o.Ready(m.URL(), token)
 	}
@@ -307,6 +320,10 @@ type fleet struct {
 	heartbeat config.Duration
 	tokens    map[string]string
 	agents    map[string]*simAgent
+	// traffic sends the agents' runtime signals, redacted, with the
+	// application telemetry.
+	traffic *traffic
+	clock   clock.Clock
 }
 
 // start runs deployment s's agent reporting release rel. An agent keeps its
@@ -319,7 +336,12 @@ func (fl *fleet) start(ctx context.Context, s sim, rel string) error {
 	ac.DataDir = filepath.Join(fl.dir, "agents", s.id)
 	ac.HeartbeatInterval = fl.heartbeat
 	ac.Commands = s.commands
-	a, err := newSimAgent(ac, fl.log)
+	ws, err := workloads(s.id)
+	if err != nil {
+		return err
+	}
+	a, err := newSimAgent(ac, fl.log, runtimeSettings{dataDir: ac.DataDir, workloads: ws, send: fl.traffic.sink(fl.tokens[s.id]),
+		red: fl.traffic.redact, clock: fl.clock, log: fl.log.With("deployment", s.id)})
 	if err != nil {
 		return err
 	}
@@ -369,7 +391,7 @@ func (fl *fleet) history(ctx context.Context, api *apiclient.Client, tr *traffic
 		}
 		for _, f := range feeds {
 			if f.id == s.id {
-				f.release, f.faulty = s.release, s.faulty(s.release)
+				f.release, f.faulty, f.shop = s.release, s.faulty(s.release), fl.agents[s.id].rt.ShopURL()
 			}
 		}
 		want[s.id] = s.release

@@ -28,26 +28,10 @@ func TestDemoInvestigation(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	type ready struct{ url, token string }
-	var out bytes.Buffer // written before Ready, read after
-	readyc := make(chan ready, 1)
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		done <- Run(ctx, Options{Listen: "127.0.0.1:0", DataDir: t.TempDir(), Out: &out,
-			Rand: rand.New(rand.NewPCG(7, 11)), Ready: func(url, token string) { readyc <- ready{url, token} }})
-	}()
-	var r ready
-	select {
-	case r = <-readyc:
-	case err := <-done:
-		t.Fatalf("demo ended before it was ready: %v", err)
-	case <-ctx.Done():
-		t.Fatal("demo not ready in time")
-	}
-	t.Logf("demo ready in %v", time.Since(start).Round(time.Millisecond))
+	r := startDemo(t, ctx)
 	api := apiclient.New(r.url, r.token)
-	signInToDashboard(t, out.String(), r.url, r.token)
+	signInToDashboard(t, r.banner, r.url, r.token)
+	start := r.start
 
 	d, err := api.Deployment(ctx, "globex-prod")
 	if err != nil {
@@ -99,7 +83,7 @@ func TestDemoInvestigation(t *testing.T) {
 		t.Errorf("error logs of trace %s: %+v, want the coupon failure", traceID, logs.Logs)
 	}
 
-	checkRemoteCommands(t, ctx, api, out.String())
+	checkRemoteCommands(t, ctx, api, r.banner)
 
 	red, err := api.RED(ctx, telquery.REDQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: start.Add(-time.Hour)}, GroupBy: telquery.ByRelease})
 	if err != nil {
@@ -112,15 +96,7 @@ func TestDemoInvestigation(t *testing.T) {
 		t.Errorf("acme-prod: %d requests with error rate %.4f, want half an hour of them and few errors", tot.Requests, tot.ErrorRate)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not stop")
-	}
+	r.stop(t)
 }
 
 // checkRemoteCommands walks the banner's remote-command lines through the
@@ -231,5 +207,68 @@ func signInToDashboard(t *testing.T, banner, managerURL, token string) {
 	resp.Body.Close()
 	if resp.Request.URL.Path != "/" || !strings.Contains(string(body), `action="/logout"`) {
 		t.Errorf("signing in with the banner's token ended at %s (%d), want the signed-in fleet at /", resp.Request.URL, resp.StatusCode)
+	}
+}
+
+// demoRun is a demo started by startDemo.
+type demoRun struct {
+	url, token string
+	// banner is what the demo printed at the start.
+	banner string
+	// dir is its data directory, a temporary one as a newcomer's is.
+	dir   string
+	start time.Time
+	// cancel stops the demo; done receives Run's result.
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startDemo runs the demo until ctx ends or stop is called, and returns once
+// it is ready.
+func startDemo(t *testing.T, ctx context.Context) *demoRun {
+	t.Helper()
+	type ready struct{ url, token string }
+	var out bytes.Buffer // written before Ready, read after
+	readyc := make(chan ready, 1)
+	r := &demoRun{start: time.Now(), done: make(chan error, 1)}
+	ctx, r.cancel = context.WithCancel(ctx)
+	go func() {
+		r.done <- Run(ctx, Options{Listen: "127.0.0.1:0", Out: &out,
+			Rand: rand.New(rand.NewPCG(7, 11)), Ready: func(url, token string) { readyc <- ready{url, token} }})
+	}()
+	select {
+	case rd := <-readyc:
+		r.url, r.token = rd.url, rd.token
+	case err := <-r.done:
+		t.Fatalf("demo ended before it was ready: %v", err)
+	case <-ctx.Done():
+		t.Fatal("demo not ready in time")
+	}
+	r.banner = out.String()
+	m := regexp.MustCompile(`(?m)^  Data: +(\S+)$`).FindStringSubmatch(r.banner)
+	if m == nil {
+		t.Fatalf("the banner does not give the data directory:\n%s", r.banner)
+	}
+	r.dir = m[1]
+	t.Logf("demo ready in %v", time.Since(r.start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		r.cancel()
+		<-r.done
+	})
+	return r
+}
+
+// stop stops the demo and checks it ends cleanly and in time.
+func (r *demoRun) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("Run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not stop")
 	}
 }

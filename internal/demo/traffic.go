@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
@@ -140,6 +142,9 @@ type feed struct {
 	// lastFault is the trace id of the newest request the faulty release failed
 	// where it is broken.
 	lastFault string
+	// shop is the base URL of the deployment's ingress proxy, which live
+	// requests go through; "" sends none.
+	shop string
 }
 
 // count draws how many requests arrive in d.
@@ -203,6 +208,15 @@ type batch struct {
 	logs    plog.Logs
 	metrics pmetric.Metrics
 	out     map[string]*replicaOut
+	// served are its requests as they reach the deployment's ingress.
+	served []served
+}
+
+// served is one request as the shop's ingress sees it, with the status the
+// simulation drew for it.
+type served struct {
+	method, path string
+	status       int
 }
 
 // replicaOut is where one service instance's records go in each signal.
@@ -421,6 +435,7 @@ func (b *batch) request(start time.Time) {
 		}
 	}
 	root.Attributes().PutInt("http.response.status_code", status)
+	b.served = append(b.served, served{method: r.method, path: path, status: int(status)})
 	b.log(out, at, sev, fmt.Sprintf("%s %s %d in %dms for %s", r.method, path, status, at.Sub(start).Milliseconds(), customer), trace, root.SpanID(),
 		[][2]string{{"http.request.method", r.method}, {"http.route", r.route}, {"enduser.id", customer}})
 }
@@ -582,13 +597,52 @@ func (t *traffic) run(ctx context.Context, since time.Time, every time.Duration)
 		// mid-way makes the manager log a batch it could not keep.
 		sctx := context.WithoutCancel(ctx)
 		for _, f := range t.running() {
-			err := t.send(sctx, f, f.batch(last, now))
+			b := f.batch(last, now)
+			err := t.send(sctx, f, b)
 			if err != nil {
 				t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
 			}
+			t.serve(sctx, f, b.served)
 		}
 		last = now
 	}
+}
+
+// serve sends the requests through the feed's ingress proxy to its shop, so
+// the proxy's figures show the traffic the telemetry describes.
+func (t *traffic) serve(ctx context.Context, f *feed, reqs []served) {
+	if f.shop == "" {
+		return
+	}
+	for _, r := range reqs {
+		req, err := http.NewRequestWithContext(ctx, r.method, f.shop+r.path, nil)
+		if err != nil {
+			t.log.Warn("a demo request is malformed", "deployment", f.id, "path", r.path, "error", err)
+			continue
+		}
+		req.Header.Set(statusHeader, strconv.Itoa(r.status))
+		resp, err := t.hc.Do(req)
+		if err != nil {
+			// Its agent stopped (the deployment going stale): nothing to serve.
+			t.log.Debug("a demo request did not reach the shop", "deployment", f.id, "error", err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+	}
+}
+
+// sink is a deployment's runtime collector's way to the manager: each round,
+// redacted as the agent's pipeline redacts it, then sent with the
+// deployment's token like its application telemetry.
+func (t *traffic) sink(token string) consumer.Consumer {
+	return consumer.ConsumerFunc(func(ctx context.Context, r consumer.Request) error {
+		data, err := t.redact.Request(r.Signal, nil, r.Body, nil)
+		if err != nil {
+			return fmt.Errorf("redact %s: %w", r.Signal, err)
+		}
+		return t.post(ctx, token, r.Signal, data)
+	})
 }
 
 // send posts a batch's three signals, leaving out any it holds nothing of.

@@ -430,7 +430,27 @@ func (b *Browser) Shot(name string) string {
 // copies it to dir/file (such as "fleet.png").
 func (b *Browser) ReadmeShot(file string) {
 	b.t.Helper()
-	p := b.Shot(strings.TrimSuffix(file, filepath.Ext(file)))
+	b.toReadme(b.Shot(strings.TrimSuffix(file, filepath.Ext(file))), file)
+}
+
+// ReadmeShotOf is ReadmeShot of the first element matching sel alone, for a
+// README picture of one part of a page (a section).
+func (b *Browser) ReadmeShotOf(sel, file string) {
+	b.t.Helper()
+	b.WaitFor(sel)
+	ctx, cancel := b.step()
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel)))
+	if err != nil {
+		b.fail("screenshot of %s: %v", sel, err)
+	}
+	b.toReadme(b.write(strings.TrimSuffix(file, filepath.Ext(file)), png), file)
+}
+
+// toReadme copies the screenshot at p to dir/file, with
+// PERISCOPE_SCREENSHOTS_README=dir.
+func (b *Browser) toReadme(p, file string) {
+	b.t.Helper()
 	dir := os.Getenv(EnvReadme)
 	if dir == "" || p == "" {
 		return
@@ -455,6 +475,12 @@ func (b *Browser) save(ctx context.Context, name string) string {
 		b.t.Errorf("screenshot %s: %v", name, err)
 		return ""
 	}
+	return b.write(name, png)
+}
+
+// write keeps a screenshot under the next number and name, and returns its
+// path ("" when it could not).
+func (b *Browser) write(name string, png []byte) string {
 	b.mu.Lock()
 	b.shots++
 	n := b.shots
