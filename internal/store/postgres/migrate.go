@@ -72,7 +72,23 @@ const migrateLockKey int64 = 0x7065726973636f70
 // runs once, and a replica that fails half-way leaves nothing applied (DDL is
 // transactional in PostgreSQL). A database migrated by a newer Periscope is
 // refused rather than used with a schema this binary does not know.
+//
+// A database already at this version is only read, so a manager starts on a
+// read-only server (a standby during a failover) and waits there for writes.
 func migrate(ctx context.Context, pool *pgxpool.Pool, migs []migration) error {
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		var current int
+		if err := pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return err
+		}
+		if current == len(migs) {
+			return nil
+		}
+	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
 			return fmt.Errorf("take the migration lock: %w", err)

@@ -2,13 +2,17 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/postgres"
 	"github.com/periscope-dev/periscope/internal/store/storetest"
 	"github.com/periscope-dev/periscope/internal/testenv"
@@ -59,4 +63,40 @@ func TestConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestReadOnlyServerMakesWritesUnavailable opens the store on connections a
+// read-only server gives (as a standby does during a failover): a write is
+// store.ErrUnavailable with a reason an operator can act on, /readyz's
+// Writable says the same, and nothing was written.
+func TestReadOnlyServerMakesWritesUnavailable(t *testing.T) {
+	ctx := context.Background()
+	url := newSchemas(t).urlFor(t, t.Name())
+	rw, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	ro, err := postgres.Open(ctx, url+"&default_transaction_read_only=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.Writable(ctx); err != nil {
+		t.Fatalf("Writable before any write = %v, want nil", err)
+	}
+	tok := auth.APIToken{ID: "t1", Name: "ci", Role: auth.RoleViewer, Hash: auth.Hash("x")}
+	err = ro.CreateAPIToken(ctx, tok)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("a write to a read-only server: %v, want ErrUnavailable saying it is read-only", err)
+	}
+	if err := ro.Writable(ctx); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("Writable after a refused write = %v, want ErrUnavailable saying it is read-only", err)
+	}
+	if ts, err := rw.ListAPITokens(ctx); err != nil || len(ts) != 0 {
+		t.Fatalf("tokens after the refused write: %v, %v; want none", ts, err)
+	}
+	if err := rw.Writable(ctx); err != nil {
+		t.Fatalf("a writable replica's Writable = %v", err)
+	}
 }
