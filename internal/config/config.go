@@ -118,8 +118,14 @@ func validAddr(field, addr string, offAllowed bool) error {
 type Manager struct {
 	// Listen is the one HTTP address for dashboard, API, OpAMP and ingest.
 	Listen string `yaml:"listen" env:"LISTEN"`
-	// DataDir holds the embedded database.
+	// DataDir holds the embedded database, the telemetry store and the
+	// exporters' queues.
 	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
+	// Storage is where the fleet store (deployments, releases, pins, tokens,
+	// audit log, notifications, commands) lives: empty for the embedded store
+	// in DataDir, or a postgres:// URL of a PostgreSQL database, which several
+	// manager replicas may share. The telemetry store stays in DataDir.
+	Storage string `yaml:"storage" env:"STORAGE"`
 	// HeartbeatInterval is how often agents are expected to check in.
 	HeartbeatInterval Duration `yaml:"heartbeat_interval" env:"HEARTBEAT_INTERVAL"`
 	// StaleAfter is how long without a check-in before a deployment is stale
@@ -247,6 +253,7 @@ func (c *Manager) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: must be set"))
 	}
+	errs = append(errs, validStorage(c.Storage))
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("heartbeat_interval: must be positive, got %s", time.Duration(c.HeartbeatInterval)))
 	}
@@ -297,6 +304,18 @@ func (c *Manager) Validate() error {
 	}
 	errs = append(errs, thresholds.Prefixed("thresholds.", c.Thresholds.Validate()))
 	return errors.Join(errs...)
+}
+
+// validStorage checks the storage setting without repeating it: the URL may
+// hold a password.
+func validStorage(s string) error {
+	if s == "" {
+		return nil
+	}
+	if _, err := url.Parse(s); err != nil || !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+		return errors.New("storage: want a postgres:// URL, or nothing for the embedded store in data_dir")
+	}
+	return nil
 }
 
 // EffectiveStaleAfter is StaleAfter, or three heartbeats when unset.

@@ -40,6 +40,27 @@ func TestManagerValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
+func TestManagerStorage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "manager.yaml")
+	os.WriteFile(path, []byte("storage: postgres://periscope@db.internal:5432/periscope?sslmode=verify-full\n"), 0o600)
+	cfg := DefaultManager()
+	if err := Load(&cfg, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil || cfg.Storage != "postgres://periscope@db.internal:5432/periscope?sslmode=verify-full" {
+		t.Fatalf("a PostgreSQL URL from the file: storage %q, %v", cfg.Storage, err)
+	}
+	// The password usually comes from the environment, and an error never
+	// repeats it.
+	if err := Load(&cfg, "", []string{"PERISCOPE_STORAGE=mysql://periscope:hunter2@db/periscope"}); err != nil {
+		t.Fatal(err)
+	}
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "storage:") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Validate() with a MySQL URL = %v, want a storage error that does not repeat the URL", err)
+	}
+}
+
 func TestLoadRejectsUnknownKeysAndBadValues(t *testing.T) {
 	dir := t.TempDir()
 	typo := filepath.Join(dir, "typo.yaml")

@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/periscope-dev/periscope/internal/config"
-	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
-	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
 // TestDataFilesArePrivate runs a manager, as a process with the usual umask
@@ -43,20 +41,7 @@ func TestDataFilesArePrivate(t *testing.T) {
 	}
 	defer m.Shutdown(context.Background())
 	ctx := context.Background()
-	c := apiclient.New(m.URL(), crashAdmin)
-	d, err := c.CreateDeployment(ctx, apitypes.NewDeployment{ID: "acme-prod", Customer: "acme", Stack: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateRelease(ctx, apitypes.NewRelease{Stack: "shop", Version: "1.0.0"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sendLog(ctx, m.URL(), d.Token, "hello", "q1:1-1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.ingest.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	writeThroughEveryStore(ctx, t, m)
 	checkPrivate(t, dir, "while the manager runs")
 	if err := m.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

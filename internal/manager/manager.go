@@ -39,7 +39,9 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
+	"github.com/periscope-dev/periscope/internal/store/postgres"
 )
 
 // Settings are the manager's collaborators; zero values are safe.
@@ -67,7 +69,7 @@ type Manager struct {
 	set Settings
 	log *slog.Logger
 
-	store   *duckdb.Store
+	store   fleetStore
 	reg     *registry.Registry
 	notify  *notify.Notifier // nil when no webhook is configured
 	keys    *tokens.Keyring
@@ -96,6 +98,33 @@ type Manager struct {
 	shutdownErr  error
 }
 
+// fleetStore is what the manager needs of its fleet store: every contract of
+// package store, and whether it can write now (for /readyz).
+type fleetStore interface {
+	store.Fleet
+	store.Notifications
+	store.Commands
+	Writable(ctx context.Context) error
+}
+
+// openFleetStore opens the fleet store the configuration names: the
+// PostgreSQL database of a postgres:// storage URL, or the embedded store in
+// the data directory.
+func openFleetStore(ctx context.Context, cfg config.Manager) (fleetStore, error) {
+	if postgres.IsURL(cfg.Storage) {
+		st, err := postgres.Open(ctx, cfg.Storage)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := duckdb.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
 // New validates cfg and returns a manager that has opened nothing yet.
 func New(cfg config.Manager, s Settings) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
@@ -121,7 +150,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := prepareDataDir(m.cfg.DataDir); err != nil {
 		return err
 	}
-	st, err := duckdb.Open(ctx, m.cfg.DataDir)
+	st, err := openFleetStore(ctx, m.cfg)
 	if err != nil {
 		return err
 	}
@@ -259,7 +288,11 @@ func (m *Manager) start(ctx context.Context) error {
 		return nil
 	})
 	m.ready.Store(true)
-	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir,
+	fleetAt := "data_dir"
+	if postgres.IsURL(m.cfg.Storage) {
+		fleetAt = "postgres" // never the URL, which may hold a password
+	}
+	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir, "fleet_store", fleetAt,
 		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
 	return nil
 }

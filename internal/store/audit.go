@@ -112,6 +112,20 @@ func PinAudit(c fleet.PinChange, customer string) AuditEntry {
 		Detail: detailJSON(pinDetail{ChangeID: c.ChangeID, From: c.From, To: c.To, Running: c.Running})}
 }
 
+// PinAudits is the audit log entries of pin changes, each with the customer of
+// its deployment among recs (what ApplyPins writes).
+func PinAudits(recs []DeploymentRecord, changes []fleet.PinChange) []AuditEntry {
+	customer := make(map[string]string, len(recs))
+	for i := range recs {
+		customer[recs[i].Deployment.ID] = recs[i].Deployment.Customer
+	}
+	out := make([]AuditEntry, len(changes))
+	for i, c := range changes {
+		out[i] = PinAudit(c, customer[c.DeploymentID])
+	}
+	return out
+}
+
 // DeploymentAudit is the audit log entry of a token change or deletion of a
 // deployment of customer.
 func DeploymentAudit(c fleet.DeploymentChange, customer string) AuditEntry {

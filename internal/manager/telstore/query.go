@@ -13,7 +13,6 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/store"
-	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
 
 // Page sizes of log and span searches.
@@ -78,10 +77,10 @@ func limitOf(n int) int {
 }
 
 // encodeCursor is the position after the last row of a page: its time and seq.
-func encodeCursor(t time.Time, seq int64) string { return duckfile.EncodeCursor(t, seq) }
+func encodeCursor(t time.Time, seq int64) string { return store.EncodeCursor(t, seq) }
 
 func decodeCursor(s string) (time.Time, int64, error) {
-	t, seq, ok := duckfile.DecodeCursor(s)
+	t, seq, ok := store.DecodeCursor(s)
 	if !ok {
 		return time.Time{}, 0, fmt.Errorf("%w: cursor %q is not one this store gave out", telquery.ErrInvalid, s)
 	}

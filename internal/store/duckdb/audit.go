@@ -10,9 +10,7 @@ import (
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/store"
-	"github.com/periscope-dev/periscope/internal/store/duckfile"
 )
 
 // auditColumns are the audit columns a write fills (seq comes from its sequence).
@@ -96,7 +94,7 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Aud
 		args = append(args, f.Until.UTC())
 	}
 	if f.After != "" {
-		at, seq, ok := duckfile.DecodeCursor(f.After)
+		at, seq, ok := store.DecodeCursor(f.After)
 		if !ok {
 			return nil, "", fmt.Errorf("list audit: cursor %q: %w", f.After, store.ErrBadCursor)
 		}
@@ -123,7 +121,7 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Aud
 	for rows.Next() {
 		if len(out) == limit {
 			// One more entry matches: the page ends at the last one kept.
-			next = duckfile.EncodeCursor(out[len(out)-1].At, lastSeq)
+			next = store.EncodeCursor(out[len(out)-1].At, lastSeq)
 			break
 		}
 		var e store.AuditEntry
@@ -150,18 +148,4 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 		return 0, fmt.Errorf("prune audit entries: %w", err)
 	}
 	return n, nil
-}
-
-// pinAudit is the audit log entries of pin changes, each with the customer of
-// its deployment among recs.
-func pinAudit(recs []store.DeploymentRecord, changes []fleet.PinChange) []store.AuditEntry {
-	customer := make(map[string]string, len(recs))
-	for i := range recs {
-		customer[recs[i].Deployment.ID] = recs[i].Deployment.Customer
-	}
-	out := make([]store.AuditEntry, len(changes))
-	for i, c := range changes {
-		out[i] = store.PinAudit(c, customer[c.DeploymentID])
-	}
-	return out
 }

@@ -259,21 +259,6 @@ CREATE TABLE command_invocations (
 ALTER TABLE deployments ADD COLUMN thresholds VARCHAR DEFAULT '{}';`,
 }
 
-// rollout is the release-tracking state of a deployment, kept as one JSON column.
-type rollout struct {
-	PreviousRelease string            `json:"previous_release,omitempty"`
-	ReleaseSince    time.Time         `json:"release_since,omitzero"`
-	AcceptsReleases bool              `json:"accepts_releases,omitempty"`
-	OfferHash       string            `json:"offer_hash,omitempty"`
-	Regression      *fleet.Regression `json:"regression,omitempty"`
-	BehindSince     time.Time         `json:"behind_since,omitzero"`
-	// TelemetryLoss is kept here rather than in a column of its own: it changes
-	// seldom and is read only with the rest of the deployment.
-	TelemetryLoss *fleet.TelemetryLoss `json:"telemetry_loss,omitempty"`
-	// CommandRule is the customer's command rule its agent reported.
-	CommandRule *command.Rule `json:"command_rule,omitempty"`
-}
-
 func (s *Store) migrate(ctx context.Context) error { return migrateTo(ctx, s.db, migrations) }
 
 // migrateTo applies migs (a prefix of migrations, in tests of a migration).
@@ -330,9 +315,7 @@ func deploymentValues(r *store.DeploymentRecord) []driver.Value {
 		d.Name, d.Customer, d.Platform, d.Cloud, d.Region, d.Stack, mustJSON(labels), string(d.Mode), d.Connected,
 		d.RunningRelease, d.AgentVersion, d.InstanceUID, nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash,
 		d.ExpectedConfigHash, mustJSON(d.Update), pin, string(r.LastStatus),
-		mustJSON(rollout{PreviousRelease: d.PreviousRelease, ReleaseSince: d.ReleaseSince, AcceptsReleases: d.AcceptsReleases,
-			OfferHash: d.OfferHash, Regression: d.Regression, BehindSince: d.BehindSince, TelemetryLoss: d.TelemetryLoss,
-			CommandRule: d.CommandRule}),
+		mustJSON(store.RolloutOf(d)),
 		mustJSON(d.Thresholds),
 	}
 }
@@ -490,7 +473,7 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 		if err := app.Close(); err != nil {
 			return err
 		}
-		return appendAudit(dc, pinAudit(recs, changes))
+		return appendAudit(dc, store.PinAudits(recs, changes))
 	})
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
@@ -596,14 +579,11 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			return nil, fmt.Errorf("list deployments: decode %s: %w", d.ID, err)
 		}
 		if ro.Valid && ro.String != "" {
-			var x rollout
+			var x store.Rollout
 			if err := json.Unmarshal([]byte(ro.String), &x); err != nil {
 				return nil, fmt.Errorf("list deployments: decode release state of %s: %w", d.ID, err)
 			}
-			d.PreviousRelease, d.ReleaseSince, d.AcceptsReleases = x.PreviousRelease, x.ReleaseSince, x.AcceptsReleases
-			d.OfferHash, d.Regression, d.BehindSince = x.OfferHash, x.Regression, x.BehindSince
-			d.CommandRule = x.CommandRule
-			d.TelemetryLoss = x.TelemetryLoss
+			x.ApplyTo(d)
 		}
 		if thr.Valid && thr.String != "" {
 			if err := json.Unmarshal([]byte(thr.String), &d.Thresholds); err != nil {

@@ -6,10 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-	"time"
-
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/storage"
@@ -24,36 +22,17 @@ func build(t *testing.T, c storage.Config, env ...string) runtime.Source {
 	return storagetest.Build(t, New, c, env...)
 }
 
-const pgAddr = "127.0.0.1:5432"
-
-// scratchDatabase creates an empty database on the machine's PostgreSQL
-// (trust authentication for postgres) for one test, dropped when it ends, and
-// returns its URL and a connection to it.
+// scratchDatabase creates an empty database on the machine's PostgreSQL for
+// one test, dropped when it ends, and returns its URL and a connection to it.
 func scratchDatabase(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
-	testenv.Server(t, "PostgreSQL", pgAddr)
+	url := testenv.PostgresDatabase(t)
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, "postgres://postgres@"+pgAddr+"/postgres")
-	if err != nil {
-		testenv.SkipOrFail(t, "PostgreSQL at %s refuses postgres with trust authentication: %v", pgAddr, err)
-	}
-	name := fmt.Sprintf("periscope_storage_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close(ctx)
-		t.Fatal(err)
-	}
-	url := "postgres://postgres@" + pgAddr + "/" + name
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		conn.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop scratch database: %v", err)
-		}
-		admin.Close(ctx)
-	})
+	t.Cleanup(func() { conn.Close(ctx) })
 	return url, conn
 }
 

@@ -1,4 +1,4 @@
-package duckfile
+package store
 
 import (
 	"strconv"
@@ -7,7 +7,8 @@ import (
 )
 
 // EncodeCursor is the position after a row of a newest-first page ordered by a
-// time and a sequence number, for the next page's query. Both stores page so.
+// time and a sequence number, for the next page's query. The fleet stores
+// and the telemetry store page so.
 func EncodeCursor(t time.Time, seq int64) string {
 	return strconv.FormatInt(t.UnixMicro(), 36) + "." + strconv.FormatInt(seq, 36)
 }

@@ -1,0 +1,88 @@
+package manager
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/telstore"
+	"github.com/periscope-dev/periscope/internal/store/duckdb"
+	"github.com/periscope-dev/periscope/internal/testenv"
+)
+
+// TestFleetOnPostgresTelemetryInDataDir runs a manager with storage set to a
+// PostgreSQL database: the fleet (deployments, releases, tokens, the audit
+// log) is in the database, so a manager started on another machine's empty
+// data directory finds it, while telemetry stays in the data directory.
+func TestFleetOnPostgresTelemetryInDataDir(t *testing.T) {
+	url := testenv.PostgresDatabase(t)
+	ctx := context.Background()
+	start := func(dir string) *Manager {
+		t.Helper()
+		cfg := crashConfig(dir)
+		cfg.Storage = url
+		m, err := New(cfg, Settings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	first := t.TempDir()
+	m := start(first)
+	writeThroughEveryStore(ctx, t, m)
+	resp, err := http.Get(m.URL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz with the fleet on PostgreSQL: %s", resp.Status)
+	}
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(first, duckdb.FileName)); !os.IsNotExist(err) {
+		t.Errorf("the data directory has an embedded fleet store (%v): the fleet should be in PostgreSQL only", err)
+	}
+	if _, err := os.Stat(filepath.Join(first, telstore.FileName)); err != nil {
+		t.Errorf("the telemetry store is not in the data directory: %v", err)
+	}
+
+	m = start(t.TempDir())
+	defer m.Shutdown(ctx)
+	got, err := apiclient.New(m.URL(), crashAdmin).Deployments(ctx, apiclient.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != "acme-prod" || got[0].Customer != "acme" {
+		t.Fatalf("a manager on a new data directory and the same database lists %+v, want acme-prod", got)
+	}
+}
+
+// writeThroughEveryStore creates the deployment acme-prod (customer acme,
+// stack shop) and the release shop 1.0.0 through m's API, and stores a log
+// record of acme-prod's in the telemetry store.
+func writeThroughEveryStore(ctx context.Context, t *testing.T, m *Manager) {
+	t.Helper()
+	c := apiclient.New(m.URL(), crashAdmin)
+	d, err := c.CreateDeployment(ctx, apitypes.NewDeployment{ID: "acme-prod", Customer: "acme", Stack: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateRelease(ctx, apitypes.NewRelease{Stack: "shop", Version: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendLog(ctx, m.URL(), d.Token, "hello", "q1:1-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ingest.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}

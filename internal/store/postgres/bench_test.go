@@ -1,0 +1,51 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/auth"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/store/postgres"
+	"github.com/periscope-dev/periscope/internal/testenv"
+)
+
+// BenchmarkUpdateDeployments times one check-in flush (UpdateDeployments of
+// every deployment, as the registry writes them) over fleets of several
+// sizes; ns/op is one flush.
+func BenchmarkUpdateDeployments(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.PostgresDatabase(b)
+	for i, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, err := postgres.Open(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			recs := make([]store.DeploymentRecord, n)
+			for j := range recs {
+				id := fmt.Sprintf("b%d-dep-%06d", i, j)
+				recs[j] = store.DeploymentRecord{TokenHash: auth.Hash("tok-" + id), Deployment: fleet.Deployment{ID: id, Customer: "acme", Stack: "app",
+					Labels: map[string]string{"tier": "gold"}, CreatedAt: t0, Mode: fleet.ModePush, Connected: true, RunningRelease: "1.8.0"}}
+			}
+			if err := s.CreateDeployments(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			round := 0
+			for b.Loop() {
+				round++
+				for j := range recs {
+					recs[j].Deployment.LastCheckin = t0.Add(time.Duration(round) * time.Second)
+				}
+				if err := s.UpdateDeployments(ctx, recs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
