@@ -176,8 +176,16 @@ func (s *Server) session(r *http.Request) (*Session, bool) {
 func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: value, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: overTLS(r),
 	})
+}
+
+// overTLS reports whether the browser reached us over TLS: on this connection,
+// or at a proxy that ended TLS and says so in X-Forwarded-Proto, as production
+// deployments do. Trusting the header is safe here: a client that forges it
+// only gets a cookie its browser keeps off plain HTTP.
+func overTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
 }
 
 // handler is a page or action behind sign-in.

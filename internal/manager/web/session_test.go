@@ -65,6 +65,28 @@ func TestSignInSetsAPrivateCookieAndReturns(t *testing.T) {
 	}
 }
 
+// TestSignInBehindATLSProxySetsASecureCookie: a proxy that ends TLS says so
+// in X-Forwarded-Proto, and the session cookie is then kept off plain HTTP.
+func TestSignInBehindATLSProxySetsASecureCookie(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	for proto, secure := range map[string]bool{"https": true, "HTTPS": true, "http": false, "": false} {
+		b := f.browser()
+		req := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{"token": {f.token[auth.RoleViewer]}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "https://"+req.Host)
+		if proto != "" {
+			req.Header.Set("X-Forwarded-Proto", proto)
+		}
+		if res := b.do(req); res.Code != http.StatusSeeOther {
+			t.Fatalf("X-Forwarded-Proto %q: sign in answered %d", proto, res.Code)
+		}
+		c := b.cookies["periscope_session"]
+		if c == nil || c.Secure != secure {
+			t.Errorf("X-Forwarded-Proto %q: session cookie %+v, want Secure=%v", proto, c, secure)
+		}
+	}
+}
+
 // TestSignOutEndsTheSession: after sign-out the old cookie opens nothing.
 func TestSignOutEndsTheSession(t *testing.T) {
 	f := newFixture(t, web.Settings{})
