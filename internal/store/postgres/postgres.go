@@ -199,14 +199,14 @@ func utc(t *time.Time) time.Time {
 var mutableColumns = []string{
 	"name", "customer", "platform", "cloud", "region", "stack", "labels", "mode", "connected",
 	"running_release", "agent_version", "instance_uid", "last_checkin", "health", "config_hash",
-	"expected_config_hash", "update_state", "pin", "last_status", "rollout",
+	"expected_config_hash", "update_state", "pin", "last_status", "rollout", "thresholds",
 }
 
 // mutableTypes are mutableColumns' SQL types, for the arrays of a batched update.
 var mutableTypes = []string{
 	"text", "text", "text", "text", "text", "text", "jsonb", "text", "boolean",
 	"text", "text", "text", "timestamptz", "jsonb", "text",
-	"text", "jsonb", "jsonb", "text", "jsonb",
+	"text", "jsonb", "jsonb", "text", "jsonb", "jsonb",
 }
 
 // deploymentRow is the id and mutableColumns' values of r; JSON columns are
@@ -226,7 +226,7 @@ func deploymentRow(r *store.DeploymentRecord) []any {
 		d.Name, d.Customer, d.Platform, d.Cloud, d.Region, d.Stack, mustJSON(labels), string(d.Mode), d.Connected,
 		d.RunningRelease, d.AgentVersion, d.InstanceUID, nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash,
 		d.ExpectedConfigHash, mustJSON(d.Update), pin, string(r.LastStatus),
-		mustJSON(store.RolloutOf(d)),
+		mustJSON(store.RolloutOf(d)), mustJSON(d.Thresholds),
 	}
 }
 
@@ -380,19 +380,19 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 			d                           = &r.Deployment
 			mode, ls                    string
 			labels, health, update, pin []byte
-			ro                          []byte
+			ro, thr                     []byte
 			last, prevUntil             *time.Time
 		)
 		if err := rows.Scan(&d.ID, &r.TokenHash, &r.PrevTokenHash, &prevUntil, &d.CreatedAt, &d.Name, &d.Customer, &d.Platform, &d.Cloud, &d.Region,
 			&d.Stack, &labels, &mode, &d.Connected, &d.RunningRelease, &d.AgentVersion, &d.InstanceUID, &last,
-			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls, &ro); err != nil {
+			&health, &d.ConfigHash, &d.ExpectedConfigHash, &update, &pin, &ls, &ro, &thr); err != nil {
 			return nil, fmt.Errorf("list deployments: %w", err)
 		}
 		d.Mode, r.LastStatus = fleet.Mode(mode), fleet.Status(ls)
 		d.CreatedAt, d.LastCheckin, r.PrevTokenUntil = d.CreatedAt.UTC(), utc(last), utc(prevUntil)
 		var x store.Rollout
 		if err := errors.Join(json.Unmarshal(labels, &d.Labels), json.Unmarshal(health, &d.Health),
-			json.Unmarshal(update, &d.Update), json.Unmarshal(ro, &x)); err != nil {
+			json.Unmarshal(update, &d.Update), json.Unmarshal(ro, &x), json.Unmarshal(thr, &d.Thresholds)); err != nil {
 			return nil, fmt.Errorf("list deployments: decode %s: %w", d.ID, err)
 		}
 		x.ApplyTo(d)
@@ -408,6 +408,33 @@ func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, 
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
 	return out, nil
+}
+
+// ApplyThresholds implements store.Fleet: the deployment's new state and the
+// audit entry commit together or not at all.
+func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord, entry store.AuditEntry) error {
+	id := rec.Deployment.ID
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		// Locked inside the transaction, so a deletion cannot slip between the
+		// check and the write (the UPDATE alone would ignore an unknown id).
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM deployments WHERE id = $1 FOR UPDATE`, id).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("deployment %q: %w", id, store.ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		if err := updateDeployments(ctx, tx, []store.DeploymentRecord{rec}); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, []store.AuditEntry{entry})
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("set thresholds: %w", err)
+	}
+	if err := s.checkWrite(err); err != nil {
+		return fmt.Errorf("set thresholds of %s: %w", id, err)
+	}
+	return nil
 }
 
 // CreateRelease implements store.Fleet.
