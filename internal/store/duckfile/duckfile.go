@@ -14,7 +14,11 @@
 // log replays when the file is attached to an in-memory database, which is
 // already the default. Open does that when a direct open fails to replay the
 // log, checkpoints the replayed log into the file, and opens the file again, so
-// nothing committed is lost. Migrate applies schema changes in one transaction
+// nothing committed is lost. A log cut short while a commit was written (a kill
+// in the middle of it) fails a direct open the same way when the cut commit
+// holds such a change, although the attachment replays it as what it is,
+// nothing committed; a checkpoint with nothing to write leaves it in place, so
+// the recovery writes and removes a table of its own first. Migrate applies schema changes in one transaction
 // and checkpoints at once, so the log seldom holds schema changes at all.
 package duckfile
 
@@ -164,7 +168,9 @@ func isReplayFailure(err error) bool {
 
 // Recover replays the write-ahead log of the DuckDB file at path by attaching
 // the file to an in-memory database, and checkpoints it into the file, which
-// leaves no log behind. The file must not be open elsewhere.
+// leaves no log behind. The file must not be open elsewhere. A table is created
+// and dropped before the checkpoint because DuckDB skips a checkpoint with no
+// changes, which would leave a log whose last commit was cut short.
 func Recover(ctx context.Context, path string) error {
 	db, err := sql.Open("duckdb", "")
 	if err != nil {
@@ -180,6 +186,11 @@ func Recover(ctx context.Context, path string) error {
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "ATTACH '"+quote(path)+"' AS periscope_recovery"); err != nil {
 		return fmt.Errorf("attach %s: %w", path, err)
+	}
+	for _, q := range []string{"CREATE TABLE periscope_recovery.periscope_recovery_mark (v INTEGER)", "DROP TABLE periscope_recovery.periscope_recovery_mark"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("write to %s: %w", path, err)
+		}
 	}
 	_, cerr := conn.ExecContext(ctx, "CHECKPOINT periscope_recovery")
 	_, derr := conn.ExecContext(ctx, "DETACH periscope_recovery")
