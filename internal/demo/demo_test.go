@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -269,6 +270,9 @@ func (r *demoRun) stop(t *testing.T) {
 			t.Errorf("Run returned %v after cancel, want nil", err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not stop")
+		// What is still running says which part does not stop.
+		var stacks bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		t.Fatalf("demo did not stop in 20s; goroutines:\n%s", stacks.String())
 	}
 }
