@@ -251,6 +251,7 @@ func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 		_, err := in.hand(ctx, batch, "", nil, 0)
 		return err
 	}
+	batch.Stream, batch.First, batch.Last = key, first, last
 	st := in.stream(key)
 	select {
 	case <-st.turn:

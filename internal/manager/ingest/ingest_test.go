@@ -140,6 +140,10 @@ func TestIngestDropsResentBatchesAcrossRestarts(t *testing.T) {
 	if len(s.batches) != 3 {
 		t.Fatalf("sink got %d batches, want 3 (two resends dropped)", len(s.batches))
 	}
+	// Each batch carries its identity, for sinks shared by replicas.
+	if b := s.batches[1]; b.Stream != "acme-prod/logs/q1" || b.First != 6 || b.Last != 9 {
+		t.Errorf("the second batch says it is %q %d-%d, want acme-prod/logs/q1 6-9", b.Stream, b.First, b.Last)
+	}
 	// The same queue id from another deployment is another stream.
 	if send(in, "pdt_umbrella", "q1:1-5"); len(s.batches) != 4 {
 		t.Fatalf("umbrella's batch was taken as acme's duplicate")

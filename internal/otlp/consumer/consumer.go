@@ -83,6 +83,13 @@ type Batch struct {
 	Received time.Time
 	// Records counts log records, spans or metric data points in Data.
 	Records int
+	// Stream names the agent queue the batch came from, unique across
+	// deployments and signals ("<deployment>/<signal>/<queue id>"), and First
+	// and Last are the queue sequence numbers it spans. Stream is "" for a batch
+	// sent without a batch id. A sink that stores the batch and its identity in
+	// one transaction can refuse a copy another manager replica already stored.
+	Stream      string
+	First, Last uint64
 	// Data is the protobuf encoding of the OTLP export request for Signal, with every
 	// resource already tagged with the deployment context. It is shared by every sink
 	// and MUST NOT be modified (see the package documentation).
