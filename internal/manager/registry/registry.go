@@ -96,6 +96,9 @@ type entry struct {
 	red redactionState
 	// thr is the agent's thresholds report, in memory only (see Thresholds).
 	thr thresholdsState
+	// kept is the deployment's last evaluation and what it adds to the
+	// fleet's counts (see setEvaluationLocked).
+	kept kept
 }
 
 // Registry is the live fleet. Create it with New, then Start.
@@ -119,7 +122,8 @@ type Registry struct {
 
 	vendorHash string
 
-	// Lock order: tokMu, flushMu, mu, an entry's mu, pendMu. mu is held for
+	// Lock order: tokMu, flushMu, mu, sweepMu, an entry's mu, pendMu and
+	// counts.mu. mu is held for
 	// writing only to add or delete deployments, add releases or change tokens.
 	// tokMu serialises token changes (see tokens.go).
 	tokMu    sync.Mutex
@@ -139,6 +143,8 @@ type Registry struct {
 	pendTokens map[string][]fleet.DeploymentChange
 
 	flushMu sync.Mutex // serialises flushes so batches reach the store in order
+	sweepMu sync.Mutex // serialises sweeps of the whole fleet (see counts)
+	counts  *counts
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -163,7 +169,7 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
 		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
-		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{},
+		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{}, counts: newCounts(),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -358,6 +364,7 @@ func (r *Registry) markDirty(id string) {
 // caller holds r.mu (either way) and e.mu.
 func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 	ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+	r.setEvaluationLocked(e, &ev)
 	switch {
 	case ev.Behind != "" && e.d.BehindSince.IsZero():
 		e.d.BehindSince = now.UTC()
@@ -391,8 +398,12 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 
 // evaluateAllLocked re-evaluates every deployment; the caller holds r.mu.
 func (r *Registry) evaluateAllLocked() {
+	r.sweepMu.Lock()
+	defer r.sweepMu.Unlock()
+	r.counts.beginSweep()
+	defer r.counts.endSweep()
 	now := r.clk.Now()
-	for _, e := range r.deps {
+	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		r.evaluateLocked(e, now)
 		e.mu.Unlock()
@@ -451,6 +462,8 @@ func (r *Registry) sortOrderLocked() {
 	sort.Slice(r.order, func(i, j int) bool { return r.order[i].d.ID < r.order[j].d.ID })
 }
 
+// matchLocked evaluates e afresh, for changes that must not act on an
+// evaluation the timer has yet to renew; reads use e's kept one (keptLocked).
 func (r *Registry) matchLocked(e *entry, f fleet.Filter, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -477,17 +490,21 @@ type Summary struct {
 	Pinned    int                        `json:"pinned"`
 }
 
-// Summary returns fleet-wide counts for deployments matching f.
+// Summary returns fleet-wide counts for deployments matching f. The whole
+// fleet's are kept as it changes; a filter matches each deployment's kept
+// evaluation, so no deployment is evaluated per request.
 func (r *Registry) Summary(f fleet.Filter) Summary {
-	now := r.clk.Now()
+	r.refresh()
+	if f.IsZero() {
+		return r.counts.summary()
+	}
 	c := newSummer()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
-		if f.Match(&e.d, ev) {
-			c.add(&e.d, ev)
+		if ev := &e.kept.ev; f.Match(&e.d, *ev) {
+			c.add(&e.d, *ev)
 		}
 		e.mu.Unlock()
 	}

@@ -375,6 +375,9 @@ func (r *Registry) DeleteDeployment(ctx context.Context, id, by, byRole, reason 
 	}
 	r.mu.Lock()
 	r.setTokensLocked(e, agentTokens{})
+	e.mu.Lock()
+	r.setEvaluationLocked(e, nil)
+	e.mu.Unlock()
 	delete(r.deps, id)
 	i := sort.Search(len(r.order), func(i int) bool { return r.order[i].d.ID >= id })
 	if i < len(r.order) && r.order[i] == e {
