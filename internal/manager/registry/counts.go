@@ -22,7 +22,13 @@ type counts struct {
 	// including changes made while it runs.
 	sweeping bool
 	sweepDue time.Time
+	// swept is when the last sweep began.
+	swept time.Time
 }
+
+// fullSweepEvery bounds the time between two sweeps of the whole fleet even
+// when no evaluation is due, in case the clock stepped back.
+const fullSweepEvery = time.Minute
 
 func newCounts() *counts { return &counts{s: newSummer().s} }
 
@@ -95,9 +101,9 @@ func (r *Registry) setEvaluationLocked(e *entry, ev *fleet.Evaluation) {
 
 // beginSweep and endSweep bracket a sweep of the whole fleet, which finds
 // the earliest next change afresh. Sweeps are serialised by r.sweepMu.
-func (c *counts) beginSweep() {
+func (c *counts) beginSweep(now time.Time) {
 	c.mu.Lock()
-	c.sweeping, c.sweepDue = true, time.Time{}
+	c.sweeping, c.sweepDue, c.swept = true, time.Time{}, now
 	c.mu.Unlock()
 }
 
@@ -117,15 +123,15 @@ func (c *counts) summary() Summary {
 }
 
 // refresh re-evaluates the fleet when time alone may have changed a kept
-// evaluation since the last sweep (a deployment turned stale between the
-// timer's ticks), so reads agree with an evaluation at this instant. The
-// caller holds no registry lock.
+// evaluation since the last sweep (a deployment turned stale), so reads agree
+// with an evaluation at this instant, and the timer's sweep costs nothing
+// while no deployment is due. The caller holds no registry lock.
 func (r *Registry) refresh() {
 	now := r.clk.Now()
 	r.counts.mu.Lock()
-	due := r.counts.due
+	due, swept := r.counts.due, r.counts.swept
 	r.counts.mu.Unlock()
-	if !due.IsZero() && !now.Before(due) {
+	if (!due.IsZero() && !now.Before(due)) || now.Sub(swept) >= fullSweepEvery || now.Before(swept) {
 		r.evaluateAll()
 	}
 }

@@ -292,3 +292,50 @@ func benchRegistry(b *testing.B, clk clock.Clock) *registry.Registry {
 	})
 	return reg
 }
+
+// TestTimerTurnsSilentDeploymentStale: with no read and no check-in, the
+// timer notices that a deployment's last check-in is older than StaleAfter
+// and records the change, though it sweeps the fleet only when one is due.
+func TestTimerTurnsSilentDeploymentStale(t *testing.T) {
+	clk := clock.NewFake(t0)
+	st, err := duckdb.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	events := make(chan fleet.Event, 16)
+	reg, err := registry.New(st, registry.Settings{Clock: clk, FlushInterval: time.Hour, EvalInterval: 5 * time.Millisecond,
+		OnEvent: func(e fleet.Event) { events <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := reg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Shutdown(ctx)
+	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "quiet", Stack: "app"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Checkin("quiet", registry.Report{Mode: fleet.ModePull, Description: &registry.Description{Release: "1.0"}}); err != nil {
+		t.Fatal(err)
+	}
+	for e := range events {
+		if e.To == fleet.StatusHealthy {
+			break
+		}
+	}
+	clk.Advance(reg.Params().StaleAfter + time.Second)
+	var e fleet.Event
+	select {
+	case e = <-events:
+	case <-time.After(30 * time.Second): // a guard, not a wait: the timer ticks every 5 ms
+		t.Fatal("no status change 30 s after the deployment's deadline passed")
+	}
+	if e.DeploymentID != "quiet" || e.From != fleet.StatusHealthy || e.To != fleet.StatusStale {
+		t.Fatalf("event %+v, want quiet healthy → stale", e)
+	}
+	if want := t0.Add(reg.Params().StaleAfter); !e.At.Equal(want) {
+		t.Fatalf("stale at %v, want the missed deadline %v", e.At, want)
+	}
+}

@@ -51,8 +51,9 @@ type Settings struct {
 	Params fleet.Params
 	// FlushInterval is how often batched check-in state is written (1 s when zero).
 	FlushInterval time.Duration
-	// EvalInterval is how often every deployment is re-evaluated, which is what
-	// notices staleness (a quarter of StaleAfter, at most 1 s, when zero).
+	// EvalInterval is how often the registry looks for deployments whose
+	// status time alone changed, such as turning stale, and re-evaluates the
+	// fleet if one has (a quarter of StaleAfter, at most 1 s, when zero).
 	EvalInterval time.Duration
 	// OnEvent, when set, sees every status change as it is recorded. It is called
 	// with registry locks held: it must return at once (queue, never block).
@@ -249,7 +250,7 @@ func (r *Registry) Start(ctx context.Context) error {
 		}
 	})
 	go r.loop(loopCtx, r.evalI, func() {
-		r.evaluateAll()
+		r.refresh()
 		r.expireTokens()
 	})
 	return nil
@@ -400,9 +401,9 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 func (r *Registry) evaluateAllLocked() {
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
-	r.counts.beginSweep()
-	defer r.counts.endSweep()
 	now := r.clk.Now()
+	r.counts.beginSweep(now)
+	defer r.counts.endSweep()
 	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		r.evaluateLocked(e, now)
