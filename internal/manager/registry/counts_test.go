@@ -224,7 +224,7 @@ func checkKeptCounts(t *testing.T, reg *registry.Registry, at string) {
 func BenchmarkSummary(b *testing.B) {
 	const n = 100_000
 	clk := clock.NewFake(t0)
-	reg := benchRegistry(b, clk)
+	reg := startRegistry(b, registry.Settings{Clock: clk, FlushInterval: time.Hour, EvalInterval: time.Hour})
 	ctx := context.Background()
 	nds := make([]registry.NewDeployment, n)
 	for i := range nds {
@@ -269,24 +269,24 @@ func BenchmarkSummary(b *testing.B) {
 	}
 }
 
-// benchRegistry is a started registry over a DuckDB store in a temporary
-// directory, shut down when b ends.
-func benchRegistry(b *testing.B, clk clock.Clock) *registry.Registry {
-	b.Helper()
-	st, err := duckdb.Open(context.Background(), b.TempDir())
+// startRegistry is a started registry over a DuckDB store in a temporary
+// directory, shut down when tb ends.
+func startRegistry(tb testing.TB, set registry.Settings) *registry.Registry {
+	tb.Helper()
+	st, err := duckdb.Open(context.Background(), tb.TempDir())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	reg, err := registry.New(st, registry.Settings{Clock: clk, FlushInterval: time.Hour, EvalInterval: time.Hour})
+	reg, err := registry.New(st, set)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := reg.Start(context.Background()); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := reg.Shutdown(context.Background()); err != nil {
-			b.Error(err)
+			tb.Error(err)
 		}
 		st.Close()
 	})
@@ -298,22 +298,10 @@ func benchRegistry(b *testing.B, clk clock.Clock) *registry.Registry {
 // and records the change, though it sweeps the fleet only when one is due.
 func TestTimerTurnsSilentDeploymentStale(t *testing.T) {
 	clk := clock.NewFake(t0)
-	st, err := duckdb.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	events := make(chan fleet.Event, 16)
-	reg, err := registry.New(st, registry.Settings{Clock: clk, FlushInterval: time.Hour, EvalInterval: 5 * time.Millisecond,
+	reg := startRegistry(t, registry.Settings{Clock: clk, FlushInterval: time.Hour, EvalInterval: 5 * time.Millisecond,
 		OnEvent: func(e fleet.Event) { events <- e }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if err := reg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Shutdown(ctx)
 	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "quiet", Stack: "app"}}); err != nil {
 		t.Fatal(err)
 	}
