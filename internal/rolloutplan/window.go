@@ -24,7 +24,8 @@ const maxWindowText = 128
 // Local times follow the zone's daylight saving rules: a wall time the zone
 // skips (02:30 on the night clocks jump from 02:00 to 03:00) is the moment the
 // clock jumps, and a wall time the zone repeats (the autumn night's second
-// 02:30) is its first pass.
+// 02:30) is its first pass. A window wholly inside the skipped hour does not
+// happen that night.
 type Window struct {
 	// Days has bit d set for time.Weekday d.
 	Days uint8
@@ -176,7 +177,8 @@ func (w Window) span(day time.Time) (start, end time.Time, ok bool) {
 	} else {
 		end = w.at(y, m, d+1, w.End)
 	}
-	return start, end, true
+	// A window lying wholly in the hour a zone skips does not happen that day.
+	return start, end, end.After(start)
 }
 
 // Open reports whether t is inside the window, and when the occurrence it is

@@ -41,6 +41,7 @@ func TestWindowOpenAndNext(t *testing.T) {
 		{"a half-hour zone", "Mon 09:00-10:00 Asia/Kolkata", "2026-12-07T03:30:00Z", true, "2026-12-14T03:30:00Z"},
 		// Spring forward in Berlin, Sun 29 March 2026: 02:00 CET jumps to 03:00 CEST (01:00Z).
 		{"a start the zone skips begins at the jump", "Sun 02:30-04:00 Europe/Berlin", "2026-03-28T12:00:00Z", false, "2026-03-29T01:00:00Z"},
+		{"a window wholly in the skipped hour does not happen that night", "Sun 02:00-02:30 Europe/Berlin", "2026-03-28T12:00:00Z", false, "2026-04-05T00:00:00Z"},
 		{"a night window over the jump is an hour shorter", "Sat 22:00-06:00 Europe/Berlin", "2026-03-29T03:59:00Z", true, "2026-04-04T20:00:00Z"},
 		{"and ends at 06:00 summer time", "Sat 22:00-06:00 Europe/Berlin", "2026-03-29T04:00:00Z", false, "2026-04-04T20:00:00Z"},
 		// Fall back, Sun 25 October 2026: 03:00 CEST becomes 02:00 CET (01:00Z);
