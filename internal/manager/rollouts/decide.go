@@ -28,24 +28,23 @@ type Decision struct {
 	Hold bool `json:"hold,omitempty"`
 }
 
-// Decide says which release m should run at now and why it waits, given its
-// stack's latest release. Pins always win: a pinned deployment is told its
+// Decide says which release m should run at now and why it waits. Pins always win: a pinned deployment is told its
 // pin's release, never held (an operator's pin is deliberate and audited, and
 // a rollout's pin-back undoes a bad release). Update windows hold an offer
 // unless the rollout that gave the release is urgent. It only reads: the
 // registry may call it under its own locks.
-func (e *Engine) Decide(m Member, latest string, now time.Time) Decision {
+func (e *Engine) Decide(m Member, now time.Time) Decision {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	return e.decideLocked(&m, latest, now)
+	return e.decideLocked(&m, now)
 }
 
 // decideLocked is Decide; the caller holds mu.
-func (e *Engine) decideLocked(m *Member, latest string, now time.Time) Decision {
+func (e *Engine) decideLocked(m *Member, now time.Time) Decision {
 	if m.Pin != nil {
 		return Decision{Release: m.Pin.Release}
 	}
-	d := Decision{Release: latest}
+	d := Decision{Release: m.Latest}
 	urgent := false
 	chain := e.stacks[m.Stack] // newest first
 	if len(chain) > 0 {

@@ -40,7 +40,7 @@ func (f *fakeFleet) Members(stack string) []Member {
 	defer f.mu.Unlock()
 	var out []Member
 	for _, m := range f.deps {
-		if m.Stack == stack {
+		if stack == "" || m.Stack == stack {
 			c := *m
 			out = append(out, c)
 		}
@@ -298,7 +298,9 @@ func (r *rig) step(t *testing.T) {
 func (r *rig) decide(id string) Decision { return r.decideWith(id, "9.9.9") }
 
 func (r *rig) decideWith(id, latest string) Decision {
-	return r.e.Decide(r.fleet.get(id), latest, r.clk.Now())
+	m := r.fleet.get(id)
+	m.Latest = latest
+	return r.e.Decide(m, r.clk.Now())
 }
 
 func (f *fakeFleet) get(id string) Member {

@@ -250,3 +250,72 @@ func TestStartAndShutdown(t *testing.T) {
 		t.Errorf("a second Shutdown: %v", err)
 	}
 }
+
+// TestDecideRunsBesideChanges asks Decide from another goroutine, as check-in
+// does, while Step, an action and a new rollout change the state; run with
+// -race it shows the two sides share nothing unguarded.
+func TestDecideRunsBesideChanges(t *testing.T) {
+	clk := clock.NewFake(t0)
+	f := sixDeployments()
+	r := newRig(t, rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}}, f, newMemStore(), clk)
+	s := start(t, r, "2.0.0")
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, id := range []string{"d1", "d3", "d5"} {
+				m := f.get(id)
+				m.Latest = "2.0.0"
+				if d := r.e.Decide(m, clk.Now()); d.Release == "" {
+					t.Errorf("%s: no release", id)
+				}
+			}
+		}
+	}()
+	f.update("2.0.0", "d1", "d2")
+	for range 3 {
+		clk.Advance(30 * time.Minute)
+		r.step(t)
+	}
+	if _, err := r.e.Abort(context.Background(), s.ID, Actor{Name: "ops", Reason: "test"}); err != nil {
+		t.Error(err)
+	}
+	start(t, r, "2.1.0")
+	close(stop)
+	<-done
+}
+
+// A stack without a plan takes each release at once, but still only inside
+// its customers' update windows.
+func TestWindowsHoldAStackWithoutAPlan(t *testing.T) {
+	night, err := rolloutplan.ParseWindow("Daily 01:00-03:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Windows: rolloutplan.WindowSet{Deployments: map[string]rolloutplan.Windows{"d3": {night}}}}
+	clk := clock.NewFake(t0) // noon
+	r := newRig(t, cfg, sixDeployments(), newMemStore(), clk)
+	if d := r.decideWith("d3", "2.0.0"); d.Release != "2.0.0" || !d.Hold || d.Behind != BehindOutsideWindow || !d.Expected.Equal(t0.Add(13*time.Hour)) {
+		t.Fatalf("d3 at noon: %+v", d)
+	}
+	if d := r.decideWith("d4", "2.0.0"); d.Hold {
+		t.Errorf("d4 has no window: %+v", d)
+	}
+	// The engine remembers what the window held only by stepping, as its
+	// loop does: once at noon, once inside the window.
+	r.fleet.set("d3", func(m *Member) { m.Latest = "2.0.0" })
+	r.step(t)
+	clk.Set(t0.Add(13*time.Hour + time.Minute))
+	r.step(t)
+	if got := r.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3"}}) {
+		t.Errorf("announced %v when d3's window opened", got)
+	}
+	if d := r.decideWith("d3", "2.0.0"); d.Hold {
+		t.Errorf("d3 inside its window: %+v", d)
+	}
+}

@@ -67,7 +67,9 @@ var (
 // the figures the gates count.
 type Member struct {
 	rolloutplan.Subject
-	Stack   string
+	Stack string
+	// Latest is the newest release of its stack ("" when it has none).
+	Latest  string
 	Running string
 	// Pin is the deployment's pin, nil when it follows its stack. A pinned
 	// deployment takes no rollout's release and counts in no gate.
@@ -81,7 +83,8 @@ type Member struct {
 
 // Fleet is what the engine reads of the fleet.
 type Fleet interface {
-	// Members returns every deployment of stack as it is now, in any order.
+	// Members returns every deployment of stack (of every stack for "") as
+	// it is now, in any order.
 	Members(stack string) []Member
 }
 

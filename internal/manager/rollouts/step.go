@@ -43,7 +43,6 @@ func (e *Engine) Step(ctx context.Context) error {
 	e.mu.RUnlock()
 	sort.Strings(ids)
 	var errs []error
-	stacks := map[string]bool{}
 	for _, id := range ids {
 		e.mu.RLock()
 		r, ok := e.live[id]
@@ -51,14 +50,11 @@ func (e *Engine) Step(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		stacks[r.Stack] = true
 		if err := e.stepOne(ctx, r); err != nil {
 			errs = append(errs, fmt.Errorf("rollout %s: %w", id, err))
 		}
 	}
-	for st := range stacks {
-		e.announceOpenedWindows(st)
-	}
+	e.announceOpenedWindows()
 	return errors.Join(errs...)
 }
 
@@ -452,19 +448,20 @@ func (e *Engine) deliver(ctx context.Context, out outcome) {
 	}
 }
 
-// announceOpenedWindows tells OnDesired about deployments of stack whose offer
-// a closed window held at the last Step and whose window is open now.
-func (e *Engine) announceOpenedWindows(stack string) {
-	if e.onDes == nil {
-		return
+// announceOpenedWindows tells OnDesired about deployments, of any stack with
+// a plan or without, whose offer a closed window held at the last Step and
+// whose window is open now.
+func (e *Engine) announceOpenedWindows() {
+	if e.onDes == nil || len(e.windows.Customers)+len(e.windows.Deployments) == 0 {
+		return // nothing is ever held
 	}
 	now := e.clk.Now()
-	members := e.fleet.Members(stack)
+	members := e.fleet.Members("")
 	var opened []string
 	e.mu.Lock()
 	for i := range members {
 		m := &members[i]
-		d := e.decideLocked(m, "", now)
+		d := e.decideLocked(m, now)
 		isHeld := d.Behind == BehindOutsideWindow
 		if e.held[m.ID] && !isHeld {
 			opened = append(opened, m.ID)

@@ -37,7 +37,7 @@ func (f *Fleet) Members(stack string) []rollouts.Member {
 	defer f.mu.Unlock()
 	var out []rollouts.Member
 	for _, m := range f.deps {
-		if m.Stack == stack {
+		if stack == "" || m.Stack == stack {
 			out = append(out, *m)
 		}
 	}
