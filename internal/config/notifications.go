@@ -36,8 +36,9 @@ type Webhook struct {
 	// are never logged. A map has no PERISCOPE_* form: set them in the file.
 	Headers map[string]string `yaml:"headers"`
 	// Statuses are the kinds of change sent: a deployment entering or leaving
-	// unhealthy, stale or failed, and behind (its desired release for longer than
-	// BehindAfter). Empty means all four.
+	// unhealthy, stale or failed, behind (its desired release for longer than
+	// BehindAfter), and rollout (a progressive rollout halted, completed or was
+	// aborted). Empty means all five.
 	Statuses []string `yaml:"statuses"`
 }
 
@@ -95,7 +96,7 @@ func (n Notifications) validate(field string) error {
 		for _, s := range w.Statuses {
 			switch {
 			case !validKind(s):
-				errs = append(errs, fmt.Errorf("%s.statuses: %q must be unhealthy, stale, failed or behind", at, s))
+				errs = append(errs, fmt.Errorf("%s.statuses: %q must be unhealthy, stale, failed, behind or rollout", at, s))
 			case seen[s]:
 				errs = append(errs, fmt.Errorf("%s.statuses: %q is listed twice", at, s))
 			}
@@ -107,7 +108,7 @@ func (n Notifications) validate(field string) error {
 
 func validKind(s string) bool {
 	switch s {
-	case "unhealthy", "stale", "failed", "behind":
+	case "unhealthy", "stale", "failed", "behind", "rollout":
 		return true
 	}
 	return false

@@ -57,10 +57,37 @@ const (
 	// BehindPinned: the deployment runs what its pin asks, which is not the latest.
 	// It appears only in views of deployments behind the latest release.
 	BehindPinned BehindReason = "pinned"
+	// BehindWaitingForWave: the stack's newest release is rolling out through
+	// waves and the deployment's wave has not opened yet (Evaluation.Wave,
+	// Evaluation.Expected say which and when).
+	BehindWaitingForWave BehindReason = "waiting-for-wave"
+	// BehindOutsideWindow: the deployment's desired release changed but its
+	// update window is closed; the offer goes out when the next one opens
+	// (Evaluation.Expected).
+	BehindOutsideWindow BehindReason = "outside-window"
 )
 
 // BehindReasons lists the reasons a deployment is behind its desired release.
-var BehindReasons = []BehindReason{BehindPullPending, BehindUnreachable, BehindConfigDrift, BehindUpdateFailed, BehindAwaitingApply, BehindManualApply}
+var BehindReasons = []BehindReason{BehindPullPending, BehindUnreachable, BehindConfigDrift, BehindUpdateFailed, BehindAwaitingApply, BehindManualApply,
+	BehindWaitingForWave, BehindOutsideWindow}
+
+// Steer is what a progressive rollout says of one deployment (see
+// EvaluateSteered): the release it should run instead of its stack's latest,
+// and what holds it back.
+type Steer struct {
+	// Release replaces the latest as the desired release of an unpinned
+	// deployment ("" keeps the latest).
+	Release string
+	// Behind is BehindWaitingForWave, BehindOutsideWindow or "".
+	Behind BehindReason
+	// Wave is the wave the deployment waits for.
+	Wave string
+	// Expected is when the wave is expected to open or the window to start
+	// (zero when unknown, as while a rollout is halted).
+	Expected time.Time
+	// Hold is set when the offer of the desired release must not go out now.
+	Hold bool
+}
 
 // Reason codes: the machine-readable cause of a status, for filters and alerts.
 const (
@@ -165,6 +192,15 @@ type Evaluation struct {
 	// Behind is set when the deployment runs something other than Desired (or
 	// drifted from its expected configuration) and is not updating.
 	Behind BehindReason `json:"behind,omitempty"`
+	// Wave is the rollout wave a waiting-for-wave deployment waits for.
+	Wave string `json:"wave,omitempty"`
+	// Expected is when a waiting-for-wave deployment's wave is expected to
+	// open, or when an outside-window deployment's next update window starts
+	// (zero when unknown: its rollout is halted).
+	Expected time.Time `json:"expected,omitzero"`
+	// Held is set while the offer of Desired must not go out (a closed
+	// update window).
+	Held bool `json:"-"`
 	// NextPollExpected is when a pull-pending deployment is expected to poll.
 	NextPollExpected time.Time `json:"next_poll_expected,omitzero"`
 	// VersionsBehind counts the stack's releases newer than the running one.
@@ -199,7 +235,18 @@ func (e Evaluation) BehindLatest() BehindReason {
 // s holds the releases of the deployment's stack.
 // It is pure: the same inputs always give the same answer.
 func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluation {
+	return EvaluateSteered(d, s, now, p, Steer{})
+}
+
+// EvaluateSteered is Evaluate for a deployment a progressive rollout steers:
+// st's release replaces the latest as the desired release (a pin still wins),
+// and st's hold and wait become the behind reason. A zero st is Evaluate.
+func EvaluateSteered(d *Deployment, s StackReleases, now time.Time, p Params, st Steer) Evaluation {
 	e := Evaluation{Latest: s.Latest, Desired: s.Latest}
+	if st.Release != "" {
+		e.Desired = st.Release
+	}
+	e.Held = st.Hold && d.Pin == nil
 	if d.Pin != nil {
 		e.Pinned = true
 		e.Desired = d.Pin.Release
@@ -249,6 +296,9 @@ func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluatio
 		switch {
 		case d.Update.Phase == UpdateFailed && d.Update.Release == e.Desired:
 			e.Behind = BehindUpdateFailed
+		case st.Hold && st.Behind != "":
+			// The offer is not sent, so nothing else is why it waits.
+			e.Behind, e.Expected, e.Held = st.Behind, st.Expected, true
 		case d.Mode == ModePush && !d.Connected:
 			e.Behind = BehindUnreachable
 		case !d.AcceptsReleases:
@@ -261,6 +311,9 @@ func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluatio
 		}
 	case d.ExpectedConfigHash != "" && d.ConfigHash != d.ExpectedConfigHash:
 		e.Behind = BehindConfigDrift
+	case st.Behind == BehindWaitingForWave && d.Pin == nil:
+		// It runs what it should for now; the latest waits for its wave.
+		e.Behind, e.Wave, e.Expected = st.Behind, st.Wave, st.Expected
 	}
 	return e
 }

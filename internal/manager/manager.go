@@ -33,6 +33,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/regression"
+	"github.com/periscope-dev/periscope/internal/manager/rollouts"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
 	"github.com/periscope-dev/periscope/internal/manager/web"
@@ -81,8 +82,11 @@ type Manager struct {
 	fanout  *export.Fanout
 	tel     *telstore.Store
 	regress *regression.Detector
-	auditSw *auditlog.Sweeper
-	grpcSrv *grpcserver.Server
+	// rollouts moves new releases through their stacks' plans; the registry
+	// asks it every deployment's desired release.
+	rollouts *rollouts.Engine
+	auditSw  *auditlog.Sweeper
+	grpcSrv  *grpcserver.Server
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener
@@ -104,6 +108,7 @@ type fleetStore interface {
 	store.Fleet
 	store.Notifications
 	store.Commands
+	store.Rollouts
 	Writable(ctx context.Context) error
 }
 
@@ -180,10 +185,26 @@ func (m *Manager) start(ctx context.Context) error {
 		}
 		onEvent = m.notify.Observe
 	}
+	// The rollout engine and the registry need each other: the engine reads
+	// and pins the fleet, the registry asks it every desired release. Its
+	// state is loaded before the registry evaluates the fleet.
+	rf := &rolloutFleet{log: m.log.With("component", "rollouts")}
+	m.rollouts, err = rollouts.New(m.cfg.Rollouts.Plan(), rf, rf, rolloutNotices{log: rf.log, notify: m.notify}, m.store, rollouts.Settings{
+		CheckEvery: time.Duration(m.cfg.Rollouts.CheckEvery), Clock: m.set.Clock, Rand: m.set.Rand, Logger: rf.log,
+		// The engine starts after the check-in server exists, and only
+		// requests start rollouts.
+		OnDesired: func(ids []string) { m.reg.DesiredChanged(ids) }})
+	if err != nil {
+		return err
+	}
+	rf.eng = m.rollouts
+	if err := m.rollouts.Load(ctx); err != nil {
+		return err
+	}
 	// The registry's timer retires expired rotation overlaps from its start,
 	// before the check-in server exists.
 	var checkins atomic.Pointer[checkin.Server]
-	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
+	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Decider: rf, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
 		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction),
 		// m.checkin exists before the server serves, and only requests change what is desired.
@@ -198,6 +219,7 @@ func (m *Manager) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rf.reg = m.reg
 	if err := m.reg.Start(ctx); err != nil {
 		return err
 	}
@@ -230,6 +252,11 @@ func (m *Manager) start(ctx context.Context) error {
 		return err
 	}
 	checkins.Store(m.checkin)
+	if m.leadsRollouts() {
+		if err := m.rollouts.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if err := m.startTelemetry(ctx, reg); err != nil {
 		return err
 	}
@@ -252,7 +279,7 @@ func (m *Manager) start(ctx context.Context) error {
 	httpMetrics := newHTTPMetrics(reg)
 
 	mux := http.NewServeMux()
-	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify).WithAudit(m.store).WithCommands(m.cmds)
+	a := api.New(m.reg, m.keys, m.log.With("component", "api")).WithTelemetry(m.tel, m.set.Clock).WithNotifications(m.notify).WithAudit(m.store).WithCommands(m.cmds).WithRollouts(m.rollouts)
 	a.Register(mux)
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
@@ -296,6 +323,15 @@ func (m *Manager) start(ctx context.Context) error {
 		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
 	return nil
 }
+
+// leadsRollouts reports whether this manager drives the rollouts (opens
+// waves, checks gates, pins back). Exactly one replica may: with replicas
+// sharing a PostgreSQL fleet store this is where the leadership hook goes;
+// a single manager always leads.
+func (m *Manager) leadsRollouts() bool { return true }
+
+// Rollouts returns the rollout engine (for tests and the demo).
+func (m *Manager) Rollouts() *rollouts.Engine { return m.rollouts }
 
 // readyz answers 200 while the manager can do its work and 503 with the reason
 // while it cannot: shutting down, or a fleet store that cannot write (a full
@@ -403,6 +439,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		if m.regress != nil {
 			errs = append(errs, m.regress.Shutdown(ctx))
+		}
+		// Before the registry, which a step in progress pins through.
+		if m.rollouts != nil {
+			errs = append(errs, m.rollouts.Shutdown(ctx))
 		}
 		if m.tel != nil {
 			errs = append(errs, m.tel.Close())

@@ -85,6 +85,13 @@ func Summary(n *store.Notification) string {
 	if n.Reason != "" {
 		because = ": " + n.Reason
 	}
+	if n.Kind == KindRollout {
+		icon := ":octagonal_sign:"
+		if n.State == store.Resolved {
+			icon = ":white_circle:"
+		}
+		return icon + " " + n.Reason
+	}
 	if n.State == store.Resolved {
 		switch {
 		case n.Kind == KindBehind:

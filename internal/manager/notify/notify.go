@@ -47,6 +47,9 @@ const (
 	// KindBehind is a deployment behind its desired release for longer than
 	// behind_after.
 	KindBehind store.NotificationKind = "behind"
+	// KindRollout is a progressive rollout that halted (entered), or
+	// completed or was aborted (resolved).
+	KindRollout store.NotificationKind = "rollout"
 )
 
 // statusKinds are the kinds that follow a status of the same name.
@@ -125,8 +128,10 @@ type Notifier struct {
 	byName      map[string]*hook
 	m           metrics
 
-	inMu   sync.Mutex
-	inbox  []fleet.Event
+	inMu  sync.Mutex
+	inbox []fleet.Event
+	// notes are notifications made whole elsewhere (rollouts), to record.
+	notes  []*store.Notification
 	closed bool
 	wake   chan struct{}
 
@@ -218,9 +223,15 @@ func (n *Notifier) Observe(ev fleet.Event) {
 	if !n.relevant(ev) {
 		return
 	}
+	n.enqueue(func() { n.inbox = append(n.inbox, ev) })
+}
+
+// enqueue runs add under inMu unless the notifier is closed, and wakes the
+// loop; it never blocks.
+func (n *Notifier) enqueue(add func()) {
 	n.inMu.Lock()
 	if !n.closed {
-		n.inbox = append(n.inbox, ev)
+		add()
 	}
 	n.inMu.Unlock()
 	select {
@@ -332,9 +343,10 @@ func (n *Notifier) loop(ctx context.Context) {
 // sends the changes that have held, and records them.
 func (n *Notifier) step(ctx context.Context) {
 	n.inMu.Lock()
-	evs := n.inbox
-	n.inbox = nil
+	evs, notes := n.inbox, n.notes
+	n.inbox, n.notes = nil, nil
 	n.inMu.Unlock()
+	n.outbox = append(n.outbox, notes...)
 	now := n.clk.Now()
 	for _, ev := range evs {
 		for _, k := range statusKinds {

@@ -74,11 +74,28 @@ type Settings struct {
 	OnThresholdsChange func(id string)
 	// ThresholdDefaults are the thresholds of deployments without their own.
 	ThresholdDefaults thresholds.Defaults
+	// Decider, when set, steers desired releases through progressive
+	// rollouts; without one a stack's newest release is every unpinned
+	// deployment's desired release at once.
+	Decider Decider
 	// VendorRedactionHash is the hash (redactpolicy.VendorHash) of the vendor
 	// redaction policy the manager sends agents; a deployment whose agent holds
 	// another is shown out of sync. Empty means the default policy's, which is
 	// what the check-in server sends when it is given no policy.
 	VendorRedactionHash string
+}
+
+// Decider steers deployments' desired releases through progressive rollouts
+// (the rollout engine).
+type Decider interface {
+	// Steer says which release d should run at now instead of latest, its
+	// stack's newest release, and what holds it back. The registry calls it
+	// holding its locks: it must return at once and never call the registry.
+	Steer(d *fleet.Deployment, latest string, now time.Time) fleet.Steer
+	// Published is told that rel became its stack's newest release,
+	// superseding baseline, before any deployment can be offered it; an error
+	// means the release could not be rolled out progressively.
+	Published(ctx context.Context, rel fleet.Release, baseline string) error
 }
 
 // entry is one deployment. Its mu guards everything but the immutable id and
@@ -120,6 +137,7 @@ type Registry struct {
 	onThresholds func(id string)
 	thrDefaults  thresholds.Defaults
 	onTokens     func(id string)
+	decider      Decider
 
 	vendorHash string
 
@@ -168,7 +186,7 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 	}
 	r := &Registry{
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
-		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
+		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, decider: s.Decider, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
 		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{}, counts: newCounts(),
 	}
@@ -361,10 +379,38 @@ func (r *Registry) markDirty(id string) {
 	r.pendMu.Unlock()
 }
 
+// evaluate is fleet.Evaluate of d with the desired release the rollouts give
+// it. The caller holds r.mu (either way) and d's entry's mu.
+func (r *Registry) evaluate(d *fleet.Deployment, now time.Time) fleet.Evaluation {
+	s := r.stacks[d.Stack]
+	if r.decider == nil {
+		return fleet.Evaluate(d, s, now, r.params)
+	}
+	return fleet.EvaluateSteered(d, s, now, r.params, r.decider.Steer(d, s.Latest, now))
+}
+
+// DesiredChanged re-evaluates deployments whose desired release the rollouts
+// changed (a wave opened, a window opened) and offers it to them.
+func (r *Registry) DesiredChanged(ids []string) {
+	r.mu.RLock()
+	now := r.clk.Now()
+	for _, id := range ids {
+		if e, ok := r.deps[id]; ok {
+			e.mu.Lock()
+			r.evaluateLocked(e, now)
+			e.mu.Unlock()
+		}
+	}
+	r.mu.RUnlock()
+	if r.onDesired != nil {
+		r.onDesired(ids)
+	}
+}
+
 // evaluateLocked re-derives e's status and records a change as an event. The
 // caller holds r.mu (either way) and e.mu.
 func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
-	ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+	ev := r.evaluate(&e.d, now)
 	r.setEvaluationLocked(e, &ev)
 	switch {
 	case ev.Behind != "" && e.d.BehindSince.IsZero():
@@ -434,7 +480,7 @@ func (r *Registry) viewLocked(e *entry, now time.Time) View {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec := e.record()
-	return View{Deployment: rec.Deployment, Evaluation: fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params), StatusSince: e.statusSince,
+	return View{Deployment: rec.Deployment, Evaluation: r.evaluate(&e.d, now), StatusSince: e.statusSince,
 		Token: e.agentTokens.state(), Redaction: r.redactionViewLocked(e)}
 }
 
@@ -468,7 +514,7 @@ func (r *Registry) sortOrderLocked() {
 func (r *Registry) matchLocked(e *entry, f fleet.Filter, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return f.Match(&e.d, fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params))
+	return f.Match(&e.d, r.evaluate(&e.d, now))
 }
 
 // List returns the deployments matching f, sorted by p.Order, one page at a
@@ -834,6 +880,20 @@ func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.
 	if err := r.st.CreateRelease(ctx, rel); err != nil {
 		return fleet.Release{}, err
 	}
+	// The rollout starts before the registry knows the release, so no
+	// deployment outside its first wave can be offered it in between.
+	var rollErr error
+	if r.decider != nil {
+		r.mu.RLock()
+		baseline := r.stacks[rel.Stack].Latest
+		r.mu.RUnlock()
+		if fleet.CompareVersions(rel.Version, baseline) > 0 {
+			if err := r.decider.Published(ctx, rel, baseline); err != nil {
+				rollErr = fmt.Errorf("release %s of %s is published but its rollout did not start, so it goes everywhere at once: %w", rel.Version, rel.Stack, err)
+				r.log.Error("rollout did not start", "stack", rel.Stack, "release", rel.Version, "err", err)
+			}
+		}
+	}
 	r.mu.Lock()
 	before := map[string]string{}
 	for id, e := range r.deps {
@@ -858,7 +918,7 @@ func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.
 	if len(changed) > 0 && r.onDesired != nil {
 		r.onDesired(changed)
 	}
-	return rel, nil
+	return rel, rollErr
 }
 
 func (r *Registry) addReleaseLocked(rel fleet.Release) {

@@ -40,9 +40,15 @@ func (r *Registry) releaseChangedLocked(d *fleet.Deployment, release string, now
 }
 
 // offerLocked is the release offer d should have: its desired release with the
-// expected configuration hash.
+// expected configuration hash. While a closed update window holds the desired
+// release, or the registry does not know it yet (its rollout started before
+// it was added), the offer keeps the running release, which Offer does not
+// send when there is none.
 func (r *Registry) offerLocked(d *fleet.Deployment, now time.Time) desired.Offer {
-	ev := fleet.Evaluate(d, r.stacks[d.Stack], now, r.params)
+	ev := r.evaluate(d, now)
+	if ev.Held || !r.stacks[d.Stack].Has(ev.Desired) {
+		ev.Desired = d.RunningRelease
+	}
 	return desired.Offer{Stack: d.Stack, Release: ev.Desired, ConfigHash: d.ExpectedConfigHash, Commands: r.commandsLocked(d.Stack, ev.Desired)}
 }
 
@@ -192,7 +198,7 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 	)
 	for _, e := range held {
 		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+		ev := r.evaluate(&e.d, now)
 		var pin *fleet.Pin
 		target := ""
 		switch req.Action {
@@ -262,7 +268,7 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 		// Write when it fell behind in the same transaction, or the next flush
 		// rewrites every pinned row just to record it.
 		d := &rec.Deployment
-		switch ev := fleet.Evaluate(d, r.stacks[d.Stack], now, r.params); {
+		switch ev := r.evaluate(d, now); {
 		case ev.Behind != "" && d.BehindSince.IsZero():
 			d.BehindSince = now
 		case ev.Behind == "":

@@ -45,10 +45,10 @@ import (
 const (
 	// BehindWaitingForWave: the stack's newest release is rolling out and the
 	// deployment's wave has not opened yet.
-	BehindWaitingForWave fleet.BehindReason = "waiting-for-wave"
+	BehindWaitingForWave = fleet.BehindWaitingForWave
 	// BehindOutsideWindow: the deployment's desired release changed but its
 	// update window is closed; the offer goes out when the next one opens.
-	BehindOutsideWindow fleet.BehindReason = "outside-window"
+	BehindOutsideWindow = fleet.BehindOutsideWindow
 )
 
 // Errors the actions return, wrapped.

@@ -10,7 +10,7 @@ import (
 // deployment entering or leaving a state worth telling someone about.
 type NotificationEvent struct {
 	ID string `json:"id"`
-	// Kind is unhealthy, stale, failed or behind.
+	// Kind is unhealthy, stale, failed, behind or rollout.
 	Kind string `json:"kind"`
 	// State is entered or resolved.
 	State      string                 `json:"state"`
