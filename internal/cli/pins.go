@@ -310,7 +310,7 @@ func behindCmd(o *opts) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.Behind, "reason", "", "only this reason (pull-pending, unreachable, config-drift, update-failed, awaiting-apply, manual-apply, pinned)")
+	fl.StringVar(&f.Behind, "reason", "", "only this reason (pull-pending, unreachable, config-drift, update-failed, awaiting-apply, manual-apply, waiting-for-wave, outside-window, pinned)")
 	fl.StringVar(&f.Status, "status", "", "only this status")
 	fl.StringVar(&f.Customer, "customer", "", "only this customer")
 	fl.StringVar(&f.Cloud, "cloud", "", "only this cloud provider")

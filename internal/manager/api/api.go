@@ -349,6 +349,7 @@ func DeploymentJSON(v registry.View) apitypes.Deployment {
 		Release: d.RunningRelease, DesiredRelease: e.Desired, LatestRelease: e.Latest,
 		Status: e.Status, StatusReason: e.Reason, StatusReasonCode: e.ReasonCode, StatusSince: timePtr(v.StatusSince),
 		Pinned: e.Pinned, Pin: d.Pin, Behind: e.Behind, BehindSince: timePtr(d.BehindSince), NextPollExpected: timePtr(e.NextPollExpected),
+		Wave: e.Wave, Expected: timePtr(e.Expected),
 		VersionsBehind: e.VersionsBehind, SupersededAt: timePtr(e.SupersededAt),
 		PreviousRelease: d.PreviousRelease, ReleaseSince: timePtr(d.ReleaseSince), AcceptsReleases: d.AcceptsReleases, Regression: d.Regression,
 		Mode: d.Mode, Connected: d.Connected, AgentVersion: d.AgentVersion, AgentInstanceUID: d.InstanceUID,

@@ -36,6 +36,11 @@ type Deployment struct {
 	Behind           fleet.BehindReason `json:"behind"`
 	BehindSince      *time.Time         `json:"behind_since"`
 	NextPollExpected *time.Time         `json:"next_poll_expected"`
+	// Wave is the rollout wave a waiting-for-wave deployment waits for.
+	Wave string `json:"wave,omitempty"`
+	// Expected is when its wave is expected to open (waiting-for-wave) or its
+	// next update window starts (outside-window); absent when unknown.
+	Expected *time.Time `json:"expected,omitempty"`
 	// VersionsBehind counts the stack's releases newer than the running one.
 	VersionsBehind int `json:"versions_behind"`
 	// SupersededAt is when the running release stopped being the latest.
