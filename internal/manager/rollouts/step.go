@@ -358,11 +358,14 @@ func (e *Engine) commit(ctx context.Context, r *record, s State, now time.Time, 
 		return nil
 	}
 	s.UpdatedAt = now
-	if err := e.write(ctx, r, s, out.audit); err != nil {
-		return err
-	}
+	// The rollouts a completed one superseded retire first: once it leaves
+	// the live set, one of them left behind would give the deployments it
+	// never reached its baseline back for a moment, and Decide would offer it.
 	if s.done() && s.Phase == PhaseCompleted {
 		e.retireSuperseded(ctx, s.Stack, s.ID, now)
+	}
+	if err := e.write(ctx, r, s, out.audit); err != nil {
+		return err
 	}
 	e.deliver(ctx, out)
 	return nil
