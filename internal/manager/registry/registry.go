@@ -887,7 +887,8 @@ func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.
 		r.mu.RLock()
 		baseline := r.stacks[rel.Stack].Latest
 		r.mu.RUnlock()
-		if fleet.CompareVersions(rel.Version, baseline) > 0 {
+		// A stack's first release has nothing to roll out from or compare with.
+		if baseline != "" && fleet.CompareVersions(rel.Version, baseline) > 0 {
 			if err := r.decider.Published(ctx, rel, baseline); err != nil {
 				rollErr = fmt.Errorf("release %s of %s is published but its rollout did not start, so it goes everywhere at once: %w", rel.Version, rel.Stack, err)
 				r.log.Error("rollout did not start", "stack", rel.Stack, "release", rel.Version, "err", err)
