@@ -40,16 +40,22 @@ func (r *Registry) releaseChangedLocked(d *fleet.Deployment, release string, now
 }
 
 // offerLocked is the release offer d should have: its desired release with the
-// expected configuration hash. While a closed update window holds the desired
-// release, or the registry does not know it yet (its rollout started before
-// it was added), the offer keeps the running release, which Offer does not
-// send when there is none.
+// expected configuration hash.
 func (r *Registry) offerLocked(d *fleet.Deployment, now time.Time) desired.Offer {
+	o, _ := r.heldOfferLocked(d, now)
+	return o
+}
+
+// heldOfferLocked is offerLocked, and whether a closed update window holds
+// the desired release. While it does, or while the registry does not know
+// the release yet (its rollout started before it was added), the offer keeps
+// the running release.
+func (r *Registry) heldOfferLocked(d *fleet.Deployment, now time.Time) (desired.Offer, bool) {
 	ev := r.evaluate(d, now)
 	if ev.Held || !r.stacks[d.Stack].Has(ev.Desired) {
 		ev.Desired = d.RunningRelease
 	}
-	return desired.Offer{Stack: d.Stack, Release: ev.Desired, ConfigHash: d.ExpectedConfigHash, Commands: r.commandsLocked(d.Stack, ev.Desired)}
+	return desired.Offer{Stack: d.Stack, Release: ev.Desired, ConfigHash: d.ExpectedConfigHash, Commands: r.commandsLocked(d.Stack, ev.Desired)}, ev.Held
 }
 
 // commandsLocked returns the commands release version of stack declares. The
@@ -104,8 +110,8 @@ func (r *Registry) Offer(id string) (desired.Offer, bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	o := r.offerLocked(&e.d, r.clk.Now())
-	if !e.d.AcceptsReleases || o.Release == "" {
+	o, held := r.heldOfferLocked(&e.d, r.clk.Now())
+	if !e.d.AcceptsReleases || o.Release == "" || held {
 		return o, false
 	}
 	return o, hex.EncodeToString(desired.Hash(o)) != e.d.OfferHash

@@ -34,8 +34,9 @@ type StartRequest struct {
 // StartRollout starts rolling req.Release out through its stack's plan and
 // opens the first wave at once. A rollout of the stack still under way is
 // superseded: the deployments it moved keep its release until the new one
-// reaches them. ErrNoPlan when the stack has none (its releases go everywhere
-// at once).
+// reaches them. A release already rolling out may be started again only as
+// urgent. ErrNoPlan when the stack has none (its releases go everywhere at
+// once).
 func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, error) {
 	if req.Stack == "" || req.Release == "" {
 		return State{}, fmt.Errorf("a rollout needs a stack and a release: %w", ErrInvalid)
@@ -53,7 +54,9 @@ func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, err
 		return State{}, fmt.Errorf("stack %s: %w", req.Stack, ErrNoPlan)
 	}
 	for _, r := range chain {
-		if r.Release == req.Release && r.Phase != PhaseAborted {
+		// Marking a release urgent once it is rolling out starts it again,
+		// superseding the rollout that respects update windows.
+		if r.Release == req.Release && r.Phase != PhaseAborted && !(req.Urgent && !r.Urgent) {
 			return State{}, fmt.Errorf("release %s of %s is already rolling out (rollout %s, %s): %w", req.Release, req.Stack, r.ID, r.Phase, ErrInvalid)
 		}
 	}

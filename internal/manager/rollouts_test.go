@@ -1,0 +1,134 @@
+package manager
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/rolloutplan"
+)
+
+// TestUpdateWindowHoldsTheOfferUntilItOpens drives a manager on a fake clock
+// through a customer's update window: the deployment shows outside-window
+// with the window's start and is sent no offer; when the window opens the
+// next rollout step releases the offer; an urgent rollout ignores the
+// window, and the audit log says so.
+func TestUpdateWindowHoldsTheOfferUntilItOpens(t *testing.T) {
+	ctx := context.Background()
+	sat, err := rolloutplan.ParseWindow("Sat 02:00-06:00 Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	monday := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	saturday := time.Date(2026, 12, 12, 1, 0, 0, 0, time.UTC) // 02:00 in Berlin
+	clk := clock.NewFake(monday)
+	cfg := testConfig(t)
+	// Steps are taken by the test, at the instants it chooses.
+	cfg.Rollouts.CheckEvery = config.Duration(time.Hour)
+	cfg.Rollouts.Plans = []rolloutplan.Plan{{Stack: "shop", Waves: []rolloutplan.Wave{
+		{Name: "everyone", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Minute)}}}}
+	cfg.Rollouts.Windows = rolloutplan.WindowSet{Customers: map[string]rolloutplan.Windows{"initech": {sat}}}
+	m, err := New(cfg, Settings{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown(ctx)
+	reg := m.Registry()
+	api := apiclient.New(m.URL(), cfg.AdminToken)
+
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "initech-prod", Customer: "initech", Stack: "shop"},
+		{ID: "hooli-prod", Customer: "hooli", Stack: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	checkin := func(id string) {
+		t.Helper()
+		if _, err := reg.Checkin(id, registry.Report{Mode: fleet.ModePull, Description: &registry.Description{Release: "1.0"}, AcceptsReleases: &yes,
+			Health: &fleet.Health{Reported: true, Healthy: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view := func(id string) apitypes.Deployment {
+		t.Helper()
+		var d apitypes.Deployment
+		if err := api.Do(ctx, "GET", "/api/v1/deployments/"+id, nil, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	checkin("initech-prod")
+	checkin("hooli-prod")
+
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := reg.Offer("hooli-prod"); !send || o.Release != "2.0" {
+		t.Fatalf("hooli (no window) offered %q, send %v; want 2.0 now", o.Release, send)
+	}
+	if o, send := reg.Offer("initech-prod"); send || o.Release == "2.0" {
+		t.Fatalf("initech outside its window offered %q, send %v; want nothing sent", o.Release, send)
+	}
+	d := view("initech-prod")
+	if d.DesiredRelease != "2.0" || d.Behind != fleet.BehindOutsideWindow || d.Expected == nil || !d.Expected.Equal(saturday) {
+		t.Fatalf("initech: desired %s, behind %q, expected %v; want 2.0, outside-window until %s", d.DesiredRelease, d.Behind, d.Expected, saturday)
+	}
+	var list apitypes.DeploymentList
+	if err := api.Do(ctx, "GET", "/api/v1/deployments?behind=outside-window", nil, &list); err != nil || len(list.Items) != 1 || list.Items[0].ID != "initech-prod" {
+		t.Fatalf("filter behind=outside-window: %+v, %v", list.Items, err)
+	}
+
+	// One minute into the window, the next step lets the offer go.
+	clk.Set(saturday.Add(time.Minute))
+	checkin("initech-prod")
+	if err := m.Rollouts().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := reg.Offer("initech-prod"); !send || o.Release != "2.0" {
+		t.Fatalf("initech inside its window offered %q, send %v; want 2.0", o.Release, send)
+	}
+	if d := view("initech-prod"); d.Behind == fleet.BehindOutsideWindow || d.Expected != nil {
+		t.Fatalf("initech inside its window: behind %q, expected %v", d.Behind, d.Expected)
+	}
+
+	// Back on a weekday, 2.1 is held again until 2.1 is marked urgent.
+	clk.Set(monday.Add(7 * 24 * time.Hour))
+	checkin("initech-prod")
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := reg.Offer("initech-prod"); send || o.Release == "2.1" {
+		t.Fatalf("2.1 outside the window offered %q, send %v", o.Release, send)
+	}
+	if _, err := api.StartRollout(ctx, apitypes.NewRollout{Stack: "shop", Release: "2.1", Urgent: true, Reason: "CVE-2026-4242"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := reg.Offer("initech-prod"); !send || o.Release != "2.1" {
+		t.Fatalf("urgent 2.1 offered %q, send %v; want it sent outside the window", o.Release, send)
+	}
+	page, err := api.Audit(ctx, apitypes.AuditQuery{Action: "rollout.start"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	urgent := false
+	for _, e := range page.Items {
+		if e.Target == "2.1" && e.Reason == "CVE-2026-4242" && strings.Contains(string(e.Detail), `"ignores_update_windows":true`) {
+			urgent = true
+		}
+	}
+	if !urgent {
+		t.Fatalf("the urgent start is not audited as ignoring windows: %+v", page.Items)
+	}
+}
