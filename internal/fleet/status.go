@@ -71,6 +71,16 @@ const (
 var BehindReasons = []BehindReason{BehindPullPending, BehindUnreachable, BehindConfigDrift, BehindUpdateFailed, BehindAwaitingApply, BehindManualApply,
 	BehindWaitingForWave, BehindOutsideWindow}
 
+// Lagging reports whether a deployment behind for b runs something other
+// than its desired release: every reason but waiting-for-wave, whose
+// deployment runs what it should until its wave opens. BehindSince counts
+// only lagging.
+func (b BehindReason) Lagging() bool { return b != "" && b != BehindWaitingForWave }
+
+// Planned reports whether b is a wait a rollout imposes on purpose (a wave
+// not open, an update window closed) rather than a lag to act on.
+func (b BehindReason) Planned() bool { return b == BehindWaitingForWave || b == BehindOutsideWindow }
+
 // Steer is what a progressive rollout says of one deployment (see
 // EvaluateSteered): the release it should run instead of its stack's latest,
 // and what holds it back.

@@ -409,6 +409,9 @@ func (n *Notifier) pollBehind(now time.Time) {
 	views, _ := n.fleet.List(fleet.Filter{Behind: "any"}, registry.Page{})
 	behind := make(map[string]bool, len(views))
 	for _, v := range views {
+		if v.Evaluation.Behind.Planned() {
+			continue // a rollout's wave or a customer's window: nothing to act on
+		}
 		id := v.Deployment.ID
 		behind[id] = true
 		since := v.Deployment.BehindSince

@@ -125,6 +125,8 @@ type fixture struct {
 	reg      *registry.Registry
 	n        *notify.Notifier
 	metrics  *prometheus.Registry
+	// decider, when set, steers the registry's desired releases.
+	decider registry.Decider
 }
 
 func defaultConfig(hooks ...config.Webhook) config.Notifications {
@@ -135,7 +137,13 @@ func defaultConfig(hooks ...config.Webhook) config.Notifications {
 
 func start(t *testing.T, cfg config.Notifications) *fixture {
 	t.Helper()
-	f := &fixture{t: t, wrote: make(chan struct{}, 1), clk: clock.NewFake(t0), dir: t.TempDir(), cfg: cfg,
+	return startSteered(t, cfg, nil)
+}
+
+// startSteered is start with a registry whose desired releases d steers.
+func startSteered(t *testing.T, cfg config.Notifications, d registry.Decider) *fixture {
+	t.Helper()
+	f := &fixture{t: t, wrote: make(chan struct{}, 1), clk: clock.NewFake(t0), dir: t.TempDir(), cfg: cfg, decider: d,
 		// No deployment goes stale unless a test asks for it.
 		params: fleet.Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 1000 * time.Hour},
 		settings: notify.Settings{Tick: 5 * time.Millisecond, PollInterval: time.Second, Backoff: backoff, MaxBackoff: 10 * time.Minute,
@@ -161,7 +169,7 @@ func (f *fixture) open() {
 		t.Fatal(err)
 	}
 	f.reg, err = registry.New(f.st, registry.Settings{Clock: f.clk, Params: f.params, FlushInterval: 20 * time.Millisecond,
-		EvalInterval: 5 * time.Millisecond, OnEvent: f.n.Observe})
+		EvalInterval: 5 * time.Millisecond, OnEvent: f.n.Observe, Decider: f.decider})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -413,10 +413,10 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 	ev := r.evaluate(&e.d, now)
 	r.setEvaluationLocked(e, &ev)
 	switch {
-	case ev.Behind != "" && e.d.BehindSince.IsZero():
+	case ev.Behind.Lagging() && e.d.BehindSince.IsZero():
 		e.d.BehindSince = now.UTC()
 		r.markDirty(e.d.ID)
-	case ev.Behind == "" && !e.d.BehindSince.IsZero():
+	case !ev.Behind.Lagging() && !e.d.BehindSince.IsZero():
 		e.d.BehindSince = time.Time{}
 		r.markDirty(e.d.ID)
 	}

@@ -275,9 +275,9 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 		// rewrites every pinned row just to record it.
 		d := &rec.Deployment
 		switch ev := r.evaluate(d, now); {
-		case ev.Behind != "" && d.BehindSince.IsZero():
+		case ev.Behind.Lagging() && d.BehindSince.IsZero():
 			d.BehindSince = now
-		case ev.Behind == "":
+		case !ev.Behind.Lagging():
 			d.BehindSince = time.Time{}
 		}
 		recs[i] = rec
