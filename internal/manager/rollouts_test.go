@@ -132,3 +132,82 @@ func TestUpdateWindowHoldsTheOfferUntilItOpens(t *testing.T) {
 		t.Fatalf("the urgent start is not audited as ignoring windows: %+v", page.Items)
 	}
 }
+
+// TestARestartKeepsTheWavesWhereTheyWere restarts a manager in the middle of
+// the canary bake: the deployments outside the canary wave are still held
+// back the moment it starts, before any rollout step, and the bake keeps its
+// start, so the next wave opens when it would have.
+func TestARestartKeepsTheWavesWhereTheyWere(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	cfg := testConfig(t)
+	cfg.Rollouts.CheckEvery = config.Duration(time.Hour)
+	cfg.Rollouts.Plans = []rolloutplan.Plan{{Stack: "shop", Waves: []rolloutplan.Wave{
+		{Name: "canary", Select: rolloutplan.Selection{Labels: map[string]string{"ring": "canary"}}, Bake: rolloutplan.Duration(time.Hour)},
+		{Name: "rest", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Hour)}}}}
+	start := func() *Manager {
+		t.Helper()
+		m, err := New(cfg, Settings{Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	yes := true
+	checkin := func(m *Manager, id, release string) {
+		t.Helper()
+		if _, err := m.Registry().Checkin(id, registry.Report{Mode: fleet.ModePull, Description: &registry.Description{Release: release}, AcceptsReleases: &yes,
+			Health: &fleet.Health{Reported: true, Healthy: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := start()
+	reg := m.Registry()
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "canary", Customer: "a", Stack: "shop", Labels: map[string]string{"ring": "canary"}},
+		{ID: "main", Customer: "b", Stack: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	checkin(m, "canary", "1.0")
+	checkin(m, "main", "1.0")
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	checkin(m, "canary", "2.0")
+	if err := m.Rollouts().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bakeStart := clk.Now()
+	clk.Advance(40 * time.Minute)
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	m = start()
+	defer m.Shutdown(ctx)
+	v, err := m.Registry().Get("main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := v.Evaluation; e.Desired != "1.0" || e.Behind != fleet.BehindWaitingForWave || e.Wave != "rest" || !e.Expected.Equal(bakeStart.Add(time.Hour)) {
+		t.Fatalf("main right after the restart: desired %s, behind %q, wave %q, expected %s; want 1.0, waiting for rest until %s",
+			e.Desired, e.Behind, e.Wave, e.Expected, bakeStart.Add(time.Hour))
+	}
+	if o, _ := m.Registry().Offer("main"); o.Release != "1.0" {
+		t.Fatalf("main offered %q after the restart; want the 1.0 it runs", o.Release)
+	}
+	checkin(m, "canary", "2.0")
+	checkin(m, "main", "1.0")
+	clk.Set(bakeStart.Add(time.Hour))
+	if err := m.Rollouts().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := m.Registry().Offer("main"); !send || o.Release != "2.0" {
+		t.Fatalf("main offered %q (send %v) once the canary bake ended; want 2.0", o.Release, send)
+	}
+}
