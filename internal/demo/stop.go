@@ -8,13 +8,13 @@ import (
 
 // How long each step of the demo's stop may take. The steps run one after the
 // other (live traffic, then the agents, then the manager and the sample
-// service), so together they bound the whole stop: 14s, plus stopGrace per
+// service), so together they bound the whole stop: 15s, plus stopGrace per
 // step for a part that ignores its deadline, comfortably inside the 20s a
 // newcomer waits after Ctrl-C before reaching for kill.
 const (
 	// liveStop is for the live traffic's last round: its requests to the
 	// manager get roundGrace to finish (see traffic.run).
-	liveStop = 2 * time.Second
+	liveStop = 3 * time.Second
 	// agentStop is for every agent at once: its runtime sources, its command
 	// runner and its OpAMP client, whose WebSocket close waits for the
 	// manager's answer.
