@@ -14,6 +14,9 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/periscope-dev/periscope/internal/agent"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
@@ -28,8 +31,8 @@ import (
 
 // TestAgentsReachAManagerServingTLS runs a manager serving TLS with a
 // certificate of a private CA on both its listeners. A WebSocket agent and a
-// polling agent trusting that CA check in, and the polling one forwards logs
-// that the manager keeps; an agent trusting another CA is refused and says
+// polling agent trusting that CA check in, the polling one forwards logs that
+// the manager keeps, and so does a gRPC sender trusting the CA; an agent trusting another CA is refused and says
 // why. A certificate renewed in place is served to the next connection, and
 // the agents go on without a restart.
 func TestAgentsReachAManagerServingTLS(t *testing.T) {
@@ -78,16 +81,6 @@ func TestAgentsReachAManagerServingTLS(t *testing.T) {
 			t.Error("the manager answered plain HTTP on its TLS port")
 		}
 	}
-
-	// The OTLP/gRPC listener speaks TLS too, offering HTTP/2 by ALPN.
-	gc, err := tls.Dial("tcp", m.GRPCAddr(), &tls.Config{RootCAs: clientTLS.RootCAs, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatalf("TLS to the OTLP/gRPC listener: %v", err)
-	}
-	if p := gc.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Errorf("the OTLP/gRPC listener negotiated %q, want h2", p)
-	}
-	gc.Close()
 
 	ws := config.DefaultAgent()
 	ws.Manager, ws.Token, ws.Transport, ws.Release, ws.DataDir = m.URL(), tokens["acme-prod"], "websocket", "1.8.0", t.TempDir()
@@ -164,6 +157,29 @@ func TestAgentsReachAManagerServingTLS(t *testing.T) {
 	sendLogs(0, 20)
 	eventually(t, 20*time.Second, "the agent's logs reach the manager over TLS", stored(20))
 
+	// The OTLP/gRPC listener speaks TLS too: a gRPC sender trusting the CA
+	// exports, one that does not is refused at the handshake.
+	exportGRPC := func(creds *tls.Config, seq int) error {
+		conn, err := grpc.NewClient(m.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(creds)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		l := plog.NewLogs()
+		l.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Attributes().PutStr("seq", strconv.Itoa(seq))
+		cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tokens["globex-prod"]), 10*time.Second)
+		defer cancel()
+		_, err = plogotlp.NewGRPCClient(conn).Export(cctx, plogotlp.NewExportRequestFromLogs(l))
+		return err
+	}
+	if err := exportGRPC(clientTLS, 20); err != nil {
+		t.Fatalf("OTLP/gRPC over TLS: %v", err)
+	}
+	eventually(t, 20*time.Second, "the gRPC sender's log reaches the manager over TLS", stored(21))
+	if err := exportGRPC(&tls.Config{}, 21); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Errorf("OTLP/gRPC trusting only the system's CAs: %v, want certificate signed by unknown authority", err)
+	}
+
 	eventually(t, 20*time.Second, "the agent trusting another CA says why it cannot connect", func() error {
 		if !strings.Contains(refusedLog.String(), "certificate signed by unknown authority") {
 			return fmt.Errorf("its log says:\n%s", refusedLog.String())
@@ -183,8 +199,8 @@ func TestAgentsReachAManagerServingTLS(t *testing.T) {
 	if got := resp.TLS.PeerCertificates[0].SerialNumber; got.Cmp(renewed.Serial) != 0 {
 		t.Errorf("after renewal the manager shows certificate %v, want the renewed %v (the first was %v)", got, renewed.Serial, first.Serial)
 	}
-	sendLogs(20, 20)
-	eventually(t, 20*time.Second, "logs sent after the renewal reach the manager", stored(40))
+	sendLogs(21, 20)
+	eventually(t, 20*time.Second, "logs sent after the renewal reach the manager", stored(41))
 	since := time.Now()
 	eventually(t, 20*time.Second, "the WebSocket agent goes on checking in after the renewal", func() error {
 		d, err := api.Deployment(ctx, "acme-prod")
