@@ -29,6 +29,13 @@ const (
 	stopGrace = 500 * time.Millisecond
 )
 
+// undoContext bounds the stop of what a failed Start had started: ctx may
+// have ended (the demo stopped while starting) and the stop must still
+// happen, within agentStop.
+func undoContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), agentStop)
+}
+
 // part is one piece of the demo that stops: its name for the log, and its
 // Shutdown.
 type part struct {
