@@ -207,6 +207,13 @@ func startTelemetryManagerGRPC(t *testing.T, listen, dir, grpcAddr string, exps 
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = listen, dir, adminToken
 	cfg.HeartbeatInterval = config.Duration(time.Second)
 	cfg.Exporters = exps
+	return startTelemetryManagerWith(t, cfg, sinks...)
+}
+
+// startTelemetryManagerWith starts a manager of cfg whose accepted batches
+// also go to sinks.
+func startTelemetryManagerWith(t *testing.T, cfg config.Manager, sinks ...manager.TelemetrySink) *manager.Manager {
+	t.Helper()
 	m, err := manager.New(cfg, manager.Settings{Logger: logger(t), EvalInterval: 100 * time.Millisecond,
 		FlushInterval: 100 * time.Millisecond, Sinks: sinks})
 	if err != nil {

@@ -5,6 +5,7 @@ package manager
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"golang.org/x/sync/errgroup"
@@ -42,6 +43,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/store/postgres"
+	"github.com/periscope-dev/periscope/internal/tlsconfig"
 )
 
 // Settings are the manager's collaborators; zero values are safe.
@@ -86,7 +88,9 @@ type Manager struct {
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener
-	ready       atomic.Bool
+	// tls is the manager's own TLS, nil when it serves plain HTTP.
+	tls   *tlsconfig.Server
+	ready atomic.Bool
 	// group owns the background loops (the HTTP and OTLP/gRPC servers, the
 	// watermark flusher): the first that fails cancels groupCtx with its error,
 	// which Wait returns. stopBg ends them at Shutdown.
@@ -136,7 +140,11 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 	if s.Console == nil {
 		s.Console = io.Discard
 	}
-	return &Manager{cfg: cfg, set: s, log: s.Logger}, nil
+	m := &Manager{cfg: cfg, set: s, log: s.Logger}
+	if cfg.TLS.Enabled() {
+		m.tls = tlsconfig.NewServer(cfg.TLS, s.Logger.With("component", "tls"))
+	}
+	return m, nil
 }
 
 // Start opens the store, loads the fleet, binds the port and serves. An address
@@ -147,6 +155,11 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 // what is in it, and sets the process's umask to 077, because DuckDB creates
 // its write-ahead logs itself at every checkpoint (see prepareDataDir).
 func (m *Manager) Start(ctx context.Context) error {
+	if m.tls != nil {
+		if err := m.tls.Load(); err != nil {
+			return err
+		}
+	}
 	if err := prepareDataDir(m.cfg.DataDir); err != nil {
 		return err
 	}
@@ -267,7 +280,7 @@ func (m *Manager) start(ctx context.Context) error {
 	}
 	dash.Register(mux)
 
-	ln, err := net.Listen("tcp", m.cfg.Listen)
+	ln, err := m.listen(m.cfg.Listen, "h2", "http/1.1")
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
@@ -292,7 +305,7 @@ func (m *Manager) start(ctx context.Context) error {
 	if postgres.IsURL(m.cfg.Storage) {
 		fleetAt = "postgres" // never the URL, which may hold a password
 	}
-	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir, "fleet_store", fleetAt,
+	m.log.Info("manager listening", "addr", ln.Addr().String(), "tls", m.tls != nil, "data_dir", m.cfg.DataDir, "fleet_store", fleetAt,
 		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
 	return nil
 }
@@ -344,8 +357,23 @@ func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 // Addr is the address the manager listens on (useful with port 0).
 func (m *Manager) Addr() string { return m.ln.Addr().String() }
 
-// URL is the manager's base URL.
-func (m *Manager) URL() string { return "http://" + m.Addr() }
+// URL is the manager's base URL: https:// when it serves TLS.
+func (m *Manager) URL() string {
+	if m.tls != nil {
+		return "https://" + m.Addr()
+	}
+	return "http://" + m.Addr()
+}
+
+// listen binds addr, serving TLS on it (offering nextProtos) when the manager
+// has a certificate.
+func (m *Manager) listen(addr string, nextProtos ...string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || m.tls == nil {
+		return ln, err
+	}
+	return tls.NewListener(ln, m.tls.Config(nextProtos...)), nil
+}
 
 // Registry exposes the live fleet to in-process callers (the demo, tests).
 func (m *Manager) Registry() *registry.Registry { return m.reg }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 
@@ -93,7 +92,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		}
 	})
 	if m.cfg.OTLPGRPC != "" {
-		ln, err := net.Listen("tcp", m.cfg.OTLPGRPC)
+		ln, err := m.listen(m.cfg.OTLPGRPC, "h2")
 		if err != nil {
 			return fmt.Errorf("OTLP/gRPC listen on %s: %w", m.cfg.OTLPGRPC, err)
 		}
