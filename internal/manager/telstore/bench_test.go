@@ -22,10 +22,10 @@ func BenchmarkConsumeLogs(b *testing.B) {
 	for i := range batches {
 		specs := make([]logSpec, 1000)
 		for j := range specs {
-			specs[j] = logSpec{at: t0.Add(time.Duration(i*1000+j) * time.Millisecond), severity: plog.SeverityNumberInfo,
-				body: fmt.Sprintf("GET /api/orders/%d completed in %dms", j*7919%10007, j%250), attrs: map[string]string{"http.route": "/api/orders/{id}"}}
+			specs[j] = logSpec{At: t0.Add(time.Duration(i*1000+j) * time.Millisecond), Severity: plog.SeverityNumberInfo,
+				Body: fmt.Sprintf("GET /api/orders/%d completed in %dms", j*7919%10007, j%250), Attrs: map[string]string{"http.route": "/api/orders/{id}"}}
 		}
-		batches[i] = logBatch(b, dep{fmt.Sprintf("dep-%03d", i%16), "acme", "1.0.0", "checkout", ""}, specs...)
+		batches[i] = logBatch(b, dep{ID: fmt.Sprintf("dep-%03d", i%16), Customer: "acme", Release: "1.0.0", Service: "checkout"}, specs...)
 	}
 	b.ResetTimer()
 	b.SetParallelism(4)
@@ -55,7 +55,7 @@ func BenchmarkConsumeHistograms(b *testing.B) {
 	for i := range batches {
 		md := pmetric.NewMetrics()
 		rm := md.ResourceMetrics().AppendEmpty()
-		tagResource(rm.Resource(), dep{fmt.Sprintf("dep-%03d", i%16), "acme", "1.0.0", "periscope-agent", ""})
+		tagResource(rm.Resource(), dep{ID: fmt.Sprintf("dep-%03d", i%16), Customer: "acme", Release: "1.0.0", Service: "periscope-agent"})
 		ms := rm.ScopeMetrics().AppendEmpty().Metrics()
 		h := ms.AppendEmpty()
 		h.SetName("http.server.request.duration")

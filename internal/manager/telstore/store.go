@@ -120,6 +120,8 @@ var ErrClosed = errors.New("telemetry store closed")
 
 // Store is the DuckDB telemetry store. Use Open; it is safe for concurrent use.
 type Store struct {
+	// Reader answers the queries; Store's own db and stop are the same.
+	*Reader
 	db  *sql.DB
 	w   *writer
 	set Settings
@@ -151,6 +153,7 @@ func Open(ctx context.Context, dataDir string, set Settings) (*Store, error) {
 	}
 	s := &Store{db: db, set: set, log: set.Logger, m: newMetrics(set.Registerer),
 		in: make(chan *pending, 64), flush: make(chan chan error), stop: make(chan struct{}), committed: make(chan struct{})}
+	s.Reader = NewReader(db, DuckDB, ReaderSettings{Clock: set.Clock, Committed: s.commitSignal, Stop: s.stop})
 	if err := s.configure(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("configure %s: %w", path, err)
