@@ -105,7 +105,7 @@ func TestAnUnstorableBatchIsRefusedAloneAndForGood(t *testing.T) {
 	if err := s.db.QueryRow("SELECT count(*) FROM logs WHERE body IN ('fine', 'also fine')").Scan(&n); err != nil || n != 2 {
 		t.Errorf("%d good rows stored (%v), want 2", n, err)
 	}
-	if got := testutil.ToFloat64(s.m.unstorable); got != 1 {
+	if got := testutil.ToFloat64(s.m.Unstorable); got != 1 {
 		t.Errorf("unstorable batches %v, want 1", got)
 	}
 }

@@ -147,17 +147,9 @@ type Store struct {
 	m    *metrics
 	w    *writer
 
-	in   chan *pending
-	stop chan struct{}
-	wg   sync.WaitGroup
-
-	// mu guards closing and committed. committed is closed and replaced after
-	// each commit, waking log tails.
-	mu        sync.Mutex
-	closing   bool
-	senders   sync.WaitGroup
-	committed chan struct{}
-	closed    sync.Once
+	gate   *telstore.Gate[*pending]
+	wg     sync.WaitGroup
+	closed sync.Once
 }
 
 // Open connects to the database url names (a postgres:// URL, as the fleet
@@ -191,9 +183,9 @@ func Open(ctx context.Context, rawURL string, set Settings) (*Store, error) {
 		return nil, fmt.Errorf("migrate PostgreSQL telemetry store at %s: %w", where, err)
 	}
 	s := &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), set: set, log: set.Logger, m: newMetrics(set.Registerer),
-		in: make(chan *pending, 64), stop: make(chan struct{}), committed: make(chan struct{})}
-	s.Reader = telstore.NewReader(s.db, telstore.Postgres, telstore.ReaderSettings{Clock: set.Clock, Committed: s.commitSignal,
-		Stop: s.stop, Poll: set.TailPoll})
+		gate: telstore.NewGate[*pending](64)}
+	s.Reader = telstore.NewReader(s.db, telstore.Postgres, telstore.ReaderSettings{Clock: set.Clock, Committed: s.gate.Committed,
+		Stop: s.gate.Stopped(), Poll: set.TailPoll})
 	s.w = newWriter(s)
 	if err := s.w.loadPartitions(ctx); err != nil {
 		s.db.Close()
@@ -202,9 +194,19 @@ func Open(ctx context.Context, rawURL string, set Settings) (*Store, error) {
 	}
 	s.wg.Add(set.Writers + 1)
 	for range set.Writers {
-		go func() { defer s.wg.Done(); s.w.run() }()
+		go func() {
+			defer s.wg.Done()
+			s.gate.Serve(s.w.commit, func(p *pending) int { return p.rows }, set.MaxBatchRows)
+		}()
 	}
-	go func() { defer s.wg.Done(); s.retainLoop() }()
+	go func() {
+		defer s.wg.Done()
+		telstore.RunEvery(s.gate.Stopped(), set.RetainEvery, 10*time.Minute, func(ctx context.Context) {
+			if err := s.Retain(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("telemetry retention failed; will retry", "error", err)
+			}
+		})
+	}()
 	return s, nil
 }
 
@@ -235,11 +237,7 @@ func prepare(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 // connections.
 func (s *Store) Close() error {
 	s.closed.Do(func() {
-		s.mu.Lock()
-		s.closing = true
-		s.mu.Unlock()
-		s.senders.Wait()
-		close(s.stop)
+		s.gate.Close()
 		s.wg.Wait()
 		s.db.Close()
 		s.pool.Close()
@@ -251,59 +249,29 @@ func (s *Store) Close() error {
 // they are at once: a batch's rollups commit with its rows.
 func (s *Store) Flush(ctx context.Context) error {
 	select {
-	case <-s.stop:
+	case <-s.gate.Stopped():
 		return ErrClosed
 	default:
 	}
 	return ctx.Err()
 }
 
-// notifyCommit wakes every tail waiting for new rows.
-func (s *Store) notifyCommit() {
-	s.mu.Lock()
-	close(s.committed)
-	s.committed = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *Store) commitSignal() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.committed
-}
-
 type metrics struct {
-	rows       *prometheus.CounterVec
-	commits    prometheus.Counter
-	commitSec  prometheus.Histogram
-	failures   prometheus.Counter
+	*telstore.CommitMetrics
 	duplicates prometheus.Counter
-	unstorable prometheus.Counter
 	dropped    *prometheus.CounterVec
-	usedBytes  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_rows_total",
-			Help: "Rows written to the telemetry store, by table."}, []string{"table"}),
-		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commits_total",
-			Help: "Group commits of the telemetry store."}),
-		commitSec: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_telstore_commit_seconds",
-			Help: "Time to store and commit one group of batches.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commit_failures_total",
-			Help: "Group commits that failed; their batches were refused and will be resent."}),
+		CommitMetrics: telstore.NewCommitMetrics(),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_duplicate_batches_total",
 			Help: "Batches (or their first part) found stored already, by this replica or another, and not stored again."}),
-		unstorable: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_unstorable_batches_total",
-			Help: "Batches refused for good: they fail identically however often they are resent."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_retention_dropped_partitions_total",
 			Help: "Partitions dropped by retention, by reason (age or size)."}, []string{"reason"}),
-		usedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "periscope_telstore_used_bytes",
-			Help: "Bytes the telemetry store's tables use, as retention measures it."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.commits, m.commitSec, m.failures, m.duplicates, m.unstorable, m.dropped, m.usedBytes)
+		reg.MustRegister(append(m.Collectors(), m.duplicates, m.dropped)...)
 	}
 	return m
 }

@@ -6,31 +6,6 @@ import (
 	"time"
 )
 
-func (s *Store) retainLoop() {
-	t := time.NewTicker(s.set.RetainEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			// Close must not wait for a whole retention pass.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			go func() {
-				select {
-				case <-s.stop:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			if err := s.Retain(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("telemetry retention failed; will retry", "error", err)
-			}
-			cancel()
-		}
-	}
-}
-
 // UsedBytes returns how many bytes the telemetry tables use on disk, their
 // indexes included.
 func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
@@ -79,7 +54,7 @@ func (s *Store) Retain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.m.usedBytes.Set(float64(used))
+		s.m.UsedBytes.Set(float64(used))
 		if used <= s.set.MaxBytes || len(kept) == 0 || !kept[0].Before(current) {
 			return nil
 		}

@@ -39,7 +39,7 @@ type pending struct {
 func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
 	d, err := telstore.Decode(b)
 	if err != nil {
-		s.m.unstorable.Inc()
+		s.m.Unstorable.Inc()
 		return fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the batch cannot be converted to rows"), err)
 	}
 	nl, ns, np := d.Counts()
@@ -47,21 +47,8 @@ func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
 		return nil
 	}
 	p := &pending{b: b, d: d, rows: nl + ns + np, done: make(chan error, 1)}
-	s.mu.Lock()
-	closing := s.closing
-	if !closing {
-		s.senders.Add(1)
-	}
-	s.mu.Unlock()
-	if closing {
-		return ErrClosed
-	}
-	select {
-	case s.in <- p:
-		s.senders.Done()
-	case <-ctx.Done():
-		s.senders.Done()
-		return ctx.Err()
+	if err := s.gate.Send(ctx, p); err != nil {
+		return err
 	}
 	// Once queued the batch is committed or refused within one commit; giving up
 	// here would tell the sender to resend a batch that may be stored anyway
@@ -86,43 +73,6 @@ func newWriter(s *Store) *writer {
 	return &writer{s: s, res: map[string]int64{}, parts: map[int64]bool{}}
 }
 
-// run commits queued batches until the store stops, then what is still queued.
-func (w *writer) run() {
-	for {
-		select {
-		case p := <-w.s.in:
-			w.commit(w.gather(p))
-		case <-w.s.stop:
-			for {
-				select {
-				case p := <-w.s.in:
-					w.commit(w.gather(p))
-					continue
-				default:
-				}
-				return
-			}
-		}
-	}
-}
-
-// gather takes p and whatever else is queued, up to MaxBatchRows, for one commit.
-func (w *writer) gather(p *pending) []*pending {
-	ps := []*pending{p}
-	n := p.rows
-	for n < w.s.set.MaxBatchRows {
-		select {
-		case q := <-w.s.in:
-			ps = append(ps, q)
-			n += q.rows
-			continue
-		default:
-		}
-		break
-	}
-	return ps
-}
-
 // commit stores a group and answers each batch. When a batch makes the group
 // fail for good, the batches are committed one by one, so only the ones at
 // fault are refused.
@@ -139,7 +89,7 @@ func (w *writer) commit(ps []*pending) {
 		return
 	}
 	if consumer.KindOf(err) == consumer.KindUnstorable {
-		w.s.m.unstorable.Inc()
+		w.s.m.Unstorable.Inc()
 	}
 	for i, p := range ps {
 		if err != nil {
@@ -149,7 +99,7 @@ func (w *writer) commit(ps []*pending) {
 		}
 	}
 	if err == nil {
-		w.s.notifyCommit()
+		w.s.gate.NotifyCommit()
 	}
 }
 
@@ -172,7 +122,7 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 		})
 	}
 	if err != nil {
-		w.s.m.failures.Inc()
+		w.s.m.Failures.Inc()
 		if unstorable(err) {
 			err = fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the store refuses this batch for good"), err)
 			if len(ps) == 1 {
@@ -185,10 +135,10 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 		return nil, err
 	}
 	for i, t := range []string{"logs", "spans", "metric_points"} {
-		w.s.m.rows.WithLabelValues(t).Add(float64(n[i]))
+		w.s.m.Rows.WithLabelValues(t).Add(float64(n[i]))
 	}
-	w.s.m.commits.Inc()
-	w.s.m.commitSec.Observe(time.Since(start).Seconds())
+	w.s.m.Commits.Inc()
+	w.s.m.CommitSec.Observe(time.Since(start).Seconds())
 	return results, nil
 }
 
