@@ -239,7 +239,9 @@ type copySource struct {
 	count  func(*telstore.Decoded) int
 	values func(d *telstore.Decoded, dst []any, i int) []any
 	// fix adjusts a row's values to the column types (see fixValues).
-	fix    func([]any)
+	fix func([]any)
+	// json are the indexes of the JSON columns.
+	json   []int
 	p, i   int
 	row    []any
 	copied int
@@ -249,7 +251,7 @@ func (c *copySource) Next() bool {
 	for c.p < len(c.ps) {
 		if c.i < c.count(c.ps[c.p].d) {
 			c.row = c.values(c.ps[c.p].d, c.row[:0], c.i)
-			fixValues(c.row)
+			fixValues(c.row, c.json)
 			if c.fix != nil {
 				c.fix(c.row)
 			}
@@ -266,13 +268,31 @@ func (c *copySource) Values() ([]any, error) { return c.row, nil }
 func (c *copySource) Err() error             { return nil }
 
 // fixValues makes values PostgreSQL takes: text cannot hold a NUL byte (which
-// DuckDB and OTLP allow), so each becomes U+FFFD, as invalid UTF-8 does.
-func fixValues(row []any) {
+// DuckDB and OTLP allow), so each becomes U+FFFD, as invalid UTF-8 does; nor
+// can jsonb, which queries cast the JSON columns (at indexes json) to, hold an
+// escaped one.
+func fixValues(row []any, json []int) {
 	for i, v := range row {
 		if s, ok := v.(string); ok && strings.IndexByte(s, 0) >= 0 {
 			row[i] = strings.ReplaceAll(s, "\x00", "\uFFFD")
 		}
 	}
+	for _, i := range json {
+		if s, ok := row[i].(string); ok && strings.Contains(s, `\u0000`) {
+			row[i] = strings.ReplaceAll(s, `\u0000`, `\ufffd`)
+		}
+	}
+}
+
+// jsonColumns are the indexes of cols' JSON columns.
+func jsonColumns(cols []string) []int {
+	var out []int
+	for i, c := range cols {
+		if c == "attrs" || c == "events" || c == "resource" {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // countIndex is where PointValues puts count.
@@ -306,7 +326,7 @@ func copyRows(ctx context.Context, tx pgx.Tx, ps []*pending) ([3]int, error) {
 		if total == 0 {
 			continue
 		}
-		src := &copySource{ps: ps, count: t.count, values: t.values, fix: t.fix, row: make([]any, 0, len(t.cols))}
+		src := &copySource{ps: ps, count: t.count, values: t.values, fix: t.fix, json: jsonColumns(t.cols), row: make([]any, 0, len(t.cols))}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, src); err != nil {
 			return n, fmt.Errorf("copy %s: %w", t.name, err)
 		}
@@ -418,7 +438,7 @@ func (w *writer) resolve(ctx context.Context, ps []*pending) error {
 			if !ok {
 				sum := sha256.Sum256([]byte(f.key))
 				vals := f.p.d.ResourceValues([]any{sum[:]}, f.i)
-				fixValues(vals)
+				fixValues(vals, jsonColumns(append([]string{"key"}, telstore.ResourceColumns...)))
 				if err := tx.QueryRow(ctx, q, vals...).Scan(&id); err != nil {
 					return fmt.Errorf("store resources: %w", err)
 				}
