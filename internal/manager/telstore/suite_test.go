@@ -27,7 +27,6 @@ var (
 	acmeNew       = telstoretest.AcmeNew
 	logBatch      = telstoretest.LogBatch
 	spanBatch     = telstoretest.SpanBatch
-	requests      = telstoretest.Requests
 	tagResource   = telstoretest.TagResource
 	durationRound = telstoretest.DurationRound
 	buckets15     = telstoretest.Buckets15
