@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telstoretest"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -18,15 +18,7 @@ import (
 // commit; see bench/store for the sustained figures against the targets.
 func BenchmarkConsumeLogs(b *testing.B) {
 	s := open(b, b.TempDir(), Settings{})
-	batches := make([]consumer.Batch, 64)
-	for i := range batches {
-		specs := make([]logSpec, 1000)
-		for j := range specs {
-			specs[j] = logSpec{At: t0.Add(time.Duration(i*1000+j) * time.Millisecond), Severity: plog.SeverityNumberInfo,
-				Body: fmt.Sprintf("GET /api/orders/%d completed in %dms", j*7919%10007, j%250), Attrs: map[string]string{"http.route": "/api/orders/{id}"}}
-		}
-		batches[i] = logBatch(b, dep{ID: fmt.Sprintf("dep-%03d", i%16), Customer: "acme", Release: "1.0.0", Service: "checkout"}, specs...)
-	}
+	batches := telstoretest.LogLoad(b, 64, 1000)
 	b.ResetTimer()
 	b.SetParallelism(4)
 	var n int64

@@ -288,3 +288,18 @@ func Buckets15(pairs ...uint64) []uint64 {
 	}
 	return out
 }
+
+// LogLoad is n batches of per log records each, as a benchmark sends them:
+// HTTP access lines of 16 deployments, one attribute each.
+func LogLoad(tb testing.TB, n, per int) []consumer.Batch {
+	batches := make([]consumer.Batch, n)
+	for i := range batches {
+		specs := make([]LogSpec, per)
+		for j := range specs {
+			specs[j] = LogSpec{At: T0.Add(time.Duration(i*per+j) * time.Millisecond), Severity: plog.SeverityNumberInfo,
+				Body: fmt.Sprintf("GET /api/orders/%d completed in %dms", j*7919%10007, j%250), Attrs: map[string]string{"http.route": "/api/orders/{id}"}}
+		}
+		batches[i] = LogBatch(tb, Dep{ID: fmt.Sprintf("dep-%03d", i%16), Customer: "acme", Release: "1.0.0", Service: "checkout"}, specs...)
+	}
+	return batches
+}

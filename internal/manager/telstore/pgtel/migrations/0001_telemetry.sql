@@ -44,7 +44,7 @@ CREATE TABLE log_rows (
 ) PARTITION BY RANGE (ts);
 CREATE TABLE log_rows_default PARTITION OF log_rows DEFAULT;
 CREATE INDEX log_rows_ts ON log_rows (ts);
-CREATE INDEX log_rows_seq ON log_rows (seq);
+CREATE INDEX log_rows_seq ON log_rows USING brin (seq);
 
 CREATE TABLE span_rows (
 	seq            bigint NOT NULL DEFAULT nextval('span_seq'),
