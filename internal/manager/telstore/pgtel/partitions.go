@@ -65,10 +65,11 @@ func (w *writer) partitions(ctx context.Context) ([]time.Time, error) {
 }
 
 // ensurePartitions creates the partitions the group's rows fall in, and the
-// current and next ones, when missing. Rows older than retention keeps, or
+// current and next ones, when missing; a failure only leaves rows in the
+// default partitions a while longer. Rows older than retention keeps, or
 // more than a partition ahead of now, go to the default partitions rather than
 // make a partition each: any sender may stamp records at any time.
-func (w *writer) ensurePartitions(ctx context.Context, ps []*pending) error {
+func (w *writer) ensurePartitions(ctx context.Context, ps []*pending) {
 	width := w.s.set.PartitionWidth
 	now := w.s.set.Clock.Now().UTC()
 	lo, hi := now.Add(-w.s.set.MaxAge).Truncate(width), now.Truncate(width).Add(width)
@@ -90,10 +91,12 @@ func (w *writer) ensurePartitions(ctx context.Context, ps []*pending) error {
 	w.partMu.Unlock()
 	for s := range need {
 		if err := w.createPartition(ctx, time.Unix(s, 0).UTC()); err != nil {
-			return err
+			// The rows go to the default partition meanwhile and move into theirs
+			// when a later group creates it.
+			w.s.log.Warn("could not create a telemetry partition; will retry", "error", err)
+			return
 		}
 	}
-	return nil
 }
 
 // createPartition creates the partitions of every table starting at start,
@@ -104,7 +107,7 @@ func (w *writer) createPartition(ctx context.Context, start time.Time) error {
 	end := start.Add(w.s.set.PartitionWidth)
 	lit := func(t time.Time) string { return "'" + t.UTC().Format("2006-01-02 15:04:05") + "+00'" }
 	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
+		if err := lockForDDL(ctx, tx); err != nil {
 			return err
 		}
 		for _, pt := range partTables {
@@ -139,13 +142,24 @@ func (w *writer) createPartition(ctx context.Context, start time.Time) error {
 	return nil
 }
 
+// lockForDDL prepares tx for changing partitions. It takes the ingest lock
+// first: attaching and dropping a partition lock its parent and the default
+// partition, and a write transaction, which locks them in turn, must not
+// deadlock with it. Those locks wait for running queries, and ingest waits
+// behind them, so a change that cannot have its locks within seconds gives up
+// and is tried again later.
+func lockForDDL(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`)
+	return err
+}
+
 // dropPartition drops the partitions of every table starting at start.
 func (w *writer) dropPartition(ctx context.Context, start time.Time) error {
 	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
-		// Dropping a partition locks its parent; holding the ingest lock first
-		// keeps a write transaction, which locks the parents in turn, from
-		// deadlocking with it.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
+		if err := lockForDDL(ctx, tx); err != nil {
 			return err
 		}
 		for _, pt := range partTables {

@@ -68,7 +68,9 @@ type Settings struct {
 	// MaxBytes bounds the telemetry tables' size on disk; the oldest partitions
 	// go first (default 10 GiB).
 	MaxBytes int64
-	// RetainEvery is how often retention runs (default 30s).
+	// RetainEvery is how often retention runs (default 30s). Negative runs no
+	// retention loop, for a manager whose leader calls Retain instead; any
+	// replica may run it, at once with others.
 	RetainEvery time.Duration
 	// PartitionWidth is the time range of one partition: a whole number of
 	// hours that divides a day (default 24h). Narrower partitions let retention
@@ -101,7 +103,7 @@ func (s *Settings) defaults() error {
 	if s.MaxBytes <= 0 {
 		s.MaxBytes = telstore.DefaultMaxBytes
 	}
-	if s.RetainEvery <= 0 {
+	if s.RetainEvery == 0 {
 		s.RetainEvery = telstore.DefaultRetainEvery
 	}
 	if s.PartitionWidth <= 0 {
@@ -192,13 +194,17 @@ func Open(ctx context.Context, rawURL string, set Settings) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open PostgreSQL telemetry store at %s: %w", where, err)
 	}
-	s.wg.Add(set.Writers + 1)
+	s.wg.Add(set.Writers)
 	for range set.Writers {
 		go func() {
 			defer s.wg.Done()
 			s.gate.Serve(s.w.commit, func(p *pending) int { return p.rows }, set.MaxBatchRows)
 		}()
 	}
+	if set.RetainEvery < 0 {
+		return s, nil
+	}
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		telstore.RunEvery(s.gate.Stopped(), set.RetainEvery, 10*time.Minute, func(ctx context.Context) {

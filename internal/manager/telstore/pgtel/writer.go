@@ -110,7 +110,7 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 	start := time.Now()
 	err := w.resolve(ctx, ps)
 	if err == nil {
-		err = w.ensurePartitions(ctx, ps)
+		w.ensurePartitions(ctx, ps)
 	}
 	var results []error
 	var n [3]int
