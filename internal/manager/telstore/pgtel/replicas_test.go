@@ -262,3 +262,45 @@ func TestBatchesThatCanNeverBeStoredAreRefusedForGood(t *testing.T) {
 		t.Fatalf("filtered on the attribute that held a NUL: %+v, %v", page.Logs, err)
 	}
 }
+
+// TestAFailureMidWriteLeavesNothingOfTheBatch: a write that fails after its
+// rows and rollups went in (here the last step, advancing the mark, fails as
+// a replica dying there would leave it) stores nothing, so the agent's resend
+// counts once in the rows and in the rollups.
+func TestAFailureMidWriteLeavesNothingOfTheBatch(t *testing.T) {
+	s := open(t, testenv.PostgresDatabase(t), Settings{Clock: clock.NewFake(t0.Add(time.Hour))})
+	ctx := context.Background()
+	for _, q := range []string{
+		`CREATE FUNCTION die() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'replica died'; END $$ LANGUAGE plpgsql`,
+		`CREATE TRIGGER die BEFORE UPDATE ON stream_marks FOR EACH ROW EXECUTE FUNCTION die()`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := telstoretest.SpanBatch(t, telstoretest.AcmeOld, telstoretest.Requests(1, 10, 2, t0, time.Millisecond, "/pay")...)
+	b.Stream, b.First, b.Last = "acme-prod/traces/1", 1, 10
+	if err := s.Consume(ctx, b); consumer.KindOf(err) != consumer.KindUnavailable {
+		t.Fatalf("a write that failed at its end: %v, want a retryable error", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DROP TRIGGER die ON stream_marks`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Consume(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Consume(ctx, b); err != nil {
+		t.Fatalf("a second resend: %v", err)
+	}
+	red, err := s.RED(ctx, telquery.REDQuery{Filter: telquery.Filter{Since: t0, Until: t0.Add(time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Spans(ctx, telquery.SpanQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(red.Series) != 1 || red.Series[0].Total.Requests != 10 || red.Series[0].Total.Errors != 2 || len(page.Spans) != 10 {
+		t.Fatalf("rollups %+v and %d spans; want 10 requests, 2 errors and 10 spans", red.Series, len(page.Spans))
+	}
+}
