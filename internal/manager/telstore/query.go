@@ -242,7 +242,7 @@ func (s *Reader) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telq
 		poll = t.C
 	}
 	var last int64
-	if err := s.queryRow(ctx, "SELECT coalesce(max(seq), 0) FROM log_rows").Scan(&last); err != nil {
+	if err := s.queryRow(ctx, s.lastLogSeq()).Scan(&last); err != nil {
 		return fmt.Errorf("tail logs: %w", err)
 	}
 	for {

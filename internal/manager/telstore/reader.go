@@ -88,6 +88,17 @@ func (s *Reader) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.bind(q), args...)
 }
 
+// lastLogSeq reads the newest log seq, where a tail starts. PostgreSQL's
+// log_rows has no btree on seq (a BRIN index serves the tail's range scans),
+// so its sequence answers; rows numbered but not yet committed then count as
+// before the tail, as the writer numbers and commits one group at a time.
+func (s *Reader) lastLogSeq() string {
+	if s.d == Postgres {
+		return "SELECT coalesce(pg_sequence_last_value('log_seq'), 0)"
+	}
+	return "SELECT coalesce(max(seq), 0) FROM log_rows"
+}
+
 // epoch is the Unix time in seconds of a timestamp column.
 func (s *Reader) epoch(col string) string {
 	if s.d == Postgres {
