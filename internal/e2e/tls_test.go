@@ -41,11 +41,10 @@ func TestAgentsReachAManagerServingTLS(t *testing.T) {
 	certDir := t.TempDir()
 	first := ca.Server(t, certDir)
 	store := &storeSink{seqs: map[string]int{}}
-	cfg := config.DefaultManager()
-	cfg.Listen, cfg.DataDir, cfg.AdminToken, cfg.OTLPGRPC = freePort(t), t.TempDir(), adminToken, freePort(t)
-	cfg.HeartbeatInterval = config.Duration(time.Second)
-	cfg.TLS.CertFile, cfg.TLS.KeyFile = first.CertFile, first.KeyFile
-	m := startTelemetryManagerWith(t, cfg, store)
+	m := startTelemetryManagerWith(t, func(cfg *config.Manager) {
+		cfg.Listen, cfg.DataDir, cfg.OTLPGRPC = freePort(t), t.TempDir(), freePort(t)
+		cfg.TLS.CertFile, cfg.TLS.KeyFile = first.CertFile, first.KeyFile
+	}, store)
 	defer m.Shutdown(ctx)
 	if !strings.HasPrefix(m.URL(), "https://") {
 		t.Fatalf("the manager's URL is %s, want https://", m.URL())

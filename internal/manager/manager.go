@@ -34,7 +34,6 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/notify"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/regression"
-	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
@@ -81,7 +80,7 @@ type Manager struct {
 	ln      net.Listener
 	ingest  *ingest.Ingest
 	fanout  *export.Fanout
-	tel     *telstore.Store
+	tel     TelemetryStore
 	regress *regression.Detector
 	auditSw *auditlog.Sweeper
 	grpcSrv *grpcserver.Server
