@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type Store struct {
 	unwritable atomic.Pointer[string]
 	closeOnce  sync.Once
 	closeErr   error
+	// changes answers FleetChangesSince (see changes.go).
+	changes changeLog
 }
 
 var _ store.Fleet = (*Store)(nil)
@@ -412,6 +415,7 @@ func (s *Store) CreateDeployments(ctx context.Context, recs []store.DeploymentRe
 	if err != nil {
 		return fmt.Errorf("create deployments: %w", err)
 	}
+	s.changes.wrote(recs)
 	return nil
 }
 
@@ -421,28 +425,42 @@ func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRe
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := s.checkWrite(s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs) })); err != nil {
+	if err := s.checkWrite(s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs, mutableColumns, "") })); err != nil {
 		return fmt.Errorf("update %d deployments: %w", len(recs), err)
 	}
+	s.changes.wrote(recs)
 	return nil
 }
 
-func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord) error {
+// updateDeployments writes columns (some of mutableColumns) of recs, where
+// cond (an SQL condition on deployments and the appended row a, or "") holds.
+func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord, columns []string, cond string) error {
 	var set strings.Builder
-	for i, c := range mutableColumns {
+	idx := make([]int, len(columns))
+	for i, c := range columns {
 		if i > 0 {
 			set.WriteString(", ")
 		}
 		fmt.Fprintf(&set, "%s = a.col%d", c, i+2)
+		idx[i] = slices.Index(mutableColumns, c) + 1
 	}
 	query := "UPDATE deployments SET " + set.String() + " FROM appended_data a WHERE deployments.id = a.col1"
-	cols := append([]string{"id"}, mutableColumns...)
+	if cond != "" {
+		query += " AND (" + cond + ")"
+	}
+	cols := append([]string{"id"}, columns...)
 	app, err := duckdb.NewTableAppender(dc, query, "", "", "deployments", cols)
 	if err != nil {
 		return err
 	}
+	row := make([]driver.Value, len(cols))
 	for i := range recs {
-		if err := app.AppendRow(deploymentValues(&recs[i])...); err != nil {
+		all := deploymentValues(&recs[i])
+		row[0] = all[0]
+		for j, k := range idx {
+			row[j+1] = all[k]
+		}
+		if err := app.AppendRow(row...); err != nil {
 			app.Close()
 			return err
 		}
@@ -455,7 +473,7 @@ func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord) error {
 func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		if len(recs) > 0 {
-			if err := updateDeployments(dc, recs); err != nil {
+			if err := updateDeployments(dc, recs, []string{"pin"}, ""); err != nil {
 				return err
 			}
 		}
@@ -478,6 +496,7 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
 	}
+	s.changes.wrote(recs)
 	return nil
 }
 
@@ -501,7 +520,7 @@ func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord,
 		if c, _ := n[0].(int64); c == 0 {
 			return fmt.Errorf("deployment %q: %w", id, store.ErrNotFound)
 		}
-		if err := updateDeployments(dc, []store.DeploymentRecord{rec}); err != nil {
+		if err := updateDeployments(dc, []store.DeploymentRecord{rec}, []string{"thresholds"}, ""); err != nil {
 			return err
 		}
 		return appendAudit(dc, []store.AuditEntry{entry})
@@ -512,6 +531,7 @@ func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord,
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("set thresholds of %s: %w", id, err)
 	}
+	s.changes.wrote([]store.DeploymentRecord{rec})
 	return nil
 }
 
@@ -619,6 +639,7 @@ func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
 	if err != nil {
 		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, err)
 	}
+	s.changes.released(r)
 	return nil
 }
 

@@ -17,6 +17,17 @@ import (
 // every deployment, as the registry writes them) over fleets of several
 // sizes; ns/op is one flush.
 func BenchmarkUpdateDeployments(b *testing.B) {
+	benchFlush(b, (*postgres.Store).UpdateDeployments)
+}
+
+// BenchmarkUpdateCheckins times the flush the registry writes
+// (UpdateCheckins: the columns a check-in owns, COPY then one UPDATE … FROM)
+// over the same fleets; ns/op is one flush.
+func BenchmarkUpdateCheckins(b *testing.B) {
+	benchFlush(b, (*postgres.Store).UpdateCheckins)
+}
+
+func benchFlush(b *testing.B, flush func(*postgres.Store, context.Context, []store.DeploymentRecord) error) {
 	ctx := context.Background()
 	url := testenv.PostgresDatabase(b)
 	for i, n := range []int{1_000, 10_000, 100_000} {
@@ -42,7 +53,7 @@ func BenchmarkUpdateDeployments(b *testing.B) {
 				for j := range recs {
 					recs[j].Deployment.LastCheckin = t0.Add(time.Duration(round) * time.Second)
 				}
-				if err := s.UpdateDeployments(ctx, recs); err != nil {
+				if err := flush(s, ctx, recs); err != nil {
 					b.Fatal(err)
 				}
 			}

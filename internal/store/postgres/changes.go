@@ -1,0 +1,185 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/periscope-dev/periscope/internal/command"
+	"github.com/periscope-dev/periscope/internal/store"
+)
+
+// The channels replicas LISTEN on. A fleet notification says only "read the
+// changes" (its payload is empty); a commands one names the deployment an
+// invocation was queued for.
+const (
+	// ChannelFleet is notified, at commit, by every operator write of the
+	// fleet: new deployments, pins, thresholds, tokens, deletions, releases.
+	// Check-in flushes notify nothing: replicas read them every second.
+	ChannelFleet = "periscope_fleet"
+	// ChannelCommands is notified, at commit, with the id of each deployment
+	// an invocation was queued for.
+	ChannelCommands = "periscope_commands"
+)
+
+// notifyFleet tells the replicas listening that the fleet changed; the
+// server delivers it when tx commits, and not at all if it rolls back.
+func notifyFleet(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, ChannelFleet)
+	return err
+}
+
+// notifyQueued tells the replicas listening which deployments got queued
+// invocations, once each, at commit.
+func notifyQueued(ctx context.Context, tx pgx.Tx, invs []store.Invocation) error {
+	var ids []string
+	for i := range invs {
+		if invs[i].State == command.StateQueued {
+			ids = append(ids, invs[i].DeploymentID)
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id`, ChannelCommands, ids)
+	return err
+}
+
+// checkinColumns are the deployment columns a check-in owns: what
+// UpdateCheckins writes. The operator's columns (name, customer, stack,
+// labels, expected_config_hash, pin, thresholds) are written only by the
+// operation that changes them.
+var checkinColumns = []string{
+	"platform", "cloud", "region", "mode", "connected", "running_release", "agent_version", "instance_uid",
+	"last_checkin", "health", "config_hash", "update_state", "last_status", "rollout",
+}
+
+// checkinRow fills row with the id and checkinColumns' values of r, for
+// COPY (which is done with a row before asking for the next).
+func checkinRow(row []any, r *store.DeploymentRecord) []any {
+	d := &r.Deployment
+	row[0] = d.ID
+	copy(row[1:], []any{d.Platform, d.Cloud, d.Region, string(d.Mode), d.Connected, d.RunningRelease, d.AgentVersion, d.InstanceUID,
+		nullTime(d.LastCheckin), mustJSON(d.Health), d.ConfigHash, mustJSON(d.Update), string(r.LastStatus), mustJSON(store.RolloutOf(d))})
+	return row
+}
+
+// checkinIndex are checkinColumns' positions in deploymentRow (after the id).
+var checkinIndex = func() []int {
+	out := make([]int, len(checkinColumns))
+	for i, c := range checkinColumns {
+		j := slices.Index(mutableColumns, c)
+		if j < 0 {
+			panic("check-in column " + c + " is not a deployment column")
+		}
+		out[i] = j + 1
+	}
+	return out
+}()
+
+// checkinTableSQL creates the temporary table a flush is copied into.
+var checkinTableSQL = func() string {
+	cols := []string{"id text"}
+	for i, c := range checkinColumns {
+		cols = append(cols, c+" "+mutableTypes[checkinIndex[i]-1])
+	}
+	return "CREATE TEMPORARY TABLE checkin_flush (" + strings.Join(cols, ", ") + ") ON COMMIT DROP"
+}()
+
+// checkinSQL applies the rows COPY put in checkin_flush. A row whose stored
+// last check-in is later is left alone: another replica heard the agent since.
+var checkinSQL = func() string {
+	set := make([]string, len(checkinColumns))
+	for i, c := range checkinColumns {
+		set[i] = c + " = u." + c
+	}
+	return "UPDATE deployments d SET " + strings.Join(set, ", ") + ", changed_xid = pg_current_xact_id() FROM checkin_flush u" +
+		" WHERE d.id = u.id AND (d.last_checkin IS NULL OR u.last_checkin >= d.last_checkin)"
+}()
+
+// UpdateCheckins implements store.Fleet: COPY into a temporary table, then
+// one UPDATE … FROM it. The rows are not locked in id order first (that alone
+// costs more than the update at 100,000 rows): two replicas' flushes seldom
+// share a deployment, and when they deadlock the server aborts one, which is
+// tried again, up to deadlockTries times.
+func (s *Store) UpdateCheckins(ctx context.Context, recs []store.DeploymentRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var err error
+	for range deadlockTries {
+		if err = s.updateCheckins(ctx, recs); sqlState(err) != "40P01" {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write check-ins of %d deployments: %w", len(recs), err)
+	}
+	return nil
+}
+
+// deadlockTries is how often a flush the server aborted as a deadlock is tried.
+const deadlockTries = 3
+
+func (s *Store) updateCheckins(ctx context.Context, recs []store.DeploymentRecord) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, checkinTableSQL); err != nil {
+			return err
+		}
+		cols := append([]string{"id"}, checkinColumns...)
+		row := make([]any, len(cols))
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"checkin_flush"}, cols, pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
+			return checkinRow(row, &recs[i]), nil
+		}))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, checkinSQL)
+		return err
+	})
+}
+
+// FleetChangesSince implements store.Fleet. A position is a transaction id:
+// the oldest transaction still running when the changes were read. Every
+// transaction older than it had committed (or rolled back) by then, so its
+// writes were in that answer or an earlier one; a later answer reads every
+// row written by that transaction or a younger one. Rows of a transaction that
+// stays open are read again on every call until it ends.
+func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.FleetChanges, error) {
+	var out store.FleetChanges
+	// One snapshot for the position and every read.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&out.Next); err != nil {
+			return err
+		}
+		where, args := "", []any(nil)
+		if after > 0 {
+			where, args = "changed_xid >= $1::text::xid8", []any{fmt.Sprint(after)}
+		}
+		var err error
+		if out.Deployments, err = listDeployments(ctx, tx, strings.Replace(where, "changed_xid", "d.changed_xid", 1), args...); err != nil {
+			return err
+		}
+		if out.Releases, err = listReleases(ctx, tx, where, args...); err != nil {
+			return err
+		}
+		if after == 0 {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT DISTINCT id FROM deployment_deletions WHERE `+where, args...)
+		if err != nil {
+			return err
+		}
+		out.Deleted, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return store.FleetChanges{}, fmt.Errorf("read fleet changes: %w", err)
+	}
+	return out, nil
+}
