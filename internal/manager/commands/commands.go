@@ -295,14 +295,7 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 			queued = append(queued, inv.DeploymentID)
 		}
 	}
-	s.idleMu.Lock()
-	for _, id := range queued {
-		s.queued[id]++
-	}
-	s.idleMu.Unlock()
-	if len(queued) > 0 && s.push != nil {
-		s.push(ctx, queued)
-	}
+	s.queuedFor(ctx, queued)
 	return invs, nil
 }
 
@@ -466,6 +459,34 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// QueuedElsewhere tells the service that another manager replica queued
+// invocations for deployments ids (read from the store's notification), so
+// their next check-in here reads the store and a push connection here is sent
+// them at once, as for an invocation queued on this replica.
+func (s *Service) QueuedElsewhere(ctx context.Context, ids []string) { s.queuedFor(ctx, ids) }
+
+// queuedFor makes the next check-in of deployments ids read the store, and
+// pushes their invocations to the push connections here.
+func (s *Service) queuedFor(ctx context.Context, ids []string) {
+	s.idleMu.Lock()
+	for _, id := range ids {
+		s.queued[id]++
+	}
+	s.idleMu.Unlock()
+	if len(ids) > 0 && s.push != nil {
+		s.push(ctx, ids)
+	}
+}
+
+// ForgetIdle drops what the service knows of deployments with nothing
+// pending, so every next check-in reads the store: for a replica that may
+// have missed another's notification (its listening connection was down).
+func (s *Service) ForgetIdle() {
+	s.idleMu.Lock()
+	clear(s.idle)
+	s.idleMu.Unlock()
 }
 
 // Outgoing returns the message deployment id's agent should get now: its
