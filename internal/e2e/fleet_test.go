@@ -65,7 +65,10 @@ func startAgent(t *testing.T, managerURL, token, transport, release string, flag
 	cfg := config.DefaultAgent()
 	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = managerURL, token, transport, release
 	cfg.Cloud, cfg.Region, cfg.Platform = flags.Cloud, flags.Region, flags.Platform
-	cfg.DataDir, cfg.Redaction, cfg.Update = flags.DataDir, flags.Redaction, flags.Update
+	cfg.DataDir, cfg.Redaction = flags.DataDir, flags.Redaction
+	if flags.Update.Command != "" {
+		cfg.Update.Command = flags.Update.Command
+	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
