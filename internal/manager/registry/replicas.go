@@ -62,11 +62,11 @@ func (r *Registry) Sync(ctx context.Context) error {
 	// merge, where the read's older copy would undo it in memory.
 	// tokMu likewise for token changes.
 	r.tokMu.Lock()
-	defer r.tokMu.Unlock()
 	r.flushMu.Lock()
 	ch, err := r.st.FleetChangesSince(ctx, r.syncPos)
 	if err != nil {
 		r.flushMu.Unlock()
+		r.tokMu.Unlock()
 		return fmt.Errorf("sync fleet: %w", err)
 	}
 	r.syncPos = ch.Next
@@ -155,6 +155,7 @@ func (r *Registry) Sync(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	r.flushMu.Unlock()
+	r.tokMu.Unlock()
 	r.m.syncs.Inc()
 	r.m.syncRows.Observe(float64(len(ch.Deployments)))
 	sort.Strings(desiredIDs)
