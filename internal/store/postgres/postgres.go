@@ -5,13 +5,21 @@
 // Concurrency. Each method is one transaction, so two replicas never see half
 // of a write. State that may only move forward (an invocation's state) moves
 // with a conditional UPDATE, so of two replicas racing the same move exactly
-// one succeeds and the other gets store.ErrConflict. Writes that lock many
-// deployments (check-in flushes, pins) lock them in id order first, so two of
-// them wait for each other instead of deadlocking.
+// one succeeds and the other gets store.ErrConflict. Pins and whole-row
+// updates lock their deployments in id order first, so two of them wait for
+// each other instead of deadlocking; a check-in flush does not (see
+// UpdateCheckins) and is tried again if the server aborts it as a deadlock.
 //
-// Bulk writes use COPY (new deployments, events, audit entries) or one UPDATE
-// from arrays (a check-in flush), so a large fleet costs one statement per
-// batch, as with the embedded store.
+// Bulk writes use COPY (new deployments, events, audit entries, a check-in
+// flush into a temporary table applied by one UPDATE … FROM) or one UPDATE
+// from arrays, so a large fleet costs one statement per batch, as with the
+// embedded store.
+//
+// Replicas (changes.go, replicas.go): every write of a deployment records its
+// transaction id, so each replica reads what the others changed
+// (FleetChangesSince); operator writes NOTIFY ChannelFleet and queued
+// commands ChannelCommands, which Listen hears; Lead holds the leader's
+// advisory lock.
 //
 // Migrations are plain SQL files embedded in the binary, applied in order under
 // a transaction-scoped advisory lock, so replicas starting together against an
