@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -144,25 +145,28 @@ func (s *Store) updateCheckins(ctx context.Context, recs []store.DeploymentRecor
 	})
 }
 
-// FleetChangesSince implements store.Fleet. A position is a transaction id:
-// the oldest transaction still running when the changes were read. Every
-// transaction older than it had committed (or rolled back) by then, so its
-// writes were in that answer or an earlier one; a later answer reads every
-// row written by that transaction or a younger one. Rows of a transaction that
-// stays open are read again on every call until it ends.
+// FleetChangesSince implements store.Fleet. A position names the snapshot
+// the previous answer was read in (kept by this Store): the next answer reads
+// exactly the rows of transactions that snapshot did not see as done, so a
+// transaction that commits late is read once it has, and one that stays open
+// long (a backup, say) costs nothing but its own rows. An unknown position
+// (another Store's) reads everything, deletions included.
 func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.FleetChanges, error) {
 	var out store.FleetChanges
+	prev, known := s.snaps.get(after)
 	// One snapshot for the position and every read.
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&out.Next); err != nil {
+		var snap string
+		if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap); err != nil {
 			return err
 		}
+		out.Next = s.snaps.put(snap)
 		where, args := "", []any(nil)
-		if after > 0 {
-			where, args = "changed_xid >= $1::text::xid8", []any{fmt.Sprint(after)}
+		if known {
+			where, args = "changed_xid >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(changed_xid, $1::text::pg_snapshot)", []any{prev}
 		}
 		var err error
-		if out.Deployments, err = listDeployments(ctx, tx, strings.Replace(where, "changed_xid", "d.changed_xid", 1), args...); err != nil {
+		if out.Deployments, err = listDeployments(ctx, tx, strings.ReplaceAll(where, "(changed_xid", "(d.changed_xid"), args...); err != nil {
 			return err
 		}
 		if out.Releases, err = listReleases(ctx, tx, where, args...); err != nil {
@@ -171,7 +175,11 @@ func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.Fleet
 		if after == 0 {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `SELECT DISTINCT id FROM deployment_deletions WHERE `+where, args...)
+		q := `SELECT DISTINCT id FROM deployment_deletions`
+		if known {
+			q += " WHERE " + where
+		}
+		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -182,4 +190,34 @@ func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.Fleet
 		return store.FleetChanges{}, fmt.Errorf("read fleet changes: %w", err)
 	}
 	return out, nil
+}
+
+// snapshots are the snapshots FleetChangesSince answered in, by position;
+// only the newest few are kept, as a caller passes the position it got last.
+type snapshots struct {
+	mu   sync.Mutex
+	last int64
+	byID map[int64]string
+}
+
+// keptSnapshots is how many positions a Store remembers.
+const keptSnapshots = 16
+
+func (s *snapshots) put(snap string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byID == nil {
+		s.byID = map[int64]string{}
+	}
+	s.last++
+	s.byID[s.last] = snap
+	delete(s.byID, s.last-keptSnapshots)
+	return s.last
+}
+
+func (s *snapshots) get(pos int64) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, ok := s.byID[pos]
+	return snap, ok
 }

@@ -55,6 +55,8 @@ type Store struct {
 	// full disk, a read-only server), nil while writes succeed (see Writable).
 	unwritable atomic.Pointer[string]
 	closeOnce  sync.Once
+	// snaps are FleetChangesSince's positions (see changes.go).
+	snaps snapshots
 }
 
 var (

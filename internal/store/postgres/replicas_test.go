@@ -388,3 +388,69 @@ func TestListenHearsOtherReplicasChanges(t *testing.T) {
 		t.Fatalf("heard %q after a release, listening again", got)
 	}
 }
+
+// A write whose transaction commits after a replica read the changes is in
+// its next read, and a transaction left open elsewhere (a backup) does not
+// make every read return again what the last one did.
+func TestFleetChangesCatchLateCommitsOnly(t *testing.T) {
+	stores, url := replicasAt(t, 1)
+	s := stores[0]
+	ctx := context.Background()
+	if err := s.CreateDeployments(ctx, []store.DeploymentRecord{
+		{TokenHash: auth.Hash("t1"), Deployment: fleet.Deployment{ID: "d1", Stack: "app", CreatedAt: t0}},
+		{TokenHash: auth.Hash("t2"), Deployment: fleet.Deployment{ID: "d2", Stack: "app", CreatedAt: t0}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	open, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close(ctx)
+	// A long transaction that has taken an id, as pg_dump's does.
+	long, err := open.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(ctx)
+	if _, err := long.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	late, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close(ctx)
+	lateTx, err := late.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lateTx.Exec(ctx, `UPDATE deployments SET running_release = '2.0', changed_xid = pg_current_xact_id() WHERE id = 'd1'`); err != nil {
+		t.Fatal(err)
+	}
+	d2 := store.DeploymentRecord{Deployment: fleet.Deployment{ID: "d2", LastCheckin: t0.Add(time.Minute), RunningRelease: "1.0"}}
+	if err := s.UpdateCheckins(ctx, []store.DeploymentRecord{d2}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.FleetChangesSince(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.FleetChangesSince(ctx, first.Next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Deployments) != 0 {
+		t.Fatalf("a read after nothing committed returned %d deployments again", len(second.Deployments))
+	}
+	if err := lateTx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	third, err := s.FleetChangesSince(ctx, second.Next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(third.Deployments) != 1 || third.Deployments[0].Deployment.ID != "d1" || third.Deployments[0].Deployment.RunningRelease != "2.0" {
+		t.Fatalf("after the late commit: %+v; want d1 on 2.0 alone", third.Deployments)
+	}
+}

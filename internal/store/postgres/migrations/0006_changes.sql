@@ -1,8 +1,7 @@
 -- Several manager replicas on one database: every write of a deployment or a
 -- release records the transaction that made it, and a deletion leaves its id,
 -- so each replica reads what the others changed since its last look
--- (FleetChangesSince: rows of transactions at or after the oldest one still
--- running at that look). A transaction id is set by the writing statement, so
+-- (FleetChangesSince: rows of transactions its last snapshot did not see). A transaction id is set by the writing statement, so
 -- a bulk check-in flush pays no trigger per row. changed_xid has no index on
 -- deployments, and pages keep room, so a flush's updates stay heap-only (HOT)
 -- and touch no index; reading the changes scans the table instead (tens of
