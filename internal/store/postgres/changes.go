@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -154,6 +155,7 @@ func (s *Store) updateCheckins(ctx context.Context, recs []store.DeploymentRecor
 func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.FleetChanges, error) {
 	var out store.FleetChanges
 	prev, known := s.snaps.get(after)
+	known = known && snapshotText.MatchString(prev)
 	// One snapshot for the position and every read.
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var snap string
@@ -163,7 +165,11 @@ func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.Fleet
 		out.Next = s.snaps.put(snap)
 		where, args := "", []any(nil)
 		if known {
-			where, args = "changed_xid >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(changed_xid, $1::text::pg_snapshot)", []any{prev}
+			// The snapshot goes in as a constant, folded once when planned;
+			// as a parameter it would be parsed again for every row. It is
+			// the server's own text, checked to be only digits, ':' and ','.
+			xmin, _, _ := strings.Cut(prev, ":")
+			where = "changed_xid >= '" + xmin + "'::xid8 AND NOT pg_visible_in_snapshot(changed_xid, '" + prev + "'::pg_snapshot)"
 		}
 		var err error
 		if out.Deployments, err = listDeployments(ctx, tx, strings.ReplaceAll(where, "(changed_xid", "(d.changed_xid"), args...); err != nil {
@@ -191,6 +197,9 @@ func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.Fleet
 	}
 	return out, nil
 }
+
+// snapshotText is what pg_snapshot's text looks like: xmin:xmax:xip,…
+var snapshotText = regexp.MustCompile(`^[0-9]+:[0-9]+:[0-9,]*$`)
 
 // snapshots are the snapshots FleetChangesSince answered in, by position;
 // only the newest few are kept, as a caller passes the position it got last.

@@ -396,12 +396,16 @@ type querier interface {
 // listDeployments reads the deployments where (an SQL condition on d, with
 // args) holds, or all when it is empty, in id order.
 func listDeployments(ctx context.Context, q querier, where string, args ...any) ([]store.DeploymentRecord, error) {
-	sql := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") +
-		" FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
+	from := " FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
 		" LEFT JOIN deployment_tokens p ON p.deployment_id = d.id AND p.previous"
 	if where != "" {
-		sql += " WHERE " + where
+		// A few rows of many: their tokens by index, not by joining every
+		// token of the fleet.
+		from = " FROM (SELECT * FROM deployments d WHERE " + where + ") d" +
+			" LEFT JOIN LATERAL (SELECT hash FROM deployment_tokens WHERE deployment_id = d.id AND NOT previous LIMIT 1) c ON true" +
+			" LEFT JOIN LATERAL (SELECT hash, valid_until FROM deployment_tokens WHERE deployment_id = d.id AND previous LIMIT 1) p ON true"
 	}
+	sql := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") + from
 	rows, err := q.Query(ctx, sql+" ORDER BY d.id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
