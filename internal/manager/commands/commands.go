@@ -385,10 +385,14 @@ func (s *Service) List(ctx context.Context, f store.InvocationFilter) ([]store.I
 }
 
 // Wait returns invocation id once it is final, or as it is when ctx ends.
+// An invocation ending here wakes it at once; it also reads the store every
+// waitRecheck, for one whose agent is connected to another manager replica.
 func (s *Service) Wait(ctx context.Context, id string) (store.Invocation, error) {
 	// ctx bounds the wait, not the reads: the answer at the end of the wait is
 	// the invocation as it is then, not an error.
 	read := context.WithoutCancel(ctx)
+	t := time.NewTicker(waitRecheck)
+	defer t.Stop()
 	for {
 		s.mu.Lock()
 		ch := s.finished
@@ -399,11 +403,15 @@ func (s *Service) Wait(ctx context.Context, id string) (store.Invocation, error)
 		}
 		select {
 		case <-ch:
+		case <-t.C:
 		case <-ctx.Done():
 			return inv, nil
 		}
 	}
 }
+
+// waitRecheck is how often Wait reads an invocation that has not ended here.
+const waitRecheck = time.Second
 
 // ended wakes waiters and counts a final state.
 func (s *Service) ended(st command.State) {
