@@ -3,6 +3,7 @@
 // and how fast the fleet list and summary answer at that fleet size.
 //
 //	go run ./bench/checkin -deployments 100000 -rate 3400 -duration 60s
+//	go run ./bench/checkin -storage postgres://postgres@127.0.0.1:5432/ # fleet store on PostgreSQL
 //
 // Each simulated agent polls over OpAMP/HTTP with its own deployment token: its
 // first check-in carries a full agent description, later ones are heartbeats, as
@@ -11,6 +12,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/periscope-dev/periscope/bench/internal/pgscratch"
 	"github.com/periscope-dev/periscope/bench/internal/procstat"
 )
 
@@ -38,8 +41,9 @@ func main() {
 	dur := flag.Duration("duration", 60*time.Second, "measured load duration")
 	workers := flag.Int("workers", 256, "concurrent HTTP clients")
 	bin := flag.String("periscope", "", "periscope binary (built from ./cmd/periscope when empty)")
+	storage := flag.String("storage", "", "a postgres:// server URL: the manager's fleet store is a throwaway database created there (embedded store when empty)")
 	flag.Parse()
-	if err := run(*n, *rate, *dur, *workers, *bin); err != nil {
+	if err := run(*n, *rate, *dur, *workers, *bin, *storage); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -47,12 +51,26 @@ func main() {
 
 const admin = "psk_bench-admin"
 
-func run(n int, rate float64, dur time.Duration, workers int, bin string) error {
+func run(n int, rate float64, dur time.Duration, workers int, bin, storage string) error {
 	tmp, err := os.MkdirTemp("", "periscope-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	fleetStore := "embedded DuckDB"
+	if storage != "" {
+		db, drop, err := pgscratch.Create(context.Background(), storage, "checkin")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := drop(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+			}
+		}()
+		storage, fleetStore = db, "PostgreSQL (a throwaway database)"
+	}
+	fmt.Printf("fleet store: %s; load average at start: %s\n", fleetStore, procstat.LoadAvg())
 	if bin == "" {
 		bin = filepath.Join(tmp, "periscope")
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/periscope").CombinedOutput(); err != nil {
@@ -62,6 +80,9 @@ func run(n int, rate float64, dur time.Duration, workers int, bin string) error 
 	addr := "127.0.0.1:17070"
 	cmd := exec.Command(bin, "manager", "--listen", addr, "--data-dir", filepath.Join(tmp, "data"), "--heartbeat-interval", "30s", "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "PERISCOPE_ADMIN_TOKEN="+admin)
+	if storage != "" {
+		cmd.Env = append(cmd.Env, "PERISCOPE_STORAGE="+storage)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -164,7 +185,8 @@ func run(n int, rate float64, dur time.Duration, workers int, bin string) error 
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	cpuSec := (cpu1 - cpu0)
-	fmt.Printf("\nfleet %d deployments, target %.0f check-ins/s, %v, %d client workers\n", n, rate, dur, workers)
+	fmt.Printf("\nfleet %d deployments on %s, target %.0f check-ins/s, %v, %d client workers\n", n, fleetStore, rate, dur, workers)
+	fmt.Printf("load average at end     %s\n", procstat.LoadAvg())
 	fmt.Printf("check-ins ok            %d (%.0f/s)\n", ok.Load(), float64(ok.Load())/elapsed.Seconds())
 	fmt.Printf("check-ins failed        %d\n", failed.Load())
 	fmt.Printf("not sent (client full)  %d\n", dropped.Load())
@@ -257,7 +279,8 @@ func createFleet(c *http.Client, base string, n int) ([]string, error) {
 
 func measureAPI(c *http.Client, base string) map[string][]time.Duration {
 	out := map[string][]time.Duration{}
-	for _, path := range []string{"/api/v1/deployments?limit=100", "/api/v1/deployments?status=healthy&cloud=aws&limit=100", "/api/v1/summary", "/api/v1/deployments?q=customer-42&limit=100"} {
+	for _, path := range []string{"/api/v1/deployments?limit=100", "/api/v1/deployments?status=healthy&cloud=aws&limit=100", "/api/v1/summary",
+		"/api/v1/summary?status=healthy&cloud=aws", "/api/v1/deployments?q=customer-42&limit=100"} {
 		for i := 0; i < 30; i++ {
 			req, _ := http.NewRequest("GET", base+path, nil)
 			req.Header.Set("Authorization", "Bearer "+admin)

@@ -15,6 +15,8 @@ import (
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
 
+	"github.com/periscope-dev/periscope/bench/internal/lines"
+	"github.com/periscope-dev/periscope/bench/internal/nofile"
 	"github.com/periscope-dev/periscope/bench/internal/procstat"
 	"github.com/periscope-dev/periscope/internal/desired"
 )
@@ -31,7 +33,7 @@ import (
 
 // runAgents is the child process: one real opamp-go WebSocket client per token.
 func runAgents(managerURL, tokensFile string, concurrency int, heartbeat time.Duration) error {
-	if err := raiseNoFile(); err != nil {
+	if _, err := nofile.Raise(); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(tokensFile)
@@ -41,38 +43,12 @@ func runAgents(managerURL, tokensFile string, concurrency int, heartbeat time.Du
 	tokens := strings.Fields(string(b))
 	endpoint := "ws" + strings.TrimPrefix(managerURL, "http") + "/v1/opamp"
 
-	out := make(chan string, 1<<16)
-	flushed := make(chan struct{})
-	go func() {
-		w := bufio.NewWriterSize(os.Stdout, 1<<16)
-		for s := range out {
-			w.WriteString(s)
-			w.WriteByte('\n')
-			if len(out) == 0 {
-				w.Flush()
-			}
-		}
-		w.Flush()
-		close(flushed)
-	}()
-
+	out, flushed := lines.Start(os.Stdout)
 	var connected, failed atomic.Int64
 	start := time.Now()
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
-	stopProgress := make(chan struct{})
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopProgress:
-				return
-			case <-t.C:
-				out <- fmt.Sprintf("P %d %d", connected.Load(), failed.Load())
-			}
-		}
-	}()
+	stopProgress := lines.Progress(out, &connected, &failed)
 	for i, tok := range tokens {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -94,7 +70,7 @@ func runAgents(managerURL, tokensFile string, concurrency int, heartbeat time.Du
 		}()
 	}
 	wg.Wait()
-	close(stopProgress)
+	stopProgress()
 	out <- fmt.Sprintf("C %d %d", connected.Load(), time.Since(start).Milliseconds())
 
 	sc := bufio.NewScanner(os.Stdin)
@@ -105,12 +81,12 @@ func runAgents(managerURL, tokensFile string, concurrency int, heartbeat time.Du
 			out <- fmt.Sprintf("M %d %.2f", procstat.PeakRSS(os.Getpid()), cpu)
 		case "stop":
 			close(out)
-			<-flushed
+			flushed()
 			return nil
 		}
 	}
 	close(out)
-	<-flushed
+	flushed()
 	return nil
 }
 

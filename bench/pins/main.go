@@ -39,9 +39,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/periscope-dev/periscope/bench/internal/nofile"
 	"github.com/periscope-dev/periscope/bench/internal/procstat"
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
@@ -82,19 +82,6 @@ func main() {
 	}
 }
 
-// raiseNoFile lifts the soft open-file limit to the hard one.
-func raiseNoFile() error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("read open-file limit: %w", err)
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raise open-file limit to %d: %w", lim.Max, err)
-	}
-	return nil
-}
-
 const stack = "shop"
 
 // bench is one run: the manager in this process and the agents in the child.
@@ -114,7 +101,7 @@ type bench struct {
 }
 
 func run(n int, timeout time.Duration, conc int, hb time.Duration, prof string) error {
-	if err := raiseNoFile(); err != nil {
+	if _, err := nofile.Raise(); err != nil {
 		return err
 	}
 	ctx := context.Background()

@@ -5,6 +5,11 @@
 //
 //	go run ./bench/store                              # 10M logs + 10M spans, 200 deployments
 //	go run ./bench/store -logs 500000 -spans 500000   # a quick check
+//	go run ./bench/store -fleet 100000 -logs 0 -spans 0 -storage postgres://postgres@127.0.0.1:5432/
+//
+// With -fleet it first times the fleet store (deployments, check-in flushes,
+// pins) with that many deployments, embedded and, with -storage, on a
+// throwaway PostgreSQL database; -logs 0 -spans 0 stops after that.
 //
 // What is timed during ingest is Consume alone: decode of the OTLP request,
 // conversion to rows, append and commit. The requests are generated beforehand
@@ -48,6 +53,8 @@ type config struct {
 	threads                            int
 	writers                            int
 	memoryLimit                        string
+	fleet                              int
+	storage                            string
 }
 
 func main() {
@@ -69,6 +76,8 @@ func main() {
 	flag.IntVar(&c.writers, "writers", 0, "connections appending at once (Settings.Writers; default the store's)")
 	flag.IntVar(&c.threads, "threads", 0, "DuckDB worker threads of the store (Settings.Threads; default DuckDB's, one per core)")
 	flag.StringVar(&c.memoryLimit, "memory-limit", "", "DuckDB memory limit of the store (Settings.MemoryLimit), e.g. 1GB")
+	flag.IntVar(&c.fleet, "fleet", 0, "deployments for the fleet store figures (none when 0)")
+	flag.StringVar(&c.storage, "storage", "", "a postgres:// server URL: the fleet store figures are also taken on a throwaway database created there")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "store:", err)
@@ -97,6 +106,14 @@ func run(c config) error {
 		if !c.keep {
 			defer os.RemoveAll(dir)
 		}
+	}
+	if c.fleet > 0 {
+		if err := benchFleetStores(ctx, c, dir); err != nil {
+			return err
+		}
+	}
+	if c.logs == 0 && c.spans == 0 {
+		return nil
 	}
 	end := time.Now().UTC().Truncate(time.Second)
 	rng := rand.New(rand.NewPCG(c.seed, 0))

@@ -23,6 +23,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/rolloutplan"
 	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
@@ -169,6 +170,36 @@ type Manager struct {
 	Thresholds thresholds.Defaults `yaml:"thresholds"`
 	// Audit configures the manager's audit log.
 	Audit Audit `yaml:"audit" env:"AUDIT_"`
+	// Rollouts are the stacks' progressive rollout plans and the customers'
+	// update windows.
+	Rollouts Rollouts `yaml:"rollouts" env:"ROLLOUTS_"`
+}
+
+// Rollouts configures progressive rollouts: per stack, ordered waves with bake
+// times and gates, and the update windows of customers and deployments. A
+// stack without a plan takes each new release everywhere at once. Plans and
+// windows have no PERISCOPE_* form: set them in the file.
+type Rollouts struct {
+	// CheckEvery is how often rollouts are evaluated: waves opened, gates checked.
+	CheckEvery Duration `yaml:"check_every" env:"CHECK_EVERY"`
+	// Plans are the stacks' rollout plans (the API can replace them).
+	Plans []rolloutplan.Plan `yaml:"plans"`
+	// Windows are the customers' and deployments' update windows.
+	Windows rolloutplan.WindowSet `yaml:"windows"`
+}
+
+// Plan is the rollouts section as the rollout engine takes it.
+func (r Rollouts) Plan() rolloutplan.Config {
+	return rolloutplan.Config{Plans: r.Plans, Windows: r.Windows}
+}
+
+func (r Rollouts) validate() error {
+	var errs []error
+	if r.CheckEvery <= 0 {
+		errs = append(errs, fmt.Errorf("rollouts.check_every: must be positive, got %s", time.Duration(r.CheckEvery)))
+	}
+	errs = append(errs, thresholds.Prefixed("rollouts.", r.Plan().Validate()))
+	return errors.Join(errs...)
 }
 
 // Audit configures the audit log of operator actions, which no API changes or
@@ -241,7 +272,8 @@ func DefaultManager() Manager {
 		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30},
 		Regression: Regression{MinRequests: 20, ErrorRateIncrease: 0.05, ErrorRateRatio: 2, P95Increase: Duration(100 * time.Millisecond),
 			P95Ratio: 1.5, Window: Duration(30 * time.Minute), CheckEvery: Duration(30 * time.Second)},
-		Audit: Audit{Retention: Duration(365 * 24 * time.Hour)}}
+		Audit:    Audit{Retention: Duration(365 * 24 * time.Hour)},
+		Rollouts: Rollouts{CheckEvery: Duration(30 * time.Second)}}
 }
 
 // Validate reports every problem in the configuration.
@@ -303,6 +335,7 @@ func (c *Manager) Validate() error {
 		errs = append(errs, errors.New("redaction.hash_key: the hash key is the customer's secret; set it in the agent's configuration, not the manager's"))
 	}
 	errs = append(errs, thresholds.Prefixed("thresholds.", c.Thresholds.Validate()))
+	errs = append(errs, c.Rollouts.validate())
 	return errors.Join(errs...)
 }
 

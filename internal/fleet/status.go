@@ -236,11 +236,7 @@ func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluatio
 		e.Status = StatusHealthy
 	}
 	if l := d.TelemetryLoss; l != nil && l.Records > 0 {
-		quiet := p.LossQuietWindow
-		if quiet <= 0 {
-			quiet = DefaultLossQuietWindow
-		}
-		if now.Sub(l.Last) < quiet {
+		if now.Sub(l.Last) < p.lossQuiet() {
 			e.Loss, e.LossReason = ReasonTelemetryDropped, l.Summary()
 		}
 	}
@@ -267,6 +263,33 @@ func Evaluate(d *Deployment, s StackReleases, now time.Time, p Params) Evaluatio
 		e.Behind = BehindConfigDrift
 	}
 	return e
+}
+
+func (p Params) lossQuiet() time.Duration {
+	if p.LossQuietWindow <= 0 {
+		return DefaultLossQuietWindow
+	}
+	return p.LossQuietWindow
+}
+
+// NextChange is the first instant after which Evaluate may conclude otherwise
+// than e, the evaluation of d at some earlier instant, though d is unchanged:
+// when a deployment that checked in turns stale, and when shown telemetry
+// loss leaves its quiet window. Zero means time alone never changes e. Callers
+// that keep evaluations (the registry's counts) re-evaluate once it has
+// passed instead of evaluating the whole fleet per read.
+func NextChange(d *Deployment, e Evaluation, p Params) time.Time {
+	var at time.Time
+	if !d.LastCheckin.IsZero() && e.Status != StatusStale {
+		// Stale once more than StaleAfter has passed: the nanosecond after.
+		at = d.LastCheckin.Add(p.StaleAfter + time.Nanosecond)
+	}
+	if e.Loss != "" && d.TelemetryLoss != nil {
+		if quiet := d.TelemetryLoss.Last.Add(p.lossQuiet()); at.IsZero() || quiet.Before(at) {
+			at = quiet
+		}
+	}
+	return at
 }
 
 // unhealthyReason names the components that are down, with their errors, so the

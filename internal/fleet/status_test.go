@@ -181,6 +181,46 @@ func TestEvaluateStaleSinceIsTheMissedDeadline(t *testing.T) {
 	}
 }
 
+func TestNextChangeIsWhenTimeAloneChangesTheEvaluation(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	p := Params{HeartbeatInterval: 30 * time.Second, StaleAfter: 90 * time.Second, LossQuietWindow: 10 * time.Minute}
+	lost := func(at time.Time) *TelemetryLoss { return &TelemetryLoss{Records: 5, Last: at} }
+	tests := []struct {
+		name string
+		d    Deployment
+		want time.Time // zero: never
+	}{
+		{"pending never changes with time", Deployment{}, time.Time{}},
+		{"healthy turns stale after StaleAfter", Deployment{LastCheckin: now.Add(-time.Minute)}, now.Add(30*time.Second + time.Nanosecond)},
+		{"stale stays stale", Deployment{LastCheckin: now.Add(-time.Hour)}, time.Time{}},
+		{"loss leaves its window before staleness", Deployment{LastCheckin: now, TelemetryLoss: lost(now.Add(-9*time.Minute - 30*time.Second))}, now.Add(30 * time.Second)},
+		{"staleness before loss leaves", Deployment{LastCheckin: now, TelemetryLoss: lost(now)}, now.Add(90*time.Second + time.Nanosecond)},
+		{"stale with loss shown: only the loss changes", Deployment{LastCheckin: now.Add(-time.Hour), TelemetryLoss: lost(now)}, now.Add(10 * time.Minute)},
+		{"old loss is not shown and stays so", Deployment{LastCheckin: now.Add(-time.Hour), TelemetryLoss: lost(now.Add(-time.Hour))}, time.Time{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := Evaluate(&tc.d, StackReleases{}, now, p)
+			got := NextChange(&tc.d, e, p)
+			if !got.Equal(tc.want) {
+				t.Fatalf("next change = %v, want %v", got, tc.want)
+			}
+			if got.IsZero() {
+				if later := Evaluate(&tc.d, StackReleases{}, now.Add(365*24*time.Hour), p); later != e {
+					t.Fatalf("evaluation changed a year later with no next change: %+v, then %+v", e, later)
+				}
+				return
+			}
+			if before := Evaluate(&tc.d, StackReleases{}, got.Add(-time.Nanosecond), p); before != e {
+				t.Fatalf("evaluation changed before its next change: %+v, then %+v", e, before)
+			}
+			if at := Evaluate(&tc.d, StackReleases{}, got, p); at == e {
+				t.Fatalf("evaluation at its next change is still %+v", e)
+			}
+		})
+	}
+}
+
 func TestCompareVersions(t *testing.T) {
 	tests := []struct {
 		a, b string

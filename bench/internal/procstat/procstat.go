@@ -22,13 +22,33 @@ func CPU(pid int) (float64, error) {
 }
 
 // PeakRSS returns the process's peak resident set in KiB.
-func PeakRSS(pid int) int {
+func PeakRSS(pid int) int { return statusKiB(pid, "VmHWM:") }
+
+// RSS returns the process's current resident set in KiB.
+func RSS(pid int) int { return statusKiB(pid, "VmRSS:") }
+
+// statusKiB reads one KiB figure of /proc/PID/status (0 when unknown).
+func statusKiB(pid int, field string) int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			v, _ := strconv.Atoi(strings.Fields(line)[1])
+		if f := strings.Fields(line); len(f) > 1 && f[0] == field {
+			v, _ := strconv.Atoi(f[1])
 			return v
 		}
 	}
 	return 0
+}
+
+// LoadAvg returns the machine's 1, 5 and 15 minute load averages as
+// /proc/loadavg has them, so a figure can say how busy the machine was.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/commands"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
+	"github.com/periscope-dev/periscope/internal/manager/rollouts"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/store"
 )
@@ -92,6 +93,8 @@ type API struct {
 	audit store.Audit
 	// cmds is nil when the manager runs no remote commands (see WithCommands).
 	cmds Commands
+	// rollouts is nil until WithRollouts.
+	rollouts Rollouts
 	// closing ends log tails at shutdown (see Close).
 	closing  context.Context
 	endTails context.CancelFunc
@@ -138,7 +141,7 @@ func (a *API) Routes() []Route {
 		{"GET", "/api/v1/tokens", auth.RoleAdmin, a.listTokens},
 		{"POST", "/api/v1/tokens", auth.RoleAdmin, a.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", auth.RoleAdmin, a.deleteToken},
-	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes(), a.commandRoutes(), a.thresholdsRoutes())...)
+	}, slices.Concat(a.telemetryRoutes(), a.notificationRoutes(), a.tokenRoutes(), a.auditRoutes(), a.commandRoutes(), a.thresholdsRoutes(), a.rolloutRoutes())...)
 }
 
 // Register mounts every route on mux, plus JSON answers for the rest of /api/:
@@ -248,11 +251,11 @@ const unavailableRetry = 30 * time.Second
 // fail maps an error to its status; only user-safe text reaches the client.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, rollouts.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, rollouts.ErrNoPlan):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
-	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid), errors.Is(err, commands.ErrInvalid):
+	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid), errors.Is(err, commands.ErrInvalid), errors.Is(err, rollouts.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	case errors.Is(err, store.ErrUnavailable):
 		// A full disk: nothing was written, and the same request can succeed once

@@ -18,8 +18,10 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/rollouts"
 	"github.com/periscope-dev/periscope/internal/manager/runtimeview"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
+	"github.com/periscope-dev/periscope/internal/rolloutplan"
 )
 
 const admin = "psk_api-test-admin"
@@ -211,6 +213,12 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"RuntimeBucket": runtimeview.Bucket{}, "RuntimeRedis": runtimeview.Redis{}, "RuntimeDatabase": runtimeview.Database{},
 		"RuntimeTable": runtimeview.Table{}, "RuntimeFilesystem": runtimeview.Filesystem{},
 		"Thresholds": apitypes.Thresholds{}, "NewThresholds": apitypes.NewThresholds{},
+		"Rollout": apitypes.Rollout{}, "RolloutList": apitypes.RolloutList{}, "NewRollout": apitypes.NewRollout{},
+		"RolloutAction": apitypes.RolloutAction{}, "RolloutPlans": apitypes.RolloutPlans{}, "NewRolloutPlan": apitypes.NewRolloutPlan{},
+		"RolloutWave": rollouts.WaveState{}, "RolloutFigures": rollouts.Figures{}, "RolloutHalt": rollouts.Halt{},
+		"RolloutPinOrder": rollouts.PinOrder{}, "RolloutEvent": rollouts.Event{}, "RolloutPlan": rolloutplan.Plan{},
+		"RolloutWaveSpec": rolloutplan.Wave{}, "RolloutSelection": rolloutplan.Selection{}, "RolloutGates": rolloutplan.Gates{},
+		"RolloutThreshold": rolloutplan.Threshold{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}

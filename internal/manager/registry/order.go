@@ -108,6 +108,7 @@ func (r *Registry) ListPage(f fleet.Filter, p Page) (Listing, error) {
 	if err != nil {
 		return Listing{}, err
 	}
+	r.refresh()
 	now := r.clk.Now()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -116,7 +117,7 @@ func (r *Registry) ListPage(f fleet.Filter, p Page) (Listing, error) {
 	}
 	for _, e := range r.order {
 		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+		ev := e.kept.ev
 		match := f.Match(&e.d, ev)
 		e.mu.Unlock()
 		if match {
@@ -133,15 +134,15 @@ func (r *Registry) Overview(f fleet.Filter, p Page) (Summary, []Adoption, Listin
 	if err != nil {
 		return Summary{}, nil, Listing{}, err
 	}
+	r.refresh()
 	now := r.clk.Now()
-	sum := newSummer()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	sum := r.counts.summary()
 	ad := r.newAdopterLocked()
 	for _, e := range r.order {
 		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
-		sum.add(&e.d, ev)
+		ev := e.kept.ev
 		ad.add(&e.d, ev)
 		match := f.Match(&e.d, ev)
 		e.mu.Unlock()
@@ -149,7 +150,7 @@ func (r *Registry) Overview(f fleet.Filter, p Page) (Summary, []Adoption, Listin
 			pg.add(e, ev)
 		}
 	}
-	return sum.s, ad.resultLocked(r, ""), pg.listingLocked(r, now), nil
+	return sum, ad.resultLocked(r, ""), pg.listingLocked(r, now), nil
 }
 
 // pager picks one page of a sorted list out of the deployments it is shown,

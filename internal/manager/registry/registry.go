@@ -52,8 +52,9 @@ type Settings struct {
 	Params fleet.Params
 	// FlushInterval is how often batched check-in state is written (1 s when zero).
 	FlushInterval time.Duration
-	// EvalInterval is how often every deployment is re-evaluated, which is what
-	// notices staleness (a quarter of StaleAfter, at most 1 s, when zero).
+	// EvalInterval is how often the registry looks for deployments whose
+	// status time alone changed, such as turning stale, and re-evaluates the
+	// fleet if one has (a quarter of StaleAfter, at most 1 s, when zero).
 	EvalInterval time.Duration
 	// OnEvent, when set, sees every status change as it is recorded. It is called
 	// with registry locks held: it must return at once (queue, never block).
@@ -103,6 +104,9 @@ type entry struct {
 	red redactionState
 	// thr is the agent's thresholds report, in memory only (see Thresholds).
 	thr thresholdsState
+	// kept is the deployment's last evaluation and what it adds to the
+	// fleet's counts (see setEvaluationLocked).
+	kept kept
 }
 
 // Registry is the live fleet. Create it with New, then Start.
@@ -134,7 +138,8 @@ type Registry struct {
 	leading atomic.Bool
 	wake    chan struct{}
 
-	// Lock order: tokMu, flushMu, mu, an entry's mu, pendMu. mu is held for
+	// Lock order: tokMu, flushMu, mu, sweepMu, an entry's mu, pendMu and
+	// counts.mu. mu is held for
 	// writing only to add or delete deployments, add releases or change tokens.
 	// tokMu serialises token changes (see tokens.go).
 	tokMu    sync.Mutex
@@ -154,6 +159,8 @@ type Registry struct {
 	pendTokens map[string][]fleet.DeploymentChange
 
 	flushMu sync.Mutex // serialises flushes so batches reach the store in order
+	sweepMu sync.Mutex // serialises sweeps of the whole fleet (see counts)
+	counts  *counts
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -181,7 +188,7 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 		st: st, log: s.Logger, clk: clock.Or(s.Clock), rand: s.Rand, params: s.Params,
 		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
-		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{},
+		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{}, counts: newCounts(),
 		syncI: s.SyncInterval, wake: make(chan struct{}, 1),
 	}
 	r.leading.Store(r.syncI <= 0)
@@ -261,7 +268,7 @@ func (r *Registry) Start(ctx context.Context) error {
 		}
 	})
 	go r.loop(loopCtx, r.evalI, nil, func() {
-		r.evaluateAll()
+		r.refresh()
 		if r.Leader() {
 			r.expireTokens()
 		}
@@ -388,6 +395,7 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 // lead: the leader records it once it reads the change).
 func (r *Registry) evaluateAsLocked(e *entry, now time.Time, record bool) fleet.Evaluation {
 	ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
+	r.setEvaluationLocked(e, &ev)
 	switch {
 	case ev.Behind != "" && e.d.BehindSince.IsZero():
 		e.d.BehindSince = now.UTC()
@@ -425,8 +433,12 @@ func (r *Registry) evaluateAsLocked(e *entry, now time.Time, record bool) fleet.
 
 // evaluateAllLocked re-evaluates every deployment; the caller holds r.mu.
 func (r *Registry) evaluateAllLocked() {
+	r.sweepMu.Lock()
+	defer r.sweepMu.Unlock()
 	now := r.clk.Now()
-	for _, e := range r.deps {
+	r.counts.beginSweep(now)
+	defer r.counts.endSweep()
+	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		r.evaluateLocked(e, now)
 		e.mu.Unlock()
@@ -485,6 +497,8 @@ func (r *Registry) sortOrderLocked() {
 	sort.Slice(r.order, func(i, j int) bool { return r.order[i].d.ID < r.order[j].d.ID })
 }
 
+// matchLocked evaluates e afresh, for changes that must not act on an
+// evaluation the timer has yet to renew; reads use e's kept one (keptLocked).
 func (r *Registry) matchLocked(e *entry, f fleet.Filter, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -511,17 +525,21 @@ type Summary struct {
 	Pinned    int                        `json:"pinned"`
 }
 
-// Summary returns fleet-wide counts for deployments matching f.
+// Summary returns fleet-wide counts for deployments matching f. The whole
+// fleet's are kept as it changes; a filter matches each deployment's kept
+// evaluation, so no deployment is evaluated per request.
 func (r *Registry) Summary(f fleet.Filter) Summary {
-	now := r.clk.Now()
+	r.refresh()
+	if f.IsZero() {
+		return r.counts.summary()
+	}
 	c := newSummer()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
-		ev := fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params)
-		if f.Match(&e.d, ev) {
-			c.add(&e.d, ev)
+		if ev := &e.kept.ev; f.Match(&e.d, *ev) {
+			c.add(&e.d, *ev)
 		}
 		e.mu.Unlock()
 	}

@@ -142,6 +142,11 @@ func (r *Registry) Sync(ctx context.Context) error {
 	if added {
 		r.sortOrderLocked()
 	}
+	if len(before) > 0 {
+		// A new release may change what every deployment of its stack
+		// desires: the kept evaluations are renewed, as CreateRelease does.
+		r.evaluateAllLocked()
+	}
 	for stack, was := range before {
 		if latest := r.stacks[stack].Latest; latest != was {
 			for _, e := range r.order {
@@ -186,6 +191,9 @@ func operatorState(dst, src *fleet.Deployment) {
 func (r *Registry) removeLocked(e *entry) {
 	id := e.d.ID
 	r.setTokensLocked(e, agentTokens{})
+	e.mu.Lock()
+	r.setEvaluationLocked(e, nil)
+	e.mu.Unlock()
 	delete(r.deps, id)
 	i := sort.Search(len(r.order), func(i int) bool { return r.order[i].d.ID >= id })
 	if i < len(r.order) && r.order[i] == e {

@@ -468,14 +468,14 @@ type ReleaseAdoption struct {
 // Adoption returns, per stack, how many deployments run, want and are pinned to
 // each release.
 func (r *Registry) Adoption(stack string) []Adoption {
-	now := r.clk.Now()
+	r.refresh()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	a := r.newAdopterLocked()
 	for _, e := range r.order { // a slice reads faster than the map
 		e.mu.Lock()
 		if stack == "" || e.d.Stack == stack {
-			a.add(&e.d, fleet.Evaluate(&e.d, r.stacks[e.d.Stack], now, r.params))
+			a.add(&e.d, e.kept.ev)
 		}
 		e.mu.Unlock()
 	}

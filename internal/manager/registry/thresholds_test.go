@@ -9,7 +9,6 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/store"
-	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/thresholds"
 )
 
@@ -65,21 +64,9 @@ func TestSetThresholdsIsStoredAuditedAndTracked(t *testing.T) {
 func TestThresholdDefaultsApplyWithoutAnOwnSet(t *testing.T) {
 	fleetSet := thresholds.Set{Filesystems: []thresholds.FilesystemRule{{Source: "*", MinFreePercent: 5}}}
 	acmeSet := thresholds.Set{Queues: []thresholds.QueueRule{{Source: "*", MaxLag: 1000}}}
-	st, err := duckdb.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := registry.New(st, registry.Settings{FlushInterval: time.Hour, EvalInterval: time.Hour,
+	reg := startRegistry(t, registry.Settings{FlushInterval: time.Hour, EvalInterval: time.Hour,
 		ThresholdDefaults: thresholds.Defaults{Fleet: fleetSet, Customers: map[string]thresholds.Set{"acme": acmeSet}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if err := reg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Shutdown(ctx)
 	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "acme-prod", Customer: "acme"}, {ID: "globex", Customer: "globex"}}); err != nil {
 		t.Fatal(err)
 	}

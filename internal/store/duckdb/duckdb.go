@@ -260,6 +260,31 @@ CREATE TABLE command_invocations (
 	// Runtime thresholds: one JSON column, read only with the deployment.
 	7: `
 ALTER TABLE deployments ADD COLUMN thresholds VARCHAR DEFAULT '{}';`,
+	// Reserved for the replicas work of issue 22, which needed no schema
+	// change here: the embedded store has one writer, so FleetChangesSince's
+	// log lives in memory (changes.go).
+	8: `SELECT 1;`,
+	// Progressive rollouts (store.Rollouts): the engine's state is one JSON
+	// document per rollout, rewritten as it moves; only the key is indexed, so
+	// DuckDB updates the other columns in place.
+	9: `
+CREATE TABLE rollouts (
+	id         VARCHAR PRIMARY KEY,
+	stack      VARCHAR NOT NULL,
+	release    VARCHAR NOT NULL,
+	phase      VARCHAR NOT NULL,
+	done       BOOLEAN NOT NULL,
+	started_at TIMESTAMPTZ NOT NULL,
+	updated_at TIMESTAMPTZ NOT NULL,
+	version    BIGINT NOT NULL,
+	state      VARCHAR NOT NULL
+);
+CREATE TABLE rollout_plans (
+	stack      VARCHAR PRIMARY KEY,
+	plan       VARCHAR NOT NULL,
+	updated_at TIMESTAMPTZ NOT NULL,
+	updated_by VARCHAR NOT NULL
+);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error { return migrateTo(ctx, s.db, migrations) }

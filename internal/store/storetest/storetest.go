@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every store backend must pass: a
 // backend's test calls Run with a function that opens it, and the suite checks
-// the store.Fleet (audit log included) and store.Notifications contracts, reopening the backend to
+// the store.Fleet (audit log included), store.Notifications, store.Commands and store.Rollouts contracts, reopening the backend to
 // check that what was written is kept.
 package storetest
 
@@ -24,6 +24,7 @@ type Backend interface {
 	store.Fleet
 	store.Notifications
 	store.Commands
+	store.Rollouts
 }
 
 // Opener opens the backend under test on a directory (the same directory again
@@ -45,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ThresholdsAndAuditCommitTogether", func(t *testing.T) { testThresholds(t, open) })
 	t.Run("CheckinsKeepOperatorState", func(t *testing.T) { testCheckinsKeepOperatorState(t, open) })
 	t.Run("FleetChangesSince", func(t *testing.T) { testFleetChanges(t, open) })
+	t.Run("RolloutsAndPlans", func(t *testing.T) { testRollouts(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)

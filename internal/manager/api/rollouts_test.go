@@ -1,0 +1,115 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
+	"github.com/periscope-dev/periscope/internal/manager/rollouts"
+	"github.com/periscope-dev/periscope/internal/manager/rollouts/rolloutstest"
+	"github.com/periscope-dev/periscope/internal/store"
+)
+
+func TestRolloutsOverTheAPI(t *testing.T) {
+	ctx := context.Background()
+	plan := rolloutstest.TwoWaves()
+	srv := rolloutstest.NewServer(t, plan, clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)),
+		rolloutstest.Member("canary-1", "canary"), rolloutstest.Member("main-1", "main"))
+	f, st, eng := srv.Fleet, srv.Store, srv.Engine
+	viewer, op := apiclient.New(srv.URL, "psk_viewer"), apiclient.New(srv.URL, "psk_operator")
+
+	for _, tc := range []struct {
+		name   string
+		c      *apiclient.Client
+		method string
+		path   string
+		body   any
+		status int
+		msg    string
+	}{
+		{"a viewer may not start one", viewer, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "shop", Release: "2.0.0"}, 403, "operator"},
+		{"a stack without a plan", op, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "billing", Release: "2.0.0"}, 409, "no rollout plan"},
+		{"urgent needs a reason", op, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "shop", Release: "2.0.0", Urgent: true}, 400, "urgent"},
+		{"an unknown rollout", viewer, "GET", "/api/v1/rollouts/ro-nope", nil, 404, "ro-nope"},
+		{"a bad limit", viewer, "GET", "/api/v1/rollouts?limit=0", nil, 400, "limit"},
+		{"a plan without waves", op, "PUT", "/api/v1/rollout-plans/shop", apitypes.NewRolloutPlan{Reason: "x"}, 400, "a plan needs at least one wave"},
+	} {
+		err := tc.c.Do(ctx, tc.method, tc.path, tc.body, nil)
+		var ae *apiclient.Error
+		if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, tc.msg) {
+			t.Errorf("%s: %v; want %d mentioning %q", tc.name, err, tc.status, tc.msg)
+		}
+	}
+
+	var ro apitypes.Rollout
+	if err := op.Do(ctx, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "shop", Release: "2.0.0", Baseline: "1.0.0", Reason: "published"}, &ro); err != nil {
+		t.Fatal(err)
+	}
+	if ro.Phase != rollouts.PhaseRunning || len(ro.Waves) != 2 || len(ro.Waves[0].Members) != 1 || ro.StartedBy != "operator-token" {
+		t.Fatalf("started %+v", ro)
+	}
+	var list apitypes.RolloutList
+	if err := viewer.Do(ctx, "GET", "/api/v1/rollouts?stack=shop&unfinished=true", nil, &list); err != nil || len(list.Rollouts) != 1 || list.Rollouts[0].ID != ro.ID {
+		t.Fatalf("list %+v, %v", list, err)
+	}
+	if err := op.Do(ctx, "POST", "/api/v1/rollouts/"+ro.ID+"/skip", apitypes.RolloutAction{Reason: "x"}, nil); err == nil || !strings.Contains(err.Error(), "deployment") {
+		t.Errorf("skip without a deployment: %v", err)
+	}
+	if err := op.Do(ctx, "POST", "/api/v1/rollouts/"+ro.ID+"/resume", apitypes.RolloutAction{Reason: "x"}, nil); err == nil || !strings.Contains(err.Error(), "only a halted rollout resumes") {
+		t.Errorf("resume of a running rollout: %v", err)
+	}
+	if err := op.Do(ctx, "POST", "/api/v1/rollouts/"+ro.ID+"/skip", apitypes.RolloutAction{Deployment: "canary-1", Reason: "frozen by the customer"}, &ro); err != nil {
+		t.Fatal(err)
+	}
+	if len(ro.Skipped) != 1 || ro.Skipped[0] != "canary-1" {
+		t.Errorf("skipped %v", ro.Skipped)
+	}
+	if err := op.Do(ctx, "POST", "/api/v1/rollouts/"+ro.ID+"/abort", apitypes.RolloutAction{Reason: "wrong build"}, &ro); err != nil {
+		t.Fatal(err)
+	}
+	if ro.Phase != rollouts.PhaseAborted {
+		t.Errorf("after abort: %s", ro.Phase)
+	}
+	if n := f.Notices(); len(n) != 1 || n[0].Kind != rollouts.NoticeAborted || !strings.Contains(n[0].Reason, "wrong build") {
+		t.Errorf("notices %+v", n)
+	}
+	entries, _, err := st.ListAudit(ctx, store.AuditFilter{Action: store.ActionRolloutPrefix, Actor: "operator-token", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range entries {
+		actions = append(actions, e.Action+": "+e.Reason)
+	}
+	if strings.Join(actions, "; ") != "rollout.abort: wrong build; rollout.skip: frozen by the customer; rollout.start: published" {
+		t.Errorf("audited %q", actions)
+	}
+
+	var plans apitypes.RolloutPlans
+	if err := op.Do(ctx, "PUT", "/api/v1/rollout-plans/shop", apitypes.NewRolloutPlan{Waves: plan.Waves[1:], Reason: "one wave"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := viewer.Do(ctx, "GET", "/api/v1/rollout-plans", nil, &plans); err != nil || len(plans.Plans) != 1 || len(plans.Plans[0].Waves) != 1 {
+		t.Fatalf("plans %+v, %v", plans, err)
+	}
+	if err := op.Do(ctx, "DELETE", "/api/v1/rollout-plans/shop", apitypes.RolloutAction{Reason: "back to the file"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := eng.Plan("shop"); len(p.Waves) != 2 {
+		t.Errorf("after removing the API's plan: %d waves", len(p.Waves))
+	}
+}
+
+func TestRolloutRoutesAnswer503WithoutTheEngine(t *testing.T) {
+	m := start(t)
+	err := apiclient.New(m.URL(), admin).Do(context.Background(), "GET", "/api/v1/rollouts", nil, nil)
+	var ae *apiclient.Error
+	if !errors.As(err, &ae) || ae.Status != 503 {
+		t.Errorf("GET /api/v1/rollouts on a manager without the engine: %v", err)
+	}
+}

@@ -1,0 +1,321 @@
+package rollouts
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/periscope-dev/periscope/internal/clock"
+	"github.com/periscope-dev/periscope/internal/fleet"
+	"github.com/periscope-dev/periscope/internal/rolloutplan"
+	"github.com/periscope-dev/periscope/internal/store/duckdb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestAFailedUpdateWithinItsGateDoesNotHoldTheBake(t *testing.T) {
+	plan := rolloutplan.Plan{Stack: "shop", Waves: []rolloutplan.Wave{{Name: "all", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Hour),
+		Gates: &rolloutplan.Gates{FailedUpdates: &rolloutplan.Threshold{Max: ptr(1)}}}}}
+	clk := clock.NewFake(t0)
+	r := newRig(t, rolloutplan.Config{Plans: []rolloutplan.Plan{plan}}, newFleet(member("a", "acme", "main"), member("b", "acme", "main")), newMemStore(), clk)
+	s := start(t, r, "2.0.0")
+	r.fleet.update("2.0.0", "a")
+	r.fleet.set("b", func(m *Member) { m.Update = fleet.UpdateState{Phase: fleet.UpdateFailed, Release: "2.0.0"} })
+	r.step(t)
+	if w := r.state(t, s.ID).Waves[0]; !w.BakeStart.Equal(t0) {
+		t.Fatalf("bake start %s; a failed update counted by its gate must not hold the bake", w.BakeStart)
+	}
+	clk.Advance(time.Hour)
+	r.step(t)
+	if st := r.state(t, s.ID); st.Phase != PhaseCompleted {
+		t.Errorf("after the bake: %s", st.Phase)
+	}
+}
+
+func TestAnEmptyWavePassesAtOnce(t *testing.T) {
+	plan := threeWaves()
+	plan.Waves[0].Select = rolloutplan.Selection{Labels: map[string]string{"ring": "nobody"}}
+	clk := clock.NewFake(t0)
+	r := newRig(t, rolloutplan.Config{Plans: []rolloutplan.Plan{plan}}, sixDeployments(), newMemStore(), clk)
+	s := start(t, r, "2.0.0")
+	st := r.state(t, s.ID)
+	if st.Wave != 1 || st.Waves[0].Figures.Size != 0 || st.Waves[0].PassedAt.IsZero() {
+		t.Fatalf("an empty first wave: wave %d %+v", st.Wave, st.Waves[0])
+	}
+	if got := r.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3", "d4"}}) {
+		t.Errorf("announced %v; acme's wave should open at once", got)
+	}
+}
+
+func TestPercentWavesAreStableAndNewcomersJoinAWaveStillToOpen(t *testing.T) {
+	plan := rolloutplan.Plan{Stack: "shop", Waves: []rolloutplan.Wave{
+		{Name: "tenth", Select: rolloutplan.Selection{Percent: 10}, Bake: rolloutplan.Duration(time.Hour)},
+		{Name: "half", Select: rolloutplan.Selection{Percent: 50}, Bake: rolloutplan.Duration(time.Hour)},
+		{Name: "rest", Select: rolloutplan.Selection{Rest: true}},
+	}}
+	var ms []Member
+	for i := range 1000 {
+		ms = append(ms, member(fmtID(i), "c", "main"))
+	}
+	f := newFleet(ms...)
+	clk := clock.NewFake(t0)
+	r := newRig(t, rolloutplan.Config{Plans: []rolloutplan.Plan{plan}}, f, newMemStore(), clk)
+	s := start(t, r, "2.0.0")
+	first := r.state(t, s.ID).Waves[0].Members
+	if n := len(first); n < 70 || n > 130 {
+		t.Fatalf("10%% of 1,000 took %d", n)
+	}
+	// Every Decide agrees with the frozen wave, and is the same on a second ask.
+	for i := range 1000 {
+		id := fmtID(i)
+		_, in := first[id]
+		if d := r.decide(id); (d.Release == "2.0.0") != in || r.decide(id) != d {
+			t.Fatalf("%s: in the wave %v, decided %+v", id, in, d)
+		}
+	}
+	// A deployment registered now that the tenth's wave is open waits for a
+	// later wave, and the tenth's members do not change.
+	f.mu.Lock()
+	nm := member("zz-new", "c", "main")
+	f.deps[nm.ID] = &nm
+	f.mu.Unlock()
+	r.step(t)
+	if d := r.decide("zz-new"); d.Release != "1.0.0" || d.Behind != BehindWaitingForWave || (d.Wave != "half" && d.Wave != "rest") {
+		t.Errorf("a newcomer: %+v", d)
+	}
+	if got := r.state(t, s.ID).Waves[0].Members; !reflect.DeepEqual(got, first) {
+		t.Error("the open wave's members changed when the fleet grew")
+	}
+}
+
+func fmtID(i int) string { return fmt.Sprintf("dep-%04d", i) }
+
+func TestUpdateWindowsHoldOffersUnlessUrgent(t *testing.T) {
+	sat, err := rolloutplan.ParseWindow("Sat 02:00-06:00 Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}, Windows: rolloutplan.WindowSet{Customers: map[string]rolloutplan.Windows{"initech": {sat}}}}
+	clk := clock.NewFake(t0) // Monday noon
+	r := newRig(t, cfg, sixDeployments(), newMemStore(), clk)
+	s := start(t, r, "2.0.0")
+	r.ann.take()
+	// d1 (initech) is in the open canary wave but outside its window: held
+	// until Saturday 02:00 Berlin (01:00Z); d2 goes now.
+	saturday := time.Date(2026, 12, 12, 1, 0, 0, 0, time.UTC)
+	if d := r.decide("d1"); d.Release != "2.0.0" || !d.Hold || d.Behind != BehindOutsideWindow || !d.Expected.Equal(saturday) {
+		t.Fatalf("d1 outside its window: %+v", d)
+	}
+	if d := r.decide("d2"); d.Hold || d.Behind != "" {
+		t.Errorf("d2 without windows: %+v", d)
+	}
+	r.fleet.update("2.0.0", "d2")
+	r.step(t)
+	if w := r.state(t, s.ID).Waves[0]; !w.BakeStart.IsZero() {
+		t.Fatal("baking before d1 could update")
+	}
+	// The window opens: d1 is announced so its offer goes out.
+	clk.Set(saturday.Add(time.Minute))
+	r.step(t)
+	if got := r.ann.take(); !reflect.DeepEqual(got, [][]string{{"d1"}}) {
+		t.Fatalf("announced %v at the window's start, want d1", got)
+	}
+	if d := r.decide("d1"); d.Hold || d.Release != "2.0.0" {
+		t.Errorf("d1 inside its window: %+v", d)
+	}
+
+	// An urgent release ignores the window, and the audit log says so.
+	clk.Set(time.Date(2026, 12, 14, 12, 0, 0, 0, time.UTC))
+	u, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Baseline: "1.0.0", Urgent: true,
+		Actor: Actor{Name: "ops", Role: "admin", Reason: "CVE-2026-1234"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.decide("d1"); d.Release != "2.0.1" || d.Hold || d.Rollout != u.ID {
+		t.Errorf("d1 under an urgent rollout: %+v", d)
+	}
+	ms := r.st.(*memStore)
+	ms.mu.Lock()
+	var urgent bool
+	for _, e := range ms.audit {
+		if e.Action == "rollout.start" && e.Target == "2.0.1" && e.Reason == "CVE-2026-1234" && e.Actor == "ops" &&
+			strings.Contains(e.Detail, `"ignores_update_windows":true`) {
+			urgent = true
+		}
+	}
+	ms.mu.Unlock()
+	if !urgent {
+		t.Error("the urgent start is not audited as ignoring update windows")
+	}
+	if _, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.2", Urgent: true}); err == nil {
+		t.Error("an urgent rollout without a reason was accepted")
+	}
+}
+
+// TestARestartMidBakeResumesWhereItWas runs the engine over the DuckDB store,
+// closes both in the middle of the canary bake, and opens new ones: the bake
+// keeps its start, so the next wave opens when it would have.
+func TestARestartMidBakeResumesWhereItWas(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := duckdb.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(t0)
+	f := sixDeployments()
+	cfg := rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}}
+	r := newRig(t, cfg, f, st, clk)
+	s := start(t, r, "2.0.0")
+	clk.Advance(5 * time.Minute)
+	f.update("2.0.0", "d1", "d2")
+	r.step(t)
+	bakeStart := clk.Now()
+	clk.Advance(20 * time.Minute)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = duckdb.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r = newRig(t, cfg, f, st, clk)
+	got := r.state(t, s.ID)
+	if got.Phase != PhaseRunning || got.Wave != 0 || !got.Waves[0].BakeStart.Equal(bakeStart) {
+		t.Fatalf("after the restart: %s wave %d bake start %s, want %s", got.Phase, got.Wave, got.Waves[0].BakeStart, bakeStart)
+	}
+	if d := r.decide("d3"); d.Behind != BehindWaitingForWave || !d.Expected.Equal(bakeStart.Add(30*time.Minute)) {
+		t.Errorf("acme after the restart: %+v", d)
+	}
+	clk.Set(bakeStart.Add(30*time.Minute - time.Second))
+	r.step(t)
+	if got := r.state(t, s.ID); got.Wave != 0 {
+		t.Fatal("the restart shortened the bake")
+	}
+	clk.Set(bakeStart.Add(30 * time.Minute))
+	r.step(t)
+	if got := r.state(t, s.ID); got.Wave != 1 || got.Waves[1].OpenedAt.IsZero() {
+		t.Fatalf("the bake did not end when it would have without the restart: wave %d", got.Wave)
+	}
+	if d := r.decide("d3"); d.Release != "2.0.0" {
+		t.Errorf("acme's d3 once its wave opened: %+v", d)
+	}
+}
+
+// TestTwoEnginesOnOneStoreMoveARolloutOnce is two manager replicas stepping
+// the same rollout: the second write over the same version is refused and
+// its engine reloads the first one's state instead of undoing it.
+func TestTwoEnginesOnOneStoreMoveARolloutOnce(t *testing.T) {
+	st := newMemStore()
+	clk := clock.NewFake(t0)
+	f := sixDeployments()
+	cfg := rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}}
+	a := newRig(t, cfg, f, st, clk)
+	s := start(t, a, "2.0.0")
+	b := newRig(t, cfg, f, st, clk)
+	f.update("2.0.0", "d1", "d2")
+	a.step(t)
+	if err := b.e.Step(context.Background()); err == nil {
+		t.Fatal("the second replica's stale write succeeded")
+	}
+	if got := b.state(t, s.ID); got.Waves[0].BakeStart.IsZero() {
+		t.Error("the second replica did not reload the first one's state")
+	}
+	clk.Advance(30 * time.Minute)
+	b.step(t)
+	if got := b.state(t, s.ID); got.Wave != 1 {
+		t.Errorf("the second replica, reloaded, did not move the rollout: wave %d", got.Wave)
+	}
+}
+
+func TestStartAndShutdown(t *testing.T) {
+	r := newRig(t, rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}}, sixDeployments(), newMemStore(), clock.NewFake(t0))
+	if err := r.e.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown before Start: %v", err)
+	}
+	if err := r.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.e.Shutdown(context.Background()); err != nil {
+		t.Errorf("a second Shutdown: %v", err)
+	}
+}
+
+// TestDecideRunsBesideChanges asks Decide from another goroutine, as check-in
+// does, while Step, an action and a new rollout change the state; run with
+// -race it shows the two sides share nothing unguarded.
+func TestDecideRunsBesideChanges(t *testing.T) {
+	clk := clock.NewFake(t0)
+	f := sixDeployments()
+	r := newRig(t, rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}}, f, newMemStore(), clk)
+	s := start(t, r, "2.0.0")
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, id := range []string{"d1", "d3", "d5"} {
+				m := f.get(id)
+				m.Latest = "2.0.0"
+				if d := r.e.Decide(m, clk.Now()); d.Release == "" {
+					t.Errorf("%s: no release", id)
+				}
+			}
+		}
+	}()
+	f.update("2.0.0", "d1", "d2")
+	for range 3 {
+		clk.Advance(30 * time.Minute)
+		r.step(t)
+	}
+	if _, err := r.e.Abort(context.Background(), s.ID, Actor{Name: "ops", Reason: "test"}); err != nil {
+		t.Error(err)
+	}
+	start(t, r, "2.1.0")
+	close(stop)
+	<-done
+}
+
+// A stack without a plan takes each release at once, but still only inside
+// its customers' update windows.
+func TestWindowsHoldAStackWithoutAPlan(t *testing.T) {
+	night, err := rolloutplan.ParseWindow("Daily 01:00-03:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Windows: rolloutplan.WindowSet{Deployments: map[string]rolloutplan.Windows{"d3": {night}}}}
+	clk := clock.NewFake(t0) // noon
+	r := newRig(t, cfg, sixDeployments(), newMemStore(), clk)
+	if d := r.decideWith("d3", "2.0.0"); d.Release != "2.0.0" || !d.Hold || d.Behind != BehindOutsideWindow || !d.Expected.Equal(t0.Add(13*time.Hour)) {
+		t.Fatalf("d3 at noon: %+v", d)
+	}
+	if d := r.decideWith("d4", "2.0.0"); d.Hold {
+		t.Errorf("d4 has no window: %+v", d)
+	}
+	// The engine remembers what the window held only by stepping, as its
+	// loop does: once at noon, once inside the window.
+	r.fleet.set("d3", func(m *Member) { m.Latest = "2.0.0" })
+	r.step(t)
+	clk.Set(t0.Add(13*time.Hour + time.Minute))
+	r.step(t)
+	if got := r.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3"}}) {
+		t.Errorf("announced %v when d3's window opened", got)
+	}
+	if d := r.decideWith("d3", "2.0.0"); d.Hold {
+		t.Errorf("d3 inside its window: %+v", d)
+	}
+}
