@@ -61,13 +61,12 @@ func (c *changeLog) released(r fleet.Release) {
 }
 
 // since is the position now and what was numbered after position after.
-func (c *changeLog) since(after int64) (now int64, deps map[string]bool, gone []string, rels []fleet.Release) {
+func (c *changeLog) since(after int64) (now int64, deps []string, gone []string, rels []fleet.Release) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	deps = map[string]bool{}
 	for id, n := range c.deps {
 		if n > after {
-			deps[id] = true
+			deps = append(deps, id)
 		}
 	}
 	for id, n := range c.gone {
@@ -88,22 +87,27 @@ func (c *changeLog) since(after int64) (now int64, deps map[string]bool, gone []
 // missed, only sometimes read twice.
 func (s *Store) FleetChangesSince(ctx context.Context, after int64) (store.FleetChanges, error) {
 	now, ids, gone, rels := s.changes.since(after)
-	all, err := s.ListDeployments(ctx)
-	if err != nil {
-		return store.FleetChanges{}, fmt.Errorf("read fleet changes: %w", err)
-	}
 	out := store.FleetChanges{Next: now}
+	var err error
 	if after == 0 {
-		out.Deployments = all
+		if out.Deployments, err = s.ListDeployments(ctx); err != nil {
+			return store.FleetChanges{}, fmt.Errorf("read fleet changes: %w", err)
+		}
 		if out.Releases, err = s.ListReleases(ctx); err != nil {
 			return store.FleetChanges{}, fmt.Errorf("read fleet changes: %w", err)
 		}
 		return out, nil
 	}
-	for _, r := range all {
-		if ids[r.Deployment.ID] {
-			out.Deployments = append(out.Deployments, r)
+	// In chunks, so a statement's parameters stay bounded.
+	const chunk = 1000
+	for len(ids) > 0 {
+		n := min(chunk, len(ids))
+		recs, err := s.listDeployments(ctx, ids[:n])
+		if err != nil {
+			return store.FleetChanges{}, fmt.Errorf("read fleet changes: %w", err)
 		}
+		out.Deployments = append(out.Deployments, recs...)
+		ids = ids[n:]
 	}
 	out.Deleted, out.Releases = gone, rels
 	return out, nil

@@ -590,10 +590,25 @@ func (s *Store) ListPinChanges(ctx context.Context, deploymentID string, limit i
 
 // ListDeployments implements store.Fleet.
 func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, error) {
+	return s.listDeployments(ctx, nil)
+}
+
+// listDeployments reads the deployments ids names, or all when ids is nil,
+// in id order.
+func (s *Store) listDeployments(ctx context.Context, ids []string) ([]store.DeploymentRecord, error) {
+	from := "deployments"
+	args := make([]any, len(ids))
+	if ids != nil {
+		marks := make([]string, len(ids))
+		for i, id := range ids {
+			marks[i], args[i] = "?", id
+		}
+		from = "(SELECT * FROM deployments WHERE id IN (" + strings.Join(marks, ", ") + "))"
+	}
 	q := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") +
-		" FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
+		" FROM " + from + " d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
 		" LEFT JOIN deployment_tokens p ON p.deployment_id = d.id AND p.previous ORDER BY d.id"
-	rows, err := s.db.QueryContext(ctx, q)
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
