@@ -7,6 +7,8 @@
 // store, so the fleet list and summary stay fast at 100,000 deployments.
 // Durability: creates and releases are written through before they return; check-in
 // state and events reach the store within one flush interval, and on Shutdown.
+// Replicas: with Settings.SyncInterval, several registries (one per manager
+// replica) share one store, each reading the others' writes (replicas.go).
 package registry
 
 import (

@@ -113,20 +113,29 @@ func (s *Store) UpdateCheckins(ctx context.Context, recs []store.DeploymentRecor
 	if len(recs) == 0 {
 		return nil
 	}
-	var err error
-	for range deadlockTries {
-		if err = s.updateCheckins(ctx, recs); sqlState(err) != "40P01" {
-			break
-		}
-	}
-	if err != nil {
+	if err := retryDeadlock(func() error { return s.updateCheckins(ctx, recs) }); err != nil {
 		return fmt.Errorf("write check-ins of %d deployments: %w", len(recs), err)
 	}
 	return nil
 }
 
-// deadlockTries is how often a flush the server aborted as a deadlock is tried.
+// deadlockTries is how often a transaction the server aborted as a deadlock
+// is tried.
 const deadlockTries = 3
+
+// retryDeadlock runs tx (a whole transaction) again while the server aborts
+// it as a deadlock, up to deadlockTries times in all: a check-in flush, which
+// does not lock in id order, and a pin, which does, can each be the one
+// aborted, and neither wrote anything.
+func retryDeadlock(tx func() error) error {
+	var err error
+	for range deadlockTries {
+		if err = tx(); sqlState(err) != "40P01" {
+			return err
+		}
+	}
+	return err
+}
 
 func (s *Store) updateCheckins(ctx context.Context, recs []store.DeploymentRecord) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {

@@ -131,7 +131,16 @@ func (s *Store) ListDeploymentChanges(ctx context.Context, deploymentID string, 
 // are locked in id order, so of two replicas pinning overlapping deployments
 // the later one's pins hold for every deployment they share.
 func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := retryDeadlock(func() error { return s.applyPins(ctx, recs, changes) })
+	if err != nil {
+		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
+	}
+	return nil
+}
+
+// applyPins is one try of ApplyPins' transaction.
+func (s *Store) applyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
 		if len(recs) > 0 {
 			ids, pins := make([]string, len(recs)), make([]*string, len(recs))
 			for i := range recs {
@@ -165,10 +174,6 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 		}
 		return copyAudit(ctx, tx, store.PinAudits(recs, changes))
 	})
-	if err != nil {
-		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
-	}
-	return nil
 }
 
 // ListPinChanges implements store.Fleet.
