@@ -58,6 +58,10 @@ type Settings struct {
 	EvalInterval time.Duration
 	// FlushInterval overrides how often check-in state is written (tests, benchmarks).
 	FlushInterval time.Duration
+	// LeaderEvery overrides how often a replica on PostgreSQL tries for
+	// leadership and how often the fleet is read for other replicas' changes
+	// (1 s when zero).
+	LeaderEvery time.Duration
 	// Sinks receive every accepted telemetry batch besides the exporters and the
 	// telemetry store; like them, each sees each batch once however often an agent
 	// resends it after another sink refused it.
@@ -90,6 +94,9 @@ type Manager struct {
 	// tls is the manager's own TLS, nil when it serves plain HTTP.
 	tls   *tlsconfig.Server
 	ready atomic.Bool
+	// leading is whether this manager runs the background work that must run
+	// once across replicas (leadership.go).
+	leading atomic.Bool
 	// group owns the background loops (the HTTP and OTLP/gRPC servers, the
 	// watermark flusher): the first that fails cancels groupCtx with its error,
 	// which Wait returns. stopBg ends them at Shutdown.
@@ -197,7 +204,7 @@ func (m *Manager) start(ctx context.Context) error {
 	var checkins atomic.Pointer[checkin.Server]
 	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
-		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction),
+		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction), SyncInterval: m.syncInterval(),
 		// m.checkin exists before the server serves, and only requests change what is desired.
 		OnDesiredChange:    func(ids []string) { m.checkin.Push(context.Background(), ids) },
 		OnThresholdsChange: func(id string) { m.checkin.PushThresholds(context.Background(), id) },
@@ -212,11 +219,6 @@ func (m *Manager) start(ctx context.Context) error {
 	}
 	if err := m.reg.Start(ctx); err != nil {
 		return err
-	}
-	if m.notify != nil {
-		if err := m.notify.Start(ctx, m.reg); err != nil {
-			return err
-		}
 	}
 	m.keys = tokens.New(m.store, m.set.Rand, m.set.Clock)
 	if err := m.keys.Load(ctx); err != nil {
@@ -233,9 +235,6 @@ func (m *Manager) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.cmds.Start(ctx); err != nil {
-		return err
-	}
 	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval,
 		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes), VendorRedaction: m.cfg.Redaction, Commands: m.cmds})
 	if err != nil {
@@ -250,15 +249,12 @@ func (m *Manager) start(ctx context.Context) error {
 		Thresholds: regression.Thresholds{MinRequests: int64(rc.MinRequests), ErrorRateIncrease: rc.ErrorRateIncrease, ErrorRateRatio: rc.ErrorRateRatio,
 			P95Increase: time.Duration(rc.P95Increase), P95Ratio: rc.P95Ratio},
 		Window: time.Duration(rc.Window), Every: time.Duration(rc.CheckEvery), Clock: m.set.Clock, Logger: m.log.With("component", "regression")})
-	if err := m.regress.Start(ctx); err != nil {
-		return err
-	}
 	m.auditSw, err = auditlog.New(m.store, auditlog.Settings{Retention: time.Duration(m.cfg.Audit.Retention), Clock: m.set.Clock,
 		Logger: m.log.With("component", "audit")})
 	if err != nil {
 		return err
 	}
-	if err := m.auditSw.Start(ctx); err != nil {
+	if err := m.startReplica(ctx, reg); err != nil {
 		return err
 	}
 	httpMetrics := newHTTPMetrics(reg)
@@ -269,7 +265,7 @@ func (m *Manager) start(ctx context.Context) error {
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
 	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", m.healthz)
 	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	dash, err := web.New(m.reg, m.keys, web.Settings{Logger: m.log.With("component", "web"), Clock: m.set.Clock, Rand: m.set.Rand,
