@@ -20,9 +20,10 @@ import (
 // The background work that must run once (recording status changes and
 // notifying about them, regression checks, the command expiry sweep, audit
 // retention, expiring rotation overlaps) runs on the replica holding the
-// leader lock. Telemetry (its store, retention, exporters' queues) stays each
-// replica's own until the telemetry store moves to PostgreSQL; regression
-// checks then read the shared rollups through the same telemetry seam.
+// leader lock. The telemetry store is PostgreSQL's too (pgtel), so regression
+// checks read every replica's rollups; its retention runs on each replica,
+// which is safe (dropping a partition twice is a no-op). Exporters' queues stay
+// each replica's own.
 
 // syncInterval is how often the registry reads other replicas' changes: zero
 // (never) for the embedded store, which has one writer.
