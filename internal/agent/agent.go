@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -304,6 +305,10 @@ func (a *Agent) Redaction() redactpolicy.Effective { return a.checkin.Redaction(
 // newPipeline builds the telemetry path and the source of its deployment context.
 func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.ContextSource, error) {
 	cfg := a.cfg
+	tlsConf, err := opamp.ManagerTLS(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	onFull := queue.Refuse
@@ -328,7 +333,7 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 		QueueDir: filepath.Join(cfg.DataDir, "queue"),
 		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
 			OnFull: onFull, Sync: cfg.Queue.Sync},
-		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression},
+		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression, TLS: tlsConf},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            a.resource(),
 		LossInterval:        a.s.LossInterval,
@@ -351,7 +356,8 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 		return nil, nil, fmt.Errorf("telemetry pipeline: %w", err)
 	}
 	cs := &pipeline.ContextSource{Manager: cfg.Manager, TokenFunc: a.checkin.Token, Local: local,
-		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json")}
+		CacheFile: filepath.Join(cfg.DataDir, "deployment-context.json"),
+		Client:    &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsConf}}}
 	return p, cs, nil
 }
 

@@ -119,6 +119,9 @@ func validAddr(field, addr string, offAllowed bool) error {
 type Manager struct {
 	// Listen is the one HTTP address for dashboard, API, OpAMP and ingest.
 	Listen string `yaml:"listen" env:"LISTEN"`
+	// TLS, when it names a certificate, makes every listener (Listen and
+	// OTLPGRPC) serve TLS only.
+	TLS ServerTLS `yaml:"tls" env:"TLS_"`
 	// DataDir holds the embedded database, the telemetry store and the
 	// exporters' queues.
 	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
@@ -273,7 +276,7 @@ func DefaultManager() Manager {
 		Regression: Regression{MinRequests: 20, ErrorRateIncrease: 0.05, ErrorRateRatio: 2, P95Increase: Duration(100 * time.Millisecond),
 			P95Ratio: 1.5, Window: Duration(30 * time.Minute), CheckEvery: Duration(30 * time.Second)},
 		Audit:    Audit{Retention: Duration(365 * 24 * time.Hour)},
-		Rollouts: Rollouts{CheckEvery: Duration(30 * time.Second)}}
+		Rollouts: Rollouts{CheckEvery: Duration(30 * time.Second)}, TLS: ServerTLS{MinVersion: "1.2"}}
 }
 
 // Validate reports every problem in the configuration.
@@ -286,6 +289,7 @@ func (c *Manager) Validate() error {
 		errs = append(errs, errors.New("data_dir: must be set"))
 	}
 	errs = append(errs, validStorage(c.Storage))
+	errs = append(errs, c.TLS.validate("tls"))
 	if c.HeartbeatInterval <= 0 {
 		errs = append(errs, fmt.Errorf("heartbeat_interval: must be positive, got %s", time.Duration(c.HeartbeatInterval)))
 	}
@@ -363,6 +367,10 @@ func (c *Manager) EffectiveStaleAfter() time.Duration {
 type Agent struct {
 	// Manager is the manager's base URL (http:// or https://).
 	Manager string `yaml:"manager" env:"MANAGER"`
+	// ManagerTLS is how the agent trusts an https:// manager (and proves
+	// itself to one that asks for client certificates): by default the
+	// system's CAs and the URL's host name.
+	ManagerTLS ClientTLS `yaml:"manager_tls" env:"MANAGER_TLS_"`
 	// Token is the deployment token issued when the deployment was created. Its
 	// variable is PERISCOPE_AGENT_TOKEN, not the CLI's PERISCOPE_TOKEN: a shell
 	// set up for the CLI holds an operator token, which the manager refuses
@@ -484,6 +492,8 @@ func (c *Agent) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.Manager); c.Manager == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("manager: %q is not an http(s) URL like http://127.0.0.1:7070", c.Manager))
+	} else {
+		errs = append(errs, c.ManagerTLS.validate("manager_tls", u.Scheme == "https"))
 	}
 	switch {
 	case c.Token == "":

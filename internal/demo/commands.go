@@ -156,11 +156,15 @@ func (a *simAgent) Start(ctx context.Context) error {
 	if err := a.cmds.Start(ctx); err != nil {
 		return fmt.Errorf("remote commands: %w", err)
 	}
-	if err := a.checkin.Start(ctx); err != nil {
-		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)))
+	err := a.checkin.Start(ctx)
+	if err == nil {
+		err = a.rt.Start(ctx) // which stops what of it started if it fails
 	}
-	if err := a.rt.Start(ctx); err != nil {
-		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), a.checkin.Shutdown(context.WithoutCancel(ctx)))
+	if err != nil {
+		// Shutdown is safe on parts that did not start.
+		uctx, cancel := undoContext(ctx)
+		defer cancel()
+		return errors.Join(err, a.cmds.Shutdown(uctx), a.checkin.Shutdown(uctx))
 	}
 	return nil
 }

@@ -136,27 +136,25 @@ func Run(ctx context.Context, o Options) error {
 	cfg.Listen, cfg.DataDir, cfg.AdminToken = o.Listen, filepath.Join(dir, "manager"), token
 	cfg.HeartbeatInterval = config.Duration(2 * time.Second)
 	cfg.StaleAfter = config.Duration(6 * time.Second)
-	m, err := manager.New(cfg, manager.Settings{Logger: o.Logger, Clock: o.Clock})
-	if err != nil {
-		return err
-	}
-	if err := m.Start(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		m.Shutdown(sctx)
-	}()
-	api := apiclient.New(m.URL(), token)
-
-	// The vendor's sample service stops after the agents that call it
-	// (deferred calls run last first).
 	cache := newCacheService(o.Logger)
 	if err := cache.Start(ctx); err != nil {
 		return err
 	}
-	defer cache.Shutdown(context.Background())
+	m, err := manager.New(cfg, manager.Settings{Logger: o.Logger, Clock: o.Clock})
+	if err == nil {
+		err = m.Start(ctx)
+	}
+	if err != nil {
+		stopParts(o.Logger, managerStop, part{"cache service", cache.Shutdown})
+		return err
+	}
+	// Deferred calls run last first: the manager and the vendor's sample
+	// service stop last of all, once the agents that call them have. Each
+	// step is bounded (stop.go), so a part that hangs is logged, not waited
+	// for.
+	defer stopParts(o.Logger, managerStop, part{"manager", m.Shutdown}, part{"cache service", cache.Shutdown})
+	api := apiclient.New(m.URL(), token)
+
 	specs, err := declareCommands(cache.URL() + "/admin/cache-stats")
 	if err != nil {
 		return err
@@ -171,7 +169,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: cfg.HeartbeatInterval, tokens: tokens, agents: map[string]*simAgent{},
 		traffic: tr, clock: o.Clock}
-	defer fl.shutdown()
+	// The deployments that go stale stop their agents on timers of their own,
+	// which the agents' step of the stop waits for: a stop in progress there
+	// is one of the agents'.
+	var staling sync.WaitGroup
+	defer fl.shutdown(waitPart("the agents going stale", staling.Wait))
 	var feeds []*feed
 	for _, s := range fleetSpec {
 		if s.noAgent {
@@ -206,11 +208,13 @@ func Run(ctx context.Context, o Options) error {
 			fault = f.lastFault
 		}
 	}
-	// The live traffic stops before the manager does (deferred calls run last first).
+	// The live traffic stops first of all, its last round within liveStop.
 	var live sync.WaitGroup
-	defer live.Wait()
 	lctx, stopLive := context.WithCancel(ctx)
-	defer stopLive()
+	defer func() {
+		stopLive()
+		stopParts(o.Logger, liveStop, waitPart("live traffic", live.Wait))
+	}()
 	for _, f := range feeds {
 		tr.add(f)
 	}
@@ -220,11 +224,11 @@ func Run(ctx context.Context, o Options) error {
 			continue
 		}
 		a := fl.agents[s.id]
-		live.Go(func() {
+		staling.Go(func() {
 			select {
 			case <-time.After(s.stopAfter):
-				a.Shutdown(context.Background())
 				tr.stop(s.id)
+				stopParts(o.Logger, agentStop, part{"agent " + s.id, a.Shutdown})
 			case <-lctx.Done():
 			}
 		})
@@ -358,10 +362,15 @@ func (fl *fleet) start(ctx context.Context, s sim, rel string) error {
 	return nil
 }
 
-func (fl *fleet) shutdown() {
-	for _, a := range fl.agents {
-		a.Shutdown(context.Background())
+// shutdown stops every agent, and the other parts given, at once within
+// agentStop: one at a time, a dozen agents' stops on a busy machine add up,
+// and one that hangs would hold up the rest.
+func (fl *fleet) shutdown(others ...part) {
+	parts := others
+	for id, a := range fl.agents {
+		parts = append(parts, part{"agent " + id, a.Shutdown})
 	}
+	stopParts(fl.log, agentStop, parts...)
 }
 
 // history sends the feeds' traffic of the half hour before now. The manager tags
@@ -385,7 +394,7 @@ func (fl *fleet) history(ctx context.Context, api *apiclient.Client, tr *traffic
 		if s.upgradedFrom == "" {
 			continue
 		}
-		fl.agents[s.id].Shutdown(ctx)
+		stopParts(fl.log, agentStop, part{"agent " + s.id, fl.agents[s.id].Shutdown})
 		if err := fl.start(ctx, s, s.release); err != nil {
 			return fmt.Errorf("upgrade %s: %w", s.id, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,7 +236,7 @@ func startDemo(t *testing.T, ctx context.Context) *demoRun {
 	r := &demoRun{start: time.Now(), done: make(chan error, 1)}
 	ctx, r.cancel = context.WithCancel(ctx)
 	go func() {
-		r.done <- Run(ctx, Options{Listen: "127.0.0.1:0", Out: &out,
+		r.done <- Run(ctx, Options{Listen: "127.0.0.1:0", Out: &out, Logger: testLogger(t),
 			Rand: rand.New(rand.NewPCG(7, 11)), Ready: func(url, token string) { readyc <- ready{url, token} }})
 	}()
 	select {
@@ -259,13 +261,43 @@ func startDemo(t *testing.T, ctx context.Context) *demoRun {
 	return r
 }
 
+// testLogger sends the demo's warnings and errors to the test's log, so a
+// part that does not stop is named there. Lines after the test's end are
+// dropped: testing panics on them.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.ended = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct {
+	t     *testing.T
+	mu    sync.Mutex
+	ended bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ended {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
 // stop stops the demo and checks it ends cleanly and in time.
 func (r *demoRun) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
+	began := time.Now()
 	select {
 	case err := <-r.done:
 		r.done <- err // for the cleanup
+		t.Logf("demo stopped in %v", time.Since(began).Round(time.Millisecond))
 		if err != nil {
 			t.Errorf("Run returned %v after cancel, want nil", err)
 		}

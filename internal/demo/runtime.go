@@ -146,17 +146,16 @@ func (rt *agentRuntime) Start(ctx context.Context) error {
 		err = rt.proxy.Start(ctx)
 	}
 	if err == nil && rt.sup != nil {
-		if err = rt.sup.Start(ctx); err != nil {
-			err = errors.Join(err, rt.proxy.Shutdown(context.WithoutCancel(ctx)))
-		}
+		err = rt.sup.Start(ctx)
 	}
 	if err == nil {
-		if err = rt.col.Start(ctx); err != nil {
-			err = errors.Join(err, rt.stopWorkloads(context.WithoutCancel(ctx)), rt.proxy.Shutdown(context.WithoutCancel(ctx)))
-		}
+		err = rt.col.Start(ctx)
 	}
 	if err != nil {
-		return errors.Join(fmt.Errorf("runtime signals: %w", err), rt.shop.Shutdown(context.WithoutCancel(ctx)))
+		// Every part's Shutdown is safe without its Start.
+		uctx, cancel := undoContext(ctx)
+		defer cancel()
+		return errors.Join(fmt.Errorf("runtime signals: %w", err), rt.Shutdown(uctx))
 	}
 	return nil
 }

@@ -593,18 +593,42 @@ func (t *traffic) run(ctx context.Context, since time.Time, every time.Duration)
 		case <-tick.C:
 		}
 		now := t.clk.Now()
-		// A round is finished even when ctx ends meanwhile: a request cut off
-		// mid-way makes the manager log a batch it could not keep.
-		sctx := context.WithoutCancel(ctx)
-		for _, f := range t.running() {
-			b := f.batch(last, now)
-			err := t.send(sctx, f, b)
-			if err != nil {
-				t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
-			}
-			t.serve(sctx, f, b.served)
-		}
+		t.round(ctx, last, now)
 		last = now
+	}
+}
+
+// roundGrace is how long a round of live traffic may go on once its context
+// ends: a request to the manager cut off mid-way makes it log a batch it could
+// not keep, but a manager too busy to answer must not hold up the demo's stop.
+const roundGrace = 1500 * time.Millisecond
+
+// round sends each running feed's requests of [from, to): its telemetry to the
+// manager, finished within roundGrace when ctx ends meanwhile, and its shop's
+// requests through the ingress proxy, which stop with ctx.
+func (t *traffic) round(ctx context.Context, from, to time.Time) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		grace := time.NewTimer(roundGrace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			cancel()
+		case <-sctx.Done():
+		}
+	})
+	defer stop()
+	for _, f := range t.running() {
+		if sctx.Err() != nil {
+			t.log.Warn("the manager was too slow to take the demo's last round of telemetry; the rest is left out")
+			return
+		}
+		b := f.batch(from, to)
+		if err := t.send(sctx, f, b); err != nil {
+			t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
+		}
+		t.serve(ctx, f, b.served)
 	}
 }
 

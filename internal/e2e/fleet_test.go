@@ -66,6 +66,9 @@ func startAgent(t *testing.T, managerURL, token, transport, release string, flag
 	cfg.Manager, cfg.Token, cfg.Transport, cfg.Release = managerURL, token, transport, release
 	cfg.Cloud, cfg.Region, cfg.Platform = flags.Cloud, flags.Region, flags.Platform
 	cfg.DataDir, cfg.Redaction = flags.DataDir, flags.Redaction
+	if flags.Update.Command != "" {
+		cfg.Update.Command = flags.Update.Command
+	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}

@@ -22,9 +22,11 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // investigated is one deployment of the investigation test and what it sends per
@@ -141,9 +143,21 @@ func (a *app) requests(at time.Time, n, errs int, d time.Duration, tree bool) tr
 // TestInvestigationQueries walks PRODUCT.md's investigation over the API: two
 // deployments, each upgraded from 1.0.0 to 1.1.0 with real agents and the official
 // SDK, then every query the investigation needs, with exact expected answers.
-func TestInvestigationQueries(t *testing.T) {
+func TestInvestigationQueries(t *testing.T) { testInvestigation(t, "") }
+
+// TestInvestigationQueriesOnPostgres walks the same investigation with the
+// manager's fleet and telemetry on PostgreSQL: the same answers.
+func TestInvestigationQueriesOnPostgres(t *testing.T) {
+	testInvestigation(t, testenv.PostgresDatabase(t))
+}
+
+// testInvestigation walks the investigation with the manager's storage set to
+// storage ("" for the embedded stores).
+func testInvestigation(t *testing.T, storage string) {
 	ctx := context.Background()
-	m := startTelemetryManager(t, "127.0.0.1:0", t.TempDir(), nil)
+	m := startTelemetryManagerWith(t, func(cfg *config.Manager) {
+		cfg.Listen, cfg.DataDir, cfg.Storage = "127.0.0.1:0", t.TempDir(), storage
+	})
 	defer m.Shutdown(ctx)
 	api := apiclient.New(m.URL(), adminToken)
 	for _, v := range []string{"1.0.0", "1.1.0"} {

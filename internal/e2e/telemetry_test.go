@@ -202,11 +202,21 @@ func startTelemetryManager(t *testing.T, listen, dir string, exps []config.Expor
 
 func startTelemetryManagerGRPC(t *testing.T, listen, dir, grpcAddr string, exps []config.Exporter, sinks ...manager.TelemetrySink) *manager.Manager {
 	t.Helper()
+	return startTelemetryManagerWith(t, func(cfg *config.Manager) {
+		cfg.OTLPGRPC = grpcAddr
+		cfg.Listen, cfg.DataDir = listen, dir
+		cfg.Exporters = exps
+	}, sinks...)
+}
+
+// startTelemetryManagerWith starts a manager for the telemetry tests with
+// configure adjusting its configuration.
+func startTelemetryManagerWith(t *testing.T, configure func(*config.Manager), sinks ...manager.TelemetrySink) *manager.Manager {
+	t.Helper()
 	cfg := config.DefaultManager()
-	cfg.OTLPGRPC = grpcAddr
-	cfg.Listen, cfg.DataDir, cfg.AdminToken = listen, dir, adminToken
+	cfg.AdminToken = adminToken
 	cfg.HeartbeatInterval = config.Duration(time.Second)
-	cfg.Exporters = exps
+	configure(&cfg)
 	m, err := manager.New(cfg, manager.Settings{Logger: logger(t), EvalInterval: 100 * time.Millisecond,
 		FlushInterval: 100 * time.Millisecond, Sinks: sinks})
 	if err != nil {

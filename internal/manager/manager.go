@@ -5,6 +5,7 @@ package manager
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"golang.org/x/sync/errgroup"
@@ -34,7 +35,6 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/regression"
 	"github.com/periscope-dev/periscope/internal/manager/rollouts"
-	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/tokens"
 	"github.com/periscope-dev/periscope/internal/manager/web"
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
@@ -43,6 +43,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/store/postgres"
+	"github.com/periscope-dev/periscope/internal/tlsconfig"
 )
 
 // Settings are the manager's collaborators; zero values are safe.
@@ -58,6 +59,10 @@ type Settings struct {
 	EvalInterval time.Duration
 	// FlushInterval overrides how often check-in state is written (tests, benchmarks).
 	FlushInterval time.Duration
+	// LeaderEvery overrides how often a replica on PostgreSQL tries for
+	// leadership and how often the fleet is read for other replicas' changes
+	// (1 s when zero).
+	LeaderEvery time.Duration
 	// Sinks receive every accepted telemetry batch besides the exporters and the
 	// telemetry store; like them, each sees each batch once however often an agent
 	// resends it after another sink refused it.
@@ -80,7 +85,7 @@ type Manager struct {
 	ln      net.Listener
 	ingest  *ingest.Ingest
 	fanout  *export.Fanout
-	tel     *telstore.Store
+	tel     TelemetryStore
 	regress *regression.Detector
 	// rollouts moves new releases through their stacks' plans; the registry
 	// asks it every deployment's desired release.
@@ -90,7 +95,12 @@ type Manager struct {
 	// ingestLimit bounds telemetry requests in progress over HTTP and gRPC together.
 	ingestLimit *receiver.Limiter
 	grpcLn      net.Listener
-	ready       atomic.Bool
+	// tls is the manager's own TLS, nil when it serves plain HTTP.
+	tls   *tlsconfig.Server
+	ready atomic.Bool
+	// leading is whether this manager runs the background work that must run
+	// once across replicas (leadership.go).
+	leading atomic.Bool
 	// group owns the background loops (the HTTP and OTLP/gRPC servers, the
 	// watermark flusher): the first that fails cancels groupCtx with its error,
 	// which Wait returns. stopBg ends them at Shutdown.
@@ -141,7 +151,11 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 	if s.Console == nil {
 		s.Console = io.Discard
 	}
-	return &Manager{cfg: cfg, set: s, log: s.Logger}, nil
+	m := &Manager{cfg: cfg, set: s, log: s.Logger}
+	if cfg.TLS.Enabled() {
+		m.tls = tlsconfig.NewServer(cfg.TLS, s.Logger.With("component", "tls"))
+	}
+	return m, nil
 }
 
 // Start opens the store, loads the fleet, binds the port and serves. An address
@@ -152,6 +166,11 @@ func New(cfg config.Manager, s Settings) (*Manager, error) {
 // what is in it, and sets the process's umask to 077, because DuckDB creates
 // its write-ahead logs itself at every checkpoint (see prepareDataDir).
 func (m *Manager) Start(ctx context.Context) error {
+	if m.tls != nil {
+		if err := m.tls.Load(); err != nil {
+			return err
+		}
+	}
 	if err := prepareDataDir(m.cfg.DataDir); err != nil {
 		return err
 	}
@@ -206,7 +225,7 @@ func (m *Manager) start(ctx context.Context) error {
 	var checkins atomic.Pointer[checkin.Server]
 	m.reg, err = registry.New(m.store, registry.Settings{OnEvent: onEvent, Decider: rf, Logger: m.log.With("component", "registry"), Clock: m.set.Clock, Rand: m.set.Rand,
 		Registerer: reg, Params: params, EvalInterval: m.set.EvalInterval, FlushInterval: m.set.FlushInterval,
-		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction),
+		VendorRedactionHash: redactpolicy.VendorHash(m.cfg.Redaction), SyncInterval: m.syncInterval(),
 		// m.checkin exists before the server serves, and only requests change what is desired.
 		OnDesiredChange:    func(ids []string) { m.checkin.Push(context.Background(), ids) },
 		OnThresholdsChange: func(id string) { m.checkin.PushThresholds(context.Background(), id) },
@@ -223,11 +242,6 @@ func (m *Manager) start(ctx context.Context) error {
 	if err := m.reg.Start(ctx); err != nil {
 		return err
 	}
-	if m.notify != nil {
-		if err := m.notify.Start(ctx, m.reg); err != nil {
-			return err
-		}
-	}
 	m.keys = tokens.New(m.store, m.set.Rand, m.set.Clock)
 	if err := m.keys.Load(ctx); err != nil {
 		return fmt.Errorf("load API tokens: %w", err)
@@ -243,20 +257,12 @@ func (m *Manager) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.cmds.Start(ctx); err != nil {
-		return err
-	}
 	m.checkin, err = checkin.New(m.reg, checkin.Settings{Logger: m.log.With("component", "checkin"), Registerer: reg, HeartbeatInterval: params.HeartbeatInterval,
 		MaxMessageBytes: int64(m.cfg.MaxOpAMPMessageBytes), VendorRedaction: m.cfg.Redaction, Commands: m.cmds})
 	if err != nil {
 		return err
 	}
 	checkins.Store(m.checkin)
-	if m.leadsRollouts() {
-		if err := m.rollouts.Start(ctx); err != nil {
-			return err
-		}
-	}
 	if err := m.startTelemetry(ctx, reg); err != nil {
 		return err
 	}
@@ -265,15 +271,12 @@ func (m *Manager) start(ctx context.Context) error {
 		Thresholds: regression.Thresholds{MinRequests: int64(rc.MinRequests), ErrorRateIncrease: rc.ErrorRateIncrease, ErrorRateRatio: rc.ErrorRateRatio,
 			P95Increase: time.Duration(rc.P95Increase), P95Ratio: rc.P95Ratio},
 		Window: time.Duration(rc.Window), Every: time.Duration(rc.CheckEvery), Clock: m.set.Clock, Logger: m.log.With("component", "regression")})
-	if err := m.regress.Start(ctx); err != nil {
-		return err
-	}
 	m.auditSw, err = auditlog.New(m.store, auditlog.Settings{Retention: time.Duration(m.cfg.Audit.Retention), Clock: m.set.Clock,
 		Logger: m.log.With("component", "audit")})
 	if err != nil {
 		return err
 	}
-	if err := m.auditSw.Start(ctx); err != nil {
+	if err := m.startReplica(ctx, reg); err != nil {
 		return err
 	}
 	httpMetrics := newHTTPMetrics(reg)
@@ -284,7 +287,7 @@ func (m *Manager) start(ctx context.Context) error {
 	mux.Handle("/v1/opamp", m.checkin.Handler())
 	(&receiver.HTTP{Consumer: m.ingest, MaxBytes: int64(m.cfg.MaxRequestBytes), Limiter: m.ingestLimit}).Register(mux)
 	mux.Handle("GET "+ingest.ContextPath, ingest.ContextHandler(deployments{m.reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", m.healthz)
 	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	dash, err := web.New(m.reg, m.keys, web.Settings{Logger: m.log.With("component", "web"), Clock: m.set.Clock, Rand: m.set.Rand,
@@ -294,7 +297,7 @@ func (m *Manager) start(ctx context.Context) error {
 	}
 	dash.Register(mux)
 
-	ln, err := net.Listen("tcp", m.cfg.Listen)
+	ln, err := m.listen(m.cfg.Listen, "h2", "http/1.1")
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
@@ -319,16 +322,10 @@ func (m *Manager) start(ctx context.Context) error {
 	if postgres.IsURL(m.cfg.Storage) {
 		fleetAt = "postgres" // never the URL, which may hold a password
 	}
-	m.log.Info("manager listening", "addr", ln.Addr().String(), "data_dir", m.cfg.DataDir, "fleet_store", fleetAt,
+	m.log.Info("manager listening", "addr", ln.Addr().String(), "tls", m.tls != nil, "data_dir", m.cfg.DataDir, "fleet_store", fleetAt,
 		"heartbeat_interval", params.HeartbeatInterval, "stale_after", params.StaleAfter)
 	return nil
 }
-
-// leadsRollouts reports whether this manager drives the rollouts (opens
-// waves, checks gates, pins back). Exactly one replica may: with replicas
-// sharing a PostgreSQL fleet store this is where the leadership hook goes;
-// a single manager always leads.
-func (m *Manager) leadsRollouts() bool { return true }
 
 // Rollouts returns the rollout engine (for tests and the demo).
 func (m *Manager) Rollouts() *rollouts.Engine { return m.rollouts }
@@ -380,8 +377,23 @@ func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 // Addr is the address the manager listens on (useful with port 0).
 func (m *Manager) Addr() string { return m.ln.Addr().String() }
 
-// URL is the manager's base URL.
-func (m *Manager) URL() string { return "http://" + m.Addr() }
+// URL is the manager's base URL: https:// when it serves TLS.
+func (m *Manager) URL() string {
+	if m.tls != nil {
+		return "https://" + m.Addr()
+	}
+	return "http://" + m.Addr()
+}
+
+// listen binds addr, serving TLS on it (offering nextProtos) when the manager
+// has a certificate.
+func (m *Manager) listen(addr string, nextProtos ...string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || m.tls == nil {
+		return ln, err
+	}
+	return tls.NewListener(ln, m.tls.Config(nextProtos...)), nil
+}
 
 // Registry exposes the live fleet to in-process callers (the demo, tests).
 func (m *Manager) Registry() *registry.Registry { return m.reg }

@@ -6,19 +6,21 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
-// TestFleetOnPostgresTelemetryInDataDir runs a manager with storage set to a
+// TestFleetAndTelemetryOnPostgres runs a manager with storage set to a
 // PostgreSQL database: the fleet (deployments, releases, tokens, the audit
-// log) is in the database, so a manager started on another machine's empty
-// data directory finds it, while telemetry stays in the data directory.
-func TestFleetOnPostgresTelemetryInDataDir(t *testing.T) {
+// log) and the telemetry window are in the database, so a manager started on
+// another machine's empty data directory finds both.
+func TestFleetAndTelemetryOnPostgres(t *testing.T) {
 	url := testenv.PostgresDatabase(t)
 	ctx := context.Background()
 	start := func(dir string) *Manager {
@@ -51,8 +53,8 @@ func TestFleetOnPostgresTelemetryInDataDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(first, duckdb.FileName)); !os.IsNotExist(err) {
 		t.Errorf("the data directory has an embedded fleet store (%v): the fleet should be in PostgreSQL only", err)
 	}
-	if _, err := os.Stat(filepath.Join(first, telstore.FileName)); err != nil {
-		t.Errorf("the telemetry store is not in the data directory: %v", err)
+	if _, err := os.Stat(filepath.Join(first, telstore.FileName)); !os.IsNotExist(err) {
+		t.Errorf("the data directory has an embedded telemetry store (%v): telemetry should be in PostgreSQL only", err)
 	}
 
 	m = start(t.TempDir())
@@ -63,6 +65,13 @@ func TestFleetOnPostgresTelemetryInDataDir(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].ID != "acme-prod" || got[0].Customer != "acme" {
 		t.Fatalf("a manager on a new data directory and the same database lists %+v, want acme-prod", got)
+	}
+	page, err := m.Telemetry().Logs(ctx, telquery.LogQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: time.Now().Add(-time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Logs) != 1 || page.Logs[0].Body != "hello" {
+		t.Fatalf("a manager on a new data directory and the same database finds logs %+v, want the record the first stored", page.Logs)
 	}
 }
 

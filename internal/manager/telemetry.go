@@ -4,21 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/periscope-dev/periscope/internal/manager/api"
 	"github.com/periscope-dev/periscope/internal/manager/export"
 	"github.com/periscope-dev/periscope/internal/manager/ingest"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
+	"github.com/periscope-dev/periscope/internal/manager/telstore/pgtel"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/grpcserver"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/store/postgres"
 )
 
 // TelemetrySink is where accepted telemetry goes besides the exporters and the
@@ -52,10 +54,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		return err
 	}
 	m.fanout = fo
-	ts := m.cfg.TelemetryStore
-	m.tel, err = telstore.Open(ctx, m.cfg.DataDir, telstore.Settings{MaxAge: time.Duration(ts.MaxAge), MaxBytes: int64(ts.MaxBytes),
-		MemoryLimit: ts.MemoryLimit, Clock: m.set.Clock, Logger: m.log.With("component", "telstore"), Registerer: reg})
-	if err != nil {
+	if m.tel, err = m.openTelemetryStore(ctx, reg); err != nil {
 		return fmt.Errorf("open the telemetry store: %w", err)
 	}
 	// Each exporter is a sink of its own: ingest keeps every sink's delivered
@@ -93,7 +92,7 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 		}
 	})
 	if m.cfg.OTLPGRPC != "" {
-		ln, err := net.Listen("tcp", m.cfg.OTLPGRPC)
+		ln, err := m.listen(m.cfg.OTLPGRPC, "h2")
 		if err != nil {
 			return fmt.Errorf("OTLP/gRPC listen on %s: %w", m.cfg.OTLPGRPC, err)
 		}
@@ -116,9 +115,50 @@ func (m *Manager) startTelemetry(ctx context.Context, reg prometheus.Registerer)
 	return nil
 }
 
+// TelemetryStore is what the manager needs of its operational telemetry
+// store: the queries the API, dashboard, regression detector and runtime view
+// ask, the sink ingest hands accepted batches to, and Flush and Close. The
+// embedded DuckDB store and the PostgreSQL one both are.
+type TelemetryStore interface {
+	api.Telemetry
+	consumer.Sink
+	// Flush returns once every acknowledged batch shows in RED and comparisons.
+	Flush(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ TelemetryStore = (*telstore.Store)(nil)
+	_ TelemetryStore = (*pgtel.Store)(nil)
+)
+
+// openTelemetryStore opens the telemetry store beside the fleet store: in the
+// PostgreSQL database of a postgres:// storage URL, so every replica sees all
+// telemetry, or in the data directory.
+func (m *Manager) openTelemetryStore(ctx context.Context, reg prometheus.Registerer) (TelemetryStore, error) {
+	ts := m.cfg.TelemetryStore
+	log := m.log.With("component", "telstore")
+	// A failed Open's nil pointer must not become a non-nil interface that
+	// Shutdown would close.
+	if postgres.IsURL(m.cfg.Storage) {
+		st, err := pgtel.Open(ctx, m.cfg.Storage, pgtel.Settings{MaxAge: time.Duration(ts.MaxAge), MaxBytes: int64(ts.MaxBytes),
+			Clock: m.set.Clock, Logger: log, Registerer: reg})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := telstore.Open(ctx, m.cfg.DataDir, telstore.Settings{MaxAge: time.Duration(ts.MaxAge), MaxBytes: int64(ts.MaxBytes),
+		MemoryLimit: ts.MemoryLimit, Clock: m.set.Clock, Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
 // Telemetry exposes the operational telemetry store to in-process callers (the
 // demo, tests, benchmarks).
-func (m *Manager) Telemetry() *telstore.Store { return m.tel }
+func (m *Manager) Telemetry() TelemetryStore { return m.tel }
 
 // GRPCAddr returns the OTLP/gRPC address, or "" when it is not served.
 func (m *Manager) GRPCAddr() string {

@@ -65,6 +65,21 @@ type DeploymentTokens struct {
 	PrevTokenUntil time.Time
 }
 
+// FleetChanges are what the writers of a store changed since a position (see
+// Fleet.FleetChangesSince): how several manager replicas on one database keep
+// their views of the fleet in step.
+type FleetChanges struct {
+	// Deployments are the deployments created or changed, as they are now.
+	Deployments []DeploymentRecord
+	// Deleted are the ids of the deployments deleted. An id may also be in
+	// Deployments when it was created again since: apply Deleted first.
+	Deleted []string
+	// Releases are the releases created.
+	Releases []fleet.Release
+	// Next is the position to pass next time.
+	Next int64
+}
+
 // Fleet persists deployments, releases, status events, operator tokens and the
 // audit log, under the rules of the package documentation (concurrency,
 // ownership, atomic batches). The methods that write an audit trail of their own
@@ -102,14 +117,32 @@ type Fleet interface {
 	// ListReleases returns every release.
 	ListReleases(ctx context.Context) ([]fleet.Release, error)
 
-	// ApplyPins overwrites the state of existing deployments (as UpdateDeployments)
-	// and appends the pin audit entries, in one transaction.
+	// ApplyPins writes the pins (Deployment.Pin, nothing else) of existing
+	// deployments and appends the pin audit entries, in one transaction. It
+	// leaves the rest as stored, so a pin made on one manager replica never
+	// undoes a check-in another replica wrote.
 	ApplyPins(ctx context.Context, recs []DeploymentRecord, changes []fleet.PinChange) error
-	// ApplyThresholds overwrites the state of an existing deployment (as
-	// UpdateDeployments: its new thresholds with the rest) and appends the
-	// audit entry, in one transaction; ErrNotFound if there is no deployment
-	// with that id, in which case nothing is written.
+	// ApplyThresholds writes the thresholds (Deployment.Thresholds, nothing
+	// else) of an existing deployment and appends the audit entry, in one
+	// transaction; ErrNotFound if there is no deployment with that id, in
+	// which case nothing is written.
 	ApplyThresholds(ctx context.Context, rec DeploymentRecord, entry AuditEntry) error
+
+	// UpdateCheckins writes what check-ins own of existing deployments:
+	// everything UpdateDeployments writes except the operator's state (name,
+	// customer, stack, labels, expected configuration hash, pin, thresholds),
+	// which it leaves as stored. A deployment whose stored last check-in is
+	// later than the record's is left alone: another manager replica heard
+	// its agent since. Unknown ids are ignored.
+	UpdateCheckins(ctx context.Context, recs []DeploymentRecord) error
+	// FleetChangesSince returns what was written after position after: the
+	// deployments created or changed (tokens included), as they are now, the
+	// ids of deployments deleted, and the releases created, with the position
+	// to pass next. Position 0 is the beginning: every deployment and release,
+	// no deletions. A write that commits after a call is in a later call's
+	// answer, never lost; it MAY appear in more than one. A position is only
+	// valid with the open store that returned it.
+	FleetChangesSince(ctx context.Context, after int64) (FleetChanges, error)
 
 	// ListPinChanges returns up to limit pin audit entries, newest first, of one
 	// deployment or, when deploymentID is empty, of all.

@@ -11,6 +11,7 @@ package forward
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -78,8 +79,12 @@ type Settings struct {
 	// InitialBackoff and MaxBackoff bound the wait between attempts (defaults 500ms
 	// and 30s); a longer Retry-After from the manager is still honoured.
 	InitialBackoff, MaxBackoff time.Duration
-	// Client sends requests; nil means a client with keep-alive to one host.
+	// Client sends requests; nil means a client with keep-alive to one host,
+	// trusting the manager as TLS says.
 	Client *http.Client
+	// TLS is the client TLS towards an https:// manager when Client is nil;
+	// nil means the system's CAs.
+	TLS *tls.Config
 	// Rand gives the jitter; nil means a randomly seeded source.
 	Rand *rand.Rand
 	// Logger gets one line per failed attempt; nil means slog.Default().
@@ -131,7 +136,8 @@ func New(sig otlp.Signal, q Queue, s Settings) (*Forwarder, error) {
 	}
 	if s.Client == nil {
 		s.Client = &http.Client{
-			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second},
+			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second,
+				TLSClientConfig: s.TLS, ForceAttemptHTTP2: true},
 			// Following a redirect turns the POST into a GET without a body, which
 			// would lose the batch or pass it off as delivered; report it instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

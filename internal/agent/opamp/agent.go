@@ -9,6 +9,7 @@ package opamp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/opamplog"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
 	"github.com/periscope-dev/periscope/internal/thresholds"
+	"github.com/periscope-dev/periscope/internal/tlsconfig"
 )
 
 // Version is the agent's own version, reported as service.version.
@@ -94,7 +96,9 @@ type Agent struct {
 	started    time.Time
 	det        Detected
 	uid        [16]byte
-	stopOnce   sync.Once
+	// tls is how the client trusts an https:// manager; read at Start.
+	tls      *tls.Config
+	stopOnce sync.Once
 
 	// umu guards the release and the update state. It is held while statuses
 	// go to the client so they reach it in order; take it before mu.
@@ -154,6 +158,20 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	return a, nil
 }
 
+// ManagerTLS reads the files of cfg's manager_tls into the client TLS the
+// agent uses towards an https:// manager, for OpAMP and for telemetry alike;
+// nil for an http:// one.
+func ManagerTLS(cfg config.Agent) (*tls.Config, error) {
+	if !strings.HasPrefix(strings.ToLower(cfg.Manager), "https://") {
+		return nil, nil
+	}
+	c, err := tlsconfig.Client(cfg.ManagerTLS)
+	if err != nil {
+		return nil, fmt.Errorf("manager_%w", err) // manager_tls: ca_file: …
+	}
+	return c, nil
+}
+
 // OpAMPURL turns the manager's base URL into its OpAMP endpoint for a transport.
 func OpAMPURL(manager, transport string) (string, error) {
 	u, err := url.Parse(manager)
@@ -181,12 +199,16 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.loadToken(); err != nil {
 		return err
 	}
+	tlsConf, err := ManagerTLS(a.cfg)
+	if err != nil {
+		return err
+	}
 	stored := a.loadReleaseState()
 	a.loadVendorRedaction()
 	a.loadThresholds()
 	det := Detect(a.env)
 	a.mu.Lock()
-	a.started, a.det, a.uid, a.startStatus = time.Now(), det, uid, stored
+	a.started, a.det, a.uid, a.startStatus, a.tls = time.Now(), det, uid, stored, tlsConf
 	a.mu.Unlock()
 	desc, err := a.connect(ctx, stored)
 	if err != nil {
@@ -213,7 +235,7 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 		c = client.NewHTTP(lg)
 	}
 	a.mu.Lock()
-	det, uid := a.det, a.uid
+	det, uid, tlsConf := a.det, a.uid, a.tls
 	a.mu.Unlock()
 	desc := a.description(det, a.Release())
 	if err := c.SetAgentDescription(desc); err != nil {
@@ -251,6 +273,7 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 	hb := time.Duration(a.cfg.HeartbeatInterval)
 	settings := types.StartSettings{
 		OpAMPServerURL:    endpoint,
+		TLSConfig:         tlsConf,
 		HeaderFunc:        a.authHeader,
 		InstanceUid:       types.InstanceUid(uid),
 		HeartbeatInterval: &hb,

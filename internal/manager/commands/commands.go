@@ -295,14 +295,7 @@ func (s *Service) Invoke(ctx context.Context, req Request) ([]store.Invocation, 
 			queued = append(queued, inv.DeploymentID)
 		}
 	}
-	s.idleMu.Lock()
-	for _, id := range queued {
-		s.queued[id]++
-	}
-	s.idleMu.Unlock()
-	if len(queued) > 0 && s.push != nil {
-		s.push(ctx, queued)
-	}
+	s.queuedFor(ctx, queued)
 	return invs, nil
 }
 
@@ -392,10 +385,14 @@ func (s *Service) List(ctx context.Context, f store.InvocationFilter) ([]store.I
 }
 
 // Wait returns invocation id once it is final, or as it is when ctx ends.
+// An invocation ending here wakes it at once; it also reads the store every
+// waitRecheck, for one whose agent is connected to another manager replica.
 func (s *Service) Wait(ctx context.Context, id string) (store.Invocation, error) {
 	// ctx bounds the wait, not the reads: the answer at the end of the wait is
 	// the invocation as it is then, not an error.
 	read := context.WithoutCancel(ctx)
+	t := time.NewTicker(waitRecheck)
+	defer t.Stop()
 	for {
 		s.mu.Lock()
 		ch := s.finished
@@ -406,11 +403,15 @@ func (s *Service) Wait(ctx context.Context, id string) (store.Invocation, error)
 		}
 		select {
 		case <-ch:
+		case <-t.C:
 		case <-ctx.Done():
 			return inv, nil
 		}
 	}
 }
+
+// waitRecheck is how often Wait reads an invocation that has not ended here.
+const waitRecheck = time.Second
 
 // ended wakes waiters and counts a final state.
 func (s *Service) ended(st command.State) {
@@ -466,6 +467,34 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// QueuedElsewhere tells the service that another manager replica queued
+// invocations for deployments ids (read from the store's notification), so
+// their next check-in here reads the store and a push connection here is sent
+// them at once, as for an invocation queued on this replica.
+func (s *Service) QueuedElsewhere(ctx context.Context, ids []string) { s.queuedFor(ctx, ids) }
+
+// queuedFor makes the next check-in of deployments ids read the store, and
+// pushes their invocations to the push connections here.
+func (s *Service) queuedFor(ctx context.Context, ids []string) {
+	s.idleMu.Lock()
+	for _, id := range ids {
+		s.queued[id]++
+	}
+	s.idleMu.Unlock()
+	if len(ids) > 0 && s.push != nil {
+		s.push(ctx, ids)
+	}
+}
+
+// ForgetIdle drops what the service knows of deployments with nothing
+// pending, so every next check-in reads the store: for a replica that may
+// have missed another's notification (its listening connection was down).
+func (s *Service) ForgetIdle() {
+	s.idleMu.Lock()
+	clear(s.idle)
+	s.idleMu.Unlock()
 }
 
 // Outgoing returns the message deployment id's agent should get now: its

@@ -34,18 +34,17 @@ package export
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"os"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/retry"
+	"github.com/periscope-dev/periscope/internal/tlsconfig"
 )
 
 // defaultTimeout bounds one Export call when the configuration sets no timeout.
@@ -73,32 +72,10 @@ type TLSConfig = config.ExporterTLS
 // Duration is a time.Duration written as a Go duration string ("10s").
 type Duration = config.Duration
 
-// load reads the files t names into a client TLS configuration.
+// loadTLS reads the files t names into a client TLS configuration.
 func loadTLS(t TLSConfig) (*tls.Config, error) {
-	conf := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: t.InsecureSkipVerify,
-		ServerName:         t.ServerName,
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: ca_file: no PEM certificates in %s", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: cert_file and key_file: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
+	return tlsconfig.Client(config.ClientTLS{CAFile: t.CAFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify,
+		CertFile: t.CertFile, KeyFile: t.KeyFile})
 }
 
 // New validates c and builds its exporter.

@@ -275,7 +275,7 @@ func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 	if took {
 		in.dirty = true
 	}
-	if consumer.KindOf(err) == consumer.KindUnavailable {
+	if k := consumer.KindOf(err); k == consumer.KindUnavailable || k == consumer.KindAlreadyDelivered {
 		if took {
 			// Some sinks took the batch and another did not: the agent resends it, and
 			// only that sink's position tells the others to skip it, so write it now
@@ -301,10 +301,11 @@ func (in *Ingest) consume(ctx context.Context, r consumer.Request) error {
 // hand passes a batch to every sink that has not taken it yet (by st's positions,
 // when st is not nil), and reports whether a sink took it. A sink that refuses it
 // for good gets it set aside; one that fails otherwise is retried with the resend.
-// The error is unavailable if any sink should be retried, else unstorable if any
-// sink refused the batch for good, else nil.
+// The error is unavailable if any sink should be retried, else already
+// delivered if a sink holds the start of the batch (see below), else
+// unstorable if any sink refused the batch for good, else nil.
 func (in *Ingest) hand(ctx context.Context, b consumer.Batch, id string, st *stream, last uint64) (took bool, err error) {
-	var retryErr, deadErr error
+	var retryErr, partErr, deadErr error
 	for _, s := range in.sinks {
 		if st != nil {
 			in.mu.Lock()
@@ -327,6 +328,15 @@ func (in *Ingest) hand(ctx context.Context, b consumer.Batch, id string, st *str
 			if deadErr == nil {
 				deadErr = consumer.Unstorable("manager cannot store this batch, and never will (set aside): " + err.Error())
 			}
+		case consumer.KindAlreadyDelivered:
+			// A sink shared by replicas (the PostgreSQL telemetry store) holds the
+			// start of the batch: another replica stored it before the agent failed
+			// over and re-cut its batches. The agent resends only the rest, which
+			// this sink then takes and the others skip by their positions.
+			if partErr == nil {
+				partErr = err
+			}
+			continue
 		default:
 			in.s.Logger.Error("could not keep telemetry; the sender will retry", "sink", s.Name,
 				"deployment", b.DeploymentID, "signal", b.Signal, "error", err)
@@ -347,6 +357,9 @@ func (in *Ingest) hand(ctx context.Context, b consumer.Batch, id string, st *str
 	}
 	if retryErr != nil {
 		return took, retryErr
+	}
+	if partErr != nil {
+		return took, partErr
 	}
 	if deadErr == nil {
 		in.records.WithLabelValues(b.Signal.String()).Add(float64(b.Records))

@@ -216,6 +216,42 @@ func TestIngestAnswersAnOverlappingBatchWithWhatItHas(t *testing.T) {
 	}
 }
 
+// partial is a sink shared by replicas that holds a queue up to held already.
+type partial struct {
+	sink
+	held uint64
+}
+
+func (p *partial) Consume(ctx context.Context, b consumer.Batch) error {
+	if b.First <= p.held && p.held < b.Last {
+		return consumer.AlreadyDelivered("held already", p.held)
+	}
+	return p.sink.Consume(ctx, b)
+}
+
+// TestASinkHoldingTheStartOfABatchGetsOnlyTheRest: a shared store that another
+// replica gave the start of a batch answers already delivered; the agent is
+// told so, resends the rest, and every sink ends with each record once.
+func TestASinkHoldingTheStartOfABatchGetsOnlyTheRest(t *testing.T) {
+	own, shared := &sink{}, &partial{held: 3}
+	in, _ := New(deployments, []Sink{{Name: "own", Sink: own}, {Name: "shared", Sink: shared}}, Settings{Dir: t.TempDir()})
+	ctx := context.Background()
+	err := in.Consume(ctx, request(t, "pdt_acme", "q:1-5"))
+	var re *consumer.Error
+	if !errors.As(err, &re) || re.Kind != consumer.KindAlreadyDelivered || re.Delivered != 3 {
+		t.Fatalf("a batch the shared sink holds the start of: %v, want already delivered up to 3", err)
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_acme", "q:4-5"))); got != 200 {
+		t.Fatalf("the rest: %d", got)
+	}
+	if len(own.batches) != 1 || own.batches[0].Last != 5 || len(shared.batches) != 1 || shared.batches[0].First != 4 {
+		t.Fatalf("own sink got %d batches, shared %d; want the whole batch once and the rest once", len(own.batches), len(shared.batches))
+	}
+	if got := status(in.Consume(ctx, request(t, "pdt_acme", "q:6-6"))); got != 200 || len(own.batches) != 2 || len(shared.batches) != 2 {
+		t.Fatalf("the next batch: %d; own %d, shared %d batches", got, len(own.batches), len(shared.batches))
+	}
+}
+
 // The requests metric keeps the outcome labels it had when consumers chose gRPC codes:
 // each refusal is labelled with the name of the code the receivers answer it with.
 func TestOutcomeLabelsNameTheGRPCCodeOfEachKind(t *testing.T) {

@@ -7,6 +7,8 @@
 // store, so the fleet list and summary stay fast at 100,000 deployments.
 // Durability: creates and releases are written through before they return; check-in
 // state and events reach the store within one flush interval, and on Shutdown.
+// Replicas: with Settings.SyncInterval, several registries (one per manager
+// replica) share one store, each reading the others' writes (replicas.go).
 package registry
 
 import (
@@ -18,6 +20,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,6 +81,12 @@ type Settings struct {
 	// rollouts; without one a stack's newest release is every unpinned
 	// deployment's desired release at once.
 	Decider Decider
+	// SyncInterval, when positive, makes the registry one of several
+	// replicas sharing its store: it reads the others' writes that often (and
+	// on Wake), keeps push connections' connected flag across its restart (they
+	// may be another replica's), and records status changes only while
+	// SetLeader says so. Zero: the store's only writer, always leading.
+	SyncInterval time.Duration
 	// VendorRedactionHash is the hash (redactpolicy.VendorHash) of the vendor
 	// redaction policy the manager sends agents; a deployment whose agent holds
 	// another is shown out of sync. Empty means the default policy's, which is
@@ -141,6 +150,14 @@ type Registry struct {
 
 	vendorHash string
 
+	// Replicas (replicas.go): syncI is Settings.SyncInterval, syncPos the
+	// store position read up to (guarded by flushMu), leading whether this
+	// registry records status changes, wake the sync loop's nudge.
+	syncI   time.Duration
+	syncPos int64
+	leading atomic.Bool
+	wake    chan struct{}
+
 	// Lock order: tokMu, flushMu, mu, sweepMu, an entry's mu, pendMu and
 	// counts.mu. mu is held for
 	// writing only to add or delete deployments, add releases or change tokens.
@@ -177,6 +194,9 @@ type metrics struct {
 	flushRows    prometheus.Histogram
 	flushSeconds prometheus.Histogram
 	events       *prometheus.CounterVec
+	syncs        prometheus.Counter
+	syncErrors   prometheus.Counter
+	syncRows     prometheus.Histogram
 }
 
 // New returns a registry over st. It reads nothing until Start.
@@ -189,7 +209,9 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 		flushI: s.FlushInterval, evalI: s.EvalInterval, onEvent: s.OnEvent, onDesired: s.OnDesiredChange, onTokens: s.OnTokensChange, onThresholds: s.OnThresholdsChange, decider: s.Decider, thrDefaults: s.ThresholdDefaults, vendorHash: s.VendorRedactionHash,
 		deps: map[string]*entry{}, byToken: map[string]*entry{}, stacks: map[string]fleet.StackReleases{}, dirty: map[string]struct{}{},
 		rotating: map[string]*entry{}, pendTokens: map[string][]fleet.DeploymentChange{}, counts: newCounts(),
+		syncI: s.SyncInterval, wake: make(chan struct{}, 1),
 	}
+	r.leading.Store(r.syncI <= 0)
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -215,9 +237,16 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 		flushRows:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_registry_flush_rows", Help: "Deployments written per flush.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_registry_flush_duration_seconds", Help: "Time to write one batch to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		events:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_status_changes_total", Help: "Deployment status changes, by new status."}, []string{"to"}),
+		syncs:        prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_registry_syncs_total", Help: "Reads of other replicas' fleet changes from the shared store."}),
+		syncErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_registry_sync_errors_total", Help: "Failed reads of other replicas' fleet changes; retried at the next tick."}),
+		syncRows:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_registry_sync_rows", Help: "Deployments read per sync.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 	}
 	if s.Registerer != nil {
-		for _, c := range []prometheus.Collector{r.m.checkins, r.m.flushes, r.m.flushErrors, r.m.flushRows, r.m.flushSeconds, r.m.events, statusCollector{r}} {
+		cs := []prometheus.Collector{r.m.checkins, r.m.flushes, r.m.flushErrors, r.m.flushRows, r.m.flushSeconds, r.m.events, statusCollector{r}}
+		if r.syncI > 0 {
+			cs = append(cs, r.m.syncs, r.m.syncErrors, r.m.syncRows)
+		}
+		for _, c := range cs {
 			if err := s.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("registry: register metrics: %w", err)
 			}
@@ -229,52 +258,47 @@ func New(st store.Fleet, s Settings) (*Registry, error) {
 // Params returns the heartbeat and stale thresholds in force.
 func (r *Registry) Params() fleet.Params { return r.params }
 
-// Start loads the fleet from the store and starts the flush and evaluation loops.
+// Start loads the fleet from the store and starts the flush and evaluation
+// loops, and the sync loop of a replica (Settings.SyncInterval).
 func (r *Registry) Start(ctx context.Context) error {
-	recs, err := r.st.ListDeployments(ctx)
+	all, err := r.st.FleetChangesSince(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("load fleet: %w", err)
 	}
-	rels, err := r.st.ListReleases(ctx)
-	if err != nil {
-		return fmt.Errorf("load releases: %w", err)
-	}
+	r.flushMu.Lock()
 	r.mu.Lock()
-	for _, rec := range recs {
-		e := &entry{d: rec.Deployment, lastStatus: rec.LastStatus}
-		// A push connection does not survive a manager restart.
-		if e.d.Connected {
-			e.d.Connected = false
-			r.markDirty(e.d.ID)
-		}
-		r.deps[e.d.ID] = e
-		r.setTokensLocked(e, agentTokens{tokenHash: rec.TokenHash, prevHash: rec.PrevTokenHash, prevUntil: rec.PrevTokenUntil})
-		r.order = append(r.order, e)
-	}
-	r.sortOrderLocked()
-	for _, rel := range rels {
-		r.addReleaseLocked(rel)
-	}
+	// A push connection does not survive a manager restart, but with replicas
+	// it may be another replica's.
+	r.loadLocked(all, r.syncI <= 0)
 	r.evaluateAllLocked()
 	r.mu.Unlock()
-	r.log.Info("fleet loaded", "deployments", len(recs), "releases", len(rels))
+	r.flushMu.Unlock()
+	r.log.Info("fleet loaded", "deployments", len(all.Deployments), "releases", len(all.Releases))
 
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
+	if r.syncI > 0 {
+		r.wg.Add(1)
+		go r.loop(loopCtx, r.syncI, r.wake, func() { r.syncOnce(loopCtx) })
+	}
 	r.wg.Add(2)
-	go r.loop(loopCtx, r.flushI, func() {
+	go r.loop(loopCtx, r.flushI, nil, func() {
 		if err := r.Flush(loopCtx); err != nil && loopCtx.Err() == nil {
 			r.log.Warn("write fleet state failed; will retry", "err", err)
 		}
 	})
-	go r.loop(loopCtx, r.evalI, func() {
+	go r.loop(loopCtx, r.evalI, nil, func() {
 		r.refresh()
-		r.expireTokens()
+		if r.Leader() {
+			r.expireTokens()
+		}
 	})
 	return nil
 }
 
-func (r *Registry) loop(ctx context.Context, every time.Duration, fn func()) {
+// loop runs fn every interval, and whenever wake (which may be nil) fires,
+// until ctx ends.
+func (r *Registry) loop(ctx context.Context, every time.Duration, wake <-chan struct{}, fn func()) {
 	defer r.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -283,8 +307,9 @@ func (r *Registry) loop(ctx context.Context, every time.Duration, fn func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fn()
+		case <-wake:
 		}
+		fn()
 	}
 }
 
@@ -330,7 +355,7 @@ func (r *Registry) Flush(ctx context.Context) error {
 	r.mu.RUnlock()
 
 	start := time.Now()
-	err := r.st.UpdateDeployments(ctx, recs)
+	err := r.st.UpdateCheckins(ctx, recs)
 	if err == nil {
 		err = r.st.AppendEvents(ctx, evs)
 		evs = nil
@@ -407,9 +432,16 @@ func (r *Registry) DesiredChanged(ids []string) {
 	}
 }
 
-// evaluateLocked re-derives e's status and records a change as an event. The
-// caller holds r.mu (either way) and e.mu.
+// evaluateLocked re-derives e's status and, on the leader, records a change
+// as an event. The caller holds r.mu (either way) and e.mu.
 func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
+	return r.evaluateAsLocked(e, now, r.Leader())
+}
+
+// evaluateAsLocked is evaluateLocked, recording a change as an event when
+// record is set and only following it otherwise (a replica that does not
+// lead: the leader records it once it reads the change).
+func (r *Registry) evaluateAsLocked(e *entry, now time.Time, record bool) fleet.Evaluation {
 	ev := r.evaluate(&e.d, now)
 	r.setEvaluationLocked(e, &ev)
 	switch {
@@ -424,6 +456,10 @@ func (r *Registry) evaluateLocked(e *entry, now time.Time) fleet.Evaluation {
 		at := now
 		if !ev.Since.IsZero() {
 			at = ev.Since
+		}
+		if !record {
+			e.lastStatus, e.statusSince = ev.Status, at
+			return ev
 		}
 		fe := fleet.Event{DeploymentID: e.d.ID, At: at.UTC(), From: e.lastStatus, To: ev.Status, Reason: ev.Reason,
 			ReasonCode: ev.ReasonCode, Release: e.d.RunningRelease}
@@ -661,7 +697,7 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 		r.setTokensLocked(e, agentTokens{tokenHash: rec.TokenHash})
 		r.order = append(r.order, e)
 		e.mu.Lock()
-		r.evaluateLocked(e, now) // records "" → pending as the first event
+		r.evaluateAsLocked(e, now, true) // records "" → pending as the first event, on any replica
 		e.mu.Unlock()
 		out[i] = Created{View: r.viewLocked(e, now), Token: tokens[i]}
 	}

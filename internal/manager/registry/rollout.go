@@ -294,6 +294,8 @@ func (r *Registry) Pin(ctx context.Context, req PinRequest) (PinResult, error) {
 	for i, p := range plan {
 		p.e.mu.Lock()
 		p.e.d.Pin, p.e.d.BehindSince = p.pin, recs[i].Deployment.BehindSince
+		// The store wrote the pin alone; the flush writes when it fell behind.
+		r.markDirty(p.e.d.ID)
 		r.evaluateLocked(p.e, now)
 		p.e.changing = ""
 		p.e.mu.Unlock()

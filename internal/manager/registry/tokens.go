@@ -374,15 +374,7 @@ func (r *Registry) DeleteDeployment(ctx context.Context, id, by, byRole, reason 
 		return err
 	}
 	r.mu.Lock()
-	r.setTokensLocked(e, agentTokens{})
-	e.mu.Lock()
-	r.setEvaluationLocked(e, nil)
-	e.mu.Unlock()
-	delete(r.deps, id)
-	i := sort.Search(len(r.order), func(i int) bool { return r.order[i].d.ID >= id })
-	if i < len(r.order) && r.order[i] == e {
-		r.order = append(r.order[:i], r.order[i+1:]...)
-	}
+	r.removeLocked(e)
 	r.mu.Unlock()
 	r.log.Info("deployment deleted", "deployment", id, "by", by)
 	r.tokensChanged(id)

@@ -269,6 +269,34 @@ func (e *Engine) Load(ctx context.Context) error {
 	return nil
 }
 
+// Reload is Load for replicas sharing the store: it reports whether anything
+// Decide reads (the plans, a rollout's state) changed since the last Load.
+func (e *Engine) Reload(ctx context.Context) (bool, error) {
+	before := e.signature()
+	if err := e.Load(ctx); err != nil {
+		return false, err
+	}
+	return e.signature() != before, nil
+}
+
+// signature sums up what Decide reads: every live rollout's id and store
+// version, and the plans in force.
+func (e *Engine) signature() string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	ids := make([]string, 0, len(e.live))
+	for id, r := range e.live {
+		ids = append(ids, fmt.Sprintf("%s@%d", id, r.version))
+	}
+	sort.Strings(ids)
+	plans := make([]rolloutplan.Plan, 0, len(e.plans))
+	for _, st := range sortedKeys(e.plans) {
+		plans = append(plans, e.plans[st].plan)
+	}
+	b, _ := json.Marshal(plans)
+	return fmt.Sprint(ids) + string(b)
+}
+
 // reindexLocked rebuilds stacks from live; the caller holds mu.
 func (e *Engine) reindexLocked() {
 	e.stacks = map[string][]*record{}

@@ -75,3 +75,33 @@ func TestCompletingARolloutNeverGivesTheOldBaselineBack(t *testing.T) {
 		t.Fatalf("d5 after the completion: %+v", d)
 	}
 }
+
+// TestAReplicaReloadsWhatTheLeaderChanged: a second engine on the same store,
+// as on a replica that does not lead, decides like the leader once it
+// reloads, and says whether anything changed.
+func TestAReplicaReloadsWhatTheLeaderChanged(t *testing.T) {
+	clk := clock.NewFake(t0)
+	st := newMemStore()
+	cfg := rolloutplan.Config{Plans: []rolloutplan.Plan{threeWaves()}}
+	leader := newRig(t, cfg, sixDeployments(), st, clk)
+	follower := newRig(t, cfg, sixDeployments(), st, clk)
+	if changed, err := follower.e.Reload(context.Background()); err != nil || changed {
+		t.Fatalf("reload with nothing new: changed %v, %v", changed, err)
+	}
+	start(t, leader, "2.0.0")
+	if d := follower.decide("d1"); d.Release != "9.9.9" {
+		t.Fatalf("the follower knew of the rollout before reloading: %+v", d)
+	}
+	changed, err := follower.e.Reload(context.Background())
+	if err != nil || !changed {
+		t.Fatalf("reload after the leader started a rollout: changed %v, %v", changed, err)
+	}
+	for _, id := range []string{"d1", "d3"} {
+		if got, want := follower.decide(id), leader.decide(id); got != want {
+			t.Errorf("%s: follower decides %+v, leader %+v", id, got, want)
+		}
+	}
+	if changed, _ := follower.e.Reload(context.Background()); changed {
+		t.Error("a second reload with nothing new says something changed")
+	}
+}

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/periscope-dev/periscope/internal/manager/telstore/telstoretest"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
@@ -18,15 +18,7 @@ import (
 // commit; see bench/store for the sustained figures against the targets.
 func BenchmarkConsumeLogs(b *testing.B) {
 	s := open(b, b.TempDir(), Settings{})
-	batches := make([]consumer.Batch, 64)
-	for i := range batches {
-		specs := make([]logSpec, 1000)
-		for j := range specs {
-			specs[j] = logSpec{at: t0.Add(time.Duration(i*1000+j) * time.Millisecond), severity: plog.SeverityNumberInfo,
-				body: fmt.Sprintf("GET /api/orders/%d completed in %dms", j*7919%10007, j%250), attrs: map[string]string{"http.route": "/api/orders/{id}"}}
-		}
-		batches[i] = logBatch(b, dep{fmt.Sprintf("dep-%03d", i%16), "acme", "1.0.0", "checkout", ""}, specs...)
-	}
+	batches := telstoretest.LogLoad(b, 64, 1000)
 	b.ResetTimer()
 	b.SetParallelism(4)
 	var n int64
@@ -55,7 +47,7 @@ func BenchmarkConsumeHistograms(b *testing.B) {
 	for i := range batches {
 		md := pmetric.NewMetrics()
 		rm := md.ResourceMetrics().AppendEmpty()
-		tagResource(rm.Resource(), dep{fmt.Sprintf("dep-%03d", i%16), "acme", "1.0.0", "periscope-agent", ""})
+		tagResource(rm.Resource(), dep{ID: fmt.Sprintf("dep-%03d", i%16), Customer: "acme", Release: "1.0.0", Service: "periscope-agent"})
 		ms := rm.ScopeMetrics().AppendEmpty().Metrics()
 		h := ms.AppendEmpty()
 		h.SetName("http.server.request.duration")

@@ -30,7 +30,7 @@ func TestKilledStoreChild(t *testing.T) {
 	crashtest.Report("opened")
 	for i := range 5000 {
 		body := fmt.Sprintf("batch-%d", i)
-		b := logBatch(t, acmeNew, logSpec{at: time.Now(), severity: plog.SeverityNumberInfo, body: body})
+		b := logBatch(t, acmeNew, logSpec{At: time.Now(), Severity: plog.SeverityNumberInfo, Body: body})
 		if err := s.Consume(ctx, b); err != nil {
 			crashtest.Fail(err)
 		}

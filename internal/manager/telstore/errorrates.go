@@ -11,7 +11,7 @@ import (
 
 // ErrorRates answers the per-minute error rate of several deployments in one
 // query on the rollups; see telquery.ErrorRateQuery.
-func (s *Store) ErrorRates(ctx context.Context, q telquery.ErrorRateQuery) (telquery.ErrorRates, error) {
+func (s *Reader) ErrorRates(ctx context.Context, q telquery.ErrorRateQuery) (telquery.ErrorRates, error) {
 	if len(q.Deployments) == 0 || len(q.Deployments) > telquery.MaxErrorRateDeployments {
 		return telquery.ErrorRates{}, fmt.Errorf("%w: error rates of %d deployments: ask for 1 to %d", telquery.ErrInvalid, len(q.Deployments), telquery.MaxErrorRateDeployments)
 	}
@@ -37,8 +37,8 @@ func (s *Store) ErrorRates(ctx context.Context, q telquery.ErrorRateQuery) (telq
 	}
 	in := strings.Repeat("?, ", len(args)-1) + "?"
 	args = append(args, win.since, win.until)
-	rs, err := s.db.QueryContext(ctx, "SELECT deployment, "+win.bucketExpr("minute")+" b, sum(requests)::BIGINT, sum(errors)::BIGINT FROM red_minute"+
-		" WHERE deployment IN ("+in+") AND minute >= ? AND minute < ? GROUP BY ALL", args...)
+	rs, err := s.query(ctx, "SELECT deployment, "+win.bucketExpr(s, "minute")+" b, sum(requests)::BIGINT, sum(errors)::BIGINT FROM red_minute"+
+		" WHERE deployment IN ("+in+") AND minute >= ? AND minute < ? GROUP BY 1, 2", args...)
 	if err != nil {
 		return telquery.ErrorRates{}, fmt.Errorf("error rates: %w", err)
 	}

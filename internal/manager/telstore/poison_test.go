@@ -26,10 +26,10 @@ import (
 func TestInvalidUTF8IsStoredWithReplacementCharacters(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := open(t, t.TempDir(), Settings{Registerer: reg})
-	d := dep{id: "acme-prod", customer: "acme", release: "1.0.0", service: "check\xffout"}
-	logs := logBatch(t, d, logSpec{at: t0, body: "upload /tmp/r\xe9sum\xe9.pdf failed",
-		attrs: map[string]string{"file\xff": "r\xe9sum\xe9.pdf"}})
-	spans := spanBatch(t, d, spanSpec{trace: 1, id: 1, name: "GET /files/\xff", kind: 2, at: t0, dur: time.Millisecond})
+	d := dep{ID: "acme-prod", Customer: "acme", Release: "1.0.0", Service: "check\xffout"}
+	logs := logBatch(t, d, logSpec{At: t0, Body: "upload /tmp/r\xe9sum\xe9.pdf failed",
+		Attrs: map[string]string{"file\xff": "r\xe9sum\xe9.pdf"}})
+	spans := spanBatch(t, d, spanSpec{Trace: 1, ID: 1, Name: "GET /files/\xff", Kind: 2, At: t0, Dur: time.Millisecond})
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	tagResource(rm.Resource(), d)
@@ -42,7 +42,7 @@ func TestInvalidUTF8IsStoredWithReplacementCharacters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics := consumer.Batch{Signal: otlp.Metrics, DeploymentID: d.id, Received: t0, Records: 1, Data: data}
+	metrics := consumer.Batch{Signal: otlp.Metrics, DeploymentID: d.ID, Received: t0, Records: 1, Data: data}
 	consume(t, s, logs, spans, metrics)
 
 	var body, service, attrs string
@@ -76,10 +76,10 @@ func TestInvalidUTF8IsStoredWithReplacementCharacters(t *testing.T) {
 // in the same group with it are stored all the same.
 func TestAnUnstorableBatchIsRefusedAloneAndForGood(t *testing.T) {
 	s := open(t, t.TempDir(), Settings{})
-	good := logBatch(t, acmeOld, logSpec{at: t0, body: "fine"})
-	later := logBatch(t, acmeOld, logSpec{at: t0.Add(time.Second), body: "also fine"})
+	good := logBatch(t, acmeOld, logSpec{At: t0, Body: "fine"})
+	later := logBatch(t, acmeOld, logSpec{At: t0.Add(time.Second), Body: "also fine"})
 	var ps []*pending
-	for i, b := range []consumer.Batch{good, logBatch(t, acmeOld, logSpec{at: t0, body: "poison"}), later} {
+	for i, b := range []consumer.Batch{good, logBatch(t, acmeOld, logSpec{At: t0, Body: "poison"}), later} {
 		r, err := convert(b)
 		if err != nil {
 			t.Fatal(err)
@@ -105,7 +105,7 @@ func TestAnUnstorableBatchIsRefusedAloneAndForGood(t *testing.T) {
 	if err := s.db.QueryRow("SELECT count(*) FROM logs WHERE body IN ('fine', 'also fine')").Scan(&n); err != nil || n != 2 {
 		t.Errorf("%d good rows stored (%v), want 2", n, err)
 	}
-	if got := testutil.ToFloat64(s.m.unstorable); got != 1 {
+	if got := testutil.ToFloat64(s.m.Unstorable); got != 1 {
 		t.Errorf("unstorable batches %v, want 1", got)
 	}
 }
@@ -156,9 +156,9 @@ func TestUnstorableTellsLastingFailuresFromPassingOnes(t *testing.T) {
 // yields rows whose every string is valid UTF-8 and whose attributes are JSON, so
 // the Appender never meets a value it would refuse on every retry.
 func FuzzConvert(f *testing.F) {
-	d := dep{id: "acme-prod", customer: "acme", release: "1.0.0", service: "check\xffout", function: "f\xc3"}
-	f.Add(uint8(otlp.Logs), logBatch(f, d, logSpec{at: t0, body: "r\xe9sum\xe9", attrs: map[string]string{"k\xff": "v\xfe"}}).Data)
-	f.Add(uint8(otlp.Traces), spanBatch(f, d, spanSpec{trace: 1, id: 2, name: "GET \xff", kind: 2, at: t0, route: "/r\xff"}).Data)
+	d := dep{ID: "acme-prod", Customer: "acme", Release: "1.0.0", Service: "check\xffout", Function: "f\xc3"}
+	f.Add(uint8(otlp.Logs), logBatch(f, d, logSpec{At: t0, Body: "r\xe9sum\xe9", Attrs: map[string]string{"k\xff": "v\xfe"}}).Data)
+	f.Add(uint8(otlp.Traces), spanBatch(f, d, spanSpec{Trace: 1, ID: 2, Name: "GET \xff", Kind: 2, At: t0, Route: "/r\xff"}).Data)
 	f.Add(uint8(otlp.Metrics), []byte{0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff})
 	f.Add(uint8(otlp.Logs), []byte{})
 	f.Add(uint8(otlp.Metrics), durationRound(f, t0, buckets15(1, 90, 6, 10), "http.route", "periscope.ingress.name").Data)

@@ -148,14 +148,14 @@ func scanLog(rs *sql.Rows) (telquery.Log, int64, error) {
 }
 
 // logWhere builds the conditions of a log search other than the cursor.
-func logWhere(q telquery.LogQuery) (*where, error) {
+func (s *Reader) logWhere(q telquery.LogQuery) (*where, error) {
 	w := &where{}
 	w.filter(q.Filter, "ts", true)
 	if q.MinSeverity > 0 {
 		w.add("severity >= ?", q.MinSeverity)
 	}
 	if q.Contains != "" {
-		w.add("contains(lower(body), ?)", strings.ToLower(q.Contains))
+		w.add(s.contains("lower(body)"), strings.ToLower(q.Contains))
 	}
 	if q.TraceID != "" {
 		hi, lo, err := ParseTraceID(q.TraceID)
@@ -179,15 +179,15 @@ func logWhere(q telquery.LogQuery) (*where, error) {
 			}
 			continue
 		}
-		p := jsonPath(k)
-		w.add("coalesce(json_extract_string(attrs, ?), json_extract_string(resource, ?)) = ?", p, p, v)
+		p := s.jsonKey(k)
+		w.add("coalesce("+s.jsonGet("attrs")+", "+s.jsonGet("resource")+") = ?", p, p, v)
 	}
 	return w, nil
 }
 
 // Logs searches log records, newest first.
-func (s *Store) Logs(ctx context.Context, q telquery.LogQuery) (telquery.LogPage, error) {
-	w, err := logWhere(q)
+func (s *Reader) Logs(ctx context.Context, q telquery.LogQuery) (telquery.LogPage, error) {
+	w, err := s.logWhere(q)
 	if err != nil {
 		return telquery.LogPage{}, err
 	}
@@ -199,7 +199,7 @@ func (s *Store) Logs(ctx context.Context, q telquery.LogQuery) (telquery.LogPage
 		w.add("(ts < ? OR (ts = ? AND seq < ?))", t, t, seq)
 	}
 	limit := limitOf(q.Limit)
-	rs, err := s.db.QueryContext(ctx, "SELECT "+logColumns+" FROM logs"+w.String()+
+	rs, err := s.query(ctx, "SELECT "+logColumns+" FROM logs"+w.String()+
 		" ORDER BY ts DESC, seq DESC LIMIT "+strconv.Itoa(limit+1), w.args...)
 	if err != nil {
 		return telquery.LogPage{}, fmt.Errorf("search logs: %w", err)
@@ -228,15 +228,21 @@ func (s *Store) Logs(ctx context.Context, q telquery.LogQuery) (telquery.LogPage
 // TailLogs calls fn with each log record matching q that is stored from now on,
 // oldest first, until ctx ends or fn fails. It wakes on each commit, so records
 // appear as soon as they are stored.
-func (s *Store) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telquery.Log) error) error {
+func (s *Reader) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telquery.Log) error) error {
 	q.Since, q.Until, q.Cursor = time.Time{}, time.Time{}, ""
-	base, err := logWhere(q)
+	base, err := s.logWhere(q)
 	if err != nil {
 		return err
 	}
-	wake := s.commitSignal()
+	wake := s.signal()
+	var poll <-chan time.Time
+	if s.poll > 0 {
+		t := time.NewTicker(s.poll)
+		defer t.Stop()
+		poll = t.C
+	}
 	var last int64
-	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM log_rows").Scan(&last); err != nil {
+	if err := s.queryRow(ctx, s.lastLogSeq()).Scan(&last); err != nil {
 		return fmt.Errorf("tail logs: %w", err)
 	}
 	for {
@@ -246,11 +252,12 @@ func (s *Store) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telqu
 		case <-s.stop:
 			return ErrClosed
 		case <-wake:
+		case <-poll:
 		}
-		wake = s.commitSignal()
+		wake = s.signal()
 		for {
 			w := &where{conds: append([]string{"seq > ?"}, base.conds...), args: append([]any{last}, base.args...)}
-			rs, err := s.db.QueryContext(ctx, "SELECT "+logColumns+" FROM logs"+w.String()+" ORDER BY seq LIMIT 1000", w.args...)
+			rs, err := s.query(ctx, "SELECT "+logColumns+" FROM logs"+w.String()+" ORDER BY seq LIMIT 1000", w.args...)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -333,7 +340,7 @@ func scanSpan(rs *sql.Rows) (telquery.Span, int64, error) {
 }
 
 // Spans searches spans, newest first.
-func (s *Store) Spans(ctx context.Context, q telquery.SpanQuery) (telquery.SpanPage, error) {
+func (s *Reader) Spans(ctx context.Context, q telquery.SpanQuery) (telquery.SpanPage, error) {
 	w := &where{}
 	w.filter(q.Filter, "start", true)
 	if q.Name != "" {
@@ -356,7 +363,7 @@ func (s *Store) Spans(ctx context.Context, q telquery.SpanQuery) (telquery.SpanP
 		w.add("(start < ? OR (start = ? AND seq < ?))", t, t, seq)
 	}
 	limit := limitOf(q.Limit)
-	rs, err := s.db.QueryContext(ctx, "SELECT "+spanColumns+" FROM spans"+w.String()+
+	rs, err := s.query(ctx, "SELECT "+spanColumns+" FROM spans"+w.String()+
 		" ORDER BY start DESC, seq DESC LIMIT "+strconv.Itoa(limit+1), w.args...)
 	if err != nil {
 		return telquery.SpanPage{}, fmt.Errorf("search spans: %w", err)
@@ -383,12 +390,12 @@ func (s *Store) Spans(ctx context.Context, q telquery.SpanQuery) (telquery.SpanP
 
 // Trace returns every stored span of a trace as a tree; store.ErrNotFound when
 // there is none.
-func (s *Store) Trace(ctx context.Context, traceID string) (telquery.Trace, error) {
+func (s *Reader) Trace(ctx context.Context, traceID string) (telquery.Trace, error) {
 	hi, lo, err := ParseTraceID(strings.ToLower(traceID))
 	if err != nil {
 		return telquery.Trace{}, err
 	}
-	rs, err := s.db.QueryContext(ctx, "SELECT "+spanColumns+" FROM spans WHERE trace_hi = ? AND trace_lo = ? ORDER BY start, seq", hi, lo)
+	rs, err := s.query(ctx, "SELECT "+spanColumns+" FROM spans WHERE trace_hi = ? AND trace_lo = ? ORDER BY start, seq", hi, lo)
 	if err != nil {
 		return telquery.Trace{}, fmt.Errorf("read trace: %w", err)
 	}

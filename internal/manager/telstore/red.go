@@ -24,10 +24,10 @@ type window struct {
 
 // windowOf fills the query's defaults: the last hour up to now, about 60 points,
 // whole minutes (the rollups' resolution).
-func (s *Store) windowOf(f telquery.Filter, step time.Duration) window {
+func (s *Reader) windowOf(f telquery.Filter, step time.Duration) window {
 	w := window{since: f.Since, until: f.Until, step: step}
 	if w.until.IsZero() {
-		w.until = s.set.Clock.Now()
+		w.until = s.clock.Now()
 	}
 	if w.since.IsZero() {
 		w.since = w.until.Add(-DefaultWindow)
@@ -49,8 +49,8 @@ func (s *Store) windowOf(f telquery.Filter, step time.Duration) window {
 const MaxPoints = 1500
 
 // bucketExpr numbers a row's step from the window start.
-func (w window) bucketExpr(col string) string {
-	return fmt.Sprintf("CAST(floor((epoch(%s) - %d) / %d) AS BIGINT)", col, w.since.Unix(), int64(w.step/time.Second))
+func (w window) bucketExpr(s *Reader, col string) string {
+	return fmt.Sprintf("CAST(floor((%s - %d) / %d) AS BIGINT)", s.epoch(col), w.since.Unix(), int64(w.step/time.Second))
 }
 
 func (w window) at(b int64) time.Time { return w.since.Add(time.Duration(b) * w.step) }
@@ -101,7 +101,7 @@ type groupKey struct {
 
 // RED answers rate, errors and duration over time, from the per-minute rollups
 // unless the query asks for raw rows.
-func (s *Store) RED(ctx context.Context, q telquery.REDQuery) (telquery.RED, error) {
+func (s *Reader) RED(ctx context.Context, q telquery.REDQuery) (telquery.RED, error) {
 	gcol, err := groupColumn(q.GroupBy)
 	if err != nil {
 		return telquery.RED{}, err
@@ -153,10 +153,10 @@ func sortGroups(gs []string, by string) {
 	})
 }
 
-func (s *Store) redRollup(ctx context.Context, f telquery.Filter, win window, gcol string) (map[groupKey]*acc, map[string]*acc, error) {
+func (s *Reader) redRollup(ctx context.Context, f telquery.Filter, win window, gcol string) (map[groupKey]*acc, map[string]*acc, error) {
 	w := &where{}
 	w.filter(f, "minute", false)
-	bexpr := win.bucketExpr("minute")
+	bexpr := win.bucketExpr(s, "minute")
 	points, totals := map[groupKey]*acc{}, map[string]*acc{}
 	get := func(b int64, g string) (*acc, *acc) {
 		k := groupKey{b, g}
@@ -168,8 +168,8 @@ func (s *Store) redRollup(ctx context.Context, f telquery.Filter, win window, gc
 		}
 		return points[k], totals[g]
 	}
-	rs, err := s.db.QueryContext(ctx, "SELECT "+bexpr+" b, "+gcol+" g, sum(requests)::BIGINT, sum(errors)::BIGINT FROM red_minute"+
-		w.String()+" GROUP BY ALL", w.args...)
+	rs, err := s.query(ctx, "SELECT "+bexpr+" b, "+gcol+" g, sum(requests)::BIGINT, sum(errors)::BIGINT FROM red_minute"+
+		w.String()+" GROUP BY 1, 2", w.args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -188,8 +188,8 @@ func (s *Store) redRollup(ctx context.Context, f telquery.Filter, win window, gc
 	if err := rs.Err(); err != nil {
 		return nil, nil, err
 	}
-	rs, err = s.db.QueryContext(ctx, "SELECT "+bexpr+" b, "+gcol+" g, bucket, sum(n)::BIGINT FROM red_hist"+
-		w.String()+" GROUP BY ALL", w.args...)
+	rs, err = s.query(ctx, "SELECT "+bexpr+" b, "+gcol+" g, bucket, sum(n)::BIGINT FROM red_hist"+
+		w.String()+" GROUP BY 1, 2, 3", w.args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -208,11 +208,16 @@ func (s *Store) redRollup(ctx context.Context, f telquery.Filter, win window, gc
 	return points, totals, rs.Err()
 }
 
-const rawFigures = "count(*)::BIGINT, count(*) FILTER (WHERE status = 2)::BIGINT, " +
-	"coalesce(quantile_cont(duration_ns, 0.5), 0)::DOUBLE, coalesce(quantile_cont(duration_ns, 0.95), 0)::DOUBLE, " +
-	"coalesce(quantile_cont(duration_ns, 0.99), 0)::DOUBLE"
+// rawFigures are a group's requests, errors and latency percentiles in ns.
+func (s *Reader) rawFigures() string {
+	out := "count(*)::BIGINT, count(*) FILTER (WHERE status = 2)::BIGINT"
+	for _, q := range []string{"0.5", "0.95", "0.99"} {
+		out += ", coalesce(" + s.quantile("duration_ns", q) + ", 0)" + s.double()
+	}
+	return out
+}
 
-func (s *Store) redRaw(ctx context.Context, f telquery.Filter, win window, gcol string) (map[groupKey]*acc, map[string]*acc, error) {
+func (s *Reader) redRaw(ctx context.Context, f telquery.Filter, win window, gcol string) (map[groupKey]*acc, map[string]*acc, error) {
 	w := &where{}
 	w.add("entry")
 	w.filter(f, "start", true)
@@ -225,8 +230,8 @@ func (s *Store) redRaw(ctx context.Context, f telquery.Filter, win window, gcol 
 		}
 		return a, rs.Scan(dest...)
 	}
-	rs, err := s.db.QueryContext(ctx, "SELECT "+win.bucketExpr("start")+" b, "+gcol+" g, "+rawFigures+" FROM spans"+
-		w.String()+" GROUP BY ALL", w.args...)
+	rs, err := s.query(ctx, "SELECT "+win.bucketExpr(s, "start")+" b, "+gcol+" g, "+s.rawFigures()+" FROM spans"+
+		w.String()+" GROUP BY 1, 2", w.args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,7 +249,7 @@ func (s *Store) redRaw(ctx context.Context, f telquery.Filter, win window, gcol 
 	if err := rs.Err(); err != nil {
 		return nil, nil, err
 	}
-	rs, err = s.db.QueryContext(ctx, "SELECT "+gcol+" g, "+rawFigures+" FROM spans"+w.String()+" GROUP BY ALL", w.args...)
+	rs, err = s.query(ctx, "SELECT "+gcol+" g, "+s.rawFigures()+" FROM spans"+w.String()+" GROUP BY 1", w.args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,7 +273,7 @@ type releaseSpan struct {
 
 // CompareReleases compares the current release with the one before it; see
 // telquery.CompareQuery.
-func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (telquery.Comparison, error) {
+func (s *Reader) CompareReleases(ctx context.Context, q telquery.CompareQuery) (telquery.Comparison, error) {
 	W := q.Window
 	if W <= 0 {
 		W = DefaultWindow
@@ -277,7 +282,7 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 	base.Release, base.Since, base.Until = "", time.Time{}, time.Time{}
 	w := &where{}
 	w.filter(base, "minute", false)
-	rs, err := s.db.QueryContext(ctx, "SELECT release, min(minute), max(minute) FROM red_minute"+w.String()+" GROUP BY release", w.args...)
+	rs, err := s.query(ctx, "SELECT release, min(minute), max(minute) FROM red_minute"+w.String()+" GROUP BY release", w.args...)
 	if err != nil {
 		return telquery.Comparison{}, fmt.Errorf("compare releases: %w", err)
 	}
@@ -329,7 +334,7 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 		w := &where{}
 		w.filter(f, "minute", false)
 		var first sql.NullTime
-		if err := s.db.QueryRowContext(ctx, "SELECT min(minute) FROM red_minute"+w.String(), w.args...).Scan(&first); err != nil {
+		if err := s.queryRow(ctx, "SELECT min(minute) FROM red_minute"+w.String(), w.args...).Scan(&first); err != nil {
 			return telquery.Comparison{}, fmt.Errorf("compare releases: %w", err)
 		}
 		if first.Valid {
@@ -376,7 +381,7 @@ func (s *Store) CompareReleases(ctx context.Context, q telquery.CompareQuery) (t
 }
 
 // Metric answers the series of one metric.
-func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Metric, error) {
+func (s *Reader) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Metric, error) {
 	if q.Name == "" {
 		return telquery.Metric{}, fmt.Errorf("%w: a metric name is required", telquery.ErrInvalid)
 	}
@@ -388,7 +393,7 @@ func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Me
 	w.filter(f, "ts", true)
 	out := telquery.Metric{Name: q.Name, StepSec: win.step.Seconds(), GroupBy: q.GroupBy, Series: []telquery.MetricSeries{}}
 	var temporality uint8
-	err := s.db.QueryRowContext(ctx, "SELECT kind, unit, temporality FROM metric_points"+w.String()+" ORDER BY seq DESC LIMIT 1", w.args...).
+	err := s.queryRow(ctx, "SELECT kind, unit, temporality FROM metric_points"+w.String()+" ORDER BY seq DESC LIMIT 1", w.args...).
 		Scan(&out.Kind, &out.Unit, &temporality)
 	if err == sql.ErrNoRows {
 		out.Agg = q.Agg
@@ -421,25 +426,25 @@ func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Me
 			gexpr = ctxColumns[i]
 		}
 		if gexpr == "" {
-			p := jsonPath(q.GroupBy)
-			gexpr = "coalesce(json_extract_string(attrs, ?), json_extract_string(resource, ?), '')"
+			p := s.jsonKey(q.GroupBy)
+			gexpr = "coalesce(" + s.jsonGet("attrs") + ", " + s.jsonGet("resource") + ", '')"
 			gargs = []any{p, p}
 		}
 	}
-	bexpr := win.bucketExpr("ts")
+	bexpr := win.bucketExpr(s, "ts")
 	var query string
 	args := append(gargs, w.args...)
 	switch out.Agg {
 	case telquery.AggLast:
 		// The last value of each series in the step, summed over the group's series.
-		query = "SELECT b, g, sum(v) FROM (SELECT " + bexpr + " b, " + gexpr + " g, arg_max(value, ts) v FROM metric_points" +
-			w.String() + " GROUP BY b, g, deployment, replica, attrs, resource) GROUP BY b, g"
+		query = "SELECT b, g, sum(v) FROM (SELECT " + bexpr + " b, " + gexpr + " g, " + s.argMax("value", "ts", "") + " v FROM metric_points" +
+			w.String() + " GROUP BY b, g, deployment, replica, attrs, resource) newest GROUP BY b, g"
 	case telquery.AggAvg, telquery.AggSum, telquery.AggMin, telquery.AggMax:
-		query = "SELECT " + bexpr + " b, " + gexpr + " g, " + out.Agg + "(value) FROM metric_points" + w.String() + " GROUP BY ALL"
+		query = "SELECT " + bexpr + " b, " + gexpr + " g, " + out.Agg + "(value) FROM metric_points" + w.String() + " GROUP BY 1, 2"
 	default:
 		return out, fmt.Errorf("%w: agg %q", telquery.ErrInvalid, out.Agg)
 	}
-	rs, err := s.db.QueryContext(ctx, query+" ORDER BY g, b", args...)
+	rs, err := s.query(ctx, query+" ORDER BY g, b", args...)
 	if err != nil {
 		return out, fmt.Errorf("metric %s: %w", q.Name, err)
 	}
@@ -467,10 +472,10 @@ func (s *Store) Metric(ctx context.Context, q telquery.MetricQuery) (telquery.Me
 }
 
 // MetricNames lists the metrics with points matching the filter, by name.
-func (s *Store) MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error) {
+func (s *Reader) MetricNames(ctx context.Context, q telquery.MetricNamesQuery) (telquery.MetricNames, error) {
 	w := &where{}
 	w.filter(q.Filter, "ts", true)
-	rs, err := s.db.QueryContext(ctx, "SELECT name, arg_max(kind, seq), arg_max(unit, seq), count(*), max(ts) FROM metric_points"+
+	rs, err := s.query(ctx, "SELECT name, "+s.argMax("kind", "seq", "")+", "+s.argMax("unit", "seq", "")+", count(*), max(ts) FROM metric_points"+
 		w.String()+" GROUP BY name ORDER BY name", w.args...)
 	if err != nil {
 		return telquery.MetricNames{}, fmt.Errorf("metric names: %w", err)

@@ -22,28 +22,11 @@ var timeColumns = []struct{ table, name, col string }{
 const resourceGrace = 10 * time.Minute
 
 func (s *Store) retainLoop() {
-	t := time.NewTicker(s.set.RetainEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			// Close must not wait for a whole retention pass.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			go func() {
-				select {
-				case <-s.stop:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			if err := s.Retain(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("telemetry retention failed; will retry", "error", err)
-			}
-			cancel()
+	RunEvery(s.stop, s.set.RetainEvery, 10*time.Minute, func(ctx context.Context) {
+		if err := s.Retain(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("telemetry retention failed; will retry", "error", err)
 		}
-	}
+	})
 }
 
 // UsedBytes returns how many bytes the store's data occupies: the database's used
@@ -88,7 +71,7 @@ func (s *Store) Retain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.m.dbBytes.Set(float64(used))
+		s.m.UsedBytes.Set(float64(used))
 		if used <= s.set.MaxBytes {
 			return nil
 		}

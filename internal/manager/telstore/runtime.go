@@ -21,11 +21,11 @@ const maxRuntimeRows = 4 * telquery.MaxRuntimeSeries
 // is long) so cumulative figures can be turned into the window's increase. A
 // series is a metric name with its point attributes: the agent's runtime
 // sources give every series attributes that tell it apart (docs/signals.md).
-func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.RuntimeMetrics, error) {
+func (s *Reader) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.RuntimeMetrics, error) {
 	if q.Deployment == "" {
 		return telquery.RuntimeMetrics{}, fmt.Errorf("%w: a deployment is required", telquery.ErrInvalid)
 	}
-	q, err := q.WithDefaults(s.set.Clock.Now())
+	q, err := q.WithDefaults(s.clock.Now())
 	if err != nil {
 		return telquery.RuntimeMetrics{}, err
 	}
@@ -47,14 +47,15 @@ func (s *Store) Runtime(ctx context.Context, q telquery.RuntimeQuery) (telquery.
 	// timestamps in the order the points arrived. A histogram's buckets come
 	// whole, as stored; their arithmetic (increase, merge, percentiles) is
 	// telquery's, in Go, so another store gives the same figures.
-	rs, err := s.db.QueryContext(ctx, `SELECT name, arg_max(kind, seq), arg_max(unit, seq), coalesce(attrs, ''),
-	max(ts) FILTER (WHERE ts >= ?),
-	arg_max(value, (ts, seq)) FILTER (WHERE ts >= ?), arg_max(count, (ts, seq)) FILTER (WHERE ts >= ?), arg_max(sum, (ts, seq)) FILTER (WHERE ts >= ?),
-	arg_max(buckets, (ts, seq)) FILTER (WHERE ts >= ?),
-	max(ts) FILTER (WHERE ts < ?), arg_max(value, (ts, seq)) FILTER (WHERE ts < ?), arg_max(count, (ts, seq)) FILTER (WHERE ts < ?),
-	arg_max(sum, (ts, seq)) FILTER (WHERE ts < ?), arg_max(buckets, (ts, seq)) FILTER (WHERE ts < ?)
-	FROM metric_points`+w.String()+`
-	GROUP BY name, coalesce(attrs, '') ORDER BY name, coalesce(attrs, '') LIMIT ?`, args...)
+	cols := []string{"name", s.argMax("kind", "seq", ""), s.argMax("unit", "seq", ""), "coalesce(attrs, '')"}
+	for _, in := range []string{"ts >= ?", "ts < ?"} {
+		cols = append(cols, "max(ts) FILTER (WHERE "+in+")")
+		for _, c := range []string{"value", "count", "sum", "buckets"} {
+			cols = append(cols, s.argMax(c, "ts, seq", in))
+		}
+	}
+	rs, err := s.query(ctx, "SELECT "+strings.Join(cols, ", ")+" FROM metric_points"+w.String()+
+		" GROUP BY name, coalesce(attrs, '') ORDER BY name, coalesce(attrs, '') LIMIT ?", args...)
 	if err != nil {
 		return out, fmt.Errorf("runtime of %s: %w", q.Deployment, err)
 	}

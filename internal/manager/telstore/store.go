@@ -120,25 +120,21 @@ var ErrClosed = errors.New("telemetry store closed")
 
 // Store is the DuckDB telemetry store. Use Open; it is safe for concurrent use.
 type Store struct {
+	// Reader answers the queries; Store's own db and stop are the same.
+	*Reader
 	db  *sql.DB
 	w   *writer
 	set Settings
 	log *slog.Logger
 	m   *metrics
 
-	in     chan *pending
+	gate   *Gate[*pending]
 	flush  chan chan error
-	stop   chan struct{}
+	stop   <-chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
 
-	// mu guards closing and committed. committed is closed and replaced after
-	// each commit, waking log tails.
-	mu        sync.Mutex
-	closing   bool
-	senders   sync.WaitGroup
-	committed chan struct{}
-	closeErr  error
+	closeErr error
 }
 
 // Open opens (creating if needed) the store in dataDir, rebuilds rollups a crash
@@ -150,7 +146,9 @@ func Open(ctx context.Context, dataDir string, set Settings) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, set: set, log: set.Logger, m: newMetrics(set.Registerer),
-		in: make(chan *pending, 64), flush: make(chan chan error), stop: make(chan struct{}), committed: make(chan struct{})}
+		gate: NewGate[*pending](64), flush: make(chan chan error)}
+	s.stop = s.gate.Stopped()
+	s.Reader = NewReader(db, DuckDB, ReaderSettings{Clock: set.Clock, Committed: s.gate.Committed, Stop: s.stop})
 	if err := s.configure(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("configure %s: %w", path, err)
@@ -192,11 +190,7 @@ func (s *Store) configure(ctx context.Context) error {
 // closes the file.
 func (s *Store) Close() error {
 	s.closed.Do(func() {
-		s.mu.Lock()
-		s.closing = true
-		s.mu.Unlock()
-		s.senders.Wait()
-		close(s.stop)
+		s.gate.Close()
 		s.wg.Wait()
 		_, _ = s.db.Exec("CHECKPOINT")
 		s.closeErr = s.db.Close()
@@ -221,20 +215,6 @@ func (s *Store) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// notifyCommit wakes every tail waiting for new rows.
-func (s *Store) notifyCommit() {
-	s.mu.Lock()
-	close(s.committed)
-	s.committed = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *Store) commitSignal() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.committed
 }
 
 // migrations are applied in order, each once, all pending ones in one
@@ -506,43 +486,61 @@ func sqlString(s string) string {
 	return string(out)
 }
 
+// CommitMetrics are the metrics every telemetry store reports of its writes,
+// under the same names whichever engine stores the rows.
+type CommitMetrics struct {
+	Rows       *prometheus.CounterVec
+	Commits    prometheus.Counter
+	CommitSec  prometheus.Histogram
+	Failures   prometheus.Counter
+	Unstorable prometheus.Counter
+	// UsedBytes is the store's size as retention measures it.
+	UsedBytes prometheus.Gauge
+}
+
+// NewCommitMetrics builds the metrics; Collectors lists them for registering.
+func NewCommitMetrics() *CommitMetrics {
+	return &CommitMetrics{
+		Rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_rows_total",
+			Help: "Rows written to the telemetry store, by table."}, []string{"table"}),
+		Commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commits_total",
+			Help: "Group commits of the telemetry store."}),
+		CommitSec: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_telstore_commit_seconds",
+			Help: "Time to append and commit one group of batches.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		Failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commit_failures_total",
+			Help: "Group commits that failed; their batches were refused and will be resent."}),
+		Unstorable: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_unstorable_batches_total",
+			Help: "Batches refused for good: they fail identically however often they are resent."}),
+		UsedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "periscope_telstore_used_bytes",
+			Help: "Bytes the telemetry store's data uses, as retention measures it."}),
+	}
+}
+
+// Collectors are the metrics, for a prometheus.Registerer.
+func (m *CommitMetrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Rows, m.Commits, m.CommitSec, m.Failures, m.Unstorable, m.UsedBytes}
+}
+
 type metrics struct {
-	rows      *prometheus.CounterVec
-	commits   prometheus.Counter
-	commitSec prometheus.Histogram
-	failures  prometheus.Counter
-	retained  *prometheus.CounterVec
-	dbBytes   prometheus.Gauge
+	*CommitMetrics
+	retained *prometheus.CounterVec
 	// fixedStrings, fixedRows and unstorable count poison (see writer.go).
 	fixedStrings prometheus.Counter
 	fixedRows    *prometheus.CounterVec
-	unstorable   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_rows_total",
-			Help: "Rows written to the telemetry store, by table."}, []string{"table"}),
-		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commits_total",
-			Help: "Group commits of the telemetry store."}),
-		commitSec: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "periscope_telstore_commit_seconds",
-			Help: "Time to append and commit one group of batches.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_commit_failures_total",
-			Help: "Group commits that failed; their batches were refused and will be resent."}),
+		CommitMetrics: NewCommitMetrics(),
 		retained: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_retention_deleted_rows_total",
 			Help: "Rows deleted by retention, by table and reason (age or size)."}, []string{"table", "reason"}),
-		dbBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "periscope_telstore_used_bytes",
-			Help: "Bytes the telemetry store's data uses, as retention measures it."}),
 		fixedStrings: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_invalid_utf8_strings_total",
 			Help: "Stored strings that held invalid UTF-8, stored with each invalid sequence replaced by U+FFFD."}),
 		fixedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_invalid_utf8_rows_total",
 			Help: "Stored rows with a string (theirs or their resource's) that held invalid UTF-8, by table."}, []string{"table"}),
-		unstorable: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_unstorable_batches_total",
-			Help: "Batches refused for good: they fail identically however often they are resent."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.commits, m.commitSec, m.failures, m.retained, m.dbBytes, m.fixedStrings, m.fixedRows,
-			m.unstorable)
+		reg.MustRegister(append(m.Collectors(), m.retained, m.fixedStrings, m.fixedRows)...)
 	}
 	return m
 }

@@ -30,28 +30,15 @@ type pending struct {
 func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
 	r, err := convert(b)
 	if err != nil {
-		s.m.unstorable.Inc()
+		s.m.Unstorable.Inc()
 		return fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the batch cannot be converted to rows"), err)
 	}
 	if r.count() == 0 {
 		return nil
 	}
 	p := &pending{rows: r, done: make(chan error, 1)}
-	s.mu.Lock()
-	closing := s.closing
-	if !closing {
-		s.senders.Add(1)
-	}
-	s.mu.Unlock()
-	if closing {
-		return ErrClosed
-	}
-	select {
-	case s.in <- p:
-		s.senders.Done()
-	case <-ctx.Done():
-		s.senders.Done()
-		return ctx.Err()
+	if err := s.gate.Send(ctx, p); err != nil {
+		return err
 	}
 	// Once queued the batch will be committed or refused within one commit, so
 	// wait for that answer even if ctx ends: giving up here would tell the sender
@@ -202,23 +189,7 @@ func (w *writer) run() {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			for {
-				select {
-				case p := <-w.s.in:
-					w.commit(ctx, conn, w.gather(p))
-				case <-w.s.stop:
-					// Consume no longer sends once stop is closed; take what is queued.
-					for {
-						select {
-						case p := <-w.s.in:
-							w.commit(ctx, conn, w.gather(p))
-							continue
-						default:
-						}
-						return
-					}
-				}
-			}
+			w.s.gate.Serve(func(ps []*pending) { w.commit(ctx, conn, ps) }, func(p *pending) int { return p.rows.count() }, w.s.set.MaxBatchRows)
 		}()
 	}
 	t := time.NewTicker(w.s.set.RollupEvery)
@@ -241,23 +212,6 @@ func (w *writer) run() {
 	}
 }
 
-// gather takes p and whatever else is queued, up to MaxBatchRows, for one commit.
-func (w *writer) gather(p *pending) []*pending {
-	ps := []*pending{p}
-	n := p.rows.count()
-	for n < w.s.set.MaxBatchRows {
-		select {
-		case q := <-w.s.in:
-			ps = append(ps, q)
-			n += q.rows.count()
-			continue
-		default:
-		}
-		break
-	}
-	return ps
-}
-
 // commit stores a group of batches in one transaction and answers each. When a
 // batch makes the group fail for good, the batches are committed one by one, so
 // only the ones at fault are refused.
@@ -272,13 +226,13 @@ func (w *writer) commit(ctx context.Context, conn *sql.Conn, ps []*pending) {
 		return
 	}
 	if consumer.KindOf(err) == consumer.KindUnstorable {
-		w.s.m.unstorable.Inc()
+		w.s.m.Unstorable.Inc()
 	}
 	for _, p := range ps {
 		p.done <- err
 	}
 	if err == nil {
-		w.s.notifyCommit()
+		w.s.gate.NotifyCommit()
 	}
 }
 
@@ -309,7 +263,7 @@ func (w *writer) commitGroup(ctx context.Context, conn *sql.Conn, ps []*pending)
 		<-prev
 	}
 	if err != nil {
-		w.s.m.failures.Inc()
+		w.s.m.Failures.Inc()
 		if unstorable(err) {
 			err = fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the store refuses this batch for good"), err)
 			if len(ps) == 1 {
@@ -321,7 +275,7 @@ func (w *writer) commitGroup(ctx context.Context, conn *sql.Conn, ps []*pending)
 		}
 	} else {
 		for i := range n {
-			w.s.m.rows.WithLabelValues(tableNames[i]).Add(float64(n[i]))
+			w.s.m.Rows.WithLabelValues(tableNames[i]).Add(float64(n[i]))
 		}
 		for _, p := range ps {
 			w.s.m.fixedStrings.Add(float64(p.rows.fix.strings))
@@ -341,8 +295,8 @@ func (w *writer) commitGroup(ctx context.Context, conn *sql.Conn, ps []*pending)
 		}
 		w.rolledSeq = seq[tSpans]
 		w.accMu.Unlock()
-		w.s.m.commits.Inc()
-		w.s.m.commitSec.Observe(time.Since(start).Seconds())
+		w.s.m.Commits.Inc()
+		w.s.m.CommitSec.Observe(time.Since(start).Seconds())
 	}
 	return err
 }
@@ -625,6 +579,6 @@ func (w *writer) flushRollup(ctx context.Context) error {
 		w.accMu.Unlock()
 		return err
 	}
-	w.s.notifyCommit()
+	w.s.gate.NotifyCommit()
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type Store struct {
 	unwritable atomic.Pointer[string]
 	closeOnce  sync.Once
 	closeErr   error
+	// changes answers FleetChangesSince (see changes.go).
+	changes changeLog
 }
 
 var _ store.Fleet = (*Store)(nil)
@@ -257,12 +260,12 @@ CREATE TABLE command_invocations (
 	// Runtime thresholds: one JSON column, read only with the deployment.
 	7: `
 ALTER TABLE deployments ADD COLUMN thresholds VARCHAR DEFAULT '{}';`,
-	// Reserved for the replicas work of issue 22, merged separately.
-	8: `SELECT 1;`,
 	// Progressive rollouts (store.Rollouts): the engine's state is one JSON
 	// document per rollout, rewritten as it moves; only the key is indexed, so
-	// DuckDB updates the other columns in place.
-	9: `
+	// DuckDB updates the other columns in place. (The replicas work of issue 22
+	// needed no schema change here: the embedded store has one writer, so
+	// FleetChangesSince's log lives in memory, changes.go.)
+	8: `
 CREATE TABLE rollouts (
 	id         VARCHAR PRIMARY KEY,
 	stack      VARCHAR NOT NULL,
@@ -435,6 +438,7 @@ func (s *Store) CreateDeployments(ctx context.Context, recs []store.DeploymentRe
 	if err != nil {
 		return fmt.Errorf("create deployments: %w", err)
 	}
+	s.changes.wrote(recs)
 	return nil
 }
 
@@ -444,28 +448,42 @@ func (s *Store) UpdateDeployments(ctx context.Context, recs []store.DeploymentRe
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := s.checkWrite(s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs) })); err != nil {
+	if err := s.checkWrite(s.withConn(ctx, func(dc driver.Conn) error { return updateDeployments(dc, recs, mutableColumns, "") })); err != nil {
 		return fmt.Errorf("update %d deployments: %w", len(recs), err)
 	}
+	s.changes.wrote(recs)
 	return nil
 }
 
-func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord) error {
+// updateDeployments writes columns (some of mutableColumns) of recs, where
+// cond (an SQL condition on deployments and the appended row a, or "") holds.
+func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord, columns []string, cond string) error {
 	var set strings.Builder
-	for i, c := range mutableColumns {
+	idx := make([]int, len(columns))
+	for i, c := range columns {
 		if i > 0 {
 			set.WriteString(", ")
 		}
 		fmt.Fprintf(&set, "%s = a.col%d", c, i+2)
+		idx[i] = slices.Index(mutableColumns, c) + 1
 	}
 	query := "UPDATE deployments SET " + set.String() + " FROM appended_data a WHERE deployments.id = a.col1"
-	cols := append([]string{"id"}, mutableColumns...)
+	if cond != "" {
+		query += " AND (" + cond + ")"
+	}
+	cols := append([]string{"id"}, columns...)
 	app, err := duckdb.NewTableAppender(dc, query, "", "", "deployments", cols)
 	if err != nil {
 		return err
 	}
+	row := make([]driver.Value, len(cols))
 	for i := range recs {
-		if err := app.AppendRow(deploymentValues(&recs[i])...); err != nil {
+		all := deploymentValues(&recs[i])
+		row[0] = all[0]
+		for j, k := range idx {
+			row[j+1] = all[k]
+		}
+		if err := app.AppendRow(row...); err != nil {
 			app.Close()
 			return err
 		}
@@ -478,7 +496,7 @@ func updateDeployments(dc driver.Conn, recs []store.DeploymentRecord) error {
 func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
 	err := s.withConn(ctx, func(dc driver.Conn) error {
 		if len(recs) > 0 {
-			if err := updateDeployments(dc, recs); err != nil {
+			if err := updateDeployments(dc, recs, []string{"pin"}, ""); err != nil {
 				return err
 			}
 		}
@@ -501,6 +519,7 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
 	}
+	s.changes.wrote(recs)
 	return nil
 }
 
@@ -524,7 +543,7 @@ func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord,
 		if c, _ := n[0].(int64); c == 0 {
 			return fmt.Errorf("deployment %q: %w", id, store.ErrNotFound)
 		}
-		if err := updateDeployments(dc, []store.DeploymentRecord{rec}); err != nil {
+		if err := updateDeployments(dc, []store.DeploymentRecord{rec}, []string{"thresholds"}, ""); err != nil {
 			return err
 		}
 		return appendAudit(dc, []store.AuditEntry{entry})
@@ -535,6 +554,7 @@ func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord,
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("set thresholds of %s: %w", id, err)
 	}
+	s.changes.wrote([]store.DeploymentRecord{rec})
 	return nil
 }
 
@@ -568,10 +588,25 @@ func (s *Store) ListPinChanges(ctx context.Context, deploymentID string, limit i
 
 // ListDeployments implements store.Fleet.
 func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, error) {
+	return s.listDeployments(ctx, nil)
+}
+
+// listDeployments reads the deployments ids names, or all when ids is nil,
+// in id order.
+func (s *Store) listDeployments(ctx context.Context, ids []string) ([]store.DeploymentRecord, error) {
+	from := "deployments"
+	args := make([]any, len(ids))
+	if ids != nil {
+		marks := make([]string, len(ids))
+		for i, id := range ids {
+			marks[i], args[i] = "?", id
+		}
+		from = "(SELECT * FROM deployments WHERE id IN (" + strings.Join(marks, ", ") + "))"
+	}
 	q := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") +
-		" FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
+		" FROM " + from + " d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
 		" LEFT JOIN deployment_tokens p ON p.deployment_id = d.id AND p.previous ORDER BY d.id"
-	rows, err := s.db.QueryContext(ctx, q)
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
@@ -642,6 +677,7 @@ func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
 	if err != nil {
 		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, err)
 	}
+	s.changes.released(r)
 	return nil
 }
 

@@ -104,6 +104,7 @@ func (s *Store) SetDeploymentTokens(ctx context.Context, t store.DeploymentToken
 	if err != nil {
 		return fmt.Errorf("set tokens of deployment %s: %w", t.ID, err)
 	}
+	s.changes.wrote([]store.DeploymentRecord{{Deployment: fleet.Deployment{ID: t.ID}}})
 	return nil
 }
 
@@ -126,6 +127,7 @@ func (s *Store) DeleteDeployment(ctx context.Context, id string, change fleet.De
 	if err != nil {
 		return fmt.Errorf("delete deployment %s: %w", id, err)
 	}
+	s.changes.deleted(id)
 	return nil
 }
 

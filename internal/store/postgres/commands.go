@@ -52,6 +52,9 @@ func (s *Store) CreateInvocations(ctx context.Context, invs []store.Invocation, 
 			if err != nil {
 				return err
 			}
+			if err := notifyQueued(ctx, tx, invs); err != nil {
+				return err
+			}
 		}
 		return insertAudit(ctx, tx, audit)
 	})

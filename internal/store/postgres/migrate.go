@@ -118,3 +118,21 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, migs []migration) error {
 		return nil
 	})
 }
+
+// MigrateFiles applies the migrations fsys holds (migrations/NNNN_<what>.sql,
+// numbered from 1 with no gap) that the database lacks, exactly as Open applies
+// the fleet store's: under the same advisory lock, each once, all pending ones
+// in one transaction. The pool's search_path decides where they and their
+// schema_migrations table go, so another store (the telemetry store) keeps its
+// own versions in a schema of its own.
+func MigrateFiles(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) error {
+	migs, err := readMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	return migrate(ctx, pool, migs)
+}
+
+// MigrateLockKey is the advisory lock key migrations are applied under; a store
+// that prepares its schema before migrating takes it too.
+const MigrateLockKey = migrateLockKey

@@ -5,13 +5,21 @@
 // Concurrency. Each method is one transaction, so two replicas never see half
 // of a write. State that may only move forward (an invocation's state) moves
 // with a conditional UPDATE, so of two replicas racing the same move exactly
-// one succeeds and the other gets store.ErrConflict. Writes that lock many
-// deployments (check-in flushes, pins) lock them in id order first, so two of
-// them wait for each other instead of deadlocking.
+// one succeeds and the other gets store.ErrConflict. Pins and whole-row
+// updates lock their deployments in id order first, so two of them wait for
+// each other instead of deadlocking; a check-in flush does not (see
+// UpdateCheckins) and is tried again if the server aborts it as a deadlock.
 //
-// Bulk writes use COPY (new deployments, events, audit entries) or one UPDATE
-// from arrays (a check-in flush), so a large fleet costs one statement per
-// batch, as with the embedded store.
+// Bulk writes use COPY (new deployments, events, audit entries, a check-in
+// flush into a temporary table applied by one UPDATE … FROM) or one UPDATE
+// from arrays, so a large fleet costs one statement per batch, as with the
+// embedded store.
+//
+// Replicas (changes.go, replicas.go): every write of a deployment records its
+// transaction id, so each replica reads what the others changed
+// (FleetChangesSince); operator writes NOTIFY ChannelFleet and queued
+// commands ChannelCommands, which Listen hears; Lead holds the leader's
+// advisory lock.
 //
 // Migrations are plain SQL files embedded in the binary, applied in order under
 // a transaction-scoped advisory lock, so replicas starting together against an
@@ -47,6 +55,8 @@ type Store struct {
 	// full disk, a read-only server), nil while writes succeed (see Writable).
 	unwritable atomic.Pointer[string]
 	closeOnce  sync.Once
+	// snaps are FleetChangesSince's positions (see changes.go).
+	snaps snapshots
 }
 
 var (
@@ -255,8 +265,10 @@ func (s *Store) CreateDeployments(ctx context.Context, recs []store.DeploymentRe
 				toks = append(toks, []any{r.PrevTokenHash, r.Deployment.ID, true, nullTime(r.PrevTokenUntil)})
 			}
 		}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"deployment_tokens"}, []string{"hash", "deployment_id", "previous", "valid_until"}, pgx.CopyFromRows(toks))
-		return err
+		if _, err = tx.CopyFrom(ctx, pgx.Identifier{"deployment_tokens"}, []string{"hash", "deployment_id", "previous", "valid_until"}, pgx.CopyFromRows(toks)); err != nil {
+			return err
+		}
+		return notifyFleet(ctx, tx)
 	})
 	if isConflict(err) {
 		return fmt.Errorf("create deployments: %w", store.ErrConflict)
@@ -302,7 +314,7 @@ var updateSQL = func() string {
 			fmt.Fprintf(&set, "%s = u.%s", c, c)
 		}
 	}
-	return "UPDATE deployments d SET " + set.String() + " FROM unnest(" + params.String() + ") AS u(" + names.String() + ") WHERE d.id = u.id"
+	return "UPDATE deployments d SET " + set.String() + ", changed_xid = pg_current_xact_id() FROM unnest(" + params.String() + ") AS u(" + names.String() + ") WHERE d.id = u.id"
 }()
 
 // updateDeployments overwrites recs' mutable state inside tx. It locks the
@@ -314,9 +326,7 @@ func updateDeployments(ctx context.Context, tx pgx.Tx, recs []store.DeploymentRe
 	for i := range recs {
 		ids[i] = recs[i].Deployment.ID
 	}
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM deployments WHERE id = ANY($1) ORDER BY id FOR UPDATE`, sorted); err != nil {
+	if err := lockDeployments(ctx, tx, ids); err != nil {
 		return err
 	}
 	// One typed array per column: pgx encodes them as the parameters' arrays.
@@ -363,12 +373,40 @@ func updateDeployments(ctx context.Context, tx pgx.Tx, recs []store.DeploymentRe
 	return err
 }
 
+// lockDeployments locks the rows of ids in id order, so two transactions
+// writing overlapping deployments (two replicas' flushes, a flush and a pin)
+// queue behind each other rather than deadlock.
+func lockDeployments(ctx context.Context, tx pgx.Tx, ids []string) error {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	_, err := tx.Exec(ctx, `SELECT 1 FROM deployments WHERE id = ANY($1) ORDER BY id FOR UPDATE`, sorted)
+	return err
+}
+
 // ListDeployments implements store.Fleet.
 func (s *Store) ListDeployments(ctx context.Context) ([]store.DeploymentRecord, error) {
-	q := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") +
-		" FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
-		" LEFT JOIN deployment_tokens p ON p.deployment_id = d.id AND p.previous ORDER BY d.id"
-	rows, err := s.pool.Query(ctx, q)
+	return listDeployments(ctx, s.pool, "")
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// listDeployments reads the deployments where (an SQL condition on d, with
+// args) holds, or all when it is empty, in id order.
+func listDeployments(ctx context.Context, q querier, where string, args ...any) ([]store.DeploymentRecord, error) {
+	from := " FROM deployments d LEFT JOIN deployment_tokens c ON c.deployment_id = d.id AND NOT c.previous" +
+		" LEFT JOIN deployment_tokens p ON p.deployment_id = d.id AND p.previous"
+	if where != "" {
+		// A few rows of many: their tokens by index, not by joining every
+		// token of the fleet.
+		from = " FROM (SELECT * FROM deployments d WHERE " + where + ") d" +
+			" LEFT JOIN LATERAL (SELECT hash FROM deployment_tokens WHERE deployment_id = d.id AND NOT previous LIMIT 1) c ON true" +
+			" LEFT JOIN LATERAL (SELECT hash, valid_until FROM deployment_tokens WHERE deployment_id = d.id AND previous LIMIT 1) p ON true"
+	}
+	sql := "SELECT d.id, coalesce(c.hash, ''), coalesce(p.hash, ''), p.valid_until, d.created_at, d." + strings.Join(mutableColumns, ", d.") + from
+	rows, err := q.Query(ctx, sql+" ORDER BY d.id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
@@ -423,7 +461,11 @@ func (s *Store) ApplyThresholds(ctx context.Context, rec store.DeploymentRecord,
 		} else if err != nil {
 			return err
 		}
-		if err := updateDeployments(ctx, tx, []store.DeploymentRecord{rec}); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE deployments SET thresholds = $2, changed_xid = pg_current_xact_id() WHERE id = $1`,
+			id, mustJSON(rec.Deployment.Thresholds)); err != nil {
+			return err
+		}
+		if err := notifyFleet(ctx, tx); err != nil {
 			return err
 		}
 		return insertAudit(ctx, tx, []store.AuditEntry{entry})
@@ -443,9 +485,13 @@ func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
 	if cmds == nil {
 		cmds = []command.Spec{}
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO releases (stack, version, created_at, notes, commands) VALUES ($1, $2, $3, $4, $5)`,
-		r.Stack, r.Version, r.CreatedAt.UTC(), r.Notes, mustJSON(cmds))
-	err = s.checkWrite(err)
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO releases (stack, version, created_at, notes, commands) VALUES ($1, $2, $3, $4, $5)`,
+			r.Stack, r.Version, r.CreatedAt.UTC(), r.Notes, mustJSON(cmds)); err != nil {
+			return err
+		}
+		return notifyFleet(ctx, tx)
+	})
 	if isConflict(err) {
 		return fmt.Errorf("create release %s %s: %w", r.Stack, r.Version, store.ErrConflict)
 	}
@@ -457,7 +503,17 @@ func (s *Store) CreateRelease(ctx context.Context, r fleet.Release) error {
 
 // ListReleases implements store.Fleet.
 func (s *Store) ListReleases(ctx context.Context) ([]fleet.Release, error) {
-	rows, err := s.pool.Query(ctx, `SELECT stack, version, created_at, notes, commands FROM releases ORDER BY created_at, stack, version`)
+	return listReleases(ctx, s.pool, "")
+}
+
+// listReleases reads the releases where (an SQL condition, with args) holds,
+// or all when it is empty, oldest first.
+func listReleases(ctx context.Context, q querier, where string, args ...any) ([]fleet.Release, error) {
+	sql := `SELECT stack, version, created_at, notes, commands FROM releases`
+	if where != "" {
+		sql += " WHERE " + where
+	}
+	rows, err := q.Query(ctx, sql+` ORDER BY created_at, stack, version`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}

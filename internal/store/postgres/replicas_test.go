@@ -26,6 +26,13 @@ var t0 = time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 // replicas opens n stores on one fresh schema, closed when the test ends.
 func replicas(t *testing.T, n int) []*postgres.Store {
 	t.Helper()
+	stores, _ := replicasAt(t, n)
+	return stores
+}
+
+// replicasAt is replicas, with the URL they opened.
+func replicasAt(t *testing.T, n int) ([]*postgres.Store, string) {
+	t.Helper()
 	url := newSchemas(t).urlFor(t, t.Name())
 	out := make([]*postgres.Store, n)
 	for i := range out {
@@ -36,7 +43,7 @@ func replicas(t *testing.T, n int) []*postgres.Store {
 		t.Cleanup(func() { s.Close() })
 		out[i] = s
 	}
-	return out
+	return out, url
 }
 
 // race runs fns at once, released together, and waits for all of them.
@@ -280,5 +287,170 @@ func TestReplicasPinningTheSameDeploymentsAgree(t *testing.T) {
 				t.Fatalf("round %d: %s is pinned by %s but its newest pin entry is %s's", round, d.ID, d.Pin.Reason, newest[d.ID])
 			}
 		}
+	}
+}
+
+// terminate ends the server sessions that hold the leader lock or listen on
+// channel, as a replica killed outright (or a network cut) would.
+func terminate(t *testing.T, url, what string) {
+	t.Helper()
+	q := map[string]string{
+		"leader": `SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+		"listen": `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
+	}[what]
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("terminate %s sessions: %d ended, %v", what, n, err)
+	}
+}
+
+// One replica at a time leads; when its session ends, it learns so at once
+// and another replica leads within the retry interval.
+func TestLeadershipMovesWhenTheLeadersSessionEnds(t *testing.T) {
+	stores, url := replicasAt(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	elected := make(chan int, 2)
+	ended := make(chan error, 2)
+	for i, s := range stores {
+		go func() {
+			ended <- s.Lead(ctx, postgres.LeaderSettings{Every: 50 * time.Millisecond}, func() error {
+				elected <- i
+				return nil
+			})
+		}()
+	}
+	first := <-elected
+	select {
+	case other := <-elected:
+		t.Fatalf("replicas %d and %d both lead", first, other)
+	case <-time.After(300 * time.Millisecond): // six tries of the follower
+	}
+	terminate(t, url, "leader")
+	if err := <-ended; err == nil {
+		t.Fatal("the leader whose session ended kept leading")
+	}
+	if next := <-elected; next == first {
+		t.Fatalf("replica %d led again; want the other", next)
+	}
+	cancel()
+	if err := <-ended; err != nil {
+		t.Fatalf("Lead at the end of its context: %v", err)
+	}
+}
+
+// A replica listening hears another's operator writes and queued commands,
+// and listens again after its session ends.
+func TestListenHearsOtherReplicasChanges(t *testing.T) {
+	stores, url := replicasAt(t, 2)
+	listener, writer := stores[0], stores[1]
+	ctx, cancel := context.WithCancel(context.Background())
+	connected := make(chan struct{}, 4)
+	heard := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- listener.Listen(ctx, nil, []string{postgres.ChannelFleet, postgres.ChannelCommands},
+			func() { connected <- struct{}{} }, func(channel, payload string) { heard <- channel + ":" + payload })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Listen at the end of its context: %v", err)
+		}
+	}()
+	<-connected
+	bg := context.Background()
+	d := store.DeploymentRecord{TokenHash: auth.Hash("t"), Deployment: fleet.Deployment{ID: "d1", Stack: "app", CreatedAt: t0}}
+	if err := writer.CreateDeployments(bg, []store.DeploymentRecord{d}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-heard; got != postgres.ChannelFleet+":" {
+		t.Fatalf("heard %q after a deployment was created, want the fleet channel", got)
+	}
+	inv := store.Invocation{ID: "inv-1", Command: "ping", DeploymentID: "d1", State: command.StateQueued, QueuedAt: t0, Deadline: t0.Add(time.Hour)}
+	if err := writer.CreateInvocations(bg, []store.Invocation{inv}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-heard; got != postgres.ChannelCommands+":d1" {
+		t.Fatalf("heard %q after a command was queued for d1", got)
+	}
+	terminate(t, url, "listen")
+	<-connected
+	if err := writer.CreateRelease(bg, fleet.Release{Stack: "app", Version: "1.0", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-heard; got != postgres.ChannelFleet+":" {
+		t.Fatalf("heard %q after a release, listening again", got)
+	}
+}
+
+// A write whose transaction commits after a replica read the changes is in
+// its next read, and a transaction left open elsewhere (a backup) does not
+// make every read return again what the last one did.
+func TestFleetChangesCatchLateCommitsOnly(t *testing.T) {
+	stores, url := replicasAt(t, 1)
+	s := stores[0]
+	ctx := context.Background()
+	if err := s.CreateDeployments(ctx, []store.DeploymentRecord{
+		{TokenHash: auth.Hash("t1"), Deployment: fleet.Deployment{ID: "d1", Stack: "app", CreatedAt: t0}},
+		{TokenHash: auth.Hash("t2"), Deployment: fleet.Deployment{ID: "d2", Stack: "app", CreatedAt: t0}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	open, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close(ctx)
+	// A long transaction that has taken an id, as pg_dump's does.
+	long, err := open.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(ctx)
+	if _, err := long.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	late, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close(ctx)
+	lateTx, err := late.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lateTx.Exec(ctx, `UPDATE deployments SET running_release = '2.0', changed_xid = pg_current_xact_id() WHERE id = 'd1'`); err != nil {
+		t.Fatal(err)
+	}
+	d2 := store.DeploymentRecord{Deployment: fleet.Deployment{ID: "d2", LastCheckin: t0.Add(time.Minute), RunningRelease: "1.0"}}
+	if err := s.UpdateCheckins(ctx, []store.DeploymentRecord{d2}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.FleetChangesSince(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.FleetChangesSince(ctx, first.Next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Deployments) != 0 {
+		t.Fatalf("a read after nothing committed returned %d deployments again", len(second.Deployments))
+	}
+	if err := lateTx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	third, err := s.FleetChangesSince(ctx, second.Next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(third.Deployments) != 1 || third.Deployments[0].Deployment.ID != "d1" || third.Deployments[0].Deployment.RunningRelease != "2.0" {
+		t.Fatalf("after the late commit: %+v; want d1 on 2.0 alone", third.Deployments)
 	}
 }

@@ -44,6 +44,13 @@ func (s *Store) SetDeploymentTokens(ctx context.Context, t store.DeploymentToken
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
+		// Other replicas learn of the new tokens with the deployment's row.
+		if _, err := tx.Exec(ctx, `UPDATE deployments SET changed_xid = pg_current_xact_id() WHERE id = $1`, t.ID); err != nil {
+			return err
+		}
+		if err := notifyFleet(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM deployment_tokens WHERE deployment_id = $1`, t.ID); err != nil {
 			return err
 		}
@@ -83,7 +90,15 @@ func (s *Store) DeleteDeployment(ctx context.Context, id string, change fleet.De
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		return nil
+		// A deletion leaves its id for other replicas to read; a day is far
+		// longer than any replica goes without reading.
+		if _, err := tx.Exec(ctx, `DELETE FROM deployment_deletions WHERE deleted_at < now() - interval '1 day'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO deployment_deletions (id) VALUES ($1)`, id); err != nil {
+			return err
+		}
+		return notifyFleet(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("delete deployment %s: %w", id, err)
@@ -116,9 +131,33 @@ func (s *Store) ListDeploymentChanges(ctx context.Context, deploymentID string, 
 // are locked in id order, so of two replicas pinning overlapping deployments
 // the later one's pins hold for every deployment they share.
 func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := retryDeadlock(func() error { return s.applyPins(ctx, recs, changes) })
+	if err != nil {
+		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
+	}
+	return nil
+}
+
+// applyPins is one try of ApplyPins' transaction.
+func (s *Store) applyPins(ctx context.Context, recs []store.DeploymentRecord, changes []fleet.PinChange) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
 		if len(recs) > 0 {
-			if err := updateDeployments(ctx, tx, recs); err != nil {
+			ids, pins := make([]string, len(recs)), make([]*string, len(recs))
+			for i := range recs {
+				ids[i] = recs[i].Deployment.ID
+				if p := recs[i].Deployment.Pin; p != nil {
+					v := string(mustJSON(p))
+					pins[i] = &v
+				}
+			}
+			if err := lockDeployments(ctx, tx, ids); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE deployments d SET pin = u.pin::jsonb, changed_xid = pg_current_xact_id()
+				FROM unnest($1::text[], $2::text[]) AS u(id, pin) WHERE d.id = u.id`, ids, pins); err != nil {
+				return err
+			}
+			if err := notifyFleet(ctx, tx); err != nil {
 				return err
 			}
 		}
@@ -135,10 +174,6 @@ func (s *Store) ApplyPins(ctx context.Context, recs []store.DeploymentRecord, ch
 		}
 		return copyAudit(ctx, tx, store.PinAudits(recs, changes))
 	})
-	if err != nil {
-		return fmt.Errorf("apply pins to %d deployments: %w", len(recs), err)
-	}
-	return nil
 }
 
 // ListPinChanges implements store.Fleet.

@@ -1,0 +1,67 @@
+package pgtel
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// UsedBytes returns how many bytes the telemetry tables use on disk, their
+// indexes included.
+func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
+	var used int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint FROM (
+		SELECT relid FROM pg_partition_tree('log_rows') UNION ALL SELECT relid FROM pg_partition_tree('span_rows')
+		UNION ALL SELECT relid FROM pg_partition_tree('metric_point_rows') UNION ALL SELECT relid FROM pg_partition_tree('red_minute')
+		UNION ALL SELECT relid FROM pg_partition_tree('red_hist')) t`).Scan(&used)
+	if err != nil {
+		return 0, fmt.Errorf("measure the telemetry tables: %w", err)
+	}
+	return used, nil
+}
+
+// Retain enforces retention once: partitions wholly older than MaxAge are
+// dropped and older rows deleted from the partition MaxAge cuts (and from the
+// default partitions); then, while the tables use more than MaxBytes, the
+// oldest partitions are dropped, never the current one. Replicas may run it at
+// once: each step holds the ingest lock and is idempotent.
+func (s *Store) Retain(ctx context.Context) error {
+	now := s.set.Clock.Now().UTC()
+	cutoff := now.Add(-s.set.MaxAge)
+	starts, err := s.w.partitions(ctx)
+	if err != nil {
+		return err
+	}
+	var kept []time.Time
+	for _, st := range starts {
+		if !st.Add(s.set.PartitionWidth).After(cutoff) {
+			if err := s.w.dropPartition(ctx, st); err != nil {
+				return err
+			}
+			s.m.dropped.WithLabelValues("age").Inc()
+			continue
+		}
+		kept = append(kept, st)
+	}
+	for _, pt := range partTables {
+		if _, err := s.pool.Exec(ctx, "DELETE FROM "+pt.table+" WHERE "+pt.col+" < $1", cutoff); err != nil {
+			return fmt.Errorf("retention on %s: %w", pt.table, err)
+		}
+	}
+	current := now.Truncate(s.set.PartitionWidth)
+	for {
+		used, err := s.UsedBytes(ctx)
+		if err != nil {
+			return err
+		}
+		s.m.UsedBytes.Set(float64(used))
+		if used <= s.set.MaxBytes || len(kept) == 0 || !kept[0].Before(current) {
+			return nil
+		}
+		if err := s.w.dropPartition(ctx, kept[0]); err != nil {
+			return err
+		}
+		s.m.dropped.WithLabelValues("size").Inc()
+		kept = kept[1:]
+	}
+}

@@ -1,0 +1,470 @@
+package pgtel
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/periscope-dev/periscope/internal/manager/telstore"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+)
+
+// ingestLockKey is the advisory lock every replica's write transaction takes
+// before numbering its rows ("pgtel-in" in ASCII).
+const ingestLockKey int64 = 0x7067_74656c_2d696e
+
+// pending is one batch waiting for its group commit.
+type pending struct {
+	b    consumer.Batch
+	d    *telstore.Decoded
+	rows int
+	done chan error
+}
+
+// Consume implements consumer.Sink: the batch is stored, with its rollups, when
+// it returns nil; an error means nothing of it was stored. A batch whose
+// stream mark says it was stored already (by this replica or another) returns
+// nil, or consumer.AlreadyDelivered when only its first part was. The sender
+// should retry any other error unless it is of consumer.KindUnstorable: the
+// batch fails identically however often it comes.
+func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
+	d, err := telstore.Decode(b)
+	if err != nil {
+		s.m.Unstorable.Inc()
+		return fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the batch cannot be converted to rows"), err)
+	}
+	nl, ns, np := d.Counts()
+	if nl+ns+np == 0 && b.Stream == "" {
+		return nil
+	}
+	p := &pending{b: b, d: d, rows: nl + ns + np, done: make(chan error, 1)}
+	if err := s.gate.Send(ctx, p); err != nil {
+		return err
+	}
+	// Once queued the batch is committed or refused within one commit; giving up
+	// here would tell the sender to resend a batch that may be stored anyway
+	// (which its mark would catch, but only for batches with a stream).
+	return <-p.done
+}
+
+// writer stores groups of batches.
+type writer struct {
+	s *Store
+
+	// resMu guards res, the stored resources' ids by key.
+	resMu sync.Mutex
+	res   map[string]int64
+
+	// partMu guards parts, the partition start times known to exist.
+	partMu sync.Mutex
+	parts  map[int64]bool
+}
+
+func newWriter(s *Store) *writer {
+	return &writer{s: s, res: map[string]int64{}, parts: map[int64]bool{}}
+}
+
+// commit stores a group and answers each batch. When a batch makes the group
+// fail for good, the batches are committed one by one, so only the ones at
+// fault are refused.
+func (w *writer) commit(ps []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.set.CommitTimeout)
+	defer cancel()
+	results, err := w.commitGroup(ctx, ps)
+	if err != nil && len(ps) > 1 && consumer.KindOf(err) == consumer.KindUnstorable {
+		w.s.log.Warn("a batch in a group commit cannot be stored; committing the group's batches one by one",
+			"batches", len(ps), "error", err)
+		for _, p := range ps {
+			w.commit([]*pending{p})
+		}
+		return
+	}
+	if consumer.KindOf(err) == consumer.KindUnstorable {
+		w.s.m.Unstorable.Inc()
+	}
+	for i, p := range ps {
+		if err != nil {
+			p.done <- err
+		} else {
+			p.done <- results[i]
+		}
+	}
+	if err == nil {
+		w.s.gate.NotifyCommit()
+	}
+}
+
+// commitGroup stores a group of batches in one transaction and returns each
+// batch's answer: nil, or consumer.AlreadyDelivered for one its stream mark
+// covers in part.
+func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error) {
+	start := time.Now()
+	err := w.resolve(ctx, ps)
+	if err == nil {
+		w.ensurePartitions(ctx, ps)
+	}
+	var results []error
+	var n [3]int
+	if err == nil {
+		err = pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+			var err error
+			results, n, err = w.store(ctx, tx, ps)
+			return err
+		})
+	}
+	if err != nil {
+		w.s.m.Failures.Inc()
+		if unstorable(err) {
+			err = fmt.Errorf("telemetry store: %w: %w", consumer.Unstorable("the store refuses this batch for good"), err)
+			if len(ps) == 1 {
+				w.s.log.Error("could not store a batch, and never will; refusing it for good", "error", err)
+			}
+		} else {
+			w.s.log.Error("could not store telemetry; the senders will retry", "batches", len(ps), "error", err)
+			err = fmt.Errorf("telemetry store: %w", err)
+		}
+		return nil, err
+	}
+	for i, t := range []string{"logs", "spans", "metric_points"} {
+		w.s.m.Rows.WithLabelValues(t).Add(float64(n[i]))
+	}
+	w.s.m.Commits.Inc()
+	w.s.m.CommitSec.Observe(time.Since(start).Seconds())
+	return results, nil
+}
+
+// store writes the group inside tx: it takes the ingest lock, reads and locks
+// the streams' marks, and stores the batches they do not cover.
+func (w *writer) store(ctx context.Context, tx pgx.Tx, ps []*pending) ([]error, [3]int, error) {
+	var n [3]int
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
+		return nil, n, err
+	}
+	marks, err := lockMarks(ctx, tx, ps)
+	if err != nil {
+		return nil, n, err
+	}
+	results := make([]error, len(ps))
+	keep := make([]*pending, 0, len(ps))
+	advanced := map[string]int64{}
+	for i, p := range ps {
+		if p.b.Stream == "" {
+			keep = append(keep, p)
+			continue
+		}
+		mark, first, last := marks[p.b.Stream], clampSeq(p.b.First), clampSeq(p.b.Last)
+		switch {
+		case last <= mark:
+			w.s.m.duplicates.Inc()
+		case first <= mark:
+			w.s.m.duplicates.Inc()
+			results[i] = consumer.AlreadyDelivered(fmt.Sprintf("the telemetry store holds this queue up to %d already", mark), uint64(mark))
+		default:
+			keep = append(keep, p)
+			marks[p.b.Stream], advanced[p.b.Stream] = last, last
+		}
+	}
+	if n, err = copyRows(ctx, tx, keep); err != nil {
+		return nil, n, err
+	}
+	r := telstore.NewRollup()
+	for _, p := range keep {
+		r.Add(p.d)
+	}
+	if err := upsertRollups(ctx, tx, r.Rows()); err != nil {
+		return nil, n, err
+	}
+	if len(advanced) > 0 {
+		streams, seqs := make([]string, 0, len(advanced)), make([]int64, 0, len(advanced))
+		for st, v := range advanced {
+			streams, seqs = append(streams, st), append(seqs, v)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE stream_marks m SET last_seq = v.last_seq
+			FROM unnest($1::text[], $2::bigint[]) AS v(stream, last_seq) WHERE m.stream = v.stream`, streams, seqs); err != nil {
+			return nil, n, fmt.Errorf("advance stream marks: %w", err)
+		}
+	}
+	return results, n, nil
+}
+
+// clampSeq is a queue sequence number as the bigint column holds it.
+func clampSeq(v uint64) int64 { return int64(min(v, math.MaxInt64)) }
+
+// lockMarks reads and locks the marks of the group's streams, creating the
+// missing ones at 0.
+func lockMarks(ctx context.Context, tx pgx.Tx, ps []*pending) (map[string]int64, error) {
+	var streams []string
+	for _, p := range ps {
+		if p.b.Stream != "" {
+			streams = append(streams, p.b.Stream)
+		}
+	}
+	marks := map[string]int64{}
+	if len(streams) == 0 {
+		return marks, nil
+	}
+	slices.Sort(streams)
+	streams = slices.Compact(streams)
+	if _, err := tx.Exec(ctx, `INSERT INTO stream_marks (stream, last_seq) SELECT unnest($1::text[]), 0 ON CONFLICT DO NOTHING`, streams); err != nil {
+		return nil, fmt.Errorf("create stream marks: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT stream, last_seq FROM stream_marks WHERE stream = ANY($1) ORDER BY stream FOR UPDATE`, streams)
+	if err != nil {
+		return nil, fmt.Errorf("lock stream marks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st string
+		var v int64
+		if err := rows.Scan(&st, &v); err != nil {
+			return nil, err
+		}
+		marks[st] = v
+	}
+	return marks, rows.Err()
+}
+
+// copySource feeds COPY one table's rows of several batches.
+type copySource struct {
+	ps     []*pending
+	count  func(*telstore.Decoded) int
+	values func(d *telstore.Decoded, dst []any, i int) []any
+	// fix adjusts a row's values to the column types (see fixValues).
+	fix func([]any)
+	// json are the indexes of the JSON columns.
+	json   []int
+	p, i   int
+	row    []any
+	copied int
+}
+
+func (c *copySource) Next() bool {
+	for c.p < len(c.ps) {
+		if c.i < c.count(c.ps[c.p].d) {
+			c.row = c.values(c.ps[c.p].d, c.row[:0], c.i)
+			fixValues(c.row, c.json)
+			if c.fix != nil {
+				c.fix(c.row)
+			}
+			c.i++
+			c.copied++
+			return true
+		}
+		c.p, c.i = c.p+1, 0
+	}
+	return false
+}
+
+func (c *copySource) Values() ([]any, error) { return c.row, nil }
+func (c *copySource) Err() error             { return nil }
+
+// fixValues makes values PostgreSQL takes: text cannot hold a NUL byte (which
+// DuckDB and OTLP allow), so each becomes U+FFFD, as invalid UTF-8 does; nor
+// can jsonb, which queries cast the JSON columns (at indexes json) to, hold an
+// escaped one.
+func fixValues(row []any, json []int) {
+	for i, v := range row {
+		if s, ok := v.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			row[i] = strings.ReplaceAll(s, "\x00", "\uFFFD")
+		}
+	}
+	for _, i := range json {
+		if s, ok := row[i].(string); ok && strings.Contains(s, `\u0000`) {
+			row[i] = strings.ReplaceAll(s, `\u0000`, `\ufffd`)
+		}
+	}
+}
+
+// jsonColumns are the indexes of cols' JSON columns.
+func jsonColumns(cols []string) []int {
+	var out []int
+	for i, c := range cols {
+		if c == "attrs" || c == "events" || c == "resource" {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// countIndex is where PointValues puts count.
+var countIndex = slices.Index(telstore.PointColumns, "count")
+
+// copyRows copies the batches' logs, spans and metric points.
+func copyRows(ctx context.Context, tx pgx.Tx, ps []*pending) ([3]int, error) {
+	var n [3]int
+	tables := []struct {
+		name   string
+		cols   []string
+		count  func(*telstore.Decoded) int
+		values func(d *telstore.Decoded, dst []any, i int) []any
+		fix    func([]any)
+	}{
+		{"log_rows", telstore.LogColumns, func(d *telstore.Decoded) int { l, _, _ := d.Counts(); return l }, (*telstore.Decoded).LogValues, nil},
+		{"span_rows", telstore.SpanColumns, func(d *telstore.Decoded) int { _, s, _ := d.Counts(); return s }, (*telstore.Decoded).SpanValues, nil},
+		{"metric_point_rows", telstore.PointColumns, func(d *telstore.Decoded) int { _, _, p := d.Counts(); return p }, (*telstore.Decoded).PointValues,
+			func(row []any) {
+				// A count past bigint (only a hostile sender's) is kept at its maximum.
+				if c, ok := row[countIndex].(uint64); ok {
+					row[countIndex] = int64(min(c, math.MaxInt64))
+				}
+			}},
+	}
+	for i, t := range tables {
+		total := 0
+		for _, p := range ps {
+			total += t.count(p.d)
+		}
+		if total == 0 {
+			continue
+		}
+		src := &copySource{ps: ps, count: t.count, values: t.values, fix: t.fix, json: jsonColumns(t.cols), row: make([]any, 0, len(t.cols))}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, src); err != nil {
+			return n, fmt.Errorf("copy %s: %w", t.name, err)
+		}
+		n[i] = src.copied
+	}
+	return n, nil
+}
+
+// upsertRollups adds the group's RED figures to the per-minute rows.
+func upsertRollups(ctx context.Context, tx pgx.Tx, rows []telstore.RollupRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	nc := len(telstore.RollupColumns)
+	minutes := make([]time.Time, 0, len(rows))
+	ctxs := make([][]string, nc)
+	var req, errs []int64
+	var dur []float64
+	var hMin []time.Time
+	hCtx := make([][]string, nc)
+	var hBucket []int16
+	var hN []int64
+	for _, r := range rows {
+		minutes, req, errs, dur = append(minutes, r.Minute), append(req, r.Requests), append(errs, r.Errors), append(dur, r.DurationNS)
+		for c := range nc {
+			ctxs[c] = append(ctxs[c], r.Context[c])
+		}
+		for j, b := range r.Buckets {
+			hMin, hBucket, hN = append(hMin, r.Minute), append(hBucket, int16(b)), append(hN, r.Counts[j])
+			for c := range nc {
+				hCtx[c] = append(hCtx[c], r.Context[c])
+			}
+		}
+	}
+	cols := strings.Join(telstore.RollupColumns, ", ")
+	unnest := func(extra string) string {
+		var b strings.Builder
+		b.WriteString("unnest($1::timestamptz[]")
+		for c := range nc {
+			fmt.Fprintf(&b, ", $%d::text[]", c+2)
+		}
+		return b.String() + extra + ")"
+	}
+	args := []any{minutes}
+	for _, c := range ctxs {
+		args = append(args, c)
+	}
+	args = append(args, req, errs, dur)
+	q := fmt.Sprintf(`INSERT INTO red_minute (minute, %s, requests, errors, duration_ns) SELECT * FROM %s
+		ON CONFLICT (minute, %s) DO UPDATE SET requests = red_minute.requests + excluded.requests,
+		errors = red_minute.errors + excluded.errors, duration_ns = red_minute.duration_ns + excluded.duration_ns`,
+		cols, unnest(fmt.Sprintf(", $%d::bigint[], $%d::bigint[], $%d::double precision[]", nc+2, nc+3, nc+4)), cols)
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("write RED rollups: %w", err)
+	}
+	args = []any{hMin}
+	for _, c := range hCtx {
+		args = append(args, c)
+	}
+	args = append(args, hBucket, hN)
+	q = fmt.Sprintf(`INSERT INTO red_hist (minute, %s, bucket, n) SELECT * FROM %s
+		ON CONFLICT (minute, %s, bucket) DO UPDATE SET n = red_hist.n + excluded.n`,
+		cols, unnest(fmt.Sprintf(", $%d::smallint[], $%d::bigint[]", nc+2, nc+3)), cols)
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("write latency rollups: %w", err)
+	}
+	return nil
+}
+
+// resolve gives every resource of the group its id, storing the ones no
+// replica stored before in a transaction that commits before the group's rows
+// do. New resources are rare (a new deployment, release or replica); most
+// groups only look ids up in memory.
+func (w *writer) resolve(ctx context.Context, ps []*pending) error {
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	type fresh struct {
+		p   *pending
+		i   int
+		key string
+	}
+	var news []fresh
+	for _, p := range ps {
+		for i := range p.d.Resources() {
+			k := p.d.ResourceKey(i)
+			if id, ok := w.res[k]; ok {
+				p.d.SetResourceID(i, id)
+				continue
+			}
+			news = append(news, fresh{p, i, k})
+		}
+	}
+	if len(news) == 0 {
+		return nil
+	}
+	cols := strings.Join(telstore.ResourceColumns, ", ")
+	ph := make([]string, len(telstore.ResourceColumns))
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", i+2)
+	}
+	// Taking no lock: two replicas inserting the same key meet on its unique
+	// index, and the second gets the first's id.
+	q := `INSERT INTO resources (key, ` + cols + `) VALUES ($1, ` + strings.Join(ph, ", ") + `)
+		ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id`
+	got := map[string]int64{}
+	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+		for _, f := range news {
+			id, ok := got[f.key]
+			if !ok {
+				sum := sha256.Sum256([]byte(f.key))
+				vals := f.p.d.ResourceValues([]any{sum[:]}, f.i)
+				fixValues(vals, jsonColumns(append([]string{"key"}, telstore.ResourceColumns...)))
+				if err := tx.QueryRow(ctx, q, vals...).Scan(&id); err != nil {
+					return fmt.Errorf("store resources: %w", err)
+				}
+				got[f.key] = id
+			}
+			f.p.d.SetResourceID(f.i, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Known once committed; a failed transaction leaves them unknown.
+	for k, id := range got {
+		w.res[k] = id
+	}
+	return nil
+}
+
+// unstorable tells an error that recurs whenever the same rows are stored (a
+// value or constraint the server refuses) from one that may clear (a lost
+// connection, a full disk, a read-only server), which the sender retries.
+func unstorable(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	return strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23") || pe.Code == "54000"
+}
