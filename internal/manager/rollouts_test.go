@@ -13,6 +13,8 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/registry"
 	"github.com/periscope-dev/periscope/internal/rolloutplan"
+	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // TestUpdateWindowHoldsTheOfferUntilItOpens drives a manager on a fake clock
@@ -53,14 +55,7 @@ func TestUpdateWindowHoldsTheOfferUntilItOpens(t *testing.T) {
 		{ID: "hooli-prod", Customer: "hooli", Stack: "shop"}}); err != nil {
 		t.Fatal(err)
 	}
-	yes := true
-	checkin := func(id string) {
-		t.Helper()
-		if _, err := reg.Checkin(id, registry.Report{Mode: fleet.ModePull, Description: &registry.Description{Release: "1.0"}, AcceptsReleases: &yes,
-			Health: &fleet.Health{Reported: true, Healthy: true}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	checkin := func(id string) { t.Helper(); agentCheckin(t, reg, id, "1.0") }
 	view := func(id string) apitypes.Deployment {
 		t.Helper()
 		var d apitypes.Deployment
@@ -142,9 +137,7 @@ func TestARestartKeepsTheWavesWhereTheyWere(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
 	cfg := testConfig(t)
 	cfg.Rollouts.CheckEvery = config.Duration(time.Hour)
-	cfg.Rollouts.Plans = []rolloutplan.Plan{{Stack: "shop", Waves: []rolloutplan.Wave{
-		{Name: "canary", Select: rolloutplan.Selection{Labels: map[string]string{"ring": "canary"}}, Bake: rolloutplan.Duration(time.Hour)},
-		{Name: "rest", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Hour)}}}}
+	cfg.Rollouts.Plans = []rolloutplan.Plan{canaryThenRest()}
 	start := func() *Manager {
 		t.Helper()
 		m, err := New(cfg, Settings{Clock: clk})
@@ -156,25 +149,10 @@ func TestARestartKeepsTheWavesWhereTheyWere(t *testing.T) {
 		}
 		return m
 	}
-	yes := true
-	checkin := func(m *Manager, id, release string) {
-		t.Helper()
-		if _, err := m.Registry().Checkin(id, registry.Report{Mode: fleet.ModePull, Description: &registry.Description{Release: release}, AcceptsReleases: &yes,
-			Health: &fleet.Health{Reported: true, Healthy: true}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	checkin := func(m *Manager, id, release string) { t.Helper(); agentCheckin(t, m.Registry(), id, release) }
 	m := start()
 	reg := m.Registry()
-	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "1.0"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "canary", Customer: "a", Stack: "shop", Labels: map[string]string{"ring": "canary"}},
-		{ID: "main", Customer: "b", Stack: "shop"}}); err != nil {
-		t.Fatal(err)
-	}
-	checkin(m, "canary", "1.0")
-	checkin(m, "main", "1.0")
+	seedCanaryAndMain(t, reg)
 	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "2.0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +188,111 @@ func TestARestartKeepsTheWavesWhereTheyWere(t *testing.T) {
 	if o, send := m.Registry().Offer("main"); !send || o.Release != "2.0" {
 		t.Fatalf("main offered %q (send %v) once the canary bake ended; want 2.0", o.Release, send)
 	}
+}
+
+// within polls cond every 20 ms for up to 10 s: replicas read each other's
+// writes on their own schedule.
+func within(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReplicasFollowTheLeadersRollout runs two managers on one PostgreSQL
+// fleet store: a release published on the follower starts a rollout the
+// leader steps, and the wave the leader opens reaches the follower's offers.
+func TestReplicasFollowTheLeadersRollout(t *testing.T) {
+	url := testenv.PostgresDatabase(t)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	start := func() *Manager {
+		t.Helper()
+		cfg := testConfig(t)
+		cfg.Storage = url
+		cfg.Rollouts.CheckEvery = config.Duration(time.Hour)
+		cfg.Rollouts.Plans = []rolloutplan.Plan{canaryThenRest()}
+		m, err := New(cfg, Settings{Clock: clk, LeaderEvery: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Shutdown(ctx) })
+		return m
+	}
+	leader := start()
+	within(t, "the first manager leads", leader.leading.Load)
+	follower := start()
+	if follower.leading.Load() {
+		t.Fatal("both managers lead")
+	}
+	reg := follower.Registry()
+	seedCanaryAndMain(t, reg)
+	checkin := func(id, release string) { t.Helper(); agentCheckin(t, reg, id, release) }
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := reg.Offer("main"); o.Release != "1.0" {
+		t.Fatalf("the follower offers main %s while the canaries go first", o.Release)
+	}
+	checkin("canary", "2.0")
+	if err := reg.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "the leader sees the canary on 2.0 and the rollout", func() bool {
+		v, err := leader.Registry().Get("canary")
+		rs, _ := leader.Rollouts().List(ctx, store.RolloutFilter{Unfinished: true})
+		return err == nil && v.Deployment.RunningRelease == "2.0" && len(rs) == 1
+	})
+	if err := leader.Rollouts().Step(ctx); err != nil { // the canary wave starts baking
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	if err := leader.Rollouts().Step(ctx); err != nil { // and passes: rest opens
+		t.Fatal(err)
+	}
+	within(t, "the follower offers main 2.0", func() bool {
+		o, send := reg.Offer("main")
+		return o.Release == "2.0" && send
+	})
+}
+
+// agentCheckin is a healthy polling agent on release that applies releases.
+func agentCheckin(t *testing.T, reg *registry.Registry, id, release string) {
+	t.Helper()
+	yes := true
+	if _, err := reg.Checkin(id, registry.Report{Mode: fleet.ModePull, Description: &registry.Description{Release: release}, AcceptsReleases: &yes,
+		Health: &fleet.Health{Reported: true, Healthy: true}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// canaryThenRest is a plan of shop: the canary-labelled deployments, then
+// the rest, each baking an hour.
+func canaryThenRest() rolloutplan.Plan {
+	return rolloutplan.Plan{Stack: "shop", Waves: []rolloutplan.Wave{
+		{Name: "canary", Select: rolloutplan.Selection{Labels: map[string]string{"ring": "canary"}}, Bake: rolloutplan.Duration(time.Hour)},
+		{Name: "rest", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Hour)}}}
+}
+
+// seedCanaryAndMain publishes shop 1.0 and creates a canary and a main
+// deployment, both checked in on it.
+func seedCanaryAndMain(t *testing.T, reg *registry.Registry) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "canary", Customer: "a", Stack: "shop", Labels: map[string]string{"ring": "canary"}},
+		{ID: "main", Customer: "b", Stack: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	agentCheckin(t, reg, "canary", "1.0")
+	agentCheckin(t, reg, "main", "1.0")
 }
