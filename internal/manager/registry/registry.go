@@ -676,6 +676,11 @@ func (r *Registry) CreateDeployments(ctx context.Context, nds []NewDeployment) (
 			Stack: nd.Stack, Labels: cloneMap(nd.Labels), CreatedAt: now,
 		}}
 	}
+	// flushMu from the store write to the memory insert: a Sync in between
+	// would read the new rows and add entries of its own, which the insert
+	// below would then shadow, leaving a never-checked-in twin in the list.
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.RLock()
 	for _, rec := range recs {
 		if _, ok := r.deps[rec.Deployment.ID]; ok {
@@ -940,7 +945,11 @@ func (r *Registry) CreateRelease(ctx context.Context, rel fleet.Release) (fleet.
 		}
 		e.mu.Unlock()
 	}
-	r.addReleaseLocked(rel)
+	// A Sync may have read the release from the store already (and told the
+	// agents); it is added once.
+	if !r.stacks[rel.Stack].Has(rel.Version) {
+		r.addReleaseLocked(rel)
+	}
 	r.evaluateAllLocked()
 	var changed []string
 	if latest := r.stacks[rel.Stack].Latest; latest == rel.Version {
