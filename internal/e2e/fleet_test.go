@@ -107,7 +107,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 }
 
 // counter sums the series of the counter name whose labels include labels (say
-// `reason="bad_token"`) on the Prometheus text page at url.
+// `reason="bad_token"`, or "" for all) on the Prometheus text page at url.
 func counter(t *testing.T, url, name, labels string) float64 {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -118,7 +118,7 @@ func counter(t *testing.T, url, name, labels string) float64 {
 	sum := 0.0
 	for s := bufio.NewScanner(resp.Body); s.Scan(); {
 		series, value, ok := strings.Cut(s.Text(), " ")
-		if !ok || !strings.HasPrefix(series, name+"{") || !strings.Contains(series, labels) {
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, labels) {
 			continue
 		}
 		v, err := strconv.ParseFloat(value, 64)

@@ -121,9 +121,13 @@ func (r *replica) kill() {
 type balancer struct {
 	ln       net.Listener
 	upstream atomic.Pointer[string]
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
+	// holding swallows the upstream's answers while set, so a test can have a
+	// replica die between doing a request's work and its answer reaching the
+	// client, the window a SIGKILL otherwise hits only by chance.
+	holding atomic.Bool
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 }
 
 func newBalancer(t *testing.T, upstream string) *balancer {
@@ -146,11 +150,16 @@ func newBalancer(t *testing.T, upstream string) *balancer {
 
 func (b *balancer) url() string { return "http://" + b.ln.Addr().String() }
 
-// point sends new connections to upstream and drops the ones in flight.
+// point sends new connections to upstream and drops the ones in flight,
+// answers held back included, and forwards answers again.
 func (b *balancer) point(upstream string) {
 	b.upstream.Store(&upstream)
 	b.dropAll()
+	b.holding.Store(false)
 }
+
+// hold stops forwarding answers to clients (they are discarded) until point.
+func (b *balancer) hold() { b.holding.Store(true) }
 
 func (b *balancer) dropAll() {
 	b.mu.Lock()
@@ -186,16 +195,33 @@ func (b *balancer) serve() {
 		b.track(in, true)
 		b.track(out, true)
 		b.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
+		pipe := func(dst, src net.Conn, answers bool) {
 			defer b.wg.Done()
-			_, _ = io.Copy(dst, src)
+			w := io.Writer(dst)
+			if answers {
+				w = heldWriter{dst, &b.holding}
+			}
+			_, _ = io.Copy(w, src)
 			dst.Close()
 			src.Close()
 			b.track(src, false)
 		}
-		go pipe(out, in)
-		go pipe(in, out)
+		go pipe(out, in, false)
+		go pipe(in, out, true)
 	}
+}
+
+// heldWriter discards what it is given while holding is set.
+type heldWriter struct {
+	w       io.Writer
+	holding *atomic.Bool
+}
+
+func (h heldWriter) Write(p []byte) (int, error) {
+	if h.holding.Load() {
+		return len(p), nil
+	}
+	return h.w.Write(p)
 }
 
 // replicaAgent runs an in-process agent through url that applies every offer
@@ -203,6 +229,25 @@ func (b *balancer) serve() {
 func replicaAgent(t *testing.T, url, token, transport string) *opamp.Agent {
 	t.Helper()
 	return startAgent(t, url, token, transport, "1.1", config.Agent{Update: config.AgentUpdate{Command: "true"}}, nil)
+}
+
+// startReplicaPair starts replica A on a fresh PostgreSQL database, waits
+// until it leads, and starts replica B beside it as a follower.
+func startReplicaPair(t *testing.T) (a, b *replica) {
+	t.Helper()
+	storage := testenv.PostgresDatabase(t)
+	a = startReplica(t, "A", storage)
+	eventually(t, 10*time.Second, "replica A leads", func() error {
+		if role, err := a.role(); err != nil || role != "leader" {
+			return fmt.Errorf("role %q, %v", role, err)
+		}
+		return nil
+	})
+	b = startReplica(t, "B", storage)
+	if role, err := b.role(); err != nil || role != "follower" {
+		t.Fatalf("replica B started beside a leader: role %q, %v; want follower", role, err)
+	}
+	return a, b
 }
 
 // TestReplicasShareOneFleet runs two manager processes on one PostgreSQL
@@ -214,19 +259,8 @@ func replicaAgent(t *testing.T, url, token, transport string) *opamp.Agent {
 // agents move to B, B takes over the leader's work (it notices an agent going
 // silent), and no deployment was ever stale on the way.
 func TestReplicasShareOneFleet(t *testing.T) {
-	storage := testenv.PostgresDatabase(t)
 	ctx := context.Background()
-	a := startReplica(t, "A", storage)
-	eventually(t, 10*time.Second, "replica A leads", func() error {
-		if role, err := a.role(); err != nil || role != "leader" {
-			return fmt.Errorf("role %q, %v", role, err)
-		}
-		return nil
-	})
-	b := startReplica(t, "B", storage)
-	if role, err := b.role(); err != nil || role != "follower" {
-		t.Fatalf("replica B started beside a leader: role %q, %v; want follower", role, err)
-	}
+	a, b := startReplicaPair(t)
 
 	// The vendor's service a remote command asks.
 	var pings atomic.Int64

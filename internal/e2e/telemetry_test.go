@@ -320,8 +320,14 @@ func checkContext(t *testing.T, what string, res map[string]string) {
 
 func createAcme(t *testing.T, m *manager.Manager) string {
 	t.Helper()
+	return createAcmeOn(t, apiclient.New(m.URL(), adminToken))
+}
+
+// createAcmeOn creates release lighthouse 1.8.0 and deployment acme-prod
+// through api and returns the deployment's token.
+func createAcmeOn(t *testing.T, api *apiclient.Client) string {
+	t.Helper()
 	ctx := context.Background()
-	api := apiclient.New(m.URL(), adminToken)
 	if _, err := api.CreateRelease(ctx, apitypes.NewRelease{Stack: "lighthouse", Version: "1.8.0"}); err != nil {
 		t.Fatal(err)
 	}
