@@ -31,6 +31,11 @@ func TestDemoRuntimeInBrowser(t *testing.T) {
 		if requestsBy(rt, "2xx") == 0 || len(rt.Storage.Filesystems) == 0 {
 			return fmt.Errorf("ingress %+v, filesystems %+v", rt.Ingress, rt.Storage.Filesystems)
 		}
+		for _, name := range []string{"mailer/0", "mailer/1"} {
+			if m, ok := component(rt, name); !ok || m.Status != "running" {
+				return fmt.Errorf("%s: %+v", name, m)
+			}
+		}
 		return nil
 	})
 
