@@ -239,6 +239,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.rec.record(p.routes.route(r.URL.Path), methodIndex(r.Method), code, p.clock.Now().Sub(t0))
 	}()
+	// Full duplex: without it net/http, when the upstream's response headers
+	// are written before the transport has read the end of the request body,
+	// reads the rest of that body itself, racing the transport, which then
+	// sees its request fail and closes the upstream connection in the middle
+	// of the response body. A proxy streams both ways at once. (HTTP/2
+	// connections are full duplex already and answer an error here.)
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	p.rp.ServeHTTP(&sw, r)
 }
 
