@@ -50,7 +50,20 @@ func (e *Engine) Step(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		if err := e.stepOne(ctx, r); err != nil {
+		err := e.stepOne(ctx, r)
+		if errors.Is(err, store.ErrConflict) {
+			// Another replica (or an operator's action there) moved the rollout
+			// since it was read; write reloaded it, so step it once more from
+			// what the store holds rather than fail this round.
+			e.mu.RLock()
+			r, ok = e.live[id]
+			e.mu.RUnlock()
+			if !ok {
+				continue
+			}
+			err = e.stepOne(ctx, r)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("rollout %s: %w", id, err))
 		}
 	}
