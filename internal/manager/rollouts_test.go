@@ -250,6 +250,12 @@ func TestReplicasFollowTheLeadersRollout(t *testing.T) {
 		rs, _ := leader.Rollouts().List(ctx, store.RolloutFilter{Unfinished: true})
 		return err == nil && v.Deployment.RunningRelease == "2.0" && len(rs) == 1
 	})
+	// The wait above read the store; the leader's engine reads it on its own
+	// ticker. Stepping before it has would start nothing, and the bake would
+	// start an hour late: load it now.
+	if _, err := leader.Rollouts().Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := leader.Rollouts().Step(ctx); err != nil { // the canary wave starts baking
 		t.Fatal(err)
 	}
