@@ -63,7 +63,7 @@ func (m *Manager) startReplica(ctx context.Context, reg prometheus.Registerer) e
 		// Whatever was notified while not listening is read afresh.
 		connected := func() {
 			m.reg.Wake()
-			m.cmds.ForgetIdle()
+			m.cmds.ForgetIdle(m.groupCtx)
 		}
 		return pg.Listen(m.groupCtx, log, []string{postgres.ChannelFleet, postgres.ChannelCommands}, connected, func(channel, payload string) {
 			switch channel {

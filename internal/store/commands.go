@@ -76,6 +76,10 @@ type Commands interface {
 	// PendingInvocations returns the queued and delivered invocations of one
 	// deployment, oldest first: what its agent has yet to acknowledge running.
 	PendingInvocations(ctx context.Context, deploymentID string) ([]Invocation, error)
+	// PendingDeployments returns the deployments that have queued or delivered
+	// invocations, in no particular order: one read that spares every other
+	// deployment's check-in a read of its own after a manager starts.
+	PendingDeployments(ctx context.Context) ([]string, error)
 	// OverdueInvocations returns up to limit invocations not yet final whose
 	// deadline is at or before now, oldest deadline first.
 	OverdueInvocations(ctx context.Context, now time.Time, limit int) ([]Invocation, error)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -126,6 +127,12 @@ type Service struct {
 	idleMu sync.Mutex
 	idle   map[string]uint64
 	queued map[string]uint64
+	// A deployment with no idle entry is idle too while primed holds the
+	// pending deployments read once from the store (prime), and its queued
+	// count still equals primedAt's, taken before that read: after a start,
+	// 100,000 first check-ins cost one read, not one each.
+	primed   map[string]bool
+	primedAt map[string]uint64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -156,6 +163,7 @@ func New(st store.Commands, f Fleet, s Settings) (*Service, error) {
 
 // Start begins expiring invocations past their deadline.
 func (s *Service) Start(ctx context.Context) error {
+	s.prime(ctx)
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
 	go func() {
@@ -491,9 +499,35 @@ func (s *Service) queuedFor(ctx context.Context, ids []string) {
 // ForgetIdle drops what the service knows of deployments with nothing
 // pending, so every next check-in reads the store: for a replica that may
 // have missed another's notification (its listening connection was down).
-func (s *Service) ForgetIdle() {
+func (s *Service) ForgetIdle(ctx context.Context) {
 	s.idleMu.Lock()
 	clear(s.idle)
+	s.primed, s.primedAt = nil, nil
+	s.idleMu.Unlock()
+	s.prime(ctx)
+}
+
+// prime reads which deployments have invocations pending, so the first
+// check-in of every other one needs no read of its own. The queued counts are
+// taken before the read: an invocation queued after them moves its
+// deployment's count and is read at its check-in; one queued before them was
+// committed before the read, which finds it. On failure every deployment is
+// read at its first check-in, as before.
+func (s *Service) prime(ctx context.Context) {
+	s.idleMu.Lock()
+	at := maps.Clone(s.queued)
+	s.idleMu.Unlock()
+	ids, err := s.st.PendingDeployments(ctx)
+	if err != nil {
+		s.log.Warn("reading which deployments have pending commands failed; each check-in reads its own", "err", err)
+		return
+	}
+	pending := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		pending[id] = true
+	}
+	s.idleMu.Lock()
+	s.primed, s.primedAt = pending, at
 	s.idleMu.Unlock()
 }
 
@@ -505,6 +539,9 @@ func (s *Service) Outgoing(ctx context.Context, id string) (msg *protobufs.Custo
 	s.idleMu.Lock()
 	gen := s.queued[id]
 	at, known := s.idle[id]
+	if !known && s.primed != nil && !s.primed[id] {
+		at, known = s.primedAt[id], true
+	}
 	s.idleMu.Unlock()
 	if known && at == gen {
 		return nil, nil

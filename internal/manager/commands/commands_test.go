@@ -333,3 +333,91 @@ func FuzzCommandUpdates(f *testing.F) {
 		}
 	})
 }
+
+// countingStore is the real store, counting the per-deployment reads of
+// pending invocations that every check-in would otherwise make.
+type countingStore struct {
+	*duckdb.Store
+	mu    sync.Mutex
+	reads []string
+}
+
+func (c *countingStore) PendingInvocations(ctx context.Context, id string) ([]store.Invocation, error) {
+	c.mu.Lock()
+	c.reads = append(c.reads, id)
+	c.mu.Unlock()
+	return c.Store.PendingInvocations(ctx, id)
+}
+
+// After a manager starts, the first check-in of each of its deployments asks
+// for commands: only the ones with something pending may cost a store read
+// (with 100,000 agents checking in after a restart, a read each kept the
+// embedded store busy), and nothing pending may be missed, whether it was
+// queued before the start, after it, or on another replica.
+func TestStartReadsPendingCommandsOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	before := f.invoke(t, []string{"poll"}, "row-count", map[string]any{"table": "users"})["poll"]
+
+	cs := &countingStore{Store: f.st}
+	fl := fleet{
+		"push": {ID: "push", Customer: "acme", Release: "2.0", Commands: specs},
+		"poll": {ID: "poll", Customer: "acme", Release: "2.0", Commands: specs, Rule: &command.Rule{}},
+		"old":  {ID: "old", Customer: "acme", Release: "1.0"},
+	}
+	restarted, err := commands.New(cs, fl, commands.Settings{Clock: f.clk, Rand: rand.NewChaCha8([32]byte{2})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Shutdown(ctx)
+
+	for _, id := range []string{"push", "old", "never-seen"} {
+		if msg, _ := restarted.Outgoing(ctx, id); msg != nil {
+			t.Fatalf("%s was sent %s with nothing pending", id, msg.Type)
+		}
+	}
+	if len(cs.reads) != 0 {
+		t.Fatalf("check-ins with nothing pending read the store for %v", cs.reads)
+	}
+	msg, _ := restarted.Outgoing(ctx, "poll")
+	body, err := decodeOrNil(msg)
+	if err != nil || len(body.Invocations) != 1 || body.Invocations[0].ID != before.ID {
+		t.Fatalf("poll's invocation queued before the start: got %+v, %v", body, err)
+	}
+
+	// Queued here after the start.
+	invs, err := restarted.Invoke(ctx, commands.Request{Actor: commands.Actor{Name: "bob", Role: "operator"},
+		Select: registry.Selector{IDs: []string{"push"}}, Command: "flush", Reason: "ticket 8"})
+	if err != nil || len(invs) != 1 {
+		t.Fatal(invs, err)
+	}
+	if body, err := decodeOrNil(first(restarted.Outgoing(ctx, "push"))); err != nil || len(body.Invocations) != 1 || body.Invocations[0].ID != invs[0].ID {
+		t.Fatalf("push's invocation queued after the start: got %+v, %v", body, err)
+	}
+	// Queued on another replica (the fixture's service), then notified.
+	elsewhere := f.invoke(t, []string{"poll"}, "flush", nil)["poll"]
+	restarted.QueuedElsewhere(ctx, []string{"poll"})
+	if body, err := decodeOrNil(first(restarted.Outgoing(ctx, "poll"))); err != nil || !slices.ContainsFunc(body.Invocations, func(i command.Invocation) bool { return i.ID == elsewhere.ID }) {
+		t.Fatalf("poll's invocation queued on another replica: got %+v, %v", body, err)
+	}
+	// A replica that may have missed notifications forgets and reads afresh.
+	cs.mu.Lock()
+	cs.reads = nil
+	cs.mu.Unlock()
+	restarted.ForgetIdle(ctx)
+	if msg, _ := restarted.Outgoing(ctx, "old"); msg != nil || len(cs.reads) != 0 {
+		t.Fatalf("after forgetting, a deployment with nothing pending got %v and read the store for %v", msg, cs.reads)
+	}
+}
+
+func first(msg *protobufs.CustomMessage, _ func()) *protobufs.CustomMessage { return msg }
+
+func decodeOrNil(msg *protobufs.CustomMessage) (command.Invocations, error) {
+	if msg == nil {
+		return command.Invocations{}, errors.New("nothing was sent")
+	}
+	return command.DecodeInvocations(msg.Data)
+}

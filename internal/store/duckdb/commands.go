@@ -230,6 +230,27 @@ func (s *Store) PendingInvocations(ctx context.Context, deploymentID string) ([]
 	return invs, err
 }
 
+// PendingDeployments implements store.Commands.
+func (s *Store) PendingDeployments(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT deployment_id FROM command_invocations WHERE state IN ('queued', 'delivered')`)
+	if err != nil {
+		return nil, fmt.Errorf("deployments with pending invocations: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("deployments with pending invocations: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("deployments with pending invocations: %w", err)
+	}
+	return ids, nil
+}
+
 // OverdueInvocations implements store.Commands.
 func (s *Store) OverdueInvocations(ctx context.Context, now time.Time, limit int) ([]store.Invocation, error) {
 	invs, _, err := s.invocations(ctx, "overdue invocations", `SELECT `+invocationColumns+` FROM command_invocations

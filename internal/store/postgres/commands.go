@@ -203,6 +203,19 @@ func (s *Store) PendingInvocations(ctx context.Context, deploymentID string) ([]
 	return invs, err
 }
 
+// PendingDeployments implements store.Commands.
+func (s *Store) PendingDeployments(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT deployment_id FROM command_invocations WHERE state IN ('queued', 'delivered')`)
+	if err != nil {
+		return nil, fmt.Errorf("deployments with pending invocations: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("deployments with pending invocations: %w", err)
+	}
+	return ids, nil
+}
+
 // OverdueInvocations implements store.Commands.
 func (s *Store) OverdueInvocations(ctx context.Context, now time.Time, limit int) ([]store.Invocation, error) {
 	invs, _, err := s.invocations(ctx, "overdue invocations", `SELECT `+invocationColumns+` FROM command_invocations

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -91,6 +92,12 @@ func testCommands(t *testing.T, open Opener) {
 	pend, err := s.PendingInvocations(ctx, "a")
 	if err != nil || len(pend) != 1 || pend[0].ID != "i2" {
 		t.Fatalf("pending of a = %+v, %v; want i2", pend, err)
+	}
+	// a has i2 queued and b has i3; i1 failed and i4 was refused.
+	deps, err := s.PendingDeployments(ctx)
+	slices.Sort(deps)
+	if err != nil || !slices.Equal(deps, []string{"a", "b"}) {
+		t.Fatalf("deployments with pending invocations = %v, %v; want [a b]", deps, err)
 	}
 	over, err := s.OverdueInvocations(ctx, t0.Add(time.Minute+time.Second), 10)
 	if err != nil || len(over) != 1 || over[0].ID != "i2" {
