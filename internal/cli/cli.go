@@ -296,6 +296,10 @@ func deploymentsCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// On stderr, so -o json stays one JSON value and a script still sees them.
+			for _, w := range d.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			return o.print(cmd.OutOrStdout(), d, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Deployment %s created for customer %s.\n\nAgent token (shown only now):\n\n    %s\n\nRun the agent with:\n\n    periscope agent --manager %s --token %s --release <version>\n",
 					d.ID, d.Customer, d.Token, c.Base, d.Token)

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
@@ -81,4 +83,21 @@ func TestMissingSelectionAndReasonReportedTogether(t *testing.T) {
 		}
 		inOrder(t, err.Error(), tc.says...)
 	}
+}
+
+// deployments create --stack nosuch registers the deployment but warns on
+// stderr that the stack has no release, naming the one it likely meant.
+func TestCreateDeploymentOnUnknownStackWarns(t *testing.T) {
+	lm := startManager(t)
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	root := newRoot(clock.Real{})
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"deployments", "create", "hooli", "--customer", "hooli", "--stack", "ap", "--manager", lm.m.URL(), "--token", lm.token})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	contains(t, stdout.String(), "Deployment hooli created")
+	contains(t, stderr.String(), `warning: stack "ap" has no release yet`, `did you mean "app"?`)
 }
