@@ -79,9 +79,7 @@ PERISCOPE_LOG_LEVEL), then flags.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := config.DefaultManager()
-			if err := config.Load(&cfg, cfgFile, os.Environ()); err != nil {
-				return err
-			}
+			loadErr := config.Load(&cfg, cfgFile, os.Environ())
 			f := cmd.Flags()
 			for name, dst := range map[string]*string{"listen": &cfg.Listen, "data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel} {
 				if f.Changed(name) {
@@ -93,6 +91,9 @@ PERISCOPE_LOG_LEVEL), then flags.`,
 			}
 			if f.Changed("stale-after") {
 				cfg.StaleAfter = config.Duration(stale)
+			}
+			if err := config.Finish(loadErr, cfgFile, &cfg); err != nil {
+				return err
 			}
 			m, err := manager.New(cfg, manager.Settings{Logger: agentcmd.NewLogger(cfg.LogLevel), Console: os.Stderr})
 			if err != nil {
