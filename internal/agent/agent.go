@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,7 +81,10 @@ type Agent struct {
 	log *slog.Logger
 
 	checkin *opamp.Agent
-	cmds    *commands.Runner
+	// otlp holds the OTLP listeners Start binds before the check-in, for the
+	// pipeline to serve on.
+	otlp otlpListeners
+	cmds *commands.Runner
 	// outRed redacts command output with the effective policy.
 	outRed *outputRedactor
 	// sources are the runtime-signal sources built from the configuration.
@@ -187,13 +191,20 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.record = rec
 	a.cmdRecord.Store(rec)
+	// The OTLP ports are bound before the check-in: a port in use is a
+	// startup error at once, before a session opens under the deployment's
+	// token and the manager sees an agent that then vanishes.
+	if a.otlp, err = bindOTLP(a.cfg.OTLPGRPC, a.cfg.OTLPHTTP); err != nil {
+		cancel()
+		return errors.Join(err, rec.Shutdown(context.WithoutCancel(ctx)))
+	}
 	if err := a.cmds.Start(gctx); err != nil {
 		cancel()
-		return errors.Join(fmt.Errorf("remote commands: %w", err), rec.Shutdown(context.WithoutCancel(ctx)))
+		return errors.Join(fmt.Errorf("remote commands: %w", err), a.otlp.close(), rec.Shutdown(context.WithoutCancel(ctx)))
 	}
 	if err := a.checkin.Start(gctx); err != nil {
 		cancel()
-		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)))
+		return errors.Join(err, a.otlp.close(), a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)))
 	}
 	p, cs, err := a.newPipeline(rec)
 	if err == nil {
@@ -208,7 +219,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		cancel()
-		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)),
+		return errors.Join(err, a.otlp.close(), a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)),
 			a.checkin.Shutdown(context.WithoutCancel(ctx)))
 	}
 	a.pipe = p
@@ -333,6 +344,7 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 		QueueDir: filepath.Join(cfg.DataDir, "queue"),
 		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
 			OnFull: onFull, Sync: cfg.Queue.Sync},
+		GRPCListener: a.otlp.grpc, HTTPListener: a.otlp.http,
 		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression, TLS: tlsConf},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            a.resource(),
@@ -490,4 +502,39 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.stopErr = errors.Join(errs...)
 	})
 	return a.stopErr
+}
+
+// otlpListeners are the agent's bound OTLP ports; nil for one turned off.
+type otlpListeners struct{ grpc, http net.Listener }
+
+// bindOTLP listens on the OTLP addresses ("" or "off" leaves one off).
+func bindOTLP(grpcAddr, httpAddr string) (otlpListeners, error) {
+	var l otlpListeners
+	var err error
+	on := func(addr string) bool { return addr != "" && addr != "off" }
+	if on(httpAddr) {
+		if l.http, err = net.Listen("tcp", httpAddr); err != nil {
+			return l, fmt.Errorf("OTLP/HTTP listener on %s (otlp_http): %w", httpAddr, err)
+		}
+	}
+	if on(grpcAddr) {
+		if l.grpc, err = net.Listen("tcp", grpcAddr); err != nil {
+			return l, errors.Join(fmt.Errorf("OTLP/gRPC listener on %s (otlp_grpc): %w", grpcAddr, err), l.close())
+		}
+	}
+	return l, nil
+}
+
+// close closes the listeners not yet handed to a started pipeline; one
+// already closed by it answers net.ErrClosed, which is not a failure here.
+func (l otlpListeners) close() error {
+	var errs []error
+	for _, lis := range []net.Listener{l.grpc, l.http} {
+		if lis != nil {
+			if err := lis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
