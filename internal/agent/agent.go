@@ -42,6 +42,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/agent/pipeline"
+	"github.com/periscope-dev/periscope/internal/agent/reach"
 	"github.com/periscope-dev/periscope/internal/agent/record"
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
@@ -81,6 +82,9 @@ type Agent struct {
 	log *slog.Logger
 
 	checkin *opamp.Agent
+	// reach logs the manager's reachability for the check-in, the
+	// forwarders and the context fetch together.
+	reach *reach.Tracker
 	// otlp holds the OTLP listeners Start binds before the check-in, for the
 	// pipeline to serve on.
 	otlp otlpListeners
@@ -128,8 +132,10 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	if s.Hostname == "" {
 		s.Hostname, _ = os.Hostname()
 	}
-	a := &Agent{cfg: cfg, s: s, log: s.Logger}
-	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction,
+	// One tracker for every part that talks to the manager, so a manager
+	// that is down is one warning, not one per part per retry.
+	a := &Agent{cfg: cfg, s: s, log: s.Logger, reach: reach.New(s.Logger, nil, cfg.Manager, 0)}
+	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, Reach: a.reach, OnRedaction: a.setRedaction,
 		OnThresholds: a.setThresholds, Record: commandRecorder{a: a}})
 	if err != nil {
 		return nil, err
@@ -345,7 +351,7 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
 			OnFull: onFull, Sync: cfg.Queue.Sync},
 		GRPCListener: a.otlp.grpc, HTTPListener: a.otlp.http,
-		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression, TLS: tlsConf},
+		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression, TLS: tlsConf, Reach: a.reach},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            a.resource(),
 		LossInterval:        a.s.LossInterval,
