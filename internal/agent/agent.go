@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,6 +42,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/forward"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
 	"github.com/periscope-dev/periscope/internal/agent/pipeline"
+	"github.com/periscope-dev/periscope/internal/agent/reach"
 	"github.com/periscope-dev/periscope/internal/agent/record"
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
@@ -80,7 +82,13 @@ type Agent struct {
 	log *slog.Logger
 
 	checkin *opamp.Agent
-	cmds    *commands.Runner
+	// reach logs the manager's reachability for the check-in, the
+	// forwarders and the context fetch together.
+	reach *reach.Tracker
+	// otlp holds the OTLP listeners Start binds before the check-in, for the
+	// pipeline to serve on.
+	otlp otlpListeners
+	cmds *commands.Runner
 	// outRed redacts command output with the effective policy.
 	outRed *outputRedactor
 	// sources are the runtime-signal sources built from the configuration.
@@ -124,8 +132,10 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	if s.Hostname == "" {
 		s.Hostname, _ = os.Hostname()
 	}
-	a := &Agent{cfg: cfg, s: s, log: s.Logger}
-	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, OnRedaction: a.setRedaction,
+	// One tracker for every part that talks to the manager, so a manager
+	// that is down is one warning, not one per part per retry.
+	a := &Agent{cfg: cfg, s: s, log: s.Logger, reach: reach.New(s.Logger, nil, cfg.Manager, 0)}
+	c, cmds, red, err := newCheckin(cfg, CheckinSettings{Logger: s.Logger, Env: s.Env, Reach: a.reach, OnRedaction: a.setRedaction,
 		OnThresholds: a.setThresholds, Record: commandRecorder{a: a}})
 	if err != nil {
 		return nil, err
@@ -187,13 +197,20 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.record = rec
 	a.cmdRecord.Store(rec)
+	// The OTLP ports are bound before the check-in: a port in use is a
+	// startup error at once, before a session opens under the deployment's
+	// token and the manager sees an agent that then vanishes.
+	if a.otlp, err = bindOTLP(a.cfg.OTLPGRPC, a.cfg.OTLPHTTP); err != nil {
+		cancel()
+		return errors.Join(err, rec.Shutdown(context.WithoutCancel(ctx)))
+	}
 	if err := a.cmds.Start(gctx); err != nil {
 		cancel()
-		return errors.Join(fmt.Errorf("remote commands: %w", err), rec.Shutdown(context.WithoutCancel(ctx)))
+		return errors.Join(fmt.Errorf("remote commands: %w", err), a.otlp.close(), rec.Shutdown(context.WithoutCancel(ctx)))
 	}
 	if err := a.checkin.Start(gctx); err != nil {
 		cancel()
-		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)))
+		return errors.Join(err, a.otlp.close(), a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)))
 	}
 	p, cs, err := a.newPipeline(rec)
 	if err == nil {
@@ -208,7 +225,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		cancel()
-		return errors.Join(err, a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)),
+		return errors.Join(err, a.otlp.close(), a.cmds.Shutdown(context.WithoutCancel(ctx)), rec.Shutdown(context.WithoutCancel(ctx)),
 			a.checkin.Shutdown(context.WithoutCancel(ctx)))
 	}
 	a.pipe = p
@@ -333,7 +350,8 @@ func (a *Agent) newPipeline(rec *record.Record) (*pipeline.Pipeline, *pipeline.C
 		QueueDir: filepath.Join(cfg.DataDir, "queue"),
 		Queue: queue.Options{MaxBytes: int64(cfg.Queue.MaxBytes), MaxAge: time.Duration(cfg.Queue.MaxAge),
 			OnFull: onFull, Sync: cfg.Queue.Sync},
-		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression, TLS: tlsConf},
+		GRPCListener: a.otlp.grpc, HTTPListener: a.otlp.http,
+		Forward:             forward.Settings{Endpoint: cfg.Manager, TokenFunc: a.checkin.Token, Compression: cfg.Compression, TLS: tlsConf, Reach: a.reach},
 		SelfMetricsInterval: time.Duration(cfg.SelfMetricsInterval),
 		Resource:            a.resource(),
 		LossInterval:        a.s.LossInterval,
@@ -490,4 +508,39 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.stopErr = errors.Join(errs...)
 	})
 	return a.stopErr
+}
+
+// otlpListeners are the agent's bound OTLP ports; nil for one turned off.
+type otlpListeners struct{ grpc, http net.Listener }
+
+// bindOTLP listens on the OTLP addresses ("" or "off" leaves one off).
+func bindOTLP(grpcAddr, httpAddr string) (otlpListeners, error) {
+	var l otlpListeners
+	var err error
+	on := func(addr string) bool { return addr != "" && addr != "off" }
+	if on(httpAddr) {
+		if l.http, err = net.Listen("tcp", httpAddr); err != nil {
+			return l, fmt.Errorf("OTLP/HTTP listener on %s (otlp_http): %w", httpAddr, err)
+		}
+	}
+	if on(grpcAddr) {
+		if l.grpc, err = net.Listen("tcp", grpcAddr); err != nil {
+			return l, errors.Join(fmt.Errorf("OTLP/gRPC listener on %s (otlp_grpc): %w", grpcAddr, err), l.close())
+		}
+	}
+	return l, nil
+}
+
+// close closes the listeners not yet handed to a started pipeline; one
+// already closed by it answers net.ErrClosed, which is not a failure here.
+func (l otlpListeners) close() error {
+	var errs []error
+	for _, lis := range []net.Listener{l.grpc, l.http} {
+		if lis != nil {
+			if err := lis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

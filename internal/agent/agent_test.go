@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,4 +258,39 @@ func TestRuntimeSignalsReachThePipelineAndASourceDownIsReported(t *testing.T) {
 		}
 	}
 	t.Errorf("no accepted metrics counter in:\n%s", body.String())
+}
+
+// An agent whose OTLP port is taken exits before it checks in: the manager
+// never sees a session under the deployment's token from an agent that then
+// vanishes, and the error names the setting to change.
+func TestAPortInUseFailsBeforeTheCheckin(t *testing.T) {
+	var requests atomic.Int64
+	mgr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	t.Cleanup(mgr.Close)
+	for _, port := range []string{"otlp_http", "otlp_grpc"} {
+		cfg := testConfig(t)
+		cfg.Manager = mgr.URL
+		if port == "otlp_http" {
+			cfg.OTLPHTTP = takenAddr(t)
+		} else {
+			cfg.OTLPGRPC = takenAddr(t)
+		}
+		a, err := New(cfg, Settings{Env: []string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = a.Start(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), port) {
+			t.Fatalf("%s taken: Start = %v, want address already in use naming %s", port, err, port)
+		}
+		if n := requests.Load(); n != 0 {
+			t.Fatalf("%s taken: the manager got %d check-in request(s) before the agent failed", port, n)
+		}
+		if err := a.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown after a failed start: %v", err)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/agent/commands"
 	"github.com/periscope-dev/periscope/internal/agent/opamp"
+	"github.com/periscope-dev/periscope/internal/agent/reach"
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/command"
 	"github.com/periscope-dev/periscope/internal/config"
@@ -28,6 +29,9 @@ type CheckinSettings struct {
 	// OnThresholds is told each new set of thresholds from the manager
 	// (opamp.Settings.OnThresholds).
 	OnThresholds func(thresholds.Set)
+	// Reach, when set, is told each failed and successful exchange with the
+	// manager and logs its changes of state instead of each failure.
+	Reach *reach.Tracker
 	// Record, when set, is told every invocation the runner received,
 	// refused, started and finished.
 	Record commands.Recorder
@@ -67,7 +71,7 @@ func newCheckin(cfg config.Agent, s CheckinSettings) (*opamp.Agent, *commands.Ru
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err = opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, OnRedaction: s.OnRedaction, OnThresholds: s.OnThresholds, Commands: r})
+	c, err = opamp.New(cfg, opamp.Settings{Logger: s.Logger, Env: s.Env, Reach: s.Reach, OnRedaction: s.OnRedaction, OnThresholds: s.OnThresholds, Commands: r})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -34,7 +34,7 @@ dot, a group (command., pin., deployment., token., session.). --since and
 			if err != nil {
 				return err
 			}
-			err = o.print(cmd.OutOrStdout(), page.Items, func(tw *tabwriter.Writer) {
+			err = o.print(cmd.OutOrStdout(), page, func(tw *tabwriter.Writer) {
 				tableRow(tw, []string{"AT", "ACTOR", "ROLE", "ACTION", "DEPLOYMENT", "CUSTOMER", "TARGET", "OUTCOME", "REASON"})
 				for _, e := range page.Items {
 					tableRow(tw, []string{localTime(e.At), dash(oneLine(e.Actor)), dash(e.ActorRole), oneLine(e.Action), dash(oneLine(e.DeploymentID)),

@@ -35,10 +35,11 @@ func TestAuditVerb(t *testing.T) {
 	}
 
 	out = lm.mustRun(t, "audit", "--customer", "acme", "--actor", "release-bot", "--since", "1h", "-o", "json")
-	var entries []apitypes.AuditEntry
-	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+	var page apitypes.AuditPage
+	if err := json.Unmarshal([]byte(out), &page); err != nil {
 		t.Fatalf("-o json: %v\n%s", err, out)
 	}
+	entries := page.Items
 	if len(entries) != 1 || entries[0].DeploymentID != "acme-prod" || entries[0].Reason != "hold\tfor the\naudit" {
 		t.Errorf("acme's entries by release-bot: %+v, want the one pin of acme-prod with its reason as typed", entries)
 	}

@@ -41,13 +41,16 @@ func newRoot(c clock.Clock) *cobra.Command {
 		Short:         "One operational view of every customer deployment",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	// --version prints the same line as the version verb.
+	root.SetVersionTemplate("{{.Version}}\n")
 	o := &opts{clock: c}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.manager, "manager", "", "manager URL for operator verbs (PERISCOPE_MANAGER, or 'manager' in the CLI config file)")
 	pf.StringVar(&o.token, "token", "", "API token for operator verbs (PERISCOPE_TOKEN, or 'token' in the CLI config file)")
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
+	root.AddCommand(versionCmd(), tokensCmd(o), managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
 		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o),
 		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o), runtimeCmd(o), rolloutsCmd(o))
 	return root
@@ -76,9 +79,7 @@ PERISCOPE_LOG_LEVEL), then flags.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := config.DefaultManager()
-			if err := config.Load(&cfg, cfgFile, os.Environ()); err != nil {
-				return err
-			}
+			loadErr := config.Load(&cfg, cfgFile, os.Environ())
 			f := cmd.Flags()
 			for name, dst := range map[string]*string{"listen": &cfg.Listen, "data-dir": &cfg.DataDir, "log-level": &cfg.LogLevel} {
 				if f.Changed(name) {
@@ -90,6 +91,9 @@ PERISCOPE_LOG_LEVEL), then flags.`,
 			}
 			if f.Changed("stale-after") {
 				cfg.StaleAfter = config.Duration(stale)
+			}
+			if err := config.Finish(loadErr, cfgFile, &cfg); err != nil {
+				return err
 			}
 			m, err := manager.New(cfg, manager.Settings{Logger: agentcmd.NewLogger(cfg.LogLevel), Console: os.Stderr})
 			if err != nil {
@@ -225,7 +229,7 @@ func statusCell(d apitypes.Deployment) string {
 		s += " (behind: " + string(d.Behind) + ")"
 	}
 	if d.Loss != "" && d.TelemetryLoss != nil {
-		s += fmt.Sprintf(" (%s: %d records)", d.Loss, d.TelemetryLoss.Records)
+		s += fmt.Sprintf(" (%s: %s)", d.Loss, plural(int(d.TelemetryLoss.Records), "record"))
 	}
 	return s
 }
@@ -249,7 +253,7 @@ func deploymentsCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), ds, func(tw *tabwriter.Writer) {
+			return o.print(cmd.OutOrStdout(), apitypes.DeploymentList{Items: nonNil(ds), Total: len(ds)}, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "ID\tCUSTOMER\tCLOUD\tREGION\tRELEASE\tSTATUS\tMODE\tLAST CHECK-IN")
 				for _, d := range ds {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Customer, d.Cloud, d.Region, dash(d.Release), statusCell(d), dash(string(d.Mode)), ago(d.LastCheckin))
@@ -292,6 +296,10 @@ func deploymentsCmd(o *opts) *cobra.Command {
 			d, err := c.CreateDeployment(cmd.Context(), nd)
 			if err != nil {
 				return err
+			}
+			// On stderr, so -o json stays one JSON value and a script still sees them.
+			for _, w := range d.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			return o.print(cmd.OutOrStdout(), d, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Deployment %s created for customer %s.\n\nAgent token (shown only now):\n\n    %s\n\nRun the agent with:\n\n    periscope agent --manager %s --token %s --release <version>\n",
@@ -346,7 +354,7 @@ func deploymentsCmd(o *opts) *cobra.Command {
 					row("Pin", fmt.Sprintf("%s by %s at %s: %s", d.Pin.Release, dash(d.Pin.By), d.Pin.At.Local().Format(time.RFC3339), dash(d.Pin.Reason)))
 				}
 				if d.VersionsBehind > 0 && d.SupersededAt != nil {
-					row("Behind latest", fmt.Sprintf("%d newer release(s), the first published %s", d.VersionsBehind, d.SupersededAt.Local().Format(time.RFC3339)))
+					row("Behind latest", fmt.Sprintf("%s, the first published %s", plural(d.VersionsBehind, "newer release"), d.SupersededAt.Local().Format(time.RFC3339)))
 				}
 				if d.Regression != nil {
 					row("Regression", d.Regression.Summary())
@@ -355,7 +363,7 @@ func deploymentsCmd(o *opts) *cobra.Command {
 				case d.LossReason != "":
 					row("Telemetry loss", d.LossReason)
 				case d.TelemetryLoss != nil:
-					row("Telemetry loss", fmt.Sprintf("%d records dropped in all, the last at %s", d.TelemetryLoss.Records,
+					row("Telemetry loss", fmt.Sprintf("%s dropped in all, the last at %s", plural(int(d.TelemetryLoss.Records), "record"),
 						d.TelemetryLoss.LastAt.Local().Format(time.RFC3339)))
 				}
 				if d.NextPollExpected != nil {
@@ -408,7 +416,7 @@ func releasesCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), rs, func(tw *tabwriter.Writer) {
+			return o.printList(cmd.OutOrStdout(), rs, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "STACK\tVERSION\tLATEST\tDEPLOYMENTS\tCREATED\tNOTES")
 				for _, r := range rs {
 					latest := ""
@@ -445,7 +453,7 @@ func releasesCmd(o *opts) *cobra.Command {
 			return o.print(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Release %s of %s published (latest: %v).\n", r.Version, r.Stack, r.Latest)
 				if len(r.Commands) > 0 {
-					fmt.Fprintf(tw, "Declares %d command(s): %s.\n", len(r.Commands), strings.Join(remote.Names(r.Commands), ", "))
+					fmt.Fprintf(tw, "Declares %s: %s.\n", plural(len(r.Commands), "command"), strings.Join(remote.Names(r.Commands), ", "))
 				}
 			})
 		},
@@ -471,7 +479,7 @@ func statusCmd(o *opts) *cobra.Command {
 				return err
 			}
 			return o.print(cmd.OutOrStdout(), s, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "%d deployments\t\n\nSTATUS\tCOUNT\n", s.Total)
+				fmt.Fprintf(tw, "%s\t\n\nSTATUS\tCOUNT\n", plural(s.Total, "deployment"))
 				for _, st := range []string{"healthy", "unhealthy", "updating", "failed", "stale", "pending"} {
 					fmt.Fprintf(tw, "%s\t%d\n", st, s.ByStatus[fleet.Status(st)])
 				}

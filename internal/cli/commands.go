@@ -150,7 +150,7 @@ func (o *opts) waitAndPrint(ctx context.Context, cmd *cobra.Command, c *apiclien
 	if len(invs) == 1 {
 		err = o.print(cmd.OutOrStdout(), invs[0], func(tw *tabwriter.Writer) { invocationDetail(tw, invs[0]) })
 	} else {
-		err = o.print(cmd.OutOrStdout(), invs, func(tw *tabwriter.Writer) { invocationTable(tw, invs, true) })
+		err = o.print(cmd.OutOrStdout(), apitypes.InvocationList{Items: invs}, func(tw *tabwriter.Writer) { invocationTable(tw, invs, true) })
 	}
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func (o *opts) waitAndPrint(ctx context.Context, cmd *cobra.Command, c *apiclien
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%w on %d of %d deployment(s)", errNotSucceeded, failed, len(invs))
+		return fmt.Errorf("%w on %d of %s", errNotSucceeded, failed, plural(len(invs), "deployment"))
 	}
 	return nil
 }
@@ -191,7 +191,7 @@ func duration(inv apitypes.Invocation) string {
 func outputNotes(inv apitypes.Invocation) []string {
 	var notes []string
 	if inv.Truncated {
-		notes = append(notes, fmt.Sprintf("output truncated: %d of %d bytes shown", len(inv.Output), inv.OutputBytes))
+		notes = append(notes, fmt.Sprintf("output truncated: %d of %s shown", len(inv.Output), plural(int(inv.OutputBytes), "byte")))
 	}
 	if len(inv.Redacted) > 0 {
 		kinds := make([]string, 0, len(inv.Redacted))
@@ -201,7 +201,7 @@ func outputNotes(inv apitypes.Invocation) []string {
 			n += c
 		}
 		sort.Strings(kinds)
-		notes = append(notes, fmt.Sprintf("%d value(s) redacted by the customer's policy (%s)", n, strings.Join(kinds, ", ")))
+		notes = append(notes, fmt.Sprintf("%s redacted by the customer's policy (%s)", plural(n, "value"), strings.Join(kinds, ", ")))
 	}
 	return notes
 }

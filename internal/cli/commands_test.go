@@ -79,7 +79,7 @@ func TestExecAndCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := lm.mustRun(t, "releases", "create", "3.0", "--stack", "app", "--commands", file)
-	contains(t, out, "Declares 1 command(s): row-count.")
+	contains(t, out, "Declares 1 command: row-count.")
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("commands:\n  - name: x\n    shell: rm -rf /\n"), 0o600)
 	if _, err := lm.run(t, "releases", "create", "3.1", "--stack", "app", "--commands", bad); err == nil || !strings.Contains(err.Error(), "shell") {

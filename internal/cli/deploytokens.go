@@ -132,7 +132,7 @@ retention removes it.`,
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), chs, func(tw *tabwriter.Writer) {
+			return o.printList(cmd.OutOrStdout(), chs, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "TIME\tACTION\tBY\tREASON\tDETAIL")
 				for _, ch := range chs {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ch.At.Local().Format(time.RFC3339), ch.Action, ch.By, dash(ch.Reason), dash(ch.Detail))

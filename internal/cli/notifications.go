@@ -41,7 +41,7 @@ with a delivery in that state; entered or resolved keeps those of that state.`,
 			if ns == nil {
 				ns = []apitypes.Notification{}
 			}
-			return o.print(cmd.OutOrStdout(), ns, func(tw *tabwriter.Writer) {
+			return o.printList(cmd.OutOrStdout(), ns, func(tw *tabwriter.Writer) {
 				tableRow(tw, []string{"AT", "DEPLOYMENT", "KIND", "STATE", "STATUS", "WEBHOOK", "DELIVERY", "ATTEMPTS", "LAST ERROR"})
 				for _, n := range ns {
 					lead := []string{localTime(n.At), n.Deployment.ID, n.Kind, n.State, string(n.Status)}

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -117,15 +116,12 @@ func TestNotificationsVerb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ns []apitypes.Notification
-	if err := json.Unmarshal([]byte(out), &ns); err != nil {
-		t.Fatalf("-o json printed %q: %v", out, err)
-	}
+	ns := listItems[apitypes.Notification](t, out)
 	if len(ns) != 1 || ns[0].Reason != "components down: db: disk full" || len(ns[0].Deliveries) != 2 || ns[0].Deliveries[1].State != "failed" {
 		t.Errorf("json = %+v", ns)
 	}
-	if out, err := run("notifications", "--deployment", "nobody", "-o", "json"); err != nil || strings.TrimSpace(out) != "[]" {
-		t.Errorf("no notifications: %q, %v; want []", out, err)
+	if out, err := run("notifications", "--deployment", "nobody", "-o", "json"); err != nil || len(listItems[apitypes.Notification](t, out)) != 0 {
+		t.Errorf("no notifications: %q, %v; want no items", out, err)
 	}
 	if _, err := run("notifications", "--state", "lost"); err == nil || !strings.Contains(err.Error(), "--state") {
 		t.Errorf("a bad --state: err = %v", err)

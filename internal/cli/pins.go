@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -85,9 +86,20 @@ func (s *selection) selectInto(req *apitypes.PinRequest, verb string, ids []stri
 
 // changePins sends req to the deployments selected and prints what changed. One
 // named deployment goes to its own route, anything else to the bulk route.
-func (o *opts) changePins(cmd *cobra.Command, ids []string, sel *selection, req apitypes.PinRequest) error {
+// Every problem with the command line is reported at once, the selection first:
+// fixing one only to be told of the next wastes a newcomer's time.
+func (o *opts) changePins(cmd *cobra.Command, ids []string, sel *selection, req apitypes.PinRequest, required ...string) error {
+	var problems []error
 	if err := sel.selectInto(&req, cmd.Name(), ids); err != nil {
-		return err
+		problems = append(problems, err)
+	}
+	for _, name := range required {
+		if v, _ := cmd.Flags().GetString(name); strings.TrimSpace(v) == "" {
+			problems = append(problems, fmt.Errorf("%s: --%s is required: %s", cmd.Name(), name, cmd.Flags().Lookup(name).Usage))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.Join(problems...)
 	}
 	c, err := o.client()
 	if err != nil {
@@ -147,14 +159,12 @@ kept in the audit trail (periscope pins).
   periscope pin --all --release 1.7.2 --reason "stop the 1.8.0 rollout"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Action = fleet.ActionPin
-			return o.changePins(cmd, args, sel, req)
+			return o.changePins(cmd, args, sel, req, "release", "reason")
 		},
 	}
 	sel = addSelectionFlags(cmd)
 	cmd.Flags().StringVar(&req.Release, "release", "", "the release to pin to (required)")
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, for the audit trail (required)")
-	cmd.MarkFlagRequired("release")
-	cmd.MarkFlagRequired("reason")
 	return cmd
 }
 
@@ -189,12 +199,11 @@ one. A deployment that ran no earlier release makes the whole change refused.
   periscope rollback --running 1.8.0 --reason "1.8.0 regressed"`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Action = fleet.ActionRollback
-			return o.changePins(cmd, args, sel, req)
+			return o.changePins(cmd, args, sel, req, "reason")
 		},
 	}
 	sel = addSelectionFlags(cmd)
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why, for the audit trail (required)")
-	cmd.MarkFlagRequired("reason")
 	return cmd
 }
 
@@ -215,7 +224,7 @@ func pinsCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), hist, func(tw *tabwriter.Writer) {
+			return o.printList(cmd.OutOrStdout(), hist, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "AT\tCHANGE\tACTION\tDEPLOYMENT\tFROM\tTO\tRUNNING\tBY\tREASON")
 				for _, h := range hist {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.RFC3339), h.ChangeID, h.Action, h.DeploymentID,
@@ -242,7 +251,7 @@ func adoptionCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), ads, func(tw *tabwriter.Writer) { adoptionTable(tw, ads) })
+			return o.printList(cmd.OutOrStdout(), ads, func(tw *tabwriter.Writer) { adoptionTable(tw, ads) })
 		},
 	}
 	cmd.Flags().StringVar(&stack, "stack", "", "only this stack")
@@ -271,7 +280,11 @@ func adoptionTable(tw *tabwriter.Writer, ads []apitypes.Adoption) {
 				onLatest = r.Running
 			}
 		}
-		fmt.Fprintf(tw, "%s: %d of %d deployments run the latest release %s.\n", a.Stack, onLatest, a.Total, dash(a.Latest))
+		verb := "run"
+		if a.Total == 1 {
+			verb = "runs"
+		}
+		fmt.Fprintf(tw, "%s: %d of %s %s the latest release %s.\n", a.Stack, onLatest, plural(a.Total, "deployment"), verb, dash(a.Latest))
 	}
 }
 
@@ -306,7 +319,7 @@ func behindCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), bs, func(tw *tabwriter.Writer) { behindTable(tw, bs) })
+			return o.printList(cmd.OutOrStdout(), bs, func(tw *tabwriter.Writer) { behindTable(tw, bs) })
 		},
 	}
 	fl := cmd.Flags()

@@ -250,10 +250,7 @@ func TestPinsHistoryVerb(t *testing.T) {
 		t.Fatalf("history of acme-prod shows other deployments:\n%s", out)
 	}
 	out = lm.mustRun(t, "pins", "--limit", "2", "-o", "json")
-	var hist []apitypes.PinChange
-	if err := json.Unmarshal([]byte(out), &hist); err != nil {
-		t.Fatal(err)
-	}
+	hist := listItems[apitypes.PinChange](t, out)
 	if len(hist) != 2 || hist[0].Reason != "third" || hist[1].Reason != "third" || hist[0].ChangeID != hist[1].ChangeID {
 		t.Fatalf("the newest 2 entries: %+v", hist)
 	}
@@ -274,10 +271,7 @@ func TestReleasesAdoptionVerb(t *testing.T) {
 		t.Errorf("--stack app shows db:\n%s", out)
 	}
 	out = lm.mustRun(t, "releases", "adoption", "-o", "json")
-	var ads []apitypes.Adoption
-	if err := json.Unmarshal([]byte(out), &ads); err != nil {
-		t.Fatal(err)
-	}
+	ads := listItems[apitypes.Adoption](t, out)
 	if len(ads) != 2 || ads[0].Stack != "app" || ads[0].Total != 4 || ads[1].Stack != "db" {
 		t.Fatalf("adoption of every stack: %+v", ads)
 	}
@@ -302,10 +296,7 @@ func TestBehindVerb(t *testing.T) {
 	}
 
 	out = lm.mustRun(t, "behind", "--reason", "manual-apply", "-o", "json")
-	var bs []apitypes.BehindDeployment
-	if err := json.Unmarshal([]byte(out), &bs); err != nil {
-		t.Fatal(err)
-	}
+	bs := listItems[apitypes.BehindDeployment](t, out)
 	if len(bs) != 1 || bs[0].ID != "initech" || bs[0].Reason != fleet.BehindManualApply || bs[0].DaysSinceSuperseded != 3.3 || bs[0].VersionsBehind != 1 {
 		t.Fatalf("behind --reason manual-apply: %+v", bs)
 	}

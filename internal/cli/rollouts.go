@@ -31,7 +31,7 @@ func rolloutsCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), rs, func(tw *tabwriter.Writer) {
+			return o.print(cmd.OutOrStdout(), apitypes.RolloutList{Rollouts: nonNil(rs)}, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "ID\tSTACK\tRELEASE\tPHASE\tWAVE\tSTARTED\tBY")
 				for _, r := range rs {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Stack, r.Release, r.Phase, waveCell(r), r.StartedAt.Local().Format(time.RFC3339), r.StartedBy)

@@ -383,7 +383,7 @@ service, start offset from the trace's first span, duration and status.`,
 			p := params{}
 			p.set("id", args[0])
 			_, err := ask(cmd, o, p, traceParam, (*apiclient.Client).Trace, func(tw *tabwriter.Writer, tr telquery.Trace) {
-				fmt.Fprintf(tw, "Trace %s: %d spans, %d with errors, %s from %s; services %s\n\n", tr.TraceID, tr.SpanCount, tr.Errors,
+				fmt.Fprintf(tw, "Trace %s: %s, %d with errors, %s from %s; services %s\n\n", tr.TraceID, plural(tr.SpanCount, "span"), tr.Errors,
 					ms(tr.DurationMS), localTime(tr.Start), dash(strings.Join(tr.Services, ", ")))
 				tableRow(tw, []string{"SPAN", "FUNCTION", "SERVICE", "OFFSET", "DURATION", "STATUS"})
 				var walk func(s *telquery.Span, depth int)

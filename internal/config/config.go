@@ -545,13 +545,77 @@ func validLogLevel(l string) error {
 // Load fills cfg (already holding defaults) from the YAML file at path, if path
 // is not empty, and then from PERISCOPE_* variables in env (os.Environ form).
 // Unknown keys in the file are errors, so a typo does not pass silently.
+//
+// When the file is readable YAML but has problems (unknown keys, values of the
+// wrong type), Load still decodes what it can and applies env, and returns a
+// *ProblemsError: the caller applies its flags and passes it to Finish, which
+// adds what Validate finds, so one run reports every problem.
 func Load(cfg any, path string, env []string) error {
+	var problems error
 	if path != "" {
 		if err := loadFile(cfg, path); err != nil {
-			return err
+			var pe *ProblemsError
+			if !errors.As(err, &pe) {
+				return err
+			}
+			problems = err
 		}
 	}
-	return applyEnv(cfg, env)
+	if err := applyEnv(cfg, env); err != nil {
+		return errors.Join(problems, err)
+	}
+	return problems
+}
+
+// ProblemsError lists every problem found in a configuration, each a line led
+// by its line number in the file (when it has one) and its key's path.
+type ProblemsError struct {
+	// Path is the configuration file ("" when only flags and env were read).
+	Path     string
+	Problems []string
+}
+
+// Error implements error: the file, then one problem per indented line.
+func (e *ProblemsError) Error() string {
+	what := "configuration"
+	if e.Path != "" {
+		what = "config " + e.Path
+	}
+	return fmt.Sprintf("%s: %s:\n  %s", what, plural(len(e.Problems), "problem"), strings.Join(e.Problems, "\n  "))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// Finish joins what Load returned with what v's Validate finds once flags are
+// applied: nil when both are clean, Load's error alone when the file could not
+// be read at all, and otherwise one *ProblemsError listing the file's problems
+// and then the invalid values, each on its own line.
+func Finish(loadErr error, path string, v interface{ Validate() error }) error {
+	var pe *ProblemsError
+	if loadErr != nil && !errors.As(loadErr, &pe) {
+		return loadErr
+	}
+	verr := v.Validate()
+	if pe == nil && verr == nil {
+		return nil
+	}
+	out := &ProblemsError{Path: path}
+	if pe != nil {
+		out.Problems = append(out.Problems, pe.Problems...)
+	}
+	if verr != nil {
+		for _, l := range strings.Split(verr.Error(), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				out.Problems = append(out.Problems, l)
+			}
+		}
+	}
+	return out
 }
 
 // maxConfigBytes bounds the configuration file read into memory.
@@ -581,7 +645,10 @@ func loadFile(cfg any, path string) error {
 		return nil
 	}
 	if problems := checkKeys(&doc, reflect.TypeOf(cfg).Elem()); len(problems) > 0 {
-		return fmt.Errorf("config %s:\n  %s", path, strings.Join(problems, "\n  "))
+		// Decode the rest anyway (unknown keys are skipped, a wrong value
+		// leaves its default), so Finish can validate what the file meant.
+		_ = doc.Decode(cfg)
+		return &ProblemsError{Path: path, Problems: problems}
 	}
 	if err := doc.Decode(cfg); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -369,5 +370,56 @@ exporters:
 	}
 	if strings.Contains(msg, "config.Manager") {
 		t.Errorf("error names a Go type, which tells a user nothing:\n%s", msg)
+	}
+}
+
+// A file with an unknown key and an invalid value reports both in one run, for
+// the manager and for the agent, and a flag that fixes a value (applied between
+// Load and Finish) takes that problem away.
+func TestFinishReportsFileAndValueProblemsTogether(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mpath := write("manager.yaml", "heartbeat_intervall: 10s\nlog_level: verbose\n")
+	m := DefaultManager()
+	loadErr := Load(&m, mpath, nil)
+	err := Finish(loadErr, mpath, &m)
+	var pe *ProblemsError
+	if !errors.As(err, &pe) || len(pe.Problems) != 2 {
+		t.Fatalf("manager: %v, want 2 problems", err)
+	}
+	for _, want := range []string{"2 problems", "line 1: heartbeat_intervall: unknown key (did you mean heartbeat_interval?)", `log_level: "verbose" must be debug`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("manager: %q lacks %q", err, want)
+		}
+	}
+	m.LogLevel = "debug" // as --log-level debug does
+	if err := Finish(loadErr, mpath, &m); err == nil || strings.Contains(err.Error(), "log_level") || !strings.Contains(err.Error(), "1 problem:") {
+		t.Errorf("with the level fixed by a flag: %v, want the unknown key alone", err)
+	}
+
+	apath := write("agent.yaml", "manager: http://127.0.0.1:7070\ntoken: pdt_x\nrelease: \"1\"\ntokn: y\nqueue:\n  max_byts: 10\nlog_level: loud\n")
+	a := DefaultAgent()
+	err = Finish(Load(&a, apath, nil), apath, &a)
+	for _, want := range []string{"3 problems", "line 4: tokn: unknown key (did you mean token?)", "line 6: queue.max_byts: unknown key (did you mean queue.max_bytes?)", `log_level: "loud"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("agent: %v lacks %q", err, want)
+		}
+	}
+	if a.Manager != "http://127.0.0.1:7070" {
+		t.Errorf("the known keys of a file with problems were not decoded: manager %q", a.Manager)
+	}
+
+	good := DefaultManager()
+	if err := Finish(Load(&good, write("ok.yaml", "log_level: warn\n"), nil), "", &good); err != nil {
+		t.Errorf("a clean file: %v", err)
+	}
+	if err := Finish(Load(&good, filepath.Join(dir, "missing.yaml"), nil), "", &good); err == nil || !strings.Contains(err.Error(), "read config") {
+		t.Errorf("an unreadable file: %v", err)
 	}
 }

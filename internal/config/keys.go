@@ -3,10 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/periscope-dev/periscope/internal/suggest"
 )
 
 // maxKeyProblems bounds how many unknown keys one load reports, so a file that
@@ -180,37 +184,12 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return m
 }
 
-// nearest returns the key of fields closest to k by edit distance, if it is
-// close enough to be a likely typo.
+// nearest returns the key of fields closest to k, if it is close enough to be
+// a likely typo; keys are tried in order so ties always answer the same.
 func nearest(k string, fields map[string]reflect.Type) string {
-	best, bestD := "", len(k)/2+2
-	for f := range fields {
-		d := editDistance(strings.ToLower(k), f)
-		if d < bestD || (d == bestD && best != "" && f < best) {
-			best, bestD = f, d
-		}
+	near, ok := suggest.Nearest(strings.ToLower(k), slices.Sorted(maps.Keys(fields)))
+	if !ok {
+		return ""
 	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b; both are config
-// keys, so short and bounded by the document's size.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return near
 }

@@ -52,12 +52,15 @@ type Backoff struct {
 }
 
 // Centred returns the policy whose waits spread evenly from half to one and a half
-// times a step that starts at initial and doubles up to max, as the forwarder's and
-// the exporters' always have: a wait falls in (step/2, 3·step/2].
+// times a step that starts at initial and doubles, as the forwarder's and the
+// exporters' do: a wait falls in (step/2, 3·step/2], and never exceeds max, jitter
+// included. Once the steps reach the cap, waits spread over (max/3, max].
 func Centred(initial, max time.Duration) Backoff {
-	// A step half as long again, less up to two thirds of it, is the same spread
-	// with Max still bounding every wait.
-	return Backoff{Initial: initial * 3 / 2, Max: max * 3 / 2, Jitter: 2.0 / 3}
+	// A step half as long again, less up to two thirds of it, is the same spread.
+	// The cap applies to that step, which is the longest wait: capping the
+	// doubling step at max instead let waits reach 1.5·max (45 s where a
+	// 30 s cap was promised).
+	return Backoff{Initial: initial * 3 / 2, Max: max, Jitter: 2.0 / 3}
 }
 
 // Step returns the unjittered wait before retry attempt (1 for the first retry;

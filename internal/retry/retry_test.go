@@ -200,14 +200,39 @@ func TestBackoffJitterBounds(t *testing.T) {
 }
 
 // TestCentredBounds checks the forwarder's and exporters' policy over many draws:
-// every wait is within half to one and a half times the doubling step, capped.
+// every wait is within half to one and a half times the doubling step, and never
+// longer than the limit, jitter included (the agent's docs promise 30 s).
 func TestCentredBounds(t *testing.T) {
-	b := retry.Centred(500*time.Millisecond, 30*time.Second)
+	const limit = 30 * time.Second
+	b := retry.Centred(500*time.Millisecond, limit)
 	for attempt := 1; attempt <= 12; attempt++ {
-		base := min(500*time.Millisecond<<(attempt-1), 30*time.Second)
+		base := 500 * time.Millisecond << (attempt - 1)
+		lo, hi := base/2, min(base*3/2, limit)
+		if base*3/2 > limit {
+			lo = limit / 3
+		}
 		for range 200 {
-			if d := b.Delay(attempt, nil); d <= base/2 || d > base*3/2 {
-				t.Fatalf("Delay(%d) = %v, want in (%v, %v]", attempt, d, base/2, base*3/2)
+			if d := b.Delay(attempt, nil); d <= lo || d > hi {
+				t.Fatalf("Delay(%d) = %v, want in (%v, %v]", attempt, d, lo, hi)
+			}
+		}
+	}
+}
+
+// The longest wait the centred policy can draw, whatever the attempt, is its
+// limit: the draw that takes no jitter off lands exactly on it, and no draw above.
+func TestCentredCapIncludesJitter(t *testing.T) {
+	for _, limit := range []time.Duration{30 * time.Second, time.Minute} {
+		for _, r := range []float64{0, 0.25, 0.5, math.Nextafter(1, 0)} {
+			b := retry.Centred(500*time.Millisecond, limit)
+			b.Rand = func() float64 { return r }
+			for attempt := 1; attempt <= 40; attempt++ {
+				if d := b.Delay(attempt, nil); d > limit {
+					t.Fatalf("limit %v, draw %v: Delay(%d) = %v", limit, r, attempt, d)
+				}
+			}
+			if d := b.Delay(40, nil); r == 0 && d != limit {
+				t.Errorf("limit %v: the longest wait is %v, want the limit itself", limit, d)
 			}
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/periscope-dev/periscope/internal/agent/reach"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
@@ -89,6 +90,10 @@ type Settings struct {
 	Rand *rand.Rand
 	// Logger gets one line per failed attempt; nil means slog.Default().
 	Logger *slog.Logger
+	// Reach, when set, is told when the manager cannot be reached at all (no
+	// HTTP answer) and when it answers again; such failures are then logged
+	// by it, once per change of state, and here only at debug level.
+	Reach *reach.Tracker
 	// Observer gets self-metrics; nil discards them.
 	Observer Observer
 }
@@ -288,11 +293,17 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 	batch := fmt.Sprintf("%s:%d-%d", f.q.ID(), recs[0].Seq, recs[len(recs)-1].Seq)
 	for attempt := 1; ; attempt++ {
 		err := f.send(ctx, batch)
-		if err == nil {
+		var se *statusError
+		switch {
+		case err == nil:
+			f.s.Reach.OK()
 			f.s.Observer.Sent(f.sig, records, raw)
 			return nil
+		case errors.As(err, &se):
+			f.s.Reach.OK() // it answered, if not as hoped
+		default:
+			f.s.Reach.Failed(err)
 		}
-		var se *statusError
 		if errors.As(err, &se) && se.code == http.StatusConflict && se.delivered >= recs[0].Seq {
 			// The manager already has the front of this batch (this agent lost its
 			// own position): send only what follows.
@@ -335,8 +346,12 @@ func (f *Forwarder) deliver(ctx context.Context, recs []queue.Record) error {
 		f.s.Observer.Retried(f.sig, reason(err))
 		// A longer Retry-After from the manager wins over the backoff.
 		wait := f.backoff.Delay(attempt, err)
-		f.s.Logger.Warn("sending telemetry failed; will retry", "signal", f.sig, "batch", batch,
-			"attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+		level := slog.LevelWarn
+		if se == nil && f.s.Reach != nil {
+			level = slog.LevelDebug // the tracker says the manager is unreachable
+		}
+		f.s.Logger.Log(ctx, level, "sending telemetry failed; will retry", "signal", f.sig, "batch", batch,
+			"attempt", attempt, "wait", wait.Round(time.Millisecond), "error", reach.Cause(err))
 		if !clock.Sleep(ctx, wait) {
 			return ctx.Err()
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/periscope-dev/periscope/internal/agent/reach"
 	"github.com/periscope-dev/periscope/internal/agent/statefile"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/command"
@@ -70,14 +71,21 @@ type Settings struct {
 	// sends. It runs on the OpAMP client's goroutine; the set in force before
 	// that (kept from an earlier run, or none) is Thresholds'.
 	OnThresholds func(thresholds.Set)
+	// Reach, when set, is told each failed and successful connection and logs
+	// the manager's changes of state; the check-in then logs no line of its
+	// own per failed attempt.
+	Reach *reach.Tracker
 }
 
 // Agent checks in with the manager. New validates; Start connects.
 type Agent struct {
 	cfg config.Agent
 	log *slog.Logger
-	env []string
-	clk clock.Clock
+	// reach logs the manager's reachability once per change (nil: this
+	// agent logs its own failures).
+	reach *reach.Tracker
+	env   []string
+	clk   clock.Clock
 
 	// hook is the parsed update command (nil for a webhook or no hook), hc the
 	// webhook's client, killGrace how long a timed-out command has after SIGTERM.
@@ -138,7 +146,7 @@ func New(cfg config.Agent, s Settings) (*Agent, error) {
 	if s.Env == nil {
 		s.Env = os.Environ()
 	}
-	a := &Agent{cfg: cfg, log: s.Logger, env: s.Env, clk: clock.Or(s.Clock), components: map[string]*protobufs.ComponentHealth{},
+	a := &Agent{cfg: cfg, log: s.Logger, reach: s.Reach, env: s.Env, clk: clock.Or(s.Clock), components: map[string]*protobufs.ComponentHealth{},
 		release: cfg.Release, hc: newWebhookClient(), killGrace: defaultKillGrace}
 	a.refusedRetry, a.events = s.RefusedRetry, make(chan sessionEvent, 1)
 	a.red.onRedaction = s.OnRedaction
@@ -227,7 +235,7 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 	if err != nil {
 		return nil, err
 	}
-	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused, isRefused: a.refusedLogged.Load}
+	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused, isRefused: a.refusedLogged.Load, quiet: a.reach != nil}
 	var c client.OpAMPClient
 	if a.cfg.Transport == "websocket" {
 		c = client.NewWebSocket(lg)
@@ -328,14 +336,19 @@ func (a *Agent) setConnected(ok bool, err error) {
 	a.connected = ok
 	a.mu.Unlock()
 	switch {
-	case ok && !was:
-		a.log.Info("connected to manager")
-		a.refusedLogged.Store(false)
+	case ok:
+		a.reach.OK()
+		if !was {
+			a.log.Info("connected to manager")
+			a.refusedLogged.Store(false)
+		}
 	case !ok && errors.Is(err, websocket.ErrBadHandshake):
 		// The manager answered with a status, which opamp-go logs next: a
 		// refused token is said plainly by refused (token.go), another status
 		// as opamp-go's line.
-	case !ok && (was || a.started.After(time.Now().Add(-time.Second))):
+	case a.reach != nil:
+		a.reach.Failed(err)
+	case was || a.started.After(time.Now().Add(-time.Second)):
 		a.log.Warn("cannot reach manager; retrying", "err", err)
 	}
 }

@@ -179,6 +179,9 @@ type refusalWatcher struct {
 	types.Logger
 	refused   func(status int)
 	isRefused func() bool
+	// quiet demotes opamp-go's per-attempt "Connection failed" line to
+	// debug: a reach.Tracker reports the manager down, once.
+	quiet bool
 }
 
 // Errorf implements types.Logger.
@@ -191,6 +194,10 @@ func (w refusalWatcher) Errorf(ctx context.Context, format string, v ...any) {
 	}
 	if w.isRefused() && strings.Contains(msg, websocket.ErrBadHandshake.Error()) {
 		return // the same refusal, as opamp-go's retry line
+	}
+	if w.quiet && strings.HasPrefix(msg, "Connection failed") {
+		w.Logger.Debugf(ctx, "%s", msg)
+		return
 	}
 	w.Logger.Errorf(ctx, "%s", msg)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,7 @@ func (cs *ContextSource) Run(ctx context.Context, p *Pipeline) {
 		got, err := cs.fetch(ctx)
 		switch {
 		case err == nil:
+			p.s.Forward.Reach.OK()
 			if got != remote {
 				remote = got
 				p.SetContext(cs.merge(remote))
@@ -63,6 +65,9 @@ func (cs *ContextSource) Run(ctx context.Context, p *Pipeline) {
 			}
 		case ctx.Err() != nil:
 			return
+		case p.s.Forward.Reach != nil && errors.As(err, new(*url.Error)):
+			p.s.Forward.Reach.Failed(err) // the tracker logs the manager down, once
+			wait = 10 * time.Second
 		default:
 			p.log.Warn("could not read the deployment context from the manager; retrying", "error", err)
 			wait = 10 * time.Second

@@ -41,6 +41,11 @@ import (
 type Settings struct {
 	// GRPCAddr and HTTPAddr are the OTLP listen addresses; "" or "off" disables one.
 	GRPCAddr, HTTPAddr string
+	// GRPCListener and HTTPListener, when set, are already bound and used
+	// instead of listening on GRPCAddr and HTTPAddr: the agent binds its ports
+	// before it checks in, so a port in use fails before any session opens.
+	// Start takes them over; Shutdown closes them.
+	GRPCListener, HTTPListener net.Listener
 	// MaxRequestBytes bounds one OTLP request.
 	MaxRequestBytes int64
 	// QueueDir holds one queue directory per signal.
@@ -263,10 +268,12 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	if maxBytes <= 0 {
 		maxBytes = receiver.DefaultMaxBytes
 	}
-	if on(p.s.HTTPAddr) {
-		lis, err := net.Listen("tcp", p.s.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("OTLP/HTTP listener: %w", err)
+	if lis := p.s.HTTPListener; lis != nil || on(p.s.HTTPAddr) {
+		if lis == nil {
+			var err error
+			if lis, err = net.Listen("tcp", p.s.HTTPAddr); err != nil {
+				return fmt.Errorf("OTLP/HTTP listener: %w", err)
+			}
 		}
 		mux := http.NewServeMux()
 		(&receiver.HTTP{Consumer: p, MaxBytes: maxBytes}).Register(mux)
@@ -286,13 +293,15 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	if on(p.s.GRPCAddr) {
-		lis, err := net.Listen("tcp", p.s.GRPCAddr)
-		if err != nil {
-			if p.httpSrv != nil {
-				p.httpSrv.Close()
+	if lis := p.s.GRPCListener; lis != nil || on(p.s.GRPCAddr) {
+		if lis == nil {
+			var err error
+			if lis, err = net.Listen("tcp", p.s.GRPCAddr); err != nil {
+				if p.httpSrv != nil {
+					p.httpSrv.Close()
+				}
+				return fmt.Errorf("OTLP/gRPC listener: %w", err)
 			}
-			return fmt.Errorf("OTLP/gRPC listener: %w", err)
 		}
 		p.grpcSrv = grpcserver.New(p, grpcserver.Settings{MaxBytes: int(maxBytes)})
 		p.addrs.grpc = lis.Addr().String()

@@ -57,9 +57,7 @@ summarises it for a time range.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := config.DefaultAgent()
-			if err := config.Load(&cfg, cfgFile, os.Environ()); err != nil {
-				return err
-			}
+			loadErr := config.Load(&cfg, cfgFile, os.Environ())
 			f := cmd.Flags()
 			for name, dst := range map[string]*string{"manager": &cfg.Manager, "token": &cfg.Token, "release": &cfg.Release,
 				"cloud": &cfg.Cloud, "region": &cfg.Region, "platform": &cfg.Platform, "transport": &cfg.Transport,
@@ -82,6 +80,9 @@ summarises it for a time range.`,
 			}
 			if f.Changed("max-procs") {
 				cfg.MaxProcs, _ = f.GetInt("max-procs")
+			}
+			if err := config.Finish(loadErr, cfgFile, &cfg); err != nil {
+				return err
 			}
 			if cfg.MaxProcs > 0 {
 				runtime.GOMAXPROCS(cfg.MaxProcs)

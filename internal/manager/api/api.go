@@ -29,6 +29,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/rollouts"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/suggest"
 )
 
 //go:embed openapi.json
@@ -471,6 +472,7 @@ func (a *API) createDeployment(w http.ResponseWriter, r *http.Request, tok auth.
 	}
 	out := DeploymentJSON(created[0].View)
 	out.Token = created[0].Token
+	out.Warnings = a.stackWarnings(out.Stack)
 	a.log.Info("deployment created", "deployment", out.ID, "customer", out.Customer, "by", tok.Name)
 	writeJSON(w, http.StatusCreated, out)
 }
@@ -497,9 +499,42 @@ func (a *API) createDeployments(w http.ResponseWriter, r *http.Request, tok auth
 	for i, c := range created {
 		out.Items[i] = DeploymentJSON(c.View)
 		out.Items[i].Token = c.Token
+		out.Items[i].Warnings = a.stackWarnings(out.Items[i].Stack)
 	}
 	a.log.Info("deployments created", "count", len(created), "by", tok.Name)
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// stackWarnings says when stack has no published release yet. Stacks exist by
+// publishing a release, and registering deployments before the first release is
+// a normal order, so the registration is accepted; but a mistyped stack would
+// leave the deployment without a desired release forever, unnoticed. As
+// kubectl prints an admission warning, the answer carries one, naming the
+// nearest known stack.
+func (a *API) stackWarnings(stack string) []string {
+	if stack == "" {
+		return []string{"no stack: the deployment will not be offered any release until it has one"}
+	}
+	var known []string
+	for _, rv := range a.fleet.Releases("") {
+		if rv.Release.Stack == stack {
+			return nil
+		}
+		if !slices.Contains(known, rv.Release.Stack) {
+			known = append(known, rv.Release.Stack)
+		}
+	}
+	w := fmt.Sprintf("stack %q has no release yet: the deployment is offered none until one is published (periscope releases create VERSION --stack %s)", stack, stack)
+	if near, ok := suggest.Nearest(stack, known); ok {
+		w += fmt.Sprintf("; did you mean %q?", near)
+	} else if len(known) > 0 {
+		slices.Sort(known)
+		if len(known) > 10 {
+			known = append(known[:10], "…")
+		}
+		w += "; known stacks: " + strings.Join(known, ", ")
+	}
+	return []string{w}
 }
 
 func (a *API) getDeployment(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {

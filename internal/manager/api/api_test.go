@@ -293,3 +293,31 @@ func jsonFields(t reflect.Type) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Registering a deployment on a stack with no release is accepted (stacks
+// exist by publishing a release, which may come later) but the answer warns,
+// naming the stack it most likely meant; a known stack gets no warning.
+func TestCreateDeploymentWarnsOfAStackWithoutRelease(t *testing.T) {
+	ctx := context.Background()
+	m := start(t)
+	adm := apiclient.New(m.URL(), admin)
+	if _, err := adm.CreateRelease(ctx, apitypes.NewRelease{Stack: "analytics", Version: "1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := adm.CreateDeployment(ctx, apitypes.NewDeployment{ID: "acme", Customer: "acme", Stack: "analytics"})
+	if err != nil || len(d.Warnings) != 0 {
+		t.Fatalf("a known stack: %v, warnings %q", err, d.Warnings)
+	}
+	d, err = adm.CreateDeployment(ctx, apitypes.NewDeployment{ID: "globex", Customer: "globex", Stack: "analytcs"})
+	if err != nil || len(d.Warnings) != 1 || !strings.Contains(d.Warnings[0], `stack "analytcs" has no release yet`) ||
+		!strings.Contains(d.Warnings[0], `did you mean "analytics"?`) {
+		t.Fatalf("a mistyped stack: %v, warnings %q", err, d.Warnings)
+	}
+	ds, err := adm.CreateDeployments(ctx, []apitypes.NewDeployment{{ID: "a1", Stack: "analytics"}, {ID: "a2", Stack: "nosuch"}})
+	if err != nil || len(ds) != 2 || len(ds[0].Warnings) != 0 || len(ds[1].Warnings) != 1 || !strings.Contains(ds[1].Warnings[0], "known stacks: analytics") {
+		t.Fatalf("batch: %v, %+v", err, ds)
+	}
+	if got, err := adm.Deployment(ctx, "globex"); err != nil || got.Warnings != nil {
+		t.Fatalf("a later read carries the creation's warnings: %v %q", err, got.Warnings)
+	}
+}

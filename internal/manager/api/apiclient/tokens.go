@@ -39,3 +39,25 @@ func (c *Client) DeploymentHistory(ctx context.Context, id string, limit int) ([
 	err := c.Do(ctx, "GET", pinPath(id, "history")+"?limit="+strconv.Itoa(limit), nil, &out)
 	return out.Items, err
 }
+
+// APITokens lists the operator API tokens (names and roles; never secrets).
+func (c *Client) APITokens(ctx context.Context) ([]apitypes.Token, error) {
+	var out struct {
+		Items []apitypes.Token `json:"items"`
+	}
+	err := c.Do(ctx, "GET", "/api/v1/tokens", nil, &out)
+	return out.Items, err
+}
+
+// CreateAPIToken issues an operator API token; the answer carries its secret,
+// which the manager never shows again.
+func (c *Client) CreateAPIToken(ctx context.Context, nt apitypes.NewToken) (apitypes.Token, error) {
+	var out apitypes.Token
+	err := c.Do(ctx, "POST", "/api/v1/tokens", nt, &out)
+	return out, err
+}
+
+// RevokeAPIToken revokes operator API token id at once.
+func (c *Client) RevokeAPIToken(ctx context.Context, id string) error {
+	return c.Do(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(id), nil, nil)
+}

@@ -89,6 +89,9 @@ type Deployment struct {
 
 	// Token is the agent token, present only in the response that created the deployment.
 	Token string `json:"token,omitempty"`
+	// Warnings, only in the response that created the deployment, are what
+	// was accepted but looks like a mistake, such as a stack with no release.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Redaction is a deployment's effective redaction policy as its agent reports it.
