@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // UsedBytes returns how many bytes the telemetry tables use on disk, their
@@ -23,7 +25,8 @@ func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
 // Retain enforces retention once: partitions wholly older than MaxAge are
 // dropped and older rows deleted from the partition MaxAge cuts (and from the
 // default partitions); then, while the tables use more than MaxBytes, the
-// oldest partitions are dropped, never the current one. Replicas may run it at
+// oldest partitions are dropped, never the current one. Resources no kept row
+// can refer to any more are deleted (pruneResources). Replicas may run it at
 // once: each step holds the ingest lock and is idempotent.
 func (s *Store) Retain(ctx context.Context) error {
 	now := s.set.Clock.Now().UTC()
@@ -48,6 +51,9 @@ func (s *Store) Retain(ctx context.Context) error {
 			return fmt.Errorf("retention on %s: %w", pt.table, err)
 		}
 	}
+	if err := s.pruneResources(ctx, cutoff); err != nil {
+		return err
+	}
 	current := now.Truncate(s.set.PartitionWidth)
 	for {
 		used, err := s.UsedBytes(ctx)
@@ -64,4 +70,28 @@ func (s *Store) Retain(ctx context.Context) error {
 		s.m.dropped.WithLabelValues("size").Inc()
 		kept = kept[1:]
 	}
+}
+
+// pruneResources deletes the resources whose last_used mark is a whole
+// partition width before cutoff: every row that refers to one is older than
+// cutoff, so Retain has deleted it. A writer marks its resources, under the
+// ingest lock, in the transaction that stores the rows; holding the lock here
+// too, the delete never runs between a writer's mark and its rows, and a
+// writer that still knows a deleted resource's id finds its mark gone and
+// resolves the resource again.
+func (s *Store) pruneResources(ctx context.Context, cutoff time.Time) error {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockForDDL(ctx, tx); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM resources WHERE last_used <= $1`, cutoff.Add(-s.set.PartitionWidth))
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("prune resources: %w", err)
+	}
+	s.m.prunedResources.Add(float64(n))
+	return nil
 }
