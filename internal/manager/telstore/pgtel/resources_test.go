@@ -143,3 +143,57 @@ func TestPruningRacingWritersLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestAChangedPartitionWidthKeepsWhatTheOldPartitionsHold: after the width
+// goes from a day to 6h, retention judges the day-wide partitions by their own
+// end (keeping records younger than MaxAge), new partitions are made only
+// where no old one lies, and once the old ones age out the new width applies.
+func TestAChangedPartitionWidthKeepsWhatTheOldPartitionsHold(t *testing.T) {
+	url := testenv.PostgresDatabase(t)
+	clk := clock.NewFake(t0) // 10:00
+	day := open(t, url, Settings{Clock: clk, PartitionWidth: 24 * time.Hour, MaxAge: 12 * time.Hour, RetainEvery: -1})
+	six := open(t, url, Settings{Clock: clk, PartitionWidth: 6 * time.Hour, MaxAge: 12 * time.Hour, RetainEvery: -1})
+	ctx := context.Background()
+	log := func(s *Store, body string) {
+		t.Helper()
+		telstoretest.Consume(t, s, telstoretest.LogBatch(t, telstoretest.AcmeOld, telstoretest.LogSpec{At: clk.Now(), Severity: plog.SeverityNumberInfo, Body: body}))
+	}
+	widths := func() map[string]time.Duration {
+		t.Helper()
+		parts, err := six.w.partitions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]time.Duration{}
+		for _, p := range parts {
+			out[p.start.Format("01-02T15")] = p.end.Sub(p.start)
+		}
+		return out
+	}
+	log(day, "by the day store")
+	log(six, "by the 6h store")
+	if got := widths(); len(got) != 2 || got["11-24T00"] != 24*time.Hour || got["11-25T00"] != 24*time.Hour {
+		t.Fatalf("partitions after both wrote: %v; want today's and tomorrow's, a day each", got)
+	}
+	// 20:00: the cut (08:00) is past 6h after today's start, not past its end.
+	clk.Set(t0.Add(10 * time.Hour))
+	if err := six.Retain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := countLogs(t, six); got["by the day store"] != 1 || got["by the 6h store"] != 1 {
+		t.Fatalf("records after retention at 20:00: %v; want both (they are 10h old, MaxAge is 12h)", got)
+	}
+	// Two days on, the day-wide partitions have aged out, and the new width applies.
+	clk.Set(t0.Add(51 * time.Hour)) // 11-26 13:00
+	if err := six.Retain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log(six, "later")
+	got := widths()
+	if got["11-24T00"] != 0 || got["11-25T00"] != 0 || got["11-26T12"] != 6*time.Hour {
+		t.Fatalf("partitions two days on: %v; want the day-wide ones gone and 11-26T12 six hours wide", got)
+	}
+	if logs := countLogs(t, six); len(logs) != 1 || logs["later"] != 1 {
+		t.Fatalf("records two days on: %v; want only the new one", logs)
+	}
+}

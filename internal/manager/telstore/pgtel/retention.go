@@ -31,20 +31,20 @@ func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
 func (s *Store) Retain(ctx context.Context) error {
 	now := s.set.Clock.Now().UTC()
 	cutoff := now.Add(-s.set.MaxAge)
-	starts, err := s.w.partitions(ctx)
+	parts, err := s.w.partitions(ctx)
 	if err != nil {
 		return err
 	}
-	var kept []time.Time
-	for _, st := range starts {
-		if !st.Add(s.set.PartitionWidth).After(cutoff) {
-			if err := s.w.dropPartition(ctx, st); err != nil {
+	var kept []partition
+	for _, p := range parts {
+		if !p.end.After(cutoff) {
+			if err := s.w.dropPartition(ctx, p.start); err != nil {
 				return err
 			}
 			s.m.dropped.WithLabelValues("age").Inc()
 			continue
 		}
-		kept = append(kept, st)
+		kept = append(kept, p)
 	}
 	for _, pt := range partTables {
 		if _, err := s.pool.Exec(ctx, "DELETE FROM "+pt.table+" WHERE "+pt.col+" < $1", cutoff); err != nil {
@@ -54,17 +54,17 @@ func (s *Store) Retain(ctx context.Context) error {
 	if err := s.pruneResources(ctx, cutoff); err != nil {
 		return err
 	}
-	current := now.Truncate(s.set.PartitionWidth)
 	for {
 		used, err := s.UsedBytes(ctx)
 		if err != nil {
 			return err
 		}
 		s.m.UsedBytes.Set(float64(used))
-		if used <= s.set.MaxBytes || len(kept) == 0 || !kept[0].Before(current) {
+		// Never the partition now falls in, nor one ahead of it.
+		if used <= s.set.MaxBytes || len(kept) == 0 || kept[0].end.After(now) {
 			return nil
 		}
-		if err := s.w.dropPartition(ctx, kept[0]); err != nil {
+		if err := s.w.dropPartition(ctx, kept[0].start); err != nil {
 			return err
 		}
 		s.m.dropped.WithLabelValues("size").Inc()
@@ -73,7 +73,7 @@ func (s *Store) Retain(ctx context.Context) error {
 }
 
 // pruneResources deletes the resources whose last_used mark is a whole
-// partition width before cutoff: every row that refers to one is older than
+// markStep before cutoff: every row that refers to one is older than
 // cutoff, so Retain has deleted it. A writer marks its resources, under the
 // ingest lock, in the transaction that stores the rows; holding the lock here
 // too, the delete never runs between a writer's mark and its rows, and a
@@ -85,7 +85,7 @@ func (s *Store) pruneResources(ctx context.Context, cutoff time.Time) error {
 		if err := lockForDDL(ctx, tx); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM resources WHERE last_used <= $1`, cutoff.Add(-s.set.PartitionWidth))
+		tag, err := tx.Exec(ctx, `DELETE FROM resources WHERE last_used <= $1`, cutoff.Add(-markStep))
 		n = tag.RowsAffected()
 		return err
 	})

@@ -426,16 +426,20 @@ const maxResolves = 3
 // writer knew; the writer forgets every id it knew and resolves again.
 var errPruned = errors.New("a resource was pruned meanwhile")
 
+// markStep is the precision of a resource's last_used mark: a mark is a row
+// time truncated to it. It is fixed, not the partition width, so that a
+// changed width never makes an old mark claim less than it did.
+const markStep = time.Hour
+
 // markResources moves the last_used mark of every resource the group refers
-// to up to the partition-width start of the latest row time in its batches,
-// in tx, which stores the rows. Retention deletes only resources whose mark is
-// a whole width before its cutoff, so a kept row's resource is never deleted:
+// to up to the markStep start of the latest row time in its batches, in tx,
+// which stores the rows. Retention deletes only resources whose mark is a
+// whole step before its cutoff, so a kept row's resource is never deleted:
 // the mark and the rows commit together, and the row lock the update takes
 // orders it with retention's delete. An id whose row is gone was pruned since
 // resolve (errPruned). A resource this replica marked at or past the group's
 // time already needs no write: its stored mark is at least that.
 func (w *writer) markResources(ctx context.Context, tx pgx.Tx, ps []*pending) (map[int64]time.Time, error) {
-	width := w.s.set.PartitionWidth
 	want := map[int64]time.Time{}
 	for _, p := range ps {
 		var latest time.Time
@@ -447,7 +451,7 @@ func (w *writer) markResources(ctx context.Context, tx pgx.Tx, ps []*pending) (m
 		if latest.IsZero() {
 			continue
 		}
-		latest = latest.UTC().Truncate(width)
+		latest = latest.UTC().Truncate(markStep)
 		for _, id := range p.res {
 			if latest.After(want[id]) {
 				want[id] = latest

@@ -1,7 +1,7 @@
 -- Resources are pruned by retention once no kept row can refer to them. Each
 -- write marks the resources it refers to with the latest time (truncated to
--- the partition width) its rows carry, in the transaction that stores them;
--- retention deletes a resource whose mark is a whole width before the cutoff.
+-- the hour) its rows carry, in the transaction that stores them;
+-- retention deletes a resource whose mark is an hour before the cutoff.
 -- Resources stored before this version are marked now, so they are kept at
 -- least one retention period; a new one starts unmarked (its first write
 -- marks it, and a write finding it pruned resolves it again).
