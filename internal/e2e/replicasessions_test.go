@@ -1,12 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
+	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
 // dashCSRF finds the CSRF token a dashboard page's forms carry.
@@ -104,5 +111,45 @@ func TestDashboardSessionsSpanReplicas(t *testing.T) {
 		if ok, _ := c.signedIn(r.url()); ok {
 			t.Errorf("replica %s still serves a session signed out through B", r.name)
 		}
+	}
+}
+
+// TestTokensSpanReplicas: an API token created through replica A works on B
+// within a couple of sync intervals, and once deleted through A it is refused
+// on B, and the dashboard session signed in with it on B ends.
+func TestTokensSpanReplicas(t *testing.T) {
+	a, b := startReplicaPair(t)
+	secret := apiToken(t, a.api, "ci-bot", "operator")
+	onB := apiclient.New(b.url(), secret)
+	eventually(t, 5*time.Second, "B accepts the token created on A", func() error {
+		var ds json.RawMessage
+		return onB.Do(context.Background(), "GET", "/api/v1/deployments", nil, &ds)
+	})
+	c := newDashClient(t)
+	if res, body := c.do("POST", b.url()+"/login", url.Values{"token": {secret}, "next": {"/"}}); res.StatusCode != http.StatusSeeOther || c.cookie == nil {
+		t.Fatalf("sign-in through B with A's token: %d\n%s", res.StatusCode, body)
+	}
+	var toks struct{ Items []apitypes.Token }
+	if err := a.api.Do(context.Background(), "GET", "/api/v1/tokens", nil, &toks); err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for _, tok := range toks.Items {
+		if tok.Name == "ci-bot" {
+			id = tok.ID
+		}
+	}
+	if err := a.api.Do(context.Background(), "DELETE", "/api/v1/tokens/"+url.PathEscape(id), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "B refuses the token deleted on A", func() error {
+		var ds json.RawMessage
+		if err := onB.Do(context.Background(), "GET", "/api/v1/deployments", nil, &ds); err == nil {
+			return errors.New("still accepted")
+		}
+		return nil
+	})
+	if ok, _ := c.signedIn(b.url()); ok {
+		t.Error("B still serves the dashboard session of a token deleted on A")
 	}
 }
