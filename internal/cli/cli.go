@@ -50,6 +50,7 @@ func newRoot(c clock.Clock) *cobra.Command {
 	pf.StringVar(&o.manager, "manager", "", "manager URL for operator verbs (PERISCOPE_MANAGER, or 'manager' in the CLI config file)")
 	pf.StringVar(&o.token, "token", "", "API token for operator verbs (PERISCOPE_TOKEN, or 'token' in the CLI config file)")
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&o.ca, "ca", "", "PEM file of the CA that signed the manager's certificate, when not a public one (PERISCOPE_CA, or 'ca' in the CLI config file)")
 	root.AddCommand(versionCmd(), tokensCmd(o), managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
 		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o),
 		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o), runtimeCmd(o), rolloutsCmd(o))
@@ -149,6 +150,8 @@ directory is temporary unless --data-dir is given. Stop with Ctrl-C.`,
 
 type opts struct {
 	manager, token, output string
+	// ca is the PEM file of the CA that signed the manager's certificate (ca.go).
+	ca string
 	// clock is what relative flags such as --since 1h count back from.
 	clock clock.Clock
 }
@@ -157,6 +160,7 @@ type opts struct {
 type cliConfig struct {
 	Manager string `yaml:"manager"`
 	Token   string `yaml:"token"`
+	CA      string `yaml:"ca"`
 }
 
 // ConfigPath is where the CLI looks for its defaults.
@@ -195,7 +199,11 @@ func (o *opts) client() (*apiclient.Client, error) {
 	if o.output != "table" && o.output != "json" {
 		return nil, fmt.Errorf("--output %q: want table or json", o.output)
 	}
-	return apiclient.New(url, token), nil
+	c := apiclient.New(url, token)
+	if err := trustCA(c, pick(o.ca, os.Getenv("PERISCOPE_CA"), file.CA)); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func (o *opts) print(w io.Writer, v any, table func(*tabwriter.Writer)) error {

@@ -247,6 +247,11 @@ type TelemetryStore struct {
 	// MemoryLimit bounds the embedded database's memory, e.g. "2GB" ("" means
 	// DuckDB's default, 80% of RAM).
 	MemoryLimit string `yaml:"memory_limit" env:"MEMORY_LIMIT"`
+	// PartitionWidth is the time range of one partition of the telemetry
+	// tables on PostgreSQL (storage: postgres://…): a whole number of hours
+	// that divides a day. Narrower partitions let retention drop data sooner,
+	// at the cost of more tables. The embedded store ignores it.
+	PartitionWidth Duration `yaml:"partition_width" env:"PARTITION_WIDTH"`
 }
 
 func (r Regression) validate() error {
@@ -272,7 +277,7 @@ func DefaultManager() Manager {
 		MaxRequestBytes: 16 << 20, MaxConcurrentRequests: 64, MaxOpAMPMessageBytes: 4 << 20,
 		Notifications:  DefaultNotifications(),
 		ExportQueue:    Queue{MaxBytes: 1 << 30, MaxAge: Duration(24 * time.Hour), OnFull: "drop_oldest"},
-		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30},
+		TelemetryStore: TelemetryStore{MaxAge: Duration(7 * 24 * time.Hour), MaxBytes: 10 << 30, PartitionWidth: Duration(24 * time.Hour)},
 		Regression: Regression{MinRequests: 20, ErrorRateIncrease: 0.05, ErrorRateRatio: 2, P95Increase: Duration(100 * time.Millisecond),
 			P95Ratio: 1.5, Window: Duration(30 * time.Minute), CheckEvery: Duration(30 * time.Second)},
 		Audit:    Audit{Retention: Duration(365 * 24 * time.Hour)},
@@ -316,6 +321,10 @@ func (c *Manager) Validate() error {
 	}
 	if c.TelemetryStore.MaxBytes <= 0 {
 		errs = append(errs, errors.New("telemetry_store.max_bytes: must be positive"))
+	}
+	// The partitions' names and bounds follow the hours of a UTC day (pgtel).
+	if w := time.Duration(c.TelemetryStore.PartitionWidth); w < time.Hour || w > 24*time.Hour || w%time.Hour != 0 || (24*time.Hour)%w != 0 {
+		errs = append(errs, fmt.Errorf("telemetry_store.partition_width: %s; want whole hours that divide a day, from 1h to 24h (1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h)", w))
 	}
 	errs = append(errs, c.Regression.validate())
 	names := map[string]bool{}

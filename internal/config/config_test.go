@@ -153,17 +153,33 @@ func TestManagerExportersAreValidated(t *testing.T) {
 
 func TestManagerTelemetryStoreFromFileAndEnv(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "manager.yaml")
-	os.WriteFile(path, []byte("telemetry_store:\n  max_age: 48h\n  max_bytes: 2GiB\n"), 0o600)
+	os.WriteFile(path, []byte("telemetry_store:\n  max_age: 48h\n  max_bytes: 2GiB\n  partition_width: 12h\n"), 0o600)
 	cfg := DefaultManager()
-	if err := Load(&cfg, path, []string{"PERISCOPE_TELEMETRY_STORE_MAX_BYTES=512MiB"}); err != nil {
+	if time.Duration(cfg.TelemetryStore.PartitionWidth) != 24*time.Hour {
+		t.Fatalf("default partition_width = %s, want 24h", time.Duration(cfg.TelemetryStore.PartitionWidth))
+	}
+	if err := Load(&cfg, path, []string{"PERISCOPE_TELEMETRY_STORE_MAX_BYTES=512MiB", "PERISCOPE_TELEMETRY_STORE_PARTITION_WIDTH=6h"}); err != nil {
 		t.Fatal(err)
 	}
-	if time.Duration(cfg.TelemetryStore.MaxAge) != 48*time.Hour || cfg.TelemetryStore.MaxBytes != 512<<20 {
+	if time.Duration(cfg.TelemetryStore.MaxAge) != 48*time.Hour || cfg.TelemetryStore.MaxBytes != 512<<20 ||
+		time.Duration(cfg.TelemetryStore.PartitionWidth) != 6*time.Hour {
 		t.Fatalf("telemetry_store = %+v", cfg.TelemetryStore)
+	}
+	for _, w := range []time.Duration{time.Hour, 8 * time.Hour, 24 * time.Hour} {
+		cfg.TelemetryStore.PartitionWidth = Duration(w)
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("partition_width %s: %v", w, err)
+		}
+	}
+	for _, w := range []time.Duration{0, 30 * time.Minute, 5 * time.Hour, 90 * time.Minute, 48 * time.Hour} {
+		cfg.TelemetryStore.PartitionWidth = Duration(w)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "telemetry_store.partition_width") {
+			t.Errorf("partition_width %s: Validate() = %v, want it refused", w, err)
+		}
 	}
 	cfg.TelemetryStore = TelemetryStore{}
 	err := cfg.Validate()
-	for _, want := range []string{"telemetry_store.max_age", "telemetry_store.max_bytes"} {
+	for _, want := range []string{"telemetry_store.max_age", "telemetry_store.max_bytes", "telemetry_store.partition_width"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}

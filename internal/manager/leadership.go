@@ -59,6 +59,7 @@ func (m *Manager) startReplica(ctx context.Context, reg prometheus.Registerer) e
 		return pg.Lead(m.groupCtx, postgres.LeaderSettings{Logger: log, Every: every}, func() error { return m.lead(m.groupCtx) })
 	})
 	m.group.Go(func() error { return m.followRollouts(m.groupCtx, every) })
+	m.group.Go(func() error { return m.followTokens(m.groupCtx, every) })
 	m.group.Go(func() error {
 		// Whatever was notified while not listening is read afresh.
 		connected := func() {
@@ -118,11 +119,21 @@ func (m *Manager) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "ok\nfleet role: %s\n", role)
 }
 
-// followRollouts reads the rollouts every replica shares from the store every
-// interval until ctx ends: the leader's steps and the actions and starts
-// other replicas took. When anything Decide reads changed, every deployment
-// is evaluated afresh and its offer pushed if it changed.
-func (m *Manager) followRollouts(ctx context.Context, every time.Duration) error {
+// followTokens reads the operator tokens from the store every interval until
+// ctx ends, so that a token created or deleted through another replica is
+// accepted or refused here too, and the dashboard sessions of a deleted one
+// end on every replica. The table holds a few tokens: reading it whole is
+// cheaper than tracking its changes.
+func (m *Manager) followTokens(ctx context.Context, every time.Duration) error {
+	return eachTick(ctx, every, func() {
+		if err := m.keys.Load(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("reading the API tokens failed; will retry", "err", err)
+		}
+	})
+}
+
+// eachTick calls fn every interval until ctx ends.
+func eachTick(ctx context.Context, every time.Duration, fn func()) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -131,12 +142,22 @@ func (m *Manager) followRollouts(ctx context.Context, every time.Duration) error
 			return nil
 		case <-t.C:
 		}
+		fn()
+	}
+}
+
+// followRollouts reads the rollouts every replica shares from the store every
+// interval until ctx ends: the leader's steps and the actions and starts
+// other replicas took. When anything Decide reads changed, every deployment
+// is evaluated afresh and its offer pushed if it changed.
+func (m *Manager) followRollouts(ctx context.Context, every time.Duration) error {
+	return eachTick(ctx, every, func() {
 		changed, err := m.rollouts.Reload(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("reading the rollouts failed; will retry", "err", err)
 			}
-			continue
+			return
 		}
 		if changed {
 			ms := (&rolloutFleet{reg: m.reg}).Members("")
@@ -146,5 +167,5 @@ func (m *Manager) followRollouts(ctx context.Context, every time.Duration) error
 			}
 			m.reg.DesiredChanged(ids)
 		}
-	}
+	})
 }

@@ -141,7 +141,7 @@ func (m *Manager) openTelemetryStore(ctx context.Context, reg prometheus.Registe
 	// A failed Open's nil pointer must not become a non-nil interface that
 	// Shutdown would close.
 	if postgres.IsURL(m.cfg.Storage) {
-		st, err := pgtel.Open(ctx, m.cfg.Storage, pgtel.Settings{MaxAge: time.Duration(ts.MaxAge), MaxBytes: int64(ts.MaxBytes),
+		st, err := pgtel.Open(ctx, m.cfg.Storage, pgtel.Settings{MaxAge: time.Duration(ts.MaxAge), MaxBytes: int64(ts.MaxBytes), PartitionWidth: time.Duration(ts.PartitionWidth),
 			Clock: m.set.Clock, Logger: log, Registerer: reg})
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 // Package store is the contract between the manager and where it keeps its
 // state: fleet state (Fleet) and the notifications sent about it
-// (Notifications). It holds only interfaces, record types and errors; backends
+// (Notifications). It holds interfaces, record types and errors, and the row decoding
+// the SQL backends share (rowscan.go); backends
 // live in subpackages (duckdb, the embedded default) and every backend must pass
 // the storetest conformance suite.
 //

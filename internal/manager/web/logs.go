@@ -335,7 +335,9 @@ func (s *Server) logsTail(w http.ResponseWriter, r *http.Request, sess *Session)
 				return
 			case <-t.C:
 			}
-			if _, ok := s.session(r); !ok {
+			// A session ended on any replica, or a store that cannot say,
+			// ends the tail; the browser reconnects and signs in again if need be.
+			if _, ok, err := s.session(r); !ok || err != nil {
 				cancel()
 				return
 			}

@@ -1,11 +1,14 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,7 +24,7 @@ import (
 )
 
 // cookieName is the session cookie; its value is the session id, which the
-// server keeps only hashed.
+// store keeps only hashed.
 const cookieName = "periscope_session"
 
 // csrfField is the hidden form field every state-changing form carries.
@@ -44,20 +47,24 @@ type Session struct {
 // rollback); pages show action buttons only then, and the server checks again.
 func (s *Session) CanOperate() bool { return s.Token.Role.Allows(auth.RoleOperator) }
 
-// sessions is the server-side session table, bounded and expiring. It lives in
-// the manager's memory: a restart signs everyone out, which a token re-signs.
+// touchEvery is how stale a session's last use may be in the store before a
+// request writes it again: a page view is not a database write each time, at
+// the price of idle expiry being this much late at most.
+const touchEvery = time.Minute
+
+// sessions is the session table, kept in the fleet store (hashed) so that
+// every replica knows every session: a browser signed in through one replica
+// is signed in on all of them, and signing out on one ends it on all.
 type sessions struct {
+	st         store.Sessions
 	clk        clock.Clock
 	rand       io.Reader
 	idle, life time.Duration
 	max        int
-
-	mu   sync.Mutex
-	byID map[string]*Session // by the hash of the session id
 }
 
-func newSessions(clk clock.Clock, s Settings) *sessions {
-	ss := &sessions{clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, max: s.MaxSessions, byID: map[string]*Session{}}
+func newSessions(st store.Sessions, clk clock.Clock, s Settings) *sessions {
+	ss := &sessions{st: st, clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, max: s.MaxSessions}
 	if ss.rand == nil {
 		ss.rand = rand.Reader
 	}
@@ -86,91 +93,93 @@ func sessionKey(id string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// csrfOf derives a session's CSRF token from its id, so that no replica needs
+// to store it; the page shows it, and it does not reveal the id.
+func csrfOf(id string) string {
+	h := sha256.Sum256([]byte("periscope dashboard csrf\x00" + id))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
 // create signs tok in and returns the new session's id (the cookie value).
-func (ss *sessions) create(tok auth.APIToken) (string, *Session, error) {
+func (ss *sessions) create(ctx context.Context, tok auth.APIToken) (string, *Session, error) {
 	id, err := ss.random()
 	if err != nil {
-		return "", nil, err
-	}
-	csrf, err := ss.random()
-	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("session id: %w", err)
 	}
 	now := ss.clk.Now()
+	// Sign-ins sweep the expired sessions, so the table holds only live ones
+	// and, with the bound CreateSession keeps, never more than max.
+	if _, err := ss.st.DeleteExpiredSessions(ctx, now.Add(-ss.idle), now.Add(-ss.life)); err != nil {
+		return "", nil, err
+	}
+	if err := ss.st.CreateSession(ctx, store.SessionRecord{Hash: sessionKey(id), TokenID: tok.ID, CreatedAt: now, UsedAt: now}, ss.max); err != nil {
+		return "", nil, err
+	}
 	tok.Hash = "" // the session never needs it
-	s := &Session{Token: tok, CSRF: csrf, created: now, used: now}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.expireLocked(now)
-	for len(ss.byID) >= ss.max {
-		var oldest string
-		for k, v := range ss.byID {
-			if oldest == "" || v.used.Before(ss.byID[oldest].used) {
-				oldest = k
-			}
-		}
-		delete(ss.byID, oldest)
-	}
-	ss.byID[sessionKey(id)] = s
-	return id, s, nil
+	return id, &Session{Token: tok, CSRF: csrfOf(id), created: now, used: now}, nil
 }
 
-func (ss *sessions) expireLocked(now time.Time) {
-	for k, v := range ss.byID {
-		if ss.expired(v, now) {
-			delete(ss.byID, k)
-		}
-	}
+func (ss *sessions) expired(r store.SessionRecord, now time.Time) bool {
+	return now.Sub(r.UsedAt) >= ss.idle || now.Sub(r.CreatedAt) >= ss.life
 }
 
-func (ss *sessions) expired(s *Session, now time.Time) bool {
-	return now.Sub(s.used) >= ss.idle || now.Sub(s.created) >= ss.life
-}
-
-// get returns the live session of id, marking it used; an expired one is gone.
-func (ss *sessions) get(id string) (*Session, bool) {
+// get returns the live session of id, marking it used; an expired one is
+// ended. Only its token's id is set: the caller looks the token up.
+func (ss *sessions) get(ctx context.Context, id string) (*Session, bool, error) {
 	now := ss.clk.Now()
 	k := sessionKey(id)
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s, ok := ss.byID[k]
-	if !ok {
-		return nil, false
+	r, err := ss.st.GetSession(ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
 	}
-	if ss.expired(s, now) {
-		delete(ss.byID, k)
-		return nil, false
+	if err != nil {
+		return nil, false, err
 	}
-	s.used = now
-	cp := *s
-	return &cp, true
+	if ss.expired(r, now) {
+		return nil, false, ss.st.DeleteSession(ctx, k)
+	}
+	if now.Sub(r.UsedAt) >= touchEvery {
+		err := ss.st.TouchSession(ctx, k, now)
+		if errors.Is(err, store.ErrNotFound) { // signed out meanwhile
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		r.UsedAt = now
+	}
+	return &Session{Token: auth.APIToken{ID: r.TokenID}, CSRF: csrfOf(id), created: r.CreatedAt, used: r.UsedAt}, true, nil
 }
 
-func (ss *sessions) end(id string) {
-	ss.mu.Lock()
-	delete(ss.byID, sessionKey(id))
-	ss.mu.Unlock()
+func (ss *sessions) end(ctx context.Context, id string) error {
+	return ss.st.DeleteSession(ctx, sessionKey(id))
 }
 
 // session returns the request's live session. A session whose token has been
-// revoked since sign-in ends here, and its role follows the token's.
-func (s *Server) session(r *http.Request) (*Session, bool) {
+// revoked since sign-in ends here, and its role follows the token's. An error
+// is the store's: the caller answers that, not the sign-in page.
+func (s *Server) session(r *http.Request) (*Session, bool, error) {
 	c, err := r.Cookie(cookieName)
 	if err != nil || c.Value == "" {
-		return nil, false
+		return nil, false, nil
 	}
-	sess, ok := s.sessions.get(c.Value)
-	if !ok {
-		return nil, false
+	sess, ok, err := s.sessions.get(r.Context(), c.Value)
+	if !ok || err != nil {
+		return nil, false, err
 	}
 	tok, ok := s.keys.Token(sess.Token.ID)
 	if !ok {
-		s.sessions.end(c.Value)
-		return nil, false
+		return nil, false, s.sessions.end(r.Context(), c.Value)
 	}
 	tok.Hash = ""
 	sess.Token = tok
-	return sess, true
+	return sess, true, nil
+}
+
+// sessionFailed answers a request whose session the store could not read.
+func (s *Server) sessionFailed(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("read dashboard session", "err", err)
+	s.fail(w, r, nil, http.StatusServiceUnavailable, "Unavailable", "The manager could not read its sessions; its log has details. Try again shortly.")
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
@@ -198,7 +207,11 @@ type handler func(w http.ResponseWriter, r *http.Request, sess *Session)
 func (s *Server) signedIn(need auth.Role, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secureHeaders(w)
-		sess, ok := s.session(r)
+		sess, ok, err := s.session(r)
+		if err != nil {
+			s.sessionFailed(w, r, err)
+			return
+		}
 		if !ok {
 			target := "/login"
 			if r.Method == http.MethodGet && r.URL.Path != "/" {
@@ -278,7 +291,10 @@ type loginData struct {
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	secureHeaders(w)
-	if _, ok := s.session(r); ok {
+	if _, ok, err := s.session(r); err != nil {
+		s.sessionFailed(w, r, err)
+		return
+	} else if ok {
 		http.Redirect(w, r, localPath(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
@@ -317,7 +333,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign in", "The manager could not record the sign-in in its audit log; its log has details.")
 		return
 	}
-	id, _, err := s.sessions.create(tok)
+	id, _, err := s.sessions.create(r.Context(), tok)
 	if err != nil {
 		s.fail(w, r, nil, http.StatusInternalServerError, "Could not sign in", "The manager could not start a session; its log has details.")
 		s.log.Error("create dashboard session", "err", err)
@@ -330,7 +346,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *Session) {
 	if c, err := r.Cookie(cookieName); err == nil {
-		s.sessions.end(c.Value)
+		// Ended in the store, so on every replica; a sign-out that could not
+		// be recorded says so rather than pretend.
+		if err := s.sessions.end(r.Context(), c.Value); err != nil {
+			s.log.Error("end dashboard session", "err", err)
+			s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign out", "The manager could not end the session; its log has details. Try again.")
+			return
+		}
 	}
 	s.setCookie(w, r, "", -1)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)

@@ -55,9 +55,13 @@ type Settings struct {
 	// SessionIdle ends a session unused this long (default 12h); SessionMax ends
 	// any session this long after sign-in (default 7 days).
 	SessionIdle, SessionMax time.Duration
-	// MaxSessions bounds the sessions held in memory (default 10,000); signing in
-	// past it ends the session used least recently.
+	// MaxSessions bounds the sessions kept (default 10,000); signing in past it
+	// ends the session used least recently.
 	MaxSessions int
+	// Sessions keeps the dashboard sessions, shared by every replica on the
+	// same store. When nil, Audit serves when it implements store.Sessions (the
+	// fleet stores do); otherwise New fails.
+	Sessions store.Sessions
 }
 
 // Server is the dashboard's handler set.
@@ -107,6 +111,13 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	if s.Audit == nil {
 		return nil, errors.New("dashboard: no audit log")
 	}
+	if s.Sessions == nil {
+		ss, ok := s.Audit.(store.Sessions)
+		if !ok {
+			return nil, errors.New("dashboard: no session store")
+		}
+		s.Sessions = ss
+	}
 	as, err := loadAssets()
 	if err != nil {
 		return nil, fmt.Errorf("dashboard assets: %w", err)
@@ -119,7 +130,7 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	clk := clock.Or(s.Clock)
 	return &Server{
 		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, cmds: s.Commands, audit: s.Audit, checkinEvery: s.CheckinInterval, log: s.Logger, clock: clk,
-		pages: ps, assets: as, sessions: newSessions(clk, s),
+		pages: ps, assets: as, sessions: newSessions(s.Sessions, clk, s),
 		closing: closing, end: end, tails: make(chan struct{}, maxTails),
 	}, nil
 }

@@ -283,6 +283,13 @@ CREATE TABLE rollout_plans (
 	updated_at TIMESTAMPTZ NOT NULL,
 	updated_by VARCHAR NOT NULL
 );`,
+	9: `
+CREATE TABLE dashboard_sessions (
+	hash       VARCHAR PRIMARY KEY,
+	token_id   VARCHAR NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	used_at    TIMESTAMPTZ NOT NULL
+);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error { return migrateTo(ctx, s.db, migrations) }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/periscope-dev/periscope/internal/store"
 )
@@ -61,23 +60,9 @@ func (s *Store) UpdateRollout(ctx context.Context, r store.RolloutRecord, entrie
 	return nil
 }
 
-const rolloutColumns = `id, stack, release, phase, done, started_at, updated_at, version, state`
-
-func scanRollout(sc interface{ Scan(...any) error }) (store.RolloutRecord, error) {
-	var (
-		r     store.RolloutRecord
-		state string
-	)
-	if err := sc.Scan(&r.ID, &r.Stack, &r.Release, &r.Phase, &r.Done, &r.StartedAt, &r.UpdatedAt, &r.Version, &state); err != nil {
-		return r, err
-	}
-	r.StartedAt, r.UpdatedAt, r.State = r.StartedAt.UTC(), r.UpdatedAt.UTC(), []byte(state)
-	return r, nil
-}
-
 // GetRollout implements store.Rollouts.
 func (s *Store) GetRollout(ctx context.Context, id string) (store.RolloutRecord, error) {
-	r, err := scanRollout(s.db.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = ?`, id))
+	r, err := store.ScanRollout(s.db.QueryRowContext(ctx, `SELECT `+store.RolloutColumns+` FROM rollouts WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("rollout %s: %w", id, store.ErrNotFound)
 	}
@@ -89,19 +74,7 @@ func (s *Store) GetRollout(ctx context.Context, id string) (store.RolloutRecord,
 
 // ListRollouts implements store.Rollouts.
 func (s *Store) ListRollouts(ctx context.Context, f store.RolloutFilter) ([]store.RolloutRecord, error) {
-	q, args := `SELECT `+rolloutColumns+` FROM rollouts WHERE true`, []any{}
-	if f.Stack != "" {
-		q += ` AND stack = ?`
-		args = append(args, f.Stack)
-	}
-	if f.Unfinished {
-		q += ` AND NOT done`
-	}
-	q += ` ORDER BY started_at DESC, id`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
+	q, args := store.RolloutsQuery(f, func(int) string { return "?" })
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list rollouts: %w", err)
@@ -109,7 +82,7 @@ func (s *Store) ListRollouts(ctx context.Context, f store.RolloutFilter) ([]stor
 	defer rows.Close()
 	var out []store.RolloutRecord
 	for rows.Next() {
-		r, err := scanRollout(rows)
+		r, err := store.ScanRollout(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list rollouts: %w", err)
 		}
@@ -161,22 +134,17 @@ func (s *Store) DeleteRolloutPlan(ctx context.Context, stack string, entry store
 
 // ListRolloutPlans implements store.Rollouts.
 func (s *Store) ListRolloutPlans(ctx context.Context) ([]store.RolloutPlanRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT stack, plan, updated_at, updated_by FROM rollout_plans ORDER BY stack`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+store.RolloutPlanColumns+` FROM rollout_plans ORDER BY stack`)
 	if err != nil {
 		return nil, fmt.Errorf("list rollout plans: %w", err)
 	}
 	defer rows.Close()
 	var out []store.RolloutPlanRecord
 	for rows.Next() {
-		var (
-			p    store.RolloutPlanRecord
-			plan string
-			at   time.Time
-		)
-		if err := rows.Scan(&p.Stack, &plan, &at, &p.UpdatedBy); err != nil {
+		p, err := store.ScanRolloutPlan(rows)
+		if err != nil {
 			return nil, fmt.Errorf("list rollout plans: %w", err)
 		}
-		p.Plan, p.UpdatedAt = []byte(plan), at.UTC()
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {

@@ -61,20 +61,9 @@ func (s *Store) UpdateRollout(ctx context.Context, r store.RolloutRecord, entrie
 	return nil
 }
 
-const rolloutColumns = `id, stack, release, phase, done, started_at, updated_at, version, state`
-
-func scanRollout(row pgx.Row) (store.RolloutRecord, error) {
-	var r store.RolloutRecord
-	if err := row.Scan(&r.ID, &r.Stack, &r.Release, &r.Phase, &r.Done, &r.StartedAt, &r.UpdatedAt, &r.Version, &r.State); err != nil {
-		return r, err
-	}
-	r.StartedAt, r.UpdatedAt = r.StartedAt.UTC(), r.UpdatedAt.UTC()
-	return r, nil
-}
-
 // GetRollout implements store.Rollouts.
 func (s *Store) GetRollout(ctx context.Context, id string) (store.RolloutRecord, error) {
-	r, err := scanRollout(s.pool.QueryRow(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = $1`, id))
+	r, err := store.ScanRollout(s.pool.QueryRow(ctx, `SELECT `+store.RolloutColumns+` FROM rollouts WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("rollout %s: %w", id, store.ErrNotFound)
 	}
@@ -86,24 +75,12 @@ func (s *Store) GetRollout(ctx context.Context, id string) (store.RolloutRecord,
 
 // ListRollouts implements store.Rollouts.
 func (s *Store) ListRollouts(ctx context.Context, f store.RolloutFilter) ([]store.RolloutRecord, error) {
-	q, args := `SELECT `+rolloutColumns+` FROM rollouts WHERE true`, []any{}
-	if f.Stack != "" {
-		args = append(args, f.Stack)
-		q += fmt.Sprintf(` AND stack = $%d`, len(args))
-	}
-	if f.Unfinished {
-		q += ` AND NOT done`
-	}
-	q += ` ORDER BY started_at DESC, id`
-	if f.Limit > 0 {
-		args = append(args, f.Limit)
-		q += fmt.Sprintf(` LIMIT $%d`, len(args))
-	}
+	q, args := store.RolloutsQuery(f, func(n int) string { return fmt.Sprintf("$%d", n) })
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RolloutRecord, error) { return scanRollout(row) })
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RolloutRecord, error) { return store.ScanRollout(row) })
 	if err != nil {
 		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
@@ -146,16 +123,11 @@ func (s *Store) DeleteRolloutPlan(ctx context.Context, stack string, entry store
 
 // ListRolloutPlans implements store.Rollouts.
 func (s *Store) ListRolloutPlans(ctx context.Context) ([]store.RolloutPlanRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT stack, plan, updated_at, updated_by FROM rollout_plans ORDER BY stack`)
+	rows, err := s.pool.Query(ctx, `SELECT `+store.RolloutPlanColumns+` FROM rollout_plans ORDER BY stack`)
 	if err != nil {
 		return nil, fmt.Errorf("list rollout plans: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RolloutPlanRecord, error) {
-		var p store.RolloutPlanRecord
-		err := row.Scan(&p.Stack, &p.Plan, &p.UpdatedAt, &p.UpdatedBy)
-		p.UpdatedAt = p.UpdatedAt.UTC()
-		return p, err
-	})
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.RolloutPlanRecord, error) { return store.ScanRolloutPlan(row) })
 	if err != nil {
 		return nil, fmt.Errorf("list rollout plans: %w", err)
 	}

@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every store backend must pass: a
 // backend's test calls Run with a function that opens it, and the suite checks
-// the store.Fleet (audit log included), store.Notifications, store.Commands and store.Rollouts contracts, reopening the backend to
+// the store.Fleet (audit log included), store.Notifications, store.Commands, store.Rollouts and store.Sessions contracts, reopening the backend to
 // check that what was written is kept.
 package storetest
 
@@ -25,6 +25,7 @@ type Backend interface {
 	store.Notifications
 	store.Commands
 	store.Rollouts
+	store.Sessions
 }
 
 // Opener opens the backend under test on a directory (the same directory again
@@ -47,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("CheckinsKeepOperatorState", func(t *testing.T) { testCheckinsKeepOperatorState(t, open) })
 	t.Run("FleetChangesSince", func(t *testing.T) { testFleetChanges(t, open) })
 	t.Run("RolloutsAndPlans", func(t *testing.T) { testRollouts(t, open) })
+	t.Run("DashboardSessions", func(t *testing.T) { testSessions(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)

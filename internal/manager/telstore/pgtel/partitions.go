@@ -2,9 +2,10 @@ package pgtel
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,46 +24,74 @@ func partName(table string, start time.Time) string {
 	return table + "_p" + start.UTC().Format(partLayout)
 }
 
+// partition is the time range of one partition of every table, [start, end).
+// Its width is the PartitionWidth in force when it was made, which need not
+// be today's: an operator may change the width.
+type partition struct{ start, end time.Time }
+
 // loadPartitions reads which partitions exist.
 func (w *writer) loadPartitions(ctx context.Context) error {
-	starts, err := w.partitions(ctx)
+	parts, err := w.partitions(ctx)
 	if err != nil {
 		return err
 	}
 	w.partMu.Lock()
 	defer w.partMu.Unlock()
-	for _, s := range starts {
-		w.parts[s.Unix()] = true
+	for _, p := range parts {
+		w.parts[p.start.Unix()] = true
 	}
 	return nil
 }
 
-// partitions lists the starts of the existing partitions, oldest first.
-func (w *writer) partitions(ctx context.Context) ([]time.Time, error) {
-	rows, err := w.s.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i
+// partitions lists the existing partitions, oldest first.
+func (w *writer) partitions(ctx context.Context) ([]partition, error) {
+	var out []partition
+	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = readPartitions(ctx, tx)
+		return err
+	})
+	return out, err
+}
+
+// boundRE reads a range partition's bound as pg_get_expr writes it.
+var boundRE = regexp.MustCompile(`^FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)$`)
+
+// readPartitions lists log_rows' partitions (every table has the same ones)
+// with the bounds the catalog holds, oldest first. It sets tx's time zone and
+// date style, so that the bounds read back in the layout parsed here.
+func readPartitions(ctx context.Context, tx pgx.Tx) ([]partition, error) {
+	if _, err := tx.Exec(ctx, `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'`); err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i
 		JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'log_rows'::regclass`)
 	if err != nil {
 		return nil, fmt.Errorf("list partitions: %w", err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	bounds, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, fmt.Errorf("list partitions: %w", err)
 	}
-	var out []time.Time
-	for _, n := range names {
-		s, ok := strings.CutPrefix(n, "log_rows_p")
-		if !ok {
+	var out []partition
+	for _, b := range bounds {
+		m := boundRE.FindStringSubmatch(b)
+		if m == nil {
 			continue // the default partition
 		}
-		t, err := time.Parse(partLayout, s)
-		if err != nil {
-			continue
+		start, err1 := time.Parse(boundLayout, m[1])
+		end, err2 := time.Parse(boundLayout, m[2])
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("list partitions: bound %q: %w", b, err)
 		}
-		out = append(out, t)
+		out = append(out, partition{start.UTC(), end.UTC()})
 	}
-	slices.SortFunc(out, time.Time.Compare)
+	slices.SortFunc(out, func(a, b partition) int { return a.start.Compare(b.start) })
 	return out, nil
 }
+
+// boundLayout is a timestamptz as PostgreSQL writes it in UTC and ISO style.
+const boundLayout = "2006-01-02 15:04:05-07"
 
 // ensurePartitions creates the partitions the group's rows fall in, and the
 // current and next ones, when missing; a failure only leaves rows in the
@@ -109,6 +138,21 @@ func (w *writer) createPartition(ctx context.Context, start time.Time) error {
 	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
 		if err := lockForDDL(ctx, tx); err != nil {
 			return err
+		}
+		// A partition of another width (made before the width changed) may
+		// cover part of this range: its rows go there, and this range stays
+		// without a partition of its own (its other rows in the default one)
+		// until that partition ages out.
+		parts, err := readPartitions(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			if p.start.Before(end) && start.Before(p.end) && (!p.start.Equal(start) || !p.end.Equal(end)) {
+				w.s.log.Info("a telemetry partition of another width covers part of this range; not creating it",
+					"from", start, "to", end, "existing_from", p.start, "existing_to", p.end)
+				return nil
+			}
 		}
 		for _, pt := range partTables {
 			name := partName(pt.table, start)

@@ -266,6 +266,8 @@ type metrics struct {
 	*telstore.CommitMetrics
 	duplicates prometheus.Counter
 	dropped    *prometheus.CounterVec
+	// prunedResources counts the resources retention deleted.
+	prunedResources prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -275,9 +277,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Batches (or their first part) found stored already, by this replica or another, and not stored again."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "periscope_telstore_retention_dropped_partitions_total",
 			Help: "Partitions dropped by retention, by reason (age or size)."}, []string{"reason"}),
+		prunedResources: prometheus.NewCounter(prometheus.CounterOpts{Name: "periscope_telstore_retention_pruned_resources_total",
+			Help: "Resources (a deployment, release, service and replica's context) deleted by retention once no kept record used them."}),
 	}
 	if reg != nil {
-		reg.MustRegister(append(m.Collectors(), m.duplicates, m.dropped)...)
+		reg.MustRegister(append(m.Collectors(), m.duplicates, m.dropped, m.prunedResources)...)
 	}
 	return m
 }

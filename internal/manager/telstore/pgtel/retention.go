@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // UsedBytes returns how many bytes the telemetry tables use on disk, their
@@ -23,45 +25,73 @@ func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
 // Retain enforces retention once: partitions wholly older than MaxAge are
 // dropped and older rows deleted from the partition MaxAge cuts (and from the
 // default partitions); then, while the tables use more than MaxBytes, the
-// oldest partitions are dropped, never the current one. Replicas may run it at
+// oldest partitions are dropped, never the current one. Resources no kept row
+// can refer to any more are deleted (pruneResources). Replicas may run it at
 // once: each step holds the ingest lock and is idempotent.
 func (s *Store) Retain(ctx context.Context) error {
 	now := s.set.Clock.Now().UTC()
 	cutoff := now.Add(-s.set.MaxAge)
-	starts, err := s.w.partitions(ctx)
+	parts, err := s.w.partitions(ctx)
 	if err != nil {
 		return err
 	}
-	var kept []time.Time
-	for _, st := range starts {
-		if !st.Add(s.set.PartitionWidth).After(cutoff) {
-			if err := s.w.dropPartition(ctx, st); err != nil {
+	var kept []partition
+	for _, p := range parts {
+		if !p.end.After(cutoff) {
+			if err := s.w.dropPartition(ctx, p.start); err != nil {
 				return err
 			}
 			s.m.dropped.WithLabelValues("age").Inc()
 			continue
 		}
-		kept = append(kept, st)
+		kept = append(kept, p)
 	}
 	for _, pt := range partTables {
 		if _, err := s.pool.Exec(ctx, "DELETE FROM "+pt.table+" WHERE "+pt.col+" < $1", cutoff); err != nil {
 			return fmt.Errorf("retention on %s: %w", pt.table, err)
 		}
 	}
-	current := now.Truncate(s.set.PartitionWidth)
+	if err := s.pruneResources(ctx, cutoff); err != nil {
+		return err
+	}
 	for {
 		used, err := s.UsedBytes(ctx)
 		if err != nil {
 			return err
 		}
 		s.m.UsedBytes.Set(float64(used))
-		if used <= s.set.MaxBytes || len(kept) == 0 || !kept[0].Before(current) {
+		// Never the partition now falls in, nor one ahead of it.
+		if used <= s.set.MaxBytes || len(kept) == 0 || kept[0].end.After(now) {
 			return nil
 		}
-		if err := s.w.dropPartition(ctx, kept[0]); err != nil {
+		if err := s.w.dropPartition(ctx, kept[0].start); err != nil {
 			return err
 		}
 		s.m.dropped.WithLabelValues("size").Inc()
 		kept = kept[1:]
 	}
+}
+
+// pruneResources deletes the resources whose last_used mark is a whole
+// markStep before cutoff: every row that refers to one is older than
+// cutoff, so Retain has deleted it. A writer marks its resources, under the
+// ingest lock, in the transaction that stores the rows; holding the lock here
+// too, the delete never runs between a writer's mark and its rows, and a
+// writer that still knows a deleted resource's id finds its mark gone and
+// resolves the resource again.
+func (s *Store) pruneResources(ctx context.Context, cutoff time.Time) error {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockForDDL(ctx, tx); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM resources WHERE last_used <= $1`, cutoff.Add(-markStep))
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("prune resources: %w", err)
+	}
+	s.m.prunedResources.Add(float64(n))
+	return nil
 }

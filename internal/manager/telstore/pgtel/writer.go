@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -27,6 +28,8 @@ type pending struct {
 	b    consumer.Batch
 	d    *telstore.Decoded
 	rows int
+	// res are the ids of d's resources, as resolve gave them.
+	res  []int64
 	done chan error
 }
 
@@ -60,9 +63,11 @@ func (s *Store) Consume(ctx context.Context, b consumer.Batch) error {
 type writer struct {
 	s *Store
 
-	// resMu guards res, the stored resources' ids by key.
-	resMu sync.Mutex
-	res   map[string]int64
+	// resMu guards res, the stored resources' ids by key, and marked, the
+	// last_used mark this replica committed for each id (see markResources).
+	resMu  sync.Mutex
+	res    map[string]int64
+	marked map[int64]time.Time
 
 	// partMu guards parts, the partition start times known to exist.
 	partMu sync.Mutex
@@ -70,7 +75,7 @@ type writer struct {
 }
 
 func newWriter(s *Store) *writer {
-	return &writer{s: s, res: map[string]int64{}, parts: map[int64]bool{}}
+	return &writer{s: s, res: map[string]int64{}, marked: map[int64]time.Time{}, parts: map[int64]bool{}}
 }
 
 // commit stores a group and answers each batch. When a batch makes the group
@@ -108,18 +113,39 @@ func (w *writer) commit(ps []*pending) {
 // covers in part.
 func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error) {
 	start := time.Now()
-	err := w.resolve(ctx, ps)
-	if err == nil {
-		w.ensurePartitions(ctx, ps)
-	}
 	var results []error
 	var n [3]int
-	if err == nil {
-		err = pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
-			var err error
-			results, n, err = w.store(ctx, tx, ps)
-			return err
-		})
+	var err error
+	// A resource retention pruned after this replica resolved it is resolved
+	// again; a prune happens once per retention run, so a second miss in a row
+	// is already unlikely, and the senders retry past a third.
+	for range maxResolves {
+		err = w.resolve(ctx, ps)
+		if err == nil {
+			w.ensurePartitions(ctx, ps)
+		}
+		var marks map[int64]time.Time
+		if err == nil {
+			err = pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+				// Under the ingest lock, writers also take their resources'
+				// row locks one at a time, so they never deadlock on them.
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
+					return err
+				}
+				var err error
+				if marks, err = w.markResources(ctx, tx, ps); err != nil {
+					return err
+				}
+				results, n, err = w.store(ctx, tx, ps)
+				return err
+			})
+		}
+		if err == nil {
+			w.marksCommitted(marks)
+		}
+		if !errors.Is(err, errPruned) {
+			break
+		}
 	}
 	if err != nil {
 		w.s.m.Failures.Inc()
@@ -142,13 +168,10 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 	return results, nil
 }
 
-// store writes the group inside tx: it takes the ingest lock, reads and locks
-// the streams' marks, and stores the batches they do not cover.
+// store writes the group inside tx, which holds the ingest lock: it reads and
+// locks the streams' marks, and stores the batches they do not cover.
 func (w *writer) store(ctx context.Context, tx pgx.Tx, ps []*pending) ([]error, [3]int, error) {
 	var n [3]int
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
-		return nil, n, err
-	}
 	marks, err := lockMarks(ctx, tx, ps)
 	if err != nil {
 		return nil, n, err
@@ -396,6 +419,90 @@ func upsertRollups(ctx context.Context, tx pgx.Tx, rows []telstore.RollupRow) er
 	return nil
 }
 
+// maxResolves bounds the times one group commit resolves its resources.
+const maxResolves = 3
+
+// errPruned is a group's write finding that retention deleted a resource the
+// writer knew; the writer forgets every id it knew and resolves again.
+var errPruned = errors.New("a resource was pruned meanwhile")
+
+// markStep is the precision of a resource's last_used mark: a mark is a row
+// time truncated to it. It is fixed, not the partition width, so that a
+// changed width never makes an old mark claim less than it did.
+const markStep = time.Hour
+
+// markResources moves the last_used mark of every resource the group refers
+// to up to the markStep start of the latest row time in its batches, in tx,
+// which stores the rows. Retention deletes only resources whose mark is a
+// whole step before its cutoff, so a kept row's resource is never deleted:
+// the mark and the rows commit together, and the row lock the update takes
+// orders it with retention's delete. An id whose row is gone was pruned since
+// resolve (errPruned). A resource this replica marked at or past the group's
+// time already needs no write: its stored mark is at least that.
+func (w *writer) markResources(ctx context.Context, tx pgx.Tx, ps []*pending) (map[int64]time.Time, error) {
+	want := map[int64]time.Time{}
+	for _, p := range ps {
+		var latest time.Time
+		p.d.Times(func(t time.Time) {
+			if t.After(latest) {
+				latest = t
+			}
+		})
+		if latest.IsZero() {
+			continue
+		}
+		latest = latest.UTC().Truncate(markStep)
+		for _, id := range p.res {
+			if latest.After(want[id]) {
+				want[id] = latest
+			}
+		}
+	}
+	w.resMu.Lock()
+	for id, t := range want {
+		if m, ok := w.marked[id]; ok && !m.Before(t) {
+			delete(want, id)
+		}
+	}
+	w.resMu.Unlock()
+	if len(want) == 0 {
+		return nil, nil
+	}
+	ids := slices.Sorted(maps.Keys(want))
+	times := make([]time.Time, len(ids))
+	for i, id := range ids {
+		times[i] = want[id]
+	}
+	rows, err := tx.Query(ctx, `UPDATE resources r SET last_used = greatest(r.last_used, v.t)
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, t) WHERE r.id = v.id RETURNING r.id`, ids, times)
+	if err != nil {
+		return nil, fmt.Errorf("mark resources used: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("mark resources used: %w", err)
+	}
+	if len(found) < len(want) {
+		w.resMu.Lock()
+		clear(w.res)
+		clear(w.marked)
+		w.resMu.Unlock()
+		return nil, errPruned
+	}
+	return want, nil
+}
+
+// marksCommitted records the marks of a committed group.
+func (w *writer) marksCommitted(marks map[int64]time.Time) {
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	for id, t := range marks {
+		if t.After(w.marked[id]) {
+			w.marked[id] = t
+		}
+	}
+}
+
 // resolve gives every resource of the group its id, storing the ones no
 // replica stored before in a transaction that commits before the group's rows
 // do. New resources are rare (a new deployment, release or replica); most
@@ -410,10 +517,12 @@ func (w *writer) resolve(ctx context.Context, ps []*pending) error {
 	}
 	var news []fresh
 	for _, p := range ps {
+		p.res = p.res[:0]
 		for i := range p.d.Resources() {
 			k := p.d.ResourceKey(i)
 			if id, ok := w.res[k]; ok {
 				p.d.SetResourceID(i, id)
+				p.res = append(p.res, id)
 				continue
 			}
 			news = append(news, fresh{p, i, k})
@@ -445,6 +554,7 @@ func (w *writer) resolve(ctx context.Context, ps []*pending) error {
 				got[f.key] = id
 			}
 			f.p.d.SetResourceID(f.i, id)
+			f.p.res = append(f.p.res, id)
 		}
 		return nil
 	})
