@@ -94,7 +94,8 @@ type Queue struct {
 	// URL is the NATS server (nats://127.0.0.1:4222).
 	URL string
 	// Stream and Subject name the stream and the subject orders are published
-	// on; "ORDERS" and "orders.placed" when empty.
+	// on; "ORDERS" and "<stream in lower case>.placed" when empty. Streams on
+	// one server need subjects of their own: give each deployment a stream.
 	Stream, Subject string
 	// Consumer is the worker's durable consumer; DefaultConsumer when empty.
 	Consumer string
@@ -170,7 +171,9 @@ func (cfg Config) withDefaults() Config {
 		q.Stream = "ORDERS"
 	}
 	if q.Subject == "" {
-		q.Subject = "orders.placed"
+		// Streams on one server may not share subjects: each deployment's
+		// stream gets its own.
+		q.Subject = strings.ToLower(q.Stream) + ".placed"
 	}
 	if q.Consumer == "" {
 		q.Consumer = DefaultConsumer
