@@ -27,7 +27,7 @@ type world struct {
 	sink *sink
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	ctx := context.Background()
 	n, err := infra.NewNATS(infra.NATSConfig{Dir: t.TempDir()})

@@ -30,11 +30,11 @@ const (
 	DefaultBucketKeep = 200
 	// DefaultConsumer is the fulfilment worker's durable consumer.
 	DefaultConsumer = "fulfilment"
-	// maxExportQueue bounds the records each SDK provider buffers between
-	// exports; beyond it the SDK drops (and counts) what does not fit.
-	maxExportQueue = 2048
-	// maxExportBatch bounds one export request.
-	maxExportBatch = 512
+	// DefaultExportQueue bounds the spans and the log records the SDK
+	// buffers between exports. The log processor allocates its whole queue
+	// up front (about 600 bytes a record), so the SDK's default of 2048 cost
+	// 1.25 MiB per instance; 256 holds two minutes of the demo's traffic.
+	DefaultExportQueue = 256
 )
 
 // Config configures one instance of the sample service.
@@ -53,6 +53,10 @@ type Config struct {
 	// ExportInterval is how often logs, spans and metrics are exported;
 	// DefaultExportInterval when zero.
 	ExportInterval time.Duration
+	// ExportQueue bounds the spans and the log records buffered between
+	// exports (each; an export takes at most half of it); beyond it the SDK
+	// drops what does not fit. DefaultExportQueue when zero.
+	ExportQueue int
 	// Listen is the service's HTTP address; 127.0.0.1:0 when empty.
 	Listen string
 	// Faults are the functions a release breaks.
@@ -155,6 +159,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.ExportInterval == 0 {
 		cfg.ExportInterval = DefaultExportInterval
 	}
+	if cfg.ExportQueue == 0 {
+		cfg.ExportQueue = DefaultExportQueue
+	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -206,6 +213,9 @@ func (cfg Config) validate() error {
 	}
 	if cfg.ExportInterval < 0 {
 		bad("export_interval: must not be negative")
+	}
+	if cfg.ExportQueue < 2 {
+		bad("export_queue: %d is below 2", cfg.ExportQueue)
 	}
 	known := map[string]bool{}
 	for _, f := range Functions {

@@ -30,7 +30,7 @@ type sink struct {
 	metrics []pmetric.Metrics
 }
 
-func newSink(t *testing.T) *sink {
+func newSink(t testing.TB) *sink {
 	s := &sink{}
 	mux := http.NewServeMux()
 	(&receiver.HTTP{Consumer: consumer.ConsumerFunc(s.consume)}).Register(mux)
