@@ -267,9 +267,9 @@ func (q Queue) RuntimeSource(name string) config.QueueSource {
 
 // RuntimeSource is what the agent's runtime config needs to measure the
 // invoice bucket (config.Runtime.Storage), under the source name s3/<name>.
-// The credentials are read from the environment variables the agent is given
-// under the names idEnv and secretEnv; empty names read the bucket unsigned,
-// which the demo's embedded server accepts.
+// The agent reads the credentials from its environment under the names idEnv
+// and secretEnv; with empty names it uses the standard AWS variables, else it
+// reads the bucket unsigned, which the demo's embedded server accepts.
 func (b Bucket) RuntimeSource(name, idEnv, secretEnv string) config.StorageSource {
 	d := Config{Bucket: b}.withDefaults().Bucket
 	return config.StorageSource{Kind: config.StorageS3, Name: name, URL: d.Endpoint, Bucket: d.Name, Region: d.Region,

@@ -17,11 +17,16 @@ import (
 // heap in use of the embedded NATS and S3 servers, then per sample service
 // instance (SDK providers, HTTP server, queue connection, S3 client, worker)
 // after each served a little traffic, and the process's RSS. Run it with
-// -benchtime=1x; PERISCOPE_BENCH_INSTANCES sets how many instances (50).
+// -benchtime=1x; PERISCOPE_BENCH_INSTANCES sets how many instances (50),
+// PERISCOPE_BENCH_EXPORT_QUEUE their Config.ExportQueue.
 func BenchmarkInstanceMemory(b *testing.B) {
 	n := 50
 	if v, err := strconv.Atoi(os.Getenv("PERISCOPE_BENCH_INSTANCES")); err == nil && v > 0 {
 		n = v
+	}
+	queue := 0 // DefaultExportQueue
+	if v, err := strconv.Atoi(os.Getenv("PERISCOPE_BENCH_EXPORT_QUEUE")); err == nil && v > 0 {
+		queue = v
 	}
 	for range b.N {
 		base := heapInuse()
@@ -35,6 +40,7 @@ func BenchmarkInstanceMemory(b *testing.B) {
 			cfg.Queue.Stream = fmt.Sprintf("ORDERS_%04d", i)
 			cfg.Queue.Rate = 2
 			cfg.ExportInterval = 0 // the demo's default
+			cfg.ExportQueue = queue
 			a, err := sampleapp.New(cfg)
 			if err != nil {
 				b.Fatal(err)

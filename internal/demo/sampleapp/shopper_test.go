@@ -1,0 +1,68 @@
+package sampleapp_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/periscope-dev/periscope/internal/demo/sampleapp"
+)
+
+// TestShopperRunBoundsConcurrencyAndStopsCleanly runs a Shopper against a
+// server that holds every request until a few are in flight together, and
+// stops it after 30: it never exceeds its concurrency, and every request it
+// counted reached the server.
+func TestShopperRunBoundsConcurrencyAndStopsCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const limit, stopAfter = 3, 30
+	var mu sync.Mutex
+	inFlight, maxInFlight, seen := 0, 0, 0
+	paths := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		seen++
+		paths[r.Method+" "+r.URL.Path]++
+		if seen == stopAfter {
+			cancel()
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+
+	sh, err := sampleapp.NewShopper(sampleapp.ShopperConfig{BaseURL: srv.URL, Rate: 500, Concurrency: limit, Rand: rand.New(rand.NewPCG(1, 2))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tally := sh.Tally()
+	answered := 0
+	for _, n := range tally.Status {
+		answered += n
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight > limit {
+		t.Errorf("%d requests in flight at once, limit %d", maxInFlight, limit)
+	}
+	if seen < stopAfter || answered+tally.Failed != seen {
+		t.Errorf("server saw %d, shopper counted %d answered and %d failed", seen, answered, tally.Failed)
+	}
+	if paths["GET /products"] == 0 || paths["POST /checkout"] == 0 {
+		t.Errorf("request mix %v lacks browsing or checkouts", paths)
+	}
+	if _, err := sampleapp.NewShopper(sampleapp.ShopperConfig{BaseURL: "ftp://x"}); err == nil {
+		t.Error("NewShopper accepted a non-HTTP base URL")
+	}
+}
