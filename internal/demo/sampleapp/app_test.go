@@ -342,3 +342,36 @@ func TestReleaseSwitchLosesNothingAndTheLagGrows(t *testing.T) {
 		t.Error("no log of the old release arrived")
 	}
 }
+
+// TestFaultAddsLatencyToItsFunctionOnly: a fault with latency and no errors
+// slows every call of its function on its release, and nothing else.
+func TestFaultAddsLatencyToItsFunctionOnly(t *testing.T) {
+	w := newWorld(t)
+	const slow = 40 * time.Millisecond
+	cfg := w.config("3.1.0", 6)
+	cfg.Faults = []sampleapp.Fault{{Release: "3.1.0", Function: sampleapp.FnCartLoad, Latency: slow}}
+	app := start(t, cfg)
+	if err := shopper(t, app.URL(), 2).Send(context.Background(), 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	slowed := 0
+	for _, s := range w.sink.spans() {
+		if s.failed {
+			t.Errorf("span %s failed; the fault adds latency only", s.name)
+		}
+		switch {
+		case s.function == sampleapp.FnCartLoad && s.duration < slow:
+			t.Errorf("cart.load took %v, want at least %v", s.duration, slow)
+		case s.function == sampleapp.FnCartLoad:
+			slowed++
+		case s.function == sampleapp.FnCatalogList && s.duration >= slow:
+			t.Errorf("catalog.list took %v: only cart.load is slowed", s.duration)
+		}
+	}
+	if slowed == 0 {
+		t.Error("no cart.load span arrived")
+	}
+}

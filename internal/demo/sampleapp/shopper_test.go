@@ -2,13 +2,17 @@ package sampleapp_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/demo/sampleapp"
+	"github.com/periscope-dev/periscope/internal/redactpolicy"
 )
 
 // TestShopperRunBoundsConcurrencyAndStopsCleanly runs a Shopper against a
@@ -64,5 +68,43 @@ func TestShopperRunBoundsConcurrencyAndStopsCleanly(t *testing.T) {
 	}
 	if _, err := sampleapp.NewShopper(sampleapp.ShopperConfig{BaseURL: "ftp://x"}); err == nil {
 		t.Error("NewShopper accepted a non-HTTP base URL")
+	}
+}
+
+// TestRedactionRemovesTheShoppersPersonalData passes what the service sends
+// through the agent's redaction under the default policy: the personal data
+// the logs carry on purpose is gone, and the records say what was removed.
+func TestRedactionRemovesTheShoppersPersonalData(t *testing.T) {
+	p, err := redact.Compile(redactpolicy.Merge(redactpolicy.Policy{}, redactpolicy.Policy{}), []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	w.sink = newRedactingSink(t, p)
+	app := start(t, w.config("1.0.0", 4))
+	if err := shopper(t, app.URL(), 8).Send(context.Background(), 60); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	personal, marked := 0, 0
+	for _, l := range w.sink.logRecords() {
+		text := fmt.Sprint(l.body, l.attrs)
+		if strings.Contains(text, "@example.") || strings.Contains(text, "203.0.113.") {
+			t.Errorf("personal data left in %q", text)
+		}
+		if strings.Contains(l.body, "signed in") || strings.Contains(l.body, "placed by") {
+			personal++
+		}
+		for k := range l.attrs {
+			if strings.HasPrefix(k, "periscope.redacted.") {
+				marked++
+				break
+			}
+		}
+	}
+	if personal == 0 || marked < personal {
+		t.Errorf("%d sign-in and order logs, %d marked as redacted", personal, marked)
 	}
 }

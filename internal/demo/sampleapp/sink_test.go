@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/otlp/receiver"
@@ -23,6 +25,9 @@ import (
 // consumer that keeps what arrives, decoded.
 type sink struct {
 	url string
+	// redact, when set, is applied to every request first, as the agent's
+	// pipeline does.
+	redact *redact.Policy
 
 	mu      sync.Mutex
 	traces  []ptrace.Traces
@@ -30,8 +35,10 @@ type sink struct {
 	metrics []pmetric.Metrics
 }
 
-func newSink(t testing.TB) *sink {
-	s := &sink{}
+func newSink(t testing.TB) *sink { return newRedactingSink(t, nil) }
+
+func newRedactingSink(t testing.TB, p *redact.Policy) *sink {
+	s := &sink{redact: p}
 	mux := http.NewServeMux()
 	(&receiver.HTTP{Consumer: consumer.ConsumerFunc(s.consume)}).Register(mux)
 	srv := httptest.NewServer(mux)
@@ -43,6 +50,13 @@ func newSink(t testing.TB) *sink {
 func (s *sink) consume(_ context.Context, r consumer.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.redact != nil {
+		clean, err := s.redact.Request(r.Signal, nil, r.Body, nil)
+		if err != nil {
+			return consumer.Malformed("%v", err)
+		}
+		r.Body = clean
+	}
 	switch r.Signal {
 	case otlp.Traces:
 		req := ptraceotlp.NewExportRequest()
@@ -71,6 +85,7 @@ type span struct {
 	name, function, release, route string
 	kind                           ptrace.SpanKind
 	failed                         bool
+	duration                       time.Duration
 }
 
 func (s *sink) spans() []span {
@@ -85,7 +100,8 @@ func (s *sink) spans() []span {
 					fn, _ := sp.Attributes().Get("code.function.name")
 					route, _ := sp.Attributes().Get("http.route")
 					out = append(out, span{name: sp.Name(), function: fn.Str(), release: rel.Str(), route: route.Str(),
-						kind: sp.Kind(), failed: sp.Status().Code() == ptrace.StatusCodeError})
+						kind: sp.Kind(), failed: sp.Status().Code() == ptrace.StatusCodeError,
+						duration: sp.EndTimestamp().AsTime().Sub(sp.StartTimestamp().AsTime())})
 				}
 			}
 		}
@@ -96,6 +112,7 @@ func (s *sink) spans() []span {
 // logRecord is what the tests look at in a log record.
 type logRecord struct {
 	body, severity, function, release string
+	attrs                             map[string]any
 	traced                            bool
 }
 
@@ -110,7 +127,7 @@ func (s *sink) logRecords() []logRecord {
 				for _, lr := range sl.LogRecords().All() {
 					fn, _ := lr.Attributes().Get("code.function.name")
 					out = append(out, logRecord{body: lr.Body().AsString(), severity: lr.SeverityText(), function: fn.Str(),
-						release: rel.Str(), traced: !lr.TraceID().IsEmpty()})
+						release: rel.Str(), attrs: lr.Attributes().AsRaw(), traced: !lr.TraceID().IsEmpty()})
 				}
 			}
 		}
