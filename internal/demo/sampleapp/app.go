@@ -78,7 +78,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return errors.New("sampleapp: already started")
 	}
 	a.started = true
-	log := a.cfg.Logger.With("component", "sampleapp", "deployment", a.cfg.Deployment, "release", a.cfg.Release)
+	log := a.cfg.Logger.With("component", "sampleapp", "customer", a.cfg.Customer, "deployment", a.cfg.Deployment, "release", a.cfg.Release)
 	var undo []func(context.Context) error
 	defer func() {
 		if err != nil {

@@ -39,8 +39,9 @@ const (
 
 // Config configures one instance of the sample service.
 type Config struct {
-	// Deployment and Customer name where the instance runs; they go in its
-	// logs and instance id, the agent adds the authoritative context itself.
+	// Deployment and Customer name where the instance runs, for its
+	// operational log (and the deployment for its service.instance.id); the
+	// agent adds the authoritative context to its telemetry itself.
 	Deployment, Customer string
 	// Release is the version the instance runs (service.version); Faults
 	// name releases.
