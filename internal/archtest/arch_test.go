@@ -72,6 +72,9 @@ func TestAgentBinaryLinksNothingOfTheManager(t *testing.T) {
 	banned := []string{
 		module + "internal/manager", module + "internal/store", module + "internal/cli/", module + "internal/demo",
 		"github.com/duckdb/",
+		// The demo's embedded NATS and S3 servers (internal/demo/infra) are
+		// for the periscope binary only.
+		"github.com/nats-io/nats-server/", "github.com/johannesboyne/gofakes3",
 	}
 	// The AWS SDK and pgx are pure Go and the agent needs them: its runtime
 	// sources read SQS queues, S3 buckets and PostgreSQL databases in the
