@@ -454,7 +454,7 @@ func releasesCmd(o *opts) *cobra.Command {
 	create.Flags().StringVar(&nr.Notes, "notes", "", "release notes")
 	create.Flags().StringVar(&commandsFile, "commands", "", "YAML or JSON file of the remote commands the release declares")
 	create.MarkFlagRequired("stack")
-	cmd.AddCommand(list, create, adoptionCmd(o))
+	cmd.AddCommand(list, create, releaseRolloutCmd(o), adoptionCmd(o))
 	return cmd
 }
 

@@ -253,7 +253,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, rollouts.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, store.ErrConflict), errors.Is(err, rollouts.ErrNoPlan):
+	case errors.Is(err, rollouts.ErrNoPlan):
+		// Its own code, so a client can say what to do: set a plan first.
+		writeError(w, http.StatusConflict, "no_plan", err.Error())
+	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid), errors.Is(err, commands.ErrInvalid), errors.Is(err, rollouts.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())

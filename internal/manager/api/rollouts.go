@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/periscope-dev/periscope/internal/auth"
@@ -106,8 +107,15 @@ func (a *API) startRollout(w http.ResponseWriter, r *http.Request, tok auth.APIT
 	if !decode(w, r, &body) {
 		return
 	}
-	if body.Baseline == "" && a.fleet != nil {
-		body.Baseline = previousRelease(a.fleet.Releases(body.Stack), body.Release)
+	if a.fleet != nil {
+		rels := a.fleet.Releases(body.Stack)
+		if !slices.ContainsFunc(rels, func(rv registry.ReleaseView) bool { return rv.Release.Version == body.Release }) {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("release %s of stack %s is not published; publish it first (POST /api/v1/releases)", body.Release, body.Stack))
+			return
+		}
+		if body.Baseline == "" {
+			body.Baseline = previousRelease(rels, body.Release)
+		}
 	}
 	s, err := a.rollouts.StartRollout(r.Context(), rollouts.StartRequest{Stack: body.Stack, Release: body.Release, Baseline: body.Baseline,
 		Urgent: body.Urgent, Actor: actor(tok, body.Reason)})

@@ -278,7 +278,11 @@ func gateViews(g rolloutplan.Gates, f rollouts.Figures) []gateView {
 			continue
 		}
 		allowed := gate.t.Allowed(f.Size)
-		out = append(out, gateView{Name: gate.name, Count: gate.count, Allowed: allowed, Threshold: gate.t.String(), OK: gate.count <= allowed})
+		text := gate.t.String()
+		if gate.t.MaxPercent != nil {
+			text += fmt.Sprintf(": %d here", allowed) // a share means little without the wave's size
+		}
+		out = append(out, gateView{Name: gate.name, Count: gate.count, Allowed: allowed, Threshold: text, OK: gate.count <= allowed})
 	}
 	return out
 }
@@ -317,6 +321,19 @@ func sortedMemberIDs(m map[string]string) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// spanText says a bake time or what is left of it the way people write it:
+// "1h", "45m", "1h30m", "20s"; "none" for no bake at all.
+func spanText(d time.Duration) string {
+	if d <= 0 {
+		return "none"
+	}
+	d = d.Round(time.Second)
+	t := d.String()
+	t = strings.Replace(t, "m0s", "m", 1)
+	t = strings.Replace(t, "h0m", "h", 1)
+	return t
 }
 
 // maxReason bounds the reason an action form carries into the audit log.

@@ -141,6 +141,7 @@ func TestRolloutPageShowsWavesGatesHaltAndTimeline(t *testing.T) {
 		`<li class="gate pass" data-gate="regressed">`,      // the others green
 		`id="rollout-halt"`, `gate failed_updates failed: 1 of 2 deployments failed to update to 2.0.0`,
 		`data-kind="halted"`, `data-kind="started"`, // the timeline
+		`ring=canary · bake 1h`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the rollout page lacks %q", want)
@@ -195,6 +196,13 @@ func TestRolloutActionsAreAuditedWithWhoAndWhy(t *testing.T) {
 	page = body(t, op.get(res.Header().Get("Location")))
 	if !strings.Contains(page, `id="rollout-done"`) || !strings.Contains(page, `data-phase="running"`) || !strings.Contains(page, `data-kind="resumed"`) {
 		t.Errorf("after resume the page does not show it running with the resume on its timeline")
+	}
+	// canary-1 runs 2.0.0 and canary-2 is pinned back: the wave bakes, and
+	// the page counts its time down.
+	f.clk.Advance(15 * time.Minute)
+	page = body(t, op.get("/rollouts/"+id))
+	if !strings.Contains(page, `data-wave="canary" data-phase="baking"`) || !strings.Contains(page, "45m of bake left") {
+		t.Errorf("15 minutes into the canary's hour of bake, the page does not say 45m are left")
 	}
 	st, err := eng.Get(ctx, id)
 	if err != nil {
