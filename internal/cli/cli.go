@@ -444,6 +444,9 @@ func releasesCmd(o *opts) *cobra.Command {
 			}
 			return o.print(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Release %s of %s published (latest: %v).\n", r.Version, r.Stack, r.Latest)
+				if nr.Urgent {
+					fmt.Fprintln(tw, "Urgent: it ignores customers' update windows; the audit log has why.")
+				}
 				if len(r.Commands) > 0 {
 					fmt.Fprintf(tw, "Declares %d command(s): %s.\n", len(r.Commands), strings.Join(remote.Names(r.Commands), ", "))
 				}
@@ -453,6 +456,8 @@ func releasesCmd(o *opts) *cobra.Command {
 	create.Flags().StringVar(&nr.Stack, "stack", "", "stack (product) name (required)")
 	create.Flags().StringVar(&nr.Notes, "notes", "", "release notes")
 	create.Flags().StringVar(&commandsFile, "commands", "", "YAML or JSON file of the remote commands the release declares")
+	create.Flags().BoolVar(&nr.Urgent, "urgent", false, "ignore customers' update windows, with or without a rollout plan (needs --reason)")
+	create.Flags().StringVar(&nr.Reason, "reason", "", "why the release is urgent (required with --urgent; it goes into the audit log)")
 	create.MarkFlagRequired("stack")
 	cmd.AddCommand(list, create, releaseRolloutCmd(o), adoptionCmd(o))
 	return cmd

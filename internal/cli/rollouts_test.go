@@ -110,7 +110,17 @@ func TestReleasesRolloutFromTheCLI(t *testing.T) {
 	if _, err := lm.run(t, "releases", "rollout", "2.0", "--stack", "app", "--urgent"); err == nil || !strings.Contains(err.Error(), "--reason") {
 		t.Errorf("urgent without a reason: %v", err)
 	}
+	lm.clk.Advance(time.Minute) // newest first: the urgent one starts later
 	lm.mustRun(t, "releases", "rollout", "2.0", "--stack", "app", "--urgent", "--reason", "security fix")
+	// A stack without a plan (db) publishes an urgent release as one wave of
+	// everyone, which ignores the update windows.
+	if _, err := lm.run(t, "releases", "create", "1.1", "--stack", "db", "--urgent"); err == nil || !strings.Contains(err.Error(), "say why the release is urgent") {
+		t.Errorf("an urgent release without a reason: %v", err)
+	}
+	contains(t, lm.mustRun(t, "releases", "create", "1.1", "--stack", "db", "--urgent", "--reason", "CVE-2026-1234"), "Release 1.1 of db published", "Urgent")
+	if db, err := lm.m.Rollouts().List(ctx, store.RolloutFilter{Stack: "db"}); err != nil || len(db) != 1 || !db[0].Urgent || db[0].Reason != "CVE-2026-1234" {
+		t.Errorf("rollouts of db: %+v, %v; want the urgent one", db, err)
+	}
 	rs, err := lm.m.Rollouts().List(ctx, store.RolloutFilter{Stack: "app"})
 	if err != nil {
 		t.Fatal(err)

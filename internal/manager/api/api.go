@@ -568,12 +568,33 @@ func (a *API) createRelease(w http.ResponseWriter, r *http.Request, tok auth.API
 	if !decode(w, r, &nr) {
 		return
 	}
+	if nr.Urgent {
+		// Refused before anything is published: an urgent release is one
+		// the windows must not hold, and the audit log must say why.
+		if a.rolloutsOff(w) {
+			return
+		}
+		if strings.TrimSpace(nr.Reason) == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "reason: say why the release is urgent (it ignores customers' update windows; the reason goes into the audit log)")
+			return
+		}
+	}
 	rel, err := a.fleet.CreateRelease(r.Context(), fleet.Release{Stack: nr.Stack, Version: nr.Version, Notes: nr.Notes, Commands: nr.Commands})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.log.Info("release published", "stack", rel.Stack, "version", rel.Version, "by", tok.Name)
+	a.log.Info("release published", "stack", rel.Stack, "version", rel.Version, "by", tok.Name, "urgent", nr.Urgent)
+	if nr.Urgent {
+		// With a plan, publishing started a rollout that respects windows:
+		// the urgent one supersedes it. Without one, it is a single wave.
+		baseline := previousRelease(a.fleet.Releases(rel.Stack), rel.Version)
+		if _, err := a.rollouts.StartRollout(r.Context(), rollouts.StartRequest{Stack: rel.Stack, Release: rel.Version, Baseline: baseline,
+			Urgent: true, Actor: actor(tok, nr.Reason)}); err != nil {
+			a.fail(w, r, fmt.Errorf("release %s of %s is published, but its urgent rollout did not start (retry with POST /api/v1/rollouts): %w", rel.Version, rel.Stack, err))
+			return
+		}
+	}
 	for _, rv := range a.fleet.Releases(rel.Stack) {
 		if rv.Release.Version == rel.Version {
 			writeJSON(w, http.StatusCreated, releaseJSON(rv))

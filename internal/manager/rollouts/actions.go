@@ -36,7 +36,7 @@ type StartRequest struct {
 // superseded: the deployments it moved keep its release until the new one
 // reaches them. A release already rolling out may be started again only as
 // urgent. ErrNoPlan when the stack has none (its releases go everywhere at
-// once).
+// once), unless the release is urgent: it then runs through UrgentPlan.
 func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, error) {
 	if req.Stack == "" || req.Release == "" {
 		return State{}, fmt.Errorf("a rollout needs a stack and a release: %w", ErrInvalid)
@@ -50,8 +50,14 @@ func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, err
 	plan, ok := e.plans[req.Stack]
 	chain := append([]*record(nil), e.stacks[req.Stack]...)
 	e.mu.RUnlock()
-	if !ok {
+	if !ok && !req.Urgent {
 		return State{}, fmt.Errorf("stack %s: %w", req.Stack, ErrNoPlan)
+	}
+	if !ok {
+		// A stack without a plan takes a release everywhere at once, but its
+		// update windows still hold the offers; an urgent release runs as one
+		// wave of everyone, so the windows are ignored until it is in.
+		plan = planEntry{plan: UrgentPlan(req.Stack)}
 	}
 	for _, r := range chain {
 		// Marking a release urgent once it is rolling out starts it again,
@@ -110,6 +116,13 @@ func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, err
 	}
 	st, _ := e.Get(ctx, s.ID)
 	return st, errors.Join(errs...)
+}
+
+// UrgentPlan is the plan of an urgent release of a stack without one: a
+// single wave of every deployment, with no bake and no gates, as a release
+// of such a stack goes everywhere at once.
+func UrgentPlan(stack string) rolloutplan.Plan {
+	return rolloutplan.Plan{Stack: stack, Waves: []rolloutplan.Wave{{Name: "everyone", Select: rolloutplan.Selection{Rest: true}, Gates: &rolloutplan.Gates{}}}}
 }
 
 // Resume lets a halted rollout go on: the open wave bakes again from the

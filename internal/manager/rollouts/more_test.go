@@ -2,8 +2,10 @@ package rollouts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/rolloutplan"
+	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -320,5 +323,50 @@ func TestWindowsHoldAStackWithoutAPlan(t *testing.T) {
 	}
 	if d := r.decideWith("d3", "2.0.0"); d.Hold {
 		t.Errorf("d3 inside its window: %+v", d)
+	}
+}
+
+// An urgent release of a stack without a plan ignores the update windows too:
+// it goes everywhere at once as one wave, audited, and until it is in.
+func TestUrgentReleaseOfAStackWithoutAPlanIgnoresWindows(t *testing.T) {
+	night, err := rolloutplan.ParseWindow("Daily 01:00-03:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Windows: rolloutplan.WindowSet{Deployments: map[string]rolloutplan.Windows{"d3": {night}}}}
+	clk := clock.NewFake(t0) // noon: d3's window is closed
+	st := newMemStore()
+	r := newRig(t, cfg, sixDeployments(), st, clk)
+	for _, id := range []string{"d1", "d2", "d3", "d4", "d5", "d6"} {
+		r.fleet.set(id, func(m *Member) { m.Latest = "2.0.1" })
+	}
+	if _, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Baseline: "1.0.0"}); !errors.Is(err, ErrNoPlan) {
+		t.Fatalf("a plain release of a stack without a plan: %v, want ErrNoPlan", err)
+	}
+	if d := r.decideWith("d3", "2.0.1"); !d.Hold {
+		t.Fatalf("d3 outside its window before the urgent release: %+v", d)
+	}
+	if _, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Urgent: true}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an urgent release without a reason: %v, want ErrInvalid", err)
+	}
+	u, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Baseline: "1.0.0", Urgent: true,
+		Actor: Actor{Name: "oncall", Role: "operator", Reason: "CVE-2026-1234"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.decideWith("d3", "2.0.1"); d.Hold || d.Release != "2.0.1" || d.Behind != "" {
+		t.Errorf("d3 under the urgent release: %+v, want 2.0.1 at once", d)
+	}
+	if got := r.ann.take(); len(got) == 0 || !slices.Contains(got[0], "d3") {
+		t.Errorf("announced %v; want d3's offer to go out at once", got)
+	}
+	if !slices.Contains(st.actions(), store.ActionRolloutStart) {
+		t.Errorf("audit %v: want the urgent start", st.actions())
+	}
+	// Once every deployment runs it, the release is in and the rollout done.
+	r.fleet.update("2.0.1", "d1", "d2", "d3", "d4", "d5", "d6")
+	r.step(t)
+	if s := r.state(t, u.ID); s.Phase != PhaseCompleted {
+		t.Errorf("the urgent release is %s once everyone runs it, want completed", s.Phase)
 	}
 }
