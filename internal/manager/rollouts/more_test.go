@@ -370,3 +370,72 @@ func TestUrgentReleaseOfAStackWithoutAPlanIgnoresWindows(t *testing.T) {
 		t.Errorf("the urgent release is %s once everyone runs it, want completed", s.Phase)
 	}
 }
+
+// Windows set through the API replace the file's for their owner, take effect
+// at once (the deployments concerned are announced, held or released), are
+// audited, survive a restart, and removing them brings the file's back.
+func TestWindowsSetThroughTheAPI(t *testing.T) {
+	night, err := rolloutplan.ParseWindow("Daily 01:00-03:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noon, err := rolloutplan.ParseWindow("Daily 11:00-13:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Windows: rolloutplan.WindowSet{Customers: map[string]rolloutplan.Windows{"acme": {night}}}}
+	clk := clock.NewFake(t0) // noon
+	st := newMemStore()
+	r := newRig(t, cfg, sixDeployments(), st, clk)
+	ctx := context.Background()
+	if d := r.decideWith("d3", "2.0.0"); !d.Hold {
+		t.Fatalf("acme's d3 outside the file's night window: %+v", d)
+	}
+	op := Actor{Name: "oncall", Role: "operator", Reason: "acme asked for a lunch window"}
+	if err := r.e.SetWindows(ctx, store.WindowsOfCustomer, "acme", rolloutplan.Windows{noon}, Actor{Name: "oncall"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("windows without a reason: %v, want ErrInvalid", err)
+	}
+	if err := r.e.SetWindows(ctx, store.WindowsOfCustomer, "acme", nil, op); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an empty set of windows: %v, want ErrInvalid", err)
+	}
+	if err := r.e.SetWindows(ctx, "region", "eu", rolloutplan.Windows{noon}, op); !errors.Is(err, ErrInvalid) {
+		t.Errorf("windows of a region: %v, want ErrInvalid", err)
+	}
+	if err := r.e.SetWindows(ctx, store.WindowsOfCustomer, "acme", rolloutplan.Windows{noon}, op); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.decideWith("d3", "2.0.0"); d.Hold {
+		t.Errorf("d3 inside the API's noon window, which replaces the file's: %+v", d)
+	}
+	if got := r.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3", "d4"}}) {
+		t.Errorf("announced %v; want acme's d3 and d4 at once", got)
+	}
+	if es := r.e.Windows(); len(es) != 1 || es[0].Source != "api" || es[0].UpdatedBy != "oncall" || es[0].Windows[0].String() != noon.String() {
+		t.Errorf("windows in force: %+v", es)
+	}
+	if !slices.Contains(st.actions(), store.ActionUpdateWindows) {
+		t.Errorf("audit %v: want the windows change", st.actions())
+	}
+
+	// A restart reads them back.
+	r2 := newRig(t, cfg, r.fleet, st, clk)
+	if d := r2.decideWith("d3", "2.0.0"); d.Hold {
+		t.Errorf("after a restart d3 is held again: %+v", d)
+	}
+	// Removing the API's entry brings the file's back, at once.
+	if err := r2.e.RemoveWindows(ctx, store.WindowsOfCustomer, "acme", op); err != nil {
+		t.Fatal(err)
+	}
+	if d := r2.decideWith("d3", "2.0.0"); !d.Hold || d.Behind != BehindOutsideWindow {
+		t.Errorf("d3 after the API's windows are removed: %+v, want the file's night window", d)
+	}
+	if got := r2.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3", "d4"}}) {
+		t.Errorf("announced %v after the removal", got)
+	}
+	if err := r2.e.RemoveWindows(ctx, store.WindowsOfCustomer, "acme", op); !errors.Is(err, ErrNotFound) {
+		t.Errorf("removing twice: %v, want ErrNotFound", err)
+	}
+	if es := r2.e.Windows(); len(es) != 1 || es[0].Source != "config" {
+		t.Errorf("windows in force after the removal: %+v", es)
+	}
+}
