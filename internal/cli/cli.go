@@ -49,7 +49,7 @@ func newRoot(c clock.Clock) *cobra.Command {
 	pf.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
 		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o),
-		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o), runtimeCmd(o), rolloutsCmd(o))
+		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o), runtimeCmd(o), rolloutsCmd(o), windowsCmd(o))
 	return root
 }
 

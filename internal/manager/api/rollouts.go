@@ -28,6 +28,9 @@ type Rollouts interface {
 	Plans() []rolloutplan.Plan
 	SetPlan(ctx context.Context, p rolloutplan.Plan, a rollouts.Actor) error
 	RemovePlan(ctx context.Context, stack string, a rollouts.Actor) error
+	Windows() []rollouts.WindowsEntry
+	SetWindows(ctx context.Context, kind, owner string, ws rolloutplan.Windows, a rollouts.Actor) error
+	RemoveWindows(ctx context.Context, kind, owner string, a rollouts.Actor) error
 }
 
 // maxRolloutPage bounds GET /api/v1/rollouts.
@@ -54,6 +57,13 @@ func (a *API) rolloutRoutes() []Route {
 		{"POST", "/api/v1/rollouts/{id}/resume", auth.RoleOperator, a.rolloutAction("resume")},
 		{"POST", "/api/v1/rollouts/{id}/abort", auth.RoleOperator, a.rolloutAction("abort")},
 		{"POST", "/api/v1/rollouts/{id}/skip", auth.RoleOperator, a.rolloutAction("skip")},
+		{"GET", "/api/v1/update-windows", auth.RoleViewer, a.listWindows},
+		{"GET", "/api/v1/update-windows/customers/{owner}", auth.RoleViewer, a.getWindows(store.WindowsOfCustomer)},
+		{"PUT", "/api/v1/update-windows/customers/{owner}", auth.RoleOperator, a.putWindows(store.WindowsOfCustomer)},
+		{"DELETE", "/api/v1/update-windows/customers/{owner}", auth.RoleOperator, a.deleteWindows(store.WindowsOfCustomer)},
+		{"GET", "/api/v1/update-windows/deployments/{owner}", auth.RoleViewer, a.getWindows(store.WindowsOfDeployment)},
+		{"PUT", "/api/v1/update-windows/deployments/{owner}", auth.RoleOperator, a.putWindows(store.WindowsOfDeployment)},
+		{"DELETE", "/api/v1/update-windows/deployments/{owner}", auth.RoleOperator, a.deleteWindows(store.WindowsOfDeployment)},
 	}
 }
 
@@ -221,4 +231,64 @@ func (a *API) deleteRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listWindows(w http.ResponseWriter, _ *http.Request, _ auth.APIToken) {
+	if a.rolloutsOff(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, apitypes.UpdateWindowsList{Windows: a.rollouts.Windows()})
+}
+
+// getWindows serves one owner's windows in force, 404 when it has none (it
+// may update at any time).
+func (a *API) getWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
+	return func(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+		if a.rolloutsOff(w) {
+			return
+		}
+		owner := r.PathValue("owner")
+		for _, en := range a.rollouts.Windows() {
+			if en.Kind == kind && en.Owner == owner {
+				writeJSON(w, http.StatusOK, en)
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s %s has no update windows of its own: it may update at any time (or in its customer's windows)", kind, owner))
+	}
+}
+
+func (a *API) putWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
+	return func(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+		if a.rolloutsOff(w) {
+			return
+		}
+		var body apitypes.NewUpdateWindows
+		if !decode(w, r, &body) {
+			return
+		}
+		owner := r.PathValue("owner")
+		if err := a.rollouts.SetWindows(r.Context(), kind, owner, body.Windows, actor(tok, body.Reason)); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.getWindows(kind)(w, r, tok)
+	}
+}
+
+func (a *API) deleteWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
+	return func(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+		if a.rolloutsOff(w) {
+			return
+		}
+		var body apitypes.RolloutAction
+		if !decodeOptional(w, r, &body) {
+			return
+		}
+		if err := a.rollouts.RemoveWindows(r.Context(), kind, r.PathValue("owner"), actor(tok, body.Reason)); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
