@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,6 +243,25 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// orNil returns v, or the zero T (a nil interface) when v holds a nil
+// pointer: a nil pointer in an interface is not a nil interface, and the
+// routes test for nil to answer 503 instead of panicking.
+func orNil[T any](v T) T {
+	if rv := reflect.ValueOf(any(v)); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		var zero T
+		return zero
+	}
+	return v
+}
+
+// unavailable answers 503 with msg when off, and reports whether it did.
+func unavailable(w http.ResponseWriter, off bool, msg string) bool {
+	if off {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", msg)
+	}
+	return off
 }
 
 // unavailableRetry is the Retry-After of a 503 for a store that cannot write:

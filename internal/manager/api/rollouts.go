@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 
@@ -39,9 +38,7 @@ const maxRolloutPage = 500
 // WithRollouts makes the rollout routes answer from r, and returns a for
 // chaining. Without it they answer 503.
 func (a *API) WithRollouts(r Rollouts) *API {
-	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
-		r = nil
-	}
+	r = orNil(r)
 	a.rollouts = r
 	return a
 }
@@ -68,11 +65,7 @@ func (a *API) rolloutRoutes() []Route {
 }
 
 func (a *API) rolloutsOff(w http.ResponseWriter) bool {
-	if a.rollouts == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this manager runs no progressive rollouts")
-		return true
-	}
-	return false
+	return unavailable(w, a.rollouts == nil, "this manager runs no progressive rollouts")
 }
 
 func actor(tok auth.APIToken, reason string) rollouts.Actor {
@@ -219,6 +212,14 @@ func (a *API) putRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth.AP
 }
 
 func (a *API) deleteRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+	a.removeSetting(w, r, tok, func(ctx context.Context, act rollouts.Actor) error {
+		return a.rollouts.RemovePlan(ctx, r.PathValue("stack"), act)
+	})
+}
+
+// removeSetting serves a DELETE of something set through the API (a plan,
+// windows): an optional body with the reason, 204 once removed.
+func (a *API) removeSetting(w http.ResponseWriter, r *http.Request, tok auth.APIToken, remove func(context.Context, rollouts.Actor) error) {
 	if a.rolloutsOff(w) {
 		return
 	}
@@ -226,7 +227,7 @@ func (a *API) deleteRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth
 	if !decodeOptional(w, r, &body) {
 		return
 	}
-	if err := a.rollouts.RemovePlan(r.Context(), r.PathValue("stack"), actor(tok, body.Reason)); err != nil {
+	if err := remove(r.Context(), actor(tok, body.Reason)); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -278,17 +279,8 @@ func (a *API) putWindows(kind string) func(http.ResponseWriter, *http.Request, a
 
 func (a *API) deleteWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
 	return func(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
-		if a.rolloutsOff(w) {
-			return
-		}
-		var body apitypes.RolloutAction
-		if !decodeOptional(w, r, &body) {
-			return
-		}
-		if err := a.rollouts.RemoveWindows(r.Context(), kind, r.PathValue("owner"), actor(tok, body.Reason)); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		a.removeSetting(w, r, tok, func(ctx context.Context, act rollouts.Actor) error {
+			return a.rollouts.RemoveWindows(ctx, kind, r.PathValue("owner"), act)
+		})
 	}
 }
