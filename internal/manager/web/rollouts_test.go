@@ -51,7 +51,7 @@ func (regFleet) NotifyRollout(context.Context, rollouts.Notice) {}
 // takes the rest. Release 2.0.0 is rolling out: the canary wave is open,
 // canary-1 runs 2.0.0 and canary-2's update to it failed, so the rollout
 // halted and pinned canary-2 back to 1.0.0.
-func rolloutFixture(t *testing.T) (*fixture, *rollouts.Engine, string) {
+func rolloutFixture(t testing.TB) (*fixture, *rollouts.Engine, string) {
 	t.Helper()
 	ctx := context.Background()
 	f := newFixture(t, web.Settings{})
@@ -238,4 +238,29 @@ func TestRolloutActionsAreAuditedWithWhoAndWhy(t *testing.T) {
 	if res.Code != http.StatusBadRequest || !strings.Contains(body(t, res), "only one under way can be aborted") {
 		t.Errorf("a second abort answers %d, want 400 saying why", res.Code)
 	}
+}
+
+// FuzzRolloutPages sends an operator's arbitrary requests to the rollout page
+// and its actions over a halted rollout: no request may fail the server (5xx
+// other than 503) nor come back as markup.
+func FuzzRolloutPages(f *testing.F) {
+	fx, _, id := rolloutFixture(f)
+	op := fx.signIn(auth.RoleOperator)
+	csrf := op.csrf()
+	for _, s := range []struct {
+		post        bool
+		path, query string
+	}{
+		{false, "/rollouts/" + id, "done=" + url.QueryEscape(marker)},
+		{false, "/rollouts/" + url.PathEscape(marker+">"), ""},
+		{false, "/releases", ""},
+		{true, "/rollouts/" + id + "/skip", "deployment=" + url.QueryEscape(marker+">") + "&reason=" + url.QueryEscape(marker+">")},
+		{true, "/rollouts/" + id + "/skip", "deployment=main-1&reason=" + strings.Repeat("x", 2000)},
+		{true, "/rollouts/" + id + "/resume", "reason=" + url.QueryEscape(marker+">")},
+		{true, "/rollouts/" + id + "/abort", "reason=%ff%fe"},
+		{true, "/rollouts/" + url.PathEscape(marker) + "/abort", "reason=r"},
+	} {
+		f.Add(s.post, s.path, s.query)
+	}
+	f.Fuzz(func(t *testing.T, post bool, path, query string) { fuzzRequest(t, op, csrf, post, path, query) })
 }
