@@ -53,7 +53,7 @@ func newRoot(c clock.Clock) *cobra.Command {
 	pf.StringVar(&o.ca, "ca", "", "PEM file of the CA that signed the manager's certificate, when not a public one (PERISCOPE_CA, or 'ca' in the CLI config file)")
 	root.AddCommand(versionCmd(), tokensCmd(o), managerCmd(), agentcmd.New(), demoCmd(), deploymentsCmd(o), releasesCmd(o), statusCmd(o),
 		logsCmd(o), tracesCmd(o), traceCmd(o), redCmd(o), compareCmd(o), metricsCmd(o),
-		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o), runtimeCmd(o), rolloutsCmd(o))
+		pinCmd(o), unpinCmd(o), rollbackCmd(o), pinsCmd(o), behindCmd(o), notificationsCmd(o), auditCmd(o), execCmd(o), commandsCmd(o), runtimeCmd(o), rolloutsCmd(o), windowsCmd(o))
 	return root
 }
 
@@ -460,6 +460,9 @@ func releasesCmd(o *opts) *cobra.Command {
 			}
 			return o.print(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer) {
 				fmt.Fprintf(tw, "Release %s of %s published (latest: %v).\n", r.Version, r.Stack, r.Latest)
+				if nr.Urgent {
+					fmt.Fprintln(tw, "Urgent: it ignores customers' update windows; the audit log has why.")
+				}
 				if len(r.Commands) > 0 {
 					fmt.Fprintf(tw, "Declares %s: %s.\n", plural(len(r.Commands), "command"), strings.Join(remote.Names(r.Commands), ", "))
 				}
@@ -469,8 +472,10 @@ func releasesCmd(o *opts) *cobra.Command {
 	create.Flags().StringVar(&nr.Stack, "stack", "", "stack (product) name (required)")
 	create.Flags().StringVar(&nr.Notes, "notes", "", "release notes")
 	create.Flags().StringVar(&commandsFile, "commands", "", "YAML or JSON file of the remote commands the release declares")
+	create.Flags().BoolVar(&nr.Urgent, "urgent", false, "ignore customers' update windows, with or without a rollout plan (needs --reason)")
+	create.Flags().StringVar(&nr.Reason, "reason", "", "why the release is urgent (required with --urgent; it goes into the audit log)")
 	create.MarkFlagRequired("stack")
-	cmd.AddCommand(list, create, adoptionCmd(o))
+	cmd.AddCommand(list, create, releaseRolloutCmd(o), adoptionCmd(o))
 	return cmd
 }
 

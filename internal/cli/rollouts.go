@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 )
 
@@ -93,6 +94,51 @@ func rolloutsCmd(o *opts) *cobra.Command {
 		"Its wave's gates stop counting it and nothing waits for it; it keeps its release until the rollout completes.", cobra.ExactArgs(2))
 	cmd.AddCommand(list, show, resume, abort, skip)
 	return cmd
+}
+
+// releaseRolloutCmd is `periscope releases rollout VERSION --stack S`: it
+// rolls a published release out through its stack's plan, as publishing it
+// does, through POST /api/v1/rollouts; again as urgent, it supersedes the
+// rollout that respects update windows.
+func releaseRolloutCmd(o *opts) *cobra.Command {
+	var nr apitypes.NewRollout
+	c := &cobra.Command{
+		Use: "rollout VERSION --stack STACK [--urgent --reason TEXT]", Short: "Roll a published release out through its stack's waves",
+		Long: "Starts (or, with --urgent, starts again) the rollout of a published release through its stack's rollout plan: " +
+			"the first wave opens at once and each next one once the wave before has baked with its gates green. " +
+			"An urgent rollout ignores customers' update windows; it needs --reason, which goes into the audit log with your token's name.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if nr.Urgent && strings.TrimSpace(nr.Reason) == "" {
+				return errors.New("say why the release is urgent with --reason (it ignores customers' update windows; the reason goes into the audit log)")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			nr.Release = args[0]
+			r, err := c.StartRollout(cmd.Context(), nr)
+			var ae *apiclient.Error
+			if errors.As(err, &ae) && ae.Code == "no_plan" {
+				return fmt.Errorf("stack %s has no rollout plan, so its releases go to every deployment at once when published: "+
+					"set one (rollouts.plans in the manager's config, or PUT /api/v1/rollout-plans/%s) to roll releases out in waves", nr.Stack, nr.Stack)
+			}
+			if err != nil {
+				return err
+			}
+			return o.print(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "Rollout %s of %s to %s started through %d waves; follow it with: periscope rollouts show %s\n", r.ID, r.Release, r.Stack, len(r.Waves), r.ID)
+				showRollout(tw, r)
+			})
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&nr.Stack, "stack", "", "the release's stack (required)")
+	f.BoolVar(&nr.Urgent, "urgent", false, "ignore customers' update windows (needs --reason)")
+	f.StringVar(&nr.Reason, "reason", "", "why (required with --urgent; it goes into the audit log)")
+	f.StringVar(&nr.Baseline, "baseline", "", "what deployments no wave reached yet keep running (default: the stack's newest release older than VERSION)")
+	c.MarkFlagRequired("stack")
+	return c
 }
 
 // waveCell names the open wave, or says the rollout is past its waves.

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/rollouts"
 	"github.com/periscope-dev/periscope/internal/manager/rollouts/rolloutstest"
+	"github.com/periscope-dev/periscope/internal/rolloutplan"
+	"github.com/periscope-dev/periscope/internal/store"
 )
 
 // An operator follows a rollout from the CLI, leaves a deployment out and
@@ -81,4 +84,48 @@ func TestRolloutsFromTheCLI(t *testing.T) {
 		}
 	}
 	contains(t, mustRun("rollouts", "list", "--unfinished"), ro.ID, "aborted")
+}
+
+// An operator rolls a published release out through its stack's plan from
+// the CLI, and again as urgent; a stack without a plan says how to get one.
+func TestReleasesRolloutFromTheCLI(t *testing.T) {
+	ctx := context.Background()
+	lm := startManager(t)
+
+	_, err := lm.run(t, "releases", "rollout", "2.0", "--stack", "app")
+	if err == nil || !strings.Contains(err.Error(), "stack app has no rollout plan") || !strings.Contains(err.Error(), "rollout-plans/app") {
+		t.Fatalf("rollout on a stack without a plan: %v; want the clear error", err)
+	}
+	plan := apitypes.NewRolloutPlan{Reason: "gold customers first", Waves: []rolloutplan.Wave{
+		{Name: "gold", Select: rolloutplan.Selection{Labels: map[string]string{"tier": "gold"}}, Bake: rolloutplan.Duration(time.Hour)},
+		{Name: "rest", Select: rolloutplan.Selection{Rest: true}}}}
+	if err := lm.api.Do(ctx, "PUT", "/api/v1/rollout-plans/app", plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lm.run(t, "releases", "rollout", "9.9", "--stack", "app"); err == nil || !strings.Contains(err.Error(), "9.9 of stack app is not published") {
+		t.Errorf("rollout of an unpublished release: %v", err)
+	}
+	out := lm.mustRun(t, "releases", "rollout", "2.0", "--stack", "app", "--reason", "ship the gold tier first")
+	contains(t, out, "of 2.0 to app started through 2 waves", "2.0 of app (from 1.0)", "1 gold", "acme-prod, globex")
+	if _, err := lm.run(t, "releases", "rollout", "2.0", "--stack", "app", "--urgent"); err == nil || !strings.Contains(err.Error(), "--reason") {
+		t.Errorf("urgent without a reason: %v", err)
+	}
+	lm.clk.Advance(time.Minute) // newest first: the urgent one starts later
+	lm.mustRun(t, "releases", "rollout", "2.0", "--stack", "app", "--urgent", "--reason", "security fix")
+	// A stack without a plan (db) publishes an urgent release as one wave of
+	// everyone, which ignores the update windows.
+	if _, err := lm.run(t, "releases", "create", "1.1", "--stack", "db", "--urgent"); err == nil || !strings.Contains(err.Error(), "say why the release is urgent") {
+		t.Errorf("an urgent release without a reason: %v", err)
+	}
+	contains(t, lm.mustRun(t, "releases", "create", "1.1", "--stack", "db", "--urgent", "--reason", "CVE-2026-1234"), "Release 1.1 of db published", "Urgent")
+	if db, err := lm.m.Rollouts().List(ctx, store.RolloutFilter{Stack: "db"}); err != nil || len(db) != 1 || !db[0].Urgent || db[0].Reason != "CVE-2026-1234" {
+		t.Errorf("rollouts of db: %+v, %v; want the urgent one", db, err)
+	}
+	rs, err := lm.m.Rollouts().List(ctx, store.RolloutFilter{Stack: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || !rs[0].Urgent || rs[0].StartedBy != "release-bot" || rs[0].Reason != "security fix" || rs[1].Phase != rollouts.PhaseSuperseded {
+		t.Errorf("rollouts of app: %+v; want the urgent one by release-bot superseding the first", rs)
+	}
 }

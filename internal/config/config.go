@@ -187,7 +187,8 @@ type Rollouts struct {
 	CheckEvery Duration `yaml:"check_every" env:"CHECK_EVERY"`
 	// Plans are the stacks' rollout plans (the API can replace them).
 	Plans []rolloutplan.Plan `yaml:"plans"`
-	// Windows are the customers' and deployments' update windows.
+	// Windows are the customers' and deployments' update windows (the API
+	// can replace an owner's: its entry replaces this one for that owner).
 	Windows rolloutplan.WindowSet `yaml:"windows"`
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/periscope-dev/periscope/internal/config"
 	"github.com/periscope-dev/periscope/internal/fleet"
-	"github.com/periscope-dev/periscope/internal/manager"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/rollouts"
@@ -95,14 +94,7 @@ func TestProgressiveRolloutEndToEnd(t *testing.T) {
 		{Name: "early", Select: rolloutplan.Selection{Labels: map[string]string{"ring": "early"}}, Bake: rolloutplan.Duration(20 * time.Second)},
 		{Name: "rest", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Second)},
 	}}}
-	m, err := manager.New(cfg, manager.Settings{Logger: logger(t), EvalInterval: 100 * time.Millisecond, FlushInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	m := runManager(t, cfg)
 	api := apiclient.New(m.URL(), adminToken)
 
 	if _, err := api.CreateRelease(ctx, apitypes.NewRelease{Stack: "shop", Version: "1.0"}); err != nil {

@@ -64,6 +64,13 @@ func startRolloutManager(t *testing.T, dir string) *manager.Manager {
 	cfg.StaleAfter = config.Duration(3 * time.Second)
 	cfg.Regression.MinRequests = 10
 	cfg.Regression.CheckEvery = config.Duration(200 * time.Millisecond)
+	return runManager(t, cfg)
+}
+
+// runManager starts a manager with cfg, evaluating and flushing every 100 ms,
+// and stops it when the test ends.
+func runManager(t *testing.T, cfg config.Manager) *manager.Manager {
+	t.Helper()
 	m, err := manager.New(cfg, manager.Settings{Logger: logger(t), EvalInterval: 100 * time.Millisecond, FlushInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

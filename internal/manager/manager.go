@@ -292,7 +292,7 @@ func (m *Manager) start(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", m.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	dash, err := web.New(m.reg, m.keys, web.Settings{Logger: m.log.With("component", "web"), Clock: m.set.Clock, Rand: m.set.Rand,
-		Telemetry: m.tel, Notifications: m.notify, Audit: m.store, Sessions: m.store, Commands: m.cmds, CheckinInterval: params.HeartbeatInterval})
+		Telemetry: m.tel, Notifications: m.notify, Audit: m.store, Sessions: m.store, Commands: m.cmds, Rollouts: m.rollouts, CheckinInterval: params.HeartbeatInterval})
 	if err != nil {
 		return err
 	}

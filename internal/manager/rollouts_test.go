@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -37,16 +38,7 @@ func TestUpdateWindowHoldsTheOfferUntilItOpens(t *testing.T) {
 	cfg.Rollouts.Plans = []rolloutplan.Plan{{Stack: "shop", Waves: []rolloutplan.Wave{
 		{Name: "everyone", Select: rolloutplan.Selection{Rest: true}, Bake: rolloutplan.Duration(time.Minute)}}}}
 	cfg.Rollouts.Windows = rolloutplan.WindowSet{Customers: map[string]rolloutplan.Windows{"initech": {sat}}}
-	m, err := New(cfg, Settings{Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Shutdown(ctx)
-	reg := m.Registry()
-	api := apiclient.New(m.URL(), cfg.AdminToken)
+	m, reg, api := startOnClock(t, cfg, clk)
 
 	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "shop", Version: "1.0"}); err != nil {
 		t.Fatal(err)
@@ -192,6 +184,21 @@ func TestARestartKeepsTheWavesWhereTheyWere(t *testing.T) {
 
 // within polls cond every 20 ms for up to 10 s: replicas read each other's
 // writes on their own schedule.
+// startOnClock starts a manager with cfg on clk, stopped when the test ends,
+// and returns it with its registry and an admin API client.
+func startOnClock(t *testing.T, cfg config.Manager, clk clock.Clock) (*Manager, *registry.Registry, *apiclient.Client) {
+	t.Helper()
+	m, err := New(cfg, Settings{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	return m, m.Registry(), apiclient.New(m.URL(), cfg.AdminToken)
+}
+
 func within(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -301,4 +308,54 @@ func seedCanaryAndMain(t *testing.T, reg *registry.Registry) {
 	}
 	agentCheckin(t, reg, "canary", "1.0")
 	agentCheckin(t, reg, "main", "1.0")
+}
+
+// TestUrgentReleaseOfAStackWithoutAPlan: a stack without a rollout plan takes
+// each release at once, but a customer's update window holds the offer; a
+// release published as urgent with a reason reaches it at once, audited.
+func TestUrgentReleaseOfAStackWithoutAPlan(t *testing.T) {
+	ctx := context.Background()
+	sat, err := rolloutplan.ParseWindow("Sat 02:00-06:00 Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)) // a Monday
+	cfg := testConfig(t)
+	cfg.Rollouts.CheckEvery = config.Duration(time.Hour)
+	cfg.Rollouts.Windows = rolloutplan.WindowSet{Customers: map[string]rolloutplan.Windows{"initech": {sat}}}
+	m, reg, api := startOnClock(t, cfg, clk)
+	if _, err := reg.CreateRelease(ctx, fleet.Release{Stack: "billing", Version: "1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateDeployments(ctx, []registry.NewDeployment{{ID: "initech-prod", Customer: "initech", Stack: "billing"}}); err != nil {
+		t.Fatal(err)
+	}
+	agentCheckin(t, reg, "initech-prod", "1.0")
+
+	if _, err := api.CreateRelease(ctx, apitypes.NewRelease{Stack: "billing", Version: "2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := reg.Offer("initech-prod"); send || o.Release == "2.0" {
+		t.Fatalf("initech outside its window offered %q, send %v; want nothing sent", o.Release, send)
+	}
+	err = api.Do(ctx, "POST", "/api/v1/releases", apitypes.NewRelease{Stack: "billing", Version: "2.0.1", Urgent: true}, nil)
+	if ae := (*apiclient.Error)(nil); !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "urgent") {
+		t.Fatalf("an urgent release without a reason: %v; want 400", err)
+	}
+	if rs := reg.Releases("billing"); len(rs) != 2 {
+		t.Fatalf("the refused urgent release was published: %d releases", len(rs))
+	}
+	if _, err := api.CreateRelease(ctx, apitypes.NewRelease{Stack: "billing", Version: "2.0.1", Urgent: true, Reason: "CVE-2026-1234"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, send := reg.Offer("initech-prod"); !send || o.Release != "2.0.1" {
+		t.Fatalf("initech under an urgent release offered %q, send %v; want 2.0.1 now", o.Release, send)
+	}
+	entries, _, err := m.store.ListAudit(ctx, store.AuditFilter{Action: store.ActionRolloutStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Reason != "CVE-2026-1234" || !strings.Contains(entries[0].Detail, `"ignores_update_windows":true`) {
+		t.Errorf("audit %+v: want the urgent start with its reason", entries)
+	}
 }

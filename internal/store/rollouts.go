@@ -17,6 +17,10 @@ const (
 	ActionRolloutSkip   = "rollout.skip"   // an operator left a deployment out of it
 	ActionRolloutDone   = "rollout.complete"
 	ActionRolloutPlan   = "rollout.plan" // a stack's plan was set or removed through the API
+	// ActionUpdateWindows: a customer's or deployment's update windows were
+	// set or removed through the API; Target is "customer:<name>" or
+	// "deployment:<id>".
+	ActionUpdateWindows = "rollout.windows"
 )
 
 // RolloutRecord is one progressive rollout of a release as stored. The
@@ -88,4 +92,30 @@ type Rollouts interface {
 	DeleteRolloutPlan(ctx context.Context, stack string, entry AuditEntry) error
 	// ListRolloutPlans returns every plan set through the API, by stack.
 	ListRolloutPlans(ctx context.Context) ([]RolloutPlanRecord, error)
+	// PutUpdateWindows sets (inserts or replaces) the windows of w.Kind and
+	// w.Owner and appends entry, in one transaction.
+	PutUpdateWindows(ctx context.Context, w UpdateWindowsRecord, entry AuditEntry) error
+	// DeleteUpdateWindows removes the windows of kind and owner and appends
+	// entry, in one transaction; ErrNotFound if there are none.
+	DeleteUpdateWindows(ctx context.Context, kind, owner string, entry AuditEntry) error
+	// ListUpdateWindows returns every owner's windows set through the API, by
+	// kind then owner.
+	ListUpdateWindows(ctx context.Context) ([]UpdateWindowsRecord, error)
+}
+
+// Kinds of owners of update windows.
+const (
+	WindowsOfCustomer   = "customer"
+	WindowsOfDeployment = "deployment"
+)
+
+// UpdateWindowsRecord is one customer's or deployment's update windows as set
+// through the API; they replace the configuration file's for that owner.
+type UpdateWindowsRecord struct {
+	// Kind is WindowsOfCustomer or WindowsOfDeployment; Owner names it.
+	Kind, Owner string
+	// Windows is JSON of a rolloutplan.Windows, returned as an equal JSON value.
+	Windows   []byte
+	UpdatedAt time.Time
+	UpdatedBy string
 }

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,6 +246,25 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Write(append(b, '\n'))
 }
 
+// orNil returns v, or the zero T (a nil interface) when v holds a nil
+// pointer: a nil pointer in an interface is not a nil interface, and the
+// routes test for nil to answer 503 instead of panicking.
+func orNil[T any](v T) T {
+	if rv := reflect.ValueOf(any(v)); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		var zero T
+		return zero
+	}
+	return v
+}
+
+// unavailable answers 503 with msg when off, and reports whether it did.
+func unavailable(w http.ResponseWriter, off bool, msg string) bool {
+	if off {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", msg)
+	}
+	return off
+}
+
 // unavailableRetry is the Retry-After of a 503 for a store that cannot write:
 // long enough for an operator to make room, short enough for a script to wait.
 const unavailableRetry = 30 * time.Second
@@ -254,7 +274,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, rollouts.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, store.ErrConflict), errors.Is(err, rollouts.ErrNoPlan):
+	case errors.Is(err, rollouts.ErrNoPlan):
+		// Its own code, so a client can say what to do: set a plan first.
+		writeError(w, http.StatusConflict, "no_plan", err.Error())
+	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, registry.ErrInvalid), errors.Is(err, telquery.ErrInvalid), errors.Is(err, commands.ErrInvalid), errors.Is(err, rollouts.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
@@ -600,12 +623,33 @@ func (a *API) createRelease(w http.ResponseWriter, r *http.Request, tok auth.API
 	if !decode(w, r, &nr) {
 		return
 	}
+	if nr.Urgent {
+		// Refused before anything is published: an urgent release is one
+		// the windows must not hold, and the audit log must say why.
+		if a.rolloutsOff(w) {
+			return
+		}
+		if strings.TrimSpace(nr.Reason) == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "reason: say why the release is urgent (it ignores customers' update windows; the reason goes into the audit log)")
+			return
+		}
+	}
 	rel, err := a.fleet.CreateRelease(r.Context(), fleet.Release{Stack: nr.Stack, Version: nr.Version, Notes: nr.Notes, Commands: nr.Commands})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.log.Info("release published", "stack", rel.Stack, "version", rel.Version, "by", tok.Name)
+	a.log.Info("release published", "stack", rel.Stack, "version", rel.Version, "by", tok.Name, "urgent", nr.Urgent)
+	if nr.Urgent {
+		// With a plan, publishing started a rollout that respects windows:
+		// the urgent one supersedes it. Without one, it is a single wave.
+		baseline := previousRelease(a.fleet.Releases(rel.Stack), rel.Version)
+		if _, err := a.rollouts.StartRollout(r.Context(), rollouts.StartRequest{Stack: rel.Stack, Release: rel.Version, Baseline: baseline,
+			Urgent: true, Actor: actor(tok, nr.Reason)}); err != nil {
+			a.fail(w, r, fmt.Errorf("release %s of %s is published, but its urgent rollout did not start (retry with POST /api/v1/rollouts): %w", rel.Version, rel.Stack, err))
+			return
+		}
+	}
 	for _, rv := range a.fleet.Releases(rel.Stack) {
 		if rv.Release.Version == rel.Version {
 			writeJSON(w, http.StatusCreated, releaseJSON(rv))

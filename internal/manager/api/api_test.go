@@ -219,6 +219,7 @@ func TestOpenAPIMatchesRoutesAndTypes(t *testing.T) {
 		"RolloutPinOrder": rollouts.PinOrder{}, "RolloutEvent": rollouts.Event{}, "RolloutPlan": rolloutplan.Plan{},
 		"RolloutWaveSpec": rolloutplan.Wave{}, "RolloutSelection": rolloutplan.Selection{}, "RolloutGates": rolloutplan.Gates{},
 		"RolloutThreshold": rolloutplan.Threshold{},
+		"UpdateWindows":    apitypes.UpdateWindows{}, "UpdateWindowsList": apitypes.UpdateWindowsList{}, "NewUpdateWindows": apitypes.NewUpdateWindows{},
 	} {
 		want := jsonFields(reflect.TypeOf(v))
 		got := []string{}

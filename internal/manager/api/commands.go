@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
@@ -32,9 +31,7 @@ const MaxWait = 60 * time.Second
 // WithCommands makes the command routes answer from c, and returns a for
 // chaining. Without it they answer 503.
 func (a *API) WithCommands(c Commands) *API {
-	if v := reflect.ValueOf(c); v.Kind() == reflect.Pointer && v.IsNil() {
-		c = nil
-	}
+	c = orNil(c)
 	a.cmds = c
 	return a
 }
@@ -50,11 +47,7 @@ func (a *API) commandRoutes() []Route {
 }
 
 func (a *API) commandsOff(w http.ResponseWriter) bool {
-	if a.cmds == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this manager runs no remote commands")
-		return true
-	}
-	return false
+	return unavailable(w, a.cmds == nil, "this manager runs no remote commands")
 }
 
 // request turns a body into the service's request, or answers 400.

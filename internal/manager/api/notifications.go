@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"reflect"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
@@ -22,10 +21,7 @@ type Notifications interface {
 // a for chaining. Without it, or with a nil n (no webhook configured), the route
 // answers 503.
 func (a *API) WithNotifications(n Notifications) *API {
-	// A nil *Notifier in the interface is not a nil interface.
-	if v := reflect.ValueOf(n); v.Kind() == reflect.Pointer && v.IsNil() {
-		n = nil
-	}
+	n = orNil(n)
 	a.notes = n
 	return a
 }
@@ -37,8 +33,7 @@ func (a *API) notificationRoutes() []Route {
 }
 
 func (a *API) listNotifications(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
-	if a.notes == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this manager has no notification webhooks configured")
+	if unavailable(w, a.notes == nil, "this manager has no notification webhooks configured") {
 		return
 	}
 	limit, err := intParam(r, "limit", 100, 1000)

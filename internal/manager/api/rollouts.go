@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/periscope-dev/periscope/internal/auth"
@@ -27,6 +27,9 @@ type Rollouts interface {
 	Plans() []rolloutplan.Plan
 	SetPlan(ctx context.Context, p rolloutplan.Plan, a rollouts.Actor) error
 	RemovePlan(ctx context.Context, stack string, a rollouts.Actor) error
+	Windows() []rollouts.WindowsEntry
+	SetWindows(ctx context.Context, kind, owner string, ws rolloutplan.Windows, a rollouts.Actor) error
+	RemoveWindows(ctx context.Context, kind, owner string, a rollouts.Actor) error
 }
 
 // maxRolloutPage bounds GET /api/v1/rollouts.
@@ -35,9 +38,7 @@ const maxRolloutPage = 500
 // WithRollouts makes the rollout routes answer from r, and returns a for
 // chaining. Without it they answer 503.
 func (a *API) WithRollouts(r Rollouts) *API {
-	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
-		r = nil
-	}
+	r = orNil(r)
 	a.rollouts = r
 	return a
 }
@@ -53,15 +54,18 @@ func (a *API) rolloutRoutes() []Route {
 		{"POST", "/api/v1/rollouts/{id}/resume", auth.RoleOperator, a.rolloutAction("resume")},
 		{"POST", "/api/v1/rollouts/{id}/abort", auth.RoleOperator, a.rolloutAction("abort")},
 		{"POST", "/api/v1/rollouts/{id}/skip", auth.RoleOperator, a.rolloutAction("skip")},
+		{"GET", "/api/v1/update-windows", auth.RoleViewer, a.listWindows},
+		{"GET", "/api/v1/update-windows/customers/{owner}", auth.RoleViewer, a.getWindows(store.WindowsOfCustomer)},
+		{"PUT", "/api/v1/update-windows/customers/{owner}", auth.RoleOperator, a.putWindows(store.WindowsOfCustomer)},
+		{"DELETE", "/api/v1/update-windows/customers/{owner}", auth.RoleOperator, a.deleteWindows(store.WindowsOfCustomer)},
+		{"GET", "/api/v1/update-windows/deployments/{owner}", auth.RoleViewer, a.getWindows(store.WindowsOfDeployment)},
+		{"PUT", "/api/v1/update-windows/deployments/{owner}", auth.RoleOperator, a.putWindows(store.WindowsOfDeployment)},
+		{"DELETE", "/api/v1/update-windows/deployments/{owner}", auth.RoleOperator, a.deleteWindows(store.WindowsOfDeployment)},
 	}
 }
 
 func (a *API) rolloutsOff(w http.ResponseWriter) bool {
-	if a.rollouts == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this manager runs no progressive rollouts")
-		return true
-	}
-	return false
+	return unavailable(w, a.rollouts == nil, "this manager runs no progressive rollouts")
 }
 
 func actor(tok auth.APIToken, reason string) rollouts.Actor {
@@ -106,8 +110,15 @@ func (a *API) startRollout(w http.ResponseWriter, r *http.Request, tok auth.APIT
 	if !decode(w, r, &body) {
 		return
 	}
-	if body.Baseline == "" && a.fleet != nil {
-		body.Baseline = previousRelease(a.fleet.Releases(body.Stack), body.Release)
+	if a.fleet != nil {
+		rels := a.fleet.Releases(body.Stack)
+		if !slices.ContainsFunc(rels, func(rv registry.ReleaseView) bool { return rv.Release.Version == body.Release }) {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("release %s of stack %s is not published; publish it first (POST /api/v1/releases)", body.Release, body.Stack))
+			return
+		}
+		if body.Baseline == "" {
+			body.Baseline = previousRelease(rels, body.Release)
+		}
 	}
 	s, err := a.rollouts.StartRollout(r.Context(), rollouts.StartRequest{Stack: body.Stack, Release: body.Release, Baseline: body.Baseline,
 		Urgent: body.Urgent, Actor: actor(tok, body.Reason)})
@@ -201,6 +212,14 @@ func (a *API) putRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth.AP
 }
 
 func (a *API) deleteRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+	a.removeSetting(w, r, tok, func(ctx context.Context, act rollouts.Actor) error {
+		return a.rollouts.RemovePlan(ctx, r.PathValue("stack"), act)
+	})
+}
+
+// removeSetting serves a DELETE of something set through the API (a plan,
+// windows): an optional body with the reason, 204 once removed.
+func (a *API) removeSetting(w http.ResponseWriter, r *http.Request, tok auth.APIToken, remove func(context.Context, rollouts.Actor) error) {
 	if a.rolloutsOff(w) {
 		return
 	}
@@ -208,9 +227,60 @@ func (a *API) deleteRolloutPlan(w http.ResponseWriter, r *http.Request, tok auth
 	if !decodeOptional(w, r, &body) {
 		return
 	}
-	if err := a.rollouts.RemovePlan(r.Context(), r.PathValue("stack"), actor(tok, body.Reason)); err != nil {
+	if err := remove(r.Context(), actor(tok, body.Reason)); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listWindows(w http.ResponseWriter, _ *http.Request, _ auth.APIToken) {
+	if a.rolloutsOff(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, apitypes.UpdateWindowsList{Windows: a.rollouts.Windows()})
+}
+
+// getWindows serves one owner's windows in force, 404 when it has none (it
+// may update at any time).
+func (a *API) getWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
+	return func(w http.ResponseWriter, r *http.Request, _ auth.APIToken) {
+		if a.rolloutsOff(w) {
+			return
+		}
+		owner := r.PathValue("owner")
+		for _, en := range a.rollouts.Windows() {
+			if en.Kind == kind && en.Owner == owner {
+				writeJSON(w, http.StatusOK, en)
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s %s has no update windows of its own: it may update at any time (or in its customer's windows)", kind, owner))
+	}
+}
+
+func (a *API) putWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
+	return func(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+		if a.rolloutsOff(w) {
+			return
+		}
+		var body apitypes.NewUpdateWindows
+		if !decode(w, r, &body) {
+			return
+		}
+		owner := r.PathValue("owner")
+		if err := a.rollouts.SetWindows(r.Context(), kind, owner, body.Windows, actor(tok, body.Reason)); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		a.getWindows(kind)(w, r, tok)
+	}
+}
+
+func (a *API) deleteWindows(kind string) func(http.ResponseWriter, *http.Request, auth.APIToken) {
+	return func(w http.ResponseWriter, r *http.Request, tok auth.APIToken) {
+		a.removeSetting(w, r, tok, func(ctx context.Context, act rollouts.Actor) error {
+			return a.rollouts.RemoveWindows(ctx, kind, r.PathValue("owner"), act)
+		})
+	}
 }

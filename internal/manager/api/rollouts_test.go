@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
 	"github.com/periscope-dev/periscope/internal/manager/rollouts"
 	"github.com/periscope-dev/periscope/internal/manager/rollouts/rolloutstest"
+	"github.com/periscope-dev/periscope/internal/rolloutplan"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
@@ -23,28 +25,14 @@ func TestRolloutsOverTheAPI(t *testing.T) {
 	f, st, eng := srv.Fleet, srv.Store, srv.Engine
 	viewer, op := apiclient.New(srv.URL, "psk_viewer"), apiclient.New(srv.URL, "psk_operator")
 
-	for _, tc := range []struct {
-		name   string
-		c      *apiclient.Client
-		method string
-		path   string
-		body   any
-		status int
-		msg    string
-	}{
+	expectAPIErrors(t, []apiErrorCase{
 		{"a viewer may not start one", viewer, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "shop", Release: "2.0.0"}, 403, "operator"},
 		{"a stack without a plan", op, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "billing", Release: "2.0.0"}, 409, "no rollout plan"},
 		{"urgent needs a reason", op, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "shop", Release: "2.0.0", Urgent: true}, 400, "urgent"},
 		{"an unknown rollout", viewer, "GET", "/api/v1/rollouts/ro-nope", nil, 404, "ro-nope"},
 		{"a bad limit", viewer, "GET", "/api/v1/rollouts?limit=0", nil, 400, "limit"},
 		{"a plan without waves", op, "PUT", "/api/v1/rollout-plans/shop", apitypes.NewRolloutPlan{Reason: "x"}, 400, "a plan needs at least one wave"},
-	} {
-		err := tc.c.Do(ctx, tc.method, tc.path, tc.body, nil)
-		var ae *apiclient.Error
-		if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, tc.msg) {
-			t.Errorf("%s: %v; want %d mentioning %q", tc.name, err, tc.status, tc.msg)
-		}
-	}
+	})
 
 	var ro apitypes.Rollout
 	if err := op.Do(ctx, "POST", "/api/v1/rollouts", apitypes.NewRollout{Stack: "shop", Release: "2.0.0", Baseline: "1.0.0", Reason: "published"}, &ro); err != nil {
@@ -113,5 +101,84 @@ func TestManagerServesRollouts(t *testing.T) {
 	}
 	if len(got.Rollouts) != 0 {
 		t.Errorf("a fresh manager lists rollouts: %+v", got.Rollouts)
+	}
+}
+
+// Update windows over the API: set with a reason, listed with their source,
+// refused when invalid or unexplained, removed, each change audited.
+func TestUpdateWindowsOverTheAPI(t *testing.T) {
+	ctx := context.Background()
+	srv := rolloutstest.NewServer(t, rolloutstest.TwoWaves(), clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)),
+		rolloutstest.Member("canary-1", "canary"))
+	viewer, op := apiclient.New(srv.URL, "psk_viewer"), apiclient.New(srv.URL, "psk_operator")
+	const acme = "/api/v1/update-windows/customers/acme"
+	expectAPIErrors(t, []apiErrorCase{
+		{"a viewer may not set them", viewer, "PUT", acme, json.RawMessage(`{"windows":["Sat 02:00-06:00 UTC"],"reason":"x"}`), 403, "operator"},
+		{"a bad window", op, "PUT", acme, json.RawMessage(`{"windows":["Caturday 02:00-06:00 UTC"],"reason":"x"}`), 400, "Caturday"},
+		{"no window", op, "PUT", acme, json.RawMessage(`{"windows":[],"reason":"x"}`), 400, "no window"},
+		{"no reason", op, "PUT", acme, json.RawMessage(`{"windows":["Sat 02:00-06:00 UTC"]}`), 400, "reason"},
+		{"too many", op, "PUT", acme, json.RawMessage(`{"windows":[` + strings.Repeat(`"Sat 02:00-06:00 UTC",`, 16) + `"Sun 02:00-06:00 UTC"],"reason":"x"}`), 400, "windows"},
+		{"none of its own", viewer, "GET", "/api/v1/update-windows/deployments/canary-1", nil, 404, "no update windows"},
+		{"nothing to remove", op, "DELETE", acme, apitypes.RolloutAction{Reason: "x"}, 404, "no update windows"},
+	})
+	got, err := op.SetUpdateWindows(ctx, "customer", "acme", apitypes.NewUpdateWindows{Windows: mustWindows(t, "Sat 02:00-06:00 Europe/Berlin"), Reason: "acme's change window"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Source != "api" || got.UpdatedBy != "operator-token" || len(got.Windows) != 1 || got.Windows[0].String() != "Sat 02:00-06:00 Europe/Berlin" {
+		t.Errorf("set: %+v", got)
+	}
+	list, err := viewer.UpdateWindows(ctx)
+	if err != nil || len(list) != 1 || list[0].Owner != "acme" || list[0].Kind != "customer" {
+		t.Errorf("list: %+v, %v", list, err)
+	}
+	if err := op.ClearUpdateWindows(ctx, "customer", "acme", "window lifted"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := viewer.UpdateWindows(ctx); err != nil || len(list) != 0 {
+		t.Errorf("list after clearing: %+v, %v", list, err)
+	}
+	entries, _, err := srv.Store.ListAudit(ctx, store.AuditFilter{Action: store.ActionUpdateWindows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 || entries[0].Actor != "operator-token" || entries[0].Target != "customer:acme" || entries[0].Reason != "window lifted" {
+		t.Errorf("audit: %+v", entries)
+	}
+}
+
+func mustWindows(t *testing.T, ss ...string) rolloutplan.Windows {
+	t.Helper()
+	var ws rolloutplan.Windows
+	for _, s := range ss {
+		w, err := rolloutplan.ParseWindow(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// apiErrorCase is a request the API must refuse with status, its message
+// mentioning msg.
+type apiErrorCase struct {
+	name   string
+	c      *apiclient.Client
+	method string
+	path   string
+	body   any
+	status int
+	msg    string
+}
+
+func expectAPIErrors(t *testing.T, cases []apiErrorCase) {
+	t.Helper()
+	for _, tc := range cases {
+		err := tc.c.Do(context.Background(), tc.method, tc.path, tc.body, nil)
+		var ae *apiclient.Error
+		if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, tc.msg) {
+			t.Errorf("%s: %v; want %d mentioning %q", tc.name, err, tc.status, tc.msg)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"reflect"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
@@ -40,11 +39,8 @@ type Telemetry interface {
 // such as since=1h against c (the real clock when nil), and returns a for
 // chaining. Without it, or with a nil t, those routes answer 503.
 func (a *API) WithTelemetry(t Telemetry, c clock.Clock) *API {
-	// A nil *Store in the interface is not a nil interface; treat it as none so a
-	// manager running without a store answers 503 instead of panicking.
-	if v := reflect.ValueOf(t); v.Kind() == reflect.Pointer && v.IsNil() {
-		t = nil
-	}
+	// A manager running without a store answers 503 instead of panicking.
+	t = orNil(t)
 	a.tel, a.clock = t, clock.Or(c)
 	return a
 }

@@ -36,7 +36,7 @@ type StartRequest struct {
 // superseded: the deployments it moved keep its release until the new one
 // reaches them. A release already rolling out may be started again only as
 // urgent. ErrNoPlan when the stack has none (its releases go everywhere at
-// once).
+// once), unless the release is urgent: it then runs through UrgentPlan.
 func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, error) {
 	if req.Stack == "" || req.Release == "" {
 		return State{}, fmt.Errorf("a rollout needs a stack and a release: %w", ErrInvalid)
@@ -50,8 +50,14 @@ func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, err
 	plan, ok := e.plans[req.Stack]
 	chain := append([]*record(nil), e.stacks[req.Stack]...)
 	e.mu.RUnlock()
-	if !ok {
+	if !ok && !req.Urgent {
 		return State{}, fmt.Errorf("stack %s: %w", req.Stack, ErrNoPlan)
+	}
+	if !ok {
+		// A stack without a plan takes a release everywhere at once, but its
+		// update windows still hold the offers; an urgent release runs as one
+		// wave of everyone, so the windows are ignored until it is in.
+		plan = planEntry{plan: UrgentPlan(req.Stack)}
 	}
 	for _, r := range chain {
 		// Marking a release urgent once it is rolling out starts it again,
@@ -110,6 +116,13 @@ func (e *Engine) StartRollout(ctx context.Context, req StartRequest) (State, err
 	}
 	st, _ := e.Get(ctx, s.ID)
 	return st, errors.Join(errs...)
+}
+
+// UrgentPlan is the plan of an urgent release of a stack without one: a
+// single wave of every deployment, with no bake and no gates, as a release
+// of such a stack goes everywhere at once.
+func UrgentPlan(stack string) rolloutplan.Plan {
+	return rolloutplan.Plan{Stack: stack, Waves: []rolloutplan.Wave{{Name: "everyone", Select: rolloutplan.Selection{Rest: true}, Gates: &rolloutplan.Gates{}}}}
 }
 
 // Resume lets a halted rollout go on: the open wave bakes again from the
@@ -207,8 +220,8 @@ func (e *Engine) Skip(ctx context.Context, id, dep string, a Actor) (State, erro
 // change is written with its audit entry; a running rollout then steps at
 // once, so a resumed or unblocked wave moves without waiting for the loop.
 func (e *Engine) act(ctx context.Context, id string, a Actor, action, dep string, fn func(*State, time.Time, *outcome) error) (State, error) {
-	if strings.TrimSpace(a.Reason) == "" {
-		return State{}, fmt.Errorf("say why (a reason is required; it goes into the audit log): %w", ErrInvalid)
+	if err := needReason(a); err != nil {
+		return State{}, err
 	}
 	e.change.Lock()
 	defer e.change.Unlock()
@@ -302,8 +315,8 @@ func (e *Engine) SetPlan(ctx context.Context, p rolloutplan.Plan, a Actor) error
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if strings.TrimSpace(a.Reason) == "" {
-		return fmt.Errorf("say why (a reason is required; it goes into the audit log): %w", ErrInvalid)
+	if err := needReason(a); err != nil {
+		return err
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
@@ -312,8 +325,7 @@ func (e *Engine) SetPlan(ctx context.Context, p rolloutplan.Plan, a Actor) error
 	e.change.Lock()
 	defer e.change.Unlock()
 	now := e.clk.Now().UTC()
-	entry := store.AuditEntry{At: now, Actor: actorName(a), ActorRole: a.Role, Action: store.ActionRolloutPlan, Target: p.Stack,
-		Outcome: store.OutcomeSucceeded, Reason: a.Reason, Detail: string(body)}
+	entry := settingEntry(now, a, store.ActionRolloutPlan, p.Stack, string(body))
 	if err := e.st.PutRolloutPlan(ctx, store.RolloutPlanRecord{Stack: p.Stack, Plan: body, UpdatedAt: now, UpdatedBy: actorName(a)}, entry); err != nil {
 		return err
 	}
@@ -327,14 +339,13 @@ func (e *Engine) SetPlan(ctx context.Context, p rolloutplan.Plan, a Actor) error
 // configuration file's, if any, applies again. ErrNotFound when the API set
 // none.
 func (e *Engine) RemovePlan(ctx context.Context, stack string, a Actor) error {
-	if strings.TrimSpace(a.Reason) == "" {
-		return fmt.Errorf("say why (a reason is required; it goes into the audit log): %w", ErrInvalid)
+	if err := needReason(a); err != nil {
+		return err
 	}
 	e.change.Lock()
 	defer e.change.Unlock()
 	now := e.clk.Now().UTC()
-	entry := store.AuditEntry{At: now, Actor: actorName(a), ActorRole: a.Role, Action: store.ActionRolloutPlan, Target: stack,
-		Outcome: store.OutcomeSucceeded, Reason: a.Reason, Detail: `{"removed":true}`}
+	entry := settingEntry(now, a, store.ActionRolloutPlan, stack, `{"removed":true}`)
 	if err := e.st.DeleteRolloutPlan(ctx, stack, entry); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("no rollout plan set through the API for %s: %w", stack, ErrNotFound)
@@ -349,6 +360,20 @@ func (e *Engine) RemovePlan(ctx context.Context, stack string, a Actor) error {
 	}
 	e.mu.Unlock()
 	return nil
+}
+
+// needReason refuses an operator's change without a reason.
+func needReason(a Actor) error {
+	if strings.TrimSpace(a.Reason) == "" {
+		return fmt.Errorf("say why (a reason is required; it goes into the audit log): %w", ErrInvalid)
+	}
+	return nil
+}
+
+// settingEntry is the audit entry of a plan or windows set through the API.
+func settingEntry(now time.Time, a Actor, action, target, detail string) store.AuditEntry {
+	return store.AuditEntry{At: now, Actor: actorName(a), ActorRole: a.Role, Action: action, Target: target,
+		Outcome: store.OutcomeSucceeded, Reason: a.Reason, Detail: detail}
 }
 
 func actorName(a Actor) string {

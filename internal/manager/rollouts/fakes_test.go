@@ -123,7 +123,9 @@ type memStore struct {
 	mu    sync.Mutex
 	recs  map[string]store.RolloutRecord
 	plans map[string]store.RolloutPlanRecord
-	audit []store.AuditEntry
+	// windows are by "kind:owner".
+	windows map[string]store.UpdateWindowsRecord
+	audit   []store.AuditEntry
 }
 
 func newMemStore() *memStore {
@@ -209,6 +211,38 @@ func (s *memStore) ListRolloutPlans(context.Context) ([]store.RolloutPlanRecord,
 	var out []store.RolloutPlanRecord
 	for _, p := range s.plans {
 		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (s *memStore) PutUpdateWindows(_ context.Context, w store.UpdateWindowsRecord, e store.AuditEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.windows == nil {
+		s.windows = map[string]store.UpdateWindowsRecord{}
+	}
+	s.windows[w.Kind+":"+w.Owner] = w
+	s.audit = append(s.audit, e)
+	return nil
+}
+
+func (s *memStore) DeleteUpdateWindows(_ context.Context, kind, owner string, e store.AuditEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.windows[kind+":"+owner]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.windows, kind+":"+owner)
+	s.audit = append(s.audit, e)
+	return nil
+}
+
+func (s *memStore) ListUpdateWindows(context.Context) ([]store.UpdateWindowsRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.UpdateWindowsRecord
+	for _, w := range s.windows {
+		out = append(out, w)
 	}
 	return out, nil
 }

@@ -2,8 +2,10 @@ package rollouts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/rolloutplan"
+	"github.com/periscope-dev/periscope/internal/store"
 	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
@@ -320,5 +323,119 @@ func TestWindowsHoldAStackWithoutAPlan(t *testing.T) {
 	}
 	if d := r.decideWith("d3", "2.0.0"); d.Hold {
 		t.Errorf("d3 inside its window: %+v", d)
+	}
+}
+
+// An urgent release of a stack without a plan ignores the update windows too:
+// it goes everywhere at once as one wave, audited, and until it is in.
+func TestUrgentReleaseOfAStackWithoutAPlanIgnoresWindows(t *testing.T) {
+	night, err := rolloutplan.ParseWindow("Daily 01:00-03:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Windows: rolloutplan.WindowSet{Deployments: map[string]rolloutplan.Windows{"d3": {night}}}}
+	clk := clock.NewFake(t0) // noon: d3's window is closed
+	st := newMemStore()
+	r := newRig(t, cfg, sixDeployments(), st, clk)
+	for _, id := range []string{"d1", "d2", "d3", "d4", "d5", "d6"} {
+		r.fleet.set(id, func(m *Member) { m.Latest = "2.0.1" })
+	}
+	if _, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Baseline: "1.0.0"}); !errors.Is(err, ErrNoPlan) {
+		t.Fatalf("a plain release of a stack without a plan: %v, want ErrNoPlan", err)
+	}
+	if d := r.decideWith("d3", "2.0.1"); !d.Hold {
+		t.Fatalf("d3 outside its window before the urgent release: %+v", d)
+	}
+	if _, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Urgent: true}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an urgent release without a reason: %v, want ErrInvalid", err)
+	}
+	u, err := r.e.StartRollout(context.Background(), StartRequest{Stack: "shop", Release: "2.0.1", Baseline: "1.0.0", Urgent: true,
+		Actor: Actor{Name: "oncall", Role: "operator", Reason: "CVE-2026-1234"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.decideWith("d3", "2.0.1"); d.Hold || d.Release != "2.0.1" || d.Behind != "" {
+		t.Errorf("d3 under the urgent release: %+v, want 2.0.1 at once", d)
+	}
+	if got := r.ann.take(); len(got) == 0 || !slices.Contains(got[0], "d3") {
+		t.Errorf("announced %v; want d3's offer to go out at once", got)
+	}
+	if !slices.Contains(st.actions(), store.ActionRolloutStart) {
+		t.Errorf("audit %v: want the urgent start", st.actions())
+	}
+	// Once every deployment runs it, the release is in and the rollout done.
+	r.fleet.update("2.0.1", "d1", "d2", "d3", "d4", "d5", "d6")
+	r.step(t)
+	if s := r.state(t, u.ID); s.Phase != PhaseCompleted {
+		t.Errorf("the urgent release is %s once everyone runs it, want completed", s.Phase)
+	}
+}
+
+// Windows set through the API replace the file's for their owner, take effect
+// at once (the deployments concerned are announced, held or released), are
+// audited, survive a restart, and removing them brings the file's back.
+func TestWindowsSetThroughTheAPI(t *testing.T) {
+	night, err := rolloutplan.ParseWindow("Daily 01:00-03:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noon, err := rolloutplan.ParseWindow("Daily 11:00-13:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rolloutplan.Config{Windows: rolloutplan.WindowSet{Customers: map[string]rolloutplan.Windows{"acme": {night}}}}
+	clk := clock.NewFake(t0) // noon
+	st := newMemStore()
+	r := newRig(t, cfg, sixDeployments(), st, clk)
+	ctx := context.Background()
+	if d := r.decideWith("d3", "2.0.0"); !d.Hold {
+		t.Fatalf("acme's d3 outside the file's night window: %+v", d)
+	}
+	op := Actor{Name: "oncall", Role: "operator", Reason: "acme asked for a lunch window"}
+	if err := r.e.SetWindows(ctx, store.WindowsOfCustomer, "acme", rolloutplan.Windows{noon}, Actor{Name: "oncall"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("windows without a reason: %v, want ErrInvalid", err)
+	}
+	if err := r.e.SetWindows(ctx, store.WindowsOfCustomer, "acme", nil, op); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an empty set of windows: %v, want ErrInvalid", err)
+	}
+	if err := r.e.SetWindows(ctx, "region", "eu", rolloutplan.Windows{noon}, op); !errors.Is(err, ErrInvalid) {
+		t.Errorf("windows of a region: %v, want ErrInvalid", err)
+	}
+	if err := r.e.SetWindows(ctx, store.WindowsOfCustomer, "acme", rolloutplan.Windows{noon}, op); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.decideWith("d3", "2.0.0"); d.Hold {
+		t.Errorf("d3 inside the API's noon window, which replaces the file's: %+v", d)
+	}
+	if got := r.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3", "d4"}}) {
+		t.Errorf("announced %v; want acme's d3 and d4 at once", got)
+	}
+	if es := r.e.Windows(); len(es) != 1 || es[0].Source != "api" || es[0].UpdatedBy != "oncall" || es[0].Windows[0].String() != noon.String() {
+		t.Errorf("windows in force: %+v", es)
+	}
+	if !slices.Contains(st.actions(), store.ActionUpdateWindows) {
+		t.Errorf("audit %v: want the windows change", st.actions())
+	}
+
+	// A restart reads them back.
+	r2 := newRig(t, cfg, r.fleet, st, clk)
+	if d := r2.decideWith("d3", "2.0.0"); d.Hold {
+		t.Errorf("after a restart d3 is held again: %+v", d)
+	}
+	// Removing the API's entry brings the file's back, at once.
+	if err := r2.e.RemoveWindows(ctx, store.WindowsOfCustomer, "acme", op); err != nil {
+		t.Fatal(err)
+	}
+	if d := r2.decideWith("d3", "2.0.0"); !d.Hold || d.Behind != BehindOutsideWindow {
+		t.Errorf("d3 after the API's windows are removed: %+v, want the file's night window", d)
+	}
+	if got := r2.ann.take(); !reflect.DeepEqual(got, [][]string{{"d3", "d4"}}) {
+		t.Errorf("announced %v after the removal", got)
+	}
+	if err := r2.e.RemoveWindows(ctx, store.WindowsOfCustomer, "acme", op); !errors.Is(err, ErrNotFound) {
+		t.Errorf("removing twice: %v, want ErrNotFound", err)
+	}
+	if es := r2.e.Windows(); len(es) != 1 || es[0].Source != "config" {
+		t.Errorf("windows in force after the removal: %+v", es)
 	}
 }

@@ -139,6 +139,9 @@ type Store interface {
 	PutRolloutPlan(ctx context.Context, p store.RolloutPlanRecord, entry store.AuditEntry) error
 	DeleteRolloutPlan(ctx context.Context, stack string, entry store.AuditEntry) error
 	ListRolloutPlans(ctx context.Context) ([]store.RolloutPlanRecord, error)
+	PutUpdateWindows(ctx context.Context, w store.UpdateWindowsRecord, entry store.AuditEntry) error
+	DeleteUpdateWindows(ctx context.Context, kind, owner string, entry store.AuditEntry) error
+	ListUpdateWindows(ctx context.Context) ([]store.UpdateWindowsRecord, error)
 }
 
 // Settings configure an Engine; nil fields take safe defaults.
@@ -166,13 +169,17 @@ type Engine struct {
 	onDes  func([]string)
 	every  time.Duration
 
-	filePlans map[string]rolloutplan.Plan
-	windows   rolloutplan.WindowSet
+	filePlans   map[string]rolloutplan.Plan
+	fileWindows rolloutplan.WindowSet
 
 	// change serialises Step and the actions; mu guards what Decide reads.
 	change sync.Mutex
 	mu     sync.RWMutex
 	plans  map[string]planEntry
+	// windows are the update windows in force: the file's, with apiWin's
+	// entries replacing the file's for their owner (windows.go).
+	windows rolloutplan.WindowSet
+	apiWin  map[windowKey]apiWindows
 	// live holds every rollout not Done, by id; stacks lists them per stack,
 	// newest first.
 	live   map[string]*record
@@ -207,7 +214,7 @@ func New(cfg rolloutplan.Config, f Fleet, p Pinner, n Notifier, st Store, s Sett
 		return nil, errors.New("rollouts: a fleet, a pinner, a notifier and a store are required")
 	}
 	e := &Engine{fleet: f, pinner: p, notify: n, st: st, clk: clock.Or(s.Clock), rand: s.Rand, log: s.Logger, onDes: s.OnDesired,
-		every: s.CheckEvery, filePlans: map[string]rolloutplan.Plan{}, windows: cfg.Windows,
+		every: s.CheckEvery, filePlans: map[string]rolloutplan.Plan{}, fileWindows: cfg.Windows, windows: cfg.Windows, apiWin: map[windowKey]apiWindows{},
 		plans: map[string]planEntry{}, live: map[string]*record{}, stacks: map[string][]*record{}, held: map[string]bool{}}
 	if e.rand == nil {
 		e.rand = rand.Reader
@@ -230,7 +237,8 @@ func New(cfg rolloutplan.Config, f Fleet, p Pinner, n Notifier, st Store, s Sett
 	return e, nil
 }
 
-// Load reads the plans set through the API and every unfinished rollout from
+// Load reads the plans and update windows set through the API and every
+// unfinished rollout from
 // the store. Start calls it; a test restarting the engine may call it alone.
 func (e *Engine) Load(ctx context.Context) error {
 	e.change.Lock()
@@ -250,6 +258,10 @@ func (e *Engine) Load(ctx context.Context) error {
 		}
 		plans[pr.Stack] = planEntry{plan: p, fromAPI: true}
 	}
+	apiWin, err := e.loadWindows(ctx)
+	if err != nil {
+		return err
+	}
 	recs, err := e.st.ListRollouts(ctx, store.RolloutFilter{Unfinished: true})
 	if err != nil {
 		return fmt.Errorf("load rollouts: %w", err)
@@ -264,6 +276,7 @@ func (e *Engine) Load(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	e.plans, e.live = plans, live
+	e.apiWin, e.windows = apiWin, mergeWindows(e.fileWindows, apiWin)
 	e.reindexLocked()
 	e.mu.Unlock()
 	return nil
@@ -280,7 +293,7 @@ func (e *Engine) Reload(ctx context.Context) (bool, error) {
 }
 
 // signature sums up what Decide reads: every live rollout's id and store
-// version, and the plans in force.
+// version, the plans and the update windows in force.
 func (e *Engine) signature() string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -294,7 +307,8 @@ func (e *Engine) signature() string {
 		plans = append(plans, e.plans[st].plan)
 	}
 	b, _ := json.Marshal(plans)
-	return fmt.Sprint(ids) + string(b)
+	w, _ := json.Marshal(e.windows)
+	return fmt.Sprint(ids) + string(b) + string(w)
 }
 
 // reindexLocked rebuilds stacks from live; the caller holds mu.

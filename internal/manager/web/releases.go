@@ -41,6 +41,8 @@ type releasesData struct {
 	StackNames []string
 	Versions   []string
 	Statuses   []fleet.Status
+	// RolloutsOn is set when the manager runs progressive rollouts.
+	RolloutsOn bool
 }
 
 // stackRow is one stack's section.
@@ -49,6 +51,10 @@ type stackRow struct {
 	Latest   string
 	Total    int
 	Releases []releaseRow
+	// Rollouts are the stack's newest rollouts; RolloutsErr says why they
+	// could not be read.
+	Rollouts    []rolloutRow
+	RolloutsErr string
 }
 
 // releaseRow is one release of a stack.
@@ -118,7 +124,7 @@ type behindCount struct {
 }
 
 func (s *Server) releasesPage(w http.ResponseWriter, r *http.Request, sess *Session) {
-	d := releasesData{Telemetry: s.tel != nil, Form: bulkFormFrom(r.URL.Query())}
+	d := releasesData{Telemetry: s.tel != nil, RolloutsOn: s.rollouts != nil, Form: bulkFormFrom(r.URL.Query())}
 	if d.Form.Action == "" {
 		d.Form.Action = string(fleet.ActionPin)
 	}
@@ -144,6 +150,14 @@ func (s *Server) releasesPage(w http.ResponseWriter, r *http.Request, sess *Sess
 				versions[ra.Version] = true
 			}
 			st.Releases = append(st.Releases, row)
+		}
+		if s.rollouts != nil {
+			rows, err := s.stackRolloutRows(r.Context(), ad.Stack)
+			if err != nil {
+				s.log.Warn("releases page: rollouts", "stack", ad.Stack, "err", err)
+				st.RolloutsErr = "The rollouts could not be read; the manager's log has the details."
+			}
+			st.Rollouts = rows
 		}
 		d.StackNames = append(d.StackNames, ad.Stack)
 		d.Stacks = append(d.Stacks, st)

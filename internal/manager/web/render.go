@@ -47,6 +47,7 @@ func parsePages(as *assets) (*pages, error) {
 		"stateClass":  stateClass,
 		"percent":     percent,
 		"duration":    humanDuration,
+		"span":        spanText,
 		"bytes":       humanBytes,
 		"size":        humanSize,
 		"figure":      figure,

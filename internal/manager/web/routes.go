@@ -40,6 +40,11 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("GET /releases", view(s.releasesPage))
 	mux.Handle("GET /releases/bulk", view(s.bulkPreview))
 	mux.Handle("POST /releases/bulk", operate(s.bulkAction))
+	// Rollouts: waves, gates and timeline; resume, abort, skip a deployment.
+	mux.Handle("GET /rollouts/{id}", view(s.rolloutPage))
+	mux.Handle("POST /rollouts/{id}/resume", operate(s.rolloutAction("resume")))
+	mux.Handle("POST /rollouts/{id}/abort", operate(s.rolloutAction("abort")))
+	mux.Handle("POST /rollouts/{id}/skip", operate(s.rolloutAction("skip")))
 	// The audit log needs the operator role, as GET /api/v1/audit does: it
 	// names every token, its role and where sign-ins came from.
 	mux.Handle("GET /audit", operate(s.auditPage))

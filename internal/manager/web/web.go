@@ -46,6 +46,9 @@ type Settings struct {
 	// Commands is the remote-command service; nil when the manager runs none,
 	// and the commands panel then says so.
 	Commands Commands
+	// Rollouts is the progressive rollout engine; nil when the manager runs
+	// none, and the releases page then lists no rollouts.
+	Rollouts Rollouts
 	// CheckinInterval is how often agents are expected to check in (default
 	// 30 s): the commands form tells when a polling agent gets an invocation.
 	CheckinInterval time.Duration
@@ -71,9 +74,11 @@ type Server struct {
 	tel   api.Telemetry
 	notes api.Notifications
 	cmds  Commands
-	audit store.Audit
-	log   *slog.Logger
-	clock clock.Clock
+	// rollouts is nil when the manager runs none.
+	rollouts Rollouts
+	audit    store.Audit
+	log      *slog.Logger
+	clock    clock.Clock
 	// checkinEvery is the expected check-in interval of a polling agent.
 	checkinEvery time.Duration
 
@@ -105,6 +110,9 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	if v := reflect.ValueOf(s.Commands); s.Commands != nil && v.Kind() == reflect.Pointer && v.IsNil() {
 		s.Commands = nil
 	}
+	if v := reflect.ValueOf(s.Rollouts); s.Rollouts != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		s.Rollouts = nil
+	}
 	if s.CheckinInterval <= 0 {
 		s.CheckinInterval = 30 * time.Second
 	}
@@ -129,7 +137,7 @@ func New(f api.Fleet, k Keyring, s Settings) (*Server, error) {
 	closing, end := context.WithCancel(context.Background())
 	clk := clock.Or(s.Clock)
 	return &Server{
-		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, cmds: s.Commands, audit: s.Audit, checkinEvery: s.CheckinInterval, log: s.Logger, clock: clk,
+		fleet: f, keys: k, tel: s.Telemetry, notes: s.Notifications, cmds: s.Commands, rollouts: s.Rollouts, audit: s.Audit, checkinEvery: s.CheckinInterval, log: s.Logger, clock: clk,
 		pages: ps, assets: as, sessions: newSessions(s.Sessions, clk, s),
 		closing: closing, end: end, tails: make(chan struct{}, maxTails),
 	}, nil

@@ -290,6 +290,17 @@ CREATE TABLE dashboard_sessions (
 	created_at TIMESTAMPTZ NOT NULL,
 	used_at    TIMESTAMPTZ NOT NULL
 );`,
+	// Update windows set through the API, which replace the configuration
+	// file's for their customer or deployment.
+	10: `
+CREATE TABLE update_windows (
+	kind       VARCHAR NOT NULL,
+	owner      VARCHAR NOT NULL,
+	windows    VARCHAR NOT NULL,
+	updated_at TIMESTAMPTZ NOT NULL,
+	updated_by VARCHAR NOT NULL,
+	PRIMARY KEY (kind, owner)
+);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error { return migrateTo(ctx, s.db, migrations) }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/periscope-dev/periscope/internal/store"
 )
@@ -149,6 +150,69 @@ func (s *Store) ListRolloutPlans(ctx context.Context) ([]store.RolloutPlanRecord
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list rollout plans: %w", err)
+	}
+	return out, nil
+}
+
+// PutUpdateWindows implements store.Rollouts.
+func (s *Store) PutUpdateWindows(ctx context.Context, w store.UpdateWindowsRecord, entry store.AuditEntry) error {
+	err := s.checkWrite(s.tx(ctx, func(tx *sql.Tx) error {
+		// Delete and insert rather than upsert, as PutRolloutPlan does.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM update_windows WHERE kind = ? AND owner = ?`, w.Kind, w.Owner); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO update_windows (kind, owner, windows, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)`,
+			w.Kind, w.Owner, string(w.Windows), w.UpdatedAt.UTC(), w.UpdatedBy); err != nil {
+			return err
+		}
+		return insertAudits(ctx, tx, []store.AuditEntry{entry})
+	}))
+	if err != nil {
+		return fmt.Errorf("set the update windows of %s %s: %w", w.Kind, w.Owner, err)
+	}
+	return nil
+}
+
+// DeleteUpdateWindows implements store.Rollouts.
+func (s *Store) DeleteUpdateWindows(ctx context.Context, kind, owner string, entry store.AuditEntry) error {
+	err := s.checkWrite(s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM update_windows WHERE kind = ? AND owner = ?`, kind, owner)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("no update windows for %s %s: %w", kind, owner, store.ErrNotFound)
+		}
+		return insertAudits(ctx, tx, []store.AuditEntry{entry})
+	}))
+	if err != nil {
+		return fmt.Errorf("remove the update windows of %s %s: %w", kind, owner, err)
+	}
+	return nil
+}
+
+// ListUpdateWindows implements store.Rollouts.
+func (s *Store) ListUpdateWindows(ctx context.Context) ([]store.UpdateWindowsRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kind, owner, windows, updated_at, updated_by FROM update_windows ORDER BY kind, owner`)
+	if err != nil {
+		return nil, fmt.Errorf("list update windows: %w", err)
+	}
+	defer rows.Close()
+	var out []store.UpdateWindowsRecord
+	for rows.Next() {
+		var (
+			w  store.UpdateWindowsRecord
+			ws string
+			at time.Time
+		)
+		if err := rows.Scan(&w.Kind, &w.Owner, &ws, &at, &w.UpdatedBy); err != nil {
+			return nil, fmt.Errorf("list update windows: %w", err)
+		}
+		w.Windows, w.UpdatedAt = []byte(ws), at.UTC()
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list update windows: %w", err)
 	}
 	return out, nil
 }

@@ -133,3 +133,55 @@ func (s *Store) ListRolloutPlans(ctx context.Context) ([]store.RolloutPlanRecord
 	}
 	return out, nil
 }
+
+// PutUpdateWindows implements store.Rollouts.
+func (s *Store) PutUpdateWindows(ctx context.Context, w store.UpdateWindowsRecord, entry store.AuditEntry) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO update_windows (kind, owner, windows, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (kind, owner) DO UPDATE SET windows = excluded.windows, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+			w.Kind, w.Owner, w.Windows, w.UpdatedAt.UTC(), w.UpdatedBy); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, []store.AuditEntry{entry})
+	})
+	if err != nil {
+		return fmt.Errorf("set the update windows of %s %s: %w", w.Kind, w.Owner, err)
+	}
+	return nil
+}
+
+// DeleteUpdateWindows implements store.Rollouts.
+func (s *Store) DeleteUpdateWindows(ctx context.Context, kind, owner string, entry store.AuditEntry) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM update_windows WHERE kind = $1 AND owner = $2`, kind, owner)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("no update windows for %s %s: %w", kind, owner, store.ErrNotFound)
+		}
+		return insertAudit(ctx, tx, []store.AuditEntry{entry})
+	})
+	if err != nil {
+		return fmt.Errorf("remove the update windows of %s %s: %w", kind, owner, err)
+	}
+	return nil
+}
+
+// ListUpdateWindows implements store.Rollouts.
+func (s *Store) ListUpdateWindows(ctx context.Context) ([]store.UpdateWindowsRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT kind, owner, windows, updated_at, updated_by FROM update_windows ORDER BY kind, owner`)
+	if err != nil {
+		return nil, fmt.Errorf("list update windows: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.UpdateWindowsRecord, error) {
+		var w store.UpdateWindowsRecord
+		err := row.Scan(&w.Kind, &w.Owner, &w.Windows, &w.UpdatedAt, &w.UpdatedBy)
+		w.UpdatedAt = w.UpdatedAt.UTC()
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list update windows: %w", err)
+	}
+	return out, nil
+}

@@ -98,6 +98,29 @@ func testRollouts(t *testing.T, open Opener) {
 		t.Errorf("removing a plan twice: %v, want ErrNotFound", err)
 	}
 
+	// Update windows: set, replace, remove, per kind and owner.
+	winAudit := store.AuditEntry{At: t0.Add(time.Hour), Actor: "ops", ActorRole: "operator", Action: store.ActionUpdateWindows,
+		Target: "customer:acme", Outcome: store.OutcomeSucceeded, Reason: "change freeze", Detail: `{}`}
+	acme := store.UpdateWindowsRecord{Kind: store.WindowsOfCustomer, Owner: "acme", Windows: []byte(`["Sat 02:00-06:00 Europe/Berlin"]`), UpdatedAt: t0, UpdatedBy: "ops"}
+	if err := s.PutUpdateWindows(ctx, acme, winAudit); err != nil {
+		t.Fatal(err)
+	}
+	acme.Windows, acme.UpdatedAt, acme.UpdatedBy = []byte(`["Sun 01:00-03:00 UTC"]`), t0.Add(time.Hour), "oncall"
+	if err := s.PutUpdateWindows(ctx, acme, winAudit); err != nil {
+		t.Fatal(err)
+	}
+	// The same name as a deployment is another owner.
+	dep := store.UpdateWindowsRecord{Kind: store.WindowsOfDeployment, Owner: "acme", Windows: []byte(`["Daily 01:00-02:00 UTC"]`), UpdatedAt: t0, UpdatedBy: "ops"}
+	if err := s.PutUpdateWindows(ctx, dep, winAudit); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUpdateWindows(ctx, store.WindowsOfDeployment, "acme", winAudit); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUpdateWindows(ctx, store.WindowsOfDeployment, "acme", winAudit); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removing windows twice: %v, want ErrNotFound", err)
+	}
+
 	// All of it survives a reopen.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -149,6 +172,15 @@ func testRollouts(t *testing.T, open Opener) {
 	}
 	sameJSON(t, "shop's plan", plans[0].Plan, plan.Plan)
 
+	wins, err := s.ListUpdateWindows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wins) != 1 || wins[0].Kind != store.WindowsOfCustomer || wins[0].Owner != "acme" || wins[0].UpdatedBy != "oncall" || !wins[0].UpdatedAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("update windows: %+v", wins)
+	}
+	sameJSON(t, "acme's windows", wins[0].Windows, acme.Windows)
+
 	// The audit log holds what committed, and nothing of the refused write.
 	entries, _, err := s.ListAudit(ctx, store.AuditFilter{Action: store.ActionRolloutPrefix, Limit: 100})
 	if err != nil {
@@ -158,9 +190,9 @@ func testRollouts(t *testing.T, open Opener) {
 	for _, e := range entries {
 		actions = append(actions, e.Action)
 	}
-	// Newest first: the halt came half an hour in; the plans and the start
-	// share t0, in the order written.
-	want := []string{"rollout.halt", "rollout.plan", "rollout.plan", "rollout.plan", "rollout.plan", "rollout.start"}
+	// Newest first: the windows' changes an hour in, the halt half an hour
+	// in; the plans and the start share t0, in the order written.
+	want := []string{"rollout.windows", "rollout.windows", "rollout.windows", "rollout.windows", "rollout.halt", "rollout.plan", "rollout.plan", "rollout.plan", "rollout.plan", "rollout.start"}
 	if !reflect.DeepEqual(actions, want) {
 		t.Errorf("audit actions newest first %v, want %v", actions, want)
 	}

@@ -51,3 +51,24 @@ func (c *Client) RolloutAction(ctx context.Context, id, verb, dep, reason string
 	err := c.Do(ctx, "POST", "/api/v1/rollouts/"+url.PathEscape(id)+"/"+url.PathEscape(verb), apitypes.RolloutAction{Deployment: dep, Reason: reason}, &out)
 	return out, err
 }
+
+// UpdateWindows lists every customer's and deployment's update windows in force.
+func (c *Client) UpdateWindows(ctx context.Context) ([]apitypes.UpdateWindows, error) {
+	var out apitypes.UpdateWindowsList
+	err := c.Do(ctx, "GET", "/api/v1/update-windows", nil, &out)
+	return out.Windows, err
+}
+
+// SetUpdateWindows sets the windows of a customer or deployment (kind
+// "customer" or "deployment"), with reason for the audit log.
+func (c *Client) SetUpdateWindows(ctx context.Context, kind, owner string, ws apitypes.NewUpdateWindows) (apitypes.UpdateWindows, error) {
+	var out apitypes.UpdateWindows
+	err := c.Do(ctx, "PUT", "/api/v1/update-windows/"+url.PathEscape(kind+"s")+"/"+url.PathEscape(owner), ws, &out)
+	return out, err
+}
+
+// ClearUpdateWindows removes the windows set through the API for a customer or
+// deployment, with reason for the audit log.
+func (c *Client) ClearUpdateWindows(ctx context.Context, kind, owner, reason string) error {
+	return c.Do(ctx, "DELETE", "/api/v1/update-windows/"+url.PathEscape(kind+"s")+"/"+url.PathEscape(owner), apitypes.RolloutAction{Reason: reason}, nil)
+}

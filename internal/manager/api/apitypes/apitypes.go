@@ -172,6 +172,10 @@ type NewRelease struct {
 	// Commands are the remote commands the release declares (see
 	// command.Spec); checked as a whole, 400 naming the first problem.
 	Commands []command.Spec `json:"commands,omitempty"`
+	// Urgent releases ignore customers' update windows, with or without a
+	// rollout plan; Reason is then required, and both go into the audit log.
+	Urgent bool   `json:"urgent,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Summary is the fleet at a glance.

@@ -102,6 +102,9 @@ func (r NewRelease) Check() error {
 	if err := checkNames("", "stack", r.Stack, "version", r.Version); err != nil {
 		return err
 	}
+	if err := checkLen("reason", r.Reason, MaxReasonBytes); err != nil {
+		return err
+	}
 	return checkLen("notes", r.Notes, MaxNotesBytes)
 }
 

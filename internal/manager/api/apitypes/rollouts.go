@@ -70,3 +70,29 @@ func (n NewRolloutPlan) Check() error {
 	}
 	return checkLen("reason", n.Reason, MaxReasonBytes)
 }
+
+// UpdateWindows is one customer's or deployment's update windows in force,
+// and where they come from ("api" or "config").
+type UpdateWindows = rollouts.WindowsEntry
+
+// UpdateWindowsList is the answer of GET /api/v1/update-windows: every
+// customer's and deployment's windows in force, customers first.
+type UpdateWindowsList struct {
+	Windows []UpdateWindows `json:"windows"`
+}
+
+// NewUpdateWindows is the body of PUT /api/v1/update-windows/customers/{customer}
+// and /deployments/{id}: the windows replace the configuration file's for that
+// owner.
+type NewUpdateWindows struct {
+	Windows rolloutplan.Windows `json:"windows"`
+	Reason  string              `json:"reason"`
+}
+
+// Check implements Checker.
+func (n NewUpdateWindows) Check() error {
+	if len(n.Windows) > rolloutplan.MaxWindows {
+		return checkCount("windows", MaxListItems+1)
+	}
+	return checkLen("reason", n.Reason, MaxReasonBytes)
+}
