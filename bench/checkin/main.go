@@ -347,7 +347,7 @@ func (s *summary) print() {
 		fmt.Println()
 	}
 	row("check-ins/s reached", func(c column) string { return fmt.Sprintf("%.0f (%d failed)", c.okRate, c.failed) })
-	row("check-in latency p50 / p99 (target p99 < 50 ms)", func(c column) string { return fmt.Sprintf("%v / %v", c.p50, c.p99) })
+	row("check-in latency p50 / p99 (target p99 < 50 ms)", func(c column) string { return ms(c.p50) + " / " + ms(c.p99) })
 	row("manager CPU (cores), peak RSS", func(c column) string {
 		if c.rssMiB == 0 {
 			return fmt.Sprintf("%.2f (sum)", c.cpu)
@@ -359,12 +359,25 @@ func (s *summary) print() {
 		if k == "/api/v1/summary" {
 			name += " (target p99 < 100 ms)"
 		}
-		row(name, func(c column) string { a := c.api[k]; return fmt.Sprintf("%v / %v", a[0], a[1]) })
+		row(name, func(c column) string { a := c.api[k]; return ms(a[0]) + " / " + ms(a[1]) })
 	}
 	if len(s.cols) > 1 {
 		fmt.Printf("\ncheck-in on one replica → shown as last check-in by another's API: p50 %v, max %v over %d probes (%d not within 10 s)\n",
 			pct(s.agree, 0.5).Round(time.Millisecond), pct(s.agree, 1).Round(time.Millisecond), len(s.agree), s.agreeFailed)
 	}
+}
+
+// ms formats d in milliseconds to about three significant digits, as the
+// tables in docs/benchmarks.md have them.
+func ms(d time.Duration) string {
+	m := float64(d) / 1e6
+	switch {
+	case m >= 100:
+		return fmt.Sprintf("%.0f ms", m)
+	case m >= 10:
+		return fmt.Sprintf("%.1f ms", m)
+	}
+	return fmt.Sprintf("%.2f ms", m)
 }
 
 // checkin sends deployment i's check-in number seq to base and returns its latency.
