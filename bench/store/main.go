@@ -6,10 +6,17 @@
 //	go run ./bench/store                              # 10M logs + 10M spans, 200 deployments
 //	go run ./bench/store -logs 500000 -spans 500000   # a quick check
 //	go run ./bench/store -fleet 100000 -logs 0 -spans 0 -storage postgres://postgres@127.0.0.1:5432/
+//	go run ./bench/store -logs 2000000 -spans 1000000 -storage postgres://postgres@127.0.0.1:5432/ -replicas 2
 //
 // With -fleet it first times the fleet store (deployments, check-in flushes,
 // pins) with that many deployments, embedded and, with -storage, on a
 // throwaway PostgreSQL database; -logs 0 -spans 0 stops after that.
+//
+// With -storage the same logs and spans are then loaded into the PostgreSQL
+// telemetry store (pgtel; -replicas stores with a pool each, in this process)
+// on a throwaway database and, chunk by chunk, by plain COPY into unpartitioned
+// tables of the same columns (the peer figure), and the queries are timed on
+// it too; the run ends with a markdown table of both stores and the baseline.
 //
 // What is timed during ingest is Consume alone: decode of the OTLP request,
 // conversion to rows, append and commit. The requests are generated beforehand
@@ -55,6 +62,8 @@ type config struct {
 	memoryLimit                        string
 	fleet                              int
 	storage                            string
+	replicas                           int
+	embedded                           bool
 }
 
 func main() {
@@ -77,7 +86,9 @@ func main() {
 	flag.IntVar(&c.threads, "threads", 0, "DuckDB worker threads of the store (Settings.Threads; default DuckDB's, one per core)")
 	flag.StringVar(&c.memoryLimit, "memory-limit", "", "DuckDB memory limit of the store (Settings.MemoryLimit), e.g. 1GB")
 	flag.IntVar(&c.fleet, "fleet", 0, "deployments for the fleet store figures (none when 0)")
-	flag.StringVar(&c.storage, "storage", "", "a postgres:// server URL: the fleet store figures are also taken on a throwaway database created there")
+	flag.StringVar(&c.storage, "storage", "", "a postgres:// server URL: the fleet and telemetry store figures are also taken on a throwaway database created there")
+	flag.IntVar(&c.replicas, "replicas", 1, "with -storage: PostgreSQL telemetry stores (each its own connection pool, like manager replicas) ingesting at once")
+	flag.BoolVar(&c.embedded, "embedded", true, "load and query the embedded store too (-embedded=false: PostgreSQL only)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "store:", err)
@@ -96,6 +107,9 @@ const (
 
 func run(c config) error {
 	ctx := context.Background()
+	if c.storage == "" && (c.replicas != 1 || !c.embedded) || c.replicas < 1 {
+		return errNoStorage
+	}
 	dir := c.dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "periscope-bench-store")
@@ -137,14 +151,37 @@ func run(c config) error {
 	fmt.Printf("timed during ingest: Consume only (decode, convert, append, commit); requests are generated in chunks of %d records\n"+
 		"before each timed stretch, never while Consume is timed\n\n", c.chunk)
 
+	var emb *figures
+	if c.embedded {
+		f, err := runEmbedded(ctx, c, dir, fl, g, logReqs, spanReqs)
+		if err != nil {
+			return err
+		}
+		emb = f
+	}
+	if c.storage != "" {
+		return benchPGTel(ctx, c, fl, g, logReqs, spanReqs, emb)
+	}
+	return nil
+}
+
+// figures are one store's ingest and query figures, for the comparison.
+type figures struct {
+	logs, spans *ingestResult
+	queries     []*querySet
+}
+
+// runEmbedded loads the data into the embedded store in dir, times the
+// queries and prints the figures against the targets.
+func runEmbedded(ctx context.Context, c config, dir string, fl *fleet, g *gen, logReqs, spanReqs []request) (*figures, error) {
 	if c.cpuProfile != "" {
 		f, err := os.Create(c.cpuProfile)
 		if err != nil {
-			return fmt.Errorf("create CPU profile: %w", err)
+			return nil, fmt.Errorf("create CPU profile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("start CPU profile: %w", err)
+			return nil, fmt.Errorf("start CPU profile: %w", err)
 		}
 	}
 	open := func() (*telstore.Store, time.Duration, error) {
@@ -168,28 +205,28 @@ func run(c config) error {
 	}
 	st, _, err := open()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { st.Close() }()
 
 	fmt.Println("phase 1: ingest logs")
 	logRes, err := ingest(ctx, st, c, logReqs, func(r request) (consumer.Batch, string) { return g.logs(r), "" })
 	if err != nil {
-		return err
+		return nil, err
 	}
 	logRes.print("logs")
 	fmt.Println("  closing and reopening the store to checkpoint the logs-only file")
 	st, closeDur, openDur, err := reopen(st)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	logsFile, err := fileSize(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	logsUsed, err := st.UsedBytes(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("  close (checkpoint) %s, reopen %s; logs only: file %s, used %s = %.1f / %.1f bytes per log record\n\n",
 		closeDur.Round(time.Millisecond), openDur.Round(time.Millisecond), mib(logsFile), mib(logsUsed),
@@ -201,7 +238,7 @@ func run(c config) error {
 		return o.batch, o.sample
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	spanRes.print("spans")
 	if c.cpuProfile != "" {
@@ -211,20 +248,20 @@ func run(c config) error {
 	fmt.Println("phase 3: flush rollups, checkpoint")
 	t := time.Now()
 	if err := st.Flush(ctx); err != nil {
-		return fmt.Errorf("flush: %w", err)
+		return nil, fmt.Errorf("flush: %w", err)
 	}
 	flushDur := time.Since(t)
 	st, closeDur, openDur, err = reopen(st)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	totalFile, err := fileSize(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	totalUsed, err := st.UsedBytes(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("  flush %s, close (checkpoint) %s, reopen %s; logs + spans + rollups: file %s, used %s\n\n",
 		flushDur.Round(time.Millisecond), closeDur.Round(time.Millisecond), openDur.Round(time.Millisecond), mib(totalFile), mib(totalUsed))
@@ -232,19 +269,19 @@ func run(c config) error {
 	fmt.Println("phase 4: queries over the last hour of the data")
 	qs, err := runQueries(ctx, st, c, fl, logReqs, spanReqs, spanRes.samples)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := st.Close(); err != nil {
-		return fmt.Errorf("close store: %w", err)
+		return nil, fmt.Errorf("close store: %w", err)
 	}
 	tables, err := tableBytes(ctx, filepath.Join(dir, telstore.FileName))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	self := os.Getpid()
 	cpu, err := procstat.CPU(self)
 	if err != nil {
-		return fmt.Errorf("read CPU time: %w", err)
+		return nil, fmt.Errorf("read CPU time: %w", err)
 	}
 	rss := procstat.PeakRSS(self)
 
@@ -300,7 +337,7 @@ func run(c config) error {
 	row("disk per stored log record (logs-only file size)", "≤ 60 B", fmt.Sprintf("%.1f B", bpr), bpr <= targetDiskByte)
 	ubpr := float64(logsUsed) / float64(c.logs)
 	row("disk per stored log record (logs-only used blocks + WAL)", "≤ 60 B", fmt.Sprintf("%.1f B", ubpr), ubpr <= targetDiskByte)
-	return nil
+	return &figures{logs: logRes, spans: spanRes, queries: qs}, nil
 }
 
 func fileSize(dir string) (int64, error) {
@@ -394,75 +431,96 @@ func pctOf(s []time.Duration, p float64) time.Duration {
 // -senders goroutines calling Consume on it.
 func ingest(ctx context.Context, st *telstore.Store, c config, reqs []request, build func(request) (consumer.Batch, string)) (*ingestResult, error) {
 	res := &ingestResult{}
-	per := max(1, c.chunk/c.batch)
-	for lo := 0; lo < len(reqs); lo += per {
-		hi := min(len(reqs), lo+per)
-		t := time.Now()
-		batches := make([]consumer.Batch, hi-lo)
-		samples := make([]string, hi-lo)
-		var wg sync.WaitGroup
-		workers := runtime.GOMAXPROCS(0)
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := lo + w; i < hi; i += workers {
-					batches[i-lo], samples[i-lo] = build(reqs[i])
-				}
-			}()
+	for lo := 0; lo < len(reqs); lo += c.perChunk() {
+		batches, err := res.generate(reqs[lo:min(len(reqs), lo+c.perChunk())], build)
+		if err != nil {
+			return nil, err
 		}
-		wg.Wait()
-		res.genTime += time.Since(t)
-		for _, s := range samples {
-			if s != "" {
-				res.samples = append(res.samples, s)
-			}
+		if err := res.timeChunk(c.senders, batches, func(_ int, b consumer.Batch) error { return st.Consume(ctx, b) }); err != nil {
+			return nil, fmt.Errorf("consume: %w", err)
 		}
-
-		jobs := make(chan consumer.Batch, len(batches))
-		n := 0
-		for _, b := range batches {
-			jobs <- b
-			n += b.Records
-		}
-		close(jobs)
-		var mu sync.Mutex
-		var firstErr error
-		offset := res.timed
-		done := res.records
-		cpu0, _ := procstat.CPU(os.Getpid())
-		start := time.Now()
-		for range c.senders {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for b := range jobs {
-					t := time.Now()
-					err := st.Consume(ctx, b)
-					now := time.Now()
-					mu.Lock()
-					if err != nil && firstErr == nil {
-						firstErr = err
-					}
-					res.calls = append(res.calls, now.Sub(t))
-					done += b.Records
-					res.progress = append(res.progress, point{offset + now.Sub(start), done})
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		took := time.Since(start)
-		cpu1, _ := procstat.CPU(os.Getpid())
-		if firstErr != nil {
-			return nil, fmt.Errorf("consume: %w", firstErr)
-		}
-		res.timed += took
-		res.cpu += cpu1 - cpu0
-		res.records += n
-		res.chunks = append(res.chunks, float64(n)/took.Seconds())
 	}
 	return res, nil
+}
+
+// perChunk is how many requests hold -chunk records.
+func (c config) perChunk() int { return max(1, c.chunk/c.batch) }
+
+// generate builds reqs' batches on every core, adding the time it took and the
+// whole traces' ids to r.
+func (r *ingestResult) generate(reqs []request, build func(request) (consumer.Batch, string)) ([]consumer.Batch, error) {
+	t := time.Now()
+	batches := make([]consumer.Batch, len(reqs))
+	samples := make([]string, len(reqs))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(reqs); i += workers {
+				batches[i], samples[i] = build(reqs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	r.genTime += time.Since(t)
+	for _, s := range samples {
+		if s != "" {
+			r.samples = append(r.samples, s)
+		}
+	}
+	return batches, nil
+}
+
+// timeChunk times senders goroutines calling send (with the sender's number)
+// on the batches, and adds the figures to r. Nothing else runs in this
+// process meanwhile.
+func (r *ingestResult) timeChunk(senders int, batches []consumer.Batch, send func(sender int, b consumer.Batch) error) error {
+	jobs := make(chan consumer.Batch, len(batches))
+	n := 0
+	for _, b := range batches {
+		jobs <- b
+		n += b.Records
+	}
+	close(jobs)
+	var mu sync.Mutex
+	var firstErr error
+	offset := r.timed
+	done := r.records
+	cpu0, _ := procstat.CPU(os.Getpid())
+	start := time.Now()
+	var wg sync.WaitGroup
+	for k := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range jobs {
+				t := time.Now()
+				err := send(k, b)
+				now := time.Now()
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				r.calls = append(r.calls, now.Sub(t))
+				done += b.Records
+				r.progress = append(r.progress, point{offset + now.Sub(start), done})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	cpu1, _ := procstat.CPU(os.Getpid())
+	if firstErr != nil {
+		return firstErr
+	}
+	r.timed += took
+	r.cpu += cpu1 - cpu0
+	r.records += n
+	r.chunks = append(r.chunks, float64(n)/took.Seconds())
+	return nil
 }
 
 // querySet is one query type's samples.
@@ -506,7 +564,15 @@ var errSkip = errors.New("skip")
 // depRelease is a deployment and a release it ran in the queried hour.
 type depRelease struct{ dep, release string }
 
-func runQueries(ctx context.Context, st *telstore.Store, c config, fl *fleet, logReqs, spanReqs []request, traces []string) ([]*querySet, error) {
+// investigator is the investigation queries both telemetry stores answer.
+type investigator interface {
+	RED(context.Context, telquery.REDQuery) (telquery.RED, error)
+	Logs(context.Context, telquery.LogQuery) (telquery.LogPage, error)
+	Trace(context.Context, string) (telquery.Trace, error)
+	CompareReleases(context.Context, telquery.CompareQuery) (telquery.Comparison, error)
+}
+
+func runQueries(ctx context.Context, st investigator, c config, fl *fleet, logReqs, spanReqs []request, traces []string) ([]*querySet, error) {
 	since, until := fl.end.Add(-time.Hour), fl.end
 	rng := rand.New(rand.NewPCG(c.seed, 3))
 	// Query what exists: deployment and release pairs with spans in the hour
