@@ -352,14 +352,27 @@ func (m *Manager) readyz(w http.ResponseWriter, r *http.Request) {
 func (m *Manager) bootstrapAdmin(ctx context.Context) error {
 	const id = "bootstrap-admin"
 	if m.cfg.AdminToken != "" {
-		if t, ok := m.keys.Lookup(m.cfg.AdminToken); ok && t.Role == auth.RoleAdmin {
-			return nil
+		// Replicas deployed together start together with the same token: one
+		// may add it, or remove it to add it again, between another's lookup
+		// and add. Each round reads the tokens afresh; a round that loses the
+		// race finds the winner's token in the next.
+		var err error
+		for range 5 {
+			if err = m.keys.Load(ctx); err != nil {
+				return fmt.Errorf("read API tokens: %w", err)
+			}
+			if t, ok := m.keys.Lookup(m.cfg.AdminToken); ok && t.Role == auth.RoleAdmin {
+				return nil
+			}
+			// A rotated configured token replaces the previous one.
+			if err := m.keys.Delete(ctx, auth.APIToken{}, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
+				return fmt.Errorf("rotate admin token: %w", err)
+			}
+			_, err = m.keys.Add(ctx, auth.APIToken{}, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
+			if !errors.Is(err, store.ErrConflict) {
+				return err
+			}
 		}
-		// A rotated configured token replaces the previous one.
-		if err := m.keys.Delete(ctx, auth.APIToken{}, id); err != nil && !errors.Is(err, registry.ErrNotFound) {
-			return fmt.Errorf("rotate admin token: %w", err)
-		}
-		_, err := m.keys.Add(ctx, auth.APIToken{}, id, "admin (from configuration)", auth.RoleAdmin, m.cfg.AdminToken)
 		return err
 	}
 	for _, t := range m.keys.List() {

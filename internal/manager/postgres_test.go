@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,5 +94,41 @@ func writeThroughEveryStore(ctx context.Context, t *testing.T, m *Manager) {
 	}
 	if err := m.ingest.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Replicas deployed together start together, all with the same configured
+// admin token: each must come up and accept it, whichever stored it first.
+func TestReplicasStartingTogetherAllAcceptTheAdminToken(t *testing.T) {
+	url := testenv.PostgresDatabase(t)
+	ctx := context.Background()
+	const n = 4
+	ms := make([]*Manager, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := crashConfig(t.TempDir())
+		cfg.Storage = url
+		wg.Go(func() {
+			m, err := New(cfg, Settings{})
+			if err == nil {
+				err = m.Start(ctx)
+			}
+			ms[i], errs[i] = m, err
+		})
+	}
+	wg.Wait()
+	for i, m := range ms {
+		if m != nil {
+			defer m.Shutdown(ctx)
+		}
+		if errs[i] != nil {
+			t.Fatalf("replica %d of %d started together did not start: %v", i, n, errs[i])
+		}
+	}
+	for i, m := range ms {
+		if _, err := apiclient.New(m.URL(), crashAdmin).Summary(ctx, apiclient.Filter{}); err != nil {
+			t.Errorf("replica %d refuses the configured admin token: %v", i, err)
+		}
 	}
 }
