@@ -126,9 +126,11 @@ type Manager struct {
 	// exporters' queues.
 	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
 	// Storage is where the fleet store (deployments, releases, pins, tokens,
-	// audit log, notifications, commands) lives: empty for the embedded store
-	// in DataDir, or a postgres:// URL of a PostgreSQL database, which several
-	// manager replicas may share. The telemetry store stays in DataDir.
+	// audit log, notifications, commands, rollouts, sessions) and the
+	// telemetry window live: empty for the embedded stores in DataDir, or a
+	// postgres:// URL of a PostgreSQL database, which several manager replicas
+	// may share; DataDir then keeps only the exporters' queues and delivered
+	// positions.
 	Storage string `yaml:"storage" env:"STORAGE"`
 	// HeartbeatInterval is how often agents are expected to check in.
 	HeartbeatInterval Duration `yaml:"heartbeat_interval" env:"HEARTBEAT_INTERVAL"`
@@ -238,8 +240,9 @@ type Regression struct {
 	CheckEvery Duration `yaml:"check_every" env:"CHECK_EVERY"`
 }
 
-// TelemetryStore configures the manager's operational telemetry window (DataDir/
-// telemetry.duckdb). Full-fidelity telemetry belongs in the exporters' backends.
+// TelemetryStore configures the manager's operational telemetry window
+// (DataDir/telemetry.duckdb, or PostgreSQL with Storage). Full-fidelity
+// telemetry belongs in the exporters' backends.
 type TelemetryStore struct {
 	// MaxAge drops records older than this.
 	MaxAge Duration `yaml:"max_age" env:"MAX_AGE"`
