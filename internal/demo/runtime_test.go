@@ -27,7 +27,7 @@ func TestDemoRuntime(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r := startDemo(t, ctx)
+	r := startDemo(t, ctx, Options{})
 	api := apiclient.New(r.url, r.token)
 	for _, line := range []string{"periscope runtime " + crashLoopOn, "periscope runtime globex-prod"} {
 		if !strings.Contains(r.banner, line) {
