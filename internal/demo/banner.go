@@ -42,7 +42,7 @@ func banner(w io.Writer, d bannerData) {
 	fmt.Fprintf(&b, `
 What to look for:
   1. In %s, %s is published and rolls out wave by wave through the agents' update hooks:
-     %s (dashboard: Releases).
+     %s (periscope rollouts list).
   2. About a minute after %s takes %s, it turns unhealthy (regressed-after-release): find the
      failing function from its error rate, traces and logs.
 `, publish, Next, d.scenario.waves(fleetSpec), regressedOn, Next)
