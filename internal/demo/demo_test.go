@@ -431,3 +431,62 @@ func (r *demoRun) stop(t *testing.T) {
 		t.Fatalf("demo did not stop in 20s; goroutines:\n%s", stacks.String())
 	}
 }
+
+// TestDemoHaltScenario runs the halt scenario ten times faster: globex-prod
+// takes 1.8.0 in the early wave, whose gate tolerates no regression, so the
+// rollout halts, pins it back by itself and it turns healthy on 1.7.2,
+// while the last wave never gets 1.8.0.
+func TestDemoHaltScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole demo")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := startDemo(t, ctx, Options{Speed: 10, Scenario: "halt"})
+	api := apiclient.New(r.url, r.token)
+	if !strings.Contains(r.banner, `Scenario "halt"`) {
+		t.Errorf("the banner does not name the scenario:\n%s", r.banner)
+	}
+	var ro apitypes.Rollout
+	awaitRollout := func(what string, ok func(apitypes.Rollout) bool) {
+		t.Helper()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			rs, err := api.Rollouts(ctx, Stack, false, 10)
+			if err == nil && len(rs) == 1 && ok(rs[0]) {
+				ro = rs[0]
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("waited in vain for %s: %+v, %v", what, rs, err)
+			case <-tick.C:
+			}
+		}
+	}
+	awaitRollout("the rollout halted", func(r apitypes.Rollout) bool { return r.Phase == "halted" })
+	t.Logf("halted: %s", ro.Halt.Reason)
+	if ro.Halt.Wave != ringEarly || len(ro.Halt.Offenders) != 1 || ro.Halt.Offenders[0] != regressedOn {
+		t.Errorf("halt %+v, want the early wave halted for %s", ro.Halt, regressedOn)
+	}
+	awaitFleet(t, ctx, api, "globex-prod pinned back, healthy on 1.7.2", func(ds []apitypes.Deployment) bool {
+		for _, d := range ds {
+			if d.ID == regressedOn {
+				return d.Pinned && d.Release == Current && d.Status == "healthy"
+			}
+		}
+		return false
+	})
+	rs, err := api.Rollouts(ctx, Stack, false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := rs[0].Waves[2]; !last.OpenedAt.IsZero() {
+		t.Errorf("the last wave opened at %v, want never", last.OpenedAt)
+	}
+	if d, err := api.Deployment(ctx, laggingOn); err != nil || d.Release != Current {
+		t.Errorf("%s, of the last wave, = %+v, %v; want still on %s", laggingOn, d, err, Current)
+	}
+	r.stop(t)
+}
