@@ -18,9 +18,11 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -236,7 +238,15 @@ func Run(ctx context.Context, o Options) error {
 	defer stopParts(o.Logger, managerStop, part{"manager", m.Shutdown}, part{"cache service", cache.Shutdown})
 	api := apiclient.New(m.URL(), token)
 
-	tokens, err := seed(ctx, api, specs)
+	// A kept data directory holds the fleet of an earlier run: its agents
+	// come back with their tokens, releases and identities, and the story
+	// goes on where it was rather than starting again.
+	tokens, resumed, err := loadTokens(dir, specs)
+	if err == nil && !resumed {
+		if tokens, err = seed(ctx, api, specs); err == nil {
+			err = saveTokens(dir, tokens)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -245,7 +255,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	fl := &fleet{log: o.Logger, manager: m.URL(), dir: dir, heartbeat: config.Duration(scaled(heartbeat, o.Speed)), speed: o.Speed,
-		tokens: tokens, agents: map[string]*simAgent{}, traffic: tr, clock: o.Clock, specs: map[string]sim{}}
+		tokens: tokens, agents: map[string]*simAgent{}, traffic: tr, clock: o.Clock, specs: map[string]sim{}, resumed: resumed}
 	for _, s := range specs {
 		fl.specs[s.id] = s
 	}
@@ -480,6 +490,8 @@ type fleet struct {
 	traffic  *traffic
 	services *services
 	clock    clock.Clock
+	// resumed is set when the fleet comes from a kept data directory.
+	resumed bool
 }
 
 // serviceSpec returns the function that tells a service factory what a
@@ -535,7 +547,7 @@ func (fl *fleet) startAll(ctx context.Context, specs []sim) error {
 		if s.noAgent {
 			continue
 		}
-		if err := fl.services.Switch(ctx, s.id, s.startRelease()); err != nil {
+		if err := fl.services.Switch(ctx, s.id, fl.agents[s.id].checkin.Release()); err != nil {
 			return err
 		}
 	}
@@ -598,11 +610,14 @@ func (fl *fleet) history(ctx context.Context, api *apiclient.Client, specs []sim
 	want := map[string]string{}
 	for _, s := range specs {
 		if !s.noAgent {
-			want[s.id] = s.startRelease()
+			want[s.id] = fl.agents[s.id].checkin.Release()
 		}
 	}
 	if err := awaitReleases(ctx, api, want); err != nil {
 		return err
+	}
+	if fl.resumed {
+		return nil // the history was sent in the first run
 	}
 	return fl.traffic.backfill(ctx, now.Add(-history), now)
 }
@@ -675,3 +690,42 @@ func seed(ctx context.Context, api *apiclient.Client, specs []sim) (map[string]s
 
 // seedBatch is how many deployments one creation request carries.
 const seedBatch = 500
+
+// tokensFile, in the demo's data directory, keeps the agents' tokens, which
+// the manager shows only once, for a run on a kept data directory.
+const tokensFile = "demo-tokens.json"
+
+// loadTokens reads the tokens an earlier run on dir kept, and reports
+// whether there were any; they must cover the fleet asked for.
+func loadTokens(dir string, specs []sim) (map[string]string, bool, error) {
+	data, err := os.ReadFile(filepath.Join(dir, tokensFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read the kept fleet: %w", err)
+	}
+	tokens := map[string]string{}
+	if err := json.Unmarshal(data, &tokens); err != nil {
+		return nil, false, fmt.Errorf("read the kept fleet %s: %w", filepath.Join(dir, tokensFile), err)
+	}
+	for _, s := range specs {
+		if _, ok := tokens[s.id]; !ok {
+			return nil, false, fmt.Errorf("the data directory %s holds a fleet of %d deployments without %s: give the same --deployments, or another directory",
+				dir, len(tokens), s.id)
+		}
+	}
+	return tokens, true, nil
+}
+
+// saveTokens keeps the agents' tokens in dir, readable by its owner alone.
+func saveTokens(dir string, tokens map[string]string) error {
+	data, err := json.Marshal(tokens)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, tokensFile), data, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("keep the agents' tokens: %w", err)
+	}
+	return nil
+}
