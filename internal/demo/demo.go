@@ -344,12 +344,15 @@ func managerConfig(sc Scenario, speed float64) config.Manager {
 	cfg.HeartbeatInterval = config.Duration(scaled(heartbeat, speed))
 	cfg.StaleAfter = config.Duration(scaled(staleAfter, speed))
 	// A release regressed when its error rate rose by 8 points and doubled,
-	// or its p95 by 100 ms and half: 20 requests (half a minute of a demo
-	// shop's traffic) are enough to tell 14% of failed checkouts from the
-	// 0.3% a working release fails, and 8 points keep one unlucky failure in
-	// 20 requests from flagging a healthy deployment.
-	cfg.Regression.MinRequests = 20
+	// or its p95 by 150 ms and twofold: 30 requests (45 seconds of a demo
+	// shop's traffic) are enough to tell 14% of failed checkouts, three
+	// times slower at p95, from what a working release does, and these
+	// margins keep the noise of 30 requests (one unlucky failure, two slow
+	// ones) from flagging a healthy deployment and halting the rollout.
+	cfg.Regression.MinRequests = 30
 	cfg.Regression.ErrorRateIncrease = 0.08
+	cfg.Regression.P95Increase = config.Duration(150 * time.Millisecond)
+	cfg.Regression.P95Ratio = 2
 	cfg.Regression.Window = config.Duration(10 * time.Minute)
 	cfg.Regression.CheckEvery = config.Duration(scaled(regressionEvery, speed))
 	cfg.Rollouts.CheckEvery = config.Duration(scaled(rolloutEvery, speed))
@@ -574,6 +577,12 @@ func (fl *fleet) newAgent(ctx context.Context, s sim) (*simAgent, error) {
 	}
 	rs := runtimeSettings{dataDir: ac.DataDir, workloads: ws, send: fl.traffic.sink(fl.tokens[s.id]),
 		red: fl.traffic.redact, clock: fl.clock, log: fl.log.With("deployment", s.id)}
+	if s.poll > 0 {
+		// A polling agent's health reports reach the manager as check-ins,
+		// which would bring the offer early: a slow poller collects as
+		// seldom as it polls.
+		rs.interval = time.Duration(ac.HeartbeatInterval)
+	}
 	if s.light {
 		rs = runtimeSettings{}
 	}
