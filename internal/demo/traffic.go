@@ -188,6 +188,13 @@ func (f *feed) replicaName(svc string, i int) string {
 	return fmt.Sprintf("%s-%s-%s", svc, shortHash(10, f.id, svc, f.release), shortHash(5, f.id, svc, f.release, fmt.Sprint(i)))
 }
 
+// shortHashSum is a stable number for s.
+func shortHashSum(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
 // shortHash spells a hash of parts in n of the characters Kubernetes uses for
 // generated names.
 func shortHash(n int, parts ...string) string {
@@ -652,32 +659,49 @@ func (t *traffic) round(ctx context.Context, from, to time.Time) {
 	})
 	defer stop()
 	feeds, n := t.running()
+	// Feeds are sent roundParallel at a time: one after the other, a
+	// thousand deployments' requests take longer than a round on a busy
+	// machine, and the live data falls behind for good.
+	sem := make(chan struct{}, roundParallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, f := range feeds {
-		if sctx.Err() != nil {
-			t.log.Warn("the manager was too slow to take the demo's last round of telemetry; the rest is left out")
-			return
-		}
 		rate := t.speed
 		if f.light {
-			if n%lightEvery != 0 {
+			// Each light feed has its own round of lightEvery, so a
+			// thousand of them spread over the rounds, not all in one.
+			if (n+int(shortHashSum(f.id)%lightEvery))%lightEvery != 0 {
 				continue
 			}
 			rate *= lightRate
 		}
-		// A feed started since the last round (a release switched) sends
-		// from when it started.
-		start := from
-		if f.sentUntil.After(start) {
-			start = f.sentUntil
+		select {
+		case sem <- struct{}{}:
+		case <-sctx.Done():
+			t.log.Warn("the manager was too slow to take the demo's last round of telemetry; the rest is left out")
+			return
 		}
-		f.sentUntil = to
-		b := f.batch(start, to, rate)
-		if err := t.send(sctx, f, b); err != nil {
-			t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
-		}
-		t.serve(ctx, f, b.served)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// A feed sends from where it left off: a light one skipped
+			// rounds, and one started since the last round (a release
+			// switched) sends from when it started.
+			start := from
+			if !f.sentUntil.IsZero() {
+				start = f.sentUntil
+			}
+			f.sentUntil = to
+			b := f.batch(start, to, rate)
+			if err := t.send(sctx, f, b); err != nil {
+				t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
+			}
+			t.serve(ctx, f, b.served)
+		})
 	}
 }
+
+// roundParallel is how many feeds a live round sends at once.
+const roundParallel = 8
 
 // serve sends the requests through the feed's ingress proxy to its shop, so
 // the proxy's figures show the traffic the telemetry describes.
