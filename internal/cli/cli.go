@@ -122,29 +122,35 @@ PERISCOPE_LOG_LEVEL), then flags.`,
 }
 
 func demoCmd() *cobra.Command {
-	var listen, dataDir string
+	var listen, dataDir, scenario string
+	var deployments int
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a manager with a dozen simulated deployments checking in",
-		Long: `Run a manager and a dozen simulated deployments across customers, clouds and
-regions, each with a real agent checking in over OpAMP and services sending
-logs, traces and metrics (half an hour of history, then live). One deployment,
-globex-prod, broke its checkout in its upgrade to 1.8.0; the commands printed
-at the start investigate it. The releases declare two remote commands to try
-with periscope exec (one customer disabled them), and the audit log already
-holds one a support engineer ran. The agents also collect runtime signals
-(periscope runtime): each shop's traffic through an ingress proxy, its data
-volume, and on stark-prod supervised workloads, one crash-looping. The data
-directory is temporary unless --data-dir is given. Stop with Ctrl-C.`,
+		Short: "Run a manager and a simulated fleet while a release rolls out and regresses",
+		Long: `Run a manager and a fleet of simulated customer deployments (a dozen by default,
+--deployments for more), each a real agent with an update hook, checking in
+over OpAMP, with services sending logs, traces and metrics (half an hour of
+history, then live). A scenario unfolds on its own: release 1.8.0 is published
+and rolls out wave by wave; on globex-prod it breaks checkout, which turns the
+deployment unhealthy (regressed-after-release). Pin it back and its agent
+rolls it back. With --scenario halt the rollout halts and pins it back by
+itself. The fleet also shows a polling deployment lagging behind, one going
+stale, one pinned, a crash-looping worker and a growing queue backlog.
+The manager listens on --listen, or the next free port when that one is taken.
+The data directory is temporary unless --data-dir is given. docs/tutorial.md
+walks through the investigation. Stop with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return demo.Run(ctx, demo.Options{Listen: listen, DataDir: dataDir, Out: cmd.OutOrStdout(), Logger: agentcmd.NewLogger("warn")})
+			return demo.Run(ctx, demo.Options{Listen: listen, DataDir: dataDir, Deployments: deployments, Scenario: scenario,
+				Out: cmd.OutOrStdout(), Logger: agentcmd.NewLogger("warn")})
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "manager listen address")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (a temporary one when empty)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7070", "manager listen address (the next free port is used when it is taken)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory, kept after the demo (a temporary one, removed on exit, when empty)")
+	cmd.Flags().IntVar(&deployments, "deployments", 12, fmt.Sprintf("deployments in the fleet: the dozen of the story, then generated ones (up to %d)", demo.MaxDeployments))
+	cmd.Flags().StringVar(&scenario, "scenario", demo.ScenarioNames()[0], "the story: "+strings.Join(demo.ScenarioNames(), " or "))
 	return cmd
 }
 

@@ -136,18 +136,22 @@ func (c *localService) Shutdown(ctx context.Context) error {
 type simAgent struct {
 	checkin *opamp.Agent
 	cmds    *commands.Runner
-	rt      *agentRuntime
+	rt      *agentRuntime // nil for a light deployment
 }
 
-// newSimAgent builds deployment ac's agent, its runtime as rs says but
-// reporting health through the agent's own check-in.
-func newSimAgent(ac config.Agent, log *slog.Logger, rs runtimeSettings) (*simAgent, error) {
+// newSimAgent builds deployment ac's agent, with its runtime as rs says but
+// reporting health through the agent's own check-in when withRuntime is set.
+func newSimAgent(ac config.Agent, log *slog.Logger, rs runtimeSettings, withRuntime bool) (*simAgent, error) {
 	c, r, err := agent.NewCheckin(ac, agent.CheckinSettings{Logger: log, Env: []string{}})
 	if err != nil {
 		return nil, err
 	}
-	rs.health = c
-	return &simAgent{checkin: c, cmds: r, rt: newAgentRuntime(rs)}, nil
+	a := &simAgent{checkin: c, cmds: r}
+	if withRuntime {
+		rs.health = c
+		a.rt = newAgentRuntime(rs)
+	}
+	return a, nil
 }
 
 // Start starts the runner first: an invocation may arrive as soon as the
@@ -157,7 +161,7 @@ func (a *simAgent) Start(ctx context.Context) error {
 		return fmt.Errorf("remote commands: %w", err)
 	}
 	err := a.checkin.Start(ctx)
-	if err == nil {
+	if err == nil && a.rt != nil {
 		err = a.rt.Start(ctx) // which stops what of it started if it fails
 	}
 	if err != nil {
@@ -172,7 +176,11 @@ func (a *simAgent) Start(ctx context.Context) error {
 // Shutdown stops the runtime, then the runner while the check-in can still
 // send its last outcomes, then the check-in. Idempotent.
 func (a *simAgent) Shutdown(ctx context.Context) error {
-	return errors.Join(a.rt.Shutdown(ctx), a.cmds.Shutdown(ctx), a.checkin.Shutdown(ctx))
+	var rt error
+	if a.rt != nil {
+		rt = a.rt.Shutdown(ctx)
+	}
+	return errors.Join(rt, a.cmds.Shutdown(ctx), a.checkin.Shutdown(ctx))
 }
 
 // runFirstCommand runs disk-usage on firstCommandOn as a support engineer

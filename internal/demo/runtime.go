@@ -100,6 +100,8 @@ type agentRuntime struct {
 
 // runtimeSettings are what a deployment's runtime borrows from the demo.
 type runtimeSettings struct {
+	// interval is how often the collector runs; 0 means runtimeEvery.
+	interval  time.Duration
 	dataDir   string
 	workloads []config.Workload
 	health    runtime.HealthSink
@@ -192,7 +194,11 @@ func (rt *agentRuntime) build() error {
 		sources = append(sources, rt.sup)
 	}
 	host, _ := os.Hostname()
-	col, err = runtime.New(runtime.Settings{Sources: sources, Interval: runtimeEvery, Consumer: s.send, Health: s.health,
+	every := s.interval
+	if every <= 0 {
+		every = runtimeEvery
+	}
+	col, err = runtime.New(runtime.Settings{Sources: sources, Interval: every, Consumer: s.send, Health: s.health,
 		Resource: map[string]string{"service.name": opamp.ServiceName, "service.version": opamp.Version, "host.name": host},
 		Clock:    s.clock, Logger: s.log})
 	rt.col = col

@@ -21,7 +21,7 @@ func TestDemoRuntimeInBrowser(t *testing.T) {
 	browser.Chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r := startDemo(t, ctx)
+	r := startDemo(t, ctx, Options{})
 	api := apiclient.New(r.url, r.token)
 	// The page shows what the API holds; wait there, not by reloading.
 	awaitRuntime(t, ctx, api, crashLoopOn, "a restart, traffic and the volume", func(rt apitypes.Runtime) error {

@@ -27,13 +27,8 @@ func TestDemoRuntime(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	r := startDemo(t, ctx)
+	r := startDemo(t, ctx, Options{})
 	api := apiclient.New(r.url, r.token)
-	for _, line := range []string{"periscope runtime " + crashLoopOn, "periscope runtime globex-prod"} {
-		if !strings.Contains(r.banner, line) {
-			t.Errorf("the banner does not show %q", line)
-		}
-	}
 
 	// The mailers are waited for too: the first collection round can see them
 	// before their processes start, and under load a later round reaches the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -47,9 +46,9 @@ const (
 	backfillChunk = 6 * time.Minute
 )
 
-// service is one of the demo vendor's services, running replicas instances in
-// every deployment.
-type service struct {
+// appService is one of the demo vendor's services, running replicas instances
+// in every deployment.
+type appService struct {
 	name     string
 	replicas int
 }
@@ -58,7 +57,7 @@ type service struct {
 // services log and the agent's redaction removes.
 var customers = []string{"alice.jones@example.com", "bob@example.org", "carol.smith@example.net", "dave+orders@example.com"}
 
-var services = []service{{"checkout-api", 3}, {"cart", 2}, {"search", 2}}
+var appServices = []appService{{"checkout-api", 3}, {"cart", 2}, {"search", 2}}
 
 // clientCall is a call a function makes to a database or another service.
 type clientCall struct {
@@ -139,17 +138,23 @@ type feed struct {
 	release string
 	faulty  bool
 	rng     *rand.Rand
-	// lastFault is the trace id of the newest request the faulty release failed
-	// where it is broken.
-	lastFault string
+	// slowConsumer makes the backlog of its work queue grow: its consumer
+	// cannot keep up.
+	slowConsumer bool
+	backlog      int
+	// light feeds send a quarter of the load, every lightEvery rounds, and no
+	// history: generated deployments, so that thousands fit in one process.
+	light bool
+	// sentUntil is the end of the last interval sent live (zero before).
+	sentUntil time.Time
 	// shop is the base URL of the deployment's ingress proxy, which live
 	// requests go through; "" sends none.
 	shop string
 }
 
-// count draws how many requests arrive in d.
-func (f *feed) count(d time.Duration) int {
-	mean := requestsPerMinute * d.Minutes() * (0.85 + 0.3*f.rng.Float64())
+// count draws how many requests arrive in d at rate times the usual load.
+func (f *feed) count(d time.Duration, rate float64) int {
+	mean := rate * requestsPerMinute * d.Minutes() * (0.85 + 0.3*f.rng.Float64())
 	return int(mean + f.rng.Float64())
 }
 
@@ -181,6 +186,13 @@ func (f *feed) id8() (id pcommon.SpanID) {
 // template hash changes with the release, so an upgrade shows new replicas.
 func (f *feed) replicaName(svc string, i int) string {
 	return fmt.Sprintf("%s-%s-%s", svc, shortHash(10, f.id, svc, f.release), shortHash(5, f.id, svc, f.release, fmt.Sprint(i)))
+}
+
+// shortHashSum is a stable number for s.
+func shortHashSum(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 // shortHash spells a hash of parts in n of the characters Kubernetes uses for
@@ -228,16 +240,16 @@ type replicaOut struct {
 	requests map[string]int64 // by route
 }
 
-// batch returns f's traffic over [from, to): its requests, and the metrics its
-// services report every minute.
-func (f *feed) batch(from, to time.Time) *batch {
+// batch returns f's traffic over [from, to) at rate times the usual load:
+// its requests, and the metrics its services report every minute.
+func (f *feed) batch(from, to time.Time, rate float64) *batch {
 	b := f.newBatch()
 	for m := from; m.Before(to); m = m.Add(time.Minute) {
 		end := m.Add(time.Minute)
 		if end.After(to) {
 			end = to
 		}
-		b.add(m, end, f.count(end.Sub(m)))
+		b.add(m, end, f.count(end.Sub(m), rate))
 	}
 	return b
 }
@@ -430,9 +442,6 @@ func (b *batch) request(start time.Time) {
 			attrs = append(attrs, [2]string{"coupon.code", failed.coupon})
 		}
 		b.log(out, failed.span.EndTimestamp().AsTime(), plog.SeverityNumberError, failed.function+": "+failed.message, trace, failed.span.SpanID(), attrs)
-		if f.faulty && failed.coupon != "" {
-			f.lastFault = hex.EncodeToString(trace[:])
-		}
 	}
 	root.Attributes().PutInt("http.response.status_code", status)
 	b.served = append(b.served, served{method: r.method, path: path, status: int(status)})
@@ -457,13 +466,19 @@ func (b *batch) log(out *replicaOut, at time.Time, sev plog.SeverityNumber, body
 // queue's depth and its requests per route since from.
 func (b *batch) report(from, to time.Time) {
 	start, now := pcommon.NewTimestampFromTime(from), pcommon.NewTimestampFromTime(to)
-	for _, svc := range services {
+	for _, svc := range appServices {
 		for i := range svc.replicas {
 			out := b.replica(svc.name, i)
 			depth := b.f.rng.IntN(6)
-			if b.f.faulty && svc.name == "checkout-api" {
+			switch {
+			case b.f.faulty && svc.name == "checkout-api":
 				// Checkouts waiting on coupon retries pile up.
 				depth = 20 + b.f.rng.IntN(40)
+			case b.f.slowConsumer && svc.name == "cart" && i == 0:
+				// The cart's stock reservations are consumed slower than
+				// they arrive: about 30 more jobs wait every minute.
+				b.f.backlog += int(30*to.Sub(from).Minutes()) + b.f.rng.IntN(3)
+				depth = b.f.backlog
 			}
 			g := out.metrics.AppendEmpty()
 			g.SetName("queue.depth")
@@ -495,7 +510,7 @@ func (b *batch) report(from, to time.Time) {
 }
 
 func replicasOf(svc string) int {
-	for _, s := range services {
+	for _, s := range appServices {
 		if s.name == svc {
 			return s.replicas
 		}
@@ -520,17 +535,28 @@ type traffic struct {
 	clk    clock.Clock
 	log    *slog.Logger
 	redact *redact.Policy
+	// speed multiplies the live load, as it divides the scenario's timeline.
+	speed float64
 
-	mu    sync.Mutex
-	feeds map[string]*feed // the deployments still serving requests
+	mu     sync.Mutex
+	feeds  map[string]*feed // the deployments still serving requests
+	rounds int              // live rounds sent
 }
 
-func newTraffic(url string, clk clock.Clock, log *slog.Logger) (*traffic, error) {
+// lightEvery is how many live rounds a light feed sends once in, and
+// lightRate the share of the usual load it sends.
+const (
+	lightEvery = 10
+	lightRate  = 0.25
+)
+
+func newTraffic(url string, clk clock.Clock, log *slog.Logger, speed float64) (*traffic, error) {
 	red, err := redact.Compile(redactpolicy.Resolve(redactpolicy.Policy{}), nil)
 	if err != nil {
 		return nil, err
 	}
-	return &traffic{url: url, hc: &http.Client{Timeout: 10 * time.Second}, clk: clk, log: log, redact: red, feeds: map[string]*feed{}}, nil
+	return &traffic{url: url, hc: &http.Client{Timeout: 10 * time.Second}, clk: clk, log: log, redact: red, speed: speed,
+		feeds: map[string]*feed{}}, nil
 }
 
 // add starts sending f's telemetry in the live loop.
@@ -540,26 +566,39 @@ func (t *traffic) add(f *feed) {
 	t.mu.Unlock()
 }
 
-// stop ends deployment id's traffic, as when its agent stops forwarding.
-func (t *traffic) stop(id string) {
+// remove ends f's traffic, as when its release stops or its agent stops
+// forwarding; a newer feed of the same deployment keeps running.
+func (t *traffic) remove(f *feed) {
 	t.mu.Lock()
-	delete(t.feeds, id)
+	if t.feeds[f.id] == f {
+		delete(t.feeds, f.id)
+	}
 	t.mu.Unlock()
 }
 
-func (t *traffic) running() []*feed {
+// running returns the running feeds, and the number of the round to send.
+func (t *traffic) running() ([]*feed, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fs := make([]*feed, 0, len(t.feeds))
 	for _, f := range t.feeds {
 		fs = append(fs, f)
 	}
-	return fs
+	t.rounds++
+	return fs, t.rounds
 }
 
-// backfill sends each feed's traffic of [from, to), feeds in parallel and one
-// export request per signal per backfillChunk.
-func (t *traffic) backfill(ctx context.Context, feeds []*feed, from, to time.Time) error {
+// backfill sends each running feed's traffic of [from, to) but the light
+// ones', feeds in parallel and one export request per signal per
+// backfillChunk.
+func (t *traffic) backfill(ctx context.Context, from, to time.Time) error {
+	all, _ := t.running()
+	var feeds []*feed
+	for _, f := range all {
+		if !f.light {
+			feeds = append(feeds, f)
+		}
+	}
 	errs := make([]error, len(feeds))
 	var wg sync.WaitGroup
 	for i, f := range feeds {
@@ -569,7 +608,7 @@ func (t *traffic) backfill(ctx context.Context, feeds []*feed, from, to time.Tim
 				if end.After(to) {
 					end = to
 				}
-				if err := t.send(ctx, f, f.batch(m, end)); err != nil {
+				if err := t.send(ctx, f, f.batch(m, end, 1)); err != nil {
 					errs[i] = fmt.Errorf("history of %s: %w", f.id, err)
 					return
 				}
@@ -619,18 +658,50 @@ func (t *traffic) round(ctx context.Context, from, to time.Time) {
 		}
 	})
 	defer stop()
-	for _, f := range t.running() {
-		if sctx.Err() != nil {
+	feeds, n := t.running()
+	// Feeds are sent roundParallel at a time: one after the other, a
+	// thousand deployments' requests take longer than a round on a busy
+	// machine, and the live data falls behind for good.
+	sem := make(chan struct{}, roundParallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, f := range feeds {
+		rate := t.speed
+		if f.light {
+			// Each light feed has its own round of lightEvery, so a
+			// thousand of them spread over the rounds, not all in one.
+			if (n+int(shortHashSum(f.id)%lightEvery))%lightEvery != 0 {
+				continue
+			}
+			rate *= lightRate
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-sctx.Done():
 			t.log.Warn("the manager was too slow to take the demo's last round of telemetry; the rest is left out")
 			return
 		}
-		b := f.batch(from, to)
-		if err := t.send(sctx, f, b); err != nil {
-			t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
-		}
-		t.serve(ctx, f, b.served)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// A feed sends from where it left off: a light one skipped
+			// rounds, and one started since the last round (a release
+			// switched) sends from when it started.
+			start := from
+			if !f.sentUntil.IsZero() {
+				start = f.sentUntil
+			}
+			f.sentUntil = to
+			b := f.batch(start, to, rate)
+			if err := t.send(sctx, f, b); err != nil {
+				t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
+			}
+			t.serve(ctx, f, b.served)
+		})
 	}
 }
+
+// roundParallel is how many feeds a live round sends at once.
+const roundParallel = 8
 
 // serve sends the requests through the feed's ingress proxy to its shop, so
 // the proxy's figures show the traffic the telemetry describes.

@@ -85,8 +85,7 @@ func TestTrafficTellsTheStory(t *testing.T) {
 		return b
 	}
 	good := measure(t, batch(newFeed(false)), from, to)
-	faultyFeed := newFeed(true)
-	bad := measure(t, batch(faultyFeed), from, to)
+	bad := measure(t, batch(newFeed(true)), from, to)
 	t.Logf("working: %d requests, %d errors, p95 %v; faulty: %d errors, p95 %v, failing in %v",
 		good.requests, good.errors, good.p95, bad.errors, bad.p95, bad.brokenIn)
 
@@ -105,9 +104,58 @@ func TestTrafficTellsTheStory(t *testing.T) {
 	if bad.brokenIn["apply-discount"] < 9*bad.errors/10 {
 		t.Errorf("faulty release fails in %v, want nearly all in apply-discount", bad.brokenIn)
 	}
-	if faultyFeed.lastFault == "" {
-		t.Error("the faulty feed recorded no failing trace to show")
+}
+
+// TestSlowConsumerBacklogGrows checks the queue backlog the lagging
+// consumer's deployment shows: the cart's queue depth rises minute after
+// minute, while a working consumer's stays small.
+func TestSlowConsumerBacklogGrows(t *testing.T) {
+	from := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	depths := func(slow bool) []int64 {
+		f := &feed{id: "tyrell-prod", release: "1.7.2", slowConsumer: slow, rng: rand.New(rand.NewPCG(5, 6))}
+		var out []int64
+		for m := range 5 {
+			b := f.batch(from.Add(time.Duration(m)*time.Minute), from.Add(time.Duration(m+1)*time.Minute), 1)
+			out = append(out, maxDepth(b, "cart"))
+		}
+		return out
 	}
+	slow, ok := depths(true), depths(false)
+	for i := 1; i < len(slow); i++ {
+		if slow[i] < slow[i-1]+25 {
+			t.Errorf("the slow consumer's backlog by minute %v, want it to grow by about 30 a minute", slow)
+			break
+		}
+	}
+	for _, d := range ok {
+		if d > 5 {
+			t.Errorf("a working consumer's queue depth by minute %v, want at most 5", ok)
+			break
+		}
+	}
+}
+
+// maxDepth is the largest queue.depth any replica of svc reports in b.
+func maxDepth(b *batch, svc string) int64 {
+	var max int64
+	rms := b.metrics.ResourceMetrics()
+	for i := range rms.Len() {
+		if name, _ := rms.At(i).Resource().Attributes().Get("service.name"); name.Str() != svc {
+			continue
+		}
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			if ms.At(j).Name() != "queue.depth" {
+				continue
+			}
+			for k := range ms.At(j).Gauge().DataPoints().Len() {
+				if v := ms.At(j).Gauge().DataPoints().At(k).IntValue(); v > max {
+					max = v
+				}
+			}
+		}
+	}
+	return max
 }
 
 // TestTrafficLogsNameTheFault checks that a failing request's error log says

@@ -1,0 +1,162 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+)
+
+// service is what runs one release of the vendor's application in one
+// simulated deployment. The demo starts one per deployment on its first
+// release and, when the deployment's agent runs its update hook, shuts it down
+// and starts the offered release's in its place: a rollout and a pin back
+// really change what the deployment serves.
+type service interface {
+	Start(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// serviceSpec is what a service factory is told of the release to run.
+type serviceSpec struct {
+	// Deployment is the deployment's id; Token its agent token, with which
+	// the synthetic feed sends its telemetry.
+	Deployment, Token string
+	// Platform is the deployment's platform, which the service puts on its
+	// resource as an SDK's detectors would.
+	Platform string
+	// Release is the release to run.
+	Release string
+	// Faulty says the release breaks one function in this deployment: its
+	// coupon redemption fails with the season's favourite coupon.
+	Faulty bool
+	// SlowConsumer says the deployment's queue consumer cannot keep up, so
+	// its backlog grows for as long as the release runs.
+	SlowConsumer bool
+	// Shop is the base URL of the deployment's ingress proxy, through which
+	// its HTTP traffic goes ("" for none).
+	Shop string
+	// Light asks for a quarter of the usual load and no history: a generated
+	// deployment, one of thousands.
+	Light bool
+	// Rand seeds the service's randomness.
+	Rand *rand.Rand
+}
+
+// serviceFactory makes the service running spec's release; it starts
+// nothing. The default runs the synthetic feed (newFeedService); another
+// sample application plugs in by providing its own.
+type serviceFactory func(spec serviceSpec) (service, error)
+
+// feedService is the default service: the deployment's synthetic feed,
+// whose requests and telemetry the demo's traffic loop sends while it runs.
+type feedService struct {
+	tr *traffic
+	f  *feed
+}
+
+// feedServices returns the factory of synthetic feeds sent by tr.
+func feedServices(tr *traffic) serviceFactory {
+	return func(s serviceSpec) (service, error) {
+		return &feedService{tr: tr, f: &feed{id: s.Deployment, token: s.Token, platform: s.Platform, release: s.Release,
+			faulty: s.Faulty, slowConsumer: s.SlowConsumer, light: s.Light, rng: s.Rand, shop: s.Shop}}, nil
+	}
+}
+
+// Start adds the feed to the live traffic, from now on.
+func (s *feedService) Start(context.Context) error {
+	s.f.sentUntil = s.tr.clk.Now()
+	s.tr.add(s.f)
+	return nil
+}
+
+// Shutdown takes the feed out of the live traffic; safe without Start.
+func (s *feedService) Shutdown(context.Context) error { s.tr.remove(s.f); return nil }
+
+// services runs each deployment's current service and swaps it when the
+// deployment's update hook asks for another release.
+type services struct {
+	make serviceFactory
+	// spec gives a deployment's spec for a release: its faults depend on both.
+	spec func(deployment, release string) (serviceSpec, bool)
+
+	mu      sync.Mutex
+	running map[string]running
+}
+
+// running is a deployment's service and the release it runs.
+type running struct {
+	release string
+	svc     service
+}
+
+func newServices(mk serviceFactory, spec func(deployment, release string) (serviceSpec, bool)) *services {
+	return &services{make: mk, spec: spec, running: map[string]running{}}
+}
+
+// Switch makes deployment run release: it stops the service running there,
+// if any, and starts release's. Switching to the release already running
+// does nothing, as a redeploy of the same version would not restart it.
+func (s *services) Switch(ctx context.Context, deployment, release string) error {
+	spec, ok := s.spec(deployment, release)
+	if !ok {
+		return fmt.Errorf("%s: %w", deployment, errNoDeployment)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, had := s.running[deployment]
+	if had && old.release == release {
+		return nil
+	}
+	next, err := s.make(spec)
+	if err != nil {
+		return fmt.Errorf("make %s's service on %s: %w", deployment, release, err)
+	}
+	if had {
+		if err := old.svc.Shutdown(ctx); err != nil {
+			return fmt.Errorf("stop %s's service on %s: %w", deployment, old.release, err)
+		}
+		delete(s.running, deployment)
+	}
+	if err := next.Start(ctx); err != nil {
+		return fmt.Errorf("start %s's service on %s: %w", deployment, release, err)
+	}
+	s.running[deployment] = running{release: release, svc: next}
+	return nil
+}
+
+// Stop stops deployment's service, as when its whole cloud goes dark.
+func (s *services) Stop(ctx context.Context, deployment string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.running[deployment]
+	if !ok {
+		return nil
+	}
+	delete(s.running, deployment)
+	return r.svc.Shutdown(ctx)
+}
+
+// Release is the release deployment's service runs ("" when none runs).
+func (s *services) Release(deployment string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[deployment].release
+}
+
+// Shutdown stops every service.
+func (s *services) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.running))
+	for id := range s.running {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	var first error
+	for _, id := range ids {
+		if err := s.Stop(ctx, id); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
