@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +184,46 @@ func expectAPIErrors(t *testing.T, cases []apiErrorCase) {
 			t.Errorf("%s: %v; want %d mentioning %q", tc.name, err, tc.status, tc.msg)
 		}
 	}
+}
+
+// FuzzRolloutAPI sends hostile requests to the rollout, plan and update-window
+// routes as an operator: whatever arrives is answered with a client error or
+// success, never a server error, and the engine keeps serving.
+func FuzzRolloutAPI(f *testing.F) {
+	for _, s := range []struct{ method, target, body string }{
+		{"POST", "/api/v1/rollouts", `{"stack":"shop","release":"2.0.0","baseline":"1.0.0","reason":"r"}`},
+		{"POST", "/api/v1/rollouts", `{"stack":"shop","release":"2.0.0","urgent":true}`},
+		{"GET", "/api/v1/rollouts?stack=shop&unfinished=true&limit=3", ""},
+		{"GET", "/api/v1/rollouts/ro-0123456789ab", ""},
+		{"POST", "/api/v1/rollouts/ro-0123456789ab/skip", `{"deployment":"canary-1","reason":"x"}`},
+		{"POST", "/api/v1/rollouts/ro-0123456789ab/resume", `{"reason":"x"}`},
+		{"POST", "/api/v1/rollouts/ro-0123456789ab/abort", `{"reason":"x"}`},
+		{"GET", "/api/v1/rollout-plans", ""},
+		{"PUT", "/api/v1/rollout-plans/shop", `{"waves":[{"name":"a","select":{"percent":50},"bake":"1h","gates":{"regressed":{"max":1,"max_percent":10}}},{"name":"b","select":{"rest":true}}],"reason":"r"}`},
+		{"DELETE", "/api/v1/rollout-plans/shop", `{"reason":"r"}`},
+		{"GET", "/api/v1/update-windows", ""},
+		{"PUT", "/api/v1/update-windows/customers/acme", `{"windows":["Sat 02:00-06:00 Europe/Berlin"],"reason":"board"}`},
+		{"PUT", "/api/v1/update-windows/deployments/canary-1", `{"windows":["Mon-Fri 22:00-04:00 Nowhere/Else"],"reason":"x"}`},
+		{"DELETE", "/api/v1/update-windows/customers/acme", `{"reason":"x"}`},
+	} {
+		f.Add(s.method, s.target, []byte(s.body))
+	}
+	srv := rolloutstest.NewServer(f, rolloutstest.TwoWaves(), clock.NewFake(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)),
+		rolloutstest.Member("canary-1", "canary"), rolloutstest.Member("main-1", "main"))
+	f.Fuzz(func(t *testing.T, method, target string, body []byte) {
+		req, err := http.NewRequest(method, srv.URL+target, bytes.NewReader(body))
+		if err != nil || !(strings.HasPrefix(req.URL.Path, "/api/v1/rollout") || strings.HasPrefix(req.URL.Path, "/api/v1/update-windows")) {
+			return // routes this target does not own
+		}
+		req.Header.Set("Authorization", "Bearer psk_operator")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, target, err)
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s: %d %s", method, target, resp.StatusCode, msg)
+		}
+	})
 }
