@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telquery"
 	"github.com/periscope-dev/periscope/internal/manager/telstore/telstoretest"
+	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
@@ -86,18 +87,21 @@ func explainingReader(t *testing.T, url string, s *Store) (*telstore.Reader, fun
 	}
 }
 
-// TestALogPageOfOneDeploymentReadsOnlyItsRows: a search of one deployment's
-// logs, in a fleet of 200, reads that deployment's rows and not the window's.
-// Without an index leading with the resource, PostgreSQL walked every row of
-// the hour newest first and tested each against the deployment, which took
-// seconds with a million rows in the hour (issue 22, docs/benchmarks.md).
-func TestALogPageOfOneDeploymentReadsOnlyItsRows(t *testing.T) {
+// TestASearchOfOneDeploymentReadsOnlyItsRows: a log page or a raw RED of one
+// deployment, in a fleet of 200, reads that deployment's rows and not the
+// window's. Without indexes leading with the resource, PostgreSQL walked
+// every row of the hour newest first and tested each against the deployment,
+// which took seconds with a million rows in the hour (issue 22,
+// docs/benchmarks.md).
+func TestASearchOfOneDeploymentReadsOnlyItsRows(t *testing.T) {
 	url := testenv.PostgresDatabase(t)
 	clk := clock.NewFake(t0.Add(time.Hour))
 	s := open(t, url, Settings{Clock: clk, RetainEvery: -1})
-	const others, perOther, quietRows = 199, 100, 30
-	// Every other deployment's records match both searches, so a plan that
-	// tests the window's rows one by one has to read them all.
+	const others, perOther, quietRows, quietSpans = 199, 100, 30, 10
+	// Every other deployment's records match the searches, so a plan that
+	// tests the window's rows one by one has to read them all. Sent at once,
+	// so the writers commit them in a few groups rather than 400 commits.
+	var batches []consumer.Batch
 	for d := range others {
 		dep := telstoretest.Dep{ID: fmt.Sprintf("other-%03d", d), Customer: "other", Release: "1.0.0", Service: "api"}
 		specs := make([]telstoretest.LogSpec, perOther)
@@ -105,7 +109,17 @@ func TestALogPageOfOneDeploymentReadsOnlyItsRows(t *testing.T) {
 			specs[i] = telstoretest.LogSpec{At: t0.Add(time.Duration(i) * time.Hour / perOther), Severity: plog.SeverityNumberWarn,
 				Body: fmt.Sprintf("upstream timeout %d", i)}
 		}
-		telstoretest.Consume(t, s, telstoretest.LogBatch(t, dep, specs...))
+		spans := telstoretest.Requests(uint64(1+d*perOther), perOther, 1, t0.Add(time.Duration(d)*time.Hour/others), time.Millisecond, "/pay")
+		batches = append(batches, telstoretest.LogBatch(t, dep, specs...), telstoretest.SpanBatch(t, dep, spans...))
+	}
+	errs := make(chan error, len(batches))
+	for _, b := range batches {
+		go func() { errs <- s.Consume(context.Background(), b) }()
+	}
+	for range batches {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 	quiet := telstoretest.Dep{ID: "quiet-prod", Customer: "quiet", Release: "1.0.0", Service: "api"}
 	specs := make([]telstoretest.LogSpec, quietRows)
@@ -113,13 +127,27 @@ func TestALogPageOfOneDeploymentReadsOnlyItsRows(t *testing.T) {
 		specs[i] = telstoretest.LogSpec{At: t0.Add(time.Duration(i) * time.Minute), Severity: plog.SeverityNumberInfo, Body: fmt.Sprintf("served %d", i)}
 	}
 	specs[7] = telstoretest.LogSpec{At: t0.Add(7 * time.Minute), Severity: plog.SeverityNumberError, Body: "read Timeout on replica"}
-	telstoretest.Consume(t, s, telstoretest.LogBatch(t, quiet, specs...))
+	telstoretest.Consume(t, s, telstoretest.LogBatch(t, quiet, specs...),
+		telstoretest.SpanBatch(t, quiet, telstoretest.Requests(1_000_000, quietSpans, 2, t0.Add(30*time.Minute), time.Millisecond, "/pay")...))
 	// Autovacuum analyzes a running window's partitions; a test's are too new.
-	if _, err := s.pool.Exec(context.Background(), "ANALYZE log_rows, resources"); err != nil {
+	if _, err := s.pool.Exec(context.Background(), "ANALYZE log_rows, span_rows, resources"); err != nil {
 		t.Fatal(err)
 	}
 
 	r, plans := explainingReader(t, url, s)
+	// read is how many rows of table the queries since the last call read.
+	read := func(what, table string) float64 {
+		t.Helper()
+		ps := plans()
+		if len(ps) == 0 {
+			t.Fatalf("%s: auto_explain sent no plan", what)
+		}
+		var n float64
+		for _, p := range ps {
+			n += p.rowsRead(table)
+		}
+		return n
+	}
 	hour := telquery.Filter{Deployment: quiet.ID, Since: t0, Until: t0.Add(time.Hour)}
 	for _, q := range []struct {
 		name string
@@ -135,16 +163,19 @@ func TestALogPageOfOneDeploymentReadsOnlyItsRows(t *testing.T) {
 		if len(page.Logs) != 1 || page.Logs[0].Body != "read Timeout on replica" || page.Logs[0].Context.Deployment != quiet.ID {
 			t.Fatalf("%s: got %+v, want the quiet deployment's one timeout", q.name, page.Logs)
 		}
-		var read float64
-		ps := plans()
-		for _, p := range ps {
-			read += p.rowsRead("log_rows")
+		if n := read(q.name, "log_rows"); n > 4*quietRows {
+			t.Errorf("%s: the search read %.0f log rows for a deployment with %d, of %d in the hour", q.name, n, quietRows, others*perOther+quietRows)
 		}
-		if len(ps) == 0 {
-			t.Fatalf("%s: auto_explain sent no plan", q.name)
-		}
-		if read > 4*quietRows {
-			t.Errorf("%s: the search read %.0f log rows for a deployment with %d, of %d in the hour", q.name, read, quietRows, others*perOther+quietRows)
-		}
+	}
+	red, err := r.RED(context.Background(), telquery.REDQuery{Filter: hour, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(red.Series) != 1 || red.Series[0].Total.Requests != quietSpans || red.Series[0].Total.Errors != 2 {
+		t.Fatalf("raw RED: got %+v, want %d requests and 2 errors", red.Series, quietSpans)
+	}
+	// Two queries (the steps, the totals), each reading the deployment's spans.
+	if n := read("raw RED", "span_rows"); n > 2*4*quietSpans {
+		t.Errorf("raw RED read %.0f spans for a deployment with %d, of %d in the hour", n, quietSpans, others*perOther+quietSpans)
 	}
 }
