@@ -78,7 +78,7 @@ func main() {
 	flag.DurationVar(&c.budget, "query-budget", 2*time.Minute, "stop sampling a query type after this long (the samples taken are reported)")
 	flag.IntVar(&c.chunk, "chunk", 500_000, "records generated ahead of each timed ingest stretch")
 	flag.StringVar(&c.dir, "dir", "", "data directory (default: a temporary one, removed afterwards unless -keep)")
-	flag.BoolVar(&c.keep, "keep", false, "keep the data directory")
+	flag.BoolVar(&c.keep, "keep", false, "keep the data directory (and, with -storage, the PostgreSQL telemetry database)")
 	flag.DurationVar(&c.span, "span", 2*time.Hour, "time the data covers, ending now")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated data")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the ingest phases (generation included, in its own frames) to this file")

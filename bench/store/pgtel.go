@@ -43,6 +43,11 @@ func benchPGTel(ctx context.Context, c config, fl *fleet, g *gen, logReqs, spanR
 		return err
 	}
 	defer func() {
+		if c.keep {
+			// Kept for EXPLAIN and index work on the loaded window; drop it by hand.
+			fmt.Printf("  kept the PostgreSQL database: %s\n", url)
+			return
+		}
 		if err := drop(); err != nil {
 			fmt.Println("  ", err)
 		}

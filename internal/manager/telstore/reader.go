@@ -99,10 +99,12 @@ func (s *Reader) lastLogSeq() string {
 	return "SELECT coalesce(max(seq), 0) FROM log_rows"
 }
 
-// epoch is the Unix time in seconds of a timestamp column.
+// epoch is the Unix time in seconds of a timestamp column, as a float64.
+// PostgreSQL's extract returns numeric, whose arithmetic made a fleet-wide
+// rollup RED a third slower than date_part's double precision.
 func (s *Reader) epoch(col string) string {
 	if s.d == Postgres {
-		return "extract(epoch FROM " + col + ")"
+		return "date_part('epoch', " + col + ")"
 	}
 	return "epoch(" + col + ")"
 }
