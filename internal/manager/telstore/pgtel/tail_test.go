@@ -55,28 +55,20 @@ func await[T any](t *testing.T, c <-chan T, what string) T {
 	}
 }
 
-// TestATailMissesNoRowOfAWriterThatCommitsLate: writers on several replicas
-// commit at once, so a row numbered early may commit after rows numbered
-// later. Here replica "first" numbers its rows and stays open, then "late"
-// does, then a third replica commits rows numbered after both; first commits,
-// and only then late. A tail must show every row once, in the order they were
-// numbered, holding back what follows a still-open writer's rows rather than
-// skip them.
-func TestATailMissesNoRowOfAWriterThatCommitsLate(t *testing.T) {
-	url := testenv.PostgresDatabase(t)
-	set := Settings{Clock: clock.NewFake(t0.Add(time.Hour)), TailPoll: 5 * time.Millisecond, RetainEvery: -1}
-	tailer := open(t, url, set)
+// startTail starts a log tail on s and returns the bodies it shows, once it
+// is listening: it starts from the newest row when it begins, so probes are
+// sent until it shows one. The probes also create the partitions the rows go
+// to, so writers held later need no partition change (which waits for them).
+func startTail(t *testing.T, s *Store) <-chan string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	seen := make(chan string, 100)
 	go func() {
-		_ = tailer.TailLogs(ctx, telquery.LogQuery{}, func(l telquery.Log) error { seen <- l.Body; return nil })
+		_ = s.TailLogs(ctx, telquery.LogQuery{}, func(l telquery.Log) error { seen <- l.Body; return nil })
 	}()
-	// The tail starts from the newest row when it begins; wait until it
-	// listens. The probes also create the partitions the rows go to, so the
-	// writers held below need no partition change (which waits for them).
 	for probe, listening := 0, false; !listening; probe++ {
-		if err := tailer.Consume(ctx, streamed(t, fmt.Sprintf("probe-%d", probe), 1, 1)); err != nil {
+		if err := s.Consume(ctx, streamed(t, fmt.Sprintf("probe-%d", probe), 1, 1)); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -88,6 +80,22 @@ func TestATailMissesNoRowOfAWriterThatCommitsLate(t *testing.T) {
 	for len(seen) > 0 {
 		<-seen
 	}
+	return seen
+}
+
+// TestATailMissesNoRowOfAWriterThatCommitsLate: writers on several replicas
+// commit at once, so a row numbered early may commit after rows numbered
+// later. Here replica "first" numbers its rows and stays open, then "late"
+// does, then a third replica commits rows numbered after both; first commits,
+// and only then late. A tail must show every row once, in the order they were
+// numbered, holding back what follows a still-open writer's rows rather than
+// skip them.
+func TestATailMissesNoRowOfAWriterThatCommitsLate(t *testing.T) {
+	url := testenv.PostgresDatabase(t)
+	set := Settings{Clock: clock.NewFake(t0.Add(time.Hour)), TailPoll: 5 * time.Millisecond, RetainEvery: -1}
+	tailer := open(t, url, set)
+	ctx := context.Background()
+	seen := startTail(t, tailer)
 	first, late := open(t, url, set), open(t, url, set)
 
 	firstHeld, releaseFirst := holdNext(first)
@@ -126,5 +134,40 @@ func TestATailMissesNoRowOfAWriterThatCommitsLate(t *testing.T) {
 	want := []string{"first #1", "first #2", "first #3", "late #1", "late #2", "late #3", "after #1", "after #2", "after #3"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("the tail showed %q, want %q", got, want)
+	}
+}
+
+// TestATailIsNotHeldBackByAReplicaThatDiedMidWrite: a replica killed with its
+// transaction open leaves its floor in log_writers, but its transaction ended
+// with its connection, so tails go on past it without any expiry.
+func TestATailIsNotHeldBackByAReplicaThatDiedMidWrite(t *testing.T) {
+	url := testenv.PostgresDatabase(t)
+	set := Settings{Clock: clock.NewFake(t0.Add(time.Hour)), TailPoll: 5 * time.Millisecond, RetainEvery: -1}
+	tailer := open(t, url, set)
+	ctx := context.Background()
+	seen := startTail(t, tailer)
+	dying := open(t, url, set)
+	held, release := holdNext(dying)
+	dyingDone := consumeAsync(t, dying, telstoretest.AcmeNew, "dying", 3)
+	await(t, held, "the dying replica's write")
+	if err := tailer.Consume(ctx, streamed(t, "after", 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// The held transaction is the only one open in this database.
+	var killed bool
+	if err := tailer.pool.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminating the held writer: %v %v", killed, err)
+	}
+	var got []string
+	for len(got) < 2 {
+		got = append(got, await(t, seen, fmt.Sprintf("the tail after the writer died (so far %q)", got)))
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]string{"after #1", "after #2"}) {
+		t.Fatalf("the tail showed %q, want the rows committed after the dead writer's", got)
+	}
+	close(release)
+	if err := await(t, dyingDone, "the dead writer's answer"); err == nil {
+		t.Fatal("a write whose connection died mid-transaction was acknowledged")
 	}
 }
