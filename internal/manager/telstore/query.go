@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -241,9 +242,13 @@ func (s *Reader) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telq
 		defer t.Stop()
 		poll = t.C
 	}
-	var last int64
-	if err := s.queryRow(ctx, s.lastLogSeq()).Scan(&last); err != nil {
+	last, err := s.firstLogSeq(ctx)
+	if err != nil {
 		return fmt.Errorf("tail logs: %w", err)
+	}
+	from := []string{"seq > ?"}
+	if s.tailBelow != "" {
+		from = append(from, "seq < "+s.tailBelow)
 	}
 	for {
 		select {
@@ -256,7 +261,7 @@ func (s *Reader) TailLogs(ctx context.Context, q telquery.LogQuery, fn func(telq
 		}
 		wake = s.signal()
 		for {
-			w := &where{conds: append([]string{"seq > ?"}, base.conds...), args: append([]any{last}, base.args...)}
+			w := &where{conds: append(slices.Clone(from), base.conds...), args: append([]any{last}, base.args...)}
 			rs, err := s.query(ctx, "SELECT "+logColumns+" FROM logs"+w.String()+" ORDER BY seq LIMIT 1000", w.args...)
 			if err != nil {
 				if ctx.Err() != nil {

@@ -40,6 +40,8 @@ type Reader struct {
 	// poll, when positive, also wakes tails this often, for rows other
 	// processes commit (PostgreSQL replicas).
 	poll time.Duration
+	// tailBelow, when set, bounds what log tails read (ReaderSettings.TailBelow).
+	tailBelow string
 }
 
 // ReaderSettings configure NewReader.
@@ -53,11 +55,17 @@ type ReaderSettings struct {
 	// Poll, when positive, makes log tails also look for new rows this often:
 	// other processes' commits do not wake them.
 	Poll time.Duration
+	// TailBelow, when set, is an SQL expression of the seq log tails read
+	// below, and start below: for a store whose writers commit rows out of
+	// seq order, the lowest seq an open writer may still commit, evaluated in
+	// the statement's snapshot. Empty means rows commit in seq order.
+	TailBelow string
 }
 
 // NewReader returns a Reader over db in dialect d.
 func NewReader(db *sql.DB, d Dialect, set ReaderSettings) *Reader {
-	return &Reader{db: db, d: d, clock: clock.Or(set.Clock), signal: set.Committed, stop: set.Stop, poll: set.Poll}
+	return &Reader{db: db, d: d, clock: clock.Or(set.Clock), signal: set.Committed, stop: set.Stop, poll: set.Poll,
+		tailBelow: set.TailBelow}
 }
 
 // bind rewrites ? placeholders as PostgreSQL's $1, $2, …; the store's queries
@@ -88,15 +96,26 @@ func (s *Reader) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.bind(q), args...)
 }
 
-// lastLogSeq reads the newest log seq, where a tail starts. PostgreSQL's
-// log_rows has no btree on seq (a BRIN index serves the tail's range scans),
-// so its sequence answers; rows numbered but not yet committed then count as
-// before the tail, as the writer numbers and commits one group at a time.
-func (s *Reader) lastLogSeq() string {
+// firstLogSeq reads the log seq a tail starts after. PostgreSQL's log_rows
+// has no btree on seq (a BRIN index serves the tail's range scans), so its
+// sequence answers, lowered below TailBelow: a row an open writer numbered
+// commits after the tail began, so the tail shows it. TailBelow is read in a
+// statement of its own, after the sequence: a writer it misses records its
+// floor after that statement began, so numbers its rows past the value read.
+func (s *Reader) firstLogSeq(ctx context.Context) (int64, error) {
+	var last int64
+	q := "SELECT coalesce(max(seq), 0) FROM log_rows"
 	if s.d == Postgres {
-		return "SELECT coalesce(pg_sequence_last_value('log_seq'), 0)"
+		q = "SELECT coalesce(pg_sequence_last_value('log_seq'), 0)"
 	}
-	return "SELECT coalesce(max(seq), 0) FROM log_rows"
+	if err := s.queryRow(ctx, q).Scan(&last); err != nil {
+		return 0, err
+	}
+	if s.tailBelow == "" {
+		return last, nil
+	}
+	err := s.queryRow(ctx, "SELECT least(?, "+s.tailBelow+" - 1)", last).Scan(&last)
+	return last, err
 }
 
 // epoch is the Unix time in seconds of a timestamp column, as a float64.

@@ -8,10 +8,15 @@
 // Settings.Writers goroutines takes every pending batch and stores them in one
 // transaction: rows by COPY, the RED rollups of their entry spans summed into
 // the per-minute rows by upserts, and each batch's agent-queue mark
-// (consumer.Batch.Stream, First, Last) checked and advanced. A transaction takes
-// one advisory lock before it numbers its rows, so rows are numbered in commit
-// order across every replica (a log tail misses nothing) and transactions never
-// deadlock on rollup rows or marks. A batch is acknowledged (Consume returns nil)
+// (consumer.Batch.Stream, First, Last) checked and advanced. The transactions
+// of every writer of every replica run at once, taking the rows they lock
+// (resources, marks, rollups) in one order so they never deadlock; so rows
+// commit out of seq order. A log tail (seq > last) therefore reads only below
+// a watermark no open writer can still fill in: before it numbers a log row, a
+// transaction records a floor below all its rows, committed from another
+// session, in log_writers, and a tail stops below the lowest floor of the
+// transactions its snapshot sees running (see logWatermark); so it misses
+// nothing, whatever order writers commit in. A batch is acknowledged (Consume returns nil)
 // only once committed, and a replica dying mid-transaction leaves nothing of it:
 // rows, rollups and mark go together, so a resend, to this replica or another,
 // is stored once.
@@ -78,8 +83,8 @@ type Settings struct {
 	PartitionWidth time.Duration
 	// MaxBatchRows bounds one group commit (default 65536 rows).
 	MaxBatchRows int
-	// Writers is how many transactions prepare at once (default 2); their
-	// numbering and commits still go one at a time.
+	// Writers is how many transactions this Store writes at once (default 2);
+	// they, and other replicas' writers, number and commit rows concurrently.
 	Writers int
 	// CommitTimeout bounds one group commit; a commit that times out is
 	// refused, and its senders retry (default 30s).
@@ -187,7 +192,7 @@ func Open(ctx context.Context, rawURL string, set Settings) (*Store, error) {
 	s := &Store{pool: pool, db: stdlib.OpenDBFromPool(pool), set: set, log: set.Logger, m: newMetrics(set.Registerer),
 		gate: telstore.NewGate[*pending](64)}
 	s.Reader = telstore.NewReader(s.db, telstore.Postgres, telstore.ReaderSettings{Clock: set.Clock, Committed: s.gate.Committed,
-		Stop: s.gate.Stopped(), Poll: set.TailPoll})
+		Stop: s.gate.Stopped(), Poll: set.TailPoll, TailBelow: logWatermark})
 	s.w = newWriter(s)
 	if err := s.w.loadPartitions(ctx); err != nil {
 		s.db.Close()

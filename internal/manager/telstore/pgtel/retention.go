@@ -54,6 +54,11 @@ func (s *Store) Retain(ctx context.Context) error {
 	if err := s.pruneResources(ctx, cutoff); err != nil {
 		return err
 	}
+	// Floors of ended transactions hold no tail back (logWatermark); these
+	// are the ones of sessions that closed, or died, after their last write.
+	if _, err := s.pool.Exec(ctx, `DELETE FROM log_writers WHERE pg_visible_in_snapshot(xid, pg_current_snapshot())`); err != nil {
+		return fmt.Errorf("retention on log_writers: %w", err)
+	}
 	for {
 		used, err := s.UsedBytes(ctx)
 		if err != nil {
@@ -74,9 +79,9 @@ func (s *Store) Retain(ctx context.Context) error {
 
 // pruneResources deletes the resources whose last_used mark is a whole
 // markStep before cutoff: every row that refers to one is older than
-// cutoff, so Retain has deleted it. A writer marks its resources, under the
-// ingest lock, in the transaction that stores the rows; holding the lock here
-// too, the delete never runs between a writer's mark and its rows, and a
+// cutoff, so Retain has deleted it. A writer marks its resources, holding the
+// ingest lock shared, in the transaction that stores the rows; holding the
+// lock alone here, the delete never runs between a writer's mark and its rows, and a
 // writer that still knows a deleted resource's id finds its mark gone and
 // resolves the resource again.
 func (s *Store) pruneResources(ctx context.Context, cutoff time.Time) error {

@@ -19,9 +19,22 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 )
 
-// ingestLockKey is the advisory lock every replica's write transaction takes
-// before numbering its rows ("pgtel-in" in ASCII).
+// ingestLockKey is the advisory lock between writes and partition changes
+// ("pgtel-in" in ASCII). Every replica's write transaction holds it shared, so
+// writes run at once; a partition change or resource prune holds it alone
+// (lockForDDL), so it never deadlocks with a write on the tables' locks.
 const ingestLockKey int64 = 0x7067_74656c_2d696e
+
+// logWatermark is the SQL expression a log tail reads below (see
+// telstore.ReaderSettings.TailBelow): the lowest floor of the writers the
+// statement's snapshot sees running, or the largest bigint when none is. A
+// writer records its floor, committed, before it numbers any log row, and
+// every row it numbers is above it (reserveLogSeq); so no row below the
+// watermark can still commit, and a tail that never passes it misses nothing.
+// A writer whose transaction ended (committed, rolled back, or its replica
+// died) no longer holds the watermark back: its rows are visible or gone.
+const logWatermark = `(SELECT coalesce(min(w.floor), 9223372036854775807) FROM log_writers w
+	WHERE NOT pg_visible_in_snapshot(w.xid, pg_current_snapshot()))`
 
 // pending is one batch waiting for its group commit.
 type pending struct {
@@ -72,6 +85,11 @@ type writer struct {
 	// partMu guards parts, the partition start times known to exist.
 	partMu sync.Mutex
 	parts  map[int64]bool
+
+	// beforeCommit, when set (by tests only), is called in each write
+	// transaction once its rows, rollups and marks are written, before it
+	// commits: a test holds a transaction open there.
+	beforeCommit func()
 }
 
 func newWriter(s *Store) *writer {
@@ -118,7 +136,8 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 	var err error
 	// A resource retention pruned after this replica resolved it is resolved
 	// again; a prune happens once per retention run, so a second miss in a row
-	// is already unlikely, and the senders retry past a third.
+	// is already unlikely, and the senders retry past a third. A transaction
+	// PostgreSQL ended to break a deadlock is tried again the same way.
 	for range maxResolves {
 		err = w.resolve(ctx, ps)
 		if err == nil {
@@ -127,23 +146,29 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 		var marks map[int64]time.Time
 		if err == nil {
 			err = pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
-				// Under the ingest lock, writers also take their resources'
-				// row locks one at a time, so they never deadlock on them.
-				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, ingestLockKey); err != nil {
+				// Writers of every replica run at once; each takes the row
+				// locks it needs (resources, marks, rollups) in one order, so
+				// they never deadlock on them.
+				if err := w.reserveLogSeq(ctx, tx, ps); err != nil {
 					return err
 				}
 				var err error
 				if marks, err = w.markResources(ctx, tx, ps); err != nil {
 					return err
 				}
-				results, n, err = w.store(ctx, tx, ps)
-				return err
+				if results, n, err = w.store(ctx, tx, ps); err != nil {
+					return err
+				}
+				if w.beforeCommit != nil {
+					w.beforeCommit()
+				}
+				return nil
 			})
 		}
 		if err == nil {
 			w.marksCommitted(marks)
 		}
-		if !errors.Is(err, errPruned) {
+		if !errors.Is(err, errPruned) && !deadlocked(err) {
 			break
 		}
 	}
@@ -168,8 +193,43 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 	return results, nil
 }
 
-// store writes the group inside tx, which holds the ingest lock: it reads and
-// locks the streams' marks, and stores the batches they do not cover.
+// reserveLogSeq takes the ingest lock shared in tx and, when the group has
+// log records, records tx's floor for log tails (logWatermark): a log_seq
+// value taken before any of tx's rows are numbered, with tx's id, written and
+// committed by another session before this returns, so a tail that can see
+// any row numbered after it sees the floor too. One row per writing session
+// (its backend pid), overwritten by the session's next transaction: live
+// sessions never share a pid, and a row left by a session that died names a
+// transaction that ended.
+func (w *writer) reserveLogSeq(ctx context.Context, tx pgx.Tx, ps []*pending) error {
+	logs := false
+	for _, p := range ps {
+		if nl, _, _ := p.d.Counts(); nl > 0 {
+			logs = true
+			break
+		}
+	}
+	if !logs {
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, ingestLockKey)
+		return err
+	}
+	var pid int32
+	var xid string
+	var floor int64
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid(), pg_current_xact_id()::text, nextval('log_seq')
+		FROM (SELECT pg_advisory_xact_lock_shared($1)) l`, ingestLockKey).Scan(&pid, &xid, &floor); err != nil {
+		return fmt.Errorf("reserve log numbers: %w", err)
+	}
+	// log_writers is unlogged, so this commit waits for no disk flush.
+	if _, err := w.s.pool.Exec(ctx, `INSERT INTO log_writers (pid, xid, floor) VALUES ($1, $2::xid8, $3)
+		ON CONFLICT (pid) DO UPDATE SET xid = excluded.xid, floor = excluded.floor`, pid, xid, floor); err != nil {
+		return fmt.Errorf("reserve log numbers: %w", err)
+	}
+	return nil
+}
+
+// store writes the group inside tx: it reads and locks the streams' marks, and
+// stores the batches they do not cover.
 func (w *writer) store(ctx context.Context, tx pgx.Tx, ps []*pending) ([]error, [3]int, error) {
 	var n [3]int
 	marks, err := lockMarks(ctx, tx, ps)
@@ -363,6 +423,15 @@ func upsertRollups(ctx context.Context, tx pgx.Tx, rows []telstore.RollupRow) er
 	if len(rows) == 0 {
 		return nil
 	}
+	// Every writer upserts its rows in this one order, so two writers whose
+	// groups share minutes and contexts wait for each other, never deadlock.
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b telstore.RollupRow) int {
+		if c := a.Minute.Compare(b.Minute); c != 0 {
+			return c
+		}
+		return slices.Compare(a.Context[:], b.Context[:])
+	})
 	nc := len(telstore.RollupColumns)
 	minutes := make([]time.Time, 0, len(rows))
 	ctxs := make([][]string, nc)
@@ -419,7 +488,8 @@ func upsertRollups(ctx context.Context, tx pgx.Tx, rows []telstore.RollupRow) er
 	return nil
 }
 
-// maxResolves bounds the times one group commit resolves its resources.
+// maxResolves bounds the times one group commit resolves its resources and
+// tries its transaction.
 const maxResolves = 3
 
 // errPruned is a group's write finding that retention deleted a resource the
@@ -473,8 +543,11 @@ func (w *writer) markResources(ctx context.Context, tx pgx.Tx, ps []*pending) (m
 	for i, id := range ids {
 		times[i] = want[id]
 	}
-	rows, err := tx.Query(ctx, `UPDATE resources r SET last_used = greatest(r.last_used, v.t)
-		FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, t) WHERE r.id = v.id RETURNING r.id`, ids, times)
+	// The rows are locked in id order first, as every writer does, so writers
+	// marking the same resources never deadlock.
+	rows, err := tx.Query(ctx, `WITH locked AS (SELECT id FROM resources WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+		UPDATE resources r SET last_used = greatest(r.last_used, v.t)
+		FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, t), locked WHERE r.id = v.id AND locked.id = v.id RETURNING r.id`, ids, times)
 	if err != nil {
 		return nil, fmt.Errorf("mark resources used: %w", err)
 	}
@@ -566,6 +639,14 @@ func (w *writer) resolve(ctx context.Context, ps []*pending) error {
 		w.res[k] = id
 	}
 	return nil
+}
+
+// deadlocked tells a transaction PostgreSQL ended to break a deadlock, which
+// a write retries. Writers lock rows in one order, so only a lock taken
+// outside them (an operator's statement, say) can cause one.
+func deadlocked(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
 }
 
 // unstorable tells an error that recurs whenever the same rows are stored (a
