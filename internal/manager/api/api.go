@@ -519,10 +519,19 @@ func (a *API) createDeployments(w http.ResponseWriter, r *http.Request, tok auth
 		return
 	}
 	out := apitypes.DeploymentList{Items: make([]apitypes.Deployment, len(created)), Total: len(created)}
+	// Listing the releases walks the fleet (adoption counts): once per
+	// stack in the batch, not once per deployment.
+	warnings := map[string][]string{}
 	for i, c := range created {
 		out.Items[i] = DeploymentJSON(c.View)
 		out.Items[i].Token = c.Token
-		out.Items[i].Warnings = a.stackWarnings(out.Items[i].Stack)
+		stack := out.Items[i].Stack
+		ws, ok := warnings[stack]
+		if !ok {
+			ws = a.stackWarnings(stack)
+			warnings[stack] = ws
+		}
+		out.Items[i].Warnings = ws
 	}
 	a.log.Info("deployments created", "count", len(created), "by", tok.Name)
 	writeJSON(w, http.StatusCreated, out)
