@@ -126,6 +126,9 @@ type sim struct {
 	noAgent bool
 	// slowConsumer makes its queue's backlog grow.
 	slowConsumer bool
+	// sdk runs the sample service over the OpenTelemetry SDK, not the
+	// synthetic feed (the first sdkFleet deployments).
+	sdk bool
 	// light runs no runtime sources (shop, ingress proxy, volume) and sends
 	// less traffic: generated deployments, so thousands fit in one process.
 	light bool
@@ -261,7 +264,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	mk := o.Services
 	if mk == nil {
-		mk = feedServices(tr)
+		// One NATS and one S3 server for the whole demo, stopped after the
+		// services that use them (deferred first, so run last).
+		env, stop, err := startInfra(ctx, o, dir)
+		defer stop()
+		if err != nil {
+			return err
+		}
+		fl.sdk = env
+		mk = sdkServices(*env, feedServices(tr))
 	}
 	fl.services = newServices(mk, fl.serviceSpec(o.Rand))
 	hooks := newLocalService(newHookHandler(fl.services, o.Logger), o.Logger)
@@ -274,8 +285,10 @@ func Run(ctx context.Context, o Options) error {
 	// is one of the agents'. The hook server stops with the agents, whose
 	// hooks it answers.
 	var staling sync.WaitGroup
-	defer fl.shutdown(waitPart("the agents going stale", staling.Wait), part{"update hooks", hooks.Shutdown},
-		part{"services", fl.services.Shutdown})
+	defer fl.shutdown(waitPart("the agents going stale", staling.Wait), part{"update hooks", hooks.Shutdown})
+	// The services stop before the agents, so their SDKs' last exports
+	// reach the agents' OTLP endpoints.
+	defer stopParts(o.Logger, agentStop, part{"services", fl.services.Shutdown})
 	if err := fl.startAll(ctx, specs); err != nil {
 		return err
 	}
@@ -443,10 +456,13 @@ func fleetOf(n int, sc Scenario) ([]sim, error) {
 	specs := make([]sim, 0, n)
 	for _, s := range fleetSpec {
 		s.ring = sc.ring(s)
+		s.sdk = !s.noAgent
 		specs = append(specs, s)
 	}
 	for i := len(fleetSpec); i < n; i++ {
-		specs = append(specs, generated(i))
+		g := generated(i)
+		g.sdk = i < sdkFleet
+		specs = append(specs, g)
 	}
 	return specs, nil
 }
@@ -490,7 +506,10 @@ type fleet struct {
 	agents map[string]*simAgent
 	// traffic sends the agents' runtime signals, redacted, with the
 	// application telemetry.
-	traffic  *traffic
+	traffic *traffic
+	// sdk is what the sample services share; nil when Options.Services
+	// replaces them.
+	sdk      *sdkEnv
 	services *services
 	clock    clock.Clock
 	// resumed is set when the fleet comes from a kept data directory.
@@ -513,7 +532,7 @@ func (fl *fleet) serviceSpec(seedFrom *rand.Rand) func(id, release string) (serv
 		spec := serviceSpec{Deployment: id, Token: fl.tokens[id], Platform: s.platform, Release: release, Faulty: s.faultyOn == release,
 			SlowConsumer: s.slowConsumer, Light: s.light, Rand: rng}
 		if a.rt != nil {
-			spec.Shop = a.rt.ShopURL()
+			spec.Shop, spec.OTLP, spec.Listen = a.rt.ShopURL(), a.rt.OTLPURL(), a.rt.s.upstream
 		}
 		return spec, true
 	}
@@ -583,10 +602,15 @@ func (fl *fleet) newAgent(ctx context.Context, s sim) (*simAgent, error) {
 		// seldom as it polls.
 		rs.interval = time.Duration(ac.HeartbeatInterval)
 	}
-	if s.light {
+	if s.sdk && fl.sdk != nil {
+		if rs.upstream, err = reserveAddr(); err != nil {
+			return nil, err
+		}
+		rs.queues, rs.buckets = fl.sdk.runtimeSources(s.id, s.slowConsumer)
+	} else if s.light {
 		rs = runtimeSettings{}
 	}
-	a, err := newSimAgent(ac, fl.log, rs, !s.light)
+	a, err := newSimAgent(ac, fl.log, rs, rs.send != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -628,7 +652,19 @@ func (fl *fleet) history(ctx context.Context, api *apiclient.Client, specs []sim
 	if fl.resumed {
 		return nil // the history was sent in the first run
 	}
-	return fl.traffic.backfill(ctx, now.Add(-history), now)
+	// The history is synthetic whatever runs live: an SDK stamps what it
+	// sends now, and cannot send the half hour before the demo began.
+	var feeds []*feed
+	for _, s := range specs {
+		if s.noAgent || s.light {
+			continue
+		}
+		spec, ok := fl.serviceSpec(rand.New(rand.NewPCG(shortHashSum(s.id), 1)))(s.id, want[s.id])
+		if ok {
+			feeds = append(feeds, newFeed(spec))
+		}
+	}
+	return fl.traffic.backfill(ctx, feeds, now.Add(-history), now)
 }
 
 // awaitReleases waits until every deployment in want reports the release want

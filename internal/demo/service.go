@@ -39,13 +39,18 @@ type serviceSpec struct {
 	// Light asks for a quarter of the usual load and no history: a generated
 	// deployment, one of thousands.
 	Light bool
+	// OTLP is the agent's OTLP/HTTP base URL when the deployment runs the
+	// sample service over the SDK ("" for the synthetic feed), and Listen
+	// the address the service listens on, the ingress proxy's upstream.
+	OTLP, Listen string
 	// Rand seeds the service's randomness.
 	Rand *rand.Rand
 }
 
 // serviceFactory makes the service running spec's release; it starts
-// nothing. The default runs the synthetic feed (newFeedService); another
-// sample application plugs in by providing its own.
+// nothing. The default runs the sample service over the SDK where the spec
+// has an OTLP endpoint (sdkServices) and the synthetic feed elsewhere
+// (feedServices); another sample application plugs in by providing its own.
 type serviceFactory func(spec serviceSpec) (service, error)
 
 // feedService is the default service: the deployment's synthetic feed,
@@ -58,9 +63,14 @@ type feedService struct {
 // feedServices returns the factory of synthetic feeds sent by tr.
 func feedServices(tr *traffic) serviceFactory {
 	return func(s serviceSpec) (service, error) {
-		return &feedService{tr: tr, f: &feed{id: s.Deployment, token: s.Token, platform: s.Platform, release: s.Release,
-			faulty: s.Faulty, slowConsumer: s.SlowConsumer, light: s.Light, rng: s.Rand, shop: s.Shop}}, nil
+		return &feedService{tr: tr, f: newFeed(s)}, nil
 	}
+}
+
+// newFeed is the synthetic feed of spec's release.
+func newFeed(s serviceSpec) *feed {
+	return &feed{id: s.Deployment, token: s.Token, platform: s.Platform, release: s.Release,
+		faulty: s.Faulty, slowConsumer: s.SlowConsumer, light: s.Light, rng: s.Rand, shop: s.Shop}
 }
 
 // Start adds the feed to the live traffic, from now on.

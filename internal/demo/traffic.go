@@ -588,17 +588,9 @@ func (t *traffic) running() ([]*feed, int) {
 	return fs, t.rounds
 }
 
-// backfill sends each running feed's traffic of [from, to) but the light
-// ones', feeds in parallel and one export request per signal per
-// backfillChunk.
-func (t *traffic) backfill(ctx context.Context, from, to time.Time) error {
-	all, _ := t.running()
-	var feeds []*feed
-	for _, f := range all {
-		if !f.light {
-			feeds = append(feeds, f)
-		}
-	}
+// backfill sends the feeds' traffic of [from, to), feeds in parallel and
+// one export request per signal per backfillChunk.
+func (t *traffic) backfill(ctx context.Context, feeds []*feed, from, to time.Time) error {
 	errs := make([]error, len(feeds))
 	var wg sync.WaitGroup
 	for i, f := range feeds {
