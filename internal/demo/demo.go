@@ -532,7 +532,10 @@ func (fl *fleet) serviceSpec(seedFrom *rand.Rand) func(id, release string) (serv
 		spec := serviceSpec{Deployment: id, Token: fl.tokens[id], Platform: s.platform, Release: release, Faulty: s.faultyOn == release,
 			SlowConsumer: s.slowConsumer, Light: s.light, Rand: rng}
 		if a.rt != nil {
-			spec.Shop, spec.OTLP, spec.Listen = a.rt.ShopURL(), a.rt.OTLPURL(), a.rt.s.upstream
+			spec.Shop, spec.OTLP = a.rt.ShopURL(), a.rt.OTLPURL()
+			if up := a.rt.s.upstream; up != nil {
+				spec.Listen, spec.Free = up.addr, up.free
+			}
 		}
 		return spec, true
 	}
@@ -569,8 +572,14 @@ func (fl *fleet) startAll(ctx context.Context, specs []sim) error {
 		if s.noAgent {
 			continue
 		}
-		if err := fl.services.Switch(ctx, s.id, fl.agents[s.id].checkin.Release()); err != nil {
+		a := fl.agents[s.id]
+		if err := fl.services.Switch(ctx, s.id, a.checkin.Release()); err != nil {
 			return err
+		}
+		if a.rt != nil {
+			if err := a.rt.StartCollector(ctx); err != nil {
+				return fmt.Errorf("%s's runtime signals: %w", s.id, err)
+			}
 		}
 	}
 	return nil

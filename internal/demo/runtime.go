@@ -121,7 +121,7 @@ type runtimeSettings struct {
 	// instead of the demo's canned shop; it stays the same across release
 	// switches. The agent then also serves OTLP/HTTP for the service's SDK,
 	// forwarding through send as the agent's pipeline would.
-	upstream string
+	upstream *heldAddr
 	// queues and buckets are the runtime sources of the sample service's
 	// order queue and invoice bucket.
 	queues  []config.QueueSource
@@ -134,7 +134,7 @@ const otlpMaxBytes = 4 << 20
 
 // newAgentRuntime returns a deployment's runtime; it starts nothing.
 func newAgentRuntime(s runtimeSettings) *agentRuntime {
-	if s.upstream != "" {
+	if s.upstream != nil {
 		mux := http.NewServeMux()
 		(&receiver.HTTP{Consumer: s.send, MaxBytes: otlpMaxBytes, Limiter: receiver.NewLimiter(4)}).Register(mux)
 		return &agentRuntime{s: s, otlp: newLocalService(mux, s.log)}
@@ -145,7 +145,7 @@ func newAgentRuntime(s runtimeSettings) *agentRuntime {
 // shopRoutes are the route templates of the demo's services, so the proxy
 // records order ids as one route.
 func (rt *agentRuntime) shopRoutes() []string {
-	if rt.s.upstream != "" {
+	if rt.s.upstream != nil {
 		return sampleapp.Routes
 	}
 	var rs []string
@@ -185,7 +185,10 @@ func (rt *agentRuntime) Start(ctx context.Context) error {
 	if err == nil && rt.sup != nil {
 		err = rt.sup.Start(ctx)
 	}
-	if err == nil {
+	if err == nil && rt.s.upstream == nil {
+		// Beside the sample service, the collector starts with it
+		// (StartCollector): its first round would find the service's
+		// stream and bucket missing and report them down.
 		err = rt.col.Start(ctx)
 	}
 	if err != nil {
@@ -200,9 +203,11 @@ func (rt *agentRuntime) Start(ctx context.Context) error {
 // build makes the sources and their collector, for the shop now listening.
 func (rt *agentRuntime) build() error {
 	s := rt.s
-	upstream := "http://" + s.upstream
+	var upstream string
 	if rt.shop != nil {
 		upstream = rt.shop.URL()
+	} else {
+		upstream = "http://" + s.upstream.addr
 	}
 	var err error
 	rt.proxy, err = ingress.New(ingress.Config{Name: ingressName, Listen: "127.0.0.1:0", Upstream: upstream,
@@ -260,6 +265,16 @@ func (rt *agentRuntime) build() error {
 	return err
 }
 
+// StartCollector starts collecting beside a sample service, once it runs;
+// it does nothing for a deployment without one, whose collector Start
+// started.
+func (rt *agentRuntime) StartCollector(ctx context.Context) error {
+	if rt.s.upstream == nil {
+		return nil
+	}
+	return rt.col.Start(ctx)
+}
+
 // ShopURL is where the deployment's traffic goes: its ingress proxy. Valid
 // after Start.
 func (rt *agentRuntime) ShopURL() string { return "http://" + rt.proxy.Addr() }
@@ -289,6 +304,7 @@ func (rt *agentRuntime) Shutdown(ctx context.Context) error {
 	}
 	if rt.otlp != nil {
 		errs = append(errs, rt.otlp.Shutdown(ctx))
+		rt.s.upstream.free() // in case no service ever started there
 	}
 	return errors.Join(errs...)
 }

@@ -122,7 +122,7 @@ func sdkServices(e sdkEnv, other serviceFactory) serviceFactory {
 		if err != nil {
 			return nil, err
 		}
-		return &sdkService{app: app, shopper: shopper}, nil
+		return &sdkService{app: app, shopper: shopper, free: s.Free}, nil
 	}
 }
 
@@ -131,6 +131,9 @@ func sdkServices(e sdkEnv, other serviceFactory) serviceFactory {
 type sdkService struct {
 	app     *sampleapp.App
 	shopper *sampleapp.Shopper
+	// free releases the reservation of the service's address; nil when
+	// none.
+	free func()
 
 	mu   sync.Mutex
 	stop context.CancelFunc // nil before Start and after Shutdown
@@ -140,6 +143,9 @@ type sdkService struct {
 // Start starts the service, then its shoppers, which run until Shutdown
 // (not until ctx ends: ctx is the update hook's request).
 func (s *sdkService) Start(ctx context.Context) error {
+	if s.free != nil {
+		s.free()
+	}
 	if err := s.app.Start(ctx); err != nil {
 		return fmt.Errorf("sample service: %w", err)
 	}
@@ -197,14 +203,25 @@ func startInfra(ctx context.Context, o Options, dir string) (*sdkEnv, func(), er
 	return &sdkEnv{nats: nats.URL(), s3: s3.URL(), rate: min(shopRate*o.Speed, shopRateMax), clock: o.Clock, log: o.Logger}, stop, nil
 }
 
-// reserveAddr picks a free port of 127.0.0.1 for a sample service, which
-// every release of it listens on, so the ingress proxy in front of it
-// keeps its upstream across release switches.
-func reserveAddr() (string, error) {
+// reserveAddr binds a free port of 127.0.0.1 for a sample service and
+// holds it until the service's first instance starts (heldAddr.free): every
+// release of the service listens there, so the ingress proxy in front of it
+// keeps its upstream across release switches, and no other listener of the
+// demo takes the port while the fleet starts.
+func reserveAddr() (*heldAddr, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("reserve the sample service's address: %w", err)
+		return nil, fmt.Errorf("reserve the sample service's address: %w", err)
 	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
+	return &heldAddr{addr: ln.Addr().String(), ln: ln}, nil
 }
+
+// heldAddr is a reserved address and, until free, its listener.
+type heldAddr struct {
+	addr string
+	once sync.Once
+	ln   net.Listener
+}
+
+// free closes the reservation, once, for the service to bind the address.
+func (h *heldAddr) free() { h.once.Do(func() { _ = h.ln.Close() }) }

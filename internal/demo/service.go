@@ -43,6 +43,9 @@ type serviceSpec struct {
 	// sample service over the SDK ("" for the synthetic feed), and Listen
 	// the address the service listens on, the ingress proxy's upstream.
 	OTLP, Listen string
+	// Free, when set, releases the reservation of Listen, just before the
+	// service binds it.
+	Free func()
 	// Rand seeds the service's randomness.
 	Rand *rand.Rand
 }
