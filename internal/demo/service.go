@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -141,12 +142,13 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 // Stop stops deployment's service, as when its whole cloud goes dark.
 func (s *services) Stop(ctx context.Context, deployment string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r, ok := s.running[deployment]
+	delete(s.running, deployment)
+	s.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	delete(s.running, deployment)
+	// Outside the lock, so that services stop in parallel.
 	return r.svc.Shutdown(ctx)
 }
 
@@ -157,7 +159,7 @@ func (s *services) Release(deployment string) string {
 	return s.running[deployment].release
 }
 
-// Shutdown stops every service.
+// Shutdown stops every service, at most 16 at once.
 func (s *services) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.running))
@@ -165,11 +167,18 @@ func (s *services) Shutdown(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	s.mu.Unlock()
-	var first error
-	for _, id := range ids {
-		if err := s.Stop(ctx, id); err != nil && first == nil {
-			first = err
-		}
+	// In parallel: each sample service flushes its SDK as it stops, and
+	// fifty of them one after another outlast the demo's stop.
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = s.Stop(ctx, id)
+		})
 	}
-	return first
+	wg.Wait()
+	return errors.Join(errs...)
 }
