@@ -2,8 +2,10 @@
 // each a real agent checking in over OpAMP, so a newcomer can explore the
 // fleet on a laptop while a story unfolds on its own (scenario.go): the fleet
 // runs 1.7.2 with half an hour of its services' logs, traces and metrics
-// behind it, then 1.8.0 is published and rolls out through the stack's
-// rollout plan, wave by wave, through each agent's update hook (hook.go),
+// behind it (synthetic); from then on each deployment runs the vendor's
+// sample service over the OpenTelemetry SDK (sdkservice.go). Then 1.8.0 is
+// published and rolls out through the stack's rollout plan, wave by wave,
+// through each agent's update hook (hook.go),
 // which switches the deployment's service to the new release (service.go).
 // On one customer 1.8.0 breaks checkout; the regression detector finds it and
 // the deployment turns unhealthy, for the newcomer to investigate down to the
@@ -13,7 +15,9 @@
 // queue backlog grows, one that never checked in. Its releases declare two
 // remote commands, answered by df and by a sample service on 127.0.0.1; one
 // customer disabled commands, and a support engineer has run one. Each agent
-// also collects runtime signals from sources that need no server (runtime.go).
+// also collects runtime signals (runtime.go): its shop's ingress proxy, its
+// data volume, and its sample service's queue and bucket on the demo's
+// embedded NATS and S3.
 package demo
 
 import (
@@ -73,7 +77,9 @@ type Options struct {
 	// so every run shows different trace ids.
 	Rand *rand.Rand
 	// Services makes each deployment's service for a release; nil runs the
-	// synthetic feed (feedServices).
+	// sample service over the SDK in the first sdkFleet deployments and the
+	// synthetic feed in the others (sdkServices), over the embedded NATS and
+	// S3 servers.
 	Services serviceFactory
 }
 
@@ -144,7 +150,8 @@ var fleetSpec = []sim{
 	{id: "acme-prod", customer: "acme", cloud: "aws", region: "us-east-1", platform: "aws_eks", transport: "websocket", ring: ringEarly},
 	{id: "acme-staging", customer: "acme", cloud: "aws", region: "us-east-1", platform: "aws_eks", transport: "websocket", ring: ringCanary},
 	// The deployment the investigation is about: Next breaks its checkout,
-	// which its traffic shows (see feed.faulty).
+	// which its sample service shows (brokenFault; feed.faulty in the
+	// synthetic feed).
 	{id: regressedOn, customer: "globex", cloud: "gcp", region: "europe-west4", platform: "gcp_kubernetes_engine", transport: "http", faultyOn: Next},
 	{id: pinnedOn, customer: "initech", cloud: "azure", region: "westeurope", platform: "azure_aks", transport: "http", pin: Oldest},
 	// Its customer allows no remote commands, so every one is refused.
