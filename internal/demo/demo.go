@@ -2,8 +2,10 @@
 // each a real agent checking in over OpAMP, so a newcomer can explore the
 // fleet on a laptop while a story unfolds on its own (scenario.go): the fleet
 // runs 1.7.2 with half an hour of its services' logs, traces and metrics
-// behind it, then 1.8.0 is published and rolls out through the stack's
-// rollout plan, wave by wave, through each agent's update hook (hook.go),
+// behind it (synthetic); from then on each deployment runs the vendor's
+// sample service over the OpenTelemetry SDK (sdkservice.go). Then 1.8.0 is
+// published and rolls out through the stack's rollout plan, wave by wave,
+// through each agent's update hook (hook.go),
 // which switches the deployment's service to the new release (service.go).
 // On one customer 1.8.0 breaks checkout; the regression detector finds it and
 // the deployment turns unhealthy, for the newcomer to investigate down to the
@@ -13,7 +15,9 @@
 // queue backlog grows, one that never checked in. Its releases declare two
 // remote commands, answered by df and by a sample service on 127.0.0.1; one
 // customer disabled commands, and a support engineer has run one. Each agent
-// also collects runtime signals from sources that need no server (runtime.go).
+// also collects runtime signals (runtime.go): its shop's ingress proxy, its
+// data volume, and its sample service's queue and bucket on the demo's
+// embedded NATS and S3.
 package demo
 
 import (
@@ -73,7 +77,9 @@ type Options struct {
 	// so every run shows different trace ids.
 	Rand *rand.Rand
 	// Services makes each deployment's service for a release; nil runs the
-	// synthetic feed (feedServices).
+	// sample service over the SDK in the first sdkFleet deployments and the
+	// synthetic feed in the others (sdkServices), over the embedded NATS and
+	// S3 servers.
 	Services serviceFactory
 }
 
@@ -126,6 +132,9 @@ type sim struct {
 	noAgent bool
 	// slowConsumer makes its queue's backlog grow.
 	slowConsumer bool
+	// sdk runs the sample service over the OpenTelemetry SDK, not the
+	// synthetic feed (the first sdkFleet deployments).
+	sdk bool
 	// light runs no runtime sources (shop, ingress proxy, volume) and sends
 	// less traffic: generated deployments, so thousands fit in one process.
 	light bool
@@ -141,7 +150,8 @@ var fleetSpec = []sim{
 	{id: "acme-prod", customer: "acme", cloud: "aws", region: "us-east-1", platform: "aws_eks", transport: "websocket", ring: ringEarly},
 	{id: "acme-staging", customer: "acme", cloud: "aws", region: "us-east-1", platform: "aws_eks", transport: "websocket", ring: ringCanary},
 	// The deployment the investigation is about: Next breaks its checkout,
-	// which its traffic shows (see feed.faulty).
+	// which its sample service shows (brokenFault; feed.faulty in the
+	// synthetic feed).
 	{id: regressedOn, customer: "globex", cloud: "gcp", region: "europe-west4", platform: "gcp_kubernetes_engine", transport: "http", faultyOn: Next},
 	{id: pinnedOn, customer: "initech", cloud: "azure", region: "westeurope", platform: "azure_aks", transport: "http", pin: Oldest},
 	// Its customer allows no remote commands, so every one is refused.
@@ -261,7 +271,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	mk := o.Services
 	if mk == nil {
-		mk = feedServices(tr)
+		// One NATS and one S3 server for the whole demo, stopped after the
+		// services that use them (deferred first, so run last).
+		env, stop, err := startInfra(ctx, o, dir)
+		defer stop()
+		if err != nil {
+			return err
+		}
+		fl.sdk = env
+		mk = sdkServices(*env, feedServices(tr))
 	}
 	fl.services = newServices(mk, fl.serviceSpec(o.Rand))
 	hooks := newLocalService(newHookHandler(fl.services, o.Logger), o.Logger)
@@ -274,8 +292,10 @@ func Run(ctx context.Context, o Options) error {
 	// is one of the agents'. The hook server stops with the agents, whose
 	// hooks it answers.
 	var staling sync.WaitGroup
-	defer fl.shutdown(waitPart("the agents going stale", staling.Wait), part{"update hooks", hooks.Shutdown},
-		part{"services", fl.services.Shutdown})
+	defer fl.shutdown(waitPart("the agents going stale", staling.Wait), part{"update hooks", hooks.Shutdown})
+	// The services stop before the agents, so their SDKs' last exports
+	// reach the agents' OTLP endpoints.
+	defer stopParts(o.Logger, agentStop, part{"services", fl.services.Shutdown})
 	if err := fl.startAll(ctx, specs); err != nil {
 		return err
 	}
@@ -443,10 +463,13 @@ func fleetOf(n int, sc Scenario) ([]sim, error) {
 	specs := make([]sim, 0, n)
 	for _, s := range fleetSpec {
 		s.ring = sc.ring(s)
+		s.sdk = !s.noAgent
 		specs = append(specs, s)
 	}
 	for i := len(fleetSpec); i < n; i++ {
-		specs = append(specs, generated(i))
+		g := generated(i)
+		g.sdk = i < sdkFleet
+		specs = append(specs, g)
 	}
 	return specs, nil
 }
@@ -490,7 +513,10 @@ type fleet struct {
 	agents map[string]*simAgent
 	// traffic sends the agents' runtime signals, redacted, with the
 	// application telemetry.
-	traffic  *traffic
+	traffic *traffic
+	// sdk is what the sample services share; nil when Options.Services
+	// replaces them.
+	sdk      *sdkEnv
 	services *services
 	clock    clock.Clock
 	// resumed is set when the fleet comes from a kept data directory.
@@ -513,7 +539,10 @@ func (fl *fleet) serviceSpec(seedFrom *rand.Rand) func(id, release string) (serv
 		spec := serviceSpec{Deployment: id, Token: fl.tokens[id], Platform: s.platform, Release: release, Faulty: s.faultyOn == release,
 			SlowConsumer: s.slowConsumer, Light: s.light, Rand: rng}
 		if a.rt != nil {
-			spec.Shop = a.rt.ShopURL()
+			spec.Shop, spec.OTLP = a.rt.ShopURL(), a.rt.OTLPURL()
+			if up := a.rt.s.upstream; up != nil {
+				spec.Listen, spec.Free = up.addr, up.free
+			}
 		}
 		return spec, true
 	}
@@ -550,8 +579,14 @@ func (fl *fleet) startAll(ctx context.Context, specs []sim) error {
 		if s.noAgent {
 			continue
 		}
-		if err := fl.services.Switch(ctx, s.id, fl.agents[s.id].checkin.Release()); err != nil {
+		a := fl.agents[s.id]
+		if err := fl.services.Switch(ctx, s.id, a.checkin.Release()); err != nil {
 			return err
+		}
+		if a.rt != nil {
+			if err := a.rt.StartCollector(ctx); err != nil {
+				return fmt.Errorf("%s's runtime signals: %w", s.id, err)
+			}
 		}
 	}
 	return nil
@@ -583,10 +618,15 @@ func (fl *fleet) newAgent(ctx context.Context, s sim) (*simAgent, error) {
 		// seldom as it polls.
 		rs.interval = time.Duration(ac.HeartbeatInterval)
 	}
-	if s.light {
+	if s.sdk && fl.sdk != nil {
+		if rs.upstream, err = reserveAddr(); err != nil {
+			return nil, err
+		}
+		rs.queues, rs.buckets = fl.sdk.runtimeSources(s.id, s.slowConsumer)
+	} else if s.light {
 		rs = runtimeSettings{}
 	}
-	a, err := newSimAgent(ac, fl.log, rs, !s.light)
+	a, err := newSimAgent(ac, fl.log, rs, rs.send != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -628,7 +668,19 @@ func (fl *fleet) history(ctx context.Context, api *apiclient.Client, specs []sim
 	if fl.resumed {
 		return nil // the history was sent in the first run
 	}
-	return fl.traffic.backfill(ctx, now.Add(-history), now)
+	// The history is synthetic whatever runs live: an SDK stamps what it
+	// sends now, and cannot send the half hour before the demo began.
+	var feeds []*feed
+	for _, s := range specs {
+		if s.noAgent || s.light {
+			continue
+		}
+		spec, ok := fl.serviceSpec(rand.New(rand.NewPCG(shortHashSum(s.id), 1)))(s.id, want[s.id])
+		if ok {
+			feeds = append(feeds, newFeed(spec))
+		}
+	}
+	return fl.traffic.backfill(ctx, feeds, now.Add(-history), now)
 }
 
 // awaitReleases waits until every deployment in want reports the release want

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/command"
+	"github.com/periscope-dev/periscope/internal/demo/sampleapp"
 	fleetmodel "github.com/periscope-dev/periscope/internal/fleet"
 	"github.com/periscope-dev/periscope/internal/manager/api/apiclient"
 	"github.com/periscope-dev/periscope/internal/manager/api/apitypes"
@@ -28,7 +29,7 @@ import (
 // through the API as a newcomer would in the dashboard: the fleet starts on
 // 1.7.2; 1.8.0 rolls out wave by wave through the agents' update hooks;
 // globex-prod turns unhealthy with regressed-after-release, its failing
-// spans naming apply-discount, while the others run 1.8.0 healthy; around it
+// spans (from the sample service's SDK) naming pricing.apply-discount, while the others run 1.8.0 healthy; around it
 // a poller lags (pull-pending), wayne-prod goes stale and initech-eu stays
 // pinned; pinning globex-prod back really rolls it back to a healthy 1.7.2.
 func TestDemoScenario(t *testing.T) {
@@ -165,7 +166,7 @@ func TestDemoScenario(t *testing.T) {
 }
 
 // investigate finds the fault as the tutorial does: 1.8.0 is worse than
-// 1.7.2 on globex-prod, its failing spans name apply-discount, and the error
+// 1.7.2 on globex-prod, its failing spans name pricing.apply-discount, and the error
 // log of such a trace names the coupon.
 func investigate(t *testing.T, ctx context.Context, api *apiclient.Client) {
 	t.Helper()
@@ -186,20 +187,21 @@ func investigate(t *testing.T, ctx context.Context, api *apiclient.Client) {
 	}
 	var traceID string
 	for _, s := range spans.Spans {
-		if s.Context.Function == "apply-discount" && s.Kind == "internal" {
+		if s.Context.Function == sampleapp.FnApplyDiscount && s.Kind == "internal" {
 			traceID = s.TraceID
 			break
 		}
 	}
 	if traceID == "" {
-		t.Fatalf("no failing apply-discount span among %d error spans of %s %s", len(spans.Spans), regressedOn, Next)
+		t.Fatalf("no failing "+sampleapp.FnApplyDiscount+" span among %d error spans of %s %s", len(spans.Spans), regressedOn, Next)
 	}
 	logs, err := api.Logs(ctx, telquery.LogQuery{Filter: telquery.Filter{Deployment: regressedOn}, TraceID: traceID, MinSeverity: 17})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(logs.Logs) != 1 || logs.Logs[0].Body != "apply-discount: coupon service returned 500 for coupon=SUMMER24" {
-		t.Errorf("error logs of trace %s: %+v, want the coupon failure", traceID, logs.Logs)
+	// The sample service's SDK log of the failed call, with the trace's id.
+	if want := sampleapp.FnApplyDiscount + " failed: " + brokenFault().LogText; len(logs.Logs) != 1 || logs.Logs[0].Body != want {
+		t.Errorf("error logs of trace %s: %+v, want %q", traceID, logs.Logs, want)
 	}
 	red, err := api.RED(ctx, telquery.REDQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: time.Now().Add(-time.Hour)}, GroupBy: telquery.ByRelease})
 	if err != nil {

@@ -16,11 +16,15 @@ import (
 	"github.com/periscope-dev/periscope/internal/agent/redact"
 	"github.com/periscope-dev/periscope/internal/agent/runtime"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/ingress"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/queues"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/storage"
+	"github.com/periscope-dev/periscope/internal/agent/runtime/storage/s3bucket"
 	"github.com/periscope-dev/periscope/internal/agent/runtime/supervisor"
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/config"
+	"github.com/periscope-dev/periscope/internal/demo/sampleapp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
+	"github.com/periscope-dev/periscope/internal/otlp/receiver"
 )
 
 // The demo's runtime signals: what each deployment's agent collects without
@@ -90,7 +94,10 @@ func absPath(name string) (string, error) {
 // real agent's does.
 type agentRuntime struct {
 	s    runtimeSettings
-	shop *localService
+	shop *localService // nil when the shop is the sample service at s.upstream
+	// otlp is the agent's OTLP/HTTP endpoint, for a deployment running the
+	// sample service over the SDK (nil otherwise).
+	otlp *localService
 
 	// Set by Start: the proxy's upstream is known once the shop listens.
 	proxy *ingress.Proxy
@@ -109,16 +116,38 @@ type runtimeSettings struct {
 	red       *redact.Policy
 	clock     clock.Clock
 	log       *slog.Logger
+	// upstream, when set, is the address (host:port) the deployment's
+	// sample service listens on, in front of which the ingress proxy sits
+	// instead of the demo's canned shop; it stays the same across release
+	// switches. The agent then also serves OTLP/HTTP for the service's SDK,
+	// forwarding through send as the agent's pipeline would.
+	upstream *heldAddr
+	// queues and buckets are the runtime sources of the sample service's
+	// order queue and invoice bucket.
+	queues  []config.QueueSource
+	buckets []config.StorageSource
 }
+
+// otlpMaxBytes bounds one OTLP request from a sample service: its SDK
+// exports at most half of a small queue at once.
+const otlpMaxBytes = 4 << 20
 
 // newAgentRuntime returns a deployment's runtime; it starts nothing.
 func newAgentRuntime(s runtimeSettings) *agentRuntime {
+	if s.upstream != nil {
+		mux := http.NewServeMux()
+		(&receiver.HTTP{Consumer: s.send, MaxBytes: otlpMaxBytes, Limiter: receiver.NewLimiter(4)}).Register(mux)
+		return &agentRuntime{s: s, otlp: newLocalService(mux, s.log)}
+	}
 	return &agentRuntime{s: s, shop: newLocalService(http.HandlerFunc(serveShop), s.log)}
 }
 
 // shopRoutes are the route templates of the demo's services, so the proxy
 // records order ids as one route.
-func shopRoutes() []string {
+func (rt *agentRuntime) shopRoutes() []string {
+	if rt.s.upstream != nil {
+		return sampleapp.Routes
+	}
 	var rs []string
 	for _, r := range routes {
 		rs = append(rs, r.route)
@@ -140,17 +169,26 @@ func serveShop(w http.ResponseWriter, r *http.Request) {
 // Start starts the shop, then the proxy in front of it, the workloads, and
 // the collector last, whose first round then finds them all running.
 func (rt *agentRuntime) Start(ctx context.Context) error {
-	if err := rt.shop.Start(ctx); err != nil {
+	var err error
+	if rt.shop != nil {
+		err = rt.shop.Start(ctx)
+	} else {
+		err = rt.otlp.Start(ctx)
+	}
+	if err != nil {
 		return err
 	}
-	err := rt.build()
+	err = rt.build()
 	if err == nil {
 		err = rt.proxy.Start(ctx)
 	}
 	if err == nil && rt.sup != nil {
 		err = rt.sup.Start(ctx)
 	}
-	if err == nil {
+	if err == nil && rt.s.upstream == nil {
+		// Beside the sample service, the collector starts with it
+		// (StartCollector): its first round would find the service's
+		// stream and bucket missing and report them down.
 		err = rt.col.Start(ctx)
 	}
 	if err != nil {
@@ -165,9 +203,15 @@ func (rt *agentRuntime) Start(ctx context.Context) error {
 // build makes the sources and their collector, for the shop now listening.
 func (rt *agentRuntime) build() error {
 	s := rt.s
+	var upstream string
+	if rt.shop != nil {
+		upstream = rt.shop.URL()
+	} else {
+		upstream = "http://" + s.upstream.addr
+	}
 	var err error
-	rt.proxy, err = ingress.New(ingress.Config{Name: ingressName, Listen: "127.0.0.1:0", Upstream: rt.shop.URL(),
-		Routes: shopRoutes()}, ingress.Settings{Logger: s.log, Clock: s.clock})
+	rt.proxy, err = ingress.New(ingress.Config{Name: ingressName, Listen: "127.0.0.1:0", Upstream: upstream,
+		Routes: rt.shopRoutes()}, ingress.Settings{Logger: s.log, Clock: s.clock})
 	if err != nil {
 		return err
 	}
@@ -176,6 +220,22 @@ func (rt *agentRuntime) build() error {
 		return err
 	}
 	sources := []runtime.Source{rt.proxy, fs}
+	// The sample service's queue and bucket, measured as the agent's
+	// runtime config would have it (sources.go in the agent).
+	for _, q := range s.queues {
+		src, err := queues.FromConfig(q, nil)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, src)
+	}
+	for _, b := range s.buckets {
+		src, err := s3bucket.New(b, nil)
+		if err != nil {
+			return err
+		}
+		sources = append(sources, src)
+	}
 	var col *runtime.Collector
 	if len(s.workloads) > 0 {
 		rt.sup, err = supervisor.New(supervisor.Config{Workloads: s.workloads}, supervisor.Settings{
@@ -205,9 +265,28 @@ func (rt *agentRuntime) build() error {
 	return err
 }
 
+// StartCollector starts collecting beside a sample service, once it runs;
+// it does nothing for a deployment without one, whose collector Start
+// started.
+func (rt *agentRuntime) StartCollector(ctx context.Context) error {
+	if rt.s.upstream == nil {
+		return nil
+	}
+	return rt.col.Start(ctx)
+}
+
 // ShopURL is where the deployment's traffic goes: its ingress proxy. Valid
 // after Start.
 func (rt *agentRuntime) ShopURL() string { return "http://" + rt.proxy.Addr() }
+
+// OTLPURL is the agent's OTLP/HTTP base URL for the deployment's sample
+// service, "" when it runs none. Valid after Start.
+func (rt *agentRuntime) OTLPURL() string {
+	if rt.otlp == nil {
+		return ""
+	}
+	return rt.otlp.URL()
+}
 
 // Shutdown stops the collector first, then the workloads, the proxy and the
 // shop. Safe without Start.
@@ -220,7 +299,14 @@ func (rt *agentRuntime) Shutdown(ctx context.Context) error {
 	if rt.proxy != nil {
 		errs = append(errs, rt.proxy.Shutdown(ctx))
 	}
-	return errors.Join(append(errs, rt.shop.Shutdown(ctx))...)
+	if rt.shop != nil {
+		errs = append(errs, rt.shop.Shutdown(ctx))
+	}
+	if rt.otlp != nil {
+		errs = append(errs, rt.otlp.Shutdown(ctx))
+		rt.s.upstream.free() // in case no service ever started there
+	}
+	return errors.Join(errs...)
 }
 
 func (rt *agentRuntime) stopWorkloads(ctx context.Context) error {

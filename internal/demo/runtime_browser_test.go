@@ -39,10 +39,7 @@ func TestDemoRuntimeInBrowser(t *testing.T) {
 		return nil
 	})
 
-	b := browser.Start(t, r.url, browser.Options{})
-	b.Visit("/login")
-	b.Type(`input[name=token]`, r.token)
-	b.Click(`form[action="/login"] button[type=submit]`)
+	b := signedIn(t, r)
 	b.Visit("/deployments/" + crashLoopOn)
 	if st := strings.TrimSpace(b.Text(`#status .badge`)); st != "unhealthy" {
 		t.Errorf("status badge %q, want unhealthy", st)

@@ -20,7 +20,8 @@ import (
 // runtime signals its agents collect: stark-prod's invoice worker crash-loops,
 // so stark-prod is unhealthy naming it with its restarts and last error line,
 // and a healthy deployment's shop shows its traffic through the agent's
-// ingress proxy by status class and its data volume.
+// ingress proxy by status class, its data volume and its sample service's
+// invoice bucket, and tyrell-prod's order queue backlog grows.
 func TestDemoRuntime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole demo")
@@ -88,6 +89,39 @@ func TestDemoRuntime(t *testing.T) {
 	if _, ok := component(rt, crashingWorker+"/0"); ok {
 		t.Errorf("%s reports %s, which runs on %s alone", healthy, crashingWorker, crashLoopOn)
 	}
+
+	// The sample service's invoice bucket fills as its shoppers check out.
+	awaitRuntime(t, ctx, api, healthy, "invoices in its bucket", func(rt apitypes.Runtime) error {
+		for _, b := range rt.Storage.Buckets {
+			if b.Bucket == bucketName(healthy) && b.Objects > 0 && b.Bytes > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("buckets %+v", rt.Storage.Buckets)
+	})
+	// tyrell-prod's worker cannot keep up: its consumer's backlog grows
+	// from one collection to a later one.
+	pending := func(rt apitypes.Runtime) (float64, bool) {
+		for _, q := range rt.Queues {
+			if q.Destination == streamName(backlogOn) && q.Pending != nil {
+				return *q.Pending, true
+			}
+		}
+		return 0, false
+	}
+	first := awaitRuntime(t, ctx, api, backlogOn, "its queue's backlog", func(rt apitypes.Runtime) error {
+		if n, ok := pending(rt); !ok || n < 1 {
+			return fmt.Errorf("queues %+v", rt.Queues)
+		}
+		return nil
+	})
+	was, _ := pending(first)
+	awaitRuntime(t, ctx, api, backlogOn, "its queue's backlog growing", func(rt apitypes.Runtime) error {
+		if n, _ := pending(rt); n <= was {
+			return fmt.Errorf("backlog %v, was %v", n, was)
+		}
+		return nil
+	})
 	r.stop(t)
 }
 

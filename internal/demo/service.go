@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -39,13 +40,21 @@ type serviceSpec struct {
 	// Light asks for a quarter of the usual load and no history: a generated
 	// deployment, one of thousands.
 	Light bool
+	// OTLP is the agent's OTLP/HTTP base URL when the deployment runs the
+	// sample service over the SDK ("" for the synthetic feed), and Listen
+	// the address the service listens on, the ingress proxy's upstream.
+	OTLP, Listen string
+	// Free, when set, releases the reservation of Listen, just before the
+	// service binds it.
+	Free func()
 	// Rand seeds the service's randomness.
 	Rand *rand.Rand
 }
 
 // serviceFactory makes the service running spec's release; it starts
-// nothing. The default runs the synthetic feed (newFeedService); another
-// sample application plugs in by providing its own.
+// nothing. The default runs the sample service over the SDK where the spec
+// has an OTLP endpoint (sdkServices) and the synthetic feed elsewhere
+// (feedServices); another sample application plugs in by providing its own.
 type serviceFactory func(spec serviceSpec) (service, error)
 
 // feedService is the default service: the deployment's synthetic feed,
@@ -58,9 +67,14 @@ type feedService struct {
 // feedServices returns the factory of synthetic feeds sent by tr.
 func feedServices(tr *traffic) serviceFactory {
 	return func(s serviceSpec) (service, error) {
-		return &feedService{tr: tr, f: &feed{id: s.Deployment, token: s.Token, platform: s.Platform, release: s.Release,
-			faulty: s.Faulty, slowConsumer: s.SlowConsumer, light: s.Light, rng: s.Rand, shop: s.Shop}}, nil
+		return &feedService{tr: tr, f: newFeed(s)}, nil
 	}
+}
+
+// newFeed is the synthetic feed of spec's release.
+func newFeed(s serviceSpec) *feed {
+	return &feed{id: s.Deployment, token: s.Token, platform: s.Platform, release: s.Release,
+		faulty: s.Faulty, slowConsumer: s.SlowConsumer, light: s.Light, rng: s.Rand, shop: s.Shop}
 }
 
 // Start adds the feed to the live traffic, from now on.
@@ -128,12 +142,13 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 // Stop stops deployment's service, as when its whole cloud goes dark.
 func (s *services) Stop(ctx context.Context, deployment string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r, ok := s.running[deployment]
+	delete(s.running, deployment)
+	s.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	delete(s.running, deployment)
+	// Outside the lock, so that services stop in parallel.
 	return r.svc.Shutdown(ctx)
 }
 
@@ -144,7 +159,7 @@ func (s *services) Release(deployment string) string {
 	return s.running[deployment].release
 }
 
-// Shutdown stops every service.
+// Shutdown stops every service, at most 16 at once.
 func (s *services) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.running))
@@ -152,11 +167,18 @@ func (s *services) Shutdown(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	s.mu.Unlock()
-	var first error
-	for _, id := range ids {
-		if err := s.Stop(ctx, id); err != nil && first == nil {
-			first = err
-		}
+	// In parallel: each sample service flushes its SDK as it stops, and
+	// fifty of them one after another outlast the demo's stop.
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = s.Stop(ctx, id)
+		})
 	}
-	return first
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
 	"github.com/periscope-dev/periscope/internal/redactpolicy"
+	"github.com/periscope-dev/periscope/internal/retry"
 )
 
 // The shape of the demo's application traffic.
@@ -588,17 +589,9 @@ func (t *traffic) running() ([]*feed, int) {
 	return fs, t.rounds
 }
 
-// backfill sends each running feed's traffic of [from, to) but the light
-// ones', feeds in parallel and one export request per signal per
-// backfillChunk.
-func (t *traffic) backfill(ctx context.Context, from, to time.Time) error {
-	all, _ := t.running()
-	var feeds []*feed
-	for _, f := range all {
-		if !f.light {
-			feeds = append(feeds, f)
-		}
-	}
+// backfill sends the feeds' traffic of [from, to), feeds in parallel and
+// one export request per signal per backfillChunk.
+func (t *traffic) backfill(ctx context.Context, feeds []*feed, from, to time.Time) error {
 	errs := make([]error, len(feeds))
 	var wg sync.WaitGroup
 	for i, f := range feeds {
@@ -608,7 +601,7 @@ func (t *traffic) backfill(ctx context.Context, from, to time.Time) error {
 				if end.After(to) {
 					end = to
 				}
-				if err := t.send(ctx, f, f.batch(m, end, 1)); err != nil {
+				if err := t.send(ctx, f, f.batch(m, end, 1), true); err != nil {
 					errs[i] = fmt.Errorf("history of %s: %w", f.id, err)
 					return
 				}
@@ -692,7 +685,7 @@ func (t *traffic) round(ctx context.Context, from, to time.Time) {
 			}
 			f.sentUntil = to
 			b := f.batch(start, to, rate)
-			if err := t.send(sctx, f, b); err != nil {
+			if err := t.send(sctx, f, b, false); err != nil {
 				t.log.Warn("the manager refused demo telemetry", "deployment", f.id, "error", err)
 			}
 			t.serve(ctx, f, b.served)
@@ -740,8 +733,10 @@ func (t *traffic) sink(token string) consumer.Consumer {
 	})
 }
 
-// send posts a batch's three signals, leaving out any it holds nothing of.
-func (t *traffic) send(ctx context.Context, f *feed, b *batch) error {
+// send posts a batch's three signals, leaving out any it holds nothing of;
+// retrying, it tries each again while the manager is busy (the history,
+// which the demo needs; a live round is followed by the next).
+func (t *traffic) send(ctx context.Context, f *feed, b *batch, retrying bool) error {
 	for _, e := range []struct {
 		sig     otlp.Signal
 		records int
@@ -761,7 +756,11 @@ func (t *traffic) send(ctx context.Context, f *feed, b *batch) error {
 		if data, err = t.redact.Request(e.sig, nil, data, nil); err != nil {
 			return fmt.Errorf("redact %s: %w", e.sig, err)
 		}
-		if err := t.post(ctx, f.token, e.sig, data); err != nil {
+		post := t.post
+		if retrying {
+			post = t.postRetrying
+		}
+		if err := post(ctx, f.token, e.sig, data); err != nil {
 			return err
 		}
 	}
@@ -792,7 +791,34 @@ func (t *traffic) post(ctx context.Context, token string, sig otlp.Signal, data 
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("post %s: manager answered %s: %s", sig, resp.Status, bytes.TrimSpace(msg))
+		err := fmt.Errorf("post %s: manager answered %s: %s", sig, resp.Status, bytes.TrimSpace(msg))
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			// A busy manager: worth another try, after what it asks for.
+			d, _ := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), t.clk.Now())
+			return retry.Throttle(err, d)
+		}
+		return err
 	}
 	return nil
+}
+
+// postAttempts is how many times the history's requests are tried: a
+// fleet of a thousand agents and fifty SDKs starting together can find the
+// manager at its limit of requests in progress, and the demo cannot start
+// without its history.
+const postAttempts = 8
+
+// postRetrying is post, tried up to postAttempts times while the manager
+// throttles it.
+func (t *traffic) postRetrying(ctx context.Context, token string, sig otlp.Signal, data []byte) error {
+	b := retry.Centred(200*time.Millisecond, 3*time.Second)
+	for attempt := 1; ; attempt++ {
+		err := t.post(ctx, token, sig, data)
+		if _, throttled := retry.RetryAfter(err); err == nil || attempt == postAttempts || !throttled {
+			return err
+		}
+		if !clock.Sleep(ctx, b.Delay(attempt, err)) {
+			return fmt.Errorf("post %s: %w", sig, ctx.Err())
+		}
+	}
 }
