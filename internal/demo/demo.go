@@ -363,15 +363,18 @@ func managerConfig(sc Scenario, speed float64) config.Manager {
 	cfg := config.DefaultManager()
 	cfg.HeartbeatInterval = config.Duration(scaled(heartbeat, speed))
 	cfg.StaleAfter = config.Duration(scaled(staleAfter, speed))
-	// A release regressed when its error rate rose by 8 points and doubled,
-	// or its p95 by 150 ms and twofold: 30 requests (45 seconds of a demo
-	// shop's traffic) are enough to tell 14% of failed checkouts, three
-	// times slower at p95, from what a working release does, and these
-	// margins keep the noise of 30 requests (one unlucky failure, two slow
-	// ones) from flagging a healthy deployment and halting the rollout.
+	// A release regressed when its error rate rose by 8 points and doubled:
+	// 30 requests (45 seconds of a demo shop's traffic) are enough to tell
+	// the broken release's failed discounts from what a working release does,
+	// and the margin keeps one unlucky failure from flagging a healthy
+	// deployment and halting the rollout. Latency is no signal here: every
+	// demo service shares the laptop's cores, and a busy machine stalls a
+	// healthy shop's queue publishes for over a second (seen at a load
+	// average of 6), so p95 must rise by 3 s to count; the broken release's
+	// added 250 ms still shows in its p95, beside the errors.
 	cfg.Regression.MinRequests = 30
 	cfg.Regression.ErrorRateIncrease = 0.08
-	cfg.Regression.P95Increase = config.Duration(150 * time.Millisecond)
+	cfg.Regression.P95Increase = config.Duration(3 * time.Second)
 	cfg.Regression.P95Ratio = 2
 	cfg.Regression.Window = config.Duration(10 * time.Minute)
 	cfg.Regression.CheckEvery = config.Duration(scaled(regressionEvery, speed))

@@ -195,13 +195,24 @@ func investigate(t *testing.T, ctx context.Context, api *apiclient.Client) {
 	if traceID == "" {
 		t.Fatalf("no failing "+sampleapp.FnApplyDiscount+" span among %d error spans of %s %s", len(spans.Spans), regressedOn, Next)
 	}
-	logs, err := api.Logs(ctx, telquery.LogQuery{Filter: telquery.Filter{Deployment: regressedOn}, TraceID: traceID, MinSeverity: 17})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The sample service's SDK log of the failed call, with the trace's id.
-	if want := sampleapp.FnApplyDiscount + " failed: " + brokenFault().LogText; len(logs.Logs) != 1 || logs.Logs[0].Body != want {
-		t.Errorf("error logs of trace %s: %+v, want %q", traceID, logs.Logs, want)
+	// The SDK exports logs and spans in batches of their own, so the span
+	// may be stored a round before its log: wait for the log, bounded.
+	want := sampleapp.FnApplyDiscount + " failed: " + brokenFault().LogText
+	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		logs, err := api.Logs(wait, telquery.LogQuery{Filter: telquery.Filter{Deployment: regressedOn}, TraceID: traceID, MinSeverity: 17})
+		if err == nil && len(logs.Logs) == 1 && logs.Logs[0].Body == want {
+			break
+		}
+		select {
+		case <-wait.Done():
+			t.Fatalf("error logs of trace %s: %+v (%v), want %q", traceID, logs.Logs, err, want)
+		case <-tick.C:
+		}
 	}
 	red, err := api.RED(ctx, telquery.REDQuery{Filter: telquery.Filter{Deployment: "acme-prod", Since: time.Now().Add(-time.Hour)}, GroupBy: telquery.ByRelease})
 	if err != nil {
