@@ -133,6 +133,10 @@ type Service struct {
 	// 100,000 first check-ins cost one read, not one each.
 	primed   map[string]bool
 	primedAt map[string]uint64
+	// primeGen numbers the reads prime starts: only the latest installs
+	// its view, so a slow read from before a reconnection cannot replace
+	// a newer one.
+	primeGen uint64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -515,6 +519,8 @@ func (s *Service) ForgetIdle(ctx context.Context) {
 // read at its first check-in, as before.
 func (s *Service) prime(ctx context.Context) {
 	s.idleMu.Lock()
+	s.primeGen++
+	gen := s.primeGen
 	at := maps.Clone(s.queued)
 	s.idleMu.Unlock()
 	ids, err := s.st.PendingDeployments(ctx)
@@ -527,7 +533,9 @@ func (s *Service) prime(ctx context.Context) {
 		pending[id] = true
 	}
 	s.idleMu.Lock()
-	s.primed, s.primedAt = pending, at
+	if s.primeGen == gen {
+		s.primed, s.primedAt = pending, at
+	}
 	s.idleMu.Unlock()
 }
 

@@ -34,6 +34,9 @@ type Keyring struct {
 	clk  clock.Clock
 	mu   sync.RWMutex
 	byH  map[string]auth.APIToken
+	// gen counts the changes made here, so a Load whose list may predate
+	// one does not undo it.
+	gen uint64
 }
 
 // New returns a keyring over st; rand is the token randomness (crypto/rand when
@@ -54,12 +57,20 @@ func (k *Keyring) audit(ctx context.Context, by auth.APIToken, action string, t 
 
 // Load reads every token from the store.
 func (k *Keyring) Load(ctx context.Context) error {
+	k.mu.RLock()
+	gen := k.gen
+	k.mu.RUnlock()
 	ts, err := k.st.ListAPITokens(ctx)
 	if err != nil {
 		return err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.gen != gen {
+		// A token was added or revoked here while the list was read: the
+		// list may predate it, and would undo it. The next Load reads again.
+		return nil
+	}
 	k.byH = map[string]auth.APIToken{}
 	for _, t := range ts {
 		k.byH[t.Hash] = t
@@ -120,6 +131,7 @@ func (k *Keyring) Add(ctx context.Context, by auth.APIToken, id, name string, ro
 	}
 	k.mu.Lock()
 	k.byH[t.Hash] = t
+	k.gen++
 	k.mu.Unlock()
 	return t, nil
 }
@@ -144,6 +156,7 @@ func (k *Keyring) Delete(ctx context.Context, by auth.APIToken, id string) error
 	}
 	revoked := auth.APIToken{ID: id}
 	k.mu.Lock()
+	k.gen++
 	for h, t := range k.byH {
 		if t.ID == id {
 			revoked = t

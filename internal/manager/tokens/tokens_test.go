@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,5 +90,58 @@ func TestTokenChangesAreAudited(t *testing.T) {
 		if _, ok := broken.Token(keep.ID); ok {
 			t.Error("the token stayed valid though its audit entry failed")
 		}
+	}
+}
+
+// slowList is the real store whose token listing, once held, waits until
+// released, as a replica's periodic reload can while an operator revokes a
+// token.
+type slowList struct {
+	*duckdb.Store
+	hold    *atomic.Bool
+	listed  chan struct{}
+	release chan struct{}
+}
+
+func (s slowList) ListAPITokens(ctx context.Context) ([]auth.APIToken, error) {
+	ts, err := s.Store.ListAPITokens(ctx)
+	if s.hold.Load() {
+		close(s.listed)
+		<-s.release
+	}
+	return ts, err
+}
+
+// A reload that read the tokens before a revocation must not bring the
+// revoked token back: the API has already told the operator it is gone.
+func TestReloadDoesNotUndoARevocation(t *testing.T) {
+	ctx := context.Background()
+	st, err := duckdb.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	slow := slowList{Store: st, hold: new(atomic.Bool), listed: make(chan struct{}), release: make(chan struct{})}
+	k := tokens.New(slow, nil, nil)
+	secret, tok, err := k.Create(ctx, auth.APIToken{}, "leaked", auth.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slow.hold.Store(true)
+	done := make(chan error)
+	go func() { done <- k.Load(ctx) }()
+	<-slow.listed // the reload holds a list that still has the token
+	if err := k.Delete(ctx, auth.APIToken{}, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := k.Lookup(secret); ok {
+		t.Fatalf("the revoked token %s is accepted again after a reload: %+v", tok.ID, got)
 	}
 }
