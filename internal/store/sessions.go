@@ -13,8 +13,9 @@ import (
 type SessionRecord struct {
 	// Hash identifies the session: the hex SHA-256 of its cookie's value.
 	Hash string
-	// TokenID is the API token the browser signed in with; the session lasts
-	// no longer than the token.
+	// TokenID names the API token the browser signed in with (the dashboard
+	// records its id and a fingerprint of its hash); the session lasts no
+	// longer than the token.
 	TokenID   string
 	CreatedAt time.Time
 	UsedAt    time.Time

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -61,10 +62,14 @@ type sessions struct {
 	rand       io.Reader
 	idle, life time.Duration
 	max        int
+	log        *slog.Logger
 }
 
 func newSessions(st store.Sessions, clk clock.Clock, s Settings) *sessions {
-	ss := &sessions{st: st, clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, max: s.MaxSessions}
+	ss := &sessions{st: st, clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, max: s.MaxSessions, log: s.Logger}
+	if ss.log == nil {
+		ss.log = slog.New(slog.DiscardHandler)
+	}
 	if ss.rand == nil {
 		ss.rand = rand.Reader
 	}
@@ -112,11 +117,22 @@ func (ss *sessions) create(ctx context.Context, tok auth.APIToken) (string, *Ses
 	if _, err := ss.st.DeleteExpiredSessions(ctx, now.Add(-ss.idle), now.Add(-ss.life)); err != nil {
 		return "", nil, err
 	}
-	if err := ss.st.CreateSession(ctx, store.SessionRecord{Hash: sessionKey(id), TokenID: tok.ID, CreatedAt: now, UsedAt: now}, ss.max); err != nil {
+	if err := ss.st.CreateSession(ctx, store.SessionRecord{Hash: sessionKey(id), TokenID: sessionToken(tok), CreatedAt: now, UsedAt: now}, ss.max); err != nil {
 		return "", nil, err
 	}
 	tok.Hash = "" // the session never needs it
 	return id, &Session{Token: tok, CSRF: csrfOf(id), created: now, used: now}, nil
+}
+
+// sessionToken is what a session records of its token: the id, and a
+// fingerprint of the token's hash, so a token replaced under the same id
+// ends the sessions signed in with the old one.
+func sessionToken(tok auth.APIToken) string { return tok.ID + "/" + tokenPrint(tok) }
+
+// tokenPrint fingerprints a token's stored hash (never the secret).
+func tokenPrint(tok auth.APIToken) string {
+	h := sha256.Sum256([]byte(tok.Hash))
+	return hex.EncodeToString(h[:8])
 }
 
 func (ss *sessions) expired(r store.SessionRecord, now time.Time) bool {
@@ -144,9 +160,14 @@ func (ss *sessions) get(ctx context.Context, id string) (*Session, bool, error) 
 			return nil, false, nil
 		}
 		if err != nil {
-			return nil, false, err
+			// A store that cannot write (full disk, a read-only replica of
+			// the database) must not lock every operator out exactly when
+			// they need the dashboard: the session was read, so it is
+			// served, and its idle time is only counted from the last touch.
+			ss.log.Warn("marking a dashboard session used failed; serving it anyway", "err", err)
+		} else {
+			r.UsedAt = now
 		}
-		r.UsedAt = now
 	}
 	return &Session{Token: auth.APIToken{ID: r.TokenID}, CSRF: csrfOf(id), created: r.CreatedAt, used: r.UsedAt}, true, nil
 }
@@ -167,8 +188,12 @@ func (s *Server) session(r *http.Request) (*Session, bool, error) {
 	if !ok || err != nil {
 		return nil, false, err
 	}
-	tok, ok := s.keys.Token(sess.Token.ID)
-	if !ok {
+	id, fp, _ := strings.Cut(sess.Token.ID, "/")
+	tok, ok := s.keys.Token(id)
+	if !ok || fp != tokenPrint(tok) {
+		// Revoked, or replaced under the same id (a rotated admin_token
+		// keeps its id): the browser signed in with a secret that no
+		// longer works, so its session ends too.
 		return nil, false, s.sessions.end(r.Context(), c.Value)
 	}
 	tok.Hash = ""

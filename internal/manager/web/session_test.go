@@ -144,6 +144,27 @@ func TestRevokedTokenEndsItsSessions(t *testing.T) {
 	}
 }
 
+// TestReplacedTokenEndsItsSessions: a token replaced under the same id (a
+// rotated admin_token keeps its id) signs out the browsers that signed in
+// with the old secret, which may be the leaked one.
+func TestReplacedTokenEndsItsSessions(t *testing.T) {
+	f := newFixture(t, web.Settings{})
+	b := f.signIn(auth.RoleViewer)
+	tok, _ := f.keys.Lookup(f.token[auth.RoleViewer])
+	if res := b.get("/"); res.Code != http.StatusOK {
+		t.Fatalf("signed in, the fleet page answers %d", res.Code)
+	}
+	if err := f.keys.Delete(t.Context(), auth.APIToken{}, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.keys.Add(t.Context(), auth.APIToken{}, tok.ID, tok.Name, tok.Role, "psk_"+strings.Repeat("r", 32)); err != nil {
+		t.Fatal(err)
+	}
+	if res := b.get("/"); res.Code != http.StatusSeeOther {
+		t.Fatalf("a session of the replaced secret still opens the fleet page: %d", res.Code)
+	}
+}
+
 // TestSessionsExpire: unused for the idle time, or past the maximum life, a
 // session is over.
 func TestSessionsExpire(t *testing.T) {
