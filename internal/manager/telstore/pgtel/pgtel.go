@@ -178,8 +178,10 @@ func Open(ctx context.Context, rawURL string, set Settings) (*Store, error) {
 		}
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = set.Schema
-	// The writers' transactions, a tail or two and the queries of a dashboard.
-	cfg.MaxConns = max(cfg.MaxConns, int32(set.Writers)+6)
+	// The writers' transactions and the second connection each takes to
+	// record its log numbers' floor, a tail or two and the queries of a
+	// dashboard.
+	cfg.MaxConns = max(cfg.MaxConns, 2*int32(set.Writers)+6)
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

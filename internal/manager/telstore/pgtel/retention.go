@@ -98,5 +98,14 @@ func (s *Store) pruneResources(ctx context.Context, cutoff time.Time) error {
 		return fmt.Errorf("prune resources: %w", err)
 	}
 	s.m.prunedResources.Add(float64(n))
+	if n > 0 && s.w != nil {
+		// The writer's caches would otherwise keep every resource ever
+		// seen, growing with pod churn after the rows are gone; a resource
+		// still in use is resolved and marked again at its next write.
+		s.w.resMu.Lock()
+		clear(s.w.res)
+		clear(s.w.marked)
+		s.w.resMu.Unlock()
+	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/periscope-dev/periscope/internal/manager/telstore"
 	"github.com/periscope-dev/periscope/internal/otlp/consumer"
@@ -144,12 +145,20 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 			w.ensurePartitions(ctx, ps)
 		}
 		var marks map[int64]time.Time
+		// The floor of a transaction's log numbers is recorded on a second
+		// connection, taken before the transaction holds the shared ingest
+		// lock: waiting for a pool connection while holding it could queue
+		// every writer of every replica behind a partition change.
+		var side *pgxpool.Conn
+		if err == nil && hasLogs(ps) {
+			side, err = w.s.pool.Acquire(ctx)
+		}
 		if err == nil {
 			err = pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
 				// Writers of every replica run at once; each takes the row
 				// locks it needs (resources, marks, rollups) in one order, so
 				// they never deadlock on them.
-				if err := w.reserveLogSeq(ctx, tx, ps); err != nil {
+				if err := w.reserveLogSeq(ctx, tx, side, ps); err != nil {
 					return err
 				}
 				var err error
@@ -164,6 +173,9 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 				}
 				return nil
 			})
+		}
+		if side != nil {
+			side.Release()
 		}
 		if err == nil {
 			w.marksCommitted(marks)
@@ -201,15 +213,8 @@ func (w *writer) commitGroup(ctx context.Context, ps []*pending) ([]error, error
 // (its backend pid), overwritten by the session's next transaction: live
 // sessions never share a pid, and a row left by a session that died names a
 // transaction that ended.
-func (w *writer) reserveLogSeq(ctx context.Context, tx pgx.Tx, ps []*pending) error {
-	logs := false
-	for _, p := range ps {
-		if nl, _, _ := p.d.Counts(); nl > 0 {
-			logs = true
-			break
-		}
-	}
-	if !logs {
+func (w *writer) reserveLogSeq(ctx context.Context, tx pgx.Tx, side *pgxpool.Conn, ps []*pending) error {
+	if side == nil || !hasLogs(ps) {
 		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, ingestLockKey)
 		return err
 	}
@@ -221,11 +226,22 @@ func (w *writer) reserveLogSeq(ctx context.Context, tx pgx.Tx, ps []*pending) er
 		return fmt.Errorf("reserve log numbers: %w", err)
 	}
 	// log_writers is unlogged, so this commit waits for no disk flush.
-	if _, err := w.s.pool.Exec(ctx, `INSERT INTO log_writers (pid, xid, floor) VALUES ($1, $2::xid8, $3)
+	if _, err := side.Exec(ctx, `INSERT INTO log_writers (pid, xid, floor) VALUES ($1, $2::xid8, $3)
 		ON CONFLICT (pid) DO UPDATE SET xid = excluded.xid, floor = excluded.floor`, pid, xid, floor); err != nil {
 		return fmt.Errorf("reserve log numbers: %w", err)
 	}
 	return nil
+}
+
+// hasLogs reports whether the group holds log records, whose numbers a
+// transaction must reserve.
+func hasLogs(ps []*pending) bool {
+	for _, p := range ps {
+		if nl, _, _ := p.d.Counts(); nl > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // store writes the group inside tx: it reads and locks the streams' marks, and
