@@ -96,6 +96,9 @@ type services struct {
 
 	mu      sync.Mutex
 	running map[string]running
+	// closed is set by Shutdown: an update hook that arrives while the demo
+	// stops must not start a service nothing would stop.
+	closed bool
 }
 
 // running is a deployment's service and the release it runs.
@@ -118,6 +121,9 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%s: the demo is stopping", deployment)
+	}
 	old, had := s.running[deployment]
 	if had && old.release == release {
 		return nil
@@ -133,7 +139,8 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 		delete(s.running, deployment)
 	}
 	if err := next.Start(ctx); err != nil {
-		return fmt.Errorf("start %s's service on %s: %w", deployment, release, err)
+		// A service that started in part (its SDK, say) is stopped again.
+		return errors.Join(fmt.Errorf("start %s's service on %s: %w", deployment, release, err), next.Shutdown(context.WithoutCancel(ctx)))
 	}
 	s.running[deployment] = running{release: release, svc: next}
 	return nil
@@ -162,6 +169,7 @@ func (s *services) Release(deployment string) string {
 // Shutdown stops every service, at most 16 at once.
 func (s *services) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	s.closed = true
 	ids := make([]string, 0, len(s.running))
 	for id := range s.running {
 		ids = append(ids, id)

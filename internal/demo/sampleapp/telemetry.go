@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
@@ -45,17 +46,27 @@ type telemetry struct {
 // newTelemetry builds the providers. The exporters connect lazily, so this
 // opens nothing; the providers' batchers and reader start goroutines, which
 // shutdown stops.
+
+// exportTimeout bounds one export of the sample service's SDK.
+const exportTimeout = 5 * time.Second
+
 func newTelemetry(ctx context.Context, cfg Config, instance string, rnd *rand.Rand) (*telemetry, error) {
 	base := strings.TrimRight(cfg.OTLPEndpoint, "/")
-	te, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(base+"/v1/traces"), otlptracehttp.WithHeaders(cfg.OTLPHeaders))
+	// No retries and a short timeout: a sample service must stop within its
+	// Shutdown's deadline even when its agent is already gone, and the SDK's
+	// default retries go on for a minute after that (their goroutines with them).
+	te, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(base+"/v1/traces"), otlptracehttp.WithHeaders(cfg.OTLPHeaders),
+		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}), otlptracehttp.WithTimeout(exportTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("trace exporter: %w", err)
 	}
-	le, err := otlploghttp.New(ctx, otlploghttp.WithEndpointURL(base+"/v1/logs"), otlploghttp.WithHeaders(cfg.OTLPHeaders))
+	le, err := otlploghttp.New(ctx, otlploghttp.WithEndpointURL(base+"/v1/logs"), otlploghttp.WithHeaders(cfg.OTLPHeaders),
+		otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}), otlploghttp.WithTimeout(exportTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("log exporter: %w", err)
 	}
-	me, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(base+"/v1/metrics"), otlpmetrichttp.WithHeaders(cfg.OTLPHeaders))
+	me, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(base+"/v1/metrics"), otlpmetrichttp.WithHeaders(cfg.OTLPHeaders),
+		otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}), otlpmetrichttp.WithTimeout(exportTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("metric exporter: %w", err)
 	}
