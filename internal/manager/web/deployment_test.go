@@ -417,3 +417,16 @@ func TestDeploymentPageShowsItsRuntimeState(t *testing.T) {
 		t.Error("the empty state shows beside the figures")
 	}
 }
+
+// A queue's oldest message shows in units a reader compares at a glance, not
+// as a float of seconds ("14.596096725 s").
+func TestQueueAgesAreRounded(t *testing.T) {
+	for _, c := range []struct {
+		secs float64
+		want string
+	}{{14.596096725, "15 s"}, {59.4, "59 s"}, {90, "2 min"}, {3599, "60 min"}, {5400, "1.5 h"}, {0.2, "0 s"}} {
+		if got := web.Age(c.secs); got != c.want {
+			t.Errorf("age of %v s = %q, want %q", c.secs, got, c.want)
+		}
+	}
+}

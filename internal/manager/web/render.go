@@ -51,6 +51,7 @@ func parsePages(as *assets) (*pages, error) {
 		"bytes":       humanBytes,
 		"size":        humanSize,
 		"figure":      figure,
+		"age":         age,
 		"deref":       func(v *float64) float64 { return *v },
 		"health":      componentStatus,
 		"query":       query,
@@ -240,6 +241,19 @@ func humanSize(n float64) string {
 }
 
 // figure prints a figure a source may leave out: "—" when absent.
+// age says how old something is from its age in seconds, rounded to the
+// unit a reader compares at a glance: "15 s", "4 min", "2.5 h".
+func age(v *float64) string {
+	switch s := *v; {
+	case s < 60:
+		return strconv.FormatFloat(s, 'f', 0, 64) + " s"
+	case s < 3600:
+		return strconv.FormatFloat(s/60, 'f', 0, 64) + " min"
+	default:
+		return strconv.FormatFloat(s/3600, 'f', 1, 64) + " h"
+	}
+}
+
 func figure(v *float64) string {
 	if v == nil {
 		return "—"
