@@ -139,8 +139,9 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 		delete(s.running, deployment)
 	}
 	if err := next.Start(ctx); err != nil {
-		// A service that started in part (its SDK, say) is stopped again.
-		return errors.Join(fmt.Errorf("start %s's service on %s: %w", deployment, release, err), next.Shutdown(context.WithoutCancel(ctx)))
+		// Start undoes what it started before failing (the sample
+		// service's SDK and queue included).
+		return fmt.Errorf("start %s's service on %s: %w", deployment, release, err)
 	}
 	s.running[deployment] = running{release: release, svc: next}
 	return nil

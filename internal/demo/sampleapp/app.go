@@ -155,6 +155,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.stopped = true
 	var errs []error
+	if a.srv == nil {
+		// Start failed and undid what it had started.
+		return nil
+	}
 	if err := a.srv.Shutdown(ctx); err != nil {
 		a.srv.Close()
 		errs = append(errs, fmt.Errorf("http: %w", err))
