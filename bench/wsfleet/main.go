@@ -44,6 +44,7 @@ import (
 
 func main() {
 	n := flag.Int("agents", 100000, "push agents, one deployment each")
+	fleetN := flag.Int("fleet", 0, "deployments registered, at least -agents (default: -agents); those beyond the agents have none connected")
 	perProc := flag.Int("per-process", 15000, "agents per agents process (each process is bound by its own open-file limit)")
 	nsrc := flag.Int("sources", 4, "loopback source addresses the agents connect from (127.0.0.2 onwards)")
 	conc := flag.Int("connect", 200, "agents connecting at once, per agents process")
@@ -68,7 +69,7 @@ func main() {
 		}
 		err = runAgents(*mgrURL, *tokens, *first, ips, *conc, *hb)
 	} else {
-		err = run(config{n: *n, perProc: *perProc, sources: *nsrc, conc: *conc, timeout: *timeout, hb: *hb, reserve: *reserve, bin: *bin, storage: *storage})
+		err = run(config{n: *n, fleet: max(*n, *fleetN), perProc: *perProc, sources: *nsrc, conc: *conc, timeout: *timeout, hb: *hb, reserve: *reserve, bin: *bin, storage: *storage})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wsfleet:", err)
@@ -77,9 +78,9 @@ func main() {
 }
 
 type config struct {
-	n, perProc, sources, conc, reserve int
-	timeout, hb                        time.Duration
-	bin, storage                       string
+	n, fleet, perProc, sources, conc, reserve int
+	timeout, hb                               time.Duration
+	bin, storage                              string
 }
 
 const (
@@ -140,10 +141,15 @@ func run(c config) error {
 	if err := api.waitHealthy(); err != nil {
 		return err
 	}
+	// A fleet cut to the manager's open-file limit still registers every
+	// deployment asked for, so the pin below writes and fans out over the
+	// whole fleet: only the sockets are fewer.
+	fleet := c.fleet
 	if limit := openFileLimit(pid); limit > 0 && c.n > limit-c.reserve {
 		fmt.Printf("does not fit: %d agents need %d sockets in the manager process, whose open-file limit is %d "+
-			"(hard limit; raising it needs CAP_SYS_RESOURCE, which this machine does not give). Running the largest that fits: %d agents.\n",
-			c.n, c.n, limit, limit-c.reserve)
+			"(hard limit; raising it needs CAP_SYS_RESOURCE, which this machine does not give). "+
+			"Registering all %d deployments and connecting the largest number of agents that fits: %d.\n",
+			c.n, c.n, limit, fleet, limit-c.reserve)
 		c.n = limit - c.reserve
 	}
 	rssStart := procstat.RSS(pid)
@@ -154,11 +160,11 @@ func run(c config) error {
 		}
 	}
 	t := time.Now()
-	toks, err := api.createFleet(c.n)
+	toks, err := api.createFleet(fleet)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("registered %d deployments in %v\n", c.n, time.Since(t).Round(time.Millisecond))
+	fmt.Printf("registered %d deployments in %v\n", fleet, time.Since(t).Round(time.Millisecond))
 	rssFleet := procstat.RSS(pid)
 
 	var sources []string
@@ -201,8 +207,8 @@ func run(c config) error {
 	fmt.Printf("every agent had its first offer %v after connecting began\n", time.Since(t).Round(time.Millisecond))
 	waitQuiet(pid, 5*time.Second, 60*time.Second)
 	rssConnected := procstat.RSS(pid)
-	fmt.Printf("\nmanager RSS: %.0f MiB started, %.0f MiB with %d deployments, %.0f MiB with them connected: %.1f KiB per connection\n",
-		mib(rssStart), mib(rssFleet), c.n, mib(rssConnected), float64(rssConnected-rssFleet)/float64(c.n))
+	fmt.Printf("\nmanager RSS: %.0f MiB started, %.0f MiB with %d deployments, %.0f MiB with %d agents connected: %.1f KiB per connection\n",
+		mib(rssStart), mib(rssFleet), fleet, mib(rssConnected), c.n, float64(rssConnected-rssFleet)/float64(c.n))
 	var agentRSS int
 	for _, p := range procs {
 		agentRSS += p.stats()
