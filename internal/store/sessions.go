@@ -2,8 +2,24 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrSessionLimit means CreateSession refused a new session because the store
+// already holds SessionLimits.Total sessions; nothing was written.
+var ErrSessionLimit = errors.New("too many dashboard sessions")
+
+// SessionLimits bound the sessions CreateSession keeps. Zero or less means no
+// bound.
+type SessionLimits struct {
+	// PerToken bounds the sessions of one TokenID: a new session past it ends
+	// the sessions of that token used least recently, and no other token's.
+	PerToken int
+	// Total bounds all sessions: a new session past it is refused with
+	// ErrSessionLimit, after the PerToken bound has made what room it can.
+	Total int
+}
 
 // SessionRecord is a signed-in dashboard browser as stored. The store holds
 // only a hash of the cookie's value, so reading the database signs nobody in.
@@ -24,11 +40,14 @@ type SessionRecord struct {
 // Sessions persists dashboard sessions. Every method is safe for concurrent
 // use, by several replicas on one database too.
 type Sessions interface {
-	// CreateSession stores r and, in the same transaction, removes the
-	// sessions used least recently beyond the newest max (max <= 0: no bound),
-	// so the table stays bounded whatever sign-ins arrive. ErrConflict if a
-	// session with r.Hash exists.
-	CreateSession(ctx context.Context, r SessionRecord, max int) error
+	// CreateSession stores r within lim and returns how many sessions of
+	// r.TokenID it ended to stay within lim.PerToken. The check and the
+	// ending are one transaction, serialised with every other CreateSession
+	// on the same database (every replica's), so neither bound is passed
+	// however sign-ins interleave. ErrSessionLimit (nothing written) if
+	// lim.Total sessions would remain besides r; ErrConflict if a session with
+	// r.Hash exists.
+	CreateSession(ctx context.Context, r SessionRecord, lim SessionLimits) (ended int, err error)
 	// GetSession returns the session of hash; ErrNotFound if there is none.
 	GetSession(ctx context.Context, hash string) (SessionRecord, error)
 	// TouchSession moves the session's UsedAt forward to at (never back);

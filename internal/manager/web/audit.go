@@ -126,6 +126,8 @@ type auditDetails struct {
 	What     string `json:"what"`
 	Remote   string `json:"remote"`
 	Left     int64  `json:"failures_not_recorded_before"`
+	// A sign-in's sessions of the same token ended to stay within its limit.
+	Ended int `json:"sessions_ended"`
 	// A command entry's invocation, and why it was refused.
 	Invocation string `json:"invocation"`
 	Refused    string `json:"refused"`
@@ -160,6 +162,14 @@ func describeAudit(e store.AuditEntry) auditEntry {
 		out.What = "from " + d.Remote
 		if d.Left > 0 {
 			out.What += " (" + strconv.FormatInt(d.Left, 10) + " failed sign-ins before it not recorded)"
+		}
+		if d.Ended == 1 {
+			out.What += "; ended this token's session used least recently (at its limit)"
+		} else if d.Ended > 1 {
+			out.What += "; ended this token's " + strconv.Itoa(d.Ended) + " sessions used least recently (at its limit)"
+		}
+		if d.Refused != "" {
+			out.What += " — refused: " + d.Refused
 		}
 	case e.Action == store.ActionTokenCreate || e.Action == store.ActionTokenRevoke:
 		out.What = "API token " + e.Target

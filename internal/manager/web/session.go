@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,12 +62,13 @@ type sessions struct {
 	clk        clock.Clock
 	rand       io.Reader
 	idle, life time.Duration
-	max        int
+	limits     store.SessionLimits
 	log        *slog.Logger
 }
 
 func newSessions(st store.Sessions, clk clock.Clock, s Settings) *sessions {
-	ss := &sessions{st: st, clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, max: s.MaxSessions, log: s.Logger}
+	ss := &sessions{st: st, clk: clk, rand: s.Rand, idle: s.SessionIdle, life: s.SessionMax, log: s.Logger,
+		limits: store.SessionLimits{PerToken: s.MaxSessionsPerToken, Total: s.MaxSessions}}
 	if ss.log == nil {
 		ss.log = slog.New(slog.DiscardHandler)
 	}
@@ -79,8 +81,11 @@ func newSessions(st store.Sessions, clk clock.Clock, s Settings) *sessions {
 	if ss.life <= 0 {
 		ss.life = 7 * 24 * time.Hour
 	}
-	if ss.max <= 0 {
-		ss.max = 10000
+	if ss.limits.PerToken <= 0 {
+		ss.limits.PerToken = 20
+	}
+	if ss.limits.Total <= 0 {
+		ss.limits.Total = 10000
 	}
 	return ss
 }
@@ -105,23 +110,33 @@ func csrfOf(id string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// create signs tok in and returns the new session's id (the cookie value).
-func (ss *sessions) create(ctx context.Context, tok auth.APIToken) (string, *Session, error) {
+// create signs tok in and returns the new session's id (the cookie value) and
+// how many of tok's sessions it ended to stay within the per-token limit.
+// store.ErrSessionLimit when the manager holds as many sessions as it keeps.
+//
+// Past the total limit a sign-in is refused rather than ending the session
+// used least recently, as it once did: ending others' sessions let the holder
+// of any token sign everybody else out, silently, at the moment they may need
+// the dashboard most, while a refusal only turns away newcomers, with a
+// message saying why, and frees up as sessions end. With the per-token limit
+// it takes Total/PerToken (500 by default) tokens all at their limit to get
+// there, so a refusal means many tokens, not one busy holder.
+func (ss *sessions) create(ctx context.Context, tok auth.APIToken) (string, int, error) {
 	id, err := ss.random()
 	if err != nil {
-		return "", nil, fmt.Errorf("session id: %w", err)
+		return "", 0, fmt.Errorf("session id: %w", err)
 	}
 	now := ss.clk.Now()
 	// Sign-ins sweep the expired sessions, so the table holds only live ones
-	// and, with the bound CreateSession keeps, never more than max.
+	// and the total limit counts only those.
 	if _, err := ss.st.DeleteExpiredSessions(ctx, now.Add(-ss.idle), now.Add(-ss.life)); err != nil {
-		return "", nil, err
+		return "", 0, err
 	}
-	if err := ss.st.CreateSession(ctx, store.SessionRecord{Hash: sessionKey(id), TokenID: sessionToken(tok), CreatedAt: now, UsedAt: now}, ss.max); err != nil {
-		return "", nil, err
+	ended, err := ss.st.CreateSession(ctx, store.SessionRecord{Hash: sessionKey(id), TokenID: sessionToken(tok), CreatedAt: now, UsedAt: now}, ss.limits)
+	if err != nil {
+		return "", 0, err
 	}
-	tok.Hash = "" // the session never needs it
-	return id, &Session{Token: tok, CSRF: csrfOf(id), created: now, used: now}, nil
+	return id, ended, nil
 }
 
 // sessionToken is what a session records of its token: the id, and a
@@ -344,7 +359,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		// Only that a sign-in failed and from where: what was typed may be a
 		// secret mistyped, and it is not for the log.
 		if record, left := s.refused.take(s.clock.Now()); record {
-			if err := s.auditSignIn(r, auth.APIToken{}, store.OutcomeFailed, left); err != nil {
+			if err := s.auditSignIn(r, auth.APIToken{}, store.OutcomeFailed, signInDetail{Left: left}); err != nil {
 				s.log.Error("audit a refused dashboard sign-in", "err", err)
 			}
 		}
@@ -352,16 +367,31 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			Error: "That token is not valid, or it has been revoked. Use an API token an admin created (POST /api/v1/tokens), or the admin token the manager printed at its first start."})
 		return
 	}
-	// A sign-in the audit log cannot record does not happen.
-	if err := s.auditSignIn(r, tok, store.OutcomeSucceeded, 0); err != nil {
-		s.log.Error("audit a dashboard sign-in", "err", err)
-		s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign in", "The manager could not record the sign-in in its audit log; its log has details.")
+	id, ended, err := s.sessions.create(r.Context(), tok)
+	if errors.Is(err, store.ErrSessionLimit) {
+		s.log.Warn("dashboard sign-in refused: the session limit is reached", "token", tok.Name, "limit", s.sessions.limits.Total)
+		if err := s.auditSignIn(r, tok, store.OutcomeFailed, signInDetail{Refused: "the manager holds as many dashboard sessions as it keeps"}); err != nil {
+			s.log.Error("audit a refused dashboard sign-in", "err", err)
+		}
+		s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign in",
+			"The manager already holds as many dashboard sessions as it keeps ("+strconv.Itoa(s.sessions.limits.Total)+"), so no new one was started and nobody was signed out. "+
+				"Sessions end on sign-out and after "+spanText(s.sessions.idle)+" unused; try again later, or ask an admin to revoke tokens that are not needed.")
 		return
 	}
-	id, _, err := s.sessions.create(r.Context(), tok)
 	if err != nil {
 		s.fail(w, r, nil, http.StatusInternalServerError, "Could not sign in", "The manager could not start a session; its log has details.")
 		s.log.Error("create dashboard session", "err", err)
+		return
+	}
+	// A sign-in the audit log cannot record does not happen: its session
+	// ends again. (The sessions it ended to stay within the token's limit
+	// stay ended; they were the same token's.)
+	if err := s.auditSignIn(r, tok, store.OutcomeSucceeded, signInDetail{Ended: ended}); err != nil {
+		s.log.Error("audit a dashboard sign-in", "err", err)
+		if err := s.sessions.end(r.Context(), id); err != nil {
+			s.log.Error("end an unaudited dashboard session", "err", err)
+		}
+		s.fail(w, r, nil, http.StatusServiceUnavailable, "Could not sign in", "The manager could not record the sign-in in its audit log; its log has details.")
 		return
 	}
 	s.log.Info("dashboard sign-in", "token", tok.Name, "role", tok.Role)
@@ -409,18 +439,28 @@ func textValues(v url.Values) bool {
 	return true
 }
 
-// auditSignIn records a dashboard sign-in by tok (the zero token when it
-// failed), the address it came from and, for a failure, how many failures
-// before it were left out of the log.
-func (s *Server) auditSignIn(r *http.Request, tok auth.APIToken, outcome string, left int64) error {
+// signInDetail is a sign-in audit entry's Detail beyond the address.
+type signInDetail struct {
+	// Left counts the failed sign-ins before this one not recorded.
+	Left int64 `json:"failures_not_recorded_before,omitempty"`
+	// Ended counts the token's own sessions this sign-in ended, used least
+	// recently, to stay within the per-token limit.
+	Ended int `json:"sessions_ended,omitempty"`
+	// Refused says why a valid token's sign-in was turned away.
+	Refused string `json:"refused,omitempty"`
+}
+
+// auditSignIn records a dashboard sign-in by tok (the zero token when the
+// token was not valid), the address it came from, and d.
+func (s *Server) auditSignIn(r *http.Request, tok auth.APIToken, outcome string, d signInDetail) error {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	detail, _ := json.Marshal(struct {
 		Remote string `json:"remote"`
-		Left   int64  `json:"failures_not_recorded_before,omitempty"`
-	}{host, left})
+		signInDetail
+	}{host, d})
 	return s.audit.AppendAudit(r.Context(), []store.AuditEntry{{At: s.clock.Now().UTC(), Actor: tok.Name, ActorRole: string(tok.Role),
 		Action: store.ActionSignIn, Outcome: outcome, Detail: string(detail)}})
 }

@@ -1,15 +1,20 @@
 package web_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/manager/web"
+	"github.com/periscope-dev/periscope/internal/store"
+	"github.com/periscope-dev/periscope/internal/store/duckdb"
 )
 
 // TestSignedOutIsSentToLogin: every page redirects a browser without a session
@@ -244,4 +249,90 @@ func TestBytesThatAreNotTextAreRefused(t *testing.T) {
 	if res := op.do(httptest.NewRequest(http.MethodGet, "/logs?deployment=acme-prod", nil)); res.Code != http.StatusOK {
 		t.Errorf("a well-formed filter: %d", res.Code)
 	}
+}
+
+// TestSigningInPastTheTokenLimitEndsOnlyThatTokensSessions: one token signing
+// in again and again ends its own sessions used least recently, never another
+// token's, and the audit log says how many each sign-in ended.
+func TestSigningInPastTheTokenLimitEndsOnlyThatTokensSessions(t *testing.T) {
+	const perToken = 3
+	f := newFixture(t, web.Settings{MaxSessionsPerToken: perToken})
+	other := f.signIn(auth.RoleAdmin)
+	var mine []*browser
+	for range perToken + 5 {
+		f.clk.Advance(2 * time.Minute) // each used after the one before
+		mine = append(mine, f.signIn(auth.RoleOperator))
+	}
+	if res := other.get("/audit"); res.Code != http.StatusOK {
+		t.Fatalf("another token's session after %d sign-ins with one token: %d, want it still signed in", perToken+5, res.Code)
+	}
+	for i, b := range mine {
+		res := b.get("/notifications")
+		if want := i >= 5; (res.Code == http.StatusOK) != want {
+			t.Errorf("operator browser %d: %d, want signed in = %v (the %d used most recently stay)", i+1, res.Code, want, perToken)
+		}
+	}
+	rows := auditRows(body(t, other.get("/audit?action=session.")))
+	if len(rows) != perToken+6 || !strings.Contains(rows[0], "ended this token&#39;s session used least recently") ||
+		strings.Contains(rows[len(rows)-2], "ended") {
+		t.Errorf("sign-in rows, newest first:\n%s\nwant the newest to say it ended a session, the first ones not", strings.Join(rows, "\n"))
+	}
+}
+
+// TestSigningInPastTheTotalLimitIsRefused: when the manager holds as many
+// sessions as it keeps, a sign-in is refused with a 503 that says why, nobody
+// is signed out, the refusal is audited, and a sign-out makes room.
+func TestSigningInPastTheTotalLimitIsRefused(t *testing.T) {
+	f := newFixture(t, web.Settings{MaxSessions: 2})
+	viewer, admin := f.signIn(auth.RoleViewer), f.signIn(auth.RoleAdmin)
+	res := f.browser().post("/login", url.Values{"token": {f.token[auth.RoleOperator]}})
+	if res.Code != http.StatusServiceUnavailable || !strings.Contains(body(t, res), "nobody was signed out") {
+		t.Fatalf("a sign-in past the total limit: %d, want 503 saying why", res.Code)
+	}
+	for _, b := range []*browser{viewer, admin} {
+		if res := b.get("/notifications"); res.Code != http.StatusOK {
+			t.Fatalf("a session after a refused sign-in: %d, want still signed in", res.Code)
+		}
+	}
+	rows := auditRows(body(t, admin.get("/audit?action=session.")))
+	if len(rows) == 0 || attr(rows[0], "data-by") != "alice-operator" || attr(rows[0], "data-outcome") != "failed" || !strings.Contains(rows[0], "refused") {
+		t.Errorf("the newest sign-in row:\n%v\nwant alice-operator's refusal", rows)
+	}
+	if res := viewer.post("/logout", url.Values{"csrf": {viewer.csrf()}}); res.Code != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", res.Code)
+	}
+	f.signIn(auth.RoleOperator)
+}
+
+// TestSignInTheAuditLogCannotRecordLeavesNoSession: a sign-in is refused when
+// its audit entry cannot be written, and the session it started ends again:
+// with room for one session, the next sign-in that can be audited gets it.
+func TestSignInTheAuditLogCannotRecordLeavesNoSession(t *testing.T) {
+	st, err := duckdb.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	audit := &switchAudit{Audit: st}
+	f := newFixture(t, web.Settings{MaxSessions: 1, Audit: audit, Sessions: st})
+	audit.broken.Store(true)
+	res := f.browser().post("/login", url.Values{"token": {f.token[auth.RoleViewer]}})
+	if res.Code != http.StatusServiceUnavailable || len(res.Result().Cookies()) != 0 {
+		t.Fatalf("a sign-in the audit log cannot record: %d, cookies %v; want 503 and none", res.Code, res.Result().Cookies())
+	}
+	audit.broken.Store(false)
+	f.signIn(auth.RoleOperator)
+}
+
+// switchAudit fails AppendAudit while broken is set.
+type switchAudit struct {
+	store.Audit
+	broken atomic.Bool
+}
+
+func (a *switchAudit) AppendAudit(ctx context.Context, es []store.AuditEntry) error {
+	if a.broken.Load() {
+		return errors.New("disk full")
+	}
+	return a.Audit.AppendAudit(ctx, es)
 }

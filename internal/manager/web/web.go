@@ -58,8 +58,12 @@ type Settings struct {
 	// SessionIdle ends a session unused this long (default 12h); SessionMax ends
 	// any session this long after sign-in (default 7 days).
 	SessionIdle, SessionMax time.Duration
-	// MaxSessions bounds the sessions kept (default 10,000); signing in past it
-	// ends the session used least recently.
+	// MaxSessionsPerToken bounds the sessions of one API token (default 20):
+	// signing in past it ends that token's session used least recently, and
+	// nobody else's.
+	MaxSessionsPerToken int
+	// MaxSessions bounds all sessions (default 10,000): a sign-in past it is
+	// refused (503), and no session is ended to make room.
 	MaxSessions int
 	// Sessions keeps the dashboard sessions, shared by every replica on the
 	// same store. When nil, Audit serves when it implements store.Sessions (the

@@ -39,6 +39,8 @@ type Store struct {
 	closeErr   error
 	// changes answers FleetChangesSince (see changes.go).
 	changes changeLog
+	// sessionsMu serialises CreateSession, which counts before it writes.
+	sessionsMu sync.Mutex
 }
 
 var _ store.Fleet = (*Store)(nil)

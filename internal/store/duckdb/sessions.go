@@ -10,28 +10,45 @@ import (
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
-// CreateSession implements store.Sessions.
-func (s *Store) CreateSession(ctx context.Context, r store.SessionRecord, max int) error {
+// CreateSession implements store.Sessions. One process owns a DuckDB
+// database, so sessionsMu serialising sign-ins is enough for exact counts
+// (DuckDB's snapshot isolation alone would let two concurrent sign-ins both
+// see room for one).
+func (s *Store) CreateSession(ctx context.Context, r store.SessionRecord, lim store.SessionLimits) (int, error) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	var ended int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO dashboard_sessions (hash, token_id, created_at, used_at) VALUES (?, ?, ?, ?)`,
-			r.Hash, r.TokenID, r.CreatedAt.UTC(), r.UsedAt.UTC()); err != nil {
-			return err
+		if lim.PerToken > 0 {
+			// Room for r among its token's sessions: keep the newest PerToken-1.
+			res, err := tx.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE hash IN (
+				SELECT hash FROM dashboard_sessions WHERE token_id = ? ORDER BY used_at DESC, hash OFFSET ?)`, r.TokenID, lim.PerToken-1)
+			if err != nil {
+				return err
+			}
+			ended, _ = res.RowsAffected()
 		}
-		if max <= 0 {
-			return nil
+		if lim.Total > 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM dashboard_sessions`).Scan(&n); err != nil {
+				return err
+			}
+			if n >= lim.Total {
+				return store.ErrSessionLimit
+			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE hash IN (
-			SELECT hash FROM dashboard_sessions ORDER BY used_at DESC, hash OFFSET ?)`, max)
+		_, err := tx.ExecContext(ctx, `INSERT INTO dashboard_sessions (hash, token_id, created_at, used_at) VALUES (?, ?, ?, ?)`,
+			r.Hash, r.TokenID, r.CreatedAt.UTC(), r.UsedAt.UTC())
 		return err
 	})
 	err = s.checkWrite(err)
 	if isConstraint(err) {
-		return fmt.Errorf("create dashboard session: %w", store.ErrConflict)
+		return 0, fmt.Errorf("create dashboard session: %w", store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create dashboard session: %w", err)
+		return 0, fmt.Errorf("create dashboard session: %w", err)
 	}
-	return nil
+	return int(ended), nil
 }
 
 // GetSession implements store.Sessions.

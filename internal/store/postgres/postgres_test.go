@@ -100,3 +100,20 @@ func TestReadOnlyServerMakesWritesUnavailable(t *testing.T) {
 		t.Fatalf("a writable replica's Writable = %v", err)
 	}
 }
+
+// TestSessionLimitsHoldAcrossReplicas: two managers on one database sign in
+// at once, and neither the per-token nor the total session limit is passed.
+func TestSessionLimitsHoldAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	url := newSchemas(t).urlFor(t, t.Name())
+	var replicas [2]*postgres.Store
+	for i := range replicas {
+		s, err := postgres.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		replicas[i] = s
+	}
+	storetest.SessionLimitsHoldConcurrently(t, replicas[0], replicas[1])
+}

@@ -11,30 +11,46 @@ import (
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
-// CreateSession implements store.Sessions.
-func (s *Store) CreateSession(ctx context.Context, r store.SessionRecord, max int) error {
+// CreateSession implements store.Sessions. The table lock serialises sign-ins
+// across replicas (it conflicts with itself, not with reads); under READ
+// COMMITTED each statement after it sees what the previous holder committed,
+// so the counts below are exact. Touches and sign-outs wait for it only for
+// the few statements of one sign-in.
+func (s *Store) CreateSession(ctx context.Context, r store.SessionRecord, lim store.SessionLimits) (int, error) {
+	var ended int64
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO dashboard_sessions (hash, token_id, created_at, used_at) VALUES ($1, $2, $3, $4)`,
-			r.Hash, r.TokenID, r.CreatedAt.UTC(), r.UsedAt.UTC()); err != nil {
+		if _, err := tx.Exec(ctx, `LOCK TABLE dashboard_sessions IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
 		}
-		if max <= 0 {
-			return nil
+		if lim.PerToken > 0 {
+			// Room for r among its token's sessions: keep the newest PerToken-1.
+			tag, err := tx.Exec(ctx, `DELETE FROM dashboard_sessions WHERE hash IN (
+				SELECT hash FROM dashboard_sessions WHERE token_id = $1 ORDER BY used_at DESC, hash OFFSET $2)`, r.TokenID, lim.PerToken-1)
+			if err != nil {
+				return err
+			}
+			ended = tag.RowsAffected()
 		}
-		// Two replicas trimming at once may both delete a row; that is fine,
-		// each leaves at most max.
-		_, err := tx.Exec(ctx, `DELETE FROM dashboard_sessions WHERE hash IN (
-			SELECT hash FROM dashboard_sessions ORDER BY used_at DESC, hash OFFSET $1)`, max)
+		if lim.Total > 0 {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM dashboard_sessions`).Scan(&n); err != nil {
+				return err
+			}
+			if n >= lim.Total {
+				return store.ErrSessionLimit
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO dashboard_sessions (hash, token_id, created_at, used_at) VALUES ($1, $2, $3, $4)`,
+			r.Hash, r.TokenID, r.CreatedAt.UTC(), r.UsedAt.UTC())
 		return err
 	})
-	err = s.checkWrite(err)
 	if isConflict(err) {
-		return fmt.Errorf("create dashboard session: %w", store.ErrConflict)
+		return 0, fmt.Errorf("create dashboard session: %w", store.ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("create dashboard session: %w", err)
+		return 0, fmt.Errorf("create dashboard session: %w", err)
 	}
-	return nil
+	return int(ended), nil
 }
 
 // GetSession implements store.Sessions.

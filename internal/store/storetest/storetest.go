@@ -49,6 +49,9 @@ func Run(t *testing.T, open Opener) {
 	t.Run("FleetChangesSince", func(t *testing.T) { testFleetChanges(t, open) })
 	t.Run("RolloutsAndPlans", func(t *testing.T) { testRollouts(t, open) })
 	t.Run("DashboardSessions", func(t *testing.T) { testSessions(t, open) })
+	t.Run("DashboardSessionsPerTokenLimit", func(t *testing.T) { testSessionPerTokenLimit(t, open) })
+	t.Run("DashboardSessionsTotalLimit", func(t *testing.T) { testSessionTotalLimit(t, open) })
+	t.Run("DashboardSessionLimitsHoldConcurrently", func(t *testing.T) { testSessionLimitsConcurrently(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
