@@ -63,8 +63,17 @@ func readMigrations(fsys fs.FS) ([]migration, error) {
 }
 
 // migrateLockKey names the advisory lock replicas take to migrate: a constant
-// of this package ("periscope" in ASCII), the same in every replica.
-const migrateLockKey int64 = 0x7065726973636f70
+// of this package ("pmigrate" in ASCII), the same in every replica. It must
+// differ from LeaderLockKey, which the leading replica holds for its whole
+// life: a replica with migrations to apply (the first of a new version in a
+// rolling upgrade) would otherwise wait until the old leader died. The
+// leader's key is the one kept from earlier versions, so old and new replicas
+// still agree on one leader during an upgrade. A replica of a version before
+// this key, migrating at the very moment one of this version does, would not
+// queue behind it: one of the two transactions then fails on
+// schema_migrations' key, applies nothing, and that replica exits to be
+// restarted.
+const migrateLockKey int64 = 0x706d_6967_7261_7465
 
 // migrate applies the migrations the database lacks, in one transaction holding
 // a transaction-scoped advisory lock. Replicas starting together queue on the

@@ -454,3 +454,40 @@ func TestFleetChangesCatchLateCommitsOnly(t *testing.T) {
 		t.Fatalf("after the late commit: %+v; want d1 on 2.0 alone", third.Deployments)
 	}
 }
+
+// A replica that starts with migrations to apply, as the first replica of a
+// new version does in a rolling upgrade, must not wait for the running
+// leader: the two locks were once the same key, and the new replica waited
+// for as long as the old leader lived.
+func TestMigratingDoesNotWaitForTheLeader(t *testing.T) {
+	schemas := newSchemas(t)
+	leader, err := postgres.Open(context.Background(), schemas.urlFor(t, t.Name()+"_running"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	elected, ended := make(chan struct{}), make(chan error, 1)
+	go func() {
+		ended <- leader.Lead(ctx, postgres.LeaderSettings{Every: 50 * time.Millisecond}, func() error {
+			close(elected)
+			return nil
+		})
+	}()
+	<-elected
+
+	// Another schema of the same database: advisory locks are the
+	// database's, so its migrations meet the leader's lock if they share it.
+	openCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
+	defer stop()
+	upgraded, err := postgres.Open(openCtx, schemas.urlFor(t, t.Name()+"_new"))
+	if err != nil {
+		t.Fatalf("a replica with migrations to apply, while another replica leads: %v", err)
+	}
+	upgraded.Close()
+	cancel()
+	if err := <-ended; err != nil {
+		t.Fatalf("Lead at the end of its context: %v", err)
+	}
+}
