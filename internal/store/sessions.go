@@ -29,9 +29,10 @@ type SessionLimits struct {
 type SessionRecord struct {
 	// Hash identifies the session: the hex SHA-256 of its cookie's value.
 	Hash string
-	// TokenID names the API token the browser signed in with (the dashboard
-	// records its id and a fingerprint of its hash); the session lasts no
-	// longer than the token.
+	// TokenID names the API token the browser signed in with: its id, then
+	// "/" and whatever else the caller records of it (the dashboard: a
+	// fingerprint of its hash). The session lasts no longer than the token:
+	// DeleteAPIToken ends the sessions whose TokenID starts with its id and "/".
 	TokenID   string
 	CreatedAt time.Time
 	UsedAt    time.Time

@@ -159,7 +159,10 @@ type Fleet interface {
 	CreateAPIToken(ctx context.Context, t auth.APIToken) error
 	// ListAPITokens returns every operator token (hashes included).
 	ListAPITokens(ctx context.Context) ([]auth.APIToken, error)
-	// DeleteAPIToken removes a token; ErrNotFound if there is none with that id.
+	// DeleteAPIToken removes a token and, in the same transaction, the
+	// dashboard sessions signed in with it (SessionRecord.TokenID), so they
+	// stop counting against the session limits at once; ErrNotFound if there
+	// is none with that id.
 	DeleteAPIToken(ctx context.Context, id string) error
 
 	// Close releases the backend; it is safe to call more than once.

@@ -38,7 +38,9 @@ type Store struct {
 	closeErr   error
 	// changes answers FleetChangesSince (see changes.go).
 	changes changeLog
-	// sessionsMu serialises CreateSession, which counts before it writes.
+	// sessionsMu serialises the writes of dashboard sessions: CreateSession
+	// counts before it writes, and two DuckDB transactions deleting the same
+	// row (a sign-in's sweep and a sign-out, say) fail one with a conflict.
 	sessionsMu sync.Mutex
 }
 
@@ -859,11 +861,24 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]auth.APIToken, error) {
 
 // DeleteAPIToken implements store.Fleet.
 func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ = res.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE starts_with(token_id, ?)`, id+"/")
+		return err
+	})
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("delete API token %s: %w", id, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return fmt.Errorf("delete API token %s: %w", id, store.ErrNotFound)
 	}
 	return nil

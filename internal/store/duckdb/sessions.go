@@ -68,6 +68,8 @@ func (s *Store) GetSession(ctx context.Context, hash string) (store.SessionRecor
 
 // TouchSession implements store.Sessions.
 func (s *Store) TouchSession(ctx context.Context, hash string, at time.Time) error {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
 	var n int
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM dashboard_sessions WHERE hash = ?`, hash).Scan(&n); err != nil || n == 0 {
@@ -87,6 +89,8 @@ func (s *Store) TouchSession(ctx context.Context, hash string, at time.Time) err
 
 // DeleteSession implements store.Sessions.
 func (s *Store) DeleteSession(ctx context.Context, hash string) error {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
 	_, err := s.db.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE hash = ?`, hash)
 	if err := s.checkWrite(err); err != nil {
 		return fmt.Errorf("delete dashboard session: %w", err)
@@ -96,6 +100,8 @@ func (s *Store) DeleteSession(ctx context.Context, hash string) error {
 
 // DeleteExpiredSessions implements store.Sessions.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, usedBefore, createdBefore time.Time) (int64, error) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
 	res, err := s.db.ExecContext(ctx, `DELETE FROM dashboard_sessions WHERE used_at < ? OR created_at < ?`, usedBefore.UTC(), createdBefore.UTC())
 	if err := s.checkWrite(err); err != nil {
 		return 0, fmt.Errorf("delete expired dashboard sessions: %w", err)

@@ -616,11 +616,22 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]auth.APIToken, error) {
 
 // DeleteAPIToken implements store.Fleet.
 func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM api_tokens WHERE id = $1`, id)
-	if err := s.checkWrite(err); err != nil {
+	var n int64
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM api_tokens WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM dashboard_sessions WHERE starts_with(token_id, $1)`, id+"/")
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("delete API token %s: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return fmt.Errorf("delete API token %s: %w", id, store.ErrNotFound)
 	}
 	return nil

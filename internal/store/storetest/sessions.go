@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/periscope-dev/periscope/internal/auth"
 	"github.com/periscope-dev/periscope/internal/store"
 )
 
@@ -263,4 +264,45 @@ func testSessionLimitsConcurrently(t *testing.T, open Opener) {
 	s := open(t, t.TempDir())
 	defer s.Close()
 	SessionLimitsHoldConcurrently(t, s, s)
+}
+
+// testSessionsEndWithTheirToken: deleting (revoking, or replacing) a token ends
+// the sessions signed in with it at once, so they stop counting against the
+// limits, and only those: a token whose id merely starts with the same
+// characters keeps its sessions.
+func testSessionsEndWithTheirToken(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	for _, id := range []string{"tok1", "tok10"} {
+		if err := s.CreateAPIToken(ctx, auth.APIToken{ID: id, Name: id, Role: auth.RoleViewer, Hash: auth.Hash("secret-" + id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lim := store.SessionLimits{PerToken: 5, Total: 3}
+	mine := []store.SessionRecord{session("tok1/print-a", 0), session("tok1/print-b", 1)}
+	other := session("tok10/print-c", 2)
+	for _, r := range append(mine, other) {
+		if _, err := s.CreateSession(ctx, r, lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteAPIToken(ctx, "tok1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := live(t, s, mine...); got[0] || got[1] {
+		t.Errorf("sessions of a deleted token live = %v, want both ended", got)
+	}
+	if !live(t, s, other)[0] {
+		t.Error("deleting token tok1 ended a session of token tok10")
+	}
+	// The room they held is free for other sign-ins at once.
+	for i := range 2 {
+		if _, err := s.CreateSession(ctx, session("tok10/print-d", 10+i), lim); err != nil {
+			t.Fatalf("sign-in %d after the deleted token's sessions ended: %v", i+1, err)
+		}
+	}
+	if err := s.DeleteAPIToken(ctx, "tok1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleting a token twice: %v, want ErrNotFound", err)
+	}
 }

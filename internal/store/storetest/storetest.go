@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("DashboardSessionsPerTokenLimit", func(t *testing.T) { testSessionPerTokenLimit(t, open) })
 	t.Run("DashboardSessionsTotalLimit", func(t *testing.T) { testSessionTotalLimit(t, open) })
 	t.Run("DashboardSessionLimitsHoldConcurrently", func(t *testing.T) { testSessionLimitsConcurrently(t, open) })
+	t.Run("DashboardSessionsEndWithTheirToken", func(t *testing.T) { testSessionsEndWithTheirToken(t, open) })
 }
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
