@@ -129,6 +129,7 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 	if !ok {
 		return fmt.Errorf("%s: %w", deployment, errNoDeployment)
 	}
+	// ctx also ends when Shutdown begins.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()
