@@ -336,7 +336,10 @@ func Run(ctx context.Context, o Options) error {
 			defer t.Stop()
 			select {
 			case <-t.C:
-				_ = fl.services.Stop(lctx, s.id)
+				// Its service first, so that its SDK's last export reaches
+				// the agent; each within a bound of its own, not lctx,
+				// whose end while they stop would cut both short.
+				stopParts(o.Logger, agentStop, part{"service " + s.id, func(ctx context.Context) error { return fl.services.Stop(ctx, s.id) }})
 				stopParts(o.Logger, agentStop, part{"agent " + s.id, a.Shutdown})
 			case <-lctx.Done():
 			}

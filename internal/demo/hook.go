@@ -55,7 +55,8 @@ func parseHook(r io.Reader) (hookRequest, error) {
 
 // newHookHandler answers deployments' update hooks by switching their
 // service to the offered release; 404 for a deployment the demo does not
-// run, 500 when the switch fails (the agent then reports the update failed).
+// run, 503 once the demo stops, 500 when the switch fails (the agent then
+// reports the update failed either way).
 func newHookHandler(svcs *services, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /deploy/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -66,10 +67,17 @@ func newHookHandler(svcs *services, log *slog.Logger) http.Handler {
 			return
 		}
 		if err := svcs.Switch(r.Context(), id, req.Release); err != nil {
-			log.Warn("a demo deployment could not switch release", "deployment", id, "release", req.Release, "error", err)
 			code := http.StatusInternalServerError
-			if errors.Is(err, errNoDeployment) {
+			switch {
+			case errors.Is(err, errStopping):
+				// Part of an orderly stop, not a failure to report.
+				log.Debug("a demo deployment did not switch release: the demo is stopping", "deployment", id, "release", req.Release, "error", err)
+				code = http.StatusServiceUnavailable
+			case errors.Is(err, errNoDeployment):
+				log.Warn("a demo deployment could not switch release", "deployment", id, "release", req.Release, "error", err)
 				code = http.StatusNotFound
+			default:
+				log.Warn("a demo deployment could not switch release", "deployment", id, "release", req.Release, "error", err)
 			}
 			http.Error(w, err.Error(), code)
 			return

@@ -94,12 +94,20 @@ type services struct {
 	// spec gives a deployment's spec for a release: its faults depend on both.
 	spec func(deployment, release string) (serviceSpec, bool)
 
+	// stopping ends when Shutdown begins: a switch under way then gives up
+	// rather than hold up the demo's stop (its Start undoes itself).
+	stopping context.Context
+	stop     context.CancelFunc
+
 	mu      sync.Mutex
 	running map[string]running
 	// closed is set by Shutdown: an update hook that arrives while the demo
 	// stops must not start a service nothing would stop.
 	closed bool
 }
+
+// errStopping is a switch refused, or cut short, because the demo stops.
+var errStopping = errors.New("the demo is stopping")
 
 // running is a deployment's service and the release it runs.
 type running struct {
@@ -108,21 +116,27 @@ type running struct {
 }
 
 func newServices(mk serviceFactory, spec func(deployment, release string) (serviceSpec, bool)) *services {
-	return &services{make: mk, spec: spec, running: map[string]running{}}
+	stopping, stop := context.WithCancel(context.Background())
+	return &services{make: mk, spec: spec, running: map[string]running{}, stopping: stopping, stop: stop}
 }
 
 // Switch makes deployment run release: it stops the service running there,
 // if any, and starts release's. Switching to the release already running
 // does nothing, as a redeploy of the same version would not restart it.
+// Once Shutdown has begun it fails with errStopping, also when under way.
 func (s *services) Switch(ctx context.Context, deployment, release string) error {
 	spec, ok := s.spec(deployment, release)
 	if !ok {
 		return fmt.Errorf("%s: %w", deployment, errNoDeployment)
 	}
+	// ctx also ends when Shutdown begins.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("%s: the demo is stopping", deployment)
+		return fmt.Errorf("%s: %w", deployment, errStopping)
 	}
 	old, had := s.running[deployment]
 	if had && old.release == release {
@@ -133,18 +147,28 @@ func (s *services) Switch(ctx context.Context, deployment, release string) error
 		return fmt.Errorf("make %s's service on %s: %w", deployment, release, err)
 	}
 	if had {
-		if err := old.svc.Shutdown(ctx); err != nil {
-			return fmt.Errorf("stop %s's service on %s: %w", deployment, old.release, err)
-		}
+		// Gone even if its stop fails: a Shutdown stops what it can
+		// within ctx, and a second one would do nothing more.
 		delete(s.running, deployment)
+		if err := old.svc.Shutdown(ctx); err != nil {
+			return s.cutShort(fmt.Errorf("stop %s's service on %s: %w", deployment, old.release, err))
+		}
 	}
 	if err := next.Start(ctx); err != nil {
 		// Start undoes what it started before failing (the sample
 		// service's SDK and queue included).
-		return fmt.Errorf("start %s's service on %s: %w", deployment, release, err)
+		return s.cutShort(fmt.Errorf("start %s's service on %s: %w", deployment, release, err))
 	}
 	s.running[deployment] = running{release: release, svc: next}
 	return nil
+}
+
+// cutShort marks err as errStopping when Shutdown cut its switch short.
+func (s *services) cutShort(err error) error {
+	if s.stopping.Err() != nil {
+		return fmt.Errorf("%w: %w", errStopping, err)
+	}
+	return err
 }
 
 // Stop stops deployment's service, as when its whole cloud goes dark.
@@ -167,8 +191,10 @@ func (s *services) Release(deployment string) string {
 	return s.running[deployment].release
 }
 
-// Shutdown stops every service, at most 16 at once.
+// Shutdown stops every service, at most 16 at once. A switch under way is cut
+// short first, so the stop does not wait for the service it is starting.
 func (s *services) Shutdown(ctx context.Context) error {
+	s.stop()
 	s.mu.Lock()
 	s.closed = true
 	ids := make([]string, 0, len(s.running))

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -235,13 +236,16 @@ func (a *Agent) connect(ctx context.Context, status *protobufs.RemoteConfigStatu
 	if err != nil {
 		return nil, err
 	}
-	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused, isRefused: a.refusedLogged.Load, quiet: a.reach != nil}
-	var c client.OpAMPClient
+	stopping := new(atomic.Bool)
+	lg := refusalWatcher{Logger: opamplog.Logger{L: a.log.With("component", "opamp")}, refused: a.refused, isRefused: a.refusedLogged.Load,
+		quiet: a.reach != nil, stopping: stopping.Load}
+	var oc client.OpAMPClient
 	if a.cfg.Transport == "websocket" {
-		c = client.NewWebSocket(lg)
+		oc = client.NewWebSocket(lg)
 	} else {
-		c = client.NewHTTP(lg)
+		oc = client.NewHTTP(lg)
 	}
+	c := ownedClient{OpAMPClient: oc, stopping: stopping}
 	a.mu.Lock()
 	det, uid, tlsConf := a.det, a.uid, a.tls
 	a.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/open-telemetry/opamp-go/client"
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
 
@@ -182,6 +183,10 @@ type refusalWatcher struct {
 	// quiet demotes opamp-go's per-attempt "Connection failed" line to
 	// debug: a reach.Tracker reports the manager down, once.
 	quiet bool
+	// stopping reports whether the agent is stopping this client, whose
+	// request under way then ends with "context canceled": opamp-go logs
+	// that as an error, but it is the stop the agent asked for.
+	stopping func() bool
 }
 
 // Errorf implements types.Logger.
@@ -199,7 +204,24 @@ func (w refusalWatcher) Errorf(ctx context.Context, format string, v ...any) {
 		w.Logger.Debugf(ctx, "%s", msg)
 		return
 	}
+	if w.stopping != nil && w.stopping() && strings.Contains(msg, context.Canceled.Error()) {
+		w.Logger.Debugf(ctx, "%s", msg)
+		return
+	}
 	w.Logger.Errorf(ctx, "%s", msg)
+}
+
+// ownedClient is an OpAMP client that tells its refusalWatcher when the
+// agent stops it.
+type ownedClient struct {
+	client.OpAMPClient
+	stopping *atomic.Bool
+}
+
+// Stop stops the client, its cancelled requests no longer warnings.
+func (c ownedClient) Stop(ctx context.Context) error {
+	c.stopping.Store(true)
+	return c.OpAMPClient.Stop(ctx)
 }
 
 // refused is told by the client that the manager refused the token.

@@ -35,6 +35,10 @@ type telemetry struct {
 	tp *sdktrace.TracerProvider
 	lp *sdklog.LoggerProvider
 	mp *sdkmetric.MeterProvider
+	// spans and logs are the providers' batch processors, which shutdown
+	// also stops directly (see there).
+	spans sdktrace.SpanProcessor
+	logs  *sdklog.BatchProcessor
 
 	tracer   trace.Tracer
 	logger   otellog.Logger
@@ -43,13 +47,12 @@ type telemetry struct {
 	done     metric.Int64Counter
 }
 
-// newTelemetry builds the providers. The exporters connect lazily, so this
-// opens nothing; the providers' batchers and reader start goroutines, which
-// shutdown stops.
-
 // exportTimeout bounds one export of the sample service's SDK.
 const exportTimeout = 5 * time.Second
 
+// newTelemetry builds the providers. The exporters connect lazily, so this
+// opens nothing; the providers' batchers and reader start goroutines, which
+// shutdown stops.
 func newTelemetry(ctx context.Context, cfg Config, instance string, rnd *rand.Rand) (*telemetry, error) {
 	base := strings.TrimRight(cfg.OTLPEndpoint, "/")
 	// No retries and a short timeout: a sample service must stop within its
@@ -77,26 +80,24 @@ func newTelemetry(ctx context.Context, cfg Config, instance string, rnd *rand.Ra
 		attribute.String("telemetry.sdk.language", "go"),
 	)
 	t := &telemetry{
-		tp: sdktrace.NewTracerProvider(
-			sdktrace.WithResource(res),
-			sdktrace.WithIDGenerator(&idGenerator{r: rnd}),
-			sdktrace.WithBatcher(te,
-				sdktrace.WithBatchTimeout(cfg.ExportInterval),
-				sdktrace.WithMaxQueueSize(cfg.ExportQueue),
-				sdktrace.WithMaxExportBatchSize(cfg.ExportQueue/2)),
-		),
-		lp: sdklog.NewLoggerProvider(
-			sdklog.WithResource(res),
-			sdklog.WithProcessor(sdklog.NewBatchProcessor(le,
-				sdklog.WithExportInterval(cfg.ExportInterval),
-				sdklog.WithMaxQueueSize(cfg.ExportQueue),
-				sdklog.WithExportMaxBatchSize(cfg.ExportQueue/2))),
-		),
+		spans: sdktrace.NewBatchSpanProcessor(te,
+			sdktrace.WithBatchTimeout(cfg.ExportInterval),
+			sdktrace.WithExportTimeout(exportTimeout),
+			sdktrace.WithMaxQueueSize(cfg.ExportQueue),
+			sdktrace.WithMaxExportBatchSize(cfg.ExportQueue/2)),
+		logs: sdklog.NewBatchProcessor(le,
+			sdklog.WithExportInterval(cfg.ExportInterval),
+			sdklog.WithExportTimeout(exportTimeout),
+			sdklog.WithMaxQueueSize(cfg.ExportQueue),
+			sdklog.WithExportMaxBatchSize(cfg.ExportQueue/2)),
 		mp: sdkmetric.NewMeterProvider(
 			sdkmetric.WithResource(res),
 			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(me, sdkmetric.WithInterval(cfg.ExportInterval))),
 		),
 	}
+	t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithIDGenerator(&idGenerator{r: rnd}),
+		sdktrace.WithSpanProcessor(t.spans))
+	t.lp = sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(t.logs))
 	t.tracer = t.tp.Tracer(scope)
 	t.logger = t.lp.Logger(scope)
 	meter := t.mp.Meter(scope)
@@ -115,7 +116,13 @@ func newTelemetry(ctx context.Context, cfg Config, instance string, rnd *rand.Ra
 }
 
 // shutdown flushes and stops the providers, spans first so the logs that
-// point at them arrive after them, all within ctx.
+// point at them arrive after them, all within ctx. Their goroutines stop
+// whatever ctx: the trace and log providers return at once when ctx has
+// ended, without stopping their batch processors and yet marked shut down,
+// so a later call cannot stop them either; the processors are therefore
+// stopped here directly too (a no-op for one the provider stopped). One
+// stopped past ctx drops what it still holds, or sends it within
+// exportTimeout.
 func (t *telemetry) shutdown(ctx context.Context) error {
 	var errs []error
 	if err := t.tp.Shutdown(ctx); err != nil {
@@ -127,6 +134,9 @@ func (t *telemetry) shutdown(ctx context.Context) error {
 	if err := t.mp.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("metrics: %w", err))
 	}
+	// Their errors are the providers' above, or ctx's.
+	_ = t.spans.Shutdown(ctx)
+	_ = t.logs.Shutdown(ctx)
 	return errors.Join(errs...)
 }
 
