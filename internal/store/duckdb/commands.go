@@ -144,6 +144,12 @@ func (s *Store) CancelInvocation(ctx context.Context, id, reason string, at time
 // one transaction; it reports whether the row moved. Errors pass through
 // checkWrite, so a full disk reads as unavailable.
 func (s *Store) moveInvocation(ctx context.Context, after store.Invocation, audit store.AuditFunc, update string, args ...any) (bool, error) {
+	// DuckDB refuses the second of two transactions updating one row at
+	// once ("Conflict on update") instead of making it wait, and the push
+	// of an invocation and the agent's quick result race like that: the
+	// result was lost. One at a time, the state test in the UPDATE decides.
+	s.commandsMu.Lock()
+	defer s.commandsMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, s.checkWrite(err)

@@ -42,6 +42,9 @@ type Store struct {
 	// counts before it writes, and two DuckDB transactions deleting the same
 	// row (a sign-in's sweep and a sign-out, say) fail one with a conflict.
 	sessionsMu sync.Mutex
+	// commandsMu serialises the moves of command invocations (see
+	// moveInvocation).
+	commandsMu sync.Mutex
 }
 
 var _ store.Fleet = (*Store)(nil)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,4 +189,62 @@ func ids(invs []store.Invocation) string {
 		out += inv.ID
 	}
 	return out
+}
+
+// testCommandsRacing moves the same invocations from several goroutines at
+// once, as the push of an invocation and the agent's quick result do: every
+// move either happens or is refused with ErrConflict because another got
+// there first, never fails otherwise (DuckDB reports a write-write conflict
+// on one row as an error of its own), and the invocation ends in the state
+// that is furthest along.
+func testCommandsRacing(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	const n = 20
+	var invs []store.Invocation
+	for i := range n {
+		invs = append(invs, store.Invocation{ID: "race-" + string(rune('a'+i)), DeploymentID: "a", Customer: "cust-a", Command: "row-count",
+			Params: command.Params{}, Reason: "r", Actor: "alice", ActorRole: "operator", State: command.StateQueued, QueuedAt: t0, Deadline: t0.Add(time.Minute)})
+	}
+	if err := s.CreateInvocations(ctx, invs, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := make(chan struct{})
+	errs := make(chan error, 3*n)
+	var wg sync.WaitGroup
+	for _, inv := range invs {
+		for _, st := range []command.State{command.StateDelivered, command.StateRunning, command.StateSucceeded} {
+			mv := inv
+			mv.State, mv.DeliveredAt = st, t0.Add(time.Second)
+			if st != command.StateDelivered {
+				mv.StartedAt = t0.Add(2 * time.Second)
+			}
+			if st == command.StateSucceeded {
+				mv.FinishedAt = t0.Add(3 * time.Second)
+			}
+			wg.Go(func() {
+				<-start
+				if _, err := s.AdvanceInvocation(ctx, mv, nil); err != nil && !errors.Is(err, store.ErrConflict) {
+					errs <- err
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a move racing others failed: %v", err)
+	}
+	for _, inv := range invs {
+		got, err := s.GetInvocation(ctx, inv.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != command.StateSucceeded {
+			t.Errorf("invocation %s ended %s after racing moves to delivered, running and succeeded; want succeeded", inv.ID, got.State)
+		}
+	}
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("AuditLog", func(t *testing.T) { testAudit(t, open) })
 	t.Run("AuditTrailsReachTheAuditLog", func(t *testing.T) { testAuditTrails(t, open) })
 	t.Run("CommandInvocations", func(t *testing.T) { testCommands(t, open) })
+	t.Run("CommandInvocationsRacingMoves", func(t *testing.T) { testCommandsRacing(t, open) })
 	t.Run("ThresholdsAndAuditCommitTogether", func(t *testing.T) { testThresholds(t, open) })
 	t.Run("CheckinsKeepOperatorState", func(t *testing.T) { testCheckinsKeepOperatorState(t, open) })
 	t.Run("FleetChangesSince", func(t *testing.T) { testFleetChanges(t, open) })
