@@ -60,7 +60,9 @@ func (t *Tail) Flush() {
 
 func (t *Tail) endLine() {
 	line := strings.TrimRight(strings.ToValidUTF8(string(t.cur), "\uFFFD"), "\r \t")
-	if t.long {
+	// Each invalid byte becomes a three-byte U+FFFD, so a line that fitted
+	// can outgrow the bound here: cut it as a long one.
+	if t.long || len(line) > MaxLineBytes {
 		// Cut on a rune boundary and mark the cut.
 		for len(line) > MaxLineBytes-len("…") {
 			_, size := utf8.DecodeLastRuneInString(line)

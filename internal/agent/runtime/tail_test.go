@@ -30,8 +30,21 @@ func TestTailKeepsTheLastLinesBounded(t *testing.T) {
 	}
 }
 
+// A line within the bound whose invalid bytes each become a three-byte
+// U+FFFD grows past it when made valid: it is cut like a long one (FuzzDemux
+// found it).
+func TestTailBoundsALineThatGrowsWhenMadeValid(t *testing.T) {
+	var tl Tail
+	_, _ = tl.Write([]byte(strings.Repeat("a\xff", MaxLineBytes/2) + "\n"))
+	got := tl.Lines()
+	if len(got) != 1 || len(got[0]) > MaxLineBytes || !utf8.ValidString(got[0]) || !strings.HasSuffix(got[0], "…") {
+		t.Fatalf("kept %d lines, the first %d bytes; want one valid line of at most %d bytes, marked cut", len(got), len(got[0]), MaxLineBytes)
+	}
+}
+
 func FuzzTail(f *testing.F) {
 	f.Add([]byte("a\nb\r\nc"), 3)
+	f.Add([]byte(strings.Repeat("a\xff", 256)), 64)
 	f.Add([]byte(strings.Repeat("\xff\xfe", 600)), 7)
 	f.Fuzz(func(t *testing.T, b []byte, split int) {
 		var tl Tail
