@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // tracker counts the services that started and have not stopped; it tells
@@ -64,28 +66,6 @@ func (t *tracker) running() int {
 	return t.live
 }
 
-// warnings is a slog handler keeping the records at warn and above.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
-func (w *warnings) WithGroup(string) slog.Handler                { return w }
-func (w *warnings) Handle(_ context.Context, r slog.Record) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.msgs = append(w.msgs, r.Message)
-	return nil
-}
-
-func (w *warnings) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.msgs...)
-}
-
 // TestShutdownDuringAHookSwitch has an update hook switch a deployment to a
 // release whose Start hangs, and the demo stop while it does: the stop does
 // not wait for the switch, whose request may never end, the switch gives up
@@ -97,7 +77,7 @@ func TestShutdownDuringAHookSwitch(t *testing.T) {
 		func(id, release string) (serviceSpec, bool) {
 			return serviceSpec{Deployment: id, Release: release}, true
 		})
-	var warned warnings
+	var warned testenv.Warnings
 	srv := httptest.NewServer(newHookHandler(svcs, slog.New(&warned)))
 	defer srv.Close()
 	post := func(id, release string) (int, error) {
@@ -145,7 +125,7 @@ func TestShutdownDuringAHookSwitch(t *testing.T) {
 	if err := svcs.Switch(context.Background(), "acme-prod", Current); !errors.Is(err, errStopping) {
 		t.Errorf("a switch after Shutdown returned %v, want %v", err, errStopping)
 	}
-	if w := warned.all(); len(w) > 0 {
+	if w := warned.All(); len(w) > 0 {
 		t.Errorf("an orderly stop logged warnings: %q", w)
 	}
 }

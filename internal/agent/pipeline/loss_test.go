@@ -22,6 +22,7 @@ import (
 	"github.com/periscope-dev/periscope/internal/clock"
 	"github.com/periscope-dev/periscope/internal/otlp"
 	"github.com/periscope-dev/periscope/internal/queue"
+	"github.com/periscope-dev/periscope/internal/testenv"
 )
 
 // gate is a manager stand-in that holds every request until release is closed,
@@ -55,44 +56,6 @@ func (g *gate) count() int {
 	return g.records
 }
 
-// lines is a log handler that keeps the messages logged at warning and above.
-type lines struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (l *lines) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelWarn }
-func (l *lines) WithAttrs([]slog.Attr) slog.Handler            { return l }
-func (l *lines) WithGroup(string) slog.Handler                 { return l }
-func (l *lines) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
-	l.mu.Lock()
-	l.msgs = append(l.msgs, b.String())
-	l.mu.Unlock()
-	return nil
-}
-
-// all returns a copy of the lines kept so far.
-func (l *lines) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.msgs...)
-}
-
-func (l *lines) matching(s string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // A small drop_oldest queue behind a manager that holds the first batch: records
 // are dropped, including from under the batch being sent, and every record sent is
 // either delivered or counted dropped, exactly, in the metric, the log and Loss.
@@ -107,7 +70,7 @@ func TestDropOldestCountsRecordsExactly(t *testing.T) {
 		}
 	}()
 	reg := prometheus.NewRegistry()
-	logs := &lines{}
+	logs := &testenv.Warnings{}
 	var mu sync.Mutex
 	var reported []Loss
 	p, err := New(Settings{
@@ -185,12 +148,12 @@ func TestDropOldestCountsRecordsExactly(t *testing.T) {
 	if got := p.Loss(); got.Counts["logs/queue_full"] != int64(lost) || len(got.Counts) != 1 || got.Last.IsZero() {
 		t.Errorf("Loss = %+v; want logs/queue_full %d", got, lost)
 	}
-	first := logs.matching("dropping telemetry the agent had accepted")
+	first := logs.Matching("dropping telemetry the agent had accepted")
 	if len(first) != 1 {
 		t.Errorf("first-drop lines: %q; want exactly one", first)
 	}
 	// Within a minute, the rest of the loss is told once more at most, on the way out.
-	if all := logs.matching("telemetry the agent had accepted"); len(all) > 2 {
+	if all := logs.Matching("telemetry the agent had accepted"); len(all) > 2 {
 		t.Errorf("%d loss lines within a minute, want at most 2: %q", len(all), all)
 	}
 	mu.Lock()
@@ -204,7 +167,7 @@ func TestDropOldestCountsRecordsExactly(t *testing.T) {
 // dropped since the last line, and a drop after a quiet minute at once again.
 func TestLossToldAtOnceThenOnceAMinute(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logs := &lines{}
+		logs := &testenv.Warnings{}
 		var (
 			mu      sync.Mutex
 			reports []Loss
@@ -216,8 +179,8 @@ func TestLossToldAtOnceThenOnceAMinute(t *testing.T) {
 
 		tr.add(otlp.Logs, "queue_full", 5)
 		synctest.Wait()
-		if got := logs.matching("dropping telemetry"); len(got) != 1 || !strings.Contains(got[0], "records=5") {
-			t.Fatalf("after the first drop: %q; want one line with 5 records", logs.all())
+		if got := logs.Matching("dropping telemetry"); len(got) != 1 || !strings.Contains(got[0], "records=5") {
+			t.Fatalf("after the first drop: %q; want one line with 5 records", logs.All())
 		}
 		for range 10 {
 			tr.add(otlp.Logs, "queue_full", 3)
@@ -225,23 +188,23 @@ func TestLossToldAtOnceThenOnceAMinute(t *testing.T) {
 			time.Sleep(5 * time.Second)
 		}
 		synctest.Wait()
-		if len(logs.all()) != 1 {
-			t.Fatalf("within the minute: %q; want no new line", logs.all())
+		if len(logs.All()) != 1 {
+			t.Fatalf("within the minute: %q; want no new line", logs.All())
 		}
 		time.Sleep(10 * time.Second) // the minute is up
 		synctest.Wait()
-		if len(logs.all()) != 2 || !strings.Contains(logs.all()[1], "records=40") || !strings.Contains(logs.all()[1], "total_since_start=45") {
-			t.Fatalf("after a minute: %q; want a second line with the 40 records since the first", logs.all())
+		if len(logs.All()) != 2 || !strings.Contains(logs.All()[1], "records=40") || !strings.Contains(logs.All()[1], "total_since_start=45") {
+			t.Fatalf("after a minute: %q; want a second line with the 40 records since the first", logs.All())
 		}
 		time.Sleep(10 * time.Minute) // quiet
 		synctest.Wait()
-		if len(logs.all()) != 2 {
-			t.Fatalf("while quiet: %q; want no new line", logs.all())
+		if len(logs.All()) != 2 {
+			t.Fatalf("while quiet: %q; want no new line", logs.All())
 		}
 		tr.add(otlp.Metrics, "expired", 2)
 		synctest.Wait()
-		if len(logs.all()) != 3 || !strings.Contains(logs.all()[2], "records=2") {
-			t.Fatalf("after a quiet spell: %q; want a line at once", logs.all())
+		if len(logs.All()) != 3 || !strings.Contains(logs.All()[2], "records=2") {
+			t.Fatalf("after a quiet spell: %q; want a line at once", logs.All())
 		}
 		cancel()
 		<-done
