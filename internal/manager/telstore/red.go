@@ -352,6 +352,13 @@ func (s *Reader) CompareReleases(ctx context.Context, q telquery.CompareQuery) (
 	} else {
 		L := min(W, curTo.Sub(curFrom), prevTo.Sub(prevFrom))
 		curTo, prevFrom = curFrom.Add(L), prevTo.Add(-L)
+		if p.last.Equal(c.first) && prevFrom.After(p.first) {
+			// The minute of the switch holds both releases, each for part of
+			// it: the previous release also gets the minute before, or just
+			// after a switch early in a minute its side is a moment of
+			// traffic, too little to judge the current release by.
+			prevFrom = prevFrom.Add(-time.Minute)
+		}
 	}
 	out := telquery.Comparison{Deployment: q.Deployment}
 	for _, side := range []struct {

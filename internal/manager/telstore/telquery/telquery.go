@@ -211,7 +211,9 @@ type RED struct {
 
 // CompareQuery compares a release with the one before it. With Deployment set it
 // compares that deployment's current release with the release it ran before,
-// over equally long windows just after and just before the switch; without, it
+// over equally long windows just after and just before the switch (the
+// previous release's a minute longer when both served in the minute of the
+// switch, so its side is never a moment of traffic); without, it
 // compares the fleet's newest release with the one before over the same window.
 type CompareQuery struct {
 	Filter

@@ -68,6 +68,7 @@ func Run(t *testing.T, open Opener) {
 		{"RetentionByAgeDropsOldRecords", testRetentionByAgeDropsOldRecords},
 		{"ACancelledConsumeIsStoredOnlyIfAcknowledged", testACancelledConsumeIsStoredOnlyIfAcknowledged},
 		{"CompareAfterARollbackUsesTheCurrentStretch", testCompareAfterARollbackUsesTheCurrentStretch},
+		{"CompareJustAfterASwitchSeesThePreviousRelease", testCompareJustAfterASwitchSeesThePreviousRelease},
 		{"TraceWithAParentCycleStillShowsEverySpan", testTraceWithAParentCycleStillShowsEverySpan},
 		{"TailMissesNothingWhileWritersCommitConcurrently", testTailMissesNothingWhileWritersCommitConcurrently},
 		{"REDBoundsPointsAndRatesThePartialLastStep", testREDBoundsPointsAndRatesThePartialLastStep},

@@ -345,6 +345,32 @@ func testCompareAfterARollbackUsesTheCurrentStretch(t *testing.T, open Opener) {
 	}
 }
 
+// A release switch a few seconds into a minute leaves the previous release a
+// moment of that minute. Weighed against the current release's first minute,
+// that moment holds a request or two, too few for a verdict until the next
+// minute: the regression detector then waited up to a minute to flag a
+// release that was clearly broken.
+func testCompareJustAfterASwitchSeesThePreviousRelease(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	for m := 0; m < 5; m++ {
+		Consume(t, s, SpanBatch(t, AcmeOld, Requests(uint64(m*1000), 20, 0, T0.Add(time.Duration(m)*time.Minute), 10*time.Millisecond, "/pay")...))
+	}
+	switchAt := T0.Add(5*time.Minute + 2*time.Second)
+	Consume(t, s, SpanBatch(t, AcmeOld, Requests(5000, 1, 0, T0.Add(5*time.Minute), 10*time.Millisecond, "/pay")...))
+	Consume(t, s, SpanBatch(t, AcmeNew, Requests(6000, 30, 6, switchAt, 10*time.Millisecond, "/pay")...))
+	c, err := s.CompareReleases(context.Background(), telquery.CompareQuery{Filter: telquery.Filter{Deployment: "acme-prod"}, Window: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Current.Release != "1.1.0" || c.Current.Requests != 30 || c.Current.Errors != 6 {
+		t.Fatalf("current side %+v, want 1.1.0's 30 requests and 6 errors", c.Current)
+	}
+	if c.Previous.Release != "1.0.0" || c.Previous.Requests != 21 {
+		t.Errorf("previous side %+v (%s–%s), want 1.0.0's last full minute and its moment of the switch's: 21 requests",
+			c.Previous, c.Previous.From, c.Previous.To)
+	}
+}
+
 func testTraceWithAParentCycleStillShowsEverySpan(t *testing.T, open Opener) {
 	s := open(t, Options{})
 	Consume(t, s, SpanBatch(t, AcmeOld,
